@@ -1,0 +1,1 @@
+//! Lexicon documents in, Rust source files out: a pure function.

@@ -1,0 +1,1 @@
+//! A single-user AT Protocol Personal Data Server for Cloudflare Workers.
