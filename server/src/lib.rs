@@ -1,1 +1,6 @@
 //! A single-user AT Protocol Personal Data Server for Cloudflare Workers.
+
+pub mod config;
+pub mod http;
+pub mod platform;
+pub mod routes;

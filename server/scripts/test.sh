@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# `npm test`: every test. Installs the toolchain, runs the native suite (unit tests, interop
+# vectors, codegen freshness, in-process XRPC), builds the Worker, then runs the end-to-end
+# suite against it under workerd.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+cd "$root"
+bash server/scripts/setup.sh
+test -d ../shared/interop-tests || { echo "../shared/interop-tests is missing: the tests need it" >&2; exit 1; }
+cargo test --workspace --locked
+bash server/scripts/build-worker.sh
+cargo test -p pds --features worker-e2e --test e2e --locked

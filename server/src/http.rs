@@ -1,0 +1,49 @@
+//! Platform-neutral HTTP request and response: what the shells (Worker, native) convert to and from,
+//! so that routing and every decision above it is shared code.
+
+/// An HTTP request as the PDS core sees it.
+#[derive(Debug, Clone, Default)]
+pub struct HttpRequest {
+    /// Upper-case method, e.g. `GET`.
+    pub method: String,
+    /// The URL path, e.g. `/xrpc/com.atproto.server.describeServer`.
+    pub path: String,
+    /// The raw query string without the leading `?` (may be empty).
+    pub query: String,
+    /// Header names lower-cased, in arrival order.
+    pub headers: Vec<(String, String)>,
+    /// The request body.
+    pub body: Vec<u8>,
+}
+
+impl HttpRequest {
+    /// The first value of a header, by lower-case name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// An HTTP response as the PDS core produces it.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// A JSON response with the given status.
+    pub fn json(status: u16, value: &serde_json::Value) -> Self {
+        HttpResponse {
+            status,
+            headers: vec![(
+                "content-type".into(),
+                "application/json; charset=utf-8".into(),
+            )],
+            body: value.to_string().into_bytes(),
+        }
+    }
+}

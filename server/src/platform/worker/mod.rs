@@ -1,0 +1,84 @@
+//! The Cloudflare Workers shell: a stateless fetch entry that forwards account work to the one
+//! SQLite-backed Durable Object, which runs the shared core.
+
+use worker::{
+    durable_object, event, Context, DurableObject, Env, Method, Request, Response, Result, State,
+};
+
+use crate::http::{HttpRequest, HttpResponse};
+
+/// The Durable Object instance name: one account per deployment, so one object.
+const ACCOUNT_OBJECT: &str = "account";
+
+#[event(fetch)]
+async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
+    let path = req.path();
+    if path.starts_with("/xrpc/") {
+        let stub = env.durable_object("ACCOUNT")?.get_by_name(ACCOUNT_OBJECT)?;
+        return stub.fetch_with_request(req).await;
+    }
+    to_worker_response(crate::routes::not_found())
+}
+
+/// The account's Durable Object: owns SQLite and runs XRPC methods.
+#[durable_object]
+pub struct AccountDurableObject {
+    #[allow(dead_code)]
+    state: State,
+    env: Env,
+}
+
+impl DurableObject for AccountDurableObject {
+    fn new(state: State, env: Env) -> Self {
+        Self { state, env }
+    }
+
+    async fn fetch(&self, mut req: Request) -> Result<Response> {
+        let request = from_worker_request(&mut req).await?;
+        let config = crate::config::Config::from_lookup(|name| {
+            self.env.var(name).ok().map(|v| v.to_string())
+        });
+        let response = crate::routes::handle(&config, request).await;
+        to_worker_response(response)
+    }
+}
+
+async fn from_worker_request(req: &mut Request) -> Result<HttpRequest> {
+    let url = req.url()?;
+    let method = match req.method() {
+        Method::Get => "GET",
+        Method::Post => "POST",
+        Method::Head => "HEAD",
+        Method::Options => "OPTIONS",
+        Method::Put => "PUT",
+        Method::Delete => "DELETE",
+        _ => "OTHER",
+    };
+    let headers = req
+        .headers()
+        .entries()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v))
+        .collect();
+    let body = if matches!(method, "GET" | "HEAD") {
+        Vec::new()
+    } else {
+        req.bytes().await?
+    };
+    Ok(HttpRequest {
+        method: method.to_owned(),
+        path: url.path().to_owned(),
+        query: url.query().unwrap_or("").to_owned(),
+        headers,
+        body,
+    })
+}
+
+fn to_worker_response(res: HttpResponse) -> Result<Response> {
+    let headers = worker::Headers::new();
+    for (name, value) in &res.headers {
+        headers.append(name, value)?;
+    }
+    Ok(Response::from_bytes(res.body)?
+        .with_status(res.status)
+        .with_headers(headers))
+}
