@@ -24,6 +24,11 @@ pub fn not_found() -> HttpResponse {
     xrpc_error(404, "NotFound", "Not Found")
 }
 
+/// The answer for a body over the shell's limit.
+pub fn payload_too_large() -> HttpResponse {
+    xrpc_error(413, "PayloadTooLarge", "request entity too large")
+}
+
 fn xrpc_error(status: u16, error: &str, message: &str) -> HttpResponse {
     HttpResponse::json(
         status,

@@ -1,4 +1,6 @@
 //! Platform shells: thin adapters from a runtime (Cloudflare Workers, or native) to the shared core.
 
+#[cfg(not(target_arch = "wasm32"))]
+pub mod native;
 #[cfg(target_arch = "wasm32")]
 pub mod worker;

@@ -41,4 +41,5 @@ pub fn syntax_vectors(name: &str) -> Vec<String> {
 }
 
 pub mod http;
+pub mod native;
 pub mod worker;
