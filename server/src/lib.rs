@@ -1,1 +1,4 @@
 //! A single-user AT Protocol Personal Data Server for Cloudflare Workers.
+
+pub mod crypto;
+pub mod data;
