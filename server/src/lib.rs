@@ -1,8 +1,11 @@
 //! A single-user AT Protocol Personal Data Server for Cloudflare Workers.
 
+pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod data;
 pub mod http;
 pub mod platform;
 pub mod routes;
+pub mod syntax;
+pub mod tid;
