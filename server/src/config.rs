@@ -1,13 +1,53 @@
-//! Deployment configuration: read once per request from the platform's variables
-//! (wrangler vars and secrets on Workers, the environment natively).
+//! Deployment configuration: read from the platform's variables (wrangler vars and secrets on
+//! Workers, the environment natively). Every problem names its variable; nothing panics.
 
 use std::fmt;
 
+use pds_api::runtime::syntax::{Did, Handle};
+
+use crate::crypto::{KeyAlgorithm, SigningKey};
+
+/// Variable names, documented in the README.
+pub mod vars {
+    /// The public hostname this PDS answers on, e.g. `pds.example.com` (a port is allowed locally).
+    pub const HOSTNAME: &str = "PDS_HOSTNAME";
+    /// The account's DID (`did:plc:...` or `did:web:...`).
+    pub const DID: &str = "PDS_DID";
+    /// The account's handle, e.g. `alice.example.com`.
+    pub const HANDLE: &str = "PDS_HANDLE";
+    /// Secret: the repository signing key, secp256k1, 32 bytes as hex.
+    pub const SIGNING_KEY: &str = "PDS_SIGNING_KEY";
+    /// Secret: the account password as an argon2id PHC string (`pds hash-password` makes one).
+    pub const PASSWORD_HASH: &str = "PDS_PASSWORD_HASH";
+    /// Secret: at least 32 random bytes as hex, keying the session tokens.
+    pub const JWT_SECRET: &str = "PDS_JWT_SECRET";
+}
+
 /// What one deployment is configured with.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Config {
-    /// The public hostname this PDS answers on (no scheme, no path).
+    /// The public hostname (no scheme, no path).
     pub hostname: String,
+    /// The one account this PDS hosts.
+    pub did: Did,
+    pub handle: Handle,
+    /// The key that signs the repository's commits.
+    pub signing_key: SigningKey,
+    /// argon2id PHC string of the account password.
+    pub password_hash: String,
+    /// Key material for session tokens.
+    pub jwt_secret: Vec<u8>,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Secrets are never printed.
+        f.debug_struct("Config")
+            .field("hostname", &self.hostname)
+            .field("did", &self.did.as_str())
+            .field("handle", &self.handle.as_str())
+            .finish_non_exhaustive()
+    }
 }
 
 /// A configuration problem, naming the variable.
@@ -21,7 +61,7 @@ impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "configuration variable {}: {}",
+            "configuration variable {} {}",
             self.variable, self.problem
         )
     }
@@ -32,36 +72,197 @@ impl std::error::Error for ConfigError {}
 impl Config {
     /// Reads the configuration through `lookup(name) -> value`.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let hostname = require(&lookup, "PDS_HOSTNAME")?;
-        let valid = !hostname.is_empty()
-            && hostname.len() <= 253
-            && hostname
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'));
-        if !valid {
-            return Err(ConfigError {
-                variable: "PDS_HOSTNAME",
-                problem: format!("{hostname:?} is not a hostname (like pds.example.com)"),
-            });
+        let get = |variable: &'static str| -> Result<String, ConfigError> {
+            match lookup(variable) {
+                Some(v) if !v.trim().is_empty() => Ok(v.trim().to_owned()),
+                _ => Err(ConfigError {
+                    variable,
+                    problem: "is not set".into(),
+                }),
+            }
+        };
+        let bad = |variable: &'static str, problem: String| ConfigError { variable, problem };
+
+        let hostname = get(vars::HOSTNAME)?;
+        if !is_hostname(&hostname) {
+            return Err(bad(
+                vars::HOSTNAME,
+                format!("is not a hostname (like pds.example.com): {hostname:?}"),
+            ));
         }
-        Ok(Config { hostname })
+        let did =
+            Did::new(get(vars::DID)?).map_err(|e| bad(vars::DID, format!("is not a DID: {e}")))?;
+        if !matches!(did.method(), "plc" | "web") {
+            return Err(bad(
+                vars::DID,
+                format!("must be a did:plc or did:web, not did:{}", did.method()),
+            ));
+        }
+        let handle = Handle::new(get(vars::HANDLE)?)
+            .map_err(|e| bad(vars::HANDLE, format!("is not a handle: {e}")))?;
+        let signing_key = SigningKey::from_hex(KeyAlgorithm::K256, &get(vars::SIGNING_KEY)?)
+            .map_err(|e| {
+                bad(
+                    vars::SIGNING_KEY,
+                    format!("is not a secp256k1 private key in hex: {e}"),
+                )
+            })?;
+        let password_hash = get(vars::PASSWORD_HASH)?;
+        if !password_hash.starts_with("$argon2id$") {
+            return Err(bad(
+                vars::PASSWORD_HASH,
+                "must be an argon2id PHC string ($argon2id$...)".into(),
+            ));
+        }
+        let jwt_secret = decode_hex(&get(vars::JWT_SECRET)?)
+            .filter(|b| b.len() >= 32)
+            .ok_or_else(|| bad(vars::JWT_SECRET, "must be at least 32 bytes as hex".into()))?;
+        Ok(Config {
+            hostname,
+            did,
+            handle,
+            signing_key,
+            password_hash,
+            jwt_secret,
+        })
     }
 
     /// The server's own DID: `did:web` of its hostname (a port is percent-encoded).
     pub fn service_did(&self) -> String {
         format!("did:web:{}", self.hostname.replace(':', "%3A"))
     }
+
+    /// The public URL of this PDS. `http` only for loopback development hosts.
+    pub fn public_url(&self) -> String {
+        let host = self.hostname.split(':').next().unwrap_or("");
+        let scheme = if host == "localhost" || host == "127.0.0.1" {
+            "http"
+        } else {
+            "https"
+        };
+        format!("{scheme}://{}", self.hostname)
+    }
 }
 
-fn require(
-    lookup: &impl Fn(&str) -> Option<String>,
-    variable: &'static str,
-) -> Result<String, ConfigError> {
-    match lookup(variable) {
-        Some(v) if !v.trim().is_empty() => Ok(v.trim().to_owned()),
-        _ => Err(ConfigError {
-            variable,
-            problem: "is not set".into(),
-        }),
+fn is_hostname(s: &str) -> bool {
+    let (host, port) = match s.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (s, None),
+    };
+    let host_ok = !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        });
+    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|n| n > 0));
+    host_ok && port_ok
+}
+
+/// Decodes lower- or upper-case hex; `None` when malformed.
+pub fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn full() -> Vec<(&'static str, String)> {
+        vec![
+            (vars::HOSTNAME, "pds.example.com".into()),
+            (vars::DID, "did:plc:ewvi7nxzyoun6zhxrhs64oiz".into()),
+            (vars::HANDLE, "alice.example.com".into()),
+            (
+                vars::SIGNING_KEY,
+                "9085d2bef69286a6cbb51623c8fa258629945cd55ca705cc4e66700396894e0c".into(),
+            ),
+            (
+                vars::PASSWORD_HASH,
+                "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA".into(),
+            ),
+            (vars::JWT_SECRET, "00".repeat(32)),
+        ]
+    }
+
+    fn read(vars: &[(&'static str, String)]) -> Result<Config, ConfigError> {
+        Config::from_lookup(|name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.clone())
+        })
+    }
+
+    #[test]
+    fn complete_configuration_reads() {
+        let c = read(&full()).unwrap();
+        assert_eq!(c.hostname, "pds.example.com");
+        assert_eq!(c.service_did(), "did:web:pds.example.com");
+        assert_eq!(c.public_url(), "https://pds.example.com");
+        assert_eq!(c.handle.as_str(), "alice.example.com");
+    }
+
+    #[test]
+    fn every_missing_variable_is_named() {
+        for (name, _) in full() {
+            let vars: Vec<_> = full().into_iter().filter(|(k, _)| *k != name).collect();
+            let err = read(&vars)
+                .err()
+                .unwrap_or_else(|| panic!("{name} missing was accepted"));
+            assert_eq!(err.variable, name);
+            assert!(err.to_string().contains(name), "{err}");
+        }
+    }
+
+    #[test]
+    fn malformed_values_are_named() {
+        let cases = [
+            (vars::HOSTNAME, "https://pds.example.com/"),
+            (
+                vars::DID,
+                "did:key:zQ3shokFTS3brHcDQrn82RUDfCZESWL1ZdCEJwekUDPQiYBme",
+            ),
+            (vars::DID, "not a did"),
+            (vars::HANDLE, "alice"),
+            (vars::SIGNING_KEY, "abcd"),
+            (vars::PASSWORD_HASH, "hunter2"),
+            (vars::JWT_SECRET, "00ff"),
+        ];
+        for (name, value) in cases {
+            let vars: Vec<_> = full()
+                .into_iter()
+                .map(|(k, v)| {
+                    if k == name {
+                        (k, value.to_owned())
+                    } else {
+                        (k, v)
+                    }
+                })
+                .collect();
+            let err = read(&vars)
+                .err()
+                .unwrap_or_else(|| panic!("{name}={value} was accepted"));
+            assert_eq!(err.variable, name, "{value}");
+        }
+    }
+
+    #[test]
+    fn local_hosts_use_http() {
+        let mut vars = full();
+        vars[0].1 = "localhost:2583".into();
+        let c = read(&vars).unwrap();
+        assert_eq!(c.public_url(), "http://localhost:2583");
+        assert_eq!(c.service_did(), "did:web:localhost%3A2583");
     }
 }

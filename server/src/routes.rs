@@ -1,13 +1,55 @@
-//! The top of the shared request path: every request either shell receives ends here.
+//! The top of the shared request path. The Worker answers `stateless` routes itself and sends
+//! the rest to the account's Durable Object, which runs `account`; the native shell runs both.
 
 use crate::config::{Config, ConfigError};
 use crate::http::{HttpRequest, HttpResponse};
 
-/// Handles one request with the deployment's configuration.
+/// Handles one request in one place (the native shell).
 pub async fn handle(config: &Result<Config, ConfigError>, req: HttpRequest) -> HttpResponse {
+    match stateless(config, &req) {
+        Some(res) => res,
+        None => account(config, req).await,
+    }
+}
+
+/// Answers what needs no account state (well-known documents, the front page, 404s), or
+/// `None` for requests that belong to the account's Durable Object.
+pub fn stateless(config: &Result<Config, ConfigError>, req: &HttpRequest) -> Option<HttpResponse> {
+    if req.path.starts_with("/xrpc/") {
+        return None;
+    }
     let config = match config {
         Ok(c) => c,
-        Err(e) => return xrpc_error(500, "InternalServerError", &e.to_string()),
+        Err(e) => return Some(config_error(e)),
+    };
+    Some(match (req.method.as_str(), req.path.as_str()) {
+        ("GET" | "HEAD", "/.well-known/atproto-did") => HttpResponse {
+            status: 200,
+            headers: vec![("content-type".into(), "text/plain; charset=utf-8".into())],
+            body: config.did.as_str().as_bytes().to_vec(),
+        },
+        ("GET" | "HEAD", "/.well-known/did.json") if is_own_did_web(config) => {
+            HttpResponse::json(200, &did_document(config))
+        }
+        ("GET" | "HEAD", "/") => HttpResponse {
+            status: 200,
+            headers: vec![("content-type".into(), "text/plain; charset=utf-8".into())],
+            body: format!(
+                "This is an AT Protocol Personal Data Server (rust-pds {}) hosting {}.\n",
+                env!("CARGO_PKG_VERSION"),
+                config.handle.as_str()
+            )
+            .into_bytes(),
+        },
+        _ => not_found(),
+    })
+}
+
+/// Handles an account request (`/xrpc/...`): runs inside the Durable Object on Workers.
+pub async fn account(config: &Result<Config, ConfigError>, req: HttpRequest) -> HttpResponse {
+    let config = match config {
+        Ok(c) => c,
+        Err(e) => return config_error(e),
     };
     let _ = config;
     match (req.method.as_str(), req.path.as_str()) {
@@ -19,6 +61,36 @@ pub async fn handle(config: &Result<Config, ConfigError>, req: HttpRequest) -> H
     }
 }
 
+/// A did:web DID document is ours to serve only when the account is `did:web` of this host.
+fn is_own_did_web(config: &Config) -> bool {
+    config.did.as_str() == config.service_did()
+}
+
+/// The account's DID document (for did:web accounts): its handle, signing key and PDS endpoint.
+pub fn did_document(config: &Config) -> serde_json::Value {
+    let did = config.did.as_str();
+    serde_json::json!({
+        "@context": [
+            "https://www.w3.org/ns/did/v1",
+            "https://w3id.org/security/multikey/v1",
+            "https://w3id.org/security/suites/secp256k1-2019/v1"
+        ],
+        "id": did,
+        "alsoKnownAs": [format!("at://{}", config.handle.as_str())],
+        "verificationMethod": [{
+            "id": format!("{did}#atproto"),
+            "type": "Multikey",
+            "controller": did,
+            "publicKeyMultibase": config.signing_key.public_key().to_multibase(),
+        }],
+        "service": [{
+            "id": "#atproto_pds",
+            "type": "AtprotoPersonalDataServer",
+            "serviceEndpoint": config.public_url(),
+        }]
+    })
+}
+
 /// The answer for a path the PDS does not serve.
 pub fn not_found() -> HttpResponse {
     xrpc_error(404, "NotFound", "Not Found")
@@ -27,6 +99,14 @@ pub fn not_found() -> HttpResponse {
 /// The answer for a body over the shell's limit.
 pub fn payload_too_large() -> HttpResponse {
     xrpc_error(413, "PayloadTooLarge", "request entity too large")
+}
+
+fn config_error(e: &ConfigError) -> HttpResponse {
+    xrpc_error(
+        500,
+        "InternalServerError",
+        &format!("The server is misconfigured: {e}"),
+    )
 }
 
 fn xrpc_error(status: u16, error: &str, message: &str) -> HttpResponse {

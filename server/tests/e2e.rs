@@ -19,7 +19,8 @@ macro_rules! on_both_shells {
     };
 }
 
-on_both_shells!(health_and_unknown_paths);
+// Every scenario, once: each runs on both shells.
+on_both_shells!(health_and_unknown_paths, well_known_identity);
 
 fn health_and_unknown_paths(base: &str) {
     let health = get(base, "/xrpc/_health");
@@ -29,4 +30,36 @@ fn health_and_unknown_paths(base: &str) {
     let missing = get(base, "/no/such/path");
     assert_eq!(missing.status, 404);
     assert_eq!(missing.json()["error"], "NotFound");
+}
+
+fn well_known_identity(base: &str) {
+    let did = get(base, "/.well-known/atproto-did");
+    assert_eq!(did.status, 200);
+    assert_eq!(
+        String::from_utf8(did.body).unwrap(),
+        support::account::did()
+    );
+
+    let doc = get(base, "/.well-known/did.json");
+    assert_eq!(doc.status, 200);
+    let doc = doc.json();
+    assert_eq!(doc["id"], support::account::did());
+    assert_eq!(
+        doc["alsoKnownAs"][0],
+        format!("at://{}", support::account::HANDLE)
+    );
+    assert_eq!(doc["service"][0]["serviceEndpoint"], "http://localhost");
+    let key = doc["verificationMethod"][0]["publicKeyMultibase"]
+        .as_str()
+        .unwrap();
+    let signing = pds::crypto::SigningKey::from_hex(
+        pds::crypto::KeyAlgorithm::K256,
+        &support::account::vars()
+            .iter()
+            .find(|(k, _)| k == "PDS_SIGNING_KEY")
+            .unwrap()
+            .1,
+    )
+    .unwrap();
+    assert_eq!(key, signing.public_key().to_multibase());
 }

@@ -1,45 +1,113 @@
-//! `pds`: the native server (self-hosting off Cloudflare, and tests).
+//! `pds`: the command line of the PDS.
 //!
-//! `pds serve [ADDR]` serves on ADDR (default 127.0.0.1:2583) with configuration from the
-//! environment (the same variables as the Worker's, see README).
+//! - `pds serve [ADDR]`: the native server on ADDR (default 127.0.0.1:2583), configured from the
+//!   environment with the same variables as the Worker (see README).
+//! - `pds dev-init [--port N] [--out FILE]`: writes a fresh local development account to FILE
+//!   (default `.dev.vars`) unless it exists. `PDS_DEV_HANDLE` and `PDS_DEV_PASSWORD` preset the
+//!   handle and password; otherwise the password is random and printed once.
+//! - `pds hash-password`: reads a password from standard input, prints its argon2id PHC string
+//!   (for the `PDS_PASSWORD_HASH` secret).
 
 #[cfg(not(target_arch = "wasm32"))]
 fn main() -> std::process::ExitCode {
-    use std::process::ExitCode;
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("serve") => {
-            let addr = args.get(1).map(String::as_str).unwrap_or("127.0.0.1:2583");
-            let addr: std::net::SocketAddr = match addr.parse() {
-                Ok(a) => a,
-                Err(e) => {
-                    eprintln!("pds serve: bad address {addr:?}: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            let config = pds::config::Config::from_lookup(|name| std::env::var(name).ok());
-            if let Err(e) = &config {
-                eprintln!("pds serve: {e}");
-                return ExitCode::from(2);
-            }
-            match pds::platform::native::spawn(addr, config) {
-                Ok(bound) => {
-                    println!("Serving on http://{bound}");
-                    loop {
-                        std::thread::park();
-                    }
-                }
-                Err(e) => {
-                    eprintln!("pds serve: {e}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
-        _ => {
-            eprintln!("usage: pds serve [ADDR]");
-            ExitCode::from(2)
+    let result = match args.first().map(String::as_str) {
+        Some("serve") => serve(args.get(1).map(String::as_str)),
+        Some("dev-init") => dev_init(&args[1..]),
+        Some("hash-password") => hash_password(),
+        _ => Err(
+            "usage: pds serve [ADDR] | pds dev-init [--port N] [--out FILE] | pds hash-password"
+                .into(),
+        ),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("pds: {message}");
+            std::process::ExitCode::from(2)
         }
     }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn serve(addr: Option<&str>) -> Result<(), String> {
+    let addr = addr.unwrap_or("127.0.0.1:2583");
+    let addr: std::net::SocketAddr = addr
+        .parse()
+        .map_err(|e| format!("bad address {addr:?}: {e}"))?;
+    let config = pds::config::Config::from_lookup(|name| std::env::var(name).ok())
+        .map_err(|e| e.to_string())?;
+    let bound = pds::platform::native::spawn(addr, Ok(config)).map_err(|e| e.to_string())?;
+    println!("Serving on http://{bound}");
+    loop {
+        std::thread::park();
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn dev_init(args: &[String]) -> Result<(), String> {
+    let mut port: u16 = 2583;
+    let mut out = std::path::PathBuf::from(".dev.vars");
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let value = it.next().ok_or_else(|| format!("{arg} needs a value"))?;
+        match arg.as_str() {
+            "--port" => port = value.parse().map_err(|_| format!("bad port {value:?}"))?,
+            "--out" => out = value.into(),
+            _ => return Err(format!("unknown option {arg}")),
+        }
+    }
+    if out.exists() {
+        println!("{} exists: keeping its account", out.display());
+        return Ok(());
+    }
+    let handle = std::env::var("PDS_DEV_HANDLE")
+        .ok()
+        .filter(|s| !s.is_empty());
+    let preset = std::env::var("PDS_DEV_PASSWORD")
+        .ok()
+        .filter(|s| !s.is_empty());
+    let account =
+        pds::dev_account::DevAccount::generate(port, handle.as_deref(), preset.as_deref())?;
+    std::fs::write(&out, account.to_dotenv())
+        .map_err(|e| format!("writing {}: {e}", out.display()))?;
+    let get = |name: &str| {
+        account
+            .vars
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("")
+    };
+    println!(
+        "Created the local development account in {}:",
+        out.display()
+    );
+    println!("  handle:   {}", get(pds::config::vars::HANDLE));
+    println!("  DID:      {}", get(pds::config::vars::DID));
+    if preset.is_some() {
+        println!("  password: (as given in PDS_DEV_PASSWORD)");
+    } else {
+        println!(
+            "  password: {}   <- shown once; it is stored only as a hash",
+            account.password
+        );
+    }
+    Ok(())
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn hash_password() -> Result<(), String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
+    let password = line.trim_end_matches(['\r', '\n']);
+    if password.len() < 8 {
+        return Err("the password must have at least 8 characters".into());
+    }
+    println!("{}", pds::password::hash(password)?);
+    Ok(())
 }
 
 #[cfg(target_arch = "wasm32")]

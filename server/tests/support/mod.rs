@@ -40,6 +40,7 @@ pub fn syntax_vectors(name: &str) -> Vec<String> {
     vectors
 }
 
+pub mod account;
 pub mod http;
 pub mod native;
 pub mod worker;

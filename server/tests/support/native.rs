@@ -9,31 +9,16 @@ pub struct NativeServer {
 }
 
 impl NativeServer {
-    /// Starts a server whose configuration is `vars` (name, value), like the Worker's vars.
-    pub fn start(vars: &[(&str, &str)]) -> NativeServer {
-        let owned: Vec<(String, String)> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+    /// Starts a server with the test account, `overrides` applied to its variables.
+    pub fn start(overrides: &[(&str, &str)]) -> NativeServer {
+        let vars = super::account::vars_with(overrides);
         let config = Config::from_lookup(|name| {
-            owned
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-                .or_else(|| default_var(name))
+            vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
         });
         let addr = pds::platform::native::spawn("127.0.0.1:0".parse().unwrap(), config)
             .expect("start native server");
         NativeServer {
             base: format!("http://{addr}"),
         }
-    }
-}
-
-/// The variables wrangler.toml gives the Worker, so both shells start alike.
-fn default_var(name: &str) -> Option<String> {
-    match name {
-        "PDS_HOSTNAME" => Some("localhost".into()),
-        _ => None,
     }
 }

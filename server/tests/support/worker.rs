@@ -26,8 +26,10 @@ pub fn project_root() -> PathBuf {
 }
 
 impl WorkerServer {
-    /// Starts the Worker with fresh state and the given extra variables (`--var NAME:VALUE`).
-    pub fn start(vars: &[(&str, &str)]) -> WorkerServer {
+    /// Starts the Worker with fresh state and the test account, `overrides` applied to its
+    /// variables (passed as `--var NAME:VALUE`, which wins over any `.dev.vars`).
+    pub fn start(overrides: &[(&str, &str)]) -> WorkerServer {
+        let vars = super::account::vars_with(overrides);
         let root = project_root();
         let bundle = root.join("server/build/index.js");
         assert!(
@@ -64,7 +66,7 @@ impl WorkerServer {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0);
-        for (name, value) in vars {
+        for (name, value) in &vars {
             cmd.arg("--var").arg(format!("{name}:{value}"));
         }
         let mut child = cmd.spawn().expect("spawn wrangler dev");

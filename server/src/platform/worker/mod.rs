@@ -11,13 +11,27 @@ use crate::http::{HttpRequest, HttpResponse};
 const ACCOUNT_OBJECT: &str = "account";
 
 #[event(fetch)]
-async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
-    let path = req.path();
-    if path.starts_with("/xrpc/") {
-        let stub = env.durable_object("ACCOUNT")?.get_by_name(ACCOUNT_OBJECT)?;
-        return stub.fetch_with_request(req).await;
+async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
+    if !req.path().starts_with("/xrpc/") {
+        let request = from_worker_request(&mut req).await?;
+        if let Some(res) = crate::routes::stateless(&read_config(&env), &request) {
+            return to_worker_response(res);
+        }
     }
-    to_worker_response(crate::routes::not_found())
+    let stub = env.durable_object("ACCOUNT")?.get_by_name(ACCOUNT_OBJECT)?;
+    stub.fetch_with_request(req).await
+}
+
+/// Reads the configuration from the Worker's variables and secrets.
+fn read_config(
+    env: &Env,
+) -> std::result::Result<crate::config::Config, crate::config::ConfigError> {
+    crate::config::Config::from_lookup(|name| {
+        env.secret(name)
+            .or_else(|_| env.var(name))
+            .ok()
+            .map(|v| v.to_string())
+    })
 }
 
 /// The account's Durable Object: owns SQLite and runs XRPC methods.

@@ -1,0 +1,45 @@
+//! The account every end-to-end test server is configured with.
+
+use std::sync::OnceLock;
+
+/// The test account's password.
+pub const PASSWORD: &str = "test-password-1234";
+/// The test account's handle.
+pub const HANDLE: &str = "alice.test";
+/// The test servers' hostname (and so the account's did:web).
+pub const HOSTNAME: &str = "localhost";
+
+/// The configuration variables of the test account (generated once per test process).
+pub fn vars() -> &'static [(String, String)] {
+    static VARS: OnceLock<Vec<(String, String)>> = OnceLock::new();
+    VARS.get_or_init(|| {
+        let account =
+            pds::dev_account::DevAccount::generate(1, Some(HANDLE), Some(PASSWORD)).unwrap();
+        account
+            .vars
+            .into_iter()
+            .map(|(k, v)| match k {
+                pds::config::vars::HOSTNAME => (k.to_owned(), HOSTNAME.to_owned()),
+                pds::config::vars::DID => (k.to_owned(), format!("did:web:{HOSTNAME}")),
+                _ => (k.to_owned(), v),
+            })
+            .collect()
+    })
+}
+
+/// `vars()` with `overrides` applied (name, value).
+pub fn vars_with(overrides: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut vars = vars().to_vec();
+    for (name, value) in overrides {
+        match vars.iter_mut().find(|(k, _)| k == name) {
+            Some(slot) => slot.1 = value.to_string(),
+            None => vars.push((name.to_string(), value.to_string())),
+        }
+    }
+    vars
+}
+
+/// The account's DID.
+pub fn did() -> String {
+    format!("did:web:{HOSTNAME}")
+}
