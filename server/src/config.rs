@@ -114,7 +114,7 @@ impl Config {
                 "must be an argon2id PHC string ($argon2id$...)".into(),
             ));
         }
-        let jwt_secret = decode_hex(&get(vars::JWT_SECRET)?)
+        let jwt_secret = crate::hex::decode(&get(vars::JWT_SECRET)?)
             .filter(|b| b.len() >= 32)
             .ok_or_else(|| bad(vars::JWT_SECRET, "must be at least 32 bytes as hex".into()))?;
         Ok(Config {
@@ -162,17 +162,6 @@ fn is_hostname(s: &str) -> bool {
         });
     let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|n| n > 0));
     host_ok && port_ok
-}
-
-/// Decodes lower- or upper-case hex; `None` when malformed.
-pub fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 #[cfg(test)]

@@ -40,7 +40,7 @@ impl DevAccount {
             (vars::HANDLE, handle),
             (vars::SIGNING_KEY, signing_key.to_hex()),
             (vars::PASSWORD_HASH, crate::password::hash(&password)?),
-            (vars::JWT_SECRET, hex(&random_bytes::<32>()?)),
+            (vars::JWT_SECRET, crate::hex::encode(&random_bytes::<32>()?)),
         ];
         Ok(DevAccount { vars, password })
     }
@@ -77,10 +77,6 @@ fn random_password() -> Result<String, String> {
         .map(|c| c.iter().collect::<String>())
         .collect::<Vec<_>>()
         .join("-"))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
