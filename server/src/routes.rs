@@ -15,9 +15,19 @@ pub async fn handle(config: &Result<Config, ConfigError>, req: HttpRequest) -> H
 /// Answers what needs no account state (well-known documents, the front page, 404s), or
 /// `None` for requests that belong to the account's Durable Object.
 pub fn stateless(config: &Result<Config, ConfigError>, req: &HttpRequest) -> Option<HttpResponse> {
+    if req.method == "OPTIONS" {
+        return Some(preflight(req));
+    }
     if req.path.starts_with("/xrpc/") {
         return None;
     }
+    stateless_route(config, req).map(with_cors)
+}
+
+fn stateless_route(
+    config: &Result<Config, ConfigError>,
+    req: &HttpRequest,
+) -> Option<HttpResponse> {
     let config = match config {
         Ok(c) => c,
         Err(e) => return Some(config_error(e)),
@@ -47,6 +57,10 @@ pub fn stateless(config: &Result<Config, ConfigError>, req: &HttpRequest) -> Opt
 
 /// Handles an account request (`/xrpc/...`): runs inside the Durable Object on Workers.
 pub async fn account(config: &Result<Config, ConfigError>, req: HttpRequest) -> HttpResponse {
+    with_cors(account_route(config, req).await)
+}
+
+async fn account_route(config: &Result<Config, ConfigError>, req: HttpRequest) -> HttpResponse {
     let config = match config {
         Ok(c) => c,
         Err(e) => return config_error(e),
@@ -59,6 +73,43 @@ pub async fn account(config: &Result<Config, ConfigError>, req: HttpRequest) -> 
         ),
         _ => not_found(),
     }
+}
+
+/// Response headers browsers may read: OAuth/DPoP and rate-limit headers.
+const EXPOSED_HEADERS: &str =
+    "WWW-Authenticate, DPoP-Nonce, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, RateLimit-Policy";
+
+/// Any origin may call the PDS: authorization is by token, never by cookie.
+fn with_cors(mut res: HttpResponse) -> HttpResponse {
+    res.headers
+        .push(("access-control-allow-origin".into(), "*".into()));
+    res.headers.push((
+        "access-control-expose-headers".into(),
+        EXPOSED_HEADERS.into(),
+    ));
+    res
+}
+
+/// The answer to a CORS preflight: the methods XRPC uses and whatever headers the client asks for.
+fn preflight(req: &HttpRequest) -> HttpResponse {
+    let asked = req.header("access-control-request-headers").unwrap_or("");
+    let allow_headers = if asked.is_empty() {
+        "Authorization, Content-Type, DPoP, atproto-proxy, atproto-accept-labelers"
+    } else {
+        asked
+    };
+    with_cors(HttpResponse {
+        status: 204,
+        headers: vec![
+            (
+                "access-control-allow-methods".into(),
+                "GET, HEAD, POST, PUT, DELETE, OPTIONS".into(),
+            ),
+            ("access-control-allow-headers".into(), allow_headers.into()),
+            ("access-control-max-age".into(), "86400".into()),
+        ],
+        body: Vec::new(),
+    })
 }
 
 /// A did:web DID document is ours to serve only when the account is `did:web` of this host.

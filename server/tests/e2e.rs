@@ -20,7 +20,11 @@ macro_rules! on_both_shells {
 }
 
 // Every scenario, once: each runs on both shells.
-on_both_shells!(health_and_unknown_paths, well_known_identity);
+on_both_shells!(
+    health_and_unknown_paths,
+    well_known_identity,
+    cors_for_browsers
+);
 
 fn health_and_unknown_paths(base: &str) {
     let health = get(base, "/xrpc/_health");
@@ -62,4 +66,45 @@ fn well_known_identity(base: &str) {
     )
     .unwrap();
     assert_eq!(key, signing.public_key().to_multibase());
+}
+
+fn cors_for_browsers(base: &str) {
+    use support::http::request;
+    let preflight = request(
+        base,
+        "OPTIONS",
+        "/xrpc/com.atproto.repo.createRecord",
+        &[
+            ("origin", "https://app.example"),
+            ("access-control-request-method", "POST"),
+            (
+                "access-control-request-headers",
+                "authorization,content-type,dpop",
+            ),
+        ],
+        b"",
+    );
+    assert_eq!(preflight.status, 204);
+    assert_eq!(preflight.header("access-control-allow-origin"), Some("*"));
+    assert_eq!(
+        preflight.header("access-control-allow-headers"),
+        Some("authorization,content-type,dpop")
+    );
+    assert!(preflight
+        .header("access-control-allow-methods")
+        .unwrap()
+        .contains("POST"));
+
+    for path in ["/xrpc/_health", "/.well-known/atproto-did", "/no/such/path"] {
+        let res = request(base, "GET", path, &[("origin", "https://app.example")], b"");
+        assert_eq!(
+            res.header("access-control-allow-origin"),
+            Some("*"),
+            "{path}"
+        );
+        let exposed = res.header("access-control-expose-headers").unwrap_or("");
+        for header in ["WWW-Authenticate", "DPoP-Nonce", "RateLimit-Remaining"] {
+            assert!(exposed.contains(header), "{path} exposes {exposed}");
+        }
+    }
 }
