@@ -94,6 +94,9 @@ fn main() {
         time(&format!("decode {name}"), 200_000, bytes.len(), || {
             decode(&bytes).map(|_| ())
         });
+        time(&format!("validate {name}"), 200_000, bytes.len(), || {
+            pds::data::validate(&bytes)
+        });
         time(
             &format!("cid_for_cbor {name}"),
             200_000,
