@@ -664,10 +664,15 @@ impl<'a> Gen<'a> {
         let vids: Vec<_> = variants.iter().map(|(i, _)| i.clone()).collect();
         let vstrs: Vec<_> = variants.iter().map(|(_, s)| s.clone()).collect();
         let vdocs: Vec<String> = vstrs.iter().map(|s| format!(" `{s}`")).collect();
+        let sep = if desc.is_some() {
+            quote! { #[doc = ""] }
+        } else {
+            quote! {}
+        };
         if open {
             cx.items.push(quote! {
                 #d
-                #[doc = ""]
+                #sep
                 #[doc = " Known values; any other string is kept in `Other`."]
                 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
                 #[serde(from = "String", into = "String")]
@@ -808,9 +813,14 @@ impl<'a> Gen<'a> {
         } else {
             " An open union: unknown `$type`s are kept in `Unknown`."
         };
+        let sep = if desc.is_some() {
+            quote! { #[doc = ""] }
+        } else {
+            quote! {}
+        };
         cx.items.push(quote! {
             #d
-            #[doc = ""]
+            #sep
             #[doc = #kind_doc]
             #[derive(Debug, Clone, PartialEq)]
             pub enum #n {
@@ -895,7 +905,11 @@ impl<'a> Gen<'a> {
                         fields.push(quote! { #n: #v, });
                     }
                 }
-                quote! { #s::Integer(#rt::schema::IntegerSchema { #(#fields)* ..#rt::schema::IntegerSchema::NONE }) }
+                if fields.is_empty() {
+                    quote! { #s::Integer(#rt::schema::IntegerSchema::NONE) }
+                } else {
+                    quote! { #s::Integer(#rt::schema::IntegerSchema { #(#fields)* ..#rt::schema::IntegerSchema::NONE }) }
+                }
             }
             Kind::String(st) => {
                 let opt_str = |v: &Option<String>| match v {
@@ -931,7 +945,11 @@ impl<'a> Gen<'a> {
                         fields.push(quote! { #n: #v, });
                     }
                 }
-                quote! { #s::String(#rt::schema::StringSchema { #(#fields)* ..#rt::schema::StringSchema::NONE }) }
+                if fields.is_empty() {
+                    quote! { #s::String(#rt::schema::StringSchema::NONE) }
+                } else {
+                    quote! { #s::String(#rt::schema::StringSchema { #(#fields)* ..#rt::schema::StringSchema::NONE }) }
+                }
             }
             Kind::Bytes {
                 min_length,

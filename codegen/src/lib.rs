@@ -630,3 +630,39 @@ pub fn existing_files(dir: &Path) -> Result<BTreeSet<String>, Error> {
     rec(dir, dir, &mut out)?;
     Ok(out)
 }
+
+/// Compares generated output with a directory: one line per problem (missing file, differing
+/// file with its first differing line, extra stale file). Empty when `dir` is exactly `expected`.
+pub fn compare_with_dir(expected: &BTreeMap<String, String>, dir: &Path) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (rel, text) in expected {
+        match std::fs::read_to_string(dir.join(rel)) {
+            Err(_) => problems.push(format!("generated/{rel}: missing")),
+            Ok(actual) if actual != *text => {
+                let line = actual
+                    .lines()
+                    .zip(text.lines())
+                    .position(|(a, b)| a != b)
+                    .unwrap_or_else(|| actual.lines().count().min(text.lines().count()));
+                problems.push(format!(
+                    "generated/{rel}: differs from the lexicons (first at line {})",
+                    line + 1
+                ));
+            }
+            Ok(_) => {}
+        }
+    }
+    match existing_files(dir) {
+        Ok(existing) => {
+            for rel in existing {
+                if !expected.contains_key(&rel) {
+                    problems.push(format!(
+                        "generated/{rel}: stale file, not produced by codegen"
+                    ));
+                }
+            }
+        }
+        Err(e) => problems.push(e.to_string()),
+    }
+    problems
+}

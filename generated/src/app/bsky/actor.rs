@@ -223,12 +223,7 @@ pub mod defs {
         required: &["label", "visibility"],
         nullable: &[],
         properties: &[
-            (
-                "label",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("label", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "labelerDid",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -236,15 +231,9 @@ pub mod defs {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "visibility",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("visibility", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
-    ///
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -346,12 +335,7 @@ pub mod defs {
         required: &["feed"],
         nullable: &[],
         properties: &[
-            (
-                "feed",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("feed", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "hideQuotePosts",
                 rt::schema::Schema::Boolean {
@@ -366,9 +350,7 @@ pub mod defs {
             ),
             (
                 "hideRepliesByLikeCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
             (
                 "hideRepliesByUnfollowed",
@@ -472,12 +454,7 @@ pub mod defs {
         required: &["count", "followers"],
         nullable: &[],
         properties: &[
-            (
-                "count",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
+            ("count", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
             (
                 "followers",
                 rt::schema::Schema::Array {
@@ -543,9 +520,7 @@ pub mod defs {
             (
                 "hiddenFeedIds",
                 rt::schema::Schema::Array {
-                    items: &rt::schema::Schema::String(rt::schema::StringSchema {
-                        ..rt::schema::StringSchema::NONE
-                    }),
+                    items: &rt::schema::Schema::String(rt::schema::StringSchema::NONE),
                     min_length: None,
                     max_length: None,
                 },
@@ -589,12 +564,7 @@ pub mod defs {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "id",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("id", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "targets",
                 rt::schema::Schema::Array {
@@ -679,7 +649,6 @@ pub mod defs {
         max_graphemes: Some(64),
         ..rt::schema::StringSchema::NONE
     });
-    ///
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -860,7 +829,6 @@ pub mod defs {
             ),
         ],
     });
-    ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum PostInteractionSettingsPrefPostgateEmbeddingRulesItem {
@@ -895,7 +863,6 @@ pub mod defs {
             }
         }
     }
-    ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum PostInteractionSettingsPrefThreadgateAllowRulesItem {
@@ -1058,7 +1025,6 @@ pub mod defs {
         min_length: None,
         max_length: None,
     };
-    ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum PreferencesItem {
@@ -1308,12 +1274,7 @@ pub mod defs {
                     &crate::app::bsky::actor::defs::PROFILE_ASSOCIATED_CHAT_SCHEMA,
                 ),
             ),
-            (
-                "feedgens",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
+            ("feedgens", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
             (
                 "germ",
                 rt::schema::Schema::Ref(
@@ -1326,17 +1287,10 @@ pub mod defs {
                     const_: None,
                 },
             ),
-            (
-                "lists",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
+            ("lists", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
             (
                 "starterPacks",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
         ],
     });
@@ -1368,13 +1322,10 @@ pub mod defs {
         properties: &[
             (
                 "allowSubscriptions",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
+                rt::schema::Schema::String(rt::schema::StringSchema::NONE),
             ),
         ],
     });
-    ///
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -1429,19 +1380,11 @@ pub mod defs {
         properties: &[
             (
                 "allowGroupInvites",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
+                rt::schema::Schema::String(rt::schema::StringSchema::NONE),
             ),
-            (
-                "allowIncoming",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("allowIncoming", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
-    ///
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -1484,7 +1427,6 @@ pub mod defs {
             }
         }
     }
-    ///
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -1547,15 +1489,9 @@ pub mod defs {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "showButtonTo",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("showButtonTo", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
-    ///
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -1674,12 +1610,7 @@ pub mod defs {
                     max_length: None,
                 },
             ),
-            (
-                "pronouns",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("pronouns", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "status",
                 rt::schema::Schema::Ref(
@@ -1791,12 +1722,7 @@ pub mod defs {
                     max_length: None,
                 },
             ),
-            (
-                "pronouns",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("pronouns", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "status",
                 rt::schema::Schema::Ref(
@@ -1903,15 +1829,11 @@ pub mod defs {
             ),
             (
                 "followersCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
             (
                 "followsCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
             (
                 "handle",
@@ -1949,18 +1871,8 @@ pub mod defs {
                     &crate::com::atproto::repo::strong_ref::MAIN_SCHEMA,
                 ),
             ),
-            (
-                "postsCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
-            (
-                "pronouns",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("postsCount", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
+            ("pronouns", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "status",
                 rt::schema::Schema::Ref(
@@ -2047,33 +1959,17 @@ pub mod defs {
         required: &["id", "type", "value", "pinned"],
         nullable: &[],
         properties: &[
-            (
-                "id",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("id", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "pinned",
                 rt::schema::Schema::Boolean {
                     const_: None,
                 },
             ),
-            (
-                "type",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "value",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("type", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("value", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
-    ///
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -2152,9 +2048,7 @@ pub mod defs {
             ),
             (
                 "timelineIndex",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
         ],
     });
@@ -2241,12 +2135,7 @@ pub mod defs {
                 },
             ),
             ("record", rt::schema::Schema::Unknown),
-            (
-                "status",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("status", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "uri",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -2359,12 +2248,7 @@ pub mod defs {
         required: &[],
         nullable: &[],
         properties: &[
-            (
-                "sort",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("sort", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     /// Sorting mode for threads.
@@ -2453,9 +2337,7 @@ pub mod defs {
         properties: &[
             (
                 "trustedVerifierStatus",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
+                rt::schema::Schema::String(rt::schema::StringSchema::NONE),
             ),
             (
                 "verifications",
@@ -2469,9 +2351,7 @@ pub mod defs {
             ),
             (
                 "verifiedStatus",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
+                rt::schema::Schema::String(rt::schema::StringSchema::NONE),
             ),
         ],
     });
@@ -2602,9 +2482,7 @@ pub mod defs {
             ),
             (
                 "issuerDisplayName",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
+                rt::schema::Schema::String(rt::schema::StringSchema::NONE),
             ),
             (
                 "issuerHandle",
@@ -2897,12 +2775,7 @@ pub mod get_suggestions {
         required: &[],
         nullable: &[],
         properties: &[
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "limit",
                 rt::schema::Schema::Integer(rt::schema::IntegerSchema {
@@ -3168,12 +3041,7 @@ pub mod search_actors {
         required: &[],
         nullable: &[],
         properties: &[
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "limit",
                 rt::schema::Schema::Integer(rt::schema::IntegerSchema {
@@ -3183,18 +3051,8 @@ pub mod search_actors {
                     ..rt::schema::IntegerSchema::NONE
                 }),
             ),
-            (
-                "q",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "term",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("q", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("term", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     };
     /// Query parameters.
@@ -3251,18 +3109,8 @@ pub mod search_actors_typeahead {
                     ..rt::schema::IntegerSchema::NONE
                 }),
             ),
-            (
-                "q",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "term",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("q", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("term", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     };
     /// Query parameters.
@@ -3340,12 +3188,7 @@ pub mod status {
                     closed: false,
                 },
             ),
-            (
-                "status",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("status", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     /// Validates an untyped record of this collection against every constraint of its schema.

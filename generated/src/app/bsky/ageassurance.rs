@@ -55,30 +55,10 @@ pub mod begin {
         required: &["email", "language", "countryCode"],
         nullable: &[],
         properties: &[
-            (
-                "countryCode",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "email",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "language",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "regionCode",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("countryCode", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("email", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("language", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("regionCode", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -156,9 +136,9 @@ pub mod defs {
     /// The NSID of this lexicon document.
     pub const NSID: &str = "app.bsky.ageassurance.defs";
     /// Schema of this definition.
-    pub static ACCESS_SCHEMA: rt::schema::Schema = rt::schema::Schema::String(rt::schema::StringSchema {
-        ..rt::schema::StringSchema::NONE
-    });
+    pub static ACCESS_SCHEMA: rt::schema::Schema = rt::schema::Schema::String(
+        rt::schema::StringSchema::NONE,
+    );
     /// The access level granted based on Age Assurance data we've processed.
     ///
     /// Known values; any other string is kept in `Other`.
@@ -237,41 +217,25 @@ pub mod defs {
             (
                 "additionalVerificationMethods",
                 rt::schema::Schema::Array {
-                    items: &rt::schema::Schema::String(rt::schema::StringSchema {
-                        ..rt::schema::StringSchema::NONE
-                    }),
+                    items: &rt::schema::Schema::String(rt::schema::StringSchema::NONE),
                     min_length: None,
                     max_length: None,
                 },
             ),
-            (
-                "countryCode",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("countryCode", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "minAccessAge",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
             (
                 "platforms",
                 rt::schema::Schema::Array {
-                    items: &rt::schema::Schema::String(rt::schema::StringSchema {
-                        ..rt::schema::StringSchema::NONE
-                    }),
+                    items: &rt::schema::Schema::String(rt::schema::StringSchema::NONE),
                     min_length: None,
                     max_length: None,
                 },
             ),
-            (
-                "regionCode",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("regionCode", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "rules",
                 rt::schema::Schema::Array {
@@ -314,7 +278,6 @@ pub mod defs {
             ),
         ],
     });
-    ///
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -349,7 +312,6 @@ pub mod defs {
             }
         }
     }
-    ///
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -392,7 +354,6 @@ pub mod defs {
             }
         }
     }
-    ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum ConfigRegionRulesItem {
@@ -627,12 +588,7 @@ pub mod defs {
                     &crate::app::bsky::ageassurance::defs::ACCESS_SCHEMA,
                 ),
             ),
-            (
-                "age",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
+            ("age", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
         ],
     });
     /// Age Assurance rule that applies if the user has been assured to be equal-to or over a certain age.
@@ -653,12 +609,7 @@ pub mod defs {
                     &crate::app::bsky::ageassurance::defs::ACCESS_SCHEMA,
                 ),
             ),
-            (
-                "age",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
+            ("age", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
         ],
     });
     /// Age Assurance rule that applies if the user has been assured to be under a certain age.
@@ -679,12 +630,7 @@ pub mod defs {
                     &crate::app::bsky::ageassurance::defs::ACCESS_SCHEMA,
                 ),
             ),
-            (
-                "age",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
+            ("age", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
         ],
     });
     /// Age Assurance rule that applies if the user has declared themselves equal-to or over a certain age.
@@ -705,12 +651,7 @@ pub mod defs {
                     &crate::app::bsky::ageassurance::defs::ACCESS_SCHEMA,
                 ),
             ),
-            (
-                "age",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
+            ("age", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
         ],
     });
     /// Age Assurance rule that applies if the user has declared themselves under a certain age.
@@ -725,36 +666,11 @@ pub mod defs {
         required: &["createdAt", "status", "access", "attemptId", "countryCode"],
         nullable: &[],
         properties: &[
-            (
-                "access",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "attemptId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "completeIp",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "completeUa",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "countryCode",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("access", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("attemptId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("completeIp", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("completeUa", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("countryCode", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "createdAt",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -762,36 +678,11 @@ pub mod defs {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "email",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "initIp",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "initUa",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "regionCode",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "status",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("email", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("initIp", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("initUa", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("regionCode", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("status", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     /// The access level granted based on Age Assurance data we've processed.
@@ -989,9 +880,9 @@ pub mod defs {
         pub account_created_at: Option<rt::lex::Datetime>,
     }
     /// Schema of this definition.
-    pub static STATUS_SCHEMA: rt::schema::Schema = rt::schema::Schema::String(rt::schema::StringSchema {
-        ..rt::schema::StringSchema::NONE
-    });
+    pub static STATUS_SCHEMA: rt::schema::Schema = rt::schema::Schema::String(
+        rt::schema::StringSchema::NONE,
+    );
     /// The status of the Age Assurance process.
     ///
     /// Known values; any other string is kept in `Other`.
@@ -1079,18 +970,8 @@ pub mod get_state {
         required: &["countryCode"],
         nullable: &[],
         properties: &[
-            (
-                "countryCode",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "regionCode",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("countryCode", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("regionCode", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     };
     /// Query parameters.

@@ -109,12 +109,7 @@ pub mod external {
                     max_length: None,
                 },
             ),
-            (
-                "description",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("description", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "thumb",
                 rt::schema::Schema::Blob {
@@ -122,12 +117,7 @@ pub mod external {
                     max_size: Some(1000000),
                 },
             ),
-            (
-                "title",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("title", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "uri",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -216,12 +206,7 @@ pub mod external {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "description",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("description", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "labels",
                 rt::schema::Schema::Array {
@@ -234,9 +219,7 @@ pub mod external {
             ),
             (
                 "readingTime",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
             (
                 "source",
@@ -251,12 +234,7 @@ pub mod external {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "title",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("title", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "updatedAt",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -312,12 +290,7 @@ pub mod external {
         required: &["uri", "title"],
         nullable: &[],
         properties: &[
-            (
-                "description",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("description", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "icon",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -331,12 +304,7 @@ pub mod external {
                     &crate::app::bsky::embed::external::VIEW_EXTERNAL_SOURCE_THEME_SCHEMA,
                 ),
             ),
-            (
-                "title",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("title", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "uri",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -419,12 +387,7 @@ pub mod gallery {
         required: &["image", "alt", "aspectRatio"],
         nullable: &[],
         properties: &[
-            (
-                "alt",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("alt", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "aspectRatio",
                 rt::schema::Schema::Ref(
@@ -534,7 +497,6 @@ pub mod gallery {
             ),
         ],
     });
-    ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum ViewItemsItem {
@@ -577,12 +539,7 @@ pub mod gallery {
         required: &["thumbnail", "fullsize", "alt", "aspectRatio"],
         nullable: &[],
         properties: &[
-            (
-                "alt",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("alt", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "aspectRatio",
                 rt::schema::Schema::Ref(
@@ -695,12 +652,7 @@ pub mod images {
         required: &["image", "alt"],
         nullable: &[],
         properties: &[
-            (
-                "alt",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("alt", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "aspectRatio",
                 rt::schema::Schema::Ref(
@@ -773,12 +725,7 @@ pub mod images {
         required: &["thumb", "fullsize", "alt"],
         nullable: &[],
         properties: &[
-            (
-                "alt",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("alt", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "aspectRatio",
                 rt::schema::Schema::Ref(
@@ -884,7 +831,6 @@ pub mod record {
             ),
         ],
     });
-    ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum ViewRecord2 {
@@ -1164,29 +1110,12 @@ pub mod record {
                     max_length: None,
                 },
             ),
-            (
-                "likeCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
-            (
-                "quoteCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
-            (
-                "replyCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
+            ("likeCount", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
+            ("quoteCount", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
+            ("replyCount", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
             (
                 "repostCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
             (
                 "uri",
@@ -1198,7 +1127,6 @@ pub mod record {
             ("value", rt::schema::Schema::Unknown),
         ],
     });
-    ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum ViewRecordEmbedsItem {
@@ -1350,7 +1278,6 @@ pub mod record_with_media {
             ),
         ],
     });
-    ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum MainMedia {
@@ -1444,7 +1371,6 @@ pub mod record_with_media {
             ),
         ],
     });
-    ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum ViewMedia {
@@ -1550,12 +1476,7 @@ pub mod video {
         required: &["video"],
         nullable: &[],
         properties: &[
-            (
-                "alt",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("alt", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "aspectRatio",
                 rt::schema::Schema::Ref(
@@ -1572,12 +1493,7 @@ pub mod video {
                     max_length: Some(20),
                 },
             ),
-            (
-                "presentation",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("presentation", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "video",
                 rt::schema::Schema::Blob {
@@ -1648,12 +1564,7 @@ pub mod video {
         required: &["cid", "playlist"],
         nullable: &[],
         properties: &[
-            (
-                "alt",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("alt", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "aspectRatio",
                 rt::schema::Schema::Ref(
@@ -1674,12 +1585,7 @@ pub mod video {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "presentation",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("presentation", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "thumbnail",
                 rt::schema::Schema::String(rt::schema::StringSchema {

@@ -360,7 +360,6 @@ pub mod defs {
             ),
         ],
     });
-    ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum FeedViewPostReason {
@@ -448,12 +447,7 @@ pub mod defs {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "contentMode",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("contentMode", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "creator",
                 rt::schema::Schema::Ref(
@@ -485,12 +479,7 @@ pub mod defs {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "displayName",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("displayName", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "indexedAt",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -530,7 +519,6 @@ pub mod defs {
             ),
         ],
     });
-    ///
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -628,12 +616,7 @@ pub mod defs {
         required: &[],
         nullable: &[],
         properties: &[
-            (
-                "event",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("event", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "feedContext",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -657,7 +640,6 @@ pub mod defs {
             ),
         ],
     });
-    ///
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -802,12 +784,7 @@ pub mod defs {
                     max_length: Some(5),
                 },
             ),
-            (
-                "count",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
+            ("count", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
         ],
     });
     /// The post's likers whom you also follow
@@ -855,9 +832,7 @@ pub mod defs {
             ),
             (
                 "bookmarkCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
             (
                 "cid",
@@ -916,30 +891,13 @@ pub mod defs {
                     max_length: None,
                 },
             ),
-            (
-                "likeCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
-            (
-                "quoteCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
+            ("likeCount", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
+            ("quoteCount", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
             ("record", rt::schema::Schema::Unknown),
-            (
-                "replyCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
+            ("replyCount", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
             (
                 "repostCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
             (
                 "threadgate",
@@ -962,7 +920,6 @@ pub mod defs {
             ),
         ],
     });
-    ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum PostViewEmbed {
@@ -1186,7 +1143,6 @@ pub mod defs {
             ),
         ],
     });
-    ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum ReplyRefParent {
@@ -1245,7 +1201,6 @@ pub mod defs {
             }
         }
     }
-    ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum ReplyRefRoot {
@@ -1362,7 +1317,6 @@ pub mod defs {
             ),
         ],
     });
-    ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum SkeletonFeedPostReason {
@@ -1528,7 +1482,6 @@ pub mod defs {
             ),
         ],
     });
-    ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum ThreadViewPostParent {
@@ -1588,7 +1541,6 @@ pub mod defs {
             }
         }
     }
-    ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum ThreadViewPostRepliesItem {
@@ -1816,15 +1768,11 @@ pub mod describe_feed_generator {
         properties: &[
             (
                 "privacyPolicy",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
+                rt::schema::Schema::String(rt::schema::StringSchema::NONE),
             ),
             (
                 "termsOfService",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
+                rt::schema::Schema::String(rt::schema::StringSchema::NONE),
             ),
         ],
     });
@@ -1890,12 +1838,7 @@ pub mod generator {
                     max_size: Some(1000000),
                 },
             ),
-            (
-                "contentMode",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("contentMode", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "createdAt",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -1954,7 +1897,6 @@ pub mod generator {
     pub fn validate(value: &rt::lex::Value) -> Result<(), rt::schema::ValidationError> {
         rt::schema::validate_record_of(NSID, &MAIN_SCHEMA, value)
     }
-    ///
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -2077,12 +2019,7 @@ pub mod get_actor_feeds {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "limit",
                 rt::schema::Schema::Integer(rt::schema::IntegerSchema {
@@ -2141,12 +2078,7 @@ pub mod get_actor_likes {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "limit",
                 rt::schema::Schema::Integer(rt::schema::IntegerSchema {
@@ -2230,12 +2162,7 @@ pub mod get_author_feed {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "filter",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -2381,12 +2308,7 @@ pub mod get_feed {
         required: &["feed"],
         nullable: &[],
         properties: &[
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "feed",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -2565,12 +2487,7 @@ pub mod get_feed_skeleton {
         required: &["feed"],
         nullable: &[],
         properties: &[
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "feed",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -2697,12 +2614,7 @@ pub mod get_likes {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "limit",
                 rt::schema::Schema::Integer(rt::schema::IntegerSchema {
@@ -2768,12 +2680,7 @@ pub mod get_list_feed {
         required: &["list"],
         nullable: &[],
         properties: &[
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "limit",
                 rt::schema::Schema::Integer(rt::schema::IntegerSchema {
@@ -2892,7 +2799,6 @@ pub mod get_post_thread {
         /// Reference (AT-URI) to post record.
         pub uri: rt::lex::AtUri,
     }
-    ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum OutputThread {
@@ -3061,12 +2967,7 @@ pub mod get_quotes {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "limit",
                 rt::schema::Schema::Integer(rt::schema::IntegerSchema {
@@ -3139,12 +3040,7 @@ pub mod get_reposted_by {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "limit",
                 rt::schema::Schema::Integer(rt::schema::IntegerSchema {
@@ -3211,12 +3107,7 @@ pub mod get_suggested_feeds {
         required: &[],
         nullable: &[],
         properties: &[
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "limit",
                 rt::schema::Schema::Integer(rt::schema::IntegerSchema {
@@ -3267,18 +3158,8 @@ pub mod get_timeline {
         required: &[],
         nullable: &[],
         properties: &[
-            (
-                "algorithm",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("algorithm", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "limit",
                 rt::schema::Schema::Integer(rt::schema::IntegerSchema {
@@ -3384,18 +3265,8 @@ pub mod post {
                 "index",
                 rt::schema::Schema::Ref(&crate::app::bsky::feed::post::TEXT_SLICE_SCHEMA),
             ),
-            (
-                "type",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "value",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("type", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("value", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     /// Deprecated: use facets instead.
@@ -3525,7 +3396,6 @@ pub mod post {
     pub fn validate(value: &rt::lex::Value) -> Result<(), rt::schema::ValidationError> {
         rt::schema::validate_record_of(NSID, &MAIN_SCHEMA, value)
     }
-    ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum RecordEmbed {
@@ -3785,7 +3655,6 @@ pub mod postgate {
     pub fn validate(value: &rt::lex::Value) -> Result<(), rt::schema::ValidationError> {
         rt::schema::validate_record_of(NSID, &MAIN_SCHEMA, value)
     }
-    ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum RecordEmbeddingRulesItem {
@@ -3902,18 +3771,8 @@ pub mod search_posts {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "domain",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("domain", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "lang",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -3937,18 +3796,8 @@ pub mod search_posts {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "q",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "since",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("q", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("since", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "sort",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -3968,12 +3817,7 @@ pub mod search_posts {
                     max_length: None,
                 },
             ),
-            (
-                "until",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("until", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "url",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -4133,18 +3977,11 @@ pub mod search_posts_v2 {
                     max_length: None,
                 },
             ),
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "domains",
                 rt::schema::Schema::Array {
-                    items: &rt::schema::Schema::String(rt::schema::StringSchema {
-                        ..rt::schema::StringSchema::NONE
-                    }),
+                    items: &rt::schema::Schema::String(rt::schema::StringSchema::NONE),
                     min_length: None,
                     max_length: None,
                 },
@@ -4174,9 +4011,7 @@ pub mod search_posts_v2 {
             (
                 "excludeDomains",
                 rt::schema::Schema::Array {
-                    items: &rt::schema::Schema::String(rt::schema::StringSchema {
-                        ..rt::schema::StringSchema::NONE
-                    }),
+                    items: &rt::schema::Schema::String(rt::schema::StringSchema::NONE),
                     min_length: None,
                     max_length: None,
                 },
@@ -4304,17 +4139,10 @@ pub mod search_posts_v2 {
                     max_length: None,
                 },
             ),
-            (
-                "query",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("query", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "queryLanguage",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
+                rt::schema::Schema::String(rt::schema::StringSchema::NONE),
             ),
             (
                 "repliesOnly",
@@ -4329,18 +4157,8 @@ pub mod search_posts_v2 {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "since",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "sort",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("since", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("sort", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "threadRootUri",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -4348,12 +4166,7 @@ pub mod search_posts_v2 {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "until",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("until", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "urls",
                 rt::schema::Schema::Array {
@@ -4565,7 +4378,6 @@ pub mod search_posts_v2 {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub urls: Option<Vec<rt::lex::Uri>>,
     }
-    ///
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -4838,7 +4650,6 @@ pub mod threadgate {
     pub fn validate(value: &rt::lex::Value) -> Result<(), rt::schema::ValidationError> {
         rt::schema::validate_record_of(NSID, &MAIN_SCHEMA, value)
     }
-    ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum RecordAllowItem {

@@ -365,10 +365,9 @@ pub mod defs {
         pub uri: rt::lex::AtUri,
     }
     /// Schema of this definition.
-    pub static LIST_PURPOSE_SCHEMA: rt::schema::Schema = rt::schema::Schema::String(rt::schema::StringSchema {
-        ..rt::schema::StringSchema::NONE
-    });
-    ///
+    pub static LIST_PURPOSE_SCHEMA: rt::schema::Schema = rt::schema::Schema::String(
+        rt::schema::StringSchema::NONE,
+    );
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -1045,12 +1044,7 @@ pub mod get_actor_starter_packs {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "limit",
                 rt::schema::Schema::Integer(rt::schema::IntegerSchema {
@@ -1103,12 +1097,7 @@ pub mod get_blocks {
         required: &[],
         nullable: &[],
         properties: &[
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "limit",
                 rt::schema::Schema::Integer(rt::schema::IntegerSchema {
@@ -1166,12 +1155,7 @@ pub mod get_followers {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "limit",
                 rt::schema::Schema::Integer(rt::schema::IntegerSchema {
@@ -1181,15 +1165,9 @@ pub mod get_followers {
                     ..rt::schema::IntegerSchema::NONE
                 }),
             ),
-            (
-                "sort",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("sort", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     };
-    ///
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -1278,12 +1256,7 @@ pub mod get_follows {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "limit",
                 rt::schema::Schema::Integer(rt::schema::IntegerSchema {
@@ -1293,15 +1266,9 @@ pub mod get_follows {
                     ..rt::schema::IntegerSchema::NONE
                 }),
             ),
-            (
-                "sort",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("sort", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     };
-    ///
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -1390,12 +1357,7 @@ pub mod get_known_followers {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "limit",
                 rt::schema::Schema::Integer(rt::schema::IntegerSchema {
@@ -1448,12 +1410,7 @@ pub mod get_list {
         required: &["list"],
         nullable: &[],
         properties: &[
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "limit",
                 rt::schema::Schema::Integer(rt::schema::IntegerSchema {
@@ -1514,12 +1471,7 @@ pub mod get_list_blocks {
         required: &[],
         nullable: &[],
         properties: &[
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "limit",
                 rt::schema::Schema::Integer(rt::schema::IntegerSchema {
@@ -1570,12 +1522,7 @@ pub mod get_list_mutes {
         required: &[],
         nullable: &[],
         properties: &[
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "limit",
                 rt::schema::Schema::Integer(rt::schema::IntegerSchema {
@@ -1633,12 +1580,7 @@ pub mod get_lists {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "limit",
                 rt::schema::Schema::Integer(rt::schema::IntegerSchema {
@@ -1651,16 +1593,13 @@ pub mod get_lists {
             (
                 "purposes",
                 rt::schema::Schema::Array {
-                    items: &rt::schema::Schema::String(rt::schema::StringSchema {
-                        ..rt::schema::StringSchema::NONE
-                    }),
+                    items: &rt::schema::Schema::String(rt::schema::StringSchema::NONE),
                     min_length: None,
                     max_length: None,
                 },
             ),
         ],
     };
-    ///
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -1775,12 +1714,7 @@ pub mod get_lists_with_membership {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "limit",
                 rt::schema::Schema::Integer(rt::schema::IntegerSchema {
@@ -1793,16 +1727,13 @@ pub mod get_lists_with_membership {
             (
                 "purposes",
                 rt::schema::Schema::Array {
-                    items: &rt::schema::Schema::String(rt::schema::StringSchema {
-                        ..rt::schema::StringSchema::NONE
-                    }),
+                    items: &rt::schema::Schema::String(rt::schema::StringSchema::NONE),
                     min_length: None,
                     max_length: None,
                 },
             ),
         ],
     };
-    ///
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -1888,12 +1819,7 @@ pub mod get_mutes {
         required: &[],
         nullable: &[],
         properties: &[
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "limit",
                 rt::schema::Schema::Integer(rt::schema::IntegerSchema {
@@ -1973,7 +1899,6 @@ pub mod get_relationships {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub others: Option<Vec<rt::lex::AtIdentifier>>,
     }
-    ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum OutputRelationshipsItem {
@@ -2178,12 +2103,7 @@ pub mod get_starter_packs_with_membership {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "limit",
                 rt::schema::Schema::Integer(rt::schema::IntegerSchema {
@@ -2389,7 +2309,6 @@ pub mod list {
     pub fn validate(value: &rt::lex::Value) -> Result<(), rt::schema::ValidationError> {
         rt::schema::validate_record_of(NSID, &MAIN_SCHEMA, value)
     }
-    ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum RecordLabels {
@@ -2741,12 +2660,7 @@ pub mod search_starter_packs {
         required: &["q"],
         nullable: &[],
         properties: &[
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "limit",
                 rt::schema::Schema::Integer(rt::schema::IntegerSchema {
@@ -2756,12 +2670,7 @@ pub mod search_starter_packs {
                     ..rt::schema::IntegerSchema::NONE
                 }),
             ),
-            (
-                "q",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("q", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     };
     /// Query parameters.
@@ -2806,12 +2715,7 @@ pub mod search_starter_packs_v2 {
         required: &["q"],
         nullable: &[],
         properties: &[
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "limit",
                 rt::schema::Schema::Integer(rt::schema::IntegerSchema {
@@ -2821,12 +2725,7 @@ pub mod search_starter_packs_v2 {
                     ..rt::schema::IntegerSchema::NONE
                 }),
             ),
-            (
-                "q",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("q", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     };
     /// Query parameters.
@@ -3122,12 +3021,7 @@ pub mod verification {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "displayName",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("displayName", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "handle",
                 rt::schema::Schema::String(rt::schema::StringSchema {

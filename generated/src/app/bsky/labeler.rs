@@ -313,7 +313,6 @@ pub mod get_services {
         pub detailed: bool,
         pub dids: Vec<rt::lex::Did>,
     }
-    ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum OutputViewsItem {
@@ -454,7 +453,6 @@ pub mod service {
     pub fn validate(value: &rt::lex::Value) -> Result<(), rt::schema::ValidationError> {
         rt::schema::validate_record_of(NSID, &MAIN_SCHEMA, value)
     }
-    ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum RecordLabels {

@@ -136,9 +136,7 @@ pub mod declaration {
         properties: &[
             (
                 "allowSubscriptions",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
+                rt::schema::Schema::String(rt::schema::StringSchema::NONE),
             ),
         ],
     });
@@ -233,12 +231,7 @@ pub mod defs {
         required: &["include", "push"],
         nullable: &[],
         properties: &[
-            (
-                "include",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("include", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "push",
                 rt::schema::Schema::Boolean {
@@ -247,7 +240,6 @@ pub mod defs {
             ),
         ],
     });
-    ///
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -297,12 +289,7 @@ pub mod defs {
         required: &["include", "list", "push"],
         nullable: &[],
         properties: &[
-            (
-                "include",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("include", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "list",
                 rt::schema::Schema::Boolean {
@@ -317,7 +304,6 @@ pub mod defs {
             ),
         ],
     });
-    ///
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -642,12 +628,7 @@ pub mod list_activity_subscriptions {
         required: &[],
         nullable: &[],
         properties: &[
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "limit",
                 rt::schema::Schema::Integer(rt::schema::IntegerSchema {
@@ -698,12 +679,7 @@ pub mod list_notifications {
         required: &[],
         nullable: &[],
         properties: &[
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "limit",
                 rt::schema::Schema::Integer(rt::schema::IntegerSchema {
@@ -722,9 +698,7 @@ pub mod list_notifications {
             (
                 "reasons",
                 rt::schema::Schema::Array {
-                    items: &rt::schema::Schema::String(rt::schema::StringSchema {
-                        ..rt::schema::StringSchema::NONE
-                    }),
+                    items: &rt::schema::Schema::String(rt::schema::StringSchema::NONE),
                     min_length: None,
                     max_length: None,
                 },
@@ -824,12 +798,7 @@ pub mod list_notifications {
                     max_length: None,
                 },
             ),
-            (
-                "reason",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("reason", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "reasonSubject",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -1245,18 +1214,8 @@ pub mod register_push {
                     const_: None,
                 },
             ),
-            (
-                "appId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "platform",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("appId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("platform", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "serviceDid",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -1264,15 +1223,9 @@ pub mod register_push {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "token",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("token", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
-    ///
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -1359,18 +1312,8 @@ pub mod unregister_push {
         required: &["serviceDid", "token", "platform", "appId"],
         nullable: &[],
         properties: &[
-            (
-                "appId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "platform",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("appId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("platform", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "serviceDid",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -1378,15 +1321,9 @@ pub mod unregister_push {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "token",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("token", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
-    ///
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]

@@ -91,7 +91,6 @@ pub mod facet {
             ),
         ],
     });
-    ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum MainFeaturesItem {

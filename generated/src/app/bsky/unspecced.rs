@@ -350,24 +350,9 @@ pub mod defs {
         required: &["createdAt", "status", "attemptId"],
         nullable: &[],
         properties: &[
-            (
-                "attemptId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "completeIp",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "completeUa",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("attemptId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("completeIp", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("completeUa", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "createdAt",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -375,30 +360,10 @@ pub mod defs {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "email",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "initIp",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "initUa",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "status",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("email", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("initIp", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("initUa", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("status", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     /// The status of the age assurance process.
@@ -488,12 +453,7 @@ pub mod defs {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "status",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("status", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     /// The status of the age assurance process.
@@ -613,18 +573,8 @@ pub mod defs {
         required: &["topic", "displayName", "link", "startedAt", "postCount", "dids"],
         nullable: &[],
         properties: &[
-            (
-                "category",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "description",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("category", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("description", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "dids",
                 rt::schema::Schema::Array {
@@ -636,24 +586,9 @@ pub mod defs {
                     max_length: None,
                 },
             ),
-            (
-                "displayName",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "link",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "postCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
+            ("displayName", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("link", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("postCount", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
             (
                 "startedAt",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -661,21 +596,10 @@ pub mod defs {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "status",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "topic",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("status", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("topic", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
-    ///
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -787,9 +711,7 @@ pub mod defs {
             ),
             (
                 "moreReplies",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
             (
                 "mutedByViewer",
@@ -805,15 +727,11 @@ pub mod defs {
             ),
             (
                 "opThreadPostCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
             (
                 "opThreadPostIndex",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
             (
                 "post",
@@ -863,36 +781,11 @@ pub mod defs {
                     max_length: None,
                 },
             ),
-            (
-                "category",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "description",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "displayName",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "link",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "postCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
+            ("category", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("description", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("displayName", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("link", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("postCount", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
             (
                 "startedAt",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -900,21 +793,10 @@ pub mod defs {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "status",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "topic",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("status", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("topic", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
-    ///
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -972,30 +854,10 @@ pub mod defs {
         required: &["topic", "link"],
         nullable: &[],
         properties: &[
-            (
-                "description",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "displayName",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "link",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "topic",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("description", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("displayName", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("link", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("topic", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -1057,9 +919,7 @@ pub mod get_config {
             (
                 "domains",
                 rt::schema::Schema::Array {
-                    items: &rt::schema::Schema::String(rt::schema::StringSchema {
-                        ..rt::schema::StringSchema::NONE
-                    }),
+                    items: &rt::schema::Schema::String(rt::schema::StringSchema::NONE),
                     min_length: None,
                     max_length: None,
                 },
@@ -1217,12 +1077,7 @@ pub mod get_onboarding_suggested_users_skeleton {
         required: &[],
         nullable: &[],
         properties: &[
-            (
-                "category",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("category", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "limit",
                 rt::schema::Schema::Integer(rt::schema::IntegerSchema {
@@ -1290,12 +1145,7 @@ pub mod get_popular_feed_generators {
         required: &[],
         nullable: &[],
         properties: &[
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "limit",
                 rt::schema::Schema::Integer(rt::schema::IntegerSchema {
@@ -1305,12 +1155,7 @@ pub mod get_popular_feed_generators {
                     ..rt::schema::IntegerSchema::NONE
                 }),
             ),
-            (
-                "query",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("query", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     };
     /// Query parameters.
@@ -1395,12 +1240,7 @@ pub mod get_post_thread_other_v2 {
         required: &["uri", "depth", "value"],
         nullable: &[],
         properties: &[
-            (
-                "depth",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
+            ("depth", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
             (
                 "uri",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -1422,7 +1262,6 @@ pub mod get_post_thread_other_v2 {
             ),
         ],
     });
-    ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum ThreadItemValue {
@@ -1604,12 +1443,7 @@ pub mod get_post_thread_v2 {
         required: &["uri", "depth", "value"],
         nullable: &[],
         properties: &[
-            (
-                "depth",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
+            ("depth", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
             (
                 "uri",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -1643,7 +1477,6 @@ pub mod get_post_thread_v2 {
             ),
         ],
     });
-    ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum ThreadItemValue {
@@ -1840,12 +1673,7 @@ pub mod get_suggested_onboarding_users {
         required: &[],
         nullable: &[],
         properties: &[
-            (
-                "category",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("category", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "limit",
                 rt::schema::Schema::Integer(rt::schema::IntegerSchema {
@@ -2007,12 +1835,7 @@ pub mod get_suggested_users {
         required: &[],
         nullable: &[],
         properties: &[
-            (
-                "category",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("category", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "limit",
                 rt::schema::Schema::Integer(rt::schema::IntegerSchema {
@@ -2180,12 +2003,7 @@ pub mod get_suggested_users_for_explore {
         required: &[],
         nullable: &[],
         properties: &[
-            (
-                "category",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("category", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "limit",
                 rt::schema::Schema::Integer(rt::schema::IntegerSchema {
@@ -2239,12 +2057,7 @@ pub mod get_suggested_users_for_explore_skeleton {
         required: &[],
         nullable: &[],
         properties: &[
-            (
-                "category",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("category", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "limit",
                 rt::schema::Schema::Integer(rt::schema::IntegerSchema {
@@ -2308,12 +2121,7 @@ pub mod get_suggested_users_for_see_more {
         required: &[],
         nullable: &[],
         properties: &[
-            (
-                "category",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("category", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "limit",
                 rt::schema::Schema::Integer(rt::schema::IntegerSchema {
@@ -2367,12 +2175,7 @@ pub mod get_suggested_users_for_see_more_skeleton {
         required: &[],
         nullable: &[],
         properties: &[
-            (
-                "category",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("category", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "limit",
                 rt::schema::Schema::Integer(rt::schema::IntegerSchema {
@@ -2436,12 +2239,7 @@ pub mod get_suggested_users_skeleton {
         required: &[],
         nullable: &[],
         properties: &[
-            (
-                "category",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("category", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "limit",
                 rt::schema::Schema::Integer(rt::schema::IntegerSchema {
@@ -2509,12 +2307,7 @@ pub mod get_suggestions_skeleton {
         required: &[],
         nullable: &[],
         properties: &[
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "limit",
                 rt::schema::Schema::Integer(rt::schema::IntegerSchema {
@@ -2634,21 +2427,10 @@ pub mod get_tagged_suggestions {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "subjectType",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "tag",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("subjectType", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("tag", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
-    ///
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -2878,24 +2660,9 @@ pub mod init_age_assurance {
         required: &["email", "language", "countryCode"],
         nullable: &[],
         properties: &[
-            (
-                "countryCode",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "email",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "language",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("countryCode", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("email", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("language", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -2965,12 +2732,7 @@ pub mod search_actors_skeleton {
         required: &["q"],
         nullable: &[],
         properties: &[
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "limit",
                 rt::schema::Schema::Integer(rt::schema::IntegerSchema {
@@ -2980,12 +2742,7 @@ pub mod search_actors_skeleton {
                     ..rt::schema::IntegerSchema::NONE
                 }),
             ),
-            (
-                "q",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("q", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "typeahead",
                 rt::schema::Schema::Boolean {
@@ -3081,18 +2838,8 @@ pub mod search_posts_skeleton {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "domain",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("domain", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "lang",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -3116,18 +2863,8 @@ pub mod search_posts_skeleton {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "q",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "since",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("q", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("since", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "sort",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -3147,12 +2884,7 @@ pub mod search_posts_skeleton {
                     max_length: None,
                 },
             ),
-            (
-                "until",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("until", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "url",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -3305,12 +3037,7 @@ pub mod search_starter_packs_skeleton {
         required: &["q"],
         nullable: &[],
         properties: &[
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "limit",
                 rt::schema::Schema::Integer(rt::schema::IntegerSchema {
@@ -3320,12 +3047,7 @@ pub mod search_starter_packs_skeleton {
                     ..rt::schema::IntegerSchema::NONE
                 }),
             ),
-            (
-                "q",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("q", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "viewer",
                 rt::schema::Schema::String(rt::schema::StringSchema {

@@ -129,7 +129,6 @@ pub mod abort_upload {
         #[serde(rename = "jobId")]
         pub job_id: String,
     }
-    ///
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -258,30 +257,10 @@ pub mod defs {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "error",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "failureCode",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "jobId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "message",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("error", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("failureCode", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("jobId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("message", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "progress",
                 rt::schema::Schema::Integer(rt::schema::IntegerSchema {
@@ -290,12 +269,7 @@ pub mod defs {
                     ..rt::schema::IntegerSchema::NONE
                 }),
             ),
-            (
-                "state",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("state", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     /// A machine-readable code for why the video processing job failed.
@@ -567,12 +541,7 @@ pub mod get_job_status {
         required: &["jobId"],
         nullable: &[],
         properties: &[
-            (
-                "jobId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("jobId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     };
     /// Query parameters.
@@ -669,7 +638,6 @@ pub mod get_upload_status {
         #[serde(rename = "jobId")]
         pub job_id: String,
     }
-    ///
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -803,18 +771,8 @@ pub mod start_upload {
         required: &["sizeBytes", "mimeType"],
         nullable: &[],
         properties: &[
-            (
-                "durationMs",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
-            (
-                "height",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
+            ("durationMs", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
+            ("height", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
             (
                 "mimeType",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -837,12 +795,7 @@ pub mod start_upload {
                     ..rt::schema::IntegerSchema::NONE
                 }),
             ),
-            (
-                "width",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
+            ("width", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
         ],
     });
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

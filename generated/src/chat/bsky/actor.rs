@@ -51,16 +51,9 @@ pub mod declaration {
         properties: &[
             (
                 "allowGroupInvites",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
+                rt::schema::Schema::String(rt::schema::StringSchema::NONE),
             ),
-            (
-                "allowIncoming",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("allowIncoming", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     /// Validates an untyped record of this collection against every constraint of its schema.
@@ -111,7 +104,6 @@ pub mod declaration {
             }
         }
     }
-    ///
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -209,10 +201,9 @@ pub mod defs {
         pub role: crate::chat::bsky::actor::defs::MemberRole,
     }
     /// Schema of this definition.
-    pub static MEMBER_ROLE_SCHEMA: rt::schema::Schema = rt::schema::Schema::String(rt::schema::StringSchema {
-        ..rt::schema::StringSchema::NONE
-    });
-    ///
+    pub static MEMBER_ROLE_SCHEMA: rt::schema::Schema = rt::schema::Schema::String(
+        rt::schema::StringSchema::NONE,
+    );
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]

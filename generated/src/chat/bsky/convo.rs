@@ -275,12 +275,7 @@ pub mod accept_convo {
         required: &["convoId"],
         nullable: &[],
         properties: &[
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -349,18 +344,8 @@ pub mod add_reaction {
         required: &["convoId", "messageId", "value"],
         nullable: &[],
         properties: &[
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "messageId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("messageId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "value",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -455,10 +440,9 @@ pub mod defs {
     /// The NSID of this lexicon document.
     pub const NSID: &str = "chat.bsky.convo.defs";
     /// Schema of this definition.
-    pub static CONVO_KIND_SCHEMA: rt::schema::Schema = rt::schema::Schema::String(rt::schema::StringSchema {
-        ..rt::schema::StringSchema::NONE
-    });
-    ///
+    pub static CONVO_KIND_SCHEMA: rt::schema::Schema = rt::schema::Schema::String(
+        rt::schema::StringSchema::NONE,
+    );
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -498,10 +482,9 @@ pub mod defs {
         }
     }
     /// Schema of this definition.
-    pub static CONVO_LOCK_STATUS_SCHEMA: rt::schema::Schema = rt::schema::Schema::String(rt::schema::StringSchema {
-        ..rt::schema::StringSchema::NONE
-    });
-    ///
+    pub static CONVO_LOCK_STATUS_SCHEMA: rt::schema::Schema = rt::schema::Schema::String(
+        rt::schema::StringSchema::NONE,
+    );
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -549,12 +532,7 @@ pub mod defs {
         required: &["did", "convoId"],
         nullable: &[],
         properties: &[
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "did",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -571,10 +549,9 @@ pub mod defs {
         pub did: rt::lex::Did,
     }
     /// Schema of this definition.
-    pub static CONVO_STATUS_SCHEMA: rt::schema::Schema = rt::schema::Schema::String(rt::schema::StringSchema {
-        ..rt::schema::StringSchema::NONE
-    });
-    ///
+    pub static CONVO_STATUS_SCHEMA: rt::schema::Schema = rt::schema::Schema::String(
+        rt::schema::StringSchema::NONE,
+    );
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -618,12 +595,7 @@ pub mod defs {
         required: &["id", "rev", "members", "muted", "unreadCount"],
         nullable: &[],
         properties: &[
-            (
-                "id",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("id", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "kind",
                 rt::schema::Schema::Union {
@@ -688,24 +660,14 @@ pub mod defs {
                     const_: None,
                 },
             ),
-            (
-                "rev",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("rev", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "status",
                 rt::schema::Schema::Ref(
                     &crate::chat::bsky::convo::defs::CONVO_STATUS_SCHEMA,
                 ),
             ),
-            (
-                "unreadCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
+            ("unreadCount", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
         ],
     });
     /// Union field that has data specific to different kinds of convos.
@@ -755,7 +717,6 @@ pub mod defs {
             }
         }
     }
-    ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum ConvoViewLastMessage {
@@ -815,7 +776,6 @@ pub mod defs {
             }
         }
     }
-    ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum ConvoViewLastReaction {
@@ -879,18 +839,8 @@ pub mod defs {
         required: &["id", "rev", "sender", "sentAt"],
         nullable: &[],
         properties: &[
-            (
-                "id",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "rev",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("id", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("rev", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "sender",
                 rt::schema::Schema::Ref(
@@ -949,9 +899,7 @@ pub mod defs {
             ),
             (
                 "joinRequestCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
             (
                 "lockStatus",
@@ -967,15 +915,11 @@ pub mod defs {
             ),
             (
                 "memberCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
             (
                 "memberLimit",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
             (
                 "name",
@@ -987,9 +931,7 @@ pub mod defs {
             ),
             (
                 "unreadJoinRequestCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
         ],
     });
@@ -1028,18 +970,8 @@ pub mod defs {
         required: &["rev", "convoId"],
         nullable: &[],
         properties: &[
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "rev",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("rev", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     /// Event indicating the viewer accepted a convo, and it can be moved out of the request inbox. Can be direct or group.
@@ -1054,12 +986,7 @@ pub mod defs {
         required: &["rev", "convoId", "message", "relatedProfiles"],
         nullable: &[],
         properties: &[
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "message",
                 rt::schema::Schema::Ref(
@@ -1076,12 +1003,7 @@ pub mod defs {
                     max_length: None,
                 },
             ),
-            (
-                "rev",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("rev", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     /// Event indicating a member was added to a group convo. The member who was added gets a logBeginConvo (to create the convo) but also a logAddMember (to show the system message as the first message the user sees).
@@ -1101,12 +1023,7 @@ pub mod defs {
         required: &["rev", "convoId", "message", "reaction"],
         nullable: &[],
         properties: &[
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "message",
                 rt::schema::Schema::Union {
@@ -1139,15 +1056,9 @@ pub mod defs {
                     max_length: None,
                 },
             ),
-            (
-                "rev",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("rev", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
-    ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum LogAddReactionMessage {
@@ -1214,24 +1125,14 @@ pub mod defs {
         required: &["rev", "convoId", "member"],
         nullable: &[],
         properties: &[
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "member",
                 rt::schema::Schema::Ref(
                     &crate::chat::bsky::actor::defs::PROFILE_VIEW_BASIC_SCHEMA,
                 ),
             ),
-            (
-                "rev",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("rev", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     /// Event indicating a join request was approved by the viewer. Only the owner gets this. The approved member gets a logBeginConvo.
@@ -1248,18 +1149,8 @@ pub mod defs {
         required: &["rev", "convoId"],
         nullable: &[],
         properties: &[
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "rev",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("rev", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     /// Event indicating a convo containing the viewer was started. Can be direct or group. When a member is added to a group convo, they also get this event.
@@ -1274,24 +1165,14 @@ pub mod defs {
         required: &["rev", "convoId", "message"],
         nullable: &[],
         properties: &[
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "message",
                 rt::schema::Schema::Ref(
                     &crate::chat::bsky::convo::defs::SYSTEM_MESSAGE_VIEW_SCHEMA,
                 ),
             ),
-            (
-                "rev",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("rev", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     /// Event indicating a join link was created for a group convo.
@@ -1308,12 +1189,7 @@ pub mod defs {
         required: &["rev", "convoId", "message"],
         nullable: &[],
         properties: &[
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "message",
                 rt::schema::Schema::Union {
@@ -1340,15 +1216,9 @@ pub mod defs {
                     max_length: None,
                 },
             ),
-            (
-                "rev",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("rev", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
-    ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum LogCreateMessageMessage {
@@ -1414,12 +1284,7 @@ pub mod defs {
         required: &["rev", "convoId", "message"],
         nullable: &[],
         properties: &[
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "message",
                 rt::schema::Schema::Union {
@@ -1436,15 +1301,9 @@ pub mod defs {
                     closed: false,
                 },
             ),
-            (
-                "rev",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("rev", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
-    ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum LogDeleteMessageMessage {
@@ -1504,24 +1363,14 @@ pub mod defs {
         required: &["rev", "convoId", "message"],
         nullable: &[],
         properties: &[
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "message",
                 rt::schema::Schema::Ref(
                     &crate::chat::bsky::convo::defs::SYSTEM_MESSAGE_VIEW_SCHEMA,
                 ),
             ),
-            (
-                "rev",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("rev", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     /// Event indicating a join link was disabled for a group convo.
@@ -1538,24 +1387,14 @@ pub mod defs {
         required: &["rev", "convoId", "message"],
         nullable: &[],
         properties: &[
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "message",
                 rt::schema::Schema::Ref(
                     &crate::chat::bsky::convo::defs::SYSTEM_MESSAGE_VIEW_SCHEMA,
                 ),
             ),
-            (
-                "rev",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("rev", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     /// Event indicating info about group convo was edited.
@@ -1572,24 +1411,14 @@ pub mod defs {
         required: &["rev", "convoId", "message"],
         nullable: &[],
         properties: &[
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "message",
                 rt::schema::Schema::Ref(
                     &crate::chat::bsky::convo::defs::SYSTEM_MESSAGE_VIEW_SCHEMA,
                 ),
             ),
-            (
-                "rev",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("rev", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     /// Event indicating a settings about a join link for a group convo were edited.
@@ -1606,24 +1435,14 @@ pub mod defs {
         required: &["rev", "convoId", "message"],
         nullable: &[],
         properties: &[
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "message",
                 rt::schema::Schema::Ref(
                     &crate::chat::bsky::convo::defs::SYSTEM_MESSAGE_VIEW_SCHEMA,
                 ),
             ),
-            (
-                "rev",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("rev", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     /// Event indicating a join link was enabled for a group convo.
@@ -1640,24 +1459,14 @@ pub mod defs {
         required: &["rev", "convoId", "member"],
         nullable: &[],
         properties: &[
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "member",
                 rt::schema::Schema::Ref(
                     &crate::chat::bsky::actor::defs::PROFILE_VIEW_BASIC_SCHEMA,
                 ),
             ),
-            (
-                "rev",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("rev", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     /// Event indicating a join request was made to a group the viewer owns. Only the owner gets this.
@@ -1674,18 +1483,8 @@ pub mod defs {
         required: &["rev", "convoId"],
         nullable: &[],
         properties: &[
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "rev",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("rev", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     /// Event indicating the viewer left a convo. Can be direct or group.
@@ -1700,12 +1499,7 @@ pub mod defs {
         required: &["rev", "convoId", "message", "relatedProfiles"],
         nullable: &[],
         properties: &[
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "message",
                 rt::schema::Schema::Ref(
@@ -1722,12 +1516,7 @@ pub mod defs {
                     max_length: None,
                 },
             ),
-            (
-                "rev",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("rev", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     /// Event indicating a group convo was locked.
@@ -1747,12 +1536,7 @@ pub mod defs {
         required: &["rev", "convoId", "message", "relatedProfiles"],
         nullable: &[],
         properties: &[
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "message",
                 rt::schema::Schema::Ref(
@@ -1769,12 +1553,7 @@ pub mod defs {
                     max_length: None,
                 },
             ),
-            (
-                "rev",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("rev", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     /// Event indicating a group convo was locked permanently.
@@ -1794,12 +1573,7 @@ pub mod defs {
         required: &["rev", "convoId", "message", "relatedProfiles"],
         nullable: &[],
         properties: &[
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "message",
                 rt::schema::Schema::Ref(
@@ -1816,12 +1590,7 @@ pub mod defs {
                     max_length: None,
                 },
             ),
-            (
-                "rev",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("rev", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     /// Event indicating a member joined a group convo via join link. The member who was added gets a logBeginConvo (to create the convo) but also a logMemberJoin (to show the system message as the first message the user sees).
@@ -1841,12 +1610,7 @@ pub mod defs {
         required: &["rev", "convoId", "message", "relatedProfiles"],
         nullable: &[],
         properties: &[
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "message",
                 rt::schema::Schema::Ref(
@@ -1863,12 +1627,7 @@ pub mod defs {
                     max_length: None,
                 },
             ),
-            (
-                "rev",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("rev", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     /// Event indicating a member voluntarily left a group convo. The member who was removed gets a logLeaveConvo (to leave the convo) but not a logMemberLeave (because they already left, so can't see the system message).
@@ -1888,18 +1647,8 @@ pub mod defs {
         required: &["rev", "convoId"],
         nullable: &[],
         properties: &[
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "rev",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("rev", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     /// Event indicating the viewer muted a convo. Can be direct or group.
@@ -1914,18 +1663,8 @@ pub mod defs {
         required: &["rev", "convoId"],
         nullable: &[],
         properties: &[
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "rev",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("rev", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     /// Event indicating a join request was made by the requester. Only requester actor gets this.
@@ -1940,12 +1679,7 @@ pub mod defs {
         required: &["rev", "convoId", "message"],
         nullable: &[],
         properties: &[
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "message",
                 rt::schema::Schema::Union {
@@ -1966,15 +1700,9 @@ pub mod defs {
                     closed: false,
                 },
             ),
-            (
-                "rev",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("rev", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
-    ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum LogReadConvoMessage {
@@ -2047,18 +1775,8 @@ pub mod defs {
         required: &["rev", "convoId"],
         nullable: &[],
         properties: &[
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "rev",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("rev", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     /// Event indicating the group owner marked join requests as read. Only the owner gets this.
@@ -2073,12 +1791,7 @@ pub mod defs {
         required: &["rev", "convoId", "message"],
         nullable: &[],
         properties: &[
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "message",
                 rt::schema::Schema::Union {
@@ -2099,15 +1812,9 @@ pub mod defs {
                     closed: false,
                 },
             ),
-            (
-                "rev",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("rev", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
-    ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum LogReadMessageMessage {
@@ -2180,24 +1887,14 @@ pub mod defs {
         required: &["rev", "convoId", "member"],
         nullable: &[],
         properties: &[
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "member",
                 rt::schema::Schema::Ref(
                     &crate::chat::bsky::actor::defs::PROFILE_VIEW_BASIC_SCHEMA,
                 ),
             ),
-            (
-                "rev",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("rev", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     /// Event indicating a join request was rejected by the viewer. Only the owner gets this.
@@ -2214,12 +1911,7 @@ pub mod defs {
         required: &["rev", "convoId", "message", "relatedProfiles"],
         nullable: &[],
         properties: &[
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "message",
                 rt::schema::Schema::Ref(
@@ -2236,12 +1928,7 @@ pub mod defs {
                     max_length: None,
                 },
             ),
-            (
-                "rev",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("rev", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     /// Event indicating a member was removed from a group convo. The member who was removed gets a logLeaveConvo (to leave the convo) but not a logRemoveMember (because they already left, so can't see the system message).
@@ -2261,12 +1948,7 @@ pub mod defs {
         required: &["rev", "convoId", "message", "reaction"],
         nullable: &[],
         properties: &[
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "message",
                 rt::schema::Schema::Union {
@@ -2299,15 +1981,9 @@ pub mod defs {
                     max_length: None,
                 },
             ),
-            (
-                "rev",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("rev", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
-    ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum LogRemoveReactionMessage {
@@ -2374,12 +2050,7 @@ pub mod defs {
         required: &["rev", "convoId", "message", "relatedProfiles"],
         nullable: &[],
         properties: &[
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "message",
                 rt::schema::Schema::Ref(
@@ -2396,12 +2067,7 @@ pub mod defs {
                     max_length: None,
                 },
             ),
-            (
-                "rev",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("rev", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     /// Event indicating a group convo was unlocked.
@@ -2421,18 +2087,8 @@ pub mod defs {
         required: &["rev", "convoId"],
         nullable: &[],
         properties: &[
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "rev",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("rev", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     /// Event indicating the viewer unmuted a convo. Can be direct or group.
@@ -2447,24 +2103,14 @@ pub mod defs {
         required: &["rev", "convoId", "member"],
         nullable: &[],
         properties: &[
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "member",
                 rt::schema::Schema::Ref(
                     &crate::chat::bsky::actor::defs::PROFILE_VIEW_BASIC_SCHEMA,
                 ),
             ),
-            (
-                "rev",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("rev", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     /// Event indicating a prospective member withdrew their join request. Only the owner gets this.
@@ -2481,18 +2127,8 @@ pub mod defs {
         required: &["rev", "convoId"],
         nullable: &[],
         properties: &[
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "rev",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("rev", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     /// Event indicating the viewer withdrew their own join request. Only requester actor gets this.
@@ -2582,7 +2218,6 @@ pub mod defs {
             ),
         ],
     });
-    ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum MessageInputEmbed {
@@ -2638,12 +2273,7 @@ pub mod defs {
         required: &["did", "messageId", "convoId"],
         nullable: &[],
         properties: &[
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "did",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -2651,12 +2281,7 @@ pub mod defs {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "messageId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("messageId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -2698,12 +2323,7 @@ pub mod defs {
                     max_length: None,
                 },
             ),
-            (
-                "id",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("id", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "reactions",
                 rt::schema::Schema::Array {
@@ -2734,12 +2354,7 @@ pub mod defs {
                     closed: false,
                 },
             ),
-            (
-                "rev",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("rev", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "sender",
                 rt::schema::Schema::Ref(
@@ -2763,7 +2378,6 @@ pub mod defs {
             ),
         ],
     });
-    ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum MessageViewEmbed {
@@ -2926,12 +2540,7 @@ pub mod defs {
                     &crate::chat::bsky::convo::defs::REACTION_VIEW_SENDER_SCHEMA,
                 ),
             ),
-            (
-                "value",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("value", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -2964,12 +2573,7 @@ pub mod defs {
         required: &["messageId"],
         nullable: &[],
         properties: &[
-            (
-                "messageId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("messageId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     /// A reference to another message within the same convo, used to indicate that a message is a reply to it.
@@ -3036,18 +2640,8 @@ pub mod defs {
         required: &[],
         nullable: &[],
         properties: &[
-            (
-                "newName",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "oldName",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("newName", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("oldName", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     /// System message indicating the group info was edited.
@@ -3304,18 +2898,8 @@ pub mod defs {
                     closed: false,
                 },
             ),
-            (
-                "id",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "rev",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("id", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("rev", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "sentAt",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -3325,7 +2909,6 @@ pub mod defs {
             ),
         ],
     });
-    ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum SystemMessageViewData {
@@ -3552,18 +3135,8 @@ pub mod delete_message_for_self {
         required: &["convoId", "messageId"],
         nullable: &[],
         properties: &[
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "messageId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("messageId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -3629,12 +3202,7 @@ pub mod get_convo {
         required: &["convoId"],
         nullable: &[],
         properties: &[
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     };
     /// Query parameters.
@@ -3836,18 +3404,8 @@ pub mod get_convo_members {
         required: &["convoId"],
         nullable: &[],
         properties: &[
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "limit",
                 rt::schema::Schema::Integer(rt::schema::IntegerSchema {
@@ -3921,12 +3479,7 @@ pub mod get_log {
         required: &[],
         nullable: &[],
         properties: &[
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     };
     /// Query parameters.
@@ -3935,7 +3488,6 @@ pub mod get_log {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<String>,
     }
-    ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum OutputLogsItem {
@@ -4391,18 +3943,8 @@ pub mod get_messages {
         required: &["convoId"],
         nullable: &[],
         properties: &[
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "limit",
                 rt::schema::Schema::Integer(rt::schema::IntegerSchema {
@@ -4423,7 +3965,6 @@ pub mod get_messages {
         pub cursor: Option<String>,
         pub limit: i64,
     }
-    ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum OutputMessagesItem {
@@ -4597,12 +4138,7 @@ pub mod leave_convo {
         required: &["convoId"],
         nullable: &[],
         properties: &[
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -4671,12 +4207,7 @@ pub mod list_convo_requests {
         required: &[],
         nullable: &[],
         properties: &[
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "limit",
                 rt::schema::Schema::Integer(rt::schema::IntegerSchema {
@@ -4695,7 +4226,6 @@ pub mod list_convo_requests {
         pub cursor: Option<String>,
         pub limit: i64,
     }
-    ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum OutputRequestsItem {
@@ -4774,18 +4304,8 @@ pub mod list_convos {
         required: &[],
         nullable: &[],
         properties: &[
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "kind",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("kind", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "limit",
                 rt::schema::Schema::Integer(rt::schema::IntegerSchema {
@@ -4795,24 +4315,9 @@ pub mod list_convos {
                     ..rt::schema::IntegerSchema::NONE
                 }),
             ),
-            (
-                "lockStatus",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "readState",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "status",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("lockStatus", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("readState", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("status", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     };
     /// Filter by conversation kind.
@@ -4899,7 +4404,6 @@ pub mod list_convos {
             }
         }
     }
-    ///
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -5031,12 +4535,7 @@ pub mod lock_convo {
         required: &["convoId"],
         nullable: &[],
         properties: &[
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -5109,12 +4608,7 @@ pub mod mute_convo {
         required: &["convoId"],
         nullable: &[],
         properties: &[
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -5181,18 +4675,8 @@ pub mod remove_reaction {
         required: &["convoId", "messageId", "value"],
         nullable: &[],
         properties: &[
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "messageId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("messageId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "value",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -5291,12 +4775,7 @@ pub mod send_message {
         required: &["convoId", "message"],
         nullable: &[],
         properties: &[
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "message",
                 rt::schema::Schema::Ref(
@@ -5368,12 +4847,7 @@ pub mod send_message_batch {
         required: &["convoId", "message"],
         nullable: &[],
         properties: &[
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "message",
                 rt::schema::Schema::Ref(
@@ -5479,12 +4953,7 @@ pub mod unlock_convo {
         required: &["convoId"],
         nullable: &[],
         properties: &[
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -5559,12 +5028,7 @@ pub mod unmute_convo {
         required: &["convoId"],
         nullable: &[],
         properties: &[
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -5631,15 +5095,9 @@ pub mod update_all_read {
         required: &[],
         nullable: &[],
         properties: &[
-            (
-                "status",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("status", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
-    ///
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -5723,18 +5181,8 @@ pub mod update_read {
         required: &["convoId"],
         nullable: &[],
         properties: &[
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "messageId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("messageId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

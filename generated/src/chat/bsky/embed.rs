@@ -11,12 +11,7 @@ pub mod join_link {
         required: &["code"],
         nullable: &[],
         properties: &[
-            (
-                "code",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("code", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -51,7 +46,6 @@ pub mod join_link {
             ),
         ],
     });
-    ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum ViewJoinLinkPreview {

@@ -210,12 +210,7 @@ pub mod add_members {
         required: &["convoId", "members"],
         nullable: &[],
         properties: &[
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "members",
                 rt::schema::Schema::Array {
@@ -335,12 +330,7 @@ pub mod approve_join_request {
         required: &["convoId", "member"],
         nullable: &[],
         properties: &[
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "member",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -534,12 +524,7 @@ pub mod create_join_link {
         required: &["convoId", "joinRule"],
         nullable: &[],
         properties: &[
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "joinRule",
                 rt::schema::Schema::Ref(
@@ -625,12 +610,7 @@ pub mod defs {
         required: &["code"],
         nullable: &[],
         properties: &[
-            (
-                "code",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("code", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     /// Preview for a disabled join link. Carries only the code so clients can correlate with the input and render a disabled state.
@@ -643,12 +623,7 @@ pub mod defs {
         required: &["code"],
         nullable: &[],
         properties: &[
-            (
-                "code",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("code", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     /// Preview for a join link code that does not map to an existing link. Carries only the code so clients can correlate with the input and render an invalid state.
@@ -670,24 +645,14 @@ pub mod defs {
         ],
         nullable: &[],
         properties: &[
-            (
-                "code",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("code", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "convo",
                 rt::schema::Schema::Ref(
                     &crate::chat::bsky::convo::defs::CONVO_VIEW_SCHEMA,
                 ),
             ),
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "joinRule",
                 rt::schema::Schema::Ref(
@@ -696,22 +661,13 @@ pub mod defs {
             ),
             (
                 "memberCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
             (
                 "memberLimit",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
-            (
-                "name",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("name", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "owner",
                 rt::schema::Schema::Ref(
@@ -759,12 +715,7 @@ pub mod defs {
         required: &["code", "enabledStatus", "requireApproval", "joinRule", "createdAt"],
         nullable: &[],
         properties: &[
-            (
-                "code",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("code", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "createdAt",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -830,30 +781,16 @@ pub mod defs {
         required: &["convoId", "name", "owner", "memberCount", "memberLimit", "viewer"],
         nullable: &[],
         properties: &[
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "memberCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
             (
                 "memberLimit",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
-            (
-                "name",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("name", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "owner",
                 rt::schema::Schema::Ref(
@@ -886,12 +823,7 @@ pub mod defs {
         required: &["convoId", "requestedBy", "requestedAt"],
         nullable: &[],
         properties: &[
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "requestedAt",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -918,10 +850,9 @@ pub mod defs {
         pub requested_by: crate::chat::bsky::actor::defs::ProfileViewBasic,
     }
     /// Schema of this definition.
-    pub static JOIN_RULE_SCHEMA: rt::schema::Schema = rt::schema::Schema::String(rt::schema::StringSchema {
-        ..rt::schema::StringSchema::NONE
-    });
-    ///
+    pub static JOIN_RULE_SCHEMA: rt::schema::Schema = rt::schema::Schema::String(
+        rt::schema::StringSchema::NONE,
+    );
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -961,10 +892,9 @@ pub mod defs {
         }
     }
     /// Schema of this definition.
-    pub static LINK_ENABLED_STATUS_SCHEMA: rt::schema::Schema = rt::schema::Schema::String(rt::schema::StringSchema {
-        ..rt::schema::StringSchema::NONE
-    });
-    ///
+    pub static LINK_ENABLED_STATUS_SCHEMA: rt::schema::Schema = rt::schema::Schema::String(
+        rt::schema::StringSchema::NONE,
+    );
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -1020,12 +950,7 @@ pub mod disable_join_link {
         required: &["convoId"],
         nullable: &[],
         properties: &[
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -1099,12 +1024,7 @@ pub mod edit_group {
         required: &["convoId", "name"],
         nullable: &[],
         properties: &[
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "name",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -1187,12 +1107,7 @@ pub mod edit_join_link {
         required: &["convoId"],
         nullable: &[],
         properties: &[
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "joinRule",
                 rt::schema::Schema::Ref(
@@ -1284,12 +1199,7 @@ pub mod enable_join_link {
         required: &["convoId"],
         nullable: &[],
         properties: &[
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -1364,9 +1274,7 @@ pub mod get_join_link_previews {
             (
                 "codes",
                 rt::schema::Schema::Array {
-                    items: &rt::schema::Schema::String(rt::schema::StringSchema {
-                        ..rt::schema::StringSchema::NONE
-                    }),
+                    items: &rt::schema::Schema::String(rt::schema::StringSchema::NONE),
                     min_length: Some(1),
                     max_length: Some(50),
                 },
@@ -1378,7 +1286,6 @@ pub mod get_join_link_previews {
     pub struct Params {
         pub codes: Vec<String>,
     }
-    ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum OutputJoinLinkPreviewsItem {
@@ -1474,18 +1381,8 @@ pub mod list_join_requests {
         required: &["convoId"],
         nullable: &[],
         properties: &[
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "limit",
                 rt::schema::Schema::Integer(rt::schema::IntegerSchema {
@@ -1563,12 +1460,7 @@ pub mod list_mutual_groups {
         required: &["subject"],
         nullable: &[],
         properties: &[
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "limit",
                 rt::schema::Schema::Integer(rt::schema::IntegerSchema {
@@ -1632,12 +1524,7 @@ pub mod reject_join_request {
         required: &["convoId", "member"],
         nullable: &[],
         properties: &[
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "member",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -1714,12 +1601,7 @@ pub mod remove_members {
         required: &["convoId", "members"],
         nullable: &[],
         properties: &[
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "members",
                 rt::schema::Schema::Array {
@@ -1802,19 +1684,13 @@ pub mod request_join {
         required: &["code"],
         nullable: &[],
         properties: &[
-            (
-                "code",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("code", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Input {
         pub code: String,
     }
-    ///
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -1937,12 +1813,7 @@ pub mod update_join_requests_read {
         required: &["convoId"],
         nullable: &[],
         properties: &[
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -2011,12 +1882,7 @@ pub mod withdraw_join_request {
         required: &["convoId"],
         nullable: &[],
         properties: &[
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

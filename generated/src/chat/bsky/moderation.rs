@@ -80,12 +80,7 @@ pub mod defs {
         required: &["id", "rev"],
         nullable: &[],
         properties: &[
-            (
-                "id",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("id", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "kind",
                 rt::schema::Schema::Union {
@@ -102,12 +97,7 @@ pub mod defs {
                     closed: false,
                 },
             ),
-            (
-                "rev",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("rev", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     /// Union field that has data specific to different kinds of convos.
@@ -202,9 +192,7 @@ pub mod defs {
             ),
             (
                 "joinRequestCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
             (
                 "lockStatus",
@@ -214,15 +202,11 @@ pub mod defs {
             ),
             (
                 "memberCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
             (
                 "memberLimit",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
             (
                 "name",
@@ -308,29 +292,18 @@ pub mod get_actor_metadata {
         required: &["messagesSent", "messagesReceived", "convos", "convosStarted"],
         nullable: &[],
         properties: &[
-            (
-                "convos",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
+            ("convos", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
             (
                 "convosStarted",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
             (
                 "messagesReceived",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
             (
                 "messagesSent",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
         ],
     });
@@ -356,12 +329,7 @@ pub mod get_convo {
         required: &["convoId"],
         nullable: &[],
         properties: &[
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     };
     /// Query parameters.
@@ -421,18 +389,8 @@ pub mod get_convo_members {
         required: &["convoId"],
         nullable: &[],
         properties: &[
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "limit",
                 rt::schema::Schema::Integer(rt::schema::IntegerSchema {
@@ -509,9 +467,7 @@ pub mod get_convos {
             (
                 "convoIds",
                 rt::schema::Schema::Array {
-                    items: &rt::schema::Schema::String(rt::schema::StringSchema {
-                        ..rt::schema::StringSchema::NONE
-                    }),
+                    items: &rt::schema::Schema::String(rt::schema::StringSchema::NONE),
                     min_length: Some(1),
                     max_length: Some(100),
                 },
@@ -568,12 +524,7 @@ pub mod get_message_context {
                     ..rt::schema::IntegerSchema::NONE
                 }),
             ),
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "maxInterleavedSystemMessages",
                 rt::schema::Schema::Integer(rt::schema::IntegerSchema {
@@ -583,12 +534,7 @@ pub mod get_message_context {
                     ..rt::schema::IntegerSchema::NONE
                 }),
             ),
-            (
-                "messageId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("messageId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     };
     /// Query parameters.
@@ -608,7 +554,6 @@ pub mod get_message_context {
         #[serde(rename = "messageId")]
         pub message_id: String,
     }
-    ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum OutputMessagesItem {
@@ -706,12 +651,7 @@ pub mod subscribe_mod_events {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "createdAt",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -721,22 +661,10 @@ pub mod subscribe_mod_events {
             ),
             (
                 "groupMemberCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
-            (
-                "groupName",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "method",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("groupName", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("method", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "ownerDid",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -744,12 +672,7 @@ pub mod subscribe_mod_events {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "rev",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("rev", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     /// How the convo was accepted.
@@ -826,12 +749,7 @@ pub mod subscribe_mod_events {
         required: &["createdAt", "rev", "convoId", "user", "recipients"],
         nullable: &[],
         properties: &[
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "createdAt",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -839,12 +757,7 @@ pub mod subscribe_mod_events {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "messageId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("messageId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "recipients",
                 rt::schema::Schema::Array {
@@ -856,12 +769,7 @@ pub mod subscribe_mod_events {
                     max_length: None,
                 },
             ),
-            (
-                "rev",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("rev", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "user",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -916,12 +824,7 @@ pub mod subscribe_mod_events {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "createdAt",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -931,16 +834,9 @@ pub mod subscribe_mod_events {
             ),
             (
                 "groupMemberCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
-            (
-                "groupName",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("groupName", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "initialMemberDids",
                 rt::schema::Schema::Array {
@@ -959,12 +855,7 @@ pub mod subscribe_mod_events {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "rev",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("rev", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     /// Fire when a group chat is created.
@@ -1024,12 +915,7 @@ pub mod subscribe_mod_events {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "createdAt",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -1039,22 +925,10 @@ pub mod subscribe_mod_events {
             ),
             (
                 "groupMemberCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
-            (
-                "groupName",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "joinLinkCode",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("groupName", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("joinLinkCode", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "ownerDid",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -1062,12 +936,7 @@ pub mod subscribe_mod_events {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "rev",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("rev", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "subjectFollowsOwner",
                 rt::schema::Schema::Boolean {
@@ -1134,12 +1003,7 @@ pub mod subscribe_mod_events {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "createdAt",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -1149,16 +1013,9 @@ pub mod subscribe_mod_events {
             ),
             (
                 "groupMemberCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
-            (
-                "groupName",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("groupName", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "ownerDid",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -1166,12 +1023,7 @@ pub mod subscribe_mod_events {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "rev",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("rev", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "subjectDid",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -1236,12 +1088,7 @@ pub mod subscribe_mod_events {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "createdAt",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -1251,16 +1098,9 @@ pub mod subscribe_mod_events {
             ),
             (
                 "groupMemberCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
-            (
-                "groupName",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("groupName", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "ownerDid",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -1268,12 +1108,7 @@ pub mod subscribe_mod_events {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "rev",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("rev", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "subjectDid",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -1340,12 +1175,7 @@ pub mod subscribe_mod_events {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "createdAt",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -1355,16 +1185,9 @@ pub mod subscribe_mod_events {
             ),
             (
                 "groupMemberCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
-            (
-                "groupName",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("groupName", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "ownerDid",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -1374,16 +1197,9 @@ pub mod subscribe_mod_events {
             ),
             (
                 "requestMembersCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
-            (
-                "rev",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("rev", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "subjectDid",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -1461,12 +1277,7 @@ pub mod subscribe_mod_events {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "createdAt",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -1476,22 +1287,10 @@ pub mod subscribe_mod_events {
             ),
             (
                 "groupMemberCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
-            (
-                "groupName",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "joinLinkCode",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("groupName", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("joinLinkCode", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "ownerDid",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -1499,12 +1298,7 @@ pub mod subscribe_mod_events {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "rev",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("rev", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "subjectFollowsOwner",
                 rt::schema::Schema::Boolean {
@@ -1572,12 +1366,7 @@ pub mod subscribe_mod_events {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "createdAt",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -1587,22 +1376,10 @@ pub mod subscribe_mod_events {
             ),
             (
                 "groupMemberCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
-            (
-                "groupName",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "leaveMethod",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("groupName", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("leaveMethod", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "ownerDid",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -1610,12 +1387,7 @@ pub mod subscribe_mod_events {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "rev",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("rev", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "subjectDid",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -1723,12 +1495,7 @@ pub mod subscribe_mod_events {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "createdAt",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -1738,22 +1505,10 @@ pub mod subscribe_mod_events {
             ),
             (
                 "groupMemberCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
-            (
-                "groupName",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "joinLinkCode",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("groupName", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("joinLinkCode", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "joinLinkFollowersOnly",
                 rt::schema::Schema::Boolean {
@@ -1766,24 +1521,9 @@ pub mod subscribe_mod_events {
                     const_: None,
                 },
             ),
-            (
-                "lockReason",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "newName",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "oldName",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("lockReason", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("newName", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("oldName", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "ownerDid",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -1791,18 +1531,8 @@ pub mod subscribe_mod_events {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "rev",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "updateType",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("rev", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("updateType", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     /// Why the group was locked. Only present when updateType is 'locked'.
@@ -1999,18 +1729,8 @@ pub mod subscribe_mod_events {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "endpoint",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "rev",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("endpoint", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("rev", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     /// Fired when a user exceeds a rate limit.
@@ -2030,12 +1750,7 @@ pub mod subscribe_mod_events {
         required: &[],
         nullable: &[],
         properties: &[
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     };
     /// Query parameters.
@@ -2045,7 +1760,6 @@ pub mod subscribe_mod_events {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<String>,
     }
-    ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum Message {
@@ -2319,12 +2033,7 @@ pub mod update_actor_access {
                     const_: None,
                 },
             ),
-            (
-                "ref",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("ref", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -39,12 +39,7 @@ pub mod defs {
         required: &["include", "push"],
         nullable: &[],
         properties: &[
-            (
-                "include",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("include", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "push",
                 rt::schema::Schema::Boolean {
@@ -53,7 +48,6 @@ pub mod defs {
             ),
         ],
     });
-    ///
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]

@@ -205,12 +205,7 @@ pub mod defs {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "email",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("email", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "emailConfirmedAt",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -232,12 +227,7 @@ pub mod defs {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "inviteNote",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("inviteNote", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "invitedBy",
                 rt::schema::Schema::Ref(
@@ -379,12 +369,7 @@ pub mod defs {
                     const_: None,
                 },
             ),
-            (
-                "ref",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("ref", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -398,18 +383,8 @@ pub mod defs {
         required: &["property", "value"],
         nullable: &[],
         properties: &[
-            (
-                "property",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "value",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("property", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("value", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -485,12 +460,7 @@ pub mod disable_account_invites {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "note",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("note", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -534,9 +504,7 @@ pub mod disable_invite_codes {
             (
                 "accounts",
                 rt::schema::Schema::Array {
-                    items: &rt::schema::Schema::String(rt::schema::StringSchema {
-                        ..rt::schema::StringSchema::NONE
-                    }),
+                    items: &rt::schema::Schema::String(rt::schema::StringSchema::NONE),
                     min_length: None,
                     max_length: None,
                 },
@@ -544,9 +512,7 @@ pub mod disable_invite_codes {
             (
                 "codes",
                 rt::schema::Schema::Array {
-                    items: &rt::schema::Schema::String(rt::schema::StringSchema {
-                        ..rt::schema::StringSchema::NONE
-                    }),
+                    items: &rt::schema::Schema::String(rt::schema::StringSchema::NONE),
                     min_length: None,
                     max_length: None,
                 },
@@ -598,12 +564,7 @@ pub mod enable_account_invites {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "note",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("note", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -728,12 +689,7 @@ pub mod get_invite_codes {
         required: &[],
         nullable: &[],
         properties: &[
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "limit",
                 rt::schema::Schema::Integer(rt::schema::IntegerSchema {
@@ -752,7 +708,6 @@ pub mod get_invite_codes {
             ),
         ],
     };
-    ///
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -864,7 +819,6 @@ pub mod get_subject_status {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub uri: Option<rt::lex::AtUri>,
     }
-    ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum OutputSubject {
@@ -952,18 +906,8 @@ pub mod search_accounts {
         required: &[],
         nullable: &[],
         properties: &[
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "email",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("email", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "limit",
                 rt::schema::Schema::Integer(rt::schema::IntegerSchema {
@@ -1021,18 +965,8 @@ pub mod send_email {
         required: &["recipientDid", "content", "senderDid"],
         nullable: &[],
         properties: &[
-            (
-                "comment",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "content",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("comment", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("content", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "recipientDid",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -1047,12 +981,7 @@ pub mod send_email {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "subject",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("subject", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -1113,12 +1042,7 @@ pub mod update_account_email {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "email",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("email", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -1217,12 +1141,7 @@ pub mod update_account_password {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "password",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("password", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -1349,7 +1268,6 @@ pub mod update_subject_status {
             ),
         ],
     });
-    ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum InputSubject {
@@ -1411,7 +1329,6 @@ pub mod update_subject_status {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub takedown: Option<crate::com::atproto::admin::defs::StatusAttr>,
     }
-    ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum OutputSubject {

@@ -520,9 +520,7 @@ pub mod sign_plc_operation {
             (
                 "alsoKnownAs",
                 rt::schema::Schema::Array {
-                    items: &rt::schema::Schema::String(rt::schema::StringSchema {
-                        ..rt::schema::StringSchema::NONE
-                    }),
+                    items: &rt::schema::Schema::String(rt::schema::StringSchema::NONE),
                     min_length: None,
                     max_length: None,
                 },
@@ -530,20 +528,13 @@ pub mod sign_plc_operation {
             (
                 "rotationKeys",
                 rt::schema::Schema::Array {
-                    items: &rt::schema::Schema::String(rt::schema::StringSchema {
-                        ..rt::schema::StringSchema::NONE
-                    }),
+                    items: &rt::schema::Schema::String(rt::schema::StringSchema::NONE),
                     min_length: None,
                     max_length: None,
                 },
             ),
             ("services", rt::schema::Schema::Unknown),
-            (
-                "token",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("token", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             ("verificationMethods", rt::schema::Schema::Unknown),
         ],
     });

@@ -82,12 +82,7 @@ pub mod defs {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "ver",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
+            ("ver", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
         ],
     });
     /// Metadata tag on an atproto resource (eg, repo or record).
@@ -118,10 +113,9 @@ pub mod defs {
         pub ver: Option<i64>,
     }
     /// Schema of this definition.
-    pub static LABEL_VALUE_SCHEMA: rt::schema::Schema = rt::schema::Schema::String(rt::schema::StringSchema {
-        ..rt::schema::StringSchema::NONE
-    });
-    ///
+    pub static LABEL_VALUE_SCHEMA: rt::schema::Schema = rt::schema::Schema::String(
+        rt::schema::StringSchema::NONE,
+    );
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -195,12 +189,7 @@ pub mod defs {
                     const_: None,
                 },
             ),
-            (
-                "blurs",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("blurs", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "defaultSetting",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -226,12 +215,7 @@ pub mod defs {
                     max_length: None,
                 },
             ),
-            (
-                "severity",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("severity", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     /// What should this label hide in the UI, if applied? 'content' hides all of the target; 'media' hides the images/video/audio; 'none' hides nothing.
@@ -479,12 +463,7 @@ pub mod query_labels {
         required: &["uriPatterns"],
         nullable: &[],
         properties: &[
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "limit",
                 rt::schema::Schema::Integer(rt::schema::IntegerSchema {
@@ -508,9 +487,7 @@ pub mod query_labels {
             (
                 "uriPatterns",
                 rt::schema::Schema::Array {
-                    items: &rt::schema::Schema::String(rt::schema::StringSchema {
-                        ..rt::schema::StringSchema::NONE
-                    }),
+                    items: &rt::schema::Schema::String(rt::schema::StringSchema::NONE),
                     min_length: None,
                     max_length: None,
                 },
@@ -562,21 +539,10 @@ pub mod subscribe_labels {
         required: &["name"],
         nullable: &[],
         properties: &[
-            (
-                "message",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "name",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("message", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("name", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
-    ///
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -632,12 +598,7 @@ pub mod subscribe_labels {
                     max_length: None,
                 },
             ),
-            (
-                "seq",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
+            ("seq", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
         ],
     });
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -650,12 +611,7 @@ pub mod subscribe_labels {
         required: &[],
         nullable: &[],
         properties: &[
-            (
-                "cursor",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
+            ("cursor", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
         ],
     };
     /// Query parameters.
@@ -665,7 +621,6 @@ pub mod subscribe_labels {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<i64>,
     }
-    ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum Message {

@@ -101,12 +101,7 @@ pub mod schema {
         required: &["lexicon"],
         nullable: &[],
         properties: &[
-            (
-                "lexicon",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
+            ("lexicon", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
         ],
     });
     /// Validates an untyped record of this collection against every constraint of its schema.

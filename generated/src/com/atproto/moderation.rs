@@ -71,7 +71,6 @@ pub mod create_report {
             ),
         ],
     });
-    ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum InputSubject {
@@ -126,7 +125,6 @@ pub mod create_report {
         pub reason_type: crate::com::atproto::moderation::defs::ReasonType,
         pub subject: InputSubject,
     }
-    ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum OutputSubject {
@@ -204,12 +202,7 @@ pub mod create_report {
         nullable: &[],
         properties: &[
             ("meta", rt::schema::Schema::Unknown),
-            (
-                "name",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("name", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     /// Moderation tool information for tracing the source of the action
@@ -265,10 +258,9 @@ pub mod defs {
         "com.atproto.moderation.defs#reasonSpam",
     );
     /// Schema of this definition.
-    pub static REASON_TYPE_SCHEMA: rt::schema::Schema = rt::schema::Schema::String(rt::schema::StringSchema {
-        ..rt::schema::StringSchema::NONE
-    });
-    ///
+    pub static REASON_TYPE_SCHEMA: rt::schema::Schema = rt::schema::Schema::String(
+        rt::schema::StringSchema::NONE,
+    );
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -626,9 +618,9 @@ pub mod defs {
         "com.atproto.moderation.defs#reasonViolation",
     );
     /// Schema of this definition.
-    pub static SUBJECT_TYPE_SCHEMA: rt::schema::Schema = rt::schema::Schema::String(rt::schema::StringSchema {
-        ..rt::schema::StringSchema::NONE
-    });
+    pub static SUBJECT_TYPE_SCHEMA: rt::schema::Schema = rt::schema::Schema::String(
+        rt::schema::StringSchema::NONE,
+    );
     /// Tag describing a type of subject that might be reported.
     ///
     /// Known values; any other string is kept in `Other`.

@@ -180,13 +180,10 @@ pub mod apply_writes {
             ),
             (
                 "validationStatus",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
+                rt::schema::Schema::String(rt::schema::StringSchema::NONE),
             ),
         ],
     });
-    ///
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -324,7 +321,6 @@ pub mod apply_writes {
             ),
         ],
     });
-    ///
     /// A closed union.
     #[derive(Debug, Clone, PartialEq)]
     pub enum InputWritesItem {
@@ -403,7 +399,6 @@ pub mod apply_writes {
         pub validate: Option<bool>,
         pub writes: Vec<InputWritesItem>,
     }
-    ///
     /// A closed union.
     #[derive(Debug, Clone, PartialEq)]
     pub enum OutputResultsItem {
@@ -568,13 +563,10 @@ pub mod apply_writes {
             ),
             (
                 "validationStatus",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
+                rt::schema::Schema::String(rt::schema::StringSchema::NONE),
             ),
         ],
     });
-    ///
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -695,7 +687,6 @@ pub mod create_record {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub validate: Option<bool>,
     }
-    ///
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -1119,12 +1110,7 @@ pub mod list_missing_blobs {
         required: &[],
         nullable: &[],
         properties: &[
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "limit",
                 rt::schema::Schema::Integer(rt::schema::IntegerSchema {
@@ -1209,12 +1195,7 @@ pub mod list_records {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "limit",
                 rt::schema::Schema::Integer(rt::schema::IntegerSchema {
@@ -1386,7 +1367,6 @@ pub mod put_record {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub validate: Option<bool>,
     }
-    ///
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]

@@ -378,18 +378,8 @@ pub mod confirm_email {
         required: &["email", "token"],
         nullable: &[],
         properties: &[
-            (
-                "email",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "token",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("email", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("token", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -465,12 +455,7 @@ pub mod create_account {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "email",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("email", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "handle",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -478,36 +463,17 @@ pub mod create_account {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "inviteCode",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "password",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("inviteCode", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("password", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             ("plcOp", rt::schema::Schema::Unknown),
-            (
-                "recoveryKey",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("recoveryKey", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "verificationCode",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
+                rt::schema::Schema::String(rt::schema::StringSchema::NONE),
             ),
             (
                 "verificationPhone",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
+                rt::schema::Schema::String(rt::schema::StringSchema::NONE),
             ),
         ],
     });
@@ -639,18 +605,8 @@ pub mod create_app_password {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "name",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "password",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("name", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("password", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "privileged",
                 rt::schema::Schema::Boolean {
@@ -678,12 +634,7 @@ pub mod create_app_password {
         required: &["name"],
         nullable: &[],
         properties: &[
-            (
-                "name",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("name", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "privileged",
                 rt::schema::Schema::Boolean {
@@ -763,12 +714,7 @@ pub mod create_invite_code {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "useCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
+            ("useCount", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
         ],
     });
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -812,18 +758,11 @@ pub mod create_invite_codes {
         required: &["account", "codes"],
         nullable: &[],
         properties: &[
-            (
-                "account",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("account", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "codes",
                 rt::schema::Schema::Array {
-                    items: &rt::schema::Schema::String(rt::schema::StringSchema {
-                        ..rt::schema::StringSchema::NONE
-                    }),
+                    items: &rt::schema::Schema::String(rt::schema::StringSchema::NONE),
                     min_length: None,
                     max_length: None,
                 },
@@ -863,12 +802,7 @@ pub mod create_invite_codes {
                     max_length: None,
                 },
             ),
-            (
-                "useCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
+            ("useCount", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
         ],
     });
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -927,22 +861,10 @@ pub mod create_session {
             ),
             (
                 "authFactorToken",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
+                rt::schema::Schema::String(rt::schema::StringSchema::NONE),
             ),
-            (
-                "identifier",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "password",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("identifier", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("password", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -1136,18 +1058,8 @@ pub mod defs {
         ],
         nullable: &[],
         properties: &[
-            (
-                "available",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
-            (
-                "code",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("available", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
+            ("code", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "createdAt",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -1155,24 +1067,14 @@ pub mod defs {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "createdBy",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("createdBy", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "disabled",
                 rt::schema::Schema::Boolean {
                     const_: None,
                 },
             ),
-            (
-                "forAccount",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("forAccount", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "uses",
                 rt::schema::Schema::Array {
@@ -1250,18 +1152,8 @@ pub mod delete_account {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "password",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "token",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("password", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("token", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -1369,12 +1261,7 @@ pub mod describe_server {
         required: &[],
         nullable: &[],
         properties: &[
-            (
-                "email",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("email", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -1549,12 +1436,7 @@ pub mod get_service_auth {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "exp",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
+            ("exp", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
             (
                 "lxm",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -1726,12 +1608,7 @@ pub mod list_app_passwords {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "name",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("name", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "privileged",
                 rt::schema::Schema::Boolean {
@@ -2008,12 +1885,7 @@ pub mod request_password_reset {
         required: &["email"],
         nullable: &[],
         properties: &[
-            (
-                "email",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("email", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -2106,18 +1978,8 @@ pub mod reset_password {
         required: &["token", "password"],
         nullable: &[],
         properties: &[
-            (
-                "password",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "token",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("password", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("token", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -2181,12 +2043,7 @@ pub mod revoke_app_password {
         required: &["name"],
         nullable: &[],
         properties: &[
-            (
-                "name",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("name", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -2224,24 +2081,14 @@ pub mod update_email {
         required: &["email"],
         nullable: &[],
         properties: &[
-            (
-                "email",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("email", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "emailAuthFactor",
                 rt::schema::Schema::Boolean {
                     const_: None,
                 },
             ),
-            (
-                "token",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("token", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -179,10 +179,9 @@ pub mod defs {
     /// The NSID of this lexicon document.
     pub const NSID: &str = "com.atproto.sync.defs";
     /// Schema of this definition.
-    pub static HOST_STATUS_SCHEMA: rt::schema::Schema = rt::schema::Schema::String(rt::schema::StringSchema {
-        ..rt::schema::StringSchema::NONE
-    });
-    ///
+    pub static HOST_STATUS_SCHEMA: rt::schema::Schema = rt::schema::Schema::String(
+        rt::schema::StringSchema::NONE,
+    );
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -533,12 +532,7 @@ pub mod get_host_status {
         required: &["hostname"],
         nullable: &[],
         properties: &[
-            (
-                "hostname",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("hostname", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     };
     /// Query parameters.
@@ -990,12 +984,7 @@ pub mod list_blobs {
         required: &["did"],
         nullable: &[],
         properties: &[
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "did",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -1097,22 +1086,10 @@ pub mod list_hosts {
         properties: &[
             (
                 "accountCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
-            (
-                "hostname",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "seq",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
+            ("hostname", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("seq", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
             (
                 "status",
                 rt::schema::Schema::Ref(
@@ -1139,12 +1116,7 @@ pub mod list_hosts {
         required: &[],
         nullable: &[],
         properties: &[
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "limit",
                 rt::schema::Schema::Integer(rt::schema::IntegerSchema {
@@ -1196,12 +1168,7 @@ pub mod list_repos {
         required: &[],
         nullable: &[],
         properties: &[
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "limit",
                 rt::schema::Schema::Integer(rt::schema::IntegerSchema {
@@ -1272,12 +1239,7 @@ pub mod list_repos {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "status",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("status", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     /// If active=false, this optional field indicates a possible reason for why the account is not active. If active=false and no status is supplied, then the host makes no claim for why the repository is no longer being hosted.
@@ -1367,12 +1329,7 @@ pub mod list_repos_by_collection {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "limit",
                 rt::schema::Schema::Integer(rt::schema::IntegerSchema {
@@ -1448,12 +1405,7 @@ pub mod notify_of_update {
         required: &["hostname"],
         nullable: &[],
         properties: &[
-            (
-                "hostname",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("hostname", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -1492,12 +1444,7 @@ pub mod request_crawl {
         required: &["hostname"],
         nullable: &[],
         properties: &[
-            (
-                "hostname",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("hostname", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -1565,18 +1512,8 @@ pub mod subscribe_repos {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "seq",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
-            (
-                "status",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("seq", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
+            ("status", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "time",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -1718,12 +1655,7 @@ pub mod subscribe_repos {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "seq",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
+            ("seq", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
             (
                 "since",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -1794,12 +1726,7 @@ pub mod subscribe_repos {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "seq",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
+            ("seq", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
             (
                 "time",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -1824,21 +1751,10 @@ pub mod subscribe_repos {
         required: &["name"],
         nullable: &[],
         properties: &[
-            (
-                "message",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "name",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("message", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("name", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
-    ///
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -1884,12 +1800,7 @@ pub mod subscribe_repos {
         required: &[],
         nullable: &[],
         properties: &[
-            (
-                "cursor",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
+            ("cursor", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
         ],
     };
     /// Query parameters.
@@ -1899,7 +1810,6 @@ pub mod subscribe_repos {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<i64>,
     }
-    ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum Message {
@@ -2023,23 +1933,12 @@ pub mod subscribe_repos {
         required: &["action", "path", "cid"],
         nullable: &["cid"],
         properties: &[
-            (
-                "action",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("action", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             ("cid", rt::schema::Schema::CidLink),
-            (
-                "path",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("path", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             ("prev", rt::schema::Schema::CidLink),
         ],
     });
-    ///
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -2112,18 +2011,8 @@ pub mod subscribe_repos {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "rev",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "seq",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
+            ("rev", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("seq", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
             (
                 "time",
                 rt::schema::Schema::String(rt::schema::StringSchema {

@@ -101,12 +101,7 @@ pub mod add_reserved_handle {
         required: &["handle"],
         nullable: &[],
         properties: &[
-            (
-                "handle",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("handle", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -151,12 +146,7 @@ pub mod check_handle_availability {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "email",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("email", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "handle",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -179,7 +169,6 @@ pub mod check_handle_availability {
         /// Tentative handle. Will be checked for availability or used to build handle suggestions.
         pub handle: rt::lex::Handle,
     }
-    ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum OutputResult {
@@ -319,12 +308,7 @@ pub mod check_handle_availability {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "method",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("method", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -381,12 +365,7 @@ pub mod dereference_scope {
         required: &["scope"],
         nullable: &[],
         properties: &[
-            (
-                "scope",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("scope", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     };
     /// Query parameters.
@@ -457,12 +436,7 @@ pub mod fetch_labels {
                     ..rt::schema::IntegerSchema::NONE
                 }),
             ),
-            (
-                "since",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
+            ("since", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
         ],
     };
     /// Query parameters.
@@ -507,12 +481,7 @@ pub mod request_phone_verification {
         required: &["phoneNumber"],
         nullable: &[],
         properties: &[
-            (
-                "phoneNumber",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("phoneNumber", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -70,9 +70,7 @@ pub mod create_template {
         properties: &[
             (
                 "contentMarkdown",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
+                rt::schema::Schema::String(rt::schema::StringSchema::NONE),
             ),
             (
                 "createdBy",
@@ -88,18 +86,8 @@ pub mod create_template {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "name",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "subject",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("name", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("subject", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -180,9 +168,7 @@ pub mod defs {
         properties: &[
             (
                 "contentMarkdown",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
+                rt::schema::Schema::String(rt::schema::StringSchema::NONE),
             ),
             (
                 "createdAt",
@@ -197,12 +183,7 @@ pub mod defs {
                     const_: None,
                 },
             ),
-            (
-                "id",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("id", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "lang",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -217,18 +198,8 @@ pub mod defs {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "name",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "subject",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("name", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("subject", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "updatedAt",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -277,14 +248,7 @@ pub mod delete_template {
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["id"],
         nullable: &[],
-        properties: &[
-            (
-                "id",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-        ],
+        properties: &[("id", rt::schema::Schema::String(rt::schema::StringSchema::NONE))],
     });
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Input {
@@ -356,9 +320,7 @@ pub mod update_template {
         properties: &[
             (
                 "contentMarkdown",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
+                rt::schema::Schema::String(rt::schema::StringSchema::NONE),
             ),
             (
                 "disabled",
@@ -366,12 +328,7 @@ pub mod update_template {
                     const_: None,
                 },
             ),
-            (
-                "id",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("id", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "lang",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -379,18 +336,8 @@ pub mod update_template {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "name",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "subject",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("name", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("subject", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "updatedBy",
                 rt::schema::Schema::String(rt::schema::StringSchema {

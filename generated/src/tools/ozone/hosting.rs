@@ -27,12 +27,7 @@ pub mod get_account_history {
         required: &[],
         nullable: &[],
         properties: &[
-            (
-                "email",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("email", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "handle",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -54,12 +49,7 @@ pub mod get_account_history {
         required: &["email"],
         nullable: &[],
         properties: &[
-            (
-                "email",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("email", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -71,12 +61,7 @@ pub mod get_account_history {
         required: &["email"],
         nullable: &[],
         properties: &[
-            (
-                "email",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("email", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -95,12 +80,7 @@ pub mod get_account_history {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "createdBy",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("createdBy", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "details",
                 rt::schema::Schema::Union {
@@ -131,7 +111,6 @@ pub mod get_account_history {
             ),
         ],
     });
-    ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum EventDetails {
@@ -259,12 +238,7 @@ pub mod get_account_history {
         required: &["did"],
         nullable: &[],
         properties: &[
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "did",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -275,9 +249,7 @@ pub mod get_account_history {
             (
                 "events",
                 rt::schema::Schema::Array {
-                    items: &rt::schema::Schema::String(rt::schema::StringSchema {
-                        ..rt::schema::StringSchema::NONE
-                    }),
+                    items: &rt::schema::Schema::String(rt::schema::StringSchema::NONE),
                     min_length: None,
                     max_length: None,
                 },
@@ -293,7 +265,6 @@ pub mod get_account_history {
             ),
         ],
     };
-    ///
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]

@@ -240,18 +240,8 @@ pub mod cancel_scheduled_actions {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "error",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "errorCode",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("error", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("errorCode", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -272,12 +262,7 @@ pub mod cancel_scheduled_actions {
         required: &["subjects"],
         nullable: &[],
         properties: &[
-            (
-                "comment",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("comment", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "subjects",
                 rt::schema::Schema::Array {
@@ -335,18 +320,8 @@ pub mod defs {
                     const_: None,
                 },
             ),
-            (
-                "comment",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "status",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("comment", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("status", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "timestamp",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -356,7 +331,6 @@ pub mod defs {
             ),
         ],
     });
-    ///
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -455,12 +429,7 @@ pub mod defs {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "status",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("status", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "updatedAt",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -470,7 +439,6 @@ pub mod defs {
             ),
         ],
     });
-    ///
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -547,33 +515,23 @@ pub mod defs {
         properties: &[
             (
                 "appealCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
             (
                 "escalateCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
             (
                 "reportCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
             (
                 "suspendCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
             (
                 "takedownCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
         ],
     });
@@ -608,9 +566,7 @@ pub mod defs {
         properties: &[
             (
                 "activeStrikeCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
             (
                 "firstStrikeAt",
@@ -628,9 +584,7 @@ pub mod defs {
             ),
             (
                 "totalStrikeCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
         ],
     });
@@ -665,30 +619,10 @@ pub mod defs {
                     &crate::app::bsky::ageassurance::defs::ACCESS_SCHEMA,
                 ),
             ),
-            (
-                "attemptId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "completeIp",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "completeUa",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "countryCode",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("attemptId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("completeIp", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("completeUa", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("countryCode", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "createdAt",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -696,30 +630,10 @@ pub mod defs {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "initIp",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "initUa",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "regionCode",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "status",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("initIp", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("initUa", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("regionCode", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("status", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     /// The status of the Age Assurance process.
@@ -822,12 +736,7 @@ pub mod defs {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "status",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("status", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     /// The status to be set for the user decided by a moderator, overriding whatever value the user had previously. Use reset to default to original state.
@@ -939,27 +848,16 @@ pub mod defs {
                     closed: false,
                 },
             ),
-            (
-                "mimeType",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("mimeType", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "moderation",
                 rt::schema::Schema::Ref(
                     &crate::tools::ozone::moderation::defs::MODERATION_SCHEMA,
                 ),
             ),
-            (
-                "size",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
+            ("size", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
         ],
     });
-    ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum BlobViewDetails {
@@ -1025,12 +923,7 @@ pub mod defs {
         required: &[],
         nullable: &[],
         properties: &[
-            (
-                "comment",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("comment", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     /// Logs cancellation of a scheduled takedown action for an account.
@@ -1044,12 +937,7 @@ pub mod defs {
         required: &["did", "convoId"],
         nullable: &[],
         properties: &[
-            (
-                "convoId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("convoId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "did",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -1070,12 +958,7 @@ pub mod defs {
         required: &["timestamp"],
         nullable: &[],
         properties: &[
-            (
-                "comment",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("comment", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "handle",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -1124,18 +1007,8 @@ pub mod defs {
         required: &["width", "height"],
         nullable: &[],
         properties: &[
-            (
-                "height",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
-            (
-                "width",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
+            ("height", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
+            ("width", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
         ],
     });
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -1154,12 +1027,7 @@ pub mod defs {
                     const_: None,
                 },
             ),
-            (
-                "comment",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("comment", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -1176,12 +1044,7 @@ pub mod defs {
         required: &[],
         nullable: &[],
         properties: &[
-            (
-                "comment",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("comment", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "sticky",
                 rt::schema::Schema::Boolean {
@@ -1204,12 +1067,7 @@ pub mod defs {
         required: &[],
         nullable: &[],
         properties: &[
-            (
-                "comment",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("comment", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     /// Divert a record's blobs to a 3rd party service for further scanning/tagging
@@ -1223,18 +1081,8 @@ pub mod defs {
         required: &["subjectLine"],
         nullable: &[],
         properties: &[
-            (
-                "comment",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "content",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("comment", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("content", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "isDelivered",
                 rt::schema::Schema::Boolean {
@@ -1244,24 +1092,18 @@ pub mod defs {
             (
                 "policies",
                 rt::schema::Schema::Array {
-                    items: &rt::schema::Schema::String(rt::schema::StringSchema {
-                        ..rt::schema::StringSchema::NONE
-                    }),
+                    items: &rt::schema::Schema::String(rt::schema::StringSchema::NONE),
                     min_length: None,
                     max_length: Some(5),
                 },
             ),
             (
                 "severityLevel",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
+                rt::schema::Schema::String(rt::schema::StringSchema::NONE),
             ),
             (
                 "strikeCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
             (
                 "strikeExpiresAt",
@@ -1270,12 +1112,7 @@ pub mod defs {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "subjectLine",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("subjectLine", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     /// Keep a log of outgoing email to a user
@@ -1315,12 +1152,7 @@ pub mod defs {
         required: &[],
         nullable: &[],
         properties: &[
-            (
-                "comment",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("comment", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -1333,34 +1165,23 @@ pub mod defs {
         required: &["createLabelVals", "negateLabelVals"],
         nullable: &[],
         properties: &[
-            (
-                "comment",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("comment", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "createLabelVals",
                 rt::schema::Schema::Array {
-                    items: &rt::schema::Schema::String(rt::schema::StringSchema {
-                        ..rt::schema::StringSchema::NONE
-                    }),
+                    items: &rt::schema::Schema::String(rt::schema::StringSchema::NONE),
                     min_length: None,
                     max_length: None,
                 },
             ),
             (
                 "durationInHours",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
             (
                 "negateLabelVals",
                 rt::schema::Schema::Array {
-                    items: &rt::schema::Schema::String(rt::schema::StringSchema {
-                        ..rt::schema::StringSchema::NONE
-                    }),
+                    items: &rt::schema::Schema::String(rt::schema::StringSchema::NONE),
                     min_length: None,
                     max_length: None,
                 },
@@ -1386,17 +1207,10 @@ pub mod defs {
         required: &["durationInHours"],
         nullable: &[],
         properties: &[
-            (
-                "comment",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("comment", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "durationInHours",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
         ],
     });
@@ -1414,17 +1228,10 @@ pub mod defs {
         required: &[],
         nullable: &[],
         properties: &[
-            (
-                "comment",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("comment", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "durationInHours",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
         ],
     });
@@ -1443,12 +1250,7 @@ pub mod defs {
         required: &["score"],
         nullable: &[],
         properties: &[
-            (
-                "comment",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("comment", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "score",
                 rt::schema::Schema::Integer(rt::schema::IntegerSchema {
@@ -1471,12 +1273,7 @@ pub mod defs {
         required: &["reportType"],
         nullable: &[],
         properties: &[
-            (
-                "comment",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("comment", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "isReporterMuted",
                 rt::schema::Schema::Boolean {
@@ -1508,12 +1305,7 @@ pub mod defs {
         required: &[],
         nullable: &[],
         properties: &[
-            (
-                "comment",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("comment", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     /// Resolve appeal on a subject
@@ -1528,34 +1320,20 @@ pub mod defs {
         required: &[],
         nullable: &[],
         properties: &[
-            (
-                "comment",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("comment", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "policies",
                 rt::schema::Schema::Array {
-                    items: &rt::schema::Schema::String(rt::schema::StringSchema {
-                        ..rt::schema::StringSchema::NONE
-                    }),
+                    items: &rt::schema::Schema::String(rt::schema::StringSchema::NONE),
                     min_length: None,
                     max_length: Some(5),
                 },
             ),
             (
                 "severityLevel",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
+                rt::schema::Schema::String(rt::schema::StringSchema::NONE),
             ),
-            (
-                "strikeCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
+            ("strikeCount", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
         ],
     });
     /// Revert take down action on a subject
@@ -1584,31 +1362,20 @@ pub mod defs {
             (
                 "add",
                 rt::schema::Schema::Array {
-                    items: &rt::schema::Schema::String(rt::schema::StringSchema {
-                        ..rt::schema::StringSchema::NONE
-                    }),
+                    items: &rt::schema::Schema::String(rt::schema::StringSchema::NONE),
                     min_length: None,
                     max_length: None,
                 },
             ),
-            (
-                "comment",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("comment", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "durationInHours",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
             (
                 "remove",
                 rt::schema::Schema::Array {
-                    items: &rt::schema::Schema::String(rt::schema::StringSchema {
-                        ..rt::schema::StringSchema::NONE
-                    }),
+                    items: &rt::schema::Schema::String(rt::schema::StringSchema::NONE),
                     min_length: None,
                     max_length: None,
                 },
@@ -1641,39 +1408,26 @@ pub mod defs {
                     const_: None,
                 },
             ),
-            (
-                "comment",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("comment", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "durationInHours",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
             (
                 "policies",
                 rt::schema::Schema::Array {
-                    items: &rt::schema::Schema::String(rt::schema::StringSchema {
-                        ..rt::schema::StringSchema::NONE
-                    }),
+                    items: &rt::schema::Schema::String(rt::schema::StringSchema::NONE),
                     min_length: None,
                     max_length: Some(5),
                 },
             ),
             (
                 "severityLevel",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
+                rt::schema::Schema::String(rt::schema::StringSchema::NONE),
             ),
             (
                 "strikeCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
             (
                 "strikeExpiresAt",
@@ -1685,16 +1439,13 @@ pub mod defs {
             (
                 "targetServices",
                 rt::schema::Schema::Array {
-                    items: &rt::schema::Schema::String(rt::schema::StringSchema {
-                        ..rt::schema::StringSchema::NONE
-                    }),
+                    items: &rt::schema::Schema::String(rt::schema::StringSchema::NONE),
                     min_length: None,
                     max_length: None,
                 },
             ),
         ],
     });
-    ///
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -1771,12 +1522,7 @@ pub mod defs {
         required: &[],
         nullable: &[],
         properties: &[
-            (
-                "comment",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("comment", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     /// Unmute action on a subject
@@ -1791,12 +1537,7 @@ pub mod defs {
         required: &[],
         nullable: &[],
         properties: &[
-            (
-                "comment",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("comment", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     /// Unmute incoming reports from an account
@@ -1834,9 +1575,7 @@ pub mod defs {
             ),
             (
                 "creatorHandle",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
+                rt::schema::Schema::String(rt::schema::StringSchema::NONE),
             ),
             (
                 "event",
@@ -1946,12 +1685,7 @@ pub mod defs {
                     closed: false,
                 },
             ),
-            (
-                "id",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
+            ("id", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
             (
                 "modTool",
                 rt::schema::Schema::Ref(
@@ -1985,22 +1719,14 @@ pub mod defs {
             (
                 "subjectBlobCids",
                 rt::schema::Schema::Array {
-                    items: &rt::schema::Schema::String(rt::schema::StringSchema {
-                        ..rt::schema::StringSchema::NONE
-                    }),
+                    items: &rt::schema::Schema::String(rt::schema::StringSchema::NONE),
                     min_length: None,
                     max_length: None,
                 },
             ),
-            (
-                "subjectHandle",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("subjectHandle", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
-    ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum ModEventViewEvent {
@@ -2367,7 +2093,6 @@ pub mod defs {
             }
         }
     }
-    ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum ModEventViewSubject {
@@ -2581,12 +2306,7 @@ pub mod defs {
                     closed: false,
                 },
             ),
-            (
-                "id",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
+            ("id", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
             (
                 "modTool",
                 rt::schema::Schema::Ref(
@@ -2633,7 +2353,6 @@ pub mod defs {
             ),
         ],
     });
-    ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum ModEventViewDetailEvent {
@@ -3000,7 +2719,6 @@ pub mod defs {
             }
         }
     }
-    ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum ModEventViewDetailSubject {
@@ -3107,12 +2825,7 @@ pub mod defs {
         nullable: &[],
         properties: &[
             ("meta", rt::schema::Schema::Unknown),
-            (
-                "name",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("name", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     /// Moderation tool information for tracing the source of the action
@@ -3178,18 +2891,8 @@ pub mod defs {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "comment",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "op",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("comment", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("op", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "timestamp",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -3199,7 +2902,6 @@ pub mod defs {
             ),
         ],
     });
-    ///
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -3271,12 +2973,7 @@ pub mod defs {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "status",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("status", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "updatedAt",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -3286,7 +2983,6 @@ pub mod defs {
             ),
         ],
     });
-    ///
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -3509,51 +3205,35 @@ pub mod defs {
         properties: &[
             (
                 "appealedCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
             (
                 "escalatedCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
             (
                 "pendingCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
             (
                 "processedCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
             (
                 "reportedCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
             (
                 "subjectCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
             (
                 "takendownCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
             (
                 "totalReports",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
         ],
     });
@@ -3612,12 +3292,7 @@ pub mod defs {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "email",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("email", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "handle",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -3632,12 +3307,7 @@ pub mod defs {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "inviteNote",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("inviteNote", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "invitedBy",
                 rt::schema::Schema::Ref(
@@ -3724,12 +3394,7 @@ pub mod defs {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "email",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("email", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "emailConfirmedAt",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -3751,12 +3416,7 @@ pub mod defs {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "inviteNote",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("inviteNote", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "invitedBy",
                 rt::schema::Schema::Ref(
@@ -3886,9 +3546,7 @@ pub mod defs {
         properties: &[
             (
                 "accountReportCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
             (
                 "did",
@@ -3899,45 +3557,31 @@ pub mod defs {
             ),
             (
                 "labeledAccountCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
             (
                 "labeledRecordCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
             (
                 "recordReportCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
             (
                 "reportedAccountCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
             (
                 "reportedRecordCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
             (
                 "takendownAccountCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
             (
                 "takendownRecordCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
         ],
     });
@@ -4018,12 +3662,7 @@ pub mod defs {
         required: &[],
         nullable: &[],
         properties: &[
-            (
-                "comment",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("comment", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "executeAfter",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -4067,12 +3706,7 @@ pub mod defs {
         required: &["id", "action", "did", "createdBy", "createdAt", "status"],
         nullable: &[],
         properties: &[
-            (
-                "action",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("action", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "createdAt",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -4118,16 +3752,9 @@ pub mod defs {
             ),
             (
                 "executionEventId",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
-            (
-                "id",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
+            ("id", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
             (
                 "lastExecutedAt",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -4137,9 +3764,7 @@ pub mod defs {
             ),
             (
                 "lastFailureReason",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
+                rt::schema::Schema::String(rt::schema::StringSchema::NONE),
             ),
             (
                 "randomizeExecution",
@@ -4147,12 +3772,7 @@ pub mod defs {
                     const_: None,
                 },
             ),
-            (
-                "status",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("status", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "updatedAt",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -4301,10 +3921,9 @@ pub mod defs {
         pub updated_at: Option<rt::lex::Datetime>,
     }
     /// Schema of this definition.
-    pub static SUBJECT_REVIEW_STATE_SCHEMA: rt::schema::Schema = rt::schema::Schema::String(rt::schema::StringSchema {
-        ..rt::schema::StringSchema::NONE
-    });
-    ///
+    pub static SUBJECT_REVIEW_STATE_SCHEMA: rt::schema::Schema = rt::schema::Schema::String(
+        rt::schema::StringSchema::NONE,
+    );
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -4370,15 +3989,11 @@ pub mod defs {
             ),
             (
                 "ageAssuranceState",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
+                rt::schema::Schema::String(rt::schema::StringSchema::NONE),
             ),
             (
                 "ageAssuranceUpdatedBy",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
+                rt::schema::Schema::String(rt::schema::StringSchema::NONE),
             ),
             (
                 "appealed",
@@ -4386,12 +4001,7 @@ pub mod defs {
                     const_: None,
                 },
             ),
-            (
-                "comment",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("comment", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "createdAt",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -4415,12 +4025,7 @@ pub mod defs {
                     closed: false,
                 },
             ),
-            (
-                "id",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
+            ("id", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
             (
                 "lastAppealedAt",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -4520,9 +4125,7 @@ pub mod defs {
             ),
             (
                 "subjectRepoHandle",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
+                rt::schema::Schema::String(rt::schema::StringSchema::NONE),
             ),
             (
                 "suspendUntil",
@@ -4534,9 +4137,7 @@ pub mod defs {
             (
                 "tags",
                 rt::schema::Schema::Array {
-                    items: &rt::schema::Schema::String(rt::schema::StringSchema {
-                        ..rt::schema::StringSchema::NONE
-                    }),
+                    items: &rt::schema::Schema::String(rt::schema::StringSchema::NONE),
                     min_length: None,
                     max_length: None,
                 },
@@ -4648,7 +4249,6 @@ pub mod defs {
             }
         }
     }
-    ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum SubjectStatusViewHosting {
@@ -4696,7 +4296,6 @@ pub mod defs {
             }
         }
     }
-    ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum SubjectStatusViewSubject {
@@ -4869,12 +4468,7 @@ pub mod defs {
                     &crate::tools::ozone::moderation::defs::SUBJECT_STATUS_VIEW_SCHEMA,
                 ),
             ),
-            (
-                "subject",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("subject", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "type",
                 rt::schema::Schema::Ref(
@@ -4883,7 +4477,6 @@ pub mod defs {
             ),
         ],
     });
-    ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum SubjectViewProfile {
@@ -4939,24 +4532,9 @@ pub mod defs {
         required: &["width", "height", "length"],
         nullable: &[],
         properties: &[
-            (
-                "height",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
-            (
-                "length",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
-            (
-                "width",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
+            ("height", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
+            ("length", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
+            ("width", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
         ],
     });
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -5097,12 +4675,7 @@ pub mod emit_event {
                     closed: false,
                 },
             ),
-            (
-                "externalId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("externalId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "modTool",
                 rt::schema::Schema::Ref(
@@ -5144,7 +4717,6 @@ pub mod emit_event {
             ),
         ],
     });
-    ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum InputEvent {
@@ -5511,7 +5083,6 @@ pub mod emit_event {
             }
         }
     }
-    ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum InputSubject {
@@ -5634,25 +5205,16 @@ pub mod emit_event {
             (
                 "ids",
                 rt::schema::Schema::Array {
-                    items: &rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                        ..rt::schema::IntegerSchema::NONE
-                    }),
+                    items: &rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
                     min_length: None,
                     max_length: None,
                 },
             ),
-            (
-                "note",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("note", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "types",
                 rt::schema::Schema::Array {
-                    items: &rt::schema::Schema::String(rt::schema::StringSchema {
-                        ..rt::schema::StringSchema::NONE
-                    }),
+                    items: &rt::schema::Schema::String(rt::schema::StringSchema::NONE),
                     min_length: None,
                     max_length: None,
                 },
@@ -5791,12 +5353,7 @@ pub mod get_account_timeline {
         required: &["day", "summary"],
         nullable: &[],
         properties: &[
-            (
-                "day",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("day", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "summary",
                 rt::schema::Schema::Array {
@@ -5821,27 +5378,14 @@ pub mod get_account_timeline {
         required: &["eventSubjectType", "eventType", "count"],
         nullable: &[],
         properties: &[
-            (
-                "count",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
+            ("count", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
             (
                 "eventSubjectType",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
+                rt::schema::Schema::String(rt::schema::StringSchema::NONE),
             ),
-            (
-                "eventType",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("eventType", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
-    ///
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -5884,7 +5428,6 @@ pub mod get_account_timeline {
             }
         }
     }
-    ///
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -6131,12 +5674,7 @@ pub mod get_event {
         required: &["id"],
         nullable: &[],
         properties: &[
-            (
-                "id",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
+            ("id", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
         ],
     };
     /// Query parameters.
@@ -6260,7 +5798,6 @@ pub mod get_records {
     pub struct Params {
         pub uris: Vec<rt::lex::AtUri>,
     }
-    ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum OutputRecordsItem {
@@ -6468,7 +6005,6 @@ pub mod get_repos {
     pub struct Params {
         pub dids: Vec<rt::lex::Did>,
     }
-    ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum OutputReposItem {
@@ -6549,9 +6085,7 @@ pub mod get_subjects {
             (
                 "subjects",
                 rt::schema::Schema::Array {
-                    items: &rt::schema::Schema::String(rt::schema::StringSchema {
-                        ..rt::schema::StringSchema::NONE
-                    }),
+                    items: &rt::schema::Schema::String(rt::schema::StringSchema::NONE),
                     min_length: Some(1),
                     max_length: Some(100),
                 },
@@ -6598,12 +6132,7 @@ pub mod list_scheduled_actions {
         required: &["statuses"],
         nullable: &[],
         properties: &[
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "endsBefore",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -6630,9 +6159,7 @@ pub mod list_scheduled_actions {
             (
                 "statuses",
                 rt::schema::Schema::Array {
-                    items: &rt::schema::Schema::String(rt::schema::StringSchema {
-                        ..rt::schema::StringSchema::NONE
-                    }),
+                    items: &rt::schema::Schema::String(rt::schema::StringSchema::NONE),
                     min_length: Some(1),
                     max_length: None,
                 },
@@ -6650,7 +6177,6 @@ pub mod list_scheduled_actions {
             ),
         ],
     });
-    ///
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -6758,9 +6284,7 @@ pub mod query_events {
             (
                 "addedLabels",
                 rt::schema::Schema::Array {
-                    items: &rt::schema::Schema::String(rt::schema::StringSchema {
-                        ..rt::schema::StringSchema::NONE
-                    }),
+                    items: &rt::schema::Schema::String(rt::schema::StringSchema::NONE),
                     min_length: None,
                     max_length: None,
                 },
@@ -6768,25 +6292,16 @@ pub mod query_events {
             (
                 "addedTags",
                 rt::schema::Schema::Array {
-                    items: &rt::schema::Schema::String(rt::schema::StringSchema {
-                        ..rt::schema::StringSchema::NONE
-                    }),
+                    items: &rt::schema::Schema::String(rt::schema::StringSchema::NONE),
                     min_length: None,
                     max_length: None,
                 },
             ),
             (
                 "ageAssuranceState",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
+                rt::schema::Schema::String(rt::schema::StringSchema::NONE),
             ),
-            (
-                "batchId",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("batchId", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "collections",
                 rt::schema::Schema::Array {
@@ -6798,12 +6313,7 @@ pub mod query_events {
                     max_length: Some(20),
                 },
             ),
-            (
-                "comment",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("comment", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "createdAfter",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -6825,12 +6335,7 @@ pub mod query_events {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "hasComment",
                 rt::schema::Schema::Boolean {
@@ -6855,9 +6360,7 @@ pub mod query_events {
             (
                 "modTool",
                 rt::schema::Schema::Array {
-                    items: &rt::schema::Schema::String(rt::schema::StringSchema {
-                        ..rt::schema::StringSchema::NONE
-                    }),
+                    items: &rt::schema::Schema::String(rt::schema::StringSchema::NONE),
                     min_length: None,
                     max_length: None,
                 },
@@ -6865,9 +6368,7 @@ pub mod query_events {
             (
                 "policies",
                 rt::schema::Schema::Array {
-                    items: &rt::schema::Schema::String(rt::schema::StringSchema {
-                        ..rt::schema::StringSchema::NONE
-                    }),
+                    items: &rt::schema::Schema::String(rt::schema::StringSchema::NONE),
                     min_length: None,
                     max_length: None,
                 },
@@ -6875,9 +6376,7 @@ pub mod query_events {
             (
                 "removedLabels",
                 rt::schema::Schema::Array {
-                    items: &rt::schema::Schema::String(rt::schema::StringSchema {
-                        ..rt::schema::StringSchema::NONE
-                    }),
+                    items: &rt::schema::Schema::String(rt::schema::StringSchema::NONE),
                     min_length: None,
                     max_length: None,
                 },
@@ -6885,9 +6384,7 @@ pub mod query_events {
             (
                 "removedTags",
                 rt::schema::Schema::Array {
-                    items: &rt::schema::Schema::String(rt::schema::StringSchema {
-                        ..rt::schema::StringSchema::NONE
-                    }),
+                    items: &rt::schema::Schema::String(rt::schema::StringSchema::NONE),
                     min_length: None,
                     max_length: None,
                 },
@@ -6895,9 +6392,7 @@ pub mod query_events {
             (
                 "reportTypes",
                 rt::schema::Schema::Array {
-                    items: &rt::schema::Schema::String(rt::schema::StringSchema {
-                        ..rt::schema::StringSchema::NONE
-                    }),
+                    items: &rt::schema::Schema::String(rt::schema::StringSchema::NONE),
                     min_length: None,
                     max_length: None,
                 },
@@ -6917,18 +6412,11 @@ pub mod query_events {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "subjectType",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("subjectType", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "types",
                 rt::schema::Schema::Array {
-                    items: &rt::schema::Schema::String(rt::schema::StringSchema {
-                        ..rt::schema::StringSchema::NONE
-                    }),
+                    items: &rt::schema::Schema::String(rt::schema::StringSchema::NONE),
                     min_length: None,
                     max_length: None,
                 },
@@ -7193,9 +6681,7 @@ pub mod query_statuses {
         properties: &[
             (
                 "ageAssuranceState",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
+                rt::schema::Schema::String(rt::schema::StringSchema::NONE),
             ),
             (
                 "appealed",
@@ -7214,24 +6700,12 @@ pub mod query_statuses {
                     max_length: Some(20),
                 },
             ),
-            (
-                "comment",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("comment", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "excludeTags",
                 rt::schema::Schema::Array {
-                    items: &rt::schema::Schema::String(rt::schema::StringSchema {
-                        ..rt::schema::StringSchema::NONE
-                    }),
+                    items: &rt::schema::Schema::String(rt::schema::StringSchema::NONE),
                     min_length: None,
                     max_length: None,
                 },
@@ -7253,9 +6727,7 @@ pub mod query_statuses {
             (
                 "hostingStatuses",
                 rt::schema::Schema::Array {
-                    items: &rt::schema::Schema::String(rt::schema::StringSchema {
-                        ..rt::schema::StringSchema::NONE
-                    }),
+                    items: &rt::schema::Schema::String(rt::schema::StringSchema::NONE),
                     min_length: None,
                     max_length: None,
                 },
@@ -7315,9 +6787,7 @@ pub mod query_statuses {
             ),
             (
                 "minAccountSuspendCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
             (
                 "minPriorityScore",
@@ -7329,9 +6799,7 @@ pub mod query_statuses {
             ),
             (
                 "minReportedRecordsCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
             (
                 "minStrikeCount",
@@ -7342,9 +6810,7 @@ pub mod query_statuses {
             ),
             (
                 "minTakendownRecordsCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
             (
                 "onlyMuted",
@@ -7352,24 +6818,9 @@ pub mod query_statuses {
                     const_: None,
                 },
             ),
-            (
-                "queueCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
-            (
-                "queueIndex",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
-            (
-                "queueSeed",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("queueCount", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
+            ("queueIndex", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
+            ("queueSeed", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "reportedAfter",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -7384,12 +6835,7 @@ pub mod query_statuses {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "reviewState",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("reviewState", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "reviewedAfter",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -7435,18 +6881,11 @@ pub mod query_statuses {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "subjectType",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("subjectType", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "tags",
                 rt::schema::Schema::Array {
-                    items: &rt::schema::Schema::String(rt::schema::StringSchema {
-                        ..rt::schema::StringSchema::NONE
-                    }),
+                    items: &rt::schema::Schema::String(rt::schema::StringSchema::NONE),
                     min_length: None,
                     max_length: Some(25),
                 },
@@ -7869,18 +7308,8 @@ pub mod schedule_action {
         required: &["subject", "error"],
         nullable: &[],
         properties: &[
-            (
-                "error",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "errorCode",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("error", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("errorCode", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "subject",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -7952,7 +7381,6 @@ pub mod schedule_action {
             ),
         ],
     });
-    ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum InputAction {
@@ -8107,51 +7535,28 @@ pub mod schedule_action {
                     const_: None,
                 },
             ),
-            (
-                "comment",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("comment", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "durationInHours",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
-            (
-                "emailContent",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "emailSubject",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("emailContent", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("emailSubject", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "policies",
                 rt::schema::Schema::Array {
-                    items: &rt::schema::Schema::String(rt::schema::StringSchema {
-                        ..rt::schema::StringSchema::NONE
-                    }),
+                    items: &rt::schema::Schema::String(rt::schema::StringSchema::NONE),
                     min_length: None,
                     max_length: Some(5),
                 },
             ),
             (
                 "severityLevel",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
+                rt::schema::Schema::String(rt::schema::StringSchema::NONE),
             ),
             (
                 "strikeCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
             (
                 "strikeExpiresAt",
@@ -8211,12 +7616,7 @@ pub mod search_repos {
         required: &[],
         nullable: &[],
         properties: &[
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "limit",
                 rt::schema::Schema::Integer(rt::schema::IntegerSchema {
@@ -8226,18 +7626,8 @@ pub mod search_repos {
                     ..rt::schema::IntegerSchema::NONE
                 }),
             ),
-            (
-                "q",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "term",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("q", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("term", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     };
     /// Query parameters.

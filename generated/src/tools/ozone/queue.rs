@@ -115,18 +115,8 @@ pub mod assign_moderator {
         required: &["queueId", "did"],
         nullable: &[],
         properties: &[
-            (
-                "did",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "queueId",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
+            ("did", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("queueId", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
         ],
     });
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -201,24 +191,12 @@ pub mod create_queue {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "description",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "name",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("description", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("name", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "recommendedPolicies",
                 rt::schema::Schema::Array {
-                    items: &rt::schema::Schema::String(rt::schema::StringSchema {
-                        ..rt::schema::StringSchema::NONE
-                    }),
+                    items: &rt::schema::Schema::String(rt::schema::StringSchema::NONE),
                     min_length: None,
                     max_length: None,
                 },
@@ -226,9 +204,7 @@ pub mod create_queue {
             (
                 "reportTypes",
                 rt::schema::Schema::Array {
-                    items: &rt::schema::Schema::String(rt::schema::StringSchema {
-                        ..rt::schema::StringSchema::NONE
-                    }),
+                    items: &rt::schema::Schema::String(rt::schema::StringSchema::NONE),
                     min_length: None,
                     max_length: Some(25),
                 },
@@ -236,16 +212,13 @@ pub mod create_queue {
             (
                 "subjectTypes",
                 rt::schema::Schema::Array {
-                    items: &rt::schema::Schema::String(rt::schema::StringSchema {
-                        ..rt::schema::StringSchema::NONE
-                    }),
+                    items: &rt::schema::Schema::String(rt::schema::StringSchema::NONE),
                     min_length: None,
                     max_length: None,
                 },
             ),
         ],
     });
-    ///
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -389,12 +362,7 @@ pub mod defs {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "id",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
+            ("id", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
             (
                 "moderator",
                 rt::schema::Schema::Ref(&crate::tools::ozone::team::defs::MEMBER_SCHEMA),
@@ -433,35 +401,22 @@ pub mod defs {
         required: &[],
         nullable: &[],
         properties: &[
-            (
-                "actionRate",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
+            ("actionRate", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
             (
                 "actionedCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
             (
                 "avgHandlingTimeSec",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
             (
                 "escalatedCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
             (
                 "inboundCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
             (
                 "lastUpdated",
@@ -472,9 +427,7 @@ pub mod defs {
             ),
             (
                 "pendingCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
         ],
     });
@@ -550,36 +503,19 @@ pub mod defs {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "description",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("description", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "enabled",
                 rt::schema::Schema::Boolean {
                     const_: None,
                 },
             ),
-            (
-                "id",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
-            (
-                "name",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("id", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
+            ("name", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "recommendedPolicies",
                 rt::schema::Schema::Array {
-                    items: &rt::schema::Schema::String(rt::schema::StringSchema {
-                        ..rt::schema::StringSchema::NONE
-                    }),
+                    items: &rt::schema::Schema::String(rt::schema::StringSchema::NONE),
                     min_length: None,
                     max_length: None,
                 },
@@ -587,9 +523,7 @@ pub mod defs {
             (
                 "reportTypes",
                 rt::schema::Schema::Array {
-                    items: &rt::schema::Schema::String(rt::schema::StringSchema {
-                        ..rt::schema::StringSchema::NONE
-                    }),
+                    items: &rt::schema::Schema::String(rt::schema::StringSchema::NONE),
                     min_length: None,
                     max_length: None,
                 },
@@ -603,9 +537,7 @@ pub mod defs {
             (
                 "subjectTypes",
                 rt::schema::Schema::Array {
-                    items: &rt::schema::Schema::String(rt::schema::StringSchema {
-                        ..rt::schema::StringSchema::NONE
-                    }),
+                    items: &rt::schema::Schema::String(rt::schema::StringSchema::NONE),
                     min_length: None,
                     max_length: None,
                 },
@@ -619,7 +551,6 @@ pub mod defs {
             ),
         ],
     });
-    ///
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -725,16 +656,9 @@ pub mod delete_queue {
         properties: &[
             (
                 "migrateToQueueId",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
-            (
-                "queueId",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
+            ("queueId", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
         ],
     });
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -784,12 +708,7 @@ pub mod get_assignments {
         required: &[],
         nullable: &[],
         properties: &[
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "dids",
                 rt::schema::Schema::Array {
@@ -819,9 +738,7 @@ pub mod get_assignments {
             (
                 "queueIds",
                 rt::schema::Schema::Array {
-                    items: &rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                        ..rt::schema::IntegerSchema::NONE
-                    }),
+                    items: &rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
                     min_length: None,
                     max_length: None,
                 },
@@ -877,18 +794,8 @@ pub mod list_queues {
         required: &[],
         nullable: &[],
         properties: &[
-            (
-                "collection",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("collection", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "enabled",
                 rt::schema::Schema::Boolean {
@@ -907,19 +814,12 @@ pub mod list_queues {
             (
                 "reportTypes",
                 rt::schema::Schema::Array {
-                    items: &rt::schema::Schema::String(rt::schema::StringSchema {
-                        ..rt::schema::StringSchema::NONE
-                    }),
+                    items: &rt::schema::Schema::String(rt::schema::StringSchema::NONE),
                     min_length: None,
                     max_length: Some(10),
                 },
             ),
-            (
-                "subjectType",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("subjectType", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     };
     /// Query parameters.
@@ -982,15 +882,11 @@ pub mod route_reports {
         properties: &[
             (
                 "endReportId",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
             (
                 "startReportId",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
         ],
     });
@@ -1073,12 +969,7 @@ pub mod unassign_moderator {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "queueId",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
+            ("queueId", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
         ],
     });
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -1142,36 +1033,19 @@ pub mod update_queue {
         required: &["queueId"],
         nullable: &[],
         properties: &[
-            (
-                "description",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("description", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "enabled",
                 rt::schema::Schema::Boolean {
                     const_: None,
                 },
             ),
-            (
-                "name",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "queueId",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
+            ("name", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("queueId", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
             (
                 "recommendedPolicies",
                 rt::schema::Schema::Array {
-                    items: &rt::schema::Schema::String(rt::schema::StringSchema {
-                        ..rt::schema::StringSchema::NONE
-                    }),
+                    items: &rt::schema::Schema::String(rt::schema::StringSchema::NONE),
                     min_length: None,
                     max_length: None,
                 },

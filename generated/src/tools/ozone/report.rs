@@ -194,18 +194,8 @@ pub mod assign_moderator {
                     const_: None,
                 },
             ),
-            (
-                "queueId",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
-            (
-                "reportId",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
+            ("queueId", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
+            ("reportId", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
         ],
     });
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -287,12 +277,7 @@ pub mod close_reports {
         required: &["subject"],
         nullable: &[],
         properties: &[
-            (
-                "internalNote",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("internalNote", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "isAutomated",
                 rt::schema::Schema::Boolean {
@@ -302,9 +287,7 @@ pub mod close_reports {
             (
                 "reportTypes",
                 rt::schema::Schema::Array {
-                    items: &rt::schema::Schema::String(rt::schema::StringSchema {
-                        ..rt::schema::StringSchema::NONE
-                    }),
+                    items: &rt::schema::Schema::String(rt::schema::StringSchema::NONE),
                     min_length: None,
                     max_length: None,
                 },
@@ -410,36 +393,16 @@ pub mod create_activity {
                     closed: false,
                 },
             ),
-            (
-                "eventId",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
-            (
-                "internalNote",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("eventId", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
+            ("internalNote", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "isAutomated",
                 rt::schema::Schema::Boolean {
                     const_: None,
                 },
             ),
-            (
-                "publicNote",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "reportId",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
+            ("publicNote", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("reportId", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
         ],
     });
     /// The type of activity to record.
@@ -635,9 +598,7 @@ pub mod defs {
         properties: &[
             (
                 "previousStatus",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
+                rt::schema::Schema::String(rt::schema::StringSchema::NONE),
             ),
         ],
     });
@@ -720,12 +681,7 @@ pub mod defs {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "id",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
+            ("id", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
             (
                 "moderator",
                 rt::schema::Schema::Ref(&crate::tools::ozone::team::defs::MEMBER_SCHEMA),
@@ -736,12 +692,7 @@ pub mod defs {
                     &crate::tools::ozone::queue::defs::QUEUE_VIEW_SCHEMA,
                 ),
             ),
-            (
-                "reportId",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
+            ("reportId", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
             (
                 "startAt",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -775,9 +726,7 @@ pub mod defs {
         properties: &[
             (
                 "previousStatus",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
+                rt::schema::Schema::String(rt::schema::StringSchema::NONE),
             ),
         ],
     });
@@ -848,9 +797,7 @@ pub mod defs {
         properties: &[
             (
                 "previousStatus",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
+                rt::schema::Schema::String(rt::schema::StringSchema::NONE),
             ),
         ],
     });
@@ -919,23 +866,14 @@ pub mod defs {
         required: &["date"],
         nullable: &[],
         properties: &[
-            (
-                "actionRate",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
+            ("actionRate", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
             (
                 "actionedCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
             (
                 "avgHandlingTimeSec",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
             (
                 "computedAt",
@@ -944,29 +882,18 @@ pub mod defs {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "date",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("date", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "escalatedCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
             (
                 "inboundCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
             (
                 "pendingCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
         ],
     });
@@ -1009,35 +936,22 @@ pub mod defs {
         required: &[],
         nullable: &[],
         properties: &[
-            (
-                "actionRate",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
+            ("actionRate", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
             (
                 "actionedCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
             (
                 "avgHandlingTimeSec",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
             (
                 "escalatedCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
             (
                 "inboundCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
             (
                 "lastUpdated",
@@ -1048,9 +962,7 @@ pub mod defs {
             ),
             (
                 "pendingCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
         ],
     });
@@ -1102,9 +1014,7 @@ pub mod defs {
         properties: &[
             (
                 "previousStatus",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
+                rt::schema::Schema::String(rt::schema::StringSchema::NONE),
             ),
         ],
     });
@@ -1367,10 +1277,9 @@ pub mod defs {
         "tools.ozone.report.defs#reasonSexualUnlabeled",
     );
     /// Schema of this definition.
-    pub static REASON_TYPE_SCHEMA: rt::schema::Schema = rt::schema::Schema::String(rt::schema::StringSchema {
-        ..rt::schema::StringSchema::NONE
-    });
-    ///
+    pub static REASON_TYPE_SCHEMA: rt::schema::Schema = rt::schema::Schema::String(
+        rt::schema::StringSchema::NONE,
+    );
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -1742,9 +1651,7 @@ pub mod defs {
         properties: &[
             (
                 "previousStatus",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
+                rt::schema::Schema::String(rt::schema::StringSchema::NONE),
             ),
         ],
     });
@@ -1866,18 +1773,8 @@ pub mod defs {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "id",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
-            (
-                "internalNote",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("id", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
+            ("internalNote", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "isAutomated",
                 rt::schema::Schema::Boolean {
@@ -1889,24 +1786,14 @@ pub mod defs {
                 "moderator",
                 rt::schema::Schema::Ref(&crate::tools::ozone::team::defs::MEMBER_SCHEMA),
             ),
-            (
-                "publicNote",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("publicNote", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "report",
                 rt::schema::Schema::Ref(
                     &crate::tools::ozone::report::defs::REPORT_VIEW_SCHEMA,
                 ),
             ),
-            (
-                "reportId",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
+            ("reportId", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
         ],
     });
     /// The typed activity object describing what occurred.
@@ -2101,19 +1988,12 @@ pub mod defs {
             (
                 "actionEventIds",
                 rt::schema::Schema::Array {
-                    items: &rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                        ..rt::schema::IntegerSchema::NONE
-                    }),
+                    items: &rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
                     min_length: None,
                     max_length: None,
                 },
             ),
-            (
-                "actionNote",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("actionNote", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "actions",
                 rt::schema::Schema::Array {
@@ -2130,12 +2010,7 @@ pub mod defs {
                     &crate::tools::ozone::report::defs::REPORT_ASSIGNMENT_SCHEMA,
                 ),
             ),
-            (
-                "comment",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("comment", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "createdAt",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -2143,18 +2018,8 @@ pub mod defs {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "eventId",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
-            (
-                "id",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
+            ("eventId", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
+            ("id", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
             (
                 "isAutomated",
                 rt::schema::Schema::Boolean {
@@ -2182,9 +2047,7 @@ pub mod defs {
             ),
             (
                 "relatedReportCount",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
             ),
             (
                 "reportType",
@@ -2205,12 +2068,7 @@ pub mod defs {
                     &crate::tools::ozone::moderation::defs::SUBJECT_VIEW_SCHEMA,
                 ),
             ),
-            (
-                "status",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("status", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "subject",
                 rt::schema::Schema::Ref(
@@ -2365,12 +2223,7 @@ pub mod get_assignments {
         required: &[],
         nullable: &[],
         properties: &[
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "dids",
                 rt::schema::Schema::Array {
@@ -2400,9 +2253,7 @@ pub mod get_assignments {
             (
                 "reportIds",
                 rt::schema::Schema::Array {
-                    items: &rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                        ..rt::schema::IntegerSchema::NONE
-                    }),
+                    items: &rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
                     min_length: None,
                     max_length: Some(50),
                 },
@@ -2458,12 +2309,7 @@ pub mod get_historical_stats {
         required: &[],
         nullable: &[],
         properties: &[
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "endDate",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -2487,18 +2333,11 @@ pub mod get_historical_stats {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "queueId",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
+            ("queueId", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
             (
                 "reportTypes",
                 rt::schema::Schema::Array {
-                    items: &rt::schema::Schema::String(rt::schema::StringSchema {
-                        ..rt::schema::StringSchema::NONE
-                    }),
+                    items: &rt::schema::Schema::String(rt::schema::StringSchema::NONE),
                     min_length: None,
                     max_length: None,
                 },
@@ -2636,18 +2475,11 @@ pub mod get_live_stats {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "queueId",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
+            ("queueId", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
             (
                 "reportTypes",
                 rt::schema::Schema::Array {
-                    items: &rt::schema::Schema::String(rt::schema::StringSchema {
-                        ..rt::schema::StringSchema::NONE
-                    }),
+                    items: &rt::schema::Schema::String(rt::schema::StringSchema::NONE),
                     min_length: None,
                     max_length: None,
                 },
@@ -2701,12 +2533,7 @@ pub mod get_report {
         required: &["id"],
         nullable: &[],
         properties: &[
-            (
-                "id",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
+            ("id", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
         ],
     };
     /// Query parameters.
@@ -2764,12 +2591,7 @@ pub mod list_activities {
         required: &["reportId"],
         nullable: &[],
         properties: &[
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "limit",
                 rt::schema::Schema::Integer(rt::schema::IntegerSchema {
@@ -2779,12 +2601,7 @@ pub mod list_activities {
                     ..rt::schema::IntegerSchema::NONE
                 }),
             ),
-            (
-                "reportId",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
+            ("reportId", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
         ],
     };
     /// Query parameters.
@@ -2832,9 +2649,7 @@ pub mod query_activities {
             (
                 "activityTypes",
                 rt::schema::Schema::Array {
-                    items: &rt::schema::Schema::String(rt::schema::StringSchema {
-                        ..rt::schema::StringSchema::NONE
-                    }),
+                    items: &rt::schema::Schema::String(rt::schema::StringSchema::NONE),
                     min_length: None,
                     max_length: None,
                 },
@@ -2853,12 +2668,7 @@ pub mod query_activities {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "limit",
                 rt::schema::Schema::Integer(rt::schema::IntegerSchema {
@@ -2991,12 +2801,7 @@ pub mod query_reports {
                     max_length: Some(20),
                 },
             ),
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "did",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -3019,18 +2824,11 @@ pub mod query_reports {
                     ..rt::schema::IntegerSchema::NONE
                 }),
             ),
-            (
-                "queueId",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
+            ("queueId", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
             (
                 "reportTypes",
                 rt::schema::Schema::Array {
-                    items: &rt::schema::Schema::String(rt::schema::StringSchema {
-                        ..rt::schema::StringSchema::NONE
-                    }),
+                    items: &rt::schema::Schema::String(rt::schema::StringSchema::NONE),
                     min_length: None,
                     max_length: None,
                 },
@@ -3065,12 +2863,7 @@ pub mod query_reports {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "status",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("status", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "subject",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -3078,12 +2871,7 @@ pub mod query_reports {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "subjectType",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("subjectType", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     };
     #[derive(
@@ -3354,24 +3142,9 @@ pub mod reassign_queue {
         required: &["reportId", "queueId"],
         nullable: &[],
         properties: &[
-            (
-                "comment",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "queueId",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
-            (
-                "reportId",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
+            ("comment", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("queueId", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
+            ("reportId", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
         ],
     });
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -3468,28 +3241,16 @@ pub mod refresh_stats {
         required: &["startDate", "endDate"],
         nullable: &[],
         properties: &[
-            (
-                "endDate",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("endDate", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "queueIds",
                 rt::schema::Schema::Array {
-                    items: &rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                        ..rt::schema::IntegerSchema::NONE
-                    }),
+                    items: &rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE),
                     min_length: None,
                     max_length: None,
                 },
             ),
-            (
-                "startDate",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("startDate", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -3541,12 +3302,7 @@ pub mod unassign_moderator {
         required: &["reportId"],
         nullable: &[],
         properties: &[
-            (
-                "reportId",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
+            ("reportId", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
         ],
     });
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

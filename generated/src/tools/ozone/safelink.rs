@@ -87,12 +87,7 @@ pub mod add_rule {
                     &crate::tools::ozone::safelink::defs::ACTION_TYPE_SCHEMA,
                 ),
             ),
-            (
-                "comment",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("comment", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "createdBy",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -112,12 +107,7 @@ pub mod add_rule {
                     &crate::tools::ozone::safelink::defs::REASON_TYPE_SCHEMA,
                 ),
             ),
-            (
-                "url",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("url", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -188,10 +178,9 @@ pub mod defs {
     /// The NSID of this lexicon document.
     pub const NSID: &str = "tools.ozone.safelink.defs";
     /// Schema of this definition.
-    pub static ACTION_TYPE_SCHEMA: rt::schema::Schema = rt::schema::Schema::String(rt::schema::StringSchema {
-        ..rt::schema::StringSchema::NONE
-    });
-    ///
+    pub static ACTION_TYPE_SCHEMA: rt::schema::Schema = rt::schema::Schema::String(
+        rt::schema::StringSchema::NONE,
+    );
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -254,12 +243,7 @@ pub mod defs {
                     &crate::tools::ozone::safelink::defs::ACTION_TYPE_SCHEMA,
                 ),
             ),
-            (
-                "comment",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("comment", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "createdAt",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -280,12 +264,7 @@ pub mod defs {
                     &crate::tools::ozone::safelink::defs::EVENT_TYPE_SCHEMA,
                 ),
             ),
-            (
-                "id",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
+            ("id", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
             (
                 "pattern",
                 rt::schema::Schema::Ref(
@@ -298,12 +277,7 @@ pub mod defs {
                     &crate::tools::ozone::safelink::defs::REASON_TYPE_SCHEMA,
                 ),
             ),
-            (
-                "url",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("url", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     /// An event for URL safety decisions
@@ -328,10 +302,9 @@ pub mod defs {
         pub url: String,
     }
     /// Schema of this definition.
-    pub static EVENT_TYPE_SCHEMA: rt::schema::Schema = rt::schema::Schema::String(rt::schema::StringSchema {
-        ..rt::schema::StringSchema::NONE
-    });
-    ///
+    pub static EVENT_TYPE_SCHEMA: rt::schema::Schema = rt::schema::Schema::String(
+        rt::schema::StringSchema::NONE,
+    );
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -375,10 +348,9 @@ pub mod defs {
         }
     }
     /// Schema of this definition.
-    pub static PATTERN_TYPE_SCHEMA: rt::schema::Schema = rt::schema::Schema::String(rt::schema::StringSchema {
-        ..rt::schema::StringSchema::NONE
-    });
-    ///
+    pub static PATTERN_TYPE_SCHEMA: rt::schema::Schema = rt::schema::Schema::String(
+        rt::schema::StringSchema::NONE,
+    );
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -418,10 +390,9 @@ pub mod defs {
         }
     }
     /// Schema of this definition.
-    pub static REASON_TYPE_SCHEMA: rt::schema::Schema = rt::schema::Schema::String(rt::schema::StringSchema {
-        ..rt::schema::StringSchema::NONE
-    });
-    ///
+    pub static REASON_TYPE_SCHEMA: rt::schema::Schema = rt::schema::Schema::String(
+        rt::schema::StringSchema::NONE,
+    );
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -487,12 +458,7 @@ pub mod defs {
                     &crate::tools::ozone::safelink::defs::ACTION_TYPE_SCHEMA,
                 ),
             ),
-            (
-                "comment",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("comment", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "createdAt",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -526,12 +492,7 @@ pub mod defs {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "url",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("url", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     /// Input for creating a URL safety rule
@@ -572,12 +533,7 @@ pub mod query_events {
         required: &[],
         nullable: &[],
         properties: &[
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "limit",
                 rt::schema::Schema::Integer(rt::schema::IntegerSchema {
@@ -587,12 +543,7 @@ pub mod query_events {
                     ..rt::schema::IntegerSchema::NONE
                 }),
             ),
-            (
-                "patternType",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("patternType", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "sortDirection",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -603,9 +554,7 @@ pub mod query_events {
             (
                 "urls",
                 rt::schema::Schema::Array {
-                    items: &rt::schema::Schema::String(rt::schema::StringSchema {
-                        ..rt::schema::StringSchema::NONE
-                    }),
+                    items: &rt::schema::Schema::String(rt::schema::StringSchema::NONE),
                     min_length: None,
                     max_length: None,
                 },
@@ -716,9 +665,7 @@ pub mod query_rules {
             (
                 "actions",
                 rt::schema::Schema::Array {
-                    items: &rt::schema::Schema::String(rt::schema::StringSchema {
-                        ..rt::schema::StringSchema::NONE
-                    }),
+                    items: &rt::schema::Schema::String(rt::schema::StringSchema::NONE),
                     min_length: None,
                     max_length: None,
                 },
@@ -730,12 +677,7 @@ pub mod query_rules {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "limit",
                 rt::schema::Schema::Integer(rt::schema::IntegerSchema {
@@ -745,18 +687,8 @@ pub mod query_rules {
                     ..rt::schema::IntegerSchema::NONE
                 }),
             ),
-            (
-                "patternType",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "reason",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("patternType", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("reason", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "sortDirection",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -767,9 +699,7 @@ pub mod query_rules {
             (
                 "urls",
                 rt::schema::Schema::Array {
-                    items: &rt::schema::Schema::String(rt::schema::StringSchema {
-                        ..rt::schema::StringSchema::NONE
-                    }),
+                    items: &rt::schema::Schema::String(rt::schema::StringSchema::NONE),
                     min_length: None,
                     max_length: None,
                 },
@@ -887,12 +817,7 @@ pub mod remove_rule {
         required: &["url", "pattern"],
         nullable: &[],
         properties: &[
-            (
-                "comment",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("comment", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "createdBy",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -906,12 +831,7 @@ pub mod remove_rule {
                     &crate::tools::ozone::safelink::defs::PATTERN_TYPE_SCHEMA,
                 ),
             ),
-            (
-                "url",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("url", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -990,12 +910,7 @@ pub mod update_rule {
                     &crate::tools::ozone::safelink::defs::ACTION_TYPE_SCHEMA,
                 ),
             ),
-            (
-                "comment",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("comment", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "createdBy",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -1015,12 +930,7 @@ pub mod update_rule {
                     &crate::tools::ozone::safelink::defs::REASON_TYPE_SCHEMA,
                 ),
             ),
-            (
-                "url",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("url", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -91,18 +91,11 @@ pub mod add_values {
         required: &["name", "values"],
         nullable: &[],
         properties: &[
-            (
-                "name",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("name", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "values",
                 rt::schema::Schema::Array {
-                    items: &rt::schema::Schema::String(rt::schema::StringSchema {
-                        ..rt::schema::StringSchema::NONE
-                    }),
+                    items: &rt::schema::Schema::String(rt::schema::StringSchema::NONE),
                     min_length: Some(1),
                     max_length: Some(1000),
                 },
@@ -194,12 +187,7 @@ pub mod defs {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "setSize",
-                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
-                    ..rt::schema::IntegerSchema::NONE
-                }),
-            ),
+            ("setSize", rt::schema::Schema::Integer(rt::schema::IntegerSchema::NONE)),
             (
                 "updatedAt",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -238,12 +226,7 @@ pub mod delete_set {
         required: &["name"],
         nullable: &[],
         properties: &[
-            (
-                "name",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("name", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -309,18 +292,11 @@ pub mod delete_values {
         required: &["name", "values"],
         nullable: &[],
         properties: &[
-            (
-                "name",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("name", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "values",
                 rt::schema::Schema::Array {
-                    items: &rt::schema::Schema::String(rt::schema::StringSchema {
-                        ..rt::schema::StringSchema::NONE
-                    }),
+                    items: &rt::schema::Schema::String(rt::schema::StringSchema::NONE),
                     min_length: Some(1),
                     max_length: None,
                 },
@@ -382,12 +358,7 @@ pub mod get_values {
         required: &["name"],
         nullable: &[],
         properties: &[
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "limit",
                 rt::schema::Schema::Integer(rt::schema::IntegerSchema {
@@ -397,12 +368,7 @@ pub mod get_values {
                     ..rt::schema::IntegerSchema::NONE
                 }),
             ),
-            (
-                "name",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("name", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     };
     /// Query parameters.
@@ -468,12 +434,7 @@ pub mod query_sets {
         required: &[],
         nullable: &[],
         properties: &[
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "limit",
                 rt::schema::Schema::Integer(rt::schema::IntegerSchema {
@@ -483,12 +444,7 @@ pub mod query_sets {
                     ..rt::schema::IntegerSchema::NONE
                 }),
             ),
-            (
-                "namePrefix",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("namePrefix", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "sortBy",
                 rt::schema::Schema::String(rt::schema::StringSchema {

@@ -94,18 +94,8 @@ pub mod defs {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "managerRole",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "scope",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("managerRole", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("scope", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "updatedAt",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -116,7 +106,6 @@ pub mod defs {
             ("value", rt::schema::Schema::Unknown),
         ],
     });
-    ///
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -163,7 +152,6 @@ pub mod defs {
             }
         }
     }
-    ///
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -236,12 +224,7 @@ pub mod list_options {
         required: &[],
         nullable: &[],
         properties: &[
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "keys",
                 rt::schema::Schema::Array {
@@ -262,12 +245,7 @@ pub mod list_options {
                     ..rt::schema::IntegerSchema::NONE
                 }),
             ),
-            (
-                "prefix",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("prefix", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "scope",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -277,7 +255,6 @@ pub mod list_options {
             ),
         ],
     };
-    ///
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -378,15 +355,9 @@ pub mod remove_options {
                     max_length: Some(200),
                 },
             ),
-            (
-                "scope",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("scope", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
-    ///
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -480,22 +451,11 @@ pub mod upsert_option {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "managerRole",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
-            (
-                "scope",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("managerRole", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("scope", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             ("value", rt::schema::Schema::Unknown),
         ],
     });
-    ///
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -542,7 +502,6 @@ pub mod upsert_option {
             }
         }
     }
-    ///
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]

@@ -75,15 +75,9 @@ pub mod add_member {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "role",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("role", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
-    ///
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -209,9 +203,7 @@ pub mod defs {
             ),
             (
                 "lastUpdatedBy",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
+                rt::schema::Schema::String(rt::schema::StringSchema::NONE),
             ),
             (
                 "profile",
@@ -219,12 +211,7 @@ pub mod defs {
                     &crate::app::bsky::actor::defs::PROFILE_VIEW_DETAILED_SCHEMA,
                 ),
             ),
-            (
-                "role",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("role", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "updatedAt",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -234,7 +221,6 @@ pub mod defs {
             ),
         ],
     });
-    ///
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -406,12 +392,7 @@ pub mod list_members {
         required: &[],
         nullable: &[],
         properties: &[
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "disabled",
                 rt::schema::Schema::Boolean {
@@ -427,18 +408,11 @@ pub mod list_members {
                     ..rt::schema::IntegerSchema::NONE
                 }),
             ),
-            (
-                "q",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("q", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "roles",
                 rt::schema::Schema::Array {
-                    items: &rt::schema::Schema::String(rt::schema::StringSchema {
-                        ..rt::schema::StringSchema::NONE
-                    }),
+                    items: &rt::schema::Schema::String(rt::schema::StringSchema::NONE),
                     min_length: None,
                     max_length: None,
                 },
@@ -508,15 +482,9 @@ pub mod update_member {
                     const_: None,
                 },
             ),
-            (
-                "role",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("role", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
         ],
     });
-    ///
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]

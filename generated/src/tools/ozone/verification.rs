@@ -58,12 +58,7 @@ pub mod defs {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "displayName",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("displayName", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "handle",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -101,12 +96,7 @@ pub mod defs {
                     closed: false,
                 },
             ),
-            (
-                "revokeReason",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("revokeReason", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "revokedAt",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -160,7 +150,6 @@ pub mod defs {
             ),
         ],
     });
-    ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum VerificationViewIssuerProfile {
@@ -179,7 +168,6 @@ pub mod defs {
             rt::serde_value::buffer_union(d).map(|(_, value, _)| Self::Unknown(value))
         }
     }
-    ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum VerificationViewIssuerRepo {
@@ -227,7 +215,6 @@ pub mod defs {
             }
         }
     }
-    ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum VerificationViewSubjectProfile {
@@ -246,7 +233,6 @@ pub mod defs {
             rt::serde_value::buffer_union(d).map(|(_, value, _)| Self::Unknown(value))
         }
     }
-    ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum VerificationViewSubjectRepo {
@@ -348,12 +334,7 @@ pub mod grant_verifications {
         required: &["error", "subject"],
         nullable: &[],
         properties: &[
-            (
-                "error",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("error", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "subject",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -439,12 +420,7 @@ pub mod grant_verifications {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "displayName",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("displayName", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "handle",
                 rt::schema::Schema::String(rt::schema::StringSchema {
@@ -501,12 +477,7 @@ pub mod list_verifications {
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
-            (
-                "cursor",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("cursor", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "isRevoked",
                 rt::schema::Schema::Boolean {
@@ -727,12 +698,7 @@ pub mod revoke_verifications {
         required: &["uri", "error"],
         nullable: &[],
         properties: &[
-            (
-                "error",
-                rt::schema::Schema::String(rt::schema::StringSchema {
-                    ..rt::schema::StringSchema::NONE
-                }),
-            ),
+            ("error", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
             (
                 "uri",
                 rt::schema::Schema::String(rt::schema::StringSchema {
