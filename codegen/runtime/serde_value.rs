@@ -7,7 +7,7 @@ use std::fmt;
 use base64::Engine as _;
 use serde::de::{self, IntoDeserializer as _};
 use serde::ser::{self, SerializeMap as _};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserializer, Serialize, Serializer};
 
 use super::value::{Cid, Map, Value};
 
@@ -57,18 +57,6 @@ impl Serialize for AsSerialize<'_> {
 pub fn deserialize_value<'de, D: Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
     let hr = d.is_human_readable();
     d.deserialize_any(ValueVisitor { hr })
-}
-
-impl Serialize for Value {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        serialize_value(self, s)
-    }
-}
-
-impl<'de> Deserialize<'de> for Value {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        deserialize_value(d)
-    }
 }
 
 struct ValueVisitor {

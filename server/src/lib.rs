@@ -1,1 +1,7 @@
 //! A single-user AT Protocol Personal Data Server for Cloudflare Workers.
+
+pub mod clock;
+pub mod crypto;
+pub mod data;
+pub mod syntax;
+pub mod tid;

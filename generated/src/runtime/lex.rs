@@ -2,11 +2,10 @@
 //! The data-model and syntax types generated code names, in one place, so generated code does
 //! not depend on where the data layer keeps them.
 
-pub use super::interim::{
-    validate_format, AtIdentifier, AtUri, BlobRef, Bytes, CidLink, CidString, Datetime, Did, Handle, Language,
-    Nsid, RecordKey, Tid, Uri,
+pub use super::syntax::{
+    validate_format, AtIdentifier, AtUri, CidString, Datetime, Did, Handle, Language, Nsid, RecordKey, Tid, Uri,
 };
-pub use super::value::Value;
+pub use super::value::{BlobRef, Bytes, CidLink, Value};
 
 /// One permission of a lexicon permission set, as static data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
