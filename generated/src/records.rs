@@ -2,8 +2,10 @@
 //! Record validators by collection NSID.
 use crate::runtime::schema::ValidationError;
 use crate::runtime::value::Value;
+/// A record validator: checks an untyped record against its lexicon.
+pub type Validator = fn(&Value) -> Result<(), ValidationError>;
 /// Every record type of the enabled groups with its validator, sorted by NSID.
-pub static RECORDS: &[(&str, fn(&Value) -> Result<(), ValidationError>)] = &[
+pub static RECORDS: &[(&str, Validator)] = &[
     #[cfg(feature = "app-bsky")]
     (
         "app.bsky.actor.contentVisibilityDeclaration",
