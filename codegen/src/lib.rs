@@ -500,7 +500,7 @@ fn records_file(corpus: &Corpus) -> TokenStream {
             let p = module_path(&doc.id);
             let id = &doc.id;
             entries.push(
-                quote! { #cfg (#id, #p::validate as fn(&Value) -> Result<(), ValidationError>) },
+                quote! { #cfg (#id, #p::validate as Validator) },
             );
         }
     }
