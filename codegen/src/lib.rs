@@ -499,9 +499,7 @@ fn records_file(corpus: &Corpus) -> TokenStream {
             let cfg = cfg_of(&doc.id);
             let p = module_path(&doc.id);
             let id = &doc.id;
-            entries.push(
-                quote! { #cfg (#id, #p::validate as Validator) },
-            );
+            entries.push(quote! { #cfg (#id, #p::validate as Validator) });
         }
     }
     quote! {
