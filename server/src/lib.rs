@@ -1,1 +1,2 @@
 //! A single-user AT Protocol Personal Data Server for Cloudflare Workers.
+pub mod repo;

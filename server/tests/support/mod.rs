@@ -7,9 +7,11 @@ use std::path::PathBuf;
 /// Panics (failing the test, never skipping it) when the folder is missing.
 /// `PDS_INTEROP_TESTS` overrides the location.
 pub fn interop_dir() -> PathBuf {
-    let dir = std::env::var_os("PDS_INTEROP_TESTS").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/interop-tests")
-    });
+    let dir = std::env::var_os("PDS_INTEROP_TESTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/interop-tests")
+        });
     assert!(
         dir.join("README.md").is_file(),
         "interop vectors missing at {}: clone the project with ../shared beside it",
