@@ -1,2 +1,5 @@
 //! A single-user AT Protocol Personal Data Server for Cloudflare Workers.
+
+pub mod crypto;
+pub mod data;
 pub mod repo;
