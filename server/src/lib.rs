@@ -7,3 +7,4 @@ pub mod http;
 pub mod platform;
 pub mod repo;
 pub mod routes;
+pub mod storage;

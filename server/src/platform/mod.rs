@@ -2,3 +2,6 @@
 
 #[cfg(target_arch = "wasm32")]
 pub mod worker;
+
+#[cfg(not(target_arch = "wasm32"))]
+pub mod native;
