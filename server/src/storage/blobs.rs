@@ -195,8 +195,8 @@ pub struct BlobMetadata {
 /// Records an uploaded blob (call after [`BlobStore::put`] succeeded). An
 /// upload of bytes already known keeps the first row.
 pub fn insert_blob_metadata(db: &dyn Sql, meta: &BlobMetadata) -> SqlResult<()> {
-    let size =
-        i64::try_from(meta.size).map_err(|_| super::StorageError::IntegerOutOfRange(i64::MAX))?;
+    let size = i64::try_from(meta.size)
+        .map_err(|_| super::StorageError::Sql(format!("blob size {} too large", meta.size)))?;
     db.execute(
         "INSERT OR IGNORE INTO blob_metadata (cid, mime_type, size, created_ms) \
          VALUES (?, ?, ?, ?)",
