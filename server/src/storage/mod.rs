@@ -13,6 +13,7 @@
 //! 4. [`persist_commit`] stores it with the record index, blob references,
 //!    head and sequencer event in one transaction, or nothing at all.
 
+pub mod account;
 pub mod blobs;
 pub mod blocks;
 pub mod error;
