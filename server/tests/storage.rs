@@ -633,3 +633,49 @@ fn failed_uploads_leave_nothing() {
     assert_eq!(store.remove_stale_uploads().unwrap(), 1);
     assert!(tmp_is_empty(dir.path()));
 }
+
+#[test]
+fn the_block_store_port_writes_with_a_rev_and_round_trips_a_car() {
+    use pds::repo::verify::import_car;
+    use pds::repo::BlockStore;
+    let key = Key::fixed();
+    let base = 1u64 << 50;
+    let source = memory_db();
+    let writes: Vec<WriteOp> = (0..150).map(|i| create(POST, &tid(base + i), i)).collect();
+    let (repo, _) = commit(&source, &key, &writes, base);
+    let mut car = Vec::new();
+    repo.write_car(&SqlBlockStore::new(&source), &mut car)
+        .unwrap();
+
+    // Through the port into another database, in batches, tagged with a rev.
+    let target = memory_db();
+    let mut read_only = SqlBlockStore::new(&target);
+    assert!(read_only.put(repo.commit_cid(), vec![1]).is_err());
+    assert_eq!(count(&target, "repo_block"), 0);
+    let mut store = SqlBlockStore::for_rev(&target, repo.rev());
+    let root = import_car(car.as_slice(), &mut store).unwrap();
+    assert_eq!(root, repo.commit_cid());
+    assert_eq!(count(&target, "repo_block"), count(&source, "repo_block"));
+    let tagged = target
+        .execute(
+            "SELECT COUNT(*) FROM repo_block WHERE rev = ?",
+            &[SqlValue::from(repo.rev())],
+        )
+        .unwrap()[0]
+        .integer(0)
+        .unwrap();
+    assert_eq!(tagged, count(&target, "repo_block"));
+    let verified = verify_repo(&store, root, &key.verifier(), Some(DID)).unwrap();
+    assert_eq!(verified.records.len(), 150);
+
+    // Batched reads return exactly what exists.
+    let some: Vec<Cid> = verified.records.iter().map(|(_, c)| *c).take(120).collect();
+    let missing = cid_for_raw(b"not a block");
+    let mut ask = some.clone();
+    ask.push(missing);
+    let got = store.get_many(&ask).unwrap();
+    assert_eq!(got.len(), 120);
+    assert!(!got.contains_key(&missing));
+    assert!(store.has(&some[0]).unwrap());
+    assert!(!store.has(&missing).unwrap());
+}
