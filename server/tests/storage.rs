@@ -465,9 +465,9 @@ fn record_blob_references_follow_the_records() {
     commit_with_blobs(&db, &key, &[create(POST, &tid(base), 0)], base, &refs);
     let mut both = vec![blob_a, blob_b];
     both.sort_by_key(|c| c.to_string());
-    assert_eq!(list_referenced_blobs(&db, None, 10).unwrap(), both);
+    assert_eq!(list_referenced_blobs(&db, None, None, 10).unwrap(), both);
     assert_eq!(
-        list_referenced_blobs(&db, Some(&both[0].to_string()), 10).unwrap(),
+        list_referenced_blobs(&db, None, Some(&both[0].to_string()), 10).unwrap(),
         [both[1]]
     );
     assert!(unreferenced_blobs(&db, 100, 10).unwrap().is_empty());
@@ -480,7 +480,18 @@ fn record_blob_references_follow_the_records() {
         record: record(POST, "edited", 1),
     };
     commit_with_blobs(&db, &key, &[update], base + 1, &refs);
-    assert_eq!(list_referenced_blobs(&db, None, 10).unwrap(), [blob_b]);
+    assert_eq!(
+        list_referenced_blobs(&db, None, None, 10).unwrap(),
+        [blob_b]
+    );
+    // `since`: only references written after that rev.
+    assert_eq!(
+        list_referenced_blobs(&db, Some(&tid(base)), None, 10).unwrap(),
+        [blob_b]
+    );
+    assert!(list_referenced_blobs(&db, Some(&tid(base + 1)), None, 10)
+        .unwrap()
+        .is_empty());
     assert_eq!(unreferenced_blobs(&db, 100, 10).unwrap(), [blob_a]);
     assert_eq!(unreferenced_blobs(&db, 15, 10).unwrap(), [blob_a]);
     assert!(unreferenced_blobs(&db, 5, 10).unwrap().is_empty());
@@ -494,7 +505,9 @@ fn record_blob_references_follow_the_records() {
         rkey: tid(base),
     };
     commit(&db, &key, &[delete], base + 2);
-    assert!(list_referenced_blobs(&db, None, 10).unwrap().is_empty());
+    assert!(list_referenced_blobs(&db, None, None, 10)
+        .unwrap()
+        .is_empty());
     assert!(blobs::delete_blob_metadata(&db, &blob_a).unwrap());
     assert_eq!(unreferenced_blobs(&db, 100, 10).unwrap(), [blob_b]);
 }

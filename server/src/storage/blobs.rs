@@ -232,17 +232,20 @@ pub fn blob_metadata(db: &dyn Sql, cid: &Cid) -> SqlResult<Option<BlobMetadata>>
 }
 
 /// Up to `limit` blob CIDs that some record references, after `cursor`
-/// (exclusive), in CID string order (`sync.listBlobs`).
+/// (exclusive), in CID string order (`sync.listBlobs`). With `since`, only
+/// blobs referenced by records written in a commit after that rev.
 pub fn list_referenced_blobs(
     db: &dyn Sql,
+    since: Option<&str>,
     cursor: Option<&str>,
     limit: u32,
 ) -> SqlResult<Vec<Cid>> {
     db.execute(
-        "SELECT DISTINCT blob_cid FROM record_blob WHERE blob_cid > ? \
+        "SELECT DISTINCT blob_cid FROM record_blob WHERE blob_cid > ? AND rev > ? \
          ORDER BY blob_cid LIMIT ?",
         &[
             SqlValue::from(cursor.unwrap_or("")),
+            SqlValue::from(since.unwrap_or("")),
             SqlValue::Integer(i64::from(limit)),
         ],
     )?

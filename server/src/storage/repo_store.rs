@@ -127,12 +127,13 @@ pub fn persist_commit(
                     )?;
                     for blob in blobs.get(&op.path).into_iter().flatten() {
                         db.execute(
-                            "INSERT OR IGNORE INTO record_blob (collection, rkey, blob_cid) \
-                             VALUES (?, ?, ?)",
+                            "INSERT OR IGNORE INTO record_blob (collection, rkey, blob_cid, rev) \
+                             VALUES (?, ?, ?, ?)",
                             &[
                                 key[0].clone(),
                                 key[1].clone(),
                                 SqlValue::Text(blob.to_string()),
+                                SqlValue::from(output.rev.as_str()),
                             ],
                         )?;
                     }

@@ -90,11 +90,13 @@ const V1_STATEMENTS: &[&str] = &[
         size INTEGER NOT NULL,
         created_ms INTEGER NOT NULL
     )",
-    // Which record references which blob (blob GC, listBlobs, deletes).
+    // Which record references which blob (blob GC, deletes); `rev` is the
+    // commit that wrote the reference (sync.listBlobs `since`).
     "CREATE TABLE record_blob (
         collection TEXT NOT NULL,
         rkey TEXT NOT NULL,
         blob_cid TEXT NOT NULL,
+        rev TEXT NOT NULL,
         PRIMARY KEY (collection, rkey, blob_cid)
     )",
     "CREATE INDEX record_blob_blob ON record_blob (blob_cid)",
