@@ -9,7 +9,8 @@ use pds::platform::native::NativeSql;
 use pds::repo::verify::verify_repo;
 use pds::repo::{CommitSigner, CommitVerifier, Repo, RepoError, WriteOp};
 use pds::storage::{
-    load_root, migrate, persist_commit, NewEvent, RecordBlobs, Row, Sql, SqlBlockStore, SqlValue,
+    load_root, migrate, persist_commit, BlockCache, NewEvent, RecordBlobs, Row, Sql, SqlBlockStore,
+    SqlValue,
 };
 use std::cell::Cell;
 use std::time::Instant;
@@ -110,13 +111,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     // Single-record commits on a repository of that size.
-    for (label, count, per) in [("1-record", 200u64, 1u64), ("10-record", 50, 10)] {
+    let cache = BlockCache::new(8 << 20);
+    for (label, count, per, cached) in [
+        ("1-record", 200u64, 1u64, false),
+        ("10-record", 50, 10, false),
+        ("1-record, block cache", 200, 1, true),
+    ] {
         let (mut build, mut persist, mut statements) = (0.0, 0.0, 0u64);
         for c in 0..count {
             let writes: Vec<WriteOp> = (0..per)
                 .map(|j| WriteOp::Create {
                     collection: "app.bsky.feed.like".into(),
-                    rkey: tid(base + (c * per + j + (label.len() as u64) * 1_000_000) * 7),
+                    rkey: tid(base + (c * per + j + (label.len() as u64) * 100_000) * 7),
                     record: record(c),
                 })
                 .collect();
@@ -126,7 +132,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             };
             let t0 = Instant::now();
             let root = load_root(&counting)?.ok_or("no root")?;
-            let store = SqlBlockStore::new(&counting);
+            let mut store = SqlBlockStore::new(&counting);
+            if cached {
+                store = store.with_cache(&cache);
+            }
             let repo = Repo::open(&store, root.commit_cid)?;
             let (_, output) = repo.apply_writes(&store, &writes, &key, &next_rev())?;
             let t1 = Instant::now();

@@ -692,3 +692,37 @@ fn the_block_store_port_writes_with_a_rev_and_round_trips_a_car() {
     assert!(store.has(&some[0]).unwrap());
     assert!(!store.has(&missing).unwrap());
 }
+
+#[test]
+fn the_block_cache_serves_reads_and_stays_within_its_budget() {
+    use pds::repo::BlockStore;
+    let db = memory_db();
+    let key = Key::fixed();
+    let base = 1u64 << 50;
+    let (repo, _) = commit(&db, &key, &[create(POST, &tid(base), 0)], base);
+    let cache = BlockCache::new(100_000);
+    let store = SqlBlockStore::new(&db).with_cache(&cache);
+    let (_, bytes) = repo.get_record(&store, POST, &tid(base)).unwrap().unwrap();
+    assert_eq!(cache.hits(), 0);
+    // With the rows gone, reads through the cache still see the (immutable)
+    // blocks, while `has` reports what the database holds.
+    db.execute("DELETE FROM repo_block", &[]).unwrap();
+    let (_, again) = repo.get_record(&store, POST, &tid(base)).unwrap().unwrap();
+    assert_eq!(again, bytes);
+    assert!(cache.hits() >= 2);
+    assert!(!store.has(&repo.commit_cid()).unwrap());
+    assert!(SqlBlockStore::new(&db)
+        .get(&repo.commit_cid())
+        .unwrap()
+        .is_none());
+
+    // A cache too small for a block never holds it.
+    let tiny = BlockCache::new(10);
+    let db = memory_db();
+    commit(&db, &key, &[], base);
+    let root = load_root(&db).unwrap().unwrap();
+    let store = SqlBlockStore::new(&db).with_cache(&tiny);
+    store.get(&root.commit_cid).unwrap().unwrap();
+    store.get(&root.commit_cid).unwrap().unwrap();
+    assert_eq!(tiny.hits(), 0);
+}

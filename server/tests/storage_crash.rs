@@ -53,9 +53,10 @@ fn now_micros() -> u64 {
 }
 
 /// Writes `commits` random commits (creates, updates, deletes; records of
-/// 1 to 20 kB) to the database at `path`, printing `@begin <rev>` before and
-/// `@done <rev>` after persisting each one.
-fn write_commits(path: &Path, commits: u64, seed: u64) {
+/// 1 to 20 kB) to the database at `path`; with `report`, prints
+/// `@begin <rev>` before and `@done <rev>` after persisting each one
+/// (straight to stdout, past libtest's capture, for the parent to read).
+fn write_commits(path: &Path, commits: u64, seed: u64, report: bool) {
     let db = NativeSql::open(path).unwrap();
     migrate(&db).unwrap();
     let key = Key::fixed();
@@ -119,7 +120,9 @@ fn write_commits(path: &Path, commits: u64, seed: u64) {
                 .apply_writes(&store, &writes, &key, &rev)
                 .unwrap(),
         };
-        writeln!(stdout.lock(), "@begin {rev}").unwrap();
+        if report {
+            writeln!(stdout.lock(), "@begin {rev}").unwrap();
+        }
         persist_commit(
             &db,
             &output,
@@ -131,7 +134,9 @@ fn write_commits(path: &Path, commits: u64, seed: u64) {
             },
         )
         .unwrap();
-        writeln!(stdout.lock(), "@done {rev}").unwrap();
+        if report {
+            writeln!(stdout.lock(), "@done {rev}").unwrap();
+        }
     }
 }
 
@@ -174,12 +179,13 @@ fn writer() {
             Path::new(&path),
             u64::MAX,
             now_micros() ^ u64::from(std::process::id()),
+            true,
         );
         return;
     }
     let dir = TempDir::new("writer");
     let path = dir.path().join("pds.sqlite");
-    write_commits(&path, 15, 1);
+    write_commits(&path, 15, 1, false);
     let (_, revs) = check(&path).unwrap();
     assert_eq!(revs.len(), 15);
 }

@@ -6,27 +6,82 @@ use crate::repo::blockstore::{BlockMap, BlockStore, MemoryBlockStore};
 use crate::repo::mst::{Link, Node};
 use crate::repo::{Commit, RepoError};
 use cid::Cid;
-use std::collections::BTreeSet;
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeSet, HashMap};
 
 /// Parses a CID read from the database.
 pub(crate) fn stored_cid(s: &str) -> Result<Cid> {
     Cid::try_from(s).map_err(|e| StorageError::Corrupt(format!("CID {s:?}: {e}")))
 }
 
-/// Repository blocks in SQL. Reads go straight to the table; writes through
-/// the port are tagged with the revision given at construction.
+/// Blocks recently read, kept across requests by a long-lived owner (the
+/// Durable Object): the top of the MST is read by every commit. Blocks are
+/// content-addressed, so a cached block is never stale; the cache is simply
+/// emptied when it grows past its budget.
+pub struct BlockCache {
+    blocks: RefCell<HashMap<Cid, Vec<u8>>>,
+    bytes: Cell<usize>,
+    budget: usize,
+    hits: Cell<u64>,
+}
+
+impl BlockCache {
+    /// A cache holding up to about `budget` bytes of blocks.
+    pub fn new(budget: usize) -> Self {
+        Self {
+            blocks: RefCell::new(HashMap::new()),
+            bytes: Cell::new(0),
+            budget,
+            hits: Cell::new(0),
+        }
+    }
+
+    /// Reads served from the cache so far.
+    pub fn hits(&self) -> u64 {
+        self.hits.get()
+    }
+
+    fn get(&self, cid: &Cid) -> Option<Vec<u8>> {
+        let found = self.blocks.borrow().get(cid).cloned();
+        if found.is_some() {
+            self.hits.set(self.hits.get() + 1);
+        }
+        found
+    }
+
+    fn insert(&self, cid: Cid, bytes: &[u8]) {
+        if bytes.len() > self.budget {
+            return;
+        }
+        if self.bytes.get() + bytes.len() > self.budget {
+            self.blocks.borrow_mut().clear();
+            self.bytes.set(0);
+        }
+        self.bytes.set(self.bytes.get() + bytes.len());
+        self.blocks.borrow_mut().insert(cid, bytes.to_vec());
+    }
+}
+
+/// Repository blocks in SQL. Reads go to the table (through a
+/// [`BlockCache`] if one is given); writes through the port are tagged with
+/// the revision given at construction.
 ///
 /// Commits do not write through this store: [`super::persist_commit`] stores
 /// a commit's blocks together with everything else in one transaction.
 pub struct SqlBlockStore<'a> {
     db: &'a dyn Sql,
     rev: Option<String>,
+    cache: Option<&'a BlockCache>,
 }
 
 impl<'a> SqlBlockStore<'a> {
     /// A store for reading (writes through the port fail).
     pub fn new(db: &'a dyn Sql) -> Self {
-        Self { db, rev: None }
+        Self {
+            db,
+            rev: None,
+            cache: None,
+        }
     }
 
     /// A store whose writes are tagged with `rev` (the commit that adds them).
@@ -34,7 +89,15 @@ impl<'a> SqlBlockStore<'a> {
         Self {
             db,
             rev: Some(rev.to_owned()),
+            cache: None,
         }
+    }
+
+    /// Serves `get` from `cache` when it can and fills it. `has` and the
+    /// batched reads always ask the database (they answer "is it stored").
+    pub fn with_cache(mut self, cache: &'a BlockCache) -> Self {
+        self.cache = Some(cache);
+        self
     }
 
     /// Reads many blocks in few statements; missing ones are absent from the
@@ -53,12 +116,21 @@ impl<'a> SqlBlockStore<'a> {
 
 impl BlockStore for SqlBlockStore<'_> {
     fn get(&self, cid: &Cid) -> crate::repo::error::Result<Option<Vec<u8>>> {
+        if let Some(bytes) = self.cache.and_then(|c| c.get(cid)) {
+            return Ok(Some(bytes));
+        }
         let row = self.db.execute(
             "SELECT bytes FROM repo_block WHERE cid = ?",
             &[SqlValue::Text(cid.to_string())],
         )?;
         match row.into_iter().next() {
-            Some(row) => Ok(Some(row.into_blob(0)?)),
+            Some(row) => {
+                let bytes = row.into_blob(0)?;
+                if let Some(cache) = self.cache {
+                    cache.insert(*cid, &bytes);
+                }
+                Ok(Some(bytes))
+            }
             None => Ok(None),
         }
     }

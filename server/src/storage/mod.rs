@@ -23,7 +23,7 @@ pub mod sequencer;
 pub mod sql;
 
 pub use blobs::{BlobBody, BlobError, BlobStore, ByteRange, ChunkSource, StoredBlob};
-pub use blocks::SqlBlockStore;
+pub use blocks::{BlockCache, SqlBlockStore};
 pub use error::{Result, StorageError};
 pub use repo_store::{
     get_record, list_collections, list_records, load_root, persist_commit, IndexedRecord,

@@ -4,7 +4,7 @@
 use super::blocks::{put_blocks, stored_cid};
 use super::error::{Result, StorageError};
 use super::sequencer::{insert_event, NewEvent};
-use super::sql::{Sql, SqlExt, SqlValue};
+use super::sql::{placeholders, Sql, SqlExt, SqlValue, MAX_PARAMS};
 use crate::repo::repository::OpAction;
 use crate::repo::CommitOutput;
 use cid::Cid;
@@ -151,15 +151,23 @@ pub fn persist_commit(
         // Unreachable blocks go: old MST nodes and commit (the core's diff),
         // and records no index row points at any more. A block the new
         // commit also wrote is kept whatever the lists say.
-        for cid in output.removed.iter().chain(&dropped_records) {
-            if output.new_blocks.contains_key(cid) {
-                continue;
-            }
-            let text = SqlValue::Text(cid.to_string());
+        let unreachable: Vec<SqlValue> = output
+            .removed
+            .iter()
+            .chain(&dropped_records)
+            .filter(|cid| !output.new_blocks.contains_key(cid))
+            .map(|cid| SqlValue::Text(cid.to_string()))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        for chunk in unreachable.chunks(MAX_PARAMS) {
             db.execute(
-                "DELETE FROM repo_block WHERE cid = ? \
-                 AND NOT EXISTS (SELECT 1 FROM record WHERE cid = ?)",
-                &[text.clone(), text],
+                &format!(
+                    "DELETE FROM repo_block WHERE cid IN ({}) \
+                     AND NOT EXISTS (SELECT 1 FROM record WHERE record.cid = repo_block.cid)",
+                    placeholders(chunk.len())
+                ),
+                chunk,
             )?;
         }
 

@@ -17,7 +17,7 @@ pub const MAX_PARAMS: usize = 100;
 
 /// A value bound to, or read from, a statement. Only the storage classes the
 /// schema uses: no floats.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum SqlValue {
     /// SQL NULL.
     Null,
