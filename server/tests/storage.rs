@@ -726,3 +726,96 @@ fn the_block_cache_serves_reads_and_stays_within_its_budget() {
     store.get(&root.commit_cid).unwrap().unwrap();
     assert_eq!(tiny.hits(), 0);
 }
+
+#[test]
+fn replacing_the_repository_keeps_only_the_imported_one() {
+    use pds::repo::verify::import_car;
+    use pds::repo::{BlockStore, MemoryBlockStore};
+    use pds::storage::repo_store::replace_repo;
+    let key = Key::fixed();
+    let base = 1u64 << 50;
+
+    // The repository to import, exported as a CAR from another database.
+    let source = memory_db();
+    let writes: Vec<WriteOp> = (0..40).map(|i| create(LIKE, &tid(base + i), i)).collect();
+    commit(&source, &key, &writes, base);
+    let (repo, _) = commit(
+        &source,
+        &key,
+        &[WriteOp::Delete {
+            collection: LIKE.into(),
+            rkey: tid(base),
+        }],
+        base + 100,
+    );
+    let mut car = Vec::new();
+    repo.write_car(&SqlBlockStore::new(&source), &mut car)
+        .unwrap();
+    let mut incoming = MemoryBlockStore::new();
+    let root = import_car(car.as_slice(), &mut incoming).unwrap();
+    let junk = record("junk", "unreachable", 0);
+    incoming
+        .put(pds::data::cid_for_cbor(&junk), junk.clone())
+        .unwrap();
+    let verified = verify_repo(&incoming, root, &key.verifier(), Some(DID)).unwrap();
+
+    // The target already holds a different repository of the same account.
+    let target = memory_db();
+    commit(&target, &key, &[create(POST, &tid(base), 0)], base);
+    let blob = cid_for_raw(b"avatar");
+    let mut refs = RecordBlobs::new();
+    refs.insert(format!("{LIKE}/{}", tid(base + 1)), vec![blob]);
+    refs.insert(format!("{LIKE}/{}", tid(base)), vec![cid_for_raw(b"gone")]);
+    let event = NewEvent {
+        kind: "sync",
+        event: b"sync",
+        time_ms: 0,
+    };
+    let seq = replace_repo(&target, &incoming, &verified, &refs, Some(&event)).unwrap();
+    assert_eq!(seq, Some(2));
+
+    let head = load_root(&target).unwrap().unwrap();
+    assert_eq!(head.commit_cid, root);
+    assert_eq!(head.rev, tid(base + 100));
+    let store = SqlBlockStore::new(&target);
+    let again = verify_repo(&store, root, &key.verifier(), Some(DID)).unwrap();
+    assert_eq!(again.records, verified.records);
+    let index: Vec<(String, Cid)> = all_records(&target).unwrap();
+    assert_eq!(index.len(), 39);
+    assert_eq!(list_collections(&target).unwrap(), [LIKE]);
+    assert_eq!(
+        count(&target, "repo_block"),
+        store.load_repo(&root).unwrap().len() as i64,
+        "only reachable blocks are stored (no junk, nothing of the old repository)"
+    );
+    assert_eq!(
+        list_referenced_blobs(&target, None, None, 10).unwrap(),
+        [blob],
+        "references of records not in the repository are dropped"
+    );
+
+    // Another account's repository is refused, leaving everything as it was.
+    let other = Repo::create(
+        &MemoryBlockStore::new(),
+        "did:plc:other",
+        &[],
+        &key,
+        &tid(base),
+    )
+    .unwrap()
+    .1;
+    let other_store = MemoryBlockStore::from_blocks(other.new_blocks.clone());
+    let other_verified = verify_repo(&other_store, other.cid, &key.verifier(), None).unwrap();
+    assert!(matches!(
+        replace_repo(
+            &target,
+            &other_store,
+            &other_verified,
+            &RecordBlobs::new(),
+            None
+        ),
+        Err(StorageError::Conflict(_))
+    ));
+    assert_eq!(load_root(&target).unwrap().unwrap().commit_cid, root);
+    assert_eq!(all_records(&target).unwrap().len(), 39);
+}

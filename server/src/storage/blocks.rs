@@ -205,8 +205,38 @@ pub(crate) fn get_blocks(db: &dyn Sql, cids: &[Cid]) -> Result<BlockMap> {
 /// See [`SqlBlockStore::load_repo`]. Missing blocks fail, as the verifier
 /// would.
 pub(crate) fn load_repo(db: &dyn Sql, commit_cid: &Cid) -> Result<MemoryBlockStore> {
+    collect_repo(&mut |cids| get_blocks(db, cids), commit_cid)
+}
+
+/// The blocks of the repository at `commit_cid` (commit, MST nodes,
+/// records) and nothing else, read from any store: drops the unreachable
+/// blocks a CAR may carry.
+pub fn reachable_blocks(
+    source: &(impl BlockStore + ?Sized),
+    commit_cid: &Cid,
+) -> Result<MemoryBlockStore> {
+    collect_repo(
+        &mut |cids| {
+            let mut out = BlockMap::new();
+            for cid in cids {
+                if let Some(bytes) = source.get(cid)? {
+                    out.insert(*cid, bytes);
+                }
+            }
+            Ok(out)
+        },
+        commit_cid,
+    )
+}
+
+/// Walks a repository level by level, fetching each level's nodes and
+/// records in one call of `fetch` (which omits blocks it does not have).
+fn collect_repo(
+    fetch: &mut dyn FnMut(&[Cid]) -> Result<BlockMap>,
+    commit_cid: &Cid,
+) -> Result<MemoryBlockStore> {
     let mut store = MemoryBlockStore::new();
-    let commit_bytes = get_blocks(db, &[*commit_cid])?
+    let commit_bytes = fetch(&[*commit_cid])?
         .remove(commit_cid)
         .ok_or(RepoError::MissingBlock(*commit_cid))?;
     let commit = Commit::decode(&commit_bytes)?;
@@ -223,7 +253,7 @@ pub(crate) fn load_repo(db: &dyn Sql, commit_cid: &Cid) -> Result<MemoryBlockSto
             .map(|(c, _)| *c)
             .filter(|c| !store.has(c).unwrap_or(false))
             .collect();
-        let mut fetched = get_blocks(db, &wanted)?;
+        let mut fetched = fetch(&wanted)?;
         let mut next = Vec::new();
         let mut records = Vec::new();
         for (cid, layer) in level {
@@ -242,7 +272,7 @@ pub(crate) fn load_repo(db: &dyn Sql, commit_cid: &Cid) -> Result<MemoryBlockSto
             }
             records.extend(node.vals.iter().copied().filter(|c| seen.insert(*c)));
         }
-        let found = get_blocks(db, &records)?;
+        let found = fetch(&records)?;
         for cid in &records {
             if !found.contains_key(cid) {
                 return Err(RepoError::MissingBlock(*cid).into());

@@ -1,12 +1,13 @@
 //! The repository in SQL: its head, the record index, and the one function
 //! that persists a commit atomically.
 
-use super::blocks::{put_blocks, stored_cid};
+use super::blocks::{put_blocks, reachable_blocks, stored_cid};
 use super::error::{Result, StorageError};
 use super::sequencer::{insert_event, NewEvent};
 use super::sql::{placeholders, Sql, SqlExt, SqlValue, MAX_PARAMS};
 use crate::repo::repository::OpAction;
-use crate::repo::CommitOutput;
+use crate::repo::verify::VerifiedRepo;
+use crate::repo::{BlockStore, CommitOutput};
 use cid::Cid;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -183,6 +184,85 @@ pub fn persist_commit(
         )?;
         let seq = insert_event(db, event)?;
         Ok(PersistedCommit { seq })
+    })
+}
+
+/// Replaces the whole repository with `blocks` (importRepo, account
+/// migration), all-or-nothing: every stored block, the record index and the
+/// record->blob references are rebuilt from the repository whose commit is
+/// `verified`, and the head moves to it. `verified` must come from
+/// [`crate::repo::verify::verify_repo`] over `blocks` (the signature, the
+/// tree and every record checked); only the blocks reachable from its commit
+/// are kept. `blobs` lists the blobs each record references. An `event`,
+/// when given (a `#sync` or `#commit` announcing the new state), is
+/// sequenced in the same transaction; its seq is returned.
+pub fn replace_repo(
+    db: &dyn Sql,
+    blocks: &(impl BlockStore + ?Sized),
+    verified: &VerifiedRepo,
+    blobs: &RecordBlobs,
+    event: Option<&NewEvent<'_>>,
+) -> Result<Option<i64>> {
+    let reachable = reachable_blocks(blocks, &verified.commit_cid)?;
+    let rev = verified.commit.rev.as_str();
+    db.transaction(|| {
+        if let Some(head) = load_root(db)? {
+            if head.did != verified.commit.did {
+                return Err(StorageError::Conflict(format!(
+                    "repository for {} but the account is {}",
+                    verified.commit.did, head.did
+                )));
+            }
+        }
+        db.execute("DELETE FROM repo_block", &[])?;
+        db.execute("DELETE FROM record", &[])?;
+        db.execute("DELETE FROM record_blob", &[])?;
+        put_blocks(db, reachable.blocks(), rev)?;
+        for chunk in verified.records.chunks(MAX_PARAMS / 4) {
+            let mut params = Vec::with_capacity(chunk.len() * 4);
+            for (path, cid) in chunk {
+                let (collection, rkey) = split_path(path)?;
+                params.push(SqlValue::from(collection));
+                params.push(SqlValue::from(rkey));
+                params.push(SqlValue::Text(cid.to_string()));
+                params.push(SqlValue::from(rev));
+            }
+            db.execute(
+                &format!(
+                    "INSERT INTO record (collection, rkey, cid, rev) VALUES {}",
+                    vec!["(?, ?, ?, ?)"; chunk.len()].join(", ")
+                ),
+                &params,
+            )?;
+        }
+        let paths: BTreeSet<&str> = verified.records.iter().map(|(p, _)| p.as_str()).collect();
+        // References of records the repository does not hold are dropped.
+        for (path, cids) in blobs.iter().filter(|(p, _)| paths.contains(p.as_str())) {
+            let (collection, rkey) = split_path(path)?;
+            for cid in cids {
+                db.execute(
+                    "INSERT OR IGNORE INTO record_blob (collection, rkey, blob_cid, rev) \
+                     VALUES (?, ?, ?, ?)",
+                    &[
+                        SqlValue::from(collection),
+                        SqlValue::from(rkey),
+                        SqlValue::Text(cid.to_string()),
+                        SqlValue::from(rev),
+                    ],
+                )?;
+            }
+        }
+        db.execute(
+            "INSERT OR REPLACE INTO repo_root (id, did, commit_cid, rev, data_cid) \
+             VALUES (1, ?, ?, ?, ?)",
+            &[
+                SqlValue::from(verified.commit.did.as_str()),
+                SqlValue::Text(verified.commit_cid.to_string()),
+                SqlValue::from(rev),
+                SqlValue::Text(verified.commit.data.to_string()),
+            ],
+        )?;
+        event.map(|e| insert_event(db, e)).transpose()
     })
 }
 
