@@ -2,8 +2,8 @@
 //!
 //! Synchronous (Durable Object SQLite is synchronous) and free of `Send`
 //! bounds (Durable Object handles are not `Send`). Implemented by
-//! [`crate::platform::worker::sql::DurableSql`] on Workers and by
-//! [`crate::platform::native::sqlite::NativeSql`] natively.
+//! `platform::worker::sql::DurableSql` on Workers and by
+//! `platform::native::NativeSql` natively.
 
 use super::error::{Result, StorageError};
 
