@@ -7,9 +7,11 @@
 mod storage_support;
 
 use cid::Cid;
-use pds::platform::native::NativeSql;
+use pds::data::cid_for_raw;
+use pds::platform::native::{DirBlobStore, NativeSql};
 use pds::repo::verify::verify_repo;
 use pds::repo::{Repo, WriteOp};
+use pds::storage::blobs::{read_all, IterChunks};
 use pds::storage::repo_store::all_records;
 use pds::storage::sequencer::events_after;
 use pds::storage::*;
@@ -22,6 +24,9 @@ use storage_support::*;
 
 /// Set in the re-executed child: the database file it writes to until killed.
 const CHILD_ENV: &str = "PDS_STORAGE_CRASH_DB";
+
+/// Set in the re-executed child: the blob directory it uploads to until killed.
+const BLOB_CHILD_ENV: &str = "PDS_STORAGE_CRASH_BLOBS";
 
 const COLLECTIONS: &[&str] = &[
     "app.bsky.feed.post",
@@ -278,4 +283,66 @@ fn killed_writers_never_leave_a_half_applied_commit() {
         "{ROUNDS} kills; between begin and done: {in_flight_kept} with the commit whole, \
          {in_flight_dropped} with it absent"
     );
+}
+
+/// Uploads blobs of 100 kB to 3 MB in 64 kB chunks to `dir`, `count` times.
+fn upload_blobs(dir: &Path, count: u64, seed: u64) {
+    let store = DirBlobStore::open(dir).unwrap();
+    let mut rng = Rng(seed);
+    for _ in 0..count {
+        let size = 100_000 + rng.below(2_900_000) as usize;
+        let fill = rng.next();
+        let data: Vec<u8> = (0..size)
+            .map(|i| (fill.wrapping_add(i as u64 * 7919) >> 3) as u8)
+            .collect();
+        let chunks: Vec<Vec<u8>> = data.chunks(64 * 1024).map(<[u8]>::to_vec).collect();
+        let stored = block_on(store.put(&mut IterChunks(chunks.into_iter()), 10_000_000)).unwrap();
+        assert_eq!(stored.cid, cid_for_raw(&data));
+    }
+}
+
+/// Without the environment variable: a short run. With it: the child side
+/// of the blob crash test, uploading until it is killed.
+#[test]
+fn uploader() {
+    if let Some(dir) = std::env::var_os(BLOB_CHILD_ENV) {
+        upload_blobs(Path::new(&dir), u64::MAX, now_micros());
+        return;
+    }
+    let dir = TempDir::new("uploader");
+    upload_blobs(dir.path(), 5, 1);
+    let store = DirBlobStore::open(dir.path()).unwrap();
+    assert_eq!(block_on(store.list(None, 100)).unwrap().len(), 5);
+}
+
+#[test]
+fn killed_uploads_never_leave_a_partial_blob() {
+    let dir = TempDir::new("blob-crash");
+    let exe = std::env::current_exe().unwrap();
+    let mut rng = Rng(now_micros());
+    let mut stale = 0;
+    for _ in 0..6 {
+        let mut child = Command::new(&exe)
+            .args(["--exact", "uploader", "--test-threads=1"])
+            .env(BLOB_CHILD_ENV, dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(100 + rng.below(500)));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // Every blob visible under a CID holds exactly the bytes of that CID.
+        let store = DirBlobStore::open(dir.path()).unwrap();
+        for cid in block_on(store.list(None, 10_000)).unwrap() {
+            let mut body = block_on(store.get(&cid, None)).unwrap().unwrap();
+            let bytes = block_on(read_all(body.chunks.as_mut())).unwrap();
+            assert_eq!(cid_for_raw(&bytes), cid, "blob {cid} is whole");
+        }
+        stale += store.remove_stale_uploads().unwrap();
+    }
+    let store = DirBlobStore::open(dir.path()).unwrap();
+    let blobs = block_on(store.list(None, 10_000)).unwrap().len();
+    assert!(blobs > 0, "the uploader made progress");
+    eprintln!("6 kills: {blobs} whole blobs, {stale} half-written uploads swept from tmp/");
 }
