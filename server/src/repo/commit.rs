@@ -22,6 +22,18 @@ pub trait CommitVerifier {
     fn verify_commit(&self, message: &[u8], signature: &[u8]) -> bool;
 }
 
+impl CommitSigner for crate::crypto::SigningKey {
+    fn sign_commit(&self, message: &[u8]) -> Result<Vec<u8>> {
+        Ok(self.sign(message).to_vec())
+    }
+}
+
+impl CommitVerifier for crate::crypto::PublicKey {
+    fn verify_commit(&self, message: &[u8], signature: &[u8]) -> bool {
+        self.verify(message, signature).is_ok()
+    }
+}
+
 /// A commit before signing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

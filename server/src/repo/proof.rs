@@ -38,7 +38,7 @@ fn child(store: &(impl BlockStore + ?Sized), parent: &Node, gap: usize) -> Resul
 }
 
 fn position(node: &Node, key: &str) -> usize {
-    node.keys.partition_point(|k| k.as_str() < key)
+    node.position(key)
 }
 
 /// The MST nodes from the root down to `key`, or down to where it would be:
@@ -101,7 +101,7 @@ fn proof_for_key(
     out: &mut BlockMap,
 ) -> Result<bool> {
     let i = position(&at.node, key);
-    if !at.node.keys.get(i).is_some_and(|k| k == key) {
+    if !at.node.key_at(i, key) {
         match child(store, &at.node, i)? {
             Some(next) => {
                 proof_for_key(store, &next, key, out)?;
