@@ -11,7 +11,7 @@ use super::commit::{is_tid, Commit, CommitSigner, UnsignedCommit};
 use super::diff::{diff_trees, LeafChange};
 use super::error::{RepoError, Result};
 use super::mst::{self, list_range, Link, Mst, Node};
-use super::proof::{covering_proof, path_blocks};
+use super::proof::{covering_proofs, path_blocks};
 use cid::Cid;
 use std::collections::BTreeSet;
 use std::ops::Bound;
@@ -362,10 +362,7 @@ fn build_commit(
     let old_data = previous.map(Repo::data);
     let diff = diff_trees(&overlay, old_data.as_ref(), &data)?;
 
-    let mut relevant = BlockMap::new();
-    for op in &ops {
-        relevant.append(&mut covering_proof(&overlay, &data, &op.path)?);
-    }
+    let mut relevant = covering_proofs(&overlay, &data, ops.iter().map(|op| op.path.as_str()))?;
     let mut new_blocks = diff.new_nodes;
     for change in &diff.changes {
         if let LeafChange::Create { cid, .. } | LeafChange::Update { cid, .. } = change {
