@@ -24,12 +24,14 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
     serde_ipld_dagcbor::to_vec(value).map_err(|e| RepoError::Decode(format!("encode: {e}")))
 }
 
-/// Decodes a typed block and rejects any non-canonical encoding of it.
+/// Decodes a typed block with the shared strict decoder (canonical DAG-CBOR
+/// only), then re-encodes it: equal bytes also rule out omitted `null` fields,
+/// which serde would read as `None`.
 pub fn decode_canonical<T: Serialize + DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
-    let value: T = serde_ipld_dagcbor::from_slice(bytes)
+    let value: T = crate::data::cbor::from_slice_strict(bytes)
         .map_err(|e| RepoError::Decode(format!("{what}: {e}")))?;
     if encode(&value)? != bytes {
-        return Err(RepoError::Decode(format!("{what}: not canonical DAG-CBOR")));
+        return Err(RepoError::Decode(format!("{what}: not in canonical form")));
     }
     Ok(value)
 }

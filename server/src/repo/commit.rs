@@ -145,13 +145,7 @@ impl Commit {
     }
 }
 
-/// Whether `s` has the TID shape: 13 characters of base32-sortable, the first
-/// one below `k` (the top bit is zero).
+/// Whether `s` is a valid TID (the shared syntax check).
 pub fn is_tid(s: &str) -> bool {
-    const ALPHABET: &[u8] = b"234567abcdefghijklmnopqrstuvwxyz";
-    s.len() == 13
-        && s.bytes().all(|b| ALPHABET.contains(&b))
-        && s.as_bytes()
-            .first()
-            .is_some_and(|b| b"234567abcdefghij".contains(b))
+    crate::syntax::Tid::new(s).is_ok()
 }
