@@ -12,7 +12,7 @@ use pds::repo::diff::{diff_trees, LeafChange};
 use pds::repo::mst::{self, get_stored, key_height, list_all, list_range};
 use pds::repo::repository::OpAction;
 use pds::repo::verify::{import_car, verify_car, verify_car_with_did_key};
-use pds::repo::{BlockStore, Mst, Repo, RepoError, UnsignedCommit, WriteOp};
+use pds::repo::{BlockStore, Mst, Repo, RepoError, TrackingStore, UnsignedCommit, WriteOp};
 use repo_support::{random_key, test_key, value_cid, Rng};
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -333,6 +333,13 @@ fn commits_diffs_proofs_and_car_round_trip() {
         assert_eq!(out.since.as_deref(), Some(repo.rev()));
         assert_eq!(out.prev_commit, Some(repo.commit_cid()));
         assert!(out.removed.contains(&repo.commit_cid()));
+        let replaced: std::collections::BTreeSet<Cid> = out
+            .ops
+            .iter()
+            .filter(|o| o.prev != o.cid)
+            .filter_map(|o| o.prev)
+            .collect();
+        assert_eq!(out.removed_records, replaced);
         assert!(
             out.new_blocks.contains_key(&out.cid) && out.relevant_blocks.contains_key(&out.cid)
         );
@@ -527,6 +534,37 @@ fn commits_diffs_proofs_and_car_round_trip() {
     assert!(err.to_string().contains("do not match"), "{err}");
     let err = verify_car(&car[..car.len() - 1], &key.public_key(), None).unwrap_err();
     assert!(err.to_string().contains("truncated"), "{err}");
+}
+
+#[test]
+fn tracking_store_collects_writes_and_records_reads() {
+    let mut store = MemoryBlockStore::new();
+    let mut tree = Mst::new();
+    let mut rng = Rng::new(3);
+    let keys: Vec<String> = (0..500).map(|_| random_key(&mut rng)).collect();
+    for (i, k) in keys.iter().enumerate() {
+        tree.insert(&store, k, value_cid(i as u64)).unwrap();
+    }
+    let root = flush(&mut tree, &mut store);
+    // Reads: exactly the path blocks of a lookup.
+    let tracking = TrackingStore::new(&store);
+    assert!(get_stored(&tracking, &root, &keys[7]).unwrap().is_some());
+    let (path, _) = pds::repo::proof::path_blocks(&store, &root, &keys[7]).unwrap();
+    assert_eq!(tracking.read_blocks(), path);
+    // Writes: collected in the overlay, visible to reads, absent from the base.
+    let mut tracking = TrackingStore::new(&store);
+    let mut tree = Mst::load(&tracking, root).unwrap();
+    tree.insert(&tracking, "com.example.record/new", value_cid(9999))
+        .unwrap();
+    let mut blocks = BlockMap::new();
+    let new_root = tree.flush(&mut blocks).unwrap();
+    tracking.put_many(blocks.clone()).unwrap();
+    assert_eq!(tracking.written(), &blocks);
+    assert!(tracking.has(&new_root).unwrap() && !store.has(&new_root).unwrap());
+    assert_eq!(
+        get_stored(&tracking, &new_root, "com.example.record/new").unwrap(),
+        Some(value_cid(9999))
+    );
 }
 
 #[test]

@@ -109,6 +109,10 @@ pub struct CommitOutput {
     pub relevant_blocks: BlockMap,
     /// Blocks no longer reachable: old MST nodes and the old commit.
     pub removed: BTreeSet<Cid>,
+    /// Records replaced or deleted by this commit. Unlike `removed`, another
+    /// key may still hold an identical record (same CID): check before
+    /// deleting these blocks.
+    pub removed_records: BTreeSet<Cid>,
 }
 
 /// A repository at one commit. Holds no blocks: every method takes the store.
@@ -377,6 +381,14 @@ fn build_commit(
     let (commit_cid, commit_bytes) = commit.to_block()?;
     new_blocks.insert(commit_cid, commit_bytes.clone());
     relevant.insert(commit_cid, commit_bytes);
+    let removed_records: BTreeSet<Cid> = diff
+        .changes
+        .iter()
+        .filter_map(|c| match c {
+            LeafChange::Update { prev, .. } | LeafChange::Delete { prev, .. } => Some(*prev),
+            LeafChange::Create { .. } => None,
+        })
+        .collect();
     let mut removed = diff.removed_nodes;
     if let Some(prev) = previous {
         removed.insert(prev.commit_cid);
@@ -392,6 +404,7 @@ fn build_commit(
         new_blocks,
         relevant_blocks: relevant,
         removed,
+        removed_records,
     };
     Ok((Repo { commit_cid, commit }, output))
 }
