@@ -756,3 +756,41 @@ fn mst_key_height_distribution_is_sane() {
     assert!((2700..3300).contains(&zeros), "{zeros}");
     assert!(mst::is_valid_key("app.bsky.feed.post/3jqfcqzm3fo2j"));
 }
+
+#[test]
+fn one_write_reads_a_few_paths_not_the_tree() {
+    let key = test_key(KeyAlgorithm::K256, 2);
+    let mut rng = Rng::new(5000);
+    let writes: Vec<WriteOp> = (0..5000)
+        .map(|i| WriteOp::Create {
+            collection: "app.bsky.feed.post".into(),
+            rkey: format!("r{i:05}{}", rng.below(1000)),
+            record: record(i),
+        })
+        .collect();
+    let mut store = MemoryBlockStore::new();
+    let (repo, out) = Repo::create(&store, "did:web:example.com", &writes, &key, &tid(1)).unwrap();
+    store.put_many(out.new_blocks).unwrap();
+    assert_eq!(list_all(&store, &repo.data()).unwrap().len(), 5000);
+    let tracking = TrackingStore::new(&store);
+    let repo = Repo::open(&tracking, repo.commit_cid()).unwrap();
+    let write = WriteOp::Create {
+        collection: "app.bsky.feed.post".into(),
+        rkey: "r02500x".into(),
+        record: record(1),
+    };
+    let (_, out) = repo
+        .apply_writes(&tracking, &[write], &key, &tid(2))
+        .unwrap();
+    let read = tracking.read_blocks().len();
+    // The commit, then the key's path and its neighbours' paths (depth ~6).
+    assert!(
+        read <= 25,
+        "{read} blocks read for one write on a 5000-record tree"
+    );
+    assert!(
+        out.new_blocks.len() <= 12,
+        "{} blocks written",
+        out.new_blocks.len()
+    );
+}
