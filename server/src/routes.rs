@@ -3,15 +3,20 @@
 
 use pds_api::runtime::xrpc::{HttpMethod, Request};
 
+use crate::account::Account;
 use crate::api::{Api, RequestContext};
 use crate::config::{Config, ConfigError};
 use crate::http::{Body, HttpRequest, HttpResponse};
 
 /// Handles one request in one place (the native shell).
-pub async fn handle(config: &Result<Config, ConfigError>, req: HttpRequest) -> HttpResponse {
+pub async fn handle(
+    config: &Result<Config, ConfigError>,
+    account: &Account,
+    req: HttpRequest,
+) -> HttpResponse {
     match stateless(config, &req) {
         Some(res) => res,
-        None => account(config, req).await,
+        None => self::account(config, account, req).await,
     }
 }
 
@@ -59,15 +64,31 @@ fn stateless_route(
 }
 
 /// Handles an account request (`/xrpc/...`): runs inside the Durable Object on Workers.
-pub async fn account(config: &Result<Config, ConfigError>, req: HttpRequest) -> HttpResponse {
-    with_cors(account_route(config, req).await)
+pub async fn account(
+    config: &Result<Config, ConfigError>,
+    account: &Account,
+    req: HttpRequest,
+) -> HttpResponse {
+    with_cors(account_route(config, account, req).await)
 }
 
-async fn account_route(config: &Result<Config, ConfigError>, req: HttpRequest) -> HttpResponse {
+async fn account_route(
+    config: &Result<Config, ConfigError>,
+    account: &Account,
+    req: HttpRequest,
+) -> HttpResponse {
     let config = match config {
         Ok(c) => c,
         Err(e) => return config_error(e),
     };
+    if let Err(e) = &account.schema {
+        // Nothing can run on a database this build cannot use.
+        return xrpc_error(
+            500,
+            "InternalServerError",
+            &format!("The account's database is unusable: {e}"),
+        );
+    }
     if req.path == "/xrpc/_health" {
         return HttpResponse::json(
             200,
@@ -84,7 +105,7 @@ async fn account_route(config: &Result<Config, ConfigError>, req: HttpRequest) -
         headers: req.headers.clone(),
         body: Body::Bytes(req.body),
     };
-    let api = Api { config };
+    let api = Api { config, account };
     let cx = RequestContext {
         headers: req.headers,
     };

@@ -5,11 +5,13 @@ mod server;
 
 use pds_api::runtime::xrpc::Service;
 
+use crate::account::Account;
 use crate::config::Config;
 
 /// The XRPC service of one request: what every handler can reach.
 pub struct Api<'a> {
     pub config: &'a Config,
+    pub account: &'a Account,
 }
 
 /// What a handler knows about the request it serves.

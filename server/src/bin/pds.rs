@@ -1,7 +1,8 @@
 //! `pds`: the command line of the PDS.
 //!
 //! - `pds serve [ADDR]`: the native server on ADDR (default 127.0.0.1:2583), configured from the
-//!   environment with the same variables as the Worker (see README).
+//!   environment with the same variables as the Worker (see README); the repository and blobs
+//!   live in `PDS_DATA_DIR` (default `./pds-data`).
 //! - `pds dev-init [--port N] [--out FILE]`: writes a fresh local development account to FILE
 //!   (default `.dev.vars`) unless it exists. `PDS_DEV_HANDLE` and `PDS_DEV_PASSWORD` preset the
 //!   handle and password; otherwise the password is random and printed once.
@@ -37,7 +38,10 @@ fn serve(addr: Option<&str>) -> Result<(), String> {
         .map_err(|e| format!("bad address {addr:?}: {e}"))?;
     let config = pds::config::Config::from_lookup(|name| std::env::var(name).ok())
         .map_err(|e| e.to_string())?;
-    let bound = pds::platform::native::spawn(addr, Ok(config)).map_err(|e| e.to_string())?;
+    let data_dir = std::env::var_os("PDS_DATA_DIR")
+        .map_or_else(|| "pds-data".into(), std::path::PathBuf::from);
+    let bound =
+        pds::platform::native::spawn(addr, Ok(config), data_dir).map_err(|e| e.to_string())?;
     println!("Serving on http://{bound}");
     loop {
         std::thread::park();

@@ -6,6 +6,8 @@ use pds::config::Config;
 pub struct NativeServer {
     /// `http://127.0.0.1:<port>`
     pub base: String,
+    /// The account's SQLite file and blobs, removed when the test ends.
+    pub data: super::worker::TempDir,
 }
 
 impl NativeServer {
@@ -15,10 +17,13 @@ impl NativeServer {
         let config = Config::from_lookup(|name| {
             vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
         });
-        let addr = pds::platform::native::spawn("127.0.0.1:0".parse().unwrap(), config)
-            .expect("start native server");
+        let data = super::worker::TempDir::new("pds-native-data");
+        let addr =
+            pds::platform::native::spawn("127.0.0.1:0".parse().unwrap(), config, data.0.clone())
+                .expect("start native server");
         NativeServer {
             base: format!("http://{addr}"),
+            data,
         }
     }
 }

@@ -10,6 +10,7 @@ pub use sqlite::NativeSql;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use std::pin::Pin;
@@ -22,25 +23,45 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
+use crate::account::Account;
+use crate::clock::SystemClock;
 use crate::config::{Config, ConfigError};
 use crate::http::{HttpRequest, HttpResponse};
 
 /// Largest request body the native shell reads, in bytes.
 const BODY_LIMIT: usize = 64 * 1024 * 1024;
 
+/// Opens the account stored in `dir`: `pds.sqlite` and `blobs/` (both created if missing).
+pub fn open_account(dir: &Path) -> std::io::Result<Account> {
+    let io = |e: String| std::io::Error::other(e);
+    std::fs::create_dir_all(dir)?;
+    let sql = NativeSql::open(&dir.join("pds.sqlite")).map_err(|e| io(e.to_string()))?;
+    let blobs = DirBlobStore::open(&dir.join("blobs")).map_err(|e| io(e.to_string()))?;
+    // Uploads interrupted by a previous crash are never referenced; drop them.
+    blobs
+        .remove_stale_uploads()
+        .map_err(|e| io(e.to_string()))?;
+    Ok(Account::open(
+        Box::new(sql),
+        Box::new(blobs),
+        Box::new(SystemClock),
+    ))
+}
+
 /// Serves the PDS on `listener` until the future is dropped.
 pub async fn serve(
     listener: TcpListener,
     config: Result<Config, ConfigError>,
+    account: Account,
 ) -> std::io::Result<()> {
-    let config = Rc::new(config);
+    let state = Rc::new((config, account));
     loop {
         let (stream, _) = listener.accept().await?;
-        let config = config.clone();
+        let state = state.clone();
         tokio::task::spawn_local(async move {
             let service = service_fn(move |req| {
-                let config = config.clone();
-                async move { Ok::<_, Infallible>(to_hyper(answer(&config, req).await)) }
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(to_hyper(answer(&state.0, &state.1, req).await)) }
             });
             // A broken connection concerns only its client.
             let _ = http1::Builder::new()
@@ -50,34 +71,56 @@ pub async fn serve(
     }
 }
 
-/// Binds `addr` and serves on a dedicated thread with its own runtime; returns the bound
-/// address. For tests and tools that need a server in the background.
-pub fn spawn(addr: SocketAddr, config: Result<Config, ConfigError>) -> std::io::Result<SocketAddr> {
+/// Binds `addr` and serves the account stored in `data_dir` on a dedicated thread with its own
+/// runtime; returns the bound address once the account is open. For `pds serve`, tests and
+/// tools that need a server in the background.
+pub fn spawn(
+    addr: SocketAddr,
+    config: Result<Config, ConfigError>,
+    data_dir: PathBuf,
+) -> std::io::Result<SocketAddr> {
     let std_listener = std::net::TcpListener::bind(addr)?;
     std_listener.set_nonblocking(true)?;
     let local = std_listener.local_addr()?;
+    let (opened_tx, opened_rx) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name("pds-native".into())
         .spawn(move || {
+            // SQLite handles stay on the thread that opened them.
+            let account = match open_account(&data_dir) {
+                Ok(a) => a,
+                Err(e) => {
+                    let _ = opened_tx.send(Err(e));
+                    return;
+                }
+            };
             let runtime = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
             {
                 Ok(rt) => rt,
-                Err(_) => return,
+                Err(e) => {
+                    let _ = opened_tx.send(Err(e));
+                    return;
+                }
             };
+            let _ = opened_tx.send(Ok(()));
             let local_set = tokio::task::LocalSet::new();
             local_set.block_on(&runtime, async move {
                 if let Ok(listener) = TcpListener::from_std(std_listener) {
-                    let _ = serve(listener, config).await;
+                    let _ = serve(listener, config, account).await;
                 }
             });
         })?;
+    opened_rx.recv().map_err(|_| {
+        std::io::Error::other("the server thread ended before opening the account")
+    })??;
     Ok(local)
 }
 
 async fn answer(
     config: &Result<Config, ConfigError>,
+    account: &Account,
     req: hyper::Request<Incoming>,
 ) -> HttpResponse {
     let (parts, body) = req.into_parts();
@@ -97,7 +140,7 @@ async fn answer(
         headers,
         body,
     };
-    crate::routes::handle(config, request).await
+    crate::routes::handle(config, account, request).await
 }
 
 /// A response body for hyper: bytes in memory, or the core's stream passed through chunk by chunk.

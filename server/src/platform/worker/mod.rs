@@ -8,6 +8,7 @@ use worker::{
     durable_object, event, Context, DurableObject, Env, Method, Request, Response, Result, State,
 };
 
+use crate::account::Account;
 use crate::http::{Body, HttpRequest, HttpResponse};
 
 /// The Durable Object instance name: one account per deployment, so one object.
@@ -15,7 +16,9 @@ const ACCOUNT_OBJECT: &str = "account";
 
 #[event(fetch)]
 async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
-    if !req.path().starts_with("/xrpc/") {
+    // Account requests go to the Durable Object with their body untouched; preflights and
+    // everything outside /xrpc/ are answered here.
+    if req.method() == Method::Options || !req.path().starts_with("/xrpc/") {
         let request = from_worker_request(&mut req).await?;
         if let Some(res) = crate::routes::stateless(&read_config(&env), &request) {
             return to_worker_response(res);
@@ -40,41 +43,89 @@ fn read_config(
 /// The account's Durable Object: owns SQLite and runs XRPC methods.
 #[durable_object]
 pub struct AccountDurableObject {
-    #[allow(dead_code)]
-    state: State,
     env: Env,
-    /// The object's SQLite behind the storage layer's SQL port.
-    #[allow(dead_code)]
-    sql: sql::DurableSql,
-    /// Whether the schema could be brought up to date when the object started.
-    schema: std::result::Result<crate::storage::MigrationOutcome, crate::storage::StorageError>,
+    account: Account,
 }
 
 impl DurableObject for AccountDurableObject {
     fn new(state: State, env: Env) -> Self {
-        let sql = sql::DurableSql::new(&state);
-        let schema = crate::storage::migrate(&sql);
-        Self {
-            state,
-            env,
-            sql,
-            schema,
-        }
+        let sql = Box::new(sql::DurableSql::new(&state));
+        // Without the binding every blob operation fails; the rest of the account still works.
+        let blobs: Box<dyn crate::storage::BlobStore> = match env.bucket("BLOBS") {
+            Ok(bucket) => Box::new(r2::R2BlobStore::new(bucket)),
+            Err(_) => Box::new(MissingBlobStore),
+        };
+        let account = Account::open(sql, blobs, Box::new(WorkerClock));
+        Self { env, account }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
-        if let Err(e) = &self.schema {
-            // Nothing can run on a database this build cannot use.
-            let body =
-                serde_json::json!({ "error": "InternalServerError", "message": e.to_string() });
-            return to_worker_response(HttpResponse::json(500, &body));
-        }
         let request = from_worker_request(&mut req).await?;
-        let config = crate::config::Config::from_lookup(|name| {
-            self.env.var(name).ok().map(|v| v.to_string())
-        });
-        let response = crate::routes::handle(&config, request).await;
+        let response =
+            crate::routes::account(&read_config(&self.env), &self.account, request).await;
         to_worker_response(response)
+    }
+}
+
+/// Stands in when the `BLOBS` R2 binding is missing: every blob operation fails, naming it.
+struct MissingBlobStore;
+
+impl MissingBlobStore {
+    fn error() -> crate::storage::BlobError {
+        crate::storage::BlobError::Store(
+            "the BLOBS R2 bucket binding is missing (wrangler.toml)".into(),
+        )
+    }
+}
+
+impl crate::storage::BlobStore for MissingBlobStore {
+    fn put<'a>(
+        &'a self,
+        _source: &'a mut dyn crate::storage::ChunkSource,
+        _max_size: u64,
+    ) -> futures_util::future::LocalBoxFuture<
+        'a,
+        std::result::Result<crate::storage::StoredBlob, crate::storage::BlobError>,
+    > {
+        Box::pin(async { Err(Self::error()) })
+    }
+    fn get<'a>(
+        &'a self,
+        _cid: &'a cid::Cid,
+        _range: Option<crate::storage::ByteRange>,
+    ) -> futures_util::future::LocalBoxFuture<
+        'a,
+        std::result::Result<Option<crate::storage::BlobBody>, crate::storage::BlobError>,
+    > {
+        Box::pin(async { Err(Self::error()) })
+    }
+    fn delete<'a>(
+        &'a self,
+        _cid: &'a cid::Cid,
+    ) -> futures_util::future::LocalBoxFuture<
+        'a,
+        std::result::Result<bool, crate::storage::BlobError>,
+    > {
+        Box::pin(async { Err(Self::error()) })
+    }
+    fn list<'a>(
+        &'a self,
+        _after: Option<&'a cid::Cid>,
+        _limit: usize,
+    ) -> futures_util::future::LocalBoxFuture<
+        'a,
+        std::result::Result<Vec<cid::Cid>, crate::storage::BlobError>,
+    > {
+        Box::pin(async { Err(Self::error()) })
+    }
+}
+
+/// Time from the JavaScript clock (milliseconds; TIDs stay monotonic through their generator).
+struct WorkerClock;
+
+impl crate::clock::Clock for WorkerClock {
+    fn now_micros(&self) -> u64 {
+        worker::Date::now().as_millis() * 1000
     }
 }
 
