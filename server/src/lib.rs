@@ -16,3 +16,4 @@ pub mod routes;
 pub mod storage;
 pub mod syntax;
 pub mod tid;
+pub mod writes;

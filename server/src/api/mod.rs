@@ -1,6 +1,7 @@
 //! The PDS's implementation of the generated handler traits. Methods not implemented here keep
 //! the generated default: 501 MethodNotImplemented through the dispatcher.
 
+mod repo;
 mod server;
 
 use pds_api::runtime::xrpc::Service;
@@ -30,7 +31,6 @@ impl pds_api::com::atproto::identity::ComAtprotoIdentity for Api<'_> {}
 impl pds_api::com::atproto::label::ComAtprotoLabel for Api<'_> {}
 impl pds_api::com::atproto::lexicon::ComAtprotoLexicon for Api<'_> {}
 impl pds_api::com::atproto::moderation::ComAtprotoModeration for Api<'_> {}
-impl pds_api::com::atproto::repo::ComAtprotoRepo for Api<'_> {}
 impl pds_api::com::atproto::sync::ComAtprotoSync for Api<'_> {}
 impl pds_api::com::atproto::temp::ComAtprotoTemp for Api<'_> {}
 // Groups served by the AppView and others (proxying comes later). The macros expand to nothing

@@ -1,0 +1,888 @@
+//! `com.atproto.repo`: record writes through the commit pipeline ([`crate::writes`]), record
+//! reads from the record index, describeRepo, and blob uploads. Errors follow the reference PDS.
+
+use cid::Cid;
+use pds_api::com::atproto::repo::{
+    apply_writes, create_record, defs::CommitMeta, delete_record, describe_repo, get_record,
+    list_records, put_record, upload_blob, ComAtprotoRepo,
+};
+use pds_api::runtime::lex::{AtIdentifier, AtUri, BlobRef, CidString, Did, Nsid, RecordKey, Tid};
+use pds_api::runtime::xrpc::{BinaryInput, Body, ByteStream, XrpcError};
+
+use super::{Api, RequestContext};
+use crate::data::Value;
+use crate::repo::WriteOp;
+use crate::storage::blobs::{blob_metadata, insert_blob_metadata, BlobMetadata};
+use crate::storage::{self, BlobError, ChunkSource, RecordBlobs};
+use crate::writes::{self, WriteError};
+
+/// The most writes one applyWrites may carry (the reference's limit).
+pub const MAX_WRITES: usize = 200;
+/// The largest blob uploadBlob accepts, in bytes.
+pub const MAX_BLOB_BYTES: u64 = 100 * 1024 * 1024;
+
+/// How a record was validated, as outputs report it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Validation {
+    /// Checked against its lexicon.
+    Valid,
+    /// Its type is not known here; stored unchecked.
+    Unknown,
+    /// The client asked for no validation.
+    Skipped,
+}
+
+impl Validation {
+    fn status(self) -> Option<&'static str> {
+        match self {
+            Validation::Valid => Some("valid"),
+            Validation::Unknown => Some("unknown"),
+            Validation::Skipped => None,
+        }
+    }
+}
+
+/// A record accepted for writing: its DAG-CBOR, the blobs it references, how it was validated.
+#[derive(Debug)]
+pub struct PreparedRecord {
+    pub bytes: Vec<u8>,
+    pub blobs: Vec<BlobRef>,
+    pub validation: Validation,
+}
+
+/// The record key type the lexicon of a known collection declares (`tid`, `literal:self`,
+/// `any`, `nsid`). The generated code does not carry key types yet, so the record lexicons'
+/// `key` fields are listed here.
+pub fn record_key_type(collection: &str) -> Option<&'static str> {
+    Some(match collection {
+        "app.bsky.actor.profile"
+        | "app.bsky.actor.status"
+        | "app.bsky.actor.contentVisibilityDeclaration"
+        | "app.bsky.labeler.service"
+        | "app.bsky.notification.declaration"
+        | "chat.bsky.actor.declaration"
+        | "com.germnetwork.declaration" => "literal:self",
+        "app.bsky.feed.generator" => "any",
+        "com.atproto.lexicon.schema" => "nsid",
+        "app.bsky.feed.like"
+        | "app.bsky.feed.post"
+        | "app.bsky.feed.postgate"
+        | "app.bsky.feed.repost"
+        | "app.bsky.feed.threadgate"
+        | "app.bsky.graph.block"
+        | "app.bsky.graph.follow"
+        | "app.bsky.graph.list"
+        | "app.bsky.graph.listblock"
+        | "app.bsky.graph.listitem"
+        | "app.bsky.graph.referencelistoptout"
+        | "app.bsky.graph.starterpack"
+        | "app.bsky.graph.verification" => "tid",
+        _ => return None,
+    })
+}
+
+fn key_matches(key_type: &str, rkey: &str) -> bool {
+    match key_type {
+        "tid" => Tid::new(rkey).is_ok(),
+        "nsid" => Nsid::new(rkey).is_ok(),
+        "any" => true,
+        other => other.strip_prefix("literal:") == Some(rkey),
+    }
+}
+
+/// Checks a record for `collection/rkey` the way the reference PDS does and encodes it.
+/// `validate`: `None` validates known types and marks unknown ones; `Some(true)` refuses
+/// unknown types; `Some(false)` skips lexicon validation (structural checks still apply).
+pub fn prepare_record(
+    collection: &str,
+    rkey: &str,
+    record: &Value,
+    validate: Option<bool>,
+) -> Result<PreparedRecord, XrpcError> {
+    let Some(map) = record.as_map() else {
+        return Err(XrpcError::invalid_request("Record must be an object"));
+    };
+    match map.get("$type").and_then(Value::as_str) {
+        Some(t) if t == collection => {}
+        Some(t) => {
+            return Err(XrpcError::invalid_request(format!(
+                "Invalid $type: expected {collection}, got {t}"
+            )))
+        }
+        None => {
+            return Err(XrpcError::invalid_request(format!(
+                "Invalid $type: expected {collection}, got undefined"
+            )))
+        }
+    }
+    let mut blobs = Vec::new();
+    collect_blobs(record, &mut blobs)?;
+    let validation = if validate == Some(false) {
+        Validation::Skipped
+    } else {
+        match pds_api::records::validate_record(collection, record) {
+            Some(Ok(())) => {
+                if let Some(key_type) = record_key_type(collection) {
+                    if !key_matches(key_type, rkey) {
+                        return Err(XrpcError::invalid_request(format!(
+                            "Invalid record key for {collection}: {rkey} (expected {key_type})"
+                        )));
+                    }
+                }
+                Validation::Valid
+            }
+            Some(Err(e)) => {
+                return Err(XrpcError::invalid_request(format!(
+                    "Invalid {collection} record: {}",
+                    e.message
+                )))
+            }
+            None if validate == Some(true) => {
+                return Err(XrpcError::invalid_request(format!(
+                    "Lexicon not found: lex:{collection}"
+                )))
+            }
+            None => Validation::Unknown,
+        }
+    };
+    Ok(PreparedRecord {
+        bytes: crate::data::encode(record),
+        blobs,
+        validation,
+    })
+}
+
+/// Collects the blob references of a record, refusing legacy ones.
+fn collect_blobs(value: &Value, out: &mut Vec<BlobRef>) -> Result<(), XrpcError> {
+    match value {
+        Value::Map(m) => {
+            if let Some(blob) = value.as_blob_ref() {
+                out.push(blob);
+                return Ok(());
+            }
+            if value.is_legacy_blob() {
+                return Err(XrpcError::invalid_request(
+                    "Legacy blob refs are not allowed in new records",
+                ));
+            }
+            m.values().try_for_each(|v| collect_blobs(v, out))
+        }
+        Value::Array(items) => items.iter().try_for_each(|v| collect_blobs(v, out)),
+        _ => Ok(()),
+    }
+}
+
+fn internal(what: &str, e: impl std::fmt::Display) -> XrpcError {
+    XrpcError::internal_message(format!("{what}: {e}"))
+}
+
+fn write_error(e: WriteError) -> XrpcError {
+    match e {
+        WriteError::CommitSwap(_) => XrpcError::declared("InvalidSwap", e.to_string()),
+        WriteError::Conflict(m) => XrpcError::invalid_request(m),
+        WriteError::Internal(m) => XrpcError::internal_message(m),
+    }
+}
+
+fn parse_cid(s: &CidString) -> Result<Cid, XrpcError> {
+    Cid::try_from(s.as_str()).map_err(|e| XrpcError::invalid_request(format!("invalid CID: {e}")))
+}
+
+fn cid_string(cid: &Cid) -> Result<CidString, XrpcError> {
+    CidString::new(cid.to_string()).map_err(|e| internal("CID", e))
+}
+
+/// One write after its record was accepted, before committing.
+struct Planned {
+    op: WriteOp,
+    collection: Nsid,
+    rkey: RecordKey,
+    blobs: Vec<BlobRef>,
+    validation: Validation,
+}
+
+/// The outcome of a committed batch, per write in order.
+struct BatchResult {
+    commit: CommitMeta,
+    results: Vec<(AtUri, Option<Cid>, Validation)>,
+}
+
+impl Api<'_> {
+    /// The account DID if `repo` names it (DID or handle), else the reference's error.
+    fn own_repo(&self, repo: &AtIdentifier) -> Result<Did, XrpcError> {
+        let matches = if repo.is_did() {
+            repo.as_str() == self.config.did.as_str()
+        } else {
+            repo.as_str()
+                .eq_ignore_ascii_case(self.config.handle.as_str())
+        };
+        if matches {
+            Ok(self.config.did.clone())
+        } else {
+            Err(XrpcError::invalid_request(format!(
+                "Could not find repo: {}",
+                repo.as_str()
+            )))
+        }
+    }
+
+    /// The account DID for a write: `repo` must be the account and the account active.
+    fn writable_repo(&self, repo: &AtIdentifier) -> Result<Did, XrpcError> {
+        let did = self.own_repo(repo)?;
+        let row = storage::account::get_account(self.account.sql.as_ref())
+            .map_err(|e| internal("account", e))?;
+        if let Some(row) = row {
+            if row.status == "deactivated" {
+                return Err(XrpcError::invalid_request("Account is deactivated"));
+            }
+            if row.status != "active" {
+                return Err(XrpcError::invalid_request(format!(
+                    "Account is {}",
+                    row.status
+                )));
+            }
+        }
+        Ok(did)
+    }
+
+    fn current_record(&self, collection: &str, rkey: &str) -> Result<Option<Cid>, XrpcError> {
+        Ok(
+            storage::get_record(self.account.sql.as_ref(), collection, rkey)
+                .map_err(|e| internal("record index", e))?
+                .map(|(cid, _)| cid),
+        )
+    }
+
+    /// Refuses a write whose `swapRecord` does not name the record's current CID.
+    fn check_record_swap(
+        &self,
+        collection: &str,
+        rkey: &str,
+        swap: Option<&CidString>,
+    ) -> Result<Option<Cid>, XrpcError> {
+        let current = self.current_record(collection, rkey)?;
+        if let Some(swap) = swap {
+            if current != Some(parse_cid(swap)?) {
+                let at = current.map_or_else(|| "null".to_owned(), |c| c.to_string());
+                return Err(XrpcError::declared(
+                    "InvalidSwap",
+                    format!("Record was at {at}"),
+                ));
+            }
+        }
+        Ok(current)
+    }
+
+    /// Checks that every referenced blob was uploaded and matches its reference.
+    fn check_blobs(&self, blobs: &[BlobRef]) -> Result<(), XrpcError> {
+        for blob in blobs {
+            let meta = blob_metadata(self.account.sql.as_ref(), &blob.cid)
+                .map_err(|e| internal("blob metadata", e))?;
+            let Some(meta) = meta else {
+                return Err(XrpcError::declared(
+                    "BlobNotFound",
+                    format!("Could not find blob: {}", blob.cid),
+                ));
+            };
+            if meta.size != blob.size || meta.mime_type != blob.mime_type {
+                return Err(XrpcError::invalid_request(format!(
+                    "Blob reference {} does not match the uploaded blob ({} bytes, {})",
+                    blob.cid, meta.size, meta.mime_type
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Prepares one create/update: the record accepted, its blobs present.
+    fn plan_put(
+        &self,
+        create: bool,
+        collection: Nsid,
+        rkey: RecordKey,
+        record: &Value,
+        validate: Option<bool>,
+    ) -> Result<Planned, XrpcError> {
+        let prepared = prepare_record(collection.as_str(), rkey.as_str(), record, validate)?;
+        self.check_blobs(&prepared.blobs)?;
+        let op = if create {
+            WriteOp::Create {
+                collection: collection.as_str().to_owned(),
+                rkey: rkey.as_str().to_owned(),
+                record: prepared.bytes,
+            }
+        } else {
+            WriteOp::Update {
+                collection: collection.as_str().to_owned(),
+                rkey: rkey.as_str().to_owned(),
+                record: prepared.bytes,
+            }
+        };
+        Ok(Planned {
+            op,
+            collection,
+            rkey,
+            blobs: prepared.blobs,
+            validation: prepared.validation,
+        })
+    }
+
+    fn new_rkey(&self) -> Result<RecordKey, XrpcError> {
+        let tid = writes::next_tid(self.account).map_err(write_error)?;
+        RecordKey::new(tid.as_str()).map_err(|e| internal("record key", e))
+    }
+
+    fn commit(
+        &self,
+        did: &Did,
+        planned: Vec<Planned>,
+        swap_commit: Option<&CidString>,
+    ) -> Result<BatchResult, XrpcError> {
+        let swap = swap_commit.map(parse_cid).transpose()?;
+        let mut blobs = RecordBlobs::new();
+        let mut ops = Vec::with_capacity(planned.len());
+        for p in &planned {
+            if !p.blobs.is_empty() {
+                blobs.insert(p.op.key(), p.blobs.iter().map(|b| b.cid).collect());
+            }
+            ops.push(p.op.clone());
+        }
+        let committed = writes::commit_writes(self.config, self.account, &ops, &blobs, swap)
+            .map_err(write_error)?;
+        let results = planned
+            .into_iter()
+            .zip(committed.record_cids)
+            .map(|(p, cid)| {
+                (
+                    AtUri::for_record(did, &p.collection, &p.rkey),
+                    cid,
+                    p.validation,
+                )
+            })
+            .collect();
+        Ok(BatchResult {
+            commit: CommitMeta {
+                cid: cid_string(&committed.cid)?,
+                rev: Tid::new(committed.rev).map_err(|e| internal("rev", e))?,
+            },
+            results,
+        })
+    }
+}
+
+fn created_cid(cid: Option<Cid>) -> Result<CidString, XrpcError> {
+    match cid {
+        Some(c) => cid_string(&c),
+        None => Err(XrpcError::internal_message("write produced no record CID")),
+    }
+}
+
+impl ComAtprotoRepo for Api<'_> {
+    async fn apply_writes(
+        &self,
+        _cx: &RequestContext,
+        _params: apply_writes::Params,
+        input: apply_writes::Input,
+    ) -> Result<apply_writes::Output, XrpcError> {
+        let did = self.writable_repo(&input.repo)?;
+        if input.writes.len() > MAX_WRITES {
+            return Err(XrpcError::invalid_request(format!(
+                "Too many writes. Max: {MAX_WRITES}"
+            )));
+        }
+        let mut planned = Vec::with_capacity(input.writes.len());
+        for write in &input.writes {
+            planned.push(match write {
+                apply_writes::InputWritesItem::Create(c) => {
+                    let rkey = match &c.rkey {
+                        Some(k) => k.clone(),
+                        None => self.new_rkey()?,
+                    };
+                    self.plan_put(true, c.collection.clone(), rkey, &c.value, input.validate)?
+                }
+                apply_writes::InputWritesItem::Update(u) => self.plan_put(
+                    false,
+                    u.collection.clone(),
+                    u.rkey.clone(),
+                    &u.value,
+                    input.validate,
+                )?,
+                apply_writes::InputWritesItem::Delete(d) => Planned {
+                    op: WriteOp::Delete {
+                        collection: d.collection.as_str().to_owned(),
+                        rkey: d.rkey.as_str().to_owned(),
+                    },
+                    collection: d.collection.clone(),
+                    rkey: d.rkey.clone(),
+                    blobs: Vec::new(),
+                    validation: Validation::Skipped,
+                },
+            });
+        }
+        let kinds: Vec<u8> = planned
+            .iter()
+            .map(|p| match p.op {
+                WriteOp::Create { .. } => 0,
+                WriteOp::Update { .. } => 1,
+                WriteOp::Delete { .. } => 2,
+            })
+            .collect();
+        let batch = self.commit(&did, planned, input.swap_commit.as_ref())?;
+        let mut results = Vec::with_capacity(batch.results.len());
+        for (kind, (uri, cid, validation)) in kinds.into_iter().zip(batch.results) {
+            let status = validation.status().map(|s| s.to_owned());
+            results.push(match kind {
+                0 => apply_writes::OutputResultsItem::CreateResult(Box::new(
+                    apply_writes::CreateResult {
+                        cid: created_cid(cid)?,
+                        uri,
+                        validation_status: status.map(Into::into),
+                    },
+                )),
+                1 => apply_writes::OutputResultsItem::UpdateResult(Box::new(
+                    apply_writes::UpdateResult {
+                        cid: created_cid(cid)?,
+                        uri,
+                        validation_status: status.map(Into::into),
+                    },
+                )),
+                _ => apply_writes::OutputResultsItem::DeleteResult(Box::default()),
+            });
+        }
+        Ok(apply_writes::Output {
+            commit: Some(batch.commit),
+            results: Some(results),
+        })
+    }
+
+    async fn create_record(
+        &self,
+        _cx: &RequestContext,
+        _params: create_record::Params,
+        input: create_record::Input,
+    ) -> Result<create_record::Output, XrpcError> {
+        let did = self.writable_repo(&input.repo)?;
+        let rkey = match input.rkey {
+            Some(k) => k,
+            None => self.new_rkey()?,
+        };
+        let planned = self.plan_put(true, input.collection, rkey, &input.record, input.validate)?;
+        let batch = self.commit(&did, vec![planned], input.swap_commit.as_ref())?;
+        let Some((uri, cid, validation)) = batch.results.into_iter().next() else {
+            return Err(XrpcError::internal_message("commit reported no write"));
+        };
+        Ok(create_record::Output {
+            cid: created_cid(cid)?,
+            commit: Some(batch.commit),
+            uri,
+            validation_status: validation.status().map(|s| s.to_owned().into()),
+        })
+    }
+
+    async fn put_record(
+        &self,
+        _cx: &RequestContext,
+        _params: put_record::Params,
+        input: put_record::Input,
+    ) -> Result<put_record::Output, XrpcError> {
+        let did = self.writable_repo(&input.repo)?;
+        let current = self.check_record_swap(
+            input.collection.as_str(),
+            input.rkey.as_str(),
+            input.swap_record.as_ref(),
+        )?;
+        let planned = self.plan_put(
+            current.is_none(),
+            input.collection,
+            input.rkey,
+            &input.record,
+            input.validate,
+        )?;
+        let batch = self.commit(&did, vec![planned], input.swap_commit.as_ref())?;
+        let Some((uri, cid, validation)) = batch.results.into_iter().next() else {
+            return Err(XrpcError::internal_message("commit reported no write"));
+        };
+        Ok(put_record::Output {
+            cid: created_cid(cid)?,
+            commit: Some(batch.commit),
+            uri,
+            validation_status: validation.status().map(|s| s.to_owned().into()),
+        })
+    }
+
+    async fn delete_record(
+        &self,
+        _cx: &RequestContext,
+        _params: delete_record::Params,
+        input: delete_record::Input,
+    ) -> Result<delete_record::Output, XrpcError> {
+        let did = self.writable_repo(&input.repo)?;
+        let current = self.check_record_swap(
+            input.collection.as_str(),
+            input.rkey.as_str(),
+            input.swap_record.as_ref(),
+        )?;
+        if current.is_none() {
+            // Deleting a missing record is a no-op ("ensure it doesn't exist"), but a stale
+            // swapCommit is still refused.
+            if let Some(swap) = &input.swap_commit {
+                let head = writes::current_commit(self.account).map_err(write_error)?;
+                if head != Some(parse_cid(swap)?) {
+                    return Err(write_error(WriteError::CommitSwap(head)));
+                }
+            }
+            return Ok(delete_record::Output { commit: None });
+        }
+        let planned = Planned {
+            op: WriteOp::Delete {
+                collection: input.collection.as_str().to_owned(),
+                rkey: input.rkey.as_str().to_owned(),
+            },
+            collection: input.collection,
+            rkey: input.rkey,
+            blobs: Vec::new(),
+            validation: Validation::Skipped,
+        };
+        let batch = self.commit(&did, vec![planned], input.swap_commit.as_ref())?;
+        Ok(delete_record::Output {
+            commit: Some(batch.commit),
+        })
+    }
+
+    async fn describe_repo(
+        &self,
+        _cx: &RequestContext,
+        params: describe_repo::Params,
+    ) -> Result<describe_repo::Output, XrpcError> {
+        let did = self.own_repo(&params.repo)?;
+        let collections = storage::list_collections(self.account.sql.as_ref())
+            .map_err(|e| internal("record index", e))?
+            .into_iter()
+            .filter_map(|c| Nsid::new(c).ok())
+            .collect();
+        Ok(describe_repo::Output {
+            collections,
+            did: did.clone(),
+            did_doc: Value::from_json(&crate::routes::did_document(self.config))
+                .map_err(|e| internal("DID document", e))?,
+            handle: self.config.handle.clone(),
+            // The handle is configured with the DID; resolving it back is the identity work's.
+            handle_is_correct: true,
+        })
+    }
+
+    async fn get_record(
+        &self,
+        _cx: &RequestContext,
+        params: get_record::Params,
+    ) -> Result<get_record::Output, XrpcError> {
+        let did = self.own_repo(&params.repo)?;
+        let uri = AtUri::for_record(&did, &params.collection, &params.rkey);
+        let found = storage::get_record(
+            self.account.sql.as_ref(),
+            params.collection.as_str(),
+            params.rkey.as_str(),
+        )
+        .map_err(|e| internal("record index", e))?;
+        let wanted = params.cid.as_ref().map(parse_cid).transpose()?;
+        match found {
+            Some((cid, bytes)) if wanted.is_none_or(|w| w == cid) => {
+                let value =
+                    crate::data::decode(&bytes).map_err(|e| internal("stored record", e))?;
+                Ok(get_record::Output {
+                    cid: Some(cid_string(&cid)?),
+                    uri,
+                    value,
+                })
+            }
+            _ => Err(get_record::Error::RecordNotFound(format!(
+                "Could not locate record: {}",
+                uri.as_str()
+            ))
+            .into()),
+        }
+    }
+
+    async fn list_records(
+        &self,
+        _cx: &RequestContext,
+        params: list_records::Params,
+    ) -> Result<list_records::Output, XrpcError> {
+        let did = self.own_repo(&params.repo)?;
+        let limit = u32::try_from(params.limit.clamp(1, 100)).unwrap_or(50);
+        let rows = storage::list_records(
+            self.account.sql.as_ref(),
+            params.collection.as_str(),
+            params.cursor.as_deref(),
+            limit,
+            params.reverse.unwrap_or(false),
+        )
+        .map_err(|e| internal("record index", e))?;
+        let mut records = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let Some((cid, bytes)) = storage::get_record(
+                self.account.sql.as_ref(),
+                params.collection.as_str(),
+                &row.rkey,
+            )
+            .map_err(|e| internal("record index", e))?
+            else {
+                continue;
+            };
+            let rkey = RecordKey::new(row.rkey.clone()).map_err(|e| internal("record key", e))?;
+            records.push(list_records::RecordDef {
+                cid: cid_string(&cid)?,
+                uri: AtUri::for_record(&did, &params.collection, &rkey),
+                value: crate::data::decode(&bytes).map_err(|e| internal("stored record", e))?,
+            });
+        }
+        // A full page may have more after it; the cursor is the last rkey returned.
+        let cursor = if rows.len() == limit as usize {
+            rows.last().map(|r| r.rkey.clone())
+        } else {
+            None
+        };
+        Ok(list_records::Output { cursor, records })
+    }
+
+    async fn upload_blob(
+        &self,
+        _cx: &RequestContext,
+        _params: upload_blob::Params,
+        input: BinaryInput,
+    ) -> Result<upload_blob::Output, XrpcError> {
+        let did = self.config.did.clone();
+        let _ = self.writable_repo(&AtIdentifier::from(did))?;
+        let mut source = BodySource::new(input.body);
+        let stored = self
+            .account
+            .blobs
+            .put(&mut source, MAX_BLOB_BYTES)
+            .await
+            .map_err(|e| match e {
+                BlobError::TooLarge { .. } => XrpcError::payload_too_large(format!(
+                    "This file is too large. The maximum size is {MAX_BLOB_BYTES} bytes."
+                )),
+                BlobError::Source(m) => XrpcError::invalid_request(m),
+                other => internal("blob store", other),
+            })?;
+        let declared = input
+            .content_type
+            .as_deref()
+            .map(|t| {
+                t.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase()
+            })
+            .filter(|t| !t.is_empty());
+        let mime_type = match declared {
+            Some(t) if t != "application/octet-stream" && t != "*/*" => t,
+            _ => sniff_mime(&source.head)
+                .unwrap_or("application/octet-stream")
+                .to_owned(),
+        };
+        let created_ms = i64::try_from(self.account.clock.now_millis()).unwrap_or(i64::MAX);
+        let meta = BlobMetadata {
+            cid: stored.cid,
+            mime_type: mime_type.clone(),
+            size: stored.size,
+            created_ms,
+        };
+        insert_blob_metadata(self.account.sql.as_ref(), &meta)
+            .map_err(|e| internal("blob metadata", e))?;
+        // An upload of bytes already known keeps the first row's type; report what is stored.
+        let stored_meta = blob_metadata(self.account.sql.as_ref(), &stored.cid)
+            .map_err(|e| internal("blob metadata", e))?
+            .unwrap_or(meta);
+        Ok(upload_blob::Output {
+            blob: BlobRef {
+                cid: stored.cid,
+                mime_type: stored_meta.mime_type,
+                size: stored_meta.size,
+            },
+        })
+    }
+}
+
+/// MIME types recognised from a blob's first bytes, for uploads declared without a useful type.
+pub fn sniff_mime(head: &[u8]) -> Option<&'static str> {
+    const SIGNATURES: &[(&[u8], &str)] = &[
+        (b"\x89PNG\r\n\x1a\n", "image/png"),
+        (b"\xff\xd8\xff", "image/jpeg"),
+        (b"GIF87a", "image/gif"),
+        (b"GIF89a", "image/gif"),
+        (b"%PDF-", "application/pdf"),
+        (b"\x1a\x45\xdf\xa3", "video/webm"),
+    ];
+    if let Some((_, mime)) = SIGNATURES.iter().find(|(sig, _)| head.starts_with(sig)) {
+        return Some(mime);
+    }
+    if head.len() >= 12 && &head[0..4] == b"RIFF" && &head[8..12] == b"WEBP" {
+        return Some("image/webp");
+    }
+    if head.len() >= 12 && &head[4..8] == b"ftyp" {
+        return Some(match &head[8..12] {
+            b"avif" => "image/avif",
+            b"heic" | b"heix" => "image/heic",
+            b"qt  " => "video/quicktime",
+            _ => "video/mp4",
+        });
+    }
+    None
+}
+
+/// An XRPC body as a blob-store chunk source, keeping the first bytes for MIME sniffing.
+struct BodySource {
+    bytes: Option<Vec<u8>>,
+    stream: Option<ByteStream>,
+    head: Vec<u8>,
+}
+
+const SNIFF_BYTES: usize = 64;
+
+impl BodySource {
+    fn new(body: Body) -> Self {
+        match body {
+            Body::Bytes(b) => BodySource {
+                bytes: Some(b),
+                stream: None,
+                head: Vec::new(),
+            },
+            Body::Stream(s) => BodySource {
+                bytes: None,
+                stream: Some(s),
+                head: Vec::new(),
+            },
+        }
+    }
+
+    fn keep_head(&mut self, chunk: &[u8]) {
+        let room = SNIFF_BYTES.saturating_sub(self.head.len());
+        self.head.extend_from_slice(&chunk[..room.min(chunk.len())]);
+    }
+}
+
+impl ChunkSource for BodySource {
+    fn next_chunk(
+        &mut self,
+    ) -> storage::blobs::LocalBoxFuture<'_, Result<Option<Vec<u8>>, BlobError>> {
+        Box::pin(async move {
+            let chunk = if let Some(b) = self.bytes.take() {
+                Some(b)
+            } else if let Some(s) = self.stream.as_mut() {
+                match std::future::poll_fn(|cx| s.as_mut().poll_next(cx)).await {
+                    Some(Ok(c)) => Some(c),
+                    Some(Err(e)) => return Err(BlobError::Source(e.message)),
+                    None => None,
+                }
+            } else {
+                None
+            };
+            if let Some(c) = &chunk {
+                self.keep_head(c);
+            }
+            Ok(chunk)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(ty: &str, text: &str) -> Value {
+        Value::from_json(&serde_json::json!({
+            "$type": ty,
+            "text": text,
+            "createdAt": "2024-01-01T00:00:00.000Z",
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn known_types_are_validated() {
+        let ok = prepare_record(
+            "app.bsky.feed.post",
+            "3jzfcijpj2z2a",
+            &record("app.bsky.feed.post", "hi"),
+            None,
+        )
+        .unwrap();
+        assert_eq!(ok.validation, Validation::Valid);
+        let long = "x".repeat(3001);
+        let err = prepare_record(
+            "app.bsky.feed.post",
+            "3jzfcijpj2z2a",
+            &record("app.bsky.feed.post", &long),
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(err.error, "InvalidRequest");
+        assert!(
+            err.message
+                .starts_with("Invalid app.bsky.feed.post record:"),
+            "{}",
+            err.message
+        );
+        // validate=false skips the lexicon but not the $type check.
+        let skipped = prepare_record(
+            "app.bsky.feed.post",
+            "3jzfcijpj2z2a",
+            &record("app.bsky.feed.post", &long),
+            Some(false),
+        )
+        .unwrap();
+        assert_eq!(skipped.validation, Validation::Skipped);
+        assert!(prepare_record(
+            "app.bsky.feed.post",
+            "k",
+            &record("app.bsky.feed.like", "x"),
+            Some(false)
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn unknown_types_follow_validate() {
+        let r = record("com.example.thing", "x");
+        assert_eq!(
+            prepare_record("com.example.thing", "a", &r, None)
+                .unwrap()
+                .validation,
+            Validation::Unknown
+        );
+        let err = prepare_record("com.example.thing", "a", &r, Some(true)).unwrap_err();
+        assert_eq!(err.message, "Lexicon not found: lex:com.example.thing");
+    }
+
+    #[test]
+    fn record_key_types_are_enforced() {
+        let profile =
+            Value::from_json(&serde_json::json!({"$type": "app.bsky.actor.profile"})).unwrap();
+        assert!(prepare_record("app.bsky.actor.profile", "self", &profile, None).is_ok());
+        assert!(prepare_record("app.bsky.actor.profile", "other", &profile, None).is_err());
+        let post = record("app.bsky.feed.post", "hi");
+        assert!(prepare_record("app.bsky.feed.post", "not-a-tid", &post, None).is_err());
+    }
+
+    #[test]
+    fn legacy_blobs_are_refused() {
+        let r = Value::from_json(&serde_json::json!({
+            "$type": "com.example.thing",
+            "img": {"cid": "bafkreibme22gw2h7y2h7tg2fhqotaqjucnbc24deqo72b6mkl2egezxhvy", "mimeType": "image/png"},
+        }))
+        .unwrap();
+        let err = prepare_record("com.example.thing", "a", &r, None).unwrap_err();
+        assert!(err.message.contains("Legacy blob"), "{}", err.message);
+    }
+
+    #[test]
+    fn mime_types_are_sniffed() {
+        assert_eq!(sniff_mime(b"\x89PNG\r\n\x1a\n...."), Some("image/png"));
+        assert_eq!(sniff_mime(b"\xff\xd8\xff\xe0"), Some("image/jpeg"));
+        assert_eq!(sniff_mime(b"RIFF\0\0\0\0WEBPVP8 "), Some("image/webp"));
+        assert_eq!(sniff_mime(b"hello"), None);
+    }
+}
