@@ -239,9 +239,15 @@ fn missing_records_and_foreign_repos_use_the_reference_errors() {
             "createRecord",
             json!({"repo": "bob.test", "collection": "app.bsky.feed.post", "record": post("x")}),
         ),
+        403,
+        "AccountNotFound",
+        "Account not found",
+    );
+    assert_error(
+        h.get("describeRepo", "repo=bob.test"),
         400,
-        "InvalidRequest",
-        "Could not find repo: bob.test",
+        "RepoNotFound",
+        "Could not find repo for DID: bob.test",
     );
     assert_error(
         h.get(
@@ -285,7 +291,7 @@ fn validate_flag_follows_the_reference() {
         ),
         400,
         "InvalidRequest",
-        "Lexicon not found: lex:com.example.thing",
+        "Unknown lexicon type: com.example.thing",
     );
     let bad = json!({"$type": "app.bsky.feed.post", "text": "no date"});
     let (status, out) = h.post(
@@ -302,6 +308,25 @@ fn validate_flag_follows_the_reference() {
         out.get("validationStatus").is_none() || out["validationStatus"].is_null(),
         "{out}"
     );
+    // A record without $type gets the collection's.
+    let (status, out) = h.post(
+        "createRecord",
+        json!({"repo": h.did(), "collection": "app.bsky.feed.post",
+               "record": {"text": "untyped", "createdAt": "2024-01-01T00:00:00.000Z"}}),
+    );
+    assert_eq!(status, 200, "{out}");
+    let rkey = out["uri"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let (_, got) = h.get(
+        "getRecord",
+        &format!("repo={}&collection=app.bsky.feed.post&rkey={rkey}", h.did()),
+    );
+    assert_eq!(got["value"]["$type"], "app.bsky.feed.post");
     // The profile's key is literal:self.
     let (status, out) = h.post(
         "putRecord",
@@ -518,6 +543,46 @@ fn uploaded_blobs_are_sniffed_stored_and_referenced() {
         vec![cid]
     );
 
+    // The reference must describe the stored blob, and the lexicon's accept applies.
+    let mut wrong = out_blob_with(&blob, "mimeType", json!("image/jpeg"));
+    assert_error(
+        h.post(
+            "putRecord",
+            json!({"repo": h.did(), "collection": "app.bsky.actor.profile", "rkey": "self",
+                   "record": {"$type": "app.bsky.actor.profile", "avatar": wrong}}),
+        ),
+        400,
+        "InvalidMimeType",
+        "Referenced Mimetype does not match stored blob. Expected: image/png, Got: image/jpeg",
+    );
+    wrong = out_blob_with(&blob, "size", json!(1));
+    let (status, out) = h.post(
+        "putRecord",
+        json!({"repo": h.did(), "collection": "app.bsky.actor.profile", "rkey": "self",
+               "record": {"$type": "app.bsky.actor.profile", "avatar": wrong}}),
+    );
+    assert_eq!(
+        (status, out["error"].as_str()),
+        (400, Some("InvalidSize")),
+        "{out}"
+    );
+    let (status, text) = h.raw(
+        HttpMethod::Post,
+        "com.atproto.repo.uploadBlob",
+        "",
+        vec![("content-type".into(), "text/plain".into())],
+        b"just text".to_vec(),
+    );
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(text["blob"]["mimeType"], "text/plain");
+    let (status, out) = h.post(
+        "putRecord",
+        json!({"repo": h.did(), "collection": "app.bsky.actor.profile", "rkey": "self",
+               "record": {"$type": "app.bsky.actor.profile", "avatar": text["blob"]}}),
+    );
+    assert_eq!(status, 400, "{out}");
+    assert!(out["message"].as_str().unwrap().contains("avatar"), "{out}");
+
     // A reference to a blob never uploaded is refused.
     let missing = "bafkreibme22gw2h7y2h7tg2fhqotaqjucnbc24deqo72b6mkl2egezxhvy";
     let record = json!({"$type": "app.bsky.actor.profile", "avatar":
@@ -558,8 +623,20 @@ fn writes_are_refused_while_deactivated() {
             "createRecord",
             json!({"repo": h.did(), "collection": "app.bsky.feed.post", "record": post("x")}),
         ),
-        400,
-        "InvalidRequest",
+        401,
+        "AccountDeactivated",
         "Account is deactivated",
     );
+    assert_error(
+        h.get("describeRepo", "repo=alice.test"),
+        400,
+        "RepoDeactivated",
+        "Repo has been deactivated: alice.test",
+    );
+}
+
+fn out_blob_with(blob: &Json, key: &str, value: Json) -> Json {
+    let mut b = blob.clone();
+    b[key] = value;
+    b
 }

@@ -90,9 +90,10 @@ fn key_matches(key_type: &str, rkey: &str) -> bool {
     }
 }
 
-/// Checks a record for `collection/rkey` the way the reference PDS does and encodes it.
-/// `validate`: `None` validates known types and marks unknown ones; `Some(true)` refuses
-/// unknown types; `Some(false)` skips lexicon validation (structural checks still apply).
+/// Checks a record for `collection/rkey` the way the reference PDS does and encodes it. A
+/// record without `$type` gets the collection's. `validate`: `None` validates known types and
+/// marks unknown ones; `Some(true)` refuses unknown types; `Some(false)` skips lexicon
+/// validation. Legacy blob references are refused whatever `validate` says.
 pub fn prepare_record(
     collection: &str,
     rkey: &str,
@@ -102,54 +103,66 @@ pub fn prepare_record(
     let Some(map) = record.as_map() else {
         return Err(XrpcError::invalid_request("Record must be an object"));
     };
-    match map.get("$type").and_then(Value::as_str) {
-        Some(t) if t == collection => {}
-        Some(t) => {
-            return Err(XrpcError::invalid_request(format!(
-                "Invalid $type: expected {collection}, got {t}"
-            )))
-        }
+    let typed;
+    let record = match map.get("$type") {
         None => {
-            return Err(XrpcError::invalid_request(format!(
-                "Invalid $type: expected {collection}, got undefined"
-            )))
+            let mut with_type = map.clone();
+            with_type.insert("$type".into(), Value::String(collection.to_owned()));
+            typed = Value::Map(with_type);
+            &typed
         }
-    }
-    let mut blobs = Vec::new();
-    collect_blobs(record, &mut blobs)?;
-    let validation = if validate == Some(false) {
-        Validation::Skipped
-    } else {
-        match pds_api::records::validate_record(collection, record) {
-            Some(Ok(())) => {
-                if let Some(key_type) = record_key_type(collection) {
-                    if !key_matches(key_type, rkey) {
-                        return Err(XrpcError::invalid_request(format!(
-                            "Invalid record key for {collection}: {rkey} (expected {key_type})"
-                        )));
-                    }
-                }
-                Validation::Valid
-            }
-            Some(Err(e)) => {
-                return Err(XrpcError::invalid_request(format!(
-                    "Invalid {collection} record: {}",
-                    e.message
-                )))
-            }
-            None if validate == Some(true) => {
-                return Err(XrpcError::invalid_request(format!(
-                    "Lexicon not found: lex:{collection}"
-                )))
-            }
-            None => Validation::Unknown,
+        Some(Value::String(t)) if t == collection => record,
+        Some(other) => {
+            let got = other
+                .as_str()
+                .map_or_else(|| other.to_json().to_string(), str::to_owned);
+            return Err(XrpcError::invalid_request(format!(
+                "Invalid $type: expected {collection}, got {got}"
+            )));
         }
     };
+    let validation = validate_record(collection, rkey, record, validate)?;
+    let mut blobs = Vec::new();
+    collect_blobs(record, &mut blobs)?;
     Ok(PreparedRecord {
         bytes: crate::data::encode(record),
         blobs,
         validation,
     })
+}
+
+fn validate_record(
+    collection: &str,
+    rkey: &str,
+    record: &Value,
+    validate: Option<bool>,
+) -> Result<Validation, XrpcError> {
+    if validate == Some(false) {
+        return Ok(Validation::Skipped);
+    }
+    if !pds_api::records::is_known_record_type(collection) {
+        return if validate == Some(true) {
+            Err(XrpcError::invalid_request(format!(
+                "Unknown lexicon type: {collection}"
+            )))
+        } else {
+            Ok(Validation::Unknown)
+        };
+    }
+    if let Some(key_type) = record_key_type(collection) {
+        if !key_matches(key_type, rkey) {
+            return Err(XrpcError::invalid_request(format!(
+                "Invalid record key for {collection}: {rkey:?} is not a valid {key_type} key"
+            )));
+        }
+    }
+    match pds_api::records::validate_record(collection, record) {
+        Some(Err(e)) => Err(XrpcError::invalid_request(format!(
+            "Invalid {collection} record: {}",
+            e.message
+        ))),
+        _ => Ok(Validation::Valid),
+    }
 }
 
 /// Collects the blob references of a record, refusing legacy ones.
@@ -161,9 +174,10 @@ fn collect_blobs(value: &Value, out: &mut Vec<BlobRef>) -> Result<(), XrpcError>
                 return Ok(());
             }
             if value.is_legacy_blob() {
-                return Err(XrpcError::invalid_request(
-                    "Legacy blob refs are not allowed in new records",
-                ));
+                let cid = m.get("cid").and_then(Value::as_str).unwrap_or("");
+                return Err(XrpcError::invalid_request(format!(
+                    "Legacy blobs are not allowed ({cid})"
+                )));
             }
             m.values().try_for_each(|v| collect_blobs(v, out))
         }
@@ -208,15 +222,19 @@ struct BatchResult {
 }
 
 impl Api<'_> {
-    /// The account DID if `repo` names it (DID or handle), else the reference's error.
-    fn own_repo(&self, repo: &AtIdentifier) -> Result<Did, XrpcError> {
-        let matches = if repo.is_did() {
+    /// Whether `repo` names the account (its DID, or its handle in any case).
+    fn is_own_repo(&self, repo: &AtIdentifier) -> bool {
+        if repo.is_did() {
             repo.as_str() == self.config.did.as_str()
         } else {
             repo.as_str()
                 .eq_ignore_ascii_case(self.config.handle.as_str())
-        };
-        if matches {
+        }
+    }
+
+    /// The account DID if `repo` names it, else `Could not find repo: <repo>` (listRecords).
+    fn own_repo(&self, repo: &AtIdentifier) -> Result<Did, XrpcError> {
+        if self.is_own_repo(repo) {
             Ok(self.config.did.clone())
         } else {
             Err(XrpcError::invalid_request(format!(
@@ -226,23 +244,42 @@ impl Api<'_> {
         }
     }
 
-    /// The account DID for a write: `repo` must be the account and the account active.
+    /// The account's stored status (`active` before the account row exists).
+    fn account_status(&self) -> Result<String, XrpcError> {
+        Ok(storage::account::get_account(self.account.sql.as_ref())
+            .map_err(|e| internal("account", e))?
+            .map_or_else(|| "active".to_owned(), |a| a.status))
+    }
+
+    /// The account DID for a write: `repo` must name the account, and the account must be
+    /// neither taken down nor deactivated (the reference's `findAccount` errors).
     fn writable_repo(&self, repo: &AtIdentifier) -> Result<Did, XrpcError> {
-        let did = self.own_repo(repo)?;
-        let row = storage::account::get_account(self.account.sql.as_ref())
-            .map_err(|e| internal("account", e))?;
-        if let Some(row) = row {
-            if row.status == "deactivated" {
-                return Err(XrpcError::invalid_request("Account is deactivated"));
-            }
-            if row.status != "active" {
-                return Err(XrpcError::invalid_request(format!(
-                    "Account is {}",
-                    row.status
-                )));
-            }
+        if !self.is_own_repo(repo) {
+            return Err(XrpcError::new(403, "AccountNotFound", "Account not found"));
         }
-        Ok(did)
+        self.check_not_taken_down()?;
+        if self.account_status()? == "deactivated" {
+            return Err(XrpcError::new(
+                401,
+                "AccountDeactivated",
+                "Account is deactivated",
+            ));
+        }
+        Ok(self.config.did.clone())
+    }
+
+    fn check_not_taken_down(&self) -> Result<(), XrpcError> {
+        if matches!(
+            self.account_status()?.as_str(),
+            "takendown" | "suspended" | "deleted"
+        ) {
+            return Err(XrpcError::new(
+                401,
+                "AccountTakedown",
+                "Account has been taken down",
+            ));
+        }
+        Ok(())
     }
 
     fn current_record(&self, collection: &str, rkey: &str) -> Result<Option<Cid>, XrpcError> {
@@ -284,11 +321,23 @@ impl Api<'_> {
                     format!("Could not find blob: {}", blob.cid),
                 ));
             };
-            if meta.size != blob.size || meta.mime_type != blob.mime_type {
-                return Err(XrpcError::invalid_request(format!(
-                    "Blob reference {} does not match the uploaded blob ({} bytes, {})",
-                    blob.cid, meta.size, meta.mime_type
-                )));
+            if meta.mime_type != blob.mime_type {
+                return Err(XrpcError::declared(
+                    "InvalidMimeType",
+                    format!(
+                        "Referenced Mimetype does not match stored blob. Expected: {}, Got: {}",
+                        meta.mime_type, blob.mime_type
+                    ),
+                ));
+            }
+            if meta.size != blob.size {
+                return Err(XrpcError::declared(
+                    "InvalidSize",
+                    format!(
+                        "Referenced Size does not match stored blob. Expected: {}, Got: {}",
+                        meta.size, blob.size
+                    ),
+                ));
             }
         }
         Ok(())
@@ -554,7 +603,29 @@ impl ComAtprotoRepo for Api<'_> {
         _cx: &RequestContext,
         params: describe_repo::Params,
     ) -> Result<describe_repo::Output, XrpcError> {
-        let did = self.own_repo(&params.repo)?;
+        let repo = params.repo.as_str();
+        if !self.is_own_repo(&params.repo) {
+            return Err(XrpcError::declared(
+                "RepoNotFound",
+                format!("Could not find repo for DID: {repo}"),
+            ));
+        }
+        match self.account_status()?.as_str() {
+            "takendown" | "suspended" | "deleted" => {
+                return Err(XrpcError::declared(
+                    "RepoTakendown",
+                    format!("Repo has been takendown: {repo}"),
+                ))
+            }
+            "deactivated" => {
+                return Err(XrpcError::declared(
+                    "RepoDeactivated",
+                    format!("Repo has been deactivated: {repo}"),
+                ))
+            }
+            _ => {}
+        }
+        let did = self.config.did.clone();
         let collections = storage::list_collections(self.account.sql.as_ref())
             .map_err(|e| internal("record index", e))?
             .into_iter()
@@ -576,7 +647,11 @@ impl ComAtprotoRepo for Api<'_> {
         _cx: &RequestContext,
         params: get_record::Params,
     ) -> Result<get_record::Output, XrpcError> {
-        let did = self.own_repo(&params.repo)?;
+        if !self.is_own_repo(&params.repo) {
+            // The reference proxies other repos to its AppView; without one it answers this.
+            return Err(XrpcError::invalid_request("Could not locate record"));
+        }
+        let did = self.config.did.clone();
         let uri = AtUri::for_record(&did, &params.collection, &params.rkey);
         let found = storage::get_record(
             self.account.sql.as_ref(),
@@ -651,8 +726,8 @@ impl ComAtprotoRepo for Api<'_> {
         _params: upload_blob::Params,
         input: BinaryInput,
     ) -> Result<upload_blob::Output, XrpcError> {
-        let did = self.config.did.clone();
-        let _ = self.writable_repo(&AtIdentifier::from(did))?;
+        // Like the reference, uploads are refused for taken-down accounts only.
+        self.check_not_taken_down()?;
         let mut source = BodySource::new(input.body);
         let stored = self
             .account
@@ -677,11 +752,11 @@ impl ComAtprotoRepo for Api<'_> {
                     .to_ascii_lowercase()
             })
             .filter(|t| !t.is_empty());
-        let mime_type = match declared {
-            Some(t) if t != "application/octet-stream" && t != "*/*" => t,
-            _ => sniff_mime(&source.head)
-                .unwrap_or("application/octet-stream")
-                .to_owned(),
+        // The reference trusts the bytes over the declared type, which is the fallback.
+        let mime_type = match (sniff_mime(&source.head), declared) {
+            (Some(sniffed), _) => sniffed.to_owned(),
+            (None, Some(t)) if t != "*/*" => t,
+            _ => "application/octet-stream".to_owned(),
         };
         let created_ms = i64::try_from(self.account.clock.now_millis()).unwrap_or(i64::MAX);
         let meta = BlobMetadata {
@@ -854,7 +929,7 @@ mod tests {
             Validation::Unknown
         );
         let err = prepare_record("com.example.thing", "a", &r, Some(true)).unwrap_err();
-        assert_eq!(err.message, "Lexicon not found: lex:com.example.thing");
+        assert_eq!(err.message, "Unknown lexicon type: com.example.thing");
     }
 
     #[test]
@@ -875,7 +950,10 @@ mod tests {
         }))
         .unwrap();
         let err = prepare_record("com.example.thing", "a", &r, None).unwrap_err();
-        assert!(err.message.contains("Legacy blob"), "{}", err.message);
+        assert_eq!(
+            err.message,
+            "Legacy blobs are not allowed (bafkreibme22gw2h7y2h7tg2fhqotaqjucnbc24deqo72b6mkl2egezxhvy)"
+        );
     }
 
     #[test]
