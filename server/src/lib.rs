@@ -9,6 +9,7 @@ pub mod hex;
 pub mod http;
 pub mod password;
 pub mod platform;
+pub mod repo;
 pub mod routes;
 pub mod syntax;
 pub mod tid;
