@@ -210,3 +210,223 @@ pub fn account_event(did: &Did, status: Option<AccountStatus>, time_micros: u64)
         body: encode(&Value::Map(m)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::{KeyAlgorithm, SigningKey};
+    use crate::data::{cbor::decode_prefix, decode};
+    use crate::repo::car::CarReader;
+    use crate::repo::{BlockStore, CommitSigner, MemoryBlockStore, Repo, RepoError, WriteOp};
+
+    struct Signer(SigningKey);
+    impl CommitSigner for Signer {
+        fn sign_commit(&self, message: &[u8]) -> Result<Vec<u8>, RepoError> {
+            Ok(self.0.sign(message).to_vec())
+        }
+    }
+
+    const DID: &str = "did:plc:firehosetest000000000000";
+    // 2024-01-02T03:04:05.678Z
+    const TIME: u64 = 1_704_164_645_678_901;
+
+    fn record(n: u64) -> Vec<u8> {
+        let mut m = Map::new();
+        m.insert("$type".into(), text("com.example.record"));
+        m.insert("n".into(), Value::Integer(n as i64));
+        encode(&Value::Map(m))
+    }
+
+    fn body_of(event: &EventBody, seq: u64) -> Map {
+        let frame = event.frame(seq).unwrap();
+        let (_, used) = decode_prefix(&frame).unwrap();
+        match decode(&frame[used..]).unwrap() {
+            Value::Map(m) => m,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Two commits: create a and b, then update a, delete b, create c.
+    fn two_commits() -> (CommitOutput, CommitOutput) {
+        let signer = Signer(SigningKey::from_bytes(KeyAlgorithm::K256, &[7; 32]).unwrap());
+        let mut store = MemoryBlockStore::new();
+        let create = |rkey: &str, n| WriteOp::Create {
+            collection: "com.example.record".into(),
+            rkey: rkey.into(),
+            record: record(n),
+        };
+        let (repo, first) = Repo::create(
+            &store,
+            DID,
+            &[create("a", 1), create("b", 2)],
+            &signer,
+            "3kaaaaaaaaaa2",
+        )
+        .unwrap();
+        store.put_many(first.new_blocks.clone()).unwrap();
+        let (_, second) = repo
+            .apply_writes(
+                &store,
+                &[
+                    WriteOp::Update {
+                        collection: "com.example.record".into(),
+                        rkey: "a".into(),
+                        record: record(3),
+                    },
+                    WriteOp::Delete {
+                        collection: "com.example.record".into(),
+                        rkey: "b".into(),
+                    },
+                    create("c", 4),
+                ],
+                &signer,
+                "3kaaaaaaaaab2",
+            )
+            .unwrap();
+        (first, second)
+    }
+
+    fn did() -> Did {
+        Did::new(DID).unwrap()
+    }
+
+    #[test]
+    fn commit_body_follows_the_lexicon() {
+        let (first, second) = two_commits();
+        let b = body_of(&commit_event(&did(), &first, TIME).unwrap(), 1);
+        assert_eq!(b["seq"], Value::Integer(1));
+        assert_eq!(b["repo"], text(DID));
+        assert_eq!(b["commit"], Value::Link(first.cid));
+        assert_eq!(b["rev"], text("3kaaaaaaaaaa2"));
+        assert_eq!(
+            b["since"],
+            Value::Null,
+            "required and nullable: null on the first commit"
+        );
+        assert!(!b.contains_key("prevData"));
+        assert_eq!(b["rebase"], Value::Bool(false));
+        assert_eq!(b["tooBig"], Value::Bool(false));
+        assert_eq!(b["blobs"], Value::Array(vec![]));
+        assert_eq!(b["time"], text("2024-01-02T03:04:05.678Z"));
+        assert_eq!(b.len(), 11);
+
+        let b = body_of(&commit_event(&did(), &second, TIME).unwrap(), 2);
+        assert_eq!(b["since"], text("3kaaaaaaaaaa2"));
+        assert_eq!(b["prevData"], Value::Link(first.commit.data));
+        assert_eq!(b.len(), 12);
+        let Value::Array(ops) = &b["ops"] else {
+            panic!()
+        };
+        let op = |i: usize| match &ops[i] {
+            Value::Map(m) => m.clone(),
+            other => panic!("{other:?}"),
+        };
+        let (update, delete, create) = (op(0), op(1), op(2));
+        assert_eq!(update["action"], text("update"));
+        assert_eq!(update["path"], text("com.example.record/a"));
+        assert_eq!(update["cid"], Value::Link(second.ops[0].cid.unwrap()));
+        assert_eq!(update["prev"], Value::Link(first.ops[0].cid.unwrap()));
+        assert_eq!(delete["action"], text("delete"));
+        assert_eq!(
+            delete["cid"],
+            Value::Null,
+            "required and nullable: null on delete"
+        );
+        assert_eq!(delete["prev"], Value::Link(first.ops[1].cid.unwrap()));
+        assert_eq!(create["action"], text("create"));
+        assert!(!create.contains_key("prev"), "no prev on create");
+
+        // blocks: a CAR rooted at the commit, the commit first, holding the
+        // new blocks and the covering proofs.
+        let Value::Bytes(car) = &b["blocks"] else {
+            panic!()
+        };
+        let mut reader = CarReader::new(&car[..]).unwrap();
+        assert_eq!(reader.roots(), &[second.cid]);
+        let blocks: Vec<(Cid, Vec<u8>)> = reader.by_ref().map(|b| b.unwrap()).collect();
+        assert_eq!(blocks[0].0, second.cid);
+        let cids: std::collections::BTreeSet<Cid> = blocks.iter().map(|b| b.0).collect();
+        assert_eq!(cids.len(), blocks.len(), "no block twice");
+        for cid in second
+            .new_blocks
+            .keys()
+            .chain(second.relevant_blocks.keys())
+        {
+            assert!(cids.contains(cid), "{cid} missing");
+        }
+    }
+
+    #[test]
+    fn commit_event_refuses_inconsistent_or_oversized_output() {
+        let (first, mut second) = two_commits();
+        let other = Did::new("did:plc:someoneelse").unwrap();
+        assert!(matches!(
+            commit_event(&other, &first, TIME),
+            Err(FirehoseError::Invalid(_))
+        ));
+        let mut wrong_cid = first.clone();
+        wrong_cid.cid = second.cid;
+        assert!(matches!(
+            commit_event(&did(), &wrong_cid, TIME),
+            Err(FirehoseError::Invalid(_))
+        ));
+        let op = second.ops[0].clone();
+        second.ops = vec![op; MAX_COMMIT_OPS + 1];
+        assert!(matches!(
+            commit_event(&did(), &second, TIME),
+            Err(FirehoseError::TooLarge(_))
+        ));
+        let mut big = first.clone();
+        big.new_blocks.insert(
+            crate::data::cid_for_raw(&[0; 8]),
+            vec![0; MAX_COMMIT_BLOCKS_BYTES],
+        );
+        assert!(matches!(
+            commit_event(&did(), &big, TIME),
+            Err(FirehoseError::TooLarge(_))
+        ));
+    }
+
+    #[test]
+    fn sync_body_holds_only_the_commit() {
+        let (_, second) = two_commits();
+        let (_, commit_bytes) = second.commit.to_block().unwrap();
+        let b = body_of(&sync_event(&commit_bytes, TIME).unwrap(), 9);
+        assert_eq!(b["did"], text(DID));
+        assert_eq!(b["rev"], text("3kaaaaaaaaab2"));
+        assert_eq!(b["seq"], Value::Integer(9));
+        assert_eq!(b["time"], text("2024-01-02T03:04:05.678Z"));
+        assert_eq!(b.len(), 5);
+        let Value::Bytes(car) = &b["blocks"] else {
+            panic!()
+        };
+        let reader = CarReader::new(&car[..]).unwrap();
+        assert_eq!(reader.roots(), &[second.cid]);
+        let blocks: Vec<_> = reader.map(|b| b.unwrap()).collect();
+        assert_eq!(blocks, vec![(second.cid, commit_bytes)]);
+        assert!(sync_event(&record(1), TIME).is_err(), "not a commit");
+    }
+
+    #[test]
+    fn identity_and_account_bodies() {
+        let handle = Handle::new("alice.example.com").unwrap();
+        let b = body_of(&identity_event(&did(), Some(&handle), TIME), 3);
+        assert_eq!(b["did"], text(DID));
+        assert_eq!(b["handle"], text("alice.example.com"));
+        assert_eq!(b.len(), 4);
+        let b = body_of(&identity_event(&did(), None, TIME), 3);
+        assert!(!b.contains_key("handle"));
+
+        let b = body_of(&account_event(&did(), None, TIME), 4);
+        assert_eq!(b["active"], Value::Bool(true));
+        assert!(!b.contains_key("status"));
+        assert_eq!(b.len(), 4);
+        let b = body_of(
+            &account_event(&did(), Some(AccountStatus::Deactivated), TIME),
+            5,
+        );
+        assert_eq!(b["active"], Value::Bool(false));
+        assert_eq!(b["status"], text("deactivated"));
+        assert_eq!(b["seq"], Value::Integer(5));
+    }
+}
