@@ -429,4 +429,78 @@ mod tests {
         assert_eq!(b["status"], text("deactivated"));
         assert_eq!(b["seq"], Value::Integer(5));
     }
+
+    /// Checks a body against a def of the lexicon file: every field is a
+    /// declared property of the right type, every required field is present,
+    /// null only where nullable; `repoOp` items recursively.
+    fn conforms(defs: &serde_json::Value, def: &str, body: &Map) {
+        let def_json = &defs[def];
+        let props = def_json["properties"].as_object().unwrap();
+        let list = |k: &str| -> Vec<String> {
+            def_json[k]
+                .as_array()
+                .map(|a| a.iter().map(|v| v.as_str().unwrap().to_owned()).collect())
+                .unwrap_or_default()
+        };
+        for required in list("required") {
+            assert!(body.contains_key(&required), "{def}: {required} missing");
+        }
+        let nullable = list("nullable");
+        for (key, value) in body {
+            let prop = props
+                .get(key)
+                .unwrap_or_else(|| panic!("{def}: {key} is not in the lexicon"));
+            let ok = match (prop["type"].as_str().unwrap(), value) {
+                (_, Value::Null) => nullable.contains(key),
+                ("integer", Value::Integer(_))
+                | ("string", Value::String(_))
+                | ("boolean", Value::Bool(_))
+                | ("bytes", Value::Bytes(_))
+                | ("cid-link", Value::Link(_)) => true,
+                ("array", Value::Array(items)) => {
+                    if prop["items"]["type"] == "ref" {
+                        for item in items {
+                            let Value::Map(item) = item else {
+                                panic!("{def}.{key}")
+                            };
+                            conforms(defs, "repoOp", item);
+                        }
+                    }
+                    true
+                }
+                _ => false,
+            };
+            assert!(ok, "{def}: {key} = {value:?} does not match {prop}");
+        }
+    }
+
+    #[test]
+    fn bodies_conform_to_the_lexicon_file() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../lexicons/com/atproto/sync/subscribeRepos.json"
+        );
+        let doc: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let defs = &doc["defs"];
+        let (first, second) = two_commits();
+        let handle = Handle::new("alice.example.com").unwrap();
+        let (_, commit_bytes) = second.commit.to_block().unwrap();
+        let cases = [
+            ("commit", commit_event(&did(), &first, TIME).unwrap()),
+            ("commit", commit_event(&did(), &second, TIME).unwrap()),
+            ("sync", sync_event(&commit_bytes, TIME).unwrap()),
+            ("identity", identity_event(&did(), Some(&handle), TIME)),
+            ("identity", identity_event(&did(), None, TIME)),
+            ("account", account_event(&did(), None, TIME)),
+            (
+                "account",
+                account_event(&did(), Some(AccountStatus::Takendown), TIME),
+            ),
+        ];
+        for (def, event) in cases {
+            assert_eq!(event.kind.tag(), format!("#{def}"));
+            conforms(defs, def, &body_of(&event, 42));
+        }
+    }
 }
