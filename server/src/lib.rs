@@ -1,5 +1,6 @@
 //! A single-user AT Protocol Personal Data Server for Cloudflare Workers.
 
+pub mod api;
 pub mod clock;
 pub mod config;
 pub mod crypto;
@@ -12,5 +13,6 @@ pub mod password;
 pub mod platform;
 pub mod repo;
 pub mod routes;
+pub mod storage;
 pub mod syntax;
 pub mod tid;

@@ -82,7 +82,7 @@ fn our_roots(ops: &[Op], checkpoints: &[usize], reload_every: usize) -> Vec<Stri
     let mut store = MemoryBlockStore::new();
     let mut tree = Mst::new();
     let mut roots = Vec::new();
-    let mut flush = |tree: &mut Mst, store: &mut MemoryBlockStore| {
+    let flush = |tree: &mut Mst, store: &mut MemoryBlockStore| {
         let mut blocks = BlockMap::new();
         let root = tree.flush(&mut blocks).unwrap();
         store.put_many(blocks).unwrap();

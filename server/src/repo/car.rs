@@ -247,6 +247,8 @@ pub struct CarReader<R: Read> {
     decoder: CarDecoder,
     chunk: Vec<u8>,
     eof: bool,
+    /// Set after an error: the iterator then ends.
+    failed: bool,
 }
 
 impl<R: Read> CarReader<R> {
@@ -262,6 +264,7 @@ impl<R: Read> CarReader<R> {
             decoder: CarDecoder::new(max_block_len),
             chunk: vec![0; 64 * 1024],
             eof: false,
+            failed: false,
         };
         loop {
             if reader.decoder.header()?.is_some() {
@@ -308,6 +311,13 @@ impl<R: Read> CarReader<R> {
 impl<R: Read> Iterator for CarReader<R> {
     type Item = Result<(Cid, Vec<u8>)>;
     fn next(&mut self) -> Option<Self::Item> {
-        self.next_block().transpose()
+        if self.failed {
+            return None;
+        }
+        let item = self.next_block().transpose();
+        if matches!(item, Some(Err(_))) {
+            self.failed = true;
+        }
+        item
     }
 }

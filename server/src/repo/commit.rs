@@ -22,6 +22,18 @@ pub trait CommitVerifier {
     fn verify_commit(&self, message: &[u8], signature: &[u8]) -> bool;
 }
 
+impl CommitSigner for crate::crypto::SigningKey {
+    fn sign_commit(&self, message: &[u8]) -> Result<Vec<u8>> {
+        Ok(self.sign(message).to_vec())
+    }
+}
+
+impl CommitVerifier for crate::crypto::PublicKey {
+    fn verify_commit(&self, message: &[u8], signature: &[u8]) -> bool {
+        self.verify(message, signature).is_ok()
+    }
+}
+
 /// A commit before signing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -133,13 +145,7 @@ impl Commit {
     }
 }
 
-/// Whether `s` has the TID shape: 13 characters of base32-sortable, the first
-/// one below `k` (the top bit is zero).
+/// Whether `s` is a valid TID (the shared syntax check).
 pub fn is_tid(s: &str) -> bool {
-    const ALPHABET: &[u8] = b"234567abcdefghijklmnopqrstuvwxyz";
-    s.len() == 13
-        && s.bytes().all(|b| ALPHABET.contains(&b))
-        && s.as_bytes()
-            .first()
-            .is_some_and(|b| b"234567abcdefghij".contains(b))
+    crate::syntax::Tid::new(s).is_ok()
 }

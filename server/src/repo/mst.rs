@@ -215,8 +215,13 @@ impl Node {
     }
 
     /// Index of the first key `>= key`.
-    fn position(&self, key: &str) -> usize {
+    pub(crate) fn position(&self, key: &str) -> usize {
         self.keys.partition_point(|k| k.as_str() < key)
+    }
+
+    /// Whether `keys[i]` is `key`.
+    pub(crate) fn key_at(&self, i: usize, key: &str) -> bool {
+        self.keys.get(i).is_some_and(|k| k == key)
     }
 }
 
@@ -266,7 +271,7 @@ fn split(
     };
     let mut node = take_node(store, link, layer)?;
     let i = node.position(key);
-    if node.keys.get(i).is_some_and(|k| k == key) {
+    if node.key_at(i, key) {
         return Err(RepoError::InvalidMst(format!("split on present key {key}")));
     }
     let middle = node.gaps[i].take();
@@ -378,7 +383,7 @@ impl Mst {
         let mut node = &mut self.root;
         loop {
             let i = node.position(key);
-            if node.keys.get(i).is_some_and(|k| k == key) {
+            if node.key_at(i, key) {
                 return Ok(Some(node.vals[i]));
             }
             if node.layer == 0 {
@@ -477,7 +482,7 @@ fn insert_into(
     value: Cid,
 ) -> Result<Option<Cid>> {
     let i = node.position(key);
-    if node.keys.get(i).is_some_and(|k| k == key) {
+    if node.key_at(i, key) {
         let old = node.vals[i];
         if old != value {
             node.vals[i] = value;
@@ -534,7 +539,7 @@ fn remove_from(
 ) -> Result<Option<Cid>> {
     let i = node.position(key);
     if height == node.layer {
-        if !node.keys.get(i).is_some_and(|k| k == key) {
+        if !node.key_at(i, key) {
             return Ok(None);
         }
         node.keys.remove(i);
@@ -728,7 +733,7 @@ pub fn get_stored(
     let mut node = load_node(store, root, None)?;
     loop {
         let i = node.position(key);
-        if node.keys.get(i).is_some_and(|k| k == key) {
+        if node.key_at(i, key) {
             return Ok(Some(node.vals[i]));
         }
         match &node.gaps[i] {

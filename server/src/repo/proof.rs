@@ -7,6 +7,9 @@ use super::blockstore::{get_required, BlockMap, BlockStore};
 use super::error::Result;
 use super::mst::{Link, Node};
 use cid::Cid;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
 
 /// A stored node with its bytes, for proofs.
 struct Loaded {
@@ -15,20 +18,40 @@ struct Loaded {
     node: Node,
 }
 
-fn load(store: &(impl BlockStore + ?Sized), cid: &Cid, layer: Option<u32>) -> Result<Loaded> {
+/// Decoded nodes shared by the proofs of one batch: the upper levels of the
+/// tree are on every path, so each node is read and decoded once.
+type Cache = RefCell<HashMap<Cid, Rc<Loaded>>>;
+
+fn load(
+    store: &(impl BlockStore + ?Sized),
+    cache: &Cache,
+    cid: &Cid,
+    layer: Option<u32>,
+) -> Result<Rc<Loaded>> {
+    if let Some(hit) = cache.borrow().get(cid) {
+        return Ok(hit.clone());
+    }
     let bytes = get_required(store, cid)?;
     let node = Node::decode(&bytes, *cid, layer)?;
-    Ok(Loaded {
+    let loaded = Rc::new(Loaded {
         cid: *cid,
         bytes,
         node,
-    })
+    });
+    cache.borrow_mut().insert(*cid, loaded.clone());
+    Ok(loaded)
 }
 
-fn child(store: &(impl BlockStore + ?Sized), parent: &Node, gap: usize) -> Result<Option<Loaded>> {
+fn child(
+    store: &(impl BlockStore + ?Sized),
+    cache: &Cache,
+    parent: &Node,
+    gap: usize,
+) -> Result<Option<Rc<Loaded>>> {
     match parent.gaps.get(gap) {
         Some(Some(Link::Stored(cid))) => Ok(Some(load(
             store,
+            cache,
             cid,
             Some(parent.layer.saturating_sub(1)),
         )?)),
@@ -38,7 +61,7 @@ fn child(store: &(impl BlockStore + ?Sized), parent: &Node, gap: usize) -> Resul
 }
 
 fn position(node: &Node, key: &str) -> usize {
-    node.keys.partition_point(|k| k.as_str() < key)
+    node.position(key)
 }
 
 /// The MST nodes from the root down to `key`, or down to where it would be:
@@ -49,8 +72,9 @@ pub fn path_blocks(
     root: &Cid,
     key: &str,
 ) -> Result<(BlockMap, Option<Cid>)> {
+    let cache = Cache::default();
     let mut blocks = BlockMap::new();
-    let mut current = load(store, root, None)?;
+    let mut current = load(store, &cache, root, None)?;
     loop {
         let i = position(&current.node, key);
         let found = current
@@ -60,11 +84,11 @@ pub fn path_blocks(
             .is_some_and(|k| k == key)
             .then(|| current.node.vals[i]);
         let next = if found.is_none() {
-            child(store, &current.node, i)?
+            child(store, &cache, &current.node, i)?
         } else {
             None
         };
-        blocks.insert(current.cid, current.bytes);
+        blocks.insert(current.cid, current.bytes.clone());
         if found.is_some() {
             return Ok((blocks, found));
         }
@@ -84,11 +108,24 @@ pub fn covering_proof(
     root: &Cid,
     key: &str,
 ) -> Result<BlockMap> {
-    let root = load(store, root, None)?;
+    covering_proofs(store, root, [key])
+}
+
+/// The union of the covering proofs of several keys (one commit's ops),
+/// decoding each node once.
+pub fn covering_proofs<'k>(
+    store: &(impl BlockStore + ?Sized),
+    root: &Cid,
+    keys: impl IntoIterator<Item = &'k str>,
+) -> Result<BlockMap> {
+    let cache = Cache::default();
+    let root = load(store, &cache, root, None)?;
     let mut blocks = BlockMap::new();
-    proof_for_key(store, &root, key, &mut blocks)?;
-    proof_for_left(store, &root, key, &mut blocks)?;
-    proof_for_right(store, &root, key, &mut blocks)?;
+    for key in keys {
+        proof_for_key(store, &cache, &root, key, &mut blocks)?;
+        proof_for_left(store, &cache, &root, key, &mut blocks)?;
+        proof_for_right(store, &cache, &root, key, &mut blocks)?;
+    }
     Ok(blocks)
 }
 
@@ -96,41 +133,48 @@ pub fn covering_proof(
 /// there is no subtree to descend into, as the reference does.
 fn proof_for_key(
     store: &(impl BlockStore + ?Sized),
+    cache: &Cache,
     at: &Loaded,
     key: &str,
     out: &mut BlockMap,
 ) -> Result<bool> {
     let i = position(&at.node, key);
-    if !at.node.keys.get(i).is_some_and(|k| k == key) {
-        match child(store, &at.node, i)? {
+    if !at.node.key_at(i, key) {
+        match child(store, cache, &at.node, i)? {
             Some(next) => {
-                proof_for_key(store, &next, key, out)?;
+                proof_for_key(store, cache, &next, key, out)?;
             }
             None => return Ok(false),
         }
     }
-    out.insert(at.cid, at.bytes.clone());
+    if !out.contains_key(&at.cid) {
+        out.entry(at.cid).or_insert_with(|| at.bytes.clone());
+    }
     Ok(true)
 }
 
 /// Path to the nearest key below `key`.
 fn proof_for_left(
     store: &(impl BlockStore + ?Sized),
+    cache: &Cache,
     at: &Loaded,
     key: &str,
     out: &mut BlockMap,
 ) -> Result<()> {
     let i = position(&at.node, key);
-    if let Some(next) = child(store, &at.node, i)? {
-        proof_for_left(store, &next, key, out)?;
+    if let Some(next) = child(store, cache, &at.node, i)? {
+        proof_for_left(store, cache, &next, key, out)?;
     }
-    out.insert(at.cid, at.bytes.clone());
+    if !out.contains_key(&at.cid) {
+        out.entry(at.cid).or_insert_with(|| at.bytes.clone());
+    }
     Ok(())
 }
 
 /// Path to the nearest key above `key`.
 fn proof_for_right(
     store: &(impl BlockStore + ?Sized),
+    cache: &Cache,
     at: &Loaded,
     key: &str,
     out: &mut BlockMap,
@@ -142,14 +186,16 @@ fn proof_for_right(
         // Present: the subtree right of it holds the neighbour's path;
         // absent: the gap where it would be.
         let gap = if node.keys[i] == key { i + 1 } else { i };
-        child(store, node, gap)?
+        child(store, cache, node, gap)?
     } else {
         // Above every key here: only a trailing subtree can hold the neighbour.
-        child(store, node, n)?
+        child(store, cache, node, n)?
     };
     if let Some(next) = next {
-        proof_for_right(store, &next, key, out)?;
+        proof_for_right(store, cache, &next, key, out)?;
     }
-    out.insert(at.cid, at.bytes.clone());
+    if !out.contains_key(&at.cid) {
+        out.entry(at.cid).or_insert_with(|| at.bytes.clone());
+    }
     Ok(())
 }

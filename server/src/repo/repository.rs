@@ -11,7 +11,7 @@ use super::commit::{is_tid, Commit, CommitSigner, UnsignedCommit};
 use super::diff::{diff_trees, LeafChange};
 use super::error::{RepoError, Result};
 use super::mst::{self, list_range, Link, Mst, Node};
-use super::proof::{covering_proof, path_blocks};
+use super::proof::{covering_proofs, path_blocks};
 use cid::Cid;
 use std::collections::BTreeSet;
 use std::ops::Bound;
@@ -109,6 +109,10 @@ pub struct CommitOutput {
     pub relevant_blocks: BlockMap,
     /// Blocks no longer reachable: old MST nodes and the old commit.
     pub removed: BTreeSet<Cid>,
+    /// Records replaced or deleted by this commit. Unlike `removed`, another
+    /// key may still hold an identical record (same CID): check before
+    /// deleting these blocks.
+    pub removed_records: BTreeSet<Cid>,
 }
 
 /// A repository at one commit. Holds no blocks: every method takes the store.
@@ -362,10 +366,7 @@ fn build_commit(
     let old_data = previous.map(Repo::data);
     let diff = diff_trees(&overlay, old_data.as_ref(), &data)?;
 
-    let mut relevant = BlockMap::new();
-    for op in &ops {
-        relevant.append(&mut covering_proof(&overlay, &data, &op.path)?);
-    }
+    let mut relevant = covering_proofs(&overlay, &data, ops.iter().map(|op| op.path.as_str()))?;
     let mut new_blocks = diff.new_nodes;
     for change in &diff.changes {
         if let LeafChange::Create { cid, .. } | LeafChange::Update { cid, .. } = change {
@@ -380,6 +381,14 @@ fn build_commit(
     let (commit_cid, commit_bytes) = commit.to_block()?;
     new_blocks.insert(commit_cid, commit_bytes.clone());
     relevant.insert(commit_cid, commit_bytes);
+    let removed_records: BTreeSet<Cid> = diff
+        .changes
+        .iter()
+        .filter_map(|c| match c {
+            LeafChange::Update { prev, .. } | LeafChange::Delete { prev, .. } => Some(*prev),
+            LeafChange::Create { .. } => None,
+        })
+        .collect();
     let mut removed = diff.removed_nodes;
     if let Some(prev) = previous {
         removed.insert(prev.commit_cid);
@@ -395,6 +404,7 @@ fn build_commit(
         new_blocks,
         relevant_blocks: relevant,
         removed,
+        removed_records,
     };
     Ok((Repo { commit_cid, commit }, output))
 }

@@ -49,6 +49,18 @@ pub fn verify_car(
     verify_repo(&store, root, verifier, did)
 }
 
+/// Verifies a repository CAR against the account's `did:key` (the
+/// `#atproto` verification method of its DID document).
+pub fn verify_car_with_did_key(
+    source: impl Read,
+    did_key: &str,
+    did: Option<&str>,
+) -> Result<VerifiedRepo> {
+    let key = crate::crypto::PublicKey::from_did_key(did_key)
+        .map_err(|e| RepoError::InvalidCommit(format!("bad did:key: {e}")))?;
+    verify_car(source, &key, did)
+}
+
 /// Verifies the repository at `commit_cid` in `store` (see [`verify_car`]).
 pub fn verify_repo(
     store: &(impl BlockStore + ?Sized),

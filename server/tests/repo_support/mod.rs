@@ -2,9 +2,8 @@
 #![allow(dead_code)]
 
 use cid::Cid;
-use k256::ecdsa::signature::{Signer, Verifier};
+use pds::crypto::{KeyAlgorithm, SigningKey};
 use pds::repo::cbor::cid_for_cbor;
-use pds::repo::{CommitSigner, CommitVerifier, RepoError};
 
 /// splitmix64: deterministic, seedable, no dependency.
 pub struct Rng(u64);
@@ -59,34 +58,9 @@ pub fn value_cid(n: u64) -> Cid {
     cid_for_cbor(&n.to_be_bytes())
 }
 
-/// A k256 repository key for tests.
-pub struct TestKey(pub k256::ecdsa::SigningKey);
-
-impl TestKey {
-    pub fn new(seed: u8) -> Self {
-        TestKey(k256::ecdsa::SigningKey::from_bytes(&[seed.max(1); 32].into()).unwrap())
-    }
-    pub fn verifier(&self) -> TestVerifier {
-        TestVerifier(*self.0.verifying_key())
-    }
-}
-
-impl CommitSigner for TestKey {
-    fn sign_commit(&self, message: &[u8]) -> Result<Vec<u8>, RepoError> {
-        let sig: k256::ecdsa::Signature = self.0.sign(message);
-        Ok(sig.normalize_s().unwrap_or(sig).to_bytes().to_vec())
-    }
-}
-
-pub struct TestVerifier(pub k256::ecdsa::VerifyingKey);
-
-impl CommitVerifier for TestVerifier {
-    fn verify_commit(&self, message: &[u8], signature: &[u8]) -> bool {
-        let Ok(sig) = k256::ecdsa::Signature::from_slice(signature) else {
-            return false;
-        };
-        sig.normalize_s().is_none() && self.0.verify(message, &sig).is_ok()
-    }
+/// A deterministic repository key for tests.
+pub fn test_key(alg: KeyAlgorithm, seed: u8) -> SigningKey {
+    SigningKey::from_bytes(alg, &[seed.max(1); 32]).unwrap()
 }
 
 /// Path of the repository's Node 22 (node_modules/.bin/node after `npm install`).

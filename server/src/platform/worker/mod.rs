@@ -1,11 +1,14 @@
 //! The Cloudflare Workers shell: a stateless fetch entry that forwards account work to the one
 //! SQLite-backed Durable Object, which runs the shared core.
 
+pub mod r2;
+pub mod sql;
+
 use worker::{
     durable_object, event, Context, DurableObject, Env, Method, Request, Response, Result, State,
 };
 
-use crate::http::{HttpRequest, HttpResponse};
+use crate::http::{Body, HttpRequest, HttpResponse};
 
 /// The Durable Object instance name: one account per deployment, so one object.
 const ACCOUNT_OBJECT: &str = "account";
@@ -40,14 +43,32 @@ pub struct AccountDurableObject {
     #[allow(dead_code)]
     state: State,
     env: Env,
+    /// The object's SQLite behind the storage layer's SQL port.
+    #[allow(dead_code)]
+    sql: sql::DurableSql,
+    /// Whether the schema could be brought up to date when the object started.
+    schema: std::result::Result<crate::storage::MigrationOutcome, crate::storage::StorageError>,
 }
 
 impl DurableObject for AccountDurableObject {
     fn new(state: State, env: Env) -> Self {
-        Self { state, env }
+        let sql = sql::DurableSql::new(&state);
+        let schema = crate::storage::migrate(&sql);
+        Self {
+            state,
+            env,
+            sql,
+            schema,
+        }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
+        if let Err(e) = &self.schema {
+            // Nothing can run on a database this build cannot use.
+            let body =
+                serde_json::json!({ "error": "InternalServerError", "message": e.to_string() });
+            return to_worker_response(HttpResponse::json(500, &body));
+        }
         let request = from_worker_request(&mut req).await?;
         let config = crate::config::Config::from_lookup(|name| {
             self.env.var(name).ok().map(|v| v.to_string())
@@ -92,7 +113,13 @@ fn to_worker_response(res: HttpResponse) -> Result<Response> {
     for (name, value) in &res.headers {
         headers.append(name, value)?;
     }
-    Ok(Response::from_bytes(res.body)?
-        .with_status(res.status)
-        .with_headers(headers))
+    let response = match res.body {
+        Body::Bytes(bytes) => Response::from_bytes(bytes)?,
+        // Streamed through without buffering (CAR exports, blobs).
+        Body::Stream(stream) => {
+            use futures_util::TryStreamExt;
+            Response::from_stream(stream.map_err(|e| worker::Error::RustError(e.to_string())))?
+        }
+    };
+    Ok(response.with_status(res.status).with_headers(headers))
 }
