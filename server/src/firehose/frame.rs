@@ -59,7 +59,23 @@ impl EventKind {
         }
     }
 
-    /// The kind for a header `t` (as stored by the sequencer).
+    /// The name the storage's sequencer table stores (`kind` column).
+    pub fn name(self) -> &'static str {
+        &self.tag()[1..]
+    }
+
+    /// The kind for a stored name (see [`EventKind::name`]).
+    pub fn from_name(name: &str) -> Option<EventKind> {
+        match name {
+            "commit" => Some(EventKind::Commit),
+            "sync" => Some(EventKind::Sync),
+            "identity" => Some(EventKind::Identity),
+            "account" => Some(EventKind::Account),
+            _ => None,
+        }
+    }
+
+    /// The kind for a header `t`.
     pub fn from_tag(tag: &str) -> Option<EventKind> {
         match tag {
             "#commit" => Some(EventKind::Commit),
@@ -403,7 +419,10 @@ mod tests {
             EventKind::Account,
         ] {
             assert_eq!(EventKind::from_tag(kind.tag()), Some(kind));
+            assert_eq!(EventKind::from_name(kind.name()), Some(kind));
         }
         assert_eq!(EventKind::from_tag("#info"), None);
+        assert_eq!(EventKind::from_name("info"), None);
+        assert_eq!(EventKind::Commit.name(), "commit");
     }
 }

@@ -7,10 +7,12 @@
 
 pub mod event;
 pub mod frame;
+pub mod log;
 pub mod subscriber;
 
 pub use event::{account_event, commit_event, identity_event, sync_event, AccountStatus};
 pub use frame::{error_frame, info_frame, EventBody, EventKind, StreamError};
+pub use log::SqlEventLog;
 pub use subscriber::{
     plan_start, EventLog, Frame, LogBounds, LoggedEvent, MemoryEventLog, Offered, Start,
     Subscriber, SubscriberConfig, SubscriberError,
