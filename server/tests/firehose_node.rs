@@ -107,7 +107,6 @@ fn history(seed: u64, commits: usize) -> History {
     let mut rng = Rng::new(seed);
     let mut store = MemoryBlockStore::new();
     let mut log = MemoryEventLog::new();
-    let mut live = BTreeSet::new();
     let mut counter = 0;
     let mut time = T0;
     let mut tick = || {
@@ -123,9 +122,17 @@ fn history(seed: u64, commits: usize) -> History {
     // Account creation: identity, account, first commit.
     log.append(identity_event(&did, Some(&handle), tick()));
     log.append(account_event(&did, None, tick()));
-    let first: Vec<WriteOp> = (0..4)
-        .flat_map(|_| batch(&mut rng, &mut live, &mut counter))
-        .filter(|w| matches!(w, WriteOp::Create { .. }))
+    // 150 records: a tree several layers deep, so proofs span many nodes.
+    let first: Vec<WriteOp> = (0..150)
+        .map(|_| {
+            counter += 1;
+            let collection = COLLECTIONS[rng.below(COLLECTIONS.len())];
+            WriteOp::Create {
+                collection: collection.to_owned(),
+                rkey: Tid::from_parts(T0 + counter * 1000, 0).as_str().to_owned(),
+                record: record(collection, counter),
+            }
+        })
         .collect();
     let (mut repo, output) = Repo::create(&store, DID, &first, &signer, &rev(1)).unwrap();
     store.put_many(output.new_blocks.clone()).unwrap();
@@ -143,8 +150,7 @@ fn history(seed: u64, commits: usize) -> History {
         }
     };
     count(&output);
-    // `live` must match what was actually created.
-    live = first
+    let mut live: BTreeSet<(String, String)> = first
         .iter()
         .filter_map(|w| match w {
             WriteOp::Create {
