@@ -7,6 +7,7 @@ pub mod config;
 pub mod crypto;
 pub mod data;
 pub mod dev_account;
+pub mod firehose;
 pub mod hex;
 pub mod http;
 pub mod password;
