@@ -4,10 +4,19 @@
 use pds::data::cbor::{decode, encode, CborErrorKind, MAX_DEPTH};
 use pds::data::{cid_for_cbor, cid_for_raw, Map, Value};
 
+/// The decoder's verdict, checked to be the same as the allocation-free validator's.
 fn kind(bytes: &[u8]) -> CborErrorKind {
+    let validated = pds::data::validate(bytes);
     match decode(bytes) {
         Ok(v) => panic!("accepted {bytes:02x?} as {v:?}"),
-        Err(e) => e.kind,
+        Err(e) => {
+            assert_eq!(
+                validated,
+                Err(e.clone()),
+                "validate disagrees on {bytes:02x?}"
+            );
+            e.kind
+        }
     }
 }
 
@@ -312,6 +321,7 @@ fn random_values_round_trip_canonically() {
         let value = random_value(&mut rng, 0);
         buf.clear();
         pds::data::encode_into(&value, &mut buf);
+        assert_eq!(pds::data::validate(&buf), Ok(()), "case {i}");
         let decoded = decode(&buf).unwrap_or_else(|e| panic!("case {i}: {e} for {value:?}"));
         assert_eq!(decoded, value, "case {i}");
         // Canonical: re-encoding the decoded value gives the same bytes, and the serde
@@ -343,10 +353,48 @@ fn random_bytes_never_panic_and_accepted_input_is_canonical() {
     for _ in 0..50_000 {
         let len = rng.below(24) as usize;
         let bytes: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
-        if let Ok(v) = decode(&bytes) {
+        let decoded = decode(&bytes);
+        assert_eq!(
+            pds::data::validate(&bytes),
+            decoded.as_ref().map(|_| ()).map_err(Clone::clone)
+        );
+        if let Ok(v) = decoded {
             accepted += 1;
             assert_eq!(encode(&v), bytes);
         }
     }
     assert!(accepted > 0);
+}
+
+#[derive(Debug, PartialEq, serde::Deserialize)]
+struct Node {
+    l: Option<cid::Cid>,
+    e: Vec<i64>,
+}
+
+#[test]
+fn typed_strict_decoding() {
+    use pds::data::{from_slice_strict, StrictDecodeError};
+    // {"e": [1], "l": null} in canonical order.
+    let good = [0xa2, 0x61, b'e', 0x81, 0x01, 0x61, b'l', 0xf6];
+    assert_eq!(
+        from_slice_strict::<Node>(&good).unwrap(),
+        Node {
+            l: None,
+            e: vec![1]
+        }
+    );
+    // Same content, keys misordered: serde alone would accept it, strict decoding does not.
+    let misordered = [0xa2, 0x61, b'l', 0xf6, 0x61, b'e', 0x81, 0x01];
+    assert!(serde_ipld_dagcbor::from_slice::<Node>(&misordered).is_ok());
+    assert!(matches!(
+        from_slice_strict::<Node>(&misordered),
+        Err(StrictDecodeError::Cbor(_))
+    ));
+    // Canonical but the wrong shape.
+    let wrong = [0xa2, 0x61, b'e', 0x61, b'x', 0x61, b'l', 0xf6];
+    assert!(matches!(
+        from_slice_strict::<Node>(&wrong),
+        Err(StrictDecodeError::Shape(_))
+    ));
 }

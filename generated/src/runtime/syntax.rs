@@ -243,6 +243,76 @@ impl Tid {
     }
 }
 
+impl Datetime {
+    /// The datetime of a Unix timestamp in microseconds, written the way the reference
+    /// implementation writes them (JavaScript `toISOString`): `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+    /// Times past the year 9999 are clamped to its last millisecond (4-digit years only).
+    pub fn from_unix_micros(micros: u64) -> Datetime {
+        let micros = micros.min(253_402_300_799_999_999);
+        let secs = micros / 1_000_000;
+        let millis = (micros % 1_000_000) / 1000;
+        let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+        let rem = secs % 86_400;
+        Datetime(format!(
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+            rem / 3600,
+            rem / 60 % 60,
+            rem % 60
+        ))
+    }
+
+    /// Microseconds since the Unix epoch (negative before 1970), timezone applied and
+    /// fractional digits past microseconds dropped.
+    pub fn to_unix_micros(&self) -> i64 {
+        let b = self.0.as_bytes();
+        // The value was validated on construction, so every field below is digits.
+        let num = |r: std::ops::Range<usize>| digits(&b[r]).unwrap_or(0) as i64;
+        let days = days_from_civil(num(0..4), num(5..7), num(8..10));
+        let mut secs = days * 86_400 + num(11..13) * 3600 + num(14..16) * 60 + num(17..19);
+        let mut micros = 0i64;
+        let mut i = 19;
+        if b.get(i) == Some(&b'.') {
+            i += 1;
+            let mut scale = 100_000;
+            while let Some(c) = b.get(i).filter(|c| c.is_ascii_digit()) {
+                micros += (c - b'0') as i64 * scale;
+                scale /= 10;
+                i += 1;
+            }
+        }
+        if let Some(&sign) = b.get(i).filter(|&&c| c == b'+' || c == b'-') {
+            let offset = num(i + 1..i + 3) * 3600 + num(i + 4..i + 6) * 60;
+            secs += if sign == b'+' { -offset } else { offset };
+        }
+        secs * 1_000_000 + micros
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date.
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12; // March = 0
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The proleptic Gregorian date of a day count since 1970-01-01.
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
+    (y, m, d)
+}
+
 impl AtIdentifier {
     /// Whether this identifier is a DID (otherwise it is a handle).
     pub fn is_did(&self) -> bool {
@@ -632,6 +702,34 @@ fn check_language(s: &str) -> Check {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn datetime_unix_round_trip() {
+        let dt = Datetime::from_unix_micros(482_196_050_123_000);
+        assert_eq!(dt.as_str(), "1985-04-12T23:20:50.123Z");
+        assert_eq!(dt.to_unix_micros(), 482_196_050_123_000);
+        assert_eq!(
+            Datetime::from_unix_micros(0).as_str(),
+            "1970-01-01T00:00:00.000Z"
+        );
+        assert_eq!(
+            Datetime::from_unix_micros(951_782_400_000_000).as_str(),
+            "2000-02-29T00:00:00.000Z"
+        );
+        let tz = Datetime::new("1985-04-12T23:20:50.123456789-07:00").unwrap();
+        assert_eq!(tz.to_unix_micros(), 482_196_050_123_456 + 7 * 3_600_000_000);
+        assert_eq!(
+            Datetime::from_unix_micros(u64::MAX).as_str(),
+            "9999-12-31T23:59:59.999Z"
+        );
+        let early = Datetime::new("0001-01-01T00:00:00Z").unwrap();
+        assert_eq!(early.to_unix_micros(), -62_135_596_800_000_000);
+        for micros in (0..4_000_000_000_000_000u64).step_by(37_000_000_123_000) {
+            let dt = Datetime::from_unix_micros(micros);
+            assert!(Datetime::new(dt.as_str()).is_ok(), "{dt}");
+            assert_eq!(dt.to_unix_micros() as u64, micros / 1000 * 1000);
+        }
+    }
 
     #[test]
     fn tid_parts_round_trip() {

@@ -211,18 +211,59 @@ impl std::error::Error for CborError {}
 /// Decodes exactly one canonical DAG-CBOR value that fills `bytes`.
 pub fn decode(bytes: &[u8]) -> Result<Value, CborError> {
     let mut d = Decoder { buf: bytes, pos: 0 };
-    let value = d.value(0)?;
+    let value = d.value::<true>(0)?;
     if d.pos != bytes.len() {
         return Err(d.err(CborErrorKind::TrailingBytes));
     }
     Ok(value)
 }
 
+/// Checks that `bytes` are exactly one canonical DAG-CBOR value, without building it
+/// (no allocation). Pair with serde for strict typed decoding: see [`from_slice_strict`].
+pub fn validate(bytes: &[u8]) -> Result<(), CborError> {
+    let mut d = Decoder { buf: bytes, pos: 0 };
+    d.value::<false>(0)?;
+    if d.pos != bytes.len() {
+        return Err(d.err(CborErrorKind::TrailingBytes));
+    }
+    Ok(())
+}
+
+/// Why typed strict decoding failed: the bytes are not canonical DAG-CBOR, or they do
+/// not have the shape of the target type.
+#[derive(Debug)]
+pub enum StrictDecodeError {
+    /// The bytes broke a DAG-CBOR rule.
+    Cbor(CborError),
+    /// The value does not fit the target type.
+    Shape(String),
+}
+
+impl fmt::Display for StrictDecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StrictDecodeError::Cbor(e) => e.fmt(f),
+            StrictDecodeError::Shape(m) => write!(f, "unexpected DAG-CBOR shape: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for StrictDecodeError {}
+
+/// Decodes a typed value (commit, MST node, ...) from bytes that must be canonical
+/// DAG-CBOR: checked by [`validate`] first, then read with serde_ipld_dagcbor.
+pub fn from_slice_strict<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+) -> Result<T, StrictDecodeError> {
+    validate(bytes).map_err(StrictDecodeError::Cbor)?;
+    serde_ipld_dagcbor::from_slice(bytes).map_err(|e| StrictDecodeError::Shape(e.to_string()))
+}
+
 /// Decodes one canonical DAG-CBOR value from the front of `bytes`, returning it and the
 /// number of bytes it used (for framed streams such as firehose messages).
 pub fn decode_prefix(bytes: &[u8]) -> Result<(Value, usize), CborError> {
     let mut d = Decoder { buf: bytes, pos: 0 };
-    let value = d.value(0)?;
+    let value = d.value::<true>(0)?;
     Ok((value, d.pos))
 }
 
@@ -320,12 +361,12 @@ impl<'a> Decoder<'a> {
         Ok(n as usize)
     }
 
-    fn text(&mut self, info: u8) -> Result<String, CborError> {
+    fn text(&mut self, info: u8) -> Result<&'a str, CborError> {
         let start = self.pos;
         let len = self.length(info, 1)?;
         let raw = self.take(len)?;
         match std::str::from_utf8(raw) {
-            Ok(s) => Ok(s.to_owned()),
+            Ok(s) => Ok(s),
             Err(_) => Err(CborError {
                 offset: start,
                 kind: CborErrorKind::InvalidUtf8,
@@ -333,7 +374,9 @@ impl<'a> Decoder<'a> {
         }
     }
 
-    fn value(&mut self, depth: usize) -> Result<Value, CborError> {
+    /// Reads one value. With `BUILD = false` it only checks the bytes (no allocation)
+    /// and returns `Value::Null`.
+    fn value<const BUILD: bool>(&mut self, depth: usize) -> Result<Value, CborError> {
         let start = self.pos;
         let head = self.byte()?;
         let (major, info) = (head >> 5, head & 0x1f);
@@ -358,9 +401,21 @@ impl<'a> Decoder<'a> {
             }
             MAJOR_BYTES => {
                 let len = self.length(info, 1)?;
-                Ok(Value::Bytes(self.take(len)?.to_vec()))
+                let b = self.take(len)?;
+                Ok(if BUILD {
+                    Value::Bytes(b.to_vec())
+                } else {
+                    Value::Null
+                })
             }
-            MAJOR_TEXT => Ok(Value::String(self.text(info)?)),
+            MAJOR_TEXT => {
+                let t = self.text(info)?;
+                Ok(if BUILD {
+                    Value::String(t.to_owned())
+                } else {
+                    Value::Null
+                })
+            }
             MAJOR_ARRAY => {
                 if depth >= MAX_DEPTH {
                     return Err(CborError {
@@ -369,9 +424,15 @@ impl<'a> Decoder<'a> {
                     });
                 }
                 let len = self.length(info, 1)?;
+                if !BUILD {
+                    for _ in 0..len {
+                        self.value::<false>(depth + 1)?;
+                    }
+                    return Ok(Value::Null);
+                }
                 let mut items = Vec::with_capacity(len);
                 for _ in 0..len {
-                    items.push(self.value(depth + 1)?);
+                    items.push(self.value::<true>(depth + 1)?);
                 }
                 Ok(Value::Array(items))
             }
@@ -384,7 +445,7 @@ impl<'a> Decoder<'a> {
                 }
                 let len = self.length(info, 2)?;
                 let mut map = Map::new();
-                let mut prev: Option<(usize, usize)> = None;
+                let mut prev: Option<&'a [u8]> = None;
                 for _ in 0..len {
                     let key_start = self.pos;
                     let key_head = self.byte()?;
@@ -395,9 +456,7 @@ impl<'a> Decoder<'a> {
                         });
                     }
                     let key = self.text(key_head & 0x1f)?;
-                    let key_bytes = (self.pos - key.len(), self.pos);
-                    if let Some((ps, pe)) = prev {
-                        let prev_key = &self.buf[ps..pe];
+                    if let Some(prev_key) = prev {
                         let ord = prev_key
                             .len()
                             .cmp(&key.len())
@@ -418,11 +477,13 @@ impl<'a> Decoder<'a> {
                             }
                         }
                     }
-                    prev = Some(key_bytes);
-                    let v = self.value(depth + 1)?;
-                    map.insert(key, v);
+                    prev = Some(key.as_bytes());
+                    let v = self.value::<BUILD>(depth + 1)?;
+                    if BUILD {
+                        map.insert(key.to_owned(), v);
+                    }
                 }
-                Ok(Value::Map(map))
+                Ok(if BUILD { Value::Map(map) } else { Value::Null })
             }
             MAJOR_TAG => {
                 let tag = self.argument(info)?;

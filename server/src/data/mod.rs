@@ -3,7 +3,10 @@
 pub mod cbor;
 pub mod cid;
 
-pub use self::cbor::{decode, encode, encode_into, CborError, CborErrorKind};
+pub use self::cbor::{
+    decode, encode, encode_into, from_slice_strict, validate, CborError, CborErrorKind,
+    StrictDecodeError,
+};
 pub use self::cid::{
     check_atproto_cid, cid_for_cbor, cid_for_raw, cid_from_digest, parse_atproto_cid, parse_cid,
     CidError, RawCidHasher,
