@@ -93,6 +93,6 @@ pub fn binary_output(out: BinaryOutput) -> Result<Response, XrpcError> {
 }
 
 /// A 200 response without a body (methods with no output).
-pub fn empty_output(_: ()) -> Result<Response, XrpcError> {
+pub fn empty_output() -> Result<Response, XrpcError> {
     Ok(Response { status: 200, headers: Vec::new(), body: Body::empty() })
 }

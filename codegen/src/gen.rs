@@ -276,7 +276,7 @@ impl<'a> Gen<'a> {
                 } else {
                     let ty = self.rust_type(cx, t, &type_name, true);
                     let tn = ident(&type_name);
-                    if ty.to_string() != tn.to_string() {
+                    if tn != ty.to_string() {
                         cx.items.push(quote! { #d pub type #tn = #ty; });
                     }
                 }
@@ -504,7 +504,7 @@ impl<'a> Gen<'a> {
                 let ty = self.rust_type(cx, s, name, true);
                 let d = docs(&desc);
                 let n = ident(name);
-                if ty.to_string() != n.to_string() {
+                if n != ty.to_string() {
                     cx.items.push(quote! { #d pub type #n = #ty; });
                 }
             }
@@ -611,11 +611,7 @@ impl<'a> Gen<'a> {
             Kind::Blob { .. } => quote! { #rt::lex::BlobRef },
             Kind::Unknown => quote! { #rt::lex::Value },
             Kind::Array { items, .. } => {
-                let item_hint = if named {
-                    format!("{hint}Item")
-                } else {
-                    format!("{hint}Item")
-                };
+                let item_hint = format!("{hint}Item");
                 let inner = self.rust_type(cx, items, &item_hint, false);
                 quote! { Vec<#inner> }
             }

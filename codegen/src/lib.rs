@@ -91,8 +91,14 @@ fn walk(dir: &Path, out: &mut Vec<std::path::PathBuf>) -> Result<(), Error> {
 
 /// Formats tokens as a source file with a header line.
 pub fn render(header: &str, tokens: TokenStream) -> Result<String, Error> {
-    let file: syn::File = syn::parse2(tokens)
-        .map_err(|e| Error::Syntax(format!("generated code does not parse: {e}")))?;
+    let file: syn::File = syn::parse2(tokens.clone()).map_err(|e| {
+        if let Some(dump) = std::env::var_os("PDS_CODEGEN_DUMP") {
+            let _ = std::fs::write(dump, tokens.to_string());
+        }
+        Error::Syntax(format!(
+            "generated code does not parse: {e} (set PDS_CODEGEN_DUMP=<file> to see it)"
+        ))
+    })?;
     Ok(format!("{header}\n{}", prettyplease::unparse(&file)))
 }
 
@@ -280,7 +286,12 @@ pub fn generate(
             .map(|gr| feature_name(gr))
             .collect();
         let kid = ident(k);
-        top.push(quote! { #[cfg(any(#(feature = #feats),*))] #[rustfmt::skip] pub mod #kid; });
+        let cfg = if feats.len() == 1 {
+            quote! { #[cfg(#(feature = #feats)*)] }
+        } else {
+            quote! { #[cfg(any(#(feature = #feats),*))] }
+        };
+        top.push(quote! { #cfg #[rustfmt::skip] pub mod #kid; });
     }
     let lib = quote! {
         #![doc = " Types, handler traits, dispatcher and record validators generated from `lexicons/`."]
@@ -358,14 +369,19 @@ fn methods_file(g: &Gen<'_>, corpus: &Corpus) -> Result<TokenStream, Error> {
                 schema: Some(_), ..
             }) => quote! { rt::dispatch::json_output(&out) },
             Some(_) => quote! { rt::dispatch::binary_output(out) },
-            None => quote! { rt::dispatch::empty_output(out) },
+            None => quote! { rt::dispatch::empty_output() },
+        };
+        let call = if m.output.is_some() {
+            quote! { let out = <S as crate #(:: #ns_segs)* :: #tr>::#f(service, cx, params #input_arg).await?; }
+        } else {
+            quote! { <S as crate #(:: #ns_segs)* :: #tr>::#f(service, cx, params #input_arg).await?; }
         };
         arms.push(quote! {
             #cfg
             #id => {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 #input_stmt
-                let out = <S as crate #(:: #ns_segs)* :: #tr>::#f(service, cx, params #input_arg).await?;
+                #call
                 #out
             }
         });
@@ -390,11 +406,12 @@ fn methods_file(g: &Gen<'_>, corpus: &Corpus) -> Result<TokenStream, Error> {
             groups
                 .entry(Gen::group_of(&doc.id))
                 .or_default()
-                .push(quote! { crate #(:: #segs)* :: #tr });
+                .push(quote! { #(:: #segs)* :: #tr });
         }
     }
     let mut bundles = Vec::new();
     let mut bundle_names = Vec::new();
+    let mut macros = Vec::new();
     for (group, traits) in &groups {
         let feat = feature_name(group);
         let b = format_ident!("{}Handlers", pascal(group));
@@ -403,9 +420,9 @@ fn methods_file(g: &Gen<'_>, corpus: &Corpus) -> Result<TokenStream, Error> {
         bundles.push(quote! {
             #[doc = #doc]
             #[cfg(feature = #feat)]
-            pub trait #b: #(#traits)+* {}
+            pub trait #b: #(crate #traits)+* {}
             #[cfg(feature = #feat)]
-            impl<T: #(#traits)+*> #b for T {}
+            impl<T: #(crate #traits)+*> #b for T {}
             #[doc = #doc]
             #[cfg(not(feature = #feat))]
             pub trait #b {}
@@ -413,6 +430,25 @@ fn methods_file(g: &Gen<'_>, corpus: &Corpus) -> Result<TokenStream, Error> {
             impl<T: ?Sized> #b for T {}
         });
         bundle_names.push(b);
+        let mac = format_ident!("unserved_{}", snake(&group.replace('.', "_")));
+        let mdoc = format!(
+            " Implements every `{group}` handler trait for a type with the default bodies \
+             (all MethodNotImplemented): for services that do not serve `{group}` themselves."
+        );
+        macros.push(quote! {
+            #[doc = #mdoc]
+            #[cfg(feature = #feat)]
+            #[macro_export]
+            macro_rules! #mac {
+                ($t:ty) => { #(impl $crate #traits for $t {})* };
+            }
+            #[doc = #mdoc]
+            #[cfg(not(feature = #feat))]
+            #[macro_export]
+            macro_rules! #mac {
+                ($t:ty) => {};
+            }
+        });
     }
     Ok(quote! {
         #![doc = " The method table and the XRPC dispatcher."]
@@ -429,6 +465,7 @@ fn methods_file(g: &Gen<'_>, corpus: &Corpus) -> Result<TokenStream, Error> {
         }
 
         #(#bundles)*
+        #(#macros)*
 
         #[doc = " A service implementing every handler trait of the enabled groups."]
         pub trait Handlers: rt::xrpc::Service #(+ #bundle_names)* {}
@@ -462,9 +499,7 @@ fn records_file(corpus: &Corpus) -> TokenStream {
             let cfg = cfg_of(&doc.id);
             let p = module_path(&doc.id);
             let id = &doc.id;
-            entries.push(
-                quote! { #cfg (#id, #p::validate as fn(&Value) -> Result<(), ValidationError>) },
-            );
+            entries.push(quote! { #cfg (#id, #p::validate as Validator) });
         }
     }
     quote! {
@@ -472,8 +507,11 @@ fn records_file(corpus: &Corpus) -> TokenStream {
         use crate::runtime::schema::ValidationError;
         use crate::runtime::value::Value;
 
+        #[doc = " A record validator: checks an untyped record against its lexicon."]
+        pub type Validator = fn(&Value) -> Result<(), ValidationError>;
+
         #[doc = " Every record type of the enabled groups with its validator, sorted by NSID."]
-        pub static RECORDS: &[(&str, fn(&Value) -> Result<(), ValidationError>)] = &[#(#entries),*];
+        pub static RECORDS: &[(&str, Validator)] = &[#(#entries),*];
 
         #[doc = " Whether a collection NSID is a record type known here."]
         pub fn is_known_record_type(nsid: &str) -> bool {

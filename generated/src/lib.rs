@@ -8,15 +8,15 @@ pub mod runtime;
 pub mod methods;
 #[rustfmt::skip]
 pub mod records;
-#[cfg(any(feature = "app-bsky"))]
+#[cfg(feature = "app-bsky")]
 #[rustfmt::skip]
 pub mod app;
-#[cfg(any(feature = "chat-bsky"))]
+#[cfg(feature = "chat-bsky")]
 #[rustfmt::skip]
 pub mod chat;
 #[cfg(any(feature = "com-atproto", feature = "com-germnetwork"))]
 #[rustfmt::skip]
 pub mod com;
-#[cfg(any(feature = "tools-ozone"))]
+#[cfg(feature = "tools-ozone")]
 #[rustfmt::skip]
 pub mod tools;

@@ -733,6 +733,96 @@ impl<
 pub trait ToolsOzoneHandlers {}
 #[cfg(not(feature = "tools-ozone"))]
 impl<T: ?Sized> ToolsOzoneHandlers for T {}
+/// Implements every `app.bsky` handler trait for a type with the default bodies (all MethodNotImplemented): for services that do not serve `app.bsky` themselves.
+#[cfg(feature = "app-bsky")]
+#[macro_export]
+macro_rules! unserved_app_bsky {
+    ($t:ty) => {
+        impl $crate::app::bsky::actor::AppBskyActor for $t {} impl
+        $crate::app::bsky::ageassurance::AppBskyAgeassurance for $t {} impl
+        $crate::app::bsky::bookmark::AppBskyBookmark for $t {} impl
+        $crate::app::bsky::contact::AppBskyContact for $t {} impl
+        $crate::app::bsky::draft::AppBskyDraft for $t {} impl
+        $crate::app::bsky::embed::AppBskyEmbed for $t {} impl
+        $crate::app::bsky::feed::AppBskyFeed for $t {} impl
+        $crate::app::bsky::graph::AppBskyGraph for $t {} impl
+        $crate::app::bsky::labeler::AppBskyLabeler for $t {} impl
+        $crate::app::bsky::notification::AppBskyNotification for $t {} impl
+        $crate::app::bsky::unspecced::AppBskyUnspecced for $t {} impl
+        $crate::app::bsky::video::AppBskyVideo for $t {}
+    };
+}
+/// Implements every `app.bsky` handler trait for a type with the default bodies (all MethodNotImplemented): for services that do not serve `app.bsky` themselves.
+#[cfg(not(feature = "app-bsky"))]
+#[macro_export]
+macro_rules! unserved_app_bsky {
+    ($t:ty) => {};
+}
+/// Implements every `chat.bsky` handler trait for a type with the default bodies (all MethodNotImplemented): for services that do not serve `chat.bsky` themselves.
+#[cfg(feature = "chat-bsky")]
+#[macro_export]
+macro_rules! unserved_chat_bsky {
+    ($t:ty) => {
+        impl $crate::chat::bsky::actor::ChatBskyActor for $t {} impl
+        $crate::chat::bsky::convo::ChatBskyConvo for $t {} impl
+        $crate::chat::bsky::group::ChatBskyGroup for $t {} impl
+        $crate::chat::bsky::moderation::ChatBskyModeration for $t {} impl
+        $crate::chat::bsky::notification::ChatBskyNotification for $t {}
+    };
+}
+/// Implements every `chat.bsky` handler trait for a type with the default bodies (all MethodNotImplemented): for services that do not serve `chat.bsky` themselves.
+#[cfg(not(feature = "chat-bsky"))]
+#[macro_export]
+macro_rules! unserved_chat_bsky {
+    ($t:ty) => {};
+}
+/// Implements every `com.atproto` handler trait for a type with the default bodies (all MethodNotImplemented): for services that do not serve `com.atproto` themselves.
+#[cfg(feature = "com-atproto")]
+#[macro_export]
+macro_rules! unserved_com_atproto {
+    ($t:ty) => {
+        impl $crate::com::atproto::admin::ComAtprotoAdmin for $t {} impl
+        $crate::com::atproto::identity::ComAtprotoIdentity for $t {} impl
+        $crate::com::atproto::label::ComAtprotoLabel for $t {} impl
+        $crate::com::atproto::lexicon::ComAtprotoLexicon for $t {} impl
+        $crate::com::atproto::moderation::ComAtprotoModeration for $t {} impl
+        $crate::com::atproto::repo::ComAtprotoRepo for $t {} impl
+        $crate::com::atproto::server::ComAtprotoServer for $t {} impl
+        $crate::com::atproto::sync::ComAtprotoSync for $t {} impl
+        $crate::com::atproto::temp::ComAtprotoTemp for $t {}
+    };
+}
+/// Implements every `com.atproto` handler trait for a type with the default bodies (all MethodNotImplemented): for services that do not serve `com.atproto` themselves.
+#[cfg(not(feature = "com-atproto"))]
+#[macro_export]
+macro_rules! unserved_com_atproto {
+    ($t:ty) => {};
+}
+/// Implements every `tools.ozone` handler trait for a type with the default bodies (all MethodNotImplemented): for services that do not serve `tools.ozone` themselves.
+#[cfg(feature = "tools-ozone")]
+#[macro_export]
+macro_rules! unserved_tools_ozone {
+    ($t:ty) => {
+        impl $crate::tools::ozone::communication::ToolsOzoneCommunication for $t {} impl
+        $crate::tools::ozone::hosting::ToolsOzoneHosting for $t {} impl
+        $crate::tools::ozone::moderation::ToolsOzoneModeration for $t {} impl
+        $crate::tools::ozone::queue::ToolsOzoneQueue for $t {} impl
+        $crate::tools::ozone::report::ToolsOzoneReport for $t {} impl
+        $crate::tools::ozone::safelink::ToolsOzoneSafelink for $t {} impl
+        $crate::tools::ozone::server::ToolsOzoneServer for $t {} impl
+        $crate::tools::ozone::set::ToolsOzoneSet for $t {} impl
+        $crate::tools::ozone::setting::ToolsOzoneSetting for $t {} impl
+        $crate::tools::ozone::signature::ToolsOzoneSignature for $t {} impl
+        $crate::tools::ozone::team::ToolsOzoneTeam for $t {} impl
+        $crate::tools::ozone::verification::ToolsOzoneVerification for $t {}
+    };
+}
+/// Implements every `tools.ozone` handler trait for a type with the default bodies (all MethodNotImplemented): for services that do not serve `tools.ozone` themselves.
+#[cfg(not(feature = "tools-ozone"))]
+#[macro_export]
+macro_rules! unserved_tools_ozone {
+    ($t:ty) => {};
+}
 /// A service implementing every handler trait of the enabled groups.
 pub trait Handlers: rt::xrpc::Service + AppBskyHandlers + ChatBskyHandlers + ComAtprotoHandlers + ToolsOzoneHandlers {}
 impl<
@@ -812,14 +902,14 @@ async fn dispatch_inner<S: Handlers>(
         "app.bsky.actor.putPreferences" => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::app::bsky::actor::AppBskyActor>::put_preferences(
+            <S as crate::app::bsky::actor::AppBskyActor>::put_preferences(
                     service,
                     cx,
                     params,
                     input,
                 )
                 .await?;
-            rt::dispatch::empty_output(out)
+            rt::dispatch::empty_output()
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.actor.searchActors" => {
@@ -886,27 +976,27 @@ async fn dispatch_inner<S: Handlers>(
         "app.bsky.bookmark.createBookmark" => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::app::bsky::bookmark::AppBskyBookmark>::create_bookmark(
+            <S as crate::app::bsky::bookmark::AppBskyBookmark>::create_bookmark(
                     service,
                     cx,
                     params,
                     input,
                 )
                 .await?;
-            rt::dispatch::empty_output(out)
+            rt::dispatch::empty_output()
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.bookmark.deleteBookmark" => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::app::bsky::bookmark::AppBskyBookmark>::delete_bookmark(
+            <S as crate::app::bsky::bookmark::AppBskyBookmark>::delete_bookmark(
                     service,
                     cx,
                     params,
                     input,
                 )
                 .await?;
-            rt::dispatch::empty_output(out)
+            rt::dispatch::empty_output()
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.bookmark.getBookmarks" => {
@@ -1039,14 +1129,14 @@ async fn dispatch_inner<S: Handlers>(
         "app.bsky.draft.deleteDraft" => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::app::bsky::draft::AppBskyDraft>::delete_draft(
+            <S as crate::app::bsky::draft::AppBskyDraft>::delete_draft(
                     service,
                     cx,
                     params,
                     input,
                 )
                 .await?;
-            rt::dispatch::empty_output(out)
+            rt::dispatch::empty_output()
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.draft.getDrafts" => {
@@ -1064,14 +1154,14 @@ async fn dispatch_inner<S: Handlers>(
         "app.bsky.draft.updateDraft" => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::app::bsky::draft::AppBskyDraft>::update_draft(
+            <S as crate::app::bsky::draft::AppBskyDraft>::update_draft(
                     service,
                     cx,
                     params,
                     input,
                 )
                 .await?;
-            rt::dispatch::empty_output(out)
+            rt::dispatch::empty_output()
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.embed.getEmbedExternalView" => {
@@ -1510,40 +1600,40 @@ async fn dispatch_inner<S: Handlers>(
         "app.bsky.graph.muteActor" => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::app::bsky::graph::AppBskyGraph>::mute_actor(
+            <S as crate::app::bsky::graph::AppBskyGraph>::mute_actor(
                     service,
                     cx,
                     params,
                     input,
                 )
                 .await?;
-            rt::dispatch::empty_output(out)
+            rt::dispatch::empty_output()
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.graph.muteActorList" => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::app::bsky::graph::AppBskyGraph>::mute_actor_list(
+            <S as crate::app::bsky::graph::AppBskyGraph>::mute_actor_list(
                     service,
                     cx,
                     params,
                     input,
                 )
                 .await?;
-            rt::dispatch::empty_output(out)
+            rt::dispatch::empty_output()
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.graph.muteThread" => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::app::bsky::graph::AppBskyGraph>::mute_thread(
+            <S as crate::app::bsky::graph::AppBskyGraph>::mute_thread(
                     service,
                     cx,
                     params,
                     input,
                 )
                 .await?;
-            rt::dispatch::empty_output(out)
+            rt::dispatch::empty_output()
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.graph.searchStarterPacks" => {
@@ -1573,40 +1663,40 @@ async fn dispatch_inner<S: Handlers>(
         "app.bsky.graph.unmuteActor" => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::app::bsky::graph::AppBskyGraph>::unmute_actor(
+            <S as crate::app::bsky::graph::AppBskyGraph>::unmute_actor(
                     service,
                     cx,
                     params,
                     input,
                 )
                 .await?;
-            rt::dispatch::empty_output(out)
+            rt::dispatch::empty_output()
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.graph.unmuteActorList" => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::app::bsky::graph::AppBskyGraph>::unmute_actor_list(
+            <S as crate::app::bsky::graph::AppBskyGraph>::unmute_actor_list(
                     service,
                     cx,
                     params,
                     input,
                 )
                 .await?;
-            rt::dispatch::empty_output(out)
+            rt::dispatch::empty_output()
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.graph.unmuteThread" => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::app::bsky::graph::AppBskyGraph>::unmute_thread(
+            <S as crate::app::bsky::graph::AppBskyGraph>::unmute_thread(
                     service,
                     cx,
                     params,
                     input,
                 )
                 .await?;
-            rt::dispatch::empty_output(out)
+            rt::dispatch::empty_output()
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.labeler.getServices" => {
@@ -1685,14 +1775,14 @@ async fn dispatch_inner<S: Handlers>(
         "app.bsky.notification.putPreferences" => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::app::bsky::notification::AppBskyNotification>::put_preferences(
+            <S as crate::app::bsky::notification::AppBskyNotification>::put_preferences(
                     service,
                     cx,
                     params,
                     input,
                 )
                 .await?;
-            rt::dispatch::empty_output(out)
+            rt::dispatch::empty_output()
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.notification.putPreferencesV2" => {
@@ -1711,40 +1801,40 @@ async fn dispatch_inner<S: Handlers>(
         "app.bsky.notification.registerPush" => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::app::bsky::notification::AppBskyNotification>::register_push(
+            <S as crate::app::bsky::notification::AppBskyNotification>::register_push(
                     service,
                     cx,
                     params,
                     input,
                 )
                 .await?;
-            rt::dispatch::empty_output(out)
+            rt::dispatch::empty_output()
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.notification.unregisterPush" => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::app::bsky::notification::AppBskyNotification>::unregister_push(
+            <S as crate::app::bsky::notification::AppBskyNotification>::unregister_push(
                     service,
                     cx,
                     params,
                     input,
                 )
                 .await?;
-            rt::dispatch::empty_output(out)
+            rt::dispatch::empty_output()
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.notification.updateSeen" => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::app::bsky::notification::AppBskyNotification>::update_seen(
+            <S as crate::app::bsky::notification::AppBskyNotification>::update_seen(
                     service,
                     cx,
                     params,
                     input,
                 )
                 .await?;
-            rt::dispatch::empty_output(out)
+            rt::dispatch::empty_output()
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.unspecced.getAgeAssuranceState" => {
@@ -2790,14 +2880,14 @@ async fn dispatch_inner<S: Handlers>(
         "chat.bsky.moderation.updateActorAccess" => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::chat::bsky::moderation::ChatBskyModeration>::update_actor_access(
+            <S as crate::chat::bsky::moderation::ChatBskyModeration>::update_actor_access(
                     service,
                     cx,
                     params,
                     input,
                 )
                 .await?;
-            rt::dispatch::empty_output(out)
+            rt::dispatch::empty_output()
         }
         #[cfg(feature = "chat-bsky")]
         "chat.bsky.notification.getPreferences" => {
@@ -2828,53 +2918,53 @@ async fn dispatch_inner<S: Handlers>(
         "com.atproto.admin.deleteAccount" => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::com::atproto::admin::ComAtprotoAdmin>::delete_account(
+            <S as crate::com::atproto::admin::ComAtprotoAdmin>::delete_account(
                     service,
                     cx,
                     params,
                     input,
                 )
                 .await?;
-            rt::dispatch::empty_output(out)
+            rt::dispatch::empty_output()
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.admin.disableAccountInvites" => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::com::atproto::admin::ComAtprotoAdmin>::disable_account_invites(
+            <S as crate::com::atproto::admin::ComAtprotoAdmin>::disable_account_invites(
                     service,
                     cx,
                     params,
                     input,
                 )
                 .await?;
-            rt::dispatch::empty_output(out)
+            rt::dispatch::empty_output()
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.admin.disableInviteCodes" => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::com::atproto::admin::ComAtprotoAdmin>::disable_invite_codes(
+            <S as crate::com::atproto::admin::ComAtprotoAdmin>::disable_invite_codes(
                     service,
                     cx,
                     params,
                     input,
                 )
                 .await?;
-            rt::dispatch::empty_output(out)
+            rt::dispatch::empty_output()
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.admin.enableAccountInvites" => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::com::atproto::admin::ComAtprotoAdmin>::enable_account_invites(
+            <S as crate::com::atproto::admin::ComAtprotoAdmin>::enable_account_invites(
                     service,
                     cx,
                     params,
                     input,
                 )
                 .await?;
-            rt::dispatch::empty_output(out)
+            rt::dispatch::empty_output()
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.admin.getAccountInfo" => {
@@ -2953,53 +3043,53 @@ async fn dispatch_inner<S: Handlers>(
         "com.atproto.admin.updateAccountEmail" => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::com::atproto::admin::ComAtprotoAdmin>::update_account_email(
+            <S as crate::com::atproto::admin::ComAtprotoAdmin>::update_account_email(
                     service,
                     cx,
                     params,
                     input,
                 )
                 .await?;
-            rt::dispatch::empty_output(out)
+            rt::dispatch::empty_output()
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.admin.updateAccountHandle" => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::com::atproto::admin::ComAtprotoAdmin>::update_account_handle(
+            <S as crate::com::atproto::admin::ComAtprotoAdmin>::update_account_handle(
                     service,
                     cx,
                     params,
                     input,
                 )
                 .await?;
-            rt::dispatch::empty_output(out)
+            rt::dispatch::empty_output()
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.admin.updateAccountPassword" => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::com::atproto::admin::ComAtprotoAdmin>::update_account_password(
+            <S as crate::com::atproto::admin::ComAtprotoAdmin>::update_account_password(
                     service,
                     cx,
                     params,
                     input,
                 )
                 .await?;
-            rt::dispatch::empty_output(out)
+            rt::dispatch::empty_output()
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.admin.updateAccountSigningKey" => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::com::atproto::admin::ComAtprotoAdmin>::update_account_signing_key(
+            <S as crate::com::atproto::admin::ComAtprotoAdmin>::update_account_signing_key(
                     service,
                     cx,
                     params,
                     input,
                 )
                 .await?;
-            rt::dispatch::empty_output(out)
+            rt::dispatch::empty_output()
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.admin.updateSubjectStatus" => {
@@ -3043,13 +3133,13 @@ async fn dispatch_inner<S: Handlers>(
         "com.atproto.identity.requestPlcOperationSignature" => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
-            let out = <S as crate::com::atproto::identity::ComAtprotoIdentity>::request_plc_operation_signature(
+            <S as crate::com::atproto::identity::ComAtprotoIdentity>::request_plc_operation_signature(
                     service,
                     cx,
                     params,
                 )
                 .await?;
-            rt::dispatch::empty_output(out)
+            rt::dispatch::empty_output()
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.identity.resolveDid" => {
@@ -3104,27 +3194,27 @@ async fn dispatch_inner<S: Handlers>(
         "com.atproto.identity.submitPlcOperation" => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::com::atproto::identity::ComAtprotoIdentity>::submit_plc_operation(
+            <S as crate::com::atproto::identity::ComAtprotoIdentity>::submit_plc_operation(
                     service,
                     cx,
                     params,
                     input,
                 )
                 .await?;
-            rt::dispatch::empty_output(out)
+            rt::dispatch::empty_output()
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.identity.updateHandle" => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::com::atproto::identity::ComAtprotoIdentity>::update_handle(
+            <S as crate::com::atproto::identity::ComAtprotoIdentity>::update_handle(
                     service,
                     cx,
                     params,
                     input,
                 )
                 .await?;
-            rt::dispatch::empty_output(out)
+            rt::dispatch::empty_output()
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.label.queryLabels" => {
@@ -3230,14 +3320,14 @@ async fn dispatch_inner<S: Handlers>(
         "com.atproto.repo.importRepo" => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::binary_input(meta, req)?;
-            let out = <S as crate::com::atproto::repo::ComAtprotoRepo>::import_repo(
+            <S as crate::com::atproto::repo::ComAtprotoRepo>::import_repo(
                     service,
                     cx,
                     params,
                     input,
                 )
                 .await?;
-            rt::dispatch::empty_output(out)
+            rt::dispatch::empty_output()
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.repo.listMissingBlobs" => {
@@ -3293,13 +3383,13 @@ async fn dispatch_inner<S: Handlers>(
         "com.atproto.server.activateAccount" => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
-            let out = <S as crate::com::atproto::server::ComAtprotoServer>::activate_account(
+            <S as crate::com::atproto::server::ComAtprotoServer>::activate_account(
                     service,
                     cx,
                     params,
                 )
                 .await?;
-            rt::dispatch::empty_output(out)
+            rt::dispatch::empty_output()
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.server.checkAccountStatus" => {
@@ -3317,14 +3407,14 @@ async fn dispatch_inner<S: Handlers>(
         "com.atproto.server.confirmEmail" => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::com::atproto::server::ComAtprotoServer>::confirm_email(
+            <S as crate::com::atproto::server::ComAtprotoServer>::confirm_email(
                     service,
                     cx,
                     params,
                     input,
                 )
                 .await?;
-            rt::dispatch::empty_output(out)
+            rt::dispatch::empty_output()
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.server.createAccount" => {
@@ -3395,39 +3485,39 @@ async fn dispatch_inner<S: Handlers>(
         "com.atproto.server.deactivateAccount" => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::com::atproto::server::ComAtprotoServer>::deactivate_account(
+            <S as crate::com::atproto::server::ComAtprotoServer>::deactivate_account(
                     service,
                     cx,
                     params,
                     input,
                 )
                 .await?;
-            rt::dispatch::empty_output(out)
+            rt::dispatch::empty_output()
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.server.deleteAccount" => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::com::atproto::server::ComAtprotoServer>::delete_account(
+            <S as crate::com::atproto::server::ComAtprotoServer>::delete_account(
                     service,
                     cx,
                     params,
                     input,
                 )
                 .await?;
-            rt::dispatch::empty_output(out)
+            rt::dispatch::empty_output()
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.server.deleteSession" => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
-            let out = <S as crate::com::atproto::server::ComAtprotoServer>::delete_session(
+            <S as crate::com::atproto::server::ComAtprotoServer>::delete_session(
                     service,
                     cx,
                     params,
                 )
                 .await?;
-            rt::dispatch::empty_output(out)
+            rt::dispatch::empty_output()
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.server.describeServer" => {
@@ -3505,25 +3595,25 @@ async fn dispatch_inner<S: Handlers>(
         "com.atproto.server.requestAccountDelete" => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
-            let out = <S as crate::com::atproto::server::ComAtprotoServer>::request_account_delete(
+            <S as crate::com::atproto::server::ComAtprotoServer>::request_account_delete(
                     service,
                     cx,
                     params,
                 )
                 .await?;
-            rt::dispatch::empty_output(out)
+            rt::dispatch::empty_output()
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.server.requestEmailConfirmation" => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
-            let out = <S as crate::com::atproto::server::ComAtprotoServer>::request_email_confirmation(
+            <S as crate::com::atproto::server::ComAtprotoServer>::request_email_confirmation(
                     service,
                     cx,
                     params,
                 )
                 .await?;
-            rt::dispatch::empty_output(out)
+            rt::dispatch::empty_output()
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.server.requestEmailUpdate" => {
@@ -3541,14 +3631,14 @@ async fn dispatch_inner<S: Handlers>(
         "com.atproto.server.requestPasswordReset" => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::com::atproto::server::ComAtprotoServer>::request_password_reset(
+            <S as crate::com::atproto::server::ComAtprotoServer>::request_password_reset(
                     service,
                     cx,
                     params,
                     input,
                 )
                 .await?;
-            rt::dispatch::empty_output(out)
+            rt::dispatch::empty_output()
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.server.reserveSigningKey" => {
@@ -3567,40 +3657,40 @@ async fn dispatch_inner<S: Handlers>(
         "com.atproto.server.resetPassword" => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::com::atproto::server::ComAtprotoServer>::reset_password(
+            <S as crate::com::atproto::server::ComAtprotoServer>::reset_password(
                     service,
                     cx,
                     params,
                     input,
                 )
                 .await?;
-            rt::dispatch::empty_output(out)
+            rt::dispatch::empty_output()
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.server.revokeAppPassword" => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::com::atproto::server::ComAtprotoServer>::revoke_app_password(
+            <S as crate::com::atproto::server::ComAtprotoServer>::revoke_app_password(
                     service,
                     cx,
                     params,
                     input,
                 )
                 .await?;
-            rt::dispatch::empty_output(out)
+            rt::dispatch::empty_output()
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.server.updateEmail" => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::com::atproto::server::ComAtprotoServer>::update_email(
+            <S as crate::com::atproto::server::ComAtprotoServer>::update_email(
                     service,
                     cx,
                     params,
                     input,
                 )
                 .await?;
-            rt::dispatch::empty_output(out)
+            rt::dispatch::empty_output()
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.sync.getBlob" => {
@@ -3762,27 +3852,27 @@ async fn dispatch_inner<S: Handlers>(
         "com.atproto.sync.notifyOfUpdate" => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::com::atproto::sync::ComAtprotoSync>::notify_of_update(
+            <S as crate::com::atproto::sync::ComAtprotoSync>::notify_of_update(
                     service,
                     cx,
                     params,
                     input,
                 )
                 .await?;
-            rt::dispatch::empty_output(out)
+            rt::dispatch::empty_output()
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.sync.requestCrawl" => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::com::atproto::sync::ComAtprotoSync>::request_crawl(
+            <S as crate::com::atproto::sync::ComAtprotoSync>::request_crawl(
                     service,
                     cx,
                     params,
                     input,
                 )
                 .await?;
-            rt::dispatch::empty_output(out)
+            rt::dispatch::empty_output()
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.temp.addReservedHandle" => {
@@ -3849,27 +3939,27 @@ async fn dispatch_inner<S: Handlers>(
         "com.atproto.temp.requestPhoneVerification" => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::com::atproto::temp::ComAtprotoTemp>::request_phone_verification(
+            <S as crate::com::atproto::temp::ComAtprotoTemp>::request_phone_verification(
                     service,
                     cx,
                     params,
                     input,
                 )
                 .await?;
-            rt::dispatch::empty_output(out)
+            rt::dispatch::empty_output()
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.temp.revokeAccountCredentials" => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::com::atproto::temp::ComAtprotoTemp>::revoke_account_credentials(
+            <S as crate::com::atproto::temp::ComAtprotoTemp>::revoke_account_credentials(
                     service,
                     cx,
                     params,
                     input,
                 )
                 .await?;
-            rt::dispatch::empty_output(out)
+            rt::dispatch::empty_output()
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.communication.createTemplate" => {
@@ -3888,14 +3978,14 @@ async fn dispatch_inner<S: Handlers>(
         "tools.ozone.communication.deleteTemplate" => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::tools::ozone::communication::ToolsOzoneCommunication>::delete_template(
+            <S as crate::tools::ozone::communication::ToolsOzoneCommunication>::delete_template(
                     service,
                     cx,
                     params,
                     input,
                 )
                 .await?;
-            rt::dispatch::empty_output(out)
+            rt::dispatch::empty_output()
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.communication.listTemplates" => {
@@ -4210,14 +4300,14 @@ async fn dispatch_inner<S: Handlers>(
         "tools.ozone.queue.unassignModerator" => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::tools::ozone::queue::ToolsOzoneQueue>::unassign_moderator(
+            <S as crate::tools::ozone::queue::ToolsOzoneQueue>::unassign_moderator(
                     service,
                     cx,
                     params,
                     input,
                 )
                 .await?;
-            rt::dispatch::empty_output(out)
+            rt::dispatch::empty_output()
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.queue.updateQueue" => {
@@ -4487,14 +4577,14 @@ async fn dispatch_inner<S: Handlers>(
         "tools.ozone.set.addValues" => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::tools::ozone::set::ToolsOzoneSet>::add_values(
+            <S as crate::tools::ozone::set::ToolsOzoneSet>::add_values(
                     service,
                     cx,
                     params,
                     input,
                 )
                 .await?;
-            rt::dispatch::empty_output(out)
+            rt::dispatch::empty_output()
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.set.deleteSet" => {
@@ -4513,14 +4603,14 @@ async fn dispatch_inner<S: Handlers>(
         "tools.ozone.set.deleteValues" => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::tools::ozone::set::ToolsOzoneSet>::delete_values(
+            <S as crate::tools::ozone::set::ToolsOzoneSet>::delete_values(
                     service,
                     cx,
                     params,
                     input,
                 )
                 .await?;
-            rt::dispatch::empty_output(out)
+            rt::dispatch::empty_output()
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.set.getValues" => {
@@ -4650,14 +4740,14 @@ async fn dispatch_inner<S: Handlers>(
         "tools.ozone.team.deleteMember" => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::tools::ozone::team::ToolsOzoneTeam>::delete_member(
+            <S as crate::tools::ozone::team::ToolsOzoneTeam>::delete_member(
                     service,
                     cx,
                     params,
                     input,
                 )
                 .await?;
-            rt::dispatch::empty_output(out)
+            rt::dispatch::empty_output()
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.team.listMembers" => {

@@ -2,139 +2,92 @@
 //! Record validators by collection NSID.
 use crate::runtime::schema::ValidationError;
 use crate::runtime::value::Value;
+/// A record validator: checks an untyped record against its lexicon.
+pub type Validator = fn(&Value) -> Result<(), ValidationError>;
 /// Every record type of the enabled groups with its validator, sorted by NSID.
-pub static RECORDS: &[(&str, fn(&Value) -> Result<(), ValidationError>)] = &[
+pub static RECORDS: &[(&str, Validator)] = &[
     #[cfg(feature = "app-bsky")]
     (
         "app.bsky.actor.contentVisibilityDeclaration",
-        crate::app::bsky::actor::content_visibility_declaration::validate
-            as fn(&Value) -> Result<(), ValidationError>,
+        crate::app::bsky::actor::content_visibility_declaration::validate as Validator,
     ),
     #[cfg(feature = "app-bsky")]
-    (
-        "app.bsky.actor.profile",
-        crate::app::bsky::actor::profile::validate
-            as fn(&Value) -> Result<(), ValidationError>,
-    ),
+    ("app.bsky.actor.profile", crate::app::bsky::actor::profile::validate as Validator),
     #[cfg(feature = "app-bsky")]
-    (
-        "app.bsky.actor.status",
-        crate::app::bsky::actor::status::validate
-            as fn(&Value) -> Result<(), ValidationError>,
-    ),
+    ("app.bsky.actor.status", crate::app::bsky::actor::status::validate as Validator),
     #[cfg(feature = "app-bsky")]
     (
         "app.bsky.feed.generator",
-        crate::app::bsky::feed::generator::validate
-            as fn(&Value) -> Result<(), ValidationError>,
+        crate::app::bsky::feed::generator::validate as Validator,
     ),
     #[cfg(feature = "app-bsky")]
-    (
-        "app.bsky.feed.like",
-        crate::app::bsky::feed::like::validate
-            as fn(&Value) -> Result<(), ValidationError>,
-    ),
+    ("app.bsky.feed.like", crate::app::bsky::feed::like::validate as Validator),
     #[cfg(feature = "app-bsky")]
-    (
-        "app.bsky.feed.post",
-        crate::app::bsky::feed::post::validate
-            as fn(&Value) -> Result<(), ValidationError>,
-    ),
+    ("app.bsky.feed.post", crate::app::bsky::feed::post::validate as Validator),
     #[cfg(feature = "app-bsky")]
-    (
-        "app.bsky.feed.postgate",
-        crate::app::bsky::feed::postgate::validate
-            as fn(&Value) -> Result<(), ValidationError>,
-    ),
+    ("app.bsky.feed.postgate", crate::app::bsky::feed::postgate::validate as Validator),
     #[cfg(feature = "app-bsky")]
-    (
-        "app.bsky.feed.repost",
-        crate::app::bsky::feed::repost::validate
-            as fn(&Value) -> Result<(), ValidationError>,
-    ),
+    ("app.bsky.feed.repost", crate::app::bsky::feed::repost::validate as Validator),
     #[cfg(feature = "app-bsky")]
     (
         "app.bsky.feed.threadgate",
-        crate::app::bsky::feed::threadgate::validate
-            as fn(&Value) -> Result<(), ValidationError>,
+        crate::app::bsky::feed::threadgate::validate as Validator,
     ),
     #[cfg(feature = "app-bsky")]
-    (
-        "app.bsky.graph.block",
-        crate::app::bsky::graph::block::validate
-            as fn(&Value) -> Result<(), ValidationError>,
-    ),
+    ("app.bsky.graph.block", crate::app::bsky::graph::block::validate as Validator),
     #[cfg(feature = "app-bsky")]
-    (
-        "app.bsky.graph.follow",
-        crate::app::bsky::graph::follow::validate
-            as fn(&Value) -> Result<(), ValidationError>,
-    ),
+    ("app.bsky.graph.follow", crate::app::bsky::graph::follow::validate as Validator),
     #[cfg(feature = "app-bsky")]
-    (
-        "app.bsky.graph.list",
-        crate::app::bsky::graph::list::validate
-            as fn(&Value) -> Result<(), ValidationError>,
-    ),
+    ("app.bsky.graph.list", crate::app::bsky::graph::list::validate as Validator),
     #[cfg(feature = "app-bsky")]
     (
         "app.bsky.graph.listblock",
-        crate::app::bsky::graph::listblock::validate
-            as fn(&Value) -> Result<(), ValidationError>,
+        crate::app::bsky::graph::listblock::validate as Validator,
     ),
     #[cfg(feature = "app-bsky")]
     (
         "app.bsky.graph.listitem",
-        crate::app::bsky::graph::listitem::validate
-            as fn(&Value) -> Result<(), ValidationError>,
+        crate::app::bsky::graph::listitem::validate as Validator,
     ),
     #[cfg(feature = "app-bsky")]
     (
         "app.bsky.graph.referencelistoptout",
-        crate::app::bsky::graph::referencelistoptout::validate
-            as fn(&Value) -> Result<(), ValidationError>,
+        crate::app::bsky::graph::referencelistoptout::validate as Validator,
     ),
     #[cfg(feature = "app-bsky")]
     (
         "app.bsky.graph.starterpack",
-        crate::app::bsky::graph::starterpack::validate
-            as fn(&Value) -> Result<(), ValidationError>,
+        crate::app::bsky::graph::starterpack::validate as Validator,
     ),
     #[cfg(feature = "app-bsky")]
     (
         "app.bsky.graph.verification",
-        crate::app::bsky::graph::verification::validate
-            as fn(&Value) -> Result<(), ValidationError>,
+        crate::app::bsky::graph::verification::validate as Validator,
     ),
     #[cfg(feature = "app-bsky")]
     (
         "app.bsky.labeler.service",
-        crate::app::bsky::labeler::service::validate
-            as fn(&Value) -> Result<(), ValidationError>,
+        crate::app::bsky::labeler::service::validate as Validator,
     ),
     #[cfg(feature = "app-bsky")]
     (
         "app.bsky.notification.declaration",
-        crate::app::bsky::notification::declaration::validate
-            as fn(&Value) -> Result<(), ValidationError>,
+        crate::app::bsky::notification::declaration::validate as Validator,
     ),
     #[cfg(feature = "chat-bsky")]
     (
         "chat.bsky.actor.declaration",
-        crate::chat::bsky::actor::declaration::validate
-            as fn(&Value) -> Result<(), ValidationError>,
+        crate::chat::bsky::actor::declaration::validate as Validator,
     ),
     #[cfg(feature = "com-atproto")]
     (
         "com.atproto.lexicon.schema",
-        crate::com::atproto::lexicon::schema::validate
-            as fn(&Value) -> Result<(), ValidationError>,
+        crate::com::atproto::lexicon::schema::validate as Validator,
     ),
     #[cfg(feature = "com-germnetwork")]
     (
         "com.germnetwork.declaration",
-        crate::com::germnetwork::declaration::validate
-            as fn(&Value) -> Result<(), ValidationError>,
+        crate::com::germnetwork::declaration::validate as Validator,
     ),
 ];
 /// Whether a collection NSID is a record type known here.

@@ -11,7 +11,10 @@ if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
 fi
 
 if [ ! -x node_modules/.bin/wrangler ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  npm ci --no-audit --no-fund --loglevel=error
+  # Not `npm ci`: with `omit-lockfile-registry-resolved` (set on these machines) npm leaves other
+  # platforms' optional packages out of the lock and `npm ci` then refuses it. `npm install`
+  # installs the locked versions and leaves the lock as it is.
+  npm install --no-audit --no-fund --loglevel=error
 fi
 
 # cargo_tool NAME VERSION [cargo install flags...]: installs NAME at exactly VERSION into .tools/.

@@ -135,7 +135,7 @@ impl SigningKey {
 
     /// A key from its scalar written as 64 hex digits (either case).
     pub fn from_hex(alg: KeyAlgorithm, hex: &str) -> Result<SigningKey, CryptoError> {
-        let bytes = hex_decode(hex.trim()).ok_or(CryptoError::InvalidPrivateKey)?;
+        let bytes = crate::hex::decode(hex.trim()).ok_or(CryptoError::InvalidPrivateKey)?;
         SigningKey::from_bytes(alg, &bytes)
     }
 
@@ -149,7 +149,7 @@ impl SigningKey {
 
     /// The scalar as 64 lowercase hex digits.
     pub fn to_hex(&self) -> String {
-        hex_encode(&self.to_bytes())
+        crate::hex::encode(&self.to_bytes())
     }
 
     /// Which curve this key is on.
@@ -360,34 +360,6 @@ fn decode_base58btc_multibase(s: &str) -> Result<Vec<u8>, CryptoError> {
         Ok((multibase::Base::Base58Btc, bytes)) => Ok(bytes),
         _ => Err(CryptoError::InvalidKeyEncoding("bad base58btc".into())),
     }
-}
-
-fn hex_encode(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[(b >> 4) as usize] as char);
-        s.push(DIGITS[(b & 0x0f) as usize] as char);
-    }
-    s
-}
-
-fn hex_decode(s: &str) -> Option<Vec<u8>> {
-    fn nibble(c: u8) -> Option<u8> {
-        match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            b'A'..=b'F' => Some(c - b'A' + 10),
-            _ => None,
-        }
-    }
-    let b = s.as_bytes();
-    if !b.len().is_multiple_of(2) {
-        return None;
-    }
-    b.chunks_exact(2)
-        .map(|p| Some(nibble(p[0])? << 4 | nibble(p[1])?))
-        .collect()
 }
 
 #[cfg(test)]

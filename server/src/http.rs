@@ -26,24 +26,43 @@ impl HttpRequest {
     }
 }
 
-/// An HTTP response as the PDS core produces it.
-#[derive(Debug, Clone)]
+pub use pds_api::runtime::xrpc::Body;
+
+/// An HTTP response as the PDS core produces it. The body may be a stream (CARs, blobs): the
+/// shells pass streams through without buffering them.
+#[derive(Debug)]
 pub struct HttpResponse {
     pub status: u16,
     pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
+    pub body: Body,
 }
 
 impl HttpResponse {
     /// A JSON response with the given status.
     pub fn json(status: u16, value: &serde_json::Value) -> Self {
+        Self::bytes(
+            status,
+            "application/json; charset=utf-8",
+            value.to_string().into_bytes(),
+        )
+    }
+
+    /// A response with bytes in memory and their content type.
+    pub fn bytes(status: u16, content_type: &str, body: Vec<u8>) -> Self {
         HttpResponse {
             status,
-            headers: vec![(
-                "content-type".into(),
-                "application/json; charset=utf-8".into(),
-            )],
-            body: value.to_string().into_bytes(),
+            headers: vec![("content-type".into(), content_type.into())],
+            body: Body::Bytes(body),
+        }
+    }
+}
+
+impl From<pds_api::runtime::xrpc::Response> for HttpResponse {
+    fn from(res: pds_api::runtime::xrpc::Response) -> Self {
+        HttpResponse {
+            status: res.status,
+            headers: res.headers,
+            body: res.body,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! A single-user AT Protocol Personal Data Server for Cloudflare Workers.
 
+pub mod api;
 pub mod auth;
 pub mod clock;
 pub mod config;

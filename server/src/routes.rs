@@ -1,8 +1,11 @@
 //! The top of the shared request path. The Worker answers `stateless` routes itself and sends
 //! the rest to the account's Durable Object, which runs `account`; the native shell runs both.
 
+use pds_api::runtime::xrpc::{HttpMethod, Request};
+
+use crate::api::{Api, RequestContext};
 use crate::config::{Config, ConfigError};
-use crate::http::{HttpRequest, HttpResponse};
+use crate::http::{Body, HttpRequest, HttpResponse};
 
 /// Handles one request in one place (the native shell).
 pub async fn handle(config: &Result<Config, ConfigError>, req: HttpRequest) -> HttpResponse {
@@ -33,24 +36,24 @@ fn stateless_route(
         Err(e) => return Some(config_error(e)),
     };
     Some(match (req.method.as_str(), req.path.as_str()) {
-        ("GET" | "HEAD", "/.well-known/atproto-did") => HttpResponse {
-            status: 200,
-            headers: vec![("content-type".into(), "text/plain; charset=utf-8".into())],
-            body: config.did.as_str().as_bytes().to_vec(),
-        },
+        ("GET" | "HEAD", "/.well-known/atproto-did") => HttpResponse::bytes(
+            200,
+            "text/plain; charset=utf-8",
+            config.did.as_str().as_bytes().to_vec(),
+        ),
         ("GET" | "HEAD", "/.well-known/did.json") if is_own_did_web(config) => {
             HttpResponse::json(200, &did_document(config))
         }
-        ("GET" | "HEAD", "/") => HttpResponse {
-            status: 200,
-            headers: vec![("content-type".into(), "text/plain; charset=utf-8".into())],
-            body: format!(
+        ("GET" | "HEAD", "/") => HttpResponse::bytes(
+            200,
+            "text/plain; charset=utf-8",
+            format!(
                 "This is an AT Protocol Personal Data Server (rust-pds {}) hosting {}.\n",
                 env!("CARGO_PKG_VERSION"),
                 config.handle.as_str()
             )
             .into_bytes(),
-        },
+        ),
         _ => not_found(),
     })
 }
@@ -65,14 +68,27 @@ async fn account_route(config: &Result<Config, ConfigError>, req: HttpRequest) -
         Ok(c) => c,
         Err(e) => return config_error(e),
     };
-    let _ = config;
-    match (req.method.as_str(), req.path.as_str()) {
-        ("GET", "/xrpc/_health") => HttpResponse::json(
+    if req.path == "/xrpc/_health" {
+        return HttpResponse::json(
             200,
             &serde_json::json!({ "version": env!("CARGO_PKG_VERSION") }),
-        ),
-        _ => not_found(),
+        );
     }
+    let Some(nsid) = req.path.strip_prefix("/xrpc/") else {
+        return not_found();
+    };
+    let request = Request {
+        nsid: nsid.to_owned(),
+        method: HttpMethod::parse(&req.method),
+        query: req.query,
+        headers: req.headers.clone(),
+        body: Body::Bytes(req.body),
+    };
+    let api = Api { config };
+    let cx = RequestContext {
+        headers: req.headers,
+    };
+    pds_api::methods::dispatch(&api, &cx, request).await.into()
 }
 
 /// Response headers browsers may read: OAuth/DPoP and rate-limit headers.
@@ -108,7 +124,7 @@ fn preflight(req: &HttpRequest) -> HttpResponse {
             ("access-control-allow-headers".into(), allow_headers.into()),
             ("access-control-max-age".into(), "86400".into()),
         ],
-        body: Vec::new(),
+        body: Body::empty(),
     })
 }
 

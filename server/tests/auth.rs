@@ -1092,15 +1092,6 @@ fn email_identifies_the_account_when_set() {
     assert_eq!(s.email_confirmed, Some(true));
 }
 
-#[test]
-fn describe_server_names_the_service() {
-    let f = Fixture::new();
-    let d = f.auth().describe_server().unwrap();
-    assert_eq!(d.did.as_str(), "did:web:pds.example.com");
-    assert_eq!(d.invite_code_required, Some(true));
-    assert!(d.available_user_domains.is_empty());
-}
-
 /// The store contract every implementation must meet.
 fn store_contract(store: &dyn AuthStore) {
     let token = |sid: &str, jti: &str, app: Option<&str>, expires_ms: u64| RefreshTokenRecord {

@@ -23,7 +23,10 @@ macro_rules! on_both_shells {
 on_both_shells!(
     health_and_unknown_paths,
     well_known_identity,
-    cors_for_browsers
+    cors_for_browsers,
+    describe_server,
+    unimplemented_methods,
+    malformed_requests,
 );
 
 fn health_and_unknown_paths(base: &str) {
@@ -107,4 +110,102 @@ fn cors_for_browsers(base: &str) {
             assert!(exposed.contains(header), "{path} exposes {exposed}");
         }
     }
+}
+
+fn describe_server(base: &str) {
+    let res = get(base, "/xrpc/com.atproto.server.describeServer");
+    assert_eq!(res.status, 200);
+    assert!(res
+        .header("content-type")
+        .unwrap()
+        .starts_with("application/json"));
+    let body = res.json();
+    assert_eq!(
+        body["did"],
+        format!("did:web:{}", support::account::HOSTNAME)
+    );
+    assert_eq!(body["availableUserDomains"], serde_json::json!([]));
+    assert_eq!(body["inviteCodeRequired"], true);
+}
+
+/// A lexicon method without a handler, and an NSID no lexicon defines: 501 through the dispatcher.
+fn unimplemented_methods(base: &str) {
+    for path in [
+        "/xrpc/com.atproto.admin.getInviteCodes",
+        "/xrpc/com.example.nothing.here",
+    ] {
+        let res = get(base, path);
+        assert_eq!(res.status, 501, "{path}");
+        assert_eq!(
+            res.json(),
+            serde_json::json!({"error": "MethodNotImplemented", "message": "Method Not Implemented"})
+        );
+    }
+}
+
+/// Bad params, bad JSON, wrong HTTP method, wrong content type: 400 InvalidRequest, never a 500.
+fn malformed_requests(base: &str) {
+    use support::http::{post_json, request};
+    let expect_invalid = |res: support::http::Reply, what: &str| {
+        assert_eq!(
+            res.status,
+            400,
+            "{what}: {}",
+            String::from_utf8_lossy(&res.body)
+        );
+        let body = res.json();
+        assert_eq!(body["error"], "InvalidRequest", "{what}");
+        assert!(
+            body["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{what}"
+        );
+    };
+    expect_invalid(
+        get(base, "/xrpc/com.atproto.repo.listRecords?repo=alice.test&collection=app.bsky.feed.post&limit=abc"),
+        "non-integer limit",
+    );
+    expect_invalid(
+        get(base, "/xrpc/com.atproto.repo.listRecords?repo=alice.test&collection=app.bsky.feed.post&limit=1000"),
+        "limit above its maximum",
+    );
+    expect_invalid(
+        get(base, "/xrpc/com.atproto.repo.listRecords?repo=alice.test"),
+        "missing required param",
+    );
+    expect_invalid(
+        request(
+            base,
+            "POST",
+            "/xrpc/com.atproto.repo.createRecord",
+            &[("content-type", "application/json")],
+            b"{not json",
+        ),
+        "malformed JSON",
+    );
+    expect_invalid(
+        request(
+            base,
+            "POST",
+            "/xrpc/com.atproto.repo.createRecord",
+            &[("content-type", "text/plain")],
+            b"hello",
+        ),
+        "wrong content type",
+    );
+    expect_invalid(
+        post_json(
+            base,
+            "/xrpc/com.atproto.repo.createRecord",
+            &serde_json::json!({"repo": "alice.test"}),
+        ),
+        "input missing required fields",
+    );
+    expect_invalid(
+        post_json(
+            base,
+            "/xrpc/com.atproto.server.describeServer",
+            &serde_json::json!({}),
+        ),
+        "POST on a query",
+    );
 }

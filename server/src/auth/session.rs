@@ -7,10 +7,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 
 use pds_api::com::atproto::server::{
-    create_app_password, create_session, deactivate_account, describe_server, get_service_auth,
-    get_session, list_app_passwords, refresh_session, revoke_app_password,
+    create_app_password, create_session, deactivate_account, get_service_auth, get_session,
+    list_app_passwords, refresh_session, revoke_app_password,
 };
-use pds_api::runtime::syntax::{Datetime, Did};
+use pds_api::runtime::syntax::Datetime;
 use pds_api::runtime::xrpc::XrpcError;
 
 use super::app_password;
@@ -467,21 +467,6 @@ impl Auth<'_> {
             &self.config.signing_key,
         );
         Ok(get_service_auth::Output { token })
-    }
-
-    /// `com.atproto.server.describeServer` for a single-user server: no sign-ups.
-    pub fn describe_server(&self) -> Result<describe_server::Output, XrpcError> {
-        let did = Did::new(self.service_did.clone())
-            .map_err(|e| XrpcError::internal_message(format!("service DID: {e}")))?;
-        Ok(describe_server::Output {
-            available_user_domains: Vec::new(),
-            blob_upload_limit: None,
-            contact: None,
-            did,
-            invite_code_required: Some(true),
-            links: None,
-            phone_verification_required: None,
-        })
     }
 
     /// `com.atproto.server.activateAccount`. Returns whether the status changed (the caller

@@ -6,8 +6,11 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::{Bytes, Incoming};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use http_body_util::{BodyExt, Limited};
+use hyper::body::{Bytes, Frame, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -91,8 +94,45 @@ async fn answer(
     crate::routes::handle(config, request).await
 }
 
-fn to_hyper(res: HttpResponse) -> hyper::Response<Full<Bytes>> {
-    let mut out = hyper::Response::new(Full::new(Bytes::from(res.body)));
+/// A response body for hyper: bytes in memory, or the core's stream passed through chunk by chunk.
+enum NativeBody {
+    Full(Option<Bytes>),
+    Stream(crate::http::Body),
+}
+
+impl hyper::body::Body for NativeBody {
+    type Data = Bytes;
+    type Error = pds_api::runtime::xrpc::XrpcError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match self.get_mut() {
+            NativeBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            NativeBody::Stream(crate::http::Body::Stream(stream)) => {
+                match stream.as_mut().poll_next(cx) {
+                    Poll::Ready(Some(chunk)) => {
+                        Poll::Ready(Some(chunk.map(|c| Frame::data(Bytes::from(c)))))
+                    }
+                    Poll::Ready(None) => Poll::Ready(None),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+            NativeBody::Stream(crate::http::Body::Bytes(bytes)) => {
+                let bytes = std::mem::take(bytes);
+                Poll::Ready((!bytes.is_empty()).then(|| Ok(Frame::data(Bytes::from(bytes)))))
+            }
+        }
+    }
+}
+
+fn to_hyper(res: HttpResponse) -> hyper::Response<NativeBody> {
+    let body = match res.body {
+        crate::http::Body::Bytes(bytes) => NativeBody::Full(Some(Bytes::from(bytes))),
+        stream => NativeBody::Stream(stream),
+    };
+    let mut out = hyper::Response::new(body);
     *out.status_mut() =
         hyper::StatusCode::from_u16(res.status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
     for (name, value) in res.headers {

@@ -5,7 +5,7 @@ use worker::{
     durable_object, event, Context, DurableObject, Env, Method, Request, Response, Result, State,
 };
 
-use crate::http::{HttpRequest, HttpResponse};
+use crate::http::{Body, HttpRequest, HttpResponse};
 
 /// The Durable Object instance name: one account per deployment, so one object.
 const ACCOUNT_OBJECT: &str = "account";
@@ -92,7 +92,13 @@ fn to_worker_response(res: HttpResponse) -> Result<Response> {
     for (name, value) in &res.headers {
         headers.append(name, value)?;
     }
-    Ok(Response::from_bytes(res.body)?
-        .with_status(res.status)
-        .with_headers(headers))
+    let response = match res.body {
+        Body::Bytes(bytes) => Response::from_bytes(bytes)?,
+        // Streamed through without buffering (CAR exports, blobs).
+        Body::Stream(stream) => {
+            use futures_util::TryStreamExt;
+            Response::from_stream(stream.map_err(|e| worker::Error::RustError(e.to_string())))?
+        }
+    };
+    Ok(response.with_status(res.status).with_headers(headers))
 }

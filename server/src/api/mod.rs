@@ -1,0 +1,38 @@
+//! The PDS's implementation of the generated handler traits. Methods not implemented here keep
+//! the generated default: 501 MethodNotImplemented through the dispatcher.
+
+mod server;
+
+use pds_api::runtime::xrpc::Service;
+
+use crate::config::Config;
+
+/// The XRPC service of one request: what every handler can reach.
+pub struct Api<'a> {
+    pub config: &'a Config,
+}
+
+/// What a handler knows about the request it serves.
+pub struct RequestContext {
+    /// Request headers, names lower-cased.
+    pub headers: Vec<(String, String)>,
+}
+
+impl Service for Api<'_> {
+    type Context = RequestContext;
+}
+
+// Namespaces with nothing implemented yet: every method answers 501 MethodNotImplemented.
+impl pds_api::com::atproto::admin::ComAtprotoAdmin for Api<'_> {}
+impl pds_api::com::atproto::identity::ComAtprotoIdentity for Api<'_> {}
+impl pds_api::com::atproto::label::ComAtprotoLabel for Api<'_> {}
+impl pds_api::com::atproto::lexicon::ComAtprotoLexicon for Api<'_> {}
+impl pds_api::com::atproto::moderation::ComAtprotoModeration for Api<'_> {}
+impl pds_api::com::atproto::repo::ComAtprotoRepo for Api<'_> {}
+impl pds_api::com::atproto::sync::ComAtprotoSync for Api<'_> {}
+impl pds_api::com::atproto::temp::ComAtprotoTemp for Api<'_> {}
+// Groups served by the AppView and others (proxying comes later). The macros expand to nothing
+// when pds-api is built without the group, and cover it when a workspace build enables it.
+pds_api::unserved_app_bsky!(Api<'_>);
+pds_api::unserved_chat_bsky!(Api<'_>);
+pds_api::unserved_tools_ozone!(Api<'_>);
