@@ -18,7 +18,7 @@
 //! | service JWT problems | 401 | BadJwt, JwtExpired, BadJwtAudience, ... | see [`super::service`] |
 //! | admin credentials (none configured) | 401 | AuthenticationRequired | Authentication Required |
 
-use pds_api::runtime::xrpc::{AuthRequirement, XrpcError};
+use pds_api::runtime::xrpc::{AuthRequirement, MethodMeta, Request, XrpcError};
 
 use super::jwt;
 use super::service::{self, ServiceExpectations};
@@ -193,6 +193,16 @@ impl Auth<'_> {
             }
         }
         Ok(caller)
+    }
+
+    /// [`Auth::authenticate`] for a request the dispatcher has looked up: the requirement and
+    /// NSID from the generated metadata, the credentials from the `Authorization` header.
+    pub fn authenticate_request(
+        &self,
+        meta: &MethodMeta,
+        req: &Request,
+    ) -> Result<Caller, XrpcError> {
+        self.authenticate(meta.auth, req.header("authorization"), meta.nsid)
     }
 
     fn identify(
