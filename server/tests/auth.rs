@@ -1246,3 +1246,41 @@ fn requests_are_checked_against_generated_metadata() {
         "InvalidToken",
     );
 }
+
+#[test]
+fn spent_tokens_are_remembered_for_their_lifetime() {
+    let f = Fixture::new();
+    let s1 = f.login("alice.example.com", PASSWORD).unwrap();
+    let r = f.check(R::Refresh, &s1.refresh_jwt, REFRESH).unwrap();
+    let s2 = f.auth().refresh_session(&r).unwrap();
+    // A month later the stolen first token shows up: still detected as reuse.
+    f.advance_secs(30 * 86_400);
+    let replay = f.check(R::Refresh, &s1.refresh_jwt, REFRESH).unwrap();
+    let e = assert_err(f.auth().refresh_session(&replay), 400, "ExpiredToken");
+    assert!(e.message.contains("already been used"));
+    let r2 = f.check(R::Refresh, &s2.refresh_jwt, REFRESH).unwrap();
+    assert_err(f.auth().refresh_session(&r2), 400, "ExpiredToken");
+}
+
+#[test]
+fn optional_credentials_are_verified_when_present() {
+    let f = Fixture::new();
+    let s = f.login("alice.example.com", PASSWORD).unwrap();
+    let sync = "com.atproto.sync.getRepo";
+    assert!(matches!(
+        f.check(R::Optional, &s.access_jwt, sync),
+        Ok(Caller::Access(_))
+    ));
+    let t = service_token(&f, &f.config.signing_key, json!({"lxm": sync}));
+    assert!(matches!(
+        f.check(R::Optional, &t, sync),
+        Ok(Caller::Service(_))
+    ));
+    f.advance_secs(ACCESS_TOKEN_TTL_SECS);
+    assert_err(
+        f.check(R::Optional, &s.access_jwt, sync),
+        400,
+        "ExpiredToken",
+    );
+    assert_err(f.check(R::Optional, &t, sync), 401, "JwtExpired");
+}
