@@ -11,6 +11,8 @@ pub mod hex;
 pub mod http;
 pub mod password;
 pub mod platform;
+pub mod repo;
 pub mod routes;
+pub mod storage;
 pub mod syntax;
 pub mod tid;

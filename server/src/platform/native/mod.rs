@@ -1,6 +1,12 @@
-//! The native shell: the same core behind a small HTTP/1.1 server, for tests and for
-//! self-hosting off Cloudflare. Runs on one thread: handler futures are not `Send`, like
-//! Durable Object futures.
+//! The native shell: the same core behind a small HTTP/1.1 server, with its storage ports (a
+//! SQLite file and a blob directory), for tests and for self-hosting off Cloudflare. Runs on one
+//! thread: handler futures are not `Send`, like Durable Object futures.
+
+pub mod blob_dir;
+pub mod sqlite;
+
+pub use blob_dir::DirBlobStore;
+pub use sqlite::NativeSql;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -1,6 +1,9 @@
 //! The Cloudflare Workers shell: a stateless fetch entry that forwards account work to the one
 //! SQLite-backed Durable Object, which runs the shared core.
 
+pub mod r2;
+pub mod sql;
+
 use worker::{
     durable_object, event, Context, DurableObject, Env, Method, Request, Response, Result, State,
 };
@@ -40,14 +43,32 @@ pub struct AccountDurableObject {
     #[allow(dead_code)]
     state: State,
     env: Env,
+    /// The object's SQLite behind the storage layer's SQL port.
+    #[allow(dead_code)]
+    sql: sql::DurableSql,
+    /// Whether the schema could be brought up to date when the object started.
+    schema: std::result::Result<crate::storage::MigrationOutcome, crate::storage::StorageError>,
 }
 
 impl DurableObject for AccountDurableObject {
     fn new(state: State, env: Env) -> Self {
-        Self { state, env }
+        let sql = sql::DurableSql::new(&state);
+        let schema = crate::storage::migrate(&sql);
+        Self {
+            state,
+            env,
+            sql,
+            schema,
+        }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
+        if let Err(e) = &self.schema {
+            // Nothing can run on a database this build cannot use.
+            let body =
+                serde_json::json!({ "error": "InternalServerError", "message": e.to_string() });
+            return to_worker_response(HttpResponse::json(500, &body));
+        }
         let request = from_worker_request(&mut req).await?;
         let config = crate::config::Config::from_lookup(|name| {
             self.env.var(name).ok().map(|v| v.to_string())

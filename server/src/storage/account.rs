@@ -1,0 +1,328 @@
+//! The account's own rows: identity and status, preferences, app passwords
+//! and legacy-session refresh tokens. Plain data access; the rules (hashing,
+//! token lifetimes, grace periods, scopes) belong to the auth layer.
+
+use super::error::{Result, StorageError};
+use super::sql::{Row, Sql, SqlExt, SqlValue};
+
+/// The one account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// Its DID.
+    pub did: String,
+    /// Its handle, once known.
+    pub handle: Option<String>,
+    /// Its email, if any.
+    pub email: Option<String>,
+    /// When the email was confirmed (ms), if it was.
+    pub email_confirmed_ms: Option<i64>,
+    /// The main password's hash, if a password is set.
+    pub password_hash: Option<String>,
+    /// `active`, `deactivated`, `takendown`, `suspended` or `deleted`.
+    pub status: String,
+    /// When the status last changed (ms).
+    pub status_changed_ms: Option<i64>,
+    /// When the account was created (ms).
+    pub created_ms: i64,
+}
+
+const ACCOUNT_COLUMNS: &str = "did, handle, email, email_confirmed_ms, password_hash, status, \
+                               status_changed_ms, created_ms";
+
+fn account_row(row: &Row) -> Result<Account> {
+    Ok(Account {
+        did: row.text(0)?,
+        handle: row.opt_text(1)?,
+        email: row.opt_text(2)?,
+        email_confirmed_ms: row.opt_integer(3)?,
+        password_hash: row.opt_text(4)?,
+        status: row.text(5)?,
+        status_changed_ms: row.opt_integer(6)?,
+        created_ms: row.integer(7)?,
+    })
+}
+
+/// The account, or `None` before it is created.
+pub fn get_account(db: &dyn Sql) -> Result<Option<Account>> {
+    db.query_opt(
+        &format!("SELECT {ACCOUNT_COLUMNS} FROM account WHERE id = 1"),
+        &[],
+    )?
+    .as_ref()
+    .map(account_row)
+    .transpose()
+}
+
+/// Creates the account; fails with [`StorageError::Conflict`] if one exists.
+pub fn create_account(db: &dyn Sql, account: &Account) -> Result<()> {
+    db.transaction(|| {
+        if get_account(db)?.is_some() {
+            return Err(StorageError::Conflict("the account already exists".into()));
+        }
+        db.execute(
+            &format!(
+                "INSERT INTO account (id, {ACCOUNT_COLUMNS}) VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?)"
+            ),
+            &[
+                SqlValue::from(account.did.as_str()),
+                SqlValue::from(account.handle.clone()),
+                SqlValue::from(account.email.clone()),
+                SqlValue::from(account.email_confirmed_ms),
+                SqlValue::from(account.password_hash.clone()),
+                SqlValue::from(account.status.as_str()),
+                SqlValue::from(account.status_changed_ms),
+                SqlValue::Integer(account.created_ms),
+            ],
+        )?;
+        Ok(())
+    })
+}
+
+fn update_account(db: &dyn Sql, set: &str, params: &[SqlValue]) -> Result<()> {
+    let changed = db.execute(
+        &format!("UPDATE account SET {set} WHERE id = 1 RETURNING id"),
+        params,
+    )?;
+    if changed.is_empty() {
+        return Err(StorageError::Conflict("there is no account yet".into()));
+    }
+    Ok(())
+}
+
+/// Sets the account status (`active`, `deactivated`, ...) at `now_ms`.
+pub fn set_account_status(db: &dyn Sql, status: &str, now_ms: i64) -> Result<()> {
+    update_account(
+        db,
+        "status = ?, status_changed_ms = ?",
+        &[SqlValue::from(status), SqlValue::Integer(now_ms)],
+    )
+}
+
+/// Sets (or clears) the handle.
+pub fn set_handle(db: &dyn Sql, handle: Option<&str>) -> Result<()> {
+    update_account(db, "handle = ?", &[SqlValue::from(handle)])
+}
+
+/// Sets (or clears) the email; a new email is unconfirmed.
+pub fn set_email(db: &dyn Sql, email: Option<&str>) -> Result<()> {
+    update_account(
+        db,
+        "email = ?, email_confirmed_ms = NULL",
+        &[SqlValue::from(email)],
+    )
+}
+
+/// Marks the email confirmed at `now_ms`.
+pub fn confirm_email(db: &dyn Sql, now_ms: i64) -> Result<()> {
+    update_account(db, "email_confirmed_ms = ?", &[SqlValue::Integer(now_ms)])
+}
+
+/// Replaces the main password's hash and ends every main-password session
+/// (app-password sessions keep going), in one transaction.
+pub fn set_password_hash(db: &dyn Sql, hash: &str) -> Result<()> {
+    db.transaction(|| {
+        update_account(db, "password_hash = ?", &[SqlValue::from(hash)])?;
+        db.execute(
+            "DELETE FROM refresh_token WHERE app_password_name IS NULL",
+            &[],
+        )?;
+        Ok(())
+    })
+}
+
+/// The stored preferences (a JSON array), or `None` if never set.
+pub fn get_preferences(db: &dyn Sql) -> Result<Option<String>> {
+    db.query_opt("SELECT json FROM preferences WHERE id = 1", &[])?
+        .map(|row| row.text(0))
+        .transpose()
+}
+
+/// Replaces the stored preferences (a JSON array, validated by the caller).
+pub fn put_preferences(db: &dyn Sql, json: &str) -> Result<()> {
+    db.execute(
+        "INSERT OR REPLACE INTO preferences (id, json) VALUES (1, ?)",
+        &[SqlValue::from(json)],
+    )?;
+    Ok(())
+}
+
+/// An app password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppPassword {
+    /// Its name (unique).
+    pub name: String,
+    /// The password's hash.
+    pub password_hash: String,
+    /// Whether it may do privileged operations (DMs, ...).
+    pub privileged: bool,
+    /// When it was created (ms).
+    pub created_ms: i64,
+}
+
+fn app_password_row(row: &Row) -> Result<AppPassword> {
+    Ok(AppPassword {
+        name: row.text(0)?,
+        password_hash: row.text(1)?,
+        privileged: row.integer(2)? != 0,
+        created_ms: row.integer(3)?,
+    })
+}
+
+/// Stores a new app password; [`StorageError::Conflict`] if the name is taken.
+pub fn create_app_password(db: &dyn Sql, app_password: &AppPassword) -> Result<()> {
+    let inserted = db.execute(
+        "INSERT OR IGNORE INTO app_password (name, password_hash, privileged, created_ms) \
+         VALUES (?, ?, ?, ?) RETURNING name",
+        &[
+            SqlValue::from(app_password.name.as_str()),
+            SqlValue::from(app_password.password_hash.as_str()),
+            SqlValue::from(app_password.privileged),
+            SqlValue::Integer(app_password.created_ms),
+        ],
+    )?;
+    if inserted.is_empty() {
+        return Err(StorageError::Conflict(format!(
+            "an app password named {:?} exists",
+            app_password.name
+        )));
+    }
+    Ok(())
+}
+
+/// Every app password, oldest first.
+pub fn list_app_passwords(db: &dyn Sql) -> Result<Vec<AppPassword>> {
+    db.execute(
+        "SELECT name, password_hash, privileged, created_ms FROM app_password \
+         ORDER BY created_ms, name",
+        &[],
+    )?
+    .iter()
+    .map(app_password_row)
+    .collect()
+}
+
+/// Revokes an app password and ends every session it opened, in one
+/// transaction; returns whether it existed.
+pub fn delete_app_password(db: &dyn Sql, name: &str) -> Result<bool> {
+    db.transaction(|| {
+        let removed = db.execute(
+            "DELETE FROM app_password WHERE name = ? RETURNING name",
+            &[SqlValue::from(name)],
+        )?;
+        db.execute(
+            "DELETE FROM refresh_token WHERE app_password_name = ?",
+            &[SqlValue::from(name)],
+        )?;
+        Ok(!removed.is_empty())
+    })
+}
+
+/// A legacy-session refresh token (its id is the token's `jti`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshToken {
+    /// The token id.
+    pub id: String,
+    /// The app password that opened the session (`None`: the main password).
+    pub app_password_name: Option<String>,
+    /// The session's scope.
+    pub scope: String,
+    /// Issued at (ms).
+    pub created_ms: i64,
+    /// Expires at (ms).
+    pub expires_ms: i64,
+    /// The token it was rotated to, once used.
+    pub next_id: Option<String>,
+}
+
+fn refresh_row(row: &Row) -> Result<RefreshToken> {
+    Ok(RefreshToken {
+        id: row.text(0)?,
+        app_password_name: row.opt_text(1)?,
+        scope: row.text(2)?,
+        created_ms: row.integer(3)?,
+        expires_ms: row.integer(4)?,
+        next_id: row.opt_text(5)?,
+    })
+}
+
+/// Stores a new refresh token.
+pub fn insert_refresh_token(db: &dyn Sql, token: &RefreshToken) -> Result<()> {
+    db.execute(
+        "INSERT INTO refresh_token \
+         (id, app_password_name, scope, created_ms, expires_ms, next_id) \
+         VALUES (?, ?, ?, ?, ?, ?)",
+        &[
+            SqlValue::from(token.id.as_str()),
+            SqlValue::from(token.app_password_name.clone()),
+            SqlValue::from(token.scope.as_str()),
+            SqlValue::Integer(token.created_ms),
+            SqlValue::Integer(token.expires_ms),
+            SqlValue::from(token.next_id.clone()),
+        ],
+    )?;
+    Ok(())
+}
+
+/// A refresh token by id.
+pub fn get_refresh_token(db: &dyn Sql, id: &str) -> Result<Option<RefreshToken>> {
+    db.query_opt(
+        "SELECT id, app_password_name, scope, created_ms, expires_ms, next_id \
+         FROM refresh_token WHERE id = ?",
+        &[SqlValue::from(id)],
+    )?
+    .as_ref()
+    .map(refresh_row)
+    .transpose()
+}
+
+/// Rotates `old_id` to `new` atomically: records `next_id` on the old token
+/// and stores the new one. Fails with [`StorageError::Conflict`] if the old
+/// token is gone or was already rotated (a replay: the caller decides what
+/// grace applies, using [`get_refresh_token`]).
+pub fn rotate_refresh_token(db: &dyn Sql, old_id: &str, new: &RefreshToken) -> Result<()> {
+    db.transaction(|| {
+        let marked = db.execute(
+            "UPDATE refresh_token SET next_id = ? WHERE id = ? AND next_id IS NULL RETURNING id",
+            &[SqlValue::from(new.id.as_str()), SqlValue::from(old_id)],
+        )?;
+        if marked.is_empty() {
+            return Err(StorageError::Conflict(format!(
+                "refresh token {old_id} is unknown or already rotated"
+            )));
+        }
+        insert_refresh_token(db, new)
+    })
+}
+
+/// Ends a session: deletes the token and every token rotated from it
+/// onwards; returns how many were deleted.
+pub fn revoke_refresh_token(db: &dyn Sql, id: &str) -> Result<usize> {
+    db.transaction(|| {
+        let mut removed = 0;
+        let mut next = Some(id.to_owned());
+        // A chain is short (one link per refresh that was not yet pruned);
+        // the bound guards against a cycle in corrupt data.
+        for _ in 0..10_000 {
+            let Some(current) = next.take() else { break };
+            let rows = db.execute(
+                "DELETE FROM refresh_token WHERE id = ? RETURNING next_id",
+                &[SqlValue::from(current.as_str())],
+            )?;
+            if let Some(row) = rows.first() {
+                removed += 1;
+                next = row.opt_text(0)?;
+            }
+        }
+        Ok(removed)
+    })
+}
+
+/// Deletes tokens expired before `now_ms`; returns how many.
+pub fn delete_expired_refresh_tokens(db: &dyn Sql, now_ms: i64) -> Result<usize> {
+    Ok(db
+        .execute(
+            "DELETE FROM refresh_token WHERE expires_ms < ? RETURNING id",
+            &[SqlValue::Integer(now_ms)],
+        )?
+        .len())
+}

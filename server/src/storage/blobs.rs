@@ -1,0 +1,286 @@
+//! The blob store port (bytes keyed by raw CID: R2 on Workers, a directory
+//! natively) and the blob metadata in SQL (what was uploaded, which records
+//! use it).
+//!
+//! The port is asynchronous (R2 is) but not `Send` (nothing in a Durable
+//! Object is): futures are boxed and local so the port can be a trait object.
+
+use super::blocks::stored_cid;
+use super::error::Result as SqlResult;
+use super::sql::{Sql, SqlExt, SqlValue};
+use crate::data::RawCidHasher;
+use cid::Cid;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+
+/// A boxed future that need not be `Send`.
+pub type LocalBoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
+
+/// Why a blob operation failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlobError {
+    /// The blob is larger than the limit given to `put`; nothing was kept.
+    TooLarge {
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// The upload's source failed (client went away, bad body); nothing was kept.
+    Source(String),
+    /// A byte range outside the blob.
+    InvalidRange {
+        /// The blob's size.
+        size: u64,
+    },
+    /// The backing store failed (I/O, R2).
+    Store(String),
+}
+
+impl fmt::Display for BlobError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BlobError::TooLarge { limit } => write!(f, "blob is larger than {limit} bytes"),
+            BlobError::Source(m) => write!(f, "upload source failed: {m}"),
+            BlobError::InvalidRange { size } => {
+                write!(f, "range is outside the blob ({size} bytes)")
+            }
+            BlobError::Store(m) => write!(f, "blob store: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for BlobError {}
+
+/// Bytes arriving in chunks (an upload body, a stored blob being read).
+pub trait ChunkSource {
+    /// The next chunk, or `None` at the end.
+    fn next_chunk(&mut self) -> LocalBoxFuture<'_, Result<Option<Vec<u8>>, BlobError>>;
+}
+
+/// Chunks from an iterator (tests, bodies already in memory).
+pub struct IterChunks<I>(pub I);
+
+impl<I: Iterator<Item = Vec<u8>>> ChunkSource for IterChunks<I> {
+    fn next_chunk(&mut self) -> LocalBoxFuture<'_, Result<Option<Vec<u8>>, BlobError>> {
+        let next = self.0.next();
+        Box::pin(async move { Ok(next) })
+    }
+}
+
+/// Reads a whole source into memory.
+pub async fn read_all(source: &mut dyn ChunkSource) -> Result<Vec<u8>, BlobError> {
+    let mut out = Vec::new();
+    while let Some(chunk) = source.next_chunk().await? {
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+/// A blob as `put` stored it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredBlob {
+    /// The raw CID of the bytes (CIDv1, raw, sha2-256).
+    pub cid: Cid,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// Which bytes of a blob to read: `start` (inclusive) to `end` (exclusive,
+/// `None`: to the end).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteRange {
+    /// First byte.
+    pub start: u64,
+    /// One past the last byte; `None` reads to the end.
+    pub end: Option<u64>,
+}
+
+impl ByteRange {
+    /// Resolves against a blob of `size` bytes: (start, end), both within it,
+    /// `start < end` unless the blob is empty and the range is `0..`.
+    pub fn resolve(self, size: u64) -> Result<(u64, u64), BlobError> {
+        let end = self.end.unwrap_or(size).min(size);
+        if self.start > end || (self.start == end && size > 0) {
+            return Err(BlobError::InvalidRange { size });
+        }
+        Ok((self.start, end))
+    }
+}
+
+/// A blob being read.
+pub struct BlobBody {
+    /// Size of the whole blob.
+    pub size: u64,
+    /// The bytes returned: `start..end` of the blob.
+    pub start: u64,
+    /// One past the last byte returned.
+    pub end: u64,
+    /// The bytes, in chunks.
+    pub chunks: Box<dyn ChunkSource>,
+}
+
+/// Where blob bytes live, by raw CID.
+pub trait BlobStore {
+    /// Stores the bytes of `source`, computing their raw CID as they stream
+    /// by. Refuses (and keeps nothing) once more than `max_size` bytes
+    /// arrive, or if the source fails: a failed upload leaves no trace. The
+    /// blob appears under its CID only once complete.
+    fn put<'a>(
+        &'a self,
+        source: &'a mut dyn ChunkSource,
+        max_size: u64,
+    ) -> LocalBoxFuture<'a, Result<StoredBlob, BlobError>>;
+
+    /// The blob's bytes, or a range of them; `None` if it is not stored.
+    fn get<'a>(
+        &'a self,
+        cid: &'a Cid,
+        range: Option<ByteRange>,
+    ) -> LocalBoxFuture<'a, Result<Option<BlobBody>, BlobError>>;
+
+    /// Deletes a blob; returns whether it was there.
+    fn delete<'a>(&'a self, cid: &'a Cid) -> LocalBoxFuture<'a, Result<bool, BlobError>>;
+
+    /// Up to `limit` stored CIDs in key order, after `after` (exclusive).
+    fn list<'a>(
+        &'a self,
+        after: Option<&'a Cid>,
+        limit: usize,
+    ) -> LocalBoxFuture<'a, Result<Vec<Cid>, BlobError>>;
+}
+
+/// Hashes and counts an upload, enforcing the size limit: the part of `put`
+/// shared by every backend.
+#[derive(Default)]
+pub struct UploadMeter {
+    hasher: RawCidHasher,
+}
+
+impl UploadMeter {
+    /// Nothing seen yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Accounts for the next chunk; fails once the total passes `max_size`.
+    pub fn update(&mut self, chunk: &[u8], max_size: u64) -> Result<(), BlobError> {
+        if self.hasher.len() + chunk.len() as u64 > max_size {
+            return Err(BlobError::TooLarge { limit: max_size });
+        }
+        self.hasher.update(chunk);
+        Ok(())
+    }
+    /// The blob's CID and size.
+    pub fn finish(self) -> StoredBlob {
+        let size = self.hasher.len();
+        StoredBlob {
+            cid: self.hasher.finish(),
+            size,
+        }
+    }
+}
+
+/// An uploaded blob's metadata row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobMetadata {
+    /// Raw CID (the blob store key).
+    pub cid: Cid,
+    /// MIME type as detected or declared at upload.
+    pub mime_type: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Upload time, ms since the epoch.
+    pub created_ms: i64,
+}
+
+/// Records an uploaded blob (call after [`BlobStore::put`] succeeded). An
+/// upload of bytes already known keeps the first row.
+pub fn insert_blob_metadata(db: &dyn Sql, meta: &BlobMetadata) -> SqlResult<()> {
+    let size = i64::try_from(meta.size)
+        .map_err(|_| super::StorageError::Sql(format!("blob size {} too large", meta.size)))?;
+    db.execute(
+        "INSERT OR IGNORE INTO blob_metadata (cid, mime_type, size, created_ms) \
+         VALUES (?, ?, ?, ?)",
+        &[
+            SqlValue::Text(meta.cid.to_string()),
+            SqlValue::from(meta.mime_type.as_str()),
+            SqlValue::Integer(size),
+            SqlValue::Integer(meta.created_ms),
+        ],
+    )?;
+    Ok(())
+}
+
+fn metadata_row(row: &super::sql::Row) -> SqlResult<BlobMetadata> {
+    Ok(BlobMetadata {
+        cid: stored_cid(&row.text(0)?)?,
+        mime_type: row.text(1)?,
+        size: u64::try_from(row.integer(2)?)
+            .map_err(|_| super::StorageError::Corrupt("negative blob size".into()))?,
+        created_ms: row.integer(3)?,
+    })
+}
+
+/// An uploaded blob's metadata, if known.
+pub fn blob_metadata(db: &dyn Sql, cid: &Cid) -> SqlResult<Option<BlobMetadata>> {
+    match db.query_opt(
+        "SELECT cid, mime_type, size, created_ms FROM blob_metadata WHERE cid = ?",
+        &[SqlValue::Text(cid.to_string())],
+    )? {
+        Some(row) => metadata_row(&row).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Up to `limit` blob CIDs that some record references, after `cursor`
+/// (exclusive), in CID string order (`sync.listBlobs`). With `since`, only
+/// blobs referenced by records written in a commit after that rev.
+pub fn list_referenced_blobs(
+    db: &dyn Sql,
+    since: Option<&str>,
+    cursor: Option<&str>,
+    limit: u32,
+) -> SqlResult<Vec<Cid>> {
+    db.execute(
+        "SELECT DISTINCT blob_cid FROM record_blob WHERE blob_cid > ? AND rev > ? \
+         ORDER BY blob_cid LIMIT ?",
+        &[
+            SqlValue::from(cursor.unwrap_or("")),
+            SqlValue::from(since.unwrap_or("")),
+            SqlValue::Integer(i64::from(limit)),
+        ],
+    )?
+    .iter()
+    .map(|row| stored_cid(&row.text(0)?))
+    .collect()
+}
+
+/// Blobs uploaded before `before_ms` that no record references (garbage to
+/// delete from the blob store, then with [`delete_blob_metadata`]).
+pub fn unreferenced_blobs(db: &dyn Sql, before_ms: i64, limit: u32) -> SqlResult<Vec<Cid>> {
+    db.execute(
+        "SELECT cid FROM blob_metadata WHERE created_ms < ? AND NOT EXISTS \
+         (SELECT 1 FROM record_blob WHERE record_blob.blob_cid = blob_metadata.cid) \
+         ORDER BY cid LIMIT ?",
+        &[
+            SqlValue::Integer(before_ms),
+            SqlValue::Integer(i64::from(limit)),
+        ],
+    )?
+    .iter()
+    .map(|row| stored_cid(&row.text(0)?))
+    .collect()
+}
+
+/// Forgets a blob's metadata if no record references it; returns whether it
+/// was removed.
+pub fn delete_blob_metadata(db: &dyn Sql, cid: &Cid) -> SqlResult<bool> {
+    db.transaction(|| {
+        let cid = SqlValue::Text(cid.to_string());
+        let removed = db.execute(
+            "DELETE FROM blob_metadata WHERE cid = ? AND NOT EXISTS \
+             (SELECT 1 FROM record_blob WHERE blob_cid = ?) RETURNING cid",
+            &[cid.clone(), cid],
+        )?;
+        Ok(!removed.is_empty())
+    })
+}

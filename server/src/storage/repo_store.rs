@@ -1,0 +1,360 @@
+//! The repository in SQL: its head, the record index, and the one function
+//! that persists a commit atomically.
+
+use super::blocks::{put_blocks, reachable_blocks, stored_cid};
+use super::error::{Result, StorageError};
+use super::sequencer::{insert_event, NewEvent};
+use super::sql::{placeholders, Sql, SqlExt, SqlValue, MAX_PARAMS};
+use crate::repo::repository::OpAction;
+use crate::repo::verify::VerifiedRepo;
+use crate::repo::{BlockStore, CommitOutput};
+use cid::Cid;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The repository head as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepoRoot {
+    /// The account DID.
+    pub did: String,
+    /// CID of the current commit (open the repository with it).
+    pub commit_cid: Cid,
+    /// The current revision.
+    pub rev: String,
+    /// The current MST root.
+    pub data_cid: Cid,
+}
+
+/// The blobs each created or updated record references, by `collection/rkey`
+/// (the server extracts them from the record values). Records absent here
+/// reference none.
+pub type RecordBlobs = BTreeMap<String, Vec<Cid>>;
+
+/// What [`persist_commit`] stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PersistedCommit {
+    /// The sequence number of the commit's event.
+    pub seq: i64,
+}
+
+/// The stored head, or `None` before the first commit.
+pub fn load_root(db: &dyn Sql) -> Result<Option<RepoRoot>> {
+    let Some(row) = db.query_opt(
+        "SELECT did, commit_cid, rev, data_cid FROM repo_root WHERE id = 1",
+        &[],
+    )?
+    else {
+        return Ok(None);
+    };
+    Ok(Some(RepoRoot {
+        did: row.text(0)?,
+        commit_cid: stored_cid(&row.text(1)?)?,
+        rev: row.text(2)?,
+        data_cid: stored_cid(&row.text(3)?)?,
+    }))
+}
+
+fn split_path(path: &str) -> Result<(&str, &str)> {
+    path.split_once('/')
+        .ok_or_else(|| StorageError::Corrupt(format!("record path {path:?} has no '/'")))
+}
+
+/// Stores a commit all-or-nothing: its new blocks, the record index and
+/// record->blob references of its ops, the removal of blocks it made
+/// unreachable, the new head, and its sequencer event. Either all of it is
+/// in the database afterwards or none of it (a killed process included).
+///
+/// `output` is what [`crate::repo::Repo::apply_writes`] or
+/// [`crate::repo::Repo::create`] returned. The commit must have been built on
+/// the stored head (`output.prev_commit` equals it, or both are absent for
+/// the first commit); otherwise nothing is stored and
+/// [`StorageError::Conflict`] is returned, so a writer holding a stale
+/// in-memory `Repo` can never move the head sideways.
+///
+/// Records must carry `$type` (the server validates this), which keeps
+/// record blocks distinct from MST nodes and commits: a record block is
+/// deleted once no index row points at it.
+pub fn persist_commit(
+    db: &dyn Sql,
+    output: &CommitOutput,
+    blobs: &RecordBlobs,
+    event: &NewEvent<'_>,
+) -> Result<PersistedCommit> {
+    db.transaction(|| {
+        let head = load_root(db)?;
+        let expected = head.as_ref().map(|h| h.commit_cid);
+        if expected != output.prev_commit {
+            return Err(StorageError::Conflict(format!(
+                "commit built on {} but the stored head is {}",
+                describe(output.prev_commit),
+                describe(expected)
+            )));
+        }
+        if let Some(head) = &head {
+            if head.did != output.commit.did {
+                return Err(StorageError::Conflict(format!(
+                    "commit for {} but the repository is {}",
+                    output.commit.did, head.did
+                )));
+            }
+        }
+
+        put_blocks(db, &output.new_blocks, &output.rev)?;
+
+        let mut dropped_records: BTreeSet<Cid> = BTreeSet::new();
+        for op in &output.ops {
+            let (collection, rkey) = split_path(&op.path)?;
+            let key = [SqlValue::from(collection), SqlValue::from(rkey)];
+            db.execute(
+                "DELETE FROM record_blob WHERE collection = ? AND rkey = ?",
+                &key,
+            )?;
+            if let Some(prev) = op.prev {
+                dropped_records.insert(prev);
+            }
+            match (op.action, op.cid) {
+                (OpAction::Delete, _) => {
+                    db.execute("DELETE FROM record WHERE collection = ? AND rkey = ?", &key)?;
+                }
+                (_, Some(cid)) => {
+                    db.execute(
+                        "INSERT OR REPLACE INTO record (collection, rkey, cid, rev) \
+                         VALUES (?, ?, ?, ?)",
+                        &[
+                            key[0].clone(),
+                            key[1].clone(),
+                            SqlValue::Text(cid.to_string()),
+                            SqlValue::from(output.rev.as_str()),
+                        ],
+                    )?;
+                    for blob in blobs.get(&op.path).into_iter().flatten() {
+                        db.execute(
+                            "INSERT OR IGNORE INTO record_blob (collection, rkey, blob_cid, rev) \
+                             VALUES (?, ?, ?, ?)",
+                            &[
+                                key[0].clone(),
+                                key[1].clone(),
+                                SqlValue::Text(blob.to_string()),
+                                SqlValue::from(output.rev.as_str()),
+                            ],
+                        )?;
+                    }
+                }
+                (_, None) => {
+                    return Err(StorageError::Corrupt(format!(
+                        "{} of {} without a CID",
+                        op.action.as_str(),
+                        op.path
+                    )))
+                }
+            }
+        }
+
+        // Unreachable blocks go: old MST nodes and commit (the core's diff),
+        // and records no index row points at any more. A block the new
+        // commit also wrote is kept whatever the lists say.
+        let unreachable: Vec<SqlValue> = output
+            .removed
+            .iter()
+            .chain(&dropped_records)
+            .filter(|cid| !output.new_blocks.contains_key(cid))
+            .map(|cid| SqlValue::Text(cid.to_string()))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        for chunk in unreachable.chunks(MAX_PARAMS) {
+            db.execute(
+                &format!(
+                    "DELETE FROM repo_block WHERE cid IN ({}) \
+                     AND NOT EXISTS (SELECT 1 FROM record WHERE record.cid = repo_block.cid)",
+                    placeholders(chunk.len())
+                ),
+                chunk,
+            )?;
+        }
+
+        db.execute(
+            "INSERT OR REPLACE INTO repo_root (id, did, commit_cid, rev, data_cid) \
+             VALUES (1, ?, ?, ?, ?)",
+            &[
+                SqlValue::from(output.commit.did.as_str()),
+                SqlValue::Text(output.cid.to_string()),
+                SqlValue::from(output.rev.as_str()),
+                SqlValue::Text(output.commit.data.to_string()),
+            ],
+        )?;
+        let seq = insert_event(db, event)?;
+        Ok(PersistedCommit { seq })
+    })
+}
+
+/// Replaces the whole repository with `blocks` (importRepo, account
+/// migration), all-or-nothing: every stored block, the record index and the
+/// record->blob references are rebuilt from the repository whose commit is
+/// `verified`, and the head moves to it. `verified` must come from
+/// [`crate::repo::verify::verify_repo`] over `blocks` (the signature, the
+/// tree and every record checked); only the blocks reachable from its commit
+/// are kept. `blobs` lists the blobs each record references. An `event`,
+/// when given (a `#sync` or `#commit` announcing the new state), is
+/// sequenced in the same transaction; its seq is returned.
+pub fn replace_repo(
+    db: &dyn Sql,
+    blocks: &(impl BlockStore + ?Sized),
+    verified: &VerifiedRepo,
+    blobs: &RecordBlobs,
+    event: Option<&NewEvent<'_>>,
+) -> Result<Option<i64>> {
+    let reachable = reachable_blocks(blocks, &verified.commit_cid)?;
+    let rev = verified.commit.rev.as_str();
+    db.transaction(|| {
+        if let Some(head) = load_root(db)? {
+            if head.did != verified.commit.did {
+                return Err(StorageError::Conflict(format!(
+                    "repository for {} but the account is {}",
+                    verified.commit.did, head.did
+                )));
+            }
+        }
+        db.execute("DELETE FROM repo_block", &[])?;
+        db.execute("DELETE FROM record", &[])?;
+        db.execute("DELETE FROM record_blob", &[])?;
+        put_blocks(db, reachable.blocks(), rev)?;
+        for chunk in verified.records.chunks(MAX_PARAMS / 4) {
+            let mut params = Vec::with_capacity(chunk.len() * 4);
+            for (path, cid) in chunk {
+                let (collection, rkey) = split_path(path)?;
+                params.push(SqlValue::from(collection));
+                params.push(SqlValue::from(rkey));
+                params.push(SqlValue::Text(cid.to_string()));
+                params.push(SqlValue::from(rev));
+            }
+            db.execute(
+                &format!(
+                    "INSERT INTO record (collection, rkey, cid, rev) VALUES {}",
+                    vec!["(?, ?, ?, ?)"; chunk.len()].join(", ")
+                ),
+                &params,
+            )?;
+        }
+        let paths: BTreeSet<&str> = verified.records.iter().map(|(p, _)| p.as_str()).collect();
+        // References of records the repository does not hold are dropped.
+        for (path, cids) in blobs.iter().filter(|(p, _)| paths.contains(p.as_str())) {
+            let (collection, rkey) = split_path(path)?;
+            for cid in cids {
+                db.execute(
+                    "INSERT OR IGNORE INTO record_blob (collection, rkey, blob_cid, rev) \
+                     VALUES (?, ?, ?, ?)",
+                    &[
+                        SqlValue::from(collection),
+                        SqlValue::from(rkey),
+                        SqlValue::Text(cid.to_string()),
+                        SqlValue::from(rev),
+                    ],
+                )?;
+            }
+        }
+        db.execute(
+            "INSERT OR REPLACE INTO repo_root (id, did, commit_cid, rev, data_cid) \
+             VALUES (1, ?, ?, ?, ?)",
+            &[
+                SqlValue::from(verified.commit.did.as_str()),
+                SqlValue::Text(verified.commit_cid.to_string()),
+                SqlValue::from(rev),
+                SqlValue::Text(verified.commit.data.to_string()),
+            ],
+        )?;
+        event.map(|e| insert_event(db, e)).transpose()
+    })
+}
+
+fn describe(cid: Option<Cid>) -> String {
+    cid.map_or_else(|| "nothing".to_owned(), |c| c.to_string())
+}
+
+/// One entry of the record index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexedRecord {
+    /// The record key.
+    pub rkey: String,
+    /// The record's CID.
+    pub cid: Cid,
+}
+
+/// A page of a collection's records for `listRecords`: newest first (rkey
+/// descending, TIDs sort by time) unless `reverse`, strictly after `cursor`
+/// (the last rkey of the previous page) in that order.
+pub fn list_records(
+    db: &dyn Sql,
+    collection: &str,
+    cursor: Option<&str>,
+    limit: u32,
+    reverse: bool,
+) -> Result<Vec<IndexedRecord>> {
+    let (cmp, order) = if reverse { (">", "ASC") } else { ("<", "DESC") };
+    let limit = SqlValue::Integer(i64::from(limit));
+    let rows = match cursor {
+        Some(c) => db.execute(
+            &format!(
+                "SELECT rkey, cid FROM record WHERE collection = ? AND rkey {cmp} ? \
+                 ORDER BY rkey {order} LIMIT ?"
+            ),
+            &[SqlValue::from(collection), SqlValue::from(c), limit],
+        )?,
+        None => db.execute(
+            &format!(
+                "SELECT rkey, cid FROM record WHERE collection = ? ORDER BY rkey {order} LIMIT ?"
+            ),
+            &[SqlValue::from(collection), limit],
+        )?,
+    };
+    rows.into_iter()
+        .map(|row| {
+            Ok(IndexedRecord {
+                rkey: row.text(0)?,
+                cid: stored_cid(&row.text(1)?)?,
+            })
+        })
+        .collect()
+}
+
+/// A record's CID and bytes from the index, if present.
+pub fn get_record(db: &dyn Sql, collection: &str, rkey: &str) -> Result<Option<(Cid, Vec<u8>)>> {
+    let Some(row) = db.query_opt(
+        "SELECT record.cid, repo_block.bytes FROM record \
+         JOIN repo_block ON repo_block.cid = record.cid \
+         WHERE record.collection = ? AND record.rkey = ?",
+        &[SqlValue::from(collection), SqlValue::from(rkey)],
+    )?
+    else {
+        return Ok(None);
+    };
+    let cid = stored_cid(&row.text(0)?)?;
+    Ok(Some((cid, row.into_blob(1)?)))
+}
+
+/// The collections that hold at least one record, in order.
+pub fn list_collections(db: &dyn Sql) -> Result<Vec<String>> {
+    db.execute(
+        "SELECT DISTINCT collection FROM record ORDER BY collection",
+        &[],
+    )?
+    .iter()
+    .map(|row| row.text(0))
+    .collect()
+}
+
+/// Every indexed record as (`collection/rkey`, CID), ascending: what the MST
+/// must hold (consistency checks).
+pub fn all_records(db: &dyn Sql) -> Result<Vec<(String, Cid)>> {
+    db.execute(
+        "SELECT collection, rkey, cid FROM record ORDER BY collection, rkey",
+        &[],
+    )?
+    .iter()
+    .map(|row| {
+        Ok((
+            format!("{}/{}", row.text(0)?, row.text(1)?),
+            stored_cid(&row.text(2)?)?,
+        ))
+    })
+    .collect()
+}

@@ -1,0 +1,207 @@
+//! The one SQL schema, as an ordered list of versioned migrations.
+//!
+//! The same statements run on Durable Object SQLite and on a native SQLite
+//! file, so they stay within what both accept: no `BEGIN`/`SAVEPOINT`/`PRAGMA`
+//! (the DO rejects them; transactions come from [`SqlExt::transaction`]), no
+//! foreign-key actions (enforcement differs), integers below 2^53.
+//!
+//! Conventions: CIDs are stored as their canonical string (readable, and
+//! comparable across tables, e.g. a record's block and its index row); times
+//! are integer milliseconds since the Unix epoch from the clock port (`_ms`).
+//!
+//! To change the schema, append a migration; never edit a released one.
+
+use super::error::{Result, StorageError};
+use super::sql::{Sql, SqlExt, SqlValue};
+
+/// One schema step: applied once, in one transaction, with its version row.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    /// 1, 2, 3, ... in order, no gaps.
+    pub version: i64,
+    /// What it does, for the migrations table and error messages.
+    pub name: &'static str,
+    /// Statements run in order.
+    pub statements: &'static [&'static str],
+}
+
+/// Every table of version 1, one line each.
+const V1_STATEMENTS: &[&str] = &[
+    // Repository blocks (commits, MST nodes, records) by CID; `rev` is the
+    // commit that added the block (sync.getRepo `since`).
+    "CREATE TABLE repo_block (
+        cid TEXT PRIMARY KEY NOT NULL,
+        bytes BLOB NOT NULL,
+        rev TEXT NOT NULL
+    )",
+    "CREATE INDEX repo_block_rev ON repo_block (rev)",
+    // The current repository head: one row, replaced by every commit.
+    "CREATE TABLE repo_root (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        did TEXT NOT NULL,
+        commit_cid TEXT NOT NULL,
+        rev TEXT NOT NULL,
+        data_cid TEXT NOT NULL
+    )",
+    // The record index: what the MST holds, by (collection, rkey), for
+    // listRecords/describeRepo without walking the tree.
+    "CREATE TABLE record (
+        collection TEXT NOT NULL,
+        rkey TEXT NOT NULL,
+        cid TEXT NOT NULL,
+        rev TEXT NOT NULL,
+        PRIMARY KEY (collection, rkey)
+    )",
+    "CREATE INDEX record_cid ON record (cid)",
+    // Sequencer: firehose events. AUTOINCREMENT: a seq is never reused, even
+    // after old events are pruned. `event` is the event body's DAG-CBOR as
+    // given (without seq); `kind` is commit, sync, identity or account.
+    "CREATE TABLE sequencer_event (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL,
+        event BLOB NOT NULL,
+        time_ms INTEGER NOT NULL
+    )",
+    "CREATE INDEX sequencer_event_time ON sequencer_event (time_ms)",
+    // Legacy-session refresh tokens: server-side so they can be revoked;
+    // `next_id` is the token it was rotated to; `app_password_name` ties a
+    // session to the credential that opened it (NULL: the main password).
+    "CREATE TABLE refresh_token (
+        id TEXT PRIMARY KEY NOT NULL,
+        app_password_name TEXT,
+        scope TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        expires_ms INTEGER NOT NULL,
+        next_id TEXT
+    )",
+    "CREATE INDEX refresh_token_app_password ON refresh_token (app_password_name)",
+    "CREATE INDEX refresh_token_expires ON refresh_token (expires_ms)",
+    // App passwords: name, password hash, privileged flag.
+    "CREATE TABLE app_password (
+        name TEXT PRIMARY KEY NOT NULL,
+        password_hash TEXT NOT NULL,
+        privileged INTEGER NOT NULL DEFAULT 0,
+        created_ms INTEGER NOT NULL
+    )",
+    // Uploaded blobs (bytes are in the blob store, keyed by the same CID).
+    "CREATE TABLE blob_metadata (
+        cid TEXT PRIMARY KEY NOT NULL,
+        mime_type TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        created_ms INTEGER NOT NULL
+    )",
+    // Which record references which blob (blob GC, deletes); `rev` is the
+    // commit that wrote the reference (sync.listBlobs `since`).
+    "CREATE TABLE record_blob (
+        collection TEXT NOT NULL,
+        rkey TEXT NOT NULL,
+        blob_cid TEXT NOT NULL,
+        rev TEXT NOT NULL,
+        PRIMARY KEY (collection, rkey, blob_cid)
+    )",
+    "CREATE INDEX record_blob_blob ON record_blob (blob_cid)",
+    // app.bsky preferences: the JSON array as putPreferences stored it.
+    "CREATE TABLE preferences (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        json TEXT NOT NULL
+    )",
+    // The one account: identity, credentials, status (active, deactivated,
+    // takendown, suspended, deleted).
+    "CREATE TABLE account (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        did TEXT NOT NULL,
+        handle TEXT,
+        email TEXT,
+        email_confirmed_ms INTEGER,
+        password_hash TEXT,
+        status TEXT NOT NULL DEFAULT 'active',
+        status_changed_ms INTEGER,
+        created_ms INTEGER NOT NULL
+    )",
+];
+
+/// The schema of this build, oldest first.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "repository, sequencer, sessions, app passwords, blobs, preferences, account",
+    statements: V1_STATEMENTS,
+}];
+
+/// The schema version of this build.
+pub fn latest_version() -> i64 {
+    MIGRATIONS.last().map_or(0, |m| m.version)
+}
+
+/// What [`migrate`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MigrationOutcome {
+    /// Version found before migrating (0: empty database).
+    pub from: i64,
+    /// Version after migrating.
+    pub to: i64,
+}
+
+/// Brings the database to this build's schema. Safe to call on every start:
+/// applied migrations are skipped. Refuses a database newer than the code.
+pub fn migrate(db: &dyn Sql) -> Result<MigrationOutcome> {
+    migrate_with(db, MIGRATIONS)
+}
+
+/// [`migrate`] with an explicit list (tests exercise future versions).
+pub fn migrate_with(db: &dyn Sql, migrations: &[Migration]) -> Result<MigrationOutcome> {
+    for (i, m) in migrations.iter().enumerate() {
+        if m.version != i as i64 + 1 {
+            return Err(StorageError::Sql(format!(
+                "migration {:?} has version {} (want {})",
+                m.name,
+                m.version,
+                i + 1
+            )));
+        }
+    }
+    let code = migrations.last().map_or(0, |m| m.version);
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migration (
+            version INTEGER PRIMARY KEY,
+            name TEXT NOT NULL
+        )",
+        &[],
+    )?;
+    let from = current_version(db)?;
+    if from > code {
+        return Err(StorageError::SchemaTooNew {
+            database: from,
+            code,
+        });
+    }
+    for m in migrations.iter().filter(|m| m.version > from) {
+        db.transaction(|| -> Result<()> {
+            // Re-checked inside the transaction: another process (natively)
+            // may have applied it since we looked.
+            if current_version(db)? >= m.version {
+                return Ok(());
+            }
+            for statement in m.statements {
+                db.execute(statement, &[])?;
+            }
+            db.execute(
+                "INSERT INTO schema_migration (version, name) VALUES (?, ?)",
+                &[SqlValue::Integer(m.version), SqlValue::from(m.name)],
+            )?;
+            Ok(())
+        })?;
+    }
+    Ok(MigrationOutcome {
+        from,
+        to: current_version(db)?,
+    })
+}
+
+/// The highest applied migration (0 when none).
+pub fn current_version(db: &dyn Sql) -> Result<i64> {
+    let rows = db.execute("SELECT MAX(version) FROM schema_migration", &[])?;
+    match rows.first() {
+        Some(row) => Ok(row.opt_integer(0)?.unwrap_or(0)),
+        None => Ok(0),
+    }
+}
