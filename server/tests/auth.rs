@@ -6,7 +6,7 @@ use pds::auth::store::refresh_token_key;
 use pds::auth::tokens::{ACCESS_TOKEN_TTL_SECS, REFRESH_TOKEN_TTL_SECS};
 use pds::auth::{
     AccessScope, AccountStatus, AppPasswordRecord, Auth, AuthStore, Caller, MemoryAuthStore,
-    RefreshTokenRecord,
+    RefreshTokenRecord, SqlAuthStore,
 };
 use pds::clock::{Clock, ManualClock};
 use pds::config::Config;
@@ -1194,6 +1194,121 @@ fn store_contract(store: &dyn AuthStore) {
 #[test]
 fn memory_store_meets_the_contract() {
     store_contract(&MemoryAuthStore::new());
+}
+
+fn sqlite() -> pds::platform::native::NativeSql {
+    let db = pds::platform::native::NativeSql::open_in_memory().unwrap();
+    pds::storage::migrate(&db).unwrap();
+    db
+}
+
+#[test]
+fn sql_store_meets_the_contract() {
+    let db = sqlite();
+    store_contract(&SqlAuthStore::new(&db, "did:plc:ewvi7nxzyoun6zhxrhs64oiz"));
+    // The status change created the account row.
+    let account = pds::storage::account::get_account(&db).unwrap().unwrap();
+    assert_eq!(account.status, "deactivated");
+}
+
+/// The main flows over any store: sign-in, rotation, reuse, app-password revocation,
+/// deactivation.
+fn scenario(store: &dyn AuthStore) {
+    let f = Fixture::new();
+    let auth = Auth::new(&f.config, store, &f.clock);
+    let login = |password: &str| {
+        auth.create_session(&create_session::Input {
+            allow_takendown: None,
+            auth_factor_token: None,
+            identifier: "alice.example.com".into(),
+            password: password.into(),
+        })
+    };
+    let check = |req: R, token: &str, nsid: &str| {
+        auth.authenticate(req, Some(&format!("Bearer {token}")), nsid)
+    };
+
+    let s1 = login(PASSWORD).unwrap();
+    let r1 = check(R::Refresh, &s1.refresh_jwt, REFRESH).unwrap();
+    let s2 = auth.refresh_session(&r1).unwrap();
+    check(R::Access, &s2.access_jwt, GET_SESSION).unwrap();
+    assert_err(auth.refresh_session(&r1), 400, "ExpiredToken");
+    assert_err(
+        check(R::Access, &s2.access_jwt, GET_SESSION),
+        400,
+        "ExpiredToken",
+    );
+
+    let s3 = login(PASSWORD).unwrap();
+    let owner = check(R::AccessFull, &s3.access_jwt, "x").unwrap();
+    let pw = auth
+        .create_app_password(
+            &owner,
+            &create_app_password::Input {
+                name: "phone".into(),
+                privileged: None,
+            },
+        )
+        .unwrap()
+        .password;
+    assert_err(
+        auth.create_app_password(
+            &owner,
+            &create_app_password::Input {
+                name: "phone".into(),
+                privileged: None,
+            },
+        ),
+        400,
+        "InvalidRequest",
+    );
+    let app = login(&pw).unwrap();
+    assert_err(
+        check(R::AccessFull, &app.access_jwt, "x"),
+        400,
+        "InvalidToken",
+    );
+    check(R::Access, &app.access_jwt, CREATE_RECORD).unwrap();
+    assert_eq!(auth.list_app_passwords(&owner).unwrap().passwords.len(), 1);
+    auth.revoke_app_password(
+        &owner,
+        &revoke_app_password::Input {
+            name: "phone".into(),
+        },
+    )
+    .unwrap();
+    assert_err(
+        check(R::Access, &app.access_jwt, GET_SESSION),
+        400,
+        "ExpiredToken",
+    );
+    assert_err(login(&pw), 401, "AuthenticationRequired");
+
+    assert!(auth
+        .deactivate_account(&owner, &deactivate_account::Input { delete_after: None })
+        .unwrap());
+    assert_err(
+        check(R::Access, &s3.access_jwt, CREATE_RECORD),
+        401,
+        "AccountDeactivated",
+    );
+    assert!(auth.activate_account(&owner).unwrap());
+    check(R::Access, &s3.access_jwt, CREATE_RECORD).unwrap();
+
+    let d = check(R::Refresh, &s3.refresh_jwt, DELETE_SESSION).unwrap();
+    auth.delete_session(&d).unwrap();
+    assert_err(
+        check(R::Access, &s3.access_jwt, GET_SESSION),
+        400,
+        "ExpiredToken",
+    );
+}
+
+#[test]
+fn scenario_over_memory_and_sqlite() {
+    scenario(&MemoryAuthStore::new());
+    let db = sqlite();
+    scenario(&SqlAuthStore::new(&db, "did:plc:ewvi7nxzyoun6zhxrhs64oiz"));
 }
 
 #[test]

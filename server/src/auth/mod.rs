@@ -4,7 +4,8 @@
 //! ([`Auth::authenticate`]).
 //!
 //! Pure logic over three ports: the [`Config`] (account identity, secrets, keys), an
-//! [`AuthStore`] (sessions, app passwords, account status) and a [`Clock`]. Nothing here blocks,
+//! [`AuthStore`] (sessions, app passwords, account status: [`SqlAuthStore`] over the account's
+//! database, [`MemoryAuthStore`] in tests) and a [`Clock`]. Nothing here blocks,
 //! spawns or reads the system time, so it runs the same in the Worker and natively.
 //!
 //! Sessions, and where they do better than the reference PDS:
@@ -24,10 +25,12 @@ pub mod app_password;
 pub mod jwt;
 pub mod service;
 pub mod session;
+pub mod sql_store;
 pub mod store;
 pub mod tokens;
 pub mod verifier;
 
+pub use sql_store::SqlAuthStore;
 pub use store::{
     AccountState, AccountStatus, AppPasswordRecord, AuthStore, MemoryAuthStore, RefreshTokenRecord,
     StoreError,
