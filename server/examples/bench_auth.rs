@@ -5,7 +5,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use pds::auth::{Auth, Caller, MemoryAuthStore};
+use pds::auth::{Auth, AuthStore, Caller, MemoryAuthStore};
 use pds::clock::ManualClock;
 use pds::config::Config;
 use pds::crypto::{KeyAlgorithm, SigningKey};
@@ -98,4 +98,49 @@ fn main() {
     time("createSession (argon2id verify)", 20, || {
         auth.create_session(&login)
     });
+
+    // The same paths with the session state in SQLite (the Durable Object's engine), over a
+    // table already holding 1,000 other sessions' tokens.
+    let db = pds::platform::native::NativeSql::open_in_memory().expect("sqlite");
+    pds::storage::migrate(&db).expect("migrate");
+    let sql_store = pds::auth::SqlAuthStore::new(&db, "did:plc:ewvi7nxzyoun6zhxrhs64oiz");
+    for i in 0..1000u64 {
+        let sid = format!("{i:032x}");
+        let token = pds::auth::RefreshTokenRecord {
+            id: pds::auth::store::refresh_token_key(&sid, "jti"),
+            app_password_name: None,
+            scope: pds::auth::AccessScope::Full,
+            created_ms: 0,
+            expires_ms: 1 << 52,
+            next_id: None,
+        };
+        sql_store.insert_refresh_token(&token).expect("insert");
+    }
+    let sql_auth = Auth::new(&config, &sql_store, &clock);
+    let sql_session = sql_auth.create_session(&login).expect("login");
+    let sql_bearer = format!("Bearer {}", sql_session.access_jwt);
+    time("authenticate(access token), SQLite store", 20_000, || {
+        sql_auth.authenticate(
+            AuthRequirement::Access,
+            Some(&sql_bearer),
+            "com.atproto.repo.createRecord",
+        )
+    });
+    let mut sql_refresh = sql_session.refresh_jwt.clone();
+    time(
+        "refreshSession (verify + rotate), SQLite store",
+        2_000,
+        || {
+            let header = format!("Bearer {sql_refresh}");
+            let c = sql_auth
+                .authenticate(
+                    AuthRequirement::Refresh,
+                    Some(&header),
+                    "com.atproto.server.refreshSession",
+                )
+                .expect("refresh caller");
+            let out = sql_auth.refresh_session(&c).expect("rotate");
+            sql_refresh = out.refresh_jwt;
+        },
+    );
 }
