@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod api;
+pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod crypto;
