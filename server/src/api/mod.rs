@@ -6,6 +6,7 @@ mod server;
 use pds_api::runtime::xrpc::Service;
 
 use crate::account::Account;
+use crate::auth::{Auth, Caller, SqlAuthStore};
 use crate::config::Config;
 
 /// The XRPC service of one request: what every handler can reach.
@@ -18,6 +19,16 @@ pub struct Api<'a> {
 pub struct RequestContext {
     /// Request headers, names lower-cased.
     pub headers: Vec<(String, String)>,
+    /// Who is calling, as established by the auth check before dispatch.
+    pub caller: Caller,
+}
+
+impl Api<'_> {
+    /// Runs `f` with the account's authentication (sessions, app passwords, service tokens).
+    pub fn with_auth<T>(&self, f: impl FnOnce(&Auth<'_>) -> T) -> T {
+        let store = SqlAuthStore::new(self.account.sql.as_ref(), self.config.did.as_str());
+        f(&Auth::new(self.config, &store, self.account.clock.as_ref()))
+    }
 }
 
 impl Service for Api<'_> {
