@@ -57,6 +57,7 @@ pub fn syntax_vectors(name: &str) -> Vec<String> {
 }
 
 pub mod account;
+pub mod atrium;
 pub mod http;
 pub mod native;
 pub mod worker;
