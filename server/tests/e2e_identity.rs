@@ -3,27 +3,11 @@
 #[macro_use]
 mod support;
 
-use serde_json::{json, Value};
+use serde_json::json;
 use support::account::{login, HANDLE};
-use support::http::{get, post_json, request, Reply};
+use support::http::{get, post_json, xrpc as authed};
 
 on_both_shells!(resolve_own_handle, preferences_round_trip_and_rules);
-
-fn authed(base: &str, method: &str, nsid: &str, token: &str, body: Option<&Value>) -> Reply {
-    let auth = format!("Bearer {token}");
-    let mut headers = vec![("authorization", auth.as_str())];
-    let bytes = body.map(|b| b.to_string()).unwrap_or_default();
-    if body.is_some() {
-        headers.push(("content-type", "application/json"));
-    }
-    request(
-        base,
-        method,
-        &format!("/xrpc/{nsid}"),
-        &headers,
-        bytes.as_bytes(),
-    )
-}
 
 fn resolve_own_handle(base: &str) {
     for handle in [HANDLE, "Alice.TEST"] {

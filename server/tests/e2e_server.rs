@@ -7,7 +7,7 @@ mod support;
 use base64::Engine;
 use serde_json::{json, Value};
 use support::account::{login, HANDLE, PASSWORD};
-use support::http::{post_json, request, Reply};
+use support::http::{post_json, xrpc as call, Reply};
 
 on_both_shells!(
     sessions_rotate_and_revoke,
@@ -16,22 +16,6 @@ on_both_shells!(
     service_auth_tokens,
     account_status_and_deactivation,
 );
-
-fn call(base: &str, method: &str, nsid: &str, token: &str, body: Option<&Value>) -> Reply {
-    let auth = format!("Bearer {token}");
-    let mut headers = vec![("authorization", auth.as_str())];
-    let bytes = body.map(|b| b.to_string()).unwrap_or_default();
-    if body.is_some() {
-        headers.push(("content-type", "application/json"));
-    }
-    request(
-        base,
-        method,
-        &format!("/xrpc/{nsid}"),
-        &headers,
-        bytes.as_bytes(),
-    )
-}
 
 fn expect_error(res: &Reply, status: u16, error: &str) {
     assert_eq!(res.status, status, "{}", String::from_utf8_lossy(&res.body));

@@ -18,18 +18,11 @@
 //! bytes are shared by every subscriber (see [`super::subscriber`]).
 
 use super::FirehoseError;
-use crate::data::cbor::{key_order, write_head, write_int, write_text};
+use crate::data::cbor::{
+    key_order, write_head, write_int, write_text, MAJOR_ARRAY, MAJOR_BYTES, MAJOR_MAP,
+    MAJOR_NEGINT, MAJOR_SIMPLE, MAJOR_TAG, MAJOR_TEXT, MAJOR_UINT,
+};
 use std::cmp::Ordering;
-
-/// CBOR major types used while scanning stored bodies.
-const MAJOR_UINT: u8 = 0;
-const MAJOR_NEGINT: u8 = 1;
-const MAJOR_BYTES: u8 = 2;
-const MAJOR_TEXT: u8 = 3;
-const MAJOR_ARRAY: u8 = 4;
-const MAJOR_MAP: u8 = 5;
-const MAJOR_TAG: u8 = 6;
-const MAJOR_SIMPLE: u8 = 7;
 
 /// How deeply a stored body may nest (ops are two levels down).
 const MAX_DEPTH: usize = 16;
