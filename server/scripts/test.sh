@@ -9,4 +9,4 @@ bash server/scripts/setup.sh
 test -d ../shared/interop-tests || { echo "../shared/interop-tests is missing: the tests need it" >&2; exit 1; }
 cargo test --workspace --locked
 bash server/scripts/build-worker.sh
-cargo test -p pds --features worker-e2e --test e2e --locked
+cargo test -p pds --features worker-e2e --test 'e2e*' --locked

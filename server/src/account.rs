@@ -3,7 +3,13 @@
 
 use std::cell::RefCell;
 
+use pds_api::runtime::syntax::Tid;
+use pds_api::runtime::xrpc::XrpcError;
+
 use crate::clock::Clock;
+use crate::config::Config;
+use crate::repo::Repo;
+use crate::storage::{load_root, persist_commit, RecordBlobs, RepoRoot, SqlBlockStore};
 use crate::storage::{BlobStore, MigrationOutcome, Sql, StorageError};
 use crate::tid::TidGenerator;
 
@@ -22,6 +28,44 @@ pub struct Account {
 }
 
 impl Account {
+    /// The repository's head. On first use this creates the empty repository: one signed
+    /// commit, persisted with a `#sync` event so relays can start from it.
+    pub fn head(&self, config: &Config) -> Result<RepoRoot, XrpcError> {
+        let db = self.sql.as_ref();
+        if let Some(root) = load_root(db).map_err(internal)? {
+            self.tids
+                .borrow_mut()
+                .ensure_after(&Tid::new(root.rev.clone()).map_err(internal)?);
+            return Ok(root);
+        }
+        let rev = self.tids.borrow_mut().next(self.clock.as_ref());
+        let store = SqlBlockStore::new(db);
+        let (_, output) = Repo::create(
+            &store,
+            config.did.as_str(),
+            &[],
+            &config.signing_key,
+            rev.as_str(),
+        )
+        .map_err(internal)?;
+        let commit_block = output
+            .new_blocks
+            .get(&output.cid)
+            .ok_or_else(|| internal("the new commit has no block"))?;
+        let event =
+            crate::firehose::sync_event(commit_block, self.clock.now_micros()).map_err(internal)?;
+        persist_commit(
+            db,
+            &output,
+            &RecordBlobs::new(),
+            &event.new_event(self.clock.now_millis() as i64),
+        )
+        .map_err(internal)?;
+        load_root(db)
+            .map_err(internal)?
+            .ok_or_else(|| internal("the new repository has no head"))
+    }
+
     /// Opens the account over its ports, bringing the schema up to date.
     pub fn open(sql: Box<dyn Sql>, blobs: Box<dyn BlobStore>, clock: Box<dyn Clock>) -> Account {
         let schema = crate::storage::migrate(sql.as_ref());
@@ -33,4 +77,8 @@ impl Account {
             schema,
         }
     }
+}
+
+fn internal(e: impl std::fmt::Display) -> XrpcError {
+    XrpcError::internal_message(e.to_string())
 }

@@ -2,11 +2,13 @@
 
 pub mod account;
 pub mod api;
+pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod data;
 pub mod dev_account;
+pub mod firehose;
 pub mod hex;
 pub mod http;
 pub mod password;

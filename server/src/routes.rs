@@ -5,6 +5,7 @@ use pds_api::runtime::xrpc::{HttpMethod, Request};
 
 use crate::account::Account;
 use crate::api::{Api, RequestContext};
+use crate::auth::{Auth, SqlAuthStore};
 use crate::config::{Config, ConfigError};
 use crate::http::{Body, HttpRequest, HttpResponse};
 
@@ -98,9 +99,21 @@ async fn account_route(
     let Some(nsid) = req.path.strip_prefix("/xrpc/") else {
         return not_found();
     };
+    let method = HttpMethod::parse(&req.method);
+    let meta = match pds_api::methods::lookup(nsid, method) {
+        Ok(meta) => meta,
+        Err(e) => return e.into_response().into(),
+    };
+    // The one auth check, from the requirement the generated metadata carries.
+    let store = SqlAuthStore::new(account.sql.as_ref(), config.did.as_str());
+    let auth = Auth::new(config, &store, account.clock.as_ref());
+    let caller = match auth.authenticate(meta.auth, req.header("authorization"), meta.nsid) {
+        Ok(caller) => caller,
+        Err(e) => return e.into_response().into(),
+    };
     let request = Request {
         nsid: nsid.to_owned(),
-        method: HttpMethod::parse(&req.method),
+        method,
         query: req.query,
         headers: req.headers.clone(),
         body: Body::Bytes(req.body),
@@ -108,6 +121,7 @@ async fn account_route(
     let api = Api { config, account };
     let cx = RequestContext {
         headers: req.headers,
+        caller,
     };
     pds_api::methods::dispatch(&api, &cx, request).await.into()
 }

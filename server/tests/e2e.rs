@@ -2,22 +2,10 @@
 //! `--features worker-e2e` (as `npm test` runs it, after building the Worker), against the real
 //! Worker under workerd (wrangler dev, local DO SQLite and R2).
 
+#[macro_use]
 mod support;
 
 use support::http::get;
-
-/// Defines `native_<name>` and `worker_<name>` tests running `scenario(base_url)`.
-macro_rules! on_both_shells {
-    ($($name:ident),* $(,)?) => {
-        mod native {
-            $(#[test] fn $name() { let s = crate::support::native::NativeServer::start(&[]); super::$name(&s.base); })*
-        }
-        #[cfg(feature = "worker-e2e")]
-        mod worker {
-            $(#[test] fn $name() { let s = crate::support::worker::WorkerServer::start(&[]); super::$name(&s.base); })*
-        }
-    };
-}
 
 // Every scenario, once: each runs on both shells.
 on_both_shells!(
@@ -129,9 +117,10 @@ fn describe_server(base: &str) {
 }
 
 /// A lexicon method without a handler, and an NSID no lexicon defines: 501 through the dispatcher.
+/// (A method that needs credentials answers 401 to an anonymous caller first.)
 fn unimplemented_methods(base: &str) {
     for path in [
-        "/xrpc/com.atproto.admin.getInviteCodes",
+        "/xrpc/com.atproto.lexicon.resolveLexicon?nsid=app.bsky.feed.post",
         "/xrpc/com.example.nothing.here",
     ] {
         let res = get(base, path);
@@ -143,7 +132,8 @@ fn unimplemented_methods(base: &str) {
     }
 }
 
-/// Bad params, bad JSON, wrong HTTP method, wrong content type: 400 InvalidRequest, never a 500.
+/// Bad params, bad JSON, wrong HTTP method, wrong content type: 400 InvalidRequest, never a 500;
+/// and no credentials where they are needed: 401 AuthMissing.
 fn malformed_requests(base: &str) {
     use support::http::{post_json, request};
     let expect_invalid = |res: support::http::Reply, what: &str| {
@@ -173,39 +163,50 @@ fn malformed_requests(base: &str) {
         "missing required param",
     );
     expect_invalid(
-        request(
-            base,
-            "POST",
-            "/xrpc/com.atproto.repo.createRecord",
-            &[("content-type", "application/json")],
-            b"{not json",
-        ),
-        "malformed JSON",
-    );
-    expect_invalid(
-        request(
-            base,
-            "POST",
-            "/xrpc/com.atproto.repo.createRecord",
-            &[("content-type", "text/plain")],
-            b"hello",
-        ),
-        "wrong content type",
-    );
-    expect_invalid(
-        post_json(
-            base,
-            "/xrpc/com.atproto.repo.createRecord",
-            &serde_json::json!({"repo": "alice.test"}),
-        ),
-        "input missing required fields",
-    );
-    expect_invalid(
         post_json(
             base,
             "/xrpc/com.atproto.server.describeServer",
             &serde_json::json!({}),
         ),
         "POST on a query",
+    );
+    expect_invalid(
+        request(
+            base,
+            "POST",
+            "/xrpc/com.atproto.server.createSession",
+            &[("content-type", "application/json")],
+            b"{not json",
+        ),
+        "malformed JSON",
+    );
+
+    let unauthenticated = post_json(
+        base,
+        "/xrpc/com.atproto.repo.createRecord",
+        &serde_json::json!({}),
+    );
+    assert_eq!(unauthenticated.status, 401);
+    assert_eq!(unauthenticated.json()["error"], "AuthMissing");
+
+    let (access, _) = support::account::login(base);
+    let bearer = format!("Bearer {access}");
+    let create = |content_type: &str, body: &[u8]| {
+        request(
+            base,
+            "POST",
+            "/xrpc/com.atproto.repo.createRecord",
+            &[("content-type", content_type), ("authorization", &bearer)],
+            body,
+        )
+    };
+    expect_invalid(
+        create("application/json", b"{not json"),
+        "malformed JSON with a session",
+    );
+    expect_invalid(create("text/plain", b"hello"), "wrong content type");
+    expect_invalid(
+        create("application/json", br#"{"repo": "alice.test"}"#),
+        "input missing required fields",
     );
 }

@@ -1,12 +1,15 @@
 //! The PDS's implementation of the generated handler traits. Methods not implemented here keep
 //! the generated default: 501 MethodNotImplemented through the dispatcher.
 
+mod actor;
+mod identity;
 mod repo;
 mod server;
 
 use pds_api::runtime::xrpc::Service;
 
 use crate::account::Account;
+use crate::auth::{Auth, Caller, SqlAuthStore};
 use crate::config::Config;
 
 /// The XRPC service of one request: what every handler can reach.
@@ -19,6 +22,16 @@ pub struct Api<'a> {
 pub struct RequestContext {
     /// Request headers, names lower-cased.
     pub headers: Vec<(String, String)>,
+    /// Who is calling, as established by the auth check before dispatch.
+    pub caller: Caller,
+}
+
+impl Api<'_> {
+    /// Runs `f` with the account's authentication (sessions, app passwords, service tokens).
+    pub fn with_auth<T>(&self, f: impl FnOnce(&Auth<'_>) -> T) -> T {
+        let store = SqlAuthStore::new(self.account.sql.as_ref(), self.config.did.as_str());
+        f(&Auth::new(self.config, &store, self.account.clock.as_ref()))
+    }
 }
 
 impl Service for Api<'_> {
@@ -27,14 +40,23 @@ impl Service for Api<'_> {
 
 // Namespaces with nothing implemented yet: every method answers 501 MethodNotImplemented.
 impl pds_api::com::atproto::admin::ComAtprotoAdmin for Api<'_> {}
-impl pds_api::com::atproto::identity::ComAtprotoIdentity for Api<'_> {}
 impl pds_api::com::atproto::label::ComAtprotoLabel for Api<'_> {}
 impl pds_api::com::atproto::lexicon::ComAtprotoLexicon for Api<'_> {}
 impl pds_api::com::atproto::moderation::ComAtprotoModeration for Api<'_> {}
 impl pds_api::com::atproto::sync::ComAtprotoSync for Api<'_> {}
 impl pds_api::com::atproto::temp::ComAtprotoTemp for Api<'_> {}
-// Groups served by the AppView and others (proxying comes later). The macros expand to nothing
-// when pds-api is built without the group, and cover it when a workspace build enables it.
-pds_api::unserved_app_bsky!(Api<'_>);
+// Served by the AppView and others (proxying comes later). The macros expand to nothing when
+// pds-api is built without the group, and cover it when a workspace build enables it.
+impl pds_api::app::bsky::ageassurance::AppBskyAgeassurance for Api<'_> {}
+impl pds_api::app::bsky::bookmark::AppBskyBookmark for Api<'_> {}
+impl pds_api::app::bsky::contact::AppBskyContact for Api<'_> {}
+impl pds_api::app::bsky::draft::AppBskyDraft for Api<'_> {}
+impl pds_api::app::bsky::embed::AppBskyEmbed for Api<'_> {}
+impl pds_api::app::bsky::feed::AppBskyFeed for Api<'_> {}
+impl pds_api::app::bsky::graph::AppBskyGraph for Api<'_> {}
+impl pds_api::app::bsky::labeler::AppBskyLabeler for Api<'_> {}
+impl pds_api::app::bsky::notification::AppBskyNotification for Api<'_> {}
+impl pds_api::app::bsky::unspecced::AppBskyUnspecced for Api<'_> {}
+impl pds_api::app::bsky::video::AppBskyVideo for Api<'_> {}
 pds_api::unserved_chat_bsky!(Api<'_>);
 pds_api::unserved_tools_ozone!(Api<'_>);

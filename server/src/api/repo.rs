@@ -193,7 +193,7 @@ fn internal(what: &str, e: impl std::fmt::Display) -> XrpcError {
 fn write_error(e: WriteError) -> XrpcError {
     match e {
         WriteError::CommitSwap(_) => XrpcError::declared("InvalidSwap", e.to_string()),
-        WriteError::Conflict(m) => XrpcError::invalid_request(m),
+        WriteError::Conflict(m) | WriteError::TooLarge(m) => XrpcError::invalid_request(m),
         WriteError::Internal(m) => XrpcError::internal_message(m),
     }
 }

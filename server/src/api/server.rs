@@ -1,10 +1,17 @@
-//! `com.atproto.server`: describing the server (sessions and the account come with storage).
+//! `com.atproto.server`: describing the server, sessions, app passwords, service tokens and the
+//! account's status. The rules live in `crate::auth`; these methods adapt them to the lexicon.
 
-use pds_api::com::atproto::server::{describe_server, ComAtprotoServer};
-use pds_api::runtime::syntax::Did;
+use pds_api::com::atproto::server::{
+    activate_account, check_account_status, create_app_password, create_session,
+    deactivate_account, delete_session, describe_server, get_service_auth, get_session,
+    list_app_passwords, refresh_session, revoke_app_password, ComAtprotoServer,
+};
+use pds_api::runtime::syntax::{CidString, Did};
 use pds_api::runtime::xrpc::XrpcError;
 
 use super::{Api, RequestContext};
+use crate::auth::{AccountStatus, AuthStore, SqlAuthStore};
+use crate::storage::{SqlExt, SqlValue};
 
 impl ComAtprotoServer for Api<'_> {
     async fn describe_server(
@@ -23,6 +30,124 @@ impl ComAtprotoServer for Api<'_> {
             blob_upload_limit: None,
             contact: None,
             links: None,
+        })
+    }
+
+    async fn create_session(
+        &self,
+        _cx: &RequestContext,
+        _params: create_session::Params,
+        input: create_session::Input,
+    ) -> Result<create_session::Output, XrpcError> {
+        self.with_auth(|auth| auth.create_session(&input))
+    }
+
+    async fn get_session(
+        &self,
+        cx: &RequestContext,
+        _params: get_session::Params,
+    ) -> Result<get_session::Output, XrpcError> {
+        self.with_auth(|auth| auth.get_session(&cx.caller))
+    }
+
+    async fn refresh_session(
+        &self,
+        cx: &RequestContext,
+        _params: refresh_session::Params,
+    ) -> Result<refresh_session::Output, XrpcError> {
+        self.with_auth(|auth| auth.refresh_session(&cx.caller))
+    }
+
+    async fn delete_session(
+        &self,
+        cx: &RequestContext,
+        _params: delete_session::Params,
+    ) -> Result<(), XrpcError> {
+        self.with_auth(|auth| auth.delete_session(&cx.caller))
+    }
+
+    async fn create_app_password(
+        &self,
+        cx: &RequestContext,
+        _params: create_app_password::Params,
+        input: create_app_password::Input,
+    ) -> Result<create_app_password::Output, XrpcError> {
+        self.with_auth(|auth| auth.create_app_password(&cx.caller, &input))
+    }
+
+    async fn list_app_passwords(
+        &self,
+        cx: &RequestContext,
+        _params: list_app_passwords::Params,
+    ) -> Result<list_app_passwords::Output, XrpcError> {
+        self.with_auth(|auth| auth.list_app_passwords(&cx.caller))
+    }
+
+    async fn revoke_app_password(
+        &self,
+        cx: &RequestContext,
+        _params: revoke_app_password::Params,
+        input: revoke_app_password::Input,
+    ) -> Result<(), XrpcError> {
+        self.with_auth(|auth| auth.revoke_app_password(&cx.caller, &input))
+    }
+
+    async fn get_service_auth(
+        &self,
+        cx: &RequestContext,
+        params: get_service_auth::Params,
+    ) -> Result<get_service_auth::Output, XrpcError> {
+        self.with_auth(|auth| auth.get_service_auth(&cx.caller, &params))
+    }
+
+    async fn activate_account(
+        &self,
+        cx: &RequestContext,
+        _params: activate_account::Params,
+    ) -> Result<(), XrpcError> {
+        self.with_auth(|auth| auth.activate_account(&cx.caller))
+            .map(|_changed| ())
+    }
+
+    async fn deactivate_account(
+        &self,
+        cx: &RequestContext,
+        _params: deactivate_account::Params,
+        input: deactivate_account::Input,
+    ) -> Result<(), XrpcError> {
+        self.with_auth(|auth| auth.deactivate_account(&cx.caller, &input))
+            .map(|_changed| ())
+    }
+
+    async fn check_account_status(
+        &self,
+        _cx: &RequestContext,
+        _params: check_account_status::Params,
+    ) -> Result<check_account_status::Output, XrpcError> {
+        let db = self.account.sql.as_ref();
+        let storage = |e: crate::storage::StorageError| XrpcError::internal_message(e.to_string());
+        let count = |sql: &str| -> Result<i64, XrpcError> {
+            let row = db.query_opt(sql, &[] as &[SqlValue]).map_err(storage)?;
+            Ok(row.and_then(|r| r.integer(0).ok()).unwrap_or(0))
+        };
+        let root = self.account.head(self.config)?;
+        let state = SqlAuthStore::new(db, self.config.did.as_str())
+            .account_state()
+            .map_err(|e| XrpcError::internal_message(e.to_string()))?;
+        let activated = state.status == AccountStatus::Active;
+        Ok(check_account_status::Output {
+            activated,
+            valid_did: true,
+            repo_commit: CidString::new(root.commit_cid.to_string())
+                .map_err(|e| XrpcError::internal_message(format!("repo commit: {e}")))?,
+            repo_rev: root.rev,
+            repo_blocks: count("SELECT COUNT(*) FROM repo_block")?,
+            indexed_records: count("SELECT COUNT(*) FROM record")?,
+            private_state_values: count("SELECT COUNT(*) FROM preferences")?,
+            expected_blobs: count("SELECT COUNT(DISTINCT blob_cid) FROM record_blob")?,
+            imported_blobs: count(
+                "SELECT COUNT(DISTINCT rb.blob_cid) FROM record_blob rb JOIN blob_metadata b ON b.cid = rb.blob_cid",
+            )?,
         })
     }
 }

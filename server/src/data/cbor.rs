@@ -16,15 +16,17 @@ use pds_api::runtime::value::{Map, Value};
 /// How deeply arrays and maps may nest before decoding gives up (protects the stack).
 pub const MAX_DEPTH: usize = 128;
 
-const MAJOR_UINT: u8 = 0;
-const MAJOR_NEGINT: u8 = 1;
-const MAJOR_BYTES: u8 = 2;
-const MAJOR_TEXT: u8 = 3;
-const MAJOR_ARRAY: u8 = 4;
-const MAJOR_MAP: u8 = 5;
-const MAJOR_TAG: u8 = 6;
-const MAJOR_SIMPLE: u8 = 7;
-const TAG_CID: u64 = 42;
+/// CBOR major types (the top three bits of a head byte).
+pub const MAJOR_UINT: u8 = 0;
+pub const MAJOR_NEGINT: u8 = 1;
+pub const MAJOR_BYTES: u8 = 2;
+pub const MAJOR_TEXT: u8 = 3;
+pub const MAJOR_ARRAY: u8 = 4;
+pub const MAJOR_MAP: u8 = 5;
+pub const MAJOR_TAG: u8 = 6;
+pub const MAJOR_SIMPLE: u8 = 7;
+/// The DAG-CBOR tag of a CID.
+pub const TAG_CID: u64 = 42;
 
 /// Encodes a value as canonical DAG-CBOR into a new buffer.
 pub fn encode(value: &Value) -> Vec<u8> {

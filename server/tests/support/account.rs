@@ -43,3 +43,23 @@ pub fn vars_with(overrides: &[(&str, &str)]) -> Vec<(String, String)> {
 pub fn did() -> String {
     format!("did:web:{HOSTNAME}")
 }
+
+/// Signs in with the test account's password; returns (accessJwt, refreshJwt).
+pub fn login(base: &str) -> (String, String) {
+    let res = super::http::post_json(
+        base,
+        "/xrpc/com.atproto.server.createSession",
+        &serde_json::json!({ "identifier": HANDLE, "password": PASSWORD }),
+    );
+    assert_eq!(
+        res.status,
+        200,
+        "createSession: {}",
+        String::from_utf8_lossy(&res.body)
+    );
+    let body = res.json();
+    (
+        body["accessJwt"].as_str().unwrap().to_owned(),
+        body["refreshJwt"].as_str().unwrap().to_owned(),
+    )
+}

@@ -118,3 +118,26 @@ pub fn post_json(base: &str, path: &str, body: &serde_json::Value) -> Reply {
         body.to_string().as_bytes(),
     )
 }
+
+/// Calls XRPC method `nsid` (with any query string) with a bearer token and an optional JSON body.
+pub fn xrpc(
+    base: &str,
+    method: &str,
+    nsid: &str,
+    token: &str,
+    body: Option<&serde_json::Value>,
+) -> Reply {
+    let auth = format!("Bearer {token}");
+    let mut headers = vec![("authorization", auth.as_str())];
+    let bytes = body.map(|b| b.to_string()).unwrap_or_default();
+    if body.is_some() {
+        headers.push(("content-type", "application/json"));
+    }
+    request(
+        base,
+        method,
+        &format!("/xrpc/{nsid}"),
+        &headers,
+        bytes.as_bytes(),
+    )
+}

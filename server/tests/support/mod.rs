@@ -3,6 +3,22 @@
 
 use std::path::PathBuf;
 
+/// Defines a `native::<name>` and (with `--features worker-e2e`) a `worker::<name>` test for each
+/// scenario `fn <name>(base_url: &str)`: the same scenario against both shells. Invoke it once
+/// per test file, listing every scenario.
+#[allow(unused_macros)]
+macro_rules! on_both_shells {
+    ($($name:ident),* $(,)?) => {
+        mod native {
+            $(#[test] fn $name() { let s = crate::support::native::NativeServer::start(&[]); super::$name(&s.base); })*
+        }
+        #[cfg(feature = "worker-e2e")]
+        mod worker {
+            $(#[test] fn $name() { let s = crate::support::worker::WorkerServer::start(&[]); super::$name(&s.base); })*
+        }
+    };
+}
+
 /// The official atproto interop vectors, kept beside the project in `../shared/interop-tests`.
 /// Panics (failing the test, never skipping it) when the folder is missing.
 /// `PDS_INTEROP_TESTS` overrides the location.
@@ -41,6 +57,7 @@ pub fn syntax_vectors(name: &str) -> Vec<String> {
 }
 
 pub mod account;
+pub mod atrium;
 pub mod http;
 pub mod native;
 pub mod worker;

@@ -603,7 +603,7 @@ pub mod submit_plc_operation {
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Procedure,
-        auth: rt::xrpc::AuthRequirement::Access,
+        auth: rt::xrpc::AuthRequirement::AccessFull,
         params: &PARAMS_SCHEMA,
         input: Some(rt::xrpc::Encoding {
             mime: "application/json",
@@ -648,7 +648,7 @@ pub mod update_handle {
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Procedure,
-        auth: rt::xrpc::AuthRequirement::Access,
+        auth: rt::xrpc::AuthRequirement::AccessFull,
         params: &PARAMS_SCHEMA,
         input: Some(rt::xrpc::Encoding {
             mime: "application/json",

@@ -1506,7 +1506,7 @@ pub mod upload_blob {
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Procedure,
-        auth: rt::xrpc::AuthRequirement::Access,
+        auth: rt::xrpc::AuthRequirement::AccessOrService,
         params: &PARAMS_SCHEMA,
         input: Some(rt::xrpc::Encoding {
             mime: "*/*",

@@ -1,0 +1,104 @@
+//! `app.bsky.actor` preferences, stored with the account (the rest of app.bsky is the AppView's).
+
+use pds_api::app::bsky::actor::{get_preferences, put_preferences, AppBskyActor};
+use pds_api::runtime::xrpc::XrpcError;
+
+use super::{Api, RequestContext};
+use crate::auth::{AccessScope, Caller};
+
+/// Largest stored preferences document, in bytes of JSON.
+pub const PREFERENCES_LIMIT: usize = 256 * 1024;
+
+/// Preferences only a full-access session may read or write (the reference's rule: personal
+/// details such as the birth date are withheld from app passwords).
+const FULL_ACCESS_ONLY: &[&str] = &["app.bsky.actor.defs#personalDetailsPref"];
+
+fn is_full_access(caller: &Caller) -> bool {
+    matches!(caller.access_scope(), Some(AccessScope::Full) | None)
+}
+
+fn type_of(pref: &serde_json::Value) -> &str {
+    pref.get("$type").and_then(|t| t.as_str()).unwrap_or("")
+}
+
+fn internal(e: impl std::fmt::Display) -> XrpcError {
+    XrpcError::internal_message(e.to_string())
+}
+
+impl Api<'_> {
+    /// The stored preferences as JSON values (an empty list when none were stored).
+    fn stored_preferences(&self) -> Result<Vec<serde_json::Value>, XrpcError> {
+        match crate::storage::account::get_preferences(self.account.sql.as_ref())
+            .map_err(internal)?
+        {
+            Some(json) => serde_json::from_str(&json).map_err(internal),
+            None => Ok(Vec::new()),
+        }
+    }
+}
+
+impl AppBskyActor for Api<'_> {
+    async fn get_preferences(
+        &self,
+        cx: &RequestContext,
+        _params: get_preferences::Params,
+    ) -> Result<get_preferences::Output, XrpcError> {
+        let full = is_full_access(&cx.caller);
+        let visible: Vec<serde_json::Value> = self
+            .stored_preferences()?
+            .into_iter()
+            .filter(|p| full || !FULL_ACCESS_ONLY.contains(&type_of(p)))
+            .collect();
+        let preferences =
+            serde_json::from_value(serde_json::Value::Array(visible)).map_err(internal)?;
+        Ok(get_preferences::Output { preferences })
+    }
+
+    async fn put_preferences(
+        &self,
+        cx: &RequestContext,
+        _params: put_preferences::Params,
+        input: put_preferences::Input,
+    ) -> Result<(), XrpcError> {
+        let incoming = match serde_json::to_value(&input.preferences).map_err(internal)? {
+            serde_json::Value::Array(items) => items,
+            _ => return Err(internal("preferences did not encode as a list")),
+        };
+        if incoming
+            .iter()
+            .any(|p| !type_of(p).starts_with("app.bsky."))
+        {
+            return Err(XrpcError::invalid_request(
+                "Some preferences are not in the app.bsky namespace",
+            ));
+        }
+        let full = is_full_access(&cx.caller);
+        if !full
+            && incoming
+                .iter()
+                .any(|p| FULL_ACCESS_ONLY.contains(&type_of(p)))
+        {
+            return Err(XrpcError::invalid_request(
+                "Do not have authorization to set preferences.",
+            ));
+        }
+        // An app password cannot see full-access preferences, so it must not erase them either.
+        let mut stored: Vec<serde_json::Value> = if full {
+            Vec::new()
+        } else {
+            self.stored_preferences()?
+                .into_iter()
+                .filter(|p| FULL_ACCESS_ONLY.contains(&type_of(p)))
+                .collect()
+        };
+        stored.extend(incoming);
+        let json = serde_json::to_string(&stored).map_err(internal)?;
+        if json.len() > PREFERENCES_LIMIT {
+            return Err(XrpcError::invalid_request(format!(
+                "Preferences are too large: {} bytes (at most {PREFERENCES_LIMIT})",
+                json.len()
+            )));
+        }
+        crate::storage::account::put_preferences(self.account.sql.as_ref(), &json).map_err(internal)
+    }
+}

@@ -1,0 +1,27 @@
+//! `com.atproto.identity`: resolving the account's own handle (others' come with proxying).
+
+use pds_api::com::atproto::identity::{resolve_handle, ComAtprotoIdentity};
+use pds_api::runtime::xrpc::XrpcError;
+
+use super::{Api, RequestContext};
+
+impl ComAtprotoIdentity for Api<'_> {
+    async fn resolve_handle(
+        &self,
+        _cx: &RequestContext,
+        params: resolve_handle::Params,
+    ) -> Result<resolve_handle::Output, XrpcError> {
+        // Handles are case-insensitive.
+        if params
+            .handle
+            .as_str()
+            .eq_ignore_ascii_case(self.config.handle.as_str())
+        {
+            Ok(resolve_handle::Output {
+                did: self.config.did.clone(),
+            })
+        } else {
+            Err(XrpcError::invalid_request("Unable to resolve handle"))
+        }
+    }
+}
