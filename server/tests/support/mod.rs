@@ -60,4 +60,5 @@ pub mod account;
 pub mod atrium;
 pub mod http;
 pub mod native;
+pub mod oracle;
 pub mod worker;

@@ -1,0 +1,35 @@
+//! Runs the reference implementation's npm packages (scripts in server/tests/oracle/) as
+//! independent checks of what the server produced.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// The project's Node 22 (`node_modules/.bin/node`); fails the test when it is missing.
+pub fn node_binary() -> PathBuf {
+    let path = super::worker::project_root().join("node_modules/.bin/node");
+    assert!(path.exists(), "{} missing: run `npm test` (or `npm install`) at the workspace root", path.display());
+    path
+}
+
+/// Runs `server/tests/oracle/<script>` on `input` (written to a file, passed as the argument)
+/// and returns its JSON output; fails the test with the script's stderr when it fails.
+pub fn run_node(script: &str, input: &serde_json::Value) -> serde_json::Value {
+    let dir = super::worker::TempDir::new("pds-oracle");
+    let file = dir.0.join("input.json");
+    std::fs::write(&file, input.to_string()).unwrap();
+    let root = super::worker::project_root();
+    let out = Command::new(node_binary())
+        .current_dir(&root)
+        .arg(root.join("server/tests/oracle").join(script))
+        .arg(&file)
+        .output()
+        .expect("run node");
+    assert!(
+        out.status.success(),
+        "{script} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{script} printed no JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
