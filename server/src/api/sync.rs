@@ -429,3 +429,91 @@ impl ComAtprotoSync for Api<'_> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::data::{encode, Map, Value};
+    use crate::repo::car::CarReader;
+    use crate::repo::WriteOp;
+    use crate::storage::repo_store::RecordBlobs;
+    use crate::storage::{persist_commit, SqlExt};
+
+    /// A 20k-record repository exported page by page: the first chunk (the header) comes before
+    /// any block is read, no chunk holds more than one page, and the chunks together are the
+    /// whole repository.
+    #[test]
+    fn export_of_a_large_repository_is_paged() {
+        let dev = crate::dev_account::DevAccount::generate(1, Some("alice.test"), None).unwrap();
+        let config = Config::from_lookup(|name| {
+            dev.vars
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.clone())
+        })
+        .unwrap();
+        let dir = std::env::temp_dir().join(format!("pds-sync-export-{}", std::process::id()));
+        let account = crate::platform::native::open_account(&dir).unwrap();
+        let db = account.sql.as_ref();
+        let root = account.head(&config).unwrap();
+        let store = SqlBlockStore::new(db);
+        let repo = Repo::open(&store, root.commit_cid).unwrap();
+        let writes: Vec<WriteOp> = (0..20_000)
+            .map(|n| {
+                let mut m = Map::new();
+                m.insert("$type".into(), Value::String("app.bsky.feed.post".into()));
+                m.insert("text".into(), Value::String(format!("post {n}")));
+                WriteOp::Create {
+                    collection: "app.bsky.feed.post".into(),
+                    rkey: format!("3l{n:011}"),
+                    record: encode(&Value::Map(m)),
+                }
+            })
+            .collect();
+        let rev = account.tids.borrow_mut().next(account.clock.as_ref());
+        let (_, output) = repo
+            .apply_writes(&store, &writes, &config.signing_key, rev.as_str())
+            .unwrap();
+        // A commit event carries at most 200 ops; a #sync event stands in for this one.
+        let event = crate::firehose::sync_event(&output.new_blocks[&output.cid], 0).unwrap();
+        persist_commit(db, &output, &RecordBlobs::new(), &event.new_event(0)).unwrap();
+        let stored = db
+            .query_opt("SELECT COUNT(*) FROM repo_block", &[])
+            .unwrap()
+            .unwrap()
+            .integer(0)
+            .unwrap();
+
+        let mut pages = CarPages::new(output.cid, None);
+        let header = pages.next_chunk(db).unwrap().unwrap();
+        assert_eq!(header, header_bytes(&output.cid).unwrap());
+        let mut car = header;
+        let mut chunks = 0;
+        let mut largest = 0;
+        while let Some(chunk) = pages.next_chunk(db).unwrap() {
+            let alone = [header_bytes(&output.cid).unwrap(), chunk.clone()].concat();
+            let blocks = CarReader::new(alone.as_slice()).unwrap().count();
+            assert!(blocks as i64 <= EXPORT_PAGE);
+            largest = largest.max(chunk.len());
+            chunks += 1;
+            car.extend_from_slice(&chunk);
+        }
+        let mut reader = CarReader::new(car.as_slice()).unwrap();
+        let mut blocks = 0;
+        while reader.next_block().unwrap().is_some() {
+            blocks += 1;
+        }
+        assert_eq!(blocks, stored);
+        assert!(blocks > 20_000);
+        assert!(chunks as i64 >= stored / EXPORT_PAGE);
+        // One chunk is a small fraction of the export: memory is bounded by the page.
+        assert!(largest * 20 < car.len(), "{largest} of {}", car.len());
+        eprintln!(
+            "export: {} bytes, {blocks} blocks in {chunks} chunks, largest chunk {largest} bytes",
+            car.len()
+        );
+        drop(account);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}
