@@ -174,11 +174,14 @@ fn parse_range(header: Option<&str>, size: u64) -> Result<Option<ByteRange>, ()>
     let Some((first, last)) = spec.trim().split_once('-') else {
         return Ok(None);
     };
-    let num = |s: &str| s.trim().parse::<u64>().map_err(|_| ());
+    // A malformed number makes the whole header ignorable, as HTTP says.
+    let num = |s: &str| s.trim().parse::<u64>().ok();
     let range = match (first.trim().is_empty(), last.trim().is_empty()) {
         // Suffix: the last n bytes.
         (true, false) => {
-            let n = num(last)?;
+            let Some(n) = num(last) else {
+                return Ok(None);
+            };
             if n == 0 {
                 return Err(());
             }
@@ -187,12 +190,14 @@ fn parse_range(header: Option<&str>, size: u64) -> Result<Option<ByteRange>, ()>
                 end: None,
             }
         }
-        (false, true) => ByteRange {
-            start: num(first)?,
-            end: None,
+        (false, true) => match num(first) {
+            Some(start) => ByteRange { start, end: None },
+            None => return Ok(None),
         },
         (false, false) => {
-            let (start, last) = (num(first)?, num(last)?);
+            let (Some(start), Some(last)) = (num(first), num(last)) else {
+                return Ok(None);
+            };
             if last < start {
                 return Ok(None);
             }
@@ -439,6 +444,25 @@ mod tests {
     use crate::repo::WriteOp;
     use crate::storage::repo_store::RecordBlobs;
     use crate::storage::{persist_commit, SqlExt};
+
+    #[test]
+    fn range_headers() {
+        let r = |start, end| Ok(Some(ByteRange { start, end }));
+        assert_eq!(parse_range(None, 10), Ok(None));
+        assert_eq!(parse_range(Some("bytes=0-3"), 10), r(0, Some(4)));
+        assert_eq!(parse_range(Some("bytes=4-"), 10), r(4, None));
+        assert_eq!(parse_range(Some("bytes=-3"), 10), r(7, None));
+        assert_eq!(parse_range(Some("bytes=-30"), 10), r(0, None));
+        // Ignored: other units, several ranges, inverted bounds, no bounds.
+        assert_eq!(parse_range(Some("items=0-3"), 10), Ok(None));
+        assert_eq!(parse_range(Some("bytes=0-1,4-5"), 10), Ok(None));
+        assert_eq!(parse_range(Some("bytes=5-2"), 10), Ok(None));
+        assert_eq!(parse_range(Some("bytes=-"), 10), Ok(None));
+        // Unsatisfiable: 416.
+        assert_eq!(parse_range(Some("bytes=10-"), 10), Err(()));
+        assert_eq!(parse_range(Some("bytes=-0"), 10), Err(()));
+        assert_eq!(parse_range(Some("bytes=x-3"), 10), Ok(None));
+    }
 
     /// A 20k-record repository exported page by page: the first chunk (the header) comes before
     /// any block is read, no chunk holds more than one page, and the chunks together are the
