@@ -5,6 +5,7 @@ mod actor;
 mod identity;
 mod repo;
 mod server;
+mod sync;
 
 use pds_api::runtime::xrpc::Service;
 
@@ -43,7 +44,6 @@ impl pds_api::com::atproto::admin::ComAtprotoAdmin for Api<'_> {}
 impl pds_api::com::atproto::label::ComAtprotoLabel for Api<'_> {}
 impl pds_api::com::atproto::lexicon::ComAtprotoLexicon for Api<'_> {}
 impl pds_api::com::atproto::moderation::ComAtprotoModeration for Api<'_> {}
-impl pds_api::com::atproto::sync::ComAtprotoSync for Api<'_> {}
 impl pds_api::com::atproto::temp::ComAtprotoTemp for Api<'_> {}
 // Served by the AppView and others (proxying comes later). The macros expand to nothing when
 // pds-api is built without the group, and cover it when a workspace build enables it.
