@@ -7,7 +7,11 @@ use std::process::Command;
 /// The project's Node 22 (`node_modules/.bin/node`); fails the test when it is missing.
 pub fn node_binary() -> PathBuf {
     let path = super::worker::project_root().join("node_modules/.bin/node");
-    assert!(path.exists(), "{} missing: run `npm test` (or `npm install`) at the workspace root", path.display());
+    assert!(
+        path.exists(),
+        "{} missing: run `npm test` (or `npm install`) at the workspace root",
+        path.display()
+    );
     path
 }
 
@@ -30,6 +34,10 @@ pub fn run_node(script: &str, input: &serde_json::Value) -> serde_json::Value {
         String::from_utf8_lossy(&out.stderr),
         String::from_utf8_lossy(&out.stdout)
     );
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{script} printed no JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{script} printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
 }
