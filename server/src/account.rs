@@ -2,6 +2,7 @@
 //! Object (or native server) and outlives requests; handlers borrow it through [`crate::api::Api`].
 
 use std::cell::RefCell;
+use std::rc::Rc;
 
 use pds_api::runtime::syntax::Tid;
 use pds_api::runtime::xrpc::XrpcError;
@@ -15,8 +16,9 @@ use crate::tid::TidGenerator;
 
 /// The ports and long-lived state behind every request of the account.
 pub struct Account {
-    /// The SQL port: DO SQLite on Workers, a SQLite file natively.
-    pub sql: Box<dyn Sql>,
+    /// The SQL port: DO SQLite on Workers, a SQLite file natively. Shared, so a streamed
+    /// response (a CAR export) can keep reading after its handler returned.
+    pub sql: Rc<dyn Sql>,
     /// The blob store: R2 on Workers, a directory natively.
     pub blobs: Box<dyn BlobStore>,
     /// Time, from the platform.
@@ -70,7 +72,7 @@ impl Account {
     pub fn open(sql: Box<dyn Sql>, blobs: Box<dyn BlobStore>, clock: Box<dyn Clock>) -> Account {
         let schema = crate::storage::migrate(sql.as_ref());
         Account {
-            sql,
+            sql: Rc::from(sql),
             blobs,
             clock,
             tids: RefCell::new(TidGenerator::new()),

@@ -12,6 +12,7 @@ use support::http::get;
 on_both_shells!(
     sync_reads_of_the_fresh_repository,
     sync_errors_clients_match_on,
+    get_repo_streams_a_verifiable_export,
 );
 
 fn sync(base: &str, method: &str, query: &str) -> support::http::Reply {
@@ -95,4 +96,57 @@ fn sync_errors_clients_match_on(base: &str) {
     let res = sync(base, "getBlocks", &format!("did={did}&cids={blob}"));
     assert_eq!(res.status, 400);
     assert_eq!(res.json()["error"], "BlockNotFound");
+}
+
+/// A 2,000-record export arrives streamed (chunked, no Content-Length: never assembled in memory
+/// first) and `@atproto/repo` verifies every block, the tree and the signature.
+fn get_repo_streams_a_verifiable_export(base: &str) {
+    use base64::Engine;
+    let (access, _) = support::account::login(base);
+    let did = support::account::did();
+    for batch in 0..10 {
+        let writes: Vec<serde_json::Value> = (0..200)
+            .map(|i| {
+                serde_json::json!({
+                    "$type": "com.atproto.repo.applyWrites#create",
+                    "collection": "app.bsky.feed.post",
+                    "value": { "$type": "app.bsky.feed.post", "text": format!("post {batch}/{i}"), "createdAt": "2026-11-24T08:00:00.000Z" }
+                })
+            })
+            .collect();
+        let res = support::http::xrpc(
+            base,
+            "POST",
+            "com.atproto.repo.applyWrites",
+            &access,
+            Some(&serde_json::json!({ "repo": did, "writes": writes })),
+        );
+        assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+    }
+    let car = sync(base, "getRepo", &format!("did={did}"));
+    assert_eq!(car.status, 200);
+    assert_eq!(car.header("content-type"), Some("application/vnd.ipld.car"));
+    assert_eq!(
+        car.header("content-length"),
+        None,
+        "a streamed export has no length up front"
+    );
+    assert_eq!(car.header("transfer-encoding"), Some("chunked"));
+
+    let signing = support::account::vars()
+        .iter()
+        .find(|(k, _)| k == "PDS_SIGNING_KEY")
+        .unwrap()
+        .1
+        .clone();
+    let did_key = pds::crypto::SigningKey::from_hex(pds::crypto::KeyAlgorithm::K256, &signing)
+        .unwrap()
+        .public_key()
+        .to_did_key();
+    let input = serde_json::json!({
+        "did": did, "didKey": did_key,
+        "repoCar": base64::engine::general_purpose::STANDARD.encode(&car.body), "proofs": []
+    });
+    let verified = support::oracle::run_node("sync-verify.mjs", &input);
+    assert_eq!(verified["records"].as_object().unwrap().len(), 2000);
 }

@@ -2,6 +2,8 @@
 //! (relays, AppViews, migrating clients). Public like the reference PDS; a deactivated,
 //! suspended or taken-down account is hidden except from itself.
 
+use std::rc::Rc;
+
 use cid::Cid;
 use pds_api::com::atproto::sync::{
     get_blob, get_blocks, get_latest_commit, get_record, get_repo, get_repo_status, list_blobs,
@@ -14,7 +16,7 @@ use super::{Api, RequestContext};
 use crate::auth::{AccountStatus, AuthStore, SqlAuthStore};
 use crate::repo::car::{block_bytes, header_bytes};
 use crate::repo::{BlockStore, Repo};
-use crate::storage::{ByteRange, ChunkSource, Sql, SqlBlockStore, SqlValue};
+use crate::storage::{load_root, ByteRange, ChunkSource, Sql, SqlBlockStore, SqlValue};
 
 /// Content type of every CAR this namespace returns.
 const CAR_MIME: &str = "application/vnd.ipld.car";
@@ -237,14 +239,36 @@ impl ComAtprotoSync for Api<'_> {
     ) -> Result<BinaryOutput, XrpcError> {
         self.assert_available(cx, params.did.as_str())?;
         let root = self.account.head(self.config)?;
-        let mut pages = CarPages::new(root.commit_cid, params.since.as_ref().map(|t| t.as_str()));
-        // The body stream must be 'static but the SQL port is borrowed for the request, so the
-        // pages are gathered here (see CarPages for the streaming form).
-        let mut out = Vec::new();
-        while let Some(chunk) = pages.next_chunk(self.account.sql.as_ref())? {
-            out.extend_from_slice(&chunk);
-        }
-        Ok(car_output(out))
+        let pages = CarPages::new(root.commit_cid, params.since.as_ref().map(|t| t.as_str()));
+        let sql = Rc::clone(&self.account.sql);
+        let head = root.commit_cid;
+        // One page of blocks per poll: the export never sits in memory whole.
+        let stream = futures_util::stream::unfold(Some(pages), move |state| {
+            let sql = Rc::clone(&sql);
+            async move {
+                let mut pages = state?;
+                // Other requests run between pages; a commit may delete blocks this export still
+                // needs. Stop with an error rather than send a repository that never existed.
+                match load_root(sql.as_ref()) {
+                    Ok(Some(now)) if now.commit_cid == head => {}
+                    Ok(_) => {
+                        return Some((
+                            Err(XrpcError::internal_message(
+                                "the repository changed during the export: retry",
+                            )),
+                            None,
+                        ))
+                    }
+                    Err(e) => return Some((Err(internal(e)), None)),
+                }
+                match pages.next_chunk(sql.as_ref()) {
+                    Ok(Some(chunk)) => Some((Ok(chunk), Some(pages))),
+                    Ok(None) => None,
+                    Err(e) => Some((Err(e), None)),
+                }
+            }
+        });
+        Ok(BinaryOutput::new(CAR_MIME, Body::Stream(Box::pin(stream))))
     }
 
     async fn get_record(
