@@ -21,7 +21,12 @@ pub mod vars {
     pub const PASSWORD_HASH: &str = "PDS_PASSWORD_HASH";
     /// Secret: at least 32 random bytes as hex, keying the session tokens.
     pub const JWT_SECRET: &str = "PDS_JWT_SECRET";
+    /// Optional: the largest blob uploadBlob accepts, in bytes (default 100 MiB, room for video).
+    pub const BLOB_UPLOAD_LIMIT: &str = "PDS_BLOB_UPLOAD_LIMIT";
 }
+
+/// The upload limit when `PDS_BLOB_UPLOAD_LIMIT` is not set: 100 MiB, as Bluesky's videos need.
+pub const DEFAULT_BLOB_UPLOAD_LIMIT: u64 = 100 * 1024 * 1024;
 
 /// What one deployment is configured with.
 #[derive(Clone)]
@@ -37,6 +42,8 @@ pub struct Config {
     pub password_hash: String,
     /// Key material for session tokens.
     pub jwt_secret: Vec<u8>,
+    /// The largest blob uploadBlob accepts, in bytes.
+    pub blob_upload_limit: u64,
 }
 
 impl fmt::Debug for Config {
@@ -117,6 +124,21 @@ impl Config {
         let jwt_secret = crate::hex::decode(&get(vars::JWT_SECRET)?)
             .filter(|b| b.len() >= 32)
             .ok_or_else(|| bad(vars::JWT_SECRET, "must be at least 32 bytes as hex".into()))?;
+        let blob_upload_limit =
+            match lookup(vars::BLOB_UPLOAD_LIMIT).filter(|v| !v.trim().is_empty()) {
+                None => DEFAULT_BLOB_UPLOAD_LIMIT,
+                Some(v) => v
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| {
+                        bad(
+                            vars::BLOB_UPLOAD_LIMIT,
+                            format!("must be a positive number of bytes, not {v:?}"),
+                        )
+                    })?,
+            };
         Ok(Config {
             hostname,
             did,
@@ -124,6 +146,7 @@ impl Config {
             signing_key,
             password_hash,
             jwt_secret,
+            blob_upload_limit,
         })
     }
 
@@ -200,6 +223,10 @@ mod tests {
         assert_eq!(c.service_did(), "did:web:pds.example.com");
         assert_eq!(c.public_url(), "https://pds.example.com");
         assert_eq!(c.handle.as_str(), "alice.example.com");
+        assert_eq!(c.blob_upload_limit, DEFAULT_BLOB_UPLOAD_LIMIT);
+        let mut limited = full();
+        limited.push((vars::BLOB_UPLOAD_LIMIT, "5242880".into()));
+        assert_eq!(read(&limited).unwrap().blob_upload_limit, 5 * 1024 * 1024);
     }
 
     #[test]
@@ -227,18 +254,13 @@ mod tests {
             (vars::SIGNING_KEY, "abcd"),
             (vars::PASSWORD_HASH, "hunter2"),
             (vars::JWT_SECRET, "00ff"),
+            (vars::BLOB_UPLOAD_LIMIT, "5MB"),
+            (vars::BLOB_UPLOAD_LIMIT, "0"),
         ];
         for (name, value) in cases {
-            let vars: Vec<_> = full()
-                .into_iter()
-                .map(|(k, v)| {
-                    if k == name {
-                        (k, value.to_owned())
-                    } else {
-                        (k, v)
-                    }
-                })
-                .collect();
+            // The case's value replaces the variable, or is added when it is optional.
+            let mut vars: Vec<_> = full().into_iter().filter(|(k, _)| *k != name).collect();
+            vars.push((name, value.to_owned()));
             let err = read(&vars)
                 .err()
                 .unwrap_or_else(|| panic!("{name}={value} was accepted"));

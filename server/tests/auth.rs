@@ -42,6 +42,7 @@ impl Fixture {
                 signing_key: SigningKey::generate(KeyAlgorithm::K256),
                 password_hash: pds::password::hash(PASSWORD).unwrap(),
                 jwt_secret: vec![7; 32],
+                blob_upload_limit: pds::config::DEFAULT_BLOB_UPLOAD_LIMIT,
             },
             store: MemoryAuthStore::new(),
             clock: ManualClock::new(T0 * 1_000_000),

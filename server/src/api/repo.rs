@@ -18,8 +18,6 @@ use crate::writes::{self, WriteError};
 
 /// The most writes one applyWrites may carry (the reference's limit).
 pub const MAX_WRITES: usize = 200;
-/// The largest blob uploadBlob accepts, in bytes.
-pub const MAX_BLOB_BYTES: u64 = 100 * 1024 * 1024;
 
 /// How a record was validated, as outputs report it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -732,11 +730,12 @@ impl ComAtprotoRepo for Api<'_> {
         let stored = self
             .account
             .blobs
-            .put(&mut source, MAX_BLOB_BYTES)
+            .put(&mut source, self.config.blob_upload_limit)
             .await
             .map_err(|e| match e {
                 BlobError::TooLarge { .. } => XrpcError::payload_too_large(format!(
-                    "This file is too large. The maximum size is {MAX_BLOB_BYTES} bytes."
+                    "This file is too large. The maximum size is {} bytes.",
+                    self.config.blob_upload_limit
                 )),
                 BlobError::Source(m) => XrpcError::invalid_request(m),
                 other => internal("blob store", other),

@@ -27,7 +27,7 @@ impl ComAtprotoServer for Api<'_> {
             available_user_domains: Vec::new(),
             invite_code_required: Some(true),
             phone_verification_required: Some(false),
-            blob_upload_limit: None,
+            blob_upload_limit: i64::try_from(self.config.blob_upload_limit).ok(),
             contact: None,
             links: None,
         })
