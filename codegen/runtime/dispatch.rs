@@ -85,11 +85,11 @@ pub fn json_output<O: Serialize>(out: &O) -> Result<Response, XrpcError> {
     })
 }
 
-/// A 200 response with a raw body and its headers.
+/// A response with a raw body, its headers and the status the handler chose.
 pub fn binary_output(out: BinaryOutput) -> Result<Response, XrpcError> {
     let mut headers = vec![("content-type".to_string(), out.content_type)];
     headers.extend(out.headers);
-    Ok(Response { status: 200, headers, body: out.body })
+    Ok(Response { status: out.status, headers, body: out.body })
 }
 
 /// A 200 response without a body (methods with no output).

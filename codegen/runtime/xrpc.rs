@@ -153,18 +153,21 @@ pub struct BinaryInput {
     pub body: Body,
 }
 
-/// A raw (non-JSON) response body with its Content-Type and any extra headers.
+/// A raw (non-JSON) response body with its Content-Type, any extra headers and its HTTP
+/// status (200 unless the handler says otherwise, e.g. 206 for a byte range, or 416 for an
+/// unsatisfiable one, which must carry a `Content-Range` header an `XrpcError` cannot).
 #[derive(Debug)]
 pub struct BinaryOutput {
+    pub status: u16,
     pub content_type: String,
     pub headers: Vec<(String, String)>,
     pub body: Body,
 }
 
 impl BinaryOutput {
-    /// A body with a content type and no extra headers.
+    /// A 200 body with a content type and no extra headers.
     pub fn new(content_type: impl Into<String>, body: Body) -> Self {
-        BinaryOutput { content_type: content_type.into(), headers: Vec::new(), body }
+        BinaryOutput { status: 200, content_type: content_type.into(), headers: Vec::new(), body }
     }
 }
 

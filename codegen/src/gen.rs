@@ -553,6 +553,15 @@ impl<'a> Gen<'a> {
             } else if required {
                 // Required but nullable: always written, as `null` when absent.
                 quote! { #fd #rename pub #fid: Option<#ty>, }
+            } else if nullable {
+                // Optional and nullable: absent and `null` mean different things.
+                let rt = &self.paths.rt;
+                let skip = format!("{rt}::lex::Nullable::is_absent").replace(' ', "");
+                quote! {
+                    #fd #rename
+                    #[serde(default, skip_serializing_if = #skip)]
+                    pub #fid: #rt::lex::Nullable<#ty>,
+                }
             } else {
                 quote! {
                     #fd #rename

@@ -494,12 +494,14 @@ fn methods_file(g: &Gen<'_>, corpus: &Corpus) -> Result<TokenStream, Error> {
 
 fn records_file(corpus: &Corpus) -> TokenStream {
     let mut entries = Vec::new();
+    let mut keys = Vec::new();
     for doc in corpus.docs.values() {
         if let Some(Def::Record(_)) = doc.defs.get("main") {
             let cfg = cfg_of(&doc.id);
             let p = module_path(&doc.id);
             let id = &doc.id;
             entries.push(quote! { #cfg (#id, #p::validate as Validator) });
+            keys.push(quote! { #cfg (#id, #p::RECORD_KEY) });
         }
     }
     quote! {
@@ -523,6 +525,16 @@ fn records_file(corpus: &Corpus) -> TokenStream {
         pub fn validate_record(nsid: &str, value: &Value) -> Option<Result<(), ValidationError>> {
             let i = RECORDS.binary_search_by(|(n, _)| (*n).cmp(nsid)).ok()?;
             Some((RECORDS[i].1)(value))
+        }
+
+        #[doc = " Every record type of the enabled groups with its record key type (`tid`, `nsid`, `any`"]
+        #[doc = " or `literal:<value>`), sorted by NSID."]
+        pub static RECORD_KEYS: &[(&str, &str)] = &[#(#keys),*];
+
+        #[doc = " The record key type of a known collection, `None` when the collection is not known here."]
+        pub fn record_key_type(nsid: &str) -> Option<&'static str> {
+            let i = RECORD_KEYS.binary_search_by(|(n, _)| (*n).cmp(nsid)).ok()?;
+            Some(RECORD_KEYS[i].1)
         }
     }
 }

@@ -242,6 +242,33 @@ fn typed_record_round_trips() {
 }
 
 #[test]
+fn optional_nullable_fields_keep_absent_null_and_value_apart() {
+    use pds_api::runtime::lex::Nullable;
+    let base = serde_json::json!({ "$type": "example.lexicon.record", "integer": 1 });
+    for (sent, want) in [
+        (None, Nullable::Absent),
+        (Some(serde_json::Value::Null), Nullable::Null),
+        (
+            Some(serde_json::json!("x")),
+            Nullable::Value("x".to_owned()),
+        ),
+    ] {
+        let mut json = base.clone();
+        if let Some(v) = &sent {
+            json["nullableString"] = v.clone();
+        }
+        let rec: record::Record = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(rec.nullable_string, want);
+        // Written back exactly as sent: absent stays absent, `null` stays `null`.
+        let mut back = serde_json::to_value(&rec).unwrap();
+        back.as_object_mut()
+            .unwrap()
+            .insert("$type".into(), json["$type"].clone());
+        assert_eq!(back, json);
+    }
+}
+
+#[test]
 fn unknown_union_members_round_trip_exactly() {
     let member = serde_json::json!({ "$type": "com.example.future#thing", "x": { "$bytes": "AAE" }, "y": [true, null] });
     let u: record::RecordUnion = serde_json::from_value(member.clone()).unwrap();

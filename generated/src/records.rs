@@ -103,3 +103,65 @@ pub fn validate_record(
     let i = RECORDS.binary_search_by(|(n, _)| (*n).cmp(nsid)).ok()?;
     Some((RECORDS[i].1)(value))
 }
+/// Every record type of the enabled groups with its record key type (`tid`, `nsid`, `any`
+/// or `literal:<value>`), sorted by NSID.
+pub static RECORD_KEYS: &[(&str, &str)] = &[
+    #[cfg(feature = "app-bsky")]
+    (
+        "app.bsky.actor.contentVisibilityDeclaration",
+        crate::app::bsky::actor::content_visibility_declaration::RECORD_KEY,
+    ),
+    #[cfg(feature = "app-bsky")]
+    ("app.bsky.actor.profile", crate::app::bsky::actor::profile::RECORD_KEY),
+    #[cfg(feature = "app-bsky")]
+    ("app.bsky.actor.status", crate::app::bsky::actor::status::RECORD_KEY),
+    #[cfg(feature = "app-bsky")]
+    ("app.bsky.feed.generator", crate::app::bsky::feed::generator::RECORD_KEY),
+    #[cfg(feature = "app-bsky")]
+    ("app.bsky.feed.like", crate::app::bsky::feed::like::RECORD_KEY),
+    #[cfg(feature = "app-bsky")]
+    ("app.bsky.feed.post", crate::app::bsky::feed::post::RECORD_KEY),
+    #[cfg(feature = "app-bsky")]
+    ("app.bsky.feed.postgate", crate::app::bsky::feed::postgate::RECORD_KEY),
+    #[cfg(feature = "app-bsky")]
+    ("app.bsky.feed.repost", crate::app::bsky::feed::repost::RECORD_KEY),
+    #[cfg(feature = "app-bsky")]
+    ("app.bsky.feed.threadgate", crate::app::bsky::feed::threadgate::RECORD_KEY),
+    #[cfg(feature = "app-bsky")]
+    ("app.bsky.graph.block", crate::app::bsky::graph::block::RECORD_KEY),
+    #[cfg(feature = "app-bsky")]
+    ("app.bsky.graph.follow", crate::app::bsky::graph::follow::RECORD_KEY),
+    #[cfg(feature = "app-bsky")]
+    ("app.bsky.graph.list", crate::app::bsky::graph::list::RECORD_KEY),
+    #[cfg(feature = "app-bsky")]
+    ("app.bsky.graph.listblock", crate::app::bsky::graph::listblock::RECORD_KEY),
+    #[cfg(feature = "app-bsky")]
+    ("app.bsky.graph.listitem", crate::app::bsky::graph::listitem::RECORD_KEY),
+    #[cfg(feature = "app-bsky")]
+    (
+        "app.bsky.graph.referencelistoptout",
+        crate::app::bsky::graph::referencelistoptout::RECORD_KEY,
+    ),
+    #[cfg(feature = "app-bsky")]
+    ("app.bsky.graph.starterpack", crate::app::bsky::graph::starterpack::RECORD_KEY),
+    #[cfg(feature = "app-bsky")]
+    ("app.bsky.graph.verification", crate::app::bsky::graph::verification::RECORD_KEY),
+    #[cfg(feature = "app-bsky")]
+    ("app.bsky.labeler.service", crate::app::bsky::labeler::service::RECORD_KEY),
+    #[cfg(feature = "app-bsky")]
+    (
+        "app.bsky.notification.declaration",
+        crate::app::bsky::notification::declaration::RECORD_KEY,
+    ),
+    #[cfg(feature = "chat-bsky")]
+    ("chat.bsky.actor.declaration", crate::chat::bsky::actor::declaration::RECORD_KEY),
+    #[cfg(feature = "com-atproto")]
+    ("com.atproto.lexicon.schema", crate::com::atproto::lexicon::schema::RECORD_KEY),
+    #[cfg(feature = "com-germnetwork")]
+    ("com.germnetwork.declaration", crate::com::germnetwork::declaration::RECORD_KEY),
+];
+/// The record key type of a known collection, `None` when the collection is not known here.
+pub fn record_key_type(nsid: &str) -> Option<&'static str> {
+    let i = RECORD_KEYS.binary_search_by(|(n, _)| (*n).cmp(nsid)).ok()?;
+    Some(RECORD_KEYS[i].1)
+}

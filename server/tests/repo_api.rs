@@ -410,6 +410,39 @@ fn put_delete_and_swaps() {
 }
 
 #[test]
+fn put_with_null_swap_record_only_creates() {
+    let h = harness("null-swap");
+    let put = |name: &str, swap: Json| {
+        h.post(
+            "putRecord",
+            json!({"repo": h.did(), "collection": "app.bsky.actor.profile", "rkey": "self",
+                   "record": {"$type": "app.bsky.actor.profile", "displayName": name},
+                   "swapRecord": swap}),
+        )
+    };
+    // A CID swap on a record that does not exist names where it was: nowhere.
+    let missing = "bafyreiclp443lavogvhj3d2ob2cxbfuscni2k5jk7bebjzg7khl3esabwq";
+    assert_error(
+        put("A", json!(missing)),
+        400,
+        "InvalidSwap",
+        "Record was at null",
+    );
+    // `swapRecord: null` = the record must not exist yet: creating passes...
+    let (status, first) = put("A", Json::Null);
+    assert_eq!(status, 200, "{first}");
+    // ...and once it exists, the same write is refused and commits nothing.
+    let head = h.head().unwrap();
+    assert_error(
+        put("B", Json::Null),
+        400,
+        "InvalidSwap",
+        &format!("Record was at {}", first["cid"].as_str().unwrap()),
+    );
+    assert_eq!(h.head().unwrap(), head, "refused swaps commit nothing");
+}
+
+#[test]
 fn apply_writes_is_one_commit_all_or_nothing() {
     let h = harness("batch");
     let create = |rkey: &str, text: &str| {

@@ -378,6 +378,60 @@ fn blobs_listed_and_served() {
 }
 
 #[test]
+fn blob_ranges_are_served_with_206_and_refused_with_416() {
+    let s = seeded();
+    let path = format!(
+        "/xrpc/com.atproto.sync.getBlob?did={}&cid={}",
+        did(),
+        s.blob
+    );
+    let get = |range: &str| request(&s.base, "GET", &path, &[("range", range)], b"");
+    let len = BLOB.len();
+    let partial = |range: &str, start: usize, end: usize| {
+        let res = get(range);
+        assert_eq!(res.status, 206, "{range}");
+        assert_eq!(res.body, &BLOB[start..end], "{range}");
+        assert_eq!(
+            res.header("content-range"),
+            Some(format!("bytes {start}-{}/{len}", end - 1).as_str()),
+            "{range}"
+        );
+        assert_eq!(
+            res.header("content-length"),
+            Some((end - start).to_string().as_str()),
+            "{range}"
+        );
+        assert_eq!(res.header("content-type"), Some("image/png"), "{range}");
+    };
+    partial("bytes=2-5", 2, 6);
+    partial("bytes=0-0", 0, 1);
+    // Open ranges run to the end; a last byte past the end is clamped to it.
+    partial("bytes=10-", 10, len);
+    partial(&format!("bytes=3-{}", len + 100), 3, len);
+    // Suffix ranges: the last N bytes, or all of them when N exceeds the size.
+    partial("bytes=-5", len - 5, len);
+    partial(&format!("bytes=-{}", len + 7), 0, len);
+
+    // Nothing satisfiable: 416 with the size, and an XRPC error body.
+    for range in [format!("bytes={len}-"), "bytes=-0".to_owned()] {
+        let res = get(&range);
+        assert_eq!(res.status, 416, "{range}");
+        assert_eq!(
+            res.header("content-range"),
+            Some(format!("bytes */{len}").as_str())
+        );
+        assert_eq!(res.json()["error"], "InvalidRange");
+    }
+    // A header HTTP says to ignore (several ranges, another unit) gets the whole blob.
+    for range in ["bytes=0-1,4-5", "items=0-3"] {
+        let res = get(range);
+        assert_eq!(res.status, 200, "{range}");
+        assert_eq!(res.body, BLOB);
+        assert_eq!(res.header("content-range"), None);
+    }
+}
+
+#[test]
 fn other_dids_and_deactivated_accounts() {
     let s = seeded();
     let other = "did:plc:ewvi7nxzyoun6zhxrhs64oiz";

@@ -445,8 +445,8 @@ pub struct Record {
     pub len_string: Option<String>,
     /// field of type string; value is nullable
     #[serde(rename = "nullableString")]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub nullable_string: Option<String>,
+    #[serde(default, skip_serializing_if = "rt::lex::Nullable::is_absent")]
+    pub nullable_string: rt::lex::Nullable<String>,
     /// field of type object
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub object: Option<RecordObject>,

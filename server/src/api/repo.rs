@@ -48,37 +48,6 @@ pub struct PreparedRecord {
     pub validation: Validation,
 }
 
-/// The record key type the lexicon of a known collection declares (`tid`, `literal:self`,
-/// `any`, `nsid`). The generated code does not carry key types yet, so the record lexicons'
-/// `key` fields are listed here.
-pub fn record_key_type(collection: &str) -> Option<&'static str> {
-    Some(match collection {
-        "app.bsky.actor.profile"
-        | "app.bsky.actor.status"
-        | "app.bsky.actor.contentVisibilityDeclaration"
-        | "app.bsky.labeler.service"
-        | "app.bsky.notification.declaration"
-        | "chat.bsky.actor.declaration"
-        | "com.germnetwork.declaration" => "literal:self",
-        "app.bsky.feed.generator" => "any",
-        "com.atproto.lexicon.schema" => "nsid",
-        "app.bsky.feed.like"
-        | "app.bsky.feed.post"
-        | "app.bsky.feed.postgate"
-        | "app.bsky.feed.repost"
-        | "app.bsky.feed.threadgate"
-        | "app.bsky.graph.block"
-        | "app.bsky.graph.follow"
-        | "app.bsky.graph.list"
-        | "app.bsky.graph.listblock"
-        | "app.bsky.graph.listitem"
-        | "app.bsky.graph.referencelistoptout"
-        | "app.bsky.graph.starterpack"
-        | "app.bsky.graph.verification" => "tid",
-        _ => return None,
-    })
-}
-
 fn key_matches(key_type: &str, rkey: &str) -> bool {
     match key_type {
         "tid" => Tid::new(rkey).is_ok(),
@@ -147,7 +116,8 @@ fn validate_record(
             Ok(Validation::Unknown)
         };
     }
-    if let Some(key_type) = record_key_type(collection) {
+    // The key type comes from the collection's lexicon (generated records table).
+    if let Some(key_type) = pds_api::records::record_key_type(collection) {
         if !key_matches(key_type, rkey) {
             return Err(XrpcError::invalid_request(format!(
                 "Invalid record key for {collection}: {rkey:?} is not a valid {key_type} key"
@@ -288,16 +258,19 @@ impl Api<'_> {
         )
     }
 
-    /// Refuses a write whose `swapRecord` does not name the record's current CID.
+    /// Refuses a write whose `swapRecord` does not name the record's current state. `swap`:
+    /// `None` = no check, `Some(None)` = the record must not exist (`swapRecord: null`),
+    /// `Some(Some(cid))` = the record must be at `cid`.
     fn check_record_swap(
         &self,
         collection: &str,
         rkey: &str,
-        swap: Option<&CidString>,
+        swap: Option<Option<&CidString>>,
     ) -> Result<Option<Cid>, XrpcError> {
         let current = self.current_record(collection, rkey)?;
         if let Some(swap) = swap {
-            if current != Some(parse_cid(swap)?) {
+            let expected = swap.map(parse_cid).transpose()?;
+            if current != expected {
                 let at = current.map_or_else(|| "null".to_owned(), |c| c.to_string());
                 return Err(XrpcError::declared(
                     "InvalidSwap",
@@ -536,7 +509,7 @@ impl ComAtprotoRepo for Api<'_> {
         let current = self.check_record_swap(
             input.collection.as_str(),
             input.rkey.as_str(),
-            input.swap_record.as_ref(),
+            input.swap_record.as_option(),
         )?;
         let planned = self.plan_put(
             current.is_none(),
@@ -567,7 +540,7 @@ impl ComAtprotoRepo for Api<'_> {
         let current = self.check_record_swap(
             input.collection.as_str(),
             input.rkey.as_str(),
-            input.swap_record.as_ref(),
+            input.swap_record.as_ref().map(Some),
         )?;
         if current.is_none() {
             // Deleting a missing record is a no-op ("ensure it doesn't exist"), but a stale

@@ -160,6 +160,21 @@ fn car_of(root: &Cid, blocks: &crate::repo::BlockMap) -> Result<Vec<u8>, XrpcErr
     Ok(out)
 }
 
+/// The 416 answer to a Range no byte of a `size`-byte blob satisfies: an XRPC error body plus
+/// the `Content-Range: bytes */size` HTTP requires (which an `XrpcError` cannot carry).
+fn unsatisfiable_range(size: u64) -> BinaryOutput {
+    let error = serde_json::json!({
+        "error": "InvalidRange",
+        "message": format!("Range not satisfiable (blob is {size} bytes)"),
+    });
+    BinaryOutput {
+        status: 416,
+        content_type: "application/json; charset=utf-8".to_owned(),
+        headers: vec![("content-range".to_owned(), format!("bytes */{size}"))],
+        body: Body::Bytes(error.to_string().into_bytes()),
+    }
+}
+
 fn car_output(bytes: Vec<u8>) -> BinaryOutput {
     BinaryOutput::new(CAR_MIME, Body::Bytes(bytes))
 }
@@ -431,27 +446,49 @@ impl ComAtprotoSync for Api<'_> {
             .iter()
             .find(|(k, _)| k == "range")
             .map(|(_, v)| v.as_str());
-        // An unsatisfiable range is refused; a satisfiable one is served whole with 200 (which
-        // HTTP allows) because BinaryOutput cannot carry the 206 status yet.
-        parse_range(range_header, meta.size).map_err(|()| {
-            XrpcError::new(
-                416,
-                "InvalidRange",
-                format!("Range not satisfiable (blob is {} bytes)", meta.size),
-            )
-        })?;
-        let Some(body) = self.account.blobs.get(&cid, None).await.map_err(internal)? else {
+        let range = match parse_range(range_header, meta.size) {
+            Ok(range) => range,
+            Err(()) => return Ok(unsatisfiable_range(meta.size)),
+        };
+        let Some(body) = self
+            .account
+            .blobs
+            .get(&cid, range)
+            .await
+            .map_err(internal)?
+        else {
             return Err(not_found());
         };
-        let headers = vec![
-            ("content-length".to_owned(), body.size.to_string()),
+        let mut headers = vec![
+            (
+                "content-length".to_owned(),
+                (body.end - body.start).to_string(),
+            ),
+            ("accept-ranges".to_owned(), "bytes".to_owned()),
             ("x-content-type-options".to_owned(), "nosniff".to_owned()),
             (
                 "content-security-policy".to_owned(),
                 "default-src 'none'; sandbox".to_owned(),
             ),
         ];
+        let status = if range.is_some() {
+            // `Content-Range` names the last byte inclusively; parse_range only lets through
+            // ranges that start inside a non-empty blob, so `end > start`.
+            headers.push((
+                "content-range".to_owned(),
+                format!(
+                    "bytes {}-{}/{}",
+                    body.start,
+                    body.end.saturating_sub(1),
+                    body.size
+                ),
+            ));
+            206
+        } else {
+            200
+        };
         Ok(BinaryOutput {
+            status,
             content_type: meta.mime_type,
             headers,
             body: Body::Stream(chunk_stream(body.chunks)),

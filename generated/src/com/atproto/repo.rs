@@ -1361,8 +1361,8 @@ pub mod put_record {
         pub swap_commit: Option<rt::lex::CidString>,
         /// Compare and swap with the previous record by CID. WARNING: nullable and optional field; may cause problems with golang implementation
         #[serde(rename = "swapRecord")]
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub swap_record: Option<rt::lex::CidString>,
+        #[serde(default, skip_serializing_if = "rt::lex::Nullable::is_absent")]
+        pub swap_record: rt::lex::Nullable<rt::lex::CidString>,
         /// Can be set to 'false' to skip Lexicon schema validation of record data, 'true' to require it, or leave unset to validate only for known Lexicons.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub validate: Option<bool>,
