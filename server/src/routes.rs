@@ -131,7 +131,7 @@ const EXPOSED_HEADERS: &str =
     "WWW-Authenticate, DPoP-Nonce, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, RateLimit-Policy";
 
 /// Any origin may call the PDS: authorization is by token, never by cookie.
-fn with_cors(mut res: HttpResponse) -> HttpResponse {
+pub(crate) fn with_cors(mut res: HttpResponse) -> HttpResponse {
     res.headers
         .push(("access-control-allow-origin".into(), "*".into()));
     res.headers.push((

@@ -3,7 +3,7 @@
 
 mod actor;
 mod identity;
-mod repo;
+pub(crate) mod repo;
 mod server;
 mod sync;
 

@@ -697,60 +697,83 @@ impl ComAtprotoRepo for Api<'_> {
         _params: upload_blob::Params,
         input: BinaryInput,
     ) -> Result<upload_blob::Output, XrpcError> {
-        // Like the reference, uploads are refused for taken-down accounts only.
-        self.check_not_taken_down()?;
+        self.check_upload_allowed()?;
         let mut source = BodySource::new(input.body);
         let stored = self
             .account
             .blobs
             .put(&mut source, self.config.blob_upload_limit)
             .await
-            .map_err(|e| match e {
-                BlobError::TooLarge { .. } => XrpcError::payload_too_large(format!(
-                    "This file is too large. The maximum size is {} bytes.",
-                    self.config.blob_upload_limit
-                )),
-                BlobError::Source(m) => XrpcError::invalid_request(m),
-                other => internal("blob store", other),
-            })?;
-        let declared = input
-            .content_type
-            .as_deref()
-            .map(|t| {
-                t.split(';')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .to_ascii_lowercase()
-            })
-            .filter(|t| !t.is_empty());
-        // The reference trusts the bytes over the declared type, which is the fallback.
-        let mime_type = match (sniff_mime(&source.head), declared) {
-            (Some(sniffed), _) => sniffed.to_owned(),
-            (None, Some(t)) if t != "*/*" => t,
-            _ => "application/octet-stream".to_owned(),
-        };
-        let created_ms = i64::try_from(self.account.clock.now_millis()).unwrap_or(i64::MAX);
-        let meta = BlobMetadata {
-            cid: stored.cid,
-            mime_type: mime_type.clone(),
-            size: stored.size,
-            created_ms,
-        };
-        insert_blob_metadata(self.account.sql.as_ref(), &meta)
-            .map_err(|e| internal("blob metadata", e))?;
-        // An upload of bytes already known keeps the first row's type; report what is stored.
-        let stored_meta = blob_metadata(self.account.sql.as_ref(), &stored.cid)
-            .map_err(|e| internal("blob metadata", e))?
-            .unwrap_or(meta);
-        Ok(upload_blob::Output {
-            blob: BlobRef {
-                cid: stored.cid,
-                mime_type: stored_meta.mime_type,
-                size: stored_meta.size,
-            },
-        })
+            .map_err(|e| upload_error(e, self.config.blob_upload_limit))?;
+        let mime_type = upload_mime_type(source.head(), input.content_type.as_deref());
+        record_uploaded_blob(self.account, stored.cid, stored.size, mime_type)
     }
+}
+
+impl Api<'_> {
+    /// Whether the account may upload now: like the reference, uploads are refused for
+    /// taken-down accounts only. Checked before any byte is stored.
+    pub(crate) fn check_upload_allowed(&self) -> Result<(), XrpcError> {
+        self.check_not_taken_down()
+    }
+}
+
+/// The uploadBlob error for a failed blob-store write.
+pub(crate) fn upload_error(e: BlobError, limit: u64) -> XrpcError {
+    match e {
+        BlobError::TooLarge { .. } => XrpcError::payload_too_large(format!(
+            "This file is too large. The maximum size is {limit} bytes."
+        )),
+        BlobError::Source(m) => XrpcError::invalid_request(m),
+        other => internal("blob store", other),
+    }
+}
+
+/// An uploaded blob's MIME type: the reference trusts the bytes (`head`, the first bytes seen)
+/// over the declared `content_type`, which is the fallback.
+pub(crate) fn upload_mime_type(head: &[u8], content_type: Option<&str>) -> String {
+    let declared = content_type
+        .map(|t| {
+            t.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .filter(|t| !t.is_empty());
+    match (sniff_mime(head), declared) {
+        (Some(sniffed), _) => sniffed.to_owned(),
+        (None, Some(t)) if t != "*/*" => t,
+        _ => "application/octet-stream".to_owned(),
+    }
+}
+
+/// Records the metadata of a blob now in the blob store and answers uploadBlob's output. An
+/// upload of bytes already known keeps the first row's type; the output reports what is stored.
+pub(crate) fn record_uploaded_blob(
+    account: &crate::account::Account,
+    cid: Cid,
+    size: u64,
+    mime_type: String,
+) -> Result<upload_blob::Output, XrpcError> {
+    let created_ms = i64::try_from(account.clock.now_millis()).unwrap_or(i64::MAX);
+    let meta = BlobMetadata {
+        cid,
+        mime_type,
+        size,
+        created_ms,
+    };
+    insert_blob_metadata(account.sql.as_ref(), &meta).map_err(|e| internal("blob metadata", e))?;
+    let stored_meta = blob_metadata(account.sql.as_ref(), &cid)
+        .map_err(|e| internal("blob metadata", e))?
+        .unwrap_or(meta);
+    Ok(upload_blob::Output {
+        blob: BlobRef {
+            cid,
+            mime_type: stored_meta.mime_type,
+            size: stored_meta.size,
+        },
+    })
 }
 
 /// MIME types recognised from a blob's first bytes, for uploads declared without a useful type.
@@ -781,7 +804,7 @@ pub fn sniff_mime(head: &[u8]) -> Option<&'static str> {
 }
 
 /// An XRPC body as a blob-store chunk source, keeping the first bytes for MIME sniffing.
-struct BodySource {
+pub(crate) struct BodySource {
     bytes: Option<Vec<u8>>,
     stream: Option<ByteStream>,
     head: Vec<u8>,
@@ -790,7 +813,8 @@ struct BodySource {
 const SNIFF_BYTES: usize = 64;
 
 impl BodySource {
-    fn new(body: Body) -> Self {
+    /// A source reading `body`.
+    pub(crate) fn new(body: Body) -> Self {
         match body {
             Body::Bytes(b) => BodySource {
                 bytes: Some(b),
@@ -803,6 +827,11 @@ impl BodySource {
                 head: Vec::new(),
             },
         }
+    }
+
+    /// The first bytes read so far (up to what sniffing needs).
+    pub(crate) fn head(&self) -> &[u8] {
+        &self.head
     }
 
     fn keep_head(&mut self, chunk: &[u8]) {

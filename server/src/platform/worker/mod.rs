@@ -3,6 +3,7 @@
 
 pub mod r2;
 pub mod sql;
+pub mod upload;
 
 use worker::{
     durable_object, event, Context, DurableObject, Env, Method, Request, Response, Result, State,
@@ -24,7 +25,14 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
             return to_worker_response(res);
         }
     }
+    if req.path().starts_with(upload::INTERNAL_PREFIX) {
+        // Only the Worker itself may ask the DO on these paths.
+        return to_worker_response(crate::routes::not_found());
+    }
     let stub = env.durable_object("ACCOUNT")?.get_by_name(ACCOUNT_OBJECT)?;
+    if upload::is_upload(&req) {
+        return upload::upload(req, &env, &stub).await;
+    }
     stub.fetch_with_request(req).await
 }
 
@@ -61,8 +69,12 @@ impl DurableObject for AccountDurableObject {
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
         let request = from_worker_request(&mut req).await?;
-        let response =
-            crate::routes::account(&read_config(&self.env), &self.account, request).await;
+        let config = read_config(&self.env);
+        let response = if request.path.starts_with(upload::INTERNAL_PREFIX) {
+            upload::internal(&config, &self.account, request).await
+        } else {
+            crate::routes::account(&config, &self.account, request).await
+        };
         to_worker_response(response)
     }
 }
