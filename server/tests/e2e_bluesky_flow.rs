@@ -102,6 +102,25 @@ fn bluesky_app_flow(base: &str) {
         .unwrap()
         .contains("default-src 'none'"));
 
+    // Range requests: a slice with 206 and Content-Range, an unsatisfiable one with 416.
+    let blob_path = format!("/xrpc/com.atproto.sync.getBlob?did={did}&cid={blob_cid}");
+    let head = request(base, "GET", &blob_path, &[("range", "bytes=0-7")], b"");
+    assert_eq!(head.status, 206);
+    assert_eq!(head.body, &PNG[..8]);
+    assert_eq!(
+        head.header("content-range").map(str::to_owned),
+        Some(format!("bytes 0-7/{}", PNG.len()))
+    );
+    let tail = request(base, "GET", &blob_path, &[("range", "bytes=-4")], b"");
+    assert_eq!(tail.status, 206);
+    assert_eq!(tail.body, &PNG[PNG.len() - 4..]);
+    let beyond = request(base, "GET", &blob_path, &[("range", "bytes=1000-")], b"");
+    assert_eq!(beyond.status, 416);
+    assert_eq!(
+        beyond.header("content-range").map(str::to_owned),
+        Some(format!("bytes */{}", PNG.len()))
+    );
+
     // Edit it (the swap names the version being replaced).
     let mut edited = post.clone();
     edited["text"] = json!("edited text");
