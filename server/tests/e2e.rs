@@ -22,6 +22,16 @@ fn health_and_unknown_paths(base: &str) {
     assert_eq!(health.status, 200);
     assert_eq!(health.json()["version"], env!("CARGO_PKG_VERSION"));
 
+    // The Worker's internal upload requests to the Durable Object are not reachable from outside.
+    for path in ["/_internal/upload/authorize", "/_internal/upload/record"] {
+        let res = support::http::post_json(
+            base,
+            path,
+            &serde_json::json!({"cid": "x", "size": 1, "mimeType": "a/b"}),
+        );
+        assert_eq!(res.status, 404, "{path}");
+    }
+
     let missing = get(base, "/no/such/path");
     assert_eq!(missing.status, 404);
     assert_eq!(missing.json()["error"], "NotFound");
