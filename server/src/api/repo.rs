@@ -547,6 +547,17 @@ impl ComAtprotoRepo for Api<'_> {
             &input.record,
             input.validate,
         )?;
+        if let (Some(current), WriteOp::Update { record, .. }) = (current, &planned.op) {
+            // Rewriting the same record is a no-op without a commit, as in the reference.
+            if crate::data::cid_for_cbor(record) == current {
+                return Ok(put_record::Output {
+                    cid: cid_string(&current)?,
+                    commit: None,
+                    uri: AtUri::for_record(&did, &planned.collection, &planned.rkey),
+                    validation_status: planned.validation.status().map(|s| s.to_owned().into()),
+                });
+            }
+        }
         let batch = self.commit(&did, vec![planned], input.swap_commit.as_ref())?;
         let Some((uri, cid, validation)) = batch.results.into_iter().next() else {
             return Err(XrpcError::internal_message("commit reported no write"));
