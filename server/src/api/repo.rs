@@ -45,8 +45,11 @@ impl Validation {
 /// A record accepted for writing: its DAG-CBOR, the blobs it references, how it was validated.
 #[derive(Debug)]
 pub struct PreparedRecord {
+    /// The record's DAG-CBOR, as it will be stored.
     pub bytes: Vec<u8>,
+    /// The blobs it references (each must have been uploaded).
     pub blobs: Vec<BlobRef>,
+    /// How it was validated.
     pub validation: Validation,
 }
 
@@ -577,22 +580,19 @@ impl ComAtprotoRepo for Api<'_> {
         input: delete_record::Input,
     ) -> Result<delete_record::Output, XrpcError> {
         let did = self.writable_repo(&input.repo)?;
-        let current = self.check_record_swap(
+        // Deleting a missing record is a no-op ("ensure it doesn't exist"): like the reference,
+        // nothing is compared, not even the swaps.
+        if self
+            .current_record(input.collection.as_str(), input.rkey.as_str())?
+            .is_none()
+        {
+            return Ok(delete_record::Output { commit: None });
+        }
+        self.check_record_swap(
             input.collection.as_str(),
             input.rkey.as_str(),
             input.swap_record.as_ref(),
         )?;
-        if current.is_none() {
-            // Deleting a missing record is a no-op ("ensure it doesn't exist"), but a stale
-            // swapCommit is still refused.
-            if let Some(swap) = &input.swap_commit {
-                let head = writes::current_commit(self.account).map_err(write_error)?;
-                if head != Some(parse_cid(swap)?) {
-                    return Err(write_error(WriteError::CommitSwap(head)));
-                }
-            }
-            return Ok(delete_record::Output { commit: None });
-        }
         let planned = Planned {
             op: WriteOp::Delete {
                 collection: input.collection.as_str().to_owned(),
