@@ -72,11 +72,6 @@ pub struct Committed {
     pub record_cids: Vec<Option<Cid>>,
 }
 
-/// The current commit CID, or `None` before the first commit.
-pub fn current_commit(account: &Account) -> Result<Option<Cid>, WriteError> {
-    Ok(storage::load_root(account.sql.as_ref())?.map(|r| r.commit_cid))
-}
-
 /// A fresh TID that sorts after the stored head's rev (a restarted Durable Object may have a
 /// clock behind the last commit). Used for revisions and for generated record keys.
 pub fn next_tid(account: &Account) -> Result<Tid, WriteError> {

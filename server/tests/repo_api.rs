@@ -356,6 +356,16 @@ fn put_delete_and_swaps() {
     let (status, second) = put(profile("B"), json!({"swapRecord": first["cid"]}));
     assert_eq!(status, 200, "{second}");
     assert_ne!(first["cid"], second["cid"]);
+    // The same record again: no commit.
+    let head = h.head().unwrap();
+    let (status, same) = put(profile("B"), json!({}));
+    assert_eq!(status, 200, "{same}");
+    assert_eq!(same["cid"], second["cid"]);
+    assert!(
+        same.get("commit").is_none() || same["commit"].is_null(),
+        "{same}"
+    );
+    assert_eq!(h.head().unwrap(), head);
     // A stale swapRecord names where the record was.
     assert_error(
         put(profile("C"), json!({"swapRecord": first["cid"]})),

@@ -43,8 +43,11 @@ impl Validation {
 /// A record accepted for writing: its DAG-CBOR, the blobs it references, how it was validated.
 #[derive(Debug)]
 pub struct PreparedRecord {
+    /// The record's DAG-CBOR, as it will be stored.
     pub bytes: Vec<u8>,
+    /// The blobs it references (each must have been uploaded).
     pub blobs: Vec<BlobRef>,
+    /// How it was validated.
     pub validation: Validation,
 }
 
@@ -518,6 +521,17 @@ impl ComAtprotoRepo for Api<'_> {
             &input.record,
             input.validate,
         )?;
+        if let (Some(current), WriteOp::Update { record, .. }) = (current, &planned.op) {
+            // Rewriting the same record is a no-op without a commit, as in the reference.
+            if crate::data::cid_for_cbor(record) == current {
+                return Ok(put_record::Output {
+                    cid: cid_string(&current)?,
+                    commit: None,
+                    uri: AtUri::for_record(&did, &planned.collection, &planned.rkey),
+                    validation_status: planned.validation.status().map(|s| s.to_owned().into()),
+                });
+            }
+        }
         let batch = self.commit(&did, vec![planned], input.swap_commit.as_ref())?;
         let Some((uri, cid, validation)) = batch.results.into_iter().next() else {
             return Err(XrpcError::internal_message("commit reported no write"));
@@ -537,22 +551,19 @@ impl ComAtprotoRepo for Api<'_> {
         input: delete_record::Input,
     ) -> Result<delete_record::Output, XrpcError> {
         let did = self.writable_repo(&input.repo)?;
-        let current = self.check_record_swap(
+        // Deleting a missing record is a no-op ("ensure it doesn't exist"): like the reference,
+        // nothing is compared, not even the swaps.
+        if self
+            .current_record(input.collection.as_str(), input.rkey.as_str())?
+            .is_none()
+        {
+            return Ok(delete_record::Output { commit: None });
+        }
+        self.check_record_swap(
             input.collection.as_str(),
             input.rkey.as_str(),
             input.swap_record.as_ref().map(Some),
         )?;
-        if current.is_none() {
-            // Deleting a missing record is a no-op ("ensure it doesn't exist"), but a stale
-            // swapCommit is still refused.
-            if let Some(swap) = &input.swap_commit {
-                let head = writes::current_commit(self.account).map_err(write_error)?;
-                if head != Some(parse_cid(swap)?) {
-                    return Err(write_error(WriteError::CommitSwap(head)));
-                }
-            }
-            return Ok(delete_record::Output { commit: None });
-        }
         let planned = Planned {
             op: WriteOp::Delete {
                 collection: input.collection.as_str().to_owned(),
