@@ -57,15 +57,7 @@ fn well_known_identity(base: &str) {
     let key = doc["verificationMethod"][0]["publicKeyMultibase"]
         .as_str()
         .unwrap();
-    let signing = pds::crypto::SigningKey::from_hex(
-        pds::crypto::KeyAlgorithm::K256,
-        &support::account::vars()
-            .iter()
-            .find(|(k, _)| k == "PDS_SIGNING_KEY")
-            .unwrap()
-            .1,
-    )
-    .unwrap();
+    let signing = support::account::signing_key();
     assert_eq!(key, signing.public_key().to_multibase());
 }
 

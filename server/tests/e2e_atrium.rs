@@ -181,17 +181,7 @@ fn atrium_records_and_sync(base: &str) {
     // Our verifier reads atrium's bytes: two records left, under the latest commit.
     let verified = pds::repo::verify::verify_car_with_did_key(
         &car[..],
-        &pds::crypto::SigningKey::from_hex(
-            pds::crypto::KeyAlgorithm::K256,
-            &support::account::vars()
-                .iter()
-                .find(|(k, _)| k == "PDS_SIGNING_KEY")
-                .unwrap()
-                .1,
-        )
-        .unwrap()
-        .public_key()
-        .to_did_key(),
+        &support::account::signing_key().public_key().to_did_key(),
         Some(did.as_str()),
     )
     .expect("the export verifies");

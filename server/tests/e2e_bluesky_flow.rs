@@ -5,7 +5,6 @@
 #[macro_use]
 mod support;
 
-use base64::Engine;
 use serde_json::{json, Value};
 use support::account::{login, HANDLE};
 use support::http::{get, request, xrpc};
@@ -170,20 +169,7 @@ fn bluesky_app_flow(base: &str) {
     let car = get(base, &format!("/xrpc/com.atproto.sync.getRepo?did={did}"));
     assert_eq!(car.status, 200);
     assert_eq!(car.header("content-type"), Some("application/vnd.ipld.car"));
-    let signing = support::account::vars()
-        .iter()
-        .find(|(k, _)| k == "PDS_SIGNING_KEY")
-        .unwrap()
-        .1
-        .clone();
-    let did_key = pds::crypto::SigningKey::from_hex(pds::crypto::KeyAlgorithm::K256, &signing)
-        .unwrap()
-        .public_key()
-        .to_did_key();
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let input =
-        json!({ "did": did, "didKey": did_key, "repoCar": b64.encode(&car.body), "proofs": [] });
-    let verified = support::oracle::run_node("sync-verify.mjs", &input);
+    let verified = support::oracle::verify_repo_car(&car.body);
     let records = verified["records"].as_object().unwrap();
     assert_eq!(records.len(), 1, "{verified}");
     let kept_rkey = kept["uri"].as_str().unwrap().rsplit('/').next().unwrap();

@@ -330,12 +330,7 @@ fn service_auth_tokens(base: &str) {
     assert!(lifetime > 0 && lifetime <= 3600, "{lifetime}");
 
     // Signed with the account's key: the signature verifies against its did:key.
-    let vars = support::account::vars();
-    let key = pds::crypto::SigningKey::from_hex(
-        pds::crypto::KeyAlgorithm::K256,
-        &vars.iter().find(|(k, _)| k == "PDS_SIGNING_KEY").unwrap().1,
-    )
-    .unwrap();
+    let key = support::account::signing_key();
     let (signed, sig) = token.rsplit_once('.').unwrap();
     let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(sig)

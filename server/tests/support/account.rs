@@ -63,3 +63,13 @@ pub fn login(base: &str) -> (String, String) {
         body["refreshJwt"].as_str().unwrap().to_owned(),
     )
 }
+
+/// The test account's repository signing key.
+pub fn signing_key() -> pds::crypto::SigningKey {
+    let hex = &vars()
+        .iter()
+        .find(|(k, _)| k == pds::config::vars::SIGNING_KEY)
+        .unwrap()
+        .1;
+    pds::crypto::SigningKey::from_hex(pds::crypto::KeyAlgorithm::K256, hex).unwrap()
+}

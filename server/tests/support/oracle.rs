@@ -41,3 +41,17 @@ pub fn run_node(script: &str, input: &serde_json::Value) -> serde_json::Value {
         )
     })
 }
+
+/// Verifies a repository CAR exported for the test account with `@atproto/repo` (every block,
+/// the whole tree, the commit signature against the account's did:key); returns the script's
+/// report (`records`: "collection/rkey" -> CID).
+pub fn verify_repo_car(car: &[u8]) -> serde_json::Value {
+    use base64::Engine;
+    let input = serde_json::json!({
+        "did": super::account::did(),
+        "didKey": super::account::signing_key().public_key().to_did_key(),
+        "repoCar": base64::engine::general_purpose::STANDARD.encode(car),
+        "proofs": [],
+    });
+    run_node("sync-verify.mjs", &input)
+}
