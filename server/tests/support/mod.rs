@@ -19,6 +19,54 @@ macro_rules! on_both_shells {
     };
 }
 
+/// Like `on_both_shells!`, for scenarios `fn <name>(server: &mut dyn Shell)` that need the
+/// server itself (to restart it, or to read the Worker's log), not only its URL.
+#[allow(unused_macros)]
+macro_rules! on_both_servers {
+    ($($name:ident),* $(,)?) => {
+        mod native_server {
+            $(#[test] fn $name() { let mut s = crate::support::native::NativeServer::start(&[]); super::$name(&mut s); })*
+        }
+        #[cfg(feature = "worker-e2e")]
+        mod worker_server {
+            $(#[test] fn $name() { let mut s = crate::support::worker::WorkerServer::start(&[]); super::$name(&mut s); })*
+        }
+    };
+}
+
+/// A running server of either shell.
+pub trait Shell {
+    /// `http://127.0.0.1:<port>` (changes on restart).
+    fn base(&self) -> &str;
+    /// Stops the server and starts it again on the same stored state.
+    fn restart(&mut self);
+    /// The Worker under workerd, when this is one.
+    fn worker(&self) -> Option<&worker::WorkerServer> {
+        None
+    }
+}
+
+impl Shell for native::NativeServer {
+    fn base(&self) -> &str {
+        &self.base
+    }
+    fn restart(&mut self) {
+        native::NativeServer::restart(self)
+    }
+}
+
+impl Shell for worker::WorkerServer {
+    fn base(&self) -> &str {
+        &self.base
+    }
+    fn restart(&mut self) {
+        worker::WorkerServer::restart(self)
+    }
+    fn worker(&self) -> Option<&worker::WorkerServer> {
+        Some(self)
+    }
+}
+
 /// The official atproto interop vectors, kept beside the project in `../shared/interop-tests`.
 /// Panics (failing the test, never skipping it) when the folder is missing.
 /// `PDS_INTEROP_TESTS` overrides the location.
@@ -58,6 +106,7 @@ pub fn syntax_vectors(name: &str) -> Vec<String> {
 
 pub mod account;
 pub mod atrium;
+pub mod firehose;
 pub mod http;
 pub mod native;
 pub mod oracle;

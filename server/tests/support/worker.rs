@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A running local Worker.
@@ -14,6 +14,10 @@ pub struct WorkerServer {
     child: Child,
     /// `http://127.0.0.1:<port>`
     pub base: String,
+    /// Every line wrangler and workerd printed (stdout and stderr, in arrival order), across
+    /// restarts: the Worker's `console.log` lines land here.
+    pub log: Arc<Mutex<Vec<String>>>,
+    vars: Vec<(String, String)>,
     _state: TempDir,
 }
 
@@ -30,86 +34,130 @@ impl WorkerServer {
     /// variables (passed as `--var NAME:VALUE`, which wins over any `.dev.vars`).
     pub fn start(overrides: &[(&str, &str)]) -> WorkerServer {
         let vars = super::account::vars_with(overrides);
-        let root = project_root();
-        let bundle = root.join("server/build/index.js");
-        assert!(
-            bundle.is_file(),
-            "{} is missing: build the Worker first (npm test does)",
-            bundle.display()
-        );
-        let node = root.join("node_modules/.bin/node");
-        assert!(
-            node.exists(),
-            "node_modules missing: run `npm test` (it installs the toolchain)"
-        );
         let state = TempDir::new("pds-worker-state");
-        let mut cmd = Command::new(node);
-        cmd.current_dir(&root)
-            .arg(root.join("node_modules/wrangler/bin/wrangler.js"))
-            .args([
-                "dev",
-                "--ip",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--inspector-port",
-                "0",
-            ])
-            .arg("--persist-to")
-            .arg(&state.0)
-            .arg("--show-interactive-dev-session=false")
-            .env("PDS_SKIP_BUILD", "1")
-            .env("WRANGLER_SEND_METRICS", "false")
-            .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0);
-        for (name, value) in &vars {
-            cmd.arg("--var").arg(format!("{name}:{value}"));
-        }
-        let mut child = cmd.spawn().expect("spawn wrangler dev");
-        let (tx, rx) = mpsc::channel::<String>();
-        // Drain both pipes for the life of the process so they never fill.
-        for pipe in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                    let _ = tx.send(line);
-                }
-            });
-        }
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut log = String::new();
-        let base = loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) => {
-                    log.push_str(&line);
-                    log.push('\n');
-                    if let Some(i) = line.find("Ready on http://") {
-                        break line[i + "Ready on ".len()..]
-                            .trim()
-                            .trim_end_matches('/')
-                            .to_owned();
-                    }
-                }
-                Err(_) => {
-                    stop(&mut child);
-                    panic!("wrangler dev did not become ready:\n{log}");
-                }
-            }
-        };
-        std::thread::spawn(move || while rx.recv().is_ok() {});
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (child, base) = launch(&state.0, &vars, &log);
         WorkerServer {
             child,
             base,
+            log,
+            vars,
             _state: state,
         }
+    }
+
+    /// Stops workerd (SIGTERM to wrangler's process group) and starts a new `wrangler dev` on
+    /// the same persisted state (DO SQLite, R2) and variables, on a new port (`base` changes).
+    pub fn restart(&mut self) {
+        stop(&mut self.child);
+        let (child, base) = launch(&self._state.0, &self.vars, &self.log);
+        self.child = child;
+        self.base = base;
+    }
+
+    /// How many log lines so far contain `needle`.
+    pub fn log_count(&self, needle: &str) -> usize {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
+    /// Waits until at least `count` log lines contain `needle`; false after `timeout`.
+    pub fn wait_for_log(&self, needle: &str, count: usize, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.log_count(needle) >= count {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.log_count(needle) >= count
+    }
+}
+
+/// Runs `wrangler dev` on `state` with `vars` until it is ready; its output lines are appended
+/// to `log` for the life of the process. Returns the process and its base URL.
+fn launch(
+    state: &Path,
+    vars: &[(String, String)],
+    log: &Arc<Mutex<Vec<String>>>,
+) -> (Child, String) {
+    let root = project_root();
+    let bundle = root.join("server/build/index.js");
+    assert!(
+        bundle.is_file(),
+        "{} is missing: build the Worker first (npm test does)",
+        bundle.display()
+    );
+    let node = root.join("node_modules/.bin/node");
+    assert!(
+        node.exists(),
+        "node_modules missing: run `npm test` (it installs the toolchain)"
+    );
+    let mut cmd = Command::new(node);
+    cmd.current_dir(&root)
+        .arg(root.join("node_modules/wrangler/bin/wrangler.js"))
+        .args([
+            "dev",
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--inspector-port",
+            "0",
+        ])
+        .arg("--persist-to")
+        .arg(state)
+        .arg("--show-interactive-dev-session=false")
+        .env("PDS_SKIP_BUILD", "1")
+        .env("WRANGLER_SEND_METRICS", "false")
+        .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    for (name, value) in vars {
+        cmd.arg("--var").arg(format!("{name}:{value}"));
+    }
+    let mut child = cmd.spawn().expect("spawn wrangler dev");
+    // Lines from this process only: an earlier run's "Ready on" must not count.
+    let first = log.lock().unwrap().len();
+    // Drain both pipes for the life of the process so they never fill, keeping every line.
+    for pipe in [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().unwrap()),
+    ] {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                log.lock().unwrap().push(line);
+            }
+        });
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ready = log.lock().unwrap()[first..].iter().find_map(|line| {
+            let i = line.find("Ready on http://")?;
+            Some(
+                line[i + "Ready on ".len()..]
+                    .trim()
+                    .trim_end_matches('/')
+                    .to_owned(),
+            )
+        });
+        if let Some(base) = ready {
+            return (child, base);
+        }
+        if Instant::now() > deadline {
+            stop(&mut child);
+            let lines = log.lock().unwrap()[first..].join("\n");
+            panic!("wrangler dev did not become ready:\n{lines}");
+        }
+        std::thread::sleep(Duration::from_millis(25));
     }
 }
 
