@@ -1,0 +1,475 @@
+//! com.atproto.sync.subscribeRepos end to end on both shells (native, and the Worker under
+//! workerd with `--features worker-e2e`): a consumer that does not use our decoder
+//! (tests/oracle/firehose-consume.mjs, @atproto/sync and @atproto/repo from npm) subscribes over
+//! WebSocket and checks every frame (lexicon shapes, commit signatures against the account's
+//! did:key, every op proven by the blocks, ops inverted back to prevData, the prevData/since
+//! chain) while the tests write through com.atproto.repo.*, restart the server, let the Durable
+//! Object hibernate, and send bad cursors.
+
+#[macro_use]
+mod support;
+
+use serde_json::{json, Value};
+use support::firehose::{assert_verified, consume, input, seqs, url, Consumer};
+use support::http::{get, xrpc};
+use support::Shell;
+
+on_both_shells!(
+    live_subscriber_receives_exactly_the_commits,
+    cursor_zero_replays_from_the_repository_creation_then_goes_live,
+    future_cursor_is_an_error_frame_then_close,
+    malformed_cursor_and_plain_get_are_client_errors,
+);
+
+on_both_servers!(reconnect_across_a_restart_has_no_gap_and_no_duplicate);
+
+/// The line the account Durable Object prints each time it is constructed (first use, and again
+/// after workerd evicted it).
+const DO_STARTED: &str = "pds: account object started";
+
+/// Writes through com.atproto.repo.*, each call one commit: creates, then updates and deletes of
+/// records it created.
+struct Writer {
+    token: String,
+    live: Vec<String>,
+    /// Ops written per action: create, update, delete.
+    actions: [usize; 3],
+    n: usize,
+}
+
+impl Writer {
+    fn new(base: &str) -> Writer {
+        Writer {
+            token: support::account::login(base).0,
+            live: Vec::new(),
+            actions: [0; 3],
+            n: 0,
+        }
+    }
+
+    fn call(&mut self, base: &str, nsid: &str, body: Value) -> Value {
+        let res = xrpc(base, "POST", nsid, &self.token, Some(&body));
+        assert_eq!(
+            res.status,
+            200,
+            "{nsid}: {}",
+            String::from_utf8_lossy(&res.body)
+        );
+        res.json()
+    }
+
+    fn record(&mut self) -> Value {
+        self.n += 1;
+        json!({"$type": "app.bsky.feed.post", "text": format!("firehose {}", self.n), "createdAt": "2026-11-24T09:00:00.000Z"})
+    }
+
+    fn create(&mut self, base: &str) {
+        let record = self.record();
+        let out = self.call(
+            base,
+            "com.atproto.repo.createRecord",
+            json!({"repo": support::account::did(), "collection": "app.bsky.feed.post", "record": record}),
+        );
+        let rkey = out["uri"]
+            .as_str()
+            .unwrap()
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .to_owned();
+        self.live.push(rkey);
+        self.actions[0] += 1;
+    }
+
+    fn update(&mut self, base: &str) {
+        let rkey = self.live.last().expect("a record to update").clone();
+        let record = self.record();
+        self.call(
+            base,
+            "com.atproto.repo.putRecord",
+            json!({"repo": support::account::did(), "collection": "app.bsky.feed.post", "rkey": rkey, "record": record}),
+        );
+        self.actions[1] += 1;
+    }
+
+    fn delete(&mut self, base: &str) {
+        let rkey = self.live.remove(0);
+        self.call(
+            base,
+            "com.atproto.repo.deleteRecord",
+            json!({"repo": support::account::did(), "collection": "app.bsky.feed.post", "rkey": rkey}),
+        );
+        self.actions[2] += 1;
+    }
+
+    /// `n` commits cycling create, update, create, delete (the repository never runs empty).
+    fn mix(&mut self, base: &str, n: usize) {
+        for i in 0..n {
+            match i % 4 {
+                0 | 2 => self.create(base),
+                1 => self.update(base),
+                _ => self.delete(base),
+            }
+        }
+    }
+
+    fn actions_json(&self) -> Value {
+        let [c, u, d] = self.actions;
+        json!({"create": c, "update": u, "delete": d})
+    }
+}
+
+/// Everything the log holds, from cursor 0, checked from the repository's creation on (the
+/// consumer stops once no frame came for 1.5 s).
+fn replay_all(base: &str) -> Value {
+    let mut i = input(&url(base, Some("0")), json!({"idleMs": 1500}));
+    i["prev"] = Value::Null;
+    let result = consume(&i);
+    assert_verified(&result);
+    assert_eq!(result["stopReason"], "idle", "{result}");
+    result
+}
+
+fn last_seq(result: &Value) -> u64 {
+    *seqs(result).last().expect("no events")
+}
+
+/// A consumer continuing from a previous result: cursor at its last seq, chain from its last
+/// commit, stopping at `until`.
+fn continuing(base: &str, previous: &Value, until: u64) -> Value {
+    let cursor = last_seq(previous);
+    let mut i = input(
+        &url(base, Some(&cursor.to_string())),
+        json!({"untilSeq": until, "timeoutMs": 90000}),
+    );
+    i["prev"] = previous["last"].clone();
+    i["lastSeq"] = json!(cursor);
+    i
+}
+
+fn range(from: u64, to: u64) -> Vec<u64> {
+    (from..=to).collect()
+}
+
+/// Subscribed without a cursor, the consumer gets exactly the commits written after it
+/// connected: their seqs in order, one commit each, the chain continuing the repository's.
+fn live_subscriber_receives_exactly_the_commits(base: &str) {
+    let mut writer = Writer::new(base);
+    writer.create(base);
+    let before = replay_all(base);
+    let latest = last_seq(&before);
+
+    let mut i = input(
+        &url(base, None),
+        json!({"untilSeq": latest + 9, "timeoutMs": 90000}),
+    );
+    // The chain state the replay ended at: the first live commit must continue it.
+    i["prev"] = before["last"].clone();
+    i["lastSeq"] = json!(latest);
+    let consumer = Consumer::start(&i);
+    let mut live = Writer {
+        actions: [0; 3],
+        ..writer
+    };
+    live.mix(base, 9);
+    let result = consumer.finish();
+    assert_verified(&result);
+    assert_eq!(result["stopReason"], "seq", "{result}");
+    assert_eq!(seqs(&result), range(latest + 1, latest + 9));
+    assert_eq!(result["kinds"], json!(vec!["#commit"; 9]));
+    assert_eq!(result["counts"]["commits"], 9);
+    assert_eq!(result["counts"]["ops"], 9);
+    assert_eq!(result["counts"]["actions"], live.actions_json());
+    // Every commit had a predecessor: each was inverted back to its prevData.
+    assert_eq!(result["counts"]["inverted"], 9);
+}
+
+/// cursor=0 replays the whole log from the repository's creation (#sync first among repository
+/// events, commits chained from it), then the same socket carries new commits.
+fn cursor_zero_replays_from_the_repository_creation_then_goes_live(base: &str) {
+    let mut writer = Writer::new(base);
+    writer.mix(base, 3);
+    let before = replay_all(base);
+    let latest = last_seq(&before);
+    assert_eq!(
+        seqs(&before),
+        range(1, latest),
+        "the log starts at seq 1, no gaps"
+    );
+    let kinds: Vec<&str> = before["kinds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap())
+        .collect();
+    let sync = kinds
+        .iter()
+        .position(|k| *k == "#sync")
+        .expect("no #sync for the repository's creation");
+    let first_commit = kinds.iter().position(|k| *k == "#commit").unwrap();
+    assert!(sync < first_commit, "{kinds:?}");
+    assert_eq!(before["counts"]["commits"], 3);
+
+    let mut i = input(
+        &url(base, Some("0")),
+        json!({"untilSeq": latest + 2, "timeoutMs": 90000}),
+    );
+    i["prev"] = Value::Null;
+    let consumer = Consumer::start(&i);
+    writer.mix(base, 2);
+    let result = consumer.finish();
+    assert_verified(&result);
+    assert_eq!(
+        seqs(&result),
+        range(1, latest + 2),
+        "replay then live, no gap, no duplicate"
+    );
+    assert_eq!(result["counts"]["commits"], 5);
+    assert_eq!(result["counts"]["syncs"], 1);
+    assert_eq!(result["counts"]["actions"], writer.actions_json());
+}
+
+/// Consume to S and disconnect; write; restart the server (workerd on the Worker) on the same
+/// state; write again; reconnect with cursor=S: every event after S once, in order, the chain
+/// intact across the restart.
+fn reconnect_across_a_restart_has_no_gap_and_no_duplicate(server: &mut dyn Shell) {
+    let mut writer = Writer::new(server.base());
+    writer.mix(server.base(), 2);
+    let first = replay_all(server.base());
+    let s = last_seq(&first);
+    writer.mix(server.base(), 3);
+    server.restart();
+    // Sessions live in the stored state: the same token works after the restart.
+    writer.mix(server.base(), 2);
+    let i = continuing(server.base(), &first, s + 5);
+    let result = consume(&i);
+    assert_verified(&result);
+    assert_eq!(seqs(&result), range(s + 1, s + 5));
+    assert_eq!(result["counts"]["commits"], 5);
+    // The cursor continues the sequence the restart read back: the log is whole from 1.
+    let all = replay_all(server.base());
+    assert_eq!(seqs(&all), range(1, s + 5));
+}
+
+/// A cursor past the newest event: one FutureCursor error frame, then the server closes.
+fn future_cursor_is_an_error_frame_then_close(base: &str) {
+    let mut writer = Writer::new(base);
+    writer.create(base);
+    let latest = last_seq(&replay_all(base));
+    let cursor = (latest + 1000).to_string();
+    let result = consume(&input(
+        &url(base, Some(&cursor)),
+        json!({"untilError": true, "timeoutMs": 30000}),
+    ));
+    assert_verified(&result);
+    assert_eq!(result["errors"], json!(["FutureCursor"]), "{result}");
+    assert_eq!(
+        result["kinds"],
+        json!(["error"]),
+        "nothing but the error frame"
+    );
+    assert_eq!(
+        result["closed"]["byServer"], true,
+        "the server must close after the error: {result}"
+    );
+}
+
+/// A cursor that is not an integer is refused before the upgrade (400 InvalidRequest) or with an
+/// error frame; a GET without the WebSocket upgrade is a client error in XRPC JSON, not a 500.
+fn malformed_cursor_and_plain_get_are_client_errors(base: &str) {
+    let reply = upgrade_request(base, "/xrpc/com.atproto.sync.subscribeRepos?cursor=abc");
+    if reply.status == 101 {
+        let result = consume(&input(
+            &url(base, Some("abc")),
+            json!({"untilError": true, "timeoutMs": 30000}),
+        ));
+        assert_eq!(result["errors"], json!(["InvalidRequest"]), "{result}");
+    } else {
+        assert_eq!(
+            reply.status,
+            400,
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        assert_eq!(reply.json()["error"], "InvalidRequest");
+    }
+
+    let plain = get(base, "/xrpc/com.atproto.sync.subscribeRepos");
+    assert!(
+        (400..500).contains(&plain.status),
+        "status {}: {}",
+        plain.status,
+        String::from_utf8_lossy(&plain.body)
+    );
+    assert!(
+        plain.json()["error"].is_string(),
+        "{}",
+        String::from_utf8_lossy(&plain.body)
+    );
+}
+
+/// A WebSocket upgrade request, read up to the end of a non-101 response (or the 101's headers).
+fn upgrade_request(base: &str, path: &str) -> support::http::Reply {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let authority = base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(authority).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nhost: {authority}\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\
+         sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n"
+    )
+    .unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    let status: u16 = line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("status line {line:?}"));
+    let mut headers = Vec::new();
+    loop {
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+        let l = line.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = l.split_once(':') {
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
+        }
+    }
+    let mut body = Vec::new();
+    if status != 101 {
+        let len: usize = headers
+            .iter()
+            .find(|(k, _)| k == "content-length")
+            .and_then(|(_, v)| v.parse().ok())
+            .expect("a sized error body");
+        body.resize(len, 0);
+        reader.read_exact(&mut body).unwrap();
+    }
+    support::http::Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// With at most 1,000 events kept, a cursor before the oldest kept one gets `#info
+/// OutdatedCursor`, then every kept event from the oldest on.
+fn outdated_cursor_after_count_retention(base: &str) {
+    let mut writer = Writer::new(base);
+    writer.create(base);
+    for _ in 0..1010 {
+        writer.create(base);
+    }
+    let result = consume(&input(
+        &url(base, Some("1")),
+        json!({"idleMs": 3000, "timeoutMs": 120000}),
+    ));
+    assert_verified(&result);
+    assert_eq!(result["kinds"][0], "#info", "{}", result["kinds"][0]);
+    assert_eq!(result["infos"], json!(["OutdatedCursor"]));
+    let got = seqs(&result);
+    assert!(
+        got[0] > 2,
+        "nothing was pruned: replay starts at {}",
+        got[0]
+    );
+    assert!(got.len() <= 1000, "{} events kept", got.len());
+    assert_eq!(
+        got,
+        range(got[0], got[0] + got.len() as u64 - 1),
+        "kept events have no gap"
+    );
+    assert!(*got.last().unwrap() >= 1011, "the newest events are kept");
+}
+
+// TODO(lead): PDS_EVENT_RETENTION_COUNT comes with the `events` branch (not on main when this was
+// written), and pruning must run by the time 1,011 commits were written. Remove the `ignore`s
+// once both are on main; until then the shells keep every event and the test cannot pass.
+mod retention {
+    #[test]
+    #[ignore = "TODO(lead): needs PDS_EVENT_RETENTION_COUNT (events branch) on main"]
+    fn native_outdated_cursor_after_count_retention() {
+        let s =
+            crate::support::native::NativeServer::start(&[("PDS_EVENT_RETENTION_COUNT", "1000")]);
+        super::outdated_cursor_after_count_retention(&s.base);
+    }
+
+    #[cfg(feature = "worker-e2e")]
+    #[test]
+    #[ignore = "TODO(lead): needs PDS_EVENT_RETENTION_COUNT (events branch) on main"]
+    fn worker_outdated_cursor_after_count_retention() {
+        let s =
+            crate::support::worker::WorkerServer::start(&[("PDS_EVENT_RETENTION_COUNT", "1000")]);
+        super::outdated_cursor_after_count_retention(&s.base);
+    }
+}
+
+/// How long the tests leave the account Durable Object without a request so that workerd evicts
+/// it while a hibernatable WebSocket stays open.
+#[cfg(feature = "worker-e2e")]
+const EVICTION_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// The Durable Object hibernates with a subscriber connected: after workerd evicted it (a second
+/// "account object started" once a request wakes it), a write reaches the still-open socket with
+/// the next seq, verified and chained; a reconnect after another eviction replays from its cursor
+/// and goes live.
+#[cfg(feature = "worker-e2e")]
+#[test]
+fn worker_subscriber_survives_durable_object_eviction() {
+    use std::time::Duration;
+    let server = support::worker::WorkerServer::start(&[]);
+    let base = server.base.clone();
+    let mut writer = Writer::new(&base);
+    writer.create(&base);
+    let before = replay_all(&base);
+    let latest = last_seq(&before);
+    let started = server.log_count(DO_STARTED);
+    assert!(started >= 1, "the Worker never printed {DO_STARTED:?}");
+
+    let mut i = input(
+        &url(&base, None),
+        json!({"untilSeq": latest + 2, "timeoutMs": 120000}),
+    );
+    i["prev"] = before["last"].clone();
+    i["lastSeq"] = json!(latest);
+    let consumer = Consumer::start(&i);
+    writer.create(&base);
+    std::thread::sleep(EVICTION_WAIT);
+    assert_eq!(
+        server.log_count(DO_STARTED),
+        started,
+        "something woke the object while idle"
+    );
+    writer.create(&base);
+    assert!(
+        server.wait_for_log(DO_STARTED, started + 1, Duration::from_secs(10)),
+        "the object was not evicted after {EVICTION_WAIT:?} idle with a subscriber connected"
+    );
+    let result = consumer.finish();
+    assert_verified(&result);
+    assert_eq!(seqs(&result), range(latest + 1, latest + 2));
+    assert_ne!(
+        result["closed"]["byServer"], true,
+        "the socket stayed open through the eviction"
+    );
+
+    // Reconnect after another eviction: replay from the cursor, then live.
+    std::thread::sleep(EVICTION_WAIT);
+    let woken = server.log_count(DO_STARTED);
+    let consumer = Consumer::start(&continuing(&base, &before, latest + 3));
+    assert!(
+        server.wait_for_log(DO_STARTED, woken + 1, Duration::from_secs(10)),
+        "the object was not evicted before the reconnect"
+    );
+    writer.create(&base);
+    let result = consumer.finish();
+    assert_verified(&result);
+    assert_eq!(seqs(&result), range(latest + 1, latest + 3));
+}
