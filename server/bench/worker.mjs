@@ -6,44 +6,11 @@
 // Prints: createSession latency; createRecord and getRecord latency (p50, p95) and ops/s,
 // sequential and with 8 concurrent clients; applyWrites with 200 creates (records/s); getRepo
 // of a 10k-record repository (MiB/s); uploadBlob of 5 MiB (MiB/s); workerd's peak resident memory.
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { unstable_startWorker } from 'wrangler';
+import { readFileSync, readdirSync } from 'node:fs';
+import { startBenchWorker } from './setup.mjs';
 
-const root = new URL('../..', import.meta.url).pathname;
 const PASSWORD = 'bench-password-1234';
-process.env.PDS_SKIP_BUILD = '1';
-process.env.WRANGLER_SEND_METRICS = 'false';
-process.env.CLOUDFLARE_CF_FETCH_ENABLED = 'false';
-
-// A fresh account, made by the project's own CLI.
-const work = mkdtempSync(join(tmpdir(), 'pds-bench-'));
-execFileSync('cargo', ['run', '--quiet', '--release', '-p', 'pds', '--bin', 'pds', '--', 'dev-init', '--port', '1', '--out', join(work, 'vars')], {
-  cwd: root,
-  env: { ...process.env, PDS_DEV_PASSWORD: PASSWORD, PDS_DEV_HANDLE: 'bench.test' },
-  stdio: ['ignore', 'ignore', 'inherit'],
-});
-const vars = Object.fromEntries(
-  readFileSync(join(work, 'vars'), 'utf8')
-    .split('\n')
-    .filter((l) => /^[A-Z_]+=/.test(l))
-    .map((l) => {
-      const i = l.indexOf('=');
-      return [l.slice(0, i), l.slice(i + 1).replace(/^'|'$/g, '').replaceAll('\\$', '$')];
-    }),
-);
-vars.PDS_HOSTNAME = 'localhost';
-vars.PDS_DID = 'did:web:localhost';
-
-const worker = await unstable_startWorker({
-  config: join(root, 'wrangler.toml'),
-  dev: { inspector: false, server: { hostname: '127.0.0.1', port: 0 }, persist: join(work, 'state') },
-  bindings: Object.fromEntries(Object.entries(vars).map(([k, v]) => [k, { type: 'plain_text', value: v }])),
-});
-await worker.ready;
-const base = (await worker.url).href.replace(/\/$/, '');
+const { base, vars, dispose } = await startBenchWorker({ handle: 'bench.test', password: PASSWORD });
 
 const results = [];
 const report = (name, value) => {
@@ -189,5 +156,4 @@ const peaks = descendants(process.pid)
   .map((p) => Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${p}/status`, 'utf8'))?.[1] ?? 0));
 report('workerd peak resident memory (largest process)', `${(Math.max(0, ...peaks) / 1024).toFixed(0)} MiB`);
 
-await worker.dispose();
-rmSync(work, { recursive: true, force: true });
+await dispose();
