@@ -1,7 +1,7 @@
 //! The top of the shared request path. The Worker answers `stateless` routes itself and sends
 //! the rest to the account's Durable Object, which runs `account`; the native shell runs both.
 
-use pds_api::runtime::xrpc::{HttpMethod, Request};
+use pds_api::runtime::xrpc::{HttpMethod, Request, XrpcError};
 
 use crate::account::Account;
 use crate::api::{Api, RequestContext};
@@ -124,6 +124,60 @@ async fn account_route(
         caller,
     };
     pds_api::methods::dispatch(&api, &cx, request).await.into()
+}
+
+/// The path of the firehose subscription, which both shells upgrade to a WebSocket.
+pub const SUBSCRIBE_REPOS_PATH: &str = "/xrpc/com.atproto.sync.subscribeRepos";
+
+/// Whether `req` is for `com.atproto.sync.subscribeRepos`: the shells take these aside
+/// (the upgrade needs the platform's socket) and ask [`subscribe_repos`] what to do.
+pub fn is_subscribe_repos(req: &HttpRequest) -> bool {
+    req.path == SUBSCRIBE_REPOS_PATH && req.method != "OPTIONS"
+}
+
+/// Admits a `subscribeRepos` request: the requested cursor (none: live only) when the shell
+/// should upgrade to a WebSocket, or the XRPC error to answer instead.
+pub fn subscribe_repos(
+    config: &Result<Config, ConfigError>,
+    account: &Account,
+    req: &HttpRequest,
+) -> Result<Option<u64>, HttpResponse> {
+    use pds_api::com::atproto::sync::subscribe_repos::{Params, NSID};
+    if let Err(e) = config {
+        return Err(with_cors(config_error(e)));
+    }
+    if let Err(e) = &account.schema {
+        return Err(with_cors(xrpc_error(
+            500,
+            "InternalServerError",
+            &format!("The account's database is unusable: {e}"),
+        )));
+    }
+    let fail = |e: pds_api::runtime::xrpc::XrpcError| with_cors(e.into_response().into());
+    if req.method != "GET" {
+        return Err(fail(XrpcError::invalid_request(format!(
+            "Incorrect HTTP method ({}) expected GET",
+            req.method
+        ))));
+    }
+    let meta = pds_api::methods::lookup(NSID, HttpMethod::Get).map_err(fail)?;
+    let params: Params = pds_api::runtime::dispatch::params(meta, &req.query).map_err(fail)?;
+    let upgrade = req
+        .header("upgrade")
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    if !upgrade {
+        return Err(fail(XrpcError::invalid_request(
+            "com.atproto.sync.subscribeRepos is a WebSocket subscription: connect with Upgrade: websocket",
+        )));
+    }
+    match params.cursor {
+        None => Ok(None),
+        Some(cursor) => u64::try_from(cursor).map(Some).map_err(|_| {
+            fail(XrpcError::invalid_request(
+                "cursor must be a non-negative integer",
+            ))
+        }),
+    }
 }
 
 /// Response headers browsers may read: OAuth/DPoP and rate-limit headers.

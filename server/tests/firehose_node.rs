@@ -13,7 +13,7 @@ use pds::crypto::{KeyAlgorithm, SigningKey};
 use pds::data::{encode, Map, Value};
 use pds::firehose::{
     account_event, commit_event, identity_event, sync_event, AccountStatus, EventLog, LogBounds,
-    MemoryEventLog, Subscriber, SubscriberConfig,
+    MemoryEventLog, MemoryOutbox, Subscriber, SubscriberConfig,
 };
 use pds::repo::car::{CarReader, CarWriter};
 use pds::repo::commit::Commit;
@@ -197,30 +197,34 @@ fn history(seed: u64, commits: usize) -> History {
 /// with a future cursor and one with an outdated cursor receive.
 fn frames(history: &History) -> Vec<Vec<u8>> {
     let config = SubscriberConfig {
-        outbox_capacity: 4,
         page_size: 3,
+        replay_high_water: 4,
+        live_limit: 4,
     };
     let bounds = history.log.bounds().unwrap();
     let mut out = Vec::new();
-    let mut sub = Subscriber::connect(Some(0), bounds, config);
+    let mut outbox = MemoryOutbox::new();
+    let mut sub = Subscriber::connect(Some(0), bounds, &mut outbox);
     loop {
-        sub.pump(&history.log).unwrap();
-        match sub.pop() {
+        sub.pump(&history.log, &config, &mut outbox).unwrap();
+        match outbox.pop() {
             Some(frame) => out.push(frame.to_vec()),
             None => break,
         }
     }
     assert!(sub.is_live());
-    let mut future = Subscriber::connect(Some(bounds.newest + 1), bounds, config);
-    out.extend(future.pop().map(|f| f.to_vec()));
-    assert!(future.is_finished());
+    let mut outbox = MemoryOutbox::new();
+    let future = Subscriber::connect(Some(bounds.newest + 1), bounds, &mut outbox);
+    out.extend(outbox.pop().map(|f| f.to_vec()));
+    assert!(future.is_closed() && outbox.is_empty());
     // A log whose early events were pruned: the info frame only.
     let pruned = LogBounds {
         oldest: Some(bounds.newest),
         newest: bounds.newest,
     };
-    let mut outdated = Subscriber::connect(Some(1), pruned, config);
-    out.extend(outdated.pop().map(|f| f.to_vec()));
+    let mut outbox = MemoryOutbox::new();
+    Subscriber::connect(Some(1), pruned, &mut outbox);
+    out.extend(outbox.pop().map(|f| f.to_vec()));
     out
 }
 

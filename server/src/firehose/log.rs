@@ -80,7 +80,9 @@ impl EventLog for SqlEventLog<'_> {
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
-    use crate::firehose::{account_event, identity_event, Subscriber, SubscriberConfig};
+    use crate::firehose::{
+        account_event, identity_event, MemoryOutbox, Subscriber, SubscriberConfig,
+    };
     use crate::platform::native::NativeSql;
     use crate::storage::sequencer::append_event;
     use crate::storage::{migrate, sequencer::prune_events_before};
@@ -130,14 +132,16 @@ mod tests {
 
         // Replay through a subscriber gives the stored frames in order.
         let config = SubscriberConfig {
-            outbox_capacity: 2,
             page_size: 2,
+            replay_high_water: 2,
+            live_limit: 2,
         };
-        let mut sub = Subscriber::connect(Some(0), log.bounds().unwrap(), config);
+        let mut out = MemoryOutbox::new();
+        let mut sub = Subscriber::connect(Some(0), log.bounds().unwrap(), &mut out);
         let mut frames = Vec::new();
         loop {
-            sub.pump(&log).unwrap();
-            match sub.pop() {
+            sub.pump(&log, &config, &mut out).unwrap();
+            match out.pop() {
                 Some(frame) => frames.push(frame),
                 None => break,
             }
@@ -162,9 +166,10 @@ mod tests {
                 newest: 7
             }
         );
-        let mut sub = Subscriber::connect(Some(0), log.bounds().unwrap(), config);
-        sub.pump(&log).unwrap();
-        let info = sub.pop().unwrap();
+        let mut out = MemoryOutbox::new();
+        let mut sub = Subscriber::connect(Some(0), log.bounds().unwrap(), &mut out);
+        sub.pump(&log, &config, &mut out).unwrap();
+        let info = out.pop().unwrap();
         assert!(info.windows(14).any(|w| w == b"OutdatedCursor"));
     }
 

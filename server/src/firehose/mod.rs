@@ -1,21 +1,25 @@
-//! The firehose (`com.atproto.sync.subscribeRepos`) without its transport:
-//! event bodies exactly per the lexicon ([`event`]), frames ([`frame`]), and
-//! the per-subscriber cursor, replay and outbox rules ([`subscriber`]).
+//! The firehose (`com.atproto.sync.subscribeRepos`): event bodies exactly per
+//! the lexicon ([`event`]), frames ([`frame`]), the per-subscriber cursor,
+//! replay and slow-consumer rules ([`subscriber`]), and the fan-out over
+//! sockets ([`hub`]) that both shells drive.
 //!
 //! Pure code: no platform calls, no `Send` bounds. Time comes in as clock
-//! values, storage as the [`subscriber::EventLog`] trait.
+//! values, storage as the [`subscriber::EventLog`] trait, sockets as the
+//! [`hub::SubscriberSocket`] trait.
 
 pub mod event;
 pub mod frame;
+pub mod hub;
 pub mod log;
 pub mod subscriber;
 
 pub use event::{account_event, commit_event, identity_event, sync_event, AccountStatus};
 pub use frame::{error_frame, info_frame, EventBody, EventKind, StreamError};
+pub use hub::{Hub, SubscriberSocket};
 pub use log::SqlEventLog;
 pub use subscriber::{
-    plan_start, EventLog, Frame, LogBounds, LoggedEvent, MemoryEventLog, Offered, Start,
-    Subscriber, SubscriberConfig, SubscriberError,
+    plan_start, EventLog, Frame, LogBounds, LoggedEvent, MemoryEventLog, MemoryOutbox, Offered,
+    Outbox, Start, Subscriber, SubscriberConfig, SubscriberError,
 };
 
 use crate::repo::RepoError;

@@ -1,16 +1,18 @@
 //! One subscriber of the stream: where it starts (cursor rules), replay from
-//! the event log in pages, the switch to live events, and its bounded outbox.
+//! the event log in pages, the switch to live events, and the bound on what
+//! it may hold unsent.
 //!
-//! Everything here is synchronous and pure over an [`EventLog`]; the transport
-//! (a WebSocket in the Durable Object) drives it:
+//! Everything here is synchronous and pure over an [`EventLog`] and an
+//! [`Outbox`] (the socket's send buffer); the transport ([`super::hub`]) drives
+//! it:
 //!
 //! 1. [`Subscriber::connect`] with the requested cursor and the log's bounds;
-//! 2. [`Subscriber::pump`] whenever the outbox has room (after each send), which
-//!    replays the next page from the log while the subscriber is behind;
+//! 2. [`Subscriber::pump`] while it replays and the outbox has drained below
+//!    its high-water mark, which sends the next pages from the log;
 //! 3. [`Subscriber::offer`] with every event the sequencer appends, after it is
 //!    stored (framed once, shared by all subscribers);
-//! 4. [`Subscriber::pop`] to take the next frame to send, and close the socket
-//!    once [`Subscriber::is_finished`].
+//! 4. close the connection once [`Subscriber::is_closed`] (after its last
+//!    frames are written).
 //!
 //! # Switch-over from replay to live without gap or duplicate
 //!
@@ -26,13 +28,14 @@
 //!   replaying its last page), the subscriber goes back to replaying, which
 //!   reads the gap and the offered event from the log in order.
 //!
-//! Replay never overflows the outbox (pages are sized to its free room, so a
-//! slow reader of a long backlog just pauses replay). Live events are pushed
-//! without waiting: if the outbox is full, the subscriber gets
-//! `ConsumerTooSlow` and is dropped, and no other subscriber is stalled.
+//! Replay pauses at the outbox's high-water mark, so a slow reader of a long
+//! backlog just slows replay down. Live events are pushed without waiting: if
+//! the outbox holds more than the live limit, the subscriber gets
+//! `ConsumerTooSlow` and is closed, and no other subscriber or write waits.
 
 use super::frame::{error_frame, info_frame, EventBody, StreamError, OUTDATED_CURSOR};
 use super::FirehoseError;
+use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::fmt;
 use std::rc::Rc;
@@ -126,23 +129,36 @@ pub fn plan_start(cursor: Option<u64>, bounds: LogBounds) -> Start {
     }
 }
 
-/// Sizes of one subscriber's buffers.
+/// Limits of one subscriber, in the unit its [`Outbox::buffered`] counts
+/// (bytes for sockets).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SubscriberConfig {
-    /// Frames queued and not yet sent before live delivery gives up.
-    pub outbox_capacity: usize,
     /// Events read from the log per replay page (at most).
     pub page_size: usize,
+    /// Replay pauses while this much is buffered and unsent.
+    pub replay_high_water: usize,
+    /// A live event finding this much buffered disconnects the subscriber with
+    /// `ConsumerTooSlow`: what one slow consumer may hold in memory.
+    pub live_limit: usize,
 }
 
-impl Default for SubscriberConfig {
-    /// The reference PDS's figures: pages of 500, a backlog of 500 frames.
-    fn default() -> Self {
-        SubscriberConfig {
-            outbox_capacity: 500,
-            page_size: 500,
-        }
-    }
+impl SubscriberConfig {
+    /// The figures for WebSockets (bytes): pages of 100 events, replay pausing
+    /// at 1 MiB in flight, and a slow consumer dropped at 8 MiB (room for a
+    /// few maximum-size commits above the replay mark).
+    pub const SOCKET: SubscriberConfig = SubscriberConfig {
+        page_size: 100,
+        replay_high_water: 1024 * 1024,
+        live_limit: 8 * 1024 * 1024,
+    };
+}
+
+/// Where a subscriber's frames go: a socket's send buffer, or memory in tests.
+pub trait Outbox {
+    /// Queues a frame after the ones already queued.
+    fn push(&mut self, frame: Frame);
+    /// How much is queued and not yet written (bytes for sockets).
+    fn buffered(&self) -> usize;
 }
 
 /// Why pumping or offering failed: the log, or a stored body that cannot be
@@ -166,11 +182,11 @@ impl<E: fmt::Display> fmt::Display for SubscriberError<E> {
 
 impl<E: fmt::Debug + fmt::Display> std::error::Error for SubscriberError<E> {}
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 enum Phase {
     Replaying,
     Live,
-    /// An error frame is queued (or the socket should close); nothing more.
+    /// An error frame is queued: close the connection after it.
     Closed,
 }
 
@@ -182,40 +198,35 @@ pub enum Offered {
     /// Not queued here: already sent, or (still or again) replaying, which
     /// reads it from the log.
     Skipped,
-    /// The outbox overflowed: `ConsumerTooSlow` is queued and the subscriber
+    /// Too much was buffered: `ConsumerTooSlow` is queued and the subscriber
     /// is closed.
     Dropped,
     /// The subscriber was already closed.
     Closed,
 }
 
-/// One subscriber's position and outbox.
-#[derive(Debug)]
+/// One subscriber's position: all the state a connection needs, small and
+/// serializable so a hibernating Durable Object keeps it in the socket's
+/// attachment. Its frames go to an [`Outbox`] passed to each call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Subscriber {
-    config: SubscriberConfig,
     phase: Phase,
     last_sent: u64,
-    outbox: VecDeque<Frame>,
 }
 
 impl Subscriber {
-    /// A subscriber for `cursor` (see [`plan_start`]); its outbox already
-    /// holds `FutureCursor` (then it is closed) or `#info OutdatedCursor`.
-    pub fn connect(cursor: Option<u64>, bounds: LogBounds, config: SubscriberConfig) -> Self {
+    /// A subscriber for `cursor` (see [`plan_start`]); queues `FutureCursor`
+    /// (and is closed) or `#info OutdatedCursor` into `out`.
+    pub fn connect(cursor: Option<u64>, bounds: LogBounds, out: &mut dyn Outbox) -> Self {
         let mut sub = Subscriber {
-            config: SubscriberConfig {
-                outbox_capacity: config.outbox_capacity.max(1),
-                page_size: config.page_size.max(1),
-            },
             phase: Phase::Live,
             last_sent: 0,
-            outbox: VecDeque::new(),
         };
         match plan_start(cursor, bounds) {
             Start::Live { after } => sub.last_sent = after,
             Start::FutureCursor => {
                 sub.phase = Phase::Closed;
-                sub.outbox.push_back(
+                out.push(
                     error_frame(StreamError::FutureCursor, Some("Cursor in the future.")).into(),
                 );
             }
@@ -223,7 +234,7 @@ impl Subscriber {
                 sub.phase = Phase::Replaying;
                 sub.last_sent = after;
                 if outdated {
-                    sub.outbox.push_back(
+                    out.push(
                         info_frame(
                             OUTDATED_CURSOR,
                             Some("Requested cursor exceeded limit. Possibly missing events"),
@@ -251,39 +262,35 @@ impl Subscriber {
         self.phase == Phase::Live
     }
 
-    /// Whether it is closed and its last frames were taken: close the socket.
-    pub fn is_finished(&self) -> bool {
-        self.phase == Phase::Closed && self.outbox.is_empty()
+    /// Whether it is closed: close the connection once its frames are sent.
+    pub fn is_closed(&self) -> bool {
+        self.phase == Phase::Closed
     }
 
-    /// Frames queued and not yet taken.
-    pub fn queued(&self) -> usize {
-        self.outbox.len()
-    }
-
-    /// The next frame to send.
-    pub fn pop(&mut self) -> Option<Frame> {
-        self.outbox.pop_front()
-    }
-
-    /// While replaying, reads the next page from the log into the free room
-    /// of the outbox; turns live once the log is exhausted. Call it after each
-    /// send until it stops replaying. Does nothing when live or closed.
-    pub fn pump<L: EventLog + ?Sized>(&mut self, log: &L) -> Result<(), SubscriberError<L::Error>> {
+    /// While replaying, sends the next pages from the log until the outbox
+    /// reaches its high-water mark; turns live once the log is exhausted.
+    /// Call it again when the outbox has drained, until it stops replaying.
+    /// Does nothing when live or closed.
+    pub fn pump<L: EventLog + ?Sized>(
+        &mut self,
+        log: &L,
+        config: &SubscriberConfig,
+        out: &mut dyn Outbox,
+    ) -> Result<(), SubscriberError<L::Error>> {
+        let page_size = config.page_size.max(1);
         while self.phase == Phase::Replaying {
-            let room = self
-                .config
-                .outbox_capacity
-                .saturating_sub(self.outbox.len());
-            if room == 0 {
+            if out.buffered() >= config.replay_high_water {
                 return Ok(());
             }
-            let limit = room.min(self.config.page_size);
             let page = log
-                .read_after(self.last_sent, limit)
+                .read_after(self.last_sent, page_size)
                 .map_err(SubscriberError::Log)?;
-            let got = page.len();
+            let exhausted = page.len() < page_size;
             for logged in page {
+                // The rest of the page is read again on the next pump.
+                if out.buffered() >= config.replay_high_water {
+                    return Ok(());
+                }
                 // A log that returns events out of order must not make us resend.
                 if logged.seq <= self.last_sent {
                     continue;
@@ -292,10 +299,10 @@ impl Subscriber {
                     .event
                     .frame(logged.seq)
                     .map_err(SubscriberError::Frame)?;
-                self.outbox.push_back(frame.into());
+                out.push(frame.into());
                 self.last_sent = logged.seq;
             }
-            if got < limit {
+            if exhausted {
                 self.phase = Phase::Live;
             }
         }
@@ -309,6 +316,8 @@ impl Subscriber {
         log: &L,
         seq: u64,
         frame: &Frame,
+        config: &SubscriberConfig,
+        out: &mut dyn Outbox,
     ) -> Result<Offered, SubscriberError<L::Error>> {
         match self.phase {
             Phase::Closed => return Ok(Offered::Closed),
@@ -327,24 +336,15 @@ impl Subscriber {
                 .map_err(SubscriberError::Log)?;
             if next.first().is_some_and(|e| e.seq < seq) {
                 self.phase = Phase::Replaying;
-                self.pump(log)?;
+                self.pump(log, config, out)?;
                 return Ok(Offered::Skipped);
             }
             // Only holes in between.
         }
-        if !self.push_live(frame.clone()) {
-            return Ok(Offered::Dropped);
-        }
-        self.last_sent = seq;
-        Ok(Offered::Queued)
-    }
-
-    /// Queues a live frame, or on overflow replaces the backlog with
-    /// `ConsumerTooSlow` and closes (the backlog is lost with the connection).
-    fn push_live(&mut self, frame: Frame) -> bool {
-        if self.outbox.len() >= self.config.outbox_capacity {
-            self.outbox.clear();
-            self.outbox.push_back(
+        if out.buffered() >= config.live_limit {
+            // The backlog already queued cannot be recalled; the error follows it
+            // and the connection closes.
+            out.push(
                 error_frame(
                     StreamError::ConsumerTooSlow,
                     Some("Stream consumer too slow"),
@@ -352,10 +352,49 @@ impl Subscriber {
                 .into(),
             );
             self.phase = Phase::Closed;
-            return false;
+            return Ok(Offered::Dropped);
         }
-        self.outbox.push_back(frame);
-        true
+        out.push(frame.clone());
+        self.last_sent = seq;
+        Ok(Offered::Queued)
+    }
+}
+
+/// An [`Outbox`] in memory, counting frames (tests and the firehose oracle).
+#[derive(Debug, Default)]
+pub struct MemoryOutbox {
+    frames: VecDeque<Frame>,
+}
+
+impl MemoryOutbox {
+    /// An empty outbox.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Takes the oldest queued frame.
+    pub fn pop(&mut self) -> Option<Frame> {
+        self.frames.pop_front()
+    }
+
+    /// Frames queued.
+    pub fn len(&self) -> usize {
+        self.frames.len()
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+}
+
+impl Outbox for MemoryOutbox {
+    fn push(&mut self, frame: Frame) {
+        self.frames.push_back(frame);
+    }
+
+    fn buffered(&self) -> usize {
+        self.frames.len()
     }
 }
 
@@ -469,7 +508,43 @@ mod tests {
         }
     }
 
-    fn drain(sub: &mut Subscriber, log: &MemoryEventLog) -> Vec<Seen> {
+    /// A subscriber with its in-memory outbox.
+    struct Sub {
+        sub: Subscriber,
+        out: MemoryOutbox,
+    }
+
+    impl Sub {
+        fn connect(cursor: Option<u64>, log: &MemoryEventLog) -> Sub {
+            let mut out = MemoryOutbox::new();
+            let sub = Subscriber::connect(cursor, log.bounds().unwrap(), &mut out);
+            Sub { sub, out }
+        }
+
+        fn pump(
+            &mut self,
+            log: &MemoryEventLog,
+        ) -> Result<(), SubscriberError<std::convert::Infallible>> {
+            self.sub.pump(log, &CONFIG, &mut self.out)
+        }
+
+        fn offer(&mut self, log: &MemoryEventLog, seq: u64, frame: &Frame) -> Offered {
+            self.sub
+                .offer(log, seq, frame, &CONFIG, &mut self.out)
+                .unwrap()
+        }
+
+        fn pop(&mut self) -> Option<Frame> {
+            self.out.pop()
+        }
+
+        /// Whether it is closed and its last frames were taken.
+        fn is_finished(&self) -> bool {
+            self.sub.is_closed() && self.out.is_empty()
+        }
+    }
+
+    fn drain(sub: &mut Sub, log: &MemoryEventLog) -> Vec<Seen> {
         let mut out = Vec::new();
         loop {
             sub.pump(log).unwrap();
@@ -480,12 +555,10 @@ mod tests {
         }
     }
 
-    fn append_and_offer(log: &mut MemoryEventLog, subs: &mut [&mut Subscriber]) -> Vec<Offered> {
+    fn append_and_offer(log: &mut MemoryEventLog, subs: &mut [&mut Sub]) -> Vec<Offered> {
         let seq = log.append(body(log.bounds().unwrap().newest + 1));
         let frame: Frame = log.get(seq).unwrap().event.frame(seq).unwrap().into();
-        subs.iter_mut()
-            .map(|s| s.offer(log, seq, &frame).unwrap())
-            .collect()
+        subs.iter_mut().map(|s| s.offer(log, seq, &frame)).collect()
     }
 
     fn seqs(range: std::ops::RangeInclusive<u64>) -> Vec<Seen> {
@@ -493,8 +566,9 @@ mod tests {
     }
 
     const CONFIG: SubscriberConfig = SubscriberConfig {
-        outbox_capacity: 8,
         page_size: 3,
+        replay_high_water: 8,
+        live_limit: 8,
     };
 
     fn bounds(oldest: Option<u64>, newest: u64) -> LogBounds {
@@ -567,8 +641,8 @@ mod tests {
     #[test]
     fn no_cursor_is_live_only() {
         let mut log = log_with(5);
-        let mut sub = Subscriber::connect(None, log.bounds().unwrap(), CONFIG);
-        assert!(sub.is_live());
+        let mut sub = Sub::connect(None, &log);
+        assert!(sub.sub.is_live());
         assert_eq!(drain(&mut sub, &log), vec![]);
         append_and_offer(&mut log, &mut [&mut sub]);
         append_and_offer(&mut log, &mut [&mut sub]);
@@ -578,7 +652,7 @@ mod tests {
     #[test]
     fn future_cursor_sends_the_error_then_closes() {
         let mut log = log_with(5);
-        let mut sub = Subscriber::connect(Some(6), log.bounds().unwrap(), CONFIG);
+        let mut sub = Sub::connect(Some(6), &log);
         assert!(!sub.is_finished());
         assert_eq!(
             append_and_offer(&mut log, &mut [&mut sub]),
@@ -595,41 +669,41 @@ mod tests {
     fn outdated_cursor_gets_info_then_replay_from_oldest() {
         let mut log = log_with(20);
         log.prune_before(11);
-        let mut sub = Subscriber::connect(Some(3), log.bounds().unwrap(), CONFIG);
+        let mut sub = Sub::connect(Some(3), &log);
         let mut expected = vec![Seen::Info("OutdatedCursor".into())];
         expected.extend(seqs(11..=20));
         assert_eq!(drain(&mut sub, &log), expected);
-        assert!(sub.is_live());
+        assert!(sub.sub.is_live());
     }
 
     #[test]
     fn replays_a_long_backlog_in_pages_without_overflowing() {
         // 100 events, an outbox of 8, pages of 3: replay pauses, never drops.
         let log = log_with(100);
-        let mut sub = Subscriber::connect(Some(0), log.bounds().unwrap(), CONFIG);
-        assert!(sub.is_replaying());
+        let mut sub = Sub::connect(Some(0), &log);
+        assert!(sub.sub.is_replaying());
         sub.pump(&log).unwrap();
-        assert_eq!(sub.queued(), 8);
-        assert!(sub.is_replaying());
+        assert_eq!(sub.out.len(), 8);
+        assert!(sub.sub.is_replaying());
         assert_eq!(drain(&mut sub, &log), seqs(1..=100));
-        assert!(sub.is_live());
-        assert_eq!(sub.last_sent(), 100);
+        assert!(sub.sub.is_live());
+        assert_eq!(sub.sub.last_sent(), 100);
     }
 
     #[test]
     fn cursor_at_newest_replays_nothing_and_turns_live() {
         let mut log = log_with(4);
-        let mut sub = Subscriber::connect(Some(4), log.bounds().unwrap(), CONFIG);
+        let mut sub = Sub::connect(Some(4), &log);
         assert_eq!(drain(&mut sub, &log), vec![]);
-        assert!(sub.is_live());
+        assert!(sub.sub.is_live());
         append_and_offer(&mut log, &mut [&mut sub]);
         assert_eq!(drain(&mut sub, &log), seqs(5..=5));
     }
 
     #[test]
     fn switch_over_has_no_gap_and_no_duplicate() {
-        let mut log = log_with(10);
-        let mut sub = Subscriber::connect(Some(2), log.bounds().unwrap(), CONFIG);
+        let mut log = log_with(30);
+        let mut sub = Sub::connect(Some(2), &log);
         let mut got = Vec::new();
         // Events arrive while the subscriber is replaying: ignored, replay reads them.
         for _ in 0..5 {
@@ -641,23 +715,23 @@ mod tests {
             );
         }
         got.extend(drain(&mut sub, &log));
-        assert!(sub.is_live());
+        assert!(sub.sub.is_live());
         // Offering an already-sent event again is dropped as a duplicate.
-        let frame: Frame = log.get(15).unwrap().event.frame(15).unwrap().into();
-        assert_eq!(sub.offer(&log, 15, &frame).unwrap(), Offered::Skipped);
+        let frame: Frame = log.get(35).unwrap().event.frame(35).unwrap().into();
+        assert_eq!(sub.offer(&log, 35, &frame), Offered::Skipped);
         // Live from here.
         assert_eq!(
             append_and_offer(&mut log, &mut [&mut sub]),
             vec![Offered::Queued]
         );
         got.extend(drain(&mut sub, &log));
-        assert_eq!(got, seqs(3..=16));
+        assert_eq!(got, seqs(3..=36));
     }
 
     #[test]
     fn events_stored_but_not_offered_are_read_from_the_log() {
         let mut log = log_with(3);
-        let mut sub = Subscriber::connect(None, log.bounds().unwrap(), CONFIG);
+        let mut sub = Sub::connect(None, &log);
         // Two events stored without being offered (e.g. broadcast before the
         // subscriber registered), then one offered.
         log.append(body(4));
@@ -667,23 +741,23 @@ mod tests {
             vec![Offered::Skipped]
         );
         assert_eq!(drain(&mut sub, &log), seqs(4..=6));
-        assert!(sub.is_live());
+        assert!(sub.sub.is_live());
     }
 
     #[test]
     fn holes_in_the_log_are_not_gaps() {
         let mut log = log_with(3);
-        let mut sub = Subscriber::connect(None, log.bounds().unwrap(), CONFIG);
+        let mut sub = Sub::connect(None, &log);
         log.append(body(4));
         log.remove(4);
         assert_eq!(
             append_and_offer(&mut log, &mut [&mut sub]),
             vec![Offered::Queued]
         );
-        assert!(sub.is_live());
+        assert!(sub.sub.is_live());
         assert_eq!(drain(&mut sub, &log), seqs(5..=5));
         // Replay skips holes too.
-        let mut from_start = Subscriber::connect(Some(0), log.bounds().unwrap(), CONFIG);
+        let mut from_start = Sub::connect(Some(0), &log);
         let mut expected = seqs(1..=3);
         expected.push(Seen::Seq(5));
         assert_eq!(drain(&mut from_start, &log), expected);
@@ -692,9 +766,8 @@ mod tests {
     #[test]
     fn a_slow_consumer_is_dropped_without_stalling_others() {
         let mut log = log_with(0);
-        let bounds = log.bounds().unwrap();
-        let mut slow = Subscriber::connect(None, bounds, CONFIG);
-        let mut fast = Subscriber::connect(None, bounds, CONFIG);
+        let mut slow = Sub::connect(None, &log);
+        let mut fast = Sub::connect(None, &log);
         let mut fast_seen = Vec::new();
         for i in 1..=8 {
             let offered = append_and_offer(&mut log, &mut [&mut slow, &mut fast]);
@@ -706,15 +779,15 @@ mod tests {
         assert_eq!(offered, vec![Offered::Dropped, Offered::Queued]);
         fast_seen.extend(drain(&mut fast, &log));
         assert_eq!(fast_seen, seqs(1..=9));
-        // The slow one gets only the error, then is finished; later events are refused.
+        // The slow one gets what was already queued, then the error, then is
+        // finished; later events are refused.
         assert_eq!(
             append_and_offer(&mut log, &mut [&mut slow]),
             vec![Offered::Closed]
         );
-        assert_eq!(
-            drain(&mut slow, &log),
-            vec![Seen::Error("ConsumerTooSlow".into())]
-        );
+        let mut expected = seqs(1..=8);
+        expected.push(Seen::Error("ConsumerTooSlow".into()));
+        assert_eq!(drain(&mut slow, &log), expected);
         assert!(slow.is_finished());
     }
 
@@ -725,7 +798,7 @@ mod tests {
             kind: EventKind::Commit,
             body: vec![0xff],
         });
-        let mut sub = Subscriber::connect(Some(0), log.bounds().unwrap(), CONFIG);
+        let mut sub = Sub::connect(Some(0), &log);
         assert!(matches!(
             sub.pump(&log),
             Err(SubscriberError::Frame(FirehoseError::StoredBody(_)))

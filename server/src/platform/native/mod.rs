@@ -3,6 +3,7 @@
 //! thread: handler futures are not `Send`, like Durable Object futures.
 
 pub mod blob_dir;
+pub mod firehose;
 pub mod sqlite;
 
 pub use blob_dir::DirBlobStore;
@@ -54,20 +55,53 @@ pub async fn serve(
     config: Result<Config, ConfigError>,
     account: Account,
 ) -> std::io::Result<()> {
-    let state = Rc::new((config, account));
+    let shared = Rc::new(Shared {
+        config,
+        account: Rc::new(account),
+        firehose: Rc::new(firehose::NativeFirehose::default()),
+    });
     loop {
         let (stream, _) = listener.accept().await?;
-        let state = state.clone();
+        let shared = shared.clone();
         tokio::task::spawn_local(async move {
             let service = service_fn(move |req| {
-                let state = state.clone();
-                async move { Ok::<_, Infallible>(to_hyper(answer(&state.0, &state.1, req).await)) }
+                let shared = shared.clone();
+                async move { Ok::<_, Infallible>(shared.respond(req).await) }
             });
             // A broken connection concerns only its client.
             let _ = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades()
                 .await;
         });
+    }
+}
+
+/// What every connection of the server shares.
+struct Shared {
+    config: Result<Config, ConfigError>,
+    account: Rc<Account>,
+    firehose: Rc<firehose::NativeFirehose>,
+}
+
+impl Shared {
+    async fn respond(&self, req: hyper::Request<Incoming>) -> hyper::Response<NativeBody> {
+        if req.uri().path() == crate::routes::SUBSCRIBE_REPOS_PATH {
+            let head = http_request(req.method(), req.uri(), req.headers(), Vec::new());
+            if crate::routes::is_subscribe_repos(&head) {
+                return match crate::routes::subscribe_repos(&self.config, &self.account, &head) {
+                    Ok(cursor) => self
+                        .firehose
+                        .upgrade(&self.account, req, cursor)
+                        .map(|()| NativeBody::Full(None)),
+                    Err(res) => to_hyper(res),
+                };
+            }
+        }
+        let res = to_hyper(answer(&self.config, &self.account, req).await);
+        // Whatever the request stored (commits, account events) goes out to subscribers.
+        self.firehose.broadcast(&self.account);
+        res
     }
 }
 
@@ -128,19 +162,28 @@ async fn answer(
         Ok(collected) => collected.to_bytes().to_vec(),
         Err(_) => return crate::routes::payload_too_large(),
     };
-    let headers = parts
-        .headers
-        .iter()
-        .filter_map(|(k, v)| Some((k.as_str().to_ascii_lowercase(), v.to_str().ok()?.to_owned())))
-        .collect();
-    let request = HttpRequest {
-        method: parts.method.as_str().to_owned(),
-        path: parts.uri.path().to_owned(),
-        query: parts.uri.query().unwrap_or("").to_owned(),
-        headers,
-        body,
-    };
+    let request = http_request(&parts.method, &parts.uri, &parts.headers, body);
     crate::routes::handle(config, account, request).await
+}
+
+fn http_request(
+    method: &hyper::Method,
+    uri: &hyper::Uri,
+    headers: &hyper::HeaderMap,
+    body: Vec<u8>,
+) -> HttpRequest {
+    HttpRequest {
+        method: method.as_str().to_owned(),
+        path: uri.path().to_owned(),
+        query: uri.query().unwrap_or("").to_owned(),
+        headers: headers
+            .iter()
+            .filter_map(|(k, v)| {
+                Some((k.as_str().to_ascii_lowercase(), v.to_str().ok()?.to_owned()))
+            })
+            .collect(),
+        body,
+    }
 }
 
 /// A response body for hyper: bytes in memory, or the core's stream passed through chunk by chunk.

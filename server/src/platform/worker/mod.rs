@@ -1,12 +1,16 @@
 //! The Cloudflare Workers shell: a stateless fetch entry that forwards account work to the one
 //! SQLite-backed Durable Object, which runs the shared core.
 
+pub mod firehose;
 pub mod r2;
 pub mod sql;
 pub mod upload;
 
+use std::rc::Rc;
+
 use worker::{
     durable_object, event, Context, DurableObject, Env, Method, Request, Response, Result, State,
+    WebSocket, WebSocketIncomingMessage,
 };
 
 use crate::account::Account;
@@ -48,11 +52,19 @@ fn read_config(
     })
 }
 
-/// The account's Durable Object: owns SQLite and runs XRPC methods.
+/// The account's Durable Object: owns SQLite, runs XRPC methods and holds the firehose's
+/// hibernatable WebSockets.
 #[durable_object]
 pub struct AccountDurableObject {
+    inner: Rc<AccountObject>,
+}
+
+/// The Durable Object's state, shared with the tasks it spawns (replay of paused subscribers).
+pub(crate) struct AccountObject {
+    pub(crate) state: State,
     env: Env,
-    account: Account,
+    pub(crate) account: Account,
+    pub(crate) firehose: firehose::DoFirehose,
 }
 
 impl DurableObject for AccountDurableObject {
@@ -64,18 +76,63 @@ impl DurableObject for AccountDurableObject {
             Err(_) => Box::new(MissingBlobStore),
         };
         let account = Account::open(sql, blobs, Box::new(WorkerClock));
-        Self { env, account }
+        // Tests watch for this line to see the object evicted and started again.
+        worker::console_log!(
+            "pds: account object started ({} firehose sockets held)",
+            state.get_websockets().len()
+        );
+        Self {
+            inner: Rc::new(AccountObject {
+                state,
+                env,
+                account,
+                firehose: firehose::DoFirehose::default(),
+            }),
+        }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
+        let inner = &self.inner;
         let request = from_worker_request(&mut req).await?;
-        let config = read_config(&self.env);
+        let config = read_config(&inner.env);
+        if crate::routes::is_subscribe_repos(&request) {
+            return match crate::routes::subscribe_repos(&config, &inner.account, &request) {
+                Ok(cursor) => firehose::subscribe(&self.inner, cursor),
+                Err(res) => to_worker_response(res),
+            };
+        }
         let response = if request.path.starts_with(upload::INTERNAL_PREFIX) {
-            upload::internal(&config, &self.account, request).await
+            upload::internal(&config, &inner.account, request).await
         } else {
-            crate::routes::account(&config, &self.account, request).await
+            crate::routes::account(&config, &inner.account, request).await
         };
+        // Whatever the request stored (commits, account events) goes out to subscribers.
+        firehose::broadcast(&self.inner);
         to_worker_response(response)
+    }
+
+    async fn websocket_message(
+        &self,
+        _ws: WebSocket,
+        _message: WebSocketIncomingMessage,
+    ) -> Result<()> {
+        // Subscribers have nothing to say; pings are answered by the runtime.
+        Ok(())
+    }
+
+    async fn websocket_close(
+        &self,
+        ws: WebSocket,
+        code: usize,
+        reason: String,
+        _was_clean: bool,
+    ) -> Result<()> {
+        firehose::closed(&ws, code, &reason);
+        Ok(())
+    }
+
+    async fn websocket_error(&self, _ws: WebSocket, _error: worker::Error) -> Result<()> {
+        Ok(())
     }
 }
 
