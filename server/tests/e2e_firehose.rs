@@ -344,13 +344,33 @@ fn upgrade_request(base: &str, path: &str) -> support::http::Reply {
     }
     let mut body = Vec::new();
     if status != 101 {
-        let len: usize = headers
-            .iter()
-            .find(|(k, _)| k == "content-length")
-            .and_then(|(_, v)| v.parse().ok())
-            .expect("a sized error body");
-        body.resize(len, 0);
-        reader.read_exact(&mut body).unwrap();
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        };
+        if let Some(len) = header("content-length") {
+            body.resize(len.parse().unwrap(), 0);
+            reader.read_exact(&mut body).unwrap();
+        } else {
+            assert_eq!(
+                header("transfer-encoding").as_deref(),
+                Some("chunked"),
+                "{headers:?}"
+            );
+            loop {
+                line.clear();
+                reader.read_line(&mut line).unwrap();
+                let size = usize::from_str_radix(line.trim(), 16).unwrap();
+                let mut chunk = vec![0; size + 2];
+                reader.read_exact(&mut chunk).unwrap();
+                if size == 0 {
+                    break;
+                }
+                body.extend_from_slice(&chunk[..size]);
+            }
+        }
     }
     support::http::Reply {
         status,
