@@ -14,7 +14,8 @@
 //   lastSeq     seqs must grow past this (a reconnect's cursor); default 0
 //   stop        {untilSeq, frames, untilError, idleMs, timeoutMs}: stop once a
 //               frame with seq >= untilSeq was checked, after `frames` frames,
-//               at an error frame (then wait up to 5 s for the server to close),
+//               at an error frame (then wait up to closeWaitMs, default 5000,
+//               for the server to close),
 //               after idleMs without a frame; timeoutMs bounds the whole run
 //               (default 60000). The server closing the socket always stops.
 //   keepFrames  also output the frames (base64)
@@ -111,7 +112,7 @@ const onFrame = async (bytes) => {
     // The server must close after an error frame: give it a moment to do so.
     out.stopReason = 'error'
     clearTimeout(idleTimer)
-    setTimeout(() => finish('error'), 5000)
+    setTimeout(() => finish('error'), stop.closeWaitMs ?? 5000)
     return
   }
   if (stop.untilSeq !== undefined && seen.seq !== undefined && seen.seq >= stop.untilSeq) return finish('seq')
