@@ -12,6 +12,7 @@ pub mod firehose;
 pub mod hex;
 pub mod http;
 pub mod identity_events;
+pub mod maintenance;
 pub mod password;
 pub mod platform;
 pub mod repo;

@@ -3,9 +3,12 @@
 //! thread: handler futures are not `Send`, like Durable Object futures.
 
 pub mod blob_dir;
+pub mod maintenance;
+pub mod relay;
 pub mod sqlite;
 
 pub use blob_dir::DirBlobStore;
+pub use relay::NativeRelayClient;
 pub use sqlite::NativeSql;
 
 use std::convert::Infallible;
@@ -55,13 +58,23 @@ pub async fn serve(
     account: Account,
 ) -> std::io::Result<()> {
     let state = Rc::new((config, account));
+    let wakeup = start_maintenance(&state);
     loop {
         let (stream, _) = listener.accept().await?;
         let state = state.clone();
+        let wakeup = wakeup.clone();
         tokio::task::spawn_local(async move {
             let service = service_fn(move |req| {
                 let state = state.clone();
-                async move { Ok::<_, Infallible>(to_hyper(answer(&state.0, &state.1, req).await)) }
+                let wakeup = wakeup.clone();
+                async move {
+                    let account_request = req.uri().path().starts_with("/xrpc/");
+                    let response = answer(&state.0, &state.1, req).await;
+                    if account_request {
+                        maintenance::after_request(&state.0, &state.1, &wakeup);
+                    }
+                    Ok::<_, Infallible>(to_hyper(response))
+                }
             });
             // A broken connection concerns only its client.
             let _ = http1::Builder::new()
@@ -69,6 +82,17 @@ pub async fn serve(
                 .await;
         });
     }
+}
+
+/// Runs the start-up maintenance check and spawns the maintenance task (on the current
+/// `LocalSet`); returns the wake-up requests move earlier.
+fn start_maintenance(
+    state: &Rc<(Result<Config, ConfigError>, Account)>,
+) -> Rc<maintenance::Wakeup> {
+    let wakeup = Rc::new(maintenance::Wakeup::default());
+    maintenance::after_request(&state.0, &state.1, &wakeup);
+    tokio::task::spawn_local(maintenance::run_forever(state.clone(), wakeup.clone()));
+    wakeup
 }
 
 /// Binds `addr` and serves the account stored in `data_dir` on a dedicated thread with its own
