@@ -2,6 +2,7 @@
 //! SQLite-backed Durable Object, which runs the shared core.
 
 pub mod r2;
+pub mod relay;
 pub mod sql;
 pub mod upload;
 
@@ -51,8 +52,11 @@ fn read_config(
 /// The account's Durable Object: owns SQLite and runs XRPC methods.
 #[durable_object]
 pub struct AccountDurableObject {
+    state: State,
     env: Env,
     account: Account,
+    /// The alarm this instance last set (ms), so most requests need not read it back.
+    alarm_at: std::cell::Cell<Option<i64>>,
 }
 
 impl DurableObject for AccountDurableObject {
@@ -64,7 +68,12 @@ impl DurableObject for AccountDurableObject {
             Err(_) => Box::new(MissingBlobStore),
         };
         let account = Account::open(sql, blobs, Box::new(WorkerClock));
-        Self { env, account }
+        Self {
+            state,
+            env,
+            account,
+            alarm_at: std::cell::Cell::new(None),
+        }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
@@ -75,8 +84,63 @@ impl DurableObject for AccountDurableObject {
         } else {
             crate::routes::account(&config, &self.account, request).await
         };
+        self.after_request(&config).await;
         to_worker_response(response)
     }
+
+    async fn alarm(&self) -> Result<Response> {
+        self.alarm_at.set(None);
+        if let Ok(config) = read_config(&self.env) {
+            let now = now_ms();
+            let next =
+                crate::maintenance::run(&config, &self.account, now, &relay::WorkerRelayClient)
+                    .await;
+            self.schedule(next).await;
+        }
+        Response::empty()
+    }
+}
+
+impl AccountDurableObject {
+    /// Maintenance bookkeeping after a request (handle announcements, crawl requests) and the
+    /// alarm that runs the rest. Failures wait for the next request: the response is decided.
+    async fn after_request(
+        &self,
+        config: &std::result::Result<crate::config::Config, crate::config::ConfigError>,
+    ) {
+        let Ok(config) = config else { return };
+        if self.account.schema.is_err() {
+            return;
+        }
+        if let Ok(next) = crate::maintenance::after_request(config, &self.account, now_ms()) {
+            self.schedule(next).await;
+        }
+    }
+
+    /// Sets the alarm to `at` unless one is already set no later.
+    async fn schedule(&self, at: Option<i64>) {
+        let Some(at) = at else { return };
+        if self.alarm_at.get().is_some_and(|current| current <= at) {
+            return;
+        }
+        let storage = self.state.storage();
+        // After an eviction the cached value is gone: ask the runtime.
+        if let Ok(Some(current)) = storage.get_alarm().await {
+            if current <= at {
+                self.alarm_at.set(Some(current));
+                return;
+            }
+        }
+        // `set_alarm` takes an offset from now for integers.
+        let offset = at.saturating_sub(now_ms()).max(0);
+        if storage.set_alarm(offset).await.is_ok() {
+            self.alarm_at.set(Some(at));
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    worker::Date::now().as_millis() as i64
 }
 
 /// Stands in when the `BLOBS` R2 binding is missing: every blob operation fails, naming it.
