@@ -271,10 +271,13 @@ mod tests {
         }
     }
 
+    /// Scripted answers to one URL, in order.
+    type Script = (String, VecDeque<Result<u16, String>>);
+
     /// Answers from a script per URL (200 once the script runs out) and records each call.
     #[derive(Default)]
     struct FakeRelays {
-        script: RefCell<Vec<(String, VecDeque<Result<u16, String>>)>>,
+        script: RefCell<Vec<Script>>,
         calls: RefCell<Vec<(String, Vec<u8>)>>,
     }
 
