@@ -32,7 +32,9 @@ impl Ws {
     fn connect(base: &str, path: &str) -> Ws {
         let host = base.trim_start_matches("http://");
         let mut stream = TcpStream::connect(host).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
         write!(
             stream,
             "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
@@ -42,7 +44,10 @@ impl Ws {
         let mut reader = BufReader::new(stream);
         let mut status = String::new();
         reader.read_line(&mut status).unwrap();
-        assert!(status.starts_with("HTTP/1.1 101"), "upgrade answered {status:?}");
+        assert!(
+            status.starts_with("HTTP/1.1 101"),
+            "upgrade answered {status:?}"
+        );
         loop {
             let mut line = String::new();
             reader.read_line(&mut line).unwrap();
@@ -125,7 +130,12 @@ fn a_consumer_that_stops_reading_is_dropped_alone(base: &str) {
                 "record": { "$type": "com.example.filler", "n": i, "filler": filler },
             })),
         );
-        assert_eq!(res.status, 200, "write {i}: {}", String::from_utf8_lossy(&res.body));
+        assert_eq!(
+            res.status,
+            200,
+            "write {i}: {}",
+            String::from_utf8_lossy(&res.body)
+        );
     }
     let fast_seqs = fast_reader.join().unwrap();
     assert!(
