@@ -23,10 +23,53 @@ pub mod vars {
     pub const JWT_SECRET: &str = "PDS_JWT_SECRET";
     /// Optional: the largest blob uploadBlob accepts, in bytes (default 100 MiB, room for video).
     pub const BLOB_UPLOAD_LIMIT: &str = "PDS_BLOB_UPLOAD_LIMIT";
+    /// Optional: how long firehose events are kept, in seconds (default 7 days, at least 1 hour).
+    pub const EVENT_RETENTION_SECONDS: &str = "PDS_EVENT_RETENTION_SECONDS";
+    /// Optional: keep at most this many newest firehose events (at least 1000; unset: no cap).
+    pub const EVENT_RETENTION_COUNT: &str = "PDS_EVENT_RETENTION_COUNT";
+    /// Optional: relays to ask to crawl this PDS, comma-separated hostnames or https URLs.
+    pub const RELAYS: &str = "PDS_RELAYS";
+    /// Optional: after a crawl request, commits within this many seconds send none (default 1200).
+    pub const CRAWL_QUIET_SECONDS: &str = "PDS_CRAWL_QUIET_SECONDS";
 }
 
 /// The upload limit when `PDS_BLOB_UPLOAD_LIMIT` is not set: 100 MiB, as Bluesky's videos need.
 pub const DEFAULT_BLOB_UPLOAD_LIMIT: u64 = 100 * 1024 * 1024;
+
+/// The default of `PDS_EVENT_RETENTION_SECONDS`: 7 days.
+pub const DEFAULT_EVENT_RETENTION_SECONDS: u64 = 7 * 24 * 3600;
+/// The shortest retention accepted: subscribers reconnecting after a short outage must be able
+/// to resume.
+pub const MIN_EVENT_RETENTION_SECONDS: u64 = 3600;
+/// The smallest count cap accepted for `PDS_EVENT_RETENTION_COUNT`.
+pub const MIN_EVENT_RETENTION_COUNT: u64 = 1000;
+/// The default of `PDS_CRAWL_QUIET_SECONDS`: the reference PDS's 20-minute crawl threshold.
+pub const DEFAULT_CRAWL_QUIET_SECONDS: u64 = 1200;
+
+/// Firehose retention and relay notification (all optional variables).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MaintenanceConfig {
+    /// Events older than this many seconds are pruned.
+    pub event_retention_seconds: u64,
+    /// At most this many newest events are kept (`None`: no count cap).
+    pub event_retention_count: Option<u64>,
+    /// Base URLs of the relays to notify (`https://host`, or `http://...` when so given), without
+    /// a trailing slash.
+    pub relays: Vec<String>,
+    /// After a crawl request, further commits send none for this many seconds.
+    pub crawl_quiet_seconds: u64,
+}
+
+impl Default for MaintenanceConfig {
+    fn default() -> Self {
+        MaintenanceConfig {
+            event_retention_seconds: DEFAULT_EVENT_RETENTION_SECONDS,
+            event_retention_count: None,
+            relays: Vec::new(),
+            crawl_quiet_seconds: DEFAULT_CRAWL_QUIET_SECONDS,
+        }
+    }
+}
 
 /// What one deployment is configured with.
 #[derive(Clone)]
@@ -44,6 +87,8 @@ pub struct Config {
     pub jwt_secret: Vec<u8>,
     /// The largest blob uploadBlob accepts, in bytes.
     pub blob_upload_limit: u64,
+    /// Firehose retention and relay notification.
+    pub maintenance: MaintenanceConfig,
 }
 
 impl fmt::Debug for Config {
@@ -139,7 +184,9 @@ impl Config {
                         )
                     })?,
             };
+        let maintenance = read_maintenance(&lookup)?;
         Ok(Config {
+            maintenance,
             hostname,
             did,
             handle,
@@ -165,6 +212,82 @@ impl Config {
         };
         format!("{scheme}://{}", self.hostname)
     }
+}
+
+/// An optional whole number: `None` when unset or blank.
+fn optional_number(
+    lookup: &impl Fn(&str) -> Option<String>,
+    variable: &'static str,
+    min: u64,
+    unit: &str,
+) -> Result<Option<u64>, ConfigError> {
+    let Some(v) = lookup(variable).filter(|v| !v.trim().is_empty()) else {
+        return Ok(None);
+    };
+    v.trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|n| *n >= min)
+        .map(Some)
+        .ok_or_else(|| ConfigError {
+            variable,
+            problem: format!("must be a whole number of {unit}, at least {min}, not {v:?}"),
+        })
+}
+
+fn read_maintenance(
+    lookup: &impl Fn(&str) -> Option<String>,
+) -> Result<MaintenanceConfig, ConfigError> {
+    let defaults = MaintenanceConfig::default();
+    let event_retention_seconds = optional_number(
+        lookup,
+        vars::EVENT_RETENTION_SECONDS,
+        MIN_EVENT_RETENTION_SECONDS,
+        "seconds",
+    )?
+    .unwrap_or(defaults.event_retention_seconds);
+    let event_retention_count = optional_number(
+        lookup,
+        vars::EVENT_RETENTION_COUNT,
+        MIN_EVENT_RETENTION_COUNT,
+        "events",
+    )?;
+    let crawl_quiet_seconds = optional_number(lookup, vars::CRAWL_QUIET_SECONDS, 0, "seconds")?
+        .unwrap_or(defaults.crawl_quiet_seconds);
+    let relays = lookup(vars::RELAYS)
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .map(|r| {
+            relay_url(r).ok_or_else(|| ConfigError {
+                variable: vars::RELAYS,
+                problem: format!(
+                    "must list relay hostnames or https URLs separated by commas, not {r:?}"
+                ),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(MaintenanceConfig {
+        event_retention_seconds,
+        event_retention_count,
+        relays,
+        crawl_quiet_seconds,
+    })
+}
+
+/// A relay's base URL: a bare hostname means https; an explicit `http://` (local relays in
+/// tests) or `https://` is kept. No path, query or credentials.
+fn relay_url(relay: &str) -> Option<String> {
+    let (scheme, rest) = match relay.split_once("://") {
+        Some((scheme, rest)) => (scheme.to_ascii_lowercase(), rest),
+        None => ("https".to_owned(), relay),
+    };
+    let host = rest.strip_suffix('/').unwrap_or(rest);
+    if !matches!(scheme.as_str(), "http" | "https") || !is_hostname(host) {
+        return None;
+    }
+    Some(format!("{scheme}://{host}"))
 }
 
 fn is_hostname(s: &str) -> bool {
@@ -224,6 +347,7 @@ mod tests {
         assert_eq!(c.public_url(), "https://pds.example.com");
         assert_eq!(c.handle.as_str(), "alice.example.com");
         assert_eq!(c.blob_upload_limit, DEFAULT_BLOB_UPLOAD_LIMIT);
+        assert_eq!(c.maintenance, MaintenanceConfig::default());
         let mut limited = full();
         limited.push((vars::BLOB_UPLOAD_LIMIT, "5242880".into()));
         assert_eq!(read(&limited).unwrap().blob_upload_limit, 5 * 1024 * 1024);
@@ -256,6 +380,12 @@ mod tests {
             (vars::JWT_SECRET, "00ff"),
             (vars::BLOB_UPLOAD_LIMIT, "5MB"),
             (vars::BLOB_UPLOAD_LIMIT, "0"),
+            (vars::EVENT_RETENTION_SECONDS, "3599"),
+            (vars::EVENT_RETENTION_SECONDS, "1w"),
+            (vars::EVENT_RETENTION_COUNT, "999"),
+            (vars::CRAWL_QUIET_SECONDS, "-1"),
+            (vars::RELAYS, "bsky.network,ftp://relay.example"),
+            (vars::RELAYS, "https://relay.example/xrpc"),
         ];
         for (name, value) in cases {
             // The case's value replaces the variable, or is added when it is optional.
@@ -266,6 +396,32 @@ mod tests {
                 .unwrap_or_else(|| panic!("{name}={value} was accepted"));
             assert_eq!(err.variable, name, "{value}");
         }
+    }
+
+    #[test]
+    fn maintenance_variables_read() {
+        let mut vars = full();
+        vars.push((vars::EVENT_RETENTION_SECONDS, "3600".into()));
+        vars.push((vars::EVENT_RETENTION_COUNT, "5000".into()));
+        vars.push((vars::CRAWL_QUIET_SECONDS, "0".into()));
+        vars.push((
+            vars::RELAYS,
+            " bsky.network, https://relay.example.com/ ,http://127.0.0.1:8080,".into(),
+        ));
+        let m = read(&vars).unwrap().maintenance;
+        assert_eq!(
+            m,
+            MaintenanceConfig {
+                event_retention_seconds: 3600,
+                event_retention_count: Some(5000),
+                relays: vec![
+                    "https://bsky.network".into(),
+                    "https://relay.example.com".into(),
+                    "http://127.0.0.1:8080".into(),
+                ],
+                crawl_quiet_seconds: 0,
+            }
+        );
     }
 
     #[test]

@@ -11,6 +11,8 @@ pub mod dev_account;
 pub mod firehose;
 pub mod hex;
 pub mod http;
+pub mod identity_events;
+pub mod maintenance;
 pub mod password;
 pub mod platform;
 pub mod repo;

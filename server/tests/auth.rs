@@ -20,6 +20,11 @@ use serde_json::{json, Map, Value};
 
 const PASSWORD: &str = "correct horse battery staple";
 const T0: u64 = 1_700_000_000;
+
+/// Status changes in these tests announce nothing (the events are the API layer's concern).
+fn no_events() -> Result<Vec<pds::firehose::EventBody>, XrpcError> {
+    Ok(Vec::new())
+}
 const GET_SESSION: &str = "com.atproto.server.getSession";
 const REFRESH: &str = "com.atproto.server.refreshSession";
 const DELETE_SESSION: &str = "com.atproto.server.deleteSession";
@@ -43,6 +48,7 @@ impl Fixture {
                 password_hash: pds::password::hash(PASSWORD).unwrap(),
                 jwt_secret: vec![7; 32],
                 blob_upload_limit: pds::config::DEFAULT_BLOB_UPLOAD_LIMIT,
+                maintenance: Default::default(),
             },
             store: MemoryAuthStore::new(),
             clock: ManualClock::new(T0 * 1_000_000),
@@ -634,12 +640,15 @@ fn app_passwords_create_list_login_revoke() {
             "InvalidToken",
         );
         assert_err(
-            f.auth()
-                .deactivate_account(c, &deactivate_account::Input { delete_after: None }),
+            f.auth().deactivate_account(
+                c,
+                &deactivate_account::Input { delete_after: None },
+                no_events,
+            ),
             400,
             "InvalidToken",
         );
-        assert_err(f.auth().activate_account(c), 400, "InvalidToken");
+        assert_err(f.auth().activate_account(c, no_events), 400, "InvalidToken");
     }
     // Refreshing keeps the app-password scope.
     let r = f.check(R::Refresh, &phone.refresh_jwt, REFRESH).unwrap();
@@ -1024,11 +1033,19 @@ fn deactivation_refuses_writes_until_reactivated() {
         .unwrap();
     assert!(f
         .auth()
-        .deactivate_account(&full, &deactivate_account::Input { delete_after: None })
+        .deactivate_account(
+            &full,
+            &deactivate_account::Input { delete_after: None },
+            no_events
+        )
         .unwrap());
     assert!(!f
         .auth()
-        .deactivate_account(&full, &deactivate_account::Input { delete_after: None })
+        .deactivate_account(
+            &full,
+            &deactivate_account::Input { delete_after: None },
+            no_events
+        )
         .unwrap());
 
     for write in [
@@ -1057,7 +1074,7 @@ fn deactivation_refuses_writes_until_reactivated() {
     let r = f.check(R::Refresh, &s2.refresh_jwt, REFRESH).unwrap();
     assert_eq!(f.auth().refresh_session(&r).unwrap().active, Some(false));
 
-    assert!(f.auth().activate_account(&full).unwrap());
+    assert!(f.auth().activate_account(&full, no_events).unwrap());
     f.check(R::Access, &s.access_jwt, CREATE_RECORD).unwrap();
     assert_eq!(
         f.store.account_state().unwrap().status,
@@ -1069,7 +1086,7 @@ fn deactivation_refuses_writes_until_reactivated() {
 fn takendown_accounts_cannot_sign_in() {
     let f = Fixture::new();
     f.store
-        .set_account_status(AccountStatus::Takendown, 0)
+        .set_account_status(AccountStatus::Takendown, 0, &[])
         .unwrap();
     let e = assert_err(
         f.login("alice.example.com", PASSWORD),
@@ -1184,7 +1201,7 @@ fn store_contract(store: &dyn AuthStore) {
 
     assert_eq!(store.account_state().unwrap().status, AccountStatus::Active);
     store
-        .set_account_status(AccountStatus::Deactivated, 5)
+        .set_account_status(AccountStatus::Deactivated, 5, &[])
         .unwrap();
     assert_eq!(
         store.account_state().unwrap().status,
@@ -1286,14 +1303,18 @@ fn scenario(store: &dyn AuthStore) {
     assert_err(login(&pw), 401, "AuthenticationRequired");
 
     assert!(auth
-        .deactivate_account(&owner, &deactivate_account::Input { delete_after: None })
+        .deactivate_account(
+            &owner,
+            &deactivate_account::Input { delete_after: None },
+            no_events
+        )
         .unwrap());
     assert_err(
         check(R::Access, &s3.access_jwt, CREATE_RECORD),
         401,
         "AccountDeactivated",
     );
-    assert!(auth.activate_account(&owner).unwrap());
+    assert!(auth.activate_account(&owner, no_events).unwrap());
     check(R::Access, &s3.access_jwt, CREATE_RECORD).unwrap();
 
     let d = check(R::Refresh, &s3.refresh_jwt, DELETE_SESSION).unwrap();

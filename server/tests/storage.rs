@@ -13,7 +13,7 @@ use pds::storage::blobs::{
     IterChunks,
 };
 use pds::storage::repo_store::all_records;
-use pds::storage::schema::{current_version, migrate_with, Migration, MIGRATIONS};
+use pds::storage::schema::{current_version, latest_version, migrate_with, Migration, MIGRATIONS};
 use pds::storage::sequencer::events_after;
 use pds::storage::*;
 use std::collections::BTreeMap;
@@ -37,12 +37,31 @@ fn migrations_apply_once_and_rerunning_is_a_no_op() {
     let dir = TempDir::new("migrate");
     let path = dir.path().join("pds.sqlite");
     let db = NativeSql::open(&path).unwrap();
-    assert_eq!(migrate(&db).unwrap(), MigrationOutcome { from: 0, to: 1 });
-    assert_eq!(migrate(&db).unwrap(), MigrationOutcome { from: 1, to: 1 });
+    let latest = latest_version();
+    assert_eq!(
+        migrate(&db).unwrap(),
+        MigrationOutcome {
+            from: 0,
+            to: latest
+        }
+    );
+    assert_eq!(
+        migrate(&db).unwrap(),
+        MigrationOutcome {
+            from: latest,
+            to: latest
+        }
+    );
     drop(db);
     let db = NativeSql::open(&path).unwrap();
-    assert_eq!(migrate(&db).unwrap(), MigrationOutcome { from: 1, to: 1 });
-    assert_eq!(count(&db, "schema_migration"), 1);
+    assert_eq!(
+        migrate(&db).unwrap(),
+        MigrationOutcome {
+            from: latest,
+            to: latest
+        }
+    );
+    assert_eq!(count(&db, "schema_migration"), latest);
     for table in [
         "repo_block",
         "repo_root",
@@ -54,6 +73,8 @@ fn migrations_apply_once_and_rerunning_is_a_no_op() {
         "record_blob",
         "preferences",
         "account",
+        "maintenance_state",
+        "relay_crawl",
     ] {
         assert_eq!(count(&db, table), 0, "{table} exists and is empty");
     }
@@ -65,10 +86,11 @@ const V2_BROKEN: &[&str] = &[
     "CREATE TABLE record (oops TEXT)",
 ];
 
+/// This build's migrations plus one more (called "v2" below: the next version).
 fn with_v2(statements: &'static [&'static str]) -> Vec<Migration> {
     let mut all = MIGRATIONS.to_vec();
     all.push(Migration {
-        version: 2,
+        version: latest_version() + 1,
         name: "later feature",
         statements,
     });
@@ -81,21 +103,25 @@ fn a_new_migration_applies_only_itself_and_a_newer_database_is_refused() {
     db.execute("INSERT INTO preferences (id, json) VALUES (1, '[]')", &[])
         .unwrap();
     let v2 = with_v2(V2);
+    let latest = latest_version();
     assert_eq!(
         migrate_with(&db, &v2).unwrap(),
-        MigrationOutcome { from: 1, to: 2 }
+        MigrationOutcome {
+            from: latest,
+            to: latest + 1
+        }
     );
     assert_eq!(count(&db, "later_feature"), 0);
     assert_eq!(count(&db, "preferences"), 1, "data kept across migrations");
-    assert_eq!(migrate_with(&db, &v2).unwrap().from, 2);
+    assert_eq!(migrate_with(&db, &v2).unwrap().from, latest + 1);
 
-    // This build only knows version 1: it must not touch a version-2 database.
+    // This build does not know the next version: it must not touch such a database.
     let err = migrate(&db).unwrap_err();
     assert_eq!(
         err,
         StorageError::SchemaTooNew {
-            database: 2,
-            code: 1
+            database: latest + 1,
+            code: latest
         }
     );
     assert!(err.to_string().contains("newer"), "{err}");
@@ -105,7 +131,7 @@ fn a_new_migration_applies_only_itself_and_a_newer_database_is_refused() {
 fn a_failing_migration_leaves_the_previous_version_intact() {
     let db = memory_db();
     assert!(migrate_with(&db, &with_v2(V2_BROKEN)).is_err());
-    assert_eq!(current_version(&db).unwrap(), 1);
+    assert_eq!(current_version(&db).unwrap(), latest_version());
     assert!(
         db.execute("SELECT COUNT(*) FROM half_done", &[]).is_err(),
         "the broken migration's first statement was rolled back"
@@ -310,7 +336,7 @@ fn commits_persisted_to_a_file_verify_after_reopening() {
     }
 
     let db = NativeSql::open(&path).unwrap();
-    assert_eq!(migrate(&db).unwrap().from, 1);
+    assert_eq!(migrate(&db).unwrap().from, latest_version());
     let root = load_root(&db).unwrap().unwrap();
     assert_eq!(root.rev, tid(base + 5_000_000));
     assert_eq!(root.did, DID);

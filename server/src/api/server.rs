@@ -105,8 +105,12 @@ impl ComAtprotoServer for Api<'_> {
         cx: &RequestContext,
         _params: activate_account::Params,
     ) -> Result<(), XrpcError> {
-        self.with_auth(|auth| auth.activate_account(&cx.caller))
-            .map(|_changed| ())
+        self.with_auth(|auth| {
+            auth.activate_account(&cx.caller, || {
+                crate::identity_events::activation_events(self.config, self.account)
+            })
+        })
+        .map(|_changed| ())
     }
 
     async fn deactivate_account(
@@ -115,8 +119,15 @@ impl ComAtprotoServer for Api<'_> {
         _params: deactivate_account::Params,
         input: deactivate_account::Input,
     ) -> Result<(), XrpcError> {
-        self.with_auth(|auth| auth.deactivate_account(&cx.caller, &input))
-            .map(|_changed| ())
+        self.with_auth(|auth| {
+            auth.deactivate_account(&cx.caller, &input, || {
+                Ok(crate::identity_events::deactivation_events(
+                    self.config,
+                    self.account,
+                ))
+            })
+        })
+        .map(|_changed| ())
     }
 
     async fn check_account_status(

@@ -21,6 +21,7 @@ use super::store::{
 use super::tokens::{AccessScope, REFRESH_TOKEN_TTL_SECS};
 use super::verifier::{revoked, store_error, Caller};
 use super::Auth;
+use crate::firehose::EventBody;
 use crate::password;
 
 /// Longest password tried at login (the reference's limit); argon2 over megabytes is a DoS.
@@ -469,26 +470,37 @@ impl Auth<'_> {
         Ok(get_service_auth::Output { token })
     }
 
-    /// `com.atproto.server.activateAccount`. Returns whether the status changed (the caller
-    /// then emits the `#account` / `#identity` / `#sync` events).
-    pub fn activate_account(&self, caller: &Caller) -> Result<bool, XrpcError> {
+    /// `com.atproto.server.activateAccount`. `events` builds what the change announces
+    /// (`#account`, `#identity`, `#sync`); it runs only if the status changes, and its events
+    /// are stored in the status change's transaction. Returns whether the status changed.
+    pub fn activate_account(
+        &self,
+        caller: &Caller,
+        events: impl FnOnce() -> Result<Vec<EventBody>, XrpcError>,
+    ) -> Result<bool, XrpcError> {
         Self::full_session(caller)?;
-        self.set_status(AccountStatus::Active)
+        self.set_status(AccountStatus::Active, events)
     }
 
     /// `com.atproto.server.deactivateAccount`: repo writes are refused until reactivation.
     /// `deleteAfter` is accepted and ignored (nothing deletes accounts on a schedule here).
-    /// Returns whether the status changed.
+    /// `events` (the `#account` event) as for [`Auth::activate_account`]. Returns whether the
+    /// status changed.
     pub fn deactivate_account(
         &self,
         caller: &Caller,
         _input: &deactivate_account::Input,
+        events: impl FnOnce() -> Result<Vec<EventBody>, XrpcError>,
     ) -> Result<bool, XrpcError> {
         Self::full_session(caller)?;
-        self.set_status(AccountStatus::Deactivated)
+        self.set_status(AccountStatus::Deactivated, events)
     }
 
-    fn set_status(&self, status: AccountStatus) -> Result<bool, XrpcError> {
+    fn set_status(
+        &self,
+        status: AccountStatus,
+        events: impl FnOnce() -> Result<Vec<EventBody>, XrpcError>,
+    ) -> Result<bool, XrpcError> {
         let state = self.account_state()?;
         if state.status == status {
             return Ok(false);
@@ -499,8 +511,9 @@ impl Auth<'_> {
         ) {
             return Err(takendown());
         }
+        let events = events()?;
         self.store
-            .set_account_status(status, self.clock.now_millis())
+            .set_account_status(status, self.clock.now_millis(), &events)
             .map_err(store_error)?;
         Ok(true)
     }

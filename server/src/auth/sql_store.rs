@@ -4,8 +4,9 @@
 //! rest on this layer's key layout: a refresh token's id is `"{session}.{hash}"`, so a session's
 //! tokens are the primary-key range `["{session}.", "{session}/")` ('/' follows '.').
 
+use crate::firehose::EventBody;
 use crate::storage::account::{self, Account, AppPassword, RefreshToken};
-use crate::storage::{Sql, SqlExt, SqlValue, StorageError};
+use crate::storage::{append_event, Sql, SqlExt, SqlValue, StorageError};
 
 use super::store::{
     AccountState, AccountStatus, AppPasswordRecord, AuthStore, RefreshTokenRecord, StoreError,
@@ -179,10 +180,18 @@ impl AuthStore for SqlAuthStore<'_> {
         })
     }
 
-    fn set_account_status(&self, status: AccountStatus, now_ms: u64) -> Result<(), StoreError> {
+    fn set_account_status(
+        &self,
+        status: AccountStatus,
+        now_ms: u64,
+        events: &[EventBody],
+    ) -> Result<(), StoreError> {
         let now = ms(now_ms)?;
         self.db
             .transaction(|| {
+                for event in events {
+                    append_event(self.db, &event.new_event(now))?;
+                }
                 if account::get_account(self.db)?.is_none() {
                     account::create_account(
                         self.db,

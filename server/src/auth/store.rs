@@ -14,6 +14,7 @@ use std::fmt;
 use sha2::{Digest, Sha256};
 
 use super::tokens::AccessScope;
+use crate::firehose::EventBody;
 
 /// A storage failure (always a server error for the client).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,8 +160,15 @@ pub trait AuthStore {
     /// The account's status and email (defaults when the account row does not exist yet).
     fn account_state(&self) -> Result<AccountState, StoreError>;
 
-    /// Sets the account's status.
-    fn set_account_status(&self, status: AccountStatus, now_ms: u64) -> Result<(), StoreError>;
+    /// Sets the account's status and appends `events` to the firehose sequencer, all or
+    /// nothing: a status change and its `#account` (and `#identity`, `#sync`) events commit
+    /// together, so subscribers never miss one nor see one that did not happen.
+    fn set_account_status(
+        &self,
+        status: AccountStatus,
+        now_ms: u64,
+        events: &[EventBody],
+    ) -> Result<(), StoreError>;
 }
 
 /// An in-memory [`AuthStore`] for tests and tools.
@@ -174,6 +182,7 @@ struct Memory {
     tokens: BTreeMap<String, RefreshTokenRecord>,
     app_passwords: Vec<AppPasswordRecord>,
     account: AccountState,
+    events: Vec<EventBody>,
 }
 
 impl MemoryAuthStore {
@@ -185,6 +194,11 @@ impl MemoryAuthStore {
     /// Number of stored refresh tokens (tests inspect cleanup).
     pub fn refresh_token_count(&self) -> usize {
         self.inner.borrow().tokens.len()
+    }
+
+    /// The events appended with status changes, oldest first (tests).
+    pub fn appended_events(&self) -> Vec<EventBody> {
+        self.inner.borrow().events.clone()
     }
 
     /// Sets the account's email (tests).
@@ -279,8 +293,15 @@ impl AuthStore for MemoryAuthStore {
         Ok(self.inner.borrow().account.clone())
     }
 
-    fn set_account_status(&self, status: AccountStatus, _now_ms: u64) -> Result<(), StoreError> {
-        self.inner.borrow_mut().account.status = status;
+    fn set_account_status(
+        &self,
+        status: AccountStatus,
+        _now_ms: u64,
+        events: &[EventBody],
+    ) -> Result<(), StoreError> {
+        let mut m = self.inner.borrow_mut();
+        m.account.status = status;
+        m.events.extend_from_slice(events);
         Ok(())
     }
 }

@@ -41,11 +41,9 @@ fn to_seq(seq: i64) -> Result<u64, StorageError> {
 impl EventLog for SqlEventLog<'_> {
     type Error = StorageError;
 
-    /// `newest` is the largest stored seq. Caveat: once retention has pruned
-    /// every event, the table no longer knows the last number it assigned,
-    /// so a cursor from before reads as a future cursor rather than an
-    /// outdated one (retention keeps the newest events, so this needs a
-    /// whole retention window without any event).
+    /// `newest` is the last seq the table assigned (its AUTOINCREMENT
+    /// counter, see [`latest_seq`]), so it survives retention pruning every
+    /// event: a cursor from before then reads as outdated, not future.
     fn bounds(&self) -> Result<LogBounds, StorageError> {
         Ok(LogBounds {
             oldest: earliest_seq(self.db)?.map(to_seq).transpose()?,
@@ -81,7 +79,8 @@ impl EventLog for SqlEventLog<'_> {
 mod tests {
     use super::*;
     use crate::firehose::{
-        account_event, identity_event, MemoryOutbox, Subscriber, SubscriberConfig,
+        account_event, identity_event, plan_start, MemoryOutbox, Start, Subscriber,
+        SubscriberConfig,
     };
     use crate::platform::native::NativeSql;
     use crate::storage::sequencer::append_event;
@@ -171,6 +170,76 @@ mod tests {
         sub.pump(&log, &config, &mut out).unwrap();
         let info = out.pop().unwrap();
         assert!(info.windows(14).any(|w| w == b"OutdatedCursor"));
+    }
+
+    #[test]
+    fn a_cursor_from_before_a_total_prune_is_outdated_not_future() {
+        let db = NativeSql::open_in_memory().unwrap();
+        migrate(&db).unwrap();
+        let did = Did::new("did:plc:sqleventlogtest").unwrap();
+        for i in 0..5 {
+            append_event(
+                &db,
+                &identity_event(&did, None, i * 1000).new_event(i as i64),
+            )
+            .unwrap();
+        }
+        let removed = crate::storage::sequencer::prune_events(&db, 1_000_000, None).unwrap();
+        assert_eq!(removed, 5);
+        let log = SqlEventLog::new(&db);
+        let bounds = log.bounds().unwrap();
+        assert_eq!(
+            bounds,
+            LogBounds {
+                oldest: None,
+                newest: 5
+            },
+            "the last assigned seq survives pruning"
+        );
+        assert!(matches!(
+            plan_start(Some(3), bounds),
+            Start::Replay { outdated: true, .. }
+        ));
+        assert_eq!(plan_start(Some(6), bounds), Start::FutureCursor);
+        let config = SubscriberConfig {
+            page_size: 4,
+            replay_high_water: 4,
+            live_limit: 4,
+        };
+        let mut out = MemoryOutbox::new();
+        let mut sub = Subscriber::connect(Some(3), bounds, &mut out);
+        sub.pump(&log, &config, &mut out).unwrap();
+        let info = out.pop().unwrap();
+        assert!(info.windows(14).any(|w| w == b"OutdatedCursor"));
+        assert!(!info.windows(12).any(|w| w == b"FutureCursor"));
+
+        // The next event continues the numbering.
+        let seq = append_event(&db, &identity_event(&did, None, 9000).new_event(9)).unwrap();
+        assert_eq!(seq, 6);
+    }
+
+    #[test]
+    fn count_retention_keeps_the_newest() {
+        let db = NativeSql::open_in_memory().unwrap();
+        migrate(&db).unwrap();
+        let did = Did::new("did:plc:sqleventlogtest").unwrap();
+        for i in 0..10 {
+            append_event(&db, &identity_event(&did, None, 0).new_event(1000 + i)).unwrap();
+        }
+        let prune = crate::storage::sequencer::prune_events;
+        // By age first: events at 1000..=1002 are older than 1003.
+        assert_eq!(prune(&db, 1003, None).unwrap(), 3);
+        assert_eq!(prune(&db, 0, Some(4)).unwrap(), 3);
+        let bounds = SqlEventLog::new(&db).bounds().unwrap();
+        assert_eq!(
+            bounds,
+            LogBounds {
+                oldest: Some(7),
+                newest: 10
+            }
+        );
+        assert_eq!(prune(&db, 0, Some(4)).unwrap(), 0, "nothing beyond the cap");
+        assert_eq!(prune(&db, 0, Some(100)).unwrap(), 0);
     }
 
     #[test]

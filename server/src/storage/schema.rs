@@ -120,12 +120,44 @@ const V1_STATEMENTS: &[&str] = &[
     )",
 ];
 
+/// Version 2: what background maintenance must remember across Durable
+/// Object evictions and restarts.
+const V2_STATEMENTS: &[&str] = &[
+    // One row: the handle last announced with `#identity` (NULL: never),
+    // when events were last pruned, and when relays were last asked to
+    // crawl with the newest seq at that moment (later events are news).
+    "CREATE TABLE maintenance_state (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        announced_handle TEXT,
+        last_prune_ms INTEGER,
+        last_crawl_ms INTEGER,
+        last_crawl_seq INTEGER
+    )",
+    // requestCrawl calls not yet delivered, one per relay (its base URL):
+    // when the request was queued (it is given up a day later), failed
+    // attempts so far, and when to try next.
+    "CREATE TABLE relay_crawl (
+        relay TEXT PRIMARY KEY NOT NULL,
+        queued_ms INTEGER NOT NULL,
+        attempts INTEGER NOT NULL,
+        next_attempt_ms INTEGER NOT NULL,
+        last_error TEXT
+    )",
+];
+
 /// The schema of this build, oldest first.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "repository, sequencer, sessions, app passwords, blobs, preferences, account",
-    statements: V1_STATEMENTS,
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "repository, sequencer, sessions, app passwords, blobs, preferences, account",
+        statements: V1_STATEMENTS,
+    },
+    Migration {
+        version: 2,
+        name: "maintenance state: announced handle, pruning, relay crawl requests",
+        statements: V2_STATEMENTS,
+    },
+];
 
 /// The schema version of this build.
 pub fn latest_version() -> i64 {

@@ -3,7 +3,7 @@
 //! `seq`); framing them for `subscribeRepos` is the firehose's job.
 
 use super::error::{Result, StorageError};
-use super::sql::{Sql, SqlValue};
+use super::sql::{Sql, SqlExt, SqlValue, MAX_SAFE_INTEGER};
 
 /// An event to append.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,13 +84,28 @@ pub fn events_after(db: &dyn Sql, after: i64, limit: u32) -> Result<Vec<StoredEv
     .collect()
 }
 
-/// The newest sequence number (none before the first event).
+/// The newest sequence number ever assigned (none before the first event).
+///
+/// Read from SQLite's AUTOINCREMENT counter (`sqlite_sequence`), which
+/// survives pruning: once retention has deleted every event, `MAX(seq)` would
+/// forget the last number and a subscriber's old cursor would look like a
+/// future one. Falls back to `MAX(seq)` if the counter cannot be read.
 pub fn latest_seq(db: &dyn Sql) -> Result<Option<i64>> {
+    let counter = db
+        .execute(
+            "SELECT seq FROM sqlite_sequence WHERE name = 'sequencer_event'",
+            &[],
+        )
+        .ok()
+        .and_then(|rows| rows.first().and_then(|row| row.opt_integer(0).ok()))
+        .flatten()
+        .filter(|seq| *seq > 0);
     let rows = db.execute("SELECT MAX(seq) FROM sequencer_event", &[])?;
-    match rows.first() {
-        Some(row) => row.opt_integer(0),
-        None => Ok(None),
-    }
+    let stored = match rows.first() {
+        Some(row) => row.opt_integer(0)?,
+        None => None,
+    };
+    Ok(counter.max(stored))
 }
 
 /// The oldest sequence number still stored (none when empty).
@@ -110,4 +125,32 @@ pub fn prune_events_before(db: &dyn Sql, time_ms: i64) -> Result<usize> {
         &[SqlValue::Integer(time_ms)],
     )?;
     Ok(rows.len())
+}
+
+/// Retention: deletes events older than `before_ms`, then all but the
+/// `keep_newest` newest (when given), in one transaction; returns how many
+/// were deleted. Numbers are not reused ([`latest_seq`] still reports the
+/// newest assigned one).
+pub fn prune_events(db: &dyn Sql, before_ms: i64, keep_newest: Option<u64>) -> Result<usize> {
+    db.transaction(|| {
+        let mut deleted = prune_events_before(db, before_ms)?;
+        if let Some(keep) = keep_newest {
+            let keep = i64::try_from(keep)
+                .unwrap_or(i64::MAX)
+                .min(MAX_SAFE_INTEGER);
+            // The seq of the newest event beyond the `keep` newest, if there is one.
+            let cutoff = db.query_opt(
+                "SELECT seq FROM sequencer_event ORDER BY seq DESC LIMIT 1 OFFSET ?",
+                &[SqlValue::Integer(keep)],
+            )?;
+            if let Some(cutoff) = cutoff {
+                let rows = db.execute(
+                    "DELETE FROM sequencer_event WHERE seq <= ? RETURNING seq",
+                    &[SqlValue::Integer(cutoff.integer(0)?)],
+                )?;
+                deleted += rows.len();
+            }
+        }
+        Ok(deleted)
+    })
 }

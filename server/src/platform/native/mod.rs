@@ -4,9 +4,12 @@
 
 pub mod blob_dir;
 pub mod firehose;
+pub mod maintenance;
+pub mod relay;
 pub mod sqlite;
 
 pub use blob_dir::DirBlobStore;
+pub use relay::NativeRelayClient;
 pub use sqlite::NativeSql;
 
 use std::convert::Infallible;
@@ -59,7 +62,10 @@ pub async fn serve(
         config,
         account: Rc::new(account),
         firehose: Rc::new(firehose::NativeFirehose::default()),
+        wakeup: Rc::new(maintenance::Wakeup::default()),
     });
+    maintenance::after_request(&shared.config, &shared.account, &shared.wakeup);
+    tokio::task::spawn_local(maintenance::run_forever(shared.clone()));
     loop {
         let (stream, _) = listener.accept().await?;
         let shared = shared.clone();
@@ -78,10 +84,12 @@ pub async fn serve(
 }
 
 /// What every connection of the server shares.
-struct Shared {
-    config: Result<Config, ConfigError>,
-    account: Rc<Account>,
+pub(crate) struct Shared {
+    pub(crate) config: Result<Config, ConfigError>,
+    pub(crate) account: Rc<Account>,
     firehose: Rc<firehose::NativeFirehose>,
+    /// When background maintenance runs next (the native Durable Object alarm).
+    pub(crate) wakeup: Rc<maintenance::Wakeup>,
 }
 
 impl Shared {
@@ -98,8 +106,13 @@ impl Shared {
                 };
             }
         }
+        let account_request = req.uri().path().starts_with("/xrpc/");
         let res = to_hyper(answer(&self.config, &self.account, req).await);
-        // Whatever the request stored (commits, account events) goes out to subscribers.
+        if account_request {
+            maintenance::after_request(&self.config, &self.account, &self.wakeup);
+        }
+        // Whatever the request stored (commits, account and identity events) goes out to
+        // subscribers.
         self.firehose.broadcast(&self.account);
         res
     }

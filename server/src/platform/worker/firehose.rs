@@ -121,16 +121,13 @@ pub(crate) fn subscribe(object: &Rc<AccountObject>, cursor: Option<u64>) -> Resu
     if object.firehose.hub.open(&log, cursor, &mut opening) {
         schedule_pump(object);
     }
-    // A close issued before the upgrade response is returned is lost by the runtime (the frame
-    // queued before it arrives, the close never does): close once the response is out.
+    // The close waits until the upgrade response is out, so the client sees the 101, the error
+    // frame and then the close, in that order.
     if let Some((code, reason)) = opening.close {
         let server = pair.server;
         worker::wasm_bindgen_futures::spawn_local(async move {
             worker::Delay::from(Duration::from_millis(100)).await;
-            worker::console_log!("pds: closing {code} {reason}");
-            if let Err(e) = server.close(Some(code), Some(reason)) {
-                worker::console_log!("pds: close failed: {e}");
-            }
+            let _ = server.close(Some(code), Some(reason));
         });
     }
     Response::from_websocket(pair.client)

@@ -3,6 +3,7 @@
 
 pub mod firehose;
 pub mod r2;
+pub mod relay;
 pub mod sql;
 pub mod upload;
 
@@ -65,6 +66,8 @@ pub(crate) struct AccountObject {
     env: Env,
     pub(crate) account: Account,
     pub(crate) firehose: firehose::DoFirehose,
+    /// The alarm this instance last set (ms), so most requests need not read it back.
+    alarm_at: std::cell::Cell<Option<i64>>,
 }
 
 impl DurableObject for AccountDurableObject {
@@ -87,6 +90,7 @@ impl DurableObject for AccountDurableObject {
                 env,
                 account,
                 firehose: firehose::DoFirehose::default(),
+                alarm_at: std::cell::Cell::new(None),
             }),
         }
     }
@@ -106,9 +110,24 @@ impl DurableObject for AccountDurableObject {
         } else {
             crate::routes::account(&config, &inner.account, request).await
         };
-        // Whatever the request stored (commits, account events) goes out to subscribers.
+        inner.after_request(&config).await;
+        // Whatever the request stored (commits, account and identity events) goes out to
+        // subscribers.
         firehose::broadcast(&self.inner);
         to_worker_response(response)
+    }
+
+    async fn alarm(&self) -> Result<Response> {
+        let inner = &self.inner;
+        inner.alarm_at.set(None);
+        if let Ok(config) = read_config(&inner.env) {
+            let now = now_ms();
+            let next =
+                crate::maintenance::run(&config, &inner.account, now, &relay::WorkerRelayClient)
+                    .await;
+            inner.schedule(next).await;
+        }
+        Response::empty()
     }
 
     async fn websocket_message(
@@ -134,6 +153,48 @@ impl DurableObject for AccountDurableObject {
     async fn websocket_error(&self, _ws: WebSocket, _error: worker::Error) -> Result<()> {
         Ok(())
     }
+}
+
+impl AccountObject {
+    /// Maintenance bookkeeping after a request (handle announcements, crawl requests) and the
+    /// alarm that runs the rest. Failures wait for the next request: the response is decided.
+    async fn after_request(
+        &self,
+        config: &std::result::Result<crate::config::Config, crate::config::ConfigError>,
+    ) {
+        let Ok(config) = config else { return };
+        if self.account.schema.is_err() {
+            return;
+        }
+        if let Ok(next) = crate::maintenance::after_request(config, &self.account, now_ms()) {
+            self.schedule(next).await;
+        }
+    }
+
+    /// Sets the alarm to `at` unless one is already set no later.
+    async fn schedule(&self, at: Option<i64>) {
+        let Some(at) = at else { return };
+        if self.alarm_at.get().is_some_and(|current| current <= at) {
+            return;
+        }
+        let storage = self.state.storage();
+        // After an eviction the cached value is gone: ask the runtime.
+        if let Ok(Some(current)) = storage.get_alarm().await {
+            if current <= at {
+                self.alarm_at.set(Some(current));
+                return;
+            }
+        }
+        // `set_alarm` takes an offset from now for integers.
+        let offset = at.saturating_sub(now_ms()).max(0);
+        if storage.set_alarm(offset).await.is_ok() {
+            self.alarm_at.set(Some(at));
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    worker::Date::now().as_millis() as i64
 }
 
 /// Stands in when the `BLOBS` R2 binding is missing: every blob operation fails, naming it.

@@ -1,0 +1,625 @@
+//! Background maintenance, off the request path: firehose retention and telling relays to
+//! crawl this PDS (`com.atproto.sync.requestCrawl`).
+//!
+//! Platform-free: the shells drive it. After each account request they call
+//! [`after_request`] (a few row reads) and make sure a wake-up is scheduled no later than the
+//! time it returns; at that time they call [`run`] (the Durable Object alarm on Workers, a
+//! local timer task natively) and schedule its answer in turn. Everything that must outlive a
+//! Durable Object eviction (pending crawl requests, their attempts and next attempt times, the
+//! last prune and the last crawl request) is in SQL ([`crate::storage::maintenance`]).
+//!
+//! When relays are asked to crawl: on activation, and on the first new event after a quiet
+//! period (no crawl request within `PDS_CRAWL_QUIET_SECONDS`), like the reference PDS, which
+//! notifies its crawlers on a write at most every 20 minutes. A failed request is retried per
+//! relay with exponential backoff (30 s doubling, capped at an hour) and given up after a day,
+//! or at once on a 4xx other than 429 (the relay refuses this host; retrying will not help).
+
+use crate::storage::blobs::LocalBoxFuture;
+use pds_api::runtime::xrpc::XrpcError;
+
+use crate::account::Account;
+use crate::config::Config;
+use crate::identity_events::announce_identity_changes;
+use crate::storage::account::get_account;
+use crate::storage::maintenance::{self as state, PendingCrawl};
+use crate::storage::sequencer::{earliest_seq, latest_seq, prune_events};
+use crate::storage::{Sql, SqlExt, StorageError};
+
+/// How often events are pruned.
+pub const PRUNE_INTERVAL_MS: i64 = 3_600_000;
+/// The wait before the first retry of a failed crawl request; doubles with each failure.
+pub const FIRST_RETRY_MS: i64 = 30_000;
+/// The longest wait between two attempts.
+pub const MAX_RETRY_MS: i64 = 3_600_000;
+/// A crawl request still failing this long after it was queued is given up.
+pub const GIVE_UP_MS: i64 = 24 * 3_600_000;
+/// When a run fails on storage, the next one is tried this much later.
+const AFTER_FAILURE_MS: i64 = 300_000;
+
+/// The outbound HTTP a crawl request needs: the Worker's `fetch` or a native client.
+pub trait RelayClient {
+    /// POSTs `body` as `application/json` to `url`; the response's status code, or why no
+    /// response came (connection refused, timeout, unsupported scheme).
+    fn post_json<'a>(
+        &'a self,
+        url: &'a str,
+        body: &'a [u8],
+    ) -> LocalBoxFuture<'a, Result<u16, String>>;
+}
+
+fn internal(e: impl std::fmt::Display) -> XrpcError {
+    XrpcError::internal_message(e.to_string())
+}
+
+/// Called by the shells after each account request and on start: announces a changed handle,
+/// queues crawl requests when due, and returns when [`run`] should next happen (`None`: no
+/// maintenance is pending). The shell schedules a wake-up at that time unless one is
+/// scheduled earlier.
+pub fn after_request(
+    config: &Config,
+    account: &Account,
+    now_ms: i64,
+) -> Result<Option<i64>, XrpcError> {
+    announce_identity_changes(config, account)?;
+    let db = account.sql.as_ref();
+    queue_crawls_if_due(config, db, now_ms).map_err(internal)?;
+    next_wake(db, now_ms).map_err(internal)
+}
+
+/// The maintenance run (the alarm body): prunes events past retention when an hour has passed
+/// since the last prune, sends the crawl requests that are due, and returns the next wake-up
+/// time. Never fails: a storage failure is retried a few minutes later.
+pub async fn run(
+    config: &Config,
+    account: &Account,
+    now_ms: i64,
+    relay: &dyn RelayClient,
+) -> Option<i64> {
+    let db = account.sql.as_ref();
+    let prepared = prune_if_due(config, db, now_ms)
+        .and_then(|()| queue_crawls_if_due(config, db, now_ms).map(|_| ()))
+        .and_then(|()| state::pending_crawls(db));
+    let Ok(pending) = prepared else {
+        return Some(now_ms + AFTER_FAILURE_MS);
+    };
+    let body = crawl_body(config);
+    for crawl in pending {
+        if !config.maintenance.relays.contains(&crawl.relay) {
+            // The relay was removed from the configuration.
+            if state::finish_crawl(db, &crawl.relay, crawl.queued_ms).is_err() {
+                return Some(now_ms + AFTER_FAILURE_MS);
+            }
+            continue;
+        }
+        if crawl.next_attempt_ms > now_ms {
+            continue;
+        }
+        let url = format!("{}/xrpc/com.atproto.sync.requestCrawl", crawl.relay);
+        let outcome = classify(relay.post_json(&url, &body).await);
+        if record_attempt(db, &crawl, outcome, now_ms).is_err() {
+            return Some(now_ms + AFTER_FAILURE_MS);
+        }
+    }
+    next_wake(db, now_ms).unwrap_or(Some(now_ms + AFTER_FAILURE_MS))
+}
+
+/// The requestCrawl input: `{"hostname": ...}` (lexicon `com.atproto.sync.requestCrawl`).
+fn crawl_body(config: &Config) -> Vec<u8> {
+    serde_json::json!({ "hostname": config.hostname })
+        .to_string()
+        .into_bytes()
+}
+
+/// What an attempt's result means for the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Outcome {
+    /// 2xx: the relay will crawl.
+    Delivered,
+    /// A 4xx other than 429: the relay refuses; retrying will not change that.
+    Refused,
+    /// 5xx, 429, an unexpected status or no response: try again later.
+    Failed(String),
+}
+
+fn classify(result: Result<u16, String>) -> Outcome {
+    match result {
+        Ok(200..=299) => Outcome::Delivered,
+        Ok(429) => Outcome::Failed("HTTP 429".into()),
+        Ok(400..=499) => Outcome::Refused,
+        Ok(status) => Outcome::Failed(format!("HTTP {status}")),
+        Err(e) => Outcome::Failed(e),
+    }
+}
+
+/// The wait after `attempts` failed attempts: 30 s, 1 min, 2 min, ... capped at an hour.
+pub fn backoff_ms(attempts: i64) -> i64 {
+    let doublings = attempts.saturating_sub(1).clamp(0, 20) as u32;
+    FIRST_RETRY_MS
+        .saturating_mul(1_i64 << doublings)
+        .min(MAX_RETRY_MS)
+}
+
+fn record_attempt(
+    db: &dyn Sql,
+    crawl: &PendingCrawl,
+    outcome: Outcome,
+    now_ms: i64,
+) -> Result<(), StorageError> {
+    match outcome {
+        Outcome::Delivered | Outcome::Refused => {
+            state::finish_crawl(db, &crawl.relay, crawl.queued_ms)
+        }
+        Outcome::Failed(error) => {
+            let attempts = crawl.attempts + 1;
+            let next = now_ms + backoff_ms(attempts);
+            if next - crawl.queued_ms > GIVE_UP_MS {
+                state::finish_crawl(db, &crawl.relay, crawl.queued_ms)
+            } else {
+                state::retry_crawl(db, &crawl.relay, crawl.queued_ms, attempts, next, &error)
+            }
+        }
+    }
+}
+
+/// Queues crawl requests to every configured relay when there are events relays have not been
+/// told about and either the account was activated since the last request or the newest
+/// event came after the quiet period following it (events within the quiet period never ask,
+/// as in the reference PDS). Returns whether it queued.
+fn queue_crawls_if_due(config: &Config, db: &dyn Sql, now_ms: i64) -> Result<bool, StorageError> {
+    let st = state::state(db)?;
+    let latest = latest_seq(db)?.unwrap_or(0);
+    if latest <= st.last_crawl_seq.unwrap_or(0) {
+        return Ok(false);
+    }
+    let quiet_ms = i64::try_from(config.maintenance.crawl_quiet_seconds)
+        .unwrap_or(i64::MAX / 1000)
+        .saturating_mul(1000);
+    let quiet_over = match (latest_event_time(db)?, st.last_crawl_ms) {
+        (Some(event_ms), Some(last)) => event_ms.saturating_sub(last) >= quiet_ms,
+        (Some(_), None) => true,
+        // Pruned already: nothing left to announce.
+        (None, _) => false,
+    };
+    // Activation emitted events (so `latest` moved) at its status change time.
+    let activated = match (get_account(db)?, st.last_crawl_ms) {
+        (Some(a), Some(last)) => {
+            a.status == "active" && a.status_changed_ms.is_some_and(|t| t >= last)
+        }
+        _ => false,
+    };
+    if !(quiet_over || activated) {
+        return Ok(false);
+    }
+    state::queue_crawls(db, &config.maintenance.relays, now_ms, latest)?;
+    Ok(true)
+}
+
+/// When the newest stored event happened.
+fn latest_event_time(db: &dyn Sql) -> Result<Option<i64>, StorageError> {
+    match db.query_opt(
+        "SELECT time_ms FROM sequencer_event ORDER BY seq DESC LIMIT 1",
+        &[],
+    )? {
+        Some(row) => Ok(Some(row.integer(0)?)),
+        None => Ok(None),
+    }
+}
+
+fn prune_if_due(config: &Config, db: &dyn Sql, now_ms: i64) -> Result<(), StorageError> {
+    let st = state::state(db)?;
+    if st
+        .last_prune_ms
+        .is_some_and(|last| now_ms - last < PRUNE_INTERVAL_MS)
+    {
+        return Ok(());
+    }
+    let m = &config.maintenance;
+    let retention_ms = i64::try_from(m.event_retention_seconds)
+        .unwrap_or(i64::MAX / 1000)
+        .saturating_mul(1000);
+    prune_events(
+        db,
+        now_ms.saturating_sub(retention_ms),
+        m.event_retention_count,
+    )?;
+    state::set_last_prune(db, now_ms)
+}
+
+/// The next time maintenance has work: the next prune (hourly, while events are stored) or
+/// the earliest crawl attempt; never before `now_ms`.
+fn next_wake(db: &dyn Sql, now_ms: i64) -> Result<Option<i64>, StorageError> {
+    let prune = match earliest_seq(db)? {
+        None => None,
+        Some(_) => Some(
+            state::state(db)?
+                .last_prune_ms
+                .map_or(now_ms, |last| last + PRUNE_INTERVAL_MS),
+        ),
+    };
+    let crawl = state::next_crawl_attempt(db)?;
+    let next = match (prune, crawl) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    Ok(next.map(|t| t.max(now_ms)))
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+    use crate::clock::{Clock, ManualClock};
+    use crate::config::MaintenanceConfig;
+    use crate::crypto::{KeyAlgorithm, SigningKey};
+    use crate::firehose::identity_event;
+    use crate::platform::native::{DirBlobStore, NativeSql};
+    use crate::storage::append_event;
+    use crate::storage::sequencer::events_after;
+    use pds_api::runtime::syntax::{Did, Handle};
+    use std::cell::RefCell;
+    use std::collections::VecDeque;
+    use std::rc::Rc;
+
+    const T0: i64 = 1_700_000_000_000;
+    const A: &str = "http://relay-a.test";
+    const B: &str = "https://relay-b.test";
+
+    /// A clock the test moves while the account holds it.
+    struct SharedClock(Rc<ManualClock>);
+    impl Clock for SharedClock {
+        fn now_micros(&self) -> u64 {
+            self.0.now_micros()
+        }
+    }
+
+    /// Scripted answers to one URL, in order.
+    type Script = (String, VecDeque<Result<u16, String>>);
+
+    /// Answers from a script per URL (200 once the script runs out) and records each call.
+    #[derive(Default)]
+    struct FakeRelays {
+        script: RefCell<Vec<Script>>,
+        calls: RefCell<Vec<(String, Vec<u8>)>>,
+    }
+
+    impl FakeRelays {
+        fn answer(&self, relay: &str, answers: Vec<Result<u16, String>>) {
+            self.script.borrow_mut().push((
+                format!("{relay}/xrpc/com.atproto.sync.requestCrawl"),
+                answers.into(),
+            ));
+        }
+        fn calls_to(&self, relay: &str) -> usize {
+            self.calls
+                .borrow()
+                .iter()
+                .filter(|(url, _)| url.starts_with(relay))
+                .count()
+        }
+    }
+
+    impl RelayClient for FakeRelays {
+        fn post_json<'a>(
+            &'a self,
+            url: &'a str,
+            body: &'a [u8],
+        ) -> LocalBoxFuture<'a, Result<u16, String>> {
+            self.calls
+                .borrow_mut()
+                .push((url.to_owned(), body.to_vec()));
+            let answer = self
+                .script
+                .borrow_mut()
+                .iter_mut()
+                .find(|(u, _)| u == url)
+                .and_then(|(_, answers)| answers.pop_front())
+                .unwrap_or(Ok(200));
+            Box::pin(async move { answer })
+        }
+    }
+
+    struct Fixture {
+        config: Config,
+        account: Account,
+        clock: Rc<ManualClock>,
+        _dir: std::path::PathBuf,
+    }
+
+    impl Fixture {
+        fn new(relays: &[&str]) -> Fixture {
+            static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let dir = std::env::temp_dir().join(format!(
+                "pds-maintenance-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            ));
+            let clock = Rc::new(ManualClock::new(T0 as u64 * 1000));
+            let account = Account::open(
+                Box::new(NativeSql::open_in_memory().unwrap()),
+                Box::new(DirBlobStore::open(&dir).unwrap()),
+                Box::new(SharedClock(clock.clone())),
+            );
+            let config = Config {
+                hostname: "pds.example.com".into(),
+                did: Did::new("did:plc:maintenancetest0000000000").unwrap(),
+                handle: Handle::new("alice.example.com").unwrap(),
+                signing_key: SigningKey::from_bytes(KeyAlgorithm::K256, &[9; 32]).unwrap(),
+                password_hash: String::new(),
+                jwt_secret: vec![1; 32],
+                blob_upload_limit: 1,
+                maintenance: MaintenanceConfig {
+                    relays: relays.iter().map(|r| r.to_string()).collect(),
+                    ..MaintenanceConfig::default()
+                },
+            };
+            Fixture {
+                config,
+                account,
+                clock,
+                _dir: dir,
+            }
+        }
+
+        fn now(&self) -> i64 {
+            self.clock.now_millis() as i64
+        }
+
+        fn set(&self, ms: i64) {
+            self.clock.set(ms as u64 * 1000);
+        }
+
+        fn after_request(&self) -> Option<i64> {
+            after_request(&self.config, &self.account, self.now()).unwrap()
+        }
+
+        fn run(&self, relays: &FakeRelays) -> Option<i64> {
+            futures_executor::block_on(run(&self.config, &self.account, self.now(), relays))
+        }
+
+        fn db(&self) -> &dyn Sql {
+            self.account.sql.as_ref()
+        }
+
+        /// A new event now (a commit, as far as scheduling is concerned).
+        fn event(&self) {
+            let body = identity_event(&self.config.did, None, self.now() as u64 * 1000);
+            append_event(self.db(), &body.new_event(self.now())).unwrap();
+        }
+
+        fn pending(&self) -> Vec<PendingCrawl> {
+            state::pending_crawls(self.db()).unwrap()
+        }
+    }
+
+    impl Drop for Fixture {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self._dir);
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_from_30_seconds_up_to_an_hour() {
+        let waits: Vec<i64> = (1..=9).map(backoff_ms).collect();
+        assert_eq!(
+            waits,
+            [30, 60, 120, 240, 480, 960, 1920, 3600, 3600]
+                .map(|s| s * 1000)
+                .to_vec()
+        );
+        assert_eq!(backoff_ms(1000), MAX_RETRY_MS);
+    }
+
+    #[test]
+    fn identity_is_announced_on_first_start_and_when_the_handle_changes() {
+        let mut f = Fixture::new(&[]);
+        f.after_request();
+        f.after_request();
+        let events = events_after(f.db(), 0, 10).unwrap();
+        assert_eq!(events.len(), 1, "announced once");
+        assert_eq!(events[0].kind, "identity");
+        let body = crate::data::decode(&events[0].event).unwrap();
+        assert_eq!(
+            body.as_map().unwrap()["handle"].as_str(),
+            Some("alice.example.com")
+        );
+
+        f.config.handle = Handle::new("alice.other.example").unwrap();
+        assert!(announce_identity_changes(&f.config, &f.account).unwrap());
+        assert!(!announce_identity_changes(&f.config, &f.account).unwrap());
+        f.after_request();
+        let events = events_after(f.db(), 0, 10).unwrap();
+        assert_eq!(events.len(), 2);
+        let body = crate::data::decode(&events[1].event).unwrap();
+        assert_eq!(
+            body.as_map().unwrap()["handle"].as_str(),
+            Some("alice.other.example")
+        );
+    }
+
+    #[test]
+    fn crawl_requests_are_retried_with_backoff_per_relay() {
+        let f = Fixture::new(&[A, B]);
+        let relays = FakeRelays::default();
+        relays.answer(A, vec![Ok(500), Err("connection refused".into()), Ok(429)]);
+        relays.answer(B, vec![Ok(200)]);
+
+        // First start: the identity announcement is news; a crawl is due at once.
+        assert_eq!(f.after_request(), Some(T0));
+        assert_eq!(f.pending().len(), 2);
+        // The alarm: A fails (retry in 30 s), B is done; the next prune is in an hour.
+        assert_eq!(f.run(&relays), Some(T0 + 30_000));
+        let pending = f.pending();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].relay, A);
+        assert_eq!(pending[0].attempts, 1);
+        assert_eq!(pending[0].last_error.as_deref(), Some("HTTP 500"));
+        let (url, body) = relays.calls.borrow()[1].clone();
+        assert_eq!(url, format!("{B}/xrpc/com.atproto.sync.requestCrawl"));
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&body).unwrap(),
+            serde_json::json!({ "hostname": "pds.example.com" })
+        );
+
+        // Too early: nothing is sent.
+        f.set(T0 + 29_000);
+        assert_eq!(f.run(&relays), Some(T0 + 30_000));
+        assert_eq!(relays.calls_to(A), 1);
+
+        f.set(T0 + 30_000);
+        assert_eq!(f.run(&relays), Some(T0 + 90_000), "then 60 s");
+        f.set(T0 + 90_000);
+        assert_eq!(f.run(&relays), Some(T0 + 210_000), "429 is retried, 120 s");
+        f.set(T0 + 210_000);
+        assert_eq!(f.run(&relays), Some(T0 + PRUNE_INTERVAL_MS), "delivered");
+        assert!(f.pending().is_empty());
+        assert_eq!(relays.calls_to(A), 4);
+        assert_eq!(relays.calls_to(B), 1);
+    }
+
+    #[test]
+    fn new_events_ask_again_only_after_the_quiet_period() {
+        let f = Fixture::new(&[A]);
+        let relays = FakeRelays::default();
+        f.after_request();
+        f.run(&relays);
+        assert_eq!(relays.calls_to(A), 1);
+
+        // A commit 5 minutes later: within the quiet period, no request.
+        f.set(T0 + 300_000);
+        f.event();
+        f.after_request();
+        assert!(f.pending().is_empty());
+        // Nothing new after the quiet period: no request either.
+        f.set(T0 + 1_300_000);
+        f.after_request();
+        assert!(f.pending().is_empty());
+        // The first commit after it: a request.
+        f.set(T0 + 1_400_000);
+        f.event();
+        assert_eq!(f.after_request(), Some(T0 + 1_400_000));
+        f.run(&relays);
+        assert_eq!(relays.calls_to(A), 2);
+    }
+
+    #[test]
+    fn activation_asks_at_once_even_within_the_quiet_period() {
+        use crate::auth::{AccountStatus as Status, AuthStore, SqlAuthStore};
+        let f = Fixture::new(&[A]);
+        let relays = FakeRelays::default();
+        f.after_request();
+        f.run(&relays);
+        let store = SqlAuthStore::new(f.db(), f.config.did.as_str());
+        let events = |status| {
+            vec![crate::firehose::account_event(
+                &f.config.did,
+                status,
+                f.now() as u64 * 1000,
+            )]
+        };
+
+        f.set(T0 + 60_000);
+        let deactivated = events(Some(crate::firehose::AccountStatus::Deactivated));
+        store
+            .set_account_status(Status::Deactivated, f.now() as u64, &deactivated)
+            .unwrap();
+        f.after_request();
+        assert!(
+            f.pending().is_empty(),
+            "deactivation is not a reason to crawl"
+        );
+
+        f.set(T0 + 120_000);
+        store
+            .set_account_status(Status::Active, f.now() as u64, &events(None))
+            .unwrap();
+        assert_eq!(f.after_request(), Some(T0 + 120_000));
+        f.run(&relays);
+        assert_eq!(relays.calls_to(A), 2);
+    }
+
+    #[test]
+    fn refused_requests_are_dropped_and_failing_ones_given_up_after_a_day() {
+        let f = Fixture::new(&[A, B]);
+        let relays = FakeRelays::default();
+        relays.answer(A, vec![Ok(400)]);
+        relays.answer(B, vec![Err("down".into()); 100]);
+        f.after_request();
+        f.run(&relays);
+        assert_eq!(f.pending().len(), 1, "A refused: not retried");
+        let mut runs = 0;
+        while !f.pending().is_empty() {
+            let next = state::next_crawl_attempt(f.db()).unwrap().unwrap();
+            f.set(next);
+            f.run(&relays);
+            runs += 1;
+            assert!(runs < 100);
+        }
+        assert_eq!(relays.calls_to(A), 1);
+        assert!(f.now() - T0 <= GIVE_UP_MS, "given up within a day");
+        assert!(
+            f.now() - T0 > GIVE_UP_MS - 2 * MAX_RETRY_MS,
+            "not much earlier"
+        );
+        // Hourly attempts for most of the day, not one per 30 s.
+        assert!(
+            (24..40).contains(&relays.calls_to(B)),
+            "{}",
+            relays.calls_to(B)
+        );
+    }
+
+    #[test]
+    fn relays_no_longer_configured_are_forgotten() {
+        let mut f = Fixture::new(&[A]);
+        let relays = FakeRelays::default();
+        relays.answer(A, vec![Ok(503)]);
+        f.after_request();
+        f.run(&relays);
+        assert_eq!(f.pending().len(), 1);
+        f.config.maintenance.relays.clear();
+        f.set(T0 + 30_000);
+        f.run(&relays);
+        assert!(f.pending().is_empty());
+        assert_eq!(relays.calls_to(A), 1);
+    }
+
+    #[test]
+    fn runs_prune_hourly_by_age_and_count() {
+        let mut f = Fixture::new(&[]);
+        f.config.maintenance.event_retention_seconds = 3600;
+        let relays = FakeRelays::default();
+        assert_eq!(
+            f.after_request(),
+            Some(T0),
+            "events exist and were never pruned"
+        );
+        assert_eq!(f.run(&relays), Some(T0 + PRUNE_INTERVAL_MS));
+        assert_eq!(
+            earliest_seq(f.db()).unwrap(),
+            Some(1),
+            "the announcement is recent"
+        );
+        f.set(T0 + 1_000);
+        for _ in 0..5 {
+            f.event();
+        }
+        // Within the hour: no prune yet.
+        f.set(T0 + 3_000_000);
+        assert_eq!(f.run(&relays), Some(T0 + PRUNE_INTERVAL_MS));
+        // After it: events older than an hour (the announcement at T0) are gone.
+        f.set(T0 + PRUNE_INTERVAL_MS + 500);
+        assert_eq!(f.run(&relays), Some(T0 + 2 * PRUNE_INTERVAL_MS + 500));
+        assert_eq!(earliest_seq(f.db()).unwrap(), Some(2));
+        // A count cap keeps the newest.
+        f.config.maintenance.event_retention_count = Some(2);
+        f.config.maintenance.event_retention_seconds = 30 * 86_400;
+        f.set(T0 + 2 * PRUNE_INTERVAL_MS + 500);
+        f.run(&relays);
+        assert_eq!(earliest_seq(f.db()).unwrap(), Some(5));
+        assert_eq!(latest_seq(f.db()).unwrap(), Some(6));
+        // Everything pruned: no more hourly wake-ups until new events arrive.
+        f.config.maintenance.event_retention_seconds = 3600;
+        f.set(T0 + 10 * PRUNE_INTERVAL_MS);
+        assert_eq!(f.run(&relays), None);
+        assert_eq!(latest_seq(f.db()).unwrap(), Some(6), "numbering survives");
+    }
+}

@@ -1,0 +1,178 @@
+//! The firehose's memory bound on both shells: a subscriber that stops reading is cut off with
+//! `ConsumerTooSlow` after a bounded backlog, while a subscriber that reads gets every event and
+//! writes keep succeeding. Driven by a minimal WebSocket client over a raw TCP stream, so the
+//! test controls exactly when the slow one reads.
+
+#[macro_use]
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+on_both_shells!(a_consumer_that_stops_reading_is_dropped_alone);
+
+/// Bytes of filler per record: large commits fill the slow socket's buffers quickly.
+const RECORD_FILLER: usize = 600_000;
+/// Records written: well above the 8 MiB live limit plus every socket buffer on the way.
+const RECORDS: usize = 70;
+
+/// A WebSocket client connection (server frames are never masked).
+struct Ws {
+    reader: BufReader<TcpStream>,
+}
+
+/// One frame: opcode and payload.
+struct WsFrame {
+    opcode: u8,
+    payload: Vec<u8>,
+}
+
+impl Ws {
+    fn connect(base: &str, path: &str) -> Ws {
+        let host = base.trim_start_matches("http://");
+        let mut stream = TcpStream::connect(host).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        .unwrap();
+        let mut reader = BufReader::new(stream);
+        let mut status = String::new();
+        reader.read_line(&mut status).unwrap();
+        assert!(
+            status.starts_with("HTTP/1.1 101"),
+            "upgrade answered {status:?}"
+        );
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if line == "\r\n" {
+                break;
+            }
+        }
+        Ws { reader }
+    }
+
+    /// The next frame, or `None` when the connection ended.
+    fn next(&mut self) -> Option<WsFrame> {
+        let mut head = [0u8; 2];
+        self.reader.read_exact(&mut head).ok()?;
+        assert_eq!(head[1] & 0x80, 0, "server frames are not masked");
+        let len = match head[1] & 0x7f {
+            126 => {
+                let mut b = [0u8; 2];
+                self.reader.read_exact(&mut b).ok()?;
+                u64::from(u16::from_be_bytes(b))
+            }
+            127 => {
+                let mut b = [0u8; 8];
+                self.reader.read_exact(&mut b).ok()?;
+                u64::from_be_bytes(b)
+            }
+            n => u64::from(n),
+        };
+        let mut payload = vec![0u8; usize::try_from(len).unwrap()];
+        self.reader.read_exact(&mut payload).ok()?;
+        Some(WsFrame {
+            opcode: head[0] & 0x0f,
+            payload,
+        })
+    }
+}
+
+/// What a binary frame is: `Ok(seq)` for an event, `Err(error name)` for an error frame.
+fn classify(payload: &[u8]) -> Result<i64, String> {
+    let (header, used) = pds::data::cbor::decode_prefix(payload).unwrap();
+    let pds::data::Value::Map(header) = header else {
+        panic!("header is not a map")
+    };
+    let pds::data::Value::Map(body) = pds::data::decode(&payload[used..]).unwrap() else {
+        panic!("body is not a map")
+    };
+    match (&header["op"], &body.get("seq"), body.get("error")) {
+        (pds::data::Value::Integer(1), Some(pds::data::Value::Integer(seq)), _) => Ok(*seq),
+        (pds::data::Value::Integer(-1), _, Some(pds::data::Value::String(e))) => Err(e.clone()),
+        other => panic!("unexpected frame {other:?}"),
+    }
+}
+
+fn a_consumer_that_stops_reading_is_dropped_alone(base: &str) {
+    let (token, _) = support::account::login(base);
+    let did = support::account::did();
+    let path = "/xrpc/com.atproto.sync.subscribeRepos";
+    let mut slow = Ws::connect(base, path);
+    let mut fast = Ws::connect(base, path);
+    // The fast reader counts commit frames on its own thread.
+    let fast_reader = std::thread::spawn(move || {
+        let mut seqs = Vec::new();
+        while seqs.len() < RECORDS {
+            let frame = fast.next().expect("the fast consumer's stream ended");
+            assert_eq!(frame.opcode, 2, "binary frames only");
+            seqs.push(classify(&frame.payload).expect("the fast consumer got an error frame"));
+        }
+        seqs
+    });
+    let filler = "x".repeat(RECORD_FILLER);
+    for i in 0..RECORDS {
+        let res = support::http::xrpc(
+            base,
+            "POST",
+            "com.atproto.repo.createRecord",
+            &token,
+            Some(&serde_json::json!({
+                "repo": did,
+                "collection": "com.example.filler",
+                "record": { "$type": "com.example.filler", "n": i, "filler": filler },
+            })),
+        );
+        assert_eq!(
+            res.status,
+            200,
+            "write {i}: {}",
+            String::from_utf8_lossy(&res.body)
+        );
+    }
+    let fast_seqs = fast_reader.join().unwrap();
+    assert!(
+        fast_seqs.windows(2).all(|w| w[1] == w[0] + 1),
+        "the fast consumer saw a gap: {fast_seqs:?}"
+    );
+    // Now the slow one reads what was kept for it: a prefix of the events, then the error, then
+    // the close.
+    let mut slow_seqs = Vec::new();
+    let mut error = None;
+    let mut closed = false;
+    while let Some(frame) = slow.next() {
+        match frame.opcode {
+            2 => match classify(&frame.payload) {
+                Ok(seq) => {
+                    assert!(error.is_none(), "an event after the error frame");
+                    slow_seqs.push(seq);
+                }
+                Err(name) => error = Some(name),
+            },
+            8 => {
+                closed = true;
+                break;
+            }
+            other => panic!("unexpected opcode {other}"),
+        }
+    }
+    assert_eq!(error.as_deref(), Some("ConsumerTooSlow"));
+    assert!(closed, "no close frame after ConsumerTooSlow");
+    assert!(
+        slow_seqs.len() < RECORDS,
+        "the slow consumer was never cut off ({} events)",
+        slow_seqs.len()
+    );
+    assert_eq!(
+        slow_seqs.as_slice(),
+        &fast_seqs[..slow_seqs.len()],
+        "the slow consumer's events are not a prefix of the stream"
+    );
+}
