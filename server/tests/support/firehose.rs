@@ -88,7 +88,9 @@ impl Consumer {
     /// Waits for the consumer to meet its stop condition; returns its JSON result.
     pub fn finish(mut self) -> Value {
         let status = self.child.wait().expect("wait for node");
-        let stdout = self.stdout.join().unwrap();
+        let stdout = std::mem::replace(&mut self.stdout, std::thread::spawn(Vec::new))
+            .join()
+            .unwrap();
         let stderr: Vec<String> = self.stderr.try_iter().collect();
         assert!(
             status.success(),
@@ -102,6 +104,16 @@ impl Consumer {
                 String::from_utf8_lossy(&stdout)
             )
         })
+    }
+}
+
+impl Drop for Consumer {
+    /// A consumer abandoned by a failing test must not outlive it.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 

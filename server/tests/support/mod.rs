@@ -44,6 +44,40 @@ pub trait Shell {
     fn worker(&self) -> Option<&worker::WorkerServer> {
         None
     }
+    /// Runs `sql` on the account's stored SQLite database, from outside the server (the Worker
+    /// is restarted around it: workerd owns its files while it runs).
+    fn run_stored_sql(&mut self, sql: &str);
+}
+
+/// Runs `sql` on every SQLite file under `dir` that holds the account (its
+/// `maintenance_state` table); returns how many it ran on.
+pub fn run_sql_on_account_files(dir: &std::path::Path, sql: &str) -> usize {
+    let mut done = 0;
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(d) = pending.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().map(Result::unwrap) {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path.extension().is_some_and(|e| e == "sqlite") {
+                let db = rusqlite::Connection::open(&path).unwrap();
+                let is_account: bool = db
+                    .query_row(
+                        "SELECT count(*) FROM sqlite_master WHERE name = 'maintenance_state'",
+                        [],
+                        |r| r.get::<_, i64>(0),
+                    )
+                    .unwrap()
+                    > 0;
+                if is_account {
+                    db.execute_batch(sql)
+                        .unwrap_or_else(|e| panic!("{sql} on {}: {e}", path.display()));
+                    done += 1;
+                }
+            }
+        }
+    }
+    done
 }
 
 impl Shell for native::NativeServer {
@@ -52,6 +86,10 @@ impl Shell for native::NativeServer {
     }
     fn restart(&mut self) {
         native::NativeServer::restart(self)
+    }
+    fn run_stored_sql(&mut self, sql: &str) {
+        // SQLite serializes this writer with the running server's connection.
+        assert_eq!(run_sql_on_account_files(&self.data.0, sql), 1);
     }
 }
 
@@ -64,6 +102,15 @@ impl Shell for worker::WorkerServer {
     }
     fn worker(&self) -> Option<&worker::WorkerServer> {
         Some(self)
+    }
+    fn run_stored_sql(&mut self, sql: &str) {
+        self.restart_with(|state| {
+            assert_eq!(
+                run_sql_on_account_files(state, sql),
+                1,
+                "the Durable Object's SQLite file"
+            );
+        });
     }
 }
 

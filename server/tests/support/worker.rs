@@ -49,7 +49,13 @@ impl WorkerServer {
     /// Stops workerd (SIGTERM to wrangler's process group) and starts a new `wrangler dev` on
     /// the same persisted state (DO SQLite, R2) and variables, on a new port (`base` changes).
     pub fn restart(&mut self) {
+        self.restart_with(|_| {});
+    }
+
+    /// `restart`, running `edit` on the persisted state folder while workerd is stopped.
+    pub fn restart_with(&mut self, edit: impl FnOnce(&Path)) {
         stop(&mut self.child);
+        edit(&self._state.0);
         let (child, base) = launch(&self._state.0, &self.vars, &self.log);
         self.child = child;
         self.base = base;
