@@ -180,10 +180,11 @@ fn queue_crawls_if_due(config: &Config, db: &dyn Sql, now_ms: i64) -> Result<boo
         // Pruned already: nothing left to announce.
         (None, _) => false,
     };
-    // Activation emitted events (so `latest` moved) at its status change time.
+    // Activation emitted events (so `latest` moved) at its status change time; a crawl queued
+    // since (at or after that time) already covered it.
     let activated = match (get_account(db)?, st.last_crawl_ms) {
         (Some(a), Some(last)) => {
-            a.status == "active" && a.status_changed_ms.is_some_and(|t| t >= last)
+            a.status == "active" && a.status_changed_ms.is_some_and(|t| t > last)
         }
         _ => false,
     };

@@ -61,4 +61,5 @@ pub mod atrium;
 pub mod http;
 pub mod native;
 pub mod oracle;
+pub mod relay;
 pub mod worker;

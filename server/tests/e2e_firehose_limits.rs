@@ -1,7 +1,10 @@
-//! The firehose's memory bound on both shells: a subscriber that stops reading is cut off with
-//! `ConsumerTooSlow` after a bounded backlog, while a subscriber that reads gets every event and
-//! writes keep succeeding. Driven by a minimal WebSocket client over a raw TCP stream, so the
-//! test controls exactly when the slow one reads.
+//! The firehose's limits on both shells, driven by a minimal WebSocket client over a raw TCP
+//! stream (so the test controls exactly when a subscriber reads):
+//! - memory: a subscriber that stops reading is cut off with `ConsumerTooSlow` after a bounded
+//!   backlog, while a subscriber that reads gets every event and writes keep succeeding;
+//! - retention: once the log overruns `PDS_EVENT_RETENTION_COUNT` the oldest events are pruned
+//!   off the request path, and a cursor from before them gets `#info OutdatedCursor`, then every
+//!   kept event; a cursor past the newest gets `FutureCursor` and a close.
 
 #[macro_use]
 mod support;
@@ -11,6 +14,22 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 on_both_shells!(a_consumer_that_stops_reading_is_dropped_alone);
+
+#[test]
+fn native_retention_and_cursor_errors() {
+    let server = support::native::NativeServer::start(&[RETENTION]);
+    retention_and_cursor_errors(&server.base);
+}
+
+#[cfg(feature = "worker-e2e")]
+#[test]
+fn worker_retention_and_cursor_errors() {
+    let server = support::worker::WorkerServer::start(&[RETENTION]);
+    retention_and_cursor_errors(&server.base);
+}
+
+/// The smallest count retention the configuration accepts.
+const RETENTION: (&str, &str) = ("PDS_EVENT_RETENTION_COUNT", "1000");
 
 /// Bytes of filler per record: large commits fill the slow socket's buffers quickly.
 const RECORD_FILLER: usize = 600_000;
@@ -83,6 +102,93 @@ impl Ws {
             payload,
         })
     }
+}
+
+/// What a binary frame is: an event's seq, or the name of an error or `#info` frame.
+fn describe(payload: &[u8]) -> Result<i64, String> {
+    let (header, used) = pds::data::cbor::decode_prefix(payload).unwrap();
+    let pds::data::Value::Map(header) = header else {
+        panic!("header is not a map")
+    };
+    let pds::data::Value::Map(body) = pds::data::decode(&payload[used..]).unwrap() else {
+        panic!("body is not a map")
+    };
+    match (header.get("t"), body.get("name")) {
+        (Some(pds::data::Value::String(t)), Some(pds::data::Value::String(name)))
+            if t == "#info" =>
+        {
+            Err(name.clone())
+        }
+        _ => classify(payload),
+    }
+}
+
+fn retention_and_cursor_errors(base: &str) {
+    let (token, _) = support::account::login(base);
+    let did = support::account::did();
+    // 1,150 commits overrun the cap of 1,000 by more than a tenth: pruning is due at once.
+    for i in 0..1150 {
+        let res = support::http::xrpc(
+            base,
+            "POST",
+            "com.atproto.repo.createRecord",
+            &token,
+            Some(&serde_json::json!({
+                "repo": did,
+                "collection": "com.example.counter",
+                "record": { "$type": "com.example.counter", "n": i },
+            })),
+        );
+        assert_eq!(
+            res.status,
+            200,
+            "write {i}: {}",
+            String::from_utf8_lossy(&res.body)
+        );
+    }
+    let latest = support::http::get(
+        base,
+        &format!("/xrpc/com.atproto.sync.getLatestCommit?did={did}"),
+    );
+    assert_eq!(latest.status, 200);
+    // The pruning runs in the background: wait for a cursor of 0 to be outdated.
+    let path = "/xrpc/com.atproto.sync.subscribeRepos";
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let (first_kept, newest) = loop {
+        let mut ws = Ws::connect(base, &format!("{path}?cursor=0"));
+        let first = ws.next().expect("a frame");
+        if describe(&first.payload) == Err("OutdatedCursor".into()) {
+            // Then every kept event, in order, up to the newest: exactly the retained count.
+            let mut seqs = Vec::new();
+            while seqs.len() < 1000 {
+                let frame = ws.next().expect("the replay ended early");
+                seqs.push(describe(&frame.payload).expect("an event"));
+            }
+            assert!(
+                seqs.windows(2).all(|w| w[1] == w[0] + 1),
+                "the replay after OutdatedCursor has a gap"
+            );
+            break (seqs[0], *seqs.last().unwrap());
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "events were not pruned within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(first_kept > 1, "nothing was pruned");
+    // A cursor at the oldest kept event's predecessor lost nothing: no #info.
+    let mut ws = Ws::connect(base, &format!("{path}?cursor={}", first_kept - 1));
+    assert_eq!(describe(&ws.next().unwrap().payload), Ok(first_kept));
+    // A cursor past the newest: FutureCursor, then the close.
+    let mut ws = Ws::connect(base, &format!("{path}?cursor={}", newest + 1000));
+    assert_eq!(
+        describe(&ws.next().unwrap().payload),
+        Err("FutureCursor".into())
+    );
+    let close = ws.next().expect("a close frame");
+    assert_eq!(close.opcode, 8);
+    assert_eq!(&close.payload[..2], &1008u16.to_be_bytes());
 }
 
 /// What a binary frame is: `Ok(seq)` for an event, `Err(error name)` for an error frame.
