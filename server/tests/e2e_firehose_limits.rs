@@ -104,25 +104,6 @@ impl Ws {
     }
 }
 
-/// What a binary frame is: an event's seq, or the name of an error or `#info` frame.
-fn describe(payload: &[u8]) -> Result<i64, String> {
-    let (header, used) = pds::data::cbor::decode_prefix(payload).unwrap();
-    let pds::data::Value::Map(header) = header else {
-        panic!("header is not a map")
-    };
-    let pds::data::Value::Map(body) = pds::data::decode(&payload[used..]).unwrap() else {
-        panic!("body is not a map")
-    };
-    match (header.get("t"), body.get("name")) {
-        (Some(pds::data::Value::String(t)), Some(pds::data::Value::String(name)))
-            if t == "#info" =>
-        {
-            Err(name.clone())
-        }
-        _ => classify(payload),
-    }
-}
-
 fn retention_and_cursor_errors(base: &str) {
     let (token, _) = support::account::login(base);
     let did = support::account::did();
@@ -191,18 +172,26 @@ fn retention_and_cursor_errors(base: &str) {
     assert_eq!(&close.payload[..2], &1008u16.to_be_bytes());
 }
 
-/// What a binary frame is: `Ok(seq)` for an event, `Err(error name)` for an error frame.
-fn classify(payload: &[u8]) -> Result<i64, String> {
+/// What a binary frame is: `Ok(seq)` for an event, `Err(name)` for an error or `#info` frame.
+fn describe(payload: &[u8]) -> Result<i64, String> {
+    use pds::data::Value;
     let (header, used) = pds::data::cbor::decode_prefix(payload).unwrap();
-    let pds::data::Value::Map(header) = header else {
+    let Value::Map(header) = header else {
         panic!("header is not a map")
     };
-    let pds::data::Value::Map(body) = pds::data::decode(&payload[used..]).unwrap() else {
+    let Value::Map(body) = pds::data::decode(&payload[used..]).unwrap() else {
         panic!("body is not a map")
     };
-    match (&header["op"], &body.get("seq"), body.get("error")) {
-        (pds::data::Value::Integer(1), Some(pds::data::Value::Integer(seq)), _) => Ok(*seq),
-        (pds::data::Value::Integer(-1), _, Some(pds::data::Value::String(e))) => Err(e.clone()),
+    match (&header["op"], header.get("t"), body.get("seq")) {
+        (Value::Integer(1), Some(Value::String(t)), _) if t == "#info" => match body.get("name") {
+            Some(Value::String(name)) => Err(name.clone()),
+            other => panic!("#info without a name: {other:?}"),
+        },
+        (Value::Integer(1), _, Some(Value::Integer(seq))) => Ok(*seq),
+        (Value::Integer(-1), _, _) => match body.get("error") {
+            Some(Value::String(e)) => Err(e.clone()),
+            other => panic!("error frame without a name: {other:?}"),
+        },
         other => panic!("unexpected frame {other:?}"),
     }
 }
@@ -219,7 +208,7 @@ fn a_consumer_that_stops_reading_is_dropped_alone(base: &str) {
         while seqs.len() < RECORDS {
             let frame = fast.next().expect("the fast consumer's stream ended");
             assert_eq!(frame.opcode, 2, "binary frames only");
-            seqs.push(classify(&frame.payload).expect("the fast consumer got an error frame"));
+            seqs.push(describe(&frame.payload).expect("the fast consumer got an error frame"));
         }
         seqs
     });
@@ -255,7 +244,7 @@ fn a_consumer_that_stops_reading_is_dropped_alone(base: &str) {
     let mut closed = false;
     while let Some(frame) = slow.next() {
         match frame.opcode {
-            2 => match classify(&frame.payload) {
+            2 => match describe(&frame.payload) {
                 Ok(seq) => {
                     assert!(error.is_none(), "an event after the error frame");
                     slow_seqs.push(seq);
