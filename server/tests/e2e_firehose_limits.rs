@@ -13,7 +13,10 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-on_both_shells!(a_consumer_that_stops_reading_is_dropped_alone);
+on_both_shells!(
+    a_consumer_that_stops_reading_is_dropped_alone,
+    pings_are_answered,
+);
 
 #[test]
 fn native_retention_and_cursor_errors() {
@@ -77,6 +80,14 @@ impl Ws {
         Ws { reader }
     }
 
+    /// Sends a ping carrying `payload` (client frames are masked; a zero mask keeps it readable).
+    fn ping(&mut self, payload: &[u8]) {
+        assert!(payload.len() < 126);
+        let mut frame = vec![0x89, 0x80 | payload.len() as u8, 0, 0, 0, 0];
+        frame.extend_from_slice(payload);
+        self.reader.get_mut().write_all(&frame).unwrap();
+    }
+
     /// The next frame, or `None` when the connection ended.
     fn next(&mut self) -> Option<WsFrame> {
         let mut head = [0u8; 2];
@@ -102,6 +113,14 @@ impl Ws {
             payload,
         })
     }
+}
+
+fn pings_are_answered(base: &str) {
+    let mut ws = Ws::connect(base, "/xrpc/com.atproto.sync.subscribeRepos");
+    ws.ping(b"are you there");
+    let pong = ws.next().expect("a pong");
+    assert_eq!(pong.opcode, 0xA, "a pong frame");
+    assert_eq!(pong.payload, b"are you there");
 }
 
 fn retention_and_cursor_errors(base: &str) {
