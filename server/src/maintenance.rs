@@ -63,7 +63,7 @@ pub fn after_request(
     announce_identity_changes(config, account)?;
     let db = account.sql.as_ref();
     queue_crawls_if_due(config, db, now_ms).map_err(internal)?;
-    next_wake(db, now_ms).map_err(internal)
+    next_wake(config, db, now_ms).map_err(internal)
 }
 
 /// The maintenance run (the alarm body): prunes events past retention when an hour has passed
@@ -100,7 +100,7 @@ pub async fn run(
             return Some(now_ms + AFTER_FAILURE_MS);
         }
     }
-    next_wake(db, now_ms).unwrap_or(Some(now_ms + AFTER_FAILURE_MS))
+    next_wake(config, db, now_ms).unwrap_or(Some(now_ms + AFTER_FAILURE_MS))
 }
 
 /// The requestCrawl input: `{"hostname": ...}` (lexicon `com.atproto.sync.requestCrawl`).
@@ -180,10 +180,11 @@ fn queue_crawls_if_due(config: &Config, db: &dyn Sql, now_ms: i64) -> Result<boo
         // Pruned already: nothing left to announce.
         (None, _) => false,
     };
-    // Activation emitted events (so `latest` moved) at its status change time.
+    // Activation emitted events (so `latest` moved) at its status change time; a crawl queued
+    // since (at or after that time) already covered it.
     let activated = match (get_account(db)?, st.last_crawl_ms) {
         (Some(a), Some(last)) => {
-            a.status == "active" && a.status_changed_ms.is_some_and(|t| t >= last)
+            a.status == "active" && a.status_changed_ms.is_some_and(|t| t > last)
         }
         _ => false,
     };
@@ -210,6 +211,7 @@ fn prune_if_due(config: &Config, db: &dyn Sql, now_ms: i64) -> Result<(), Storag
     if st
         .last_prune_ms
         .is_some_and(|last| now_ms - last < PRUNE_INTERVAL_MS)
+        && !over_count(config, db)?
     {
         return Ok(());
     }
@@ -225,11 +227,26 @@ fn prune_if_due(config: &Config, db: &dyn Sql, now_ms: i64) -> Result<(), Storag
     state::set_last_prune(db, now_ms)
 }
 
-/// The next time maintenance has work: the next prune (hourly, while events are stored) or
-/// the earliest crawl attempt; never before `now_ms`.
-fn next_wake(db: &dyn Sql, now_ms: i64) -> Result<Option<i64>, StorageError> {
+/// Whether the log holds a tenth more events than the count retention keeps: a burst of
+/// writes then gets pruned at once rather than at the next hourly run, bounding storage.
+fn over_count(config: &Config, db: &dyn Sql) -> Result<bool, StorageError> {
+    let Some(cap) = config.maintenance.event_retention_count else {
+        return Ok(false);
+    };
+    let (Some(oldest), Some(newest)) = (earliest_seq(db)?, latest_seq(db)?) else {
+        return Ok(false);
+    };
+    let held = u64::try_from(newest.saturating_sub(oldest).saturating_add(1)).unwrap_or(0);
+    Ok(held > cap.saturating_add(cap / 10))
+}
+
+/// The next time maintenance has work: the next prune (hourly while events are stored, at
+/// once when the count retention is overrun) or the earliest crawl attempt; never before
+/// `now_ms`.
+fn next_wake(config: &Config, db: &dyn Sql, now_ms: i64) -> Result<Option<i64>, StorageError> {
     let prune = match earliest_seq(db)? {
         None => None,
+        Some(_) if over_count(config, db)? => Some(now_ms),
         Some(_) => Some(
             state::state(db)?
                 .last_prune_ms
@@ -394,6 +411,29 @@ mod tests {
         fn drop(&mut self) {
             let _ = std::fs::remove_dir_all(&self._dir);
         }
+    }
+
+    #[test]
+    fn overrunning_the_count_retention_prunes_at_once() {
+        let mut f = Fixture::new(&[]);
+        f.config.maintenance.event_retention_count = Some(1000);
+        let relays = FakeRelays::default();
+        // The first run prunes (nothing to drop) and schedules the next in an hour; the first
+        // start's #identity is event 1.
+        f.after_request();
+        f.run(&relays);
+        let hourly = Some(T0 + PRUNE_INTERVAL_MS);
+        for _ in 0..1099 {
+            f.event();
+        }
+        // At the cap plus a tenth, still hourly.
+        assert_eq!(f.after_request(), hourly);
+        f.event();
+        assert_eq!(f.after_request(), Some(T0), "overrun: prune now");
+        f.run(&relays);
+        assert_eq!(earliest_seq(f.db()).unwrap(), Some(1101 - 1000 + 1));
+        assert_eq!(latest_seq(f.db()).unwrap(), Some(1101));
+        assert_eq!(f.after_request(), hourly);
     }
 
     #[test]

@@ -157,4 +157,5 @@ pub mod firehose;
 pub mod http;
 pub mod native;
 pub mod oracle;
+pub mod relay;
 pub mod worker;
