@@ -17,6 +17,8 @@ import { startBenchWorker } from './setup.mjs';
 const EVENTS = Number(process.env.BENCH_FIREHOSE_EVENTS ?? 100000);
 const WRITES = Number(process.env.BENCH_FIREHOSE_WRITES ?? 100);
 const PASSWORD = 'bench-password-1234';
+// wrangler would print a line per request (100k while seeding): warnings only.
+process.env.WRANGLER_LOG ??= 'warn';
 const { base, vars, dispose } = await startBenchWorker({ handle: 'bench.test', password: PASSWORD });
 const did = vars.PDS_DID;
 const wsBase = base.replace(/^http/, 'ws') + '/xrpc/com.atproto.sync.subscribeRepos';
