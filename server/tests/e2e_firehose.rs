@@ -25,6 +25,7 @@ on_both_servers!(reconnect_across_a_restart_has_no_gap_and_no_duplicate);
 
 /// The line the account Durable Object prints each time it is constructed (first use, and again
 /// after workerd evicted it).
+#[cfg(feature = "worker-e2e")]
 const DO_STARTED: &str = "pds: account object started";
 
 /// Writes through com.atproto.repo.*, each call one commit: creates, then updates and deletes of
