@@ -1,6 +1,7 @@
 //! Runs the native shell in-process on a free loopback port.
 
 use pds::config::Config;
+use pds::platform::native::SpawnedServer;
 
 /// A native PDS serving on a background thread for the rest of the test process.
 pub struct NativeServer {
@@ -9,6 +10,7 @@ pub struct NativeServer {
     /// The account's SQLite file and blobs, removed when the test ends.
     pub data: super::worker::TempDir,
     vars: Vec<(String, String)>,
+    server: Option<SpawnedServer>,
 }
 
 impl NativeServer {
@@ -16,22 +18,30 @@ impl NativeServer {
     pub fn start(overrides: &[(&str, &str)]) -> NativeServer {
         let vars = super::account::vars_with(overrides);
         let data = super::worker::TempDir::new("pds-native-data");
-        let base = serve(&vars, &data);
-        NativeServer { base, data, vars }
+        let server = serve(&vars, &data);
+        NativeServer {
+            base: format!("http://{}", server.addr),
+            data,
+            vars,
+            server: Some(server),
+        }
     }
 
-    /// A new server on the same data folder (a fresh account opening, SQLite read back from
-    /// disk, nothing carried over in memory), on a new port: `base` changes. The native shell
-    /// has no stop, so the previous server keeps its port but the test no longer talks to it.
+    /// Stops the server (its connections closed, its SQLite file closed) and starts a new one on
+    /// the same data folder, on a new port: `base` changes.
     pub fn restart(&mut self) {
-        self.base = serve(&self.vars, &self.data);
+        if let Some(old) = self.server.take() {
+            old.stop();
+        }
+        let server = serve(&self.vars, &self.data);
+        self.base = format!("http://{}", server.addr);
+        self.server = Some(server);
     }
 }
 
-fn serve(vars: &[(String, String)], data: &super::worker::TempDir) -> String {
+fn serve(vars: &[(String, String)], data: &super::worker::TempDir) -> SpawnedServer {
     let config =
         Config::from_lookup(|name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()));
-    let addr = pds::platform::native::spawn("127.0.0.1:0".parse().unwrap(), config, data.0.clone())
-        .expect("start native server");
-    format!("http://{addr}")
+    pds::platform::native::spawn_stoppable("127.0.0.1:0".parse().unwrap(), config, data.0.clone())
+        .expect("start native server")
 }

@@ -126,11 +126,40 @@ pub fn spawn(
     config: Result<Config, ConfigError>,
     data_dir: PathBuf,
 ) -> std::io::Result<SocketAddr> {
+    // Serves for the rest of the process: the handle is dropped without stopping.
+    spawn_stoppable(addr, config, data_dir).map(|server| server.addr)
+}
+
+/// A server started by [`spawn_stoppable`].
+pub struct SpawnedServer {
+    /// The bound address.
+    pub addr: SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl SpawnedServer {
+    /// Stops serving and waits until the server's thread ended: its connections are closed,
+    /// its background tasks dropped and the account's SQLite file closed (a restart on the same
+    /// folder then starts from what is stored, like a new process).
+    pub fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.thread.join();
+    }
+}
+
+/// [`spawn`], keeping the means to stop the server.
+pub fn spawn_stoppable(
+    addr: SocketAddr,
+    config: Result<Config, ConfigError>,
+    data_dir: PathBuf,
+) -> std::io::Result<SpawnedServer> {
     let std_listener = std::net::TcpListener::bind(addr)?;
     std_listener.set_nonblocking(true)?;
     let local = std_listener.local_addr()?;
     let (opened_tx, opened_rx) = std::sync::mpsc::channel();
-    std::thread::Builder::new()
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::Builder::new()
         .name("pds-native".into())
         .spawn(move || {
             // SQLite handles stay on the thread that opened them.
@@ -155,14 +184,23 @@ pub fn spawn(
             let local_set = tokio::task::LocalSet::new();
             local_set.block_on(&runtime, async move {
                 if let Ok(listener) = TcpListener::from_std(std_listener) {
-                    let _ = serve(listener, config, account).await;
+                    tokio::select! {
+                        _ = serve(listener, config, account) => {}
+                        // A dropped sender (the handle dropped by `spawn`) is not a stop.
+                        Ok(()) = stop_rx => {}
+                    }
                 }
             });
+            // Dropping the LocalSet and the runtime here ends every connection and task.
         })?;
     opened_rx.recv().map_err(|_| {
         std::io::Error::other("the server thread ended before opening the account")
     })??;
-    Ok(local)
+    Ok(SpawnedServer {
+        addr: local,
+        stop: stop_tx,
+        thread,
+    })
 }
 
 async fn answer(
