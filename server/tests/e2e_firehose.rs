@@ -21,7 +21,10 @@ on_both_shells!(
     malformed_cursor_and_plain_get_are_client_errors,
 );
 
-on_both_servers!(reconnect_across_a_restart_has_no_gap_and_no_duplicate);
+on_both_servers!(
+    reconnect_across_a_restart_has_no_gap_and_no_duplicate,
+    status_and_handle_changes_reach_subscribers,
+);
 
 /// The line the account Durable Object prints each time it is constructed (first use, and again
 /// after workerd evicted it).
@@ -273,6 +276,119 @@ fn reconnect_across_a_restart_has_no_gap_and_no_duplicate(server: &mut dyn Shell
     // The cursor continues the sequence the restart read back: the log is whole from 1.
     let all = replay_all(server.base());
     assert_eq!(seqs(&all), range(1, s + 5));
+}
+
+/// The frames a consumer kept (`keepFrames`), decoded: (header, body) maps.
+fn decoded_frames(result: &Value) -> Vec<(pds::data::Map, pds::data::Map)> {
+    use base64::Engine;
+    result["frames"]
+        .as_array()
+        .expect("the consumer kept its frames")
+        .iter()
+        .map(|f| {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(f.as_str().unwrap())
+                .unwrap();
+            let (header, used) = pds::data::cbor::decode_prefix(&bytes).unwrap();
+            let body = pds::data::decode(&bytes[used..]).unwrap();
+            match (header, body) {
+                (pds::data::Value::Map(h), pds::data::Value::Map(b)) => (h, b),
+                other => panic!("frame parts are not maps: {other:?}"),
+            }
+        })
+        .collect()
+}
+
+/// Deactivation and activation reach a live subscriber as `#account` (inactive, then active),
+/// `#identity` and `#sync` of the current head, all verified; a redeploy with another handle
+/// announces it with `#identity`.
+fn status_and_handle_changes_reach_subscribers(server: &mut dyn Shell) {
+    use pds::data::Value as V;
+    let base = server.base().to_owned();
+    let mut writer = Writer::new(&base);
+    writer.create(&base);
+    let before = replay_all(&base);
+    let latest = last_seq(&before);
+    let mut i = input(
+        &url(&base, None),
+        json!({"untilSeq": latest + 4, "timeoutMs": 60000}),
+    );
+    i["prev"] = before["last"].clone();
+    i["lastSeq"] = json!(latest);
+    i["keepFrames"] = json!(true);
+    let consumer = Consumer::start(&i);
+    for (nsid, body) in [
+        ("com.atproto.server.deactivateAccount", Some(json!({}))),
+        ("com.atproto.server.activateAccount", None),
+    ] {
+        let res = xrpc(&base, "POST", nsid, &writer.token, body.as_ref());
+        assert_eq!(
+            res.status,
+            200,
+            "{nsid}: {}",
+            String::from_utf8_lossy(&res.body)
+        );
+    }
+    let result = consumer.finish();
+    assert_verified(&result);
+    assert_eq!(seqs(&result), range(latest + 1, latest + 4));
+    assert_eq!(
+        result["kinds"],
+        json!(["#account", "#account", "#identity", "#sync"])
+    );
+    let frames = decoded_frames(&result);
+    let did = V::String(support::account::did());
+    assert_eq!(frames[0].1["did"], did);
+    assert_eq!(frames[0].1["active"], V::Bool(false));
+    assert_eq!(frames[0].1["status"], V::String("deactivated".into()));
+    assert_eq!(frames[1].1["active"], V::Bool(true));
+    assert!(!frames[1].1.contains_key("status"));
+    assert_eq!(
+        frames[2].1["handle"],
+        V::String(support::account::HANDLE.into())
+    );
+    let head = get(
+        &base,
+        &format!(
+            "/xrpc/com.atproto.sync.getLatestCommit?did={}",
+            support::account::did()
+        ),
+    )
+    .json();
+    assert_eq!(
+        frames[3].1["rev"],
+        V::String(head["rev"].as_str().unwrap().into())
+    );
+
+    // A redeploy with a new handle: the first request after it announces the handle once.
+    server.set_var("PDS_HANDLE", "renamed.test");
+    server.restart();
+    let base = server.base().to_owned();
+    for _ in 0..2 {
+        let res = get(
+            &base,
+            &format!(
+                "/xrpc/com.atproto.sync.getLatestCommit?did={}",
+                support::account::did()
+            ),
+        );
+        assert_eq!(res.status, 200);
+    }
+    let mut i = input(
+        &url(&base, Some(&(latest + 4).to_string())),
+        json!({"idleMs": 1500, "timeoutMs": 60000}),
+    );
+    i["keepFrames"] = json!(true);
+    let result = consume(&i);
+    assert_verified(&result);
+    assert_eq!(
+        seqs(&result),
+        vec![latest + 5],
+        "one #identity, once: {result}"
+    );
+    let frames = decoded_frames(&result);
+    assert_eq!(frames[0].0["t"], V::String("#identity".into()));
+    assert_eq!(frames[0].1["handle"], V::String("renamed.test".into()));
 }
 
 /// A cursor past the newest event: one FutureCursor error frame, then the server closes.

@@ -40,6 +40,8 @@ pub trait Shell {
     fn base(&self) -> &str;
     /// Stops the server and starts it again on the same stored state.
     fn restart(&mut self);
+    /// Sets a configuration variable for the next restart.
+    fn set_var(&mut self, name: &str, value: &str);
     /// The Worker under workerd, when this is one.
     fn worker(&self) -> Option<&worker::WorkerServer> {
         None
@@ -87,6 +89,9 @@ impl Shell for native::NativeServer {
     fn restart(&mut self) {
         native::NativeServer::restart(self)
     }
+    fn set_var(&mut self, name: &str, value: &str) {
+        native::NativeServer::set_var(self, name, value)
+    }
     fn run_stored_sql(&mut self, sql: &str) {
         // SQLite serializes this writer with the running server's connection.
         assert_eq!(run_sql_on_account_files(&self.data.0, sql), 1);
@@ -99,6 +104,9 @@ impl Shell for worker::WorkerServer {
     }
     fn restart(&mut self) {
         worker::WorkerServer::restart(self)
+    }
+    fn set_var(&mut self, name: &str, value: &str) {
+        worker::WorkerServer::set_var(self, name, value)
     }
     fn worker(&self) -> Option<&worker::WorkerServer> {
         Some(self)

@@ -27,6 +27,15 @@ impl NativeServer {
         }
     }
 
+    /// Sets a configuration variable for the next [`Self::restart`] (like a redeploy with a
+    /// changed variable).
+    pub fn set_var(&mut self, name: &str, value: &str) {
+        match self.vars.iter_mut().find(|(k, _)| k == name) {
+            Some(slot) => slot.1 = value.to_owned(),
+            None => self.vars.push((name.to_owned(), value.to_owned())),
+        }
+    }
+
     /// Stops the server (its connections closed, its SQLite file closed) and starts a new one on
     /// the same data folder, on a new port: `base` changes.
     pub fn restart(&mut self) {

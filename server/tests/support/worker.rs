@@ -52,6 +52,15 @@ impl WorkerServer {
         self.restart_with(|_| {});
     }
 
+    /// Sets a configuration variable for the next [`Self::restart`] (like a redeploy with a
+    /// changed variable).
+    pub fn set_var(&mut self, name: &str, value: &str) {
+        match self.vars.iter_mut().find(|(k, _)| k == name) {
+            Some(slot) => slot.1 = value.to_owned(),
+            None => self.vars.push((name.to_owned(), value.to_owned())),
+        }
+    }
+
     /// `restart`, running `edit` on the persisted state folder while workerd is stopped.
     pub fn restart_with(&mut self, edit: impl FnOnce(&Path)) {
         stop(&mut self.child);
