@@ -449,75 +449,16 @@ fn malformed_cursor_and_plain_get_are_client_errors(base: &str) {
     );
 }
 
-/// A WebSocket upgrade request, read up to the end of a non-101 response (or the 101's headers).
+/// A WebSocket upgrade request's answer: its status (and body when not 101).
 fn upgrade_request(base: &str, path: &str) -> support::http::Reply {
-    use std::io::{BufRead, BufReader, Read, Write};
-    let authority = base.trim_start_matches("http://");
-    let mut stream = std::net::TcpStream::connect(authority).unwrap();
-    stream
-        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
-        .unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nhost: {authority}\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\
-         sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n"
+    support::http::upgrade(base, path).map_or_else(
+        |refused| refused,
+        |_| support::http::Reply {
+            status: 101,
+            headers: Vec::new(),
+            body: Vec::new(),
+        },
     )
-    .unwrap();
-    let mut reader = BufReader::new(stream);
-    let mut line = String::new();
-    reader.read_line(&mut line).unwrap();
-    let status: u16 = line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("status line {line:?}"));
-    let mut headers = Vec::new();
-    loop {
-        line.clear();
-        reader.read_line(&mut line).unwrap();
-        let l = line.trim_end();
-        if l.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = l.split_once(':') {
-            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
-        }
-    }
-    let mut body = Vec::new();
-    if status != 101 {
-        let header = |name: &str| {
-            headers
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-        };
-        if let Some(len) = header("content-length") {
-            body.resize(len.parse().unwrap(), 0);
-            reader.read_exact(&mut body).unwrap();
-        } else {
-            assert_eq!(
-                header("transfer-encoding").as_deref(),
-                Some("chunked"),
-                "{headers:?}"
-            );
-            loop {
-                line.clear();
-                reader.read_line(&mut line).unwrap();
-                let size = usize::from_str_radix(line.trim(), 16).unwrap();
-                let mut chunk = vec![0; size + 2];
-                reader.read_exact(&mut chunk).unwrap();
-                if size == 0 {
-                    break;
-                }
-                body.extend_from_slice(&chunk[..size]);
-            }
-        }
-    }
-    support::http::Reply {
-        status,
-        headers,
-        body,
-    }
 }
 
 /// With at most 1,000 events kept (`PDS_EVENT_RETENTION_COUNT`), once the hourly prune ran a

@@ -9,7 +9,7 @@
 #[macro_use]
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
@@ -52,32 +52,10 @@ struct WsFrame {
 
 impl Ws {
     fn connect(base: &str, path: &str) -> Ws {
-        let host = base.trim_start_matches("http://");
-        let mut stream = TcpStream::connect(host).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(60)))
-            .unwrap();
-        write!(
-            stream,
-            "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        )
-        .unwrap();
-        let mut reader = BufReader::new(stream);
-        let mut status = String::new();
-        reader.read_line(&mut status).unwrap();
-        assert!(
-            status.starts_with("HTTP/1.1 101"),
-            "upgrade answered {status:?}"
-        );
-        loop {
-            let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
-            if line == "\r\n" {
-                break;
-            }
+        match support::http::upgrade(base, path) {
+            Ok(reader) => Ws { reader },
+            Err(refused) => panic!("upgrade answered {}: {:?}", refused.status, refused.body),
         }
-        Ws { reader }
     }
 
     /// Sends a ping carrying `payload` (client frames are masked; a zero mask keeps it readable).
@@ -123,27 +101,34 @@ fn pings_are_answered(base: &str) {
     assert_eq!(pong.payload, b"are you there");
 }
 
+/// Creates a record of `collection` through com.atproto.repo.createRecord (one commit).
+fn create(base: &str, token: &str, collection: &str, fields: serde_json::Value) {
+    let mut record = fields;
+    record["$type"] = serde_json::json!(collection);
+    let res = support::http::xrpc(
+        base,
+        "POST",
+        "com.atproto.repo.createRecord",
+        token,
+        Some(&serde_json::json!({
+            "repo": support::account::did(),
+            "collection": collection,
+            "record": record,
+        })),
+    );
+    assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+}
+
 fn retention_and_cursor_errors(base: &str) {
     let (token, _) = support::account::login(base);
     let did = support::account::did();
     // 1,150 commits overrun the cap of 1,000 by more than a tenth: pruning is due at once.
     for i in 0..1150 {
-        let res = support::http::xrpc(
+        create(
             base,
-            "POST",
-            "com.atproto.repo.createRecord",
             &token,
-            Some(&serde_json::json!({
-                "repo": did,
-                "collection": "com.example.counter",
-                "record": { "$type": "com.example.counter", "n": i },
-            })),
-        );
-        assert_eq!(
-            res.status,
-            200,
-            "write {i}: {}",
-            String::from_utf8_lossy(&res.body)
+            "com.example.counter",
+            serde_json::json!({ "n": i }),
         );
     }
     let latest = support::http::get(
@@ -217,7 +202,6 @@ fn describe(payload: &[u8]) -> Result<i64, String> {
 
 fn a_consumer_that_stops_reading_is_dropped_alone(base: &str) {
     let (token, _) = support::account::login(base);
-    let did = support::account::did();
     let path = "/xrpc/com.atproto.sync.subscribeRepos";
     let mut slow = Ws::connect(base, path);
     let mut fast = Ws::connect(base, path);
@@ -233,22 +217,11 @@ fn a_consumer_that_stops_reading_is_dropped_alone(base: &str) {
     });
     let filler = "x".repeat(RECORD_FILLER);
     for i in 0..RECORDS {
-        let res = support::http::xrpc(
+        create(
             base,
-            "POST",
-            "com.atproto.repo.createRecord",
             &token,
-            Some(&serde_json::json!({
-                "repo": did,
-                "collection": "com.example.filler",
-                "record": { "$type": "com.example.filler", "n": i, "filler": filler },
-            })),
-        );
-        assert_eq!(
-            res.status,
-            200,
-            "write {i}: {}",
-            String::from_utf8_lossy(&res.body)
+            "com.example.filler",
+            serde_json::json!({ "n": i, "filler": filler }),
         );
     }
     let fast_seqs = fast_reader.join().unwrap();

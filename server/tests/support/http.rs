@@ -1,6 +1,6 @@
 //! A small std-only HTTP/1.1 client for end-to-end tests (no TLS; loopback only).
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
@@ -59,6 +59,17 @@ pub fn request(
     stream.write_all(body).unwrap();
 
     let mut reader = BufReader::new(stream);
+    let (status, headers) = read_head(&mut reader);
+    let body = read_body(&mut reader, &headers);
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// Reads a response's status line and headers (names lower-cased).
+pub fn read_head(reader: &mut impl BufRead) -> (u16, Vec<(String, String)>) {
     let mut line = String::new();
     reader.read_line(&mut line).unwrap();
     let status: u16 = line
@@ -78,31 +89,63 @@ pub fn request(
             headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
         }
     }
-    let chunked = headers
-        .iter()
-        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
+    (status, headers)
+}
+
+/// Reads a body framed by `content-length` or chunked encoding, else up to the end of the
+/// stream.
+pub fn read_body(reader: &mut impl BufRead, headers: &[(String, String)]) -> Vec<u8> {
+    let header = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v);
     let mut body = Vec::new();
-    if chunked {
+    if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+        let mut line = String::new();
         loop {
             line.clear();
             reader.read_line(&mut line).unwrap();
             let size =
                 usize::from_str_radix(line.trim().split(';').next().unwrap_or("0"), 16).unwrap();
+            let mut chunk = vec![0; size + 2];
+            reader.read_exact(&mut chunk).unwrap();
             if size == 0 {
                 break;
             }
-            let mut chunk = vec![0; size + 2];
-            reader.read_exact(&mut chunk).unwrap();
             body.extend_from_slice(&chunk[..size]);
         }
+    } else if let Some(len) = header("content-length") {
+        body.resize(len.parse().unwrap(), 0);
+        reader.read_exact(&mut body).unwrap();
     } else {
         reader.read_to_end(&mut body).unwrap();
     }
-    Reply {
+    body
+}
+
+/// Asks `base` to upgrade `path` to a WebSocket: the stream after a 101's headers, or the
+/// whole non-101 response.
+pub fn upgrade(base: &str, path: &str) -> Result<BufReader<TcpStream>, Reply> {
+    let authority = base.trim_start_matches("http://").trim_end_matches('/');
+    let mut stream =
+        TcpStream::connect(authority).unwrap_or_else(|e| panic!("connect {authority}: {e}"));
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nhost: {authority}\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\
+         sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n"
+    )
+    .unwrap();
+    let mut reader = BufReader::new(stream);
+    let (status, headers) = read_head(&mut reader);
+    if status == 101 {
+        return Ok(reader);
+    }
+    let body = read_body(&mut reader, &headers);
+    Err(Reply {
         status,
         headers,
         body,
-    }
+    })
 }
 
 pub fn get(base: &str, path: &str) -> Reply {

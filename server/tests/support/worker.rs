@@ -95,6 +95,8 @@ impl WorkerServer {
 
 /// Runs `wrangler dev` on `state` with `vars` until it is ready; its output lines are appended
 /// to `log` for the life of the process. Returns the process and its base URL.
+// The child is returned and stopped by `WorkerServer`'s drop (or `restart`), which clippy cannot see.
+#[allow(clippy::zombie_processes)]
 fn launch(
     state: &Path,
     vars: &[(String, String)],
