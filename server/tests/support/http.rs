@@ -32,6 +32,17 @@ impl Reply {
     }
 }
 
+/// A connection to `base` (reads time out after a minute) and its authority (`host:port`).
+fn connect(base: &str) -> (TcpStream, &str) {
+    let authority = base.trim_start_matches("http://").trim_end_matches('/');
+    let stream =
+        TcpStream::connect(authority).unwrap_or_else(|e| panic!("connect {authority}: {e}"));
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    (stream, authority)
+}
+
 /// Sends one request to `base` (e.g. `http://127.0.0.1:8787`) and reads the whole response.
 pub fn request(
     base: &str,
@@ -40,12 +51,7 @@ pub fn request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Reply {
-    let authority = base.trim_start_matches("http://").trim_end_matches('/');
-    let mut stream =
-        TcpStream::connect(authority).unwrap_or_else(|e| panic!("connect {authority}: {e}"));
-    stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .unwrap();
+    let (mut stream, authority) = connect(base);
     let mut head =
         format!("{method} {path} HTTP/1.1\r\nhost: {authority}\r\nconnection: close\r\n");
     for (k, v) in headers {
@@ -123,12 +129,7 @@ pub fn read_body(reader: &mut impl BufRead, headers: &[(String, String)]) -> Vec
 /// Asks `base` to upgrade `path` to a WebSocket: the stream after a 101's headers, or the
 /// whole non-101 response.
 pub fn upgrade(base: &str, path: &str) -> Result<BufReader<TcpStream>, Reply> {
-    let authority = base.trim_start_matches("http://").trim_end_matches('/');
-    let mut stream =
-        TcpStream::connect(authority).unwrap_or_else(|e| panic!("connect {authority}: {e}"));
-    stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .unwrap();
+    let (mut stream, authority) = connect(base);
     write!(
         stream,
         "GET {path} HTTP/1.1\r\nhost: {authority}\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\
