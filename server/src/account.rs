@@ -1,7 +1,7 @@
 //! The account's state and the platform ports it lives behind. One `Account` exists per Durable
 //! Object (or native server) and outlives requests; handlers borrow it through [`crate::api::Api`].
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use pds_api::runtime::syntax::Tid;
@@ -27,6 +27,9 @@ pub struct Account {
     pub tids: RefCell<TidGenerator>,
     /// Whether the schema could be brought up to date when the account was opened.
     pub schema: Result<MigrationOutcome, StorageError>,
+    /// The newest event seq the last maintenance check after a request saw (none before the
+    /// first check of this instance): requests that stored nothing skip the check.
+    pub maintenance_seen_seq: Cell<Option<i64>>,
 }
 
 impl Account {
@@ -68,6 +71,19 @@ impl Account {
             .ok_or_else(|| internal("the new repository has no head"))
     }
 
+    /// The answer for every request when the schema could not be brought up to date: nothing
+    /// can run on a database this build cannot use.
+    pub fn check_schema(&self) -> Result<(), XrpcError> {
+        match &self.schema {
+            Ok(_) => Ok(()),
+            Err(e) => Err(XrpcError::new(
+                500,
+                "InternalServerError",
+                format!("The account's database is unusable: {e}"),
+            )),
+        }
+    }
+
     /// Opens the account over its ports, bringing the schema up to date.
     pub fn open(sql: Box<dyn Sql>, blobs: Box<dyn BlobStore>, clock: Box<dyn Clock>) -> Account {
         let schema = crate::storage::migrate(sql.as_ref());
@@ -77,6 +93,7 @@ impl Account {
             clock,
             tids: RefCell::new(TidGenerator::new()),
             schema,
+            maintenance_seen_seq: Cell::new(None),
         }
     }
 }

@@ -18,7 +18,7 @@ use crate::storage::blobs::LocalBoxFuture;
 use pds_api::runtime::xrpc::XrpcError;
 
 use crate::account::Account;
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::identity_events::announce_identity_changes;
 use crate::storage::account::get_account;
 use crate::storage::maintenance::{self as state, PendingCrawl};
@@ -64,6 +64,34 @@ pub fn after_request(
     let db = account.sql.as_ref();
     queue_crawls_if_due(config, db, now_ms).map_err(internal)?;
     next_wake(config, db, now_ms).map_err(internal)
+}
+
+/// The time on the account's clock, in ms since the epoch.
+pub fn now_ms(account: &Account) -> i64 {
+    i64::try_from(account.clock.now_millis()).unwrap_or(i64::MAX)
+}
+
+/// The shells' hook after each account request (and on start): skipped when the configuration
+/// or the schema is unusable, and when no event was stored since this instance's last check (a
+/// read-only request then costs one SQL read); otherwise [`after_request`]. Returns the wake-up
+/// to schedule, if it has to move. Failures wait for the next request: the response is decided.
+pub fn after_account_request(
+    config: &Result<Config, ConfigError>,
+    account: &Account,
+) -> Option<i64> {
+    let Ok(config) = config else { return None };
+    account.check_schema().ok()?;
+    let db = account.sql.as_ref();
+    let seen = latest_seq(db).ok()?.unwrap_or(0);
+    if account.maintenance_seen_seq.get() == Some(seen) {
+        return None;
+    }
+    let next = after_request(config, account, now_ms(account)).ok()?;
+    // Its own announcement (a new #identity) is no reason to run again.
+    if let Ok(latest) = latest_seq(db) {
+        account.maintenance_seen_seq.set(Some(latest.unwrap_or(0)));
+    }
+    next
 }
 
 /// The maintenance run (the alarm body): prunes events past retention when an hour has passed

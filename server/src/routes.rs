@@ -82,13 +82,8 @@ async fn account_route(
         Ok(c) => c,
         Err(e) => return config_error(e),
     };
-    if let Err(e) = &account.schema {
-        // Nothing can run on a database this build cannot use.
-        return xrpc_error(
-            500,
-            "InternalServerError",
-            &format!("The account's database is unusable: {e}"),
-        );
+    if let Err(e) = account.check_schema() {
+        return e.into_response().into();
     }
     if req.path == "/xrpc/_health" {
         return HttpResponse::json(
@@ -146,14 +141,8 @@ pub fn subscribe_repos(
     if let Err(e) = config {
         return Err(with_cors(config_error(e)));
     }
-    if let Err(e) = &account.schema {
-        return Err(with_cors(xrpc_error(
-            500,
-            "InternalServerError",
-            &format!("The account's database is unusable: {e}"),
-        )));
-    }
-    let fail = |e: pds_api::runtime::xrpc::XrpcError| with_cors(e.into_response().into());
+    let fail = |e: XrpcError| with_cors(e.into_response().into());
+    account.check_schema().map_err(fail)?;
     if req.method != "GET" {
         return Err(fail(XrpcError::invalid_request(format!(
             "Incorrect HTTP method ({}) expected GET",

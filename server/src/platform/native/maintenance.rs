@@ -31,21 +31,10 @@ impl Wakeup {
     }
 }
 
-fn now_ms(account: &Account) -> i64 {
-    i64::try_from(account.clock.now_millis()).unwrap_or(i64::MAX)
-}
-
-/// After an account request (and on start): announces handle changes, queues crawl requests
-/// when due and moves the wake-up earlier if needed. Failures wait for the next request: they
-/// must not change the answer already computed.
+/// After an account request (and on start): see [`crate::maintenance::after_account_request`];
+/// moves the wake-up earlier if needed.
 pub fn after_request(config: &Result<Config, ConfigError>, account: &Account, wakeup: &Wakeup) {
-    let Ok(config) = config else { return };
-    if account.schema.is_err() {
-        return;
-    }
-    if let Ok(next) = crate::maintenance::after_request(config, account, now_ms(account)) {
-        wakeup.schedule(next);
-    }
+    wakeup.schedule(crate::maintenance::after_account_request(config, account));
 }
 
 /// The maintenance task: runs until the runtime stops.
@@ -56,7 +45,7 @@ pub(crate) async fn run_forever(shared: Rc<super::Shared>) {
             wakeup.changed.notified().await;
             continue;
         };
-        let now = now_ms(account);
+        let now = crate::maintenance::now_ms(account);
         if at > now {
             let wait = Duration::from_millis(u64::try_from(at - now).unwrap_or(0));
             tokio::select! {

@@ -121,7 +121,7 @@ impl DurableObject for AccountDurableObject {
         let inner = &self.inner;
         inner.alarm_at.set(None);
         if let Ok(config) = read_config(&inner.env) {
-            let now = now_ms();
+            let now = crate::maintenance::now_ms(&inner.account);
             let next =
                 crate::maintenance::run(&config, &inner.account, now, &relay::WorkerRelayClient)
                     .await;
@@ -156,19 +156,14 @@ impl DurableObject for AccountDurableObject {
 }
 
 impl AccountObject {
-    /// Maintenance bookkeeping after a request (handle announcements, crawl requests) and the
-    /// alarm that runs the rest. Failures wait for the next request: the response is decided.
+    /// Maintenance bookkeeping after a request (handle announcements, crawl requests), and the
+    /// alarm that runs the rest.
     async fn after_request(
         &self,
         config: &std::result::Result<crate::config::Config, crate::config::ConfigError>,
     ) {
-        let Ok(config) = config else { return };
-        if self.account.schema.is_err() {
-            return;
-        }
-        if let Ok(next) = crate::maintenance::after_request(config, &self.account, now_ms()) {
-            self.schedule(next).await;
-        }
+        let next = crate::maintenance::after_account_request(config, &self.account);
+        self.schedule(next).await;
     }
 
     /// Sets the alarm to `at` unless one is already set no later.
@@ -186,15 +181,13 @@ impl AccountObject {
             }
         }
         // `set_alarm` takes an offset from now for integers.
-        let offset = at.saturating_sub(now_ms()).max(0);
+        let offset = at
+            .saturating_sub(crate::maintenance::now_ms(&self.account))
+            .max(0);
         if storage.set_alarm(offset).await.is_ok() {
             self.alarm_at.set(Some(at));
         }
     }
-}
-
-fn now_ms() -> i64 {
-    worker::Date::now().as_millis() as i64
 }
 
 /// Stands in when the `BLOBS` R2 binding is missing: every blob operation fails, naming it.

@@ -115,12 +115,8 @@ pub async fn internal(
             ))
         }
     };
-    if let Err(e) = &account.schema {
-        return error_response(XrpcError::new(
-            500,
-            "InternalServerError",
-            format!("The account's database is unusable: {e}"),
-        ));
+    if let Err(e) = account.check_schema() {
+        return error_response(e);
     }
     let result = match req.path.as_str() {
         AUTHORIZE_PATH => authorize(config, account, &req).map(|()| serde_json::json!({})),
