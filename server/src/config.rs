@@ -169,21 +169,8 @@ impl Config {
         let jwt_secret = crate::hex::decode(&get(vars::JWT_SECRET)?)
             .filter(|b| b.len() >= 32)
             .ok_or_else(|| bad(vars::JWT_SECRET, "must be at least 32 bytes as hex".into()))?;
-        let blob_upload_limit =
-            match lookup(vars::BLOB_UPLOAD_LIMIT).filter(|v| !v.trim().is_empty()) {
-                None => DEFAULT_BLOB_UPLOAD_LIMIT,
-                Some(v) => v
-                    .trim()
-                    .parse::<u64>()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .ok_or_else(|| {
-                        bad(
-                            vars::BLOB_UPLOAD_LIMIT,
-                            format!("must be a positive number of bytes, not {v:?}"),
-                        )
-                    })?,
-            };
+        let blob_upload_limit = optional_number(&lookup, vars::BLOB_UPLOAD_LIMIT, 1, "bytes")?
+            .unwrap_or(DEFAULT_BLOB_UPLOAD_LIMIT);
         let maintenance = read_maintenance(&lookup)?;
         Ok(Config {
             maintenance,
