@@ -159,6 +159,11 @@ pub fn subscribe_repos(
             "com.atproto.sync.subscribeRepos is a WebSocket subscription: connect with Upgrade: websocket",
         )));
     }
+    if req.header("sec-websocket-key").is_none() {
+        return Err(fail(XrpcError::invalid_request(
+            "a WebSocket upgrade needs a Sec-WebSocket-Key header",
+        )));
+    }
     match params.cursor {
         None => Ok(None),
         Some(cursor) => u64::try_from(cursor).map(Some).map_err(|_| {
