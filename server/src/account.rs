@@ -4,12 +4,13 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use pds_api::runtime::syntax::Tid;
+use pds_api::runtime::syntax::{Handle, Tid};
 use pds_api::runtime::xrpc::XrpcError;
 
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::repo::Repo;
+use crate::storage::account::{reconcile_with_seeds, Reconciled, Seeds};
 use crate::storage::{load_root, persist_commit, RecordBlobs, RepoRoot, SqlBlockStore};
 use crate::storage::{BlobStore, MigrationOutcome, Sql, StorageError};
 use crate::tid::TidGenerator;
@@ -30,6 +31,9 @@ pub struct Account {
     /// The newest event seq the last maintenance check after a request saw (none before the
     /// first check of this instance): requests that stored nothing skip the check.
     pub maintenance_seen_seq: Cell<Option<i64>>,
+    /// The configuration as requests see it (see [`Account::effective_config`]), built on the
+    /// first request of this instance.
+    effective: RefCell<Option<Rc<Config>>>,
 }
 
 impl Account {
@@ -94,7 +98,48 @@ impl Account {
             tids: RefCell::new(TidGenerator::new()),
             schema,
             maintenance_seen_seq: Cell::new(None),
+            effective: RefCell::new(None),
         }
+    }
+
+    /// The configuration as requests see it: the deployment's settings with the account's
+    /// stored identity (handle, password hash), which is the source of truth. The first call
+    /// of an instance reconciles storage with the configuration
+    /// ([`crate::storage::account::reconcile_with_seeds`]); later calls cost nothing. A
+    /// deployment configured for another DID than the stored account's is refused.
+    pub fn effective_config(&self, deployed: &Config) -> Result<Rc<Config>, XrpcError> {
+        if let Some(config) = self.effective.borrow().as_ref() {
+            return Ok(config.clone());
+        }
+        self.check_schema()?;
+        let seeds = Seeds {
+            did: deployed.did.as_str(),
+            handle: deployed.handle.as_str(),
+            password_hash: &deployed.password_hash,
+        };
+        let now_ms = i64::try_from(self.clock.now_millis()).unwrap_or(i64::MAX);
+        let identity = match reconcile_with_seeds(self.sql.as_ref(), seeds, now_ms)? {
+            Reconciled::Identity(identity) => identity,
+            Reconciled::OtherDid(stored) => {
+                return Err(XrpcError::internal_message(format!(
+                    "{}configuration variable {} is {} but this account's data belongs to {stored}",
+                    crate::routes::MISCONFIGURED,
+                    crate::config::vars::DID,
+                    deployed.did.as_str(),
+                )))
+            }
+        };
+        let mut config = deployed.clone();
+        config.handle = Handle::new(identity.handle).map_err(internal)?;
+        config.password_hash = identity.password_hash;
+        let config = Rc::new(config);
+        *self.effective.borrow_mut() = Some(config.clone());
+        Ok(config)
+    }
+
+    /// Drops the cached [`Account::effective_config`] after the stored identity changed.
+    pub fn forget_effective_config(&self) {
+        self.effective.borrow_mut().take();
     }
 }
 

@@ -18,7 +18,7 @@ use crate::storage::blobs::LocalBoxFuture;
 use pds_api::runtime::xrpc::XrpcError;
 
 use crate::account::Account;
-use crate::config::{Config, ConfigError};
+use crate::config::Config;
 use crate::identity_events::announce_identity_changes;
 use crate::storage::account::get_account;
 use crate::storage::maintenance::{self as state, PendingCrawl};
@@ -75,11 +75,7 @@ pub fn now_ms(account: &Account) -> i64 {
 /// or the schema is unusable, and when no event was stored since this instance's last check (a
 /// read-only request then costs one SQL read); otherwise [`after_request`]. Returns the wake-up
 /// to schedule, if it has to move. Failures wait for the next request: the response is decided.
-pub fn after_account_request(
-    config: &Result<Config, ConfigError>,
-    account: &Account,
-) -> Option<i64> {
-    let Ok(config) = config else { return None };
+pub fn after_account_request(config: &Config, account: &Account) -> Option<i64> {
     account.check_schema().ok()?;
     let db = account.sql.as_ref();
     let seen = latest_seq(db).ok()?.unwrap_or(0);
@@ -212,7 +208,8 @@ fn queue_crawls_if_due(config: &Config, db: &dyn Sql, now_ms: i64) -> Result<boo
     // since (at or after that time) already covered it.
     let activated = match (get_account(db)?, st.last_crawl_ms) {
         (Some(a), Some(last)) => {
-            a.status == "active" && a.status_changed_ms.is_some_and(|t| t > last)
+            a.status == crate::storage::account::AccountStatus::Active
+                && a.status_changed_ms.is_some_and(|t| t > last)
         }
         _ => false,
     };

@@ -1,177 +1,148 @@
-//! The top of the shared request path. The Worker answers `stateless` routes itself and sends
-//! the rest to the account's Durable Object, which runs `account`; the native shell runs both.
+//! The route table: everything the PDS serves, and where each route runs.
+//!
+//! One rule places every route ([`Route::placement`]):
+//! - [`Placement::Edge`]: answered by the stateless front (the Worker) from configuration
+//!   alone: CORS preflights, `/.well-known/atproto-did` (the DID never changes), the root
+//!   page, OAuth's doors (none served yet) and 404s;
+//! - [`Placement::Account`]: needs the account's state: it runs in the Durable Object
+//!   (XRPC methods, the firehose upgrade, the DID document, which carries the stored handle);
+//! - [`Placement::Offload`]: byte-heavy work the edge does itself after the account
+//!   authorized it (see [`crate::offload`]): the bytes never pass through the Durable Object.
+//!
+//! The lifecycle that runs a route is in [`crate::lifecycle`].
 
-use pds_api::runtime::xrpc::{HttpMethod, Request, XrpcError};
-
-use crate::account::Account;
-use crate::api::{Api, RequestContext};
-use crate::auth::{Auth, SqlAuthStore};
-use crate::config::{Config, ConfigError};
+use crate::config::Config;
 use crate::http::{Body, HttpRequest, HttpResponse};
+use crate::offload::Offload;
 
-/// Handles one request in one place (the native shell).
-pub async fn handle(
-    config: &Result<Config, ConfigError>,
-    account: &Account,
-    req: HttpRequest,
-) -> HttpResponse {
-    match stateless(config, &req) {
-        Some(res) => res,
-        None => self::account(config, account, req).await,
+/// The path of the firehose subscription, which both shells upgrade to a WebSocket.
+pub const SUBSCRIBE_REPOS_PATH: &str = "/xrpc/com.atproto.sync.subscribeRepos";
+/// Paths under this prefix are the edge's requests to the account; from outside they are 404.
+pub const INTERNAL_PREFIX: &str = "/_internal/";
+/// The health check: answered by the account, so it shows the Durable Object is up.
+pub const HEALTH_PATH: &str = "/xrpc/_health";
+
+/// Something the PDS serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route<'a> {
+    /// A CORS preflight (`OPTIONS`, any path).
+    Preflight,
+    /// `com.atproto.sync.subscribeRepos`: admitted by the account, upgraded by the shell.
+    SubscribeRepos,
+    /// An XRPC method whose bytes the edge moves after the account authorized it.
+    Offload(Offload),
+    /// Any other `/xrpc/<nsid>` (the dispatcher answers unknown NSIDs).
+    Xrpc(&'a str),
+    /// `/xrpc/_health`.
+    Health,
+    /// `/.well-known/atproto-did`: the account's DID as plain text.
+    AtprotoDid,
+    /// `/.well-known/did.json`: the DID document of a did:web account of this host.
+    DidDocument,
+    /// `/oauth/*` and the OAuth well-known documents: no OAuth is served yet.
+    OAuth(&'a str),
+    /// `/`: what this server is.
+    Root,
+    /// The edge's own requests to the account ([`INTERNAL_PREFIX`]).
+    Internal(&'a str),
+    /// Anything else.
+    NotFound,
+}
+
+/// Where a route runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// In the stateless front, from configuration alone.
+    Edge,
+    /// In the account (the Durable Object on Workers).
+    Account,
+    /// In the stateless front, between two short calls to the account.
+    Offload,
+}
+
+impl<'a> Route<'a> {
+    /// The route of a request, from its method and path.
+    pub fn of(method: &str, path: &'a str) -> Route<'a> {
+        if method == "OPTIONS" {
+            return Route::Preflight;
+        }
+        if let Some(nsid) = path.strip_prefix("/xrpc/") {
+            if path == SUBSCRIBE_REPOS_PATH {
+                return Route::SubscribeRepos;
+            }
+            if path == HEALTH_PATH {
+                return Route::Health;
+            }
+            if let Some(offload) = Offload::of(method, nsid) {
+                return Route::Offload(offload);
+            }
+            return Route::Xrpc(nsid);
+        }
+        if path.starts_with(INTERNAL_PREFIX) {
+            return Route::Internal(path);
+        }
+        match path {
+            "/" => Route::Root,
+            "/.well-known/atproto-did" => Route::AtprotoDid,
+            "/.well-known/did.json" => Route::DidDocument,
+            "/.well-known/oauth-protected-resource" | "/.well-known/oauth-authorization-server" => {
+                Route::OAuth(path)
+            }
+            _ if path.starts_with("/oauth/") => Route::OAuth(path),
+            _ => Route::NotFound,
+        }
+    }
+
+    /// Where this route runs.
+    pub fn placement(&self) -> Placement {
+        match self {
+            Route::Preflight
+            | Route::AtprotoDid
+            | Route::OAuth(_)
+            | Route::Root
+            | Route::NotFound
+            // Never forwarded for an outside caller: the edge answers 404.
+            | Route::Internal(_) => Placement::Edge,
+            Route::SubscribeRepos | Route::Xrpc(_) | Route::Health | Route::DidDocument => {
+                Placement::Account
+            }
+            Route::Offload(_) => Placement::Offload,
+        }
     }
 }
 
-/// Answers what needs no account state (well-known documents, the front page, 404s), or
-/// `None` for requests that belong to the account's Durable Object.
-pub fn stateless(config: &Result<Config, ConfigError>, req: &HttpRequest) -> Option<HttpResponse> {
-    if req.method == "OPTIONS" {
-        return Some(preflight(req));
-    }
-    if req.path.starts_with("/xrpc/") {
-        return None;
-    }
-    stateless_route(config, req).map(with_cors)
-}
-
-fn stateless_route(
-    config: &Result<Config, ConfigError>,
+/// Answers an [`Placement::Edge`] route from the configuration.
+pub fn edge(
+    config: &Result<Config, crate::config::ConfigError>,
     req: &HttpRequest,
-) -> Option<HttpResponse> {
+) -> HttpResponse {
+    let route = Route::of(&req.method, &req.path);
+    if route == Route::Preflight {
+        return preflight(req);
+    }
     let config = match config {
         Ok(c) => c,
-        Err(e) => return Some(config_error(e)),
+        Err(e) => return with_cors(config_error(e)),
     };
-    Some(match (req.method.as_str(), req.path.as_str()) {
-        ("GET" | "HEAD", "/.well-known/atproto-did") => HttpResponse::bytes(
+    let is_read = matches!(req.method.as_str(), "GET" | "HEAD");
+    with_cors(match route {
+        Route::AtprotoDid if is_read => HttpResponse::bytes(
             200,
             "text/plain; charset=utf-8",
             config.did.as_str().as_bytes().to_vec(),
         ),
-        ("GET" | "HEAD", "/.well-known/did.json") if is_own_did_web(config) => {
-            HttpResponse::json(200, &did_document(config))
-        }
-        ("GET" | "HEAD", "/") => HttpResponse::bytes(
+        Route::Root if is_read => HttpResponse::bytes(
             200,
             "text/plain; charset=utf-8",
             format!(
                 "This is an AT Protocol Personal Data Server (rust-pds {}) hosting {}.\n",
                 env!("CARGO_PKG_VERSION"),
-                config.handle.as_str()
+                config.did.as_str()
             )
             .into_bytes(),
         ),
         _ => not_found(),
     })
-}
-
-/// Handles an account request (`/xrpc/...`): runs inside the Durable Object on Workers.
-pub async fn account(
-    config: &Result<Config, ConfigError>,
-    account: &Account,
-    req: HttpRequest,
-) -> HttpResponse {
-    with_cors(account_route(config, account, req).await)
-}
-
-async fn account_route(
-    config: &Result<Config, ConfigError>,
-    account: &Account,
-    req: HttpRequest,
-) -> HttpResponse {
-    let config = match config {
-        Ok(c) => c,
-        Err(e) => return config_error(e),
-    };
-    if let Err(e) = account.check_schema() {
-        return e.into_response().into();
-    }
-    if req.path == "/xrpc/_health" {
-        return HttpResponse::json(
-            200,
-            &serde_json::json!({ "version": env!("CARGO_PKG_VERSION") }),
-        );
-    }
-    let Some(nsid) = req.path.strip_prefix("/xrpc/") else {
-        return not_found();
-    };
-    let method = HttpMethod::parse(&req.method);
-    let meta = match pds_api::methods::lookup(nsid, method) {
-        Ok(meta) => meta,
-        Err(e) => return e.into_response().into(),
-    };
-    // The one auth check, from the requirement the generated metadata carries.
-    let store = SqlAuthStore::new(account.sql.as_ref(), config.did.as_str());
-    let auth = Auth::new(config, &store, account.clock.as_ref());
-    let caller = match auth.authenticate(meta.auth, req.header("authorization"), meta.nsid) {
-        Ok(caller) => caller,
-        Err(e) => return e.into_response().into(),
-    };
-    let request = Request {
-        nsid: nsid.to_owned(),
-        method,
-        query: req.query,
-        headers: req.headers.clone(),
-        body: Body::Bytes(req.body),
-    };
-    let api = Api { config, account };
-    let cx = RequestContext {
-        headers: req.headers,
-        caller,
-    };
-    pds_api::methods::dispatch(&api, &cx, request).await.into()
-}
-
-/// The path of the firehose subscription, which both shells upgrade to a WebSocket.
-pub const SUBSCRIBE_REPOS_PATH: &str = "/xrpc/com.atproto.sync.subscribeRepos";
-
-/// Whether `req` is for `com.atproto.sync.subscribeRepos`: the shells take these aside
-/// (the upgrade needs the platform's socket) and ask [`subscribe_repos`] what to do.
-pub fn is_subscribe_repos(req: &HttpRequest) -> bool {
-    req.path == SUBSCRIBE_REPOS_PATH && req.method != "OPTIONS"
-}
-
-/// Admits a `subscribeRepos` request: the requested cursor (none: live only) when the shell
-/// should upgrade to a WebSocket, or the XRPC error to answer instead.
-pub fn subscribe_repos(
-    config: &Result<Config, ConfigError>,
-    account: &Account,
-    req: &HttpRequest,
-) -> Result<Option<u64>, HttpResponse> {
-    use pds_api::com::atproto::sync::subscribe_repos::{Params, NSID};
-    if let Err(e) = config {
-        return Err(with_cors(config_error(e)));
-    }
-    let fail = |e: XrpcError| with_cors(e.into_response().into());
-    account.check_schema().map_err(fail)?;
-    if req.method != "GET" {
-        return Err(fail(XrpcError::invalid_request(format!(
-            "Incorrect HTTP method ({}) expected GET",
-            req.method
-        ))));
-    }
-    let meta = pds_api::methods::lookup(NSID, HttpMethod::Get).map_err(fail)?;
-    let params: Params = pds_api::runtime::dispatch::params(meta, &req.query).map_err(fail)?;
-    let upgrade = req
-        .header("upgrade")
-        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
-    if !upgrade {
-        return Err(fail(XrpcError::invalid_request(
-            "com.atproto.sync.subscribeRepos is a WebSocket subscription: connect with Upgrade: websocket",
-        )));
-    }
-    if req.header("sec-websocket-key").is_none() {
-        return Err(fail(XrpcError::invalid_request(
-            "a WebSocket upgrade needs a Sec-WebSocket-Key header",
-        )));
-    }
-    match params.cursor {
-        None => Ok(None),
-        Some(cursor) => u64::try_from(cursor).map(Some).map_err(|_| {
-            fail(XrpcError::invalid_request(
-                "cursor must be a non-negative integer",
-            ))
-        }),
-    }
 }
 
 /// Response headers browsers may read: OAuth/DPoP and rate-limit headers.
@@ -211,36 +182,6 @@ fn preflight(req: &HttpRequest) -> HttpResponse {
     })
 }
 
-/// A did:web DID document is ours to serve only when the account is `did:web` of this host.
-fn is_own_did_web(config: &Config) -> bool {
-    config.did.as_str() == config.service_did()
-}
-
-/// The account's DID document (for did:web accounts): its handle, signing key and PDS endpoint.
-pub fn did_document(config: &Config) -> serde_json::Value {
-    let did = config.did.as_str();
-    serde_json::json!({
-        "@context": [
-            "https://www.w3.org/ns/did/v1",
-            "https://w3id.org/security/multikey/v1",
-            "https://w3id.org/security/suites/secp256k1-2019/v1"
-        ],
-        "id": did,
-        "alsoKnownAs": [format!("at://{}", config.handle.as_str())],
-        "verificationMethod": [{
-            "id": format!("{did}#atproto"),
-            "type": "Multikey",
-            "controller": did,
-            "publicKeyMultibase": config.signing_key.public_key().to_multibase(),
-        }],
-        "service": [{
-            "id": "#atproto_pds",
-            "type": "AtprotoPersonalDataServer",
-            "serviceEndpoint": config.public_url(),
-        }]
-    })
-}
-
 /// The answer for a path the PDS does not serve.
 pub fn not_found() -> HttpResponse {
     xrpc_error(404, "NotFound", "Not Found")
@@ -251,17 +192,99 @@ pub fn payload_too_large() -> HttpResponse {
     xrpc_error(413, "PayloadTooLarge", "request entity too large")
 }
 
-fn config_error(e: &ConfigError) -> HttpResponse {
-    xrpc_error(
-        500,
-        "InternalServerError",
-        &format!("The server is misconfigured: {e}"),
-    )
+/// A misconfigured deployment: the variable is named (it is the operator's problem, and names
+/// no secret), and every route answers it until the configuration is fixed.
+pub(crate) fn config_error(e: &crate::config::ConfigError) -> HttpResponse {
+    xrpc_error(500, "InternalServerError", &format!("{MISCONFIGURED}{e}"))
 }
 
-fn xrpc_error(status: u16, error: &str, message: &str) -> HttpResponse {
+/// How the message of a configuration error starts.
+pub(crate) const MISCONFIGURED: &str = "The server is misconfigured: ";
+
+pub(crate) fn xrpc_error(status: u16, error: &str, message: &str) -> HttpResponse {
     HttpResponse::json(
         status,
         &serde_json::json!({ "error": error, "message": message }),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_path_has_one_route_and_placement() {
+        let cases: &[(&str, &str, Route, Placement)] = &[
+            (
+                "OPTIONS",
+                "/xrpc/com.atproto.repo.getRecord",
+                Route::Preflight,
+                Placement::Edge,
+            ),
+            ("GET", "/", Route::Root, Placement::Edge),
+            (
+                "GET",
+                "/.well-known/atproto-did",
+                Route::AtprotoDid,
+                Placement::Edge,
+            ),
+            (
+                "GET",
+                "/.well-known/did.json",
+                Route::DidDocument,
+                Placement::Account,
+            ),
+            (
+                "GET",
+                "/.well-known/oauth-authorization-server",
+                Route::OAuth("/.well-known/oauth-authorization-server"),
+                Placement::Edge,
+            ),
+            (
+                "POST",
+                "/oauth/par",
+                Route::OAuth("/oauth/par"),
+                Placement::Edge,
+            ),
+            (
+                "GET",
+                SUBSCRIBE_REPOS_PATH,
+                Route::SubscribeRepos,
+                Placement::Account,
+            ),
+            ("GET", HEALTH_PATH, Route::Health, Placement::Account),
+            (
+                "POST",
+                "/xrpc/com.atproto.repo.uploadBlob",
+                Route::Offload(Offload::UploadBlob),
+                Placement::Offload,
+            ),
+            // uploadBlob is a procedure: a GET is the dispatcher's to refuse.
+            (
+                "GET",
+                "/xrpc/com.atproto.repo.uploadBlob",
+                Route::Xrpc("com.atproto.repo.uploadBlob"),
+                Placement::Account,
+            ),
+            (
+                "GET",
+                "/xrpc/com.atproto.repo.getRecord",
+                Route::Xrpc("com.atproto.repo.getRecord"),
+                Placement::Account,
+            ),
+            (
+                "POST",
+                "/_internal/offload/uploadBlob/authorize",
+                Route::Internal("/_internal/offload/uploadBlob/authorize"),
+                Placement::Edge,
+            ),
+            ("GET", "/favicon.ico", Route::NotFound, Placement::Edge),
+            ("GET", "/xrpcfoo", Route::NotFound, Placement::Edge),
+        ];
+        for (method, path, route, placement) in cases {
+            let got = Route::of(method, path);
+            assert_eq!(got, *route, "{method} {path}");
+            assert_eq!(got.placement(), *placement, "{method} {path}");
+        }
+    }
 }

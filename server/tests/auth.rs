@@ -1226,7 +1226,7 @@ fn sql_store_meets_the_contract() {
     store_contract(&SqlAuthStore::new(&db, "did:plc:ewvi7nxzyoun6zhxrhs64oiz"));
     // The status change created the account row.
     let account = pds::storage::account::get_account(&db).unwrap().unwrap();
-    assert_eq!(account.status, "deactivated");
+    assert_eq!(account.status, AccountStatus::Deactivated);
 }
 
 /// The main flows over any store: sign-in, rotation, reuse, app-password revocation,

@@ -23,7 +23,10 @@ fn health_and_unknown_paths(base: &str) {
     assert_eq!(health.json()["version"], env!("CARGO_PKG_VERSION"));
 
     // The Worker's internal upload requests to the Durable Object are not reachable from outside.
-    for path in ["/_internal/upload/authorize", "/_internal/upload/record"] {
+    for path in [
+        "/_internal/offload/uploadBlob/authorize",
+        "/_internal/offload/uploadBlob/complete",
+    ] {
         let res = support::http::post_json(
             base,
             path,

@@ -10,7 +10,7 @@ use std::task::{Context, Poll, Waker};
 
 use pds::account::Account;
 use pds::api::{Api, RequestContext};
-use pds::auth::Caller;
+use pds::auth::{AccessCaller, AccessScope, Caller};
 use pds::clock::SystemClock;
 use pds::config::Config;
 use pds::platform::native::{DirBlobStore, NativeSql};
@@ -76,10 +76,15 @@ impl Harness {
             config: &self.config,
             account: &self.account,
         };
-        // Auth runs before dispatch (routes); the handlers never rely on the caller.
+        // Auth runs before dispatch (the lifecycle); handlers ask the caller for permissions,
+        // which the account's own full session holds.
         let cx = RequestContext {
             headers: headers.clone(),
-            caller: Caller::Anonymous,
+            caller: Caller::Access(AccessCaller {
+                did: self.did(),
+                scope: AccessScope::Full,
+                session_id: "test-session".into(),
+            }),
         };
         let req = Request {
             nsid: nsid.to_owned(),
@@ -654,14 +659,15 @@ fn writes_are_refused_while_deactivated() {
             email: None,
             email_confirmed_ms: None,
             password_hash: None,
-            status: "active".into(),
+            status: pds::storage::account::AccountStatus::Active,
             status_changed_ms: None,
             created_ms: 0,
         },
     )
     .unwrap();
     h.create_post("while active");
-    storage::account::set_account_status(db, "deactivated", 1).unwrap();
+    storage::account::set_account_status(db, storage::account::AccountStatus::Deactivated, 1)
+        .unwrap();
     assert_error(
         h.post(
             "createRecord",

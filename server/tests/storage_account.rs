@@ -18,7 +18,7 @@ fn account() -> Account {
         email: Some("alice@example.com".into()),
         email_confirmed_ms: None,
         password_hash: Some("hash-1".into()),
-        status: "active".into(),
+        status: AccountStatus::Active,
         status_changed_ms: None,
         created_ms: 1000,
     }
@@ -40,7 +40,7 @@ fn account_identity_and_status() {
     let db = db();
     assert_eq!(get_account(&db).unwrap(), None);
     assert!(matches!(
-        set_account_status(&db, "deactivated", 5),
+        set_account_status(&db, AccountStatus::Deactivated, 5),
         Err(StorageError::Conflict(_))
     ));
     create_account(&db, &account()).unwrap();
@@ -48,11 +48,11 @@ fn account_identity_and_status() {
         create_account(&db, &account()),
         Err(StorageError::Conflict(_))
     ));
-    set_account_status(&db, "deactivated", 2000).unwrap();
+    set_account_status(&db, AccountStatus::Deactivated, 2000).unwrap();
     set_handle(&db, Some("alice2.test")).unwrap();
     confirm_email(&db, 1500).unwrap();
     let got = get_account(&db).unwrap().unwrap();
-    assert_eq!(got.status, "deactivated");
+    assert_eq!(got.status, AccountStatus::Deactivated);
     assert_eq!(got.status_changed_ms, Some(2000));
     assert_eq!(got.handle.as_deref(), Some("alice2.test"));
     assert_eq!(got.email_confirmed_ms, Some(1500));
@@ -155,4 +155,90 @@ fn refresh_tokens_rotate_once_and_revoke_whole_chains() {
     insert_refresh_token(&db, &late).unwrap();
     assert_eq!(delete_expired_refresh_tokens(&db, 2_000).unwrap(), 1);
     assert!(get_refresh_token(&db, "late").unwrap().is_some());
+}
+
+#[test]
+fn identity_is_seeded_once_and_config_wins_only_when_it_changes() {
+    let db = db();
+    let seeds = |handle, password_hash| Seeds {
+        did: "did:plc:abc",
+        handle,
+        password_hash,
+    };
+    let identity = |r: Reconciled| match r {
+        Reconciled::Identity(i) => i,
+        Reconciled::OtherDid(d) => panic!("other DID {d}"),
+    };
+
+    // First start: the configuration seeds the account.
+    let first = identity(reconcile_with_seeds(&db, seeds("alice.test", "hash-1"), 10).unwrap());
+    assert_eq!(first.handle, "alice.test");
+    assert_eq!(first.password_hash, "hash-1");
+    assert_eq!(first.status, AccountStatus::Active);
+    assert_eq!(get_account(&db).unwrap().unwrap().created_ms, 10);
+
+    // The handle changes through the API; a restart with the same configuration keeps it.
+    set_handle(&db, Some("alice-new.test")).unwrap();
+    let restarted = identity(reconcile_with_seeds(&db, seeds("alice.test", "hash-1"), 20).unwrap());
+    assert_eq!(restarted.handle, "alice-new.test");
+
+    // A session opened with the password, and one with an app password.
+    insert_refresh_token(&db, &token("main", None)).unwrap();
+    insert_refresh_token(&db, &token("app", Some("phone"))).unwrap();
+    set_account_status(&db, AccountStatus::Deactivated, 25).unwrap();
+
+    // A redeploy with a new handle and a new password hash: both win, the password's sessions end.
+    let redeployed = identity(reconcile_with_seeds(&db, seeds("bob.test", "hash-2"), 30).unwrap());
+    assert_eq!(redeployed.handle, "bob.test");
+    assert_eq!(redeployed.password_hash, "hash-2");
+    assert_eq!(
+        redeployed.status,
+        AccountStatus::Deactivated,
+        "status is state, not configuration"
+    );
+    assert_eq!(get_refresh_token(&db, "main").unwrap(), None);
+    assert!(get_refresh_token(&db, "app").unwrap().is_some());
+
+    // Another DID's data is refused, and nothing is changed.
+    let other = reconcile_with_seeds(
+        &db,
+        Seeds {
+            did: "did:plc:other",
+            handle: "x.test",
+            password_hash: "hash-3",
+        },
+        40,
+    )
+    .unwrap();
+    assert_eq!(other, Reconciled::OtherDid("did:plc:abc".into()));
+    assert_eq!(
+        get_account(&db).unwrap().unwrap().handle.as_deref(),
+        Some("bob.test")
+    );
+}
+
+#[test]
+fn an_account_row_without_seeds_keeps_its_sessions() {
+    // A database from before identities were seeded: the row exists (created by a status
+    // change) with no handle and no password hash.
+    let db = db();
+    let mut old = account();
+    old.handle = None;
+    old.password_hash = None;
+    create_account(&db, &old).unwrap();
+    insert_refresh_token(&db, &token("main", None)).unwrap();
+    let r = reconcile_with_seeds(
+        &db,
+        Seeds {
+            did: "did:plc:abc",
+            handle: "alice.test",
+            password_hash: "hash-1",
+        },
+        10,
+    )
+    .unwrap();
+    assert!(
+        matches!(r, Reconciled::Identity(ref i) if i.handle == "alice.test" && i.password_hash == "hash-1")
+    );
+    assert!(get_refresh_token(&db, "main").unwrap().is_some());
 }

@@ -4,7 +4,7 @@ use pds_api::app::bsky::actor::{get_preferences, put_preferences, AppBskyActor};
 use pds_api::runtime::xrpc::XrpcError;
 
 use super::{Api, RequestContext};
-use crate::auth::{AccessScope, Caller};
+use crate::auth::{Caller, Permission};
 
 /// Largest stored preferences document, in bytes of JSON.
 pub const PREFERENCES_LIMIT: usize = 256 * 1024;
@@ -13,8 +13,9 @@ pub const PREFERENCES_LIMIT: usize = 256 * 1024;
 /// details such as the birth date are withheld from app passwords).
 const FULL_ACCESS_ONLY: &[&str] = &["app.bsky.actor.defs#personalDetailsPref"];
 
+/// Service JWTs and full sessions see everything; app passwords do not see personal details.
 fn is_full_access(caller: &Caller) -> bool {
-    matches!(caller.access_scope(), Some(AccessScope::Full) | None)
+    caller.can(Permission::Full) || !caller.can(Permission::Session)
 }
 
 fn type_of(pref: &serde_json::Value) -> &str {

@@ -10,8 +10,10 @@ use pds_api::runtime::lex::{AtIdentifier, AtUri, BlobRef, CidString, Did, Nsid, 
 use pds_api::runtime::xrpc::{BinaryInput, Body, ByteStream, XrpcError};
 
 use super::{Api, RequestContext};
+use crate::auth::Permission;
 use crate::data::Value;
 use crate::repo::WriteOp;
+use crate::storage::account::AccountStatus;
 use crate::storage::blobs::{blob_metadata, insert_blob_metadata, BlobMetadata};
 use crate::storage::{self, BlobError, ChunkSource, RecordBlobs};
 use crate::writes::{self, WriteError};
@@ -216,10 +218,9 @@ impl Api<'_> {
     }
 
     /// The account's stored status (`active` before the account row exists).
-    fn account_status(&self) -> Result<String, XrpcError> {
-        Ok(storage::account::get_account(self.account.sql.as_ref())
-            .map_err(|e| internal("account", e))?
-            .map_or_else(|| "active".to_owned(), |a| a.status))
+    fn account_status(&self) -> Result<AccountStatus, XrpcError> {
+        Ok(storage::account::get_account(self.account.sql.as_ref())?
+            .map_or(AccountStatus::Active, |a| a.status))
     }
 
     /// The account DID for a write: `repo` must name the account, and the account must be
@@ -229,7 +230,7 @@ impl Api<'_> {
             return Err(XrpcError::new(403, "AccountNotFound", "Account not found"));
         }
         self.check_not_taken_down()?;
-        if self.account_status()? == "deactivated" {
+        if self.account_status()? == AccountStatus::Deactivated {
             return Err(XrpcError::new(
                 401,
                 "AccountDeactivated",
@@ -241,8 +242,8 @@ impl Api<'_> {
 
     fn check_not_taken_down(&self) -> Result<(), XrpcError> {
         if matches!(
-            self.account_status()?.as_str(),
-            "takendown" | "suspended" | "deleted"
+            self.account_status()?,
+            AccountStatus::Takendown | AccountStatus::Suspended | AccountStatus::Deleted
         ) {
             return Err(XrpcError::new(
                 401,
@@ -403,11 +404,19 @@ fn created_cid(cid: Option<Cid>) -> Result<CidString, XrpcError> {
 impl ComAtprotoRepo for Api<'_> {
     async fn apply_writes(
         &self,
-        _cx: &RequestContext,
+        cx: &RequestContext,
         _params: apply_writes::Params,
         input: apply_writes::Input,
     ) -> Result<apply_writes::Output, XrpcError> {
         let did = self.writable_repo(&input.repo)?;
+        for write in &input.writes {
+            let collection = match write {
+                apply_writes::InputWritesItem::Create(c) => c.collection.as_str(),
+                apply_writes::InputWritesItem::Update(u) => u.collection.as_str(),
+                apply_writes::InputWritesItem::Delete(d) => d.collection.as_str(),
+            };
+            cx.caller.require(Permission::RepoWrite { collection })?;
+        }
         if input.writes.len() > MAX_WRITES {
             return Err(XrpcError::invalid_request(format!(
                 "Too many writes. Max: {MAX_WRITES}"
@@ -480,10 +489,13 @@ impl ComAtprotoRepo for Api<'_> {
 
     async fn create_record(
         &self,
-        _cx: &RequestContext,
+        cx: &RequestContext,
         _params: create_record::Params,
         input: create_record::Input,
     ) -> Result<create_record::Output, XrpcError> {
+        cx.caller.require(Permission::RepoWrite {
+            collection: input.collection.as_str(),
+        })?;
         let did = self.writable_repo(&input.repo)?;
         let rkey = match input.rkey {
             Some(k) => k,
@@ -504,10 +516,13 @@ impl ComAtprotoRepo for Api<'_> {
 
     async fn put_record(
         &self,
-        _cx: &RequestContext,
+        cx: &RequestContext,
         _params: put_record::Params,
         input: put_record::Input,
     ) -> Result<put_record::Output, XrpcError> {
+        cx.caller.require(Permission::RepoWrite {
+            collection: input.collection.as_str(),
+        })?;
         let did = self.writable_repo(&input.repo)?;
         let current = self.check_record_swap(
             input.collection.as_str(),
@@ -546,10 +561,13 @@ impl ComAtprotoRepo for Api<'_> {
 
     async fn delete_record(
         &self,
-        _cx: &RequestContext,
+        cx: &RequestContext,
         _params: delete_record::Params,
         input: delete_record::Input,
     ) -> Result<delete_record::Output, XrpcError> {
+        cx.caller.require(Permission::RepoWrite {
+            collection: input.collection.as_str(),
+        })?;
         let did = self.writable_repo(&input.repo)?;
         // Deleting a missing record is a no-op ("ensure it doesn't exist"): like the reference,
         // nothing is compared, not even the swaps.
@@ -592,14 +610,14 @@ impl ComAtprotoRepo for Api<'_> {
                 format!("Could not find repo for DID: {repo}"),
             ));
         }
-        match self.account_status()?.as_str() {
-            "takendown" | "suspended" | "deleted" => {
+        match self.account_status()? {
+            AccountStatus::Takendown | AccountStatus::Suspended | AccountStatus::Deleted => {
                 return Err(XrpcError::declared(
                     "RepoTakendown",
                     format!("Repo has been takendown: {repo}"),
                 ))
             }
-            "deactivated" => {
+            AccountStatus::Deactivated => {
                 return Err(XrpcError::declared(
                     "RepoDeactivated",
                     format!("Repo has been deactivated: {repo}"),
@@ -616,7 +634,7 @@ impl ComAtprotoRepo for Api<'_> {
         Ok(describe_repo::Output {
             collections,
             did: did.clone(),
-            did_doc: Value::from_json(&crate::routes::did_document(self.config))
+            did_doc: Value::from_json(&crate::lifecycle::did_document(self.config))
                 .map_err(|e| internal("DID document", e))?,
             handle: self.config.handle.clone(),
             // The handle is configured with the DID; resolving it back is the identity work's.

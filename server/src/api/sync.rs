@@ -61,6 +61,8 @@ impl Api<'_> {
             AccountStatus::Suspended => ("RepoSuspended", "suspended"),
             AccountStatus::Deactivated => ("RepoDeactivated", "deactivated"),
             AccountStatus::Deleted => return Err(repo_not_found(did)),
+            // Not stored states: a repository marked so is served.
+            AccountStatus::Desynchronized | AccountStatus::Throttled => return Ok(()),
         };
         Err(XrpcError::declared(
             name,

@@ -36,7 +36,7 @@ pub use store::{
     StoreError,
 };
 pub use tokens::AccessScope;
-pub use verifier::{AccessCaller, Caller, RefreshCaller, ServiceCaller};
+pub use verifier::{AccessCaller, Caller, Permission, RefreshCaller, ServiceCaller};
 
 use pds_api::runtime::xrpc::XrpcError;
 

@@ -19,7 +19,7 @@ use super::store::{
     refresh_token_key, AccountState, AccountStatus, AppPasswordRecord, RefreshTokenRecord,
 };
 use super::tokens::{AccessScope, REFRESH_TOKEN_TTL_SECS};
-use super::verifier::{revoked, store_error, Caller};
+use super::verifier::{revoked, store_error, Caller, Permission};
 use super::Auth;
 use crate::firehose::EventBody;
 use crate::password;
@@ -94,9 +94,10 @@ struct TokenPair {
 impl Auth<'_> {
     /// The session caller behind `caller`, which must hold a full-account session.
     fn full_session(caller: &Caller) -> Result<(), XrpcError> {
-        match caller {
-            Caller::Access(a) if a.scope == AccessScope::Full => Ok(()),
-            _ => Err(bad_scope()),
+        if caller.can(Permission::Full) {
+            Ok(())
+        } else {
+            Err(bad_scope())
         }
     }
 
@@ -410,9 +411,7 @@ impl Auth<'_> {
         caller: &Caller,
         params: &get_service_auth::Params,
     ) -> Result<get_service_auth::Output, XrpcError> {
-        let Caller::Access(session) = caller else {
-            return Err(bad_scope());
-        };
+        caller.require(Permission::Session)?;
         if !service::is_valid_audience(&params.aud) {
             return Err(XrpcError::invalid_request(
                 "aud must be a valid atproto DID or did#serviceId reference",
@@ -420,7 +419,10 @@ impl Auth<'_> {
         }
         let lxm = params.lxm.as_ref().map(|n| n.as_str());
         if let Some(m) = lxm {
-            if is_privileged_method(m) && !session.scope.is_privileged() {
+            if !caller.can(Permission::ServiceToken {
+                lxm: Some(m),
+                aud: &params.aud,
+            }) {
                 return Err(XrpcError::invalid_request(format!(
                     "insufficient access to request a service auth token for the following method: {m}"
                 )));

@@ -171,10 +171,8 @@ impl AuthStore for SqlAuthStore<'_> {
         let Some(a) = account::get_account(self.db).map_err(err)? else {
             return Ok(AccountState::default());
         };
-        let status = AccountStatus::parse(&a.status)
-            .ok_or_else(|| StoreError(format!("account status {:?}", a.status)))?;
         Ok(AccountState {
-            status,
+            status: a.status,
             email: a.email,
             email_confirmed: a.email_confirmed_ms.is_some(),
         })
@@ -201,13 +199,13 @@ impl AuthStore for SqlAuthStore<'_> {
                             email: None,
                             email_confirmed_ms: None,
                             password_hash: None,
-                            status: status.as_str().to_owned(),
+                            status,
                             status_changed_ms: Some(now),
                             created_ms: now,
                         },
                     )
                 } else {
-                    account::set_account_status(self.db, status.as_str(), now)
+                    account::set_account_status(self.db, status, now)
                 }
             })
             .map_err(err)

@@ -69,41 +69,7 @@ pub struct AppPasswordRecord {
     pub created_ms: u64,
 }
 
-/// The account's hosting status (`account.status`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AccountStatus {
-    Active,
-    /// Deactivated by the user (e.g. while migrating away): reads work, writes are refused.
-    Deactivated,
-    Takendown,
-    Suspended,
-    Deleted,
-}
-
-impl AccountStatus {
-    /// The stored / wire value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AccountStatus::Active => "active",
-            AccountStatus::Deactivated => "deactivated",
-            AccountStatus::Takendown => "takendown",
-            AccountStatus::Suspended => "suspended",
-            AccountStatus::Deleted => "deleted",
-        }
-    }
-
-    /// Parses a stored value.
-    pub fn parse(s: &str) -> Option<AccountStatus> {
-        Some(match s {
-            "active" => AccountStatus::Active,
-            "deactivated" => AccountStatus::Deactivated,
-            "takendown" => AccountStatus::Takendown,
-            "suspended" => AccountStatus::Suspended,
-            "deleted" => AccountStatus::Deleted,
-            _ => return None,
-        })
-    }
-}
+pub use crate::storage::account::AccountStatus;
 
 /// What sessions report about the account besides its identity.
 #[derive(Debug, Clone, PartialEq, Eq)]

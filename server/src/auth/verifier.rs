@@ -94,6 +94,40 @@ impl Caller {
         }
     }
 
+    /// Whether this caller holds `permission`.
+    pub fn can(&self, permission: Permission<'_>) -> bool {
+        use Permission as P;
+        match self {
+            Caller::Anonymous => false,
+            Caller::Refresh(_) => permission == P::Refresh,
+            // A service JWT was verified for exactly the method called (`lxm`) and grants
+            // nothing beyond calling it.
+            Caller::Service(_) => permission == P::Account,
+            Caller::Access(a) => match permission {
+                P::Account | P::Session | P::RepoWrite { .. } | P::BlobUpload { .. } => true,
+                P::Privileged => a.scope.is_privileged(),
+                P::ServiceToken { lxm, .. } => {
+                    a.scope.is_privileged()
+                        || !lxm.is_some_and(super::session::is_privileged_method)
+                }
+                P::Full => a.scope == AccessScope::Full,
+                P::Refresh => false,
+            },
+        }
+    }
+
+    /// [`Caller::can`], or the reference's error for a token without that power
+    /// (400 InvalidToken "Bad token scope").
+    pub fn require(&self, permission: Permission<'_>) -> Result<(), XrpcError> {
+        if self.can(permission) {
+            Ok(())
+        } else if *self == Caller::Anonymous {
+            Err(auth_missing())
+        } else {
+            Err(invalid_token("Bad token scope"))
+        }
+    }
+
     /// The access scope, for session callers.
     pub fn access_scope(&self) -> Option<AccessScope> {
         match self {
@@ -101,6 +135,31 @@ impl Caller {
             _ => None,
         }
     }
+}
+
+/// A power code asks a [`Caller`] for ([`Caller::require`]). Every check fails closed: a
+/// caller kind that does not say it holds a permission does not hold it. OAuth tokens will be
+/// one more caller kind whose scopes answer the same questions (`repo:`, `blob:`, `rpc:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permission<'a> {
+    /// Any credential of the account: a session (with any app password) or a service JWT that
+    /// was checked for the method being called.
+    Account,
+    /// A session of the account, with any app password (not a service JWT).
+    Session,
+    /// A session whose app password, if any, is privileged (chat, DMs, privileged service
+    /// tokens).
+    Privileged,
+    /// The account password's own session: account, identity and app-password management.
+    Full,
+    /// A refresh token (refreshSession, deleteSession).
+    Refresh,
+    /// Create, update or delete records of `collection`.
+    RepoWrite { collection: &'a str },
+    /// Upload a blob of `mime` type.
+    BlobUpload { mime: &'a str },
+    /// A service token for calling `lxm` (if bound to one) at `aud`.
+    ServiceToken { lxm: Option<&'a str>, aud: &'a str },
 }
 
 /// The scheme and credentials of an `Authorization` header.
@@ -163,13 +222,12 @@ pub(crate) fn store_error(e: super::store::StoreError) -> XrpcError {
     XrpcError::internal_message(e.to_string())
 }
 
-/// Which access scopes each requirement admits.
-fn scopes_for(requirement: AuthRequirement) -> &'static [AccessScope] {
-    use AccessScope::*;
+/// The permission a session caller needs for a method declaring `requirement`.
+fn permission_for(requirement: AuthRequirement) -> Permission<'static> {
     match requirement {
-        AuthRequirement::AccessFull => &[Full],
-        AuthRequirement::AccessPrivileged => &[Full, AppPassPrivileged],
-        _ => &[Full, AppPassPrivileged, AppPass],
+        AuthRequirement::AccessFull => Permission::Full,
+        AuthRequirement::AccessPrivileged => Permission::Privileged,
+        _ => Permission::Session,
     }
 }
 
@@ -245,16 +303,16 @@ impl Auth<'_> {
                 if is_asymmetric(t) {
                     self.service_caller(t, nsid)
                 } else {
-                    self.access_caller(t, scopes_for(requirement))
+                    self.access_caller(t, permission_for(requirement))
                 }
             }
             (R::Access | R::AccessPrivileged | R::AccessFull, Some(Credentials::Bearer(t))) => {
-                self.access_caller(t, scopes_for(requirement))
+                self.access_caller(t, permission_for(requirement))
             }
         }
     }
 
-    fn access_caller(&self, token: &str, allowed: &[AccessScope]) -> Result<Caller, XrpcError> {
+    fn access_caller(&self, token: &str, needed: Permission<'_>) -> Result<Caller, XrpcError> {
         let now = self.clock.now_secs();
         // A refresh token here fails the typ check: "Token could not be verified", as the
         // reference answers.
@@ -265,22 +323,24 @@ impl Auth<'_> {
         if claims.did != self.config.did.as_str() {
             return Err(invalid_token("Malformed token"));
         }
-        if !allowed.contains(&claims.scope) {
-            return Err(invalid_token("Bad token scope"));
-        }
+        let caller = Caller::Access(AccessCaller {
+            did: claims.did,
+            scope: claims.scope,
+            session_id: claims.session_id,
+        });
+        caller.require(needed)?;
         // Server-side check: a revoked session's access tokens die with it.
+        let Caller::Access(session) = &caller else {
+            return Err(invalid_token("Malformed token"));
+        };
         if !self
             .store
-            .session_exists(&claims.session_id, self.clock.now_millis())
+            .session_exists(&session.session_id, self.clock.now_millis())
             .map_err(store_error)?
         {
             return Err(revoked());
         }
-        Ok(Caller::Access(AccessCaller {
-            did: claims.did,
-            scope: claims.scope,
-            session_id: claims.session_id,
-        }))
+        Ok(caller)
     }
 
     fn refresh_caller(&self, token: &str, allow_expired: bool) -> Result<Caller, XrpcError> {
@@ -329,4 +389,100 @@ fn is_asymmetric(token: &str) -> bool {
         .ok()
         .and_then(|t| t.alg().map(|a| a.starts_with("ES")))
         .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(scope: AccessScope) -> Caller {
+        Caller::Access(AccessCaller {
+            did: "did:web:localhost".into(),
+            scope,
+            session_id: "s".into(),
+        })
+    }
+
+    #[test]
+    fn permissions_fail_closed() {
+        use Permission as P;
+        let full = session(AccessScope::Full);
+        let privileged = session(AccessScope::AppPassPrivileged);
+        let app = session(AccessScope::AppPass);
+        let service = Caller::Service(ServiceCaller {
+            iss: "did:web:localhost".into(),
+            did: "did:web:localhost".into(),
+            aud: "did:web:localhost".into(),
+            lxm: Some("com.atproto.repo.getRecord".into()),
+            jti: None,
+        });
+        let refresh = Caller::Refresh(RefreshCaller {
+            did: "did:web:localhost".into(),
+            session_id: "s".into(),
+            token_id: "t".into(),
+            expired: false,
+        });
+        let write = P::RepoWrite {
+            collection: "app.bsky.feed.post",
+        };
+        let chat_token = P::ServiceToken {
+            lxm: Some("chat.bsky.convo.getLog"),
+            aud: "did:web:api.bsky.chat",
+        };
+        let table: &[(&Caller, &[P], &[P])] = &[
+            (
+                &full,
+                &[
+                    P::Account,
+                    P::Session,
+                    P::Privileged,
+                    P::Full,
+                    write,
+                    chat_token,
+                ],
+                &[P::Refresh],
+            ),
+            (
+                &privileged,
+                &[P::Session, P::Privileged, write, chat_token],
+                &[P::Full, P::Refresh],
+            ),
+            (
+                &app,
+                &[P::Session, write],
+                &[P::Privileged, P::Full, P::Refresh, chat_token],
+            ),
+            (
+                &service,
+                &[P::Account],
+                &[P::Session, P::Privileged, P::Full, write, chat_token],
+            ),
+            (
+                &refresh,
+                &[P::Refresh],
+                &[P::Account, P::Session, P::Full, write],
+            ),
+            (
+                &Caller::Anonymous,
+                &[],
+                &[P::Account, P::Session, P::Full, P::Refresh, write],
+            ),
+        ];
+        for (caller, allowed, refused) in table {
+            for p in *allowed {
+                assert!(caller.can(*p), "{caller:?} should hold {p:?}");
+                assert!(caller.require(*p).is_ok());
+            }
+            for p in *refused {
+                assert!(!caller.can(*p), "{caller:?} must not hold {p:?}");
+                let e = caller.require(*p).unwrap_err();
+                let expected = if **caller == Caller::Anonymous {
+                    "AuthMissing"
+                } else {
+                    "InvalidToken"
+                };
+                assert_eq!(e.error, expected, "{caller:?} {p:?}");
+            }
+        }
+    }
 }

@@ -22,35 +22,7 @@ pub const MAX_SYNC_BLOCKS_BYTES: usize = 10_000;
 
 /// An account's hosting status for `#account` when it is not active (the
 /// lexicon's known values).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AccountStatus {
-    /// Taken down by the host.
-    Takendown,
-    /// Temporarily suspended.
-    Suspended,
-    /// Deleted.
-    Deleted,
-    /// Deactivated by its owner.
-    Deactivated,
-    /// The host's copy of the repository is out of sync.
-    Desynchronized,
-    /// Rate-limited.
-    Throttled,
-}
-
-impl AccountStatus {
-    /// The lexicon spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AccountStatus::Takendown => "takendown",
-            AccountStatus::Suspended => "suspended",
-            AccountStatus::Deleted => "deleted",
-            AccountStatus::Deactivated => "deactivated",
-            AccountStatus::Desynchronized => "desynchronized",
-            AccountStatus::Throttled => "throttled",
-        }
-    }
-}
+pub use crate::storage::account::AccountStatus;
 
 /// The `time` field: the moment the event was sequenced, from the clock port.
 fn time_value(time_micros: u64) -> Value {

@@ -5,6 +5,55 @@
 use super::error::{Result, StorageError};
 use super::sql::{Row, Sql, SqlExt, SqlValue};
 
+/// The account's hosting status: stored in `account.status`, reported by sessions and sync
+/// reads, and announced in `#account` events (whose lexicon also knows `desynchronized` and
+/// `throttled`). The one representation of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountStatus {
+    Active,
+    /// Deactivated by its owner (e.g. while migrating): reads work, writes are refused.
+    Deactivated,
+    /// Taken down by the host.
+    Takendown,
+    /// Temporarily suspended.
+    Suspended,
+    /// Deleted.
+    Deleted,
+    /// The host's copy of the repository is out of sync (firehose only).
+    Desynchronized,
+    /// Rate-limited (firehose only).
+    Throttled,
+}
+
+impl AccountStatus {
+    /// The stored and wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountStatus::Active => "active",
+            AccountStatus::Deactivated => "deactivated",
+            AccountStatus::Takendown => "takendown",
+            AccountStatus::Suspended => "suspended",
+            AccountStatus::Deleted => "deleted",
+            AccountStatus::Desynchronized => "desynchronized",
+            AccountStatus::Throttled => "throttled",
+        }
+    }
+
+    /// Parses a stored value.
+    pub fn parse(s: &str) -> Option<AccountStatus> {
+        Some(match s {
+            "active" => AccountStatus::Active,
+            "deactivated" => AccountStatus::Deactivated,
+            "takendown" => AccountStatus::Takendown,
+            "suspended" => AccountStatus::Suspended,
+            "deleted" => AccountStatus::Deleted,
+            "desynchronized" => AccountStatus::Desynchronized,
+            "throttled" => AccountStatus::Throttled,
+            _ => return None,
+        })
+    }
+}
+
 /// The one account.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Account {
@@ -18,8 +67,8 @@ pub struct Account {
     pub email_confirmed_ms: Option<i64>,
     /// The main password's hash, if a password is set.
     pub password_hash: Option<String>,
-    /// `active`, `deactivated`, `takendown`, `suspended` or `deleted`.
-    pub status: String,
+    /// Its hosting status.
+    pub status: AccountStatus,
     /// When the status last changed (ms).
     pub status_changed_ms: Option<i64>,
     /// When the account was created (ms).
@@ -36,7 +85,11 @@ fn account_row(row: &Row) -> Result<Account> {
         email: row.opt_text(2)?,
         email_confirmed_ms: row.opt_integer(3)?,
         password_hash: row.opt_text(4)?,
-        status: row.text(5)?,
+        status: {
+            let status = row.text(5)?;
+            AccountStatus::parse(&status)
+                .ok_or_else(|| StorageError::Corrupt(format!("account status {status:?}")))?
+        },
         status_changed_ms: row.opt_integer(6)?,
         created_ms: row.integer(7)?,
     })
@@ -90,11 +143,11 @@ fn update_account(db: &dyn Sql, set: &str, params: &[SqlValue]) -> Result<()> {
 }
 
 /// Sets the account status (`active`, `deactivated`, ...) at `now_ms`.
-pub fn set_account_status(db: &dyn Sql, status: &str, now_ms: i64) -> Result<()> {
+pub fn set_account_status(db: &dyn Sql, status: AccountStatus, now_ms: i64) -> Result<()> {
     update_account(
         db,
         "status = ?, status_changed_ms = ?",
-        &[SqlValue::from(status), SqlValue::Integer(now_ms)],
+        &[SqlValue::from(status.as_str()), SqlValue::Integer(now_ms)],
     )
 }
 
@@ -127,6 +180,104 @@ pub fn set_password_hash(db: &dyn Sql, hash: &str) -> Result<()> {
             &[],
         )?;
         Ok(())
+    })
+}
+
+/// What the deployment's configuration says the account is.
+#[derive(Debug, Clone, Copy)]
+pub struct Seeds<'a> {
+    pub did: &'a str,
+    pub handle: &'a str,
+    pub password_hash: &'a str,
+}
+
+/// The account's identity and credentials as stored, after [`reconcile_with_seeds`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredIdentity {
+    pub handle: String,
+    pub password_hash: String,
+    pub status: AccountStatus,
+}
+
+/// The outcome of [`reconcile_with_seeds`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reconciled {
+    /// The stored identity, now the source of truth.
+    Identity(StoredIdentity),
+    /// The stored account is another DID: this data is not the configured account's.
+    OtherDid(String),
+}
+
+/// Brings the stored identity in line with the configuration, in one transaction: the first
+/// start seeds the account from it; afterwards a configured value replaces the stored one only
+/// when it differs from the value it last seeded, so a change made through the API survives
+/// restarts while a redeploy with a new value still wins. A replaced password ends the
+/// sessions opened with the old one (app-password sessions keep going). The DID never changes.
+pub fn reconcile_with_seeds(db: &dyn Sql, seeds: Seeds<'_>, now_ms: i64) -> Result<Reconciled> {
+    db.transaction(|| {
+        let row = db.query_opt(
+            "SELECT did, handle, password_hash, status, seeded_handle, seeded_password_hash \
+             FROM account WHERE id = 1",
+            &[],
+        )?;
+        let Some(row) = row else {
+            db.execute(
+                "INSERT INTO account (id, did, handle, password_hash, status, created_ms, \
+                 seeded_handle, seeded_password_hash) VALUES (1, ?, ?, ?, 'active', ?, ?, ?)",
+                &[
+                    SqlValue::from(seeds.did),
+                    SqlValue::from(seeds.handle),
+                    SqlValue::from(seeds.password_hash),
+                    SqlValue::Integer(now_ms),
+                    SqlValue::from(seeds.handle),
+                    SqlValue::from(seeds.password_hash),
+                ],
+            )?;
+            return Ok(Reconciled::Identity(StoredIdentity {
+                handle: seeds.handle.to_owned(),
+                password_hash: seeds.password_hash.to_owned(),
+                status: AccountStatus::Active,
+            }));
+        };
+        let did = row.text(0)?;
+        if did != seeds.did {
+            return Ok(Reconciled::OtherDid(did));
+        }
+        let mut handle = row.opt_text(1)?;
+        let mut password_hash = row.opt_text(2)?;
+        let status_text = row.text(3)?;
+        let status = AccountStatus::parse(&status_text)
+            .ok_or_else(|| StorageError::Corrupt(format!("account status {status_text:?}")))?;
+        if handle.is_none() || row.opt_text(4)?.as_deref() != Some(seeds.handle) {
+            update_account(
+                db,
+                "handle = ?, seeded_handle = ?",
+                &[SqlValue::from(seeds.handle), SqlValue::from(seeds.handle)],
+            )?;
+            handle = Some(seeds.handle.to_owned());
+        }
+        if password_hash.is_none() || row.opt_text(5)?.as_deref() != Some(seeds.password_hash) {
+            if password_hash
+                .as_deref()
+                .is_some_and(|old| old != seeds.password_hash)
+            {
+                set_password_hash(db, seeds.password_hash)?;
+            }
+            update_account(
+                db,
+                "password_hash = ?, seeded_password_hash = ?",
+                &[
+                    SqlValue::from(seeds.password_hash),
+                    SqlValue::from(seeds.password_hash),
+                ],
+            )?;
+            password_hash = Some(seeds.password_hash.to_owned());
+        }
+        Ok(Reconciled::Identity(StoredIdentity {
+            handle: handle.unwrap_or_default(),
+            password_hash: password_hash.unwrap_or_default(),
+            status,
+        }))
     })
 }
 

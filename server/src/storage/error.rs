@@ -72,3 +72,11 @@ impl From<StorageError> for RepoError {
 
 /// Shorthand for results of the storage layer.
 pub type Result<T> = std::result::Result<T, StorageError>;
+
+/// A storage failure reaching a client is a server fault: its detail is logged, never sent
+/// (see [`crate::lifecycle::conceal_internal_error`]).
+impl From<StorageError> for pds_api::runtime::xrpc::XrpcError {
+    fn from(e: StorageError) -> Self {
+        pds_api::runtime::xrpc::XrpcError::internal_message(format!("storage: {e}"))
+    }
+}

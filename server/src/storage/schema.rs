@@ -145,6 +145,15 @@ const V2_STATEMENTS: &[&str] = &[
     )",
 ];
 
+/// Version 3: the account's identity and credentials are state. What the
+/// configuration last seeded is remembered, so a configured value overrides
+/// the stored one only when the configuration itself changed (a handle set
+/// through the API survives restarts; a redeploy with a new one wins).
+const V3_STATEMENTS: &[&str] = &[
+    "ALTER TABLE account ADD COLUMN seeded_handle TEXT",
+    "ALTER TABLE account ADD COLUMN seeded_password_hash TEXT",
+];
+
 /// The schema of this build, oldest first.
 pub const MIGRATIONS: &[Migration] = &[
     Migration {
@@ -156,6 +165,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 2,
         name: "maintenance state: announced handle, pruning, relay crawl requests",
         statements: V2_STATEMENTS,
+    },
+    Migration {
+        version: 3,
+        name: "account identity seeded from configuration",
+        statements: V3_STATEMENTS,
     },
 ];
 

@@ -131,7 +131,7 @@ impl NativeFirehose {
     }
 
     /// Answers the upgrade of an admitted subscribeRepos request (`cursor` from
-    /// [`crate::routes::subscribe_repos`]) and starts the subscription.
+    /// [`crate::lifecycle::subscribe_repos`]) and starts the subscription.
     pub fn upgrade(
         self: &Rc<Self>,
         account: &Rc<Account>,

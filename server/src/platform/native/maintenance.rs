@@ -9,8 +9,6 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use super::relay::NativeRelayClient;
-use crate::account::Account;
-use crate::config::{Config, ConfigError};
 
 /// When maintenance should next run, shared by the request path and the maintenance task.
 #[derive(Debug, Default)]
@@ -29,12 +27,6 @@ impl Wakeup {
             self.changed.notify_one();
         }
     }
-}
-
-/// After an account request (and on start): see [`crate::maintenance::after_account_request`];
-/// moves the wake-up earlier if needed.
-pub fn after_request(config: &Result<Config, ConfigError>, account: &Account, wakeup: &Wakeup) {
-    wakeup.schedule(crate::maintenance::after_account_request(config, account));
 }
 
 /// The maintenance task: runs until the runtime stops.

@@ -20,6 +20,7 @@ use std::rc::Rc;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use futures_util::future::LocalBoxFuture;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::{Bytes, Frame, Incoming};
 use hyper::server::conn::http1;
@@ -30,7 +31,9 @@ use tokio::net::TcpListener;
 use crate::account::Account;
 use crate::clock::SystemClock;
 use crate::config::{Config, ConfigError};
-use crate::http::{HttpRequest, HttpResponse};
+use crate::http::{Body, HttpRequest, HttpResponse};
+use crate::offload::{AccountLink, Offload};
+use crate::routes::{Placement, Route};
 
 /// Largest request body the native shell reads, in bytes.
 const BODY_LIMIT: usize = 64 * 1024 * 1024;
@@ -64,7 +67,7 @@ pub async fn serve(
         firehose: Rc::new(firehose::NativeFirehose::default()),
         wakeup: Rc::new(maintenance::Wakeup::default()),
     });
-    maintenance::after_request(&shared.config, &shared.account, &shared.wakeup);
+    crate::lifecycle::after_request(&shared.config, &shared.account, shared.as_ref()).await;
     tokio::task::spawn_local(maintenance::run_forever(shared.clone()));
     loop {
         let (stream, _) = listener.accept().await?;
@@ -94,27 +97,106 @@ pub(crate) struct Shared {
 
 impl Shared {
     async fn respond(&self, req: hyper::Request<Incoming>) -> hyper::Response<NativeBody> {
-        if req.uri().path() == crate::routes::SUBSCRIBE_REPOS_PATH {
-            let head = http_request(req.method(), req.uri(), req.headers(), Vec::new());
-            if crate::routes::is_subscribe_repos(&head) {
-                return match crate::routes::subscribe_repos(&self.config, &self.account, &head) {
+        let route = Route::of(req.method().as_str(), req.uri().path());
+        match route {
+            Route::SubscribeRepos => {
+                let head = http_request(req.method(), req.uri(), req.headers(), Vec::new());
+                match crate::lifecycle::subscribe_repos(&self.config, &self.account, &head) {
                     Ok(cursor) => self
                         .firehose
                         .upgrade(&self.account, req, cursor)
                         .map(|()| NativeBody::Full(None)),
                     Err(res) => to_hyper(res),
+                }
+            }
+            Route::Offload(work) => to_hyper(self.offload(work, req).await),
+            _ if route.placement() == Placement::Account => {
+                let (parts, body) = req.into_parts();
+                let body = match Limited::new(body, BODY_LIMIT).collect().await {
+                    Ok(collected) => collected.to_bytes().to_vec(),
+                    Err(_) => return to_hyper(crate::routes::payload_too_large()),
                 };
+                let request = http_request(&parts.method, &parts.uri, &parts.headers, body);
+                to_hyper(
+                    crate::lifecycle::account(&self.config, &self.account, self, request).await,
+                )
+            }
+            _ => {
+                let head = http_request(req.method(), req.uri(), req.headers(), Vec::new());
+                to_hyper(crate::routes::edge(&self.config, &head))
             }
         }
-        let account_request = req.uri().path().starts_with("/xrpc/");
-        let res = to_hyper(answer(&self.config, &self.account, req).await);
-        if account_request {
-            maintenance::after_request(&self.config, &self.account, &self.wakeup);
-        }
-        // Whatever the request stored (commits, account and identity events) goes out to
-        // subscribers.
+    }
+
+    /// Offloaded work natively: the same steps as on Workers, the body streamed into the blob
+    /// directory, the account reached by a direct call.
+    async fn offload(&self, work: Offload, req: hyper::Request<Incoming>) -> HttpResponse {
+        let (parts, body) = req.into_parts();
+        let head = http_request(&parts.method, &parts.uri, &parts.headers, Vec::new());
+        use futures_util::StreamExt;
+        let stream: pds_api::runtime::xrpc::ByteStream =
+            Box::pin(body.into_data_stream().map(|chunk| {
+                chunk
+                    .map(|bytes| bytes.to_vec())
+                    .map_err(|e| pds_api::runtime::xrpc::XrpcError::invalid_request(e.to_string()))
+            }));
+        let response = crate::offload::run(
+            work,
+            self,
+            self.account.blobs.as_ref(),
+            &head,
+            Body::Stream(stream),
+        )
+        .await;
+        crate::lifecycle::conceal_internal_error(response)
+    }
+}
+
+impl crate::lifecycle::AccountShell for Shared {
+    fn schedule_maintenance(&self, at_ms: i64) -> LocalBoxFuture<'_, ()> {
+        self.wakeup.schedule(Some(at_ms));
+        Box::pin(std::future::ready(()))
+    }
+
+    fn broadcast(&self) {
         self.firehose.broadcast(&self.account);
-        res
+    }
+}
+
+/// Natively the front reaches the account by calling its lifecycle directly.
+impl AccountLink for Shared {
+    fn call<'a>(
+        &'a self,
+        path: String,
+        headers: &'a [(String, String)],
+        body: Option<serde_json::Value>,
+    ) -> LocalBoxFuture<'a, HttpResponse> {
+        let mut headers: Vec<(String, String)> = headers
+            .iter()
+            .filter(|(k, _)| {
+                !matches!(
+                    k.as_str(),
+                    "content-length" | "transfer-encoding" | "content-type" | "content-encoding"
+                )
+            })
+            .cloned()
+            .collect();
+        if body.is_some() {
+            headers.push(("content-type".into(), "application/json".into()));
+        }
+        let request = HttpRequest {
+            method: "POST".into(),
+            path,
+            query: String::new(),
+            headers,
+            body: body.map(|b| b.to_string().into_bytes()).unwrap_or_default(),
+        };
+        Box::pin(crate::lifecycle::account(
+            &self.config,
+            &self.account,
+            self,
+            request,
+        ))
     }
 }
 
@@ -201,20 +283,6 @@ pub fn spawn_stoppable(
         stop: stop_tx,
         thread,
     })
-}
-
-async fn answer(
-    config: &Result<Config, ConfigError>,
-    account: &Account,
-    req: hyper::Request<Incoming>,
-) -> HttpResponse {
-    let (parts, body) = req.into_parts();
-    let body = match Limited::new(body, BODY_LIMIT).collect().await {
-        Ok(collected) => collected.to_bytes().to_vec(),
-        Err(_) => return crate::routes::payload_too_large(),
-    };
-    let request = http_request(&parts.method, &parts.uri, &parts.headers, body);
-    crate::routes::handle(config, account, request).await
 }
 
 fn http_request(

@@ -109,7 +109,7 @@ fn sockets(object: &AccountObject) -> Vec<Socket> {
 }
 
 /// Accepts an admitted subscribeRepos request (`cursor` from
-/// [`crate::routes::subscribe_repos`]) as a hibernatable WebSocket and starts its replay.
+/// [`crate::lifecycle::subscribe_repos`]) as a hibernatable WebSocket and starts its replay.
 pub(crate) fn subscribe(object: &Rc<AccountObject>, cursor: Option<u64>) -> Result<Response> {
     let pair = WebSocketPair::new()?;
     object.state.accept_web_socket(&pair.server);

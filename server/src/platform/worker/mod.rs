@@ -2,50 +2,72 @@
 //! SQLite-backed Durable Object, which runs the shared core.
 
 pub mod firehose;
+pub mod offload;
 pub mod r2;
 pub mod relay;
 pub mod sql;
-pub mod upload;
 
+use std::cell::RefCell;
 use std::rc::Rc;
 
+use futures_util::future::LocalBoxFuture;
 use worker::{
     durable_object, event, Context, DurableObject, Env, Method, Request, Response, Result, State,
     WebSocket, WebSocketIncomingMessage,
 };
 
 use crate::account::Account;
+use crate::config::{Config, ConfigError};
 use crate::http::{Body, HttpRequest, HttpResponse};
+use crate::routes::{Placement, Route};
 
 /// The Durable Object instance name: one account per deployment, so one object.
 const ACCOUNT_OBJECT: &str = "account";
 
 #[event(fetch)]
-async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
-    // Account requests go to the Durable Object with their body untouched; preflights and
-    // everything outside /xrpc/ are answered here.
-    if req.method() == Method::Options || !req.path().starts_with("/xrpc/") {
-        let request = from_worker_request(&mut req).await?;
-        if let Some(res) = crate::routes::stateless(&read_config(&env), &request) {
-            return to_worker_response(res);
+async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
+    let path = req.path();
+    let method = method_name(&req.method());
+    match Route::of(method, &path) {
+        Route::Offload(work) => {
+            let config = config(&env);
+            offload::run(work, req, &env, &config).await
+        }
+        route if route.placement() == Placement::Account => {
+            // With the body untouched: the account reads it.
+            account_stub(&env)?.fetch_with_request(req).await
+        }
+        _ => {
+            let head = request_head(&req, method, path)?;
+            to_worker_response(crate::routes::edge(&config(&env), &head))
         }
     }
-    if req.path().starts_with(upload::INTERNAL_PREFIX) {
-        // Only the Worker itself may ask the DO on these paths.
-        return to_worker_response(crate::routes::not_found());
-    }
-    let stub = env.durable_object("ACCOUNT")?.get_by_name(ACCOUNT_OBJECT)?;
-    if upload::is_upload(&req) {
-        return upload::upload(req, &env, &stub).await;
-    }
-    stub.fetch_with_request(req).await
+}
+
+/// The account's Durable Object.
+fn account_stub(env: &Env) -> Result<worker::Stub> {
+    env.durable_object("ACCOUNT")?.get_by_name(ACCOUNT_OBJECT)
+}
+
+thread_local! {
+    /// The configuration, read once per isolate: variables and secrets only change with a
+    /// deployment, which starts new isolates.
+    static CONFIG: RefCell<Option<Rc<std::result::Result<Config, ConfigError>>>> =
+        const { RefCell::new(None) };
+}
+
+/// The deployment's configuration, parsed on first use in this isolate.
+fn config(env: &Env) -> Rc<std::result::Result<Config, ConfigError>> {
+    CONFIG.with(|cell| {
+        cell.borrow_mut()
+            .get_or_insert_with(|| Rc::new(read_config(env)))
+            .clone()
+    })
 }
 
 /// Reads the configuration from the Worker's variables and secrets.
-fn read_config(
-    env: &Env,
-) -> std::result::Result<crate::config::Config, crate::config::ConfigError> {
-    crate::config::Config::from_lookup(|name| {
+fn read_config(env: &Env) -> std::result::Result<Config, ConfigError> {
+    Config::from_lookup(|name| {
         env.secret(name)
             .or_else(|_| env.var(name))
             .ok()
@@ -63,7 +85,7 @@ pub struct AccountDurableObject {
 /// The Durable Object's state, shared with the tasks it spawns (replay of paused subscribers).
 pub(crate) struct AccountObject {
     pub(crate) state: State,
-    env: Env,
+    config: Rc<std::result::Result<Config, ConfigError>>,
     pub(crate) account: Account,
     pub(crate) firehose: firehose::DoFirehose,
     /// The alarm this instance last set (ms), so most requests need not read it back.
@@ -87,7 +109,7 @@ impl DurableObject for AccountDurableObject {
         Self {
             inner: Rc::new(AccountObject {
                 state,
-                env,
+                config: config(&env),
                 account,
                 firehose: firehose::DoFirehose::default(),
                 alarm_at: std::cell::Cell::new(None),
@@ -98,32 +120,26 @@ impl DurableObject for AccountDurableObject {
     async fn fetch(&self, mut req: Request) -> Result<Response> {
         let inner = &self.inner;
         let request = from_worker_request(&mut req).await?;
-        let config = read_config(&inner.env);
-        if crate::routes::is_subscribe_repos(&request) {
-            return match crate::routes::subscribe_repos(&config, &inner.account, &request) {
-                Ok(cursor) => firehose::subscribe(&self.inner, cursor),
+        if Route::of(&request.method, &request.path) == Route::SubscribeRepos {
+            return match crate::lifecycle::subscribe_repos(&inner.config, &inner.account, &request)
+            {
+                Ok(cursor) => firehose::subscribe(inner, cursor),
                 Err(res) => to_worker_response(res),
             };
         }
-        let response = if request.path.starts_with(upload::INTERNAL_PREFIX) {
-            upload::internal(&config, &inner.account, request).await
-        } else {
-            crate::routes::account(&config, &inner.account, request).await
-        };
-        inner.after_request(&config).await;
-        // Whatever the request stored (commits, account and identity events) goes out to
-        // subscribers.
-        firehose::broadcast(&self.inner);
+        let response =
+            crate::lifecycle::account(&inner.config, &inner.account, &DoShell(inner), request)
+                .await;
         to_worker_response(response)
     }
 
     async fn alarm(&self) -> Result<Response> {
         let inner = &self.inner;
         inner.alarm_at.set(None);
-        if let Ok(config) = read_config(&inner.env) {
+        if let Ok(config) = inner.config.as_ref() {
             let now = crate::maintenance::now_ms(&inner.account);
             let next =
-                crate::maintenance::run(&config, &inner.account, now, &relay::WorkerRelayClient)
+                crate::maintenance::run(config, &inner.account, now, &relay::WorkerRelayClient)
                     .await;
             inner.schedule(next).await;
         }
@@ -155,17 +171,20 @@ impl DurableObject for AccountDurableObject {
     }
 }
 
-impl AccountObject {
-    /// Maintenance bookkeeping after a request (handle announcements, crawl requests), and the
-    /// alarm that runs the rest.
-    async fn after_request(
-        &self,
-        config: &std::result::Result<crate::config::Config, crate::config::ConfigError>,
-    ) {
-        let next = crate::maintenance::after_account_request(config, &self.account);
-        self.schedule(next).await;
+/// The Durable Object as the lifecycle's [`crate::lifecycle::AccountShell`].
+struct DoShell<'a>(&'a Rc<AccountObject>);
+
+impl crate::lifecycle::AccountShell for DoShell<'_> {
+    fn schedule_maintenance(&self, at_ms: i64) -> LocalBoxFuture<'_, ()> {
+        Box::pin(self.0.schedule(Some(at_ms)))
     }
 
+    fn broadcast(&self) {
+        firehose::broadcast(self.0);
+    }
+}
+
+impl AccountObject {
     /// Sets the alarm to `at` unless one is already set no later.
     async fn schedule(&self, at: Option<i64>) {
         let Some(at) = at else { return };
@@ -252,9 +271,9 @@ impl crate::clock::Clock for WorkerClock {
     }
 }
 
-async fn from_worker_request(req: &mut Request) -> Result<HttpRequest> {
-    let url = req.url()?;
-    let method = match req.method() {
+/// The method's name as the core spells it.
+fn method_name(method: &Method) -> &'static str {
+    match method {
         Method::Get => "GET",
         Method::Post => "POST",
         Method::Head => "HEAD",
@@ -262,24 +281,32 @@ async fn from_worker_request(req: &mut Request) -> Result<HttpRequest> {
         Method::Put => "PUT",
         Method::Delete => "DELETE",
         _ => "OTHER",
-    };
-    let headers = req
-        .headers()
-        .entries()
-        .map(|(k, v)| (k.to_ascii_lowercase(), v))
-        .collect();
-    let body = if matches!(method, "GET" | "HEAD") {
-        Vec::new()
-    } else {
-        req.bytes().await?
-    };
+    }
+}
+
+/// The request without its body.
+fn request_head(req: &Request, method: &str, path: String) -> Result<HttpRequest> {
+    let url = req.url()?;
     Ok(HttpRequest {
         method: method.to_owned(),
-        path: url.path().to_owned(),
+        path,
         query: url.query().unwrap_or("").to_owned(),
-        headers,
-        body,
+        headers: req
+            .headers()
+            .entries()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v))
+            .collect(),
+        body: Vec::new(),
     })
+}
+
+async fn from_worker_request(req: &mut Request) -> Result<HttpRequest> {
+    let method = method_name(&req.method());
+    let mut request = request_head(req, method, req.path())?;
+    if !matches!(method, "GET" | "HEAD") {
+        request.body = req.bytes().await?;
+    }
+    Ok(request)
 }
 
 fn to_worker_response(res: HttpResponse) -> Result<Response> {

@@ -1,0 +1,286 @@
+//! The one request lifecycle in the account, called by both shells: route -> admission ->
+//! handler -> after-request work (maintenance bookkeeping, firehose broadcast), and the
+//! firehose upgrade's admission. The shells adapt requests, responses, sockets and timers
+//! ([`AccountShell`]); they decide nothing.
+
+use futures_util::future::LocalBoxFuture;
+use pds_api::runtime::xrpc::{HttpMethod, Request, XrpcError};
+
+use crate::account::Account;
+use crate::api::{Api, RequestContext};
+use crate::config::{Config, ConfigError};
+use crate::http::{Body, HttpRequest, HttpResponse};
+use crate::routes::{config_error, not_found, with_cors, Route};
+
+/// What the account's host (the Durable Object, or the native server) does for the lifecycle.
+pub trait AccountShell {
+    /// Makes sure background maintenance runs no later than `at_ms` (ms since the epoch).
+    fn schedule_maintenance(&self, at_ms: i64) -> LocalBoxFuture<'_, ()>;
+    /// Sends whatever events requests stored to the firehose's subscribers.
+    fn broadcast(&self);
+}
+
+/// Runs an account-placed request (everything but the firehose upgrade, which the shell takes
+/// aside through [`subscribe_repos`]), then the after-request work.
+pub async fn account(
+    config: &Result<Config, ConfigError>,
+    account: &Account,
+    shell: &dyn AccountShell,
+    req: HttpRequest,
+) -> HttpResponse {
+    let response = if matches!(Route::of(&req.method, &req.path), Route::Internal(_)) {
+        crate::offload::serve_internal(config, account, &req).await
+    } else {
+        with_cors(account_route(config, account, req).await)
+    };
+    after_request(config, account, shell).await;
+    conceal_internal_error(response)
+}
+
+/// The work after every account request: maintenance bookkeeping and the firehose broadcast.
+/// Also run when the shell starts.
+pub async fn after_request(
+    config: &Result<Config, ConfigError>,
+    account: &Account,
+    shell: &dyn AccountShell,
+) {
+    // Announcements use the stored identity; before any request could reconcile it (or when
+    // it cannot be), there is nothing to announce.
+    let effective = config
+        .as_ref()
+        .ok()
+        .and_then(|c| account.effective_config(c).ok());
+    let next = effective.and_then(|c| crate::maintenance::after_account_request(&c, account));
+    if let Some(at) = next {
+        shell.schedule_maintenance(at).await;
+    }
+    // Whatever the request stored (commits, account and identity events) goes out.
+    shell.broadcast();
+}
+
+async fn account_route(
+    config: &Result<Config, ConfigError>,
+    account: &Account,
+    req: HttpRequest,
+) -> HttpResponse {
+    let config = match config {
+        Ok(c) => c,
+        Err(e) => return config_error(e),
+    };
+    let config = match account.effective_config(config) {
+        Ok(c) => c,
+        Err(e) => return e.into_response().into(),
+    };
+    let config = config.as_ref();
+    let is_read = matches!(req.method.as_str(), "GET" | "HEAD");
+    let route = Route::of(&req.method, &req.path);
+    let nsid = match route {
+        Route::Health => {
+            return HttpResponse::json(
+                200,
+                &serde_json::json!({
+                    "version": env!("CARGO_PKG_VERSION"),
+                    "wasmMemoryBytes": wasm_memory_bytes(),
+                }),
+            )
+        }
+        Route::DidDocument if is_read && is_own_did_web(config) => {
+            return HttpResponse::json(200, &did_document(config));
+        }
+        // The shells upgrade subscribeRepos themselves; a request reaching here is served by
+        // the dispatcher like any other (which refuses it as a subscription).
+        Route::Xrpc(nsid) => nsid,
+        Route::SubscribeRepos | Route::Offload(_) => &req.path["/xrpc/".len()..],
+        _ => return not_found(),
+    };
+    let method = HttpMethod::parse(&req.method);
+    let meta = match pds_api::methods::lookup(nsid, method) {
+        Ok(meta) => meta,
+        Err(e) => return e.into_response().into(),
+    };
+    let api = Api { config, account };
+    // The one auth check, from the requirement the generated metadata carries.
+    let caller = match api
+        .with_auth(|auth| auth.authenticate(meta.auth, req.header("authorization"), meta.nsid))
+    {
+        Ok(caller) => caller,
+        Err(e) => return e.into_response().into(),
+    };
+    let request = Request {
+        nsid: nsid.to_owned(),
+        method,
+        query: req.query,
+        headers: req.headers.clone(),
+        body: Body::Bytes(req.body),
+    };
+    let cx = RequestContext {
+        headers: req.headers,
+        caller,
+    };
+    pds_api::methods::dispatch(&api, &cx, request).await.into()
+}
+
+/// Admits a `subscribeRepos` request: the requested cursor (none: live only) when the shell
+/// should upgrade to a WebSocket, or the XRPC error to answer instead.
+pub fn subscribe_repos(
+    config: &Result<Config, ConfigError>,
+    account: &Account,
+    req: &HttpRequest,
+) -> Result<Option<u64>, HttpResponse> {
+    use pds_api::com::atproto::sync::subscribe_repos::{Params, NSID};
+    if let Err(e) = config {
+        return Err(with_cors(config_error(e)));
+    }
+    let fail = |e: XrpcError| conceal_internal_error(with_cors(e.into_response().into()));
+    account.check_schema().map_err(fail)?;
+    if req.method != "GET" {
+        return Err(fail(XrpcError::invalid_request(format!(
+            "Incorrect HTTP method ({}) expected GET",
+            req.method
+        ))));
+    }
+    let meta = pds_api::methods::lookup(NSID, HttpMethod::Get).map_err(fail)?;
+    let params: Params = pds_api::runtime::dispatch::params(meta, &req.query).map_err(fail)?;
+    let upgrade = req
+        .header("upgrade")
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    if !upgrade {
+        return Err(fail(XrpcError::invalid_request(
+            "com.atproto.sync.subscribeRepos is a WebSocket subscription: connect with Upgrade: websocket",
+        )));
+    }
+    if req.header("sec-websocket-key").is_none() {
+        return Err(fail(XrpcError::invalid_request(
+            "a WebSocket upgrade needs a Sec-WebSocket-Key header",
+        )));
+    }
+    match params.cursor {
+        None => Ok(None),
+        Some(cursor) => u64::try_from(cursor).map(Some).map_err(|_| {
+            fail(XrpcError::invalid_request(
+                "cursor must be a non-negative integer",
+            ))
+        }),
+    }
+}
+
+/// The size of the account's wasm linear memory (it never shrinks; the isolate has 128 MB), for
+/// benchmarks and operators. `null` natively.
+fn wasm_memory_bytes() -> Option<usize> {
+    #[cfg(target_arch = "wasm32")]
+    return Some(core::arch::wasm32::memory_size(0) * 65536);
+    #[cfg(not(target_arch = "wasm32"))]
+    None
+}
+
+/// The message every client sees for a server fault.
+pub const INTERNAL_ERROR_MESSAGE: &str = "Internal Server Error";
+
+/// Keeps internal details out of responses: a 500 `InternalServerError` carrying anything but
+/// the generic message (SQL text, storage errors) is logged and answered generically. A
+/// misconfiguration keeps its message: it names the variable to fix and nothing secret.
+pub fn conceal_internal_error(res: HttpResponse) -> HttpResponse {
+    if res.status != 500 {
+        return res;
+    }
+    let Body::Bytes(bytes) = &res.body else {
+        return res;
+    };
+    let message = serde_json::from_slice::<serde_json::Value>(bytes)
+        .ok()
+        .and_then(|v| v.get("message")?.as_str().map(str::to_owned));
+    match message.as_deref() {
+        Some(INTERNAL_ERROR_MESSAGE) => res,
+        Some(m) if m.starts_with(crate::routes::MISCONFIGURED) => res,
+        detail => {
+            crate::log::error(&format!(
+                "internal error: {}",
+                detail.unwrap_or("(a 500 without an XRPC body)")
+            ));
+            let mut out: HttpResponse = XrpcError::internal().into_response().into();
+            // Keep the CORS headers the original carried.
+            out.headers.extend(
+                res.headers
+                    .into_iter()
+                    .filter(|(k, _)| k.starts_with("access-control-")),
+            );
+            out
+        }
+    }
+}
+
+/// A did:web DID document is ours to serve only when the account is `did:web` of this host.
+fn is_own_did_web(config: &Config) -> bool {
+    config.did.as_str() == config.service_did()
+}
+
+/// The account's DID document (for did:web accounts): its handle, signing key and PDS endpoint.
+pub fn did_document(config: &Config) -> serde_json::Value {
+    let did = config.did.as_str();
+    serde_json::json!({
+        "@context": [
+            "https://www.w3.org/ns/did/v1",
+            "https://w3id.org/security/multikey/v1",
+            "https://w3id.org/security/suites/secp256k1-2019/v1"
+        ],
+        "id": did,
+        "alsoKnownAs": [format!("at://{}", config.handle.as_str())],
+        "verificationMethod": [{
+            "id": format!("{did}#atproto"),
+            "type": "Multikey",
+            "controller": did,
+            "publicKeyMultibase": config.signing_key.public_key().to_multibase(),
+        }],
+        "service": [{
+            "id": "#atproto_pds",
+            "type": "AtprotoPersonalDataServer",
+            "serviceEndpoint": config.public_url(),
+        }]
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body_json(res: &HttpResponse) -> serde_json::Value {
+        match &res.body {
+            Body::Bytes(b) => serde_json::from_slice(b).unwrap(),
+            Body::Stream(_) => panic!("streamed"),
+        }
+    }
+
+    #[test]
+    fn internal_details_are_concealed() {
+        let leaky = with_cors(
+            XrpcError::internal_message("no such table: record (SELECT * FROM record)")
+                .into_response()
+                .into(),
+        );
+        let out = conceal_internal_error(leaky);
+        assert_eq!(out.status, 500);
+        let body = body_json(&out);
+        assert_eq!(body["error"], "InternalServerError");
+        assert_eq!(body["message"], INTERNAL_ERROR_MESSAGE);
+        assert!(out
+            .headers
+            .iter()
+            .any(|(k, v)| k == "access-control-allow-origin" && v == "*"));
+
+        let misconfigured = config_error(&ConfigError {
+            variable: "PDS_DID",
+            problem: "is not set".into(),
+        });
+        let out = conceal_internal_error(misconfigured);
+        assert!(body_json(&out)["message"]
+            .as_str()
+            .unwrap()
+            .contains("PDS_DID"));
+
+        let client_error = XrpcError::invalid_request("bad cursor")
+            .into_response()
+            .into();
+        let out = conceal_internal_error(client_error);
+        assert_eq!(body_json(&out)["message"], "bad cursor");
+    }
+}

@@ -1,0 +1,10 @@
+//! Operator-facing log lines: the Workers console (`wrangler tail`, the dashboard) or standard
+//! error natively. Internal details go here, never into responses.
+
+/// Logs an error.
+pub fn error(message: &str) {
+    #[cfg(target_arch = "wasm32")]
+    worker::console_error!("pds: {message}");
+    #[cfg(not(target_arch = "wasm32"))]
+    eprintln!("pds: {message}");
+}
