@@ -9,6 +9,8 @@
 #   PDS_DEV_PASSWORD  password of a newly created dev account (default: random, printed once)
 #   PDS_DEV_VARS      the account's vars file (default .dev.vars)
 #   PDS_STATE_DIR     where local DO SQLite and R2 data live (default .wrangler/state)
+# Every other PDS_* variable in the environment (PDS_RELAYS, PDS_BLOB_UPLOAD_LIMIT, ...) is
+# passed to the Worker, over the value in the vars file.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$root"
@@ -21,8 +23,37 @@ if ! grep -qx "PDS_HOSTNAME='localhost:$port'" "$vars_file"; then
   echo "start with that PDS_PORT, or set PDS_DEV_VARS and PDS_STATE_DIR for a new account." >&2
   exit 1
 fi
+# The environment's PDS_* variables, except this script's own (PDS_PORT, PDS_STATE_DIR, PDS_DEV_*:
+# PDS_DEV_PASSWORD is a clear password) and build-worker.sh's PDS_SKIP_BUILD, go to the Worker
+# through a copy of the vars file in .wrangler/ (git-ignored, private), in place of the file's own.
+env_file="$vars_file"
+passed=()
+for name in $(compgen -e | grep '^PDS_' || true); do
+  [[ $name =~ ^PDS_(PORT|STATE_DIR|SKIP_BUILD|DEV_.*)$ ]] || passed+=("$name")
+done
+if [ ${#passed[@]} -gt 0 ]; then
+  env_file=".wrangler/dev-vars.$port"
+  mkdir -p .wrangler
+  rm -f "$env_file"
+  (
+    umask 077
+    names="$(IFS='|'; echo "${passed[*]}")"
+    { grep -Ev "^($names)=" "$vars_file" || true; } >"$env_file"
+    for name in "${passed[@]}"; do
+      value="${!name}"
+      if [[ $value == *"'"* || $value == *$'\n'* ]]; then
+        echo "$name: a value with a single quote or a line break cannot be passed to the Worker" >&2
+        exit 1
+      fi
+      # As in the vars file: single quotes, and `$` escaped because wrangler expands it.
+      printf "%s='%s'\n" "$name" "${value//\$/\\\$}"
+    done >>"$env_file"
+  )
+  echo "Passing to the Worker from the environment: ${passed[*]}"
+fi
+
 bash server/scripts/build-worker.sh
 echo "Starting the PDS on http://127.0.0.1:$port (Ctrl-C stops it)"
 PDS_SKIP_BUILD=1 exec wrangler dev --ip 127.0.0.1 --port "$port" \
-  --persist-to "${PDS_STATE_DIR:-.wrangler/state}" --env-file "$vars_file" \
+  --persist-to "${PDS_STATE_DIR:-.wrangler/state}" --env-file "$env_file" \
   --show-interactive-dev-session=false

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing need, into the project where the tool allows:
-# the wasm32 target (rustup), npm packages (node_modules/, including Node 22, wrangler,
-# wasm-opt, esbuild), and worker-build + wasm-bindgen-cli (.tools/). Idempotent.
+# the wasm32 target, rustfmt and clippy (rustup), npm packages (node_modules/, including
+# Node 22, wrangler, wasm-opt, esbuild), and worker-build + wasm-bindgen-cli (.tools/).
+# Idempotent, and writes no tracked file.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$root"
@@ -10,11 +11,21 @@ if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
   rustup target add wasm32-unknown-unknown
 fi
 
-if [ ! -x node_modules/.bin/wrangler ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  # Not `npm ci`: with `omit-lockfile-registry-resolved` (set on these machines) npm leaves other
-  # platforms' optional packages out of the lock and `npm ci` then refuses it. `npm install`
-  # installs the locked versions and leaves the lock as it is.
-  npm install --no-audit --no-fund --loglevel=error
+# `cargo fmt` and `cargo clippy` run first in `npm test`.
+for component in rustfmt clippy; do
+  if ! rustup component list --installed | grep -q "^$component-"; then
+    rustup component add "$component"
+  fi
+done
+
+# `npm ci` installs exactly package-lock.json and never writes it, so neither README command
+# modifies a tracked file. The lock is complete for every platform (other platforms' optional
+# workerd, esbuild and Node packages are in it), which `npm ci` requires. It replaces
+# node_modules/, so it runs only when that is missing or older than package.json or the lock.
+# After changing package.json, run `npm install` yourself and commit the lock it writes.
+if [ ! -x node_modules/.bin/wrangler ] || [ package-lock.json -nt node_modules/.package-lock.json ] \
+  || [ package.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund --loglevel=error
 fi
 
 # cargo_tool NAME VERSION [cargo install flags...]: installs NAME at exactly VERSION into .tools/.
