@@ -15,6 +15,18 @@ import { unstable_DevEnv } from 'wrangler';
 
 export const root = new URL('../..', import.meta.url).pathname;
 
+// A fresh temporary directory, removed by `remove()` or, failing that, when this process exits
+// (miniflare's own SIGINT/SIGTERM/SIGHUP handler stops workerd and exits, which lands here too).
+function tempDir(prefix) {
+  const path = mkdtempSync(join(tmpdir(), prefix));
+  const remove = () => {
+    process.removeListener('exit', remove);
+    rmSync(path, { recursive: true, force: true });
+  };
+  process.on('exit', remove);
+  return { path, remove };
+}
+
 function benchEnv() {
   process.env.PDS_SKIP_BUILD = '1';
   process.env.WRANGLER_SEND_METRICS = 'false';
@@ -48,7 +60,7 @@ async function startWorker(options) {
 /** Starts the Worker for an account `handle`/`password`; returns {worker, base, inner, pid, vars, dispose}. */
 export async function startBenchWorker({ handle, password }) {
   benchEnv();
-  const work = mkdtempSync(join(tmpdir(), 'pds-bench-'));
+  const { path: work, remove } = tempDir('pds-bench-');
   execFileSync('cargo', ['run', '--quiet', '--release', '-p', 'pds', '--bin', 'pds', '--', 'dev-init', '--port', '1', '--out', join(work, 'vars')], {
     cwd: root,
     env: { ...process.env, PDS_DEV_PASSWORD: password, PDS_DEV_HANDLE: handle },
@@ -74,12 +86,15 @@ export async function startBenchWorker({ handle, password }) {
       bindings: Object.fromEntries(Object.entries(vars).map(([k, v]) => [k, { type: 'plain_text', value: v }])),
     });
   } catch (e) {
-    rmSync(work, { recursive: true, force: true });
+    remove();
     throw e;
   }
   const dispose = async () => {
-    await started.worker.dispose();
-    rmSync(work, { recursive: true, force: true });
+    try {
+      await started.worker.dispose();
+    } finally {
+      remove();
+    }
   };
   return { ...started, vars, dispose };
 }
@@ -87,7 +102,7 @@ export async function startBenchWorker({ handle, password }) {
 /** Starts the empty JS Worker + Durable Object of floor/; returns {worker, base, inner, pid, dispose}. */
 export async function startFloorWorker() {
   benchEnv();
-  const work = mkdtempSync(join(tmpdir(), 'pds-bench-floor-'));
+  const { path: work, remove } = tempDir('pds-bench-floor-');
   const here = new URL('.', import.meta.url).pathname;
   const config = join(work, 'wrangler.toml');
   writeFileSync(config, readFileSync(join(here, 'floor', 'wrangler.toml.template'), 'utf8').replaceAll('@MAIN@', join(here, 'floor', 'worker.js')));
@@ -98,12 +113,15 @@ export async function startFloorWorker() {
       dev: { inspector: false, server: { hostname: '127.0.0.1', port: 0 }, persist: join(work, 'state') },
     });
   } catch (e) {
-    rmSync(work, { recursive: true, force: true });
+    remove();
     throw e;
   }
   const dispose = async () => {
-    await started.worker.dispose();
-    rmSync(work, { recursive: true, force: true });
+    try {
+      await started.worker.dispose();
+    } finally {
+      remove();
+    }
   };
   return { ...started, dispose };
 }

@@ -120,13 +120,20 @@ async function latencyFloors(targets, { warmup = 20, rounds = 10, batch = 30 } =
   targets.forEach(([name], t) => report(`${name} p50/p95`, `${ms(pct(times[t], 50))} / ${ms(pct(times[t], 95))} (${times[t].length} requests)`));
 }
 
+// Both Workers are disposed at the end, also on failure. On SIGINT/SIGTERM miniflare stops its
+// workerd processes itself and exits; setup.mjs removes the temporary state then.
 let floor, pds, base, vars, token;
 const disposeAll = async () => {
   const started = [floor, pds];
   floor = pds = undefined;
-  for (const w of started) await w?.dispose();
+  for (const w of started) {
+    try {
+      await w?.dispose();
+    } catch (e) {
+      console.error(`dispose: ${e.message}`);
+    }
+  }
 };
-for (const signal of ['SIGINT', 'SIGTERM']) process.once(signal, () => disposeAll().finally(() => process.exit(130)));
 
 try {
   // Memory floor: each Worker started and measured in turn, the floor first.
