@@ -1,20 +1,66 @@
 // The built Worker under workerd for the benchmarks: a fresh account made by the project's own
 // CLI, wrangler's unstable_startWorker with the inspector off (wrangler dev's debugger relay
-// slows streamed responses), fresh local state.
+// slows streamed responses), fresh local state. Also the floor to compare it with: an empty
+// JavaScript Worker + Durable Object (floor/) under the same wrangler, same settings.
+//
+// wrangler runs two workerd processes per Worker: a proxy that listens on the advertised URL
+// and forwards to an inner workerd that runs the Worker itself. Each start here also returns
+// the inner workerd's URL (`inner`, to measure without the proxy hop) and its pid (`pid`, for
+// its resident memory); either is undefined if it could not be found.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { unstable_startWorker } from 'wrangler';
+import { unstable_DevEnv } from 'wrangler';
 
 export const root = new URL('../..', import.meta.url).pathname;
 
-/** Starts the Worker for an account `handle`/`password`; returns {worker, base, vars, dispose}. */
-export async function startBenchWorker({ handle, password }) {
+// A fresh temporary directory, removed by `remove()` or, failing that, when this process exits
+// (miniflare's own SIGINT/SIGTERM/SIGHUP handler stops workerd and exits, which lands here too).
+function tempDir(prefix) {
+  const path = mkdtempSync(join(tmpdir(), prefix));
+  const remove = () => {
+    process.removeListener('exit', remove);
+    rmSync(path, { recursive: true, force: true });
+  };
+  process.on('exit', remove);
+  return { path, remove };
+}
+
+function benchEnv() {
   process.env.PDS_SKIP_BUILD = '1';
   process.env.WRANGLER_SEND_METRICS = 'false';
   process.env.CLOUDFLARE_CF_FETCH_ENABLED = 'false';
-  const work = mkdtempSync(join(tmpdir(), 'pds-bench-'));
+}
+
+// unstable_startWorker(options) is `new DevEnv().startWorker(options)`; doing the same here lets
+// us listen for the DevEnv's reloadComplete event before the start, which carries the inner
+// workerd's URL. The proxy is ready (and queues requests) before the inner workerd is, so this
+// waits for that event too, for at most a minute.
+async function startWorker(options) {
+  const devEnv = new unstable_DevEnv();
+  let reloaded;
+  const firstReload = new Promise((resolve) => (reloaded = resolve));
+  let inner;
+  devEnv.on('reloadComplete', (event) => {
+    const u = event.proxyData?.userWorkerUrl;
+    if (u) inner = `${u.protocol}//${u.hostname}:${u.port}`;
+    reloaded();
+  });
+  const worker = await devEnv.startWorker(options);
+  await worker.ready;
+  let timer;
+  await Promise.race([firstReload, new Promise((resolve) => (timer = setTimeout(resolve, 60_000)))]);
+  clearTimeout(timer);
+  const base = (await worker.url).href.replace(/\/$/, '');
+  const pid = inner ? workerdListeningOn(Number(new URL(inner).port)) : undefined;
+  return { worker, base, inner, pid };
+}
+
+/** Starts the Worker for an account `handle`/`password`; returns {worker, base, inner, pid, vars, dispose}. */
+export async function startBenchWorker({ handle, password }) {
+  benchEnv();
+  const { path: work, remove } = tempDir('pds-bench-');
   execFileSync('cargo', ['run', '--quiet', '--release', '-p', 'pds', '--bin', 'pds', '--', 'dev-init', '--port', '1', '--out', join(work, 'vars')], {
     cwd: root,
     env: { ...process.env, PDS_DEV_PASSWORD: password, PDS_DEV_HANDLE: handle },
@@ -32,16 +78,121 @@ export async function startBenchWorker({ handle, password }) {
   vars.PDS_HOSTNAME = 'localhost';
   vars.PDS_DID = 'did:web:localhost';
 
-  const worker = await unstable_startWorker({
-    config: join(root, 'wrangler.toml'),
-    dev: { inspector: false, server: { hostname: '127.0.0.1', port: 0 }, persist: join(work, 'state') },
-    bindings: Object.fromEntries(Object.entries(vars).map(([k, v]) => [k, { type: 'plain_text', value: v }])),
-  });
-  await worker.ready;
-  const base = (await worker.url).href.replace(/\/$/, '');
+  let started;
+  try {
+    started = await startWorker({
+      config: join(root, 'wrangler.toml'),
+      dev: { inspector: false, server: { hostname: '127.0.0.1', port: 0 }, persist: join(work, 'state') },
+      bindings: Object.fromEntries(Object.entries(vars).map(([k, v]) => [k, { type: 'plain_text', value: v }])),
+    });
+  } catch (e) {
+    remove();
+    throw e;
+  }
   const dispose = async () => {
-    await worker.dispose();
-    rmSync(work, { recursive: true, force: true });
+    try {
+      await started.worker.dispose();
+    } finally {
+      remove();
+    }
   };
-  return { worker, base, vars, dispose };
+  return { ...started, vars, dispose };
+}
+
+/** Starts the empty JS Worker + Durable Object of floor/; returns {worker, base, inner, pid, dispose}. */
+export async function startFloorWorker() {
+  benchEnv();
+  const { path: work, remove } = tempDir('pds-bench-floor-');
+  const here = new URL('.', import.meta.url).pathname;
+  const config = join(work, 'wrangler.toml');
+  writeFileSync(config, readFileSync(join(here, 'floor', 'wrangler.toml.template'), 'utf8').replaceAll('@MAIN@', join(here, 'floor', 'worker.js')));
+  let started;
+  try {
+    started = await startWorker({
+      config,
+      dev: { inspector: false, server: { hostname: '127.0.0.1', port: 0 }, persist: join(work, 'state') },
+    });
+  } catch (e) {
+    remove();
+    throw e;
+  }
+  const dispose = async () => {
+    try {
+      await started.worker.dispose();
+    } finally {
+      remove();
+    }
+  };
+  return { ...started, dispose };
+}
+
+/** Every process under `pid` (children, their children, ...). */
+export function descendants(pid) {
+  const children = new Map();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const ppid = Number(readFileSync(`/proc/${entry}/stat`, 'utf8').split(') ')[1].split(' ')[1]);
+      if (!children.has(ppid)) children.set(ppid, []);
+      children.get(ppid).push(Number(entry));
+    } catch {}
+  }
+  const out = [];
+  const walk = (p) => (children.get(p) ?? []).forEach((c) => (out.push(c), walk(c)));
+  walk(pid);
+  return out;
+}
+
+/** The workerd processes under this one. */
+export function workerdPids() {
+  return descendants(process.pid).filter((p) => {
+    try {
+      return readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('workerd');
+    } catch {
+      return false;
+    }
+  });
+}
+
+/** The workerd under this process with a listening TCP socket on `port`, by socket inode. */
+export function workerdListeningOn(port) {
+  const inodes = new Set();
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text;
+    try {
+      text = readFileSync(table, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      // local_address is HEXIP:HEXPORT; state 0A is LISTEN; the inode is the tenth field.
+      if (f.length > 9 && f[3] === '0A' && parseInt(f[1].split(':')[1], 16) === port) inodes.add(f[9]);
+    }
+  }
+  for (const pid of workerdPids()) {
+    try {
+      for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+        let link;
+        try {
+          link = readlinkSync(`/proc/${pid}/fd/${fd}`);
+        } catch {
+          continue;
+        }
+        const m = /^socket:\[(\d+)\]$/.exec(link);
+        if (m && inodes.has(m[1])) return pid;
+      }
+    } catch {}
+  }
+  return undefined;
+}
+
+/** A /proc/<pid>/status field in KiB (VmRSS, VmHWM, ...), or undefined. */
+export function procStatusKiB(pid, field) {
+  try {
+    const m = new RegExp(`^${field}:\\s+(\\d+)`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
 }

@@ -3,19 +3,41 @@
 //
 //   npm run bench            (builds the release Worker first)
 //
-// Prints: createSession latency; createRecord and getRecord latency (p50, p95) and ops/s,
-// sequential and with 8 concurrent clients; applyWrites with 200 creates (records/s); getRepo
-// of a 10k-record repository (MiB/s); uploadBlob of 5 MiB (MiB/s); workerd's peak resident memory.
-import { readFileSync, readdirSync } from 'node:fs';
-import { startBenchWorker } from './setup.mjs';
+// Prints, in this order:
+// - Memory floor, the resident size (VmRSS) of a workerd: `floor: empty Worker+DO RSS after one
+//   request` (an empty JS Worker + Durable Object, floor/, after one request through to its DO),
+//   then `PDS RSS after first request` (GET /xrpc/_health) and `PDS RSS after login`
+//   (createSession), each with its delta over the floor. The Workers are started and measured
+//   one after the other.
+// - Latency floors, p50/p95 over 300 sequential GETs each, measured interleaved (every round runs
+//   a batch of 30 per row, in rotating order, so machine noise hits all rows alike):
+//   `floor: empty JS Worker no-op`, `floor: empty JS Worker -> DO no-op`, `Worker no-op route (/)`
+//   (the PDS's root page, answered by the Worker without the Durable Object) and `DO no-op route
+//   (/xrpc/_health)` (answered by the Durable Object), all through wrangler's local dev proxy
+//   (what clients of `npm start` see); then the same four `, direct to workerd` (sent to the inner
+//   workerd's socket, no proxy hop).
+// - createSession latency; createRecord and getRecord latency (p50, p95) and ops/s, sequential
+//   and with 8 concurrent clients; applyWrites with 200 creates (records/s); getRepo of a
+//   10k-record repository (MiB/s); uploadBlob of 5 MiB (MiB/s). After the first request, the
+//   login and each of these, `DO wasm memory after <scenario>`: the Durable Object's wasm linear
+//   memory, from `wasmMemoryBytes` in GET /xrpc/_health (n/a where the PDS does not report it).
+// - `workerd peak resident memory (largest process)` (VmHWM; the floor is stopped by then, so
+//   this is the PDS's).
+//
+// wrangler runs each Worker as two workerd processes, a proxy on the advertised URL and an inner
+// workerd that runs the Worker; the memory figures are the inner one's (found by its listening
+// socket). Figures are noisy on a loaded machine; compare rows of one run, not runs.
+import { procStatusKiB, startBenchWorker, startFloorWorker, workerdPids } from './setup.mjs';
+
+// wrangler's line per request would cost time in every measured request and bury the figures.
+process.env.WRANGLER_LOG ??= 'warn';
 
 const PASSWORD = 'bench-password-1234';
-const { base, vars, dispose } = await startBenchWorker({ handle: 'bench.test', password: PASSWORD });
 
 const results = [];
 const report = (name, value) => {
   results.push([name, value]);
-  console.log(`${name.padEnd(46)} ${value}`);
+  console.log(`${name.padEnd(62)} ${value}`);
 };
 const pct = (xs, p) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -53,107 +75,183 @@ async function measure(name, fn) {
 }
 
 const login = () => xrpc('POST', 'com.atproto.server.createSession', { body: { identifier: 'bench.test', password: PASSWORD } });
-let token;
-await measure('createSession latency (p50 / p95, 20 calls)', async () => {
-  const times = [];
-  for (let i = 0; i < 20; i++) times.push(await timed(async () => (token = (await login()).json().accessJwt)));
-  report('createSession latency (p50 / p95, 20 calls)', `${ms(pct(times, 50))} / ${ms(pct(times, 95))}`);
-});
+const mib = (bytes) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
 
-const post = (i) => ({ $type: 'app.bsky.feed.post', text: `benchmark post ${i}`, createdAt: new Date().toISOString() });
-const did = vars.PDS_DID;
-const created = [];
-const createOne = async (i) => {
-  const out = (await xrpc('POST', 'com.atproto.repo.createRecord', { token, body: { repo: did, collection: 'app.bsky.feed.post', record: post(i) } })).json();
-  created.push(out.uri.split('/').pop());
-};
-const getOne = async (i) => {
-  const rkey = created[i % created.length];
-  await xrpc('GET', 'com.atproto.repo.getRecord', { query: `?repo=${did}&collection=app.bsky.feed.post&rkey=${rkey}` });
-};
-
-async function sequential(name, n, op) {
-  const times = [];
-  const t0 = performance.now();
-  for (let i = 0; i < n; i++) times.push(await timed(() => op(i)));
-  const secs = (performance.now() - t0) / 1000;
-  report(`${name}, sequential (p50 / p95, ops/s)`, `${ms(pct(times, 50))} / ${ms(pct(times, 95))}, ${(n / secs).toFixed(0)} ops/s`);
+/** GET `url`, body read, 200 required. */
+async function get(url) {
+  const res = await fetch(url);
+  const bytes = new Uint8Array(await res.arrayBuffer());
+  if (res.status !== 200) throw new Error(`GET ${url}: ${res.status} ${new TextDecoder().decode(bytes).slice(0, 200)}`);
+  return bytes;
 }
 
-async function concurrent(name, clients, perClient, op) {
-  const times = [];
-  const t0 = performance.now();
-  await Promise.all(
-    Array.from({ length: clients }, async (_, c) => {
-      for (let i = 0; i < perClient; i++) times.push(await timed(() => op(c * perClient + i)));
-    }),
-  );
-  const secs = (performance.now() - t0) / 1000;
-  report(`${name}, ${clients} clients (p50 / p95, ops/s)`, `${ms(pct(times, 50))} / ${ms(pct(times, 95))}, ${((clients * perClient) / secs).toFixed(0)} ops/s`);
+/** Reports the Durable Object's wasm linear memory, from GET /xrpc/_health or its given body. */
+async function reportWasm(label, healthBody) {
+  await measure(`DO wasm memory after ${label}`, async () => {
+    const health = JSON.parse(new TextDecoder().decode(healthBody ?? (await get(`${base}/xrpc/_health`))));
+    const n = health.wasmMemoryBytes;
+    report(`DO wasm memory after ${label}`, typeof n === 'number' ? mib(n) : 'n/a');
+  });
 }
 
-await measure('createRecord', () => sequential('createRecord', 200, createOne));
-await measure('getRecord', () => sequential('getRecord', 200, getOne));
-await measure('createRecord concurrent', () => concurrent('createRecord', 8, 25, createOne));
-await measure('getRecord concurrent', () => concurrent('getRecord', 8, 25, getOne));
-
-const batch = (start) => ({
-  repo: did,
-  writes: Array.from({ length: 200 }, (_, i) => ({ $type: 'com.atproto.repo.applyWrites#create', collection: 'app.bsky.feed.post', value: post(start + i) })),
-});
-await measure('applyWrites', async () => {
-  const times = [];
-  for (let b = 0; b < 5; b++) times.push(await timed(() => xrpc('POST', 'com.atproto.repo.applyWrites', { token, body: batch(100000 + b * 200) })));
-  const secs = times.reduce((a, b) => a + b, 0) / 1000;
-  report('applyWrites, 200 creates per call (records/s)', `${((5 * 200) / secs).toFixed(0)} records/s (p50 ${ms(pct(times, 50))} per call)`);
-});
-
-await measure('getRepo', async () => {
-  const status = (await xrpc('GET', 'com.atproto.server.checkAccountStatus', { token })).json();
-  for (let n = status.indexedRecords, b = 0; n < 10000; n += 200, b++) {
-    await xrpc('POST', 'com.atproto.repo.applyWrites', { token, body: batch(200000 + b * 200) });
-  }
-  let bytes = 0;
-  const secs = (await timed(async () => (bytes = (await xrpc('GET', 'com.atproto.sync.getRepo', { query: `?did=${did}` })).bytes.length))) / 1000;
-  report('getRepo of a 10k-record repository (MiB/s)', `${(bytes / 2 ** 20 / secs).toFixed(1)} MiB/s (${(bytes / 2 ** 20).toFixed(1)} MiB in ${secs.toFixed(2)} s)`);
-});
-
-await measure('uploadBlob', async () => {
-  const blob = new Uint8Array(5 * 2 ** 20);
-  for (let i = 0; i < blob.length; i += 4096) blob[i] = i & 0xff;
-  const times = [];
-  for (let i = 0; i < 3; i++) {
-    blob[0] = i;
-    times.push(await timed(() => xrpc('POST', 'com.atproto.repo.uploadBlob', { token, raw: blob, contentType: 'application/octet-stream' })));
-  }
-  report('uploadBlob of 5 MiB (MiB/s)', `${(5 / (pct(times, 50) / 1000)).toFixed(1)} MiB/s (p50 ${ms(pct(times, 50))})`);
-});
-
-// Peak resident memory of the workerd processes under this one.
-function descendants(pid) {
-  const children = new Map();
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const ppid = Number(readFileSync(`/proc/${entry}/stat`, 'utf8').split(') ')[1].split(' ')[1]);
-      if (!children.has(ppid)) children.set(ppid, []);
-      children.get(ppid).push(Number(entry));
-    } catch {}
-  }
-  const out = [];
-  const walk = (p) => (children.get(p) ?? []).forEach((c) => (out.push(c), walk(c)));
-  walk(pid);
-  return out;
+/** A scenario (failures reported as its row), then the DO's wasm memory after it. */
+async function scenario(label, name, fn) {
+  await measure(name, fn);
+  await reportWasm(label);
 }
-const peaks = descendants(process.pid)
-  .filter((p) => {
-    try {
-      return readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('workerd');
-    } catch {
-      return false;
+
+const rssKiB = (w) => (w.pid === undefined ? undefined : procStatusKiB(w.pid, 'VmRSS'));
+const rssRow = (kib, floorKiB) =>
+  kib === undefined
+    ? 'n/a (workerd not found)'
+    : `${mib(kib * 1024)}${floorKiB === undefined ? '' : ` (+${mib((kib - floorKiB) * 1024)} over the floor)`}`;
+
+// Latency of GET no-ops, p50 / p95: a warm-up, then ROUNDS rounds of a batch of BATCH sequential
+// requests per target, the targets taken in turn (from a different first one each round).
+async function latencyFloors(targets, { warmup = 20, rounds = 10, batch = 30 } = {}) {
+  for (const [, url] of targets) for (let i = 0; i < warmup; i++) await get(url);
+  const times = targets.map(() => []);
+  for (let r = 0; r < rounds; r++) {
+    for (let k = 0; k < targets.length; k++) {
+      const t = (r + k) % targets.length;
+      for (let i = 0; i < batch; i++) times[t].push(await timed(() => get(targets[t][1])));
     }
-  })
-  .map((p) => Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${p}/status`, 'utf8'))?.[1] ?? 0));
-report('workerd peak resident memory (largest process)', `${(Math.max(0, ...peaks) / 1024).toFixed(0)} MiB`);
+  }
+  targets.forEach(([name], t) => report(`${name} p50/p95`, `${ms(pct(times[t], 50))} / ${ms(pct(times[t], 95))} (${times[t].length} requests)`));
+}
 
-await dispose();
+// Both Workers are disposed at the end, also on failure. On SIGINT/SIGTERM miniflare stops its
+// workerd processes itself and exits; setup.mjs removes the temporary state then.
+let floor, pds, base, vars, token;
+const disposeAll = async () => {
+  const started = [floor, pds];
+  floor = pds = undefined;
+  for (const w of started) {
+    try {
+      await w?.dispose();
+    } catch (e) {
+      console.error(`dispose: ${e.message}`);
+    }
+  }
+};
+
+try {
+  // Memory floor: each Worker started and measured in turn, the floor first.
+  floor = await startFloorWorker();
+  await get(`${floor.base}/do`);
+  const floorKiB = rssKiB(floor);
+  report('floor: empty Worker+DO RSS after one request', rssRow(floorKiB));
+
+  pds = await startBenchWorker({ handle: 'bench.test', password: PASSWORD });
+  ({ base, vars } = pds);
+  const firstHealth = await get(`${base}/xrpc/_health`);
+  report('PDS RSS after first request', rssRow(rssKiB(pds), floorKiB));
+  token = (await login()).json().accessJwt;
+  report('PDS RSS after login', rssRow(rssKiB(pds), floorKiB));
+  await reportWasm('first request', firstHealth);
+  await reportWasm('login');
+
+  await measure('latency floors', async () => {
+    const targets = [
+      ['floor: empty JS Worker no-op', `${floor.base}/`],
+      ['floor: empty JS Worker -> DO no-op', `${floor.base}/do`],
+      ['Worker no-op route (/)', `${base}/`],
+      ['DO no-op route (/xrpc/_health)', `${base}/xrpc/_health`],
+    ];
+    // The same, straight to the inner workerd's socket (no wrangler dev proxy hop).
+    if (floor.inner && pds.inner) {
+      targets.push(
+        ['floor: empty JS Worker no-op, direct to workerd', `${floor.inner}/`],
+        ['floor: empty JS Worker -> DO no-op, direct to workerd', `${floor.inner}/do`],
+        ['Worker no-op route (/), direct to workerd', `${pds.inner}/`],
+        ['DO no-op route (/xrpc/_health), direct to workerd', `${pds.inner}/xrpc/_health`],
+      );
+    } else {
+      report('no-op latency direct to workerd', 'n/a (inner workerd URL not reported by wrangler)');
+    }
+    await latencyFloors(targets);
+  });
+  await floor.dispose();
+  floor = undefined;
+
+  await scenario('createSession', 'createSession latency (p50 / p95, 20 calls)', async () => {
+    const times = [];
+    for (let i = 0; i < 20; i++) times.push(await timed(async () => (token = (await login()).json().accessJwt)));
+    report('createSession latency (p50 / p95, 20 calls)', `${ms(pct(times, 50))} / ${ms(pct(times, 95))}`);
+  });
+
+  const post = (i) => ({ $type: 'app.bsky.feed.post', text: `benchmark post ${i}`, createdAt: new Date().toISOString() });
+  const did = vars.PDS_DID;
+  const created = [];
+  const createOne = async (i) => {
+    const out = (await xrpc('POST', 'com.atproto.repo.createRecord', { token, body: { repo: did, collection: 'app.bsky.feed.post', record: post(i) } })).json();
+    created.push(out.uri.split('/').pop());
+  };
+  const getOne = async (i) => {
+    const rkey = created[i % created.length];
+    await xrpc('GET', 'com.atproto.repo.getRecord', { query: `?repo=${did}&collection=app.bsky.feed.post&rkey=${rkey}` });
+  };
+
+  async function sequential(name, n, op) {
+    const times = [];
+    const t0 = performance.now();
+    for (let i = 0; i < n; i++) times.push(await timed(() => op(i)));
+    const secs = (performance.now() - t0) / 1000;
+    report(`${name}, sequential (p50 / p95, ops/s)`, `${ms(pct(times, 50))} / ${ms(pct(times, 95))}, ${(n / secs).toFixed(0)} ops/s`);
+  }
+
+  async function concurrent(name, clients, perClient, op) {
+    const times = [];
+    const t0 = performance.now();
+    await Promise.all(
+      Array.from({ length: clients }, async (_, c) => {
+        for (let i = 0; i < perClient; i++) times.push(await timed(() => op(c * perClient + i)));
+      }),
+    );
+    const secs = (performance.now() - t0) / 1000;
+    report(`${name}, ${clients} clients (p50 / p95, ops/s)`, `${ms(pct(times, 50))} / ${ms(pct(times, 95))}, ${((clients * perClient) / secs).toFixed(0)} ops/s`);
+  }
+
+  await scenario('createRecord, sequential', 'createRecord', () => sequential('createRecord', 200, createOne));
+  await scenario('getRecord, sequential', 'getRecord', () => sequential('getRecord', 200, getOne));
+  await scenario('createRecord, 8 clients', 'createRecord concurrent', () => concurrent('createRecord', 8, 25, createOne));
+  await scenario('getRecord, 8 clients', 'getRecord concurrent', () => concurrent('getRecord', 8, 25, getOne));
+
+  const batch = (start) => ({
+    repo: did,
+    writes: Array.from({ length: 200 }, (_, i) => ({ $type: 'com.atproto.repo.applyWrites#create', collection: 'app.bsky.feed.post', value: post(start + i) })),
+  });
+  await scenario('applyWrites', 'applyWrites', async () => {
+    const times = [];
+    for (let b = 0; b < 5; b++) times.push(await timed(() => xrpc('POST', 'com.atproto.repo.applyWrites', { token, body: batch(100000 + b * 200) })));
+    const secs = times.reduce((a, b) => a + b, 0) / 1000;
+    report('applyWrites, 200 creates per call (records/s)', `${((5 * 200) / secs).toFixed(0)} records/s (p50 ${ms(pct(times, 50))} per call)`);
+  });
+
+  await scenario('getRepo', 'getRepo', async () => {
+    const status = (await xrpc('GET', 'com.atproto.server.checkAccountStatus', { token })).json();
+    for (let n = status.indexedRecords, b = 0; n < 10000; n += 200, b++) {
+      await xrpc('POST', 'com.atproto.repo.applyWrites', { token, body: batch(200000 + b * 200) });
+    }
+    let bytes = 0;
+    const secs = (await timed(async () => (bytes = (await xrpc('GET', 'com.atproto.sync.getRepo', { query: `?did=${did}` })).bytes.length))) / 1000;
+    report('getRepo of a 10k-record repository (MiB/s)', `${(bytes / 2 ** 20 / secs).toFixed(1)} MiB/s (${(bytes / 2 ** 20).toFixed(1)} MiB in ${secs.toFixed(2)} s)`);
+  });
+
+  await scenario('uploadBlob', 'uploadBlob', async () => {
+    const blob = new Uint8Array(5 * 2 ** 20);
+    for (let i = 0; i < blob.length; i += 4096) blob[i] = i & 0xff;
+    const times = [];
+    for (let i = 0; i < 3; i++) {
+      blob[0] = i;
+      times.push(await timed(() => xrpc('POST', 'com.atproto.repo.uploadBlob', { token, raw: blob, contentType: 'application/octet-stream' })));
+    }
+    report('uploadBlob of 5 MiB (MiB/s)', `${(5 / (pct(times, 50) / 1000)).toFixed(1)} MiB/s (p50 ${ms(pct(times, 50))})`);
+  });
+
+  // Peak resident memory of the workerd processes under this one (the floor's are gone by now).
+  const peaks = workerdPids().map((p) => procStatusKiB(p, 'VmHWM') ?? 0);
+  report('workerd peak resident memory (largest process)', `${(Math.max(0, ...peaks) / 1024).toFixed(0)} MiB`);
+} finally {
+  await disposeAll();
+}
