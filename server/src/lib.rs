@@ -13,6 +13,7 @@ pub mod hex;
 pub mod http;
 pub mod identity_events;
 pub mod maintenance;
+pub mod net;
 pub mod password;
 pub mod platform;
 pub mod repo;
