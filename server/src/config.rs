@@ -203,8 +203,10 @@ impl Config {
             .unwrap_or(DEFAULT_BLOB_UPLOAD_LIMIT);
         let maintenance = read_maintenance(&lookup)?;
         let network = NetworkConfig {
-            plc_url: optional_url(&lookup, vars::PLC_URL)?.unwrap_or_else(|| DEFAULT_PLC_URL.into()),
-            doh_url: optional_url(&lookup, vars::DOH_URL)?.unwrap_or_else(|| DEFAULT_DOH_URL.into()),
+            plc_url: optional_url(&lookup, vars::PLC_URL)?
+                .unwrap_or_else(|| DEFAULT_PLC_URL.into()),
+            doh_url: optional_url(&lookup, vars::DOH_URL)?
+                .unwrap_or_else(|| DEFAULT_DOH_URL.into()),
         };
         Ok(Config {
             maintenance,

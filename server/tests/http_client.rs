@@ -136,9 +136,8 @@ fn request_bodies_stream() {
             .add_root_certificate_der(&tls.ca_der)
             .build()
             .unwrap();
-        let chunks = futures_util::stream::unfold(
-            (0, Some(first_rx)),
-            |(n, first_rx)| async move {
+        let chunks =
+            futures_util::stream::unfold((0, Some(first_rx)), |(n, first_rx)| async move {
                 match n {
                     0 => Some((Ok(b"first,".to_vec()), (1, first_rx))),
                     1 => {
@@ -147,8 +146,7 @@ fn request_bodies_stream() {
                     }
                     _ => None,
                 }
-            },
-        );
+            });
         let body: BodyStream = Box::pin(chunks);
         let request = ClientRequest::new(Method::Post, format!("{}/up", server.url("https")))
             .body(RequestBody::Stream(body));
@@ -182,14 +180,11 @@ fn response_bodies_stream() {
         let server_handler: Handler = Arc::new(move |_req| {
             let read_rx = read_rx.lock().unwrap().take();
             Box::pin(async move {
-                let frames = futures_util::stream::unfold(
-                    (0, read_rx),
-                    |(n, read_rx)| async move {
+                let frames =
+                    futures_util::stream::unfold((0, read_rx), |(n, read_rx)| async move {
                         match n {
                             0 => Some((
-                                Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from(
-                                    "one;",
-                                ))),
+                                Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from("one;"))),
                                 (1, read_rx),
                             )),
                             1 => {
@@ -198,9 +193,8 @@ fn response_bodies_stream() {
                             }
                             _ => None,
                         }
-                    },
-                );
-                Response::new(StreamBody::new(frames).boxed())
+                    });
+                Response::new(BodyExt::boxed(StreamBody::new(frames)))
             })
         });
         let server = serve(server_handler, None).await;
@@ -237,7 +231,7 @@ fn bodies_over_the_cap_are_refused() {
                                 .map(|c| Ok(Frame::data(Bytes::copy_from_slice(c))))
                                 .collect::<Vec<_>>(),
                         );
-                        Response::new(StreamBody::new(frames).boxed())
+                        Response::new(BodyExt::boxed(StreamBody::new(frames)))
                     }
                 })
             }),
@@ -250,10 +244,16 @@ fn bodies_over_the_cap_are_refused() {
             .unwrap();
         let url = |path: &str| format!("{}{path}", server.url("http"));
         // A declared length over the cap: refused before the body is read.
-        let err = client.send(ClientRequest::get(url("/declared"))).await.unwrap_err();
+        let err = client
+            .send(ClientRequest::get(url("/declared")))
+            .await
+            .unwrap_err();
         assert_eq!(err, HttpError::TooLarge { limit: 100_000 });
         // Streamed: refused once the count passes the cap.
-        let response = client.send(ClientRequest::get(url("/chunked"))).await.unwrap();
+        let response = client
+            .send(ClientRequest::get(url("/chunked")))
+            .await
+            .unwrap();
         assert_eq!(
             response.bytes().await.unwrap_err(),
             HttpError::TooLarge { limit: 100_000 }

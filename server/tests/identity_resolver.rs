@@ -47,7 +47,11 @@ async fn plc_directory(docs: Arc<Mutex<Vec<(String, Value)>>>) -> TestServer {
             let did = parts.uri.path().trim_start_matches('/');
             match docs.lock().unwrap().iter().find(|(d, _)| d == did) {
                 Some((_, doc)) => reply(200, "application/did+ld+json", doc.to_string()),
-                None => reply(404, "application/json", r#"{"message":"DID not registered"}"#),
+                None => reply(
+                    404,
+                    "application/json",
+                    r#"{"message":"DID not registered"}"#,
+                ),
             }
         }),
         None,
@@ -129,12 +133,24 @@ fn did_plc_resolves_through_the_directory_and_is_cached() {
         // TTL runs out, then the new one is fetched.
         docs.lock().unwrap()[0].1 = document(PLC_DID, "alice2.test", "https://pds.alice.test");
         assert_eq!(
-            s.resolver.resolve_did(PLC_DID).await.unwrap().handle().unwrap().as_str(),
+            s.resolver
+                .resolve_did(PLC_DID)
+                .await
+                .unwrap()
+                .handle()
+                .unwrap()
+                .as_str(),
             "alice.test"
         );
         s.clock.advance(1_000_000);
         assert_eq!(
-            s.resolver.resolve_did(PLC_DID).await.unwrap().handle().unwrap().as_str(),
+            s.resolver
+                .resolve_did(PLC_DID)
+                .await
+                .unwrap()
+                .handle()
+                .unwrap()
+                .as_str(),
             "alice2.test"
         );
         assert_eq!(plc.hits().len(), 2);
@@ -206,7 +222,11 @@ fn did_web_on_localhost_uses_http() {
             handler(move |parts| {
                 let did = slot.lock().unwrap().clone();
                 if parts.uri.path() == "/.well-known/did.json" {
-                    reply(200, "application/json", document(&did, "web.test", "http://localhost:1").to_string())
+                    reply(
+                        200,
+                        "application/json",
+                        document(&did, "web.test", "http://localhost:1").to_string(),
+                    )
                 } else {
                     reply(404, "text/plain", "")
                 }
@@ -309,7 +329,9 @@ fn failures_are_typed() {
             handler(move |parts| {
                 let path = parts.uri.path().trim_start_matches('/').to_owned();
                 match path.as_str() {
-                    "did:plc:malformed00000000000000000" => reply(200, "application/json", "{not json"),
+                    "did:plc:malformed00000000000000000" => {
+                        reply(200, "application/json", "{not json")
+                    }
                     "did:plc:toolarge000000000000000000" => {
                         reply(200, "application/json", vec![b' '; 100 * 1024])
                     }
@@ -332,15 +354,39 @@ fn failures_are_typed() {
             let resolver = &s.resolver;
             async move { resolver.resolve_did(did).await.unwrap_err() }
         };
-        assert!(matches!(err("did:plc:unknown000000000000000000").await, IdentityError::NotFound(_)));
-        assert!(matches!(err("did:plc:tombstoned0000000000000000").await, IdentityError::NotFound(_)));
-        assert!(matches!(err("did:plc:malformed00000000000000000").await, IdentityError::Malformed(_)));
+        assert!(matches!(
+            err("did:plc:unknown000000000000000000").await,
+            IdentityError::NotFound(_)
+        ));
+        assert!(matches!(
+            err("did:plc:tombstoned0000000000000000").await,
+            IdentityError::NotFound(_)
+        ));
+        assert!(matches!(
+            err("did:plc:malformed00000000000000000").await,
+            IdentityError::Malformed(_)
+        ));
         assert!(matches!(err(mismatched).await, IdentityError::Malformed(_)));
-        assert!(matches!(err("did:plc:toolarge000000000000000000").await, IdentityError::TooLarge { .. }));
-        assert!(matches!(err("did:plc:brokendirectory00000000000").await, IdentityError::Network(_)));
-        assert!(matches!(err("did:key:zQ3shokFTS3brHcDQrn82RUDfCZESWL1ZdCEJwekUDPQiYBme").await, IdentityError::Unsupported(_)));
-        assert!(matches!(err("not-a-did").await, IdentityError::Unsupported(_)));
-        assert!(matches!(err("did:web:example.com:user:alice").await, IdentityError::Unsupported(_)));
+        assert!(matches!(
+            err("did:plc:toolarge000000000000000000").await,
+            IdentityError::TooLarge { .. }
+        ));
+        assert!(matches!(
+            err("did:plc:brokendirectory00000000000").await,
+            IdentityError::Network(_)
+        ));
+        assert!(matches!(
+            err("did:key:zQ3shokFTS3brHcDQrn82RUDfCZESWL1ZdCEJwekUDPQiYBme").await,
+            IdentityError::Unsupported(_)
+        ));
+        assert!(matches!(
+            err("not-a-did").await,
+            IdentityError::Unsupported(_)
+        ));
+        assert!(matches!(
+            err("did:web:example.com:user:alice").await,
+            IdentityError::Unsupported(_)
+        ));
         assert_eq!(s.resolver.cached(), (0, 0), "failures are not cached");
         // A handle with neither a TXT record nor a well-known file (nothing listens on its
         // port's https either: the name is pointed at a closed loopback port).
@@ -356,7 +402,10 @@ fn failures_are_typed() {
         let e = s2.resolver.resolve_handle("nobody.test").await.unwrap_err();
         assert!(matches!(e, IdentityError::Network(_)), "{e:?}");
         assert!(matches!(
-            s2.resolver.resolve_handle("not a handle").await.unwrap_err(),
+            s2.resolver
+                .resolve_handle("not a handle")
+                .await
+                .unwrap_err(),
             IdentityError::Unsupported(_)
         ));
     });
@@ -365,7 +414,11 @@ fn failures_are_typed() {
 #[test]
 fn a_directory_that_never_answers_times_out() {
     runtime().block_on(async {
-        let plc = serve(Arc::new(|_req| Box::pin(futures_util::future::pending())), None).await;
+        let plc = serve(
+            Arc::new(|_req| Box::pin(futures_util::future::pending())),
+            None,
+        )
+        .await;
         let doh = doh_server(vec![]).await;
         let s = resolver_with(&plc, &doh, NativeHttpClient::new().unwrap(), |settings| {
             settings.timeout = Duration::from_millis(300)

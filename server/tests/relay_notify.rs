@@ -6,11 +6,11 @@
 mod net_support;
 mod support;
 
+use net_support::{handler, reply, serve, TestTls};
 use pds::account::Account;
 use pds::clock::ManualClock;
 use pds::config::Config;
 use pds::maintenance::{self, FIRST_RETRY_MS};
-use net_support::{handler, reply, serve, TestTls};
 use pds::platform::native::http_client::NativeHttpClient;
 use pds::platform::native::{DirBlobStore, NativeRelayClient, NativeSql};
 use support::relay::{Received, Relay};

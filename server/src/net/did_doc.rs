@@ -232,8 +232,14 @@ mod tests {
             d.service_endpoint("#atproto_labeler", "AtprotoLabeler"),
             Some("https://labeler.example.com")
         );
-        assert_eq!(d.service_endpoint("atproto_labeler", "AtprotoPersonalDataServer"), None);
-        assert!(d.service("bsky_chat").is_none(), "non-string endpoint skipped");
+        assert_eq!(
+            d.service_endpoint("atproto_labeler", "AtprotoPersonalDataServer"),
+            None
+        );
+        assert!(
+            d.service("bsky_chat").is_none(),
+            "non-string endpoint skipped"
+        );
         assert_eq!(d.service_endpoint("bsky_appview", "BskyAppView"), None);
         assert_eq!(d.verification_methods.len(), 2);
     }
@@ -249,7 +255,10 @@ mod tests {
             "id": "#atproto", "type": "EcdsaSecp256r1VerificationKey2019",
             "controller": "x", "publicKeyMultibase": raw
         }]);
-        assert_eq!(DidDocument::from_value(&v).unwrap().signing_key(), Some(key));
+        assert_eq!(
+            DidDocument::from_value(&v).unwrap().signing_key(),
+            Some(key)
+        );
     }
 
     #[test]

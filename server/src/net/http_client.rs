@@ -27,7 +27,8 @@ pub const USER_AGENT: &str = concat!("rust-pds/", env!("CARGO_PKG_VERSION"));
 pub trait HttpClient {
     /// Sends `request` and resolves once the response head has arrived; the body is then read
     /// from the [`ClientResponse`], still under the request's timeout and size cap.
-    fn send(&self, request: ClientRequest) -> LocalBoxFuture<'_, Result<ClientResponse, HttpError>>;
+    fn send(&self, request: ClientRequest)
+        -> LocalBoxFuture<'_, Result<ClientResponse, HttpError>>;
 }
 
 /// Why an exchange failed.
@@ -260,7 +261,8 @@ impl ClientResponse {
             .into_iter()
             .map(|(k, v)| (k.to_ascii_lowercase(), v))
             .collect();
-        let declared = find_header(&headers, "content-length").and_then(|v| v.trim().parse::<u64>().ok());
+        let declared =
+            find_header(&headers, "content-length").and_then(|v| v.trim().parse::<u64>().ok());
         if declared.is_some_and(|n| n > limit) {
             return Err(HttpError::TooLarge { limit });
         }
@@ -401,8 +403,12 @@ mod tests {
 
     #[test]
     fn only_http_urls_are_accepted() {
-        assert!(ClientRequest::get("https://plc.directory/x").check_url().is_ok());
-        assert!(ClientRequest::get("HTTP://localhost:1/").check_url().is_ok());
+        assert!(ClientRequest::get("https://plc.directory/x")
+            .check_url()
+            .is_ok());
+        assert!(ClientRequest::get("HTTP://localhost:1/")
+            .check_url()
+            .is_ok());
         for bad in ["ftp://x/", "plc.directory", "file:///etc/passwd", ""] {
             assert!(ClientRequest::get(bad).check_url().is_err(), "{bad}");
         }

@@ -230,7 +230,10 @@ impl IdentityResolver {
     /// The DID `handle` points to, from the cache while it is fresh.
     pub async fn resolve_handle(&self, handle: &str) -> Result<Did, IdentityError> {
         let handle = parse_handle(handle)?;
-        let cached = self.handles.borrow_mut().get(handle.as_str(), self.now_ms());
+        let cached = self
+            .handles
+            .borrow_mut()
+            .get(handle.as_str(), self.now_ms());
         match cached {
             Some(did) => Ok(did),
             None => self.fetch_handle(handle).await,
@@ -356,9 +359,8 @@ impl IdentityResolver {
         let body = self.fetch(request, handle.as_str()).await?;
         let text = String::from_utf8_lossy(&body);
         let first = text.lines().next().unwrap_or("").trim();
-        Did::new(first).map_err(|_| {
-            IdentityError::Malformed(format!("{url} does not hold a DID: {first:?}"))
-        })
+        Did::new(first)
+            .map_err(|_| IdentityError::Malformed(format!("{url} does not hold a DID: {first:?}")))
     }
 }
 
@@ -385,7 +387,10 @@ pub fn did_web_url(did: &Did) -> Result<String, IdentityError> {
             did.as_str()
         )));
     }
-    let authority = id.replace("%3A", ":").replace("%3a", ":").to_ascii_lowercase();
+    let authority = id
+        .replace("%3A", ":")
+        .replace("%3a", ":")
+        .to_ascii_lowercase();
     let (host, port) = match authority.split_once(':') {
         Some((host, port)) => (host, Some(port)),
         None => (authority.as_str(), None),
@@ -436,9 +441,9 @@ fn did_from_dns_answer(answer: &Value) -> Result<Option<Did>, IdentityError> {
         }
     }
     match found.as_slice() {
-        [did] => Did::new(did.as_str()).map(Some).map_err(|_| {
-            IdentityError::Malformed(format!("the TXT record holds no DID: {did:?}"))
-        }),
+        [did] => Did::new(did.as_str())
+            .map(Some)
+            .map_err(|_| IdentityError::Malformed(format!("the TXT record holds no DID: {did:?}"))),
         _ => Ok(None),
     }
 }
@@ -496,7 +501,11 @@ mod tests {
     #[test]
     fn dns_answers() {
         let answer = |records: Value| json!({ "Status": 0, "Answer": records });
-        let did = |v: &Value| did_from_dns_answer(v).unwrap().map(|d| d.as_str().to_owned());
+        let did = |v: &Value| {
+            did_from_dns_answer(v)
+                .unwrap()
+                .map(|d| d.as_str().to_owned())
+        };
         let one = answer(json!([
             { "name": "_atproto.alice.test", "type": 5, "data": "elsewhere.test." },
             { "name": "_atproto.alice.test", "type": 16, "data": "\"v=spf1 -all\"" },

@@ -165,17 +165,20 @@ impl NativeHttpClient {
             )
         };
         // A HEAD response's length describes a body that is not sent.
-    let limit = if request.method == Method::Head {
-        u64::MAX
-    } else {
-        limit
-    };
-    ClientResponse::new(status, headers, body, limit)
+        let limit = if request.method == Method::Head {
+            u64::MAX
+        } else {
+            limit
+        };
+        ClientResponse::new(status, headers, body, limit)
     }
 }
 
 impl HttpClient for NativeHttpClient {
-    fn send(&self, request: ClientRequest) -> LocalBoxFuture<'_, Result<ClientResponse, HttpError>> {
+    fn send(
+        &self,
+        request: ClientRequest,
+    ) -> LocalBoxFuture<'_, Result<ClientResponse, HttpError>> {
         Box::pin(self.exchange(request))
     }
 }

@@ -7,9 +7,7 @@ use futures_util::future::{self, Either};
 use futures_util::{stream, StreamExt};
 use worker::js_sys::Uint8Array;
 use worker::wasm_bindgen::JsValue;
-use worker::{
-    AbortController, Date, Delay, Fetch, Headers, Request, RequestInit, RequestRedirect,
-};
+use worker::{AbortController, Date, Delay, Fetch, Headers, Request, RequestInit, RequestRedirect};
 
 use crate::net::http_client::{
     BodyStream, ClientRequest, ClientResponse, HttpClient, HttpError, LocalBoxFuture, Method,
@@ -35,7 +33,10 @@ impl Default for FetchHttpClient {
 }
 
 impl HttpClient for FetchHttpClient {
-    fn send(&self, request: ClientRequest) -> LocalBoxFuture<'_, Result<ClientResponse, HttpError>> {
+    fn send(
+        &self,
+        request: ClientRequest,
+    ) -> LocalBoxFuture<'_, Result<ClientResponse, HttpError>> {
         Box::pin(exchange(*self, request))
     }
 }
@@ -45,7 +46,10 @@ fn now_ms() -> u64 {
     Date::now().as_millis()
 }
 
-async fn exchange(client: FetchHttpClient, request: ClientRequest) -> Result<ClientResponse, HttpError> {
+async fn exchange(
+    client: FetchHttpClient,
+    request: ClientRequest,
+) -> Result<ClientResponse, HttpError> {
     request.check_url()?;
     let timeout = request.timeout.unwrap_or(client.timeout);
     let limit = request
@@ -123,29 +127,26 @@ fn deadline_stream(
     controller: AbortController,
     url: String,
 ) -> BodyStream {
-    Box::pin(stream::unfold(
-        Some((raw, controller)),
-        move |state| {
-            let url = url.clone();
-            async move {
-                let (mut raw, controller) = state?;
-                let left = deadline.saturating_sub(now_ms());
-                let wait = Box::pin(Delay::from(Duration::from_millis(left)));
-                let outcome = future::select(raw.next(), wait).await;
-                match outcome {
-                    Either::Left((Some(Ok(chunk)), _)) => Some((Ok(chunk), Some((raw, controller)))),
-                    Either::Left((Some(Err(e)), _)) => {
-                        Some((Err(HttpError::Network(format!("{url}: {e}"))), None))
-                    }
-                    Either::Left((None, _)) => None,
-                    Either::Right(((), _)) => {
-                        controller.abort();
-                        Some((Err(HttpError::Timeout), None))
-                    }
+    Box::pin(stream::unfold(Some((raw, controller)), move |state| {
+        let url = url.clone();
+        async move {
+            let (mut raw, controller) = state?;
+            let left = deadline.saturating_sub(now_ms());
+            let wait = Box::pin(Delay::from(Duration::from_millis(left)));
+            let outcome = future::select(raw.next(), wait).await;
+            match outcome {
+                Either::Left((Some(Ok(chunk)), _)) => Some((Ok(chunk), Some((raw, controller)))),
+                Either::Left((Some(Err(e)), _)) => {
+                    Some((Err(HttpError::Network(format!("{url}: {e}"))), None))
+                }
+                Either::Left((None, _)) => None,
+                Either::Right(((), _)) => {
+                    controller.abort();
+                    Some((Err(HttpError::Timeout), None))
                 }
             }
-        },
-    ))
+        }
+    }))
 }
 
 fn method(m: Method) -> worker::Method {
