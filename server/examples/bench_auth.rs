@@ -36,6 +36,7 @@ fn main() {
         jwt_secret: vec![7; 32],
         blob_upload_limit: pds::config::DEFAULT_BLOB_UPLOAD_LIMIT,
         maintenance: Default::default(),
+        network: Default::default(),
     };
     let store = MemoryAuthStore::new();
     let clock = ManualClock::new(1_700_000_000 * 1_000_000);

@@ -31,6 +31,11 @@ pub mod vars {
     pub const RELAYS: &str = "PDS_RELAYS";
     /// Optional: after a crawl request, commits within this many seconds send none (default 1200).
     pub const CRAWL_QUIET_SECONDS: &str = "PDS_CRAWL_QUIET_SECONDS";
+    /// Optional: the PLC directory that resolves did:plc (default `https://plc.directory`).
+    pub const PLC_URL: &str = "PDS_PLC_URL";
+    /// Optional: the DNS-over-HTTPS JSON endpoint for handle TXT records
+    /// (default `https://cloudflare-dns.com/dns-query`).
+    pub const DOH_URL: &str = "PDS_DOH_URL";
 }
 
 /// The upload limit when `PDS_BLOB_UPLOAD_LIMIT` is not set: 100 MiB, as Bluesky's videos need.
@@ -45,6 +50,29 @@ pub const MIN_EVENT_RETENTION_SECONDS: u64 = 3600;
 pub const MIN_EVENT_RETENTION_COUNT: u64 = 1000;
 /// The default of `PDS_CRAWL_QUIET_SECONDS`: the reference PDS's 20-minute crawl threshold.
 pub const DEFAULT_CRAWL_QUIET_SECONDS: u64 = 1200;
+
+/// The default of `PDS_PLC_URL`.
+pub const DEFAULT_PLC_URL: &str = "https://plc.directory";
+/// The default of `PDS_DOH_URL`: Cloudflare's DNS-over-HTTPS JSON API.
+pub const DEFAULT_DOH_URL: &str = "https://cloudflare-dns.com/dns-query";
+
+/// The services identity resolution asks (optional variables).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkConfig {
+    /// The PLC directory's base URL, without a trailing slash.
+    pub plc_url: String,
+    /// The DNS-over-HTTPS endpoint (JSON API, `application/dns-json`).
+    pub doh_url: String,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        NetworkConfig {
+            plc_url: DEFAULT_PLC_URL.to_owned(),
+            doh_url: DEFAULT_DOH_URL.to_owned(),
+        }
+    }
+}
 
 /// Firehose retention and relay notification (all optional variables).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +117,8 @@ pub struct Config {
     pub blob_upload_limit: u64,
     /// Firehose retention and relay notification.
     pub maintenance: MaintenanceConfig,
+    /// The PLC directory and DNS-over-HTTPS endpoint.
+    pub network: NetworkConfig,
 }
 
 impl fmt::Debug for Config {
@@ -172,8 +202,15 @@ impl Config {
         let blob_upload_limit = optional_number(&lookup, vars::BLOB_UPLOAD_LIMIT, 1, "bytes")?
             .unwrap_or(DEFAULT_BLOB_UPLOAD_LIMIT);
         let maintenance = read_maintenance(&lookup)?;
+        let network = NetworkConfig {
+            plc_url: optional_url(&lookup, vars::PLC_URL)?
+                .unwrap_or_else(|| DEFAULT_PLC_URL.into()),
+            doh_url: optional_url(&lookup, vars::DOH_URL)?
+                .unwrap_or_else(|| DEFAULT_DOH_URL.into()),
+        };
         Ok(Config {
             maintenance,
+            network,
             hostname,
             did,
             handle,
@@ -220,6 +257,35 @@ fn optional_number(
             variable,
             problem: format!("must be a whole number of {unit}, at least {min}, not {v:?}"),
         })
+}
+
+/// An optional service URL: `https://host[:port][/path]`, or `http://` for local services;
+/// no query, fragment or credentials. A trailing slash is dropped. `None` when unset or blank.
+fn optional_url(
+    lookup: &impl Fn(&str) -> Option<String>,
+    variable: &'static str,
+) -> Result<Option<String>, ConfigError> {
+    let Some(v) = lookup(variable).filter(|v| !v.trim().is_empty()) else {
+        return Ok(None);
+    };
+    let v = v.trim();
+    let rest = v
+        .strip_prefix("https://")
+        .or_else(|| v.strip_prefix("http://"));
+    let ok = rest.is_some_and(|rest| {
+        let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+        is_hostname(host)
+            && path
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !matches!(b, b'?' | b'#' | b'@'))
+    });
+    if !ok {
+        return Err(ConfigError {
+            variable,
+            problem: format!("must be an https:// (or local http://) URL without query, not {v:?}"),
+        });
+    }
+    Ok(Some(v.trim_end_matches('/').to_owned()))
 }
 
 fn read_maintenance(
@@ -335,6 +401,8 @@ mod tests {
         assert_eq!(c.handle.as_str(), "alice.example.com");
         assert_eq!(c.blob_upload_limit, DEFAULT_BLOB_UPLOAD_LIMIT);
         assert_eq!(c.maintenance, MaintenanceConfig::default());
+        assert_eq!(c.network.plc_url, "https://plc.directory");
+        assert_eq!(c.network.doh_url, "https://cloudflare-dns.com/dns-query");
         let mut limited = full();
         limited.push((vars::BLOB_UPLOAD_LIMIT, "5242880".into()));
         assert_eq!(read(&limited).unwrap().blob_upload_limit, 5 * 1024 * 1024);
@@ -373,6 +441,10 @@ mod tests {
             (vars::CRAWL_QUIET_SECONDS, "-1"),
             (vars::RELAYS, "bsky.network,ftp://relay.example"),
             (vars::RELAYS, "https://relay.example/xrpc"),
+            (vars::PLC_URL, "plc.directory"),
+            (vars::PLC_URL, "https://plc.directory/?x=1"),
+            (vars::DOH_URL, "ftp://dns.example/dns-query"),
+            (vars::DOH_URL, "https://user@dns.example/dns-query"),
         ];
         for (name, value) in cases {
             // The case's value replaces the variable, or is added when it is optional.
@@ -409,6 +481,16 @@ mod tests {
                 crawl_quiet_seconds: 0,
             }
         );
+    }
+
+    #[test]
+    fn network_variables_read() {
+        let mut vars = full();
+        vars.push((vars::PLC_URL, "http://127.0.0.1:2582/".into()));
+        vars.push((vars::DOH_URL, " https://dns.google/resolve ".into()));
+        let n = read(&vars).unwrap().network;
+        assert_eq!(n.plc_url, "http://127.0.0.1:2582");
+        assert_eq!(n.doh_url, "https://dns.google/resolve");
     }
 
     #[test]

@@ -99,6 +99,7 @@ mod tests {
             jwt_secret: vec![1; 32],
             blob_upload_limit: 1,
             maintenance: MaintenanceConfig::default(),
+            network: Default::default(),
         };
         (config, account)
     }

@@ -15,6 +15,7 @@ pub mod identity_events;
 pub mod lifecycle;
 pub mod log;
 pub mod maintenance;
+pub mod net;
 pub mod offload;
 pub mod password;
 pub mod platform;

@@ -20,6 +20,7 @@ use pds_api::runtime::xrpc::XrpcError;
 use crate::account::Account;
 use crate::config::Config;
 use crate::identity_events::announce_identity_changes;
+use crate::net::http_client::{ClientRequest, HttpClient};
 use crate::storage::account::get_account;
 use crate::storage::maintenance::{self as state, PendingCrawl};
 use crate::storage::sequencer::{earliest_seq, latest_seq, prune_events};
@@ -36,7 +37,8 @@ pub const GIVE_UP_MS: i64 = 24 * 3_600_000;
 /// When a run fails on storage, the next one is tried this much later.
 const AFTER_FAILURE_MS: i64 = 300_000;
 
-/// The outbound HTTP a crawl request needs: the Worker's `fetch` or a native client.
+/// The outbound HTTP a crawl request needs. Every [`HttpClient`] is one; tests script answers
+/// through it without a network.
 pub trait RelayClient {
     /// POSTs `body` as `application/json` to `url`; the response's status code, or why no
     /// response came (connection refused, timeout, unsupported scheme).
@@ -45,6 +47,31 @@ pub trait RelayClient {
         url: &'a str,
         body: &'a [u8],
     ) -> LocalBoxFuture<'a, Result<u16, String>>;
+}
+
+/// The most of a relay's answer that is read: only its status matters.
+const RELAY_RESPONSE_LIMIT: u64 = 64 * 1024;
+/// How long a crawl request may take.
+const RELAY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl<C: HttpClient> RelayClient for C {
+    fn post_json<'a>(
+        &'a self,
+        url: &'a str,
+        body: &'a [u8],
+    ) -> LocalBoxFuture<'a, Result<u16, String>> {
+        Box::pin(async move {
+            let request = ClientRequest::post_json(url, body.to_vec())
+                .timeout(RELAY_TIMEOUT)
+                .max_response_bytes(RELAY_RESPONSE_LIMIT);
+            // The relay is known from the pending row; the error says what went wrong.
+            let response = self.send(request).await.map_err(|e| e.to_string())?;
+            let status = response.status;
+            // Read the (small) answer so the connection can be reused; its content is not used.
+            let _ = response.bytes().await;
+            Ok(status)
+        })
+    }
 }
 
 fn internal(e: impl std::fmt::Display) -> XrpcError {
@@ -392,6 +419,7 @@ mod tests {
                     relays: relays.iter().map(|r| r.to_string()).collect(),
                     ..MaintenanceConfig::default()
                 },
+                network: Default::default(),
             };
             Fixture {
                 config,

@@ -49,6 +49,7 @@ impl Fixture {
                 jwt_secret: vec![7; 32],
                 blob_upload_limit: pds::config::DEFAULT_BLOB_UPLOAD_LIMIT,
                 maintenance: Default::default(),
+                network: Default::default(),
             },
             store: MemoryAuthStore::new(),
             clock: ManualClock::new(T0 * 1_000_000),

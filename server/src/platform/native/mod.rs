@@ -4,6 +4,7 @@
 
 pub mod blob_dir;
 pub mod firehose;
+pub mod http_client;
 pub mod maintenance;
 pub mod relay;
 pub mod sqlite;

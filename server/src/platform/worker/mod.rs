@@ -2,6 +2,7 @@
 //! SQLite-backed Durable Object, which runs the shared core.
 
 pub mod firehose;
+pub mod http_client;
 pub mod offload;
 pub mod r2;
 pub mod relay;

@@ -1,7 +1,6 @@
 //! The Worker's [`RelayClient`]: crawl requests through the runtime's `fetch`.
 
-use worker::{Fetch, Headers, Method, Request, RequestInit};
-
+use super::http_client::FetchHttpClient;
 use crate::maintenance::RelayClient;
 use crate::storage::blobs::LocalBoxFuture;
 
@@ -15,19 +14,6 @@ impl RelayClient for WorkerRelayClient {
         url: &'a str,
         body: &'a [u8],
     ) -> LocalBoxFuture<'a, Result<u16, String>> {
-        Box::pin(async move {
-            let fail = |e: worker::Error| format!("{url}: {e}");
-            let headers = Headers::new();
-            headers
-                .set("content-type", "application/json")
-                .map_err(fail)?;
-            let mut init = RequestInit::new();
-            init.with_method(Method::Post)
-                .with_headers(headers)
-                .with_body(Some(String::from_utf8_lossy(body).into_owned().into()));
-            let request = Request::new_with_init(url, &init).map_err(fail)?;
-            let response = Fetch::Request(request).send().await.map_err(fail)?;
-            Ok(response.status_code())
-        })
+        Box::pin(async move { FetchHttpClient::default().post_json(url, body).await })
     }
 }
