@@ -139,7 +139,8 @@ fn authorize(
     let meta = pds_api::methods::lookup(UPLOAD_NSID, HttpMethod::Post)?;
     let store = SqlAuthStore::new(account.sql.as_ref(), config.did.as_str());
     let auth = Auth::new(config, &store, account.clock.as_ref());
-    auth.authenticate(meta.auth, req.header("authorization"), meta.nsid)?;
+    let requirement = crate::auth::policy::requirement(meta.nsid);
+    auth.authenticate(requirement, req.header("authorization"), meta.nsid)?;
     Api { config, account }.check_upload_allowed()
 }
 
