@@ -5,7 +5,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
-use crate::auth::auth_for;
 use crate::model::*;
 use crate::names::{ident, ident_text, pascal, screaming, snake};
 
@@ -322,14 +321,12 @@ impl<'a> Gen<'a> {
                     }
                 }
                 self.error_items(cx, &s.errors);
-                let auth = format_ident!("{}", auth_for(&cx.doc.id));
                 let errs: Vec<&str> = s.errors.iter().map(|e| e.name.as_str()).collect();
                 cx.items.push(quote! {
                     #[doc = " Metadata of this subscription."]
                     pub static META: #rt::xrpc::MethodMeta = #rt::xrpc::MethodMeta {
                         nsid: NSID,
                         kind: #rt::xrpc::MethodKind::Subscription,
-                        auth: #rt::xrpc::AuthRequirement::#auth,
                         params: &PARAMS_SCHEMA,
                         input: None,
                         input_schema: None,
@@ -477,16 +474,14 @@ impl<'a> Gen<'a> {
             }
         }
         self.error_items(cx, &m.errors);
-        let auth = format_ident!("{}", auth_for(&cx.doc.id));
         let input = self.body_encoding(&m.input);
         let output = self.body_encoding(&m.output);
         let errs: Vec<&str> = m.errors.iter().map(|e| e.name.as_str()).collect();
         cx.items.push(quote! {
-            #[doc = " Metadata of this method: kind, auth, encodings, declared errors."]
+            #[doc = " Metadata of this method: kind, encodings, declared errors."]
             pub static META: #rt::xrpc::MethodMeta = #rt::xrpc::MethodMeta {
                 nsid: NSID,
                 kind: #rt::xrpc::MethodKind::#kind,
-                auth: #rt::xrpc::AuthRequirement::#auth,
                 params: &PARAMS_SCHEMA,
                 input: #input,
                 input_schema: #input_schema,

@@ -1,4 +1,4 @@
-//! `cargo run -p pds-codegen`: regenerates generated/ from lexicons/ and codegen/runtime/.
+//! `cargo run -p pds-codegen`: regenerates generated/ from lexicons/.
 
 use std::process::ExitCode;
 
@@ -15,9 +15,18 @@ fn main() -> ExitCode {
     // Stale files (from removed lexicons) are deleted so generated/ is exactly the output.
     if let Ok(existing) = pds_codegen::existing_files(&out_dir) {
         for rel in existing.difference(&files.keys().cloned().collect()) {
-            if let Err(e) = std::fs::remove_file(out_dir.join(rel)) {
+            let path = out_dir.join(rel);
+            if let Err(e) = std::fs::remove_file(&path) {
                 eprintln!("error: removing {rel}: {e}");
                 return ExitCode::FAILURE;
+            }
+            // Directories left empty go too (remove_dir refuses non-empty ones).
+            let mut dir = path.parent();
+            while let Some(d) = dir.filter(|d| *d != out_dir) {
+                if std::fs::remove_dir(d).is_err() {
+                    break;
+                }
+                dir = d.parent();
             }
         }
     }

@@ -11,8 +11,7 @@ use pds_api::com::atproto::sync::{get_blocks, ComAtprotoSync};
 use pds_api::methods::{dispatch, lookup};
 use pds_api::runtime::lex::{BlobRef, Value};
 use pds_api::runtime::xrpc::{
-    AuthRequirement, BinaryInput, BinaryOutput, Body, HttpMethod, Request, Response, Service,
-    XrpcError,
+    BinaryInput, BinaryOutput, Body, HttpMethod, MethodKind, Request, Response, Service, XrpcError,
 };
 
 /// Runs a future that never waits on I/O (everything here completes on first poll).
@@ -370,28 +369,16 @@ fn binary_input_reaches_the_handler() {
 }
 
 #[test]
-fn method_table_carries_auth_and_encodings() {
+fn method_table_carries_kind_and_encodings() {
     let meta = lookup(CREATE, HttpMethod::Post).unwrap();
-    assert_eq!(meta.auth, AuthRequirement::Access);
+    assert_eq!(meta.kind, MethodKind::Procedure);
     assert_eq!(meta.errors, &["InvalidSwap"]);
     assert_eq!(meta.input.unwrap().mime, "application/json");
     assert_eq!(
         lookup("com.atproto.server.describeServer", HttpMethod::Get)
             .unwrap()
-            .auth,
-        AuthRequirement::None
-    );
-    assert_eq!(
-        lookup("com.atproto.server.refreshSession", HttpMethod::Post)
-            .unwrap()
-            .auth,
-        AuthRequirement::Refresh
-    );
-    assert_eq!(
-        lookup("com.atproto.admin.getAccountInfo", HttpMethod::Get)
-            .unwrap()
-            .auth,
-        AuthRequirement::Admin
+            .kind,
+        MethodKind::Query
     );
     let blob = lookup("com.atproto.repo.uploadBlob", HttpMethod::Post).unwrap();
     assert_eq!(

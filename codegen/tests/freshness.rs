@@ -1,4 +1,5 @@
-//! generated/ must be exactly what codegen produces from lexicons/ and codegen/runtime/.
+//! generated/ must be exactly what codegen produces from lexicons/: every file, Cargo.toml
+//! included, and nothing else (a leftover file, such as an old copy of the runtime, fails).
 
 use std::collections::BTreeMap;
 
@@ -12,6 +13,24 @@ fn generated_is_fresh() {
         "generated/ is stale; run `cargo run -p pds-codegen`:\n{}",
         problems.join("\n")
     );
+}
+
+/// The runtime is a crate of its own (codegen/runtime/), depended on, never copied in.
+#[test]
+fn runtime_is_a_dependency_not_a_copy() {
+    let root = pds_codegen::workspace_root();
+    let (_, files) = pds_codegen::generate_workspace(&root).unwrap();
+    let copies: Vec<&String> = files
+        .keys()
+        .filter(|k| k.starts_with("src/runtime"))
+        .collect();
+    assert!(
+        copies.is_empty(),
+        "runtime copied into generated/: {copies:?}"
+    );
+    assert!(files["Cargo.toml"].contains("pds-runtime = { path = \"../codegen/runtime\" }"));
+    assert!(files["src/lib.rs"].contains("pub use pds_runtime as runtime;"));
+    assert!(root.join("codegen/runtime/Cargo.toml").is_file());
 }
 
 #[test]

@@ -2,8 +2,9 @@
 //! Types, handler traits, dispatcher and record validators generated from `lexicons/`.
 //!
 //! Each namespace group is behind a cargo feature (`com-atproto`, `app-bsky`, ...).
-#[rustfmt::skip]
-pub mod runtime;
+/// The hand-written runtime (the `pds-runtime` crate, codegen/runtime/) the generated
+/// code calls, under the path generated code and the server name it by.
+pub use pds_runtime as runtime;
 #[rustfmt::skip]
 pub mod methods;
 #[rustfmt::skip]

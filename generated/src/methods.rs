@@ -831,7 +831,8 @@ impl<
 > Handlers for T {}
 /// Runs one XRPC request: params decoded and checked, input decoded and validated, the
 /// handler called, output encoded. Every failure becomes an XRPC error response.
-/// Auth is the caller's job: look the method up with [`lookup`] and check `meta.auth` first.
+/// Auth is the caller's job: look the method up with [`lookup`] and apply the server's
+/// per-method policy first (lexicons do not say which credentials a method needs).
 pub async fn dispatch<S: Handlers>(
     service: &S,
     cx: &S::Context,

@@ -99,9 +99,10 @@ async fn account_route(
         Err(e) => return e.into_response().into(),
     };
     let api = Api { config, account };
-    // The one auth check, from the requirement the generated metadata carries.
+    // The one auth check, from the method's requirement in the server's policy table.
+    let requirement = crate::auth::policy::requirement(meta.nsid);
     let caller = match api
-        .with_auth(|auth| auth.authenticate(meta.auth, req.header("authorization"), meta.nsid))
+        .with_auth(|auth| auth.authenticate(requirement, req.header("authorization"), meta.nsid))
     {
         Ok(caller) => caller,
         Err(e) => return e.into_response().into(),

@@ -206,8 +206,9 @@ fn authorize_upload(
     let config = &*account.effective_config(config)?;
     let meta = pds_api::methods::lookup(Offload::UploadBlob.nsid(), HttpMethod::Post)?;
     let api = Api { config, account };
-    let caller =
-        api.with_auth(|auth| auth.authenticate(meta.auth, req.header("authorization"), meta.nsid))?;
+    let requirement = crate::auth::policy::requirement(meta.nsid);
+    let caller = api
+        .with_auth(|auth| auth.authenticate(requirement, req.header("authorization"), meta.nsid))?;
     caller.require(Permission::BlobUpload {
         mime: req.header("content-type").unwrap_or("*/*"),
     })?;

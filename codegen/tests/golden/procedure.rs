@@ -70,11 +70,10 @@ pub struct Output {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unknown: Option<rt::lex::Value>,
 }
-/// Metadata of this method: kind, auth, encodings, declared errors.
+/// Metadata of this method: kind, encodings, declared errors.
 pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
     nsid: NSID,
     kind: rt::xrpc::MethodKind::Procedure,
-    auth: rt::xrpc::AuthRequirement::Access,
     params: &PARAMS_SCHEMA,
     input: Some(rt::xrpc::Encoding {
         mime: "application/json",

@@ -87,11 +87,10 @@ impl From<Error> for rt::xrpc::XrpcError {
         }
     }
 }
-/// Metadata of this method: kind, auth, encodings, declared errors.
+/// Metadata of this method: kind, encodings, declared errors.
 pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
     nsid: NSID,
     kind: rt::xrpc::MethodKind::Query,
-    auth: rt::xrpc::AuthRequirement::Access,
     params: &PARAMS_SCHEMA,
     input: None,
     input_schema: None,

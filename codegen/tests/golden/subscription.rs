@@ -137,7 +137,6 @@ impl From<Error> for rt::xrpc::XrpcError {
 pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
     nsid: NSID,
     kind: rt::xrpc::MethodKind::Subscription,
-    auth: rt::xrpc::AuthRequirement::Access,
     params: &PARAMS_SCHEMA,
     input: None,
     input_schema: None,

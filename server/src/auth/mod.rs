@@ -23,6 +23,7 @@
 
 pub mod app_password;
 pub mod jwt;
+pub mod policy;
 pub mod service;
 pub mod session;
 pub mod sql_store;

@@ -254,13 +254,14 @@ impl Auth<'_> {
     }
 
     /// [`Auth::authenticate`] for a request the dispatcher has looked up: the requirement and
-    /// NSID from the generated metadata, the credentials from the `Authorization` header.
+    /// NSID from the policy and the metadata, the credentials from the `Authorization` header.
     pub fn authenticate_request(
         &self,
         meta: &MethodMeta,
         req: &Request,
     ) -> Result<Caller, XrpcError> {
-        self.authenticate(meta.auth, req.header("authorization"), meta.nsid)
+        let requirement = super::policy::requirement(meta.nsid);
+        self.authenticate(requirement, req.header("authorization"), meta.nsid)
     }
 
     fn identify(

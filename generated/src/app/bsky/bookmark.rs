@@ -99,11 +99,10 @@ pub mod create_bookmark {
             }
         }
     }
-    /// Metadata of this method: kind, auth, encodings, declared errors.
+    /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Procedure,
-        auth: rt::xrpc::AuthRequirement::Access,
         params: &PARAMS_SCHEMA,
         input: Some(rt::xrpc::Encoding {
             mime: "application/json",
@@ -298,11 +297,10 @@ pub mod delete_bookmark {
             }
         }
     }
-    /// Metadata of this method: kind, auth, encodings, declared errors.
+    /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Procedure,
-        auth: rt::xrpc::AuthRequirement::Access,
         params: &PARAMS_SCHEMA,
         input: Some(rt::xrpc::Encoding {
             mime: "application/json",
@@ -349,11 +347,10 @@ pub mod get_bookmarks {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<String>,
     }
-    /// Metadata of this method: kind, auth, encodings, declared errors.
+    /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Query,
-        auth: rt::xrpc::AuthRequirement::Access,
         params: &PARAMS_SCHEMA,
         input: None,
         input_schema: None,

@@ -626,11 +626,10 @@ pub mod get_embed_external_view {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub view: Option<crate::app::bsky::embed::external::View>,
     }
-    /// Metadata of this method: kind, auth, encodings, declared errors.
+    /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Query,
-        auth: rt::xrpc::AuthRequirement::Access,
         params: &PARAMS_SCHEMA,
         input: None,
         input_schema: None,

@@ -452,11 +452,10 @@ pub mod delete_account {
     pub struct Params {}
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {}
-    /// Metadata of this method: kind, auth, encodings, declared errors.
+    /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Procedure,
-        auth: rt::xrpc::AuthRequirement::AccessPrivileged,
         params: &PARAMS_SCHEMA,
         input: None,
         input_schema: None,
@@ -478,11 +477,10 @@ pub mod export_account_data {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
-    /// Metadata of this method: kind, auth, encodings, declared errors.
+    /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Query,
-        auth: rt::xrpc::AuthRequirement::AccessPrivileged,
         params: &PARAMS_SCHEMA,
         input: None,
         input_schema: None,
@@ -516,11 +514,10 @@ pub mod get_status {
         #[serde(rename = "groupMemberLimit")]
         pub group_member_limit: i64,
     }
-    /// Metadata of this method: kind, auth, encodings, declared errors.
+    /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Query,
-        auth: rt::xrpc::AuthRequirement::AccessPrivileged,
         params: &PARAMS_SCHEMA,
         input: None,
         input_schema: None,

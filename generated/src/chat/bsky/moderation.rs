@@ -273,11 +273,10 @@ pub mod get_actor_metadata {
         pub day: crate::chat::bsky::moderation::get_actor_metadata::Metadata,
         pub month: crate::chat::bsky::moderation::get_actor_metadata::Metadata,
     }
-    /// Metadata of this method: kind, auth, encodings, declared errors.
+    /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Query,
-        auth: rt::xrpc::AuthRequirement::AccessPrivileged,
         params: &PARAMS_SCHEMA,
         input: None,
         input_schema: None,
@@ -363,11 +362,10 @@ pub mod get_convo {
             }
         }
     }
-    /// Metadata of this method: kind, auth, encodings, declared errors.
+    /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Query,
-        auth: rt::xrpc::AuthRequirement::AccessPrivileged,
         params: &PARAMS_SCHEMA,
         input: None,
         input_schema: None,
@@ -438,11 +436,10 @@ pub mod get_convo_members {
             }
         }
     }
-    /// Metadata of this method: kind, auth, encodings, declared errors.
+    /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Query,
-        auth: rt::xrpc::AuthRequirement::AccessPrivileged,
         params: &PARAMS_SCHEMA,
         input: None,
         input_schema: None,
@@ -484,11 +481,10 @@ pub mod get_convos {
     pub struct Output {
         pub convos: Vec<crate::chat::bsky::moderation::defs::ConvoView>,
     }
-    /// Metadata of this method: kind, auth, encodings, declared errors.
+    /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Query,
-        auth: rt::xrpc::AuthRequirement::AccessPrivileged,
         params: &PARAMS_SCHEMA,
         input: None,
         input_schema: None,
@@ -604,11 +600,10 @@ pub mod get_message_context {
     pub struct Output {
         pub messages: Vec<OutputMessagesItem>,
     }
-    /// Metadata of this method: kind, auth, encodings, declared errors.
+    /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Query,
-        auth: rt::xrpc::AuthRequirement::AccessPrivileged,
         params: &PARAMS_SCHEMA,
         input: None,
         input_schema: None,
@@ -1996,7 +1991,6 @@ pub mod subscribe_mod_events {
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Subscription,
-        auth: rt::xrpc::AuthRequirement::AccessPrivileged,
         params: &PARAMS_SCHEMA,
         input: None,
         input_schema: None,
@@ -2044,11 +2038,10 @@ pub mod update_actor_access {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub r#ref: Option<String>,
     }
-    /// Metadata of this method: kind, auth, encodings, declared errors.
+    /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Procedure,
-        auth: rt::xrpc::AuthRequirement::AccessPrivileged,
         params: &PARAMS_SCHEMA,
         input: Some(rt::xrpc::Encoding {
             mime: "application/json",

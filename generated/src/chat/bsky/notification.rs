@@ -132,11 +132,10 @@ pub mod get_preferences {
     pub struct Output {
         pub preferences: crate::chat::bsky::notification::defs::Preferences,
     }
-    /// Metadata of this method: kind, auth, encodings, declared errors.
+    /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Query,
-        auth: rt::xrpc::AuthRequirement::AccessPrivileged,
         params: &PARAMS_SCHEMA,
         input: None,
         input_schema: None,
@@ -189,11 +188,10 @@ pub mod put_preferences {
     pub struct Output {
         pub preferences: crate::chat::bsky::notification::defs::Preferences,
     }
-    /// Metadata of this method: kind, auth, encodings, declared errors.
+    /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Procedure,
-        auth: rt::xrpc::AuthRequirement::AccessPrivileged,
         params: &PARAMS_SCHEMA,
         input: Some(rt::xrpc::Encoding {
             mime: "application/json",

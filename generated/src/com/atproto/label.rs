@@ -513,11 +513,10 @@ pub mod query_labels {
         pub cursor: Option<String>,
         pub labels: Vec<crate::com::atproto::label::defs::Label>,
     }
-    /// Metadata of this method: kind, auth, encodings, declared errors.
+    /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Query,
-        auth: rt::xrpc::AuthRequirement::None,
         params: &PARAMS_SCHEMA,
         input: None,
         input_schema: None,
@@ -691,7 +690,6 @@ pub mod subscribe_labels {
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Subscription,
-        auth: rt::xrpc::AuthRequirement::None,
         params: &PARAMS_SCHEMA,
         input: None,
         input_schema: None,

@@ -496,11 +496,10 @@ pub mod apply_writes {
             }
         }
     }
-    /// Metadata of this method: kind, auth, encodings, declared errors.
+    /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Procedure,
-        auth: rt::xrpc::AuthRequirement::Access,
         params: &PARAMS_SCHEMA,
         input: Some(rt::xrpc::Encoding {
             mime: "application/json",
@@ -757,11 +756,10 @@ pub mod create_record {
             }
         }
     }
-    /// Metadata of this method: kind, auth, encodings, declared errors.
+    /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Procedure,
-        auth: rt::xrpc::AuthRequirement::Access,
         params: &PARAMS_SCHEMA,
         input: Some(rt::xrpc::Encoding {
             mime: "application/json",
@@ -904,11 +902,10 @@ pub mod delete_record {
             }
         }
     }
-    /// Metadata of this method: kind, auth, encodings, declared errors.
+    /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Procedure,
-        auth: rt::xrpc::AuthRequirement::Access,
         params: &PARAMS_SCHEMA,
         input: Some(rt::xrpc::Encoding {
             mime: "application/json",
@@ -961,11 +958,10 @@ pub mod describe_repo {
         #[serde(rename = "handleIsCorrect")]
         pub handle_is_correct: bool,
     }
-    /// Metadata of this method: kind, auth, encodings, declared errors.
+    /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Query,
-        auth: rt::xrpc::AuthRequirement::None,
         params: &PARAMS_SCHEMA,
         input: None,
         input_schema: None,
@@ -1058,11 +1054,10 @@ pub mod get_record {
             }
         }
     }
-    /// Metadata of this method: kind, auth, encodings, declared errors.
+    /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Query,
-        auth: rt::xrpc::AuthRequirement::None,
         params: &PARAMS_SCHEMA,
         input: None,
         input_schema: None,
@@ -1084,11 +1079,10 @@ pub mod import_repo {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
-    /// Metadata of this method: kind, auth, encodings, declared errors.
+    /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Procedure,
-        auth: rt::xrpc::AuthRequirement::AccessFull,
         params: &PARAMS_SCHEMA,
         input: Some(rt::xrpc::Encoding {
             mime: "application/vnd.ipld.car",
@@ -1135,11 +1129,10 @@ pub mod list_missing_blobs {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<String>,
     }
-    /// Metadata of this method: kind, auth, encodings, declared errors.
+    /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Query,
-        auth: rt::xrpc::AuthRequirement::Access,
         params: &PARAMS_SCHEMA,
         input: None,
         input_schema: None,
@@ -1241,11 +1234,10 @@ pub mod list_records {
         pub cursor: Option<String>,
         pub records: Vec<crate::com::atproto::repo::list_records::RecordDef>,
     }
-    /// Metadata of this method: kind, auth, encodings, declared errors.
+    /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Query,
-        auth: rt::xrpc::AuthRequirement::None,
         params: &PARAMS_SCHEMA,
         input: None,
         input_schema: None,
@@ -1436,11 +1428,10 @@ pub mod put_record {
             }
         }
     }
-    /// Metadata of this method: kind, auth, encodings, declared errors.
+    /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Procedure,
-        auth: rt::xrpc::AuthRequirement::Access,
         params: &PARAMS_SCHEMA,
         input: Some(rt::xrpc::Encoding {
             mime: "application/json",
@@ -1502,11 +1493,10 @@ pub mod upload_blob {
     pub struct Output {
         pub blob: rt::lex::BlobRef,
     }
-    /// Metadata of this method: kind, auth, encodings, declared errors.
+    /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Procedure,
-        auth: rt::xrpc::AuthRequirement::AccessOrService,
         params: &PARAMS_SCHEMA,
         input: Some(rt::xrpc::Encoding {
             mime: "*/*",

@@ -304,11 +304,10 @@ pub mod activate_account {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
-    /// Metadata of this method: kind, auth, encodings, declared errors.
+    /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Procedure,
-        auth: rt::xrpc::AuthRequirement::AccessFull,
         params: &PARAMS_SCHEMA,
         input: None,
         input_schema: None,
@@ -347,11 +346,10 @@ pub mod check_account_status {
         #[serde(rename = "validDid")]
         pub valid_did: bool,
     }
-    /// Metadata of this method: kind, auth, encodings, declared errors.
+    /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Query,
-        auth: rt::xrpc::AuthRequirement::Access,
         params: &PARAMS_SCHEMA,
         input: None,
         input_schema: None,
@@ -417,11 +415,10 @@ pub mod confirm_email {
             }
         }
     }
-    /// Metadata of this method: kind, auth, encodings, declared errors.
+    /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Procedure,
-        auth: rt::xrpc::AuthRequirement::AccessFull,
         params: &PARAMS_SCHEMA,
         input: Some(rt::xrpc::Encoding {
             mime: "application/json",
@@ -561,11 +558,10 @@ pub mod create_account {
             }
         }
     }
-    /// Metadata of this method: kind, auth, encodings, declared errors.
+    /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Procedure,
-        auth: rt::xrpc::AuthRequirement::Optional,
         params: &PARAMS_SCHEMA,
         input: Some(rt::xrpc::Encoding {
             mime: "application/json",
@@ -673,11 +669,10 @@ pub mod create_app_password {
             }
         }
     }
-    /// Metadata of this method: kind, auth, encodings, declared errors.
+    /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Procedure,
-        auth: rt::xrpc::AuthRequirement::AccessFull,
         params: &PARAMS_SCHEMA,
         input: Some(rt::xrpc::Encoding {
             mime: "application/json",
@@ -729,11 +724,10 @@ pub mod create_invite_code {
     pub struct Output {
         pub code: String,
     }
-    /// Metadata of this method: kind, auth, encodings, declared errors.
+    /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Procedure,
-        auth: rt::xrpc::AuthRequirement::Admin,
         params: &PARAMS_SCHEMA,
         input: Some(rt::xrpc::Encoding {
             mime: "application/json",
@@ -819,11 +813,10 @@ pub mod create_invite_codes {
     pub struct Output {
         pub codes: Vec<crate::com::atproto::server::create_invite_codes::AccountCodes>,
     }
-    /// Metadata of this method: kind, auth, encodings, declared errors.
+    /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Procedure,
-        auth: rt::xrpc::AuthRequirement::Admin,
         params: &PARAMS_SCHEMA,
         input: Some(rt::xrpc::Encoding {
             mime: "application/json",
@@ -974,11 +967,10 @@ pub mod create_session {
             }
         }
     }
-    /// Metadata of this method: kind, auth, encodings, declared errors.
+    /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Procedure,
-        auth: rt::xrpc::AuthRequirement::None,
         params: &PARAMS_SCHEMA,
         input: Some(rt::xrpc::Encoding {
             mime: "application/json",
@@ -1024,11 +1016,10 @@ pub mod deactivate_account {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub delete_after: Option<rt::lex::Datetime>,
     }
-    /// Metadata of this method: kind, auth, encodings, declared errors.
+    /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Procedure,
-        auth: rt::xrpc::AuthRequirement::AccessFull,
         params: &PARAMS_SCHEMA,
         input: Some(rt::xrpc::Encoding {
             mime: "application/json",
@@ -1187,11 +1178,10 @@ pub mod delete_account {
             }
         }
     }
-    /// Metadata of this method: kind, auth, encodings, declared errors.
+    /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Procedure,
-        auth: rt::xrpc::AuthRequirement::None,
         params: &PARAMS_SCHEMA,
         input: Some(rt::xrpc::Encoding {
             mime: "application/json",
@@ -1238,11 +1228,10 @@ pub mod delete_session {
             }
         }
     }
-    /// Metadata of this method: kind, auth, encodings, declared errors.
+    /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Procedure,
-        auth: rt::xrpc::AuthRequirement::Refresh,
         params: &PARAMS_SCHEMA,
         input: None,
         input_schema: None,
@@ -1329,11 +1318,10 @@ pub mod describe_server {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub phone_verification_required: Option<bool>,
     }
-    /// Metadata of this method: kind, auth, encodings, declared errors.
+    /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Query,
-        auth: rt::xrpc::AuthRequirement::None,
         params: &PARAMS_SCHEMA,
         input: None,
         input_schema: None,
@@ -1403,11 +1391,10 @@ pub mod get_account_invite_codes {
             }
         }
     }
-    /// Metadata of this method: kind, auth, encodings, declared errors.
+    /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Query,
-        auth: rt::xrpc::AuthRequirement::AccessFull,
         params: &PARAMS_SCHEMA,
         input: None,
         input_schema: None,
@@ -1484,11 +1471,10 @@ pub mod get_service_auth {
             }
         }
     }
-    /// Metadata of this method: kind, auth, encodings, declared errors.
+    /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Query,
-        auth: rt::xrpc::AuthRequirement::Access,
         params: &PARAMS_SCHEMA,
         input: None,
         input_schema: None,
@@ -1575,11 +1561,10 @@ pub mod get_session {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub status: Option<OutputStatus>,
     }
-    /// Metadata of this method: kind, auth, encodings, declared errors.
+    /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Query,
-        auth: rt::xrpc::AuthRequirement::Access,
         params: &PARAMS_SCHEMA,
         input: None,
         input_schema: None,
@@ -1655,11 +1640,10 @@ pub mod list_app_passwords {
             }
         }
     }
-    /// Metadata of this method: kind, auth, encodings, declared errors.
+    /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Query,
-        auth: rt::xrpc::AuthRequirement::AccessFull,
         params: &PARAMS_SCHEMA,
         input: None,
         input_schema: None,
@@ -1777,11 +1761,10 @@ pub mod refresh_session {
             }
         }
     }
-    /// Metadata of this method: kind, auth, encodings, declared errors.
+    /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Procedure,
-        auth: rt::xrpc::AuthRequirement::Refresh,
         params: &PARAMS_SCHEMA,
         input: None,
         input_schema: None,
@@ -1803,11 +1786,10 @@ pub mod request_account_delete {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
-    /// Metadata of this method: kind, auth, encodings, declared errors.
+    /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Procedure,
-        auth: rt::xrpc::AuthRequirement::AccessFull,
         params: &PARAMS_SCHEMA,
         input: None,
         input_schema: None,
@@ -1826,11 +1808,10 @@ pub mod request_email_confirmation {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
-    /// Metadata of this method: kind, auth, encodings, declared errors.
+    /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Procedure,
-        auth: rt::xrpc::AuthRequirement::AccessFull,
         params: &PARAMS_SCHEMA,
         input: None,
         input_schema: None,
@@ -1854,11 +1835,10 @@ pub mod request_email_update {
         #[serde(rename = "tokenRequired")]
         pub token_required: bool,
     }
-    /// Metadata of this method: kind, auth, encodings, declared errors.
+    /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Procedure,
-        auth: rt::xrpc::AuthRequirement::AccessFull,
         params: &PARAMS_SCHEMA,
         input: None,
         input_schema: None,
@@ -1892,11 +1872,10 @@ pub mod request_password_reset {
     pub struct Input {
         pub email: String,
     }
-    /// Metadata of this method: kind, auth, encodings, declared errors.
+    /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Procedure,
-        auth: rt::xrpc::AuthRequirement::None,
         params: &PARAMS_SCHEMA,
         input: Some(rt::xrpc::Encoding {
             mime: "application/json",
@@ -1944,11 +1923,10 @@ pub mod reserve_signing_key {
         #[serde(rename = "signingKey")]
         pub signing_key: String,
     }
-    /// Metadata of this method: kind, auth, encodings, declared errors.
+    /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Procedure,
-        auth: rt::xrpc::AuthRequirement::None,
         params: &PARAMS_SCHEMA,
         input: Some(rt::xrpc::Encoding {
             mime: "application/json",
@@ -2012,11 +1990,10 @@ pub mod reset_password {
             }
         }
     }
-    /// Metadata of this method: kind, auth, encodings, declared errors.
+    /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Procedure,
-        auth: rt::xrpc::AuthRequirement::None,
         params: &PARAMS_SCHEMA,
         input: Some(rt::xrpc::Encoding {
             mime: "application/json",
@@ -2050,11 +2027,10 @@ pub mod revoke_app_password {
     pub struct Input {
         pub name: String,
     }
-    /// Metadata of this method: kind, auth, encodings, declared errors.
+    /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Procedure,
-        auth: rt::xrpc::AuthRequirement::AccessFull,
         params: &PARAMS_SCHEMA,
         input: Some(rt::xrpc::Encoding {
             mime: "application/json",
@@ -2128,11 +2104,10 @@ pub mod update_email {
             }
         }
     }
-    /// Metadata of this method: kind, auth, encodings, declared errors.
+    /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Procedure,
-        auth: rt::xrpc::AuthRequirement::AccessFull,
         params: &PARAMS_SCHEMA,
         input: Some(rt::xrpc::Encoding {
             mime: "application/json",

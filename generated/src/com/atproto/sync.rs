@@ -301,11 +301,10 @@ pub mod get_blob {
             }
         }
     }
-    /// Metadata of this method: kind, auth, encodings, declared errors.
+    /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Query,
-        auth: rt::xrpc::AuthRequirement::Optional,
         params: &PARAMS_SCHEMA,
         input: None,
         input_schema: None,
@@ -393,11 +392,10 @@ pub mod get_blocks {
             }
         }
     }
-    /// Metadata of this method: kind, auth, encodings, declared errors.
+    /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Query,
-        auth: rt::xrpc::AuthRequirement::Optional,
         params: &PARAMS_SCHEMA,
         input: None,
         input_schema: None,
@@ -440,11 +438,10 @@ pub mod get_checkout {
         /// The DID of the repo.
         pub did: rt::lex::Did,
     }
-    /// Metadata of this method: kind, auth, encodings, declared errors.
+    /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Query,
-        auth: rt::xrpc::AuthRequirement::Optional,
         params: &PARAMS_SCHEMA,
         input: None,
         input_schema: None,
@@ -506,11 +503,10 @@ pub mod get_head {
             }
         }
     }
-    /// Metadata of this method: kind, auth, encodings, declared errors.
+    /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Query,
-        auth: rt::xrpc::AuthRequirement::Optional,
         params: &PARAMS_SCHEMA,
         input: None,
         input_schema: None,
@@ -575,11 +571,10 @@ pub mod get_host_status {
             }
         }
     }
-    /// Metadata of this method: kind, auth, encodings, declared errors.
+    /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Query,
-        auth: rt::xrpc::AuthRequirement::Optional,
         params: &PARAMS_SCHEMA,
         input: None,
         input_schema: None,
@@ -651,11 +646,10 @@ pub mod get_latest_commit {
             }
         }
     }
-    /// Metadata of this method: kind, auth, encodings, declared errors.
+    /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Query,
-        auth: rt::xrpc::AuthRequirement::Optional,
         params: &PARAMS_SCHEMA,
         input: None,
         input_schema: None,
@@ -742,11 +736,10 @@ pub mod get_record {
             }
         }
     }
-    /// Metadata of this method: kind, auth, encodings, declared errors.
+    /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Query,
-        auth: rt::xrpc::AuthRequirement::Optional,
         params: &PARAMS_SCHEMA,
         input: None,
         input_schema: None,
@@ -829,11 +822,10 @@ pub mod get_repo {
             }
         }
     }
-    /// Metadata of this method: kind, auth, encodings, declared errors.
+    /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Query,
-        auth: rt::xrpc::AuthRequirement::Optional,
         params: &PARAMS_SCHEMA,
         input: None,
         input_schema: None,
@@ -958,11 +950,10 @@ pub mod get_repo_status {
             }
         }
     }
-    /// Metadata of this method: kind, auth, encodings, declared errors.
+    /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Query,
-        auth: rt::xrpc::AuthRequirement::Optional,
         params: &PARAMS_SCHEMA,
         input: None,
         input_schema: None,
@@ -1058,11 +1049,10 @@ pub mod list_blobs {
             }
         }
     }
-    /// Metadata of this method: kind, auth, encodings, declared errors.
+    /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Query,
-        auth: rt::xrpc::AuthRequirement::Optional,
         params: &PARAMS_SCHEMA,
         input: None,
         input_schema: None,
@@ -1142,11 +1132,10 @@ pub mod list_hosts {
         /// Sort order is not formally specified. Recommended order is by time host was first seen by the server, with oldest first.
         pub hosts: Vec<crate::com::atproto::sync::list_hosts::Host>,
     }
-    /// Metadata of this method: kind, auth, encodings, declared errors.
+    /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Query,
-        auth: rt::xrpc::AuthRequirement::Optional,
         params: &PARAMS_SCHEMA,
         input: None,
         input_schema: None,
@@ -1193,11 +1182,10 @@ pub mod list_repos {
         pub cursor: Option<String>,
         pub repos: Vec<crate::com::atproto::sync::list_repos::Repo>,
     }
-    /// Metadata of this method: kind, auth, encodings, declared errors.
+    /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Query,
-        auth: rt::xrpc::AuthRequirement::Optional,
         params: &PARAMS_SCHEMA,
         input: None,
         input_schema: None,
@@ -1356,11 +1344,10 @@ pub mod list_repos_by_collection {
         pub cursor: Option<String>,
         pub repos: Vec<crate::com::atproto::sync::list_repos_by_collection::Repo>,
     }
-    /// Metadata of this method: kind, auth, encodings, declared errors.
+    /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Query,
-        auth: rt::xrpc::AuthRequirement::Optional,
         params: &PARAMS_SCHEMA,
         input: None,
         input_schema: None,
@@ -1413,11 +1400,10 @@ pub mod notify_of_update {
         /// Hostname of the current service (usually a PDS) that is notifying of update.
         pub hostname: String,
     }
-    /// Metadata of this method: kind, auth, encodings, declared errors.
+    /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Procedure,
-        auth: rt::xrpc::AuthRequirement::Optional,
         params: &PARAMS_SCHEMA,
         input: Some(rt::xrpc::Encoding {
             mime: "application/json",
@@ -1473,11 +1459,10 @@ pub mod request_crawl {
             }
         }
     }
-    /// Metadata of this method: kind, auth, encodings, declared errors.
+    /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Procedure,
-        auth: rt::xrpc::AuthRequirement::Optional,
         params: &PARAMS_SCHEMA,
         input: Some(rt::xrpc::Encoding {
             mime: "application/json",
@@ -1921,7 +1906,6 @@ pub mod subscribe_repos {
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Subscription,
-        auth: rt::xrpc::AuthRequirement::Optional,
         params: &PARAMS_SCHEMA,
         input: None,
         input_schema: None,

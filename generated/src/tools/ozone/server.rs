@@ -45,11 +45,10 @@ pub mod get_config {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub viewer: Option<crate::tools::ozone::server::get_config::ViewerConfig>,
     }
-    /// Metadata of this method: kind, auth, encodings, declared errors.
+    /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Query,
-        auth: rt::xrpc::AuthRequirement::Access,
         params: &PARAMS_SCHEMA,
         input: None,
         input_schema: None,

@@ -92,11 +92,10 @@ pub mod find_correlation {
     pub struct Output {
         pub details: Vec<crate::tools::ozone::signature::defs::SigDetail>,
     }
-    /// Metadata of this method: kind, auth, encodings, declared errors.
+    /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Query,
-        auth: rt::xrpc::AuthRequirement::Access,
         params: &PARAMS_SCHEMA,
         input: None,
         input_schema: None,
@@ -153,11 +152,10 @@ pub mod find_related_accounts {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<String>,
     }
-    /// Metadata of this method: kind, auth, encodings, declared errors.
+    /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Query,
-        auth: rt::xrpc::AuthRequirement::Access,
         params: &PARAMS_SCHEMA,
         input: None,
         input_schema: None,
@@ -242,11 +240,10 @@ pub mod search_accounts {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<String>,
     }
-    /// Metadata of this method: kind, auth, encodings, declared errors.
+    /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Query,
-        auth: rt::xrpc::AuthRequirement::Access,
         params: &PARAMS_SCHEMA,
         input: None,
         input_schema: None,
