@@ -116,16 +116,40 @@ struct StoredReport {
     mime_type: String,
 }
 
-/// How the front reaches the account: one small request, answered in full.
+/// How the front reaches the account: one small request (built by [`internal_request`]),
+/// answered in full.
 pub trait AccountLink {
-    /// POSTs to the account's internal `path` with the client's `headers` and an optional
-    /// small JSON body.
-    fn call<'a>(
-        &'a self,
-        path: String,
-        headers: &'a [(String, String)],
-        body: Option<serde_json::Value>,
-    ) -> LocalBoxFuture<'a, HttpResponse>;
+    /// Sends `req` to the account.
+    fn call(&self, req: HttpRequest) -> LocalBoxFuture<'_, HttpResponse>;
+}
+
+/// The internal request for a step: a POST to `path` with the client's headers (its
+/// credentials) but not its body's framing, and an optional small JSON body.
+pub fn internal_request(
+    path: String,
+    client_headers: &[(String, String)],
+    body: Option<serde_json::Value>,
+) -> HttpRequest {
+    let mut headers: Vec<(String, String)> = client_headers
+        .iter()
+        .filter(|(k, _)| {
+            !matches!(
+                k.as_str(),
+                "content-length" | "transfer-encoding" | "content-type" | "content-encoding"
+            )
+        })
+        .cloned()
+        .collect();
+    if body.is_some() {
+        headers.push(("content-type".into(), "application/json".into()));
+    }
+    HttpRequest {
+        method: "POST".into(),
+        path,
+        query: String::new(),
+        headers,
+        body: body.map(|b| b.to_string().into_bytes()).unwrap_or_default(),
+    }
 }
 
 /// Runs offloaded work at the edge: authorize, move the bytes into `blobs`, complete. `head`
@@ -138,7 +162,11 @@ pub async fn run(
     body: Body,
 ) -> HttpResponse {
     let authorized = link
-        .call(offload.path(Step::Authorize), &head.headers, None)
+        .call(internal_request(
+            offload.path(Step::Authorize),
+            &head.headers,
+            None,
+        ))
         .await;
     if authorized.status != 200 {
         return authorized;
@@ -163,8 +191,12 @@ pub async fn run(
                 Ok(v) => v,
                 Err(_) => return error(XrpcError::internal()),
             };
-            link.call(offload.path(Step::Complete), &head.headers, Some(report))
-                .await
+            link.call(internal_request(
+                offload.path(Step::Complete),
+                &head.headers,
+                Some(report),
+            ))
+            .await
         }
     }
 }

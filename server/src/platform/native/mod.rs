@@ -166,37 +166,12 @@ impl crate::lifecycle::AccountShell for Shared {
 
 /// Natively the front reaches the account by calling its lifecycle directly.
 impl AccountLink for Shared {
-    fn call<'a>(
-        &'a self,
-        path: String,
-        headers: &'a [(String, String)],
-        body: Option<serde_json::Value>,
-    ) -> LocalBoxFuture<'a, HttpResponse> {
-        let mut headers: Vec<(String, String)> = headers
-            .iter()
-            .filter(|(k, _)| {
-                !matches!(
-                    k.as_str(),
-                    "content-length" | "transfer-encoding" | "content-type" | "content-encoding"
-                )
-            })
-            .cloned()
-            .collect();
-        if body.is_some() {
-            headers.push(("content-type".into(), "application/json".into()));
-        }
-        let request = HttpRequest {
-            method: "POST".into(),
-            path,
-            query: String::new(),
-            headers,
-            body: body.map(|b| b.to_string().into_bytes()).unwrap_or_default(),
-        };
+    fn call(&self, req: HttpRequest) -> LocalBoxFuture<'_, HttpResponse> {
         Box::pin(crate::lifecycle::account(
             &self.config,
             &self.account,
             self,
-            request,
+            req,
         ))
     }
 }

@@ -7,7 +7,7 @@ use worker::{Env, Method, Request, RequestInit, Response, Result, Stub};
 
 use super::r2::R2BlobStore;
 use crate::config::{Config, ConfigError};
-use crate::http::{Body, HttpResponse};
+use crate::http::{Body, HttpRequest, HttpResponse};
 use crate::offload::{AccountLink, Offload};
 use crate::storage::BlobStore;
 
@@ -53,14 +53,10 @@ struct DoLink {
 }
 
 impl AccountLink for DoLink {
-    fn call<'a>(
-        &'a self,
-        path: String,
-        headers: &'a [(String, String)],
-        body: Option<serde_json::Value>,
-    ) -> LocalBoxFuture<'a, HttpResponse> {
+    fn call(&self, req: HttpRequest) -> LocalBoxFuture<'_, HttpResponse> {
         Box::pin(async move {
-            match self.send(&path, headers, body).await {
+            let path = req.path.clone();
+            match self.send(req).await {
                 Ok(res) => res,
                 Err(e) => {
                     crate::log::error(&format!("the account object did not answer {path}: {e}"));
@@ -72,30 +68,18 @@ impl AccountLink for DoLink {
 }
 
 impl DoLink {
-    async fn send(
-        &self,
-        path: &str,
-        headers: &[(String, String)],
-        body: Option<serde_json::Value>,
-    ) -> Result<HttpResponse> {
+    async fn send(&self, req: HttpRequest) -> Result<HttpResponse> {
         let mut init = RequestInit::new();
         init.with_method(Method::Post);
-        let out_headers = worker::Headers::new();
-        for (name, value) in headers {
-            // The client body's framing does not describe the internal one.
-            if !matches!(
-                name.as_str(),
-                "content-length" | "transfer-encoding" | "content-type" | "content-encoding"
-            ) {
-                out_headers.append(name, value)?;
-            }
+        let headers = worker::Headers::new();
+        for (name, value) in &req.headers {
+            headers.append(name, value)?;
         }
-        if let Some(body) = body {
-            out_headers.set("content-type", "application/json")?;
-            init.with_body(Some(body.to_string().into()));
+        init.with_headers(headers);
+        if !req.body.is_empty() {
+            init.with_body(Some(worker::js_sys::Uint8Array::from(req.body.as_slice()).into()));
         }
-        init.with_headers(out_headers);
-        let request = Request::new_with_init(&format!("{}{path}", self.origin), &init)?;
+        let request = Request::new_with_init(&format!("{}{}", self.origin, req.path), &init)?;
         let mut response = self.stub.fetch_with_request(request).await?;
         Ok(HttpResponse {
             status: response.status_code(),
