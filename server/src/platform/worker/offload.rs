@@ -77,7 +77,9 @@ impl DoLink {
         }
         init.with_headers(headers);
         if !req.body.is_empty() {
-            init.with_body(Some(worker::js_sys::Uint8Array::from(req.body.as_slice()).into()));
+            init.with_body(Some(
+                worker::js_sys::Uint8Array::from(req.body.as_slice()).into(),
+            ));
         }
         let request = Request::new_with_init(&format!("{}{}", self.origin, req.path), &init)?;
         let mut response = self.stub.fetch_with_request(request).await?;
