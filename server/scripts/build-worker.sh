@@ -6,10 +6,18 @@ set -euo pipefail
 [ "${PDS_SKIP_BUILD:-}" = 1 ] && exit 0
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$root/server"
-worker-build --release "$@"
-# The function-name section (about 440 KB of the raw wasm, 98 KiB gzip) is shipped by default and
-# used only by debuggers. Stripped here, after wasm-bindgen, rather than with Cargo's
-# `strip = true`, which also drops the target-features section wasm-bindgen needs.
-wasm-opt --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
-  --enable-mutable-globals --strip-debug --strip-producers \
+# wasm-opt runs once, here, after wasm-bindgen: worker-build's own pass (-O) is skipped and done
+# in the same run that strips the function-name section (about 440 KB of the raw wasm, 98 KiB
+# gzip, used only by debuggers). Each wasm-opt run parses and prints the whole module, which
+# binaryen's JavaScript build does slowly. Not Cargo's `strip = true`: it also drops the
+# target-features section wasm-bindgen needs.
+optimize=(-O)
+passed=()
+for arg in "$@"; do
+  if [ "$arg" = --no-opt ]; then optimize=(); else passed+=("$arg"); fi
+done
+worker-build --release --no-opt ${passed[@]+"${passed[@]}"}
+wasm-opt "${optimize[@]}" --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
+  --enable-mutable-globals --enable-multivalue --enable-reference-types --enable-exception-handling \
+  --strip-debug --strip-producers \
   build/index_bg.wasm -o build/index_bg.wasm

@@ -1,6 +1,6 @@
 //! End to end over HTTP on loopback: every scenario runs against the native shell and, with
-//! `--features worker-e2e` (as `npm test` runs it, after building the Worker), against the real
-//! Worker under workerd (wrangler dev, local DO SQLite and R2).
+//! `--ignored` (as `npm test` runs it, after building the Worker), against the real Worker under
+//! workerd (wrangler dev, local DO SQLite and R2).
 
 #[macro_use]
 mod support;

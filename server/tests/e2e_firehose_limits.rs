@@ -24,8 +24,8 @@ fn native_retention_and_cursor_errors() {
     retention_and_cursor_errors(&server.base);
 }
 
-#[cfg(feature = "worker-e2e")]
 #[test]
+#[ignore = "Worker under workerd: npm test runs it with --ignored"]
 fn worker_retention_and_cursor_errors() {
     let server = support::worker::WorkerServer::start(&[RETENTION]);
     retention_and_cursor_errors(&server.base);
@@ -34,8 +34,8 @@ fn worker_retention_and_cursor_errors() {
 /// While only hibernatable sockets are held, workerd evicts the Durable Object: a ping then is
 /// answered by the runtime without waking the object (nothing runs, nothing is billed), and the
 /// next write wakes it and reaches the socket.
-#[cfg(feature = "worker-e2e")]
 #[test]
+#[ignore = "Worker under workerd: npm test runs it with --ignored"]
 fn worker_pings_are_answered_while_the_object_hibernates() {
     /// The Durable Object's line when it is constructed (see the Worker shell).
     const STARTED: &str = "pds: account object started";

@@ -17,8 +17,8 @@ fn native_server_asks_relays_to_crawl() {
     asks_relays_to_crawl_on_start_and_on_activation(&server.base, &relay);
 }
 
-#[cfg(feature = "worker-e2e")]
 #[test]
+#[ignore = "Worker under workerd: npm test runs it with --ignored"]
 fn worker_asks_relays_to_crawl() {
     let relay = Relay::start(&[]);
     let server = support::worker::WorkerServer::start(&[("PDS_RELAYS", relay.url.as_str())]);

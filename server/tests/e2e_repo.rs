@@ -1,4 +1,4 @@
-//! com.atproto.repo end to end over HTTP, on the native shell and (with `--features worker-e2e`)
+//! com.atproto.repo end to end over HTTP, on the native shell and (with `--ignored`)
 //! the Worker under workerd: a session writes, reads, pages, swaps and uploads.
 
 #[macro_use]

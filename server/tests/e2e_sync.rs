@@ -1,5 +1,5 @@
 //! com.atproto.sync end to end on both shells (native, and the Worker under workerd with
-//! `--features worker-e2e`), over the account's repository as the server creates it on first
+//! `--ignored`), over the account's repository as the server creates it on first
 //! use: the write endpoints live on another branch, so the data-rich checks are in sync_api.rs.
 
 #[macro_use]
