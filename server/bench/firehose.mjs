@@ -13,7 +13,7 @@
 // BENCH_FIREHOSE_EVENTS (default 100000) sets the log's size for the backfill;
 // BENCH_FIREHOSE_WRITES (default 100) the number of createRecord calls per latency figure.
 import { Frame } from '@atproto/xrpc-server';
-import { startBenchWorker } from './setup.mjs';
+import { ms, pct, startBenchWorker } from './setup.mjs';
 
 const EVENTS = Number(process.env.BENCH_FIREHOSE_EVENTS ?? 100000);
 const WRITES = Number(process.env.BENCH_FIREHOSE_WRITES ?? 100);
@@ -25,11 +25,6 @@ const did = vars.PDS_DID;
 const wsBase = base.replace(/^http/, 'ws') + '/xrpc/com.atproto.sync.subscribeRepos';
 
 const report = (name, value) => console.log(`${name.padEnd(58)} ${value}`);
-const pct = (xs, p) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
-};
-const ms = (x) => `${x.toFixed(2)} ms`;
 async function measure(name, fn) {
   try {
     await fn();

@@ -61,7 +61,12 @@ async function startWorker(options) {
 export async function startBenchWorker({ handle, password }) {
   benchEnv();
   const { path: work, remove } = tempDir('pds-bench-');
-  execFileSync('cargo', ['run', '--quiet', '--release', '-p', 'pds', '--bin', 'pds', '--', 'dev-init', '--port', '1', '--out', join(work, 'vars')], {
+  // PDS_CLI names a prebuilt `pds` binary (to bench a tree without building it natively).
+  const devInit = ['dev-init', '--port', '1', '--out', join(work, 'vars')];
+  const [cmd, args] = process.env.PDS_CLI
+    ? [process.env.PDS_CLI, devInit]
+    : ['cargo', ['run', '--quiet', '--release', '-p', 'pds', '--bin', 'pds', '--', ...devInit]];
+  execFileSync(cmd, args, {
     cwd: root,
     env: { ...process.env, PDS_DEV_PASSWORD: password, PDS_DEV_HANDLE: handle },
     stdio: ['ignore', 'ignore', 'inherit'],
@@ -78,38 +83,20 @@ export async function startBenchWorker({ handle, password }) {
   vars.PDS_HOSTNAME = 'localhost';
   vars.PDS_DID = 'did:web:localhost';
 
-  let started;
-  try {
-    started = await startWorker({
-      config: join(root, 'wrangler.toml'),
-      dev: { inspector: false, server: { hostname: '127.0.0.1', port: 0 }, persist: join(work, 'state') },
-      bindings: Object.fromEntries(Object.entries(vars).map(([k, v]) => [k, { type: 'plain_text', value: v }])),
-    });
-  } catch (e) {
-    remove();
-    throw e;
-  }
-  const dispose = async () => {
-    try {
-      await started.worker.dispose();
-    } finally {
-      remove();
-    }
-  };
-  return { ...started, vars, dispose };
+  const started = await startIn(work, remove, {
+    config: join(root, 'wrangler.toml'),
+    bindings: Object.fromEntries(Object.entries(vars).map(([k, v]) => [k, { type: 'plain_text', value: v }])),
+  });
+  return { ...started, vars };
 }
 
-/** Starts the empty JS Worker + Durable Object of floor/; returns {worker, base, inner, pid, dispose}. */
-export async function startFloorWorker() {
-  benchEnv();
-  const { path: work, remove } = tempDir('pds-bench-floor-');
-  const here = new URL('.', import.meta.url).pathname;
-  const config = join(work, 'wrangler.toml');
-  writeFileSync(config, readFileSync(join(here, 'floor', 'wrangler.toml.template'), 'utf8').replaceAll('@MAIN@', join(here, 'floor', 'worker.js')));
+/** Starts a Worker with `options` and local state in `work` (removed by `remove` when it stops or
+ * fails to start); returns {worker, base, inner, pid, dispose}. */
+async function startIn(work, remove, options) {
   let started;
   try {
     started = await startWorker({
-      config,
+      ...options,
       dev: { inspector: false, server: { hostname: '127.0.0.1', port: 0 }, persist: join(work, 'state') },
     });
   } catch (e) {
@@ -125,6 +112,25 @@ export async function startFloorWorker() {
   };
   return { ...started, dispose };
 }
+
+/** Starts the empty JS Worker + Durable Object of floor/; returns {worker, base, inner, pid, dispose}. */
+export async function startFloorWorker() {
+  benchEnv();
+  const { path: work, remove } = tempDir('pds-bench-floor-');
+  const here = new URL('.', import.meta.url).pathname;
+  const config = join(work, 'wrangler.toml');
+  writeFileSync(config, readFileSync(join(here, 'floor', 'wrangler.toml.template'), 'utf8').replaceAll('@MAIN@', join(here, 'floor', 'worker.js')));
+  return startIn(work, remove, { config });
+}
+
+/** The `p`th percentile of `xs`. */
+export const pct = (xs, p) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
+};
+
+/** Milliseconds, as printed. */
+export const ms = (x) => `${x.toFixed(2)} ms`;
 
 /** Every process under `pid` (children, their children, ...). */
 export function descendants(pid) {

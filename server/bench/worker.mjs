@@ -17,17 +17,22 @@
 //   (what clients of `npm start` see); then the same four `, direct to workerd` (sent to the inner
 //   workerd's socket, no proxy hop).
 // - createSession latency; createRecord and getRecord latency (p50, p95) and ops/s, sequential
-//   and with 8 concurrent clients; applyWrites with 200 creates (records/s); getRepo of a
-//   10k-record repository (MiB/s); uploadBlob of 5 MiB (MiB/s). After the first request, the
-//   login and each of these, `DO wasm memory after <scenario>`: the Durable Object's wasm linear
-//   memory, from `wasmMemoryBytes` in GET /xrpc/_health (n/a where the PDS does not report it).
+//   and with 8 concurrent clients; listRecords pages of 100 (records/s); applyWrites with 200
+//   creates (records/s); getRepo of a 10k-record repository (MiB/s); uploadBlob of 5 MiB (MiB/s);
+//   then the heavy ones, an uploadBlob of 95 MB and a getRepo of 100k records. After the first
+//   request, the login and each of these, `DO wasm memory after <scenario>`: the Durable Object's
+//   wasm linear memory, from `wasmMemoryBytes` in GET /xrpc/_health (n/a where the PDS does not
+//   report it).
 // - `workerd peak resident memory (largest process)` (VmHWM; the floor is stopped by then, so
 //   this is the PDS's).
+//
+// PDS_CLI=<path of a built `pds` binary> makes the account with it instead of `cargo run`
+// (to bench another tree without building it natively).
 //
 // wrangler runs each Worker as two workerd processes, a proxy on the advertised URL and an inner
 // workerd that runs the Worker; the memory figures are the inner one's (found by its listening
 // socket). Figures are noisy on a loaded machine; compare rows of one run, not runs.
-import { procStatusKiB, startBenchWorker, startFloorWorker, workerdPids } from './setup.mjs';
+import { ms, pct, procStatusKiB, startBenchWorker, startFloorWorker, workerdPids } from './setup.mjs';
 
 // wrangler's line per request would cost time in every measured request and bury the figures.
 process.env.WRANGLER_LOG ??= 'warn';
@@ -39,11 +44,6 @@ const report = (name, value) => {
   results.push([name, value]);
   console.log(`${name.padEnd(62)} ${value}`);
 };
-const pct = (xs, p) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
-};
-const ms = (x) => `${x.toFixed(2)} ms`;
 
 async function xrpc(method, nsid, { token, body, query = '', raw, contentType } = {}) {
   const headers = {};
@@ -217,6 +217,27 @@ try {
   await scenario('createRecord, 8 clients', 'createRecord concurrent', () => concurrent('createRecord', 8, 25, createOne));
   await scenario('getRecord, 8 clients', 'getRecord concurrent', () => concurrent('getRecord', 8, 25, getOne));
 
+  await scenario('listRecords', 'listRecords', async () => {
+    // Pages of 100 through the collection (a few hundred records by now), from the start again
+    // whenever the cursor runs out.
+    let records = 0;
+    let cursor;
+    const times = [];
+    const t0 = performance.now();
+    for (let i = 0; i < 50; i++) {
+      const query = `?repo=${did}&collection=app.bsky.feed.post&limit=100${cursor ? `&cursor=${cursor}` : ''}`;
+      times.push(
+        await timed(async () => {
+          const page = (await xrpc('GET', 'com.atproto.repo.listRecords', { query })).json();
+          records += page.records.length;
+          cursor = page.records.length === 100 ? page.cursor : undefined;
+        }),
+      );
+    }
+    const secs = (performance.now() - t0) / 1000;
+    report('listRecords, limit 100 (records/s)', `${(records / secs).toFixed(0)} records/s (p50 ${ms(pct(times, 50))} per page)`);
+  });
+
   const batch = (start) => ({
     repo: did,
     writes: Array.from({ length: 200 }, (_, i) => ({ $type: 'com.atproto.repo.applyWrites#create', collection: 'app.bsky.feed.post', value: post(start + i) })),
@@ -228,14 +249,18 @@ try {
     report('applyWrites, 200 creates per call (records/s)', `${((5 * 200) / secs).toFixed(0)} records/s (p50 ${ms(pct(times, 50))} per call)`);
   });
 
-  await scenario('getRepo', 'getRepo', async () => {
+  // Grows the repository to `records` records with applyWrites, then times one getRepo.
+  const getRepoOf = async (records, first) => {
     const status = (await xrpc('GET', 'com.atproto.server.checkAccountStatus', { token })).json();
-    for (let n = status.indexedRecords, b = 0; n < 10000; n += 200, b++) {
-      await xrpc('POST', 'com.atproto.repo.applyWrites', { token, body: batch(200000 + b * 200) });
+    for (let n = status.indexedRecords, b = 0; n < records; n += 200, b++) {
+      await xrpc('POST', 'com.atproto.repo.applyWrites', { token, body: batch(first + b * 200) });
     }
     let bytes = 0;
     const secs = (await timed(async () => (bytes = (await xrpc('GET', 'com.atproto.sync.getRepo', { query: `?did=${did}` })).bytes.length))) / 1000;
-    report('getRepo of a 10k-record repository (MiB/s)', `${(bytes / 2 ** 20 / secs).toFixed(1)} MiB/s (${(bytes / 2 ** 20).toFixed(1)} MiB in ${secs.toFixed(2)} s)`);
+    return `${(bytes / 2 ** 20 / secs).toFixed(1)} MiB/s (${(bytes / 2 ** 20).toFixed(1)} MiB in ${secs.toFixed(2)} s)`;
+  };
+  await scenario('getRepo', 'getRepo', async () => {
+    report('getRepo of a 10k-record repository (MiB/s)', await getRepoOf(10_000, 200_000));
   });
 
   await scenario('uploadBlob', 'uploadBlob', async () => {
@@ -247,6 +272,19 @@ try {
       times.push(await timed(() => xrpc('POST', 'com.atproto.repo.uploadBlob', { token, raw: blob, contentType: 'application/octet-stream' })));
     }
     report('uploadBlob of 5 MiB (MiB/s)', `${(5 / (pct(times, 50) / 1000)).toFixed(1)} MiB/s (p50 ${ms(pct(times, 50))})`);
+  });
+
+  // The largest requests the DO must survive within its 128 MB: a 95 MB upload (Cloudflare's
+  // body cap is 100 MB) and a 100k-record getRepo. Last, so the wasm memory after them is the
+  // figure after the whole bench.
+  await scenario('95 MB uploadBlob', 'uploadBlob 95 MB', async () => {
+    const blob = new Uint8Array(95_000_000);
+    for (let i = 0; i < blob.length; i += 4096) blob[i] = (i >> 12) & 0xff;
+    const secs = (await timed(() => xrpc('POST', 'com.atproto.repo.uploadBlob', { token, raw: blob, contentType: 'application/octet-stream' }))) / 1000;
+    report('uploadBlob of 95 MB (MiB/s)', `${(blob.length / 2 ** 20 / secs).toFixed(1)} MiB/s (${secs.toFixed(2)} s)`);
+  });
+  await scenario('100k-record getRepo', 'getRepo 100k', async () => {
+    report('getRepo of a 100k-record repository (MiB/s)', await getRepoOf(100_000, 1_000_000));
   });
 
   // Peak resident memory of the workerd processes under this one (the floor's are gone by now).
