@@ -40,6 +40,15 @@ struct DocCx<'a> {
     current: String,
 }
 
+/// The name of the handler trait constant saying whether a service serves method `nsid`
+/// (`SERVES_GET_RECORD` for `com.atproto.repo.getRecord`).
+pub fn serves_const(nsid: &str) -> proc_macro2::Ident {
+    format_ident!(
+        "SERVES_{}",
+        screaming(nsid.rsplit('.').next().unwrap_or(""))
+    )
+}
+
 fn docs(desc: &Option<String>) -> TokenStream {
     match desc {
         Some(d) => {
@@ -1039,7 +1048,15 @@ impl<'a> Gen<'a> {
                 None => quote! { () },
             };
             let nsid_doc = format!(" `{id}`");
+            let serves = serves_const(&doc.id);
+            let serves_doc = format!(
+                " Whether this service serves `{id}` (set it with the handler). When false the \
+                 dispatcher answers MethodNotImplemented without decoding anything, and the \
+                 method's decoding and validation are not compiled in."
+            );
             methods.push(quote! {
+                #[doc = #serves_doc]
+                const #serves: bool = false;
                 #[doc = #nsid_doc]
                 #[doc = ""]
                 #d
@@ -1055,7 +1072,7 @@ impl<'a> Gen<'a> {
         let tn = format_ident!("{}", pascal(namespace));
         let tdoc = format!(
             " Handlers for the `{namespace}` methods. Every method defaults to MethodNotImplemented; \
-             implement the ones this server serves."
+             implement the ones this server serves, and set their `SERVES_*` constant."
         );
         Some(quote! {
             #[doc = #tdoc]

@@ -312,6 +312,7 @@ fn module_path(nsid: &str) -> TokenStream {
 fn methods_file(g: &Gen<'_>, corpus: &Corpus) -> Result<TokenStream, Error> {
     let mut metas = Vec::new();
     let mut arms = Vec::new();
+    let mut serves_arms = Vec::new();
     for doc in corpus.docs.values() {
         let is_sub = matches!(doc.defs.get("main"), Some(Def::Subscription(_)));
         let m = method_kind(doc);
@@ -350,14 +351,18 @@ fn methods_file(g: &Gen<'_>, corpus: &Corpus) -> Result<TokenStream, Error> {
             Some(_) => quote! { rt::dispatch::binary_output(out) },
             None => quote! { rt::dispatch::empty_output() },
         };
+        let tr = quote! { <S as crate #(:: #ns_segs)* :: #tr> };
         let call = if m.output.is_some() {
-            quote! { let out = <S as crate #(:: #ns_segs)* :: #tr>::#f(service, cx, params #input_arg).await?; }
+            quote! { let out = #tr::#f(service, cx, params #input_arg).await?; }
         } else {
-            quote! { <S as crate #(:: #ns_segs)* :: #tr>::#f(service, cx, params #input_arg).await?; }
+            quote! { #tr::#f(service, cx, params #input_arg).await?; }
         };
+        let serves = gen::serves_const(id);
+        serves_arms.push(quote! { #cfg #id => #tr::#serves, });
+        // The guard is a constant of `S`: an arm it turns off is dead code once `S` is known.
         arms.push(quote! {
             #cfg
-            #id => {
+            #id if #tr::#serves => {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 #input_stmt
                 #call
@@ -450,8 +455,18 @@ fn methods_file(g: &Gen<'_>, corpus: &Corpus) -> Result<TokenStream, Error> {
         pub trait Handlers: rt::xrpc::Service #(+ #bundle_names)* {}
         impl<T: rt::xrpc::Service #(+ #bundle_names)*> Handlers for T {}
 
+        #[doc = " Whether `S` serves the query or procedure `nsid` itself (its `SERVES_*` constant);"]
+        #[doc = " false for subscriptions and unknown NSIDs."]
+        pub fn serves<S: Handlers>(nsid: &str) -> bool {
+            match nsid {
+                #(#serves_arms)*
+                _ => false,
+            }
+        }
+
         #[doc = " Runs one XRPC request: params decoded and checked, input decoded and validated, the"]
-        #[doc = " handler called, output encoded. Every failure becomes an XRPC error response."]
+        #[doc = " handler called, output encoded. Every failure becomes an XRPC error response. A"]
+        #[doc = " method `S` does not serve ([`serves`]) is answered MethodNotImplemented at once."]
         #[doc = " Auth is the caller's job: look the method up with [`lookup`] and apply the server's"]
         #[doc = " per-method policy first (lexicons do not say which credentials a method needs)."]
         pub async fn dispatch<S: Handlers>(service: &S, cx: &S::Context, req: Request) -> Response {

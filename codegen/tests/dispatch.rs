@@ -35,6 +35,10 @@ impl Service for Tiny {
 }
 
 impl ComAtprotoRepo for Tiny {
+    const SERVES_LIST_RECORDS: bool = true;
+    const SERVES_CREATE_RECORD: bool = true;
+    const SERVES_UPLOAD_BLOB: bool = true;
+
     async fn list_records(
         &self,
         cx: &Caller,
@@ -91,6 +95,8 @@ impl ComAtprotoRepo for Tiny {
 }
 
 impl ComAtprotoSync for Tiny {
+    const SERVES_GET_BLOCKS: bool = true;
+
     async fn get_blocks(
         &self,
         _cx: &Caller,
@@ -260,6 +266,36 @@ fn unknown_and_unimplemented_methods_are_501() {
             (status, error.as_str(), message.as_str()),
             (501, "MethodNotImplemented", "Method Not Implemented")
         );
+    }
+    // A method the service does not serve is not decoded: params that would be a 400 for a
+    // served one still get the 501.
+    let (status, error, _) = error_of(run(request(
+        "GET",
+        "com.atproto.repo.getRecord",
+        "limit=nope",
+        &[],
+        b"",
+    )));
+    assert_eq!((status, error.as_str()), (501, "MethodNotImplemented"));
+}
+
+#[test]
+fn serves_reports_the_handlers_constants() {
+    use pds_api::methods::serves;
+    for nsid in [
+        LIST,
+        CREATE,
+        "com.atproto.repo.uploadBlob",
+        "com.atproto.sync.getBlocks",
+    ] {
+        assert!(serves::<Tiny>(nsid), "{nsid}");
+    }
+    for nsid in [
+        "com.atproto.repo.getRecord",
+        "com.atproto.sync.subscribeRepos",
+        "com.example.nothing",
+    ] {
+        assert!(!serves::<Tiny>(nsid), "{nsid}");
     }
 }
 

@@ -829,8 +829,1292 @@ impl<
     T: rt::xrpc::Service + AppBskyHandlers + ChatBskyHandlers + ComAtprotoHandlers
         + ToolsOzoneHandlers,
 > Handlers for T {}
+/// Whether `S` serves the query or procedure `nsid` itself (its `SERVES_*` constant);
+/// false for subscriptions and unknown NSIDs.
+pub fn serves<S: Handlers>(nsid: &str) -> bool {
+    match nsid {
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.actor.getPreferences" => {
+            <S as crate::app::bsky::actor::AppBskyActor>::SERVES_GET_PREFERENCES
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.actor.getProfile" => {
+            <S as crate::app::bsky::actor::AppBskyActor>::SERVES_GET_PROFILE
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.actor.getProfiles" => {
+            <S as crate::app::bsky::actor::AppBskyActor>::SERVES_GET_PROFILES
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.actor.getSuggestions" => {
+            <S as crate::app::bsky::actor::AppBskyActor>::SERVES_GET_SUGGESTIONS
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.actor.putPreferences" => {
+            <S as crate::app::bsky::actor::AppBskyActor>::SERVES_PUT_PREFERENCES
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.actor.searchActors" => {
+            <S as crate::app::bsky::actor::AppBskyActor>::SERVES_SEARCH_ACTORS
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.actor.searchActorsTypeahead" => {
+            <S as crate::app::bsky::actor::AppBskyActor>::SERVES_SEARCH_ACTORS_TYPEAHEAD
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.ageassurance.begin" => {
+            <S as crate::app::bsky::ageassurance::AppBskyAgeassurance>::SERVES_BEGIN
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.ageassurance.getConfig" => {
+            <S as crate::app::bsky::ageassurance::AppBskyAgeassurance>::SERVES_GET_CONFIG
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.ageassurance.getState" => {
+            <S as crate::app::bsky::ageassurance::AppBskyAgeassurance>::SERVES_GET_STATE
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.bookmark.createBookmark" => {
+            <S as crate::app::bsky::bookmark::AppBskyBookmark>::SERVES_CREATE_BOOKMARK
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.bookmark.deleteBookmark" => {
+            <S as crate::app::bsky::bookmark::AppBskyBookmark>::SERVES_DELETE_BOOKMARK
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.bookmark.getBookmarks" => {
+            <S as crate::app::bsky::bookmark::AppBskyBookmark>::SERVES_GET_BOOKMARKS
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.contact.dismissMatch" => {
+            <S as crate::app::bsky::contact::AppBskyContact>::SERVES_DISMISS_MATCH
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.contact.getMatches" => {
+            <S as crate::app::bsky::contact::AppBskyContact>::SERVES_GET_MATCHES
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.contact.getSyncStatus" => {
+            <S as crate::app::bsky::contact::AppBskyContact>::SERVES_GET_SYNC_STATUS
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.contact.importContacts" => {
+            <S as crate::app::bsky::contact::AppBskyContact>::SERVES_IMPORT_CONTACTS
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.contact.removeData" => {
+            <S as crate::app::bsky::contact::AppBskyContact>::SERVES_REMOVE_DATA
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.contact.sendNotification" => {
+            <S as crate::app::bsky::contact::AppBskyContact>::SERVES_SEND_NOTIFICATION
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.contact.startPhoneVerification" => {
+            <S as crate::app::bsky::contact::AppBskyContact>::SERVES_START_PHONE_VERIFICATION
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.contact.verifyPhone" => {
+            <S as crate::app::bsky::contact::AppBskyContact>::SERVES_VERIFY_PHONE
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.draft.createDraft" => {
+            <S as crate::app::bsky::draft::AppBskyDraft>::SERVES_CREATE_DRAFT
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.draft.deleteDraft" => {
+            <S as crate::app::bsky::draft::AppBskyDraft>::SERVES_DELETE_DRAFT
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.draft.getDrafts" => {
+            <S as crate::app::bsky::draft::AppBskyDraft>::SERVES_GET_DRAFTS
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.draft.updateDraft" => {
+            <S as crate::app::bsky::draft::AppBskyDraft>::SERVES_UPDATE_DRAFT
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.embed.getEmbedExternalView" => {
+            <S as crate::app::bsky::embed::AppBskyEmbed>::SERVES_GET_EMBED_EXTERNAL_VIEW
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.feed.describeFeedGenerator" => {
+            <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_DESCRIBE_FEED_GENERATOR
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.feed.getActorFeeds" => {
+            <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_ACTOR_FEEDS
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.feed.getActorLikes" => {
+            <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_ACTOR_LIKES
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.feed.getAuthorFeed" => {
+            <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_AUTHOR_FEED
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.feed.getFeed" => {
+            <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_FEED
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.feed.getFeedGenerator" => {
+            <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_FEED_GENERATOR
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.feed.getFeedGenerators" => {
+            <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_FEED_GENERATORS
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.feed.getFeedSkeleton" => {
+            <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_FEED_SKELETON
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.feed.getLikes" => {
+            <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_LIKES
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.feed.getListFeed" => {
+            <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_LIST_FEED
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.feed.getPostThread" => {
+            <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_POST_THREAD
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.feed.getPosts" => {
+            <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_POSTS
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.feed.getQuotes" => {
+            <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_QUOTES
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.feed.getRepostedBy" => {
+            <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_REPOSTED_BY
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.feed.getSuggestedFeeds" => {
+            <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_SUGGESTED_FEEDS
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.feed.getTimeline" => {
+            <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_TIMELINE
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.feed.searchPosts" => {
+            <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_SEARCH_POSTS
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.feed.searchPostsV2" => {
+            <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_SEARCH_POSTS_V2
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.feed.sendInteractions" => {
+            <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_SEND_INTERACTIONS
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.graph.getActorStarterPacks" => {
+            <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_ACTOR_STARTER_PACKS
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.graph.getBlocks" => {
+            <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_BLOCKS
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.graph.getFollowers" => {
+            <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_FOLLOWERS
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.graph.getFollows" => {
+            <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_FOLLOWS
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.graph.getKnownFollowers" => {
+            <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_KNOWN_FOLLOWERS
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.graph.getList" => {
+            <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_LIST
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.graph.getListBlocks" => {
+            <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_LIST_BLOCKS
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.graph.getListMutes" => {
+            <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_LIST_MUTES
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.graph.getLists" => {
+            <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_LISTS
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.graph.getListsWithMembership" => {
+            <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_LISTS_WITH_MEMBERSHIP
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.graph.getMutes" => {
+            <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_MUTES
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.graph.getRelationships" => {
+            <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_RELATIONSHIPS
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.graph.getStarterPack" => {
+            <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_STARTER_PACK
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.graph.getStarterPacks" => {
+            <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_STARTER_PACKS
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.graph.getStarterPacksWithMembership" => {
+            <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_STARTER_PACKS_WITH_MEMBERSHIP
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.graph.getSuggestedFollowsByActor" => {
+            <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_SUGGESTED_FOLLOWS_BY_ACTOR
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.graph.muteActor" => {
+            <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_MUTE_ACTOR
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.graph.muteActorList" => {
+            <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_MUTE_ACTOR_LIST
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.graph.muteThread" => {
+            <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_MUTE_THREAD
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.graph.searchStarterPacks" => {
+            <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_SEARCH_STARTER_PACKS
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.graph.searchStarterPacksV2" => {
+            <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_SEARCH_STARTER_PACKS_V2
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.graph.unmuteActor" => {
+            <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_UNMUTE_ACTOR
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.graph.unmuteActorList" => {
+            <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_UNMUTE_ACTOR_LIST
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.graph.unmuteThread" => {
+            <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_UNMUTE_THREAD
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.labeler.getServices" => {
+            <S as crate::app::bsky::labeler::AppBskyLabeler>::SERVES_GET_SERVICES
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.notification.getPreferences" => {
+            <S as crate::app::bsky::notification::AppBskyNotification>::SERVES_GET_PREFERENCES
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.notification.getUnreadCount" => {
+            <S as crate::app::bsky::notification::AppBskyNotification>::SERVES_GET_UNREAD_COUNT
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.notification.listActivitySubscriptions" => {
+            <S as crate::app::bsky::notification::AppBskyNotification>::SERVES_LIST_ACTIVITY_SUBSCRIPTIONS
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.notification.listNotifications" => {
+            <S as crate::app::bsky::notification::AppBskyNotification>::SERVES_LIST_NOTIFICATIONS
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.notification.putActivitySubscription" => {
+            <S as crate::app::bsky::notification::AppBskyNotification>::SERVES_PUT_ACTIVITY_SUBSCRIPTION
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.notification.putPreferences" => {
+            <S as crate::app::bsky::notification::AppBskyNotification>::SERVES_PUT_PREFERENCES
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.notification.putPreferencesV2" => {
+            <S as crate::app::bsky::notification::AppBskyNotification>::SERVES_PUT_PREFERENCES_V2
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.notification.registerPush" => {
+            <S as crate::app::bsky::notification::AppBskyNotification>::SERVES_REGISTER_PUSH
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.notification.unregisterPush" => {
+            <S as crate::app::bsky::notification::AppBskyNotification>::SERVES_UNREGISTER_PUSH
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.notification.updateSeen" => {
+            <S as crate::app::bsky::notification::AppBskyNotification>::SERVES_UPDATE_SEEN
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.unspecced.getAgeAssuranceState" => {
+            <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_AGE_ASSURANCE_STATE
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.unspecced.getConfig" => {
+            <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_CONFIG
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.unspecced.getOnboardingSuggestedStarterPacks" => {
+            <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_ONBOARDING_SUGGESTED_STARTER_PACKS
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.unspecced.getOnboardingSuggestedStarterPacksSkeleton" => {
+            <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_ONBOARDING_SUGGESTED_STARTER_PACKS_SKELETON
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.unspecced.getOnboardingSuggestedUsersSkeleton" => {
+            <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_ONBOARDING_SUGGESTED_USERS_SKELETON
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.unspecced.getPopularFeedGenerators" => {
+            <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_POPULAR_FEED_GENERATORS
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.unspecced.getPostThreadOtherV2" => {
+            <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_POST_THREAD_OTHER_V2
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.unspecced.getPostThreadV2" => {
+            <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_POST_THREAD_V2
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.unspecced.getSuggestedFeeds" => {
+            <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_FEEDS
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.unspecced.getSuggestedFeedsSkeleton" => {
+            <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_FEEDS_SKELETON
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.unspecced.getSuggestedOnboardingUsers" => {
+            <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_ONBOARDING_USERS
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.unspecced.getSuggestedStarterPacks" => {
+            <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_STARTER_PACKS
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.unspecced.getSuggestedStarterPacksSkeleton" => {
+            <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_STARTER_PACKS_SKELETON
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.unspecced.getSuggestedUsers" => {
+            <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_USERS
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.unspecced.getSuggestedUsersForDiscover" => {
+            <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_USERS_FOR_DISCOVER
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.unspecced.getSuggestedUsersForDiscoverSkeleton" => {
+            <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_USERS_FOR_DISCOVER_SKELETON
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.unspecced.getSuggestedUsersForExplore" => {
+            <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_USERS_FOR_EXPLORE
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.unspecced.getSuggestedUsersForExploreSkeleton" => {
+            <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_USERS_FOR_EXPLORE_SKELETON
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.unspecced.getSuggestedUsersForSeeMore" => {
+            <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_USERS_FOR_SEE_MORE
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.unspecced.getSuggestedUsersForSeeMoreSkeleton" => {
+            <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_USERS_FOR_SEE_MORE_SKELETON
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.unspecced.getSuggestedUsersSkeleton" => {
+            <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_USERS_SKELETON
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.unspecced.getSuggestionsSkeleton" => {
+            <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTIONS_SKELETON
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.unspecced.getTaggedSuggestions" => {
+            <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_TAGGED_SUGGESTIONS
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.unspecced.getTrendingTopics" => {
+            <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_TRENDING_TOPICS
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.unspecced.getTrends" => {
+            <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_TRENDS
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.unspecced.getTrendsSkeleton" => {
+            <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_TRENDS_SKELETON
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.unspecced.initAgeAssurance" => {
+            <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_INIT_AGE_ASSURANCE
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.unspecced.searchActorsSkeleton" => {
+            <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_SEARCH_ACTORS_SKELETON
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.unspecced.searchPostsSkeleton" => {
+            <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_SEARCH_POSTS_SKELETON
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.unspecced.searchStarterPacksSkeleton" => {
+            <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_SEARCH_STARTER_PACKS_SKELETON
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.video.abortUpload" => {
+            <S as crate::app::bsky::video::AppBskyVideo>::SERVES_ABORT_UPLOAD
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.video.finishUpload" => {
+            <S as crate::app::bsky::video::AppBskyVideo>::SERVES_FINISH_UPLOAD
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.video.getJobStatus" => {
+            <S as crate::app::bsky::video::AppBskyVideo>::SERVES_GET_JOB_STATUS
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.video.getUploadLimits" => {
+            <S as crate::app::bsky::video::AppBskyVideo>::SERVES_GET_UPLOAD_LIMITS
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.video.getUploadStatus" => {
+            <S as crate::app::bsky::video::AppBskyVideo>::SERVES_GET_UPLOAD_STATUS
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.video.startUpload" => {
+            <S as crate::app::bsky::video::AppBskyVideo>::SERVES_START_UPLOAD
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.video.uploadPart" => {
+            <S as crate::app::bsky::video::AppBskyVideo>::SERVES_UPLOAD_PART
+        }
+        #[cfg(feature = "app-bsky")]
+        "app.bsky.video.uploadVideo" => {
+            <S as crate::app::bsky::video::AppBskyVideo>::SERVES_UPLOAD_VIDEO
+        }
+        #[cfg(feature = "chat-bsky")]
+        "chat.bsky.actor.deleteAccount" => {
+            <S as crate::chat::bsky::actor::ChatBskyActor>::SERVES_DELETE_ACCOUNT
+        }
+        #[cfg(feature = "chat-bsky")]
+        "chat.bsky.actor.exportAccountData" => {
+            <S as crate::chat::bsky::actor::ChatBskyActor>::SERVES_EXPORT_ACCOUNT_DATA
+        }
+        #[cfg(feature = "chat-bsky")]
+        "chat.bsky.actor.getStatus" => {
+            <S as crate::chat::bsky::actor::ChatBskyActor>::SERVES_GET_STATUS
+        }
+        #[cfg(feature = "chat-bsky")]
+        "chat.bsky.convo.acceptConvo" => {
+            <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_ACCEPT_CONVO
+        }
+        #[cfg(feature = "chat-bsky")]
+        "chat.bsky.convo.addReaction" => {
+            <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_ADD_REACTION
+        }
+        #[cfg(feature = "chat-bsky")]
+        "chat.bsky.convo.deleteMessageForSelf" => {
+            <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_DELETE_MESSAGE_FOR_SELF
+        }
+        #[cfg(feature = "chat-bsky")]
+        "chat.bsky.convo.getConvo" => {
+            <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_GET_CONVO
+        }
+        #[cfg(feature = "chat-bsky")]
+        "chat.bsky.convo.getConvoAvailability" => {
+            <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_GET_CONVO_AVAILABILITY
+        }
+        #[cfg(feature = "chat-bsky")]
+        "chat.bsky.convo.getConvoForMembers" => {
+            <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_GET_CONVO_FOR_MEMBERS
+        }
+        #[cfg(feature = "chat-bsky")]
+        "chat.bsky.convo.getConvoMembers" => {
+            <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_GET_CONVO_MEMBERS
+        }
+        #[cfg(feature = "chat-bsky")]
+        "chat.bsky.convo.getLog" => {
+            <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_GET_LOG
+        }
+        #[cfg(feature = "chat-bsky")]
+        "chat.bsky.convo.getMessages" => {
+            <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_GET_MESSAGES
+        }
+        #[cfg(feature = "chat-bsky")]
+        "chat.bsky.convo.getUnreadCounts" => {
+            <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_GET_UNREAD_COUNTS
+        }
+        #[cfg(feature = "chat-bsky")]
+        "chat.bsky.convo.leaveConvo" => {
+            <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_LEAVE_CONVO
+        }
+        #[cfg(feature = "chat-bsky")]
+        "chat.bsky.convo.listConvoRequests" => {
+            <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_LIST_CONVO_REQUESTS
+        }
+        #[cfg(feature = "chat-bsky")]
+        "chat.bsky.convo.listConvos" => {
+            <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_LIST_CONVOS
+        }
+        #[cfg(feature = "chat-bsky")]
+        "chat.bsky.convo.lockConvo" => {
+            <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_LOCK_CONVO
+        }
+        #[cfg(feature = "chat-bsky")]
+        "chat.bsky.convo.muteConvo" => {
+            <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_MUTE_CONVO
+        }
+        #[cfg(feature = "chat-bsky")]
+        "chat.bsky.convo.removeReaction" => {
+            <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_REMOVE_REACTION
+        }
+        #[cfg(feature = "chat-bsky")]
+        "chat.bsky.convo.sendMessage" => {
+            <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_SEND_MESSAGE
+        }
+        #[cfg(feature = "chat-bsky")]
+        "chat.bsky.convo.sendMessageBatch" => {
+            <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_SEND_MESSAGE_BATCH
+        }
+        #[cfg(feature = "chat-bsky")]
+        "chat.bsky.convo.unlockConvo" => {
+            <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_UNLOCK_CONVO
+        }
+        #[cfg(feature = "chat-bsky")]
+        "chat.bsky.convo.unmuteConvo" => {
+            <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_UNMUTE_CONVO
+        }
+        #[cfg(feature = "chat-bsky")]
+        "chat.bsky.convo.updateAllRead" => {
+            <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_UPDATE_ALL_READ
+        }
+        #[cfg(feature = "chat-bsky")]
+        "chat.bsky.convo.updateRead" => {
+            <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_UPDATE_READ
+        }
+        #[cfg(feature = "chat-bsky")]
+        "chat.bsky.group.addMembers" => {
+            <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_ADD_MEMBERS
+        }
+        #[cfg(feature = "chat-bsky")]
+        "chat.bsky.group.approveJoinRequest" => {
+            <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_APPROVE_JOIN_REQUEST
+        }
+        #[cfg(feature = "chat-bsky")]
+        "chat.bsky.group.createGroup" => {
+            <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_CREATE_GROUP
+        }
+        #[cfg(feature = "chat-bsky")]
+        "chat.bsky.group.createJoinLink" => {
+            <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_CREATE_JOIN_LINK
+        }
+        #[cfg(feature = "chat-bsky")]
+        "chat.bsky.group.disableJoinLink" => {
+            <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_DISABLE_JOIN_LINK
+        }
+        #[cfg(feature = "chat-bsky")]
+        "chat.bsky.group.editGroup" => {
+            <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_EDIT_GROUP
+        }
+        #[cfg(feature = "chat-bsky")]
+        "chat.bsky.group.editJoinLink" => {
+            <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_EDIT_JOIN_LINK
+        }
+        #[cfg(feature = "chat-bsky")]
+        "chat.bsky.group.enableJoinLink" => {
+            <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_ENABLE_JOIN_LINK
+        }
+        #[cfg(feature = "chat-bsky")]
+        "chat.bsky.group.getJoinLinkPreviews" => {
+            <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_GET_JOIN_LINK_PREVIEWS
+        }
+        #[cfg(feature = "chat-bsky")]
+        "chat.bsky.group.listJoinRequests" => {
+            <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_LIST_JOIN_REQUESTS
+        }
+        #[cfg(feature = "chat-bsky")]
+        "chat.bsky.group.listMutualGroups" => {
+            <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_LIST_MUTUAL_GROUPS
+        }
+        #[cfg(feature = "chat-bsky")]
+        "chat.bsky.group.rejectJoinRequest" => {
+            <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_REJECT_JOIN_REQUEST
+        }
+        #[cfg(feature = "chat-bsky")]
+        "chat.bsky.group.removeMembers" => {
+            <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_REMOVE_MEMBERS
+        }
+        #[cfg(feature = "chat-bsky")]
+        "chat.bsky.group.requestJoin" => {
+            <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_REQUEST_JOIN
+        }
+        #[cfg(feature = "chat-bsky")]
+        "chat.bsky.group.updateJoinRequestsRead" => {
+            <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_UPDATE_JOIN_REQUESTS_READ
+        }
+        #[cfg(feature = "chat-bsky")]
+        "chat.bsky.group.withdrawJoinRequest" => {
+            <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_WITHDRAW_JOIN_REQUEST
+        }
+        #[cfg(feature = "chat-bsky")]
+        "chat.bsky.moderation.getActorMetadata" => {
+            <S as crate::chat::bsky::moderation::ChatBskyModeration>::SERVES_GET_ACTOR_METADATA
+        }
+        #[cfg(feature = "chat-bsky")]
+        "chat.bsky.moderation.getConvo" => {
+            <S as crate::chat::bsky::moderation::ChatBskyModeration>::SERVES_GET_CONVO
+        }
+        #[cfg(feature = "chat-bsky")]
+        "chat.bsky.moderation.getConvoMembers" => {
+            <S as crate::chat::bsky::moderation::ChatBskyModeration>::SERVES_GET_CONVO_MEMBERS
+        }
+        #[cfg(feature = "chat-bsky")]
+        "chat.bsky.moderation.getConvos" => {
+            <S as crate::chat::bsky::moderation::ChatBskyModeration>::SERVES_GET_CONVOS
+        }
+        #[cfg(feature = "chat-bsky")]
+        "chat.bsky.moderation.getMessageContext" => {
+            <S as crate::chat::bsky::moderation::ChatBskyModeration>::SERVES_GET_MESSAGE_CONTEXT
+        }
+        #[cfg(feature = "chat-bsky")]
+        "chat.bsky.moderation.updateActorAccess" => {
+            <S as crate::chat::bsky::moderation::ChatBskyModeration>::SERVES_UPDATE_ACTOR_ACCESS
+        }
+        #[cfg(feature = "chat-bsky")]
+        "chat.bsky.notification.getPreferences" => {
+            <S as crate::chat::bsky::notification::ChatBskyNotification>::SERVES_GET_PREFERENCES
+        }
+        #[cfg(feature = "chat-bsky")]
+        "chat.bsky.notification.putPreferences" => {
+            <S as crate::chat::bsky::notification::ChatBskyNotification>::SERVES_PUT_PREFERENCES
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.admin.deleteAccount" => {
+            <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_DELETE_ACCOUNT
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.admin.disableAccountInvites" => {
+            <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_DISABLE_ACCOUNT_INVITES
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.admin.disableInviteCodes" => {
+            <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_DISABLE_INVITE_CODES
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.admin.enableAccountInvites" => {
+            <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_ENABLE_ACCOUNT_INVITES
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.admin.getAccountInfo" => {
+            <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_GET_ACCOUNT_INFO
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.admin.getAccountInfos" => {
+            <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_GET_ACCOUNT_INFOS
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.admin.getInviteCodes" => {
+            <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_GET_INVITE_CODES
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.admin.getSubjectStatus" => {
+            <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_GET_SUBJECT_STATUS
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.admin.searchAccounts" => {
+            <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_SEARCH_ACCOUNTS
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.admin.sendEmail" => {
+            <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_SEND_EMAIL
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.admin.updateAccountEmail" => {
+            <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_UPDATE_ACCOUNT_EMAIL
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.admin.updateAccountHandle" => {
+            <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_UPDATE_ACCOUNT_HANDLE
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.admin.updateAccountPassword" => {
+            <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_UPDATE_ACCOUNT_PASSWORD
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.admin.updateAccountSigningKey" => {
+            <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_UPDATE_ACCOUNT_SIGNING_KEY
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.admin.updateSubjectStatus" => {
+            <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_UPDATE_SUBJECT_STATUS
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.identity.getRecommendedDidCredentials" => {
+            <S as crate::com::atproto::identity::ComAtprotoIdentity>::SERVES_GET_RECOMMENDED_DID_CREDENTIALS
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.identity.refreshIdentity" => {
+            <S as crate::com::atproto::identity::ComAtprotoIdentity>::SERVES_REFRESH_IDENTITY
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.identity.requestPlcOperationSignature" => {
+            <S as crate::com::atproto::identity::ComAtprotoIdentity>::SERVES_REQUEST_PLC_OPERATION_SIGNATURE
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.identity.resolveDid" => {
+            <S as crate::com::atproto::identity::ComAtprotoIdentity>::SERVES_RESOLVE_DID
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.identity.resolveHandle" => {
+            <S as crate::com::atproto::identity::ComAtprotoIdentity>::SERVES_RESOLVE_HANDLE
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.identity.resolveIdentity" => {
+            <S as crate::com::atproto::identity::ComAtprotoIdentity>::SERVES_RESOLVE_IDENTITY
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.identity.signPlcOperation" => {
+            <S as crate::com::atproto::identity::ComAtprotoIdentity>::SERVES_SIGN_PLC_OPERATION
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.identity.submitPlcOperation" => {
+            <S as crate::com::atproto::identity::ComAtprotoIdentity>::SERVES_SUBMIT_PLC_OPERATION
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.identity.updateHandle" => {
+            <S as crate::com::atproto::identity::ComAtprotoIdentity>::SERVES_UPDATE_HANDLE
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.label.queryLabels" => {
+            <S as crate::com::atproto::label::ComAtprotoLabel>::SERVES_QUERY_LABELS
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.lexicon.resolveLexicon" => {
+            <S as crate::com::atproto::lexicon::ComAtprotoLexicon>::SERVES_RESOLVE_LEXICON
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.moderation.createReport" => {
+            <S as crate::com::atproto::moderation::ComAtprotoModeration>::SERVES_CREATE_REPORT
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.repo.applyWrites" => {
+            <S as crate::com::atproto::repo::ComAtprotoRepo>::SERVES_APPLY_WRITES
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.repo.createRecord" => {
+            <S as crate::com::atproto::repo::ComAtprotoRepo>::SERVES_CREATE_RECORD
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.repo.deleteRecord" => {
+            <S as crate::com::atproto::repo::ComAtprotoRepo>::SERVES_DELETE_RECORD
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.repo.describeRepo" => {
+            <S as crate::com::atproto::repo::ComAtprotoRepo>::SERVES_DESCRIBE_REPO
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.repo.getRecord" => {
+            <S as crate::com::atproto::repo::ComAtprotoRepo>::SERVES_GET_RECORD
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.repo.importRepo" => {
+            <S as crate::com::atproto::repo::ComAtprotoRepo>::SERVES_IMPORT_REPO
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.repo.listMissingBlobs" => {
+            <S as crate::com::atproto::repo::ComAtprotoRepo>::SERVES_LIST_MISSING_BLOBS
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.repo.listRecords" => {
+            <S as crate::com::atproto::repo::ComAtprotoRepo>::SERVES_LIST_RECORDS
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.repo.putRecord" => {
+            <S as crate::com::atproto::repo::ComAtprotoRepo>::SERVES_PUT_RECORD
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.repo.uploadBlob" => {
+            <S as crate::com::atproto::repo::ComAtprotoRepo>::SERVES_UPLOAD_BLOB
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.server.activateAccount" => {
+            <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_ACTIVATE_ACCOUNT
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.server.checkAccountStatus" => {
+            <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_CHECK_ACCOUNT_STATUS
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.server.confirmEmail" => {
+            <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_CONFIRM_EMAIL
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.server.createAccount" => {
+            <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_CREATE_ACCOUNT
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.server.createAppPassword" => {
+            <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_CREATE_APP_PASSWORD
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.server.createInviteCode" => {
+            <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_CREATE_INVITE_CODE
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.server.createInviteCodes" => {
+            <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_CREATE_INVITE_CODES
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.server.createSession" => {
+            <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_CREATE_SESSION
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.server.deactivateAccount" => {
+            <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_DEACTIVATE_ACCOUNT
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.server.deleteAccount" => {
+            <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_DELETE_ACCOUNT
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.server.deleteSession" => {
+            <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_DELETE_SESSION
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.server.describeServer" => {
+            <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_DESCRIBE_SERVER
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.server.getAccountInviteCodes" => {
+            <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_GET_ACCOUNT_INVITE_CODES
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.server.getServiceAuth" => {
+            <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_GET_SERVICE_AUTH
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.server.getSession" => {
+            <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_GET_SESSION
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.server.listAppPasswords" => {
+            <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_LIST_APP_PASSWORDS
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.server.refreshSession" => {
+            <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_REFRESH_SESSION
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.server.requestAccountDelete" => {
+            <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_REQUEST_ACCOUNT_DELETE
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.server.requestEmailConfirmation" => {
+            <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_REQUEST_EMAIL_CONFIRMATION
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.server.requestEmailUpdate" => {
+            <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_REQUEST_EMAIL_UPDATE
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.server.requestPasswordReset" => {
+            <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_REQUEST_PASSWORD_RESET
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.server.reserveSigningKey" => {
+            <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_RESERVE_SIGNING_KEY
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.server.resetPassword" => {
+            <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_RESET_PASSWORD
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.server.revokeAppPassword" => {
+            <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_REVOKE_APP_PASSWORD
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.server.updateEmail" => {
+            <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_UPDATE_EMAIL
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.sync.getBlob" => {
+            <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_GET_BLOB
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.sync.getBlocks" => {
+            <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_GET_BLOCKS
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.sync.getCheckout" => {
+            <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_GET_CHECKOUT
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.sync.getHead" => {
+            <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_GET_HEAD
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.sync.getHostStatus" => {
+            <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_GET_HOST_STATUS
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.sync.getLatestCommit" => {
+            <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_GET_LATEST_COMMIT
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.sync.getRecord" => {
+            <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_GET_RECORD
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.sync.getRepo" => {
+            <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_GET_REPO
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.sync.getRepoStatus" => {
+            <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_GET_REPO_STATUS
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.sync.listBlobs" => {
+            <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_LIST_BLOBS
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.sync.listHosts" => {
+            <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_LIST_HOSTS
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.sync.listRepos" => {
+            <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_LIST_REPOS
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.sync.listReposByCollection" => {
+            <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_LIST_REPOS_BY_COLLECTION
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.sync.notifyOfUpdate" => {
+            <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_NOTIFY_OF_UPDATE
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.sync.requestCrawl" => {
+            <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_REQUEST_CRAWL
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.temp.addReservedHandle" => {
+            <S as crate::com::atproto::temp::ComAtprotoTemp>::SERVES_ADD_RESERVED_HANDLE
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.temp.checkHandleAvailability" => {
+            <S as crate::com::atproto::temp::ComAtprotoTemp>::SERVES_CHECK_HANDLE_AVAILABILITY
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.temp.checkSignupQueue" => {
+            <S as crate::com::atproto::temp::ComAtprotoTemp>::SERVES_CHECK_SIGNUP_QUEUE
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.temp.dereferenceScope" => {
+            <S as crate::com::atproto::temp::ComAtprotoTemp>::SERVES_DEREFERENCE_SCOPE
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.temp.fetchLabels" => {
+            <S as crate::com::atproto::temp::ComAtprotoTemp>::SERVES_FETCH_LABELS
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.temp.requestPhoneVerification" => {
+            <S as crate::com::atproto::temp::ComAtprotoTemp>::SERVES_REQUEST_PHONE_VERIFICATION
+        }
+        #[cfg(feature = "com-atproto")]
+        "com.atproto.temp.revokeAccountCredentials" => {
+            <S as crate::com::atproto::temp::ComAtprotoTemp>::SERVES_REVOKE_ACCOUNT_CREDENTIALS
+        }
+        #[cfg(feature = "tools-ozone")]
+        "tools.ozone.communication.createTemplate" => {
+            <S as crate::tools::ozone::communication::ToolsOzoneCommunication>::SERVES_CREATE_TEMPLATE
+        }
+        #[cfg(feature = "tools-ozone")]
+        "tools.ozone.communication.deleteTemplate" => {
+            <S as crate::tools::ozone::communication::ToolsOzoneCommunication>::SERVES_DELETE_TEMPLATE
+        }
+        #[cfg(feature = "tools-ozone")]
+        "tools.ozone.communication.listTemplates" => {
+            <S as crate::tools::ozone::communication::ToolsOzoneCommunication>::SERVES_LIST_TEMPLATES
+        }
+        #[cfg(feature = "tools-ozone")]
+        "tools.ozone.communication.updateTemplate" => {
+            <S as crate::tools::ozone::communication::ToolsOzoneCommunication>::SERVES_UPDATE_TEMPLATE
+        }
+        #[cfg(feature = "tools-ozone")]
+        "tools.ozone.hosting.getAccountHistory" => {
+            <S as crate::tools::ozone::hosting::ToolsOzoneHosting>::SERVES_GET_ACCOUNT_HISTORY
+        }
+        #[cfg(feature = "tools-ozone")]
+        "tools.ozone.moderation.cancelScheduledActions" => {
+            <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_CANCEL_SCHEDULED_ACTIONS
+        }
+        #[cfg(feature = "tools-ozone")]
+        "tools.ozone.moderation.emitEvent" => {
+            <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_EMIT_EVENT
+        }
+        #[cfg(feature = "tools-ozone")]
+        "tools.ozone.moderation.getAccountPreferences" => {
+            <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_GET_ACCOUNT_PREFERENCES
+        }
+        #[cfg(feature = "tools-ozone")]
+        "tools.ozone.moderation.getAccountTimeline" => {
+            <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_GET_ACCOUNT_TIMELINE
+        }
+        #[cfg(feature = "tools-ozone")]
+        "tools.ozone.moderation.getEvent" => {
+            <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_GET_EVENT
+        }
+        #[cfg(feature = "tools-ozone")]
+        "tools.ozone.moderation.getRecord" => {
+            <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_GET_RECORD
+        }
+        #[cfg(feature = "tools-ozone")]
+        "tools.ozone.moderation.getRecords" => {
+            <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_GET_RECORDS
+        }
+        #[cfg(feature = "tools-ozone")]
+        "tools.ozone.moderation.getRepo" => {
+            <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_GET_REPO
+        }
+        #[cfg(feature = "tools-ozone")]
+        "tools.ozone.moderation.getReporterStats" => {
+            <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_GET_REPORTER_STATS
+        }
+        #[cfg(feature = "tools-ozone")]
+        "tools.ozone.moderation.getRepos" => {
+            <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_GET_REPOS
+        }
+        #[cfg(feature = "tools-ozone")]
+        "tools.ozone.moderation.getSubjects" => {
+            <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_GET_SUBJECTS
+        }
+        #[cfg(feature = "tools-ozone")]
+        "tools.ozone.moderation.listScheduledActions" => {
+            <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_LIST_SCHEDULED_ACTIONS
+        }
+        #[cfg(feature = "tools-ozone")]
+        "tools.ozone.moderation.queryEvents" => {
+            <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_QUERY_EVENTS
+        }
+        #[cfg(feature = "tools-ozone")]
+        "tools.ozone.moderation.queryStatuses" => {
+            <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_QUERY_STATUSES
+        }
+        #[cfg(feature = "tools-ozone")]
+        "tools.ozone.moderation.scheduleAction" => {
+            <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_SCHEDULE_ACTION
+        }
+        #[cfg(feature = "tools-ozone")]
+        "tools.ozone.moderation.searchRepos" => {
+            <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_SEARCH_REPOS
+        }
+        #[cfg(feature = "tools-ozone")]
+        "tools.ozone.queue.assignModerator" => {
+            <S as crate::tools::ozone::queue::ToolsOzoneQueue>::SERVES_ASSIGN_MODERATOR
+        }
+        #[cfg(feature = "tools-ozone")]
+        "tools.ozone.queue.createQueue" => {
+            <S as crate::tools::ozone::queue::ToolsOzoneQueue>::SERVES_CREATE_QUEUE
+        }
+        #[cfg(feature = "tools-ozone")]
+        "tools.ozone.queue.deleteQueue" => {
+            <S as crate::tools::ozone::queue::ToolsOzoneQueue>::SERVES_DELETE_QUEUE
+        }
+        #[cfg(feature = "tools-ozone")]
+        "tools.ozone.queue.getAssignments" => {
+            <S as crate::tools::ozone::queue::ToolsOzoneQueue>::SERVES_GET_ASSIGNMENTS
+        }
+        #[cfg(feature = "tools-ozone")]
+        "tools.ozone.queue.listQueues" => {
+            <S as crate::tools::ozone::queue::ToolsOzoneQueue>::SERVES_LIST_QUEUES
+        }
+        #[cfg(feature = "tools-ozone")]
+        "tools.ozone.queue.routeReports" => {
+            <S as crate::tools::ozone::queue::ToolsOzoneQueue>::SERVES_ROUTE_REPORTS
+        }
+        #[cfg(feature = "tools-ozone")]
+        "tools.ozone.queue.unassignModerator" => {
+            <S as crate::tools::ozone::queue::ToolsOzoneQueue>::SERVES_UNASSIGN_MODERATOR
+        }
+        #[cfg(feature = "tools-ozone")]
+        "tools.ozone.queue.updateQueue" => {
+            <S as crate::tools::ozone::queue::ToolsOzoneQueue>::SERVES_UPDATE_QUEUE
+        }
+        #[cfg(feature = "tools-ozone")]
+        "tools.ozone.report.assignModerator" => {
+            <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_ASSIGN_MODERATOR
+        }
+        #[cfg(feature = "tools-ozone")]
+        "tools.ozone.report.closeReports" => {
+            <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_CLOSE_REPORTS
+        }
+        #[cfg(feature = "tools-ozone")]
+        "tools.ozone.report.createActivity" => {
+            <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_CREATE_ACTIVITY
+        }
+        #[cfg(feature = "tools-ozone")]
+        "tools.ozone.report.getAssignments" => {
+            <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_GET_ASSIGNMENTS
+        }
+        #[cfg(feature = "tools-ozone")]
+        "tools.ozone.report.getHistoricalStats" => {
+            <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_GET_HISTORICAL_STATS
+        }
+        #[cfg(feature = "tools-ozone")]
+        "tools.ozone.report.getLatestReport" => {
+            <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_GET_LATEST_REPORT
+        }
+        #[cfg(feature = "tools-ozone")]
+        "tools.ozone.report.getLiveStats" => {
+            <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_GET_LIVE_STATS
+        }
+        #[cfg(feature = "tools-ozone")]
+        "tools.ozone.report.getReport" => {
+            <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_GET_REPORT
+        }
+        #[cfg(feature = "tools-ozone")]
+        "tools.ozone.report.listActivities" => {
+            <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_LIST_ACTIVITIES
+        }
+        #[cfg(feature = "tools-ozone")]
+        "tools.ozone.report.queryActivities" => {
+            <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_QUERY_ACTIVITIES
+        }
+        #[cfg(feature = "tools-ozone")]
+        "tools.ozone.report.queryReports" => {
+            <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_QUERY_REPORTS
+        }
+        #[cfg(feature = "tools-ozone")]
+        "tools.ozone.report.reassignQueue" => {
+            <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_REASSIGN_QUEUE
+        }
+        #[cfg(feature = "tools-ozone")]
+        "tools.ozone.report.refreshStats" => {
+            <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_REFRESH_STATS
+        }
+        #[cfg(feature = "tools-ozone")]
+        "tools.ozone.report.unassignModerator" => {
+            <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_UNASSIGN_MODERATOR
+        }
+        #[cfg(feature = "tools-ozone")]
+        "tools.ozone.safelink.addRule" => {
+            <S as crate::tools::ozone::safelink::ToolsOzoneSafelink>::SERVES_ADD_RULE
+        }
+        #[cfg(feature = "tools-ozone")]
+        "tools.ozone.safelink.queryEvents" => {
+            <S as crate::tools::ozone::safelink::ToolsOzoneSafelink>::SERVES_QUERY_EVENTS
+        }
+        #[cfg(feature = "tools-ozone")]
+        "tools.ozone.safelink.queryRules" => {
+            <S as crate::tools::ozone::safelink::ToolsOzoneSafelink>::SERVES_QUERY_RULES
+        }
+        #[cfg(feature = "tools-ozone")]
+        "tools.ozone.safelink.removeRule" => {
+            <S as crate::tools::ozone::safelink::ToolsOzoneSafelink>::SERVES_REMOVE_RULE
+        }
+        #[cfg(feature = "tools-ozone")]
+        "tools.ozone.safelink.updateRule" => {
+            <S as crate::tools::ozone::safelink::ToolsOzoneSafelink>::SERVES_UPDATE_RULE
+        }
+        #[cfg(feature = "tools-ozone")]
+        "tools.ozone.server.getConfig" => {
+            <S as crate::tools::ozone::server::ToolsOzoneServer>::SERVES_GET_CONFIG
+        }
+        #[cfg(feature = "tools-ozone")]
+        "tools.ozone.set.addValues" => {
+            <S as crate::tools::ozone::set::ToolsOzoneSet>::SERVES_ADD_VALUES
+        }
+        #[cfg(feature = "tools-ozone")]
+        "tools.ozone.set.deleteSet" => {
+            <S as crate::tools::ozone::set::ToolsOzoneSet>::SERVES_DELETE_SET
+        }
+        #[cfg(feature = "tools-ozone")]
+        "tools.ozone.set.deleteValues" => {
+            <S as crate::tools::ozone::set::ToolsOzoneSet>::SERVES_DELETE_VALUES
+        }
+        #[cfg(feature = "tools-ozone")]
+        "tools.ozone.set.getValues" => {
+            <S as crate::tools::ozone::set::ToolsOzoneSet>::SERVES_GET_VALUES
+        }
+        #[cfg(feature = "tools-ozone")]
+        "tools.ozone.set.querySets" => {
+            <S as crate::tools::ozone::set::ToolsOzoneSet>::SERVES_QUERY_SETS
+        }
+        #[cfg(feature = "tools-ozone")]
+        "tools.ozone.set.upsertSet" => {
+            <S as crate::tools::ozone::set::ToolsOzoneSet>::SERVES_UPSERT_SET
+        }
+        #[cfg(feature = "tools-ozone")]
+        "tools.ozone.setting.listOptions" => {
+            <S as crate::tools::ozone::setting::ToolsOzoneSetting>::SERVES_LIST_OPTIONS
+        }
+        #[cfg(feature = "tools-ozone")]
+        "tools.ozone.setting.removeOptions" => {
+            <S as crate::tools::ozone::setting::ToolsOzoneSetting>::SERVES_REMOVE_OPTIONS
+        }
+        #[cfg(feature = "tools-ozone")]
+        "tools.ozone.setting.upsertOption" => {
+            <S as crate::tools::ozone::setting::ToolsOzoneSetting>::SERVES_UPSERT_OPTION
+        }
+        #[cfg(feature = "tools-ozone")]
+        "tools.ozone.signature.findCorrelation" => {
+            <S as crate::tools::ozone::signature::ToolsOzoneSignature>::SERVES_FIND_CORRELATION
+        }
+        #[cfg(feature = "tools-ozone")]
+        "tools.ozone.signature.findRelatedAccounts" => {
+            <S as crate::tools::ozone::signature::ToolsOzoneSignature>::SERVES_FIND_RELATED_ACCOUNTS
+        }
+        #[cfg(feature = "tools-ozone")]
+        "tools.ozone.signature.searchAccounts" => {
+            <S as crate::tools::ozone::signature::ToolsOzoneSignature>::SERVES_SEARCH_ACCOUNTS
+        }
+        #[cfg(feature = "tools-ozone")]
+        "tools.ozone.team.addMember" => {
+            <S as crate::tools::ozone::team::ToolsOzoneTeam>::SERVES_ADD_MEMBER
+        }
+        #[cfg(feature = "tools-ozone")]
+        "tools.ozone.team.deleteMember" => {
+            <S as crate::tools::ozone::team::ToolsOzoneTeam>::SERVES_DELETE_MEMBER
+        }
+        #[cfg(feature = "tools-ozone")]
+        "tools.ozone.team.listMembers" => {
+            <S as crate::tools::ozone::team::ToolsOzoneTeam>::SERVES_LIST_MEMBERS
+        }
+        #[cfg(feature = "tools-ozone")]
+        "tools.ozone.team.updateMember" => {
+            <S as crate::tools::ozone::team::ToolsOzoneTeam>::SERVES_UPDATE_MEMBER
+        }
+        #[cfg(feature = "tools-ozone")]
+        "tools.ozone.verification.grantVerifications" => {
+            <S as crate::tools::ozone::verification::ToolsOzoneVerification>::SERVES_GRANT_VERIFICATIONS
+        }
+        #[cfg(feature = "tools-ozone")]
+        "tools.ozone.verification.listVerifications" => {
+            <S as crate::tools::ozone::verification::ToolsOzoneVerification>::SERVES_LIST_VERIFICATIONS
+        }
+        #[cfg(feature = "tools-ozone")]
+        "tools.ozone.verification.revokeVerifications" => {
+            <S as crate::tools::ozone::verification::ToolsOzoneVerification>::SERVES_REVOKE_VERIFICATIONS
+        }
+        _ => false,
+    }
+}
 /// Runs one XRPC request: params decoded and checked, input decoded and validated, the
-/// handler called, output encoded. Every failure becomes an XRPC error response.
+/// handler called, output encoded. Every failure becomes an XRPC error response. A
+/// method `S` does not serve ([`serves`]) is answered MethodNotImplemented at once.
 /// Auth is the caller's job: look the method up with [`lookup`] and apply the server's
 /// per-method policy first (lexicons do not say which credentials a method needs).
 pub async fn dispatch<S: Handlers>(
@@ -852,7 +2136,7 @@ async fn dispatch_inner<S: Handlers>(
     let meta = lookup(&req.nsid, req.method)?;
     match meta.nsid {
         #[cfg(feature = "app-bsky")]
-        "app.bsky.actor.getPreferences" => {
+        "app.bsky.actor.getPreferences" if <S as crate::app::bsky::actor::AppBskyActor>::SERVES_GET_PREFERENCES => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::actor::AppBskyActor>::get_preferences(
@@ -864,7 +2148,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.actor.getProfile" => {
+        "app.bsky.actor.getProfile" if <S as crate::app::bsky::actor::AppBskyActor>::SERVES_GET_PROFILE => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::actor::AppBskyActor>::get_profile(
@@ -876,7 +2160,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.actor.getProfiles" => {
+        "app.bsky.actor.getProfiles" if <S as crate::app::bsky::actor::AppBskyActor>::SERVES_GET_PROFILES => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::actor::AppBskyActor>::get_profiles(
@@ -888,7 +2172,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.actor.getSuggestions" => {
+        "app.bsky.actor.getSuggestions" if <S as crate::app::bsky::actor::AppBskyActor>::SERVES_GET_SUGGESTIONS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::actor::AppBskyActor>::get_suggestions(
@@ -900,7 +2184,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.actor.putPreferences" => {
+        "app.bsky.actor.putPreferences" if <S as crate::app::bsky::actor::AppBskyActor>::SERVES_PUT_PREFERENCES => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             <S as crate::app::bsky::actor::AppBskyActor>::put_preferences(
@@ -913,7 +2197,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::empty_output()
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.actor.searchActors" => {
+        "app.bsky.actor.searchActors" if <S as crate::app::bsky::actor::AppBskyActor>::SERVES_SEARCH_ACTORS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::actor::AppBskyActor>::search_actors(
@@ -925,7 +2209,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.actor.searchActorsTypeahead" => {
+        "app.bsky.actor.searchActorsTypeahead" if <S as crate::app::bsky::actor::AppBskyActor>::SERVES_SEARCH_ACTORS_TYPEAHEAD => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::actor::AppBskyActor>::search_actors_typeahead(
@@ -937,7 +2221,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.ageassurance.begin" => {
+        "app.bsky.ageassurance.begin" if <S as crate::app::bsky::ageassurance::AppBskyAgeassurance>::SERVES_BEGIN => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::app::bsky::ageassurance::AppBskyAgeassurance>::begin(
@@ -950,7 +2234,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.ageassurance.getConfig" => {
+        "app.bsky.ageassurance.getConfig" if <S as crate::app::bsky::ageassurance::AppBskyAgeassurance>::SERVES_GET_CONFIG => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::ageassurance::AppBskyAgeassurance>::get_config(
@@ -962,7 +2246,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.ageassurance.getState" => {
+        "app.bsky.ageassurance.getState" if <S as crate::app::bsky::ageassurance::AppBskyAgeassurance>::SERVES_GET_STATE => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::ageassurance::AppBskyAgeassurance>::get_state(
@@ -974,7 +2258,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.bookmark.createBookmark" => {
+        "app.bsky.bookmark.createBookmark" if <S as crate::app::bsky::bookmark::AppBskyBookmark>::SERVES_CREATE_BOOKMARK => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             <S as crate::app::bsky::bookmark::AppBskyBookmark>::create_bookmark(
@@ -987,7 +2271,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::empty_output()
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.bookmark.deleteBookmark" => {
+        "app.bsky.bookmark.deleteBookmark" if <S as crate::app::bsky::bookmark::AppBskyBookmark>::SERVES_DELETE_BOOKMARK => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             <S as crate::app::bsky::bookmark::AppBskyBookmark>::delete_bookmark(
@@ -1000,7 +2284,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::empty_output()
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.bookmark.getBookmarks" => {
+        "app.bsky.bookmark.getBookmarks" if <S as crate::app::bsky::bookmark::AppBskyBookmark>::SERVES_GET_BOOKMARKS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::bookmark::AppBskyBookmark>::get_bookmarks(
@@ -1012,7 +2296,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.contact.dismissMatch" => {
+        "app.bsky.contact.dismissMatch" if <S as crate::app::bsky::contact::AppBskyContact>::SERVES_DISMISS_MATCH => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::app::bsky::contact::AppBskyContact>::dismiss_match(
@@ -1025,7 +2309,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.contact.getMatches" => {
+        "app.bsky.contact.getMatches" if <S as crate::app::bsky::contact::AppBskyContact>::SERVES_GET_MATCHES => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::contact::AppBskyContact>::get_matches(
@@ -1037,7 +2321,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.contact.getSyncStatus" => {
+        "app.bsky.contact.getSyncStatus" if <S as crate::app::bsky::contact::AppBskyContact>::SERVES_GET_SYNC_STATUS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::contact::AppBskyContact>::get_sync_status(
@@ -1049,7 +2333,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.contact.importContacts" => {
+        "app.bsky.contact.importContacts" if <S as crate::app::bsky::contact::AppBskyContact>::SERVES_IMPORT_CONTACTS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::app::bsky::contact::AppBskyContact>::import_contacts(
@@ -1062,7 +2346,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.contact.removeData" => {
+        "app.bsky.contact.removeData" if <S as crate::app::bsky::contact::AppBskyContact>::SERVES_REMOVE_DATA => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::app::bsky::contact::AppBskyContact>::remove_data(
@@ -1075,7 +2359,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.contact.sendNotification" => {
+        "app.bsky.contact.sendNotification" if <S as crate::app::bsky::contact::AppBskyContact>::SERVES_SEND_NOTIFICATION => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::app::bsky::contact::AppBskyContact>::send_notification(
@@ -1088,7 +2372,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.contact.startPhoneVerification" => {
+        "app.bsky.contact.startPhoneVerification" if <S as crate::app::bsky::contact::AppBskyContact>::SERVES_START_PHONE_VERIFICATION => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::app::bsky::contact::AppBskyContact>::start_phone_verification(
@@ -1101,7 +2385,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.contact.verifyPhone" => {
+        "app.bsky.contact.verifyPhone" if <S as crate::app::bsky::contact::AppBskyContact>::SERVES_VERIFY_PHONE => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::app::bsky::contact::AppBskyContact>::verify_phone(
@@ -1114,7 +2398,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.draft.createDraft" => {
+        "app.bsky.draft.createDraft" if <S as crate::app::bsky::draft::AppBskyDraft>::SERVES_CREATE_DRAFT => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::app::bsky::draft::AppBskyDraft>::create_draft(
@@ -1127,7 +2411,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.draft.deleteDraft" => {
+        "app.bsky.draft.deleteDraft" if <S as crate::app::bsky::draft::AppBskyDraft>::SERVES_DELETE_DRAFT => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             <S as crate::app::bsky::draft::AppBskyDraft>::delete_draft(
@@ -1140,7 +2424,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::empty_output()
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.draft.getDrafts" => {
+        "app.bsky.draft.getDrafts" if <S as crate::app::bsky::draft::AppBskyDraft>::SERVES_GET_DRAFTS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::draft::AppBskyDraft>::get_drafts(
@@ -1152,7 +2436,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.draft.updateDraft" => {
+        "app.bsky.draft.updateDraft" if <S as crate::app::bsky::draft::AppBskyDraft>::SERVES_UPDATE_DRAFT => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             <S as crate::app::bsky::draft::AppBskyDraft>::update_draft(
@@ -1165,7 +2449,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::empty_output()
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.embed.getEmbedExternalView" => {
+        "app.bsky.embed.getEmbedExternalView" if <S as crate::app::bsky::embed::AppBskyEmbed>::SERVES_GET_EMBED_EXTERNAL_VIEW => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::embed::AppBskyEmbed>::get_embed_external_view(
@@ -1177,7 +2461,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.feed.describeFeedGenerator" => {
+        "app.bsky.feed.describeFeedGenerator" if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_DESCRIBE_FEED_GENERATOR => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::feed::AppBskyFeed>::describe_feed_generator(
@@ -1189,7 +2473,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.feed.getActorFeeds" => {
+        "app.bsky.feed.getActorFeeds" if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_ACTOR_FEEDS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::feed::AppBskyFeed>::get_actor_feeds(
@@ -1201,7 +2485,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.feed.getActorLikes" => {
+        "app.bsky.feed.getActorLikes" if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_ACTOR_LIKES => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::feed::AppBskyFeed>::get_actor_likes(
@@ -1213,7 +2497,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.feed.getAuthorFeed" => {
+        "app.bsky.feed.getAuthorFeed" if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_AUTHOR_FEED => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::feed::AppBskyFeed>::get_author_feed(
@@ -1225,7 +2509,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.feed.getFeed" => {
+        "app.bsky.feed.getFeed" if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_FEED => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::feed::AppBskyFeed>::get_feed(
@@ -1237,7 +2521,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.feed.getFeedGenerator" => {
+        "app.bsky.feed.getFeedGenerator" if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_FEED_GENERATOR => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::feed::AppBskyFeed>::get_feed_generator(
@@ -1249,7 +2533,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.feed.getFeedGenerators" => {
+        "app.bsky.feed.getFeedGenerators" if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_FEED_GENERATORS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::feed::AppBskyFeed>::get_feed_generators(
@@ -1261,7 +2545,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.feed.getFeedSkeleton" => {
+        "app.bsky.feed.getFeedSkeleton" if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_FEED_SKELETON => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::feed::AppBskyFeed>::get_feed_skeleton(
@@ -1273,7 +2557,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.feed.getLikes" => {
+        "app.bsky.feed.getLikes" if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_LIKES => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::feed::AppBskyFeed>::get_likes(
@@ -1285,7 +2569,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.feed.getListFeed" => {
+        "app.bsky.feed.getListFeed" if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_LIST_FEED => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::feed::AppBskyFeed>::get_list_feed(
@@ -1297,7 +2581,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.feed.getPostThread" => {
+        "app.bsky.feed.getPostThread" if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_POST_THREAD => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::feed::AppBskyFeed>::get_post_thread(
@@ -1309,7 +2593,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.feed.getPosts" => {
+        "app.bsky.feed.getPosts" if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_POSTS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::feed::AppBskyFeed>::get_posts(
@@ -1321,7 +2605,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.feed.getQuotes" => {
+        "app.bsky.feed.getQuotes" if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_QUOTES => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::feed::AppBskyFeed>::get_quotes(
@@ -1333,7 +2617,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.feed.getRepostedBy" => {
+        "app.bsky.feed.getRepostedBy" if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_REPOSTED_BY => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::feed::AppBskyFeed>::get_reposted_by(
@@ -1345,7 +2629,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.feed.getSuggestedFeeds" => {
+        "app.bsky.feed.getSuggestedFeeds" if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_SUGGESTED_FEEDS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::feed::AppBskyFeed>::get_suggested_feeds(
@@ -1357,7 +2641,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.feed.getTimeline" => {
+        "app.bsky.feed.getTimeline" if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_TIMELINE => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::feed::AppBskyFeed>::get_timeline(
@@ -1369,7 +2653,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.feed.searchPosts" => {
+        "app.bsky.feed.searchPosts" if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_SEARCH_POSTS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::feed::AppBskyFeed>::search_posts(
@@ -1381,7 +2665,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.feed.searchPostsV2" => {
+        "app.bsky.feed.searchPostsV2" if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_SEARCH_POSTS_V2 => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::feed::AppBskyFeed>::search_posts_v2(
@@ -1393,7 +2677,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.feed.sendInteractions" => {
+        "app.bsky.feed.sendInteractions" if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_SEND_INTERACTIONS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::app::bsky::feed::AppBskyFeed>::send_interactions(
@@ -1406,7 +2690,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.graph.getActorStarterPacks" => {
+        "app.bsky.graph.getActorStarterPacks" if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_ACTOR_STARTER_PACKS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::graph::AppBskyGraph>::get_actor_starter_packs(
@@ -1418,7 +2702,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.graph.getBlocks" => {
+        "app.bsky.graph.getBlocks" if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_BLOCKS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::graph::AppBskyGraph>::get_blocks(
@@ -1430,7 +2714,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.graph.getFollowers" => {
+        "app.bsky.graph.getFollowers" if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_FOLLOWERS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::graph::AppBskyGraph>::get_followers(
@@ -1442,7 +2726,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.graph.getFollows" => {
+        "app.bsky.graph.getFollows" if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_FOLLOWS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::graph::AppBskyGraph>::get_follows(
@@ -1454,7 +2738,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.graph.getKnownFollowers" => {
+        "app.bsky.graph.getKnownFollowers" if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_KNOWN_FOLLOWERS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::graph::AppBskyGraph>::get_known_followers(
@@ -1466,7 +2750,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.graph.getList" => {
+        "app.bsky.graph.getList" if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_LIST => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::graph::AppBskyGraph>::get_list(
@@ -1478,7 +2762,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.graph.getListBlocks" => {
+        "app.bsky.graph.getListBlocks" if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_LIST_BLOCKS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::graph::AppBskyGraph>::get_list_blocks(
@@ -1490,7 +2774,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.graph.getListMutes" => {
+        "app.bsky.graph.getListMutes" if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_LIST_MUTES => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::graph::AppBskyGraph>::get_list_mutes(
@@ -1502,7 +2786,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.graph.getLists" => {
+        "app.bsky.graph.getLists" if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_LISTS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::graph::AppBskyGraph>::get_lists(
@@ -1514,7 +2798,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.graph.getListsWithMembership" => {
+        "app.bsky.graph.getListsWithMembership" if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_LISTS_WITH_MEMBERSHIP => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::graph::AppBskyGraph>::get_lists_with_membership(
@@ -1526,7 +2810,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.graph.getMutes" => {
+        "app.bsky.graph.getMutes" if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_MUTES => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::graph::AppBskyGraph>::get_mutes(
@@ -1538,7 +2822,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.graph.getRelationships" => {
+        "app.bsky.graph.getRelationships" if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_RELATIONSHIPS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::graph::AppBskyGraph>::get_relationships(
@@ -1550,7 +2834,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.graph.getStarterPack" => {
+        "app.bsky.graph.getStarterPack" if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_STARTER_PACK => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::graph::AppBskyGraph>::get_starter_pack(
@@ -1562,7 +2846,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.graph.getStarterPacks" => {
+        "app.bsky.graph.getStarterPacks" if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_STARTER_PACKS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::graph::AppBskyGraph>::get_starter_packs(
@@ -1574,7 +2858,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.graph.getStarterPacksWithMembership" => {
+        "app.bsky.graph.getStarterPacksWithMembership" if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_STARTER_PACKS_WITH_MEMBERSHIP => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::graph::AppBskyGraph>::get_starter_packs_with_membership(
@@ -1586,7 +2870,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.graph.getSuggestedFollowsByActor" => {
+        "app.bsky.graph.getSuggestedFollowsByActor" if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_SUGGESTED_FOLLOWS_BY_ACTOR => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::graph::AppBskyGraph>::get_suggested_follows_by_actor(
@@ -1598,7 +2882,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.graph.muteActor" => {
+        "app.bsky.graph.muteActor" if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_MUTE_ACTOR => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             <S as crate::app::bsky::graph::AppBskyGraph>::mute_actor(
@@ -1611,7 +2895,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::empty_output()
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.graph.muteActorList" => {
+        "app.bsky.graph.muteActorList" if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_MUTE_ACTOR_LIST => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             <S as crate::app::bsky::graph::AppBskyGraph>::mute_actor_list(
@@ -1624,7 +2908,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::empty_output()
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.graph.muteThread" => {
+        "app.bsky.graph.muteThread" if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_MUTE_THREAD => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             <S as crate::app::bsky::graph::AppBskyGraph>::mute_thread(
@@ -1637,7 +2921,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::empty_output()
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.graph.searchStarterPacks" => {
+        "app.bsky.graph.searchStarterPacks" if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_SEARCH_STARTER_PACKS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::graph::AppBskyGraph>::search_starter_packs(
@@ -1649,7 +2933,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.graph.searchStarterPacksV2" => {
+        "app.bsky.graph.searchStarterPacksV2" if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_SEARCH_STARTER_PACKS_V2 => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::graph::AppBskyGraph>::search_starter_packs_v2(
@@ -1661,7 +2945,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.graph.unmuteActor" => {
+        "app.bsky.graph.unmuteActor" if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_UNMUTE_ACTOR => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             <S as crate::app::bsky::graph::AppBskyGraph>::unmute_actor(
@@ -1674,7 +2958,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::empty_output()
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.graph.unmuteActorList" => {
+        "app.bsky.graph.unmuteActorList" if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_UNMUTE_ACTOR_LIST => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             <S as crate::app::bsky::graph::AppBskyGraph>::unmute_actor_list(
@@ -1687,7 +2971,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::empty_output()
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.graph.unmuteThread" => {
+        "app.bsky.graph.unmuteThread" if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_UNMUTE_THREAD => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             <S as crate::app::bsky::graph::AppBskyGraph>::unmute_thread(
@@ -1700,7 +2984,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::empty_output()
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.labeler.getServices" => {
+        "app.bsky.labeler.getServices" if <S as crate::app::bsky::labeler::AppBskyLabeler>::SERVES_GET_SERVICES => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::labeler::AppBskyLabeler>::get_services(
@@ -1712,7 +2996,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.notification.getPreferences" => {
+        "app.bsky.notification.getPreferences" if <S as crate::app::bsky::notification::AppBskyNotification>::SERVES_GET_PREFERENCES => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::notification::AppBskyNotification>::get_preferences(
@@ -1724,7 +3008,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.notification.getUnreadCount" => {
+        "app.bsky.notification.getUnreadCount" if <S as crate::app::bsky::notification::AppBskyNotification>::SERVES_GET_UNREAD_COUNT => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::notification::AppBskyNotification>::get_unread_count(
@@ -1736,7 +3020,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.notification.listActivitySubscriptions" => {
+        "app.bsky.notification.listActivitySubscriptions" if <S as crate::app::bsky::notification::AppBskyNotification>::SERVES_LIST_ACTIVITY_SUBSCRIPTIONS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::notification::AppBskyNotification>::list_activity_subscriptions(
@@ -1748,7 +3032,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.notification.listNotifications" => {
+        "app.bsky.notification.listNotifications" if <S as crate::app::bsky::notification::AppBskyNotification>::SERVES_LIST_NOTIFICATIONS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::notification::AppBskyNotification>::list_notifications(
@@ -1760,7 +3044,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.notification.putActivitySubscription" => {
+        "app.bsky.notification.putActivitySubscription" if <S as crate::app::bsky::notification::AppBskyNotification>::SERVES_PUT_ACTIVITY_SUBSCRIPTION => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::app::bsky::notification::AppBskyNotification>::put_activity_subscription(
@@ -1773,7 +3057,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.notification.putPreferences" => {
+        "app.bsky.notification.putPreferences" if <S as crate::app::bsky::notification::AppBskyNotification>::SERVES_PUT_PREFERENCES => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             <S as crate::app::bsky::notification::AppBskyNotification>::put_preferences(
@@ -1786,7 +3070,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::empty_output()
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.notification.putPreferencesV2" => {
+        "app.bsky.notification.putPreferencesV2" if <S as crate::app::bsky::notification::AppBskyNotification>::SERVES_PUT_PREFERENCES_V2 => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::app::bsky::notification::AppBskyNotification>::put_preferences_v2(
@@ -1799,7 +3083,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.notification.registerPush" => {
+        "app.bsky.notification.registerPush" if <S as crate::app::bsky::notification::AppBskyNotification>::SERVES_REGISTER_PUSH => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             <S as crate::app::bsky::notification::AppBskyNotification>::register_push(
@@ -1812,7 +3096,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::empty_output()
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.notification.unregisterPush" => {
+        "app.bsky.notification.unregisterPush" if <S as crate::app::bsky::notification::AppBskyNotification>::SERVES_UNREGISTER_PUSH => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             <S as crate::app::bsky::notification::AppBskyNotification>::unregister_push(
@@ -1825,7 +3109,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::empty_output()
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.notification.updateSeen" => {
+        "app.bsky.notification.updateSeen" if <S as crate::app::bsky::notification::AppBskyNotification>::SERVES_UPDATE_SEEN => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             <S as crate::app::bsky::notification::AppBskyNotification>::update_seen(
@@ -1838,7 +3122,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::empty_output()
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getAgeAssuranceState" => {
+        "app.bsky.unspecced.getAgeAssuranceState" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_AGE_ASSURANCE_STATE => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_age_assurance_state(
@@ -1850,7 +3134,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getConfig" => {
+        "app.bsky.unspecced.getConfig" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_CONFIG => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_config(
@@ -1862,7 +3146,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getOnboardingSuggestedStarterPacks" => {
+        "app.bsky.unspecced.getOnboardingSuggestedStarterPacks" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_ONBOARDING_SUGGESTED_STARTER_PACKS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_onboarding_suggested_starter_packs(
@@ -1874,7 +3158,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getOnboardingSuggestedStarterPacksSkeleton" => {
+        "app.bsky.unspecced.getOnboardingSuggestedStarterPacksSkeleton" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_ONBOARDING_SUGGESTED_STARTER_PACKS_SKELETON => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_onboarding_suggested_starter_packs_skeleton(
@@ -1886,7 +3170,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getOnboardingSuggestedUsersSkeleton" => {
+        "app.bsky.unspecced.getOnboardingSuggestedUsersSkeleton" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_ONBOARDING_SUGGESTED_USERS_SKELETON => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_onboarding_suggested_users_skeleton(
@@ -1898,7 +3182,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getPopularFeedGenerators" => {
+        "app.bsky.unspecced.getPopularFeedGenerators" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_POPULAR_FEED_GENERATORS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_popular_feed_generators(
@@ -1910,7 +3194,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getPostThreadOtherV2" => {
+        "app.bsky.unspecced.getPostThreadOtherV2" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_POST_THREAD_OTHER_V2 => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_post_thread_other_v2(
@@ -1922,7 +3206,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getPostThreadV2" => {
+        "app.bsky.unspecced.getPostThreadV2" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_POST_THREAD_V2 => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_post_thread_v2(
@@ -1934,7 +3218,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getSuggestedFeeds" => {
+        "app.bsky.unspecced.getSuggestedFeeds" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_FEEDS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_suggested_feeds(
@@ -1946,7 +3230,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getSuggestedFeedsSkeleton" => {
+        "app.bsky.unspecced.getSuggestedFeedsSkeleton" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_FEEDS_SKELETON => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_suggested_feeds_skeleton(
@@ -1958,7 +3242,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getSuggestedOnboardingUsers" => {
+        "app.bsky.unspecced.getSuggestedOnboardingUsers" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_ONBOARDING_USERS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_suggested_onboarding_users(
@@ -1970,7 +3254,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getSuggestedStarterPacks" => {
+        "app.bsky.unspecced.getSuggestedStarterPacks" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_STARTER_PACKS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_suggested_starter_packs(
@@ -1982,7 +3266,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getSuggestedStarterPacksSkeleton" => {
+        "app.bsky.unspecced.getSuggestedStarterPacksSkeleton" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_STARTER_PACKS_SKELETON => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_suggested_starter_packs_skeleton(
@@ -1994,7 +3278,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getSuggestedUsers" => {
+        "app.bsky.unspecced.getSuggestedUsers" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_USERS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_suggested_users(
@@ -2006,7 +3290,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getSuggestedUsersForDiscover" => {
+        "app.bsky.unspecced.getSuggestedUsersForDiscover" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_USERS_FOR_DISCOVER => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_suggested_users_for_discover(
@@ -2018,7 +3302,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getSuggestedUsersForDiscoverSkeleton" => {
+        "app.bsky.unspecced.getSuggestedUsersForDiscoverSkeleton" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_USERS_FOR_DISCOVER_SKELETON => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_suggested_users_for_discover_skeleton(
@@ -2030,7 +3314,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getSuggestedUsersForExplore" => {
+        "app.bsky.unspecced.getSuggestedUsersForExplore" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_USERS_FOR_EXPLORE => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_suggested_users_for_explore(
@@ -2042,7 +3326,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getSuggestedUsersForExploreSkeleton" => {
+        "app.bsky.unspecced.getSuggestedUsersForExploreSkeleton" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_USERS_FOR_EXPLORE_SKELETON => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_suggested_users_for_explore_skeleton(
@@ -2054,7 +3338,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getSuggestedUsersForSeeMore" => {
+        "app.bsky.unspecced.getSuggestedUsersForSeeMore" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_USERS_FOR_SEE_MORE => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_suggested_users_for_see_more(
@@ -2066,7 +3350,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getSuggestedUsersForSeeMoreSkeleton" => {
+        "app.bsky.unspecced.getSuggestedUsersForSeeMoreSkeleton" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_USERS_FOR_SEE_MORE_SKELETON => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_suggested_users_for_see_more_skeleton(
@@ -2078,7 +3362,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getSuggestedUsersSkeleton" => {
+        "app.bsky.unspecced.getSuggestedUsersSkeleton" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_USERS_SKELETON => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_suggested_users_skeleton(
@@ -2090,7 +3374,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getSuggestionsSkeleton" => {
+        "app.bsky.unspecced.getSuggestionsSkeleton" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTIONS_SKELETON => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_suggestions_skeleton(
@@ -2102,7 +3386,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getTaggedSuggestions" => {
+        "app.bsky.unspecced.getTaggedSuggestions" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_TAGGED_SUGGESTIONS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_tagged_suggestions(
@@ -2114,7 +3398,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getTrendingTopics" => {
+        "app.bsky.unspecced.getTrendingTopics" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_TRENDING_TOPICS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_trending_topics(
@@ -2126,7 +3410,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getTrends" => {
+        "app.bsky.unspecced.getTrends" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_TRENDS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_trends(
@@ -2138,7 +3422,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getTrendsSkeleton" => {
+        "app.bsky.unspecced.getTrendsSkeleton" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_TRENDS_SKELETON => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_trends_skeleton(
@@ -2150,7 +3434,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.initAgeAssurance" => {
+        "app.bsky.unspecced.initAgeAssurance" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_INIT_AGE_ASSURANCE => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::init_age_assurance(
@@ -2163,7 +3447,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.searchActorsSkeleton" => {
+        "app.bsky.unspecced.searchActorsSkeleton" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_SEARCH_ACTORS_SKELETON => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::search_actors_skeleton(
@@ -2175,7 +3459,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.searchPostsSkeleton" => {
+        "app.bsky.unspecced.searchPostsSkeleton" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_SEARCH_POSTS_SKELETON => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::search_posts_skeleton(
@@ -2187,7 +3471,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.searchStarterPacksSkeleton" => {
+        "app.bsky.unspecced.searchStarterPacksSkeleton" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_SEARCH_STARTER_PACKS_SKELETON => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::search_starter_packs_skeleton(
@@ -2199,7 +3483,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.video.abortUpload" => {
+        "app.bsky.video.abortUpload" if <S as crate::app::bsky::video::AppBskyVideo>::SERVES_ABORT_UPLOAD => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::app::bsky::video::AppBskyVideo>::abort_upload(
@@ -2212,7 +3496,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.video.finishUpload" => {
+        "app.bsky.video.finishUpload" if <S as crate::app::bsky::video::AppBskyVideo>::SERVES_FINISH_UPLOAD => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::app::bsky::video::AppBskyVideo>::finish_upload(
@@ -2225,7 +3509,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.video.getJobStatus" => {
+        "app.bsky.video.getJobStatus" if <S as crate::app::bsky::video::AppBskyVideo>::SERVES_GET_JOB_STATUS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::video::AppBskyVideo>::get_job_status(
@@ -2237,7 +3521,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.video.getUploadLimits" => {
+        "app.bsky.video.getUploadLimits" if <S as crate::app::bsky::video::AppBskyVideo>::SERVES_GET_UPLOAD_LIMITS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::video::AppBskyVideo>::get_upload_limits(
@@ -2249,7 +3533,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.video.getUploadStatus" => {
+        "app.bsky.video.getUploadStatus" if <S as crate::app::bsky::video::AppBskyVideo>::SERVES_GET_UPLOAD_STATUS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::app::bsky::video::AppBskyVideo>::get_upload_status(
@@ -2261,7 +3545,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.video.startUpload" => {
+        "app.bsky.video.startUpload" if <S as crate::app::bsky::video::AppBskyVideo>::SERVES_START_UPLOAD => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::app::bsky::video::AppBskyVideo>::start_upload(
@@ -2274,7 +3558,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.video.uploadPart" => {
+        "app.bsky.video.uploadPart" if <S as crate::app::bsky::video::AppBskyVideo>::SERVES_UPLOAD_PART => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::binary_input(meta, req)?;
             let out = <S as crate::app::bsky::video::AppBskyVideo>::upload_part(
@@ -2287,7 +3571,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.video.uploadVideo" => {
+        "app.bsky.video.uploadVideo" if <S as crate::app::bsky::video::AppBskyVideo>::SERVES_UPLOAD_VIDEO => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::binary_input(meta, req)?;
             let out = <S as crate::app::bsky::video::AppBskyVideo>::upload_video(
@@ -2300,7 +3584,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.actor.deleteAccount" => {
+        "chat.bsky.actor.deleteAccount" if <S as crate::chat::bsky::actor::ChatBskyActor>::SERVES_DELETE_ACCOUNT => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::chat::bsky::actor::ChatBskyActor>::delete_account(
@@ -2312,7 +3596,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.actor.exportAccountData" => {
+        "chat.bsky.actor.exportAccountData" if <S as crate::chat::bsky::actor::ChatBskyActor>::SERVES_EXPORT_ACCOUNT_DATA => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::chat::bsky::actor::ChatBskyActor>::export_account_data(
@@ -2324,7 +3608,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::binary_output(out)
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.actor.getStatus" => {
+        "chat.bsky.actor.getStatus" if <S as crate::chat::bsky::actor::ChatBskyActor>::SERVES_GET_STATUS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::chat::bsky::actor::ChatBskyActor>::get_status(
@@ -2336,7 +3620,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.convo.acceptConvo" => {
+        "chat.bsky.convo.acceptConvo" if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_ACCEPT_CONVO => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::accept_convo(
@@ -2349,7 +3633,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.convo.addReaction" => {
+        "chat.bsky.convo.addReaction" if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_ADD_REACTION => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::add_reaction(
@@ -2362,7 +3646,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.convo.deleteMessageForSelf" => {
+        "chat.bsky.convo.deleteMessageForSelf" if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_DELETE_MESSAGE_FOR_SELF => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::delete_message_for_self(
@@ -2375,7 +3659,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.convo.getConvo" => {
+        "chat.bsky.convo.getConvo" if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_GET_CONVO => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::get_convo(
@@ -2387,7 +3671,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.convo.getConvoAvailability" => {
+        "chat.bsky.convo.getConvoAvailability" if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_GET_CONVO_AVAILABILITY => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::get_convo_availability(
@@ -2399,7 +3683,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.convo.getConvoForMembers" => {
+        "chat.bsky.convo.getConvoForMembers" if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_GET_CONVO_FOR_MEMBERS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::get_convo_for_members(
@@ -2411,7 +3695,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.convo.getConvoMembers" => {
+        "chat.bsky.convo.getConvoMembers" if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_GET_CONVO_MEMBERS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::get_convo_members(
@@ -2423,7 +3707,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.convo.getLog" => {
+        "chat.bsky.convo.getLog" if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_GET_LOG => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::get_log(
@@ -2435,7 +3719,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.convo.getMessages" => {
+        "chat.bsky.convo.getMessages" if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_GET_MESSAGES => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::get_messages(
@@ -2447,7 +3731,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.convo.getUnreadCounts" => {
+        "chat.bsky.convo.getUnreadCounts" if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_GET_UNREAD_COUNTS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::get_unread_counts(
@@ -2459,7 +3743,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.convo.leaveConvo" => {
+        "chat.bsky.convo.leaveConvo" if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_LEAVE_CONVO => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::leave_convo(
@@ -2472,7 +3756,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.convo.listConvoRequests" => {
+        "chat.bsky.convo.listConvoRequests" if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_LIST_CONVO_REQUESTS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::list_convo_requests(
@@ -2484,7 +3768,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.convo.listConvos" => {
+        "chat.bsky.convo.listConvos" if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_LIST_CONVOS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::list_convos(
@@ -2496,7 +3780,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.convo.lockConvo" => {
+        "chat.bsky.convo.lockConvo" if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_LOCK_CONVO => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::lock_convo(
@@ -2509,7 +3793,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.convo.muteConvo" => {
+        "chat.bsky.convo.muteConvo" if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_MUTE_CONVO => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::mute_convo(
@@ -2522,7 +3806,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.convo.removeReaction" => {
+        "chat.bsky.convo.removeReaction" if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_REMOVE_REACTION => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::remove_reaction(
@@ -2535,7 +3819,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.convo.sendMessage" => {
+        "chat.bsky.convo.sendMessage" if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_SEND_MESSAGE => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::send_message(
@@ -2548,7 +3832,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.convo.sendMessageBatch" => {
+        "chat.bsky.convo.sendMessageBatch" if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_SEND_MESSAGE_BATCH => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::send_message_batch(
@@ -2561,7 +3845,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.convo.unlockConvo" => {
+        "chat.bsky.convo.unlockConvo" if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_UNLOCK_CONVO => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::unlock_convo(
@@ -2574,7 +3858,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.convo.unmuteConvo" => {
+        "chat.bsky.convo.unmuteConvo" if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_UNMUTE_CONVO => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::unmute_convo(
@@ -2587,7 +3871,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.convo.updateAllRead" => {
+        "chat.bsky.convo.updateAllRead" if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_UPDATE_ALL_READ => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::update_all_read(
@@ -2600,7 +3884,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.convo.updateRead" => {
+        "chat.bsky.convo.updateRead" if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_UPDATE_READ => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::update_read(
@@ -2613,7 +3897,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.group.addMembers" => {
+        "chat.bsky.group.addMembers" if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_ADD_MEMBERS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::chat::bsky::group::ChatBskyGroup>::add_members(
@@ -2626,7 +3910,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.group.approveJoinRequest" => {
+        "chat.bsky.group.approveJoinRequest" if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_APPROVE_JOIN_REQUEST => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::chat::bsky::group::ChatBskyGroup>::approve_join_request(
@@ -2639,7 +3923,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.group.createGroup" => {
+        "chat.bsky.group.createGroup" if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_CREATE_GROUP => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::chat::bsky::group::ChatBskyGroup>::create_group(
@@ -2652,7 +3936,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.group.createJoinLink" => {
+        "chat.bsky.group.createJoinLink" if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_CREATE_JOIN_LINK => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::chat::bsky::group::ChatBskyGroup>::create_join_link(
@@ -2665,7 +3949,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.group.disableJoinLink" => {
+        "chat.bsky.group.disableJoinLink" if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_DISABLE_JOIN_LINK => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::chat::bsky::group::ChatBskyGroup>::disable_join_link(
@@ -2678,7 +3962,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.group.editGroup" => {
+        "chat.bsky.group.editGroup" if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_EDIT_GROUP => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::chat::bsky::group::ChatBskyGroup>::edit_group(
@@ -2691,7 +3975,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.group.editJoinLink" => {
+        "chat.bsky.group.editJoinLink" if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_EDIT_JOIN_LINK => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::chat::bsky::group::ChatBskyGroup>::edit_join_link(
@@ -2704,7 +3988,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.group.enableJoinLink" => {
+        "chat.bsky.group.enableJoinLink" if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_ENABLE_JOIN_LINK => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::chat::bsky::group::ChatBskyGroup>::enable_join_link(
@@ -2717,7 +4001,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.group.getJoinLinkPreviews" => {
+        "chat.bsky.group.getJoinLinkPreviews" if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_GET_JOIN_LINK_PREVIEWS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::chat::bsky::group::ChatBskyGroup>::get_join_link_previews(
@@ -2729,7 +4013,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.group.listJoinRequests" => {
+        "chat.bsky.group.listJoinRequests" if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_LIST_JOIN_REQUESTS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::chat::bsky::group::ChatBskyGroup>::list_join_requests(
@@ -2741,7 +4025,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.group.listMutualGroups" => {
+        "chat.bsky.group.listMutualGroups" if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_LIST_MUTUAL_GROUPS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::chat::bsky::group::ChatBskyGroup>::list_mutual_groups(
@@ -2753,7 +4037,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.group.rejectJoinRequest" => {
+        "chat.bsky.group.rejectJoinRequest" if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_REJECT_JOIN_REQUEST => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::chat::bsky::group::ChatBskyGroup>::reject_join_request(
@@ -2766,7 +4050,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.group.removeMembers" => {
+        "chat.bsky.group.removeMembers" if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_REMOVE_MEMBERS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::chat::bsky::group::ChatBskyGroup>::remove_members(
@@ -2779,7 +4063,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.group.requestJoin" => {
+        "chat.bsky.group.requestJoin" if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_REQUEST_JOIN => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::chat::bsky::group::ChatBskyGroup>::request_join(
@@ -2792,7 +4076,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.group.updateJoinRequestsRead" => {
+        "chat.bsky.group.updateJoinRequestsRead" if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_UPDATE_JOIN_REQUESTS_READ => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::chat::bsky::group::ChatBskyGroup>::update_join_requests_read(
@@ -2805,7 +4089,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.group.withdrawJoinRequest" => {
+        "chat.bsky.group.withdrawJoinRequest" if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_WITHDRAW_JOIN_REQUEST => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::chat::bsky::group::ChatBskyGroup>::withdraw_join_request(
@@ -2818,7 +4102,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.moderation.getActorMetadata" => {
+        "chat.bsky.moderation.getActorMetadata" if <S as crate::chat::bsky::moderation::ChatBskyModeration>::SERVES_GET_ACTOR_METADATA => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::chat::bsky::moderation::ChatBskyModeration>::get_actor_metadata(
@@ -2830,7 +4114,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.moderation.getConvo" => {
+        "chat.bsky.moderation.getConvo" if <S as crate::chat::bsky::moderation::ChatBskyModeration>::SERVES_GET_CONVO => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::chat::bsky::moderation::ChatBskyModeration>::get_convo(
@@ -2842,7 +4126,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.moderation.getConvoMembers" => {
+        "chat.bsky.moderation.getConvoMembers" if <S as crate::chat::bsky::moderation::ChatBskyModeration>::SERVES_GET_CONVO_MEMBERS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::chat::bsky::moderation::ChatBskyModeration>::get_convo_members(
@@ -2854,7 +4138,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.moderation.getConvos" => {
+        "chat.bsky.moderation.getConvos" if <S as crate::chat::bsky::moderation::ChatBskyModeration>::SERVES_GET_CONVOS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::chat::bsky::moderation::ChatBskyModeration>::get_convos(
@@ -2866,7 +4150,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.moderation.getMessageContext" => {
+        "chat.bsky.moderation.getMessageContext" if <S as crate::chat::bsky::moderation::ChatBskyModeration>::SERVES_GET_MESSAGE_CONTEXT => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::chat::bsky::moderation::ChatBskyModeration>::get_message_context(
@@ -2878,7 +4162,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.moderation.updateActorAccess" => {
+        "chat.bsky.moderation.updateActorAccess" if <S as crate::chat::bsky::moderation::ChatBskyModeration>::SERVES_UPDATE_ACTOR_ACCESS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             <S as crate::chat::bsky::moderation::ChatBskyModeration>::update_actor_access(
@@ -2891,7 +4175,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::empty_output()
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.notification.getPreferences" => {
+        "chat.bsky.notification.getPreferences" if <S as crate::chat::bsky::notification::ChatBskyNotification>::SERVES_GET_PREFERENCES => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::chat::bsky::notification::ChatBskyNotification>::get_preferences(
@@ -2903,7 +4187,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.notification.putPreferences" => {
+        "chat.bsky.notification.putPreferences" if <S as crate::chat::bsky::notification::ChatBskyNotification>::SERVES_PUT_PREFERENCES => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::chat::bsky::notification::ChatBskyNotification>::put_preferences(
@@ -2916,7 +4200,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.admin.deleteAccount" => {
+        "com.atproto.admin.deleteAccount" if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_DELETE_ACCOUNT => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             <S as crate::com::atproto::admin::ComAtprotoAdmin>::delete_account(
@@ -2929,7 +4213,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::empty_output()
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.admin.disableAccountInvites" => {
+        "com.atproto.admin.disableAccountInvites" if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_DISABLE_ACCOUNT_INVITES => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             <S as crate::com::atproto::admin::ComAtprotoAdmin>::disable_account_invites(
@@ -2942,7 +4226,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::empty_output()
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.admin.disableInviteCodes" => {
+        "com.atproto.admin.disableInviteCodes" if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_DISABLE_INVITE_CODES => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             <S as crate::com::atproto::admin::ComAtprotoAdmin>::disable_invite_codes(
@@ -2955,7 +4239,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::empty_output()
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.admin.enableAccountInvites" => {
+        "com.atproto.admin.enableAccountInvites" if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_ENABLE_ACCOUNT_INVITES => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             <S as crate::com::atproto::admin::ComAtprotoAdmin>::enable_account_invites(
@@ -2968,7 +4252,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::empty_output()
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.admin.getAccountInfo" => {
+        "com.atproto.admin.getAccountInfo" if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_GET_ACCOUNT_INFO => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::com::atproto::admin::ComAtprotoAdmin>::get_account_info(
@@ -2980,7 +4264,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.admin.getAccountInfos" => {
+        "com.atproto.admin.getAccountInfos" if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_GET_ACCOUNT_INFOS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::com::atproto::admin::ComAtprotoAdmin>::get_account_infos(
@@ -2992,7 +4276,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.admin.getInviteCodes" => {
+        "com.atproto.admin.getInviteCodes" if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_GET_INVITE_CODES => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::com::atproto::admin::ComAtprotoAdmin>::get_invite_codes(
@@ -3004,7 +4288,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.admin.getSubjectStatus" => {
+        "com.atproto.admin.getSubjectStatus" if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_GET_SUBJECT_STATUS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::com::atproto::admin::ComAtprotoAdmin>::get_subject_status(
@@ -3016,7 +4300,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.admin.searchAccounts" => {
+        "com.atproto.admin.searchAccounts" if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_SEARCH_ACCOUNTS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::com::atproto::admin::ComAtprotoAdmin>::search_accounts(
@@ -3028,7 +4312,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.admin.sendEmail" => {
+        "com.atproto.admin.sendEmail" if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_SEND_EMAIL => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::com::atproto::admin::ComAtprotoAdmin>::send_email(
@@ -3041,7 +4325,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.admin.updateAccountEmail" => {
+        "com.atproto.admin.updateAccountEmail" if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_UPDATE_ACCOUNT_EMAIL => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             <S as crate::com::atproto::admin::ComAtprotoAdmin>::update_account_email(
@@ -3054,7 +4338,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::empty_output()
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.admin.updateAccountHandle" => {
+        "com.atproto.admin.updateAccountHandle" if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_UPDATE_ACCOUNT_HANDLE => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             <S as crate::com::atproto::admin::ComAtprotoAdmin>::update_account_handle(
@@ -3067,7 +4351,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::empty_output()
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.admin.updateAccountPassword" => {
+        "com.atproto.admin.updateAccountPassword" if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_UPDATE_ACCOUNT_PASSWORD => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             <S as crate::com::atproto::admin::ComAtprotoAdmin>::update_account_password(
@@ -3080,7 +4364,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::empty_output()
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.admin.updateAccountSigningKey" => {
+        "com.atproto.admin.updateAccountSigningKey" if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_UPDATE_ACCOUNT_SIGNING_KEY => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             <S as crate::com::atproto::admin::ComAtprotoAdmin>::update_account_signing_key(
@@ -3093,7 +4377,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::empty_output()
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.admin.updateSubjectStatus" => {
+        "com.atproto.admin.updateSubjectStatus" if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_UPDATE_SUBJECT_STATUS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::com::atproto::admin::ComAtprotoAdmin>::update_subject_status(
@@ -3106,7 +4390,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.identity.getRecommendedDidCredentials" => {
+        "com.atproto.identity.getRecommendedDidCredentials" if <S as crate::com::atproto::identity::ComAtprotoIdentity>::SERVES_GET_RECOMMENDED_DID_CREDENTIALS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::com::atproto::identity::ComAtprotoIdentity>::get_recommended_did_credentials(
@@ -3118,7 +4402,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.identity.refreshIdentity" => {
+        "com.atproto.identity.refreshIdentity" if <S as crate::com::atproto::identity::ComAtprotoIdentity>::SERVES_REFRESH_IDENTITY => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::com::atproto::identity::ComAtprotoIdentity>::refresh_identity(
@@ -3131,7 +4415,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.identity.requestPlcOperationSignature" => {
+        "com.atproto.identity.requestPlcOperationSignature" if <S as crate::com::atproto::identity::ComAtprotoIdentity>::SERVES_REQUEST_PLC_OPERATION_SIGNATURE => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             <S as crate::com::atproto::identity::ComAtprotoIdentity>::request_plc_operation_signature(
@@ -3143,7 +4427,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::empty_output()
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.identity.resolveDid" => {
+        "com.atproto.identity.resolveDid" if <S as crate::com::atproto::identity::ComAtprotoIdentity>::SERVES_RESOLVE_DID => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::com::atproto::identity::ComAtprotoIdentity>::resolve_did(
@@ -3155,7 +4439,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.identity.resolveHandle" => {
+        "com.atproto.identity.resolveHandle" if <S as crate::com::atproto::identity::ComAtprotoIdentity>::SERVES_RESOLVE_HANDLE => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::com::atproto::identity::ComAtprotoIdentity>::resolve_handle(
@@ -3167,7 +4451,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.identity.resolveIdentity" => {
+        "com.atproto.identity.resolveIdentity" if <S as crate::com::atproto::identity::ComAtprotoIdentity>::SERVES_RESOLVE_IDENTITY => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::com::atproto::identity::ComAtprotoIdentity>::resolve_identity(
@@ -3179,7 +4463,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.identity.signPlcOperation" => {
+        "com.atproto.identity.signPlcOperation" if <S as crate::com::atproto::identity::ComAtprotoIdentity>::SERVES_SIGN_PLC_OPERATION => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::com::atproto::identity::ComAtprotoIdentity>::sign_plc_operation(
@@ -3192,7 +4476,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.identity.submitPlcOperation" => {
+        "com.atproto.identity.submitPlcOperation" if <S as crate::com::atproto::identity::ComAtprotoIdentity>::SERVES_SUBMIT_PLC_OPERATION => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             <S as crate::com::atproto::identity::ComAtprotoIdentity>::submit_plc_operation(
@@ -3205,7 +4489,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::empty_output()
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.identity.updateHandle" => {
+        "com.atproto.identity.updateHandle" if <S as crate::com::atproto::identity::ComAtprotoIdentity>::SERVES_UPDATE_HANDLE => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             <S as crate::com::atproto::identity::ComAtprotoIdentity>::update_handle(
@@ -3218,7 +4502,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::empty_output()
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.label.queryLabels" => {
+        "com.atproto.label.queryLabels" if <S as crate::com::atproto::label::ComAtprotoLabel>::SERVES_QUERY_LABELS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::com::atproto::label::ComAtprotoLabel>::query_labels(
@@ -3230,7 +4514,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.lexicon.resolveLexicon" => {
+        "com.atproto.lexicon.resolveLexicon" if <S as crate::com::atproto::lexicon::ComAtprotoLexicon>::SERVES_RESOLVE_LEXICON => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::com::atproto::lexicon::ComAtprotoLexicon>::resolve_lexicon(
@@ -3242,7 +4526,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.moderation.createReport" => {
+        "com.atproto.moderation.createReport" if <S as crate::com::atproto::moderation::ComAtprotoModeration>::SERVES_CREATE_REPORT => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::com::atproto::moderation::ComAtprotoModeration>::create_report(
@@ -3255,7 +4539,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.repo.applyWrites" => {
+        "com.atproto.repo.applyWrites" if <S as crate::com::atproto::repo::ComAtprotoRepo>::SERVES_APPLY_WRITES => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::com::atproto::repo::ComAtprotoRepo>::apply_writes(
@@ -3268,7 +4552,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.repo.createRecord" => {
+        "com.atproto.repo.createRecord" if <S as crate::com::atproto::repo::ComAtprotoRepo>::SERVES_CREATE_RECORD => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::com::atproto::repo::ComAtprotoRepo>::create_record(
@@ -3281,7 +4565,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.repo.deleteRecord" => {
+        "com.atproto.repo.deleteRecord" if <S as crate::com::atproto::repo::ComAtprotoRepo>::SERVES_DELETE_RECORD => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::com::atproto::repo::ComAtprotoRepo>::delete_record(
@@ -3294,7 +4578,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.repo.describeRepo" => {
+        "com.atproto.repo.describeRepo" if <S as crate::com::atproto::repo::ComAtprotoRepo>::SERVES_DESCRIBE_REPO => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::com::atproto::repo::ComAtprotoRepo>::describe_repo(
@@ -3306,7 +4590,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.repo.getRecord" => {
+        "com.atproto.repo.getRecord" if <S as crate::com::atproto::repo::ComAtprotoRepo>::SERVES_GET_RECORD => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::com::atproto::repo::ComAtprotoRepo>::get_record(
@@ -3318,7 +4602,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.repo.importRepo" => {
+        "com.atproto.repo.importRepo" if <S as crate::com::atproto::repo::ComAtprotoRepo>::SERVES_IMPORT_REPO => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::binary_input(meta, req)?;
             <S as crate::com::atproto::repo::ComAtprotoRepo>::import_repo(
@@ -3331,7 +4615,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::empty_output()
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.repo.listMissingBlobs" => {
+        "com.atproto.repo.listMissingBlobs" if <S as crate::com::atproto::repo::ComAtprotoRepo>::SERVES_LIST_MISSING_BLOBS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::com::atproto::repo::ComAtprotoRepo>::list_missing_blobs(
@@ -3343,7 +4627,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.repo.listRecords" => {
+        "com.atproto.repo.listRecords" if <S as crate::com::atproto::repo::ComAtprotoRepo>::SERVES_LIST_RECORDS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::com::atproto::repo::ComAtprotoRepo>::list_records(
@@ -3355,7 +4639,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.repo.putRecord" => {
+        "com.atproto.repo.putRecord" if <S as crate::com::atproto::repo::ComAtprotoRepo>::SERVES_PUT_RECORD => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::com::atproto::repo::ComAtprotoRepo>::put_record(
@@ -3368,7 +4652,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.repo.uploadBlob" => {
+        "com.atproto.repo.uploadBlob" if <S as crate::com::atproto::repo::ComAtprotoRepo>::SERVES_UPLOAD_BLOB => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::binary_input(meta, req)?;
             let out = <S as crate::com::atproto::repo::ComAtprotoRepo>::upload_blob(
@@ -3381,7 +4665,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.server.activateAccount" => {
+        "com.atproto.server.activateAccount" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_ACTIVATE_ACCOUNT => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             <S as crate::com::atproto::server::ComAtprotoServer>::activate_account(
@@ -3393,7 +4677,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::empty_output()
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.server.checkAccountStatus" => {
+        "com.atproto.server.checkAccountStatus" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_CHECK_ACCOUNT_STATUS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::com::atproto::server::ComAtprotoServer>::check_account_status(
@@ -3405,7 +4689,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.server.confirmEmail" => {
+        "com.atproto.server.confirmEmail" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_CONFIRM_EMAIL => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             <S as crate::com::atproto::server::ComAtprotoServer>::confirm_email(
@@ -3418,7 +4702,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::empty_output()
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.server.createAccount" => {
+        "com.atproto.server.createAccount" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_CREATE_ACCOUNT => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::com::atproto::server::ComAtprotoServer>::create_account(
@@ -3431,7 +4715,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.server.createAppPassword" => {
+        "com.atproto.server.createAppPassword" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_CREATE_APP_PASSWORD => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::com::atproto::server::ComAtprotoServer>::create_app_password(
@@ -3444,7 +4728,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.server.createInviteCode" => {
+        "com.atproto.server.createInviteCode" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_CREATE_INVITE_CODE => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::com::atproto::server::ComAtprotoServer>::create_invite_code(
@@ -3457,7 +4741,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.server.createInviteCodes" => {
+        "com.atproto.server.createInviteCodes" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_CREATE_INVITE_CODES => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::com::atproto::server::ComAtprotoServer>::create_invite_codes(
@@ -3470,7 +4754,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.server.createSession" => {
+        "com.atproto.server.createSession" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_CREATE_SESSION => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::com::atproto::server::ComAtprotoServer>::create_session(
@@ -3483,7 +4767,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.server.deactivateAccount" => {
+        "com.atproto.server.deactivateAccount" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_DEACTIVATE_ACCOUNT => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             <S as crate::com::atproto::server::ComAtprotoServer>::deactivate_account(
@@ -3496,7 +4780,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::empty_output()
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.server.deleteAccount" => {
+        "com.atproto.server.deleteAccount" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_DELETE_ACCOUNT => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             <S as crate::com::atproto::server::ComAtprotoServer>::delete_account(
@@ -3509,7 +4793,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::empty_output()
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.server.deleteSession" => {
+        "com.atproto.server.deleteSession" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_DELETE_SESSION => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             <S as crate::com::atproto::server::ComAtprotoServer>::delete_session(
@@ -3521,7 +4805,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::empty_output()
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.server.describeServer" => {
+        "com.atproto.server.describeServer" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_DESCRIBE_SERVER => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::com::atproto::server::ComAtprotoServer>::describe_server(
@@ -3533,7 +4817,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.server.getAccountInviteCodes" => {
+        "com.atproto.server.getAccountInviteCodes" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_GET_ACCOUNT_INVITE_CODES => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::com::atproto::server::ComAtprotoServer>::get_account_invite_codes(
@@ -3545,7 +4829,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.server.getServiceAuth" => {
+        "com.atproto.server.getServiceAuth" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_GET_SERVICE_AUTH => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::com::atproto::server::ComAtprotoServer>::get_service_auth(
@@ -3557,7 +4841,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.server.getSession" => {
+        "com.atproto.server.getSession" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_GET_SESSION => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::com::atproto::server::ComAtprotoServer>::get_session(
@@ -3569,7 +4853,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.server.listAppPasswords" => {
+        "com.atproto.server.listAppPasswords" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_LIST_APP_PASSWORDS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::com::atproto::server::ComAtprotoServer>::list_app_passwords(
@@ -3581,7 +4865,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.server.refreshSession" => {
+        "com.atproto.server.refreshSession" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_REFRESH_SESSION => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::com::atproto::server::ComAtprotoServer>::refresh_session(
@@ -3593,7 +4877,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.server.requestAccountDelete" => {
+        "com.atproto.server.requestAccountDelete" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_REQUEST_ACCOUNT_DELETE => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             <S as crate::com::atproto::server::ComAtprotoServer>::request_account_delete(
@@ -3605,7 +4889,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::empty_output()
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.server.requestEmailConfirmation" => {
+        "com.atproto.server.requestEmailConfirmation" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_REQUEST_EMAIL_CONFIRMATION => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             <S as crate::com::atproto::server::ComAtprotoServer>::request_email_confirmation(
@@ -3617,7 +4901,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::empty_output()
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.server.requestEmailUpdate" => {
+        "com.atproto.server.requestEmailUpdate" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_REQUEST_EMAIL_UPDATE => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::com::atproto::server::ComAtprotoServer>::request_email_update(
@@ -3629,7 +4913,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.server.requestPasswordReset" => {
+        "com.atproto.server.requestPasswordReset" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_REQUEST_PASSWORD_RESET => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             <S as crate::com::atproto::server::ComAtprotoServer>::request_password_reset(
@@ -3642,7 +4926,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::empty_output()
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.server.reserveSigningKey" => {
+        "com.atproto.server.reserveSigningKey" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_RESERVE_SIGNING_KEY => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::com::atproto::server::ComAtprotoServer>::reserve_signing_key(
@@ -3655,7 +4939,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.server.resetPassword" => {
+        "com.atproto.server.resetPassword" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_RESET_PASSWORD => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             <S as crate::com::atproto::server::ComAtprotoServer>::reset_password(
@@ -3668,7 +4952,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::empty_output()
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.server.revokeAppPassword" => {
+        "com.atproto.server.revokeAppPassword" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_REVOKE_APP_PASSWORD => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             <S as crate::com::atproto::server::ComAtprotoServer>::revoke_app_password(
@@ -3681,7 +4965,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::empty_output()
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.server.updateEmail" => {
+        "com.atproto.server.updateEmail" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_UPDATE_EMAIL => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             <S as crate::com::atproto::server::ComAtprotoServer>::update_email(
@@ -3694,7 +4978,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::empty_output()
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.sync.getBlob" => {
+        "com.atproto.sync.getBlob" if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_GET_BLOB => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::com::atproto::sync::ComAtprotoSync>::get_blob(
@@ -3706,7 +4990,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::binary_output(out)
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.sync.getBlocks" => {
+        "com.atproto.sync.getBlocks" if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_GET_BLOCKS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::com::atproto::sync::ComAtprotoSync>::get_blocks(
@@ -3718,7 +5002,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::binary_output(out)
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.sync.getCheckout" => {
+        "com.atproto.sync.getCheckout" if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_GET_CHECKOUT => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::com::atproto::sync::ComAtprotoSync>::get_checkout(
@@ -3730,7 +5014,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::binary_output(out)
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.sync.getHead" => {
+        "com.atproto.sync.getHead" if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_GET_HEAD => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::com::atproto::sync::ComAtprotoSync>::get_head(
@@ -3742,7 +5026,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.sync.getHostStatus" => {
+        "com.atproto.sync.getHostStatus" if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_GET_HOST_STATUS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::com::atproto::sync::ComAtprotoSync>::get_host_status(
@@ -3754,7 +5038,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.sync.getLatestCommit" => {
+        "com.atproto.sync.getLatestCommit" if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_GET_LATEST_COMMIT => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::com::atproto::sync::ComAtprotoSync>::get_latest_commit(
@@ -3766,7 +5050,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.sync.getRecord" => {
+        "com.atproto.sync.getRecord" if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_GET_RECORD => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::com::atproto::sync::ComAtprotoSync>::get_record(
@@ -3778,7 +5062,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::binary_output(out)
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.sync.getRepo" => {
+        "com.atproto.sync.getRepo" if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_GET_REPO => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::com::atproto::sync::ComAtprotoSync>::get_repo(
@@ -3790,7 +5074,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::binary_output(out)
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.sync.getRepoStatus" => {
+        "com.atproto.sync.getRepoStatus" if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_GET_REPO_STATUS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::com::atproto::sync::ComAtprotoSync>::get_repo_status(
@@ -3802,7 +5086,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.sync.listBlobs" => {
+        "com.atproto.sync.listBlobs" if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_LIST_BLOBS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::com::atproto::sync::ComAtprotoSync>::list_blobs(
@@ -3814,7 +5098,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.sync.listHosts" => {
+        "com.atproto.sync.listHosts" if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_LIST_HOSTS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::com::atproto::sync::ComAtprotoSync>::list_hosts(
@@ -3826,7 +5110,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.sync.listRepos" => {
+        "com.atproto.sync.listRepos" if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_LIST_REPOS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::com::atproto::sync::ComAtprotoSync>::list_repos(
@@ -3838,7 +5122,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.sync.listReposByCollection" => {
+        "com.atproto.sync.listReposByCollection" if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_LIST_REPOS_BY_COLLECTION => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::com::atproto::sync::ComAtprotoSync>::list_repos_by_collection(
@@ -3850,7 +5134,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.sync.notifyOfUpdate" => {
+        "com.atproto.sync.notifyOfUpdate" if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_NOTIFY_OF_UPDATE => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             <S as crate::com::atproto::sync::ComAtprotoSync>::notify_of_update(
@@ -3863,7 +5147,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::empty_output()
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.sync.requestCrawl" => {
+        "com.atproto.sync.requestCrawl" if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_REQUEST_CRAWL => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             <S as crate::com::atproto::sync::ComAtprotoSync>::request_crawl(
@@ -3876,7 +5160,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::empty_output()
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.temp.addReservedHandle" => {
+        "com.atproto.temp.addReservedHandle" if <S as crate::com::atproto::temp::ComAtprotoTemp>::SERVES_ADD_RESERVED_HANDLE => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::com::atproto::temp::ComAtprotoTemp>::add_reserved_handle(
@@ -3889,7 +5173,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.temp.checkHandleAvailability" => {
+        "com.atproto.temp.checkHandleAvailability" if <S as crate::com::atproto::temp::ComAtprotoTemp>::SERVES_CHECK_HANDLE_AVAILABILITY => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::com::atproto::temp::ComAtprotoTemp>::check_handle_availability(
@@ -3901,7 +5185,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.temp.checkSignupQueue" => {
+        "com.atproto.temp.checkSignupQueue" if <S as crate::com::atproto::temp::ComAtprotoTemp>::SERVES_CHECK_SIGNUP_QUEUE => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::com::atproto::temp::ComAtprotoTemp>::check_signup_queue(
@@ -3913,7 +5197,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.temp.dereferenceScope" => {
+        "com.atproto.temp.dereferenceScope" if <S as crate::com::atproto::temp::ComAtprotoTemp>::SERVES_DEREFERENCE_SCOPE => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::com::atproto::temp::ComAtprotoTemp>::dereference_scope(
@@ -3925,7 +5209,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.temp.fetchLabels" => {
+        "com.atproto.temp.fetchLabels" if <S as crate::com::atproto::temp::ComAtprotoTemp>::SERVES_FETCH_LABELS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::com::atproto::temp::ComAtprotoTemp>::fetch_labels(
@@ -3937,7 +5221,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.temp.requestPhoneVerification" => {
+        "com.atproto.temp.requestPhoneVerification" if <S as crate::com::atproto::temp::ComAtprotoTemp>::SERVES_REQUEST_PHONE_VERIFICATION => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             <S as crate::com::atproto::temp::ComAtprotoTemp>::request_phone_verification(
@@ -3950,7 +5234,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::empty_output()
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.temp.revokeAccountCredentials" => {
+        "com.atproto.temp.revokeAccountCredentials" if <S as crate::com::atproto::temp::ComAtprotoTemp>::SERVES_REVOKE_ACCOUNT_CREDENTIALS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             <S as crate::com::atproto::temp::ComAtprotoTemp>::revoke_account_credentials(
@@ -3963,7 +5247,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::empty_output()
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.communication.createTemplate" => {
+        "tools.ozone.communication.createTemplate" if <S as crate::tools::ozone::communication::ToolsOzoneCommunication>::SERVES_CREATE_TEMPLATE => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::tools::ozone::communication::ToolsOzoneCommunication>::create_template(
@@ -3976,7 +5260,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.communication.deleteTemplate" => {
+        "tools.ozone.communication.deleteTemplate" if <S as crate::tools::ozone::communication::ToolsOzoneCommunication>::SERVES_DELETE_TEMPLATE => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             <S as crate::tools::ozone::communication::ToolsOzoneCommunication>::delete_template(
@@ -3989,7 +5273,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::empty_output()
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.communication.listTemplates" => {
+        "tools.ozone.communication.listTemplates" if <S as crate::tools::ozone::communication::ToolsOzoneCommunication>::SERVES_LIST_TEMPLATES => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::tools::ozone::communication::ToolsOzoneCommunication>::list_templates(
@@ -4001,7 +5285,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.communication.updateTemplate" => {
+        "tools.ozone.communication.updateTemplate" if <S as crate::tools::ozone::communication::ToolsOzoneCommunication>::SERVES_UPDATE_TEMPLATE => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::tools::ozone::communication::ToolsOzoneCommunication>::update_template(
@@ -4014,7 +5298,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.hosting.getAccountHistory" => {
+        "tools.ozone.hosting.getAccountHistory" if <S as crate::tools::ozone::hosting::ToolsOzoneHosting>::SERVES_GET_ACCOUNT_HISTORY => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::tools::ozone::hosting::ToolsOzoneHosting>::get_account_history(
@@ -4026,7 +5310,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.moderation.cancelScheduledActions" => {
+        "tools.ozone.moderation.cancelScheduledActions" if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_CANCEL_SCHEDULED_ACTIONS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::cancel_scheduled_actions(
@@ -4039,7 +5323,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.moderation.emitEvent" => {
+        "tools.ozone.moderation.emitEvent" if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_EMIT_EVENT => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::emit_event(
@@ -4052,7 +5336,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.moderation.getAccountPreferences" => {
+        "tools.ozone.moderation.getAccountPreferences" if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_GET_ACCOUNT_PREFERENCES => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::get_account_preferences(
@@ -4064,7 +5348,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.moderation.getAccountTimeline" => {
+        "tools.ozone.moderation.getAccountTimeline" if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_GET_ACCOUNT_TIMELINE => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::get_account_timeline(
@@ -4076,7 +5360,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.moderation.getEvent" => {
+        "tools.ozone.moderation.getEvent" if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_GET_EVENT => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::get_event(
@@ -4088,7 +5372,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.moderation.getRecord" => {
+        "tools.ozone.moderation.getRecord" if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_GET_RECORD => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::get_record(
@@ -4100,7 +5384,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.moderation.getRecords" => {
+        "tools.ozone.moderation.getRecords" if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_GET_RECORDS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::get_records(
@@ -4112,7 +5396,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.moderation.getRepo" => {
+        "tools.ozone.moderation.getRepo" if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_GET_REPO => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::get_repo(
@@ -4124,7 +5408,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.moderation.getReporterStats" => {
+        "tools.ozone.moderation.getReporterStats" if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_GET_REPORTER_STATS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::get_reporter_stats(
@@ -4136,7 +5420,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.moderation.getRepos" => {
+        "tools.ozone.moderation.getRepos" if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_GET_REPOS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::get_repos(
@@ -4148,7 +5432,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.moderation.getSubjects" => {
+        "tools.ozone.moderation.getSubjects" if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_GET_SUBJECTS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::get_subjects(
@@ -4160,7 +5444,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.moderation.listScheduledActions" => {
+        "tools.ozone.moderation.listScheduledActions" if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_LIST_SCHEDULED_ACTIONS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::list_scheduled_actions(
@@ -4173,7 +5457,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.moderation.queryEvents" => {
+        "tools.ozone.moderation.queryEvents" if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_QUERY_EVENTS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::query_events(
@@ -4185,7 +5469,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.moderation.queryStatuses" => {
+        "tools.ozone.moderation.queryStatuses" if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_QUERY_STATUSES => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::query_statuses(
@@ -4197,7 +5481,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.moderation.scheduleAction" => {
+        "tools.ozone.moderation.scheduleAction" if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_SCHEDULE_ACTION => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::schedule_action(
@@ -4210,7 +5494,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.moderation.searchRepos" => {
+        "tools.ozone.moderation.searchRepos" if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_SEARCH_REPOS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::search_repos(
@@ -4222,7 +5506,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.queue.assignModerator" => {
+        "tools.ozone.queue.assignModerator" if <S as crate::tools::ozone::queue::ToolsOzoneQueue>::SERVES_ASSIGN_MODERATOR => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::tools::ozone::queue::ToolsOzoneQueue>::assign_moderator(
@@ -4235,7 +5519,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.queue.createQueue" => {
+        "tools.ozone.queue.createQueue" if <S as crate::tools::ozone::queue::ToolsOzoneQueue>::SERVES_CREATE_QUEUE => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::tools::ozone::queue::ToolsOzoneQueue>::create_queue(
@@ -4248,7 +5532,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.queue.deleteQueue" => {
+        "tools.ozone.queue.deleteQueue" if <S as crate::tools::ozone::queue::ToolsOzoneQueue>::SERVES_DELETE_QUEUE => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::tools::ozone::queue::ToolsOzoneQueue>::delete_queue(
@@ -4261,7 +5545,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.queue.getAssignments" => {
+        "tools.ozone.queue.getAssignments" if <S as crate::tools::ozone::queue::ToolsOzoneQueue>::SERVES_GET_ASSIGNMENTS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::tools::ozone::queue::ToolsOzoneQueue>::get_assignments(
@@ -4273,7 +5557,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.queue.listQueues" => {
+        "tools.ozone.queue.listQueues" if <S as crate::tools::ozone::queue::ToolsOzoneQueue>::SERVES_LIST_QUEUES => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::tools::ozone::queue::ToolsOzoneQueue>::list_queues(
@@ -4285,7 +5569,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.queue.routeReports" => {
+        "tools.ozone.queue.routeReports" if <S as crate::tools::ozone::queue::ToolsOzoneQueue>::SERVES_ROUTE_REPORTS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::tools::ozone::queue::ToolsOzoneQueue>::route_reports(
@@ -4298,7 +5582,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.queue.unassignModerator" => {
+        "tools.ozone.queue.unassignModerator" if <S as crate::tools::ozone::queue::ToolsOzoneQueue>::SERVES_UNASSIGN_MODERATOR => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             <S as crate::tools::ozone::queue::ToolsOzoneQueue>::unassign_moderator(
@@ -4311,7 +5595,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::empty_output()
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.queue.updateQueue" => {
+        "tools.ozone.queue.updateQueue" if <S as crate::tools::ozone::queue::ToolsOzoneQueue>::SERVES_UPDATE_QUEUE => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::tools::ozone::queue::ToolsOzoneQueue>::update_queue(
@@ -4324,7 +5608,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.report.assignModerator" => {
+        "tools.ozone.report.assignModerator" if <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_ASSIGN_MODERATOR => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::tools::ozone::report::ToolsOzoneReport>::assign_moderator(
@@ -4337,7 +5621,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.report.closeReports" => {
+        "tools.ozone.report.closeReports" if <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_CLOSE_REPORTS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::tools::ozone::report::ToolsOzoneReport>::close_reports(
@@ -4350,7 +5634,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.report.createActivity" => {
+        "tools.ozone.report.createActivity" if <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_CREATE_ACTIVITY => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::tools::ozone::report::ToolsOzoneReport>::create_activity(
@@ -4363,7 +5647,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.report.getAssignments" => {
+        "tools.ozone.report.getAssignments" if <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_GET_ASSIGNMENTS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::tools::ozone::report::ToolsOzoneReport>::get_assignments(
@@ -4375,7 +5659,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.report.getHistoricalStats" => {
+        "tools.ozone.report.getHistoricalStats" if <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_GET_HISTORICAL_STATS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::tools::ozone::report::ToolsOzoneReport>::get_historical_stats(
@@ -4387,7 +5671,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.report.getLatestReport" => {
+        "tools.ozone.report.getLatestReport" if <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_GET_LATEST_REPORT => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::tools::ozone::report::ToolsOzoneReport>::get_latest_report(
@@ -4399,7 +5683,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.report.getLiveStats" => {
+        "tools.ozone.report.getLiveStats" if <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_GET_LIVE_STATS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::tools::ozone::report::ToolsOzoneReport>::get_live_stats(
@@ -4411,7 +5695,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.report.getReport" => {
+        "tools.ozone.report.getReport" if <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_GET_REPORT => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::tools::ozone::report::ToolsOzoneReport>::get_report(
@@ -4423,7 +5707,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.report.listActivities" => {
+        "tools.ozone.report.listActivities" if <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_LIST_ACTIVITIES => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::tools::ozone::report::ToolsOzoneReport>::list_activities(
@@ -4435,7 +5719,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.report.queryActivities" => {
+        "tools.ozone.report.queryActivities" if <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_QUERY_ACTIVITIES => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::tools::ozone::report::ToolsOzoneReport>::query_activities(
@@ -4447,7 +5731,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.report.queryReports" => {
+        "tools.ozone.report.queryReports" if <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_QUERY_REPORTS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::tools::ozone::report::ToolsOzoneReport>::query_reports(
@@ -4459,7 +5743,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.report.reassignQueue" => {
+        "tools.ozone.report.reassignQueue" if <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_REASSIGN_QUEUE => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::tools::ozone::report::ToolsOzoneReport>::reassign_queue(
@@ -4472,7 +5756,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.report.refreshStats" => {
+        "tools.ozone.report.refreshStats" if <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_REFRESH_STATS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::tools::ozone::report::ToolsOzoneReport>::refresh_stats(
@@ -4485,7 +5769,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.report.unassignModerator" => {
+        "tools.ozone.report.unassignModerator" if <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_UNASSIGN_MODERATOR => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::tools::ozone::report::ToolsOzoneReport>::unassign_moderator(
@@ -4498,7 +5782,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.safelink.addRule" => {
+        "tools.ozone.safelink.addRule" if <S as crate::tools::ozone::safelink::ToolsOzoneSafelink>::SERVES_ADD_RULE => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::tools::ozone::safelink::ToolsOzoneSafelink>::add_rule(
@@ -4511,7 +5795,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.safelink.queryEvents" => {
+        "tools.ozone.safelink.queryEvents" if <S as crate::tools::ozone::safelink::ToolsOzoneSafelink>::SERVES_QUERY_EVENTS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::tools::ozone::safelink::ToolsOzoneSafelink>::query_events(
@@ -4524,7 +5808,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.safelink.queryRules" => {
+        "tools.ozone.safelink.queryRules" if <S as crate::tools::ozone::safelink::ToolsOzoneSafelink>::SERVES_QUERY_RULES => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::tools::ozone::safelink::ToolsOzoneSafelink>::query_rules(
@@ -4537,7 +5821,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.safelink.removeRule" => {
+        "tools.ozone.safelink.removeRule" if <S as crate::tools::ozone::safelink::ToolsOzoneSafelink>::SERVES_REMOVE_RULE => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::tools::ozone::safelink::ToolsOzoneSafelink>::remove_rule(
@@ -4550,7 +5834,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.safelink.updateRule" => {
+        "tools.ozone.safelink.updateRule" if <S as crate::tools::ozone::safelink::ToolsOzoneSafelink>::SERVES_UPDATE_RULE => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::tools::ozone::safelink::ToolsOzoneSafelink>::update_rule(
@@ -4563,7 +5847,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.server.getConfig" => {
+        "tools.ozone.server.getConfig" if <S as crate::tools::ozone::server::ToolsOzoneServer>::SERVES_GET_CONFIG => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::tools::ozone::server::ToolsOzoneServer>::get_config(
@@ -4575,7 +5859,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.set.addValues" => {
+        "tools.ozone.set.addValues" if <S as crate::tools::ozone::set::ToolsOzoneSet>::SERVES_ADD_VALUES => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             <S as crate::tools::ozone::set::ToolsOzoneSet>::add_values(
@@ -4588,7 +5872,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::empty_output()
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.set.deleteSet" => {
+        "tools.ozone.set.deleteSet" if <S as crate::tools::ozone::set::ToolsOzoneSet>::SERVES_DELETE_SET => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::tools::ozone::set::ToolsOzoneSet>::delete_set(
@@ -4601,7 +5885,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.set.deleteValues" => {
+        "tools.ozone.set.deleteValues" if <S as crate::tools::ozone::set::ToolsOzoneSet>::SERVES_DELETE_VALUES => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             <S as crate::tools::ozone::set::ToolsOzoneSet>::delete_values(
@@ -4614,7 +5898,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::empty_output()
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.set.getValues" => {
+        "tools.ozone.set.getValues" if <S as crate::tools::ozone::set::ToolsOzoneSet>::SERVES_GET_VALUES => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::tools::ozone::set::ToolsOzoneSet>::get_values(
@@ -4626,7 +5910,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.set.querySets" => {
+        "tools.ozone.set.querySets" if <S as crate::tools::ozone::set::ToolsOzoneSet>::SERVES_QUERY_SETS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::tools::ozone::set::ToolsOzoneSet>::query_sets(
@@ -4638,7 +5922,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.set.upsertSet" => {
+        "tools.ozone.set.upsertSet" if <S as crate::tools::ozone::set::ToolsOzoneSet>::SERVES_UPSERT_SET => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::tools::ozone::set::ToolsOzoneSet>::upsert_set(
@@ -4651,7 +5935,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.setting.listOptions" => {
+        "tools.ozone.setting.listOptions" if <S as crate::tools::ozone::setting::ToolsOzoneSetting>::SERVES_LIST_OPTIONS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::tools::ozone::setting::ToolsOzoneSetting>::list_options(
@@ -4663,7 +5947,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.setting.removeOptions" => {
+        "tools.ozone.setting.removeOptions" if <S as crate::tools::ozone::setting::ToolsOzoneSetting>::SERVES_REMOVE_OPTIONS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::tools::ozone::setting::ToolsOzoneSetting>::remove_options(
@@ -4676,7 +5960,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.setting.upsertOption" => {
+        "tools.ozone.setting.upsertOption" if <S as crate::tools::ozone::setting::ToolsOzoneSetting>::SERVES_UPSERT_OPTION => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::tools::ozone::setting::ToolsOzoneSetting>::upsert_option(
@@ -4689,7 +5973,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.signature.findCorrelation" => {
+        "tools.ozone.signature.findCorrelation" if <S as crate::tools::ozone::signature::ToolsOzoneSignature>::SERVES_FIND_CORRELATION => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::tools::ozone::signature::ToolsOzoneSignature>::find_correlation(
@@ -4701,7 +5985,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.signature.findRelatedAccounts" => {
+        "tools.ozone.signature.findRelatedAccounts" if <S as crate::tools::ozone::signature::ToolsOzoneSignature>::SERVES_FIND_RELATED_ACCOUNTS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::tools::ozone::signature::ToolsOzoneSignature>::find_related_accounts(
@@ -4713,7 +5997,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.signature.searchAccounts" => {
+        "tools.ozone.signature.searchAccounts" if <S as crate::tools::ozone::signature::ToolsOzoneSignature>::SERVES_SEARCH_ACCOUNTS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::tools::ozone::signature::ToolsOzoneSignature>::search_accounts(
@@ -4725,7 +6009,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.team.addMember" => {
+        "tools.ozone.team.addMember" if <S as crate::tools::ozone::team::ToolsOzoneTeam>::SERVES_ADD_MEMBER => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::tools::ozone::team::ToolsOzoneTeam>::add_member(
@@ -4738,7 +6022,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.team.deleteMember" => {
+        "tools.ozone.team.deleteMember" if <S as crate::tools::ozone::team::ToolsOzoneTeam>::SERVES_DELETE_MEMBER => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             <S as crate::tools::ozone::team::ToolsOzoneTeam>::delete_member(
@@ -4751,7 +6035,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::empty_output()
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.team.listMembers" => {
+        "tools.ozone.team.listMembers" if <S as crate::tools::ozone::team::ToolsOzoneTeam>::SERVES_LIST_MEMBERS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::tools::ozone::team::ToolsOzoneTeam>::list_members(
@@ -4763,7 +6047,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.team.updateMember" => {
+        "tools.ozone.team.updateMember" if <S as crate::tools::ozone::team::ToolsOzoneTeam>::SERVES_UPDATE_MEMBER => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::tools::ozone::team::ToolsOzoneTeam>::update_member(
@@ -4776,7 +6060,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.verification.grantVerifications" => {
+        "tools.ozone.verification.grantVerifications" if <S as crate::tools::ozone::verification::ToolsOzoneVerification>::SERVES_GRANT_VERIFICATIONS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::tools::ozone::verification::ToolsOzoneVerification>::grant_verifications(
@@ -4789,7 +6073,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.verification.listVerifications" => {
+        "tools.ozone.verification.listVerifications" if <S as crate::tools::ozone::verification::ToolsOzoneVerification>::SERVES_LIST_VERIFICATIONS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::tools::ozone::verification::ToolsOzoneVerification>::list_verifications(
@@ -4801,7 +6085,7 @@ async fn dispatch_inner<S: Handlers>(
             rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.verification.revokeVerifications" => {
+        "tools.ozone.verification.revokeVerifications" if <S as crate::tools::ozone::verification::ToolsOzoneVerification>::SERVES_REVOKE_VERIFICATIONS => {
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::tools::ozone::verification::ToolsOzoneVerification>::revoke_verifications(

@@ -270,7 +270,8 @@ pub enum AuthRequirement {
     AccessFull,
     /// A refresh token (refreshSession, deleteSession).
     Refresh,
-    /// An inter-service JWT signed by another service's key (`aud` = this PDS).
+    /// An inter-service JWT only: signed with the account's own key (`iss` the account), `aud`
+    /// this PDS, `lxm` the method called.
     Service,
     /// An access token or an inter-service JWT.
     AccessOrService,

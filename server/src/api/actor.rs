@@ -39,6 +39,9 @@ impl Api<'_> {
 }
 
 impl AppBskyActor for Api<'_> {
+    const SERVES_GET_PREFERENCES: bool = true;
+    const SERVES_PUT_PREFERENCES: bool = true;
+
     async fn get_preferences(
         &self,
         cx: &RequestContext,

@@ -6,6 +6,8 @@ use pds_api::runtime::xrpc::XrpcError;
 use super::{Api, RequestContext};
 
 impl ComAtprotoIdentity for Api<'_> {
+    const SERVES_RESOLVE_HANDLE: bool = true;
+
     async fn resolve_handle(
         &self,
         _cx: &RequestContext,

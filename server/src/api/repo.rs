@@ -402,6 +402,15 @@ fn created_cid(cid: Option<Cid>) -> Result<CidString, XrpcError> {
 }
 
 impl ComAtprotoRepo for Api<'_> {
+    const SERVES_APPLY_WRITES: bool = true;
+    const SERVES_CREATE_RECORD: bool = true;
+    const SERVES_PUT_RECORD: bool = true;
+    const SERVES_DELETE_RECORD: bool = true;
+    const SERVES_DESCRIBE_REPO: bool = true;
+    const SERVES_GET_RECORD: bool = true;
+    const SERVES_LIST_RECORDS: bool = true;
+    const SERVES_UPLOAD_BLOB: bool = true;
+
     async fn apply_writes(
         &self,
         cx: &RequestContext,

@@ -14,6 +14,19 @@ use crate::auth::{AccountStatus, AuthStore, SqlAuthStore};
 use crate::storage::{SqlExt, SqlValue};
 
 impl ComAtprotoServer for Api<'_> {
+    const SERVES_DESCRIBE_SERVER: bool = true;
+    const SERVES_CREATE_SESSION: bool = true;
+    const SERVES_GET_SESSION: bool = true;
+    const SERVES_REFRESH_SESSION: bool = true;
+    const SERVES_DELETE_SESSION: bool = true;
+    const SERVES_CREATE_APP_PASSWORD: bool = true;
+    const SERVES_LIST_APP_PASSWORDS: bool = true;
+    const SERVES_REVOKE_APP_PASSWORD: bool = true;
+    const SERVES_GET_SERVICE_AUTH: bool = true;
+    const SERVES_ACTIVATE_ACCOUNT: bool = true;
+    const SERVES_DEACTIVATE_ACCOUNT: bool = true;
+    const SERVES_CHECK_ACCOUNT_STATUS: bool = true;
+
     async fn describe_server(
         &self,
         _cx: &RequestContext,

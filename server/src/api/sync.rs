@@ -249,6 +249,15 @@ fn chunk_stream(source: Box<dyn ChunkSource>) -> ByteStream {
 }
 
 impl ComAtprotoSync for Api<'_> {
+    const SERVES_GET_REPO: bool = true;
+    const SERVES_GET_RECORD: bool = true;
+    const SERVES_GET_BLOCKS: bool = true;
+    const SERVES_GET_LATEST_COMMIT: bool = true;
+    const SERVES_GET_REPO_STATUS: bool = true;
+    const SERVES_LIST_REPOS: bool = true;
+    const SERVES_LIST_BLOBS: bool = true;
+    const SERVES_GET_BLOB: bool = true;
+
     async fn get_repo(
         &self,
         cx: &RequestContext,
