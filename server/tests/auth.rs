@@ -1422,3 +1422,35 @@ fn optional_credentials_are_verified_when_present() {
     );
     assert_err(f.check(R::Optional, &t, sync), 401, "JwtExpired");
 }
+
+/// A password hash at older parameters (19 MiB) still signs in, and the login stores a fresh
+/// hash of the same password at the current ones, which signs in too.
+#[test]
+fn a_login_replaces_an_outdated_password_hash() {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let mut f = Fixture::new();
+    let params = argon2::Params::new(19 * 1024, 2, 1, None).unwrap();
+    f.config.password_hash =
+        argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+            .hash_password(
+                PASSWORD.as_bytes(),
+                &SaltString::encode_b64(&[9; 16]).unwrap(),
+            )
+            .unwrap()
+            .to_string();
+    f.login("alice.example.com", PASSWORD).unwrap();
+    let fresh = f
+        .store
+        .rehashed_password()
+        .expect("the login stored a new hash");
+    assert!(
+        fresh.starts_with("$argon2id$v=19$m=7168,t=5,p=1$"),
+        "{fresh}"
+    );
+    assert!(pds::password::verify(PASSWORD, &fresh));
+
+    // At current parameters nothing is replaced.
+    let f = Fixture::new();
+    f.login("alice.example.com", PASSWORD).unwrap();
+    assert_eq!(f.store.rehashed_password(), None);
+}

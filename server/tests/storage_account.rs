@@ -199,6 +199,15 @@ fn identity_is_seeded_once_and_config_wins_only_when_it_changes() {
     assert_eq!(get_refresh_token(&db, "main").unwrap(), None);
     assert!(get_refresh_token(&db, "app").unwrap().is_some());
 
+    // A login rehashes the password (new parameters): its sessions stay, and a restart with
+    // the same configuration keeps the new hash.
+    insert_refresh_token(&db, &token("main-2", None)).unwrap();
+    rehash_password(&db, "hash-2-rehashed").unwrap();
+    assert!(get_refresh_token(&db, "main-2").unwrap().is_some());
+    let rehashed = identity(reconcile_with_seeds(&db, seeds("bob.test", "hash-2"), 35).unwrap());
+    assert_eq!(rehashed.password_hash, "hash-2-rehashed");
+    assert!(get_refresh_token(&db, "main-2").unwrap().is_some());
+
     // Another DID's data is refused, and nothing is changed.
     let other = reconcile_with_seeds(
         &db,

@@ -52,7 +52,12 @@ impl ComAtprotoServer for Api<'_> {
         _params: create_session::Params,
         input: create_session::Input,
     ) -> Result<create_session::Output, XrpcError> {
-        self.with_auth(|auth| auth.create_session(&input))
+        let out = self.with_auth(|auth| auth.create_session(&input))?;
+        // The login may have replaced an outdated password hash: the identity is read again.
+        if crate::password::needs_rehash(&self.config.password_hash) {
+            self.account.forget_effective_config();
+        }
+        Ok(out)
     }
 
     async fn get_session(

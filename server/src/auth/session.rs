@@ -152,6 +152,13 @@ impl Auth<'_> {
         state: &AccountState,
     ) -> Result<Option<AppPasswordRecord>, XrpcError> {
         if password::verify(password, &self.config.password_hash) {
+            // A hash at older parameters is replaced while the password is at hand. A failure
+            // to store it costs nothing but another try at the next login.
+            if password::needs_rehash(&self.config.password_hash) {
+                if let Ok(fresh) = password::hash(password) {
+                    let _ = self.store.rehash_password(&fresh);
+                }
+            }
             return Ok(None);
         }
         // Taken-down accounts may not sign in with app passwords (reference).

@@ -167,6 +167,10 @@ impl AuthStore for SqlAuthStore<'_> {
         account::delete_app_password(self.db, name).map_err(err)
     }
 
+    fn rehash_password(&self, phc: &str) -> Result<(), StoreError> {
+        account::rehash_password(self.db, phc).map_err(err)
+    }
+
     fn account_state(&self) -> Result<AccountState, StoreError> {
         let Some(a) = account::get_account(self.db).map_err(err)? else {
             return Ok(AccountState::default());

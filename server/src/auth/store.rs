@@ -126,6 +126,9 @@ pub trait AuthStore {
     /// The account's status and email (defaults when the account row does not exist yet).
     fn account_state(&self) -> Result<AccountState, StoreError>;
 
+    /// Stores a new hash of the same account password (fresh parameters); sessions stay.
+    fn rehash_password(&self, phc: &str) -> Result<(), StoreError>;
+
     /// Sets the account's status and appends `events` to the firehose sequencer, all or
     /// nothing: a status change and its `#account` (and `#identity`, `#sync`) events commit
     /// together, so subscribers never miss one nor see one that did not happen.
@@ -149,12 +152,18 @@ struct Memory {
     app_passwords: Vec<AppPasswordRecord>,
     account: AccountState,
     events: Vec<EventBody>,
+    rehashed: Option<String>,
 }
 
 impl MemoryAuthStore {
     /// An empty store: no sessions, no app passwords, an active account.
     pub fn new() -> MemoryAuthStore {
         MemoryAuthStore::default()
+    }
+
+    /// The hash the last login stored in place of an outdated one, if any.
+    pub fn rehashed_password(&self) -> Option<String> {
+        self.inner.borrow().rehashed.clone()
     }
 
     /// Number of stored refresh tokens (tests inspect cleanup).
@@ -253,6 +262,11 @@ impl AuthStore for MemoryAuthStore {
         m.tokens
             .retain(|_, t| t.app_password_name.as_deref() != Some(name));
         Ok(existed)
+    }
+
+    fn rehash_password(&self, phc: &str) -> Result<(), StoreError> {
+        self.inner.borrow_mut().rehashed = Some(phc.to_owned());
+        Ok(())
     }
 
     fn account_state(&self) -> Result<AccountState, StoreError> {

@@ -183,6 +183,12 @@ pub fn set_password_hash(db: &dyn Sql, hash: &str) -> Result<()> {
     })
 }
 
+/// Replaces the main password's hash with another hash of the same password (new parameters),
+/// leaving every session alone.
+pub fn rehash_password(db: &dyn Sql, hash: &str) -> Result<()> {
+    update_account(db, "password_hash = ?", &[SqlValue::from(hash)])
+}
+
 /// What the deployment's configuration says the account is.
 #[derive(Debug, Clone, Copy)]
 pub struct Seeds<'a> {
