@@ -343,7 +343,8 @@ fn relay_url(relay: &str) -> Option<String> {
     Some(format!("{scheme}://{host}"))
 }
 
-fn is_hostname(s: &str) -> bool {
+/// Whether `s` is a DNS hostname (LDH labels), with an optional non-zero port.
+pub(crate) fn is_hostname(s: &str) -> bool {
     let (host, port) = match s.rsplit_once(':') {
         Some((h, p)) => (h, Some(p)),
         None => (s, None),

@@ -214,77 +214,63 @@ mod tests {
 
     #[test]
     fn every_path_has_one_route_and_placement() {
-        let cases: &[(&str, &str, Route, Placement)] = &[
+        const OAUTH_METADATA: &str = "/.well-known/oauth-authorization-server";
+        const AUTHORIZE_UPLOAD: &str = "/_internal/offload/uploadBlob/authorize";
+        const UPLOAD_BLOB: &str = "com.atproto.repo.uploadBlob";
+        const GET_RECORD: &str = "com.atproto.repo.getRecord";
+        type Cases<'a> = &'a [(&'a str, &'a str, Route<'a>)];
+        let by_placement: &[(Placement, Cases)] = &[
             (
-                "OPTIONS",
-                "/xrpc/com.atproto.repo.getRecord",
-                Route::Preflight,
                 Placement::Edge,
+                &[
+                    (
+                        "OPTIONS",
+                        "/xrpc/com.atproto.repo.getRecord",
+                        Route::Preflight,
+                    ),
+                    ("GET", "/", Route::Root),
+                    ("GET", "/.well-known/atproto-did", Route::AtprotoDid),
+                    ("GET", OAUTH_METADATA, Route::OAuth(OAUTH_METADATA)),
+                    ("POST", "/oauth/par", Route::OAuth("/oauth/par")),
+                    ("POST", AUTHORIZE_UPLOAD, Route::Internal(AUTHORIZE_UPLOAD)),
+                    ("GET", "/favicon.ico", Route::NotFound),
+                    ("GET", "/xrpcfoo", Route::NotFound),
+                ],
             ),
-            ("GET", "/", Route::Root, Placement::Edge),
             (
-                "GET",
-                "/.well-known/atproto-did",
-                Route::AtprotoDid,
-                Placement::Edge,
-            ),
-            (
-                "GET",
-                "/.well-known/did.json",
-                Route::DidDocument,
                 Placement::Account,
+                &[
+                    ("GET", "/.well-known/did.json", Route::DidDocument),
+                    ("GET", SUBSCRIBE_REPOS_PATH, Route::SubscribeRepos),
+                    ("GET", HEALTH_PATH, Route::Health),
+                    // uploadBlob is a procedure: a GET is the dispatcher's to refuse.
+                    (
+                        "GET",
+                        "/xrpc/com.atproto.repo.uploadBlob",
+                        Route::Xrpc(UPLOAD_BLOB),
+                    ),
+                    (
+                        "GET",
+                        "/xrpc/com.atproto.repo.getRecord",
+                        Route::Xrpc(GET_RECORD),
+                    ),
+                ],
             ),
             (
-                "GET",
-                "/.well-known/oauth-authorization-server",
-                Route::OAuth("/.well-known/oauth-authorization-server"),
-                Placement::Edge,
-            ),
-            (
-                "POST",
-                "/oauth/par",
-                Route::OAuth("/oauth/par"),
-                Placement::Edge,
-            ),
-            (
-                "GET",
-                SUBSCRIBE_REPOS_PATH,
-                Route::SubscribeRepos,
-                Placement::Account,
-            ),
-            ("GET", HEALTH_PATH, Route::Health, Placement::Account),
-            (
-                "POST",
-                "/xrpc/com.atproto.repo.uploadBlob",
-                Route::Offload(Offload::UploadBlob),
                 Placement::Offload,
+                &[(
+                    "POST",
+                    "/xrpc/com.atproto.repo.uploadBlob",
+                    Route::Offload(Offload::UploadBlob),
+                )],
             ),
-            // uploadBlob is a procedure: a GET is the dispatcher's to refuse.
-            (
-                "GET",
-                "/xrpc/com.atproto.repo.uploadBlob",
-                Route::Xrpc("com.atproto.repo.uploadBlob"),
-                Placement::Account,
-            ),
-            (
-                "GET",
-                "/xrpc/com.atproto.repo.getRecord",
-                Route::Xrpc("com.atproto.repo.getRecord"),
-                Placement::Account,
-            ),
-            (
-                "POST",
-                "/_internal/offload/uploadBlob/authorize",
-                Route::Internal("/_internal/offload/uploadBlob/authorize"),
-                Placement::Edge,
-            ),
-            ("GET", "/favicon.ico", Route::NotFound, Placement::Edge),
-            ("GET", "/xrpcfoo", Route::NotFound, Placement::Edge),
         ];
-        for (method, path, route, placement) in cases {
-            let got = Route::of(method, path);
-            assert_eq!(got, *route, "{method} {path}");
-            assert_eq!(got.placement(), *placement, "{method} {path}");
+        for (placement, cases) in by_placement {
+            for (method, path, route) in *cases {
+                let got = Route::of(method, path);
+                assert_eq!(got, *route, "{method} {path}");
+                assert_eq!(got.placement(), *placement, "{method} {path}");
+            }
         }
     }
 }

@@ -87,6 +87,11 @@ struct Setup {
     clock: Rc<ManualClock>,
 }
 
+/// A resolver over the native client, default settings, a test clock.
+fn resolver(plc: &TestServer, doh: &TestServer) -> Setup {
+    resolver_with(plc, doh, NativeHttpClient::new().unwrap(), |_| {})
+}
+
 fn resolver_with(
     plc: &TestServer,
     doh: &TestServer,
@@ -114,7 +119,7 @@ fn did_plc_resolves_through_the_directory_and_is_cached() {
         )]));
         let plc = plc_directory(docs.clone()).await;
         let doh = doh_server(vec![]).await;
-        let s = resolver_with(&plc, &doh, NativeHttpClient::new().unwrap(), |_| {});
+        let s = resolver(&plc, &doh);
 
         let doc = s.resolver.resolve_did(PLC_DID).await.unwrap();
         assert_eq!(doc.handle().unwrap().as_str(), "alice.test");
@@ -166,7 +171,7 @@ fn a_forced_refresh_skips_the_cache_and_updates_it() {
         )]));
         let plc = plc_directory(docs.clone()).await;
         let doh = doh_server(vec![]).await;
-        let s = resolver_with(&plc, &doh, NativeHttpClient::new().unwrap(), |_| {});
+        let s = resolver(&plc, &doh);
         s.resolver.resolve_did(PLC_DID).await.unwrap();
         docs.lock().unwrap()[0].1 = document(PLC_DID, "alice.test", "https://new.pds.test");
 
@@ -237,7 +242,7 @@ fn did_web_on_localhost_uses_http() {
         let did = format!("did:web:localhost%3A{}", web.addr.port());
         *did_slot.lock().unwrap() = did.clone();
         let plc = doh_server(vec![]).await;
-        let s = resolver_with(&plc, &plc, NativeHttpClient::new().unwrap(), |_| {});
+        let s = resolver(&plc, &plc);
         let doc = s.resolver.resolve_did(&did).await.unwrap();
         assert_eq!(doc.id.as_str(), did);
         assert_eq!(doc.handle().unwrap().as_str(), "web.test");
@@ -296,7 +301,7 @@ fn handles_resolve_through_dns_over_https() {
         )])
         .await;
         let plc = doh_server(vec![]).await;
-        let s = resolver_with(&plc, &doh, NativeHttpClient::new().unwrap(), |_| {});
+        let s = resolver(&plc, &doh);
 
         let did = s.resolver.resolve_handle("alice.test").await.unwrap();
         assert_eq!(did.as_str(), PLC_DID);
@@ -349,44 +354,35 @@ fn failures_are_typed() {
         )
         .await;
         let doh = doh_server(vec![]).await;
-        let s = resolver_with(&plc, &doh, NativeHttpClient::new().unwrap(), |_| {});
+        let s = resolver(&plc, &doh);
         let err = |did: &'static str| {
             let resolver = &s.resolver;
             async move { resolver.resolve_did(did).await.unwrap_err() }
         };
-        assert!(matches!(
-            err("did:plc:unknown000000000000000000").await,
-            IdentityError::NotFound(_)
-        ));
-        assert!(matches!(
-            err("did:plc:tombstoned0000000000000000").await,
-            IdentityError::NotFound(_)
-        ));
-        assert!(matches!(
-            err("did:plc:malformed00000000000000000").await,
-            IdentityError::Malformed(_)
-        ));
-        assert!(matches!(err(mismatched).await, IdentityError::Malformed(_)));
-        assert!(matches!(
-            err("did:plc:toolarge000000000000000000").await,
-            IdentityError::TooLarge { .. }
-        ));
-        assert!(matches!(
-            err("did:plc:brokendirectory00000000000").await,
-            IdentityError::Network(_)
-        ));
-        assert!(matches!(
-            err("did:key:zQ3shokFTS3brHcDQrn82RUDfCZESWL1ZdCEJwekUDPQiYBme").await,
-            IdentityError::Unsupported(_)
-        ));
-        assert!(matches!(
-            err("not-a-did").await,
-            IdentityError::Unsupported(_)
-        ));
-        assert!(matches!(
-            err("did:web:example.com:user:alice").await,
-            IdentityError::Unsupported(_)
-        ));
+        type Expected = fn(&IdentityError) -> bool;
+        let not_found: Expected = |e| matches!(e, IdentityError::NotFound(_));
+        let malformed: Expected = |e| matches!(e, IdentityError::Malformed(_));
+        let too_large: Expected = |e| matches!(e, IdentityError::TooLarge { .. });
+        let network: Expected = |e| matches!(e, IdentityError::Network(_));
+        let unsupported: Expected = |e| matches!(e, IdentityError::Unsupported(_));
+        let cases: &[(&'static str, Expected)] = &[
+            ("did:plc:unknown000000000000000000", not_found),
+            ("did:plc:tombstoned0000000000000000", not_found),
+            ("did:plc:malformed00000000000000000", malformed),
+            (mismatched, malformed),
+            ("did:plc:toolarge000000000000000000", too_large),
+            ("did:plc:brokendirectory00000000000", network),
+            (
+                "did:key:zQ3shokFTS3brHcDQrn82RUDfCZESWL1ZdCEJwekUDPQiYBme",
+                unsupported,
+            ),
+            ("not-a-did", unsupported),
+            ("did:web:example.com:user:alice", unsupported),
+        ];
+        for (did, expected) in cases {
+            let e = err(did).await;
+            assert!(expected(&e), "{did}: {e:?}");
+        }
         assert_eq!(s.resolver.cached(), (0, 0), "failures are not cached");
         // A handle with neither a TXT record nor a well-known file (nothing listens on its
         // port's https either: the name is pointed at a closed loopback port).

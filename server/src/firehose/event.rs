@@ -20,8 +20,8 @@ pub const MAX_COMMIT_BLOCKS_BYTES: usize = 2_000_000;
 /// Lexicon cap on `#sync.blocks`.
 pub const MAX_SYNC_BLOCKS_BYTES: usize = 10_000;
 
-/// An account's hosting status for `#account` when it is not active (the
-/// lexicon's known values).
+/// An account's hosting status: `#account` carries it (as the lexicon's known values) when it
+/// is not active.
 pub use crate::storage::account::AccountStatus;
 
 /// The `time` field: the moment the event was sequenced, from the clock port.

@@ -124,6 +124,12 @@ struct CacheEntry<V> {
     used: u64,
 }
 
+/// Whether an entry stored at `stored_ms` is still fresh at `now_ms`. A clock set back also
+/// invalidates: the entry's age is unknown.
+fn fresh(ttl_ms: u64, stored_ms: u64, now_ms: u64) -> bool {
+    now_ms.saturating_sub(stored_ms) < ttl_ms && stored_ms <= now_ms
+}
+
 impl<V: Clone> Cache<V> {
     fn new(capacity: usize, ttl: Duration) -> Cache<V> {
         Cache {
@@ -135,7 +141,7 @@ impl<V: Clone> Cache<V> {
     }
 
     fn fresh(&self, entry: &CacheEntry<V>, now_ms: u64) -> bool {
-        now_ms.saturating_sub(entry.stored_ms) < self.ttl_ms && entry.stored_ms <= now_ms
+        fresh(self.ttl_ms, entry.stored_ms, now_ms)
     }
 
     fn get(&mut self, key: &str, now_ms: u64) -> Option<V> {
@@ -143,8 +149,7 @@ impl<V: Clone> Cache<V> {
         let tick = self.tick;
         let ttl_ms = self.ttl_ms;
         let entry = self.entries.get_mut(key)?;
-        // A clock set back also invalidates: the entry's age is unknown.
-        if now_ms.saturating_sub(entry.stored_ms) >= ttl_ms || entry.stored_ms > now_ms {
+        if !fresh(ttl_ms, entry.stored_ms, now_ms) {
             self.entries.remove(key);
             return None;
         }
@@ -391,24 +396,13 @@ pub fn did_web_url(did: &Did) -> Result<String, IdentityError> {
         .replace("%3A", ":")
         .replace("%3a", ":")
         .to_ascii_lowercase();
-    let (host, port) = match authority.split_once(':') {
-        Some((host, port)) => (host, Some(port)),
-        None => (authority.as_str(), None),
-    };
-    let host_ok = !host.is_empty()
-        && host.split('.').all(|label| {
-            !label.is_empty()
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        });
-    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|n| n > 0));
-    if !host_ok || !port_ok {
+    if !crate::config::is_hostname(&authority) {
         return Err(IdentityError::Unsupported(format!(
             "{}: not a hostname",
             did.as_str()
         )));
     }
+    let host = authority.split(':').next().unwrap_or("");
     let scheme = if host == "localhost" { "http" } else { "https" };
     Ok(format!("{scheme}://{authority}/.well-known/did.json"))
 }
