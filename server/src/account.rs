@@ -7,6 +7,7 @@ use std::rc::Rc;
 use pds_api::runtime::syntax::{Handle, Tid};
 use pds_api::runtime::xrpc::XrpcError;
 
+use crate::api::internal;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::repo::Repo;
@@ -141,8 +142,4 @@ impl Account {
     pub fn forget_effective_config(&self) {
         self.effective.borrow_mut().take();
     }
-}
-
-fn internal(e: impl std::fmt::Display) -> XrpcError {
-    XrpcError::internal_message(e.to_string())
 }

@@ -9,15 +9,12 @@
 use pds_api::runtime::xrpc::XrpcError;
 
 use crate::account::Account;
+use crate::api::internal;
 use crate::config::Config;
 use crate::firehose::{account_event, identity_event, sync_event, AccountStatus, EventBody};
 use crate::repo::BlockStore;
 use crate::storage::maintenance::{set_announced_handle, state};
 use crate::storage::{append_event, Sql, SqlBlockStore, SqlExt, StorageError};
-
-fn internal(e: impl std::fmt::Display) -> XrpcError {
-    XrpcError::internal_message(e.to_string())
-}
 
 /// What activation announces, as the reference PDS does: `#account` (active), `#identity`
 /// (DID and handle) and `#sync` (the current head commit, so relays can resync). Creates the
@@ -55,7 +52,7 @@ pub fn announce_identity_changes(config: &Config, account: &Account) -> Result<b
     let announced = |db: &dyn Sql| -> Result<bool, StorageError> {
         Ok(state(db)?.announced_handle.as_deref() == Some(handle))
     };
-    if announced(db).map_err(internal)? {
+    if announced(db)? {
         return Ok(false);
     }
     db.transaction(|| -> Result<bool, StorageError> {
@@ -69,7 +66,7 @@ pub fn announce_identity_changes(config: &Config, account: &Account) -> Result<b
         set_announced_handle(db, handle)?;
         Ok(true)
     })
-    .map_err(internal)
+    .map_err(XrpcError::from)
 }
 
 #[cfg(all(test, not(target_arch = "wasm32")))]

@@ -21,36 +21,47 @@ pub trait AccountShell {
 }
 
 /// Runs an account-placed request (everything but the firehose upgrade, which the shell takes
-/// aside through [`subscribe_repos`]), then the after-request work.
+/// aside through [`subscribe_repos`], including the edge's internal calls), then the
+/// after-request work.
 pub async fn account(
     config: &Result<Config, ConfigError>,
     account: &Account,
     shell: &dyn AccountShell,
     req: HttpRequest,
 ) -> HttpResponse {
-    let response = if matches!(Route::of(&req.method, &req.path), Route::Internal(_)) {
-        crate::offload::serve_internal(config, account, &req).await
-    } else {
-        with_cors(account_route(config, account, req).await)
+    let internal = matches!(Route::of(&req.method, &req.path), Route::Internal(_));
+    // The deployment's configuration over the stored identity, once per request.
+    let effective = match config {
+        Ok(c) => account
+            .effective_config(c)
+            .map_err(|e| e.into_response().into()),
+        Err(e) => Err(config_error(e)),
     };
-    after_request(config, account, shell).await;
+    let (effective, response) = match effective {
+        Err(res) => (None, with_cors(res)),
+        Ok(c) => {
+            let res = if internal {
+                crate::offload::serve_internal(&c, account, &req).await
+            } else {
+                with_cors(account_route(&c, account, req).await)
+            };
+            (Some(c), res)
+        }
+    };
+    // The edge's internal steps store no commit or event: nothing to do after them.
+    if !internal {
+        after_request(effective.as_deref(), account, shell).await;
+    }
     conceal_internal_error(response)
 }
 
-/// The work after every account request: maintenance bookkeeping and the firehose broadcast.
-/// Also run when the shell starts.
-pub async fn after_request(
-    config: &Result<Config, ConfigError>,
-    account: &Account,
-    shell: &dyn AccountShell,
-) {
+/// The work after every account request, given the effective configuration (none when it
+/// could not be established): maintenance bookkeeping and the firehose broadcast. The native
+/// shell also runs it when it starts.
+pub async fn after_request(config: Option<&Config>, account: &Account, shell: &dyn AccountShell) {
     // Announcements use the stored identity; before any request could reconcile it (or when
     // it cannot be), there is nothing to announce.
-    let effective = config
-        .as_ref()
-        .ok()
-        .and_then(|c| account.effective_config(c).ok());
-    let next = effective.and_then(|c| crate::maintenance::after_account_request(&c, account));
+    let next = config.and_then(|c| crate::maintenance::after_account_request(c, account));
     if let Some(at) = next {
         shell.schedule_maintenance(at).await;
     }
@@ -58,23 +69,9 @@ pub async fn after_request(
     shell.broadcast();
 }
 
-async fn account_route(
-    config: &Result<Config, ConfigError>,
-    account: &Account,
-    req: HttpRequest,
-) -> HttpResponse {
-    let config = match config {
-        Ok(c) => c,
-        Err(e) => return config_error(e),
-    };
-    let config = match account.effective_config(config) {
-        Ok(c) => c,
-        Err(e) => return e.into_response().into(),
-    };
-    let config = config.as_ref();
+async fn account_route(config: &Config, account: &Account, req: HttpRequest) -> HttpResponse {
     let is_read = matches!(req.method.as_str(), "GET" | "HEAD");
-    let route = Route::of(&req.method, &req.path);
-    let nsid = match route {
+    let nsid = match Route::of(&req.method, &req.path) {
         Route::Health => {
             return HttpResponse::json(
                 200,
@@ -99,24 +96,20 @@ async fn account_route(
         Err(e) => return e.into_response().into(),
     };
     let api = Api { config, account };
-    // The one auth check, from the method's requirement in the server's policy table.
-    let requirement = crate::auth::policy::requirement(meta.nsid);
-    let caller = match api
-        .with_auth(|auth| auth.authenticate(requirement, req.header("authorization"), meta.nsid))
-    {
+    let caller = match api.authenticate(meta.nsid, req.header("authorization")) {
         Ok(caller) => caller,
         Err(e) => return e.into_response().into(),
+    };
+    let cx = RequestContext {
+        range: req.header("range").map(str::to_owned),
+        caller,
     };
     let request = Request {
         nsid: nsid.to_owned(),
         method,
         query: req.query,
-        headers: req.headers.clone(),
-        body: Body::Bytes(req.body),
-    };
-    let cx = RequestContext {
         headers: req.headers,
-        caller,
+        body: Body::Bytes(req.body),
     };
     pds_api::methods::dispatch(&api, &cx, request).await.into()
 }
@@ -133,7 +126,11 @@ pub fn subscribe_repos(
         return Err(with_cors(config_error(e)));
     }
     let fail = |e: XrpcError| conceal_internal_error(with_cors(e.into_response().into()));
-    account.check_schema().map_err(fail)?;
+    // The same identity check as every other route (a deployment whose DID differs from the
+    // stored account's is refused).
+    if let Ok(c) = config {
+        account.effective_config(c).map_err(fail)?;
+    }
     if req.method != "GET" {
         return Err(fail(XrpcError::invalid_request(format!(
             "Incorrect HTTP method ({}) expected GET",

@@ -1,8 +1,8 @@
 //! Background maintenance, off the request path: firehose retention and telling relays to
 //! crawl this PDS (`com.atproto.sync.requestCrawl`).
 //!
-//! Platform-free: the shells drive it. After each account request they call
-//! [`after_request`] (a few row reads) and make sure a wake-up is scheduled no later than the
+//! Platform-free: the shells drive it. After each account request the lifecycle calls
+//! [`after_account_request`] (a few row reads) and makes sure a wake-up is scheduled no later than the
 //! time it returns; at that time they call [`run`] (the Durable Object alarm on Workers, a
 //! local timer task natively) and schedule its answer in turn. Everything that must outlive a
 //! Durable Object eviction (pending crawl requests, their attempts and next attempt times, the
@@ -67,21 +67,17 @@ impl<C: HttpClient> RelayClient for C {
             // The relay is known from the pending row; the error says what went wrong.
             let response = self.send(request).await.map_err(|e| e.to_string())?;
             let status = response.status;
-            // Read the (small) answer so the connection can be reused; its content is not used.
+            // The (small, capped) answer is read to its end; its content is not used.
             let _ = response.bytes().await;
             Ok(status)
         })
     }
 }
 
-fn internal(e: impl std::fmt::Display) -> XrpcError {
-    XrpcError::internal_message(e.to_string())
-}
-
-/// Called by the shells after each account request and on start: announces a changed handle,
-/// queues crawl requests when due, and returns when [`run`] should next happen (`None`: no
-/// maintenance is pending). The shell schedules a wake-up at that time unless one is
-/// scheduled earlier.
+/// Called after each account request that stored events (see [`after_account_request`]):
+/// announces a changed handle, queues crawl requests when due, and returns when [`run`] should
+/// next happen (`None`: no maintenance is pending). The shell schedules a wake-up at that time
+/// unless one is scheduled earlier.
 pub fn after_request(
     config: &Config,
     account: &Account,
@@ -89,8 +85,8 @@ pub fn after_request(
 ) -> Result<Option<i64>, XrpcError> {
     announce_identity_changes(config, account)?;
     let db = account.sql.as_ref();
-    queue_crawls_if_due(config, db, now_ms).map_err(internal)?;
-    next_wake(config, db, now_ms).map_err(internal)
+    queue_crawls_if_due(config, db, now_ms)?;
+    Ok(next_wake(config, db, now_ms)?)
 }
 
 /// The time on the account's clock, in ms since the epoch.

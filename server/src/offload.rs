@@ -19,14 +19,14 @@
 
 use cid::Cid;
 use futures_util::future::LocalBoxFuture;
-use pds_api::runtime::xrpc::{HttpMethod, XrpcError};
+use pds_api::runtime::xrpc::XrpcError;
 use serde::{Deserialize, Serialize};
 
 use crate::account::Account;
 use crate::api::repo::{record_uploaded_blob, upload_error, upload_mime_type, BodySource};
-use crate::api::Api;
+use crate::api::{internal, Api};
 use crate::auth::Permission;
-use crate::config::{Config, ConfigError};
+use crate::config::Config;
 use crate::http::{Body, HttpRequest, HttpResponse};
 use crate::storage::BlobStore;
 
@@ -77,25 +77,34 @@ impl Offload {
 
     /// The internal path of one of its steps.
     pub fn path(self, step: Step) -> String {
-        let step = match step {
-            Step::Authorize => "authorize",
-            Step::Complete => "complete",
-        };
         format!(
-            "{}offload/{}/{step}",
+            "{}offload/{}/{}",
             crate::routes::INTERNAL_PREFIX,
-            self.name()
+            self.name(),
+            step.name()
         )
     }
 
     /// The work and step an internal path names.
     pub fn parse_path(path: &str) -> Option<(Offload, Step)> {
-        Offload::ALL.into_iter().find_map(|o| {
-            [Step::Authorize, Step::Complete]
-                .into_iter()
-                .find(|s| o.path(*s) == path)
-                .map(|s| (o, s))
-        })
+        let (name, step) = path
+            .strip_prefix(crate::routes::INTERNAL_PREFIX)?
+            .strip_prefix("offload/")?
+            .split_once('/')?;
+        let offload = Offload::ALL.into_iter().find(|o| o.name() == name)?;
+        let step = Step::ALL.into_iter().find(|s| s.name() == step)?;
+        Some((offload, step))
+    }
+}
+
+impl Step {
+    const ALL: [Step; 2] = [Step::Authorize, Step::Complete];
+
+    fn name(self) -> &'static str {
+        match self {
+            Step::Authorize => "authorize",
+            Step::Complete => "complete",
+        }
     }
 }
 
@@ -105,6 +114,13 @@ impl Offload {
 pub struct Grant {
     /// The most bytes the front may store.
     pub max_bytes: u64,
+}
+
+/// What the front asks the account to authorize: the client's declared type of the bytes.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AuthorizeRequest {
+    mime_type: String,
 }
 
 /// What the front reports after an upload.
@@ -124,7 +140,8 @@ pub trait AccountLink {
 }
 
 /// The internal request for a step: a POST to `path` with the client's headers (its
-/// credentials) but not its body's framing, and an optional small JSON body.
+/// credentials) but not those describing its body (framing, type, encoding), and an optional
+/// small JSON body.
 pub fn internal_request(
     path: String,
     client_headers: &[(String, String)],
@@ -161,11 +178,16 @@ pub async fn run(
     head: &HttpRequest,
     body: Body,
 ) -> HttpResponse {
+    // The client's declared type goes along: the headers sent drop `content-type` (the
+    // internal request's own body is JSON), and permissions may depend on it.
+    let declared = AuthorizeRequest {
+        mime_type: head.header("content-type").unwrap_or("*/*").to_owned(),
+    };
     let authorized = link
         .call(internal_request(
             offload.path(Step::Authorize),
             &head.headers,
-            None,
+            serde_json::to_value(&declared).ok(),
         ))
         .await;
     if authorized.status != 200 {
@@ -201,25 +223,15 @@ pub async fn run(
     }
 }
 
-/// Serves an internal request in the account: `req.path` names the work and the step.
-pub async fn serve_internal(
-    config: &Result<Config, ConfigError>,
-    account: &Account,
-    req: &HttpRequest,
-) -> HttpResponse {
+/// Serves an internal request in the account, under the effective configuration: `req.path`
+/// names the work and the step.
+pub async fn serve_internal(config: &Config, account: &Account, req: &HttpRequest) -> HttpResponse {
     let Some((offload, step)) = Offload::parse_path(&req.path) else {
         return crate::routes::not_found();
     };
-    let config = match config {
-        Ok(c) => c,
-        Err(e) => return crate::routes::with_cors(crate::routes::config_error(e)),
-    };
     let result = match (offload, step) {
-        (Offload::UploadBlob, Step::Authorize) => {
-            authorize_upload(config, account, req).and_then(|grant| {
-                serde_json::to_value(grant).map_err(|e| XrpcError::internal_message(e.to_string()))
-            })
-        }
+        (Offload::UploadBlob, Step::Authorize) => authorize_upload(config, account, req)
+            .and_then(|grant| serde_json::to_value(grant).map_err(internal)),
         (Offload::UploadBlob, Step::Complete) => complete_upload(account, &req.body),
     };
     match result {
@@ -228,21 +240,18 @@ pub async fn serve_internal(
     }
 }
 
-/// The checks uploadBlob gets before any byte is stored: the method's auth requirement, then
-/// the account's state.
+/// The checks uploadBlob gets before any byte is stored: the method's auth requirement, the
+/// permission to upload the declared type, then the account's state.
 fn authorize_upload(
     config: &Config,
     account: &Account,
     req: &HttpRequest,
 ) -> Result<Grant, XrpcError> {
-    let config = &*account.effective_config(config)?;
-    let meta = pds_api::methods::lookup(Offload::UploadBlob.nsid(), HttpMethod::Post)?;
     let api = Api { config, account };
-    let requirement = crate::auth::policy::requirement(meta.nsid);
-    let caller = api
-        .with_auth(|auth| auth.authenticate(requirement, req.header("authorization"), meta.nsid))?;
+    let caller = api.authenticate(Offload::UploadBlob.nsid(), req.header("authorization"))?;
+    let declared: AuthorizeRequest = serde_json::from_slice(&req.body).map_err(internal)?;
     caller.require(Permission::BlobUpload {
-        mime: req.header("content-type").unwrap_or("*/*"),
+        mime: &declared.mime_type,
     })?;
     api.check_upload_allowed()?;
     Ok(Grant {
@@ -252,11 +261,10 @@ fn authorize_upload(
 
 /// Records a blob the front stored and answers uploadBlob's output.
 fn complete_upload(account: &Account, body: &[u8]) -> Result<serde_json::Value, XrpcError> {
-    let bad = |e: &dyn std::fmt::Display| XrpcError::internal_message(e.to_string());
-    let report: StoredReport = serde_json::from_slice(body).map_err(|e| bad(&e))?;
-    let cid: Cid = report.cid.parse().map_err(|e| bad(&e))?;
+    let report: StoredReport = serde_json::from_slice(body).map_err(internal)?;
+    let cid: Cid = report.cid.parse().map_err(internal)?;
     let output = record_uploaded_blob(account, cid, report.size, report.mime_type)?;
-    serde_json::to_value(&output).map_err(|e| bad(&e))
+    serde_json::to_value(&output).map_err(internal)
 }
 
 async fn json_body<T: serde::de::DeserializeOwned>(body: Body) -> Option<T> {
@@ -275,17 +283,21 @@ mod tests {
     #[test]
     fn internal_paths_round_trip() {
         for o in Offload::ALL {
-            for s in [Step::Authorize, Step::Complete] {
+            for s in Step::ALL {
                 let path = o.path(s);
                 assert!(path.starts_with(crate::routes::INTERNAL_PREFIX), "{path}");
                 assert_eq!(Offload::parse_path(&path), Some((o, s)));
             }
             assert_eq!(Offload::of("POST", o.nsid()), Some(o));
         }
-        assert_eq!(
-            Offload::parse_path("/_internal/offload/uploadBlob/other"),
-            None
-        );
+        for path in [
+            "/_internal/offload/uploadBlob/other",
+            "/_internal/offload/uploadBlob/authorize/more",
+            "/_internal/offload/other/authorize",
+            "/xrpc/offload/uploadBlob/authorize",
+        ] {
+            assert_eq!(Offload::parse_path(path), None, "{path}");
+        }
         assert_eq!(Offload::of("GET", "com.atproto.repo.uploadBlob"), None);
     }
 }

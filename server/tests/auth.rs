@@ -1348,38 +1348,22 @@ fn clock_drives_every_time() {
 }
 
 #[test]
-fn requests_are_checked_against_generated_metadata() {
+fn methods_are_checked_against_the_policy_table() {
     use pds_api::com::atproto::server::{create_app_password, get_session};
-    use pds_api::runtime::xrpc::{Body, HttpMethod, Request};
     let f = Fixture::new();
     let full = f.login("alice.example.com", PASSWORD).unwrap();
     let owner = f.check(R::AccessFull, &full.access_jwt, "x").unwrap();
     let pw = f.app_password(&owner, "phone", false).unwrap();
     let app = f.login("alice.example.com", &pw).unwrap();
-    let request = |nsid: &str, token: &str| Request {
-        nsid: nsid.into(),
-        method: HttpMethod::Get,
-        query: String::new(),
-        headers: vec![("authorization".into(), format!("Bearer {token}"))],
-        body: Body::empty(),
-    };
+    let bearer = |token: &str| format!("Bearer {token}");
     let a = f.auth();
     // getSession: any access token; createAppPassword: the full account only.
-    a.authenticate_request(
-        &get_session::META,
-        &request(get_session::NSID, &app.access_jwt),
-    )
-    .unwrap();
-    a.authenticate_request(
-        &create_app_password::META,
-        &request(create_app_password::NSID, &full.access_jwt),
-    )
-    .unwrap();
+    a.authenticate_method(get_session::NSID, Some(&bearer(&app.access_jwt)))
+        .unwrap();
+    a.authenticate_method(create_app_password::NSID, Some(&bearer(&full.access_jwt)))
+        .unwrap();
     assert_err(
-        a.authenticate_request(
-            &create_app_password::META,
-            &request(create_app_password::NSID, &app.access_jwt),
-        ),
+        a.authenticate_method(create_app_password::NSID, Some(&bearer(&app.access_jwt))),
         400,
         "InvalidToken",
     );

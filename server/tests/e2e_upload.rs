@@ -1,29 +1,20 @@
 //! uploadBlob end to end on both shells: an upload over R2's multipart part size round-trips
 //! (on the Worker it is streamed to R2 by the Worker, the DO only authorizes and records it),
-//! and missing, malformed and revoked tokens are refused.
+//! a service JWT bound to uploadBlob uploads (the video service's flow), and missing, malformed,
+//! revoked and otherwise-bound tokens are refused.
 
 #[macro_use]
 mod support;
 
 use serde_json::json;
-use support::http::{post_json, request, xrpc};
+use support::account::login;
+use support::http::{request, xrpc};
 
-on_both_shells!(large_upload_round_trips, refused_uploads);
-
-/// A (access, refresh) token pair for the test account.
-fn login(base: &str) -> (String, String) {
-    let session = post_json(
-        base,
-        "/xrpc/com.atproto.server.createSession",
-        &json!({"identifier": support::account::HANDLE, "password": support::account::PASSWORD}),
-    );
-    assert_eq!(session.status, 200, "{:?}", session.json());
-    let s = session.json();
-    (
-        s["accessJwt"].as_str().unwrap().to_owned(),
-        s["refreshJwt"].as_str().unwrap().to_owned(),
-    )
-}
+on_both_shells!(
+    large_upload_round_trips,
+    refused_uploads,
+    service_token_uploads
+);
 
 /// 8 MiB: over R2's 5 MiB part size, so the Worker streams it as a multipart upload.
 fn large_jpeg() -> Vec<u8> {
@@ -119,4 +110,36 @@ fn refused_uploads(base: &str) {
     let revoked = upload(base, Some(&format!("Bearer {access}")), &body);
     assert_eq!(revoked.status, 400, "{:?}", revoked.json());
     assert_eq!(revoked.json()["error"], "ExpiredToken");
+}
+
+/// A service JWT the account minted for uploadBlob at this PDS uploads, as the reference
+/// accepts from the video service; one bound to another method is refused before any byte is
+/// stored.
+fn service_token_uploads(base: &str) {
+    let (access, _) = login(base);
+    let service_token = |lxm: &str| {
+        let minted = xrpc(
+            base,
+            "GET",
+            &format!(
+                "com.atproto.server.getServiceAuth?aud=did:web:{}&lxm={lxm}",
+                support::account::HOSTNAME
+            ),
+            &access,
+            None,
+        );
+        assert_eq!(minted.status, 200, "{:?}", minted.json());
+        minted.json()["token"].as_str().unwrap().to_owned()
+    };
+    let body = b"\x89PNG\r\n\x1a\nuploaded by a service".to_vec();
+    let token = service_token("com.atproto.repo.uploadBlob");
+    let uploaded = upload(base, Some(&format!("Bearer {token}")), &body);
+    assert_eq!(uploaded.status, 200, "{:?}", uploaded.json());
+    assert_eq!(uploaded.json()["blob"]["mimeType"], "image/png");
+    assert_eq!(uploaded.json()["blob"]["size"], body.len());
+
+    let other = service_token("com.atproto.repo.getRecord");
+    let refused = upload(base, Some(&format!("Bearer {other}")), &body);
+    assert_eq!(refused.status, 401, "{:?}", refused.json());
+    assert_eq!(refused.json()["error"], "BadJwtLexiconMethod");
 }

@@ -79,7 +79,10 @@ impl Harness {
         // Auth runs before dispatch (the lifecycle); handlers ask the caller for permissions,
         // which the account's own full session holds.
         let cx = RequestContext {
-            headers: headers.clone(),
+            range: headers
+                .iter()
+                .find(|(k, _)| k == "range")
+                .map(|(_, v)| v.clone()),
             caller: Caller::Access(AccessCaller {
                 did: self.did(),
                 scope: AccessScope::Full,

@@ -4,6 +4,7 @@ use pds_api::app::bsky::actor::{get_preferences, put_preferences, AppBskyActor};
 use pds_api::runtime::xrpc::XrpcError;
 
 use super::{Api, RequestContext};
+use crate::api::internal;
 use crate::auth::{Caller, Permission};
 
 /// Largest stored preferences document, in bytes of JSON.
@@ -13,25 +14,20 @@ pub const PREFERENCES_LIMIT: usize = 256 * 1024;
 /// details such as the birth date are withheld from app passwords).
 const FULL_ACCESS_ONLY: &[&str] = &["app.bsky.actor.defs#personalDetailsPref"];
 
-/// Service JWTs and full sessions see everything; app passwords do not see personal details.
+/// Full sessions see everything; app passwords (and any other caller) do not see personal
+/// details.
 fn is_full_access(caller: &Caller) -> bool {
-    caller.can(Permission::Full) || !caller.can(Permission::Session)
+    caller.can(Permission::Full)
 }
 
 fn type_of(pref: &serde_json::Value) -> &str {
     pref.get("$type").and_then(|t| t.as_str()).unwrap_or("")
 }
 
-fn internal(e: impl std::fmt::Display) -> XrpcError {
-    XrpcError::internal_message(e.to_string())
-}
-
 impl Api<'_> {
     /// The stored preferences as JSON values (an empty list when none were stored).
     fn stored_preferences(&self) -> Result<Vec<serde_json::Value>, XrpcError> {
-        match crate::storage::account::get_preferences(self.account.sql.as_ref())
-            .map_err(internal)?
-        {
+        match crate::storage::account::get_preferences(self.account.sql.as_ref())? {
             Some(json) => serde_json::from_str(&json).map_err(internal),
             None => Ok(Vec::new()),
         }
@@ -103,6 +99,9 @@ impl AppBskyActor for Api<'_> {
                 json.len()
             )));
         }
-        crate::storage::account::put_preferences(self.account.sql.as_ref(), &json).map_err(internal)
+        Ok(crate::storage::account::put_preferences(
+            self.account.sql.as_ref(),
+            &json,
+        )?)
     }
 }

@@ -7,11 +7,17 @@ pub(crate) mod repo;
 mod server;
 mod sync;
 
-use pds_api::runtime::xrpc::Service;
+use pds_api::runtime::xrpc::{Service, XrpcError};
 
 use crate::account::Account;
 use crate::auth::{Auth, Caller, SqlAuthStore};
 use crate::config::Config;
+
+/// A server fault as the XRPC 500 carrying its detail (logged, then concealed from the client
+/// by [`crate::lifecycle::conceal_internal_error`]).
+pub(crate) fn internal(e: impl std::fmt::Display) -> XrpcError {
+    XrpcError::internal_message(e.to_string())
+}
 
 /// The XRPC service of one request: what every handler can reach.
 pub struct Api<'a> {
@@ -21,13 +27,23 @@ pub struct Api<'a> {
 
 /// What a handler knows about the request it serves.
 pub struct RequestContext {
-    /// Request headers, names lower-cased.
-    pub headers: Vec<(String, String)>,
+    /// The `Range` header (getBlob), if any.
+    pub range: Option<String>,
     /// Who is calling, as established by the auth check before dispatch.
     pub caller: Caller,
 }
 
 impl Api<'_> {
+    /// Authenticates a call of `nsid` with the credentials of an `Authorization` header, as
+    /// the server's policy table requires for that method.
+    pub fn authenticate(
+        &self,
+        nsid: &str,
+        authorization: Option<&str>,
+    ) -> Result<Caller, XrpcError> {
+        self.with_auth(|auth| auth.authenticate_method(nsid, authorization))
+    }
+
     /// Runs `f` with the account's authentication (sessions, app passwords, service tokens).
     pub fn with_auth<T>(&self, f: impl FnOnce(&Auth<'_>) -> T) -> T {
         let store = SqlAuthStore::new(self.account.sql.as_ref(), self.config.did.as_str());

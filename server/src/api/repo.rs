@@ -229,8 +229,10 @@ impl Api<'_> {
         if !self.is_own_repo(repo) {
             return Err(XrpcError::new(403, "AccountNotFound", "Account not found"));
         }
-        self.check_not_taken_down()?;
-        if self.account_status()? == AccountStatus::Deactivated {
+        // One read of the account row for both checks.
+        let status = self.account_status()?;
+        refuse_taken_down(status)?;
+        if status == AccountStatus::Deactivated {
             return Err(XrpcError::new(
                 401,
                 "AccountDeactivated",
@@ -241,17 +243,7 @@ impl Api<'_> {
     }
 
     fn check_not_taken_down(&self) -> Result<(), XrpcError> {
-        if matches!(
-            self.account_status()?,
-            AccountStatus::Takendown | AccountStatus::Suspended | AccountStatus::Deleted
-        ) {
-            return Err(XrpcError::new(
-                401,
-                "AccountTakedown",
-                "Account has been taken down",
-            ));
-        }
-        Ok(())
+        refuse_taken_down(self.account_status()?)
     }
 
     fn current_record(&self, collection: &str, rkey: &str) -> Result<Option<Cid>, XrpcError> {
@@ -729,12 +721,17 @@ impl ComAtprotoRepo for Api<'_> {
         Ok(list_records::Output { cursor, records })
     }
 
+    /// The in-account upload (in-process callers); the shells offload uploads to the edge
+    /// (`crate::offload`), which makes the same checks.
     async fn upload_blob(
         &self,
-        _cx: &RequestContext,
+        cx: &RequestContext,
         _params: upload_blob::Params,
         input: BinaryInput,
     ) -> Result<upload_blob::Output, XrpcError> {
+        cx.caller.require(Permission::BlobUpload {
+            mime: input.content_type.as_deref().unwrap_or("*/*"),
+        })?;
         self.check_upload_allowed()?;
         let mut source = BodySource::new(input.body);
         let stored = self
@@ -754,6 +751,21 @@ impl Api<'_> {
     pub(crate) fn check_upload_allowed(&self) -> Result<(), XrpcError> {
         self.check_not_taken_down()
     }
+}
+
+/// The reference's error for an account that is taken down (or suspended, or deleted).
+fn refuse_taken_down(status: AccountStatus) -> Result<(), XrpcError> {
+    if matches!(
+        status,
+        AccountStatus::Takendown | AccountStatus::Suspended | AccountStatus::Deleted
+    ) {
+        return Err(XrpcError::new(
+            401,
+            "AccountTakedown",
+            "Account has been taken down",
+        ));
+    }
+    Ok(())
 }
 
 /// The uploadBlob error for a failed blob-store write.

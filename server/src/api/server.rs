@@ -154,15 +154,12 @@ impl ComAtprotoServer for Api<'_> {
         _params: check_account_status::Params,
     ) -> Result<check_account_status::Output, XrpcError> {
         let db = self.account.sql.as_ref();
-        let storage = |e: crate::storage::StorageError| XrpcError::internal_message(e.to_string());
         let count = |sql: &str| -> Result<i64, XrpcError> {
-            let row = db.query_opt(sql, &[] as &[SqlValue]).map_err(storage)?;
+            let row = db.query_opt(sql, &[] as &[SqlValue])?;
             Ok(row.and_then(|r| r.integer(0).ok()).unwrap_or(0))
         };
         let root = self.account.head(self.config)?;
-        let state = SqlAuthStore::new(db, self.config.did.as_str())
-            .account_state()
-            .map_err(|e| XrpcError::internal_message(e.to_string()))?;
+        let state = SqlAuthStore::new(db, self.config.did.as_str()).account_state()?;
         let activated = state.status == AccountStatus::Active;
         Ok(check_account_status::Output {
             activated,

@@ -13,6 +13,7 @@ use pds_api::runtime::lex::{CidString, Tid};
 use pds_api::runtime::xrpc::{BinaryOutput, Body, ByteStream, XrpcError};
 
 use super::{Api, RequestContext};
+use crate::api::internal;
 use crate::auth::{AccountStatus, AuthStore, SqlAuthStore};
 use crate::repo::car::{block_bytes, header_bytes};
 use crate::repo::{BlockStore, Repo};
@@ -24,10 +25,6 @@ const CAR_MIME: &str = "application/vnd.ipld.car";
 const EXPORT_PAGE: i64 = 500;
 /// listBlobs page size bounds, as in the lexicon.
 const LIST_BLOBS_MAX: i64 = 1000;
-
-fn internal(e: impl std::fmt::Display) -> XrpcError {
-    XrpcError::internal_message(e.to_string())
-}
 
 /// The reference's message for any DID this server does not host.
 fn repo_not_found(did: &str) -> XrpcError {
@@ -452,12 +449,7 @@ impl ComAtprotoSync for Api<'_> {
         else {
             return Err(not_found());
         };
-        let range_header = cx
-            .headers
-            .iter()
-            .find(|(k, _)| k == "range")
-            .map(|(_, v)| v.as_str());
-        let range = match parse_range(range_header, meta.size) {
+        let range = match parse_range(cx.range.as_deref(), meta.size) {
             Ok(range) => range,
             Err(()) => return Ok(unsatisfiable_range(meta.size)),
         };

@@ -19,7 +19,7 @@ use super::store::{
     refresh_token_key, AccountState, AccountStatus, AppPasswordRecord, RefreshTokenRecord,
 };
 use super::tokens::{AccessScope, REFRESH_TOKEN_TTL_SECS};
-use super::verifier::{revoked, store_error, Caller, Permission};
+use super::verifier::{revoked, Caller, Permission};
 use super::Auth;
 use crate::firehose::EventBody;
 use crate::password;
@@ -102,7 +102,7 @@ impl Auth<'_> {
     }
 
     fn account_state(&self) -> Result<AccountState, XrpcError> {
-        self.store.account_state().map_err(store_error)
+        Ok(self.store.account_state()?)
     }
 
     /// Mints a pair for session `session_id` and returns it with the refresh token's record.
@@ -169,7 +169,7 @@ impl Auth<'_> {
         {
             return Err(invalid_login());
         }
-        for candidate in self.store.app_passwords().map_err(store_error)? {
+        for candidate in self.store.app_passwords()? {
             // argon2 compares its output in constant time.
             if password::verify(password, &candidate.password_hash) {
                 return Ok(Some(candidate));
@@ -206,16 +206,12 @@ impl Auth<'_> {
             return Err(takendown());
         }
         let now_ms = self.clock.now_millis();
-        self.store
-            .delete_expired_refresh_tokens(now_ms)
-            .map_err(store_error)?;
+        self.store.delete_expired_refresh_tokens(now_ms)?;
 
         let session_id = crate::hex::encode(&super::random_bytes::<16>()?);
         let scope = AccessScope::for_app_password(app_password.as_ref().map(|p| p.privileged));
         let (pair, record) = self.mint_pair(&session_id, scope, app_password.map(|p| p.name))?;
-        self.store
-            .insert_refresh_token(&record)
-            .map_err(store_error)?;
+        self.store.insert_refresh_token(&record)?;
 
         let (active, status) = active_and_status(&state);
         Ok(create_session::Output {
@@ -243,7 +239,7 @@ impl Auth<'_> {
         }
         let now_ms = self.clock.now_millis();
         let id = refresh_token_key(&r.session_id, &r.token_id);
-        let Some(current) = self.store.refresh_token(&id).map_err(store_error)? else {
+        let Some(current) = self.store.refresh_token(&id)? else {
             return Err(revoked());
         };
         if current.expires_ms <= now_ms {
@@ -264,17 +260,11 @@ impl Auth<'_> {
             current.scope,
             current.app_password_name.clone(),
         )?;
-        if !self
-            .store
-            .rotate_refresh_token(&id, &next)
-            .map_err(store_error)?
-        {
+        if !self.store.rotate_refresh_token(&id, &next)? {
             // Someone spent it between our read and write: the same reuse.
             return Err(self.reuse_detected(&r.session_id));
         }
-        self.store
-            .delete_expired_refresh_tokens(now_ms)
-            .map_err(store_error)?;
+        self.store.delete_expired_refresh_tokens(now_ms)?;
 
         let (active, status) = active_and_status(&state);
         Ok(refresh_session::Output {
@@ -293,7 +283,7 @@ impl Auth<'_> {
 
     fn reuse_detected(&self, session_id: &str) -> XrpcError {
         if let Err(e) = self.store.delete_session(session_id) {
-            return store_error(e);
+            return e.into();
         }
         XrpcError::declared(
             "ExpiredToken",
@@ -326,9 +316,7 @@ impl Auth<'_> {
         let Caller::Refresh(r) = caller else {
             return Err(bad_scope());
         };
-        self.store
-            .delete_session(&r.session_id)
-            .map_err(store_error)
+        Ok(self.store.delete_session(&r.session_id)?)
     }
 
     /// `com.atproto.server.createAppPassword` (full-account sessions only).
@@ -354,15 +342,12 @@ impl Auth<'_> {
         let password_hash = password::hash(&secret).map_err(XrpcError::internal_message)?;
         let now_micros = self.clock.now_micros();
         let created_ms = now_micros / 1000;
-        let inserted = self
-            .store
-            .insert_app_password(&AppPasswordRecord {
-                name: name.to_owned(),
-                password_hash,
-                privileged,
-                created_ms,
-            })
-            .map_err(store_error)?;
+        let inserted = self.store.insert_app_password(&AppPasswordRecord {
+            name: name.to_owned(),
+            password_hash,
+            privileged,
+            created_ms,
+        })?;
         if !inserted {
             return Err(XrpcError::invalid_request(format!(
                 "An app password named {name:?} already exists"
@@ -384,8 +369,7 @@ impl Auth<'_> {
         Self::full_session(caller)?;
         let passwords = self
             .store
-            .app_passwords()
-            .map_err(store_error)?
+            .app_passwords()?
             .into_iter()
             .map(|p| list_app_passwords::AppPassword {
                 created_at: Datetime::from_unix_micros(p.created_ms * 1000),
@@ -404,10 +388,8 @@ impl Auth<'_> {
         input: &revoke_app_password::Input,
     ) -> Result<(), XrpcError> {
         Self::full_session(caller)?;
-        self.store
-            .delete_app_password(input.name.trim())
-            .map(|_| ())
-            .map_err(store_error)
+        self.store.delete_app_password(input.name.trim())?;
+        Ok(())
     }
 
     /// `com.atproto.server.getServiceAuth`: a token signed with the account key for `aud`,
@@ -522,8 +504,7 @@ impl Auth<'_> {
         }
         let events = events()?;
         self.store
-            .set_account_status(status, self.clock.now_millis(), &events)
-            .map_err(store_error)?;
+            .set_account_status(status, self.clock.now_millis(), &events)?;
         Ok(true)
     }
 }

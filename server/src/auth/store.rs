@@ -28,6 +28,14 @@ impl fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
+/// An auth-store failure reaching a client is a server fault (its detail is logged, never
+/// sent: see [`crate::lifecycle::conceal_internal_error`]).
+impl From<StoreError> for pds_api::runtime::xrpc::XrpcError {
+    fn from(e: StoreError) -> Self {
+        pds_api::runtime::xrpc::XrpcError::internal_message(e.to_string())
+    }
+}
+
 /// One refresh token of a session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefreshTokenRecord {

@@ -1,5 +1,5 @@
-//! The one auth check, run before a handler from the method's declared
-//! [`AuthRequirement`]: who is calling, with what power, or the exact error the reference PDS
+//! The one auth check, run before a handler with the method's [`AuthRequirement`] from the
+//! server's policy table ([`super::policy`]): who is calling, with what power, or the exact error the reference PDS
 //! sends (clients match on names: the Bluesky app refreshes only on `400 ExpiredToken`).
 //!
 //! | situation | status | error | message |
@@ -18,7 +18,7 @@
 //! | service JWT problems | 401 | BadJwt, JwtExpired, BadJwtAudience, ... | see [`super::service`] |
 //! | admin credentials (none configured) | 401 | AuthenticationRequired | Authentication Required |
 
-use pds_api::runtime::xrpc::{AuthRequirement, MethodMeta, Request, XrpcError};
+use pds_api::runtime::xrpc::{AuthRequirement, XrpcError};
 
 use super::jwt;
 use super::service::{self, ServiceExpectations};
@@ -38,6 +38,8 @@ pub const REFUSED_WHILE_DEACTIVATED: &[&str] = &[
 
 /// The one method that accepts an expired refresh token: logging out must always work.
 pub const DELETE_SESSION: &str = "com.atproto.server.deleteSession";
+/// The one method a service JWT may upload with.
+const UPLOAD_BLOB: &str = "com.atproto.repo.uploadBlob";
 
 /// Who is calling, and with what power.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,8 +103,13 @@ impl Caller {
             Caller::Anonymous => false,
             Caller::Refresh(_) => permission == P::Refresh,
             // A service JWT was verified for exactly the method called (`lxm`) and grants
-            // nothing beyond calling it.
-            Caller::Service(_) => permission == P::Account,
+            // nothing beyond calling it: uploadBlob's upload, for a token bound to it (the
+            // video service's flow).
+            Caller::Service(s) => match permission {
+                P::Account => true,
+                P::BlobUpload { .. } => s.lxm.as_deref() == Some(UPLOAD_BLOB),
+                _ => false,
+            },
             Caller::Access(a) => match permission {
                 P::Account | P::Session | P::RepoWrite { .. } | P::BlobUpload { .. } => true,
                 P::Privileged => a.scope.is_privileged(),
@@ -158,7 +165,8 @@ pub enum Permission<'a> {
     RepoWrite { collection: &'a str },
     /// Upload a blob of `mime` type.
     BlobUpload { mime: &'a str },
-    /// A service token for calling `lxm` (if bound to one) at `aud`.
+    /// A service token for calling `lxm` (if bound to one) at `aud`. Sessions are judged on
+    /// `lxm` alone; `aud` is there for OAuth's `rpc:` scopes, which name both.
     ServiceToken { lxm: Option<&'a str>, aud: &'a str },
 }
 
@@ -218,11 +226,7 @@ pub(crate) fn revoked() -> XrpcError {
     XrpcError::declared("ExpiredToken", "Token has been revoked")
 }
 
-pub(crate) fn store_error(e: super::store::StoreError) -> XrpcError {
-    XrpcError::internal_message(e.to_string())
-}
-
-/// The permission a session caller needs for a method declaring `requirement`.
+/// The permission a session caller needs for a method whose policy is `requirement`.
 fn permission_for(requirement: AuthRequirement) -> Permission<'static> {
     match requirement {
         AuthRequirement::AccessFull => Permission::Full,
@@ -232,7 +236,7 @@ fn permission_for(requirement: AuthRequirement) -> Permission<'static> {
 }
 
 impl Auth<'_> {
-    /// Checks the credentials of a call to `nsid`, which declares `requirement`, given the
+    /// Checks the credentials of a call to `nsid`, whose policy is `requirement`, given the
     /// request's `Authorization` header. Runs once, before the handler.
     pub fn authenticate(
         &self,
@@ -242,7 +246,7 @@ impl Auth<'_> {
     ) -> Result<Caller, XrpcError> {
         let caller = self.identify(requirement, authorization, nsid)?;
         if caller != Caller::Anonymous && REFUSED_WHILE_DEACTIVATED.contains(&nsid) {
-            let state = self.store.account_state().map_err(store_error)?;
+            let state = self.store.account_state()?;
             if state.status == AccountStatus::Deactivated {
                 return Err(XrpcError::unauthorized(
                     "AccountDeactivated",
@@ -253,15 +257,14 @@ impl Auth<'_> {
         Ok(caller)
     }
 
-    /// [`Auth::authenticate`] for a request the dispatcher has looked up: the requirement and
-    /// NSID from the policy and the metadata, the credentials from the `Authorization` header.
-    pub fn authenticate_request(
+    /// [`Auth::authenticate`] for a call of `nsid`, with its requirement from the server's
+    /// policy table and the credentials of an `Authorization` header.
+    pub fn authenticate_method(
         &self,
-        meta: &MethodMeta,
-        req: &Request,
+        nsid: &str,
+        authorization: Option<&str>,
     ) -> Result<Caller, XrpcError> {
-        let requirement = super::policy::requirement(meta.nsid);
-        self.authenticate(requirement, req.header("authorization"), meta.nsid)
+        self.authenticate(super::policy::requirement(nsid), authorization, nsid)
     }
 
     fn identify(
@@ -336,8 +339,7 @@ impl Auth<'_> {
         };
         if !self
             .store
-            .session_exists(&session.session_id, self.clock.now_millis())
-            .map_err(store_error)?
+            .session_exists(&session.session_id, self.clock.now_millis())?
         {
             return Err(revoked());
         }
@@ -410,13 +412,18 @@ mod tests {
         let full = session(AccessScope::Full);
         let privileged = session(AccessScope::AppPassPrivileged);
         let app = session(AccessScope::AppPass);
-        let service = Caller::Service(ServiceCaller {
-            iss: "did:web:localhost".into(),
-            did: "did:web:localhost".into(),
-            aud: "did:web:localhost".into(),
-            lxm: Some("com.atproto.repo.getRecord".into()),
-            jti: None,
-        });
+        let service_for = |lxm: &str| {
+            Caller::Service(ServiceCaller {
+                iss: "did:web:localhost".into(),
+                did: "did:web:localhost".into(),
+                aud: "did:web:localhost".into(),
+                lxm: Some(lxm.into()),
+                jti: None,
+            })
+        };
+        let service = service_for("com.atproto.repo.getRecord");
+        let upload_service = service_for(UPLOAD_BLOB);
+        let upload = P::BlobUpload { mime: "image/png" };
         let refresh = Caller::Refresh(RefreshCaller {
             did: "did:web:localhost".into(),
             session_id: "s".into(),
@@ -450,12 +457,24 @@ mod tests {
             ),
             (
                 &app,
-                &[P::Session, write],
+                &[P::Session, write, upload],
                 &[P::Privileged, P::Full, P::Refresh, chat_token],
             ),
             (
                 &service,
                 &[P::Account],
+                &[
+                    P::Session,
+                    P::Privileged,
+                    P::Full,
+                    write,
+                    upload,
+                    chat_token,
+                ],
+            ),
+            (
+                &upload_service,
+                &[P::Account, upload],
                 &[P::Session, P::Privileged, P::Full, write, chat_token],
             ),
             (
@@ -466,7 +485,7 @@ mod tests {
             (
                 &Caller::Anonymous,
                 &[],
-                &[P::Account, P::Session, P::Full, P::Refresh, write],
+                &[P::Account, P::Session, P::Full, P::Refresh, write, upload],
             ),
         ];
         for (caller, allowed, refused) in table {

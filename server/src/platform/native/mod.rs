@@ -68,7 +68,9 @@ pub async fn serve(
         firehose: Rc::new(firehose::NativeFirehose::default()),
         wakeup: Rc::new(maintenance::Wakeup::default()),
     });
-    crate::lifecycle::after_request(&shared.config, &shared.account, shared.as_ref()).await;
+    let effective =
+        (shared.config.as_ref().ok()).and_then(|c| shared.account.effective_config(c).ok());
+    crate::lifecycle::after_request(effective.as_deref(), &shared.account, shared.as_ref()).await;
     tokio::task::spawn_local(maintenance::run_forever(shared.clone()));
     loop {
         let (stream, _) = listener.accept().await?;
@@ -115,7 +117,18 @@ impl Shared {
                 let (parts, body) = req.into_parts();
                 let body = match Limited::new(body, BODY_LIMIT).collect().await {
                     Ok(collected) => collected.to_bytes().to_vec(),
-                    Err(_) => return to_hyper(crate::routes::payload_too_large()),
+                    Err(e) => {
+                        let res = if e.is::<http_body_util::LengthLimitError>() {
+                            crate::routes::payload_too_large()
+                        } else {
+                            pds_api::runtime::xrpc::XrpcError::invalid_request(format!(
+                                "could not read the request body: {e}"
+                            ))
+                            .into_response()
+                            .into()
+                        };
+                        return to_hyper(crate::routes::with_cors(res));
+                    }
                 };
                 let request = http_request(&parts.method, &parts.uri, &parts.headers, body);
                 to_hyper(

@@ -5,7 +5,6 @@ pub mod firehose;
 pub mod http_client;
 pub mod offload;
 pub mod r2;
-pub mod relay;
 pub mod sql;
 
 use std::cell::RefCell;
@@ -27,20 +26,37 @@ const ACCOUNT_OBJECT: &str = "account";
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
+    or_internal_error(route_at_edge(req, &env).await)
+}
+
+/// A runtime error (a binding, a stub, a request that cannot be read) as the generic XRPC 500
+/// with CORS headers, logged; never the runtime's bare 500.
+fn or_internal_error(result: Result<Response>) -> Result<Response> {
+    result.or_else(|e| {
+        crate::log::error(&format!("worker: {e}"));
+        to_worker_response(crate::routes::with_cors(
+            pds_api::runtime::xrpc::XrpcError::internal()
+                .into_response()
+                .into(),
+        ))
+    })
+}
+
+async fn route_at_edge(req: Request, env: &Env) -> Result<Response> {
     let path = req.path();
     let method = method_name(&req.method());
     match Route::of(method, &path) {
         Route::Offload(work) => {
-            let config = config(&env);
-            offload::run(work, req, &env, &config).await
+            let config = config(env);
+            offload::run(work, req, env, &config).await
         }
         route if route.placement() == Placement::Account => {
             // With the body untouched: the account reads it.
-            account_stub(&env)?.fetch_with_request(req).await
+            account_stub(env)?.fetch_with_request(req).await
         }
         _ => {
             let head = request_head(&req, method, path)?;
-            to_worker_response(crate::routes::edge(&config(&env), &head))
+            to_worker_response(crate::routes::edge(&config(env), &head))
         }
     }
 }
@@ -93,6 +109,25 @@ pub(crate) struct AccountObject {
     alarm_at: std::cell::Cell<Option<i64>>,
 }
 
+impl AccountDurableObject {
+    /// One request to the account: the firehose upgrade, or the lifecycle.
+    async fn serve(&self, mut req: Request) -> Result<Response> {
+        let inner = &self.inner;
+        let request = from_worker_request(&mut req).await?;
+        if Route::of(&request.method, &request.path) == Route::SubscribeRepos {
+            return match crate::lifecycle::subscribe_repos(&inner.config, &inner.account, &request)
+            {
+                Ok(cursor) => firehose::subscribe(inner, cursor),
+                Err(res) => to_worker_response(res),
+            };
+        }
+        let response =
+            crate::lifecycle::account(&inner.config, &inner.account, &DoShell(inner), request)
+                .await;
+        to_worker_response(response)
+    }
+}
+
 impl DurableObject for AccountDurableObject {
     fn new(state: State, env: Env) -> Self {
         let sql = Box::new(sql::DurableSql::new(&state));
@@ -118,20 +153,8 @@ impl DurableObject for AccountDurableObject {
         }
     }
 
-    async fn fetch(&self, mut req: Request) -> Result<Response> {
-        let inner = &self.inner;
-        let request = from_worker_request(&mut req).await?;
-        if Route::of(&request.method, &request.path) == Route::SubscribeRepos {
-            return match crate::lifecycle::subscribe_repos(&inner.config, &inner.account, &request)
-            {
-                Ok(cursor) => firehose::subscribe(inner, cursor),
-                Err(res) => to_worker_response(res),
-            };
-        }
-        let response =
-            crate::lifecycle::account(&inner.config, &inner.account, &DoShell(inner), request)
-                .await;
-        to_worker_response(response)
+    async fn fetch(&self, req: Request) -> Result<Response> {
+        or_internal_error(self.serve(req).await)
     }
 
     async fn alarm(&self) -> Result<Response> {
@@ -139,9 +162,13 @@ impl DurableObject for AccountDurableObject {
         inner.alarm_at.set(None);
         if let Ok(config) = inner.config.as_ref() {
             let now = crate::maintenance::now_ms(&inner.account);
-            let next =
-                crate::maintenance::run(config, &inner.account, now, &relay::WorkerRelayClient)
-                    .await;
+            let next = crate::maintenance::run(
+                config,
+                &inner.account,
+                now,
+                &http_client::FetchHttpClient::default(),
+            )
+            .await;
             inner.schedule(next).await;
         }
         Response::empty()
