@@ -40,8 +40,11 @@ fn document(did: &str, handle: &str, pds: &str) -> Value {
     })
 }
 
+/// A PLC directory's documents, by DID, changeable while it serves them.
+type Docs = Arc<Mutex<Vec<(String, Value)>>>;
+
 /// A PLC directory serving the documents in `docs` (by DID); 404 for others.
-async fn plc_directory(docs: Arc<Mutex<Vec<(String, Value)>>>) -> TestServer {
+async fn plc_directory(docs: Docs) -> TestServer {
     serve(
         handler(move |parts| {
             let did = parts.uri.path().trim_start_matches('/');
@@ -110,16 +113,23 @@ fn resolver_with(
     }
 }
 
+/// The directory's documents, a directory holding `PLC_DID` (handle alice.test, PDS at `pds`),
+/// an empty DoH server and a resolver over both.
+async fn one_plc_account(pds: &str) -> (Docs, TestServer, TestServer, Setup) {
+    let docs = Arc::new(Mutex::new(vec![(
+        PLC_DID.to_owned(),
+        document(PLC_DID, "alice.test", pds),
+    )]));
+    let plc = plc_directory(docs.clone()).await;
+    let doh = doh_server(vec![]).await;
+    let s = resolver(&plc, &doh);
+    (docs, plc, doh, s)
+}
+
 #[test]
 fn did_plc_resolves_through_the_directory_and_is_cached() {
     runtime().block_on(async {
-        let docs = Arc::new(Mutex::new(vec![(
-            PLC_DID.to_owned(),
-            document(PLC_DID, "alice.test", "https://pds.alice.test"),
-        )]));
-        let plc = plc_directory(docs.clone()).await;
-        let doh = doh_server(vec![]).await;
-        let s = resolver(&plc, &doh);
+        let (docs, plc, _doh, s) = one_plc_account("https://pds.alice.test").await;
 
         let doc = s.resolver.resolve_did(PLC_DID).await.unwrap();
         assert_eq!(doc.handle().unwrap().as_str(), "alice.test");
@@ -165,13 +175,7 @@ fn did_plc_resolves_through_the_directory_and_is_cached() {
 #[test]
 fn a_forced_refresh_skips_the_cache_and_updates_it() {
     runtime().block_on(async {
-        let docs = Arc::new(Mutex::new(vec![(
-            PLC_DID.to_owned(),
-            document(PLC_DID, "alice.test", "https://old.pds.test"),
-        )]));
-        let plc = plc_directory(docs.clone()).await;
-        let doh = doh_server(vec![]).await;
-        let s = resolver(&plc, &doh);
+        let (docs, plc, _doh, s) = one_plc_account("https://old.pds.test").await;
         s.resolver.resolve_did(PLC_DID).await.unwrap();
         docs.lock().unwrap()[0].1 = document(PLC_DID, "alice.test", "https://new.pds.test");
 
