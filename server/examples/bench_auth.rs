@@ -37,6 +37,7 @@ fn main() {
         blob_upload_limit: pds::config::DEFAULT_BLOB_UPLOAD_LIMIT,
         maintenance: Default::default(),
         network: Default::default(),
+        proxy: Default::default(),
     };
     let store = MemoryAuthStore::new();
     let clock = ManualClock::new(1_700_000_000 * 1_000_000);

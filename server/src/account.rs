@@ -1,7 +1,7 @@
 //! The account's state and the platform ports it lives behind. One `Account` exists per Durable
 //! Object (or native server) and outlives requests; handlers borrow it through [`crate::api::Api`].
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::rc::Rc;
 
 use pds_api::runtime::syntax::{Handle, Tid};
@@ -10,6 +10,10 @@ use pds_api::runtime::xrpc::XrpcError;
 use crate::api::internal;
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::net::http_client::{
+    ClientRequest, ClientResponse, HttpClient, HttpError, LocalBoxFuture,
+};
+use crate::net::identity::{IdentityResolver, ResolverSettings};
 use crate::repo::Repo;
 use crate::storage::account::{reconcile_with_seeds, Reconciled, Seeds};
 use crate::storage::{load_root, persist_commit, RecordBlobs, RepoRoot, SqlBlockStore};
@@ -24,7 +28,12 @@ pub struct Account {
     /// The blob store: R2 on Workers, a directory natively.
     pub blobs: Box<dyn BlobStore>,
     /// Time, from the platform.
-    pub clock: Box<dyn Clock>,
+    pub clock: Rc<dyn Clock>,
+    /// Outbound HTTP (identity resolution, the proxy's lookups); none until the shell gives one
+    /// ([`Account::with_http`]).
+    pub http: Rc<dyn HttpClient>,
+    /// DIDs and handles, cached; built on first use from the configuration's network settings.
+    resolver: OnceCell<IdentityResolver>,
     /// Revisions and record keys; seeded from the stored head before first use.
     pub tids: RefCell<TidGenerator>,
     /// Whether the schema could be brought up to date when the account was opened.
@@ -95,12 +104,33 @@ impl Account {
         Account {
             sql: Rc::from(sql),
             blobs,
-            clock,
+            clock: Rc::from(clock),
+            http: Rc::new(NoNetwork),
+            resolver: OnceCell::new(),
             tids: RefCell::new(TidGenerator::new()),
             schema,
             maintenance_seen_seq: Cell::new(None),
             effective: RefCell::new(None),
         }
+    }
+
+    /// The account with `http` as its outbound HTTP port.
+    pub fn with_http(mut self, http: Rc<dyn HttpClient>) -> Account {
+        self.http = http;
+        self.resolver = OnceCell::new();
+        self
+    }
+
+    /// The identity resolver, over the outbound HTTP port, with the network settings of
+    /// `config` (they only change with a deployment, which starts a new instance).
+    pub fn resolver(&self, config: &Config) -> &IdentityResolver {
+        self.resolver.get_or_init(|| {
+            IdentityResolver::new(
+                self.http.clone(),
+                self.clock.clone(),
+                ResolverSettings::new(&config.network),
+            )
+        })
     }
 
     /// The configuration as requests see it: the deployment's settings with the account's
@@ -141,5 +171,21 @@ impl Account {
     /// Drops the cached [`Account::effective_config`] after the stored identity changed.
     pub fn forget_effective_config(&self) {
         self.effective.borrow_mut().take();
+    }
+}
+
+/// The outbound HTTP port of an account whose shell gave none: every exchange fails.
+struct NoNetwork;
+
+impl HttpClient for NoNetwork {
+    fn send(
+        &self,
+        _request: ClientRequest,
+    ) -> LocalBoxFuture<'_, Result<ClientResponse, HttpError>> {
+        Box::pin(async {
+            Err(HttpError::Network(
+                "this account has no outbound HTTP port".into(),
+            ))
+        })
     }
 }

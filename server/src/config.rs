@@ -36,6 +36,21 @@ pub mod vars {
     /// Optional: the DNS-over-HTTPS JSON endpoint for handle TXT records
     /// (default `https://cloudflare-dns.com/dns-query`).
     pub const DOH_URL: &str = "PDS_DOH_URL";
+    /// Optional: the AppView that answers `app.bsky.*` reads (default `https://api.bsky.app`).
+    pub const APPVIEW_URL: &str = "PDS_APPVIEW_URL";
+    /// Optional: the AppView's DID, the audience of its service tokens
+    /// (default `did:web:api.bsky.app`).
+    pub const APPVIEW_DID: &str = "PDS_APPVIEW_DID";
+    /// Optional: the chat service for `chat.bsky.*` (default `https://api.bsky.chat`).
+    pub const CHAT_URL: &str = "PDS_CHAT_URL";
+    /// Optional: the chat service's DID (default `did:web:api.bsky.chat`).
+    pub const CHAT_DID: &str = "PDS_CHAT_DID";
+    /// Optional: the moderation service that receives reports (default `https://mod.bsky.app`).
+    pub const REPORT_SERVICE_URL: &str = "PDS_REPORT_SERVICE_URL";
+    /// Optional: the moderation service's DID (default `did:plc:ar7c4by46qjdydhdevvrndac`).
+    pub const REPORT_SERVICE_DID: &str = "PDS_REPORT_SERVICE_DID";
+    /// Optional: how long a proxied call may take, in seconds (default 30).
+    pub const PROXY_TIMEOUT_SECONDS: &str = "PDS_PROXY_TIMEOUT_SECONDS";
 }
 
 /// The upload limit when `PDS_BLOB_UPLOAD_LIMIT` is not set: 100 MiB, as Bluesky's videos need.
@@ -70,6 +85,47 @@ impl Default for NetworkConfig {
         NetworkConfig {
             plc_url: DEFAULT_PLC_URL.to_owned(),
             doh_url: DEFAULT_DOH_URL.to_owned(),
+        }
+    }
+}
+
+/// A service this PDS forwards calls to: where it answers, and the DID its tokens are for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceRef {
+    /// Base URL, without a trailing slash.
+    pub url: String,
+    /// The service's DID: the `aud` of the tokens minted for it.
+    pub did: String,
+}
+
+/// The services calls are proxied to when no `atproto-proxy` header names one (all optional
+/// variables).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyConfig {
+    /// `app.bsky.*` and anything else without a more specific service.
+    pub appview: ServiceRef,
+    /// `chat.bsky.*`.
+    pub chat: ServiceRef,
+    /// `com.atproto.moderation.createReport`.
+    pub report: ServiceRef,
+    /// The time limit of one proxied exchange, whole body included, in seconds.
+    pub timeout_seconds: u64,
+}
+
+/// The default of `PDS_PROXY_TIMEOUT_SECONDS`.
+pub const DEFAULT_PROXY_TIMEOUT_SECONDS: u64 = 30;
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        let service = |url: &str, did: &str| ServiceRef {
+            url: url.to_owned(),
+            did: did.to_owned(),
+        };
+        ProxyConfig {
+            appview: service("https://api.bsky.app", "did:web:api.bsky.app"),
+            chat: service("https://api.bsky.chat", "did:web:api.bsky.chat"),
+            report: service("https://mod.bsky.app", "did:plc:ar7c4by46qjdydhdevvrndac"),
+            timeout_seconds: DEFAULT_PROXY_TIMEOUT_SECONDS,
         }
     }
 }
@@ -119,6 +175,8 @@ pub struct Config {
     pub maintenance: MaintenanceConfig,
     /// The PLC directory and DNS-over-HTTPS endpoint.
     pub network: NetworkConfig,
+    /// The AppView, chat and moderation services calls are proxied to.
+    pub proxy: ProxyConfig,
 }
 
 impl fmt::Debug for Config {
@@ -208,9 +266,11 @@ impl Config {
             doh_url: optional_url(&lookup, vars::DOH_URL)?
                 .unwrap_or_else(|| DEFAULT_DOH_URL.into()),
         };
+        let proxy = read_proxy(&lookup)?;
         Ok(Config {
             maintenance,
             network,
+            proxy,
             hostname,
             did,
             handle,
@@ -286,6 +346,38 @@ fn optional_url(
         });
     }
     Ok(Some(v.trim_end_matches('/').to_owned()))
+}
+
+fn read_proxy(lookup: &impl Fn(&str) -> Option<String>) -> Result<ProxyConfig, ConfigError> {
+    let defaults = ProxyConfig::default();
+    let service = |url_var: &'static str,
+                   did_var: &'static str,
+                   default: ServiceRef|
+     -> Result<ServiceRef, ConfigError> {
+        let url = optional_url(lookup, url_var)?.unwrap_or(default.url);
+        let did = match lookup(did_var).filter(|v| !v.trim().is_empty()) {
+            None => default.did,
+            Some(v) => Did::new(v.trim())
+                .map_err(|e| ConfigError {
+                    variable: did_var,
+                    problem: format!("is not a DID: {e}"),
+                })?
+                .as_str()
+                .to_owned(),
+        };
+        Ok(ServiceRef { url, did })
+    };
+    Ok(ProxyConfig {
+        appview: service(vars::APPVIEW_URL, vars::APPVIEW_DID, defaults.appview)?,
+        chat: service(vars::CHAT_URL, vars::CHAT_DID, defaults.chat)?,
+        report: service(
+            vars::REPORT_SERVICE_URL,
+            vars::REPORT_SERVICE_DID,
+            defaults.report,
+        )?,
+        timeout_seconds: optional_number(lookup, vars::PROXY_TIMEOUT_SECONDS, 1, "seconds")?
+            .unwrap_or(defaults.timeout_seconds),
+    })
 }
 
 fn read_maintenance(

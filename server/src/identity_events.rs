@@ -97,6 +97,7 @@ mod tests {
             blob_upload_limit: 1,
             maintenance: MaintenanceConfig::default(),
             network: Default::default(),
+            proxy: Default::default(),
         };
         (config, account)
     }

@@ -19,6 +19,7 @@ pub mod net;
 pub mod offload;
 pub mod password;
 pub mod platform;
+pub mod proxy;
 pub mod repo;
 pub mod routes;
 pub mod storage;

@@ -416,6 +416,7 @@ mod tests {
                     ..MaintenanceConfig::default()
                 },
                 network: Default::default(),
+                proxy: Default::default(),
             };
             Fixture {
                 config,

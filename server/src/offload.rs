@@ -2,6 +2,10 @@
 //! slow byte streams (blob uploads now; proxied calls and repository imports next) stay out of
 //! the Durable Object, which is single-threaded and has 128 MB.
 //!
+//! Two kinds of work use it: uploads ([`Offload::UploadBlob`]) and proxied calls
+//! ([`Offload::Proxy`], see [`crate::proxy`]: authorize only; the front then streams the call
+//! to the service and its answer back).
+//!
 //! The rule: a route placed [`crate::routes::Placement::Offload`] runs in the stateless front
 //! in three steps, the same on both shells:
 //! 1. **authorize**: the front sends the account the request's headers only (no body) on an
@@ -28,6 +32,8 @@ use crate::api::{internal, Api};
 use crate::auth::Permission;
 use crate::config::Config;
 use crate::http::{Body, HttpRequest, HttpResponse};
+use crate::net::http_client::HttpClient;
+use crate::proxy::{ProxyAsk, ProxyGrant};
 use crate::storage::BlobStore;
 
 /// A kind of offloaded work.
@@ -35,6 +41,8 @@ use crate::storage::BlobStore;
 pub enum Offload {
     /// `com.atproto.repo.uploadBlob`: the body goes to the blob store.
     UploadBlob,
+    /// An XRPC method this PDS does not serve: the call goes to the service that does.
+    Proxy,
 }
 
 /// A step the account serves on an internal path.
@@ -46,32 +54,27 @@ pub enum Step {
     Complete,
 }
 
+/// The method uploads serve.
+const UPLOAD_BLOB: &str = "com.atproto.repo.uploadBlob";
+
 impl Offload {
-    const ALL: [Offload; 1] = [Offload::UploadBlob];
+    const ALL: [Offload; 2] = [Offload::UploadBlob, Offload::Proxy];
 
-    /// The offloaded work for an XRPC call, if it is one.
+    /// The offloaded work for an XRPC call, if it is one: a POST to uploadBlob, or any call of
+    /// a (well-formed) NSID this PDS does not serve.
     pub fn of(method: &str, nsid: &str) -> Option<Offload> {
-        Offload::ALL
-            .into_iter()
-            .find(|o| o.nsid() == nsid && o.method() == method)
-    }
-
-    /// The XRPC method it serves.
-    pub fn nsid(self) -> &'static str {
-        match self {
-            Offload::UploadBlob => "com.atproto.repo.uploadBlob",
+        if nsid == UPLOAD_BLOB {
+            return (method == "POST").then_some(Offload::UploadBlob);
         }
-    }
-
-    fn method(self) -> &'static str {
-        match self {
-            Offload::UploadBlob => "POST",
-        }
+        let served = pds_api::methods::serves::<Api<'_>>(nsid);
+        (!served && pds_api::runtime::syntax::Nsid::new(nsid.to_owned()).is_ok())
+            .then_some(Offload::Proxy)
     }
 
     fn name(self) -> &'static str {
         match self {
             Offload::UploadBlob => "uploadBlob",
+            Offload::Proxy => "proxy",
         }
     }
 
@@ -169,15 +172,92 @@ pub fn internal_request(
     }
 }
 
-/// Runs offloaded work at the edge: authorize, move the bytes into `blobs`, complete. `head`
-/// is the client's request without its body; `body` streams it.
+/// What the front moves bytes with: the blob store and the outbound HTTP port.
+pub struct EdgePorts<'a> {
+    pub blobs: &'a dyn BlobStore,
+    pub http: &'a dyn HttpClient,
+}
+
+/// Runs offloaded work at the edge: authorize, move the bytes (into the blob store, or to the
+/// service a call is proxied to), complete. `head` is the client's request without its body;
+/// `body` streams it.
 pub async fn run(
     offload: Offload,
+    link: &dyn AccountLink,
+    ports: &EdgePorts<'_>,
+    head: &HttpRequest,
+    body: Body,
+) -> HttpResponse {
+    match offload {
+        Offload::UploadBlob => upload(link, ports.blobs, head, body).await,
+        Offload::Proxy => proxy(link, ports.http, head, body).await,
+    }
+}
+
+/// A proxied call: checked here, authorized and signed by the account, sent from here.
+async fn proxy(
+    link: &dyn AccountLink,
+    http: &dyn HttpClient,
+    head: &HttpRequest,
+    body: Body,
+) -> HttpResponse {
+    let nsid = head.path.strip_prefix("/xrpc/").unwrap_or_default();
+    if let Err(e) = crate::proxy::check_request(&head.method, nsid) {
+        return error(e);
+    }
+    let ask = ProxyAsk {
+        method: head.method.clone(),
+        nsid: nsid.to_owned(),
+        query: head.query.clone(),
+    };
+    let authorized = link
+        .call(internal_request(
+            Offload::Proxy.path(Step::Authorize),
+            &head.headers,
+            serde_json::to_value(&ask).ok(),
+        ))
+        .await;
+    if authorized.status != 200 {
+        return authorized;
+    }
+    match json_body::<ProxyGrant>(authorized.body).await {
+        Some(grant) => {
+            crate::routes::with_cors(crate::proxy::forward(http, &grant, head, body).await)
+        }
+        None => error(XrpcError::internal()),
+    }
+}
+
+/// Carries out a grant an account answer carried ([`crate::proxy::GRANT_HEADER`]) instead of
+/// the client's answer; any other answer is returned as it is.
+pub async fn carry_out_grant(
+    http: &dyn HttpClient,
+    answer: HttpResponse,
+    head: &HttpRequest,
+) -> HttpResponse {
+    if !answer
+        .headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case(crate::proxy::GRANT_HEADER))
+    {
+        return answer;
+    }
+    match json_body::<ProxyGrant>(answer.body).await {
+        Some(grant) => {
+            crate::routes::with_cors(crate::proxy::forward(http, &grant, head, Body::empty()).await)
+        }
+        None => error(XrpcError::internal()),
+    }
+}
+
+/// An upload: authorized by the account, stored here, recorded by the account.
+async fn upload(
     link: &dyn AccountLink,
     blobs: &dyn BlobStore,
     head: &HttpRequest,
     body: Body,
 ) -> HttpResponse {
+    let offload = Offload::UploadBlob;
     // The client's declared type goes along: the headers sent drop `content-type` (the
     // internal request's own body is JSON), and permissions may depend on it.
     let declared = AuthorizeRequest {
@@ -197,30 +277,26 @@ pub async fn run(
         Some(grant) => grant,
         None => return error(XrpcError::internal()),
     };
-    match offload {
-        Offload::UploadBlob => {
-            let mut source = BodySource::new(body);
-            let stored = match blobs.put(&mut source, grant.max_bytes).await {
-                Ok(stored) => stored,
-                Err(e) => return error(upload_error(e, grant.max_bytes)),
-            };
-            let report = StoredReport {
-                cid: stored.cid.to_string(),
-                size: stored.size,
-                mime_type: upload_mime_type(source.head(), head.header("content-type")),
-            };
-            let report = match serde_json::to_value(&report) {
-                Ok(v) => v,
-                Err(_) => return error(XrpcError::internal()),
-            };
-            link.call(internal_request(
-                offload.path(Step::Complete),
-                &head.headers,
-                Some(report),
-            ))
-            .await
-        }
-    }
+    let mut source = BodySource::new(body);
+    let stored = match blobs.put(&mut source, grant.max_bytes).await {
+        Ok(stored) => stored,
+        Err(e) => return error(upload_error(e, grant.max_bytes)),
+    };
+    let report = StoredReport {
+        cid: stored.cid.to_string(),
+        size: stored.size,
+        mime_type: upload_mime_type(source.head(), head.header("content-type")),
+    };
+    let report = match serde_json::to_value(&report) {
+        Ok(v) => v,
+        Err(_) => return error(XrpcError::internal()),
+    };
+    link.call(internal_request(
+        offload.path(Step::Complete),
+        &head.headers,
+        Some(report),
+    ))
+    .await
 }
 
 /// Serves an internal request in the account, under the effective configuration: `req.path`
@@ -233,6 +309,10 @@ pub async fn serve_internal(config: &Config, account: &Account, req: &HttpReques
         (Offload::UploadBlob, Step::Authorize) => authorize_upload(config, account, req)
             .and_then(|grant| serde_json::to_value(grant).map_err(internal)),
         (Offload::UploadBlob, Step::Complete) => complete_upload(account, &req.body),
+        (Offload::Proxy, Step::Authorize) => authorize_proxy(config, account, req)
+            .await
+            .and_then(|grant| serde_json::to_value(grant).map_err(internal)),
+        (Offload::Proxy, Step::Complete) => return crate::routes::not_found(),
     };
     match result {
         Ok(value) => crate::routes::with_cors(HttpResponse::json(200, &value)),
@@ -248,7 +328,7 @@ fn authorize_upload(
     req: &HttpRequest,
 ) -> Result<Grant, XrpcError> {
     let api = Api { config, account };
-    let caller = api.authenticate(Offload::UploadBlob.nsid(), req.header("authorization"))?;
+    let caller = api.authenticate(UPLOAD_BLOB, req.header("authorization"))?;
     let declared: AuthorizeRequest = serde_json::from_slice(&req.body).map_err(internal)?;
     caller.require(Permission::BlobUpload {
         mime: &declared.mime_type,
@@ -257,6 +337,23 @@ fn authorize_upload(
     Ok(Grant {
         max_bytes: config.blob_upload_limit,
     })
+}
+
+/// The account's decision on a proxied call (see [`crate::proxy::authorize`]).
+async fn authorize_proxy(
+    config: &Config,
+    account: &Account,
+    req: &HttpRequest,
+) -> Result<ProxyGrant, XrpcError> {
+    let ask: ProxyAsk = serde_json::from_slice(&req.body).map_err(internal)?;
+    crate::proxy::authorize(
+        config,
+        account,
+        &ask,
+        req.header("authorization"),
+        req.header(crate::proxy::PROXY_HEADER),
+    )
+    .await
 }
 
 /// Records a blob the front stored and answers uploadBlob's output.
@@ -288,8 +385,20 @@ mod tests {
                 assert!(path.starts_with(crate::routes::INTERNAL_PREFIX), "{path}");
                 assert_eq!(Offload::parse_path(&path), Some((o, s)));
             }
-            assert_eq!(Offload::of("POST", o.nsid()), Some(o));
         }
+        assert_eq!(Offload::of("POST", UPLOAD_BLOB), Some(Offload::UploadBlob));
+        assert_eq!(
+            Offload::of("GET", "app.bsky.actor.getProfile"),
+            Some(Offload::Proxy)
+        );
+        assert_eq!(
+            Offload::of("POST", "com.example.unknown.method"),
+            Some(Offload::Proxy)
+        );
+        // Served here, or not an NSID: the dispatcher's.
+        assert_eq!(Offload::of("GET", "com.atproto.repo.getRecord"), None);
+        assert_eq!(Offload::of("GET", "app.bsky.actor.getPreferences"), None);
+        assert_eq!(Offload::of("GET", "nonsense"), None);
         for path in [
             "/_internal/offload/uploadBlob/other",
             "/_internal/offload/uploadBlob/authorize/more",
@@ -298,6 +407,7 @@ mod tests {
         ] {
             assert_eq!(Offload::parse_path(path), None, "{path}");
         }
+        // uploadBlob is a procedure: a GET is the dispatcher's to refuse.
         assert_eq!(Offload::of("GET", "com.atproto.repo.uploadBlob"), None);
     }
 }

@@ -7,7 +7,8 @@
 //! - [`Placement::Account`]: needs the account's state: it runs in the Durable Object
 //!   (XRPC methods, the firehose upgrade, the DID document, which carries the stored handle);
 //! - [`Placement::Offload`]: byte-heavy work the edge does itself after the account
-//!   authorized it (see [`crate::offload`]): the bytes never pass through the Durable Object.
+//!   authorized it (see [`crate::offload`]): uploads, and calls of methods served elsewhere
+//!   ([`crate::proxy`]); the bytes never pass through the Durable Object.
 //!
 //! The lifecycle that runs a route is in [`crate::lifecycle`].
 
@@ -254,15 +255,42 @@ mod tests {
                         "/xrpc/com.atproto.repo.getRecord",
                         Route::Xrpc(GET_RECORD),
                     ),
+                    // Preferences are the account's, though app.bsky.
+                    (
+                        "GET",
+                        "/xrpc/app.bsky.actor.getPreferences",
+                        Route::Xrpc("app.bsky.actor.getPreferences"),
+                    ),
+                    // Not an NSID: the dispatcher answers it.
+                    ("GET", "/xrpc/nonsense", Route::Xrpc("nonsense")),
                 ],
             ),
             (
                 Placement::Offload,
-                &[(
-                    "POST",
-                    "/xrpc/com.atproto.repo.uploadBlob",
-                    Route::Offload(Offload::UploadBlob),
-                )],
+                &[
+                    (
+                        "POST",
+                        "/xrpc/com.atproto.repo.uploadBlob",
+                        Route::Offload(Offload::UploadBlob),
+                    ),
+                    // Served elsewhere: proxied, whatever the HTTP method (the front refuses a
+                    // wrong one before asking the account).
+                    (
+                        "GET",
+                        "/xrpc/app.bsky.feed.getTimeline",
+                        Route::Offload(Offload::Proxy),
+                    ),
+                    (
+                        "POST",
+                        "/xrpc/chat.bsky.convo.sendMessage",
+                        Route::Offload(Offload::Proxy),
+                    ),
+                    (
+                        "GET",
+                        "/xrpc/com.example.unknown",
+                        Route::Offload(Offload::Proxy),
+                    ),
+                ],
             ),
         ];
         for (placement, cases) in by_placement {

@@ -50,6 +50,7 @@ impl Fixture {
                 blob_upload_limit: pds::config::DEFAULT_BLOB_UPLOAD_LIMIT,
                 maintenance: Default::default(),
                 network: Default::default(),
+                proxy: Default::default(),
             },
             store: MemoryAuthStore::new(),
             clock: ManualClock::new(T0 * 1_000_000),

@@ -121,20 +121,27 @@ fn describe_server(base: &str) {
     assert_eq!(body["inviteCodeRequired"], true);
 }
 
-/// A lexicon method without a handler, and an NSID no lexicon defines: 501 through the dispatcher.
-/// (A method that needs credentials answers 401 to an anonymous caller first.)
+/// A lexicon method without a handler here, and an NSID no lexicon defines, are proxied to the
+/// AppView, which needs the account's credentials: anonymous callers get 401 AuthMissing, as
+/// from the reference PDS. A path that is no NSID is 501 through the dispatcher.
 fn unimplemented_methods(base: &str) {
     for path in [
         "/xrpc/com.atproto.lexicon.resolveLexicon?nsid=app.bsky.feed.post",
         "/xrpc/com.example.nothing.here",
     ] {
         let res = get(base, path);
-        assert_eq!(res.status, 501, "{path}");
+        assert_eq!(res.status, 401, "{path}");
         assert_eq!(
             res.json(),
-            serde_json::json!({"error": "MethodNotImplemented", "message": "Method Not Implemented"})
+            serde_json::json!({"error": "AuthMissing", "message": "Authentication Required"})
         );
     }
+    let res = get(base, "/xrpc/nonsense");
+    assert_eq!(res.status, 501);
+    assert_eq!(
+        res.json(),
+        serde_json::json!({"error": "MethodNotImplemented", "message": "Method Not Implemented"})
+    );
 }
 
 /// Bad params, bad JSON, wrong HTTP method, wrong content type: 400 InvalidRequest, never a 500;

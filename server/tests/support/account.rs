@@ -23,9 +23,22 @@ pub fn vars() -> &'static [(String, String)] {
                 pds::config::vars::DID => (k.to_owned(), format!("did:web:{HOSTNAME}")),
                 _ => (k.to_owned(), v),
             })
+            // No test reaches the real network: the services calls are proxied to are a
+            // loopback port where nothing listens, unless a test plays them.
+            .chain(
+                [
+                    pds::config::vars::APPVIEW_URL,
+                    pds::config::vars::CHAT_URL,
+                    pds::config::vars::REPORT_SERVICE_URL,
+                ]
+                .map(|k| (k.to_owned(), DEAD_SERVICE.to_owned())),
+            )
             .collect()
     })
 }
+
+/// A loopback URL where nothing listens.
+pub const DEAD_SERVICE: &str = "http://127.0.0.1:9";
 
 /// `vars()` with `overrides` applied (name, value).
 pub fn vars_with(overrides: &[(&str, &str)]) -> Vec<(String, String)> {

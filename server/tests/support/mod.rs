@@ -160,6 +160,7 @@ pub fn syntax_vectors(name: &str) -> Vec<String> {
 
 pub mod account;
 pub mod atrium;
+pub mod fake_service;
 pub mod firehose;
 pub mod http;
 pub mod native;

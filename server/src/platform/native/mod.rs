@@ -49,11 +49,11 @@ pub fn open_account(dir: &Path) -> std::io::Result<Account> {
     blobs
         .remove_stale_uploads()
         .map_err(|e| io(e.to_string()))?;
-    Ok(Account::open(
-        Box::new(sql),
-        Box::new(blobs),
-        Box::new(SystemClock),
-    ))
+    let http = http_client::NativeHttpClient::new().map_err(|e| io(e.to_string()))?;
+    Ok(
+        Account::open(Box::new(sql), Box::new(blobs), Box::new(SystemClock))
+            .with_http(std::rc::Rc::new(http)),
+    )
 }
 
 /// Serves the PDS on `listener` until the future is dropped.
@@ -131,9 +131,20 @@ impl Shared {
                     }
                 };
                 let request = http_request(&parts.method, &parts.uri, &parts.headers, body);
-                to_hyper(
-                    crate::lifecycle::account(&self.config, &self.account, self, request).await,
-                )
+                // A read of a repository hosted elsewhere comes back as a grant to carry out.
+                let head = crate::proxy::may_answer_grant(&request.path).then(|| HttpRequest {
+                    body: Vec::new(),
+                    ..request.clone()
+                });
+                let answer =
+                    crate::lifecycle::account(&self.config, &self.account, self, request).await;
+                to_hyper(match head {
+                    Some(head) => {
+                        crate::offload::carry_out_grant(self.account.http.as_ref(), answer, &head)
+                            .await
+                    }
+                    None => answer,
+                })
             }
             _ => {
                 let head = http_request(req.method(), req.uri(), req.headers(), Vec::new());
@@ -154,14 +165,11 @@ impl Shared {
                     .map(|bytes| bytes.to_vec())
                     .map_err(|e| pds_api::runtime::xrpc::XrpcError::invalid_request(e.to_string()))
             }));
-        let response = crate::offload::run(
-            work,
-            self,
-            self.account.blobs.as_ref(),
-            &head,
-            Body::Stream(stream),
-        )
-        .await;
+        let ports = crate::offload::EdgePorts {
+            blobs: self.account.blobs.as_ref(),
+            http: self.account.http.as_ref(),
+        };
+        let response = crate::offload::run(work, self, &ports, &head, Body::Stream(stream)).await;
         crate::lifecycle::conceal_internal_error(response)
     }
 }

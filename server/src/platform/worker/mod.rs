@@ -51,6 +51,9 @@ async fn route_at_edge(req: Request, env: &Env) -> Result<Response> {
             offload::run(work, req, env, &config).await
         }
         route if route.placement() == Placement::Account => {
+            if method == "GET" && crate::proxy::may_answer_grant(&path) {
+                return repo_read(req, env, method, path).await;
+            }
             // With the body untouched: the account reads it.
             account_stub(env)?.fetch_with_request(req).await
         }
@@ -59,6 +62,25 @@ async fn route_at_edge(req: Request, env: &Env) -> Result<Response> {
             to_worker_response(crate::routes::edge(&config(env), &head))
         }
     }
+}
+
+/// A repository read: the account's answer, or, for a repository hosted elsewhere, the call
+/// it granted, carried out here.
+async fn repo_read(req: Request, env: &Env, method: &str, path: String) -> Result<Response> {
+    let head = request_head(&req, method, path)?;
+    let mut answer = account_stub(env)?.fetch_with_request(req).await?;
+    if !answer.headers().has(crate::proxy::GRANT_HEADER)? {
+        return Ok(answer);
+    }
+    let grant = HttpResponse {
+        status: answer.status_code(),
+        headers: answer.headers().entries().collect(),
+        body: Body::Bytes(answer.bytes().await?),
+    };
+    let http = http_client::FetchHttpClient::default();
+    to_worker_response(crate::lifecycle::conceal_internal_error(
+        crate::offload::carry_out_grant(&http, grant, &head).await,
+    ))
 }
 
 /// The account's Durable Object.
@@ -136,7 +158,8 @@ impl DurableObject for AccountDurableObject {
             Ok(bucket) => Box::new(r2::R2BlobStore::new(bucket)),
             Err(_) => Box::new(MissingBlobStore),
         };
-        let account = Account::open(sql, blobs, Box::new(WorkerClock));
+        let account = Account::open(sql, blobs, Box::new(WorkerClock))
+            .with_http(Rc::new(http_client::FetchHttpClient::default()));
         // Tests watch for this line to see the object evicted and started again.
         worker::console_log!(
             "pds: account object started ({} firehose sockets held)",

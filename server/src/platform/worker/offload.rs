@@ -41,7 +41,12 @@ pub async fn run(
         // A request without a body is an empty one.
         Err(_) => Body::Bytes(Vec::new()),
     };
-    let response = crate::offload::run(work, &link, blobs.as_ref(), &head, body).await;
+    let http = super::http_client::FetchHttpClient::default();
+    let ports = crate::offload::EdgePorts {
+        blobs: blobs.as_ref(),
+        http: &http,
+    };
+    let response = crate::offload::run(work, &link, &ports, &head, body).await;
     super::to_worker_response(crate::lifecycle::conceal_internal_error(response))
 }
 

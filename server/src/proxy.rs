@@ -1,0 +1,549 @@
+//! Service proxying: XRPC calls this PDS does not serve itself go to the service that does (the
+//! AppView, chat, the moderation service, or any service an `atproto-proxy` header names),
+//! with a service token signed by the account's key. As the reference PDS does
+//! (bluesky-social/atproto `packages/pds/src/pipethrough.ts`).
+//!
+//! It is offloaded work ([`crate::offload`]): the account decides and signs
+//! ([`authorize`]: credentials, target, token) and answers a [`ProxyGrant`]; the front then
+//! moves the bytes ([`forward`]), so proxied answers stream through the stateless Worker and
+//! never through the Durable Object. Reads of repositories hosted elsewhere
+//! (`com.atproto.repo.getRecord`, `listRecords`, `describeRepo`) are decided by the account
+//! while it serves them, and come back to the front as a grant too ([`GRANT_HEADER`]).
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use pds_api::runtime::xrpc::{ByteStream, XrpcError};
+use serde::{Deserialize, Serialize};
+
+use crate::account::Account;
+use crate::auth::policy::{self, AuthRequirement};
+use crate::auth::service::{mint, ServiceTokenRequest, DEFAULT_SERVICE_TOKEN_TTL_SECS};
+use crate::auth::session::is_protected_method;
+use crate::auth::Permission;
+use crate::config::{Config, ServiceRef};
+use crate::http::{Body, HttpRequest, HttpResponse};
+use crate::net::http_client::{ClientRequest, HttpClient, HttpError, Method, RequestBody};
+
+/// The header that names the service a call goes to: `<did>#<service id>`.
+pub const PROXY_HEADER: &str = "atproto-proxy";
+/// Marks an account's answer that is a [`ProxyGrant`] for the front to carry out, not the
+/// client's answer. The front always consumes it; clients never see it.
+pub const GRANT_HEADER: &str = "x-pds-proxy-grant";
+/// The largest request body a proxied call may carry (reports, chat messages: small JSON).
+pub const MAX_REQUEST_BYTES: u64 = 1024 * 1024;
+/// The largest answer passed through, counted as it streams.
+pub const MAX_RESPONSE_BYTES: u64 = 16 * 1024 * 1024;
+/// Request headers passed on to the service, as the reference forwards them.
+const FORWARDED_REQUEST_HEADERS: &[&str] = &[
+    "accept-language",
+    "atproto-accept-labelers",
+    "x-bsky-topics",
+];
+/// Headers of a request body passed on with it.
+const FORWARDED_BODY_HEADERS: &[&str] = &["content-type", "content-encoding"];
+/// Answer headers passed back to the client, as the reference passes them (`content-length`
+/// is left to the shell, which may re-frame the stream).
+const FORWARDED_RESPONSE_HEADERS: &[&str] = &[
+    "content-type",
+    "content-encoding",
+    "content-language",
+    "atproto-repo-rev",
+    "atproto-content-labelers",
+    "retry-after",
+];
+/// Repository reads the account serves for its own repository and proxies for any other.
+const REPO_READS: &[&str] = &[
+    "com.atproto.repo.getRecord",
+    "com.atproto.repo.listRecords",
+    "com.atproto.repo.describeRepo",
+];
+const GET_FEED: &str = "app.bsky.feed.getFeed";
+const GET_FEED_SKELETON: &str = "app.bsky.feed.getFeedSkeleton";
+
+/// What the account allows the front to send, and where.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProxyGrant {
+    /// The whole URL: the service's origin, the XRPC path and the client's query.
+    pub url: String,
+    /// The `Authorization` header to send (a service token), if any.
+    pub authorization: Option<String>,
+    /// The exchange's time limit.
+    pub timeout_seconds: u64,
+}
+
+/// What the front tells the account about a call to proxy (its headers go along as they came).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProxyAsk {
+    /// The HTTP method.
+    pub method: String,
+    /// The XRPC method.
+    pub nsid: String,
+    /// The raw query string.
+    pub query: String,
+}
+
+/// The reference's refusal of a method that cannot be proxied for this caller.
+fn bad_token_method() -> XrpcError {
+    XrpcError::declared("InvalidToken", "Bad token method")
+}
+
+/// A service that could not be reached or failed: 502 `UpstreamFailure`.
+fn upstream_failure(message: &str) -> XrpcError {
+    XrpcError::new(502, "UpstreamFailure", message)
+}
+
+/// The checks the front makes before asking the account: only GET, HEAD and POST are XRPC, and
+/// a method the lexicons know must be called with its own HTTP method.
+pub fn check_request(method: &str, nsid: &str) -> Result<(), XrpcError> {
+    if !matches!(method, "GET" | "HEAD" | "POST") {
+        return Err(XrpcError::invalid_request(
+            "XRPC requests only supports GET and POST",
+        ));
+    }
+    if let Some(meta) = pds_api::methods::METHODS.iter().find(|m| m.nsid == nsid) {
+        let http = pds_api::runtime::xrpc::HttpMethod::parse(method);
+        pds_api::methods::lookup(meta.nsid, http)?;
+    }
+    Ok(())
+}
+
+/// Splits an `atproto-proxy` header into the DID and the service id (with its `#`), with the
+/// reference's messages for malformed ones.
+pub fn parse_proxy_header(value: &str) -> Result<(&str, &str), XrpcError> {
+    let bad = |m: &str| Err(XrpcError::invalid_request(m));
+    let Some(hash) = value.find('#') else {
+        return bad("no service id specified in proxy header");
+    };
+    if hash == 0 {
+        return bad("no did specified in proxy header");
+    }
+    if hash == value.len() - 1 {
+        return bad("no service id specified in proxy header");
+    }
+    if value[hash + 1..].contains('#') {
+        return bad("invalid proxy header format");
+    }
+    if value.contains(' ') {
+        return bad("proxy header cannot contain spaces");
+    }
+    Ok((&value[..hash], &value[hash..]))
+}
+
+/// The service a call goes to when no header names one: reports to the moderation service,
+/// chat to the chat service, everything else to the AppView.
+pub fn default_service<'c>(config: &'c Config, nsid: &str) -> &'c ServiceRef {
+    if nsid == "com.atproto.moderation.createReport" {
+        &config.proxy.report
+    } else if nsid.starts_with("chat.bsky.") {
+        &config.proxy.chat
+    } else {
+        &config.proxy.appview
+    }
+}
+
+/// Where a call goes: the service's base URL and the audience of its token (`did#id` when the
+/// header chose the service, the bare DID for a default service, as the reference sends them).
+struct Target {
+    url: String,
+    aud: String,
+}
+
+async fn target(
+    config: &Config,
+    account: &Account,
+    nsid: &str,
+    header: Option<&str>,
+) -> Result<Target, XrpcError> {
+    let Some(header) = header else {
+        let service = default_service(config, nsid);
+        return Ok(Target {
+            url: service.url.clone(),
+            aud: service.did.clone(),
+        });
+    };
+    let (did, service_id) = parse_proxy_header(header)?;
+    let doc = account
+        .resolver(config)
+        .resolve_did(did)
+        .await
+        .map_err(|_| XrpcError::invalid_request("could not resolve proxy did"))?;
+    let url = doc
+        .service(service_id)
+        .map(|s| s.endpoint.trim_end_matches('/').to_owned())
+        .filter(|url| is_service_url(url))
+        .ok_or_else(|| XrpcError::invalid_request("could not resolve proxy did service url"))?;
+    Ok(Target {
+        url,
+        aud: format!("{did}{service_id}"),
+    })
+}
+
+/// A service endpoint from a DID document: https, or plain http for loopback hosts (local
+/// development and tests), with nothing after the authority but a path.
+fn is_service_url(url: &str) -> bool {
+    let (secure, rest) = if let Some(rest) = url.strip_prefix("https://") {
+        (true, rest)
+    } else if let Some(rest) = url.strip_prefix("http://") {
+        (false, rest)
+    } else {
+        return false;
+    };
+    let authority = rest.split('/').next().unwrap_or("");
+    let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
+    crate::config::is_hostname(authority)
+        && (secure || matches!(host, "localhost" | "127.0.0.1"))
+        && !rest.contains(['?', '#', '@'])
+}
+
+/// Decides a proxied call in the account: the method may be proxied for this caller, the
+/// target resolves, and a service token for it is signed. `authorization` and `proxy_header`
+/// are the client's headers.
+pub async fn authorize(
+    config: &Config,
+    account: &Account,
+    ask: &ProxyAsk,
+    authorization: Option<&str>,
+    proxy_header: Option<&str>,
+) -> Result<ProxyGrant, XrpcError> {
+    let nsid = ask.nsid.as_str();
+    if is_protected_method(nsid) {
+        return Err(bad_token_method());
+    }
+    // Proxied calls need the account's credentials (the reference's standard access), or
+    // whatever more the method's policy asks (admin methods).
+    let requirement = match policy::requirement(nsid) {
+        AuthRequirement::Admin => AuthRequirement::Admin,
+        _ => AuthRequirement::Access,
+    };
+    let api = crate::api::Api { config, account };
+    let caller = api.with_auth(|auth| auth.authenticate(requirement, authorization, nsid))?;
+    let target = target(config, account, nsid, proxy_header).await?;
+    // Privileged methods (chat) need a privileged credential, with the reference's error.
+    if !caller.can(Permission::ServiceToken {
+        lxm: Some(nsid),
+        aud: &target.aud,
+    }) {
+        return Err(bad_token_method());
+    }
+    let (aud, lxm) = if nsid == GET_FEED {
+        (
+            feed_generator_did(config, account, &ask.query).await?,
+            GET_FEED_SKELETON,
+        )
+    } else {
+        (target.aud.clone(), nsid)
+    };
+    let token = sign_token(config, account, &aud, lxm)?;
+    Ok(ProxyGrant {
+        url: xrpc_url(&target.url, nsid, &ask.query),
+        authorization: Some(format!("Bearer {token}")),
+        timeout_seconds: config.proxy.timeout_seconds,
+    })
+}
+
+fn xrpc_url(base: &str, nsid: &str, query: &str) -> String {
+    if query.is_empty() {
+        format!("{base}/xrpc/{nsid}")
+    } else {
+        format!("{base}/xrpc/{nsid}?{query}")
+    }
+}
+
+/// A service token from the account to `aud` for `lxm`, valid for a minute.
+fn sign_token(
+    config: &Config,
+    account: &Account,
+    aud: &str,
+    lxm: &str,
+) -> Result<String, XrpcError> {
+    let iat = account.clock.now_millis() / 1000;
+    let jti = crate::hex::encode(&crate::auth::random_bytes::<16>()?);
+    Ok(mint(
+        &ServiceTokenRequest {
+            iss: config.did.as_str(),
+            aud,
+            lxm: Some(lxm),
+            iat,
+            exp: iat + DEFAULT_SERVICE_TOKEN_TTL_SECS,
+            jti: &jti,
+        },
+        &config.signing_key,
+    ))
+}
+
+/// The DID of the feed generator behind `getFeed`'s `feed` (an `app.bsky.feed.generator`
+/// record's URI): read from the AppView, as the reference does, and refused as 400
+/// `UnknownFeed` when the record names none.
+async fn feed_generator_did(
+    config: &Config,
+    account: &Account,
+    query: &str,
+) -> Result<String, XrpcError> {
+    let feed = query_param(query, "feed").ok_or_else(|| {
+        XrpcError::invalid_request("Error: Params must have the property \"feed\"")
+    })?;
+    let rest = feed
+        .strip_prefix("at://")
+        .ok_or_else(|| XrpcError::invalid_request("feed must be an at-uri"))?;
+    let mut parts = rest.splitn(3, '/');
+    let (Some(repo), Some(collection), Some(rkey)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return Err(XrpcError::invalid_request("feed must be an at-uri"));
+    };
+    let url = format!(
+        "{}/xrpc/com.atproto.repo.getRecord?repo={}&collection={}&rkey={}",
+        config.proxy.appview.url,
+        encode_component(repo),
+        encode_component(collection),
+        encode_component(rkey),
+    );
+    let request = ClientRequest::get(url)
+        .timeout(Duration::from_secs(config.proxy.timeout_seconds))
+        .max_response_bytes(MAX_RESPONSE_BYTES);
+    let response = account
+        .http
+        .send(request)
+        .await
+        .map_err(|e| unreachable(&e))?;
+    let status = response.status;
+    let body = response
+        .bytes_up_to(1024 * 1024)
+        .await
+        .map_err(|e| unreachable(&e))?;
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    if status >= 500 {
+        return Err(upstream_failure("Upstream Failure"));
+    }
+    if status >= 400 {
+        // The AppView's refusal (RecordNotFound, ...) is the client's answer, as in the reference.
+        let text = |k: &str| json.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+        return Err(XrpcError::new(
+            status,
+            text("error").unwrap_or_else(|| "InvalidRequest".into()),
+            text("message").unwrap_or_else(|| "could not read the feed's record".into()),
+        ));
+    }
+    json.pointer("/value/did")
+        .and_then(|d| d.as_str())
+        .map(str::to_owned)
+        .ok_or_else(|| XrpcError::declared("UnknownFeed", "could not resolve feed did"))
+}
+
+fn unreachable(e: &HttpError) -> XrpcError {
+    crate::log::error(&format!("proxy: upstream unreachable: {e}"));
+    upstream_failure("Upstream service unreachable")
+}
+
+/// The grant for a read of a repository this PDS does not host (`getRecord`, `listRecords`,
+/// `describeRepo` whose `repo` is neither the account's DID nor its handle): the AppView
+/// answers it, without credentials, as the reference does. `None`: serve it here.
+pub fn foreign_repo_read(config: &Config, nsid: &str, query: &str) -> Option<ProxyGrant> {
+    if !REPO_READS.contains(&nsid) {
+        return None;
+    }
+    let repo = query_param(query, "repo")?;
+    let ours = repo == config.did.as_str() || repo.eq_ignore_ascii_case(config.handle.as_str());
+    // A value that is neither a DID nor a handle is the dispatcher's to refuse.
+    let identifier = pds_api::runtime::syntax::Did::new(repo.clone()).is_ok()
+        || pds_api::runtime::syntax::Handle::new(repo.clone()).is_ok();
+    if ours || !identifier {
+        return None;
+    }
+    Some(ProxyGrant {
+        url: xrpc_url(&config.proxy.appview.url, nsid, query),
+        authorization: None,
+        timeout_seconds: config.proxy.timeout_seconds,
+    })
+}
+
+/// Whether an account answer for `path` may be a grant the front must carry out.
+pub fn may_answer_grant(path: &str) -> bool {
+    path.strip_prefix("/xrpc/")
+        .is_some_and(|nsid| REPO_READS.contains(&nsid))
+}
+
+/// The account's answer carrying `grant` for the front ([`GRANT_HEADER`]).
+pub fn grant_response(grant: &ProxyGrant) -> HttpResponse {
+    let mut res = HttpResponse::json(200, &serde_json::to_value(grant).unwrap_or_default());
+    res.headers.push((GRANT_HEADER.into(), "1".into()));
+    res
+}
+
+/// The first value of `name` in a raw query string, percent-decoded (`None` also when it does
+/// not decode: the dispatcher refuses that).
+fn query_param(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if k != name {
+            return None;
+        }
+        pds_api::runtime::schema::percent_decode(v).ok()
+    })
+}
+
+fn encode_component(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b':') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Carries out a grant at the front: sends the client's call to the service with the
+/// forwarded headers and the grant's token, and passes the answer back as it streams. `head`
+/// is the client's request; `body` its body (read here, up to [`MAX_REQUEST_BYTES`]).
+pub async fn forward(
+    http: &dyn HttpClient,
+    grant: &ProxyGrant,
+    head: &HttpRequest,
+    body: Body,
+) -> HttpResponse {
+    match exchange(http, grant, head, body).await {
+        Ok(res) => res,
+        Err(e) => e.into_response().into(),
+    }
+}
+
+async fn exchange(
+    http: &dyn HttpClient,
+    grant: &ProxyGrant,
+    head: &HttpRequest,
+    body: Body,
+) -> Result<HttpResponse, XrpcError> {
+    let method = Method::parse(&head.method)
+        .ok_or_else(|| XrpcError::invalid_request("XRPC requests only supports GET and POST"))?;
+    let mut request = ClientRequest::new(method, grant.url.clone())
+        .timeout(Duration::from_secs(grant.timeout_seconds))
+        .max_response_bytes(MAX_RESPONSE_BYTES)
+        // What the client accepts, or else the bytes as they are (the reference's default).
+        .header(
+            "accept-encoding",
+            head.header("accept-encoding").unwrap_or("identity"),
+        );
+    for name in FORWARDED_REQUEST_HEADERS {
+        if let Some(v) = head.header(name) {
+            request = request.header(*name, v);
+        }
+    }
+    if let Some(auth) = &grant.authorization {
+        request = request.header("authorization", auth.as_str());
+    }
+    if method == Method::Post {
+        for name in FORWARDED_BODY_HEADERS {
+            if let Some(v) = head.header(name) {
+                request = request.header(*name, v);
+            }
+        }
+        let bytes = body
+            .collect(MAX_REQUEST_BYTES as usize)
+            .await
+            .map_err(|_| XrpcError::new(413, "PayloadTooLarge", "request entity too large"))?;
+        request = request.body(RequestBody::Bytes(bytes));
+    }
+    let response = http.send(request).await.map_err(|e| unreachable(&e))?;
+    if response.status == 500 {
+        let message = response
+            .bytes_up_to(64 * 1024)
+            .await
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v.get("message")?.as_str().map(str::to_owned));
+        return Err(upstream_failure(
+            message.as_deref().unwrap_or("Upstream Failure"),
+        ));
+    }
+    let headers = response
+        .headers
+        .iter()
+        .filter(|(k, _)| FORWARDED_RESPONSE_HEADERS.contains(&k.as_str()))
+        .cloned()
+        .collect();
+    let status = response.status;
+    let stream: ByteStream = Box::pin(response.into_stream().map(|chunk| {
+        chunk.map_err(|e| {
+            crate::log::error(&format!("proxy: upstream body failed: {e}"));
+            upstream_failure("Upstream Failure")
+        })
+    }));
+    Ok(HttpResponse {
+        status,
+        headers,
+        body: Body::Stream(stream),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proxy_headers_parse_as_the_reference_does() {
+        assert_eq!(
+            parse_proxy_header("did:web:api.bsky.chat#bsky_chat").unwrap(),
+            ("did:web:api.bsky.chat", "#bsky_chat")
+        );
+        for (header, message) in [
+            ("#bsky_appview", "no did specified in proxy header"),
+            (
+                "did:web:api.bsky.app",
+                "no service id specified in proxy header",
+            ),
+            (
+                "did:web:api.bsky.app#",
+                "no service id specified in proxy header",
+            ),
+            ("did:web:x#a#b", "invalid proxy header format"),
+            ("did:web:x #a", "proxy header cannot contain spaces"),
+        ] {
+            let e = parse_proxy_header(header).unwrap_err();
+            assert_eq!(
+                (e.status, e.error.as_str()),
+                (400, "InvalidRequest"),
+                "{header}"
+            );
+            assert_eq!(e.message, message, "{header}");
+        }
+    }
+
+    #[test]
+    fn service_urls_from_documents() {
+        for ok in [
+            "https://api.bsky.app",
+            "https://example.com:8443/base",
+            "http://localhost:2584",
+            "http://127.0.0.1:9",
+        ] {
+            assert!(is_service_url(ok), "{ok}");
+        }
+        for bad in [
+            "http://api.bsky.app",
+            "ftp://x.test",
+            "https://user@x.test",
+            "https://x.test?q",
+            "https://",
+            "http://10.0.0.1",
+        ] {
+            assert!(!is_service_url(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn query_params() {
+        let q = "feed=at%3A%2F%2Fdid%3Aplc%3Aabc%2Fapp.bsky.feed.generator%2Fhot&limit=3";
+        assert_eq!(
+            query_param(q, "feed").as_deref(),
+            Some("at://did:plc:abc/app.bsky.feed.generator/hot")
+        );
+        assert_eq!(query_param(q, "limit").as_deref(), Some("3"));
+        assert_eq!(query_param(q, "cursor"), None);
+        assert_eq!(query_param("repo=a%2", "repo"), None);
+        assert_eq!(encode_component("a b/c"), "a%20b%2Fc");
+    }
+}
