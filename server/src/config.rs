@@ -49,6 +49,11 @@ pub mod vars {
     pub const REPORT_SERVICE_URL: &str = "PDS_REPORT_SERVICE_URL";
     /// Optional: the moderation service's DID (default `did:plc:ar7c4by46qjdydhdevvrndac`).
     pub const REPORT_SERVICE_DID: &str = "PDS_REPORT_SERVICE_DID";
+    /// Optional: where the account's images are shown from in patched AppView answers
+    /// (read-after-write): a URL with three `%s`, filled with the kind (`avatar`, `banner`,
+    /// `feed_thumbnail`, `feed_fullsize`), the DID and the blob CID, e.g.
+    /// `https://cdn.bsky.app/img/%s/plain/%s/%s@jpeg` (default: the blob from this PDS).
+    pub const APPVIEW_CDN_URL_PATTERN: &str = "PDS_APPVIEW_CDN_URL_PATTERN";
     /// Optional: how long a proxied call may take, in seconds (default 30).
     pub const PROXY_TIMEOUT_SECONDS: &str = "PDS_PROXY_TIMEOUT_SECONDS";
 }
@@ -110,6 +115,8 @@ pub struct ProxyConfig {
     pub report: ServiceRef,
     /// The time limit of one proxied exchange, whole body included, in seconds.
     pub timeout_seconds: u64,
+    /// Image URLs in patched answers: `%s` three times (kind, DID, CID); `None`: this PDS's blobs.
+    pub cdn_url_pattern: Option<String>,
 }
 
 /// The default of `PDS_PROXY_TIMEOUT_SECONDS`.
@@ -126,6 +133,7 @@ impl Default for ProxyConfig {
             chat: service("https://api.bsky.chat", "did:web:api.bsky.chat"),
             report: service("https://mod.bsky.app", "did:plc:ar7c4by46qjdydhdevvrndac"),
             timeout_seconds: DEFAULT_PROXY_TIMEOUT_SECONDS,
+            cdn_url_pattern: None,
         }
     }
 }
@@ -377,6 +385,20 @@ fn read_proxy(lookup: &impl Fn(&str) -> Option<String>) -> Result<ProxyConfig, C
         )?,
         timeout_seconds: optional_number(lookup, vars::PROXY_TIMEOUT_SECONDS, 1, "seconds")?
             .unwrap_or(defaults.timeout_seconds),
+        cdn_url_pattern: match lookup(vars::APPVIEW_CDN_URL_PATTERN)
+            .filter(|v| !v.trim().is_empty())
+        {
+            None => None,
+            Some(v) if v.trim().starts_with("https://") && v.matches("%s").count() == 3 => {
+                Some(v.trim().to_owned())
+            }
+            Some(v) => {
+                return Err(ConfigError {
+                    variable: vars::APPVIEW_CDN_URL_PATTERN,
+                    problem: format!("must be an https:// URL with three %s, not {v:?}"),
+                })
+            }
+        },
     })
 }
 

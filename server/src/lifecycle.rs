@@ -90,9 +90,9 @@ async fn account_route(config: &Config, account: &Account, req: HttpRequest) -> 
         Route::SubscribeRepos | Route::Offload(_) => &req.path["/xrpc/".len()..],
         _ => return not_found(),
     };
-    // A read of a repository hosted elsewhere goes to the AppView, through the front.
+    // A read about someone else goes to the AppView, through the front.
     if is_read {
-        if let Some(grant) = crate::proxy::foreign_repo_read(config, nsid, &req.query) {
+        if let Some(grant) = crate::proxy::read_about_someone_else(config, nsid, &req.query) {
             return crate::proxy::grant_response(&grant);
         }
     }

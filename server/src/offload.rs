@@ -221,9 +221,9 @@ async fn proxy(
         return authorized;
     }
     match json_body::<ProxyGrant>(authorized.body).await {
-        Some(grant) => {
-            crate::routes::with_cors(crate::proxy::forward(http, &grant, head, body).await)
-        }
+        Some(grant) => crate::routes::with_cors(
+            crate::proxy::forward(http, Some(link), &grant, head, body).await,
+        ),
         None => error(XrpcError::internal()),
     }
 }
@@ -243,9 +243,9 @@ pub async fn carry_out_grant(
         return answer;
     }
     match json_body::<ProxyGrant>(answer.body).await {
-        Some(grant) => {
-            crate::routes::with_cors(crate::proxy::forward(http, &grant, head, Body::empty()).await)
-        }
+        Some(grant) => crate::routes::with_cors(
+            crate::proxy::forward(http, None, &grant, head, Body::empty()).await,
+        ),
         None => error(XrpcError::internal()),
     }
 }
@@ -312,7 +312,7 @@ pub async fn serve_internal(config: &Config, account: &Account, req: &HttpReques
         (Offload::Proxy, Step::Authorize) => authorize_proxy(config, account, req)
             .await
             .and_then(|grant| serde_json::to_value(grant).map_err(internal)),
-        (Offload::Proxy, Step::Complete) => return crate::routes::not_found(),
+        (Offload::Proxy, Step::Complete) => local_writes(config, account, &req.body).await,
     };
     match result {
         Ok(value) => crate::routes::with_cors(HttpResponse::json(200, &value)),
@@ -354,6 +354,18 @@ async fn authorize_proxy(
         req.header(crate::proxy::PROXY_HEADER),
     )
     .await
+}
+
+/// The account's writes a proxied answer is patched with (see [`crate::read_after_write`]).
+async fn local_writes(
+    config: &Config,
+    account: &Account,
+    body: &[u8],
+) -> Result<serde_json::Value, XrpcError> {
+    let ask: crate::read_after_write::LocalWritesAsk =
+        serde_json::from_slice(body).map_err(internal)?;
+    let writes = crate::read_after_write::local_writes(config, account, &ask).await?;
+    serde_json::to_value(&writes).map_err(internal)
 }
 
 /// Records a blob the front stored and answers uploadBlob's output.

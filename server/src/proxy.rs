@@ -6,9 +6,10 @@
 //! It is offloaded work ([`crate::offload`]): the account decides and signs
 //! ([`authorize`]: credentials, target, token) and answers a [`ProxyGrant`]; the front then
 //! moves the bytes ([`forward`]), so proxied answers stream through the stateless Worker and
-//! never through the Durable Object. Reads of repositories hosted elsewhere
-//! (`com.atproto.repo.getRecord`, `listRecords`, `describeRepo`) are decided by the account
-//! while it serves them, and come back to the front as a grant too ([`GRANT_HEADER`]).
+//! never through the Durable Object. Reads about someone else (`com.atproto.repo.getRecord`,
+//! `listRecords`, `describeRepo` of a repository hosted elsewhere, `resolveHandle` of another
+//! handle) are decided by the account while it serves them, and come back to the front as a
+//! grant too ([`GRANT_HEADER`]).
 
 use std::time::Duration;
 
@@ -17,13 +18,17 @@ use pds_api::runtime::xrpc::{ByteStream, XrpcError};
 use serde::{Deserialize, Serialize};
 
 use crate::account::Account;
+use crate::api::internal;
 use crate::auth::policy::{self, AuthRequirement};
 use crate::auth::service::{mint, ServiceTokenRequest, DEFAULT_SERVICE_TOKEN_TTL_SECS};
 use crate::auth::session::is_protected_method;
 use crate::auth::Permission;
 use crate::config::{Config, ServiceRef};
 use crate::http::{Body, HttpRequest, HttpResponse};
+use crate::net::http_client::ClientResponse;
 use crate::net::http_client::{ClientRequest, HttpClient, HttpError, Method, RequestBody};
+use crate::offload::{internal_request, AccountLink, Offload, Step};
+use crate::read_after_write::{LocalWrites, LocalWritesAsk};
 
 /// The header that names the service a call goes to: `<did>#<service id>`.
 pub const PROXY_HEADER: &str = "atproto-proxy";
@@ -52,11 +57,13 @@ const FORWARDED_RESPONSE_HEADERS: &[&str] = &[
     "atproto-content-labelers",
     "retry-after",
 ];
-/// Repository reads the account serves for its own repository and proxies for any other.
-const REPO_READS: &[&str] = &[
-    "com.atproto.repo.getRecord",
-    "com.atproto.repo.listRecords",
-    "com.atproto.repo.describeRepo",
+/// Reads the account answers about itself and the AppView about anyone else: the method and
+/// the parameter naming whom it is about (a DID or handle; a handle only for resolveHandle).
+const READS_ABOUT: &[(&str, &str)] = &[
+    ("com.atproto.repo.getRecord", "repo"),
+    ("com.atproto.repo.listRecords", "repo"),
+    ("com.atproto.repo.describeRepo", "repo"),
+    ("com.atproto.identity.resolveHandle", "handle"),
 ];
 const GET_FEED: &str = "app.bsky.feed.getFeed";
 const GET_FEED_SKELETON: &str = "app.bsky.feed.getFeedSkeleton";
@@ -71,6 +78,9 @@ pub struct ProxyGrant {
     pub authorization: Option<String>,
     /// The exchange's time limit.
     pub timeout_seconds: u64,
+    /// For the read-after-write methods: the repository's head revision. An answer older than
+    /// it is patched with the account's newer writes ([`crate::read_after_write`]).
+    pub read_after_write: Option<String>,
 }
 
 /// What the front tells the account about a call to proxy (its headers go along as they came).
@@ -237,10 +247,18 @@ pub async fn authorize(
         (target.aud.clone(), nsid)
     };
     let token = sign_token(config, account, &aud, lxm)?;
+    let read_after_write = if crate::read_after_write::METHODS.contains(&nsid) {
+        crate::storage::load_root(account.sql.as_ref())
+            .map_err(internal)?
+            .map(|root| root.rev)
+    } else {
+        None
+    };
     Ok(ProxyGrant {
         url: xrpc_url(&target.url, nsid, &ask.query),
         authorization: Some(format!("Bearer {token}")),
         timeout_seconds: config.proxy.timeout_seconds,
+        read_after_write,
     })
 }
 
@@ -253,7 +271,7 @@ fn xrpc_url(base: &str, nsid: &str, query: &str) -> String {
 }
 
 /// A service token from the account to `aud` for `lxm`, valid for a minute.
-fn sign_token(
+pub(crate) fn sign_token(
     config: &Config,
     account: &Account,
     aud: &str,
@@ -337,32 +355,33 @@ fn unreachable(e: &HttpError) -> XrpcError {
     upstream_failure("Upstream service unreachable")
 }
 
-/// The grant for a read of a repository this PDS does not host (`getRecord`, `listRecords`,
-/// `describeRepo` whose `repo` is neither the account's DID nor its handle): the AppView
-/// answers it, without credentials, as the reference does. `None`: serve it here.
-pub fn foreign_repo_read(config: &Config, nsid: &str, query: &str) -> Option<ProxyGrant> {
-    if !REPO_READS.contains(&nsid) {
-        return None;
-    }
-    let repo = query_param(query, "repo")?;
-    let ours = repo == config.did.as_str() || repo.eq_ignore_ascii_case(config.handle.as_str());
-    // A value that is neither a DID nor a handle is the dispatcher's to refuse.
-    let identifier = pds_api::runtime::syntax::Did::new(repo.clone()).is_ok()
-        || pds_api::runtime::syntax::Handle::new(repo.clone()).is_ok();
-    if ours || !identifier {
+/// The grant for a read about someone else: `getRecord`, `listRecords` or `describeRepo` of a
+/// repository not hosted here, or `resolveHandle` of another handle (`repo` or `handle` neither
+/// the account's DID nor its handle). The AppView answers it, without credentials, as the
+/// reference does. `None`: the account serves it.
+pub fn read_about_someone_else(config: &Config, nsid: &str, query: &str) -> Option<ProxyGrant> {
+    let (_, param) = READS_ABOUT.iter().find(|(n, _)| *n == nsid)?;
+    let subject = query_param(query, param)?;
+    let ours =
+        subject == config.did.as_str() || subject.eq_ignore_ascii_case(config.handle.as_str());
+    let is_handle = pds_api::runtime::syntax::Handle::new(subject.clone()).is_ok();
+    let is_did = *param == "repo" && pds_api::runtime::syntax::Did::new(subject.clone()).is_ok();
+    // A value that is neither is the dispatcher's to refuse.
+    if ours || !(is_handle || is_did) {
         return None;
     }
     Some(ProxyGrant {
         url: xrpc_url(&config.proxy.appview.url, nsid, query),
         authorization: None,
         timeout_seconds: config.proxy.timeout_seconds,
+        read_after_write: None,
     })
 }
 
 /// Whether an account answer for `path` may be a grant the front must carry out.
 pub fn may_answer_grant(path: &str) -> bool {
     path.strip_prefix("/xrpc/")
-        .is_some_and(|nsid| REPO_READS.contains(&nsid))
+        .is_some_and(|nsid| READS_ABOUT.iter().any(|(n, _)| *n == nsid))
 }
 
 /// The account's answer carrying `grant` for the front ([`GRANT_HEADER`]).
@@ -384,7 +403,8 @@ fn query_param(query: &str, name: &str) -> Option<String> {
     })
 }
 
-fn encode_component(s: &str) -> String {
+/// Percent-encodes a query parameter value.
+pub(crate) fn encode_component(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b':') {
@@ -398,14 +418,16 @@ fn encode_component(s: &str) -> String {
 
 /// Carries out a grant at the front: sends the client's call to the service with the
 /// forwarded headers and the grant's token, and passes the answer back as it streams. `head`
-/// is the client's request; `body` its body (read here, up to [`MAX_REQUEST_BYTES`]).
+/// is the client's request; `body` its body (read here, up to [`MAX_REQUEST_BYTES`]). `link`
+/// reaches the account for read-after-write.
 pub async fn forward(
     http: &dyn HttpClient,
+    link: Option<&dyn AccountLink>,
     grant: &ProxyGrant,
     head: &HttpRequest,
     body: Body,
 ) -> HttpResponse {
-    match exchange(http, grant, head, body).await {
+    match exchange(http, link, grant, head, body).await {
         Ok(res) => res,
         Err(e) => e.into_response().into(),
     }
@@ -413,6 +435,7 @@ pub async fn forward(
 
 async fn exchange(
     http: &dyn HttpClient,
+    link: Option<&dyn AccountLink>,
     grant: &ProxyGrant,
     head: &HttpRequest,
     body: Body,
@@ -423,9 +446,13 @@ async fn exchange(
         .timeout(Duration::from_secs(grant.timeout_seconds))
         .max_response_bytes(MAX_RESPONSE_BYTES)
         // What the client accepts, or else the bytes as they are (the reference's default).
+        // Answers that may be patched are asked for as they are.
         .header(
             "accept-encoding",
-            head.header("accept-encoding").unwrap_or("identity"),
+            match grant.read_after_write {
+                Some(_) => "identity",
+                None => head.header("accept-encoding").unwrap_or("identity"),
+            },
         );
     for name in FORWARDED_REQUEST_HEADERS {
         if let Some(v) = head.header(name) {
@@ -447,7 +474,13 @@ async fn exchange(
             .map_err(|_| XrpcError::new(413, "PayloadTooLarge", "request entity too large"))?;
         request = request.body(RequestBody::Bytes(bytes));
     }
-    let response = http.send(request).await.map_err(|e| unreachable(&e))?;
+    let mut response = http.send(request).await.map_err(|e| unreachable(&e))?;
+    if let (Some(local_rev), Some(link)) = (grant.read_after_write.as_deref(), link) {
+        response = match read_after_write(http, link, head, local_rev, response).await {
+            Ok(patched) => return Ok(patched),
+            Err(untouched) => untouched,
+        };
+    }
     if response.status == 500 {
         let message = response
             .bytes_up_to(64 * 1024)
@@ -477,6 +510,126 @@ async fn exchange(
         headers,
         body: Body::Stream(stream),
     })
+}
+
+/// Patches an answer older than the account's head with the account's newer writes: the
+/// patched answer, or the answer untouched (`Err`) when there is nothing to patch.
+async fn read_after_write(
+    http: &dyn HttpClient,
+    link: &dyn AccountLink,
+    head: &HttpRequest,
+    local_rev: &str,
+    response: ClientResponse,
+) -> Result<HttpResponse, ClientResponse> {
+    let nsid = head.path.strip_prefix("/xrpc/").unwrap_or_default();
+    let Some(rev) = response.header("atproto-repo-rev").map(str::to_owned) else {
+        return Err(response);
+    };
+    let json = response.header("content-type").is_none_or(is_json)
+        && response
+            .header("content-encoding")
+            .is_none_or(|e| e.trim().eq_ignore_ascii_case("identity"));
+    // getPostThread of a post the AppView does not have yet is built from the account's writes.
+    let thread_uri = (nsid == "app.bsky.feed.getPostThread" && response.status == 400)
+        .then(|| query_param(&head.query, "uri"))
+        .flatten();
+    if rev.as_str() >= local_rev || !json || !(response.is_success() || thread_uri.is_some()) {
+        return Err(response);
+    }
+    let status = response.status;
+    let headers = response.headers.clone();
+    // Buffered from here: an answer that cannot be patched goes back as it came.
+    let buffered = |bytes: Vec<u8>| {
+        let mut res = HttpResponse::bytes(status, "application/json", bytes);
+        res.headers = headers
+            .iter()
+            .filter(|(k, _)| FORWARDED_RESPONSE_HEADERS.contains(&k.as_str()))
+            .cloned()
+            .collect();
+        res
+    };
+    let bytes = match response.bytes_up_to(MAX_RESPONSE_BYTES).await {
+        Ok(bytes) => bytes,
+        Err(e) => return Ok(unreachable(&e).into_response().into()),
+    };
+    let Ok(mut body) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return Ok(buffered(bytes));
+    };
+    if thread_uri.is_some() && body["error"] != "NotFound" {
+        return Ok(buffered(bytes));
+    }
+    let ask = LocalWritesAsk {
+        nsid: nsid.to_owned(),
+        rev,
+        thread_uri: thread_uri.clone(),
+    };
+    let answer = link
+        .call(internal_request(
+            Offload::Proxy.path(Step::Complete),
+            &head.headers,
+            serde_json::to_value(&ask).ok(),
+        ))
+        .await;
+    let writes: Option<LocalWrites> = match answer.body {
+        Body::Bytes(b) if answer.status == 200 => serde_json::from_slice(&b).ok(),
+        _ => None,
+    };
+    let Some(writes) = writes.filter(|w| w.count > 0) else {
+        return Ok(buffered(bytes));
+    };
+    let patched = match &thread_uri {
+        None => {
+            crate::read_after_write::patch(nsid, &mut body, &writes);
+            body
+        }
+        Some(uri) => {
+            let parent = match &writes.parent {
+                Some(grant) => parent_thread(http, grant).await,
+                None => None,
+            };
+            match crate::read_after_write::thread_fallback(uri, &writes, parent) {
+                Some(thread) => thread,
+                None => return Ok(buffered(bytes)),
+            }
+        }
+    };
+    let mut res = HttpResponse::json(200, &patched);
+    if let Some(lag) = writes.lag_ms {
+        res.headers
+            .push((crate::read_after_write::LAG_HEADER.into(), lag.to_string()));
+    }
+    Ok(res)
+}
+
+/// The thread of a locally built thread's parent, read from the AppView; `None` on any failure
+/// (the thread is then shown without it, as the reference does).
+async fn parent_thread(http: &dyn HttpClient, grant: &ProxyGrant) -> Option<serde_json::Value> {
+    let mut request = ClientRequest::get(grant.url.clone())
+        .timeout(Duration::from_secs(grant.timeout_seconds))
+        .max_response_bytes(MAX_RESPONSE_BYTES);
+    if let Some(auth) = &grant.authorization {
+        request = request.header("authorization", auth.as_str());
+    }
+    let response = http.send(request).await.ok()?;
+    if !response.is_success() {
+        return None;
+    }
+    let bytes = response.bytes_up_to(MAX_RESPONSE_BYTES).await.ok()?;
+    let body: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    body.get("thread").cloned()
+}
+
+/// Whether a content type is JSON (`application/json`, `application/*+json`).
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence
+        .strip_prefix("application/")
+        .is_some_and(|sub| sub == "json" || sub.ends_with("+json"))
 }
 
 #[cfg(test)]

@@ -37,6 +37,13 @@ fn appview_reply(call: &Call) -> Reply {
                 Reply::json(200, json!({ "uri": "at://x", "value": {} }))
             }
         }
+        "com.atproto.identity.resolveHandle" if call.query == "handle=bob.test" => {
+            Reply::json(200, json!({ "did": OTHER_DID }))
+        }
+        "com.atproto.identity.resolveHandle" => Reply::json(
+            400,
+            json!({ "error": "InvalidRequest", "message": "Unable to resolve handle" }),
+        ),
         "com.atproto.repo.getRecord" => Reply::json(
             200,
             json!({ "uri": format!("at://{OTHER_DID}/app.bsky.feed.post/1"), "value": { "text": "from the AppView" } }),
@@ -498,4 +505,25 @@ fn proxies_calls(base: &str, s: &Services) {
         assert_eq!(res.json()["did"], support::account::did());
     }
     assert!(s.appview.calls().is_empty());
+
+    // Other handles are resolved by the AppView, as the reference asks it.
+    let res = get(
+        base,
+        "/xrpc/com.atproto.identity.resolveHandle?handle=bob.test",
+    );
+    assert_eq!(res.json(), json!({ "did": OTHER_DID }));
+    let res = get(
+        base,
+        "/xrpc/com.atproto.identity.resolveHandle?handle=nobody.test",
+    );
+    assert_eq!(
+        error_of(&res),
+        (
+            400,
+            "InvalidRequest".into(),
+            "Unable to resolve handle".into()
+        )
+    );
+    assert_eq!(s.appview.calls().len(), 2);
+    assert!(s.appview.calls().iter().all(|c| c.token.is_none()));
 }

@@ -13,7 +13,8 @@ impl ComAtprotoIdentity for Api<'_> {
         _cx: &RequestContext,
         params: resolve_handle::Params,
     ) -> Result<resolve_handle::Output, XrpcError> {
-        // Handles are case-insensitive.
+        // Other handles were sent to the AppView before dispatch (as the reference asks it);
+        // what reaches here names the account, in any case (handles are case-insensitive).
         if params
             .handle
             .as_str()

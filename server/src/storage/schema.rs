@@ -154,6 +154,10 @@ const V3_STATEMENTS: &[&str] = &[
     "ALTER TABLE account ADD COLUMN seeded_password_hash TEXT",
 ];
 
+/// Version 4: records by the revision that wrote them, for read-after-write (the account's
+/// writes newer than what the AppView has seen).
+const V4_STATEMENTS: &[&str] = &["CREATE INDEX record_rev ON record (rev)"];
+
 /// The schema of this build, oldest first.
 pub const MIGRATIONS: &[Migration] = &[
     Migration {
@@ -170,6 +174,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 3,
         name: "account identity seeded from configuration",
         statements: V3_STATEMENTS,
+    },
+    Migration {
+        version: 4,
+        name: "record index by revision",
+        statements: V4_STATEMENTS,
     },
 ];
 
