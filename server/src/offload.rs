@@ -205,10 +205,23 @@ async fn proxy(
     if let Err(e) = crate::proxy::check_request(&head.method, nsid) {
         return error(e);
     }
+    // A call whose target is in its body is read first (small JSON, capped).
+    let (body, ask_body) = if crate::proxy::needs_body(nsid) {
+        match body.collect(crate::proxy::MAX_REQUEST_BYTES as usize).await {
+            Ok(bytes) => {
+                let json = serde_json::from_slice(&bytes).ok();
+                (Body::Bytes(bytes), json)
+            }
+            Err(_) => return crate::routes::with_cors(crate::routes::payload_too_large()),
+        }
+    } else {
+        (body, None)
+    };
     let ask = ProxyAsk {
         method: head.method.clone(),
         nsid: nsid.to_owned(),
         query: head.query.clone(),
+        body: ask_body,
     };
     let authorized = link
         .call(internal_request(

@@ -93,6 +93,21 @@ pub struct ProxyAsk {
     pub nsid: String,
     /// The raw query string.
     pub query: String,
+    /// The JSON body, for the methods whose target it names ([`needs_body`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<serde_json::Value>,
+}
+
+/// Push registrations: the body's `serviceDid` names the service, and the token's audience.
+const PUSH_METHODS: &[&str] = &[
+    "app.bsky.notification.registerPush",
+    "app.bsky.notification.unregisterPush",
+];
+
+/// Whether the account needs the call's body to decide it (push registrations, whose target is
+/// in the body); the front then reads it first (small JSON).
+pub fn needs_body(nsid: &str) -> bool {
+    PUSH_METHODS.contains(&nsid)
 }
 
 /// The reference's refusal of a method that cannot be proxied for this caller.
@@ -175,6 +190,21 @@ async fn target(
         });
     };
     let (did, service_id) = parse_proxy_header(header)?;
+    // The configured AppView and chat service under the ids the apps send (the app sends the
+    // AppView's on every call): their configured URLs, with no lookup.
+    let configured = [
+        (&config.proxy.appview, "#bsky_appview"),
+        (&config.proxy.chat, "#bsky_chat"),
+    ];
+    if let Some((service, _)) = configured
+        .iter()
+        .find(|(s, id)| s.did == did && *id == service_id)
+    {
+        return Ok(Target {
+            url: service.url.clone(),
+            aud: format!("{did}{service_id}"),
+        });
+    }
     let doc = account
         .resolver(config)
         .resolve_did(did)
@@ -188,6 +218,46 @@ async fn target(
     Ok(Target {
         url,
         aud: format!("{did}{service_id}"),
+    })
+}
+
+/// Where a push registration goes, as the reference sends it: to the AppView when `serviceDid`
+/// is the AppView's, else to the `#bsky_notif` service of `serviceDid`'s DID document; the
+/// token is for the bare `serviceDid`.
+async fn push_target(
+    config: &Config,
+    account: &Account,
+    body: Option<&serde_json::Value>,
+) -> Result<Target, XrpcError> {
+    let did = body
+        .and_then(|b| b.get("serviceDid"))
+        .and_then(|d| d.as_str())
+        .ok_or_else(|| XrpcError::invalid_request("Input must have the property \"serviceDid\""))?;
+    if did == config.proxy.appview.did {
+        return Ok(Target {
+            url: config.proxy.appview.url.clone(),
+            aud: did.to_owned(),
+        });
+    }
+    let doc = account
+        .resolver(config)
+        .resolve_did(did)
+        .await
+        .map_err(|_| {
+            XrpcError::invalid_request(format!("could not resolve did document: {did}"))
+        })?;
+    let url = doc
+        .service_endpoint("#bsky_notif", "BskyNotificationService")
+        .map(|url| url.trim_end_matches('/').to_owned())
+        .filter(|url| is_service_url(url))
+        .ok_or_else(|| {
+            XrpcError::invalid_request(format!(
+                "invalid notification service details in did document: {did}"
+            ))
+        })?;
+    Ok(Target {
+        url,
+        aud: did.to_owned(),
     })
 }
 
@@ -230,7 +300,11 @@ pub async fn authorize(
     };
     let api = crate::api::Api { config, account };
     let caller = api.with_auth(|auth| auth.authenticate(requirement, authorization, nsid))?;
-    let target = target(config, account, nsid, proxy_header).await?;
+    let target = if PUSH_METHODS.contains(&nsid) {
+        push_target(config, account, ask.body.as_ref()).await?
+    } else {
+        target(config, account, nsid, proxy_header).await?
+    };
     // Privileged methods (chat) need a privileged credential, with the reference's error.
     if !caller.can(Permission::ServiceToken {
         lxm: Some(nsid),

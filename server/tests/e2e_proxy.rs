@@ -265,6 +265,17 @@ fn proxies_calls(base: &str, s: &Services) {
     );
     assert_eq!(res.json()["by"], "chat", "{}", res.json());
     assert_token(&s.chat.last(), &header, "app.bsky.feed.getSuggestedFeeds");
+    // A service that is not configured here: found in its DID document.
+    let header = s.report.proxy_header("bsky_appview");
+    let res = call(
+        base,
+        "GET",
+        "/xrpc/app.bsky.feed.getSuggestedFeeds",
+        &access,
+        &[("atproto-proxy", &header)],
+    );
+    assert_eq!(res.json()["by"], "report", "{}", res.json());
+    assert_token(&s.report.last(), &header, "app.bsky.feed.getSuggestedFeeds");
 
     // Bad headers, unknown services and unresolvable DIDs: the reference's errors, nothing sent.
     s.appview.clear();
@@ -506,7 +517,49 @@ fn proxies_calls(base: &str, s: &Services) {
     }
     assert!(s.appview.calls().is_empty());
 
+    // Push registrations go where the body's serviceDid says: the AppView, or the
+    // `#bsky_notif` service of that DID; the token is for the bare serviceDid.
+    let register = |service_did: &str| {
+        let body = json!({ "serviceDid": service_did, "token": "t", "platform": "ios", "appId": "xyz.blueskyweb.app" });
+        let auth = format!("Bearer {access}");
+        request(
+            base,
+            "POST",
+            "/xrpc/app.bsky.notification.registerPush",
+            &[
+                ("authorization", &auth),
+                ("content-type", "application/json"),
+            ],
+            body.to_string().as_bytes(),
+        )
+    };
+    let res = register(&s.appview.did);
+    assert_eq!(res.json()["by"], "appview", "{}", res.json());
+    let got = s.appview.last();
+    assert_token(&got, &s.appview.did, "app.bsky.notification.registerPush");
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&got.body).unwrap()["token"],
+        "t"
+    );
+    let res = register(&s.chat.did);
+    assert_eq!(res.json()["by"], "chat", "{}", res.json());
+    assert_token(
+        &s.chat.last(),
+        &s.chat.did,
+        "app.bsky.notification.registerPush",
+    );
+    let res = register("did:web:localhost%3A9");
+    assert_eq!(
+        error_of(&res),
+        (
+            400,
+            "InvalidRequest".into(),
+            "could not resolve did document: did:web:localhost%3A9".into()
+        )
+    );
+
     // Other handles are resolved by the AppView, as the reference asks it.
+    s.appview.clear();
     let res = get(
         base,
         "/xrpc/com.atproto.identity.resolveHandle?handle=bob.test",

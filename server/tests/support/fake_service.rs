@@ -104,6 +104,7 @@ pub const SERVICE_IDS: &[(&str, &str)] = &[
     ("#bsky_chat", "BskyChatService"),
     ("#atproto_labeler", "AtprotoLabeler"),
     ("#bsky_fg", "BskyFeedGenerator"),
+    ("#bsky_notif", "BskyNotificationService"),
 ];
 
 impl FakeService {
