@@ -57,8 +57,9 @@ async function startWorker(options) {
   return { worker, base, inner, pid };
 }
 
-/** Starts the Worker for an account `handle`/`password`; returns {worker, base, inner, pid, vars, dispose}. */
-export async function startBenchWorker({ handle, password }) {
+/** Starts the Worker for an account `handle`/`password` (and any `extraVars`); returns
+ * {worker, base, inner, pid, vars, dispose}. */
+export async function startBenchWorker({ handle, password, extraVars = {} }) {
   benchEnv();
   const { path: work, remove } = tempDir('pds-bench-');
   // PDS_CLI names a prebuilt `pds` binary (to bench a tree without building it natively).
@@ -82,6 +83,7 @@ export async function startBenchWorker({ handle, password }) {
   );
   vars.PDS_HOSTNAME = 'localhost';
   vars.PDS_DID = 'did:web:localhost';
+  Object.assign(vars, extraVars);
 
   const started = await startIn(work, remove, {
     config: join(root, 'wrangler.toml'),

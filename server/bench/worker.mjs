@@ -16,6 +16,10 @@
 //   (/xrpc/_health)` (answered by the Durable Object), all through wrangler's local dev proxy
 //   (what clients of `npm start` see); then the same four `, direct to workerd` (sent to the inner
 //   workerd's socket, no proxy hop).
+// - `proxied getProfile p50`: app.bsky.actor.getProfile straight to a stand-in AppView on
+//   loopback and through the PDS (which authorizes, signs and forwards), interleaved, with the
+//   difference and the DO no-op floor beside it; and `floor: empty JS Worker -> DO no-op, then
+//   fetch` (the same shape of work in an empty JS Worker: the platform's floor for a proxied call).
 // - createSession latency; createRecord and getRecord latency (p50, p95) and ops/s, sequential
 //   and with 8 concurrent clients; listRecords pages of 100 (records/s); applyWrites with 200
 //   creates (records/s); getRepo of a 10k-record repository (MiB/s); uploadBlob of 5 MiB (MiB/s);
@@ -27,11 +31,13 @@
 //   this is the PDS's).
 //
 // PDS_CLI=<path of a built `pds` binary> makes the account with it instead of `cargo run`
-// (to bench another tree without building it natively).
+// (to bench another tree without building it natively). BENCH_ONLY=<text> runs only the
+// scenarios whose name contains it, after the floors (e.g. BENCH_ONLY=proxied).
 //
 // wrangler runs each Worker as two workerd processes, a proxy on the advertised URL and an inner
 // workerd that runs the Worker; the memory figures are the inner one's (found by its listening
 // socket). Figures are noisy on a loaded machine; compare rows of one run, not runs.
+import { createServer } from 'node:http';
 import { ms, pct, procStatusKiB, startBenchWorker, startFloorWorker, workerdPids } from './setup.mjs';
 
 // wrangler's line per request would cost time in every measured request and bury the figures.
@@ -94,8 +100,12 @@ async function reportWasm(label, healthBody) {
   });
 }
 
+// BENCH_ONLY=<text>: run only the scenarios whose label contains it (the floors always run).
+const only = process.env.BENCH_ONLY;
+
 /** A scenario (failures reported as its row), then the DO's wasm memory after it. */
 async function scenario(label, name, fn) {
+  if (only && !label.includes(only)) return;
   await measure(name, fn);
   await reportWasm(label);
 }
@@ -118,12 +128,24 @@ async function latencyFloors(targets, { warmup = 20, rounds = 10, batch = 30 } =
     }
   }
   targets.forEach(([name], t) => report(`${name} p50/p95`, `${ms(pct(times[t], 50))} / ${ms(pct(times[t], 95))} (${times[t].length} requests)`));
+  return Object.fromEntries(targets.map(([name], t) => [name, pct(times[t], 50)]));
+}
+
+// A stand-in AppView on loopback for the proxy row: answers getProfile at once.
+function startFakeAppView() {
+  const server = createServer((req, res) => {
+    const body = JSON.stringify({ did: 'did:web:localhost', handle: 'bench.test', displayName: 'Bench' });
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+    res.end(body);
+  });
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ server, url: `http://127.0.0.1:${server.address().port}` })));
 }
 
 // Both Workers are disposed at the end, also on failure. On SIGINT/SIGTERM miniflare stops its
 // workerd processes itself and exits; setup.mjs removes the temporary state then.
-let floor, pds, base, vars, token;
+let floor, pds, base, vars, token, appview, floorsP50;
 const disposeAll = async () => {
+  appview?.server.close();
   const started = [floor, pds];
   floor = pds = undefined;
   for (const w of started) {
@@ -142,7 +164,12 @@ try {
   const floorKiB = rssKiB(floor);
   report('floor: empty Worker+DO RSS after one request', rssRow(floorKiB));
 
-  pds = await startBenchWorker({ handle: 'bench.test', password: PASSWORD });
+  appview = await startFakeAppView();
+  pds = await startBenchWorker({
+    handle: 'bench.test',
+    password: PASSWORD,
+    extraVars: { PDS_APPVIEW_URL: appview.url, PDS_APPVIEW_DID: 'did:web:appview.test' },
+  });
   ({ base, vars } = pds);
   const firstHealth = await get(`${base}/xrpc/_health`);
   report('PDS RSS after first request', rssRow(rssKiB(pds), floorKiB));
@@ -169,7 +196,31 @@ try {
     } else {
       report('no-op latency direct to workerd', 'n/a (inner workerd URL not reported by wrangler)');
     }
-    await latencyFloors(targets);
+    floorsP50 = await latencyFloors(targets);
+  });
+
+  // Proxying: a getProfile through the PDS (the account authorizes and signs, the Worker
+  // forwards) against the same call straight to the stand-in AppView, interleaved.
+  await scenario('proxied getProfile', 'proxied getProfile', async () => {
+    const query = '?actor=did:web:localhost';
+    const direct = () => get(`${appview.url}/xrpc/app.bsky.actor.getProfile${query}`);
+    const proxied = () => xrpc('GET', 'app.bsky.actor.getProfile', { token, query });
+    await proxied(); // throws unless 200
+    // The platform's floor for this shape: an empty JS Worker calls its DO, then fetches.
+    const target = `${appview.url}/xrpc/app.bsky.actor.getProfile${query}`;
+    const floorShape = () => get(`${floor.base}/do-then-fetch?url=${encodeURIComponent(target)}`);
+    const ops = [direct, floorShape, proxied];
+    const times = ops.map(() => []);
+    for (let r = 0; r < 10; r++) {
+      for (const [k, op] of ops.entries()) for (let i = 0; i < 20; i++) times[k].push(await timed(op));
+    }
+    const [d, f, p] = times.map((t) => pct(t, 50));
+    const doFloor = floorsP50['DO no-op route (/xrpc/_health)'];
+    report('floor: empty JS Worker -> DO no-op, then fetch p50', ms(f));
+    report(
+      'proxied getProfile p50 (direct to the AppView / through the PDS)',
+      `${ms(d)} / ${ms(p)}: +${ms(p - d)}; ${ms(p - f)} over the JS floor (target: DO no-op ${ms(doFloor)} + 2 ms)`,
+    );
   });
   await floor.dispose();
   floor = undefined;

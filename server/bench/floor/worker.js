@@ -1,6 +1,8 @@
 // The floor for the benchmarks: an empty JavaScript Worker with one Durable Object, run under
 // the same wrangler/workerd as the PDS. `/do` forwards to the Durable Object; every other path is
-// answered by the Worker itself. Both answer 'ok' and do nothing else.
+// answered by the Worker itself. Both answer 'ok' and do nothing else. `/do-then-fetch?url=U`
+// is the shape of a proxied call: a call to the Durable Object, then the Worker fetches U and
+// streams its answer back.
 export class FloorObject {
   fetch() {
     return new Response('ok');
@@ -8,8 +10,13 @@ export class FloorObject {
 }
 
 export default {
-  fetch(req, env) {
-    if (new URL(req.url).pathname === '/do') return env.FLOOR.get(env.FLOOR.idFromName('floor')).fetch(req);
+  async fetch(req, env) {
+    const url = new URL(req.url);
+    if (url.pathname === '/do') return env.FLOOR.get(env.FLOOR.idFromName('floor')).fetch(req);
+    if (url.pathname === '/do-then-fetch') {
+      await (await env.FLOOR.get(env.FLOOR.idFromName('floor')).fetch(req)).text();
+      return fetch(url.searchParams.get('url'));
+    }
     return new Response('ok');
   },
 };
