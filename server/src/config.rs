@@ -294,10 +294,21 @@ impl Config {
         format!("did:web:{}", self.hostname.replace(':', "%3A"))
     }
 
+    /// Whether `subject` (a DID or a handle, as a client wrote it) names the account.
+    pub fn names_account(&self, subject: &str) -> bool {
+        subject == self.did.as_str() || subject.eq_ignore_ascii_case(self.handle.as_str())
+    }
+
+    /// Whether this is a local development deployment (a loopback hostname): only then do
+    /// services on loopback and plain http count as services.
+    pub fn is_local_development(&self) -> bool {
+        let host = self.hostname.split(':').next().unwrap_or("");
+        host == "localhost" || host == "127.0.0.1"
+    }
+
     /// The public URL of this PDS. `http` only for loopback development hosts.
     pub fn public_url(&self) -> String {
-        let host = self.hostname.split(':').next().unwrap_or("");
-        let scheme = if host == "localhost" || host == "127.0.0.1" {
+        let scheme = if self.is_local_development() {
             "http"
         } else {
             "https"

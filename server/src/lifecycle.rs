@@ -91,7 +91,7 @@ async fn account_route(config: &Config, account: &Account, req: HttpRequest) -> 
         _ => return not_found(),
     };
     // A read about someone else goes to the AppView, through the front.
-    if is_read {
+    if crate::proxy::may_answer_grant(&req.method, &req.path) {
         if let Some(grant) = crate::proxy::read_about_someone_else(config, nsid, &req.query) {
             return crate::proxy::grant_response(&grant);
         }

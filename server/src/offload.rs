@@ -1,21 +1,20 @@
 //! Byte-heavy work at the edge, authorized by the account: the one mechanism by which large or
-//! slow byte streams (blob uploads now; proxied calls and repository imports next) stay out of
-//! the Durable Object, which is single-threaded and has 128 MB.
-//!
-//! Two kinds of work use it: uploads ([`Offload::UploadBlob`]) and proxied calls
-//! ([`Offload::Proxy`], see [`crate::proxy`]: authorize only; the front then streams the call
-//! to the service and its answer back).
+//! slow byte streams (blob uploads, proxied calls; repository imports next) stay out of the
+//! Durable Object, which is single-threaded and has 128 MB.
 //!
 //! The rule: a route placed [`crate::routes::Placement::Offload`] runs in the stateless front
-//! in three steps, the same on both shells:
-//! 1. **authorize**: the front sends the account the request's headers only (no body) on an
-//!    internal path; the account authenticates the caller, checks the account's state, and
-//!    answers a [`Grant`] (what the front may do, e.g. how many bytes it may store) or the
-//!    XRPC error the client gets;
+//! in up to three steps, the same on both shells:
+//! 1. **authorize**: the front sends the account the request's headers on an internal path,
+//!    with a small JSON description of the work, never the body (a push registration's
+//!    `serviceDid` is the most it carries of one); the account authenticates the caller, checks
+//!    the account's state, and answers what the front may do (an upload's [`Grant`], a
+//!    [`ProxyGrant`]) or the XRPC error the client gets;
 //! 2. **move the bytes**: the front streams the body where it goes (R2 on Workers, the blob
-//!    directory natively), enforcing the grant as it counts;
-//! 3. **complete**: the front sends the account a small JSON report of what it did, and the
-//!    account records it and answers the client's output.
+//!    directory natively, the service a call is proxied to), enforcing the grant as it counts;
+//! 3. **complete**: the front sends the account a small JSON report of what it did and the
+//!    account answers: an upload is recorded and its output answered; a proxied answer older
+//!    than the repository gets the account's newer writes to patch it with (read-after-write).
+//!    A proxied call whose answer needs nothing stops after step 2.
 //!
 //! The front reaches the account through an [`AccountLink`]: a Durable Object stub on Workers,
 //! a direct call natively. Internal paths are never reachable from outside (the edge answers
@@ -29,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::account::Account;
 use crate::api::repo::{record_uploaded_blob, upload_error, upload_mime_type, BodySource};
 use crate::api::{internal, Api};
+use crate::auth::verifier::UPLOAD_BLOB;
 use crate::auth::Permission;
 use crate::config::Config;
 use crate::http::{Body, HttpRequest, HttpResponse};
@@ -50,12 +50,10 @@ pub enum Offload {
 pub enum Step {
     /// May the caller do this? Answers a [`Grant`].
     Authorize,
-    /// Record what the front did; answers the client's output.
+    /// Report what the front did: an upload is recorded and its output answered; for a proxied
+    /// answer, the account's writes since its revision.
     Complete,
 }
-
-/// The method uploads serve.
-const UPLOAD_BLOB: &str = "com.atproto.repo.uploadBlob";
 
 impl Offload {
     const ALL: [Offload; 2] = [Offload::UploadBlob, Offload::Proxy];
@@ -174,7 +172,9 @@ pub fn internal_request(
 
 /// What the front moves bytes with: the blob store and the outbound HTTP port.
 pub struct EdgePorts<'a> {
+    /// Where uploads go: R2 on Workers, the blob directory natively.
     pub blobs: &'a dyn BlobStore,
+    /// How proxied calls are sent: `fetch` on Workers, the native client.
     pub http: &'a dyn HttpClient,
 }
 
@@ -205,12 +205,13 @@ async fn proxy(
     if let Err(e) = crate::proxy::check_request(&head.method, nsid) {
         return error(e);
     }
-    // A call whose target is in its body is read first (small JSON, capped).
-    let (body, ask_body) = if crate::proxy::needs_body(nsid) {
-        match body.collect(crate::proxy::MAX_REQUEST_BYTES as usize).await {
+    // A call whose target is in its body is read first (small JSON, capped); the account is
+    // told only the target.
+    let (body, service_did) = if crate::proxy::needs_body(nsid) {
+        match body.collect(crate::proxy::MAX_PUSH_BODY_BYTES).await {
             Ok(bytes) => {
-                let json = serde_json::from_slice(&bytes).ok();
-                (Body::Bytes(bytes), json)
+                let did = crate::proxy::service_did_of(&bytes);
+                (Body::Bytes(bytes), did)
             }
             Err(_) => return crate::routes::with_cors(crate::routes::payload_too_large()),
         }
@@ -218,10 +219,9 @@ async fn proxy(
         (body, None)
     };
     let ask = ProxyAsk {
-        method: head.method.clone(),
         nsid: nsid.to_owned(),
         query: head.query.clone(),
-        body: ask_body,
+        service_did,
     };
     let authorized = link
         .call(internal_request(

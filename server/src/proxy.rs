@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::account::Account;
 use crate::api::internal;
-use crate::auth::policy::{self, AuthRequirement};
+use crate::auth::policy::AuthRequirement;
 use crate::auth::service::{mint, ServiceTokenRequest, DEFAULT_SERVICE_TOKEN_TTL_SECS};
 use crate::auth::session::is_protected_method;
 use crate::auth::Permission;
@@ -87,15 +87,13 @@ pub struct ProxyGrant {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ProxyAsk {
-    /// The HTTP method.
-    pub method: String,
     /// The XRPC method.
     pub nsid: String,
     /// The raw query string.
     pub query: String,
-    /// The JSON body, for the methods whose target it names ([`needs_body`]).
+    /// For push registrations: the body's `serviceDid` ([`service_did_of`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub body: Option<serde_json::Value>,
+    pub service_did: Option<String>,
 }
 
 /// Push registrations: the body's `serviceDid` names the service, and the token's audience.
@@ -104,10 +102,23 @@ const PUSH_METHODS: &[&str] = &[
     "app.bsky.notification.unregisterPush",
 ];
 
-/// Whether the account needs the call's body to decide it (push registrations, whose target is
-/// in the body); the front then reads it first (small JSON).
+/// The largest body of a call whose target is in its body.
+pub const MAX_PUSH_BODY_BYTES: usize = 16 * 1024;
+
+/// Whether the front must read the call's body before asking the account (push registrations,
+/// whose target is in the body: at most [`MAX_PUSH_BODY_BYTES`]).
 pub fn needs_body(nsid: &str) -> bool {
     PUSH_METHODS.contains(&nsid)
+}
+
+/// The `serviceDid` of a push registration's body, if it has a well-formed one: all the account
+/// is told of the body.
+pub fn service_did_of(body: &[u8]) -> Option<String> {
+    let json: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let did = json.get("serviceDid")?.as_str()?;
+    pds_api::runtime::syntax::Did::new(did.to_owned())
+        .ok()
+        .map(|d| d.as_str().to_owned())
 }
 
 /// The reference's refusal of a method that cannot be proxied for this caller.
@@ -157,36 +168,46 @@ pub fn parse_proxy_header(value: &str) -> Result<(&str, &str), XrpcError> {
     Ok((&value[..hash], &value[hash..]))
 }
 
-/// The service a call goes to when no header names one: reports to the moderation service,
-/// chat to the chat service, everything else to the AppView.
-pub fn default_service<'c>(config: &'c Config, nsid: &str) -> &'c ServiceRef {
+/// The service a call goes to when no header names one, and the id it has there: reports to
+/// the moderation service, chat to the chat service, everything else to the AppView.
+pub fn default_service<'c>(config: &'c Config, nsid: &str) -> (&'c ServiceRef, &'static str) {
     if nsid == "com.atproto.moderation.createReport" {
-        &config.proxy.report
+        (&config.proxy.report, "#atproto_labeler")
     } else if nsid.starts_with("chat.bsky.") {
-        &config.proxy.chat
+        (&config.proxy.chat, "#bsky_chat")
     } else {
-        &config.proxy.appview
+        (&config.proxy.appview, "#bsky_appview")
     }
 }
 
-/// Where a call goes: the service's base URL and the audience of its token (`did#id` when the
-/// header chose the service, the bare DID for a default service, as the reference sends them).
-struct Target {
-    url: String,
-    aud: String,
+/// Where a call goes: the service's DID, its id there (`#bsky_appview`) and its base URL, once
+/// resolved.
+struct Target<'h> {
+    did: &'h str,
+    service_id: &'h str,
+    /// Known up front for configured services; else read from the DID document.
+    url: Option<String>,
 }
 
-async fn target(
-    config: &Config,
-    account: &Account,
+impl Target<'_> {
+    /// `did#id`: the audience permissions are judged on (OAuth's `rpc:` scopes name it).
+    fn scope_aud(&self) -> String {
+        format!("{}{}", self.did, self.service_id)
+    }
+}
+
+/// The target a header names (only its syntax is checked here), or the default one.
+fn target<'a>(
+    config: &'a Config,
     nsid: &str,
-    header: Option<&str>,
-) -> Result<Target, XrpcError> {
+    header: Option<&'a str>,
+) -> Result<Target<'a>, XrpcError> {
     let Some(header) = header else {
-        let service = default_service(config, nsid);
+        let (service, service_id) = default_service(config, nsid);
         return Ok(Target {
-            url: service.url.clone(),
-            aud: service.did.clone(),
+            did: &service.did,
+            service_id,
+            url: Some(service.url.clone()),
         });
     };
     let (did, service_id) = parse_proxy_header(header)?;
@@ -196,48 +217,42 @@ async fn target(
         (&config.proxy.appview, "#bsky_appview"),
         (&config.proxy.chat, "#bsky_chat"),
     ];
-    if let Some((service, _)) = configured
+    let url = configured
         .iter()
         .find(|(s, id)| s.did == did && *id == service_id)
-    {
-        return Ok(Target {
-            url: service.url.clone(),
-            aud: format!("{did}{service_id}"),
-        });
-    }
-    let doc = account
-        .resolver(config)
-        .resolve_did(did)
-        .await
-        .map_err(|_| XrpcError::invalid_request("could not resolve proxy did"))?;
-    let url = doc
-        .service(service_id)
-        .map(|s| s.endpoint.trim_end_matches('/').to_owned())
-        .filter(|url| is_service_url(url))
-        .ok_or_else(|| XrpcError::invalid_request("could not resolve proxy did service url"))?;
+        .map(|(s, _)| s.url.clone());
     Ok(Target {
+        did,
+        service_id,
         url,
-        aud: format!("{did}{service_id}"),
     })
 }
 
-/// Where a push registration goes, as the reference sends it: to the AppView when `serviceDid`
-/// is the AppView's, else to the `#bsky_notif` service of `serviceDid`'s DID document; the
-/// token is for the bare `serviceDid`.
-async fn push_target(
+/// The base URL of a target, from its DID document when not configured.
+async fn target_url(
     config: &Config,
     account: &Account,
-    body: Option<&serde_json::Value>,
-) -> Result<Target, XrpcError> {
-    let did = body
-        .and_then(|b| b.get("serviceDid"))
-        .and_then(|d| d.as_str())
-        .ok_or_else(|| XrpcError::invalid_request("Input must have the property \"serviceDid\""))?;
+    target: &Target<'_>,
+) -> Result<String, XrpcError> {
+    if let Some(url) = &target.url {
+        return Ok(url.clone());
+    }
+    let doc = account
+        .resolver(config)
+        .resolve_did(target.did)
+        .await
+        .map_err(|_| XrpcError::invalid_request("could not resolve proxy did"))?;
+    doc.service(target.service_id)
+        .map(|s| s.endpoint.trim_end_matches('/').to_owned())
+        .filter(|url| is_service_url(config, url))
+        .ok_or_else(|| XrpcError::invalid_request("could not resolve proxy did service url"))
+}
+
+/// Where a push registration goes, as the reference sends it: to the AppView when `serviceDid`
+/// is the AppView's, else to the `#bsky_notif` service of `serviceDid`'s DID document.
+async fn push_url(config: &Config, account: &Account, did: &str) -> Result<String, XrpcError> {
     if did == config.proxy.appview.did {
-        return Ok(Target {
-            url: config.proxy.appview.url.clone(),
-            aud: did.to_owned(),
-        });
+        return Ok(config.proxy.appview.url.clone());
     }
     let doc = account
         .resolver(config)
@@ -246,24 +261,21 @@ async fn push_target(
         .map_err(|_| {
             XrpcError::invalid_request(format!("could not resolve did document: {did}"))
         })?;
-    let url = doc
-        .service_endpoint("#bsky_notif", "BskyNotificationService")
+    doc.service_endpoint("#bsky_notif", "BskyNotificationService")
         .map(|url| url.trim_end_matches('/').to_owned())
-        .filter(|url| is_service_url(url))
+        .filter(|url| is_service_url(config, url))
         .ok_or_else(|| {
             XrpcError::invalid_request(format!(
                 "invalid notification service details in did document: {did}"
             ))
-        })?;
-    Ok(Target {
-        url,
-        aud: did.to_owned(),
-    })
+        })
 }
 
-/// A service endpoint from a DID document: https, or plain http for loopback hosts (local
-/// development and tests), with nothing after the authority but a path.
-fn is_service_url(url: &str) -> bool {
+/// A service endpoint from a DID document: https to a host name, with nothing after the
+/// authority but a path. A local development deployment also accepts plain http and loopback
+/// hosts; no other deployment sends its tokens to loopback or to bare IP addresses.
+fn is_service_url(config: &Config, url: &str) -> bool {
+    let local = config.is_local_development();
     let (secure, rest) = if let Some(rest) = url.strip_prefix("https://") {
         (true, rest)
     } else if let Some(rest) = url.strip_prefix("http://") {
@@ -272,15 +284,33 @@ fn is_service_url(url: &str) -> bool {
         return false;
     };
     let authority = rest.split('/').next().unwrap_or("");
-    let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
+    let host = authority
+        .rsplit_once(':')
+        .map_or(authority, |(h, _)| h)
+        .to_ascii_lowercase();
+    let loopback = host == "localhost" || host.ends_with(".localhost");
+    // The last label of a host name is never all digits: that is an IP address.
+    let ip = host
+        .rsplit('.')
+        .next()
+        .is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()));
     crate::config::is_hostname(authority)
-        && (secure || matches!(host, "localhost" | "127.0.0.1"))
         && !rest.contains(['?', '#', '@'])
+        && if local {
+            secure || loopback || host == "127.0.0.1"
+        } else {
+            secure && !loopback && !ip
+        }
 }
 
-/// Decides a proxied call in the account: the method may be proxied for this caller, the
-/// target resolves, and a service token for it is signed. `authorization` and `proxy_header`
-/// are the client's headers.
+/// Decides a proxied call in the account, in the reference's order: a method never proxied is
+/// refused, the header's syntax checked, the caller authenticated (with the account's
+/// credentials; admin methods need admin), privileged methods (chat) refused to credentials
+/// without the privilege; then the target's URL is resolved and a service token signed.
+/// `authorization` and `proxy_header` are the client's headers.
+///
+/// The token's audience is the service's bare DID, as the current reference sends it
+/// (bluesky-social/atproto, Aug 2026); permissions are judged on `did#id`.
 pub async fn authorize(
     config: &Config,
     account: &Account,
@@ -292,33 +322,45 @@ pub async fn authorize(
     if is_protected_method(nsid) {
         return Err(bad_token_method());
     }
-    // Proxied calls need the account's credentials (the reference's standard access), or
-    // whatever more the method's policy asks (admin methods).
-    let requirement = match policy::requirement(nsid) {
-        AuthRequirement::Admin => AuthRequirement::Admin,
-        _ => AuthRequirement::Access,
+    let target = match (&ask.service_did, PUSH_METHODS.contains(&nsid)) {
+        (Some(did), true) => Target {
+            did,
+            service_id: "#bsky_notif",
+            url: None,
+        },
+        (None, true) => {
+            return Err(XrpcError::invalid_request(
+                "Input must have the property \"serviceDid\"",
+            ))
+        }
+        _ => target(config, nsid, proxy_header)?,
+    };
+    // NSID authorities are case-insensitive: `Com.Atproto.Admin.x` is an admin method too.
+    let requirement = if nsid.to_ascii_lowercase().starts_with("com.atproto.admin.") {
+        AuthRequirement::Admin
+    } else {
+        AuthRequirement::Access
     };
     let api = crate::api::Api { config, account };
     let caller = api.with_auth(|auth| auth.authenticate(requirement, authorization, nsid))?;
-    let target = if PUSH_METHODS.contains(&nsid) {
-        push_target(config, account, ask.body.as_ref()).await?
-    } else {
-        target(config, account, nsid, proxy_header).await?
-    };
-    // Privileged methods (chat) need a privileged credential, with the reference's error.
     if !caller.can(Permission::ServiceToken {
         lxm: Some(nsid),
-        aud: &target.aud,
+        aud: &target.scope_aud(),
     }) {
         return Err(bad_token_method());
     }
+    let url = if PUSH_METHODS.contains(&nsid) {
+        push_url(config, account, target.did).await?
+    } else {
+        target_url(config, account, &target).await?
+    };
     let (aud, lxm) = if nsid == GET_FEED {
         (
             feed_generator_did(config, account, &ask.query).await?,
             GET_FEED_SKELETON,
         )
     } else {
-        (target.aud.clone(), nsid)
+        (target.did.to_owned(), nsid)
     };
     let token = sign_token(config, account, &aud, lxm)?;
     let read_after_write = if crate::read_after_write::METHODS.contains(&nsid) {
@@ -329,14 +371,15 @@ pub async fn authorize(
         None
     };
     Ok(ProxyGrant {
-        url: xrpc_url(&target.url, nsid, &ask.query),
+        url: xrpc_url(&url, nsid, &ask.query),
         authorization: Some(format!("Bearer {token}")),
         timeout_seconds: config.proxy.timeout_seconds,
         read_after_write,
     })
 }
 
-fn xrpc_url(base: &str, nsid: &str, query: &str) -> String {
+/// `<base>/xrpc/<nsid>[?<query>]`.
+pub(crate) fn xrpc_url(base: &str, nsid: &str, query: &str) -> String {
     if query.is_empty() {
         format!("{base}/xrpc/{nsid}")
     } else {
@@ -385,27 +428,21 @@ async fn feed_generator_did(
     else {
         return Err(XrpcError::invalid_request("feed must be an at-uri"));
     };
-    let url = format!(
-        "{}/xrpc/com.atproto.repo.getRecord?repo={}&collection={}&rkey={}",
-        config.proxy.appview.url,
+    let query = format!(
+        "repo={}&collection={}&rkey={}",
         encode_component(repo),
         encode_component(collection),
         encode_component(rkey),
     );
-    let request = ClientRequest::get(url)
-        .timeout(Duration::from_secs(config.proxy.timeout_seconds))
-        .max_response_bytes(MAX_RESPONSE_BYTES);
-    let response = account
-        .http
-        .send(request)
+    let url = xrpc_url(
+        &config.proxy.appview.url,
+        "com.atproto.repo.getRecord",
+        &query,
+    );
+    let timeout = Duration::from_secs(config.proxy.timeout_seconds);
+    let (status, json) = get_json(account.http.as_ref(), url, None, timeout)
         .await
-        .map_err(|e| unreachable(&e))?;
-    let status = response.status;
-    let body = response
-        .bytes_up_to(1024 * 1024)
-        .await
-        .map_err(|e| unreachable(&e))?;
-    let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        .map_err(|e| unreachable_upstream(&e))?;
     if status >= 500 {
         return Err(upstream_failure("Upstream Failure"));
     }
@@ -424,9 +461,35 @@ async fn feed_generator_did(
         .ok_or_else(|| XrpcError::declared("UnknownFeed", "could not resolve feed did"))
 }
 
-fn unreachable(e: &HttpError) -> XrpcError {
+/// A service that did not answer (refused, timed out, broken body): logged, and 502
+/// `UpstreamFailure` "Upstream service unreachable" as the reference answers it.
+fn unreachable_upstream(e: &HttpError) -> XrpcError {
     crate::log::error(&format!("proxy: upstream unreachable: {e}"));
     upstream_failure("Upstream service unreachable")
+}
+
+/// The largest JSON document the PDS reads from a service for itself (a record, a post, a
+/// thread's parent).
+const MAX_LOOKUP_BYTES: u64 = 1024 * 1024;
+
+/// A GET of a small JSON document from a service, for the PDS itself (not passed through):
+/// the status and the body (`Null` when it is not JSON).
+pub(crate) async fn get_json(
+    http: &dyn HttpClient,
+    url: String,
+    authorization: Option<&str>,
+    timeout: Duration,
+) -> Result<(u16, serde_json::Value), HttpError> {
+    let mut request = ClientRequest::get(url)
+        .timeout(timeout)
+        .max_response_bytes(MAX_LOOKUP_BYTES);
+    if let Some(auth) = authorization {
+        request = request.header("authorization", auth);
+    }
+    let response = http.send(request).await?;
+    let status = response.status;
+    let bytes = response.bytes().await?;
+    Ok((status, serde_json::from_slice(&bytes).unwrap_or_default()))
 }
 
 /// The grant for a read about someone else: `getRecord`, `listRecords` or `describeRepo` of a
@@ -452,10 +515,13 @@ pub fn read_about_someone_else(config: &Config, nsid: &str, query: &str) -> Opti
     })
 }
 
-/// Whether an account answer for `path` may be a grant the front must carry out.
-pub fn may_answer_grant(path: &str) -> bool {
-    path.strip_prefix("/xrpc/")
-        .is_some_and(|nsid| READS_ABOUT.iter().any(|(n, _)| *n == nsid))
+/// Whether the account's answer to a request may be a grant the front must carry out (reads
+/// about someone else): both shells check it, so a grant never reaches a client.
+pub fn may_answer_grant(method: &str, path: &str) -> bool {
+    matches!(method, "GET" | "HEAD")
+        && path
+            .strip_prefix("/xrpc/")
+            .is_some_and(|nsid| READS_ABOUT.iter().any(|(n, _)| *n == nsid))
 }
 
 /// The account's answer carrying `grant` for the front ([`GRANT_HEADER`]).
@@ -548,7 +614,10 @@ async fn exchange(
             .map_err(|_| XrpcError::new(413, "PayloadTooLarge", "request entity too large"))?;
         request = request.body(RequestBody::Bytes(bytes));
     }
-    let mut response = http.send(request).await.map_err(|e| unreachable(&e))?;
+    let mut response = http
+        .send(request)
+        .await
+        .map_err(|e| unreachable_upstream(&e))?;
     if let (Some(local_rev), Some(link)) = (grant.read_after_write.as_deref(), link) {
         response = match read_after_write(http, link, head, local_rev, response).await {
             Ok(patched) => return Ok(patched),
@@ -566,12 +635,7 @@ async fn exchange(
             message.as_deref().unwrap_or("Upstream Failure"),
         ));
     }
-    let headers = response
-        .headers
-        .iter()
-        .filter(|(k, _)| FORWARDED_RESPONSE_HEADERS.contains(&k.as_str()))
-        .cloned()
-        .collect();
+    let headers = forwarded_response_headers(&response.headers);
     let status = response.status;
     let stream: ByteStream = Box::pin(response.into_stream().map(|chunk| {
         chunk.map_err(|e| {
@@ -615,16 +679,17 @@ async fn read_after_write(
     // Buffered from here: an answer that cannot be patched goes back as it came.
     let buffered = |bytes: Vec<u8>| {
         let mut res = HttpResponse::bytes(status, "application/json", bytes);
-        res.headers = headers
-            .iter()
-            .filter(|(k, _)| FORWARDED_RESPONSE_HEADERS.contains(&k.as_str()))
-            .cloned()
-            .collect();
+        let forwarded = forwarded_response_headers(&headers);
+        if forwarded.iter().any(|(k, _)| k == "content-type") {
+            res.headers = forwarded;
+        } else {
+            res.headers.extend(forwarded);
+        }
         res
     };
     let bytes = match response.bytes_up_to(MAX_RESPONSE_BYTES).await {
         Ok(bytes) => bytes,
-        Err(e) => return Ok(unreachable(&e).into_response().into()),
+        Err(e) => return Ok(unreachable_upstream(&e).into_response().into()),
     };
     let Ok(mut body) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
         return Ok(buffered(bytes));
@@ -656,12 +721,12 @@ async fn read_after_write(
             crate::read_after_write::patch(nsid, &mut body, &writes);
             body
         }
-        Some(uri) => {
+        Some(_) => {
             let parent = match &writes.parent {
                 Some(grant) => parent_thread(http, grant).await,
                 None => None,
             };
-            match crate::read_after_write::thread_fallback(uri, &writes, parent) {
+            match crate::read_after_write::thread_fallback(&writes, parent) {
                 Some(thread) => thread,
                 None => return Ok(buffered(bytes)),
             }
@@ -678,19 +743,27 @@ async fn read_after_write(
 /// The thread of a locally built thread's parent, read from the AppView; `None` on any failure
 /// (the thread is then shown without it, as the reference does).
 async fn parent_thread(http: &dyn HttpClient, grant: &ProxyGrant) -> Option<serde_json::Value> {
-    let mut request = ClientRequest::get(grant.url.clone())
-        .timeout(Duration::from_secs(grant.timeout_seconds))
-        .max_response_bytes(MAX_RESPONSE_BYTES);
-    if let Some(auth) = &grant.authorization {
-        request = request.header("authorization", auth.as_str());
-    }
-    let response = http.send(request).await.ok()?;
-    if !response.is_success() {
-        return None;
-    }
-    let bytes = response.bytes_up_to(MAX_RESPONSE_BYTES).await.ok()?;
-    let body: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    body.get("thread").cloned()
+    let timeout = Duration::from_secs(grant.timeout_seconds);
+    let (status, body) = get_json(
+        http,
+        grant.url.clone(),
+        grant.authorization.as_deref(),
+        timeout,
+    )
+    .await
+    .ok()?;
+    (200..300)
+        .contains(&status)
+        .then(|| body.get("thread").cloned())?
+}
+
+/// The headers of a service's answer that are passed back to the client.
+fn forwarded_response_headers(headers: &[(String, String)]) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .filter(|(k, _)| FORWARDED_RESPONSE_HEADERS.contains(&k.as_str()))
+        .cloned()
+        .collect()
 }
 
 /// Whether a content type is JSON (`application/json`, `application/*+json`).
@@ -741,23 +814,52 @@ mod tests {
 
     #[test]
     fn service_urls_from_documents() {
-        for ok in [
-            "https://api.bsky.app",
-            "https://example.com:8443/base",
+        let config = |hostname: &str| {
+            let account = crate::dev_account::DevAccount::generate(1, None, None).unwrap();
+            let mut config = Config::from_lookup(|name| {
+                account
+                    .vars
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.clone())
+            })
+            .unwrap();
+            config.hostname = hostname.into();
+            config
+        };
+        let production = config("pds.example.com");
+        let local = config("localhost:2583");
+        let everywhere = ["https://api.bsky.app", "https://example.com:8443/base"];
+        let local_only = [
             "http://localhost:2584",
             "http://127.0.0.1:9",
-        ] {
-            assert!(is_service_url(ok), "{ok}");
-        }
-        for bad in [
+            "https://localhost",
+        ];
+        let nowhere = [
             "http://api.bsky.app",
             "ftp://x.test",
             "https://user@x.test",
             "https://x.test?q",
             "https://",
             "http://10.0.0.1",
-        ] {
-            assert!(!is_service_url(bad), "{bad}");
+        ];
+        for url in everywhere {
+            assert!(is_service_url(&production, url), "{url}");
+            assert!(is_service_url(&local, url), "{url}");
+        }
+        for url in local_only {
+            assert!(!is_service_url(&production, url), "{url}");
+            assert!(is_service_url(&local, url), "{url}");
+        }
+        for url in nowhere.iter().chain(&[
+            "https://10.0.0.1",
+            "https://169.254.169.254/x",
+            "https://a.localhost",
+        ]) {
+            assert!(!is_service_url(&production, url), "{url}");
+        }
+        for url in nowhere {
+            assert!(!is_service_url(&local, url), "{url}");
         }
     }
 

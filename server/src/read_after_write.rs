@@ -20,7 +20,6 @@ use serde_json::{json, Map, Value};
 use crate::account::Account;
 use crate::api::internal;
 use crate::config::Config;
-use crate::net::http_client::ClientRequest;
 use crate::proxy::ProxyGrant;
 use crate::storage::{Sql, SqlExt, SqlValue};
 
@@ -75,18 +74,27 @@ pub struct LocalWrites {
     pub posts: Vec<Value>,
     /// How long ago the oldest of them was written, in milliseconds.
     pub lag_ms: Option<u64>,
+    /// getPostThread whose post the AppView did not find: the post's URI, when it is the
+    /// account's (its handle replaced by its DID).
+    pub thread_uri: Option<String>,
     /// getPostThread of a post only the account knows: where its parent's thread is read.
     pub parent: Option<ProxyGrant>,
 }
+
+/// The methods whose answers get the account's new posts (the others only its profile).
+const POST_METHODS: &[&str] = &[GET_TIMELINE, GET_AUTHOR_FEED, GET_POST_THREAD];
 
 /// The profile fields the views carry.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct ProfileUpdate {
+    /// `displayName`.
     pub display_name: Option<String>,
+    /// `description`.
     pub description: Option<String>,
-    /// Image URLs.
+    /// The avatar's image URL.
     pub avatar: Option<String>,
+    /// The banner's image URL.
     pub banner: Option<String>,
 }
 
@@ -148,7 +156,7 @@ pub async fn local_writes(
         };
         if is_profile {
             writes.profile = Some(profile_update(config, &record));
-        } else {
+        } else if POST_METHODS.contains(&ask.nsid.as_str()) {
             posts.push((
                 format!("at://{did}/{collection}/{rkey}"),
                 cid,
@@ -157,9 +165,11 @@ pub async fn local_writes(
             ));
         }
     }
+    // Quoted posts are read from the AppView, all within one proxy timeout.
+    let deadline = account.clock.now_millis() + config.proxy.timeout_seconds * 1000;
     for (uri, cid, record, written) in posts {
         let embed = match record.get("embed") {
-            Some(embed) => match embed_view(config, account, embed).await {
+            Some(embed) => match embed_view(config, account, embed, deadline).await {
                 Ok(view) => view,
                 // As the reference: a view that cannot be built leaves the answer untouched.
                 Err(_) => return Ok(none),
@@ -185,7 +195,8 @@ pub async fn local_writes(
     let now = account.clock.now_micros();
     writes.lag_ms = oldest.map(|o| now.saturating_sub(o) / 1000);
     if ask.nsid == GET_POST_THREAD {
-        writes.parent = ask
+        writes.thread_uri = ask.thread_uri.as_deref().and_then(|u| own_uri(config, u));
+        writes.parent = writes
             .thread_uri
             .as_deref()
             .and_then(|uri| parent_grant(config, account, &writes, uri));
@@ -265,13 +276,14 @@ async fn embed_view(
     config: &Config,
     account: &Account,
     embed: &Value,
+    deadline_ms: u64,
 ) -> Result<Option<Value>, XrpcError> {
     let kind = embed.get("$type").and_then(Value::as_str).unwrap_or("");
     Ok(match kind {
         "app.bsky.embed.images" | "app.bsky.embed.external" => media_view(config, embed),
         "app.bsky.embed.record" => Some(json!({
             "$type": "app.bsky.embed.record#view",
-            "record": quoted_view(config, account, embed.get("record")).await?,
+            "record": quoted_view(config, account, embed.get("record"), deadline_ms).await?,
         })),
         "app.bsky.embed.recordWithMedia" => {
             let Some(media) = embed.get("media").and_then(|m| media_view(config, m)) else {
@@ -282,7 +294,7 @@ async fn embed_view(
                 "$type": "app.bsky.embed.recordWithMedia#view",
                 "record": {
                     "$type": "app.bsky.embed.record#view",
-                    "record": quoted_view(config, account, record).await?,
+                    "record": quoted_view(config, account, record, deadline_ms).await?,
                 },
                 "media": media,
             }))
@@ -340,6 +352,7 @@ async fn quoted_view(
     config: &Config,
     account: &Account,
     strong_ref: Option<&Value>,
+    deadline_ms: u64,
 ) -> Result<Value, XrpcError> {
     let uri = strong_ref
         .and_then(|r| r.get("uri"))
@@ -353,21 +366,28 @@ async fn quoted_view(
     if uri.split('/').nth(3) != Some(POST) {
         return Ok(not_found);
     }
-    let url = format!(
-        "{}/xrpc/{GET_POSTS}?uris={}",
-        config.proxy.appview.url,
-        crate::proxy::encode_component(uri)
+    let left = deadline_ms.saturating_sub(account.clock.now_millis());
+    if left == 0 {
+        return Err(internal("no time left to read quoted posts"));
+    }
+    let url = crate::proxy::xrpc_url(
+        &config.proxy.appview.url,
+        GET_POSTS,
+        &format!("uris={}", crate::proxy::encode_component(uri)),
     );
     let token = crate::proxy::sign_token(config, account, &config.proxy.appview.did, GET_POSTS)?;
-    let request = ClientRequest::get(url)
-        .header("authorization", format!("Bearer {token}"))
-        .timeout(Duration::from_secs(config.proxy.timeout_seconds));
-    let response = account.http.send(request).await.map_err(internal)?;
-    if !response.is_success() {
-        return Err(internal(format!("getPosts answered {}", response.status)));
+    let auth = format!("Bearer {token}");
+    let (status, found) = crate::proxy::get_json(
+        account.http.as_ref(),
+        url,
+        Some(&auth),
+        Duration::from_millis(left),
+    )
+    .await
+    .map_err(internal)?;
+    if !(200..300).contains(&status) {
+        return Err(internal(format!("getPosts answered {status}")));
     }
-    let body = response.bytes_up_to(1024 * 1024).await.map_err(internal)?;
-    let found: Value = serde_json::from_slice(&body).map_err(internal)?;
     let Some(post) = found.pointer("/posts/0") else {
         return Ok(not_found);
     };
@@ -396,19 +416,18 @@ fn parent_grant(
     config: &Config,
     account: &Account,
     writes: &LocalWrites,
-    thread_uri: &str,
+    uri: &str,
 ) -> Option<ProxyGrant> {
-    let uri = own_uri(config, thread_uri)?;
-    let post = writes.posts.iter().find(|p| p["uri"] == uri.as_str())?;
+    let post = writes.posts.iter().find(|p| p["uri"] == uri)?;
     let parent = post.pointer("/record/reply/parent/uri")?.as_str()?;
     let token =
         crate::proxy::sign_token(config, account, &config.proxy.appview.did, GET_POST_THREAD)
             .ok()?;
     Some(ProxyGrant {
-        url: format!(
-            "{}/xrpc/{GET_POST_THREAD}?uri={}&depth=0",
-            config.proxy.appview.url,
-            crate::proxy::encode_component(parent)
+        url: crate::proxy::xrpc_url(
+            &config.proxy.appview.url,
+            GET_POST_THREAD,
+            &format!("uri={}&depth=0", crate::proxy::encode_component(parent)),
         ),
         authorization: Some(format!("Bearer {token}")),
         timeout_seconds: config.proxy.timeout_seconds,
@@ -420,8 +439,9 @@ fn parent_grant(
 fn own_uri(config: &Config, uri: &str) -> Option<String> {
     let rest = uri.strip_prefix("at://")?;
     let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let ours = host == config.did.as_str() || host.eq_ignore_ascii_case(config.handle.as_str());
-    ours.then(|| format!("at://{}/{path}", config.did.as_str()))
+    config
+        .names_account(host)
+        .then(|| format!("at://{}/{path}", config.did.as_str()))
 }
 
 // ---- Patching, at the front ----
@@ -485,21 +505,15 @@ pub fn patch(nsid: &str, body: &mut Value, writes: &LocalWrites) {
 
 /// getPostThread of a post the AppView does not know yet: the thread built from the account's
 /// writes (`parent`: the parent's thread, if it could be read), or `None` when the post is not
-/// among them.
-pub fn thread_fallback(
-    thread_uri: &str,
-    writes: &LocalWrites,
-    parent: Option<Value>,
-) -> Option<Value> {
-    let rest = thread_uri.strip_prefix("at://")?;
-    let (_, path) = rest.split_once('/')?;
-    let uri = format!("at://{}/{path}", writes.did);
-    let post = writes.posts.iter().find(|p| p["uri"] == uri.as_str())?;
+/// the account's or not among them.
+pub fn thread_fallback(writes: &LocalWrites, parent: Option<Value>) -> Option<Value> {
+    let uri = writes.thread_uri.as_deref()?;
+    let post = writes.posts.iter().find(|p| p["uri"] == uri)?;
     let mut thread = json!({ "$type": THREAD_VIEW_POST, "post": post });
     let others: Vec<Value> = writes
         .posts
         .iter()
-        .filter(|p| p["uri"] != uri.as_str())
+        .filter(|p| p["uri"] != uri)
         .cloned()
         .collect();
     add_replies(&mut thread, &others);
@@ -559,7 +573,8 @@ fn update_authors(feed: &mut [Value], did: &str, profile: &ProfileUpdate) {
     }
 }
 
-#[derive(PartialEq, Eq, PartialOrd, Ord)]
+/// How much of a profile a view carries.
+#[derive(PartialEq, Eq)]
 enum Detail {
     Basic,
     Detailed,

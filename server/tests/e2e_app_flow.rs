@@ -204,7 +204,8 @@ fn app_flow(base: &str, s: &Services) {
             .unwrap_or_else(|| panic!("{nsid} never reached its service"))
             .verified_token()
     };
-    let appview_aud = format!("{}#bsky_appview", s.appview.did);
+    // Audiences are bare DIDs, as the current reference sends them.
+    let appview_aud = s.appview.did.clone();
     assert_eq!(
         token_of(&s.appview, "app.bsky.actor.getProfile").aud,
         appview_aud
@@ -221,10 +222,10 @@ fn app_flow(base: &str, s: &Services) {
     );
     assert_eq!(
         token_of(&s.chat, "chat.bsky.convo.listConvos").aud,
-        format!("{}#bsky_chat", s.chat.did)
+        s.chat.did
     );
     assert_eq!(
         token_of(&s.report, "com.atproto.moderation.createReport").aud,
-        format!("{}#atproto_labeler", s.report.did)
+        s.report.did
     );
 }

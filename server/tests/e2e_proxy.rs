@@ -13,6 +13,9 @@ use support::fake_service::{Call, FakeService, Reply};
 use support::http::{get, request};
 
 const FEEDGEN_DID: &str = "did:web:feedgen.test";
+/// A getLikes answer the AppView sends gzipped.
+const LIKES: &str =
+    r#"{"uri":"at://did:plc:ewvi7nxzyoun6zhxrhs64oiz/app.bsky.feed.post/1","likes":[]}"#;
 /// A foreign repository (`getRecord` of it goes to the AppView).
 const OTHER_DID: &str = "did:plc:ewvi7nxzyoun6zhxrhs64oiz";
 
@@ -64,6 +67,18 @@ fn appview_reply(call: &Call) -> Reply {
             body: vec![b' '; 17 * 1024 * 1024],
             ..Reply::json(200, json!({}))
         },
+        // Compressed when the caller accepts it.
+        "app.bsky.feed.getLikes"
+            if call
+                .header("accept-encoding")
+                .is_some_and(|a| a.contains("gzip")) =>
+        {
+            Reply {
+                body: support::fake_service::gzip_stored(LIKES.as_bytes()),
+                ..Reply::json(200, json!({}))
+            }
+            .header("content-encoding", "gzip")
+        }
         nsid => Reply::json(200, json!({ "served": nsid, "by": "appview" })),
     }
 }
@@ -253,8 +268,9 @@ fn proxies_calls(base: &str, s: &Services) {
     );
     assert_token(&got, &s.report.did, "com.atproto.moderation.createReport");
 
-    // The header names any service: resolved from its DID document; the token's audience is
-    // then `did#id`, as the current reference sends it.
+    // The header names any service (the configured ones by their URLs, others through their
+    // DID documents); the token's audience is the service's bare DID, as the current reference
+    // sends it.
     let header = s.chat.proxy_header("bsky_chat");
     let res = call(
         base,
@@ -264,7 +280,11 @@ fn proxies_calls(base: &str, s: &Services) {
         &[("atproto-proxy", &header)],
     );
     assert_eq!(res.json()["by"], "chat", "{}", res.json());
-    assert_token(&s.chat.last(), &header, "app.bsky.feed.getSuggestedFeeds");
+    assert_token(
+        &s.chat.last(),
+        &s.chat.did,
+        "app.bsky.feed.getSuggestedFeeds",
+    );
     // A service that is not configured here: found in its DID document.
     let header = s.report.proxy_header("bsky_appview");
     let res = call(
@@ -275,7 +295,42 @@ fn proxies_calls(base: &str, s: &Services) {
         &[("atproto-proxy", &header)],
     );
     assert_eq!(res.json()["by"], "report", "{}", res.json());
-    assert_token(&s.report.last(), &header, "app.bsky.feed.getSuggestedFeeds");
+    assert_token(
+        &s.report.last(),
+        &s.report.did,
+        "app.bsky.feed.getSuggestedFeeds",
+    );
+
+    // The client's accept-encoding goes along (natively; the Workers runtime negotiates its
+    // own); a compressed answer reaches the client consistent with its content-encoding,
+    // whatever the shell does to the bytes.
+    let res = call(
+        base,
+        "GET",
+        "/xrpc/app.bsky.feed.getLikes?uri=at://x",
+        &access,
+        &[("accept-encoding", "gzip")],
+    );
+    assert_eq!(res.status, 200);
+    assert!(s
+        .appview
+        .last()
+        .header("accept-encoding")
+        .unwrap()
+        .contains("gzip"));
+    let text = match res.header("content-encoding") {
+        Some("gzip") => {
+            use base64::Engine;
+            let gz = base64::engine::general_purpose::STANDARD.encode(&res.body);
+            let out = support::oracle::run_node("gunzip.mjs", &json!({ "gzip": gz }));
+            out["text"].as_str().unwrap().to_owned()
+        }
+        other => {
+            assert_eq!(other, None, "an encoding the test did not ask for");
+            String::from_utf8(res.body.clone()).unwrap()
+        }
+    };
+    assert_eq!(text, LIKES);
 
     // Bad headers, unknown services and unresolvable DIDs: the reference's errors, nothing sent.
     s.appview.clear();

@@ -58,6 +58,19 @@ fn appview(rev: Arc<Mutex<String>>) -> impl Fn(&Call) -> Reply + Send + Sync {
             ),
             _ => Reply::json(404, json!({ "error": "NotFound", "message": "no" })),
         };
+        // Compressed when the caller accepts it (the Workers runtime always does, and decodes).
+        let gzip = call
+            .header("accept-encoding")
+            .is_some_and(|a| a.contains("gzip"));
+        let reply = if gzip && reply.status == 200 {
+            Reply {
+                body: support::fake_service::gzip_stored(&reply.body),
+                ..reply
+            }
+            .header("content-encoding", "gzip")
+        } else {
+            reply
+        };
         reply.header("atproto-repo-rev", &rev)
     }
 }
@@ -306,7 +319,15 @@ fn patches_answers(base: &str, service: &FakeService, rev: &Arc<Mutex<String>>) 
         parent_call.verified_token().lxm.as_deref(),
         Some("app.bsky.feed.getPostThread")
     );
-    // Someone else's missing post stays missing.
+    // Someone else's missing post stays missing, even with the rkey of one of the account's.
+    let rkey = post["uri"].as_str().unwrap().rsplit('/').next().unwrap();
+    let res = call(
+        base,
+        &access,
+        &format!("/xrpc/app.bsky.feed.getPostThread?uri=at://{OTHER}/app.bsky.feed.post/{rkey}"),
+    );
+    assert_eq!(res.status, 400);
+    assert_eq!(res.json()["error"], "NotFound");
     let res = call(
         base,
         &access,

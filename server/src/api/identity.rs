@@ -15,11 +15,7 @@ impl ComAtprotoIdentity for Api<'_> {
     ) -> Result<resolve_handle::Output, XrpcError> {
         // Other handles were sent to the AppView before dispatch (as the reference asks it);
         // what reaches here names the account, in any case (handles are case-insensitive).
-        if params
-            .handle
-            .as_str()
-            .eq_ignore_ascii_case(self.config.handle.as_str())
-        {
+        if self.config.names_account(params.handle.as_str()) {
             Ok(resolve_handle::Output {
                 did: self.config.did.clone(),
             })

@@ -197,12 +197,7 @@ struct BatchResult {
 impl Api<'_> {
     /// Whether `repo` names the account (its DID, or its handle in any case).
     fn is_own_repo(&self, repo: &AtIdentifier) -> bool {
-        if repo.is_did() {
-            repo.as_str() == self.config.did.as_str()
-        } else {
-            repo.as_str()
-                .eq_ignore_ascii_case(self.config.handle.as_str())
-        }
+        self.config.names_account(repo.as_str())
     }
 
     /// The account DID if `repo` names it, else `Could not find repo: <repo>` (listRecords).

@@ -39,7 +39,8 @@ pub const REFUSED_WHILE_DEACTIVATED: &[&str] = &[
 /// The one method that accepts an expired refresh token: logging out must always work.
 pub const DELETE_SESSION: &str = "com.atproto.server.deleteSession";
 /// The one method a service JWT may upload with.
-const UPLOAD_BLOB: &str = "com.atproto.repo.uploadBlob";
+/// The method uploads serve (the one method a service token may upload with).
+pub(crate) const UPLOAD_BLOB: &str = "com.atproto.repo.uploadBlob";
 
 /// Who is calling, and with what power.
 #[derive(Debug, Clone, PartialEq, Eq)]

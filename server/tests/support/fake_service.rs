@@ -325,3 +325,33 @@ pub fn wait_for_calls(service: &FakeService, n: usize) -> Vec<Call> {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// `data` as a gzip member with one stored (uncompressed) deflate block: what a service sends
+/// with `content-encoding: gzip`, without a compression library.
+pub fn gzip_stored(data: &[u8]) -> Vec<u8> {
+    assert!(data.len() < 65536);
+    let mut out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+    let len = data.len() as u16;
+    out.push(1); // final block, stored
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&(!len).to_le_bytes());
+    out.extend_from_slice(data);
+    out.extend_from_slice(&crc32(data).to_le_bytes());
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    out
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xedb8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}

@@ -132,10 +132,13 @@ impl Shared {
                 };
                 let request = http_request(&parts.method, &parts.uri, &parts.headers, body);
                 // A read of a repository hosted elsewhere comes back as a grant to carry out.
-                let head = crate::proxy::may_answer_grant(&request.path).then(|| HttpRequest {
-                    body: Vec::new(),
-                    ..request.clone()
-                });
+                let head =
+                    crate::proxy::may_answer_grant(&request.method, &request.path).then(|| {
+                        HttpRequest {
+                            body: Vec::new(),
+                            ..request.clone()
+                        }
+                    });
                 let answer =
                     crate::lifecycle::account(&self.config, &self.account, self, request).await;
                 to_hyper(match head {

@@ -100,7 +100,19 @@ async fn exchange(
         }
     };
     let status = response.status_code();
-    let headers: Vec<(String, String)> = response.headers().entries().collect();
+    let mut headers: Vec<(String, String)> = response.headers().entries().collect();
+    // The runtime decodes gzip and brotli bodies itself (it asks for them whatever the request
+    // said) but keeps their headers: the body read here is the decoded one, so the headers
+    // must not say otherwise.
+    let decoded = headers.iter().any(|(k, v)| {
+        k.eq_ignore_ascii_case("content-encoding")
+            && matches!(v.trim().to_ascii_lowercase().as_str(), "gzip" | "br")
+    });
+    if decoded {
+        headers.retain(|(k, _)| {
+            !k.eq_ignore_ascii_case("content-encoding") && !k.eq_ignore_ascii_case("content-length")
+        });
+    }
     let body: BodyStream = if request.method == Method::Head {
         Box::pin(stream::empty())
     } else {

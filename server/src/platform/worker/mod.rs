@@ -51,7 +51,7 @@ async fn route_at_edge(req: Request, env: &Env) -> Result<Response> {
             offload::run(work, req, env, &config).await
         }
         route if route.placement() == Placement::Account => {
-            if method == "GET" && crate::proxy::may_answer_grant(&path) {
+            if crate::proxy::may_answer_grant(method, &path) {
                 return repo_read(req, env, method, path).await;
             }
             // With the body untouched: the account reads it.
