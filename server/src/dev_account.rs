@@ -15,6 +15,16 @@ pub struct DevAccount {
 pub const DEFAULT_HANDLE: &str = "alice.test";
 
 impl DevAccount {
+    /// The configuration these variables make.
+    pub fn config(&self) -> Result<crate::config::Config, crate::config::ConfigError> {
+        crate::config::Config::from_lookup(|name| {
+            self.vars
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.clone())
+        })
+    }
+
     /// Generates an account for a PDS on `localhost:<port>`.
     pub fn generate(
         port: u16,
@@ -82,19 +92,11 @@ fn random_password() -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
 
     #[test]
     fn generated_account_is_a_valid_configuration() {
         let account = DevAccount::generate(2583, Some("Bob.Test"), None).unwrap();
-        let config = Config::from_lookup(|name| {
-            account
-                .vars
-                .iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.clone())
-        })
-        .unwrap();
+        let config = account.config().unwrap();
         assert_eq!(config.did.as_str(), "did:web:localhost%3A2583");
         assert_eq!(config.handle.as_str(), "bob.test");
         assert!(crate::password::verify(

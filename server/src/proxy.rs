@@ -816,14 +816,7 @@ mod tests {
     fn service_urls_from_documents() {
         let config = |hostname: &str| {
             let account = crate::dev_account::DevAccount::generate(1, None, None).unwrap();
-            let mut config = Config::from_lookup(|name| {
-                account
-                    .vars
-                    .iter()
-                    .find(|(k, _)| *k == name)
-                    .map(|(_, v)| v.clone())
-            })
-            .unwrap();
+            let mut config = account.config().unwrap();
             config.hostname = hostname.into();
             config
         };

@@ -9,22 +9,13 @@ mod support;
 use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
-use support::fake_service::{Call, FakeService, Reply};
+use support::fake_service::{someone_elses_post, Call, FakeService, Reply, Services};
+use support::ShellKind;
 
 const OTHER: &str = "did:plc:ewvi7nxzyoun6zhxrhs64oiz";
 const FEEDGEN: &str = "did:web:feedgen.test";
 const FEED_URI: &str = "at://did:plc:ewvi7nxzyoun6zhxrhs64oiz/app.bsky.feed.generator/hot";
 const OLD: &str = "2020-01-01T00:00:00.000Z";
-
-fn other_post() -> Value {
-    json!({
-        "uri": format!("at://{OTHER}/app.bsky.feed.post/3kabc"),
-        "cid": "bafyreie5737gdxlw5i64vzichcalba3z2v5n6icifvx5xytvske7mr3hpm",
-        "author": { "did": OTHER, "handle": "bob.test" },
-        "record": { "$type": "app.bsky.feed.post", "text": "hi", "createdAt": OLD },
-        "indexedAt": OLD,
-    })
-}
 
 /// The AppView as of revision `rev`: behind the post the flow writes.
 fn appview(rev: Arc<Mutex<String>>) -> impl Fn(&Call) -> Reply + Send + Sync {
@@ -35,12 +26,13 @@ fn appview(rev: Arc<Mutex<String>>) -> impl Fn(&Call) -> Reply + Send + Sync {
                 200,
                 json!({ "did": did, "handle": support::account::HANDLE, "displayName": "Alice" }),
             ),
-            "app.bsky.feed.getTimeline" => {
-                Reply::json(200, json!({ "feed": [{ "post": other_post() }] }))
-            }
+            "app.bsky.feed.getTimeline" => Reply::json(
+                200,
+                json!({ "feed": [{ "post": someone_elses_post(OTHER, "3kabc") }] }),
+            ),
             // The account's earlier post, which the AppView has.
             "app.bsky.feed.getAuthorFeed" => {
-                let mut earlier = other_post();
+                let mut earlier = someone_elses_post(OTHER, "3kabc");
                 earlier["uri"] = json!(format!("at://{did}/app.bsky.feed.post/3kearlier"));
                 earlier["author"] = json!({ "did": did, "handle": support::account::HANDLE });
                 Reply::json(200, json!({ "feed": [{ "post": earlier }] }))
@@ -72,72 +64,39 @@ fn appview(rev: Arc<Mutex<String>>) -> impl Fn(&Call) -> Reply + Send + Sync {
 
 #[test]
 fn native_app_flow() {
-    let services = Services::start();
-    let vars = services.vars();
-    let server = support::native::NativeServer::start(&overrides(&vars));
-    app_flow(&server.base, &services);
+    app_flow(ShellKind::Native);
 }
 
 #[test]
 #[ignore = "Worker under workerd: npm test runs it with --ignored"]
 fn worker_app_flow() {
-    let services = Services::start();
-    let vars = services.vars();
-    let server = support::worker::WorkerServer::start(&overrides(&vars));
-    app_flow(&server.base, &services);
+    app_flow(ShellKind::Worker);
 }
 
-struct Services {
-    rev: Arc<Mutex<String>>,
-    appview: FakeService,
-    chat: FakeService,
-    report: FakeService,
+/// The moderation service's answer to a report: the report, accepted.
+fn report_reply(call: &Call) -> Reply {
+    let input: Value = serde_json::from_slice(&call.body).unwrap_or_default();
+    Reply::json(
+        200,
+        json!({
+            "id": 1,
+            "reasonType": input["reasonType"],
+            "subject": input["subject"],
+            "reportedBy": support::account::did(),
+            "createdAt": OLD,
+        }),
+    )
 }
 
-impl Services {
-    fn start() -> Services {
-        let rev = Arc::new(Mutex::new(String::new()));
-        Services {
-            appview: FakeService::start(appview(rev.clone())),
-            chat: FakeService::start(|_| Reply::json(200, json!({ "convos": [] }))),
-            report: FakeService::start(|call| {
-                let input: Value = serde_json::from_slice(&call.body).unwrap_or_default();
-                Reply::json(
-                    200,
-                    json!({
-                        "id": 1,
-                        "reasonType": input["reasonType"],
-                        "subject": input["subject"],
-                        "reportedBy": support::account::did(),
-                        "createdAt": OLD,
-                    }),
-                )
-            }),
-            rev,
-        }
-    }
-
-    fn vars(&self) -> Vec<(&'static str, String)> {
-        use pds::config::vars;
-        vec![
-            (vars::APPVIEW_URL, self.appview.url.clone()),
-            (vars::APPVIEW_DID, self.appview.did.clone()),
-            (vars::CHAT_URL, self.chat.url.clone()),
-            (vars::CHAT_DID, self.chat.did.clone()),
-            (vars::REPORT_SERVICE_URL, self.report.url.clone()),
-            (vars::REPORT_SERVICE_DID, self.report.did.clone()),
-        ]
-    }
-}
-
-fn overrides<'a>(vars: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
-    vars.iter().map(|(k, v)| (*k, v.as_str())).collect()
-}
-
-fn app_flow(base: &str, s: &Services) {
-    for service in [&s.appview, &s.chat, &s.report] {
-        service.set_pds(base);
-    }
+fn app_flow(kind: ShellKind) {
+    let rev = Arc::new(Mutex::new(String::new()));
+    let s = &Services::start(
+        appview(rev.clone()),
+        |_: &Call| Reply::json(200, json!({ "convos": [] })),
+        report_reply,
+    );
+    let server = s.start_pds(kind, &[]);
+    let base = server.base();
     // A profile the AppView has seen: it is as of the repository's revision after it.
     let (access, _) = support::account::login(base);
     let res = support::http::xrpc(
@@ -158,7 +117,7 @@ fn app_flow(base: &str, s: &Services) {
             support::account::did()
         ),
     );
-    *s.rev.lock().unwrap() = latest.json()["rev"].as_str().unwrap().to_owned();
+    *rev.lock().unwrap() = latest.json()["rev"].as_str().unwrap().to_owned();
 
     let out = support::oracle::run_node(
         "app-flow.mjs",

@@ -9,8 +9,9 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::fake_service::{Call, FakeService, Reply};
+use support::fake_service::{echo, Call, Reply, Services};
 use support::http::{get, request};
+use support::ShellKind;
 
 const FEEDGEN_DID: &str = "did:web:feedgen.test";
 /// A getLikes answer the AppView sends gzipped.
@@ -83,67 +84,19 @@ fn appview_reply(call: &Call) -> Reply {
     }
 }
 
-struct Services {
-    appview: FakeService,
-    chat: FakeService,
-    report: FakeService,
-}
-
-impl Services {
-    fn start() -> Services {
-        Services {
-            appview: FakeService::start(appview_reply),
-            chat: FakeService::start(|call| {
-                Reply::json(200, json!({ "served": call.nsid(), "by": "chat" }))
-            }),
-            report: FakeService::start(|call| {
-                Reply::json(200, json!({ "served": call.nsid(), "by": "report" }))
-            }),
-        }
-    }
-
-    fn vars(&self) -> Vec<(&'static str, String)> {
-        use pds::config::vars;
-        vec![
-            (vars::APPVIEW_URL, self.appview.url.clone()),
-            (vars::APPVIEW_DID, self.appview.did.clone()),
-            (vars::CHAT_URL, self.chat.url.clone()),
-            (vars::CHAT_DID, self.chat.did.clone()),
-            (vars::REPORT_SERVICE_URL, self.report.url.clone()),
-            (vars::REPORT_SERVICE_DID, self.report.did.clone()),
-            (vars::PROXY_TIMEOUT_SECONDS, "2".into()),
-        ]
-    }
-
-    fn point_at(&self, base: &str) {
-        for s in [&self.appview, &self.chat, &self.report] {
-            s.set_pds(base);
-            s.clear();
-        }
-    }
-}
-
-fn overrides<'a>(vars: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
-    vars.iter().map(|(k, v)| (*k, v.as_str())).collect()
+fn services() -> Services {
+    Services::start(appview_reply, echo("chat"), echo("report"))
 }
 
 #[test]
 fn native_proxies_calls() {
-    let services = Services::start();
-    let vars = services.vars();
-    let server = support::native::NativeServer::start(&overrides(&vars));
-    services.point_at(&server.base);
-    proxies_calls(&server.base, &services);
+    proxies_calls(ShellKind::Native);
 }
 
 #[test]
 #[ignore = "Worker under workerd: npm test runs it with --ignored"]
 fn worker_proxies_calls() {
-    let services = Services::start();
-    let vars = services.vars();
-    let server = support::worker::WorkerServer::start(&overrides(&vars));
-    services.point_at(&server.base);
-    proxies_calls(&server.base, &services);
+    proxies_calls(ShellKind::Worker);
 }
 
 fn call(
@@ -180,7 +133,10 @@ fn assert_token(call: &Call, aud: &str, lxm: &str) {
     );
 }
 
-fn proxies_calls(base: &str, s: &Services) {
+fn proxies_calls(kind: ShellKind) {
+    let s = &services();
+    let server = s.start_pds(kind, &[(pds::config::vars::PROXY_TIMEOUT_SECONDS, "2")]);
+    let base = server.base();
     let (access, _) = support::account::login(base);
 
     // Anonymous calls are refused, as the reference refuses them; nothing is forwarded.
@@ -271,35 +227,25 @@ fn proxies_calls(base: &str, s: &Services) {
     // The header names any service (the configured ones by their URLs, others through their
     // DID documents); the token's audience is the service's bare DID, as the current reference
     // sends it.
-    let header = s.chat.proxy_header("bsky_chat");
-    let res = call(
-        base,
-        "GET",
-        "/xrpc/app.bsky.feed.getSuggestedFeeds",
-        &access,
-        &[("atproto-proxy", &header)],
-    );
-    assert_eq!(res.json()["by"], "chat", "{}", res.json());
-    assert_token(
-        &s.chat.last(),
-        &s.chat.did,
-        "app.bsky.feed.getSuggestedFeeds",
-    );
-    // A service that is not configured here: found in its DID document.
-    let header = s.report.proxy_header("bsky_appview");
-    let res = call(
-        base,
-        "GET",
-        "/xrpc/app.bsky.feed.getSuggestedFeeds",
-        &access,
-        &[("atproto-proxy", &header)],
-    );
-    assert_eq!(res.json()["by"], "report", "{}", res.json());
-    assert_token(
-        &s.report.last(),
-        &s.report.did,
-        "app.bsky.feed.getSuggestedFeeds",
-    );
+    for (service, id, by) in [
+        (&s.chat, "bsky_chat", "chat"),
+        (&s.report, "bsky_appview", "report"),
+    ] {
+        let header = service.proxy_header(id);
+        let res = call(
+            base,
+            "GET",
+            "/xrpc/app.bsky.feed.getSuggestedFeeds",
+            &access,
+            &[("atproto-proxy", &header)],
+        );
+        assert_eq!(res.json()["by"], by, "{}", res.json());
+        assert_token(
+            &service.last(),
+            &service.did,
+            "app.bsky.feed.getSuggestedFeeds",
+        );
+    }
 
     // The client's accept-encoding goes along (natively; the Workers runtime negotiates its
     // own); a compressed answer reaches the client consistent with its content-encoding,

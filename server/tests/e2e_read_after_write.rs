@@ -11,22 +11,11 @@ use std::sync::{Arc, Mutex};
 use pds_api::runtime::schema::validate;
 use pds_api::runtime::value::Value as DataValue;
 use serde_json::{json, Value};
-use support::fake_service::{Call, FakeService, Reply};
+use support::fake_service::{echo, someone_elses_post, Call, Reply, Services};
 use support::http::{request, xrpc};
+use support::ShellKind;
 
 const OTHER: &str = "did:plc:ewvi7nxzyoun6zhxrhs64oiz";
-const OLD: &str = "2020-01-01T00:00:00.000Z";
-
-/// A post view of someone else's post, as the AppView would send it.
-fn other_post(rkey: &str) -> Value {
-    json!({
-        "uri": format!("at://{OTHER}/app.bsky.feed.post/{rkey}"),
-        "cid": "bafyreie5737gdxlw5i64vzichcalba3z2v5n6icifvx5xytvske7mr3hpm",
-        "author": { "did": OTHER, "handle": "bob.test" },
-        "record": { "$type": "app.bsky.feed.post", "text": "hi", "createdAt": OLD },
-        "indexedAt": OLD,
-    })
-}
 
 /// The AppView's answers: always as of revision `rev` (shared with the test).
 fn appview(rev: Arc<Mutex<String>>) -> impl Fn(&Call) -> Reply + Send + Sync {
@@ -34,11 +23,12 @@ fn appview(rev: Arc<Mutex<String>>) -> impl Fn(&Call) -> Reply + Send + Sync {
         let rev = rev.lock().unwrap().clone();
         let did = support::account::did();
         let reply = match call.nsid() {
-            "app.bsky.feed.getTimeline" => {
-                Reply::json(200, json!({ "feed": [{ "post": other_post("1") }] }))
-            }
+            "app.bsky.feed.getTimeline" => Reply::json(
+                200,
+                json!({ "feed": [{ "post": someone_elses_post(OTHER, "1") }] }),
+            ),
             "app.bsky.feed.getAuthorFeed" => {
-                let mut mine = other_post("2");
+                let mut mine = someone_elses_post(OTHER, "2");
                 mine["author"] =
                     json!({ "did": did, "handle": "alice.test", "displayName": "Stale" });
                 mine["uri"] = json!(format!("at://{did}/app.bsky.feed.post/old"));
@@ -50,7 +40,7 @@ fn appview(rev: Arc<Mutex<String>>) -> impl Fn(&Call) -> Reply + Send + Sync {
             ),
             "app.bsky.feed.getPostThread" if call.query.contains("depth=0") => Reply::json(
                 200,
-                json!({ "thread": { "$type": "app.bsky.feed.defs#threadViewPost", "post": other_post("parent") } }),
+                json!({ "thread": { "$type": "app.bsky.feed.defs#threadViewPost", "post": someone_elses_post(OTHER, "parent") } }),
             ),
             "app.bsky.feed.getPostThread" => Reply::json(
                 400,
@@ -77,29 +67,13 @@ fn appview(rev: Arc<Mutex<String>>) -> impl Fn(&Call) -> Reply + Send + Sync {
 
 #[test]
 fn native_patches_answers_with_newer_writes() {
-    let rev = Arc::new(Mutex::new(String::new()));
-    let service = FakeService::start(appview(rev.clone()));
-    let vars = [
-        (pds::config::vars::APPVIEW_URL, service.url.as_str()),
-        (pds::config::vars::APPVIEW_DID, service.did.as_str()),
-    ];
-    let server = support::native::NativeServer::start(&vars);
-    service.set_pds(&server.base);
-    patches_answers(&server.base, &service, &rev);
+    patches_answers(ShellKind::Native);
 }
 
 #[test]
 #[ignore = "Worker under workerd: npm test runs it with --ignored"]
 fn worker_patches_answers_with_newer_writes() {
-    let rev = Arc::new(Mutex::new(String::new()));
-    let service = FakeService::start(appview(rev.clone()));
-    let vars = [
-        (pds::config::vars::APPVIEW_URL, service.url.as_str()),
-        (pds::config::vars::APPVIEW_DID, service.did.as_str()),
-    ];
-    let server = support::worker::WorkerServer::start(&vars);
-    service.set_pds(&server.base);
-    patches_answers(&server.base, &service, &rev);
+    patches_answers(ShellKind::Worker);
 }
 
 fn create(base: &str, access: &str, collection: &str, rkey: Option<&str>, record: Value) -> Value {
@@ -139,8 +113,13 @@ fn assert_valid(schema: &pds_api::runtime::schema::Schema, view: &Value, what: &
     validate(schema, &value, what).unwrap_or_else(|e| panic!("{what}: {e:?}\n{view:#}"));
 }
 
-fn patches_answers(base: &str, service: &FakeService, rev: &Arc<Mutex<String>>) {
+fn patches_answers(kind: ShellKind) {
     use pds_api::app::bsky::feed::defs::{POST_VIEW_SCHEMA, THREAD_VIEW_POST_SCHEMA};
+    let rev = &Arc::new(Mutex::new(String::new()));
+    let services = Services::start(appview(rev.clone()), echo("chat"), echo("report"));
+    let service = &services.appview;
+    let server = services.start_pds(kind, &[]);
+    let base = server.base();
     let (access, _) = support::account::login(base);
     let did = support::account::did();
     let now = "2026-12-06T00:00:00.000Z";
@@ -321,18 +300,15 @@ fn patches_answers(base: &str, service: &FakeService, rev: &Arc<Mutex<String>>) 
     );
     // Someone else's missing post stays missing, even with the rkey of one of the account's.
     let rkey = post["uri"].as_str().unwrap().rsplit('/').next().unwrap();
-    let res = call(
-        base,
-        &access,
-        &format!("/xrpc/app.bsky.feed.getPostThread?uri=at://{OTHER}/app.bsky.feed.post/{rkey}"),
-    );
-    assert_eq!(res.status, 400);
-    assert_eq!(res.json()["error"], "NotFound");
-    let res = call(
-        base,
-        &access,
-        &format!("/xrpc/app.bsky.feed.getPostThread?uri=at://{OTHER}/app.bsky.feed.post/x"),
-    );
-    assert_eq!(res.status, 400);
-    assert_eq!(res.json()["error"], "NotFound");
+    for rkey in [rkey, "x"] {
+        let res = call(
+            base,
+            &access,
+            &format!(
+                "/xrpc/app.bsky.feed.getPostThread?uri=at://{OTHER}/app.bsky.feed.post/{rkey}"
+            ),
+        );
+        assert_eq!(res.status, 400);
+        assert_eq!(res.json()["error"], "NotFound");
+    }
 }

@@ -502,7 +502,6 @@ impl ComAtprotoSync for Api<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
     use crate::data::{encode, Map, Value};
     use crate::repo::car::CarReader;
     use crate::repo::WriteOp;
@@ -534,13 +533,7 @@ mod tests {
     #[test]
     fn export_of_a_large_repository_is_paged() {
         let dev = crate::dev_account::DevAccount::generate(1, Some("alice.test"), None).unwrap();
-        let config = Config::from_lookup(|name| {
-            dev.vars
-                .iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.clone())
-        })
-        .unwrap();
+        let config = dev.config().unwrap();
         let dir = std::env::temp_dir().join(format!("pds-sync-export-{}", std::process::id()));
         let account = crate::platform::native::open_account(&dir).unwrap();
         let db = account.sql.as_ref();

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+use serde_json::{json, Value};
 
 /// A verified service token, as the service saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -354,4 +355,73 @@ fn crc32(data: &[u8]) -> u32 {
         }
     }
     !crc
+}
+
+/// The AppView, chat and moderation services a PDS is configured with, each played on loopback.
+pub struct Services {
+    pub appview: FakeService,
+    pub chat: FakeService,
+    pub report: FakeService,
+}
+
+impl Services {
+    /// Starts the three services with their answers.
+    pub fn start(
+        appview: impl Fn(&Call) -> Reply + Send + Sync + 'static,
+        chat: impl Fn(&Call) -> Reply + Send + Sync + 'static,
+        report: impl Fn(&Call) -> Reply + Send + Sync + 'static,
+    ) -> Services {
+        Services {
+            appview: FakeService::start(appview),
+            chat: FakeService::start(chat),
+            report: FakeService::start(report),
+        }
+    }
+
+    /// The PDS variables that point at them.
+    pub fn vars(&self) -> Vec<(&'static str, String)> {
+        use pds::config::vars;
+        vec![
+            (vars::APPVIEW_URL, self.appview.url.clone()),
+            (vars::APPVIEW_DID, self.appview.did.clone()),
+            (vars::CHAT_URL, self.chat.url.clone()),
+            (vars::CHAT_DID, self.chat.did.clone()),
+            (vars::REPORT_SERVICE_URL, self.report.url.clone()),
+            (vars::REPORT_SERVICE_DID, self.report.did.clone()),
+        ]
+    }
+
+    /// Starts a PDS of `kind` configured with them (and `extra` variables), and points their
+    /// token checks at it.
+    pub fn start_pds(
+        &self,
+        kind: super::ShellKind,
+        extra: &[(&'static str, &str)],
+    ) -> Box<dyn super::Shell> {
+        let vars = self.vars();
+        let mut overrides: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        overrides.extend_from_slice(extra);
+        let server = super::start_shell(kind, &overrides);
+        for s in [&self.appview, &self.chat, &self.report] {
+            s.set_pds(server.base());
+            s.clear();
+        }
+        server
+    }
+}
+
+/// An answer that is the same for every call: `{"served": <nsid>, "by": <who>}`.
+pub fn echo(who: &'static str) -> impl Fn(&Call) -> Reply + Send + Sync + 'static {
+    move |call: &Call| Reply::json(200, json!({ "served": call.nsid(), "by": who }))
+}
+
+/// Someone else's post as an AppView's `postView`.
+pub fn someone_elses_post(did: &str, rkey: &str) -> Value {
+    json!({
+        "uri": format!("at://{did}/app.bsky.feed.post/{rkey}"),
+        "cid": "bafyreie5737gdxlw5i64vzichcalba3z2v5n6icifvx5xytvske7mr3hpm",
+        "author": { "did": did, "handle": "bob.test" },
+        "record": { "$type": "app.bsky.feed.post", "text": "hi", "createdAt": "2020-01-01T00:00:00.000Z" },
+        "indexedAt": "2020-01-01T00:00:00.000Z",
+    })
 }

@@ -33,6 +33,21 @@ macro_rules! on_both_servers {
     };
 }
 
+/// Which shell a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShellKind {
+    Native,
+    Worker,
+}
+
+/// Starts a server of `kind` with the test account, `overrides` applied to its variables.
+pub fn start_shell(kind: ShellKind, overrides: &[(&str, &str)]) -> Box<dyn Shell> {
+    match kind {
+        ShellKind::Native => Box::new(native::NativeServer::start(overrides)),
+        ShellKind::Worker => Box::new(worker::WorkerServer::start(overrides)),
+    }
+}
+
 /// A running server of either shell.
 pub trait Shell {
     /// `http://127.0.0.1:<port>` (changes on restart).
