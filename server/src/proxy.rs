@@ -701,6 +701,7 @@ async fn read_after_write(
         nsid: nsid.to_owned(),
         rev,
         thread_uri: thread_uri.clone(),
+        parent_height: query_param(&head.query, "parentHeight"),
     };
     let answer = link
         .call(internal_request(

@@ -39,6 +39,7 @@ const GET_ACTOR_LIKES: &str = "app.bsky.feed.getActorLikes";
 const GET_PROFILE: &str = "app.bsky.actor.getProfile";
 const GET_PROFILES: &str = "app.bsky.actor.getProfiles";
 const GET_POSTS: &str = "app.bsky.feed.getPosts";
+const GET_FEED_GENERATOR: &str = "app.bsky.feed.getFeedGenerator";
 const POST: &str = "app.bsky.feed.post";
 const PROFILE: &str = "app.bsky.actor.profile";
 const THREAD_VIEW_POST: &str = "app.bsky.feed.defs#threadViewPost";
@@ -58,6 +59,9 @@ pub struct LocalWritesAsk {
     pub rev: String,
     /// getPostThread whose post the AppView did not find: its `uri` parameter.
     pub thread_uri: Option<String>,
+    /// That call's `parentHeight`, passed on when the thread's parent is read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_height: Option<String>,
 }
 
 /// The account's writes after a revision, as views ready to insert.
@@ -199,7 +203,7 @@ pub async fn local_writes(
         writes.parent = writes
             .thread_uri
             .as_deref()
-            .and_then(|uri| parent_grant(config, account, &writes, uri));
+            .and_then(|uri| parent_grant(config, account, &writes, uri, ask));
     }
     Ok(writes)
 }
@@ -346,8 +350,8 @@ fn media_view(config: &Config, embed: &Value) -> Option<Value> {
     }
 }
 
-/// A quoted record (a strong ref) as an `app.bsky.embed.record#view*`: a post read from the
-/// AppView, else "not found".
+/// A quoted record (a strong ref) as the inner view of an `app.bsky.embed.record#view`: a post,
+/// feed generator or list read from the AppView, else "not found".
 async fn quoted_view(
     config: &Config,
     account: &Account,
@@ -363,19 +367,23 @@ async fn quoted_view(
         "uri": uri,
         "notFound": true,
     });
-    if uri.split('/').nth(3) != Some(POST) {
-        return Ok(not_found);
-    }
+    // What the AppView is asked for each kind of quoted record, and where its view is.
+    let (method, param, view_at) = match uri.split('/').nth(3) {
+        Some(POST) => (GET_POSTS, "uris", "/posts/0"),
+        Some("app.bsky.feed.generator") => (GET_FEED_GENERATOR, "feed", "/view"),
+        Some("app.bsky.graph.list") => ("app.bsky.graph.getList", "list", "/list"),
+        _ => return Ok(not_found),
+    };
     let left = deadline_ms.saturating_sub(account.clock.now_millis());
     if left == 0 {
-        return Err(internal("no time left to read quoted posts"));
+        return Err(internal("no time left to read quoted records"));
     }
     let url = crate::proxy::xrpc_url(
         &config.proxy.appview.url,
-        GET_POSTS,
-        &format!("uris={}", crate::proxy::encode_component(uri)),
+        method,
+        &format!("{param}={}", crate::proxy::encode_component(uri)),
     );
-    let token = crate::proxy::sign_token(config, account, &config.proxy.appview.did, GET_POSTS)?;
+    let token = crate::proxy::sign_token(config, account, &config.proxy.appview.did, method)?;
     let auth = format!("Bearer {token}");
     let (status, found) = crate::proxy::get_json(
         account.http.as_ref(),
@@ -386,11 +394,24 @@ async fn quoted_view(
     .await
     .map_err(internal)?;
     if !(200..300).contains(&status) {
-        return Err(internal(format!("getPosts answered {status}")));
+        return Err(internal(format!("{method} answered {status}")));
     }
-    let Some(post) = found.pointer("/posts/0") else {
+    let Some(found) = found.pointer(view_at) else {
         return Ok(not_found);
     };
+    if method != GET_POSTS {
+        let kind = if method == GET_FEED_GENERATOR {
+            "app.bsky.feed.defs#generatorView"
+        } else {
+            "app.bsky.graph.defs#listView"
+        };
+        let mut view = found.clone();
+        if let Some(obj) = view.as_object_mut() {
+            obj.insert("$type".into(), json!(kind));
+        }
+        return Ok(view);
+    }
+    let post = found;
     let mut view = json!({
         "$type": "app.bsky.embed.record#viewRecord",
         "uri": post.get("uri"),
@@ -417,6 +438,7 @@ fn parent_grant(
     account: &Account,
     writes: &LocalWrites,
     uri: &str,
+    ask: &LocalWritesAsk,
 ) -> Option<ProxyGrant> {
     let post = writes.posts.iter().find(|p| p["uri"] == uri)?;
     let parent = post.pointer("/record/reply/parent/uri")?.as_str()?;
@@ -427,12 +449,23 @@ fn parent_grant(
         url: crate::proxy::xrpc_url(
             &config.proxy.appview.url,
             GET_POST_THREAD,
-            &format!("uri={}&depth=0", crate::proxy::encode_component(parent)),
+            &parent_query(parent, ask.parent_height.as_deref()),
         ),
         authorization: Some(format!("Bearer {token}")),
         timeout_seconds: config.proxy.timeout_seconds,
         read_after_write: None,
     })
+}
+
+/// The query reading a parent's thread: no replies, as many parents as the client asked for.
+fn parent_query(parent: &str, parent_height: Option<&str>) -> String {
+    let mut query = format!("uri={}&depth=0", crate::proxy::encode_component(parent));
+    if let Some(height) =
+        parent_height.filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_digit()))
+    {
+        query.push_str(&format!("&parentHeight={height}"));
+    }
+    query
 }
 
 /// `uri` with the account's handle replaced by its DID; `None` when it names someone else.

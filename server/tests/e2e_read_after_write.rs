@@ -46,6 +46,26 @@ fn appview(rev: Arc<Mutex<String>>) -> impl Fn(&Call) -> Reply + Send + Sync {
                 400,
                 json!({ "error": "NotFound", "message": "Post not found" }),
             ),
+            // Records the account's new posts quote.
+            "app.bsky.feed.getPosts" => Reply::json(
+                200,
+                json!({ "posts": [someone_elses_post(OTHER, "quoted")] }),
+            ),
+            "app.bsky.feed.getFeedGenerator" => Reply::json(
+                200,
+                json!({
+                    "view": {
+                        "uri": format!("at://{OTHER}/app.bsky.feed.generator/hot"),
+                        "cid": "bafyreie5737gdxlw5i64vzichcalba3z2v5n6icifvx5xytvske7mr3hpm",
+                        "did": "did:web:feedgen.test",
+                        "creator": { "did": OTHER, "handle": "bob.test" },
+                        "displayName": "Hot",
+                        "indexedAt": "2020-01-01T00:00:00.000Z",
+                    },
+                    "isOnline": true,
+                    "isValid": true,
+                }),
+            ),
             _ => Reply::json(404, json!({ "error": "NotFound", "message": "no" })),
         };
         // Compressed when the caller accepts it (the Workers runtime always does, and decodes).
@@ -177,6 +197,22 @@ fn patches_answers(kind: ShellKind) {
             "reply": { "root": post_ref, "parent": post_ref },
         }),
     );
+    // Posts quoting someone else's post and a feed generator: their views come from the AppView.
+    let quote = |uri: String| {
+        let quoted = json!({ "uri": uri, "cid": "bafyreie5737gdxlw5i64vzichcalba3z2v5n6icifvx5xytvske7mr3hpm" });
+        create(
+            base,
+            &access,
+            "app.bsky.feed.post",
+            None,
+            json!({
+                "$type": "app.bsky.feed.post", "text": "look", "createdAt": now,
+                "embed": { "$type": "app.bsky.embed.record", "record": quoted },
+            }),
+        )
+    };
+    let quotes_post = quote(format!("at://{OTHER}/app.bsky.feed.post/quoted"));
+    let quotes_feed = quote(format!("at://{OTHER}/app.bsky.feed.generator/hot"));
     create(
         base,
         &access,
@@ -214,6 +250,8 @@ fn patches_answers(kind: ShellKind) {
     assert_eq!(
         uris,
         [
+            quotes_feed["uri"].as_str().unwrap(),
+            quotes_post["uri"].as_str().unwrap(),
             reply["uri"].as_str().unwrap(),
             post["uri"].as_str().unwrap(),
             &format!("at://{OTHER}/app.bsky.feed.post/1")
@@ -222,7 +260,15 @@ fn patches_answers(kind: ShellKind) {
     for item in body["feed"].as_array().unwrap() {
         assert_valid(&POST_VIEW_SCHEMA, &item["post"], "postView");
     }
-    let new_post = &body["feed"][1]["post"];
+    let embed = |i: usize| body["feed"][i]["post"]["embed"]["record"].clone();
+    assert_eq!(embed(0)["$type"], "app.bsky.feed.defs#generatorView");
+    assert_eq!(embed(0)["displayName"], "Hot");
+    assert_eq!(embed(1)["$type"], "app.bsky.embed.record#viewRecord");
+    assert_eq!(
+        embed(1)["uri"],
+        format!("at://{OTHER}/app.bsky.feed.post/quoted")
+    );
+    let new_post = &body["feed"][3]["post"];
     assert_eq!(
         new_post["author"],
         json!({ "did": did, "handle": support::account::HANDLE, "displayName": "After" })
@@ -251,7 +297,7 @@ fn patches_answers(kind: ShellKind) {
         &format!("/xrpc/app.bsky.feed.getAuthorFeed?actor={did}"),
     );
     let feed = res.json()["feed"].as_array().unwrap().clone();
-    assert_eq!(feed.len(), 3);
+    assert_eq!(feed.len(), 5);
     assert!(
         feed.iter()
             .all(|i| i["post"]["author"]["displayName"] == "After"),
@@ -279,7 +325,7 @@ fn patches_answers(kind: ShellKind) {
         base,
         &access,
         &format!(
-            "/xrpc/app.bsky.feed.getPostThread?uri={}",
+            "/xrpc/app.bsky.feed.getPostThread?uri={}&parentHeight=5",
             reply["uri"].as_str().unwrap()
         ),
     );
@@ -294,6 +340,11 @@ fn patches_answers(kind: ShellKind) {
         .into_iter()
         .find(|c| c.query.contains("depth=0"))
         .expect("the parent was read");
+    assert!(
+        parent_call.query.contains("parentHeight=5"),
+        "{}",
+        parent_call.query
+    );
     assert_eq!(
         parent_call.verified_token().lxm.as_deref(),
         Some("app.bsky.feed.getPostThread")
