@@ -35,6 +35,7 @@ fn main() {
         password_hash: pds::password::hash(password).expect("hash"),
         jwt_secret: vec![7; 32],
         blob_upload_limit: pds::config::DEFAULT_BLOB_UPLOAD_LIMIT,
+        session_lifetime_days: pds::config::DEFAULT_SESSION_LIFETIME_DAYS,
         maintenance: Default::default(),
         network: Default::default(),
         proxy: Default::default(),
@@ -117,6 +118,7 @@ fn main() {
             created_ms: 0,
             expires_ms: 1 << 52,
             next_id: None,
+            session_started_ms: 0,
         };
         sql_store.insert_refresh_token(&token).expect("insert");
     }

@@ -54,6 +54,9 @@ fi
 
 bash server/scripts/build-worker.sh
 echo "Starting the PDS on http://127.0.0.1:$port (Ctrl-C stops it)"
+# wrangler dev's own middleware would read every unread request body to its end before the
+# answer goes out; Cloudflare does not, and a body refused from its declared length is never read.
+export WRANGLER_DISABLE_REQUEST_BODY_DRAINING=1
 PDS_SKIP_BUILD=1 exec wrangler dev --ip 127.0.0.1 --port "$port" \
   --persist-to "${PDS_STATE_DIR:-.wrangler/state}" --env-file "$env_file" \
   --show-interactive-dev-session=false

@@ -56,7 +56,13 @@ pub mod vars {
     pub const APPVIEW_CDN_URL_PATTERN: &str = "PDS_APPVIEW_CDN_URL_PATTERN";
     /// Optional: how long a proxied call may take, in seconds (default 30).
     pub const PROXY_TIMEOUT_SECONDS: &str = "PDS_PROXY_TIMEOUT_SECONDS";
+    /// Optional: how long a signed-in session lasts at most, however often it is refreshed,
+    /// in days (default 365).
+    pub const SESSION_LIFETIME_DAYS: &str = "PDS_SESSION_LIFETIME_DAYS";
 }
+
+/// The default of `PDS_SESSION_LIFETIME_DAYS`.
+pub const DEFAULT_SESSION_LIFETIME_DAYS: u64 = 365;
 
 /// The upload limit when `PDS_BLOB_UPLOAD_LIMIT` is not set: 100 MiB, as Bluesky's videos need.
 pub const DEFAULT_BLOB_UPLOAD_LIMIT: u64 = 100 * 1024 * 1024;
@@ -179,6 +185,8 @@ pub struct Config {
     pub jwt_secret: Vec<u8>,
     /// The largest blob uploadBlob accepts, in bytes.
     pub blob_upload_limit: u64,
+    /// The longest a legacy session lasts from sign-in, refreshes included, in days.
+    pub session_lifetime_days: u64,
     /// Firehose retention and relay notification.
     pub maintenance: MaintenanceConfig,
     /// The PLC directory and DNS-over-HTTPS endpoint.
@@ -262,11 +270,15 @@ impl Config {
                 "must be an argon2id PHC string ($argon2id$...)".into(),
             ));
         }
+        crate::password::check_cost(&password_hash).map_err(|e| bad(vars::PASSWORD_HASH, e))?;
         let jwt_secret = crate::hex::decode(&get(vars::JWT_SECRET)?)
             .filter(|b| b.len() >= 32)
             .ok_or_else(|| bad(vars::JWT_SECRET, "must be at least 32 bytes as hex".into()))?;
         let blob_upload_limit = optional_number(&lookup, vars::BLOB_UPLOAD_LIMIT, 1, "bytes")?
             .unwrap_or(DEFAULT_BLOB_UPLOAD_LIMIT);
+        let session_lifetime_days =
+            optional_number(&lookup, vars::SESSION_LIFETIME_DAYS, 1, "days")?
+                .unwrap_or(DEFAULT_SESSION_LIFETIME_DAYS);
         let maintenance = read_maintenance(&lookup)?;
         let network = NetworkConfig {
             plc_url: optional_url(&lookup, vars::PLC_URL)?
@@ -286,6 +298,7 @@ impl Config {
             password_hash,
             jwt_secret,
             blob_upload_limit,
+            session_lifetime_days,
         })
     }
 
@@ -532,6 +545,9 @@ mod tests {
         let mut limited = full();
         limited.push((vars::BLOB_UPLOAD_LIMIT, "5242880".into()));
         assert_eq!(read(&limited).unwrap().blob_upload_limit, 5 * 1024 * 1024);
+        assert_eq!(c.session_lifetime_days, DEFAULT_SESSION_LIFETIME_DAYS);
+        limited.push((vars::SESSION_LIFETIME_DAYS, "30".into()));
+        assert_eq!(read(&limited).unwrap().session_lifetime_days, 30);
     }
 
     #[test]

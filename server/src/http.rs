@@ -14,6 +14,9 @@ pub struct HttpRequest {
     pub headers: Vec<(String, String)>,
     /// The request body.
     pub body: Vec<u8>,
+    /// The client's address as the platform knows it: `CF-Connecting-IP` on Workers (set by
+    /// Cloudflare's edge, never the client's), the peer address natively.
+    pub client_ip: Option<std::net::IpAddr>,
 }
 
 impl HttpRequest {

@@ -20,6 +20,7 @@ pub mod offload;
 pub mod password;
 pub mod platform;
 pub mod proxy;
+pub mod rate_limit;
 pub mod read_after_write;
 pub mod repo;
 pub mod routes;

@@ -102,6 +102,10 @@ async fn account_route(config: &Config, account: &Account, req: HttpRequest) -> 
         Err(e) => return e.into_response().into(),
     };
     let api = Api { config, account };
+    let limited = match crate::rate_limit::admit(&api, meta.nsid, &req) {
+        Ok(status) => status,
+        Err(refused) => return refused,
+    };
     let caller = match api.authenticate(meta.nsid, req.header("authorization")) {
         Ok(caller) => caller,
         Err(e) => return e.into_response().into(),
@@ -117,7 +121,11 @@ async fn account_route(config: &Config, account: &Account, req: HttpRequest) -> 
         headers: req.headers,
         body: Body::Bytes(req.body),
     };
-    pds_api::methods::dispatch(&api, &cx, request).await.into()
+    let mut res: HttpResponse = pds_api::methods::dispatch(&api, &cx, request).await.into();
+    if let Some(status) = limited {
+        status.apply(&mut res);
+    }
+    res
 }
 
 /// Admits a `subscribeRepos` request: the requested cursor (none: live only) when the shell

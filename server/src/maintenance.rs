@@ -411,6 +411,7 @@ mod tests {
                 password_hash: String::new(),
                 jwt_secret: vec![1; 32],
                 blob_upload_limit: 1,
+                session_lifetime_days: 1,
                 maintenance: MaintenanceConfig {
                     relays: relays.iter().map(|r| r.to_string()).collect(),
                     ..MaintenanceConfig::default()

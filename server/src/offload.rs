@@ -141,14 +141,15 @@ pub trait AccountLink {
 }
 
 /// The internal request for a step: a POST to `path` with the client's headers (its
-/// credentials) but not those describing its body (framing, type, encoding), and an optional
-/// small JSON body.
+/// credentials) but not those describing its body (framing, type, encoding), its address, and
+/// an optional small JSON body.
 pub fn internal_request(
     path: String,
-    client_headers: &[(String, String)],
+    client: &HttpRequest,
     body: Option<serde_json::Value>,
 ) -> HttpRequest {
-    let mut headers: Vec<(String, String)> = client_headers
+    let mut headers: Vec<(String, String)> = client
+        .headers
         .iter()
         .filter(|(k, _)| {
             !matches!(
@@ -167,6 +168,7 @@ pub fn internal_request(
         query: String::new(),
         headers,
         body: body.map(|b| b.to_string().into_bytes()).unwrap_or_default(),
+        client_ip: client.client_ip,
     }
 }
 
@@ -188,6 +190,10 @@ pub async fn run(
     head: &HttpRequest,
     body: Body,
 ) -> HttpResponse {
+    let limit = crate::routes::Route::Offload(offload).body_limit();
+    if limit.is_some_and(|limit| crate::routes::declares_more_than(head, limit)) {
+        return crate::routes::with_cors(crate::routes::payload_too_large());
+    }
     match offload {
         Offload::UploadBlob => upload(link, ports.blobs, head, body).await,
         Offload::Proxy => proxy(link, ports.http, head, body).await,
@@ -226,7 +232,7 @@ async fn proxy(
     let authorized = link
         .call(internal_request(
             Offload::Proxy.path(Step::Authorize),
-            &head.headers,
+            head,
             serde_json::to_value(&ask).ok(),
         ))
         .await;
@@ -279,7 +285,7 @@ async fn upload(
     let authorized = link
         .call(internal_request(
             offload.path(Step::Authorize),
-            &head.headers,
+            head,
             serde_json::to_value(&declared).ok(),
         ))
         .await;
@@ -290,6 +296,15 @@ async fn upload(
         Some(grant) => grant,
         None => return error(XrpcError::internal()),
     };
+    // A declared length over the grant is refused before a byte is stored.
+    if crate::routes::declares_more_than(head, grant.max_bytes) {
+        return error(upload_error(
+            crate::storage::BlobError::TooLarge {
+                limit: grant.max_bytes,
+            },
+            grant.max_bytes,
+        ));
+    }
     let mut source = BodySource::new(body);
     let stored = match blobs.put(&mut source, grant.max_bytes).await {
         Ok(stored) => stored,
@@ -306,7 +321,7 @@ async fn upload(
     };
     link.call(internal_request(
         offload.path(Step::Complete),
-        &head.headers,
+        head,
         Some(report),
     ))
     .await

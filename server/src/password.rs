@@ -32,8 +32,39 @@ pub fn hash(password: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
-/// Whether `password` matches the PHC string `phc`. A malformed `phc` never matches.
+/// The most memory a hash from elsewhere (a configured one) may ask for, in KiB: OWASP's
+/// largest setting (46 MiB, t=1). More would crowd the Durable Object's 128 MB.
+pub const MAX_MEMORY_KIB: u32 = 47_104;
+/// The most work (memory in KiB × passes × lanes) such a hash may ask for: about 2.7 times
+/// this module's own setting, so a login can never be made arbitrarily slow.
+pub const MAX_COST: u64 = 96 * 1024;
+
+/// Whether a PHC string's parameters are within [`MAX_MEMORY_KIB`] and [`MAX_COST`]; the
+/// problem otherwise. Only such hashes are ever verified.
+pub fn check_cost(phc: &str) -> Result<(), String> {
+    let parsed = PasswordHash::new(phc).map_err(|e| format!("is not a PHC string: {e}"))?;
+    let param = |name: &str, default: u32| parsed.params.get_decimal(name).unwrap_or(default);
+    let (m, t, p) = (
+        param("m", Params::DEFAULT_M_COST),
+        param("t", Params::DEFAULT_T_COST),
+        param("p", Params::DEFAULT_P_COST),
+    );
+    let cost = u64::from(m) * u64::from(t) * u64::from(p);
+    if m > MAX_MEMORY_KIB || cost > MAX_COST {
+        return Err(format!(
+            "asks for m={m} KiB, t={t}, p={p}: at most m={MAX_MEMORY_KIB} and m*t*p={MAX_COST} \
+             are accepted (this server hashes at m={MEMORY_KIB}, t={PASSES}, p=1)"
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `password` matches the PHC string `phc`. A malformed `phc`, or one over the cost
+/// limits ([`check_cost`]), never matches.
 pub fn verify(password: &str, phc: &str) -> bool {
+    if check_cost(phc).is_err() {
+        return false;
+    }
     match PasswordHash::new(phc) {
         // The parameters come from the PHC string, so older hashes keep verifying.
         Ok(parsed) => Argon2::default()
@@ -86,5 +117,24 @@ mod tests {
         assert!(super::verify("correct horse", &old));
         assert!(super::needs_rehash(&old));
         assert!(!super::needs_rehash("not a phc string"));
+    }
+
+    /// A hash asking for too much memory or work is refused before any is spent.
+    #[test]
+    fn costly_parameters_are_refused() {
+        let salt = "c2FsdHNhbHRzYWx0c2FsdA";
+        let hash = "Zm9vYmFyZm9vYmFyZm9vYmFyZm9vYmFyZm9vYmFy";
+        let phc = |params: &str| format!("$argon2id$v=19${params}${salt}${hash}");
+        assert!(super::check_cost(&phc("m=7168,t=5,p=1")).is_ok());
+        assert!(super::check_cost(&phc("m=47104,t=1,p=1")).is_ok());
+        assert!(super::check_cost(&phc("m=19456,t=2,p=1")).is_ok());
+        for costly in ["m=65536,t=1,p=1", "m=19456,t=6,p=1", "m=7168,t=5,p=4"] {
+            let err = super::check_cost(&phc(costly)).unwrap_err();
+            assert!(err.contains("at most"), "{costly}: {err}");
+            // Refused in well under the time such a hash would take.
+            let started = std::time::Instant::now();
+            assert!(!super::verify("x", &phc(costly)));
+            assert!(started.elapsed() < std::time::Duration::from_millis(50));
+        }
     }
 }

@@ -706,7 +706,7 @@ async fn read_after_write(
     let answer = link
         .call(internal_request(
             Offload::Proxy.path(Step::Complete),
-            &head.headers,
+            head,
             serde_json::to_value(&ask).ok(),
         ))
         .await;

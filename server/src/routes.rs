@@ -112,6 +112,38 @@ impl<'a> Route<'a> {
     }
 }
 
+/// The reference's limit on a JSON request body, in bytes (its `jsonLimit`, 150 KiB).
+pub const JSON_BODY_LIMIT: u64 = 150 * 1024;
+/// The reference's larger JSON limit for the methods that carry whole records.
+pub const RECORD_BODY_LIMIT: u64 = 1_000_000;
+/// Methods that carry records in their body.
+const RECORD_WRITES: [&str; 3] = [
+    "com.atproto.repo.createRecord",
+    "com.atproto.repo.putRecord",
+    "com.atproto.repo.applyWrites",
+];
+
+impl Route<'_> {
+    /// The largest body this route takes from a client, in bytes; `None` for uploads, whose
+    /// limit is the account's grant (the configured blob limit). The front refuses a longer body
+    /// before reading it: from its declared `Content-Length`, or by counting a streamed one.
+    pub fn body_limit(&self) -> Option<u64> {
+        match self {
+            Route::Offload(Offload::UploadBlob) => None,
+            Route::Offload(Offload::Proxy) => Some(crate::proxy::MAX_REQUEST_BYTES),
+            Route::Xrpc(nsid) if RECORD_WRITES.contains(nsid) => Some(RECORD_BODY_LIMIT),
+            _ => Some(JSON_BODY_LIMIT),
+        }
+    }
+}
+
+/// Whether a request declares (`Content-Length`) a body longer than `limit`. An unparsable
+/// length counts as too long: the runtimes refuse it anyway.
+pub fn declares_more_than(req: &HttpRequest, limit: u64) -> bool {
+    req.header("content-length")
+        .is_some_and(|v| v.trim().parse::<u64>().map_or(true, |n| n > limit))
+}
+
 /// Answers an [`Placement::Edge`] route from the configuration.
 pub fn edge(
     config: &Result<Config, crate::config::ConfigError>,

@@ -48,6 +48,7 @@ impl Fixture {
                 password_hash: pds::password::hash(PASSWORD).unwrap(),
                 jwt_secret: vec![7; 32],
                 blob_upload_limit: pds::config::DEFAULT_BLOB_UPLOAD_LIMIT,
+                session_lifetime_days: pds::config::DEFAULT_SESSION_LIFETIME_DAYS,
                 maintenance: Default::default(),
                 network: Default::default(),
                 proxy: Default::default(),
@@ -411,6 +412,65 @@ fn token_kinds_do_not_cross() {
 }
 
 #[test]
+fn a_retried_refresh_gets_the_same_successor_within_the_grace_window() {
+    let f = Fixture::new();
+    let s1 = f.login("alice.example.com", PASSWORD).unwrap();
+    let refresh = |token: &str| {
+        let caller = f.check(R::Refresh, token, REFRESH)?;
+        f.auth().refresh_session(&caller)
+    };
+    let s2 = refresh(&s1.refresh_jwt).unwrap();
+    // A concurrent or retried refresh with the same token, seconds later: the same successor.
+    f.advance_secs(20);
+    let again = refresh(&s1.refresh_jwt).unwrap();
+    assert_eq!(again.refresh_jwt, s2.refresh_jwt);
+    f.check(R::Access, &again.access_jwt, GET_SESSION).unwrap();
+    // The client moved on (s2 spent): a late retry of s1 gets the newest token of the chain.
+    let s3 = refresh(&s2.refresh_jwt).unwrap();
+    f.advance_secs(20);
+    assert_eq!(
+        refresh(&s1.refresh_jwt).unwrap().refresh_jwt,
+        s3.refresh_jwt
+    );
+    // After the window, s1 again is reuse: the session ends.
+    f.advance_secs(21);
+    assert_err(refresh(&s1.refresh_jwt), 400, "ExpiredToken");
+    assert_err(refresh(&s3.refresh_jwt), 400, "ExpiredToken");
+    assert_err(
+        f.check(R::Access, &s3.access_jwt, GET_SESSION),
+        400,
+        "ExpiredToken",
+    );
+}
+
+#[test]
+fn sessions_end_at_their_absolute_lifetime() {
+    let mut f = Fixture::new();
+    f.config.session_lifetime_days = 100;
+    let s1 = f.login("alice.example.com", PASSWORD).unwrap();
+    let refresh = |token: &str| {
+        let caller = f.check(R::Refresh, token, REFRESH)?;
+        f.auth().refresh_session(&caller)
+    };
+    // Refreshed every 60 days: each token alone would last 90 days more, but the session
+    // ends 100 days after sign-in.
+    f.advance_secs(60 * 86400);
+    let s2 = refresh(&s1.refresh_jwt).unwrap();
+    f.advance_secs(39 * 86400);
+    let s3 = refresh(&s2.refresh_jwt).unwrap();
+    f.check(R::Access, &s3.access_jwt, GET_SESSION).unwrap();
+    f.advance_secs(86400);
+    assert_err(refresh(&s3.refresh_jwt), 400, "ExpiredToken");
+    assert_err(
+        f.check(R::Access, &s3.access_jwt, GET_SESSION),
+        400,
+        "ExpiredToken",
+    );
+    // A new sign-in starts a new session.
+    f.login("alice.example.com", PASSWORD).unwrap();
+}
+
+#[test]
 fn refresh_rotates_and_reuse_revokes_the_session() {
     let f = Fixture::new();
     let s1 = f.login("alice.example.com", PASSWORD).unwrap();
@@ -433,7 +493,8 @@ fn refresh_rotates_and_reuse_revokes_the_session() {
     f.check(R::Access, &s1.access_jwt, GET_SESSION).unwrap();
     f.check(R::Access, &s2.access_jwt, GET_SESSION).unwrap();
 
-    // The spent token again: refused, and the whole session is gone.
+    // The spent token again, past the grace window: refused, and the whole session is gone.
+    f.advance_secs(61);
     let replay = f.check(R::Refresh, &s1.refresh_jwt, REFRESH).unwrap();
     let e = assert_err(f.auth().refresh_session(&replay), 400, "ExpiredToken");
     assert!(e.message.contains("already been used"), "{}", e.message);
@@ -1121,6 +1182,7 @@ fn store_contract(store: &dyn AuthStore) {
         created_ms: 1,
         expires_ms,
         next_id: None,
+        session_started_ms: 1,
     };
     let a = "a".repeat(32);
     let b = "b".repeat(32);
@@ -1167,6 +1229,7 @@ fn store_contract(store: &dyn AuthStore) {
         password_hash: "$argon2id$x".into(),
         privileged: name == "chat",
         created_ms,
+        lookup: None,
     };
     assert!(store.insert_app_password(&pw("phone", 10)).unwrap());
     assert!(store.insert_app_password(&pw("chat", 20)).unwrap());
@@ -1191,11 +1254,25 @@ fn store_contract(store: &dyn AuthStore) {
     store
         .insert_refresh_token(&token(&b, "3", None, 300))
         .unwrap();
-    store.delete_expired_refresh_tokens(100).unwrap();
+    store.prune_refresh_tokens(100, 0).unwrap();
     assert_eq!(
         store.refresh_token(&refresh_token_key(&b, "2")).unwrap(),
         None
     );
+    assert!(store
+        .refresh_token(&refresh_token_key(&b, "3"))
+        .unwrap()
+        .is_some());
+    // A spent token goes once it was issued long enough ago; a live one of the same age stays.
+    let spent = RefreshTokenRecord {
+        next_id: Some(refresh_token_key(&b, "3")),
+        ..token(&b, "4", None, 300)
+    };
+    store.insert_refresh_token(&spent).unwrap();
+    store.prune_refresh_tokens(100, 1).unwrap();
+    assert!(store.refresh_token(&spent.id).unwrap().is_some());
+    store.prune_refresh_tokens(100, 2).unwrap();
+    assert_eq!(store.refresh_token(&spent.id).unwrap(), None);
     assert!(store
         .refresh_token(&refresh_token_key(&b, "3"))
         .unwrap()
@@ -1252,6 +1329,12 @@ fn scenario(store: &dyn AuthStore) {
     let r1 = check(R::Refresh, &s1.refresh_jwt, REFRESH).unwrap();
     let s2 = auth.refresh_session(&r1).unwrap();
     check(R::Access, &s2.access_jwt, GET_SESSION).unwrap();
+    // Within the grace window the spent token gets the same successor; after it, reuse.
+    assert_eq!(
+        auth.refresh_session(&r1).unwrap().refresh_jwt,
+        s2.refresh_jwt
+    );
+    f.advance_secs(61);
     assert_err(auth.refresh_session(&r1), 400, "ExpiredToken");
     assert_err(
         check(R::Access, &s2.access_jwt, GET_SESSION),

@@ -86,7 +86,9 @@ fn preferences_round_trip_and_rules(base: &str) {
         &access,
         Some(&huge),
     );
-    assert_eq!(res.status, 400, "oversized preferences");
+    // Over the reference's 150 KiB JSON limit: refused before the body is read.
+    assert_eq!(res.status, 413, "oversized preferences");
+    assert_eq!(res.json()["error"], "PayloadTooLarge");
 
     // An app password sees no personal details and cannot erase them.
     let created = authed(

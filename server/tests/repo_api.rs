@@ -668,9 +668,35 @@ fn writes_are_refused_while_deactivated() {
         },
     )
     .unwrap();
-    h.create_post("while active");
+    let written = h.create_post("while active");
+    let rkey = written["uri"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let get_query = format!("repo=alice.test&collection=app.bsky.feed.post&rkey={rkey}");
+    assert_eq!(h.get("getRecord", &get_query).0, 200);
     storage::account::set_account_status(db, storage::account::AccountStatus::Deactivated, 1)
         .unwrap();
+    // Records of an inactive account are not served, as the reference's getDidForActor finds
+    // no such account.
+    assert_error(
+        h.get("getRecord", &get_query),
+        400,
+        "InvalidRequest",
+        "Could not locate record",
+    );
+    assert_error(
+        h.get(
+            "listRecords",
+            "repo=alice.test&collection=app.bsky.feed.post",
+        ),
+        400,
+        "InvalidRequest",
+        "Could not find repo: alice.test",
+    );
     assert_error(
         h.post(
             "createRecord",

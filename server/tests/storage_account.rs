@@ -32,6 +32,7 @@ fn token(id: &str, app_password: Option<&str>) -> RefreshToken {
         created_ms: 10,
         expires_ms: 1_000,
         next_id: None,
+        session_started_ms: 5,
     }
 }
 
@@ -80,6 +81,7 @@ fn revoking_an_app_password_ends_its_sessions() {
         password_hash: "h".into(),
         privileged: true,
         created_ms: 5,
+        lookup: Some("0123456789abcdef".into()),
     };
     create_app_password(&db, &app).unwrap();
     assert!(matches!(
@@ -102,6 +104,10 @@ fn revoking_an_app_password_ends_its_sessions() {
         .map(|a| (a.name, a.privileged))
         .collect();
     assert_eq!(names, [("phone".into(), true), ("laptop".into(), false)]);
+    assert_eq!(
+        list_app_passwords(&db).unwrap()[0].lookup.as_deref(),
+        Some("0123456789abcdef")
+    );
 
     insert_refresh_token(&db, &token("t-phone", Some("phone"))).unwrap();
     insert_refresh_token(&db, &token("t-laptop", Some("laptop"))).unwrap();
@@ -111,10 +117,19 @@ fn revoking_an_app_password_ends_its_sessions() {
     assert_eq!(get_refresh_token(&db, "t-phone").unwrap(), None);
     assert!(get_refresh_token(&db, "t-laptop").unwrap().is_some());
 
-    // A new main password ends main-password sessions only.
+    assert_eq!(
+        get_refresh_token(&db, "t-laptop")
+            .unwrap()
+            .unwrap()
+            .session_started_ms,
+        5
+    );
+    // A new main password ends every session, app-password sessions included; the app
+    // passwords stay.
     set_password_hash(&db, "hash-2").unwrap();
     assert_eq!(get_refresh_token(&db, "t-main").unwrap(), None);
-    assert!(get_refresh_token(&db, "t-laptop").unwrap().is_some());
+    assert_eq!(get_refresh_token(&db, "t-laptop").unwrap(), None);
+    assert_eq!(list_app_passwords(&db).unwrap().len(), 1);
     assert_eq!(
         get_account(&db).unwrap().unwrap().password_hash.as_deref(),
         Some("hash-2")
@@ -187,7 +202,7 @@ fn identity_is_seeded_once_and_config_wins_only_when_it_changes() {
     insert_refresh_token(&db, &token("app", Some("phone"))).unwrap();
     set_account_status(&db, AccountStatus::Deactivated, 25).unwrap();
 
-    // A redeploy with a new handle and a new password hash: both win, the password's sessions end.
+    // A redeploy with a new handle and a new password hash: both win, every session ends.
     let redeployed = identity(reconcile_with_seeds(&db, seeds("bob.test", "hash-2"), 30).unwrap());
     assert_eq!(redeployed.handle, "bob.test");
     assert_eq!(redeployed.password_hash, "hash-2");
@@ -197,7 +212,7 @@ fn identity_is_seeded_once_and_config_wins_only_when_it_changes() {
         "status is state, not configuration"
     );
     assert_eq!(get_refresh_token(&db, "main").unwrap(), None);
-    assert!(get_refresh_token(&db, "app").unwrap().is_some());
+    assert_eq!(get_refresh_token(&db, "app").unwrap(), None);
 
     // A login rehashes the password (new parameters): its sessions stay, and a restart with
     // the same configuration keeps the new hash.

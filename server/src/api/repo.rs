@@ -200,9 +200,16 @@ impl Api<'_> {
         self.config.names_account(repo.as_str())
     }
 
-    /// The account DID if `repo` names it, else `Could not find repo: <repo>` (listRecords).
+    /// Whether `repo` names the account and its records are served: as the reference's
+    /// `getDidForActor`, a deactivated, taken-down or deleted account's are not.
+    fn serves_records_of(&self, repo: &AtIdentifier) -> Result<bool, XrpcError> {
+        Ok(self.is_own_repo(repo) && self.account_status()? == AccountStatus::Active)
+    }
+
+    /// The account DID if `repo` names it and its records are served, else `Could not find
+    /// repo: <repo>` (listRecords).
     fn own_repo(&self, repo: &AtIdentifier) -> Result<Did, XrpcError> {
-        if self.is_own_repo(repo) {
+        if self.serves_records_of(repo)? {
             Ok(self.config.did.clone())
         } else {
             Err(XrpcError::invalid_request(format!(
@@ -643,8 +650,9 @@ impl ComAtprotoRepo for Api<'_> {
         _cx: &RequestContext,
         params: get_record::Params,
     ) -> Result<get_record::Output, XrpcError> {
-        if !self.is_own_repo(&params.repo) {
-            // The reference proxies other repos to its AppView; without one it answers this.
+        if !self.serves_records_of(&params.repo)? {
+            // The reference proxies other repos (and its own inactive ones) to its AppView;
+            // without one it answers this.
             return Err(XrpcError::invalid_request("Could not locate record"));
         }
         let did = self.config.did.clone();

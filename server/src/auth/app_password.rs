@@ -28,6 +28,15 @@ fn format_password(bytes: &[u8; 10]) -> String {
     out
 }
 
+/// The tag an app password is found by at login: 64 bits of its SHA-256. Safe to store next
+/// to the argon2 hash: the password itself has 80 random bits, out of reach of a fast hash's
+/// brute force, and 64 bits leave no collisions among a handful of app passwords.
+pub fn lookup_tag(password: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest([b"app-password-lookup:", password.as_bytes()].concat());
+    crate::hex::encode(&digest[..8])
+}
+
 /// Whether `s` has the app-password shape: only such strings are tried against app passwords
 /// at login (each try is an argon2 verification).
 pub fn is_app_password_format(s: &str) -> bool {

@@ -264,6 +264,13 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && bool::from(a.ct_eq(b))
 }
 
+/// HMAC-SHA256 of `message` under `secret`.
+pub fn hmac_sha256_tag(secret: &[u8], message: &[u8]) -> [u8; 32] {
+    let mut mac = hmac_sha256(secret);
+    mac.update(message);
+    mac.finalize().into_bytes().into()
+}
+
 fn hmac_sha256(secret: &[u8]) -> Hmac<Sha256> {
     // HMAC takes keys of any length (longer ones are hashed), so this cannot fail.
     match <Hmac<Sha256> as Mac>::new_from_slice(secret) {

@@ -29,6 +29,13 @@ pub const MAX_PASSWORD_LEN: usize = 512;
 /// Longest app password name, in bytes.
 pub const MAX_APP_PASSWORD_NAME_LEN: usize = 255;
 
+/// How long after a refresh token was spent presenting it again re-issues its successor
+/// instead of counting as reuse: a retried or concurrent refresh keeps the user signed in.
+pub const REFRESH_GRACE_MS: u64 = 60_000;
+/// How long a spent refresh token is kept (from its issue) so that its reuse is recognised and
+/// revokes the session; after that its row is pruned and reuse is only an invalid token.
+pub const SPENT_REFRESH_RETENTION_MS: u64 = 7 * 24 * 60 * 60 * 1000;
+
 /// Methods a service token may never be minted for: account management must be called
 /// directly (reference `PROTECTED_METHODS`).
 pub const PROTECTED_METHODS: &[&str] = &[
@@ -105,30 +112,56 @@ impl Auth<'_> {
         Ok(self.store.account_state()?)
     }
 
-    /// Mints a pair for session `session_id` and returns it with the refresh token's record.
+    /// When a session that started at `started_ms` ends, however often it is refreshed.
+    fn session_end_ms(&self, started_ms: u64) -> u64 {
+        let lifetime_ms = self
+            .config
+            .session_lifetime_days
+            .saturating_mul(24 * 60 * 60 * 1000);
+        started_ms.saturating_add(lifetime_ms)
+    }
+
+    /// Mints a pair for session `session_id` (started at `started_ms`, none: now) and returns
+    /// it with the refresh token's record, which expires with the session at the latest. The
+    /// refresh token's `jti` is `jti`, or random for a new session.
     fn mint_pair(
         &self,
         session_id: &str,
         scope: AccessScope,
         app_password_name: Option<String>,
+        started_ms: Option<u64>,
+        jti: Option<String>,
     ) -> Result<(TokenPair, RefreshTokenRecord), XrpcError> {
         let now_secs = self.clock.now_secs();
-        let jti = URL_SAFE_NO_PAD.encode(super::random_bytes::<32>()?);
+        let jti = match jti {
+            Some(jti) => jti,
+            None => URL_SAFE_NO_PAD.encode(super::random_bytes::<32>()?),
+        };
         let keys = self.session_keys();
         let did = self.config.did.as_str();
         let pair = TokenPair {
             access_jwt: keys.mint_access(did, scope, session_id, now_secs),
             refresh_jwt: keys.mint_refresh(did, session_id, &jti, now_secs),
         };
+        let session_started_ms = started_ms.unwrap_or(now_secs * 1000);
         let record = RefreshTokenRecord {
             id: refresh_token_key(session_id, &jti),
             app_password_name,
             scope,
             created_ms: now_secs * 1000,
-            expires_ms: (now_secs + REFRESH_TOKEN_TTL_SECS) * 1000,
+            expires_ms: ((now_secs + REFRESH_TOKEN_TTL_SECS) * 1000)
+                .min(self.session_end_ms(session_started_ms)),
             next_id: None,
+            session_started_ms,
         };
         Ok((pair, record))
+    }
+
+    /// Deletes expired tokens and spent ones past [`SPENT_REFRESH_RETENTION_MS`].
+    fn prune_refresh_tokens(&self, now_ms: u64) -> Result<(), XrpcError> {
+        Ok(self
+            .store
+            .prune_refresh_tokens(now_ms, now_ms.saturating_sub(SPENT_REFRESH_RETENTION_MS))?)
     }
 
     /// Whether `identifier` names the account: its handle (any case), DID, or email.
@@ -141,6 +174,23 @@ impl Auth<'_> {
                 .email
                 .as_deref()
                 .is_some_and(|e| e.to_ascii_lowercase() == id)
+    }
+
+    /// What the login throttle counts an identifier as: the account, whichever of its names
+    /// (handle in any case, DID, email) is given; any other identifier as itself, lower-cased
+    /// and cut to a bounded length.
+    pub fn login_subject(&self, identifier: &str) -> Result<String, XrpcError> {
+        let state = self.account_state()?;
+        if self.is_account_identifier(identifier, &state) {
+            return Ok("account".into());
+        }
+        let mut other = identifier.to_ascii_lowercase();
+        let mut end = other.len().min(256);
+        while !other.is_char_boundary(end) {
+            end -= 1;
+        }
+        other.truncate(end);
+        Ok(format!("other:{other}"))
     }
 
     /// Checks a password: the account password first, then (only for strings shaped like
@@ -169,7 +219,14 @@ impl Auth<'_> {
         {
             return Err(invalid_login());
         }
-        for candidate in self.store.app_passwords()? {
+        // Only the app password with this tag is verified (and any made before tags existed).
+        let tag = app_password::lookup_tag(password);
+        let candidates = self
+            .store
+            .app_passwords()?
+            .into_iter()
+            .filter(|p| p.lookup.as_ref().is_none_or(|l| *l == tag));
+        for candidate in candidates {
             // argon2 compares its output in constant time.
             if password::verify(password, &candidate.password_hash) {
                 return Ok(Some(candidate));
@@ -206,11 +263,12 @@ impl Auth<'_> {
             return Err(takendown());
         }
         let now_ms = self.clock.now_millis();
-        self.store.delete_expired_refresh_tokens(now_ms)?;
+        self.prune_refresh_tokens(now_ms)?;
 
         let session_id = crate::hex::encode(&super::random_bytes::<16>()?);
         let scope = AccessScope::for_app_password(app_password.as_ref().map(|p| p.privileged));
-        let (pair, record) = self.mint_pair(&session_id, scope, app_password.map(|p| p.name))?;
+        let (pair, record) =
+            self.mint_pair(&session_id, scope, app_password.map(|p| p.name), None, None)?;
         self.store.insert_refresh_token(&record)?;
 
         let (active, status) = active_and_status(&state);
@@ -229,7 +287,9 @@ impl Auth<'_> {
     }
 
     /// `com.atproto.server.refreshSession`: spends the presented refresh token and returns a
-    /// new pair in the same session. A spent token presented again revokes the session.
+    /// new pair in the same session. A spent token presented again within
+    /// [`REFRESH_GRACE_MS`] of its successor's issue gets that same successor again (a retried
+    /// or concurrent refresh); later, it revokes the session.
     pub fn refresh_session(&self, caller: &Caller) -> Result<refresh_session::Output, XrpcError> {
         let Caller::Refresh(r) = caller else {
             return Err(bad_scope());
@@ -245,9 +305,6 @@ impl Auth<'_> {
         if current.expires_ms <= now_ms {
             return Err(revoked());
         }
-        if current.next_id.is_some() {
-            return Err(self.reuse_detected(&r.session_id));
-        }
         let state = self.account_state()?;
         if matches!(
             state.status,
@@ -255,16 +312,28 @@ impl Auth<'_> {
         ) {
             return Err(takendown());
         }
-        let (pair, next) = self.mint_pair(
-            &r.session_id,
-            current.scope,
-            current.app_password_name.clone(),
-        )?;
-        if !self.store.rotate_refresh_token(&id, &next)? {
-            // Someone spent it between our read and write: the same reuse.
-            return Err(self.reuse_detected(&r.session_id));
-        }
-        self.store.delete_expired_refresh_tokens(now_ms)?;
+        let keys = self.session_keys();
+        let pair = match &current.next_id {
+            Some(next_id) => match self.successor_in_grace(&r.token_id, next_id, now_ms)? {
+                Some((jti, successor)) => self.reissue(&r.session_id, &jti, &successor),
+                None => return Err(self.reuse_detected(&r.session_id)),
+            },
+            None => {
+                let (pair, next) = self.mint_pair(
+                    &r.session_id,
+                    current.scope,
+                    current.app_password_name.clone(),
+                    Some(current.session_started_ms),
+                    Some(keys.successor_jti(&r.token_id)),
+                )?;
+                if !self.store.rotate_refresh_token(&id, &next)? {
+                    // Someone spent it between our read and write: the same reuse.
+                    return Err(self.reuse_detected(&r.session_id));
+                }
+                self.prune_refresh_tokens(now_ms)?;
+                pair
+            }
+        };
 
         let (active, status) = active_and_status(&state);
         Ok(refresh_session::Output {
@@ -279,6 +348,55 @@ impl Auth<'_> {
             handle: self.config.handle.clone(),
             status: status.map(refresh_session::OutputStatus::from),
         })
+    }
+
+    /// For a spent token (`jti`, rotated to `next_id`) presented again: the live token its
+    /// chain leads to, with that token's `jti`, if the successor was issued within
+    /// [`REFRESH_GRACE_MS`]. That is the successor itself, or, when it was spent in turn (the
+    /// retry arrived after the client moved on), the newest token of the chain.
+    fn successor_in_grace(
+        &self,
+        jti: &str,
+        next_id: &str,
+        now_ms: u64,
+    ) -> Result<Option<(String, RefreshTokenRecord)>, XrpcError> {
+        let Some(mut successor) = self.store.refresh_token(next_id)? else {
+            return Ok(None);
+        };
+        if successor.created_ms.saturating_add(REFRESH_GRACE_MS) <= now_ms {
+            return Ok(None);
+        }
+        let keys = self.session_keys();
+        let session_id = successor.session_id().to_owned();
+        let mut successor_jti = keys.successor_jti(jti);
+        // A chain grows one link per refresh; within the grace window it stays short.
+        for _ in 0..8 {
+            // The derived jti must be the one stored: tokens of sessions rotated before jtis
+            // were derived have random ones, and get no grace.
+            if refresh_token_key(&session_id, &successor_jti) != successor.id {
+                return Ok(None);
+            }
+            let Some(next) = successor.next_id.clone() else {
+                return Ok((successor.expires_ms > now_ms).then_some((successor_jti, successor)));
+            };
+            match self.store.refresh_token(&next)? {
+                Some(t) => successor = t,
+                None => return Ok(None),
+            }
+            successor_jti = keys.successor_jti(&successor_jti);
+        }
+        Ok(None)
+    }
+
+    /// The pair for `token` (whose `jti` is `jti`) again: the very refresh token it was issued
+    /// as (the JWT is minted from the same claims), with a fresh access token.
+    fn reissue(&self, session_id: &str, jti: &str, token: &RefreshTokenRecord) -> TokenPair {
+        let keys = self.session_keys();
+        let did = self.config.did.as_str();
+        TokenPair {
+            access_jwt: keys.mint_access(did, token.scope, session_id, self.clock.now_secs()),
+            refresh_jwt: keys.mint_refresh(did, session_id, jti, token.created_ms / 1000),
+        }
     }
 
     fn reuse_detected(&self, session_id: &str) -> XrpcError {
@@ -347,6 +465,7 @@ impl Auth<'_> {
             password_hash,
             privileged,
             created_ms,
+            lookup: Some(app_password::lookup_tag(&secret)),
         })?;
         if !inserted {
             return Err(XrpcError::invalid_request(format!(

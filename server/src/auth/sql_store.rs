@@ -55,6 +55,7 @@ fn to_row(t: &RefreshTokenRecord) -> Result<RefreshToken, StoreError> {
         created_ms: ms(t.created_ms)?,
         expires_ms: ms(t.expires_ms)?,
         next_id: t.next_id.clone(),
+        session_started_ms: ms(t.session_started_ms)?,
     })
 }
 
@@ -68,6 +69,7 @@ fn from_row(t: RefreshToken) -> Result<RefreshTokenRecord, StoreError> {
         created_ms: from_ms(t.created_ms),
         expires_ms: from_ms(t.expires_ms),
         next_id: t.next_id,
+        session_started_ms: from_ms(t.session_started_ms),
     })
 }
 
@@ -119,12 +121,20 @@ impl AuthStore for SqlAuthStore<'_> {
             .map_err(err)
     }
 
-    fn delete_expired_refresh_tokens(&self, now_ms: u64) -> Result<(), StoreError> {
+    fn prune_refresh_tokens(
+        &self,
+        now_ms: u64,
+        spent_issued_before_ms: u64,
+    ) -> Result<(), StoreError> {
         // Expired at `exp` exactly, as the tokens themselves are.
         self.db
             .execute(
-                "DELETE FROM refresh_token WHERE expires_ms <= ?",
-                &[SqlValue::Integer(ms(now_ms)?)],
+                "DELETE FROM refresh_token WHERE expires_ms <= ? \
+                 OR (next_id IS NOT NULL AND created_ms < ?)",
+                &[
+                    SqlValue::Integer(ms(now_ms)?),
+                    SqlValue::Integer(ms(spent_issued_before_ms)?),
+                ],
             )
             .map(|_| ())
             .map_err(err)
@@ -136,6 +146,7 @@ impl AuthStore for SqlAuthStore<'_> {
             password_hash: record.password_hash.clone(),
             privileged: record.privileged,
             created_ms: ms(record.created_ms)?,
+            lookup: record.lookup.clone(),
         };
         match account::create_app_password(self.db, &row) {
             Ok(()) => Ok(true),
@@ -153,6 +164,7 @@ impl AuthStore for SqlAuthStore<'_> {
                 password_hash: p.password_hash,
                 privileged: p.privileged,
                 created_ms: from_ms(p.created_ms),
+                lookup: p.lookup,
             })
             .collect();
         all.sort_by(|a, b| {

@@ -51,6 +51,8 @@ pub struct RefreshTokenRecord {
     /// Set once the token has been used: the id of the token it was rotated to. A token with
     /// a successor is spent; presenting it again is reuse.
     pub next_id: Option<String>,
+    /// When the session's first token was issued (ms): sessions end a fixed time after.
+    pub session_started_ms: u64,
 }
 
 impl RefreshTokenRecord {
@@ -75,6 +77,9 @@ pub struct AppPasswordRecord {
     pub password_hash: String,
     pub privileged: bool,
     pub created_ms: u64,
+    /// The password's lookup tag ([`super::app_password::lookup_tag`]); none for app passwords
+    /// made before tags existed.
+    pub lookup: Option<String>,
 }
 
 pub use crate::storage::account::AccountStatus;
@@ -118,8 +123,13 @@ pub trait AuthStore {
     /// Deletes every token of session `session_id`.
     fn delete_session(&self, session_id: &str) -> Result<(), StoreError>;
 
-    /// Deletes tokens that expired at or before `now_ms`.
-    fn delete_expired_refresh_tokens(&self, now_ms: u64) -> Result<(), StoreError>;
+    /// Deletes tokens that expired at or before `now_ms`, and spent tokens (with a successor)
+    /// issued before `spent_issued_before_ms`.
+    fn prune_refresh_tokens(
+        &self,
+        now_ms: u64,
+        spent_issued_before_ms: u64,
+    ) -> Result<(), StoreError>;
 
     /// Stores a new app password; false (nothing stored) if the name is taken.
     fn insert_app_password(&self, record: &AppPasswordRecord) -> Result<bool, StoreError>;
@@ -235,11 +245,14 @@ impl AuthStore for MemoryAuthStore {
         Ok(())
     }
 
-    fn delete_expired_refresh_tokens(&self, now_ms: u64) -> Result<(), StoreError> {
-        self.inner
-            .borrow_mut()
-            .tokens
-            .retain(|_, t| t.expires_ms > now_ms);
+    fn prune_refresh_tokens(
+        &self,
+        now_ms: u64,
+        spent_issued_before_ms: u64,
+    ) -> Result<(), StoreError> {
+        self.inner.borrow_mut().tokens.retain(|_, t| {
+            t.expires_ms > now_ms && (t.next_id.is_none() || t.created_ms >= spent_issued_before_ms)
+        });
         Ok(())
     }
 

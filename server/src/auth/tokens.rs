@@ -160,6 +160,15 @@ impl SessionKeys<'_> {
         jwt::sign_hs256(header(REFRESH_TYP), &object(claims), self.secret)
     }
 
+    /// The `jti` of the refresh token that succeeds the one with `jti`: derived, not random, so
+    /// that a retried refresh within the grace window can be given the very same successor
+    /// (the store keeps only a hash of each `jti`). Only the server can derive it.
+    pub fn successor_jti(&self, jti: &str) -> String {
+        use base64::Engine;
+        let tag = jwt::hmac_sha256_tag(self.secret, format!("refresh-successor:{jti}").as_bytes());
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tag)
+    }
+
     /// Verifies an access token: HS256, `typ` at+jwt, our audience, unexpired, an access scope.
     pub fn verify_access(&self, token: &str, now_secs: u64) -> Result<AccessClaims, TokenError> {
         let jwt = self.verify(token, ACCESS_TYP, now_secs, false)?.0;

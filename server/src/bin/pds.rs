@@ -40,12 +40,12 @@ fn serve(addr: Option<&str>) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let data_dir = std::env::var_os("PDS_DATA_DIR")
         .map_or_else(|| "pds-data".into(), std::path::PathBuf::from);
-    let bound =
-        pds::platform::native::spawn(addr, Ok(config), data_dir).map_err(|e| e.to_string())?;
-    println!("Serving on http://{bound}");
-    loop {
-        std::thread::park();
-    }
+    let server = pds::platform::native::spawn_stoppable(addr, Ok(config), data_dir)
+        .map_err(|e| e.to_string())?;
+    println!("Serving on http://{}", server.addr);
+    // A server that stopped serving must not leave a process that looks alive.
+    server.wait();
+    Err("the server stopped".into())
 }
 
 #[cfg(not(target_arch = "wasm32"))]

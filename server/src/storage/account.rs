@@ -170,15 +170,13 @@ pub fn confirm_email(db: &dyn Sql, now_ms: i64) -> Result<()> {
     update_account(db, "email_confirmed_ms = ?", &[SqlValue::Integer(now_ms)])
 }
 
-/// Replaces the main password's hash and ends every main-password session
-/// (app-password sessions keep going), in one transaction.
+/// Replaces the main password's hash and ends every session, app-password sessions included
+/// (whoever changes a password may be shutting out someone who learned it), in one
+/// transaction. The app passwords themselves stay.
 pub fn set_password_hash(db: &dyn Sql, hash: &str) -> Result<()> {
     db.transaction(|| {
         update_account(db, "password_hash = ?", &[SqlValue::from(hash)])?;
-        db.execute(
-            "DELETE FROM refresh_token WHERE app_password_name IS NULL",
-            &[],
-        )?;
+        db.execute("DELETE FROM refresh_token", &[])?;
         Ok(())
     })
 }
@@ -314,6 +312,9 @@ pub struct AppPassword {
     pub privileged: bool,
     /// When it was created (ms).
     pub created_ms: i64,
+    /// A short tag of the password that finds it at login without trying every hash (none for
+    /// app passwords made before tags existed).
+    pub lookup: Option<String>,
 }
 
 fn app_password_row(row: &Row) -> Result<AppPassword> {
@@ -322,19 +323,24 @@ fn app_password_row(row: &Row) -> Result<AppPassword> {
         password_hash: row.text(1)?,
         privileged: row.integer(2)? != 0,
         created_ms: row.integer(3)?,
+        lookup: row.opt_text(4)?,
     })
 }
 
 /// Stores a new app password; [`StorageError::Conflict`] if the name is taken.
 pub fn create_app_password(db: &dyn Sql, app_password: &AppPassword) -> Result<()> {
     let inserted = db.execute(
-        "INSERT OR IGNORE INTO app_password (name, password_hash, privileged, created_ms) \
-         VALUES (?, ?, ?, ?) RETURNING name",
+        "INSERT OR IGNORE INTO app_password (name, password_hash, privileged, created_ms, lookup) \
+         VALUES (?, ?, ?, ?, ?) RETURNING name",
         &[
             SqlValue::from(app_password.name.as_str()),
             SqlValue::from(app_password.password_hash.as_str()),
             SqlValue::from(app_password.privileged),
             SqlValue::Integer(app_password.created_ms),
+            app_password
+                .lookup
+                .as_deref()
+                .map_or(SqlValue::Null, SqlValue::from),
         ],
     )?;
     if inserted.is_empty() {
@@ -349,7 +355,7 @@ pub fn create_app_password(db: &dyn Sql, app_password: &AppPassword) -> Result<(
 /// Every app password, oldest first.
 pub fn list_app_passwords(db: &dyn Sql) -> Result<Vec<AppPassword>> {
     db.execute(
-        "SELECT name, password_hash, privileged, created_ms FROM app_password \
+        "SELECT name, password_hash, privileged, created_ms, lookup FROM app_password \
          ORDER BY created_ms, name",
         &[],
     )?
@@ -389,16 +395,20 @@ pub struct RefreshToken {
     pub expires_ms: i64,
     /// The token it was rotated to, once used.
     pub next_id: Option<String>,
+    /// When the session's first token was issued (ms).
+    pub session_started_ms: i64,
 }
 
 fn refresh_row(row: &Row) -> Result<RefreshToken> {
+    let created_ms = row.integer(3)?;
     Ok(RefreshToken {
         id: row.text(0)?,
         app_password_name: row.opt_text(1)?,
         scope: row.text(2)?,
-        created_ms: row.integer(3)?,
+        created_ms,
         expires_ms: row.integer(4)?,
         next_id: row.opt_text(5)?,
+        session_started_ms: row.opt_integer(6)?.unwrap_or(created_ms),
     })
 }
 
@@ -406,8 +416,8 @@ fn refresh_row(row: &Row) -> Result<RefreshToken> {
 pub fn insert_refresh_token(db: &dyn Sql, token: &RefreshToken) -> Result<()> {
     db.execute(
         "INSERT INTO refresh_token \
-         (id, app_password_name, scope, created_ms, expires_ms, next_id) \
-         VALUES (?, ?, ?, ?, ?, ?)",
+         (id, app_password_name, scope, created_ms, expires_ms, next_id, session_started_ms) \
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
         &[
             SqlValue::from(token.id.as_str()),
             SqlValue::from(token.app_password_name.clone()),
@@ -415,6 +425,7 @@ pub fn insert_refresh_token(db: &dyn Sql, token: &RefreshToken) -> Result<()> {
             SqlValue::Integer(token.created_ms),
             SqlValue::Integer(token.expires_ms),
             SqlValue::from(token.next_id.clone()),
+            SqlValue::Integer(token.session_started_ms),
         ],
     )?;
     Ok(())
@@ -423,8 +434,8 @@ pub fn insert_refresh_token(db: &dyn Sql, token: &RefreshToken) -> Result<()> {
 /// A refresh token by id.
 pub fn get_refresh_token(db: &dyn Sql, id: &str) -> Result<Option<RefreshToken>> {
     db.query_opt(
-        "SELECT id, app_password_name, scope, created_ms, expires_ms, next_id \
-         FROM refresh_token WHERE id = ?",
+        "SELECT id, app_password_name, scope, created_ms, expires_ms, next_id, \
+         session_started_ms FROM refresh_token WHERE id = ?",
         &[SqlValue::from(id)],
     )?
     .as_ref()

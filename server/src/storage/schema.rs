@@ -158,6 +158,24 @@ const V3_STATEMENTS: &[&str] = &[
 /// writes newer than what the AppView has seen).
 const V4_STATEMENTS: &[&str] = &["CREATE INDEX record_rev ON record (rev)"];
 
+/// Version 5: abuse resistance. Rate-limit counters (one row per limit and key, dropped when
+/// its window ends); a lookup tag for app passwords, so a login verifies one stored hash
+/// instead of trying each (NULL for app passwords made before: those are still tried); and
+/// when each legacy session started, for its absolute lifetime (a session open before this
+/// version counts from its newest token).
+const V5_STATEMENTS: &[&str] = &[
+    "CREATE TABLE rate_limit (
+        key TEXT PRIMARY KEY NOT NULL,
+        used INTEGER NOT NULL,
+        window_end_ms INTEGER NOT NULL
+    )",
+    "CREATE INDEX rate_limit_end ON rate_limit (window_end_ms)",
+    "ALTER TABLE app_password ADD COLUMN lookup TEXT",
+    "CREATE INDEX app_password_lookup ON app_password (lookup)",
+    "ALTER TABLE refresh_token ADD COLUMN session_started_ms INTEGER",
+    "UPDATE refresh_token SET session_started_ms = created_ms",
+];
+
 /// The schema of this build, oldest first.
 pub const MIGRATIONS: &[Migration] = &[
     Migration {
@@ -179,6 +197,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 4,
         name: "record index by revision",
         statements: V4_STATEMENTS,
+    },
+    Migration {
+        version: 5,
+        name: "rate limits, app password lookup, session start",
+        statements: V5_STATEMENTS,
     },
 ];
 

@@ -34,13 +34,44 @@ impl Reply {
 
 /// A connection to `base` (reads time out after a minute) and its authority (`host:port`).
 fn connect(base: &str) -> (TcpStream, &str) {
+    connect_from(None, base)
+}
+
+/// A connection to `base` from the loopback address `source` (any when `None`), so a test can
+/// play several clients: 127.0.0.1 and 127.0.0.2 are both this machine.
+pub fn connect_from(source: Option<std::net::IpAddr>, base: &str) -> (TcpStream, &str) {
     let authority = base.trim_start_matches("http://").trim_end_matches('/');
-    let stream =
-        TcpStream::connect(authority).unwrap_or_else(|e| panic!("connect {authority}: {e}"));
+    let stream = match source {
+        None => TcpStream::connect(authority),
+        Some(ip) => bound_connect(ip, authority),
+    }
+    .unwrap_or_else(|e| panic!("connect {authority}: {e}"));
     stream
         .set_read_timeout(Some(Duration::from_secs(60)))
         .unwrap();
     (stream, authority)
+}
+
+/// std cannot bind before connecting; tokio's socket can.
+fn bound_connect(ip: std::net::IpAddr, authority: &str) -> std::io::Result<TcpStream> {
+    use std::net::ToSocketAddrs;
+    let to = authority
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| std::io::Error::other("no address"))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()?;
+    runtime.block_on(async {
+        let socket = match ip {
+            std::net::IpAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            std::net::IpAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        socket.bind(std::net::SocketAddr::new(ip, 0))?;
+        let stream = socket.connect(to).await?.into_std()?;
+        stream.set_nonblocking(false)?;
+        Ok(stream)
+    })
 }
 
 /// Sends one request to `base` (e.g. `http://127.0.0.1:8787`) and reads the whole response.
@@ -51,7 +82,19 @@ pub fn request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Reply {
-    let (mut stream, authority) = connect(base);
+    request_from(None, base, method, path, headers, body)
+}
+
+/// [`request`] from the loopback address `source` (see [`connect_from`]).
+pub fn request_from(
+    source: Option<std::net::IpAddr>,
+    base: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Reply {
+    let (mut stream, authority) = connect_from(source, base);
     let mut head =
         format!("{method} {path} HTTP/1.1\r\nhost: {authority}\r\nconnection: close\r\n");
     for (k, v) in headers {

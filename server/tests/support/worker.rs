@@ -130,6 +130,10 @@ fn launch(
         .arg(state)
         .arg("--show-interactive-dev-session=false")
         .env("PDS_SKIP_BUILD", "1")
+        // wrangler dev wraps the Worker in a middleware that reads every unread request body
+        // to its end before answering; Cloudflare does not. Tests see what production does
+        // (a body refused from its declared length is never read).
+        .env("WRANGLER_DISABLE_REQUEST_BODY_DRAINING", "1")
         .env("WRANGLER_SEND_METRICS", "false")
         .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
         .env("NO_COLOR", "1")

@@ -3,6 +3,7 @@
 //! thread: handler futures are not `Send`, like Durable Object futures.
 
 pub mod blob_dir;
+mod connections;
 pub mod firehose;
 pub mod http_client;
 pub mod maintenance;
@@ -14,12 +15,13 @@ pub use relay::NativeRelayClient;
 pub use sqlite::NativeSql;
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use futures_util::future::LocalBoxFuture;
 use http_body_util::{BodyExt, Limited};
@@ -35,9 +37,6 @@ use crate::config::{Config, ConfigError};
 use crate::http::{Body, HttpRequest, HttpResponse};
 use crate::offload::{AccountLink, Offload};
 use crate::routes::{Placement, Route};
-
-/// Largest request body the native shell reads, in bytes.
-const BODY_LIMIT: usize = 64 * 1024 * 1024;
 
 /// Opens the account stored in `dir`: `pds.sqlite` and `blobs/` (both created if missing).
 pub fn open_account(dir: &Path) -> std::io::Result<Account> {
@@ -56,7 +55,21 @@ pub fn open_account(dir: &Path) -> std::io::Result<Account> {
     )
 }
 
-/// Serves the PDS on `listener` until the future is dropped.
+/// Connections served at once; more are closed as soon as they are accepted.
+pub const MAX_CONNECTIONS: usize = 1024;
+/// Connections one client address may hold at once, so that one client cannot take them all.
+pub const MAX_CONNECTIONS_PER_ADDRESS: usize = 64;
+/// How long a client may take to send a request's headers, counted from when the server is
+/// ready for them (so also how long a kept-alive connection may sit idle).
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a connection may go without a byte read or written while a request is under way (a
+/// stalled body, a peer that stopped reading its answer) before it is closed.
+pub const STALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// The pause after a failed accept (out of file descriptors, typically), before trying again.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+
+/// Serves the PDS on `listener` until the future is dropped. A failed accept (out of file
+/// descriptors) never ends it: it is logged and retried.
 pub async fn serve(
     listener: TcpListener,
     config: Result<Config, ConfigError>,
@@ -72,19 +85,41 @@ pub async fn serve(
         (shared.config.as_ref().ok()).and_then(|c| shared.account.effective_config(c).ok());
     crate::lifecycle::after_request(effective.as_deref(), &shared.account, shared.as_ref()).await;
     tokio::task::spawn_local(maintenance::run_forever(shared.clone()));
+    let connections = Rc::new(connections::Connections::default());
+    let mut logged_accept_error = false;
     loop {
-        let (stream, _) = listener.accept().await?;
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Logged once per run of failures: they come ten times a second.
+                if !logged_accept_error {
+                    crate::log::error(&format!("native server: accept failed: {e}"));
+                    logged_accept_error = true;
+                }
+                tokio::time::sleep(ACCEPT_RETRY).await;
+                continue;
+            }
+        };
+        logged_accept_error = false;
+        // Over a cap the connection is closed at once: dropping the stream closes it.
+        let Some(slot) = connections.admit(peer.ip()) else {
+            continue;
+        };
         let shared = shared.clone();
         tokio::task::spawn_local(async move {
+            let _slot = slot;
+            let (stream, progress) = connections::Watched::new(stream);
             let service = service_fn(move |req| {
                 let shared = shared.clone();
-                async move { Ok::<_, Infallible>(shared.respond(req).await) }
+                async move { Ok::<_, Infallible>(shared.respond(req, peer.ip()).await) }
             });
-            // A broken connection concerns only its client.
-            let _ = http1::Builder::new()
+            let connection = http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades()
-                .await;
+                .with_upgrades();
+            // A broken or stalled connection concerns only its client.
+            connections::until_stalled(connection, &progress, STALL_TIMEOUT).await;
         });
     }
 }
@@ -99,11 +134,15 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    async fn respond(&self, req: hyper::Request<Incoming>) -> hyper::Response<NativeBody> {
+    async fn respond(
+        &self,
+        req: hyper::Request<Incoming>,
+        client: IpAddr,
+    ) -> hyper::Response<NativeBody> {
         let route = Route::of(req.method().as_str(), req.uri().path());
         match route {
             Route::SubscribeRepos => {
-                let head = http_request(req.method(), req.uri(), req.headers(), Vec::new());
+                let head = http_request(req.method(), req.uri(), req.headers(), client);
                 match crate::lifecycle::subscribe_repos(&self.config, &self.account, &head) {
                     Ok(cursor) => self
                         .firehose
@@ -112,10 +151,17 @@ impl Shared {
                     Err(res) => to_hyper(res),
                 }
             }
-            Route::Offload(work) => to_hyper(self.offload(work, req).await),
+            Route::Offload(work) => to_hyper(self.offload(work, req, client).await),
             _ if route.placement() == Placement::Account => {
+                let limit = route.body_limit().unwrap_or(crate::routes::JSON_BODY_LIMIT);
                 let (parts, body) = req.into_parts();
-                let body = match Limited::new(body, BODY_LIMIT).collect().await {
+                let head = http_request(&parts.method, &parts.uri, &parts.headers, client);
+                // Refused from its declared length, before a byte of it is read.
+                if crate::routes::declares_more_than(&head, limit) {
+                    return to_hyper(crate::routes::with_cors(crate::routes::payload_too_large()));
+                }
+                let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+                let body = match Limited::new(body, limit).collect().await {
                     Ok(collected) => collected.to_bytes().to_vec(),
                     Err(e) => {
                         let res = if e.is::<http_body_util::LengthLimitError>() {
@@ -130,7 +176,7 @@ impl Shared {
                         return to_hyper(crate::routes::with_cors(res));
                     }
                 };
-                let request = http_request(&parts.method, &parts.uri, &parts.headers, body);
+                let request = HttpRequest { body, ..head };
                 // A read of a repository hosted elsewhere comes back as a grant to carry out.
                 let head =
                     crate::proxy::may_answer_grant(&request.method, &request.path).then(|| {
@@ -150,7 +196,7 @@ impl Shared {
                 })
             }
             _ => {
-                let head = http_request(req.method(), req.uri(), req.headers(), Vec::new());
+                let head = http_request(req.method(), req.uri(), req.headers(), client);
                 to_hyper(crate::routes::edge(&self.config, &head))
             }
         }
@@ -158,9 +204,14 @@ impl Shared {
 
     /// Offloaded work natively: the same steps as on Workers, the body streamed into the blob
     /// directory, the account reached by a direct call.
-    async fn offload(&self, work: Offload, req: hyper::Request<Incoming>) -> HttpResponse {
+    async fn offload(
+        &self,
+        work: Offload,
+        req: hyper::Request<Incoming>,
+        client: IpAddr,
+    ) -> HttpResponse {
         let (parts, body) = req.into_parts();
-        let head = http_request(&parts.method, &parts.uri, &parts.headers, Vec::new());
+        let head = http_request(&parts.method, &parts.uri, &parts.headers, client);
         use futures_util::StreamExt;
         let stream: pds_api::runtime::xrpc::ByteStream =
             Box::pin(body.into_data_stream().map(|chunk| {
@@ -228,6 +279,12 @@ impl SpawnedServer {
         let _ = self.stop.send(());
         let _ = self.thread.join();
     }
+
+    /// Blocks until the server's thread ends, which it does only when it could not serve (its
+    /// runtime or listener failed); the stop handle is kept, so nothing else stops it.
+    pub fn wait(self) {
+        let _ = self.thread.join();
+    }
 }
 
 /// [`spawn`], keeping the means to stop the server.
@@ -285,11 +342,12 @@ pub fn spawn_stoppable(
     })
 }
 
+/// A request's head (no body), from `client`.
 fn http_request(
     method: &hyper::Method,
     uri: &hyper::Uri,
     headers: &hyper::HeaderMap,
-    body: Vec<u8>,
+    client: IpAddr,
 ) -> HttpRequest {
     HttpRequest {
         method: method.as_str().to_owned(),
@@ -301,7 +359,8 @@ fn http_request(
                 Some((k.as_str().to_ascii_lowercase(), v.to_str().ok()?.to_owned()))
             })
             .collect(),
-        body,
+        body: Vec::new(),
+        client_ip: Some(client),
     }
 }
 

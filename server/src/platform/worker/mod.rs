@@ -54,14 +54,52 @@ async fn route_at_edge(req: Request, env: &Env) -> Result<Response> {
             if crate::proxy::may_answer_grant(method, &path) {
                 return repo_read(req, env, method, path).await;
             }
-            // With the body untouched: the account reads it.
-            account_stub(env)?.fetch_with_request(req).await
+            let limit = route.body_limit().unwrap_or(crate::routes::JSON_BODY_LIMIT);
+            match bounded(req, limit).await? {
+                Ok(req) => account_stub(env)?.fetch_with_request(req).await,
+                Err(too_large) => Ok(too_large),
+            }
         }
         _ => {
             let head = request_head(&req, method, path)?;
             to_worker_response(crate::routes::edge(&config(env), &head))
         }
     }
+}
+
+/// The request with a body the account may read: one that declares a length within `limit`
+/// passes untouched (the runtime frames it by that length); one that does not is read here, up
+/// to `limit`. Over the limit: the 413 to answer, before the account sees a byte.
+async fn bounded(mut req: Request, limit: u64) -> Result<std::result::Result<Request, Response>> {
+    let too_large =
+        || to_worker_response(crate::routes::with_cors(crate::routes::payload_too_large()));
+    let declared = req.headers().get("content-length")?;
+    if let Some(length) = declared {
+        return match length.trim().parse::<u64>() {
+            Ok(n) if n <= limit => Ok(Ok(req)),
+            _ => Ok(Err(too_large()?)),
+        };
+    }
+    if req.inner().body().is_none() {
+        return Ok(Ok(req));
+    }
+    use futures_util::StreamExt;
+    let mut stream = req.stream()?;
+    let mut body = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        if body.len() + chunk.len() > limit as usize {
+            return Ok(Err(too_large()?));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let mut init = worker::RequestInit::new();
+    init.with_method(req.method())
+        .with_headers(req.headers().clone())
+        .with_body(Some(
+            worker::js_sys::Uint8Array::from(body.as_slice()).into(),
+        ));
+    Ok(Ok(Request::new_with_init(req.url()?.as_str(), &init)?))
 }
 
 /// A repository read: the account's answer, or, for a repository hosted elsewhere, the call
@@ -338,6 +376,10 @@ fn method_name(method: &Method) -> &'static str {
 /// The request without its body.
 fn request_head(req: &Request, method: &str, path: String) -> Result<HttpRequest> {
     let url = req.url()?;
+    let client_ip = req
+        .headers()
+        .get("cf-connecting-ip")?
+        .and_then(|ip| ip.trim().parse().ok());
     Ok(HttpRequest {
         method: method.to_owned(),
         path,
@@ -348,6 +390,7 @@ fn request_head(req: &Request, method: &str, path: String) -> Result<HttpRequest
             .map(|(k, v)| (k.to_ascii_lowercase(), v))
             .collect(),
         body: Vec::new(),
+        client_ip,
     })
 }
 

@@ -1,0 +1,312 @@
+//! Exact rate limits kept in the account's SQL: fixed windows of `points` per `window`, keyed by
+//! what the limit is about (a login's identifier and client address). The account is one
+//! single-threaded object, so a read-then-write of a counter is atomic without a transaction.
+//!
+//! A refused request gets 429 `RateLimitExceeded` with the reference's `RateLimit-*` headers
+//! and `Retry-After`; an admitted one gets the `RateLimit-*` headers of its tightest limit.
+
+use std::net::IpAddr;
+
+use pds_api::runtime::xrpc::XrpcError;
+
+use pds_api::com::atproto::server::create_session;
+
+use crate::api::Api;
+use crate::http::{HttpRequest, HttpResponse};
+use crate::storage::{Sql, SqlExt, SqlValue, StorageError};
+
+/// One limit: at most `points` per `window_secs`, under its own `name`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    /// Distinguishes the counters of limits that share a key.
+    pub name: &'static str,
+    /// Points a window holds.
+    pub points: u32,
+    /// The window's length, in seconds.
+    pub window_secs: u64,
+}
+
+/// Logins per identifier and client address: the reference's 30 per 5 minutes and 300 per day.
+/// Never per account alone: anyone could then lock the owner out.
+pub const LOGIN: [Limit; 2] = [
+    Limit {
+        name: "login-5m",
+        points: 30,
+        window_secs: 5 * 60,
+    },
+    Limit {
+        name: "login-day",
+        points: 300,
+        window_secs: 24 * 60 * 60,
+    },
+];
+
+/// Applies the limits a method has before it runs (only `createSession`'s login throttle so
+/// far): `Ok` with the status whose headers the answer carries (none when the method has no
+/// limit), or the answer that refuses it. A login is refused here, before any password is
+/// hashed.
+pub fn admit(api: &Api<'_>, nsid: &str, req: &HttpRequest) -> Result<Option<Status>, HttpResponse> {
+    if nsid != create_session::NSID {
+        return Ok(None);
+    }
+    // An unreadable body counts under an empty identifier; the dispatcher then refuses it.
+    let identifier = serde_json::from_slice::<LoginIdentifier>(&req.body)
+        .map(|b| b.identifier)
+        .unwrap_or_default();
+    let fail = |e: XrpcError| -> HttpResponse { e.into_response().into() };
+    let subject = api
+        .with_auth(|auth| auth.login_subject(&identifier))
+        .map_err(fail)?;
+    let key = format!("{subject}@{}", address_key(req.client_ip));
+    let now_ms = api.account.clock.now_millis();
+    match consume(api.account.sql.as_ref(), &LOGIN, &key, now_ms) {
+        Ok(Ok(status)) => Ok(Some(status)),
+        Ok(Err(exceeded)) => Err(exceeded.into_response()),
+        Err(e) => Err(fail(e.into())),
+    }
+}
+
+/// The one field of a login the throttle reads.
+#[derive(serde::Deserialize)]
+struct LoginIdentifier {
+    identifier: String,
+}
+
+/// Where a limit stands after a request was counted (or refused).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Status {
+    /// The limit this is about.
+    pub limit: Limit,
+    /// Points left in the window.
+    pub remaining: u32,
+    /// When the window ends, in ms since the epoch.
+    pub reset_ms: u64,
+}
+
+impl Status {
+    /// The reference's headers: `RateLimit-Limit`, `-Remaining`, `-Reset` (epoch seconds) and
+    /// `-Policy` (`points;w=seconds`).
+    pub fn headers(&self) -> Vec<(String, String)> {
+        vec![
+            ("ratelimit-limit".into(), self.limit.points.to_string()),
+            ("ratelimit-remaining".into(), self.remaining.to_string()),
+            ("ratelimit-reset".into(), (self.reset_ms / 1000).to_string()),
+            (
+                "ratelimit-policy".into(),
+                format!("{};w={}", self.limit.points, self.limit.window_secs),
+            ),
+        ]
+    }
+
+    /// Adds this status's headers to `res`.
+    pub fn apply(&self, res: &mut HttpResponse) {
+        res.headers.extend(self.headers());
+    }
+}
+
+/// A request refused by a limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exceeded {
+    /// The limit that refused it, with nothing remaining.
+    pub status: Status,
+    /// Seconds until the limit takes requests again.
+    pub retry_after_secs: u64,
+}
+
+impl Exceeded {
+    /// The 429 answer, with the limit's headers and `Retry-After`.
+    pub fn into_response(self) -> HttpResponse {
+        let mut res: HttpResponse = XrpcError::rate_limit_exceeded("Rate Limit Exceeded")
+            .into_response()
+            .into();
+        self.status.apply(&mut res);
+        res.headers
+            .push(("retry-after".into(), self.retry_after_secs.to_string()));
+        res
+    }
+}
+
+/// Why a limit could not be checked.
+#[derive(Debug)]
+pub struct CheckError(StorageError);
+
+impl From<StorageError> for CheckError {
+    fn from(e: StorageError) -> Self {
+        CheckError(e)
+    }
+}
+
+impl From<CheckError> for XrpcError {
+    fn from(e: CheckError) -> Self {
+        XrpcError::internal_message(format!("rate limit: {}", e.0))
+    }
+}
+
+/// Counts one request against every limit in `limits` under `key`, unless one of them has no
+/// points left: then nothing is counted and the request is refused. `Ok` carries the status of
+/// the limit with the fewest points left, for the answer's headers.
+pub fn consume(
+    db: &dyn Sql,
+    limits: &[Limit],
+    key: &str,
+    now_ms: u64,
+) -> Result<Result<Status, Exceeded>, CheckError> {
+    let now = ms(now_ms);
+    // Ended windows are dropped first, so the reads below only see live ones.
+    db.execute(
+        "DELETE FROM rate_limit WHERE window_end_ms <= ?",
+        &[SqlValue::Integer(now)],
+    )?;
+    let mut statuses = Vec::with_capacity(limits.len());
+    for limit in limits {
+        let counter_key = format!("{}:{key}", limit.name);
+        let row = db.query_opt(
+            "SELECT used, window_end_ms FROM rate_limit WHERE key = ?",
+            &[SqlValue::from(counter_key.as_str())],
+        )?;
+        let (used, end_ms) = match row {
+            Some(row) => (row.integer(0)?, row.integer(1)?),
+            None => (0, now.saturating_add(ms(limit.window_secs * 1000))),
+        };
+        let used = u32::try_from(used).unwrap_or(u32::MAX);
+        let reset_ms = u64::try_from(end_ms).unwrap_or(0);
+        if used >= limit.points {
+            let status = Status {
+                limit: *limit,
+                remaining: 0,
+                reset_ms,
+            };
+            return Ok(Err(Exceeded {
+                status,
+                retry_after_secs: reset_ms.saturating_sub(now_ms).div_ceil(1000),
+            }));
+        }
+        statuses.push((counter_key, used, end_ms, *limit, reset_ms));
+    }
+    let mut tightest: Option<Status> = None;
+    for (counter_key, used, end_ms, limit, reset_ms) in statuses {
+        db.execute(
+            "INSERT INTO rate_limit (key, used, window_end_ms) VALUES (?, ?, ?)
+             ON CONFLICT (key) DO UPDATE SET used = excluded.used",
+            &[
+                SqlValue::from(counter_key.as_str()),
+                SqlValue::Integer(i64::from(used) + 1),
+                SqlValue::Integer(end_ms),
+            ],
+        )?;
+        let status = Status {
+            limit,
+            remaining: limit.points - used - 1,
+            reset_ms,
+        };
+        if tightest.is_none_or(|t| status.remaining < t.remaining) {
+            tightest = Some(status);
+        }
+    }
+    tightest.map(Ok).ok_or_else(|| {
+        CheckError(StorageError::Sql(
+            "a rate limit check needs at least one limit".into(),
+        ))
+    })
+}
+
+fn ms(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// How a client address is keyed: an IPv4 address whole, an IPv6 address by its /64 (one
+/// subscriber usually holds a whole /64), an unknown one as `unknown`.
+pub fn address_key(ip: Option<IpAddr>) -> String {
+    match ip {
+        Some(IpAddr::V4(v4)) => v4.to_string(),
+        Some(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+        None => "unknown".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::platform::native::NativeSql;
+    use crate::storage::schema;
+
+    fn db() -> NativeSql {
+        let db = NativeSql::open_in_memory().unwrap();
+        schema::migrate(&db).unwrap();
+        db
+    }
+
+    #[test]
+    fn windows_count_refuse_and_reset() {
+        let db = db();
+        let limits = [
+            Limit {
+                name: "short",
+                points: 3,
+                window_secs: 10,
+            },
+            Limit {
+                name: "long",
+                points: 5,
+                window_secs: 100,
+            },
+        ];
+        let t0 = 1_000_000;
+        let remaining: Vec<u32> = (0..3)
+            .map(|i| {
+                consume(&db, &limits, "k", t0 + i)
+                    .unwrap()
+                    .unwrap()
+                    .remaining
+            })
+            .collect();
+        assert_eq!(remaining, [2, 1, 0]);
+        let refused = consume(&db, &limits, "k", t0 + 5).unwrap().unwrap_err();
+        assert_eq!(refused.status.limit.name, "short");
+        assert_eq!(refused.status.reset_ms, t0 + 10_000);
+        assert_eq!(refused.retry_after_secs, 10);
+        // Another key has its own counters.
+        assert!(consume(&db, &limits, "other", t0 + 5).unwrap().is_ok());
+        // The short window ends; the long one still counts (3 of 5 used, the refusal counted
+        // nothing), and is now the tighter.
+        let after = consume(&db, &limits, "k", t0 + 10_000).unwrap().unwrap();
+        assert_eq!((after.limit.name, after.remaining), ("long", 1));
+        let after = consume(&db, &limits, "k", t0 + 10_001).unwrap().unwrap();
+        assert_eq!((after.limit.name, after.remaining), ("long", 0));
+        let refused = consume(&db, &limits, "k", t0 + 10_002)
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(refused.status.limit.name, "long");
+
+        let res = refused.into_response();
+        assert_eq!(res.status, 429);
+        let header = |n: &str| {
+            res.headers
+                .iter()
+                .find(|(k, _)| k == n)
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(header("ratelimit-limit").as_deref(), Some("5"));
+        assert_eq!(header("ratelimit-remaining").as_deref(), Some("0"));
+        assert_eq!(header("ratelimit-policy").as_deref(), Some("5;w=100"));
+        assert_eq!(header("ratelimit-reset").as_deref(), Some("1100"));
+        assert_eq!(header("retry-after").as_deref(), Some("90"));
+    }
+
+    #[test]
+    fn addresses_key_by_host_or_slash_64() {
+        let key = |s: &str| address_key(Some(s.parse().unwrap()));
+        assert_eq!(key("192.0.2.7"), "192.0.2.7");
+        assert_eq!(key("2001:db8:1:2:3:4:5:6"), "2001:db8:1:2::/64");
+        assert_eq!(key("2001:db8:1:2:ffff::1"), key("2001:db8:1:2::9"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_eq!(key("::ffff:192.0.2.7"), "192.0.2.7");
+        assert_eq!(address_key(None), "unknown");
+    }
+}

@@ -1,0 +1,417 @@
+//! Abuse resistance, under attack and with normal service going on, on both shells: bodies over
+//! a method's limit are refused from their declared length before they are read; logins are
+//! throttled per identifier and client address before any password is hashed; a concurrent
+//! double refresh keeps the user signed in, and a new password ends every session.
+
+mod support;
+
+use std::io::{BufReader, Read, Write};
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use support::account::{did, login, HANDLE, PASSWORD};
+use support::http::{connect_from, read_body, read_head, request, request_from, upgrade, xrpc};
+use support::ShellKind;
+
+const DO_STARTED: &str = "pds: account object started";
+const CREATE_SESSION: &str = "/xrpc/com.atproto.server.createSession";
+
+#[test]
+fn native_oversized_bodies_are_refused_unread() {
+    oversized_bodies_are_refused_unread(ShellKind::Native);
+}
+
+#[test]
+#[ignore = "Worker under workerd: npm test runs it with --ignored"]
+fn worker_oversized_bodies_are_refused_unread() {
+    oversized_bodies_are_refused_unread(ShellKind::Worker);
+}
+
+#[test]
+fn native_logins_are_throttled() {
+    logins_are_throttled(ShellKind::Native);
+}
+
+#[test]
+#[ignore = "Worker under workerd: npm test runs it with --ignored"]
+fn worker_logins_are_throttled() {
+    logins_are_throttled(ShellKind::Worker);
+}
+
+#[test]
+fn native_sessions_survive_a_double_refresh_and_end_with_the_password() {
+    sessions_survive_a_double_refresh_and_end_with_the_password(ShellKind::Native);
+}
+
+#[test]
+#[ignore = "Worker under workerd: npm test runs it with --ignored"]
+fn worker_sessions_survive_a_double_refresh_and_end_with_the_password() {
+    sessions_survive_a_double_refresh_and_end_with_the_password(ShellKind::Worker);
+}
+
+fn create_post(base: &str, token: &str, text: &str) -> serde_json::Value {
+    let res = xrpc(
+        base,
+        "POST",
+        "com.atproto.repo.createRecord",
+        token,
+        Some(&json!({
+            "repo": did(),
+            "collection": "app.bsky.feed.post",
+            "record": {"$type": "app.bsky.feed.post", "text": text, "createdAt": "2026-12-06T00:00:00Z"},
+        })),
+    );
+    assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+    res.json()
+}
+
+/// Reads one WebSocket frame header and payload from a subscriber's socket; its first byte.
+fn next_frame(socket: &mut BufReader<std::net::TcpStream>) -> u8 {
+    let mut head = [0u8; 2];
+    socket.read_exact(&mut head).expect("a firehose frame");
+    let len = match head[1] & 0x7f {
+        126 => {
+            let mut n = [0u8; 2];
+            socket.read_exact(&mut n).unwrap();
+            u64::from(u16::from_be_bytes(n))
+        }
+        127 => {
+            let mut n = [0u8; 8];
+            socket.read_exact(&mut n).unwrap();
+            u64::from_be_bytes(n)
+        }
+        n => u64::from(n),
+    };
+    let mut payload = vec![0u8; len as usize];
+    socket.read_exact(&mut payload).unwrap();
+    head[0]
+}
+
+fn oversized_bodies_are_refused_unread(kind: ShellKind) {
+    let server = support::start_shell(kind, &[]);
+    let base = server.base().to_owned();
+    let starts = || server.worker().map(|w| w.log_count(DO_STARTED));
+    let (token, _) = login(&base);
+    let post = create_post(&base, &token, "before the attack");
+    let mut subscriber = upgrade(&base, "/xrpc/com.atproto.sync.subscribeRepos")
+        .unwrap_or_else(|r| panic!("subscribe: {} {:?}", r.status, r.body));
+    subscriber
+        .get_ref()
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let started_before = starts();
+
+    // 95 MB declared, 64 KiB sent: the answer comes without the rest being read.
+    let asked = Instant::now();
+    let (status, headers, body) = declare(&base, CREATE_SESSION, &[], 95_000_000);
+    let waited = asked.elapsed();
+    assert_eq!(status, 413, "declared 95 MB");
+    assert_eq!(body["error"], "PayloadTooLarge", "{body}");
+    assert!(
+        headers
+            .iter()
+            .any(|(k, v)| k == "access-control-allow-origin" && v == "*"),
+        "{headers:?}"
+    );
+    assert!(waited < Duration::from_secs(5), "answered after {waited:?}");
+
+    // Meanwhile the account serves as usual: a read, a write, and its event to the live
+    // subscriber, from the same object (not restarted).
+    let uri = post["uri"].as_str().unwrap();
+    let rkey = uri.rsplit('/').next().unwrap();
+    let read = request(
+        &base,
+        "GET",
+        &format!(
+            "/xrpc/com.atproto.repo.getRecord?repo={}&collection=app.bsky.feed.post&rkey={rkey}",
+            did()
+        ),
+        &[],
+        b"",
+    );
+    assert_eq!(read.status, 200, "{}", String::from_utf8_lossy(&read.body));
+    assert_eq!(read.json()["value"]["text"], "before the attack");
+    create_post(&base, &token, "after the attack");
+    assert_eq!(next_frame(&mut subscriber), 0x82, "a binary event frame");
+    assert_eq!(
+        starts(),
+        started_before,
+        "the account object was not restarted"
+    );
+
+    // A streamed body without a declared length is counted and cut at the limit: 413 once it
+    // passes 150 KiB, whatever follows.
+    let (mut stream, authority) = connect_from(None, &base);
+    write!(
+        stream,
+        "POST {CREATE_SESSION} HTTP/1.1\r\nhost: {authority}\r\ncontent-type: application/json\r\n\
+         transfer-encoding: chunked\r\n\r\n"
+    )
+    .unwrap();
+    let chunk = vec![b' '; 32 * 1024];
+    for _ in 0..64 {
+        let sent = write!(stream, "{:x}\r\n", chunk.len())
+            .and_then(|()| stream.write_all(&chunk))
+            .and_then(|()| stream.write_all(b"\r\n"));
+        if sent.is_err() {
+            break; // The server stopped reading: its answer is waiting.
+        }
+    }
+    let _ = stream.write_all(b"0\r\n\r\n");
+    let mut reader = BufReader::new(stream);
+    let (status, headers) = read_head(&mut reader);
+    assert_eq!(status, 413, "chunked 2 MiB");
+    let body: serde_json::Value =
+        serde_json::from_slice(&read_body(&mut reader, &headers)).unwrap();
+    assert_eq!(body["error"], "PayloadTooLarge");
+
+    // Limits are per method: a 300 KB record fits createRecord's 1,000,000 bytes, while
+    // putPreferences keeps the reference's 150 KiB.
+    let big = "x".repeat(300_000);
+    let res = xrpc(
+        &base,
+        "POST",
+        "com.atproto.repo.createRecord",
+        &token,
+        Some(&json!({
+            "repo": did(),
+            "collection": "com.example.big",
+            "record": {"$type": "com.example.big", "blob": big},
+        })),
+    );
+    assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+    let res = xrpc(
+        &base,
+        "POST",
+        "app.bsky.actor.putPreferences",
+        &token,
+        Some(&json!({ "preferences": [{"$type": "com.example.pref", "blob": big}] })),
+    );
+    assert_eq!(res.status, 413, "{}", String::from_utf8_lossy(&res.body));
+    assert_eq!(res.json()["error"], "PayloadTooLarge");
+    // An upload over the blob limit (100 MiB by default), or a proxied call over 1 MiB, is
+    // refused from its declared length before a byte is stored or sent.
+    let auth = format!("Bearer {token}");
+    for (path, declared) in [
+        ("/xrpc/com.atproto.repo.uploadBlob", 105_000_000),
+        ("/xrpc/app.bsky.feed.sendInteractions", 2_000_000),
+    ] {
+        let (status, _, body) = declare(&base, path, &[("authorization", &auth)], declared);
+        assert_eq!(
+            (status, &body["error"]),
+            (413, &json!("PayloadTooLarge")),
+            "{path}: {body}"
+        );
+    }
+}
+
+/// POSTs to `path` declaring a body of `declared` bytes and sending 64 KiB of it; the answer's
+/// status, headers and JSON body.
+fn declare(
+    base: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    declared: u64,
+) -> (u16, Vec<(String, String)>, serde_json::Value) {
+    let (mut attack, authority) = connect_from(None, base);
+    let mut head = format!(
+        "POST {path} HTTP/1.1\r\nhost: {authority}\r\ncontent-type: application/json\r\n\
+         content-length: {declared}\r\n"
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    attack.write_all(head.as_bytes()).unwrap();
+    attack.write_all(&vec![b' '; 64 * 1024]).unwrap();
+    attack
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut reader = BufReader::new(attack);
+    let (status, headers) = read_head(&mut reader);
+    let body = serde_json::from_slice(&read_body(&mut reader, &headers)).unwrap();
+    (status, headers, body)
+}
+
+fn login_from(
+    server: &dyn support::Shell,
+    source: IpAddr,
+    identifier: &str,
+    password: &str,
+) -> support::http::Reply {
+    let body = json!({ "identifier": identifier, "password": password }).to_string();
+    // On Workers the address is Cloudflare's `CF-Connecting-IP`, which the test plays; natively
+    // it is the connection's peer.
+    let ip = source.to_string();
+    let headers: Vec<(&str, &str)> = match server.worker() {
+        Some(_) => vec![
+            ("content-type", "application/json"),
+            ("cf-connecting-ip", ip.as_str()),
+        ],
+        None => vec![("content-type", "application/json")],
+    };
+    request_from(
+        Some(source),
+        server.base(),
+        "POST",
+        CREATE_SESSION,
+        &headers,
+        body.as_bytes(),
+    )
+}
+
+fn logins_are_throttled(kind: ShellKind) {
+    let server = support::start_shell(kind, &[]);
+    let base = server.base().to_owned();
+    let attacker: IpAddr = "127.0.0.2".parse().unwrap();
+    let owner: IpAddr = "127.0.0.1".parse().unwrap();
+    // The owner is signed in before the attack, and stays so.
+    let res = login_from(server.as_ref(), owner, HANDLE, PASSWORD);
+    assert_eq!(res.status, 200, "{:?}", res.json());
+    let token = res.json()["accessJwt"].as_str().unwrap().to_owned();
+
+    // The account's handle (in any case) and DID share one budget per address.
+    let names = [HANDLE.to_owned(), HANDLE.to_uppercase(), did()];
+    for i in 0..30 {
+        let res = login_from(server.as_ref(), attacker, &names[i % 3], "wrong password");
+        assert_eq!(res.status, 401, "attempt {i}: {:?}", res.json());
+        assert_eq!(res.json()["error"], "AuthenticationRequired");
+        assert_eq!(res.header("ratelimit-limit"), Some("30"), "attempt {i}");
+        assert_eq!(
+            res.header("ratelimit-remaining"),
+            Some((29 - i).to_string().as_str()),
+            "attempt {i}"
+        );
+        assert_eq!(res.header("ratelimit-policy"), Some("30;w=300"));
+    }
+    for i in 30..40 {
+        let started = Instant::now();
+        let res = login_from(server.as_ref(), attacker, &names[i % 3], "wrong password");
+        assert_eq!(res.status, 429, "attempt {i}");
+        let body = res.json();
+        assert_eq!(body["error"], "RateLimitExceeded", "{body}");
+        assert_eq!(res.header("ratelimit-remaining"), Some("0"));
+        let retry: u64 = res.header("retry-after").unwrap().parse().unwrap();
+        assert!((1..=300).contains(&retry), "retry-after {retry}");
+        let reset: u64 = res.header("ratelimit-reset").unwrap().parse().unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        assert!(
+            reset > now && reset <= now + 301,
+            "reset {reset}, now {now}"
+        );
+        // Refused before any hash: far quicker than a password check.
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+    // The right password from the throttled address is refused too: nothing is checked.
+    let res = login_from(server.as_ref(), attacker, HANDLE, PASSWORD);
+    assert_eq!(res.status, 429);
+
+    // The owner, elsewhere, signs in; their session from before still works.
+    let res = login_from(server.as_ref(), owner, HANDLE, PASSWORD);
+    assert_eq!(res.status, 200, "{:?}", res.json());
+    assert_eq!(res.header("ratelimit-limit"), Some("30"));
+    assert_eq!(res.header("ratelimit-remaining"), Some("28"));
+    let res = xrpc(&base, "GET", "com.atproto.server.getSession", &token, None);
+    assert_eq!(res.status, 200);
+
+    // Another identifier from the attacker's address has its own budget (and is no account).
+    let res = login_from(server.as_ref(), attacker, "bob.test", "wrong password");
+    assert_eq!(res.status, 401);
+    assert_eq!(res.header("ratelimit-remaining"), Some("29"));
+}
+
+fn refresh(base: &str, refresh_jwt: &str) -> support::http::Reply {
+    xrpc(
+        base,
+        "POST",
+        "com.atproto.server.refreshSession",
+        refresh_jwt,
+        None,
+    )
+}
+
+fn sessions_survive_a_double_refresh_and_end_with_the_password(kind: ShellKind) {
+    let mut server = support::start_shell(kind, &[]);
+    let base = server.base().to_owned();
+    let (access, refresh_jwt) = login(&base);
+    let app_password = xrpc(
+        &base,
+        "POST",
+        "com.atproto.server.createAppPassword",
+        &access,
+        Some(&json!({ "name": "phone" })),
+    )
+    .json()["password"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let app_session = request(
+        &base,
+        "POST",
+        CREATE_SESSION,
+        &[("content-type", "application/json")],
+        json!({ "identifier": HANDLE, "password": app_password })
+            .to_string()
+            .as_bytes(),
+    )
+    .json();
+    let app_access = app_session["accessJwt"].as_str().unwrap().to_owned();
+
+    // Two refreshes with the same token at once (a retry racing the original): both succeed
+    // with the same successor, and the user stays signed in.
+    let (a, b) = std::thread::scope(|scope| {
+        let a = scope.spawn(|| refresh(&base, &refresh_jwt));
+        let b = scope.spawn(|| refresh(&base, &refresh_jwt));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    assert_eq!(
+        (a.status, b.status),
+        (200, 200),
+        "{:?} {:?}",
+        a.json(),
+        b.json()
+    );
+    let next = a.json()["refreshJwt"].as_str().unwrap().to_owned();
+    assert_eq!(b.json()["refreshJwt"], json!(next), "the same successor");
+    let later = refresh(&base, &next);
+    assert_eq!(later.status, 200, "{:?}", later.json());
+    let access = later.json()["accessJwt"].as_str().unwrap().to_owned();
+    let session = xrpc(&base, "GET", "com.atproto.server.getSession", &access, None);
+    assert_eq!(session.status, 200);
+
+    // A new configured password ends every session, the app password's too.
+    let new_password = "a-new-password-5678";
+    server.set_var(
+        "PDS_PASSWORD_HASH",
+        &pds::password::hash(new_password).unwrap(),
+    );
+    server.restart();
+    let base = server.base().to_owned();
+    for token in [&access, &app_access] {
+        let res = xrpc(&base, "GET", "com.atproto.server.getSession", token, None);
+        assert_eq!(res.status, 400, "{:?}", res.json());
+        assert_eq!(res.json()["error"], "ExpiredToken");
+    }
+    let res = refresh(&base, later.json()["refreshJwt"].as_str().unwrap());
+    assert_eq!(res.json()["error"], "ExpiredToken");
+    let sign_in = |password: &str| {
+        request(
+            &base,
+            "POST",
+            CREATE_SESSION,
+            &[("content-type", "application/json")],
+            json!({ "identifier": HANDLE, "password": password })
+                .to_string()
+                .as_bytes(),
+        )
+        .status
+    };
+    assert_eq!(sign_in(PASSWORD), 401);
+    assert_eq!(sign_in(new_password), 200);
+    // The app password itself stays, and opens a new session.
+    assert_eq!(sign_in(&app_password), 200);
+}
