@@ -151,6 +151,16 @@ pub fn consume(
     key: &str,
     now_ms: u64,
 ) -> Result<Result<Status, Exceeded>, CheckError> {
+    // One transaction: one commit to storage for all the statements.
+    db.transaction(|| consume_in(db, limits, key, now_ms))
+}
+
+fn consume_in(
+    db: &dyn Sql,
+    limits: &[Limit],
+    key: &str,
+    now_ms: u64,
+) -> Result<Result<Status, Exceeded>, CheckError> {
     let now = ms(now_ms);
     // Ended windows are dropped first, so the reads below only see live ones.
     db.execute(
