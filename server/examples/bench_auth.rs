@@ -36,6 +36,7 @@ fn main() {
         jwt_secret: vec![7; 32],
         blob_upload_limit: pds::config::DEFAULT_BLOB_UPLOAD_LIMIT,
         session_lifetime_days: pds::config::DEFAULT_SESSION_LIFETIME_DAYS,
+        firehose: Default::default(),
         maintenance: Default::default(),
         network: Default::default(),
         proxy: Default::default(),

@@ -59,6 +59,29 @@ pub mod vars {
     /// Optional: how long a signed-in session lasts at most, however often it is refreshed,
     /// in days (default 365).
     pub const SESSION_LIFETIME_DAYS: &str = "PDS_SESSION_LIFETIME_DAYS";
+    /// Optional: firehose subscribers at once (default 100).
+    pub const FIREHOSE_MAX_SUBSCRIBERS: &str = "PDS_FIREHOSE_MAX_SUBSCRIBERS";
+    /// Optional: firehose subscribers at once from one client address (default 10).
+    pub const FIREHOSE_MAX_SUBSCRIBERS_PER_ADDRESS: &str =
+        "PDS_FIREHOSE_MAX_SUBSCRIBERS_PER_ADDRESS";
+}
+
+/// How many firehose subscribers are served at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FirehoseLimits {
+    /// In total.
+    pub subscribers: u64,
+    /// From one client address (an IPv6 address counted by its /64).
+    pub subscribers_per_address: u64,
+}
+
+impl Default for FirehoseLimits {
+    fn default() -> Self {
+        FirehoseLimits {
+            subscribers: 100,
+            subscribers_per_address: 10,
+        }
+    }
 }
 
 /// The default of `PDS_SESSION_LIFETIME_DAYS`.
@@ -187,6 +210,8 @@ pub struct Config {
     pub blob_upload_limit: u64,
     /// The longest a legacy session lasts from sign-in, refreshes included, in days.
     pub session_lifetime_days: u64,
+    /// Caps on firehose subscribers.
+    pub firehose: FirehoseLimits,
     /// Firehose retention and relay notification.
     pub maintenance: MaintenanceConfig,
     /// The PLC directory and DNS-over-HTTPS endpoint.
@@ -280,6 +305,23 @@ impl Config {
             optional_number(&lookup, vars::SESSION_LIFETIME_DAYS, 1, "days")?
                 .unwrap_or(DEFAULT_SESSION_LIFETIME_DAYS);
         let maintenance = read_maintenance(&lookup)?;
+        let defaults = FirehoseLimits::default();
+        let firehose = FirehoseLimits {
+            subscribers: optional_number(
+                &lookup,
+                vars::FIREHOSE_MAX_SUBSCRIBERS,
+                1,
+                "subscribers",
+            )?
+            .unwrap_or(defaults.subscribers),
+            subscribers_per_address: optional_number(
+                &lookup,
+                vars::FIREHOSE_MAX_SUBSCRIBERS_PER_ADDRESS,
+                1,
+                "subscribers",
+            )?
+            .unwrap_or(defaults.subscribers_per_address),
+        };
         let network = NetworkConfig {
             plc_url: optional_url(&lookup, vars::PLC_URL)?
                 .unwrap_or_else(|| DEFAULT_PLC_URL.into()),
@@ -299,6 +341,7 @@ impl Config {
             jwt_secret,
             blob_upload_limit,
             session_lifetime_days,
+            firehose,
         })
     }
 

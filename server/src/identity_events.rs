@@ -96,6 +96,7 @@ mod tests {
             jwt_secret: vec![1; 32],
             blob_upload_limit: 1,
             session_lifetime_days: 1,
+            firehose: Default::default(),
             maintenance: MaintenanceConfig::default(),
             network: Default::default(),
             proxy: Default::default(),

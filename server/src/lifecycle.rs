@@ -128,12 +128,29 @@ async fn account_route(config: &Config, account: &Account, req: HttpRequest) -> 
     res
 }
 
-/// Admits a `subscribeRepos` request: the requested cursor (none: live only) when the shell
-/// should upgrade to a WebSocket, or the XRPC error to answer instead.
+/// The firehose subscribers a shell holds, as admission counts them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenSubscribers {
+    /// All of them.
+    pub total: usize,
+    /// Those from the new request's client address (by [`subscriber_address`]).
+    pub from_address: usize,
+}
+
+/// What subscribers are counted by per address: the client address as the rate limits key it
+/// (an IPv6 address by its /64).
+pub fn subscriber_address(req: &HttpRequest) -> String {
+    crate::rate_limit::address_key(req.client_ip)
+}
+
+/// Admits a `subscribeRepos` request, given the subscribers already `open`: the requested
+/// cursor (none: live only) when the shell should upgrade to a WebSocket, or the XRPC error to
+/// answer instead (429 `RateLimitExceeded` over a subscriber cap).
 pub fn subscribe_repos(
     config: &Result<Config, ConfigError>,
     account: &Account,
     req: &HttpRequest,
+    open: OpenSubscribers,
 ) -> Result<Option<u64>, HttpResponse> {
     use pds_api::com::atproto::sync::subscribe_repos::{Params, NSID};
     if let Err(e) = config {
@@ -165,6 +182,22 @@ pub fn subscribe_repos(
         return Err(fail(XrpcError::invalid_request(
             "a WebSocket upgrade needs a Sec-WebSocket-Key header",
         )));
+    }
+    if let Ok(c) = config {
+        let limits = c.firehose;
+        let over = |n: usize, cap: u64| u64::try_from(n).unwrap_or(u64::MAX) >= cap;
+        if over(open.from_address, limits.subscribers_per_address) {
+            return Err(fail(XrpcError::rate_limit_exceeded(format!(
+                "Too many firehose subscriptions from this address (at most {})",
+                limits.subscribers_per_address
+            ))));
+        }
+        if over(open.total, limits.subscribers) {
+            return Err(fail(XrpcError::rate_limit_exceeded(format!(
+                "Too many firehose subscriptions (at most {})",
+                limits.subscribers
+            ))));
+        }
     }
     match params.cursor {
         None => Ok(None),

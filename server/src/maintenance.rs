@@ -412,6 +412,7 @@ mod tests {
                 jwt_secret: vec![1; 32],
                 blob_upload_limit: 1,
                 session_lifetime_days: 1,
+                firehose: Default::default(),
                 maintenance: MaintenanceConfig {
                     relays: relays.iter().map(|r| r.to_string()).collect(),
                     ..MaintenanceConfig::default()

@@ -49,6 +49,7 @@ impl Fixture {
                 jwt_secret: vec![7; 32],
                 blob_upload_limit: pds::config::DEFAULT_BLOB_UPLOAD_LIMIT,
                 session_lifetime_days: pds::config::DEFAULT_SESSION_LIFETIME_DAYS,
+                firehose: Default::default(),
                 maintenance: Default::default(),
                 network: Default::default(),
                 proxy: Default::default(),

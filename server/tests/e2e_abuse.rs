@@ -1,7 +1,8 @@
 //! Abuse resistance, under attack and with normal service going on, on both shells: bodies over
 //! a method's limit are refused from their declared length before they are read; logins are
 //! throttled per identifier and client address before any password is hashed; a concurrent
-//! double refresh keeps the user signed in, and a new password ends every session.
+//! double refresh keeps the user signed in, and a new password ends every session; firehose
+//! subscribers are capped in total and per address, and refused cleanly over the caps.
 
 mod support;
 
@@ -11,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use support::account::{did, login, HANDLE, PASSWORD};
-use support::http::{connect_from, read_body, read_head, request, request_from, upgrade, xrpc};
+use support::http::{
+    connect_from, read_body, read_head, request, request_from, upgrade, upgrade_from, xrpc,
+};
 use support::ShellKind;
 
 const DO_STARTED: &str = "pds: account object started";
@@ -48,6 +51,17 @@ fn native_sessions_survive_a_double_refresh_and_end_with_the_password() {
 #[ignore = "Worker under workerd: npm test runs it with --ignored"]
 fn worker_sessions_survive_a_double_refresh_and_end_with_the_password() {
     sessions_survive_a_double_refresh_and_end_with_the_password(ShellKind::Worker);
+}
+
+#[test]
+fn native_firehose_subscribers_are_capped() {
+    firehose_subscribers_are_capped(ShellKind::Native);
+}
+
+#[test]
+#[ignore = "Worker under workerd: npm test runs it with --ignored"]
+fn worker_firehose_subscribers_are_capped() {
+    firehose_subscribers_are_capped(ShellKind::Worker);
 }
 
 fn create_post(base: &str, token: &str, text: &str) -> serde_json::Value {
@@ -414,4 +428,77 @@ fn sessions_survive_a_double_refresh_and_end_with_the_password(kind: ShellKind) 
     assert_eq!(sign_in(new_password), 200);
     // The app password itself stays, and opens a new session.
     assert_eq!(sign_in(&app_password), 200);
+}
+
+fn subscribe_from(
+    server: &dyn support::Shell,
+    source: IpAddr,
+) -> Result<BufReader<std::net::TcpStream>, support::http::Reply> {
+    let ip = source.to_string();
+    let headers: Vec<(&str, &str)> = match server.worker() {
+        Some(_) => vec![("cf-connecting-ip", ip.as_str())],
+        None => vec![],
+    };
+    upgrade_from(
+        Some(source),
+        server.base(),
+        "/xrpc/com.atproto.sync.subscribeRepos",
+        &headers,
+    )
+}
+
+fn firehose_subscribers_are_capped(kind: ShellKind) {
+    let server = support::start_shell(
+        kind,
+        &[
+            ("PDS_FIREHOSE_MAX_SUBSCRIBERS", "3"),
+            ("PDS_FIREHOSE_MAX_SUBSCRIBERS_PER_ADDRESS", "2"),
+        ],
+    );
+    let base = server.base().to_owned();
+    let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+    let refused = |res: Result<BufReader<std::net::TcpStream>, support::http::Reply>| {
+        let reply = res.expect_err("refused");
+        assert_eq!(
+            reply.status,
+            429,
+            "{:?}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        let body = reply.json();
+        assert_eq!(body["error"], "RateLimitExceeded", "{body}");
+        body["message"].as_str().unwrap().to_owned()
+    };
+    let a1 = subscribe_from(server.as_ref(), ip("127.0.0.2")).expect("first from .2");
+    let _a2 = subscribe_from(server.as_ref(), ip("127.0.0.2")).expect("second from .2");
+    let message = refused(subscribe_from(server.as_ref(), ip("127.0.0.2")));
+    assert!(message.contains("from this address"), "{message}");
+    let mut b1 = subscribe_from(server.as_ref(), ip("127.0.0.1")).expect("first from .1");
+    let message = refused(subscribe_from(server.as_ref(), ip("127.0.0.3")));
+    assert!(message.contains("at most 3"), "{message}");
+
+    // The subscribers in are served as before.
+    b1.get_ref()
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let (token, _) = login(&base);
+    create_post(&base, &token, "to the subscribers");
+    assert_eq!(next_frame(&mut b1), 0x82);
+
+    // One leaves: its place is free again.
+    drop(a1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match subscribe_from(server.as_ref(), ip("127.0.0.3")) {
+            Ok(_) => break,
+            Err(reply) => {
+                assert_eq!(reply.status, 429);
+                assert!(
+                    Instant::now() < deadline,
+                    "the freed place was not given back"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
 }

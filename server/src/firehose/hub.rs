@@ -29,15 +29,21 @@ pub trait SubscriberSocket: Outbox {
 }
 
 /// Drives every subscriber with one configuration.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Hub {
     config: SubscriberConfig,
+    /// The newest seq a broadcast of this instance has gone through (none after a start or an
+    /// eviction): a request that stored nothing newer touches no socket.
+    broadcast_through: std::cell::Cell<Option<u64>>,
 }
 
 impl Hub {
     /// A hub whose subscribers have `config`'s limits.
     pub fn new(config: SubscriberConfig) -> Hub {
-        Hub { config }
+        Hub {
+            config,
+            broadcast_through: std::cell::Cell::new(None),
+        }
     }
 
     /// Starts a subscription on a new socket from `cursor`, replaying what it
@@ -83,13 +89,19 @@ impl Hub {
 
     /// Offers every event stored after the live subscribers' positions, each
     /// framed once, then continues replays. Returns whether some socket still
-    /// replays.
+    /// replays. When nothing was stored since the last broadcast it reads no
+    /// socket's state and returns at once (replays are the pump's to advance).
     pub fn broadcast<L, S>(&self, log: &L, sockets: &mut [S]) -> bool
     where
         L: EventLog + ?Sized,
         L::Error: std::fmt::Display,
         S: SubscriberSocket,
     {
+        let newest = log.newest().ok();
+        if newest.is_some() && newest == self.broadcast_through.get() {
+            return false;
+        }
+        self.broadcast_through.set(newest);
         let mut subs: Vec<Option<Subscriber>> = sockets.iter().map(|s| s.state()).collect();
         let live_from = subs
             .iter()
@@ -232,6 +244,8 @@ mod tests {
         unread: usize,
         state: Option<Subscriber>,
         closed: Option<(u16, String)>,
+        /// How often its state was read or written.
+        touched: std::cell::Cell<usize>,
     }
 
     impl Outbox for TestSocket {
@@ -247,9 +261,11 @@ mod tests {
 
     impl SubscriberSocket for TestSocket {
         fn state(&self) -> Option<Subscriber> {
+            self.touched.set(self.touched.get() + 1);
             self.state
         }
         fn set_state(&mut self, sub: &Subscriber) {
+            self.touched.set(self.touched.get() + 1);
             self.state = Some(*sub);
         }
         fn close(&mut self, code: u16, reason: &str) {
@@ -299,6 +315,33 @@ mod tests {
 
     fn seqs(range: std::ops::RangeInclusive<u64>) -> Vec<String> {
         range.map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_broadcast_with_nothing_new_touches_no_socket() {
+        let hub = Hub::new(CONFIG);
+        let mut log = MemoryEventLog::new();
+        append(&mut log, 3);
+        let mut sockets: Vec<TestSocket> = (0..5).map(|_| TestSocket::default()).collect();
+        for socket in &mut sockets {
+            assert!(!hub.open(&log, None, socket));
+        }
+        append(&mut log, 1);
+        hub.broadcast(&log, &mut sockets);
+        assert!(sockets.iter().all(|s| s.seen() == ["4"]));
+        let touched: usize = sockets.iter().map(|s| s.touched.get()).sum();
+        // Read-only requests: no state read or written, no frame.
+        for _ in 0..10 {
+            assert!(!hub.broadcast(&log, &mut sockets));
+        }
+        assert_eq!(
+            sockets.iter().map(|s| s.touched.get()).sum::<usize>(),
+            touched
+        );
+        // The next event goes out once to each.
+        append(&mut log, 1);
+        hub.broadcast(&log, &mut sockets);
+        assert!(sockets.iter().all(|s| s.seen() == ["4", "5"]));
     }
 
     #[test]

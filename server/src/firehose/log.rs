@@ -51,6 +51,10 @@ impl EventLog for SqlEventLog<'_> {
         })
     }
 
+    fn newest(&self) -> Result<u64, StorageError> {
+        Ok(latest_seq(self.db)?.map(to_seq).transpose()?.unwrap_or(0))
+    }
+
     fn read_after(&self, after: u64, limit: usize) -> Result<Vec<LoggedEvent>, StorageError> {
         // Cursors above i64::MAX cannot have events after them.
         let Ok(after) = i64::try_from(after) else {

@@ -68,6 +68,10 @@ pub trait EventLog {
     type Error;
     /// Oldest kept and newest assigned seq.
     fn bounds(&self) -> Result<LogBounds, Self::Error>;
+    /// The newest assigned seq alone (what every request's broadcast asks first).
+    fn newest(&self) -> Result<u64, Self::Error> {
+        self.bounds().map(|b| b.newest)
+    }
     /// Up to `limit` events with seq above `after`, in ascending seq order.
     fn read_after(&self, after: u64, limit: usize) -> Result<Vec<LoggedEvent>, Self::Error>;
 }

@@ -172,13 +172,26 @@ pub fn read_body(reader: &mut impl BufRead, headers: &[(String, String)]) -> Vec
 /// Asks `base` to upgrade `path` to a WebSocket: the stream after a 101's headers, or the
 /// whole non-101 response.
 pub fn upgrade(base: &str, path: &str) -> Result<BufReader<TcpStream>, Reply> {
-    let (mut stream, authority) = connect(base);
-    write!(
-        stream,
+    upgrade_from(None, base, path, &[])
+}
+
+/// [`upgrade`] from the loopback address `source` (see [`connect_from`]), with more headers.
+pub fn upgrade_from(
+    source: Option<std::net::IpAddr>,
+    base: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<BufReader<TcpStream>, Reply> {
+    let (mut stream, authority) = connect_from(source, base);
+    let mut head = format!(
         "GET {path} HTTP/1.1\r\nhost: {authority}\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\
-         sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n"
-    )
-    .unwrap();
+         sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n"
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).unwrap();
     let mut reader = BufReader::new(stream);
     let (status, headers) = read_head(&mut reader);
     if status == 101 {

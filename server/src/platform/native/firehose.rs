@@ -23,6 +23,11 @@ use crate::firehose::{
 
 /// How often a paused replay checks whether its socket drained.
 const PUMP_INTERVAL: Duration = Duration::from_millis(2);
+/// The largest message or frame a subscriber may send (it has nothing to say but pings and
+/// its close): more ends the connection.
+const MAX_INBOUND_BYTES: usize = 4096;
+/// How long one frame may take to be written before the peer counts as dead and is dropped.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What the writer task of a connection sends.
 enum Outgoing {
@@ -37,6 +42,8 @@ struct Connection {
     buffered: Cell<usize>,
     state: Cell<Option<Subscriber>>,
     closed: Cell<bool>,
+    /// The client address it is counted under.
+    address: String,
 }
 
 /// The [`SubscriberSocket`] view of a connection.
@@ -130,13 +137,23 @@ impl NativeFirehose {
         });
     }
 
+    /// The subscribers open now, in total and from `address`.
+    pub fn open_subscribers(&self, address: &str) -> crate::lifecycle::OpenSubscribers {
+        let sockets = self.sockets();
+        crate::lifecycle::OpenSubscribers {
+            total: sockets.len(),
+            from_address: sockets.iter().filter(|s| s.0.address == address).count(),
+        }
+    }
+
     /// Answers the upgrade of an admitted subscribeRepos request (`cursor` from
-    /// [`crate::lifecycle::subscribe_repos`]) and starts the subscription.
+    /// [`crate::lifecycle::subscribe_repos`]) from `address` and starts the subscription.
     pub fn upgrade(
         self: &Rc<Self>,
         account: &Rc<Account>,
         req: hyper::Request<Incoming>,
         cursor: Option<u64>,
+        address: String,
     ) -> hyper::Response<()> {
         // Admission checked the key is present; an absent one derives an accept the client
         // refuses.
@@ -151,6 +168,7 @@ impl NativeFirehose {
             buffered: Cell::new(0),
             state: Cell::new(None),
             closed: Cell::new(false),
+            address,
         });
         self.connections.borrow_mut().push(connection.clone());
         // Frames queue up until the upgrade completes; the handshake goes out first.
@@ -188,7 +206,11 @@ async fn run_connection(
         connection.closed.set(true);
         return;
     };
-    let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
+    let limits = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .max_message_size(Some(MAX_INBOUND_BYTES))
+        .max_frame_size(Some(MAX_INBOUND_BYTES));
+    let ws =
+        WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(limits)).await;
     let (mut sink, mut stream) = ws.split();
     let reader = {
         let connection = connection.clone();
@@ -207,14 +229,14 @@ async fn run_connection(
             match out {
                 Outgoing::Frame(frame) => {
                     let len = frame.len();
-                    let sent = sink
-                        .send(Message::Binary(Bytes::from(frame.to_vec())))
-                        .await;
+                    let message = Message::Binary(Bytes::from(frame.to_vec()));
+                    let sent = tokio::time::timeout(WRITE_TIMEOUT, sink.send(message)).await;
                     connection
                         .buffered
                         .set(connection.buffered.get().saturating_sub(len));
-                    if sent.is_err() {
-                        break;
+                    // A failed write, or a peer that stopped reading: the connection ends.
+                    if !matches!(sent, Ok(Ok(()))) {
+                        return true;
                     }
                 }
                 Outgoing::Close(code, reason) => {
@@ -222,21 +244,25 @@ async fn run_connection(
                         code: CloseCode::from(code),
                         reason: reason.into(),
                     };
-                    let _ = sink.send(Message::Close(Some(frame))).await;
+                    let close = sink.send(Message::Close(Some(frame)));
+                    let _ = tokio::time::timeout(WRITE_TIMEOUT, close).await;
                     break;
                 }
             }
         }
         connection.closed.set(true);
         connection.buffered.set(0);
+        false
     };
     // Whichever side ends first ends the connection; closing the sink completes the close
-    // handshake (answering the peer's close, or flushing ours).
-    tokio::select! {
-        _ = reader => {}
-        _ = writer => {}
+    // handshake (answering the peer's close, or flushing ours), unless the peer is dead.
+    let dead = tokio::select! {
+        _ = reader => false,
+        dead = writer => dead,
+    };
+    if !dead {
+        let _ = tokio::time::timeout(WRITE_TIMEOUT, sink.close()).await;
     }
-    let _ = sink.close().await;
     connection.closed.set(true);
     connection.buffered.set(0);
 }

@@ -143,10 +143,12 @@ impl Shared {
         match route {
             Route::SubscribeRepos => {
                 let head = http_request(req.method(), req.uri(), req.headers(), client);
-                match crate::lifecycle::subscribe_repos(&self.config, &self.account, &head) {
+                let address = crate::lifecycle::subscriber_address(&head);
+                let open = self.firehose.open_subscribers(&address);
+                match crate::lifecycle::subscribe_repos(&self.config, &self.account, &head, open) {
                     Ok(cursor) => self
                         .firehose
-                        .upgrade(&self.account, req, cursor)
+                        .upgrade(&self.account, req, cursor, address)
                         .map(|()| NativeBody::Full(None)),
                     Err(res) => to_hyper(res),
                 }

@@ -109,10 +109,17 @@ fn sockets(object: &AccountObject) -> Vec<Socket> {
 }
 
 /// Accepts an admitted subscribeRepos request (`cursor` from
-/// [`crate::lifecycle::subscribe_repos`]) as a hibernatable WebSocket and starts its replay.
-pub(crate) fn subscribe(object: &Rc<AccountObject>, cursor: Option<u64>) -> Result<Response> {
+/// [`crate::lifecycle::subscribe_repos`]) as a hibernatable WebSocket tagged with its client
+/// `address` (how admission counts subscribers per address) and starts its replay.
+pub(crate) fn subscribe(
+    object: &Rc<AccountObject>,
+    cursor: Option<u64>,
+    address: &str,
+) -> Result<Response> {
     let pair = WebSocketPair::new()?;
-    object.state.accept_web_socket(&pair.server);
+    object
+        .state
+        .accept_websocket_with_tags(&pair.server, &[address]);
     let log = SqlEventLog::new(object.account.sql.as_ref());
     let mut opening = Opening {
         socket: Socket(pair.server.clone()),

@@ -175,9 +175,18 @@ impl AccountDurableObject {
         let inner = &self.inner;
         let request = from_worker_request(&mut req).await?;
         if Route::of(&request.method, &request.path) == Route::SubscribeRepos {
-            return match crate::lifecycle::subscribe_repos(&inner.config, &inner.account, &request)
-            {
-                Ok(cursor) => firehose::subscribe(inner, cursor),
+            let address = crate::lifecycle::subscriber_address(&request);
+            let open = crate::lifecycle::OpenSubscribers {
+                total: inner.state.get_websockets().len(),
+                from_address: inner.state.get_websockets_with_tag(&address).len(),
+            };
+            return match crate::lifecycle::subscribe_repos(
+                &inner.config,
+                &inner.account,
+                &request,
+                open,
+            ) {
+                Ok(cursor) => firehose::subscribe(inner, cursor, &address),
                 Err(res) => to_worker_response(res),
             };
         }
