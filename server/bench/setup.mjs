@@ -83,6 +83,14 @@ export async function startBenchWorker({ handle, password, extraVars = {} }) {
   );
   vars.PDS_HOSTNAME = 'localhost';
   vars.PDS_DID = 'did:web:localhost';
+  // The benchmarks measure throughput, not the limits: they build repositories of 100k
+  // records through the API and open many subscribers from one address.
+  Object.assign(vars, {
+    PDS_WRITE_POINTS_PER_HOUR: '1000000000',
+    PDS_WRITE_POINTS_PER_DAY: '1000000000',
+    PDS_FIREHOSE_MAX_SUBSCRIBERS: '100000',
+    PDS_FIREHOSE_MAX_SUBSCRIBERS_PER_ADDRESS: '100000',
+  });
   Object.assign(vars, extraVars);
 
   const started = await startIn(work, remove, {

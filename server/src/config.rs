@@ -59,11 +59,34 @@ pub mod vars {
     /// Optional: how long a signed-in session lasts at most, however often it is refreshed,
     /// in days (default 365).
     pub const SESSION_LIFETIME_DAYS: &str = "PDS_SESSION_LIFETIME_DAYS";
+    /// Optional: repository write points per hour (a create costs 3, an update 2, a delete 1;
+    /// default 5000, as the reference).
+    pub const WRITE_POINTS_PER_HOUR: &str = "PDS_WRITE_POINTS_PER_HOUR";
+    /// Optional: repository write points per day (default 35000, as the reference).
+    pub const WRITE_POINTS_PER_DAY: &str = "PDS_WRITE_POINTS_PER_DAY";
     /// Optional: firehose subscribers at once (default 100).
     pub const FIREHOSE_MAX_SUBSCRIBERS: &str = "PDS_FIREHOSE_MAX_SUBSCRIBERS";
     /// Optional: firehose subscribers at once from one client address (default 10).
     pub const FIREHOSE_MAX_SUBSCRIBERS_PER_ADDRESS: &str =
         "PDS_FIREHOSE_MAX_SUBSCRIBERS_PER_ADDRESS";
+}
+
+/// How many repository write points the account may spend (see [`vars::WRITE_POINTS_PER_HOUR`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteLimits {
+    /// Per hour.
+    pub points_per_hour: u32,
+    /// Per day.
+    pub points_per_day: u32,
+}
+
+impl Default for WriteLimits {
+    fn default() -> Self {
+        WriteLimits {
+            points_per_hour: 5000,
+            points_per_day: 35000,
+        }
+    }
 }
 
 /// How many firehose subscribers are served at once.
@@ -212,6 +235,8 @@ pub struct Config {
     pub session_lifetime_days: u64,
     /// Caps on firehose subscribers.
     pub firehose: FirehoseLimits,
+    /// The account's repository write budget.
+    pub writes: WriteLimits,
     /// Firehose retention and relay notification.
     pub maintenance: MaintenanceConfig,
     /// The PLC directory and DNS-over-HTTPS endpoint.
@@ -322,6 +347,15 @@ impl Config {
             )?
             .unwrap_or(defaults.subscribers_per_address),
         };
+        let write_defaults = WriteLimits::default();
+        let points = |variable, default: u32| -> Result<u32, ConfigError> {
+            Ok(optional_number(&lookup, variable, 1, "points")?
+                .map_or(default, |n| u32::try_from(n).unwrap_or(u32::MAX)))
+        };
+        let writes = WriteLimits {
+            points_per_hour: points(vars::WRITE_POINTS_PER_HOUR, write_defaults.points_per_hour)?,
+            points_per_day: points(vars::WRITE_POINTS_PER_DAY, write_defaults.points_per_day)?,
+        };
         let network = NetworkConfig {
             plc_url: optional_url(&lookup, vars::PLC_URL)?
                 .unwrap_or_else(|| DEFAULT_PLC_URL.into()),
@@ -342,6 +376,7 @@ impl Config {
             blob_upload_limit,
             session_lifetime_days,
             firehose,
+            writes,
         })
     }
 

@@ -97,6 +97,7 @@ mod tests {
             blob_upload_limit: 1,
             session_lifetime_days: 1,
             firehose: Default::default(),
+            writes: Default::default(),
             maintenance: MaintenanceConfig::default(),
             network: Default::default(),
             proxy: Default::default(),

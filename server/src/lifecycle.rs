@@ -110,6 +110,13 @@ async fn account_route(config: &Config, account: &Account, req: HttpRequest) -> 
         Ok(caller) => caller,
         Err(e) => return e.into_response().into(),
     };
+    let limited = match limited {
+        Some(status) => Some(status),
+        None => match crate::rate_limit::admit_caller(&api, meta.nsid, &req) {
+            Ok(status) => status,
+            Err(refused) => return refused,
+        },
+    };
     let cx = RequestContext {
         range: req.header("range").map(str::to_owned),
         caller,

@@ -413,6 +413,7 @@ mod tests {
                 blob_upload_limit: 1,
                 session_lifetime_days: 1,
                 firehose: Default::default(),
+                writes: Default::default(),
                 maintenance: MaintenanceConfig {
                     relays: relays.iter().map(|r| r.to_string()).collect(),
                     ..MaintenanceConfig::default()

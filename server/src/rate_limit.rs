@@ -59,7 +59,7 @@ pub fn admit(api: &Api<'_>, nsid: &str, req: &HttpRequest) -> Result<Option<Stat
         .map_err(fail)?;
     let key = format!("{subject}@{}", address_key(req.client_ip));
     let now_ms = api.account.clock.now_millis();
-    match consume(api.account.sql.as_ref(), &LOGIN, &key, now_ms) {
+    match consume(api.account.sql.as_ref(), &LOGIN, &key, now_ms, 1) {
         Ok(Ok(status)) => Ok(Some(status)),
         Ok(Err(exceeded)) => Err(exceeded.into_response()),
         Err(e) => Err(fail(e.into())),
@@ -70,6 +70,83 @@ pub fn admit(api: &Api<'_>, nsid: &str, req: &HttpRequest) -> Result<Option<Stat
 #[derive(serde::Deserialize)]
 struct LoginIdentifier {
     identifier: String,
+}
+
+/// The account's repository writes, however authenticated: by default the reference's
+/// per-account 5000 points an hour and 35000 a day, a created record costing 3 points, an
+/// updated one 2 and a deleted one 1. Suspended while the account is deactivated (an inbound
+/// migration).
+pub fn write_limits(config: &crate::config::WriteLimits) -> [Limit; 2] {
+    [
+        Limit {
+            name: "write-hour",
+            points: config.points_per_hour,
+            window_secs: 60 * 60,
+        },
+        Limit {
+            name: "write-day",
+            points: config.points_per_day,
+            window_secs: 24 * 60 * 60,
+        },
+    ]
+}
+
+/// The write points a call of `nsid` with `body` costs (none: not a repository write).
+fn write_points(nsid: &str, body: &[u8]) -> Option<u32> {
+    #[derive(serde::Deserialize)]
+    struct Writes {
+        writes: Vec<Write>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Write {
+        #[serde(rename = "$type", default)]
+        kind: String,
+    }
+    match nsid {
+        "com.atproto.repo.createRecord" => Some(3),
+        "com.atproto.repo.putRecord" => Some(2),
+        "com.atproto.repo.deleteRecord" => Some(1),
+        "com.atproto.repo.applyWrites" => {
+            // An unreadable body costs one point; the dispatcher refuses it.
+            let writes = serde_json::from_slice::<Writes>(body).map_or(Vec::new(), |w| w.writes);
+            let points = writes
+                .iter()
+                .map(|w| match w.kind.rsplit('#').next() {
+                    Some("create") => 3u32,
+                    Some("update") => 2,
+                    _ => 1,
+                })
+                .fold(0u32, u32::saturating_add);
+            Some(points.max(1))
+        }
+        _ => None,
+    }
+}
+
+/// Applies the limits an authenticated call has (the account's repository writes), after
+/// authentication, so that no one else can spend the owner's budget: like [`admit`].
+pub fn admit_caller(
+    api: &Api<'_>,
+    nsid: &str,
+    req: &HttpRequest,
+) -> Result<Option<Status>, HttpResponse> {
+    let Some(points) = write_points(nsid, &req.body) else {
+        return Ok(None);
+    };
+    let fail = |e: XrpcError| -> HttpResponse { e.into_response().into() };
+    let status = crate::storage::account::get_account(api.account.sql.as_ref())
+        .map_err(|e| fail(XrpcError::internal_message(e.to_string())))?
+        .map(|a| a.status);
+    if status == Some(crate::storage::account::AccountStatus::Deactivated) {
+        return Ok(None);
+    }
+    let now_ms = api.account.clock.now_millis();
+    let limits = write_limits(&api.config.writes);
+    match consume(api.account.sql.as_ref(), &limits, "account", now_ms, points) {
+        Ok(Ok(status)) => Ok(Some(status)),
+        Ok(Err(exceeded)) => Err(exceeded.into_response()),
+        Err(e) => Err(fail(e.into())),
+    }
 }
 
 /// Where a limit stands after a request was counted (or refused).
@@ -142,17 +219,18 @@ impl From<CheckError> for XrpcError {
     }
 }
 
-/// Counts one request against every limit in `limits` under `key`, unless one of them has no
-/// points left: then nothing is counted and the request is refused. `Ok` carries the status of
-/// the limit with the fewest points left, for the answer's headers.
+/// Counts a request costing `cost` points against every limit in `limits` under `key`, unless
+/// one of them has fewer points left: then nothing is counted and the request is refused. `Ok`
+/// carries the status of the limit with the fewest points left, for the answer's headers.
 pub fn consume(
     db: &dyn Sql,
     limits: &[Limit],
     key: &str,
     now_ms: u64,
+    cost: u32,
 ) -> Result<Result<Status, Exceeded>, CheckError> {
     // One transaction: one commit to storage for all the statements.
-    db.transaction(|| consume_in(db, limits, key, now_ms))
+    db.transaction(|| consume_in(db, limits, key, now_ms, cost))
 }
 
 fn consume_in(
@@ -160,6 +238,7 @@ fn consume_in(
     limits: &[Limit],
     key: &str,
     now_ms: u64,
+    cost: u32,
 ) -> Result<Result<Status, Exceeded>, CheckError> {
     let now = ms(now_ms);
     // Ended windows are dropped first, so the reads below only see live ones.
@@ -180,10 +259,10 @@ fn consume_in(
         };
         let used = u32::try_from(used).unwrap_or(u32::MAX);
         let reset_ms = u64::try_from(end_ms).unwrap_or(0);
-        if used >= limit.points {
+        if used.saturating_add(cost) > limit.points {
             let status = Status {
                 limit: *limit,
-                remaining: 0,
+                remaining: limit.points.saturating_sub(used),
                 reset_ms,
             };
             return Ok(Err(Exceeded {
@@ -200,13 +279,13 @@ fn consume_in(
              ON CONFLICT (key) DO UPDATE SET used = excluded.used",
             &[
                 SqlValue::from(counter_key.as_str()),
-                SqlValue::Integer(i64::from(used) + 1),
+                SqlValue::Integer(i64::from(used) + i64::from(cost)),
                 SqlValue::Integer(end_ms),
             ],
         )?;
         let status = Status {
             limit,
-            remaining: limit.points - used - 1,
+            remaining: limit.points.saturating_sub(used).saturating_sub(cost),
             reset_ms,
         };
         if tightest.is_none_or(|t| status.remaining < t.remaining) {
@@ -270,26 +349,26 @@ mod tests {
         let t0 = 1_000_000;
         let remaining: Vec<u32> = (0..3)
             .map(|i| {
-                consume(&db, &limits, "k", t0 + i)
+                consume(&db, &limits, "k", t0 + i, 1)
                     .unwrap()
                     .unwrap()
                     .remaining
             })
             .collect();
         assert_eq!(remaining, [2, 1, 0]);
-        let refused = consume(&db, &limits, "k", t0 + 5).unwrap().unwrap_err();
+        let refused = consume(&db, &limits, "k", t0 + 5, 1).unwrap().unwrap_err();
         assert_eq!(refused.status.limit.name, "short");
         assert_eq!(refused.status.reset_ms, t0 + 10_000);
         assert_eq!(refused.retry_after_secs, 10);
         // Another key has its own counters.
-        assert!(consume(&db, &limits, "other", t0 + 5).unwrap().is_ok());
+        assert!(consume(&db, &limits, "other", t0 + 5, 1).unwrap().is_ok());
         // The short window ends; the long one still counts (3 of 5 used, the refusal counted
         // nothing), and is now the tighter.
-        let after = consume(&db, &limits, "k", t0 + 10_000).unwrap().unwrap();
+        let after = consume(&db, &limits, "k", t0 + 10_000, 1).unwrap().unwrap();
         assert_eq!((after.limit.name, after.remaining), ("long", 1));
-        let after = consume(&db, &limits, "k", t0 + 10_001).unwrap().unwrap();
+        let after = consume(&db, &limits, "k", t0 + 10_001, 1).unwrap().unwrap();
         assert_eq!((after.limit.name, after.remaining), ("long", 0));
-        let refused = consume(&db, &limits, "k", t0 + 10_002)
+        let refused = consume(&db, &limits, "k", t0 + 10_002, 1)
             .unwrap()
             .unwrap_err();
         assert_eq!(refused.status.limit.name, "long");
@@ -307,6 +386,36 @@ mod tests {
         assert_eq!(header("ratelimit-policy").as_deref(), Some("5;w=100"));
         assert_eq!(header("ratelimit-reset").as_deref(), Some("1100"));
         assert_eq!(header("retry-after").as_deref(), Some("90"));
+    }
+
+    #[test]
+    fn costly_requests_take_several_points() {
+        let db = db();
+        let limits = [Limit {
+            name: "w",
+            points: 10,
+            window_secs: 60,
+        }];
+        assert_eq!(
+            consume(&db, &limits, "a", 0, 3).unwrap().unwrap().remaining,
+            7
+        );
+        assert_eq!(
+            consume(&db, &limits, "a", 1, 6).unwrap().unwrap().remaining,
+            1
+        );
+        // Two points do not fit in one: refused, and nothing is spent.
+        let refused = consume(&db, &limits, "a", 2, 2).unwrap().unwrap_err();
+        assert_eq!(refused.status.remaining, 1);
+        assert_eq!(
+            consume(&db, &limits, "a", 3, 1).unwrap().unwrap().remaining,
+            0
+        );
+        let body = br#"{"repo":"x","writes":[{"$type":"com.atproto.repo.applyWrites#create"},
+            {"$type":"com.atproto.repo.applyWrites#update"},{"$type":"com.atproto.repo.applyWrites#delete"}]}"#;
+        assert_eq!(write_points("com.atproto.repo.applyWrites", body), Some(6));
+        assert_eq!(write_points("com.atproto.repo.createRecord", b""), Some(3));
+        assert_eq!(write_points("com.atproto.repo.getRecord", b""), None);
     }
 
     #[test]

@@ -50,6 +50,7 @@ impl Fixture {
                 blob_upload_limit: pds::config::DEFAULT_BLOB_UPLOAD_LIMIT,
                 session_lifetime_days: pds::config::DEFAULT_SESSION_LIFETIME_DAYS,
                 firehose: Default::default(),
+                writes: Default::default(),
                 maintenance: Default::default(),
                 network: Default::default(),
                 proxy: Default::default(),

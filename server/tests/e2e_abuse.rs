@@ -2,7 +2,8 @@
 //! a method's limit are refused from their declared length before they are read; logins are
 //! throttled per identifier and client address before any password is hashed; a concurrent
 //! double refresh keeps the user signed in, and a new password ends every session; firehose
-//! subscribers are capped in total and per address, and refused cleanly over the caps.
+//! subscribers are capped in total and per address, and refused cleanly over the caps; the
+//! account's repository writes spend a budget of points.
 
 mod support;
 
@@ -62,6 +63,17 @@ fn native_firehose_subscribers_are_capped() {
 #[ignore = "Worker under workerd: npm test runs it with --ignored"]
 fn worker_firehose_subscribers_are_capped() {
     firehose_subscribers_are_capped(ShellKind::Worker);
+}
+
+#[test]
+fn native_writes_spend_the_accounts_budget() {
+    writes_spend_the_accounts_budget(ShellKind::Native);
+}
+
+#[test]
+#[ignore = "Worker under workerd: npm test runs it with --ignored"]
+fn worker_writes_spend_the_accounts_budget() {
+    writes_spend_the_accounts_budget(ShellKind::Worker);
 }
 
 fn create_post(base: &str, token: &str, text: &str) -> serde_json::Value {
@@ -501,4 +513,78 @@ fn firehose_subscribers_are_capped(kind: ShellKind) {
             }
         }
     }
+}
+
+fn writes_spend_the_accounts_budget(kind: ShellKind) {
+    let server = support::start_shell(kind, &[("PDS_WRITE_POINTS_PER_HOUR", "10")]);
+    let base = server.base().to_owned();
+    let (token, _) = login(&base);
+    let anonymous = request(
+        &base,
+        "POST",
+        "/xrpc/com.atproto.repo.createRecord",
+        &[("content-type", "application/json")],
+        json!({"repo": did(), "collection": "app.bsky.feed.post", "record": {}})
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(anonymous.status, 401, "anonymous calls spend nothing");
+    // Three creates (3 points each) fit in 10; the answers say what is left.
+    let mut uris = Vec::new();
+    for left in ["7", "4", "1"] {
+        let res = xrpc(
+            &base,
+            "POST",
+            "com.atproto.repo.createRecord",
+            &token,
+            Some(&json!({
+                "repo": did(),
+                "collection": "app.bsky.feed.post",
+                "record": {"$type": "app.bsky.feed.post", "text": "x", "createdAt": "2026-12-06T00:00:00Z"},
+            })),
+        );
+        assert_eq!(res.status, 200, "{:?}", res.json());
+        assert_eq!(res.header("ratelimit-remaining"), Some(left));
+        assert_eq!(res.header("ratelimit-policy"), Some("10;w=3600"));
+        uris.push(res.json()["uri"].as_str().unwrap().to_owned());
+    }
+    // A fourth does not fit: refused, nothing written.
+    let res = xrpc(
+        &base,
+        "POST",
+        "com.atproto.repo.createRecord",
+        &token,
+        Some(&json!({
+            "repo": did(),
+            "collection": "app.bsky.feed.post",
+            "record": {"$type": "app.bsky.feed.post", "text": "y", "createdAt": "2026-12-06T00:00:00Z"},
+        })),
+    );
+    assert_eq!(res.status, 429);
+    assert_eq!(res.json()["error"], "RateLimitExceeded");
+    assert!(res.header("retry-after").is_some());
+    let listed = request(
+        &base,
+        "GET",
+        &format!(
+            "/xrpc/com.atproto.repo.listRecords?repo={}&collection=app.bsky.feed.post",
+            did()
+        ),
+        &[],
+        b"",
+    );
+    assert_eq!(listed.json()["records"].as_array().unwrap().len(), 3);
+    // A delete costs 1 point: it still fits.
+    let rkey = uris[0].rsplit('/').next().unwrap();
+    let res = xrpc(
+        &base,
+        "POST",
+        "com.atproto.repo.deleteRecord",
+        &token,
+        Some(&json!({"repo": did(), "collection": "app.bsky.feed.post", "rkey": rkey})),
+    );
+    assert_eq!(res.status, 200, "{:?}", res.json());
+    assert_eq!(res.header("ratelimit-remaining"), Some("0"));
+    // Reads are not writes.
+    assert_eq!(listed.status, 200);
 }

@@ -33,6 +33,15 @@ pub fn vars() -> &'static [(String, String)] {
                 ]
                 .map(|k| (k.to_owned(), DEAD_SERVICE.to_owned())),
             )
+            // Some tests build repositories of thousands of records through the API; the
+            // write budget itself is tested with its own small value (e2e_abuse).
+            .chain(
+                [
+                    pds::config::vars::WRITE_POINTS_PER_HOUR,
+                    pds::config::vars::WRITE_POINTS_PER_DAY,
+                ]
+                .map(|k| (k.to_owned(), "1000000000".to_owned())),
+            )
             .collect()
     })
 }
