@@ -149,6 +149,63 @@ pub fn admit_caller(
     }
 }
 
+/// Expensive reads per client address ([`crate::routes::Route::is_expensive_read`]),
+/// counted at the edge before the account is asked, whoever calls (credentials on public reads
+/// are not checked there, so they cannot buy an exemption). On Workers Cloudflare's
+/// rate-limiting binding counts them (approximate, per location; `[[ratelimits]]` in
+/// `wrangler.toml` must say the same numbers); natively [`WindowCounter`] does.
+pub const EXPENSIVE_READS: Limit = Limit {
+    name: "expensive-reads",
+    points: 300,
+    window_secs: 60,
+};
+
+/// The answer to an expensive read over [`EXPENSIVE_READS`]: a 429 with the limit's policy and
+/// `Retry-After` (the edge knows no exact remaining count or reset).
+pub fn expensive_read_refused() -> HttpResponse {
+    let limit = EXPENSIVE_READS;
+    let mut res: HttpResponse = XrpcError::rate_limit_exceeded("Rate Limit Exceeded")
+        .into_response()
+        .into();
+    res.headers.extend([
+        ("ratelimit-limit".into(), limit.points.to_string()),
+        ("ratelimit-remaining".into(), "0".into()),
+        (
+            "ratelimit-policy".into(),
+            format!("{};w={}", limit.points, limit.window_secs),
+        ),
+        ("retry-after".into(), limit.window_secs.to_string()),
+    ]);
+    crate::routes::with_cors(res)
+}
+
+/// Fixed-window counters in memory, for the native shell's edge limits: one window per key,
+/// forgotten once it ended (the map is swept when it grows).
+#[derive(Debug, Default)]
+pub struct WindowCounter {
+    windows: std::cell::RefCell<std::collections::HashMap<String, (u64, u32)>>,
+}
+
+impl WindowCounter {
+    /// Counts one request under `key` against `limit` at `now_ms`: whether it is allowed.
+    pub fn allow(&self, limit: &Limit, key: &str, now_ms: u64) -> bool {
+        let window_ms = limit.window_secs.saturating_mul(1000);
+        let mut windows = self.windows.borrow_mut();
+        if windows.len() > 10_000 {
+            windows.retain(|_, (start, _)| now_ms < start.saturating_add(window_ms));
+        }
+        let entry = windows.entry(key.to_owned()).or_insert((now_ms, 0));
+        if now_ms >= entry.0.saturating_add(window_ms) {
+            *entry = (now_ms, 0);
+        }
+        if entry.1 >= limit.points {
+            return false;
+        }
+        entry.1 += 1;
+        true
+    }
+}
+
 /// Where a limit stands after a request was counted (or refused).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Status {
@@ -416,6 +473,27 @@ mod tests {
         assert_eq!(write_points("com.atproto.repo.applyWrites", body), Some(6));
         assert_eq!(write_points("com.atproto.repo.createRecord", b""), Some(3));
         assert_eq!(write_points("com.atproto.repo.getRecord", b""), None);
+    }
+
+    #[test]
+    fn window_counters_allow_then_refuse_then_reset() {
+        let counter = WindowCounter::default();
+        let limit = Limit {
+            name: "r",
+            points: 2,
+            window_secs: 10,
+        };
+        assert!(counter.allow(&limit, "a", 0));
+        assert!(counter.allow(&limit, "a", 1));
+        assert!(!counter.allow(&limit, "a", 2));
+        assert!(counter.allow(&limit, "b", 2));
+        assert!(counter.allow(&limit, "a", 10_000));
+        let res = expensive_read_refused();
+        assert_eq!(res.status, 429);
+        assert!(res
+            .headers
+            .iter()
+            .any(|(k, v)| k == "retry-after" && v == "60"));
     }
 
     #[test]

@@ -137,6 +137,26 @@ impl Route<'_> {
     }
 }
 
+/// Reads that cost the account most (whole repositories, blobs, record pages, firehose
+/// connects), limited per client address at the edge ([`crate::rate_limit::EXPENSIVE_READS`]).
+const EXPENSIVE_READS: [&str; 3] = [
+    "com.atproto.sync.getRepo",
+    "com.atproto.sync.getBlob",
+    "com.atproto.repo.listRecords",
+];
+
+impl Route<'_> {
+    /// Whether this route is one of the expensive reads limited per client address at the edge,
+    /// before the account is asked.
+    pub fn is_expensive_read(&self) -> bool {
+        match self {
+            Route::SubscribeRepos => true,
+            Route::Xrpc(nsid) => EXPENSIVE_READS.contains(nsid),
+            _ => false,
+        }
+    }
+}
+
 /// Whether a request declares (`Content-Length`) a body longer than `limit`. An unparsable
 /// length counts as too long: the runtimes refuse it anyway.
 pub fn declares_more_than(req: &HttpRequest, limit: u64) -> bool {

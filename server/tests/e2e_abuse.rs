@@ -3,8 +3,10 @@
 //! throttled per identifier and client address before any password is hashed; a concurrent
 //! double refresh keeps the user signed in, and a new password ends every session; firehose
 //! subscribers are capped in total and per address, and refused cleanly over the caps; the
-//! account's repository writes spend a budget of points.
+//! account's repository writes spend a budget of points; expensive reads are limited per client
+//! address at the edge.
 
+#[macro_use]
 mod support;
 
 use std::io::{BufReader, Read, Write};
@@ -12,69 +14,24 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::account::{did, login, HANDLE, PASSWORD};
+use support::account::{did, login, sign_in, HANDLE, PASSWORD};
 use support::http::{
-    connect_from, read_body, read_head, request, request_from, upgrade, upgrade_from, xrpc,
+    connect_from, read_body, read_head, request, request_from, upgrade, upgrade_from, with_headers,
+    xrpc,
 };
 use support::ShellKind;
 
 const DO_STARTED: &str = "pds: account object started";
 const CREATE_SESSION: &str = "/xrpc/com.atproto.server.createSession";
 
-#[test]
-fn native_oversized_bodies_are_refused_unread() {
-    oversized_bodies_are_refused_unread(ShellKind::Native);
-}
-
-#[test]
-#[ignore = "Worker under workerd: npm test runs it with --ignored"]
-fn worker_oversized_bodies_are_refused_unread() {
-    oversized_bodies_are_refused_unread(ShellKind::Worker);
-}
-
-#[test]
-fn native_logins_are_throttled() {
-    logins_are_throttled(ShellKind::Native);
-}
-
-#[test]
-#[ignore = "Worker under workerd: npm test runs it with --ignored"]
-fn worker_logins_are_throttled() {
-    logins_are_throttled(ShellKind::Worker);
-}
-
-#[test]
-fn native_sessions_survive_a_double_refresh_and_end_with_the_password() {
-    sessions_survive_a_double_refresh_and_end_with_the_password(ShellKind::Native);
-}
-
-#[test]
-#[ignore = "Worker under workerd: npm test runs it with --ignored"]
-fn worker_sessions_survive_a_double_refresh_and_end_with_the_password() {
-    sessions_survive_a_double_refresh_and_end_with_the_password(ShellKind::Worker);
-}
-
-#[test]
-fn native_firehose_subscribers_are_capped() {
-    firehose_subscribers_are_capped(ShellKind::Native);
-}
-
-#[test]
-#[ignore = "Worker under workerd: npm test runs it with --ignored"]
-fn worker_firehose_subscribers_are_capped() {
-    firehose_subscribers_are_capped(ShellKind::Worker);
-}
-
-#[test]
-fn native_writes_spend_the_accounts_budget() {
-    writes_spend_the_accounts_budget(ShellKind::Native);
-}
-
-#[test]
-#[ignore = "Worker under workerd: npm test runs it with --ignored"]
-fn worker_writes_spend_the_accounts_budget() {
-    writes_spend_the_accounts_budget(ShellKind::Worker);
-}
+on_both_kinds!(
+    oversized_bodies_are_refused_unread,
+    logins_are_throttled,
+    sessions_survive_a_double_refresh_and_end_with_the_password,
+    firehose_subscribers_are_capped,
+    writes_spend_the_accounts_budget,
+    expensive_reads_are_limited_per_address,
+);
 
 fn create_post(base: &str, token: &str, text: &str) -> serde_json::Value {
     let res = xrpc(
@@ -241,14 +198,13 @@ fn declare(
     declared: u64,
 ) -> (u16, Vec<(String, String)>, serde_json::Value) {
     let (mut attack, authority) = connect_from(None, base);
-    let mut head = format!(
-        "POST {path} HTTP/1.1\r\nhost: {authority}\r\ncontent-type: application/json\r\n\
-         content-length: {declared}\r\n"
+    let head = with_headers(
+        format!(
+            "POST {path} HTTP/1.1\r\nhost: {authority}\r\ncontent-type: application/json\r\n\
+             content-length: {declared}\r\n"
+        ),
+        headers,
     );
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
     attack.write_all(head.as_bytes()).unwrap();
     attack.write_all(&vec![b' '; 64 * 1024]).unwrap();
     attack
@@ -267,16 +223,9 @@ fn login_from(
     password: &str,
 ) -> support::http::Reply {
     let body = json!({ "identifier": identifier, "password": password }).to_string();
-    // On Workers the address is Cloudflare's `CF-Connecting-IP`, which the test plays; natively
-    // it is the connection's peer.
     let ip = source.to_string();
-    let headers: Vec<(&str, &str)> = match server.worker() {
-        Some(_) => vec![
-            ("content-type", "application/json"),
-            ("cf-connecting-ip", ip.as_str()),
-        ],
-        None => vec![("content-type", "application/json")],
-    };
+    let mut headers = address_headers(server, &ip);
+    headers.push(("content-type", "application/json"));
     request_from(
         Some(source),
         server.base(),
@@ -375,16 +324,7 @@ fn sessions_survive_a_double_refresh_and_end_with_the_password(kind: ShellKind) 
         .as_str()
         .unwrap()
         .to_owned();
-    let app_session = request(
-        &base,
-        "POST",
-        CREATE_SESSION,
-        &[("content-type", "application/json")],
-        json!({ "identifier": HANDLE, "password": app_password })
-            .to_string()
-            .as_bytes(),
-    )
-    .json();
+    let app_session = sign_in(&base, HANDLE, &app_password).json();
     let app_access = app_session["accessJwt"].as_str().unwrap().to_owned();
 
     // Two refreshes with the same token at once (a retry racing the original): both succeed
@@ -424,22 +364,10 @@ fn sessions_survive_a_double_refresh_and_end_with_the_password(kind: ShellKind) 
     }
     let res = refresh(&base, later.json()["refreshJwt"].as_str().unwrap());
     assert_eq!(res.json()["error"], "ExpiredToken");
-    let sign_in = |password: &str| {
-        request(
-            &base,
-            "POST",
-            CREATE_SESSION,
-            &[("content-type", "application/json")],
-            json!({ "identifier": HANDLE, "password": password })
-                .to_string()
-                .as_bytes(),
-        )
-        .status
-    };
-    assert_eq!(sign_in(PASSWORD), 401);
-    assert_eq!(sign_in(new_password), 200);
+    assert_eq!(sign_in(&base, HANDLE, PASSWORD).status, 401);
+    assert_eq!(sign_in(&base, HANDLE, new_password).status, 200);
     // The app password itself stays, and opens a new session.
-    assert_eq!(sign_in(&app_password), 200);
+    assert_eq!(sign_in(&base, HANDLE, &app_password).status, 200);
 }
 
 fn subscribe_from(
@@ -447,15 +375,11 @@ fn subscribe_from(
     source: IpAddr,
 ) -> Result<BufReader<std::net::TcpStream>, support::http::Reply> {
     let ip = source.to_string();
-    let headers: Vec<(&str, &str)> = match server.worker() {
-        Some(_) => vec![("cf-connecting-ip", ip.as_str())],
-        None => vec![],
-    };
     upgrade_from(
         Some(source),
         server.base(),
         "/xrpc/com.atproto.sync.subscribeRepos",
-        &headers,
+        &address_headers(server, &ip),
     )
 }
 
@@ -587,4 +511,56 @@ fn writes_spend_the_accounts_budget(kind: ShellKind) {
     assert_eq!(res.header("ratelimit-remaining"), Some("0"));
     // Reads are not writes.
     assert_eq!(listed.status, 200);
+}
+
+/// The headers that place a request at client address `ip`: on Workers Cloudflare's
+/// `CF-Connecting-IP`, which the test plays; natively none (the connection's peer address
+/// counts, and the tests connect from it).
+fn address_headers<'a>(server: &dyn support::Shell, ip: &'a str) -> Vec<(&'static str, &'a str)> {
+    match server.worker() {
+        Some(_) => vec![("cf-connecting-ip", ip)],
+        None => vec![],
+    }
+}
+
+/// A GET from `source` (see [`address_headers`]).
+fn get_from(server: &dyn support::Shell, source: IpAddr, path: &str) -> support::http::Reply {
+    let ip = source.to_string();
+    let headers = address_headers(server, &ip);
+    request_from(Some(source), server.base(), "GET", path, &headers, b"")
+}
+
+fn expensive_reads_are_limited_per_address(kind: ShellKind) {
+    let server = support::start_shell(kind, &[]);
+    let attacker: IpAddr = "127.0.0.2".parse().unwrap();
+    let owner: IpAddr = "127.0.0.1".parse().unwrap();
+    let list = format!(
+        "/xrpc/com.atproto.repo.listRecords?repo={}&collection=app.bsky.feed.post",
+        did()
+    );
+    let mut allowed = 0;
+    let refused = loop {
+        let res = get_from(server.as_ref(), attacker, &list);
+        if res.status != 200 {
+            break res;
+        }
+        allowed += 1;
+        assert!(allowed <= 400, "never refused");
+    };
+    assert_eq!(allowed, 300, "300 a minute per address");
+    assert_eq!(refused.status, 429);
+    assert_eq!(refused.json()["error"], "RateLimitExceeded");
+    assert_eq!(refused.header("retry-after"), Some("60"));
+    assert_eq!(refused.header("ratelimit-policy"), Some("300;w=60"));
+    // Every expensive read from that address counts, the firehose's connects too; cheap reads
+    // do not.
+    let repo = format!("/xrpc/com.atproto.sync.getRepo?did={}", did());
+    assert_eq!(get_from(server.as_ref(), attacker, &repo).status, 429);
+    let subscribe = subscribe_from(server.as_ref(), attacker);
+    assert_eq!(subscribe.expect_err("refused").status, 429);
+    let describe = "/xrpc/com.atproto.server.describeServer";
+    assert_eq!(get_from(server.as_ref(), attacker, describe).status, 200);
+    // Another address reads on.
+    assert_eq!(get_from(server.as_ref(), owner, &list).status, 200);
+    assert_eq!(get_from(server.as_ref(), owner, &repo).status, 200);
 }

@@ -62,16 +62,7 @@ fn appview(rev: Arc<Mutex<String>>) -> impl Fn(&Call) -> Reply + Send + Sync {
     }
 }
 
-#[test]
-fn native_app_flow() {
-    app_flow(ShellKind::Native);
-}
-
-#[test]
-#[ignore = "Worker under workerd: npm test runs it with --ignored"]
-fn worker_app_flow() {
-    app_flow(ShellKind::Worker);
-}
+on_both_kinds!(app_flow);
 
 /// The moderation service's answer to a report: the report, accepted.
 fn report_reply(call: &Call) -> Reply {

@@ -88,16 +88,7 @@ fn services() -> Services {
     Services::start(appview_reply, echo("chat"), echo("report"))
 }
 
-#[test]
-fn native_proxies_calls() {
-    proxies_calls(ShellKind::Native);
-}
-
-#[test]
-#[ignore = "Worker under workerd: npm test runs it with --ignored"]
-fn worker_proxies_calls() {
-    proxies_calls(ShellKind::Worker);
-}
+on_both_kinds!(proxies_calls);
 
 fn call(
     base: &str,

@@ -85,16 +85,7 @@ fn appview(rev: Arc<Mutex<String>>) -> impl Fn(&Call) -> Reply + Send + Sync {
     }
 }
 
-#[test]
-fn native_patches_answers_with_newer_writes() {
-    patches_answers(ShellKind::Native);
-}
-
-#[test]
-#[ignore = "Worker under workerd: npm test runs it with --ignored"]
-fn worker_patches_answers_with_newer_writes() {
-    patches_answers(ShellKind::Worker);
-}
+on_both_kinds!(patches_answers);
 
 fn create(base: &str, access: &str, collection: &str, rkey: Option<&str>, record: Value) -> Value {
     let mut input =

@@ -66,13 +66,18 @@ pub fn did() -> String {
     format!("did:web:{HOSTNAME}")
 }
 
-/// Signs in with the test account's password; returns (accessJwt, refreshJwt).
-pub fn login(base: &str) -> (String, String) {
-    let res = super::http::post_json(
+/// The answer to `createSession` with `identifier` and `password`, whatever it is.
+pub fn sign_in(base: &str, identifier: &str, password: &str) -> super::http::Reply {
+    super::http::post_json(
         base,
         "/xrpc/com.atproto.server.createSession",
-        &serde_json::json!({ "identifier": HANDLE, "password": PASSWORD }),
-    );
+        &serde_json::json!({ "identifier": identifier, "password": password }),
+    )
+}
+
+/// Signs in with the test account's password; returns (accessJwt, refreshJwt).
+pub fn login(base: &str) -> (String, String) {
+    let res = sign_in(base, HANDLE, PASSWORD);
     assert_eq!(
         res.status,
         200,

@@ -97,13 +97,10 @@ pub fn request_from(
     let (mut stream, authority) = connect_from(source, base);
     let mut head =
         format!("{method} {path} HTTP/1.1\r\nhost: {authority}\r\nconnection: close\r\n");
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
     if !body.is_empty() || method == "POST" {
         head.push_str(&format!("content-length: {}\r\n", body.len()));
     }
-    head.push_str("\r\n");
+    let head = with_headers(head, headers);
     stream.write_all(head.as_bytes()).unwrap();
     stream.write_all(body).unwrap();
 
@@ -115,6 +112,15 @@ pub fn request_from(
         headers,
         body,
     }
+}
+
+/// A request head: `head` (request line and fixed headers) with `headers`, then the blank line.
+pub fn with_headers(mut head: String, headers: &[(&str, &str)]) -> String {
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    head
 }
 
 /// Reads a response's status line and headers (names lower-cased).
@@ -183,14 +189,13 @@ pub fn upgrade_from(
     headers: &[(&str, &str)],
 ) -> Result<BufReader<TcpStream>, Reply> {
     let (mut stream, authority) = connect_from(source, base);
-    let mut head = format!(
-        "GET {path} HTTP/1.1\r\nhost: {authority}\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\
-         sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n"
+    let head = with_headers(
+        format!(
+            "GET {path} HTTP/1.1\r\nhost: {authority}\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\
+             sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n"
+        ),
+        headers,
     );
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
     stream.write_all(head.as_bytes()).unwrap();
     let mut reader = BufReader::new(stream);
     let (status, headers) = read_head(&mut reader);

@@ -33,6 +33,20 @@ macro_rules! on_both_servers {
     };
 }
 
+/// Like `on_both_shells!`, for scenarios `fn <name>(kind: ShellKind)` that start their own
+/// server (with configuration overrides, or more than one).
+#[allow(unused_macros)]
+macro_rules! on_both_kinds {
+    ($($name:ident),* $(,)?) => {
+        mod native_kind {
+            $(#[test] fn $name() { super::$name(crate::support::ShellKind::Native); })*
+        }
+        mod worker_kind {
+            $(#[test] #[ignore = "Worker under workerd: npm test runs it with --ignored"] fn $name() { super::$name(crate::support::ShellKind::Worker); })*
+        }
+    };
+}
+
 /// Which shell a test runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ShellKind {

@@ -80,6 +80,7 @@ pub async fn serve(
         account: Rc::new(account),
         firehose: Rc::new(firehose::NativeFirehose::default()),
         wakeup: Rc::new(maintenance::Wakeup::default()),
+        expensive_reads: Default::default(),
     });
     let effective =
         (shared.config.as_ref().ok()).and_then(|c| shared.account.effective_config(c).ok());
@@ -131,6 +132,8 @@ pub(crate) struct Shared {
     firehose: Rc<firehose::NativeFirehose>,
     /// When background maintenance runs next (the native Durable Object alarm).
     pub(crate) wakeup: Rc<maintenance::Wakeup>,
+    /// Expensive reads per client address, as Cloudflare's binding counts them on Workers.
+    expensive_reads: crate::rate_limit::WindowCounter,
 }
 
 impl Shared {
@@ -140,6 +143,14 @@ impl Shared {
         client: IpAddr,
     ) -> hyper::Response<NativeBody> {
         let route = Route::of(req.method().as_str(), req.uri().path());
+        if route.is_expensive_read() {
+            let key = crate::rate_limit::address_key(Some(client));
+            let now_ms = crate::clock::Clock::now_millis(self.account.clock.as_ref());
+            let limit = crate::rate_limit::EXPENSIVE_READS;
+            if !self.expensive_reads.allow(&limit, &key, now_ms) {
+                return to_hyper(crate::rate_limit::expensive_read_refused());
+            }
+        }
         match route {
             Route::SubscribeRepos => {
                 let head = http_request(req.method(), req.uri(), req.headers(), client);

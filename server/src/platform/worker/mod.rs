@@ -51,6 +51,9 @@ async fn route_at_edge(req: Request, env: &Env) -> Result<Response> {
             offload::run(work, req, env, &config).await
         }
         route if route.placement() == Placement::Account => {
+            if route.is_expensive_read() && !expensive_read_allowed(&req, env).await {
+                return to_worker_response(crate::rate_limit::expensive_read_refused());
+            }
             if crate::proxy::may_answer_grant(method, &path) {
                 return repo_read(req, env, method, path).await;
             }
@@ -65,6 +68,26 @@ async fn route_at_edge(req: Request, env: &Env) -> Result<Response> {
             to_worker_response(crate::routes::edge(&config(env), &head))
         }
     }
+}
+
+/// Whether Cloudflare's rate-limiting binding (`READ_LIMITER`) lets one more expensive read
+/// from this client address through. Without the binding, or when it fails, the read goes
+/// through: the limit protects the bill, and must not take the PDS down with it.
+async fn expensive_read_allowed(req: &Request, env: &Env) -> bool {
+    let Ok(limiter) = env.rate_limiter("READ_LIMITER") else {
+        return true;
+    };
+    let client_ip = req
+        .headers()
+        .get("cf-connecting-ip")
+        .ok()
+        .flatten()
+        .and_then(|ip| ip.trim().parse().ok());
+    let key = crate::rate_limit::address_key(client_ip);
+    limiter
+        .limit(key)
+        .await
+        .map_or(true, |outcome| outcome.success)
 }
 
 /// The request with a body the account may read: one that declares a length within `limit`
