@@ -64,6 +64,12 @@ pub mod vars {
     pub const WRITE_POINTS_PER_HOUR: &str = "PDS_WRITE_POINTS_PER_HOUR";
     /// Optional: repository write points per day (default 35000, as the reference).
     pub const WRITE_POINTS_PER_DAY: &str = "PDS_WRITE_POINTS_PER_DAY";
+    /// Optional: how long a blob no record references is still served and kept, in seconds
+    /// (default 86400: an upload not yet used, a record just deleted).
+    pub const BLOB_GRACE_SECONDS: &str = "PDS_BLOB_GRACE_SECONDS";
+    /// Optional: bytes the account may upload per day (default 10 GiB, as Bluesky's video
+    /// service allows a day); not counted while the account is deactivated.
+    pub const UPLOAD_BYTES_PER_DAY: &str = "PDS_UPLOAD_BYTES_PER_DAY";
     /// Optional: firehose subscribers at once (default 100).
     pub const FIREHOSE_MAX_SUBSCRIBERS: &str = "PDS_FIREHOSE_MAX_SUBSCRIBERS";
     /// Optional: firehose subscribers at once from one client address (default 10).
@@ -109,6 +115,11 @@ impl Default for FirehoseLimits {
 
 /// The default of `PDS_SESSION_LIFETIME_DAYS`.
 pub const DEFAULT_SESSION_LIFETIME_DAYS: u64 = 365;
+
+/// How long an unreferenced blob is kept when `PDS_BLOB_GRACE_SECONDS` is not set: a day.
+pub const DEFAULT_BLOB_GRACE_SECONDS: u64 = 24 * 60 * 60;
+/// The daily upload quota when `PDS_UPLOAD_BYTES_PER_DAY` is not set: 10 GiB.
+pub const DEFAULT_UPLOAD_BYTES_PER_DAY: u64 = 10 * 1024 * 1024 * 1024;
 
 /// The upload limit when `PDS_BLOB_UPLOAD_LIMIT` is not set: 100 MiB, as Bluesky's videos need.
 pub const DEFAULT_BLOB_UPLOAD_LIMIT: u64 = 100 * 1024 * 1024;
@@ -231,6 +242,10 @@ pub struct Config {
     pub jwt_secret: Vec<u8>,
     /// The largest blob uploadBlob accepts, in bytes.
     pub blob_upload_limit: u64,
+    /// How long a blob no record references is still served and kept, in seconds.
+    pub blob_grace_seconds: u64,
+    /// Bytes the account may upload per day.
+    pub upload_bytes_per_day: u64,
     /// The longest a legacy session lasts from sign-in, refreshes included, in days.
     pub session_lifetime_days: u64,
     /// Caps on firehose subscribers.
@@ -326,6 +341,11 @@ impl Config {
             .ok_or_else(|| bad(vars::JWT_SECRET, "must be at least 32 bytes as hex".into()))?;
         let blob_upload_limit = optional_number(&lookup, vars::BLOB_UPLOAD_LIMIT, 1, "bytes")?
             .unwrap_or(DEFAULT_BLOB_UPLOAD_LIMIT);
+        let blob_grace_seconds = optional_number(&lookup, vars::BLOB_GRACE_SECONDS, 1, "seconds")?
+            .unwrap_or(DEFAULT_BLOB_GRACE_SECONDS);
+        let upload_bytes_per_day =
+            optional_number(&lookup, vars::UPLOAD_BYTES_PER_DAY, 1, "bytes")?
+                .unwrap_or(DEFAULT_UPLOAD_BYTES_PER_DAY);
         let session_lifetime_days =
             optional_number(&lookup, vars::SESSION_LIFETIME_DAYS, 1, "days")?
                 .unwrap_or(DEFAULT_SESSION_LIFETIME_DAYS);
@@ -374,10 +394,19 @@ impl Config {
             password_hash,
             jwt_secret,
             blob_upload_limit,
+            blob_grace_seconds,
+            upload_bytes_per_day,
             session_lifetime_days,
             firehose,
             writes,
         })
+    }
+
+    /// [`Config::blob_grace_seconds`] in milliseconds.
+    pub fn blob_grace_ms(&self) -> i64 {
+        i64::try_from(self.blob_grace_seconds)
+            .unwrap_or(i64::MAX)
+            .saturating_mul(1000)
     }
 
     /// The server's own DID: `did:web` of its hostname (a port is percent-encoded).
@@ -624,6 +653,8 @@ mod tests {
         limited.push((vars::BLOB_UPLOAD_LIMIT, "5242880".into()));
         assert_eq!(read(&limited).unwrap().blob_upload_limit, 5 * 1024 * 1024);
         assert_eq!(c.session_lifetime_days, DEFAULT_SESSION_LIFETIME_DAYS);
+        assert_eq!(c.blob_grace_seconds, DEFAULT_BLOB_GRACE_SECONDS);
+        assert_eq!(c.upload_bytes_per_day, DEFAULT_UPLOAD_BYTES_PER_DAY);
         limited.push((vars::SESSION_LIFETIME_DAYS, "30".into()));
         assert_eq!(read(&limited).unwrap().session_lifetime_days, 30);
     }

@@ -95,6 +95,8 @@ mod tests {
             password_hash: String::new(),
             jwt_secret: vec![1; 32],
             blob_upload_limit: 1,
+            blob_grace_seconds: 60,
+            upload_bytes_per_day: 1,
             session_lifetime_days: 1,
             firehose: Default::default(),
             writes: Default::default(),

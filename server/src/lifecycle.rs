@@ -30,6 +30,11 @@ pub async fn account(
     req: HttpRequest,
 ) -> HttpResponse {
     let internal = matches!(Route::of(&req.method, &req.path), Route::Internal(_));
+    let req_path = if internal {
+        req.path.clone()
+    } else {
+        String::new()
+    };
     // The deployment's configuration over the stored identity, once per request.
     let effective = match config {
         Ok(c) => account
@@ -48,8 +53,15 @@ pub async fn account(
             (Some(c), res)
         }
     };
-    // The edge's internal steps store no commit or event: nothing to do after them.
-    if !internal {
+    // The edge's internal steps store no commit or event, so nothing is due after them, except
+    // a recorded upload: its grace window may need a maintenance wake-up.
+    let stores_something = !internal
+        || crate::offload::Offload::parse_path(&req_path)
+            == Some((
+                crate::offload::Offload::UploadBlob,
+                crate::offload::Step::Complete,
+            ));
+    if stores_something {
         after_request(effective.as_deref(), account, shell).await;
     }
     conceal_internal_error(response)

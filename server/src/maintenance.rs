@@ -21,7 +21,8 @@ use crate::account::Account;
 use crate::config::Config;
 use crate::identity_events::announce_identity_changes;
 use crate::net::http_client::{ClientRequest, HttpClient};
-use crate::storage::account::get_account;
+use crate::storage::account::{get_account, AccountStatus};
+use crate::storage::blobs;
 use crate::storage::maintenance::{self as state, PendingCrawl};
 use crate::storage::sequencer::{earliest_seq, latest_seq, prune_events};
 use crate::storage::{Sql, SqlExt, StorageError};
@@ -123,6 +124,10 @@ pub async fn run(
     relay: &dyn RelayClient,
 ) -> Option<i64> {
     let db = account.sql.as_ref();
+    if let Err(e) = collect_blobs(config, account, now_ms).await {
+        crate::log::error(&format!("blob collection failed: {e}"));
+        return Some(now_ms + AFTER_FAILURE_MS);
+    }
     let prepared = prune_if_due(config, db, now_ms)
         .and_then(|()| queue_crawls_if_due(config, db, now_ms).map(|_| ()))
         .and_then(|()| state::pending_crawls(db));
@@ -148,6 +153,95 @@ pub async fn run(
         }
     }
     next_wake(config, db, now_ms).unwrap_or(Some(now_ms + AFTER_FAILURE_MS))
+}
+
+/// Blobs forgotten per pass of [`collect_blobs`].
+const COLLECT_BATCH: u32 = 100;
+/// Passes per run; blobs still due after them wait for the next run, which comes at once.
+const COLLECT_PASSES: usize = 10;
+/// How often the blob store is swept for what interrupted uploads left.
+pub const BLOB_SWEEP_INTERVAL_MS: i64 = 24 * 3_600_000;
+/// Leftovers of uploads younger than this are spared (whatever the grace window): an upload
+/// still in progress writes its bytes before the account records them.
+const LEFTOVER_MIN_AGE_MS: i64 = 3_600_000;
+
+/// Whether blobs are collected now: only while the account is active. A deactivated account
+/// may be receiving a migration, whose records and blobs arrive apart.
+fn collects_blobs(db: &dyn Sql) -> Result<bool, StorageError> {
+    Ok(get_account(db)?.is_some_and(|a| a.status == AccountStatus::Active))
+}
+
+/// Blob garbage collection: deletes each blob no record has referenced for longer than the
+/// grace window (its metadata first, so that nothing serves or references it any more, then its
+/// bytes) and, daily, sweeps the blob store for what interrupted uploads left.
+async fn collect_blobs(
+    config: &Config,
+    account: &Account,
+    now_ms: i64,
+) -> Result<(), StorageError> {
+    let db = account.sql.as_ref();
+    if !collects_blobs(db)? {
+        return Ok(());
+    }
+    let window_start = now_ms.saturating_sub(config.blob_grace_ms());
+    for _ in 0..COLLECT_PASSES {
+        let due = blobs::collectable_blobs(db, window_start, COLLECT_BATCH)?;
+        for cid in &due {
+            if blobs::delete_blob_metadata(db, cid)? {
+                // Bytes a failed delete leaves are named by no row: the sweep removes them.
+                let _ = account.blobs.delete(cid).await;
+            }
+        }
+        if due.len() < COLLECT_BATCH as usize {
+            break;
+        }
+    }
+    if sweep_due(db, now_ms)? {
+        let before = window_start.min(now_ms.saturating_sub(LEFTOVER_MIN_AGE_MS));
+        // A blob whose row cannot be read is kept.
+        let is_known = |cid: &cid::Cid| blobs::is_known_blob(db, cid).unwrap_or(true);
+        account
+            .blobs
+            .remove_leftovers(before, &is_known)
+            .await
+            .map_err(|e| StorageError::Sql(format!("blob store sweep: {e}")))?;
+        state::set_last_blob_sweep(db, now_ms)?;
+    }
+    Ok(())
+}
+
+/// Whether the blob store is due a sweep: a day after the last, once any blob was uploaded.
+fn sweep_due(db: &dyn Sql, now_ms: i64) -> Result<bool, StorageError> {
+    Ok(next_sweep(db)?.is_some_and(|at| at <= now_ms))
+}
+
+fn next_sweep(db: &dyn Sql) -> Result<Option<i64>, StorageError> {
+    if !blobs::any_blob(db)? {
+        return Ok(None);
+    }
+    Ok(Some(
+        state::state(db)?
+            .last_blob_sweep_ms
+            .map_or(i64::MIN, |last| last.saturating_add(BLOB_SWEEP_INTERVAL_MS)),
+    ))
+}
+
+/// When blob collection next has work: the end of the earliest grace window, or the next
+/// sweep (never while blobs are not collected).
+fn next_blob_work(config: &Config, db: &dyn Sql) -> Result<Option<i64>, StorageError> {
+    if !collects_blobs(db)? {
+        return Ok(None);
+    }
+    let window_end = blobs::oldest_unreferenced_ms(db)?
+        .map(|since| since.saturating_add(config.blob_grace_ms()));
+    Ok(earliest(window_end, next_sweep(db)?))
+}
+
+fn earliest(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 /// The requestCrawl input: `{"hostname": ...}` (lexicon `com.atproto.sync.requestCrawl`).
@@ -289,8 +383,8 @@ fn over_count(config: &Config, db: &dyn Sql) -> Result<bool, StorageError> {
 }
 
 /// The next time maintenance has work: the next prune (hourly while events are stored, at
-/// once when the count retention is overrun) or the earliest crawl attempt; never before
-/// `now_ms`.
+/// once when the count retention is overrun), the earliest crawl attempt, or the next blob
+/// collection; never before `now_ms`.
 fn next_wake(config: &Config, db: &dyn Sql, now_ms: i64) -> Result<Option<i64>, StorageError> {
     let prune = match earliest_seq(db)? {
         None => None,
@@ -302,10 +396,7 @@ fn next_wake(config: &Config, db: &dyn Sql, now_ms: i64) -> Result<Option<i64>, 
         ),
     };
     let crawl = state::next_crawl_attempt(db)?;
-    let next = match (prune, crawl) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
+    let next = earliest(earliest(prune, crawl), next_blob_work(config, db)?);
     Ok(next.map(|t| t.max(now_ms)))
 }
 
@@ -411,6 +502,8 @@ mod tests {
                 password_hash: String::new(),
                 jwt_secret: vec![1; 32],
                 blob_upload_limit: 1,
+                blob_grace_seconds: 60,
+                upload_bytes_per_day: 1,
                 session_lifetime_days: 1,
                 firehose: Default::default(),
                 writes: Default::default(),
@@ -487,6 +580,112 @@ mod tests {
         assert_eq!(earliest_seq(f.db()).unwrap(), Some(1101 - 1000 + 1));
         assert_eq!(latest_seq(f.db()).unwrap(), Some(1101));
         assert_eq!(f.after_request(), hourly);
+    }
+
+    impl Fixture {
+        /// Stores `bytes` as an upload recorded now.
+        fn upload(&self, bytes: &[u8]) -> cid::Cid {
+            let source = &mut crate::storage::blobs::IterChunks(std::iter::once(bytes.to_vec()));
+            let stored = futures_executor::block_on(self.account.blobs.put(source, 1 << 20));
+            let cid = stored.unwrap().cid;
+            let meta = blobs::BlobMetadata {
+                cid,
+                mime_type: "image/png".into(),
+                size: bytes.len() as u64,
+                created_ms: self.now(),
+                unreferenced_since_ms: None,
+            };
+            blobs::insert_blob_metadata(self.db(), &meta).unwrap();
+            cid
+        }
+
+        /// Whether the blob's bytes are stored.
+        fn stored(&self, cid: &cid::Cid) -> bool {
+            futures_executor::block_on(self.account.blobs.get(cid, None))
+                .unwrap()
+                .is_some()
+        }
+
+        /// Whether the blob's metadata is kept.
+        fn known(&self, cid: &cid::Cid) -> bool {
+            blobs::is_known_blob(self.db(), cid).unwrap()
+        }
+    }
+
+    #[test]
+    fn unreferenced_blobs_are_collected_after_their_grace_window_while_active() {
+        let f = Fixture::new(&[]);
+        f.account.effective_config(&f.config).unwrap();
+        let relays = FakeRelays::default();
+        let grace = f.config.blob_grace_ms();
+        let unused = f.upload(b"never used");
+        let used = f.upload(b"used by a post");
+        let referenced: std::collections::BTreeSet<String> = [used.to_string()].into();
+        f.db()
+            .execute(
+                "INSERT INTO record_blob (collection, rkey, blob_cid, rev) \
+                 VALUES ('app.bsky.feed.post', '3l', ?, '3l')",
+                &[crate::storage::SqlValue::Text(used.to_string())],
+            )
+            .unwrap();
+        blobs::note_reference_changes(f.db(), &referenced, &Default::default(), f.now()).unwrap();
+        // The first run sweeps the store (nothing is old enough) and wakes for the window's end.
+        assert_eq!(f.run(&relays), Some(T0 + grace));
+
+        f.set(T0 + grace - 1);
+        f.run(&relays);
+        assert!(f.known(&unused) && f.stored(&unused), "within its window");
+        f.set(T0 + grace);
+        let next = f.run(&relays);
+        assert!(!f.known(&unused) && !f.stored(&unused), "collected");
+        assert!(f.known(&used) && f.stored(&used), "referenced: kept");
+        assert_eq!(next, Some(T0 + BLOB_SWEEP_INTERVAL_MS), "the next sweep");
+
+        // Deactivated (a migration may be arriving): nothing is collected or scheduled.
+        let later = f.upload(b"uploaded while deactivated");
+        crate::storage::account::set_account_status(f.db(), AccountStatus::Deactivated, f.now())
+            .unwrap();
+        assert_eq!(next_blob_work(&f.config, f.db()).unwrap(), None);
+        f.set(T0 + 10 * grace);
+        f.run(&relays);
+        assert!(f.known(&later) && f.stored(&later));
+        crate::storage::account::set_account_status(f.db(), AccountStatus::Active, f.now())
+            .unwrap();
+        f.run(&relays);
+        assert!(
+            !f.known(&later) && !f.stored(&later),
+            "collected once active"
+        );
+    }
+
+    #[test]
+    fn the_daily_sweep_removes_what_interrupted_uploads_left() {
+        let f = Fixture::new(&[]);
+        f.account.effective_config(&f.config).unwrap();
+        let relays = FakeRelays::default();
+        let kept = f.upload(b"recorded");
+        // Bytes stored whose upload was never recorded, and a half-written upload.
+        let orphan = f.upload(b"never recorded");
+        assert!(blobs::delete_blob_metadata(f.db(), &orphan).unwrap());
+        std::fs::write(f._dir.join("tmp").join("upload-1-1"), b"half").unwrap();
+        // Referenced as far as collection knows, so kept however old: only the sweep is tested.
+        f.db()
+            .execute("UPDATE blob_metadata SET unreferenced_since_ms = NULL", &[])
+            .unwrap();
+        // The files are written on the system clock: leftovers younger than an hour are spared.
+        let real_now = crate::clock::SystemClock.now_millis() as i64;
+        f.set(real_now);
+        f.run(&relays);
+        assert!(f.stored(&orphan), "too young to be a leftover");
+        assert_eq!(
+            state::state(f.db()).unwrap().last_blob_sweep_ms,
+            Some(real_now)
+        );
+        f.set(real_now + BLOB_SWEEP_INTERVAL_MS);
+        f.run(&relays);
+        assert!(!f.stored(&orphan), "no metadata names it: removed");
+        assert!(f.stored(&kept));
+        assert_eq!(std::fs::read_dir(f._dir.join("tmp")).unwrap().count(), 0);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! 1. **authorize**: the front sends the account the request's headers on an internal path,
 //!    with a small JSON description of the work, never the body (a push registration's
 //!    `serviceDid` is the most it carries of one); the account authenticates the caller, checks
-//!    the account's state, and answers what the front may do (an upload's [`Grant`], a
+//!    the account's state, and answers what the front may do (an upload's [`crate::api::repo::UploadGrant`], a
 //!    [`ProxyGrant`]) or the XRPC error the client gets;
 //! 2. **move the bytes**: the front streams the body where it goes (R2 on Workers, the blob
 //!    directory natively, the service a call is proxied to), enforcing the grant as it counts;
@@ -26,7 +26,9 @@ use pds_api::runtime::xrpc::XrpcError;
 use serde::{Deserialize, Serialize};
 
 use crate::account::Account;
-use crate::api::repo::{record_uploaded_blob, upload_error, upload_mime_type, BodySource};
+use crate::api::repo::{
+    record_uploaded_blob, upload_error, upload_mime_type, BodySource, UploadGrant,
+};
 use crate::api::{internal, Api};
 use crate::auth::verifier::UPLOAD_BLOB;
 use crate::auth::Permission;
@@ -48,7 +50,7 @@ pub enum Offload {
 /// A step the account serves on an internal path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
-    /// May the caller do this? Answers a [`Grant`].
+    /// May the caller do this? Answers an [`crate::api::repo::UploadGrant`] or a [`ProxyGrant`].
     Authorize,
     /// Report what the front did: an upload is recorded and its output answered; for a proxied
     /// answer, the account's writes since its revision.
@@ -107,14 +109,6 @@ impl Step {
             Step::Complete => "complete",
         }
     }
-}
-
-/// What the account allows the front to do.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct Grant {
-    /// The most bytes the front may store.
-    pub max_bytes: u64,
 }
 
 /// What the front asks the account to authorize: the client's declared type of the bytes.
@@ -292,7 +286,7 @@ async fn upload(
     if authorized.status != 200 {
         return authorized;
     }
-    let grant: Grant = match json_body(authorized.body).await {
+    let grant: UploadGrant = match json_body(authorized.body).await {
         Some(grant) => grant,
         None => return error(XrpcError::internal()),
     };
@@ -302,13 +296,13 @@ async fn upload(
             crate::storage::BlobError::TooLarge {
                 limit: grant.max_bytes,
             },
-            grant.max_bytes,
+            &grant,
         ));
     }
     let mut source = BodySource::new(body);
     let stored = match blobs.put(&mut source, grant.max_bytes).await {
         Ok(stored) => stored,
-        Err(e) => return error(upload_error(e, grant.max_bytes)),
+        Err(e) => return error(upload_error(e, &grant)),
     };
     let report = StoredReport {
         cid: stored.cid.to_string(),
@@ -336,7 +330,7 @@ pub async fn serve_internal(config: &Config, account: &Account, req: &HttpReques
     let result = match (offload, step) {
         (Offload::UploadBlob, Step::Authorize) => authorize_upload(config, account, req)
             .and_then(|grant| serde_json::to_value(grant).map_err(internal)),
-        (Offload::UploadBlob, Step::Complete) => complete_upload(account, &req.body),
+        (Offload::UploadBlob, Step::Complete) => complete_upload(config, account, &req.body),
         (Offload::Proxy, Step::Authorize) => authorize_proxy(config, account, req)
             .await
             .and_then(|grant| serde_json::to_value(grant).map_err(internal)),
@@ -354,17 +348,14 @@ fn authorize_upload(
     config: &Config,
     account: &Account,
     req: &HttpRequest,
-) -> Result<Grant, XrpcError> {
+) -> Result<UploadGrant, XrpcError> {
     let api = Api { config, account };
     let caller = api.authenticate(UPLOAD_BLOB, req.header("authorization"))?;
     let declared: AuthorizeRequest = serde_json::from_slice(&req.body).map_err(internal)?;
     caller.require(Permission::BlobUpload {
         mime: &declared.mime_type,
     })?;
-    api.check_upload_allowed()?;
-    Ok(Grant {
-        max_bytes: config.blob_upload_limit,
-    })
+    api.upload_grant()
 }
 
 /// The account's decision on a proxied call (see [`crate::proxy::authorize`]).
@@ -397,10 +388,15 @@ async fn local_writes(
 }
 
 /// Records a blob the front stored and answers uploadBlob's output.
-fn complete_upload(account: &Account, body: &[u8]) -> Result<serde_json::Value, XrpcError> {
+fn complete_upload(
+    config: &Config,
+    account: &Account,
+    body: &[u8],
+) -> Result<serde_json::Value, XrpcError> {
     let report: StoredReport = serde_json::from_slice(body).map_err(internal)?;
     let cid: Cid = report.cid.parse().map_err(internal)?;
-    let output = record_uploaded_blob(account, cid, report.size, report.mime_type)?;
+    let api = Api { config, account };
+    let output = record_uploaded_blob(&api, cid, report.size, report.mime_type)?;
     serde_json::to_value(&output).map_err(internal)
 }
 

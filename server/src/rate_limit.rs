@@ -134,19 +134,99 @@ pub fn admit_caller(
         return Ok(None);
     };
     let fail = |e: XrpcError| -> HttpResponse { e.into_response().into() };
-    let status = crate::storage::account::get_account(api.account.sql.as_ref())
-        .map_err(|e| fail(XrpcError::internal_message(e.to_string())))?
-        .map(|a| a.status);
-    if status == Some(crate::storage::account::AccountStatus::Deactivated) {
+    if suspended(api).map_err(fail)? {
         return Ok(None);
     }
     let now_ms = api.account.clock.now_millis();
     let limits = write_limits(&api.config.writes);
-    match consume(api.account.sql.as_ref(), &limits, "account", now_ms, points) {
+    match consume(
+        api.account.sql.as_ref(),
+        &limits,
+        ACCOUNT_KEY,
+        now_ms,
+        points,
+    ) {
         Ok(Ok(status)) => Ok(Some(status)),
         Ok(Err(exceeded)) => Err(exceeded.into_response()),
         Err(e) => Err(fail(e.into())),
     }
+}
+
+/// The account's daily upload quota, counted in KiB (counters hold 32-bit points).
+pub fn upload_limit(config: &crate::config::Config) -> Limit {
+    Limit {
+        name: "upload-day",
+        points: u32::try_from(config.upload_bytes_per_day.div_ceil(1024)).unwrap_or(u32::MAX),
+        window_secs: 24 * 60 * 60,
+    }
+}
+
+/// The key of the account's own counters.
+const ACCOUNT_KEY: &str = "account";
+
+/// Whether the account's own limits (writes, uploads) are suspended: while it is deactivated,
+/// which is how it is during an inbound migration.
+fn suspended(api: &Api<'_>) -> Result<bool, XrpcError> {
+    let status = crate::storage::account::get_account(api.account.sql.as_ref())
+        .map_err(|e| XrpcError::internal_message(e.to_string()))?
+        .map(|a| a.status);
+    Ok(status == Some(crate::storage::account::AccountStatus::Deactivated))
+}
+
+/// The bytes the account may still upload today: `None` while the quota is suspended (see
+/// [`suspended`]). Nothing is counted.
+pub fn upload_allowance(api: &Api<'_>) -> Result<Option<u64>, XrpcError> {
+    if suspended(api)? {
+        return Ok(None);
+    }
+    let limit = upload_limit(api.config);
+    let now = ms(api.account.clock.now_millis());
+    let used = api
+        .account
+        .sql
+        .query_opt(
+            "SELECT used FROM rate_limit WHERE key = ? AND window_end_ms > ?",
+            &[
+                SqlValue::from(format!("{}:{ACCOUNT_KEY}", limit.name).as_str()),
+                SqlValue::Integer(now),
+            ],
+        )
+        .map_err(|e| XrpcError::from(CheckError(e)))?
+        .map(|row| row.integer(0))
+        .transpose()
+        .map_err(|e| XrpcError::from(CheckError(e)))?
+        .unwrap_or(0);
+    let left_kib = u64::from(limit.points).saturating_sub(u64::try_from(used).unwrap_or(0));
+    Ok(Some(left_kib.saturating_mul(1024)))
+}
+
+/// Counts a stored upload of `size` bytes against the daily quota (unless suspended). The
+/// bytes are stored already, so they count even past the quota; the next upload is refused.
+pub fn charge_upload(api: &Api<'_>, size: u64) -> Result<(), XrpcError> {
+    if suspended(api)? {
+        return Ok(());
+    }
+    let limit = upload_limit(api.config);
+    let kib = u32::try_from(size.div_ceil(1024)).unwrap_or(u32::MAX);
+    let now_ms = api.account.clock.now_millis();
+    let db = api.account.sql.as_ref();
+    db.transaction(|| {
+        let status = match consume_in(db, &[limit], ACCOUNT_KEY, now_ms, 0)? {
+            Ok(status) | Err(Exceeded { status, .. }) => status,
+        };
+        let used = limit.points.saturating_sub(status.remaining);
+        db.execute(
+            "INSERT INTO rate_limit (key, used, window_end_ms) VALUES (?, ?, ?)
+             ON CONFLICT (key) DO UPDATE SET used = excluded.used",
+            &[
+                SqlValue::from(format!("{}:{ACCOUNT_KEY}", limit.name).as_str()),
+                SqlValue::Integer(i64::from(used.saturating_add(kib).min(limit.points))),
+                SqlValue::Integer(ms(status.reset_ms)),
+            ],
+        )?;
+        Ok::<(), CheckError>(())
+    })
+    .map_err(XrpcError::from)
 }
 
 /// Expensive reads per client address ([`crate::routes::Route::is_expensive_read`]),

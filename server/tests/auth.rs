@@ -48,6 +48,8 @@ impl Fixture {
                 password_hash: pds::password::hash(PASSWORD).unwrap(),
                 jwt_secret: vec![7; 32],
                 blob_upload_limit: pds::config::DEFAULT_BLOB_UPLOAD_LIMIT,
+                blob_grace_seconds: pds::config::DEFAULT_BLOB_GRACE_SECONDS,
+                upload_bytes_per_day: pds::config::DEFAULT_UPLOAD_BYTES_PER_DAY,
                 session_lifetime_days: pds::config::DEFAULT_SESSION_LIFETIME_DAYS,
                 firehose: Default::default(),
                 writes: Default::default(),

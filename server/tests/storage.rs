@@ -9,7 +9,7 @@ use pds::platform::native::{DirBlobStore, NativeSql};
 use pds::repo::verify::verify_repo;
 use pds::repo::{Repo, WriteOp};
 use pds::storage::blobs::{
-    insert_blob_metadata, list_referenced_blobs, read_all, unreferenced_blobs, BlobMetadata,
+    collectable_blobs, insert_blob_metadata, list_referenced_blobs, read_all, BlobMetadata,
     IterChunks,
 };
 use pds::storage::repo_store::all_records;
@@ -481,10 +481,14 @@ fn record_blob_references_follow_the_records() {
                 mime_type: "image/png".into(),
                 size: 7,
                 created_ms: at,
+                unreferenced_since_ms: None,
             },
         )
         .unwrap();
     }
+    // Unused uploads count from their upload.
+    assert_eq!(collectable_blobs(&db, 10, 10).unwrap(), [blob_a]);
+    assert_eq!(collectable_blobs(&db, 20, 10).unwrap(), [blob_a, blob_b]);
     let path = format!("{POST}/{}", tid(base));
     let mut refs = RecordBlobs::new();
     refs.insert(path.clone(), vec![blob_a, blob_b]);
@@ -496,7 +500,8 @@ fn record_blob_references_follow_the_records() {
         list_referenced_blobs(&db, None, Some(&both[0].to_string()), 10).unwrap(),
         [both[1]]
     );
-    assert!(unreferenced_blobs(&db, 100, 10).unwrap().is_empty());
+    assert!(collectable_blobs(&db, 1 << 52, 10).unwrap().is_empty());
+    assert_eq!(blobs::oldest_unreferenced_ms(&db).unwrap(), None);
 
     // The update keeps only blob_b; the delete drops everything.
     refs.insert(path.clone(), vec![blob_b]);
@@ -518,9 +523,31 @@ fn record_blob_references_follow_the_records() {
     assert!(list_referenced_blobs(&db, Some(&tid(base + 1)), None, 10)
         .unwrap()
         .is_empty());
-    assert_eq!(unreferenced_blobs(&db, 100, 10).unwrap(), [blob_a]);
-    assert_eq!(unreferenced_blobs(&db, 15, 10).unwrap(), [blob_a]);
-    assert!(unreferenced_blobs(&db, 5, 10).unwrap().is_empty());
+    // blob_a is unreferenced from the commit's time, not its upload's.
+    const T: i64 = 1_700_000_000_000;
+    assert_eq!(blobs::oldest_unreferenced_ms(&db).unwrap(), Some(T));
+    assert_eq!(collectable_blobs(&db, T, 10).unwrap(), [blob_a]);
+    assert!(collectable_blobs(&db, T - 1, 10).unwrap().is_empty());
+    // Uploading it again starts its window again; uploading blob_b again changes nothing.
+    for (cid, at) in [(blob_a, T + 50), (blob_b, T + 50)] {
+        let meta = BlobMetadata {
+            cid,
+            mime_type: "image/gif".into(),
+            size: 7,
+            created_ms: at,
+            unreferenced_since_ms: None,
+        };
+        insert_blob_metadata(&db, &meta).unwrap();
+    }
+    let a = blobs::blob_metadata(&db, &blob_a).unwrap().unwrap();
+    assert_eq!(
+        (a.mime_type.as_str(), a.unreferenced_since_ms),
+        ("image/png", Some(T + 50))
+    );
+    assert!(a.is_live(T + 59, 10) && !a.is_live(T + 60, 10));
+    let b = blobs::blob_metadata(&db, &blob_b).unwrap().unwrap();
+    assert_eq!(b.unreferenced_since_ms, None);
+    assert!(b.is_live(i64::MAX, 10));
     assert!(
         !blobs::delete_blob_metadata(&db, &blob_b).unwrap(),
         "still referenced"
@@ -535,7 +562,7 @@ fn record_blob_references_follow_the_records() {
         .unwrap()
         .is_empty());
     assert!(blobs::delete_blob_metadata(&db, &blob_a).unwrap());
-    assert_eq!(unreferenced_blobs(&db, 100, 10).unwrap(), [blob_b]);
+    assert_eq!(collectable_blobs(&db, T, 10).unwrap(), [blob_b]);
 }
 
 fn chunks(data: &[u8], size: usize) -> IterChunks<std::vec::IntoIter<Vec<u8>>> {
@@ -797,7 +824,7 @@ fn replacing_the_repository_keeps_only_the_imported_one() {
         event: b"sync",
         time_ms: 0,
     };
-    let seq = replace_repo(&target, &incoming, &verified, &refs, Some(&event)).unwrap();
+    let seq = replace_repo(&target, &incoming, &verified, &refs, Some(&event), 0).unwrap();
     assert_eq!(seq, Some(2));
 
     let head = load_root(&target).unwrap().unwrap();
@@ -838,7 +865,8 @@ fn replacing_the_repository_keeps_only_the_imported_one() {
             &other_store,
             &other_verified,
             &RecordBlobs::new(),
-            None
+            None,
+            0
         ),
         Err(StorageError::Conflict(_))
     ));

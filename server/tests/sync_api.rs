@@ -85,6 +85,7 @@ fn seeded() -> Seeded {
             mime_type: "image/png".into(),
             size: stored.size,
             created_ms: 0,
+            unreferenced_since_ms: None,
         },
     )
     .unwrap();

@@ -735,25 +735,54 @@ impl ComAtprotoRepo for Api<'_> {
         cx.caller.require(Permission::BlobUpload {
             mime: input.content_type.as_deref().unwrap_or("*/*"),
         })?;
-        self.check_upload_allowed()?;
+        let grant = self.upload_grant()?;
         let mut source = BodySource::new(input.body);
         let stored = self
             .account
             .blobs
-            .put(&mut source, self.config.blob_upload_limit)
+            .put(&mut source, grant.max_bytes)
             .await
-            .map_err(|e| upload_error(e, self.config.blob_upload_limit))?;
+            .map_err(|e| upload_error(e, &grant))?;
         let mime_type = upload_mime_type(source.head(), input.content_type.as_deref());
-        record_uploaded_blob(self.account, stored.cid, stored.size, mime_type)
+        record_uploaded_blob(self, stored.cid, stored.size, mime_type)
     }
 }
 
 impl Api<'_> {
-    /// Whether the account may upload now: like the reference, uploads are refused for
-    /// taken-down accounts only. Checked before any byte is stored.
-    pub(crate) fn check_upload_allowed(&self) -> Result<(), XrpcError> {
-        self.check_not_taken_down()
+    /// What the account may upload now, checked before any byte is stored: nothing for a
+    /// taken-down account (as the reference), and no more than the blob size limit and what is
+    /// left of the day's upload quota.
+    pub(crate) fn upload_grant(&self) -> Result<UploadGrant, XrpcError> {
+        self.check_not_taken_down()?;
+        let limit = self.config.blob_upload_limit;
+        match crate::rate_limit::upload_allowance(self)? {
+            Some(0) => Err(quota_exceeded()),
+            Some(left) if left < limit => Ok(UploadGrant {
+                max_bytes: left,
+                quota_limited: true,
+            }),
+            _ => Ok(UploadGrant {
+                max_bytes: limit,
+                quota_limited: false,
+            }),
+        }
     }
+}
+
+/// The most an upload may store, and whether the day's quota (rather than the blob size
+/// limit) sets it.
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct UploadGrant {
+    /// The most bytes that may be stored.
+    pub max_bytes: u64,
+    /// Whether the day's upload quota, not the blob size limit, is what `max_bytes` is.
+    #[serde(default)]
+    pub quota_limited: bool,
+}
+
+fn quota_exceeded() -> XrpcError {
+    XrpcError::rate_limit_exceeded("Daily upload quota exceeded")
 }
 
 /// The reference's error for an account that is taken down (or suspended, or deleted).
@@ -771,11 +800,13 @@ fn refuse_taken_down(status: AccountStatus) -> Result<(), XrpcError> {
     Ok(())
 }
 
-/// The uploadBlob error for a failed blob-store write.
-pub(crate) fn upload_error(e: BlobError, limit: u64) -> XrpcError {
+/// The uploadBlob error for a failed blob-store write under `grant`.
+pub(crate) fn upload_error(e: BlobError, grant: &UploadGrant) -> XrpcError {
     match e {
+        BlobError::TooLarge { .. } if grant.quota_limited => quota_exceeded(),
         BlobError::TooLarge { .. } => XrpcError::payload_too_large(format!(
-            "This file is too large. The maximum size is {limit} bytes."
+            "This file is too large. The maximum size is {} bytes.",
+            grant.max_bytes
         )),
         BlobError::Source(m) => XrpcError::invalid_request(m),
         other => internal("blob store", other),
@@ -801,22 +832,28 @@ pub(crate) fn upload_mime_type(head: &[u8], content_type: Option<&str>) -> Strin
     }
 }
 
-/// Records the metadata of a blob now in the blob store and answers uploadBlob's output. An
-/// upload of bytes already known keeps the first row's type; the output reports what is stored.
+/// Records the metadata of a blob now in the blob store, counts it against the day's upload
+/// quota, and answers uploadBlob's output. An upload of bytes already known keeps the first
+/// row's type; the output reports what is stored.
 pub(crate) fn record_uploaded_blob(
-    account: &crate::account::Account,
+    api: &Api<'_>,
     cid: Cid,
     size: u64,
     mime_type: String,
 ) -> Result<upload_blob::Output, XrpcError> {
+    let account = api.account;
+    crate::rate_limit::charge_upload(api, size)?;
     let created_ms = i64::try_from(account.clock.now_millis()).unwrap_or(i64::MAX);
     let meta = BlobMetadata {
         cid,
         mime_type,
         size,
         created_ms,
+        unreferenced_since_ms: None,
     };
     insert_blob_metadata(account.sql.as_ref(), &meta).map_err(|e| internal("blob metadata", e))?;
+    // No event was stored, but the upload's grace window may need a maintenance wake-up.
+    account.maintenance_seen_seq.set(None);
     let stored_meta = blob_metadata(account.sql.as_ref(), &cid)
         .map_err(|e| internal("blob metadata", e))?
         .unwrap_or(meta);

@@ -449,6 +449,11 @@ impl ComAtprotoSync for Api<'_> {
         else {
             return Err(not_found());
         };
+        // Past its grace window with no record using it, a blob is garbage awaiting deletion.
+        let now_ms = crate::maintenance::now_ms(self.account);
+        if !meta.is_live(now_ms, self.config.blob_grace_ms()) {
+            return Err(not_found());
+        }
         let range = match parse_range(cx.range.as_deref(), meta.size) {
             Ok(range) => range,
             Err(()) => return Ok(unsatisfiable_range(meta.size)),
@@ -474,6 +479,14 @@ impl ComAtprotoSync for Api<'_> {
                 "default-src 'none'; sandbox".to_owned(),
             ),
         ];
+        // Media is shown where it is linked; anything else (HTML, SVG, PDF, archives) is only
+        // ever downloaded, so a blob cannot act as a page of this host.
+        if !is_inline_media(&meta.mime_type) {
+            headers.push((
+                "content-disposition".to_owned(),
+                format!("attachment; filename=\"{cid}\""),
+            ));
+        }
         let status = if range.is_some() {
             // `Content-Range` names the last byte inclusively; parse_range only lets through
             // ranges that start inside a non-empty blob, so `end > start`.
@@ -499,9 +512,41 @@ impl ComAtprotoSync for Api<'_> {
     }
 }
 
+/// Whether a blob of `mime_type` is served inline: images (except SVG, which can carry
+/// script), audio and video.
+fn is_inline_media(mime_type: &str) -> bool {
+    let mime = mime_type.trim().to_ascii_lowercase();
+    let media = ["image/", "video/", "audio/"]
+        .iter()
+        .any(|prefix| mime.starts_with(prefix));
+    media && !mime.starts_with("image/svg")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_media_is_served_inline() {
+        for inline in [
+            "image/png",
+            "image/jpeg",
+            "video/mp4",
+            "audio/mpeg",
+            "IMAGE/WEBP",
+        ] {
+            assert!(is_inline_media(inline), "{inline}");
+        }
+        for attachment in [
+            "text/html",
+            "image/svg+xml",
+            "application/pdf",
+            "application/octet-stream",
+            "",
+        ] {
+            assert!(!is_inline_media(attachment), "{attachment}");
+        }
+    }
     use crate::data::{encode, Map, Value};
     use crate::repo::car::CarReader;
     use crate::repo::WriteOp;

@@ -141,6 +141,16 @@ pub trait BlobStore {
     /// Deletes a blob; returns whether it was there.
     fn delete<'a>(&'a self, cid: &'a Cid) -> LocalBoxFuture<'a, Result<bool, BlobError>>;
 
+    /// Removes what interrupted uploads left, last written before `before_ms`: temporary
+    /// objects of uploads that never finished, and blobs `is_known` does not know (an upload
+    /// whose completion was never recorded, a collected blob whose delete failed). Returns how
+    /// many were removed.
+    fn remove_leftovers<'a>(
+        &'a self,
+        before_ms: i64,
+        is_known: &'a dyn Fn(&Cid) -> bool,
+    ) -> LocalBoxFuture<'a, Result<usize, BlobError>>;
+
     /// Up to `limit` stored CIDs in key order, after `after` (exclusive).
     fn list<'a>(
         &'a self,
@@ -190,25 +200,47 @@ pub struct BlobMetadata {
     pub size: u64,
     /// Upload time, ms since the epoch.
     pub created_ms: i64,
+    /// Since when no record has referenced the blob (ms); `None` while one does. Ignored by
+    /// [`insert_blob_metadata`], which works it out.
+    pub unreferenced_since_ms: Option<i64>,
 }
 
-/// Records an uploaded blob (call after [`BlobStore::put`] succeeded). An
-/// upload of bytes already known keeps the first row.
+impl BlobMetadata {
+    /// Whether the blob may be served at `now_ms`: a record references it, or it has been
+    /// unreferenced for less than `grace_ms` (an upload not yet used, a record just deleted).
+    pub fn is_live(&self, now_ms: i64, grace_ms: i64) -> bool {
+        self.unreferenced_since_ms
+            .is_none_or(|since| now_ms < since.saturating_add(grace_ms))
+    }
+}
+
+/// Records an uploaded blob (call after [`BlobStore::put`] succeeded). An upload of bytes
+/// already known keeps the first row's type and size; if no record references them, their
+/// grace window starts again, as for a new upload.
 pub fn insert_blob_metadata(db: &dyn Sql, meta: &BlobMetadata) -> SqlResult<()> {
     let size = i64::try_from(meta.size)
         .map_err(|_| super::StorageError::Sql(format!("blob size {} too large", meta.size)))?;
+    let cid = SqlValue::Text(meta.cid.to_string());
     db.execute(
-        "INSERT OR IGNORE INTO blob_metadata (cid, mime_type, size, created_ms) \
-         VALUES (?, ?, ?, ?)",
+        "INSERT INTO blob_metadata (cid, mime_type, size, created_ms, unreferenced_since_ms) \
+         VALUES (?, ?, ?, ?, CASE WHEN EXISTS (SELECT 1 FROM record_blob WHERE blob_cid = ?) \
+         THEN NULL ELSE ? END) \
+         ON CONFLICT (cid) DO UPDATE SET unreferenced_since_ms = CASE \
+         WHEN blob_metadata.unreferenced_since_ms IS NULL THEN NULL \
+         ELSE excluded.unreferenced_since_ms END",
         &[
-            SqlValue::Text(meta.cid.to_string()),
+            cid.clone(),
             SqlValue::from(meta.mime_type.as_str()),
             SqlValue::Integer(size),
+            SqlValue::Integer(meta.created_ms),
+            cid,
             SqlValue::Integer(meta.created_ms),
         ],
     )?;
     Ok(())
 }
+
+const METADATA_COLUMNS: &str = "cid, mime_type, size, created_ms, unreferenced_since_ms";
 
 fn metadata_row(row: &super::sql::Row) -> SqlResult<BlobMetadata> {
     Ok(BlobMetadata {
@@ -217,13 +249,14 @@ fn metadata_row(row: &super::sql::Row) -> SqlResult<BlobMetadata> {
         size: u64::try_from(row.integer(2)?)
             .map_err(|_| super::StorageError::Corrupt("negative blob size".into()))?,
         created_ms: row.integer(3)?,
+        unreferenced_since_ms: row.opt_integer(4)?,
     })
 }
 
 /// An uploaded blob's metadata, if known.
 pub fn blob_metadata(db: &dyn Sql, cid: &Cid) -> SqlResult<Option<BlobMetadata>> {
     match db.query_opt(
-        "SELECT cid, mime_type, size, created_ms FROM blob_metadata WHERE cid = ?",
+        &format!("SELECT {METADATA_COLUMNS} FROM blob_metadata WHERE cid = ?"),
         &[SqlValue::Text(cid.to_string())],
     )? {
         Some(row) => metadata_row(&row).map(Some),
@@ -254,21 +287,91 @@ pub fn list_referenced_blobs(
     .collect()
 }
 
-/// Blobs uploaded before `before_ms` that no record references (garbage to
-/// delete from the blob store, then with [`delete_blob_metadata`]).
-pub fn unreferenced_blobs(db: &dyn Sql, before_ms: i64, limit: u32) -> SqlResult<Vec<Cid>> {
+/// After a commit changed which records reference which blobs: `added` blobs are referenced
+/// (their grace window no longer matters), and each of `dropped` that no record references any
+/// more is unreferenced from `now_ms`. Call inside the commit's transaction.
+pub fn note_reference_changes(
+    db: &dyn Sql,
+    added: &std::collections::BTreeSet<String>,
+    dropped: &std::collections::BTreeSet<String>,
+    now_ms: i64,
+) -> SqlResult<()> {
+    for cid in added {
+        db.execute(
+            "UPDATE blob_metadata SET unreferenced_since_ms = NULL \
+             WHERE cid = ? AND unreferenced_since_ms IS NOT NULL",
+            &[SqlValue::from(cid.as_str())],
+        )?;
+    }
+    for cid in dropped.difference(added) {
+        let cid = SqlValue::from(cid.as_str());
+        db.execute(
+            "UPDATE blob_metadata SET unreferenced_since_ms = ? WHERE cid = ? \
+             AND unreferenced_since_ms IS NULL \
+             AND NOT EXISTS (SELECT 1 FROM record_blob WHERE blob_cid = ?)",
+            &[SqlValue::Integer(now_ms), cid.clone(), cid],
+        )?;
+    }
+    Ok(())
+}
+
+/// After the whole record index was rebuilt (a repository import): every blob's reference
+/// state is worked out again; those newly unreferenced count from `now_ms`.
+pub fn recount_references(db: &dyn Sql, now_ms: i64) -> SqlResult<()> {
     db.execute(
-        "SELECT cid FROM blob_metadata WHERE created_ms < ? AND NOT EXISTS \
-         (SELECT 1 FROM record_blob WHERE record_blob.blob_cid = blob_metadata.cid) \
-         ORDER BY cid LIMIT ?",
+        "UPDATE blob_metadata SET unreferenced_since_ms = CASE \
+         WHEN EXISTS (SELECT 1 FROM record_blob WHERE blob_cid = blob_metadata.cid) THEN NULL \
+         ELSE COALESCE(unreferenced_since_ms, ?) END",
+        &[SqlValue::Integer(now_ms)],
+    )?;
+    Ok(())
+}
+
+/// Up to `limit` blobs that no record has referenced since `until_ms` or earlier, longest
+/// unreferenced first: garbage to forget with [`delete_blob_metadata`], then delete from the
+/// blob store.
+pub fn collectable_blobs(db: &dyn Sql, until_ms: i64, limit: u32) -> SqlResult<Vec<Cid>> {
+    db.execute(
+        "SELECT cid FROM blob_metadata WHERE unreferenced_since_ms <= ? \
+         ORDER BY unreferenced_since_ms LIMIT ?",
         &[
-            SqlValue::Integer(before_ms),
+            SqlValue::Integer(until_ms),
             SqlValue::Integer(i64::from(limit)),
         ],
     )?
     .iter()
     .map(|row| stored_cid(&row.text(0)?))
     .collect()
+}
+
+/// Since when the longest-unreferenced blob has had no reference (`None`: every blob is
+/// referenced): its grace window ends first.
+pub fn oldest_unreferenced_ms(db: &dyn Sql) -> SqlResult<Option<i64>> {
+    match db.query_opt(
+        "SELECT MIN(unreferenced_since_ms) FROM blob_metadata \
+         WHERE unreferenced_since_ms IS NOT NULL",
+        &[],
+    )? {
+        Some(row) => row.opt_integer(0),
+        None => Ok(None),
+    }
+}
+
+/// Whether any blob was uploaded.
+pub fn any_blob(db: &dyn Sql) -> SqlResult<bool> {
+    Ok(db
+        .query_opt("SELECT 1 FROM blob_metadata LIMIT 1", &[])?
+        .is_some())
+}
+
+/// Whether blob metadata names `cid` (bytes in the blob store without a row are leftovers).
+pub fn is_known_blob(db: &dyn Sql, cid: &Cid) -> SqlResult<bool> {
+    Ok(db
+        .query_opt(
+            "SELECT 1 FROM blob_metadata WHERE cid = ?",
+            &[SqlValue::Text(cid.to_string())],
+        )?
+        .is_some())
 }
 
 /// Forgets a blob's metadata if no record references it; returns whether it

@@ -16,13 +16,15 @@ pub struct MaintenanceState {
     pub last_crawl_ms: Option<i64>,
     /// The newest seq when relays were last asked to crawl.
     pub last_crawl_seq: Option<i64>,
+    /// When the blob store was last swept for upload leftovers (ms).
+    pub last_blob_sweep_ms: Option<i64>,
 }
 
 /// The state row, or defaults before the first write.
 pub fn state(db: &dyn Sql) -> Result<MaintenanceState> {
     let Some(row) = db.query_opt(
-        "SELECT announced_handle, last_prune_ms, last_crawl_ms, last_crawl_seq \
-         FROM maintenance_state WHERE id = 1",
+        "SELECT announced_handle, last_prune_ms, last_crawl_ms, last_crawl_seq, \
+         last_blob_sweep_ms FROM maintenance_state WHERE id = 1",
         &[],
     )?
     else {
@@ -33,6 +35,7 @@ pub fn state(db: &dyn Sql) -> Result<MaintenanceState> {
         last_prune_ms: row.opt_integer(1)?,
         last_crawl_ms: row.opt_integer(2)?,
         last_crawl_seq: row.opt_integer(3)?,
+        last_blob_sweep_ms: row.opt_integer(4)?,
     })
 }
 
@@ -58,6 +61,11 @@ pub fn set_announced_handle(db: &dyn Sql, handle: &str) -> Result<()> {
 /// Records a prune at `now_ms`.
 pub fn set_last_prune(db: &dyn Sql, now_ms: i64) -> Result<()> {
     update(db, "last_prune_ms = ?", &[SqlValue::Integer(now_ms)])
+}
+
+/// Records a sweep of the blob store at `now_ms`.
+pub fn set_last_blob_sweep(db: &dyn Sql, now_ms: i64) -> Result<()> {
+    update(db, "last_blob_sweep_ms = ?", &[SqlValue::Integer(now_ms)])
 }
 
 /// A requestCrawl call not yet delivered to one relay.

@@ -1,6 +1,7 @@
 //! The repository in SQL: its head, the record index, and the one function
 //! that persists a commit atomically.
 
+use super::blobs::{note_reference_changes, recount_references};
 use super::blocks::{put_blocks, reachable_blocks, stored_cid};
 use super::error::{Result, StorageError};
 use super::sequencer::{insert_event, NewEvent};
@@ -101,13 +102,19 @@ pub fn persist_commit(
         put_blocks(db, &output.new_blocks, &output.rev)?;
 
         let mut dropped_records: BTreeSet<Cid> = BTreeSet::new();
+        // Blobs whose references this commit drops and adds (a record's references are
+        // rewritten whole), for their garbage-collection state.
+        let mut dropped_blobs: BTreeSet<String> = BTreeSet::new();
+        let mut added_blobs: BTreeSet<String> = BTreeSet::new();
         for op in &output.ops {
             let (collection, rkey) = split_path(&op.path)?;
             let key = [SqlValue::from(collection), SqlValue::from(rkey)];
-            db.execute(
-                "DELETE FROM record_blob WHERE collection = ? AND rkey = ?",
+            for row in db.execute(
+                "DELETE FROM record_blob WHERE collection = ? AND rkey = ? RETURNING blob_cid",
                 &key,
-            )?;
+            )? {
+                dropped_blobs.insert(row.text(0)?);
+            }
             if let Some(prev) = op.prev {
                 dropped_records.insert(prev);
             }
@@ -127,16 +134,18 @@ pub fn persist_commit(
                         ],
                     )?;
                     for blob in blobs.get(&op.path).into_iter().flatten() {
+                        let blob = blob.to_string();
                         db.execute(
                             "INSERT OR IGNORE INTO record_blob (collection, rkey, blob_cid, rev) \
                              VALUES (?, ?, ?, ?)",
                             &[
                                 key[0].clone(),
                                 key[1].clone(),
-                                SqlValue::Text(blob.to_string()),
+                                SqlValue::from(blob.as_str()),
                                 SqlValue::from(output.rev.as_str()),
                             ],
                         )?;
+                        added_blobs.insert(blob);
                     }
                 }
                 (_, None) => {
@@ -148,6 +157,7 @@ pub fn persist_commit(
                 }
             }
         }
+        note_reference_changes(db, &added_blobs, &dropped_blobs, event.time_ms)?;
 
         // Unreachable blocks go: old MST nodes and commit (the core's diff),
         // and records no index row points at any more. A block the new
@@ -195,13 +205,15 @@ pub fn persist_commit(
 /// tree and every record checked); only the blocks reachable from its commit
 /// are kept. `blobs` lists the blobs each record references. An `event`,
 /// when given (a `#sync` or `#commit` announcing the new state), is
-/// sequenced in the same transaction; its seq is returned.
+/// sequenced in the same transaction; its seq is returned. Blobs no record references any
+/// more count as unreferenced from `now_ms`.
 pub fn replace_repo(
     db: &dyn Sql,
     blocks: &(impl BlockStore + ?Sized),
     verified: &VerifiedRepo,
     blobs: &RecordBlobs,
     event: Option<&NewEvent<'_>>,
+    now_ms: i64,
 ) -> Result<Option<i64>> {
     let reachable = reachable_blocks(blocks, &verified.commit_cid)?;
     let rev = verified.commit.rev.as_str();
@@ -262,6 +274,7 @@ pub fn replace_repo(
                 SqlValue::Text(verified.commit.data.to_string()),
             ],
         )?;
+        recount_references(db, now_ms)?;
         event.map(|e| insert_event(db, e)).transpose()
     })
 }

@@ -176,6 +176,19 @@ const V5_STATEMENTS: &[&str] = &[
     "UPDATE refresh_token SET session_started_ms = created_ms",
 ];
 
+/// Version 6: blob garbage collection. Since when each blob has had no record referencing it
+/// (NULL while one does): a blob unreferenced for longer than the grace window is no longer
+/// served and is then deleted. Blobs unreferenced today count from their upload. And when the
+/// blob store was last swept for what interrupted uploads left.
+const V6_STATEMENTS: &[&str] = &[
+    "ALTER TABLE maintenance_state ADD COLUMN last_blob_sweep_ms INTEGER",
+    "ALTER TABLE blob_metadata ADD COLUMN unreferenced_since_ms INTEGER",
+    "UPDATE blob_metadata SET unreferenced_since_ms = created_ms WHERE NOT EXISTS \
+     (SELECT 1 FROM record_blob WHERE record_blob.blob_cid = blob_metadata.cid)",
+    "CREATE INDEX blob_unreferenced ON blob_metadata (unreferenced_since_ms) \
+     WHERE unreferenced_since_ms IS NOT NULL",
+];
+
 /// The schema of this build, oldest first.
 pub const MIGRATIONS: &[Migration] = &[
     Migration {
@@ -202,6 +215,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 5,
         name: "rate limits, app password lookup, session start",
         statements: V5_STATEMENTS,
+    },
+    Migration {
+        version: 6,
+        name: "blob garbage collection",
+        statements: V6_STATEMENTS,
     },
 ];
 

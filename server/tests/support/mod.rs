@@ -77,6 +77,28 @@ pub trait Shell {
     /// Runs `sql` on the account's stored SQLite database, from outside the server (the Worker
     /// is restarted around it: workerd owns its files while it runs).
     fn run_stored_sql(&mut self, sql: &str);
+    /// How many blobs the blob store holds on disk, read from outside the server: files in the
+    /// native blob directory, or objects in the local R2 bucket's folder.
+    fn stored_blob_files(&self) -> usize;
+}
+
+/// The regular files under `dir` whose path passes `wanted`, at any depth.
+pub fn count_files(dir: &std::path::Path, wanted: &dyn Fn(&std::path::Path) -> bool) -> usize {
+    let mut count = 0;
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(d) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for path in entries.map(|e| e.unwrap().path()) {
+            if path.is_dir() {
+                pending.push(path);
+            } else if wanted(&path) {
+                count += 1;
+            }
+        }
+    }
+    count
 }
 
 /// Runs `sql` on every SQLite file under `dir` that holds the account (its
@@ -124,6 +146,12 @@ impl Shell for native::NativeServer {
         // SQLite serializes this writer with the running server's connection.
         assert_eq!(run_sql_on_account_files(&self.data.0, sql), 1);
     }
+    fn stored_blob_files(&self) -> usize {
+        // Blobs are `blobs/<cid>`; `blobs/tmp/` holds uploads in progress.
+        count_files(&self.data.0.join("blobs"), &|p| {
+            p.parent().and_then(|d| d.file_name()) == Some("blobs".as_ref())
+        })
+    }
 }
 
 impl Shell for worker::WorkerServer {
@@ -147,6 +175,13 @@ impl Shell for worker::WorkerServer {
                 "the Durable Object's SQLite file"
             );
         });
+    }
+    fn stored_blob_files(&self) -> usize {
+        // Miniflare keeps a local R2 bucket's object bodies as files under `r2/<bucket>/blobs/`.
+        count_files(self.state_dir(), &|p| {
+            let path = p.to_string_lossy();
+            path.contains("/r2/") && path.contains("/blobs/")
+        })
     }
 }
 

@@ -30,6 +30,11 @@ pub fn project_root() -> PathBuf {
 }
 
 impl WorkerServer {
+    /// The folder wrangler persists the Worker's state to (DO SQLite, R2).
+    pub fn state_dir(&self) -> &Path {
+        &self._state.0
+    }
+
     /// Starts the Worker with fresh state and the test account, `overrides` applied to its
     /// variables (passed as `--var NAME:VALUE`, which wins over any `.dev.vars`).
     pub fn start(overrides: &[(&str, &str)]) -> WorkerServer {

@@ -47,6 +47,35 @@ impl DirBlobStore {
         Ok(removed)
     }
 
+    /// Removes the files of `dir` last modified before `before_ms` that `remove` chooses by
+    /// name; returns how many.
+    fn remove_where(
+        dir: &Path,
+        before_ms: i64,
+        remove: &dyn Fn(&str) -> bool,
+    ) -> Result<usize, BlobError> {
+        let mut removed = 0;
+        for entry in fs::read_dir(dir).map_err(io)? {
+            let entry = entry.map_err(io)?;
+            let meta = entry.metadata().map_err(io)?;
+            let modified_ms = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+            let chosen = entry.file_name().to_str().is_some_and(remove);
+            if meta.is_file() && modified_ms < before_ms && chosen {
+                match fs::remove_file(entry.path()) {
+                    Ok(()) => removed += 1,
+                    // Finished (renamed into place) or removed since it was listed.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(io(e)),
+                }
+            }
+        }
+        Ok(removed)
+    }
+
     fn path_of(&self, cid: &Cid) -> PathBuf {
         self.root.join(cid.to_string())
     }
@@ -168,6 +197,20 @@ impl BlobStore for DirBlobStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(io(e)),
         };
+        Box::pin(async move { result })
+    }
+
+    fn remove_leftovers<'a>(
+        &'a self,
+        before_ms: i64,
+        is_known: &'a dyn Fn(&Cid) -> bool,
+    ) -> LocalBoxFuture<'a, Result<usize, BlobError>> {
+        let result = Self::remove_where(&self.tmp, before_ms, &|_| true).and_then(|temporary| {
+            let unknown = Self::remove_where(&self.root, before_ms, &|name| {
+                Cid::try_from(name).is_ok_and(|cid| !is_known(&cid))
+            })?;
+            Ok(temporary + unknown)
+        });
         Box::pin(async move { result })
     }
 

@@ -371,6 +371,16 @@ impl crate::storage::BlobStore for MissingBlobStore {
     > {
         Box::pin(async { Err(Self::error()) })
     }
+    fn remove_leftovers<'a>(
+        &'a self,
+        _before_ms: i64,
+        _is_known: &'a dyn Fn(&cid::Cid) -> bool,
+    ) -> futures_util::future::LocalBoxFuture<
+        'a,
+        std::result::Result<usize, crate::storage::BlobError>,
+    > {
+        Box::pin(async { Err(Self::error()) })
+    }
     fn list<'a>(
         &'a self,
         _after: Option<&'a cid::Cid>,

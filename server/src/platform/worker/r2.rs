@@ -37,26 +37,41 @@ impl R2BlobStore {
         R2BlobStore { bucket }
     }
 
-    /// Deletes temporary objects of large uploads that never finished (a
-    /// Worker killed between the multipart upload and the copy). Only call
-    /// when no upload is in progress; returns how many were removed.
-    pub async fn remove_stale_uploads(&self) -> Result<usize, BlobError> {
-        let listed = self
-            .bucket
-            .list()
-            .prefix(TMP_PREFIX)
-            .limit(1000)
-            .execute()
-            .await
-            .map_err(r2)?;
-        let keys: Vec<String> = listed.objects().iter().map(|o| o.key()).collect();
-        if !keys.is_empty() {
-            self.bucket
-                .delete_multiple(keys.iter().map(String::as_str).collect())
-                .await
-                .map_err(r2)?;
+    /// Deletes the objects under `prefix` last written before `before_ms` that `remove`
+    /// chooses, a listed page at a time; returns how many.
+    async fn remove_where(
+        &self,
+        prefix: &str,
+        before_ms: i64,
+        remove: &dyn Fn(&str) -> bool,
+    ) -> Result<usize, BlobError> {
+        let mut removed = 0;
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut request = self.bucket.list().prefix(prefix).limit(1000);
+            if let Some(cursor) = cursor.take() {
+                request = request.cursor(cursor);
+            }
+            let listed = request.execute().await.map_err(r2)?;
+            let keys: Vec<String> = listed
+                .objects()
+                .iter()
+                .filter(|o| i64::try_from(o.uploaded().as_millis()).is_ok_and(|t| t < before_ms))
+                .map(|o| o.key())
+                .filter(|key| remove(key))
+                .collect();
+            if !keys.is_empty() {
+                self.bucket
+                    .delete_multiple(keys.iter().map(String::as_str).collect())
+                    .await
+                    .map_err(r2)?;
+                removed += keys.len();
+            }
+            match listed.cursor().filter(|_| listed.truncated()) {
+                Some(next) => cursor = Some(next),
+                None => return Ok(removed),
+            }
         }
-        Ok(keys.len())
     }
 
     async fn put_large(
@@ -248,6 +263,24 @@ impl BlobStore for R2BlobStore {
             let existed = self.bucket.head(key.clone()).await.map_err(r2)?.is_some();
             self.bucket.delete(key).await.map_err(r2)?;
             Ok(existed)
+        })
+    }
+
+    fn remove_leftovers<'a>(
+        &'a self,
+        before_ms: i64,
+        is_known: &'a dyn Fn(&Cid) -> bool,
+    ) -> LocalBoxFuture<'a, Result<usize, BlobError>> {
+        Box::pin(async move {
+            // Multipart uploads never completed are aborted by R2 itself (after 7 days by
+            // default); what is listed under `tmp/` is a completed part never copied.
+            let temporary = self.remove_where(TMP_PREFIX, before_ms, &|_| true).await?;
+            let unknown = self
+                .remove_where("b", before_ms, &|key| {
+                    Cid::try_from(key).is_ok_and(|cid| !is_known(&cid))
+                })
+                .await?;
+            Ok(temporary + unknown)
         })
     }
 

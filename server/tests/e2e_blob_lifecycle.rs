@@ -1,0 +1,209 @@
+//! Blobs over their life, end to end on both shells: a blob no record references is served
+//! during its grace window, then no more, and the maintenance alarm deletes its bytes, while a
+//! referenced blob stays; that covers an upload never used and the blob of a deleted record.
+//! Anything but media is served as an attachment. Uploads spend a daily quota, suspended while
+//! the account is deactivated (an inbound migration uploads everything at once).
+
+#[macro_use]
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use support::account::{did, login};
+use support::http::{request, xrpc, Reply};
+use support::ShellKind;
+
+on_both_kinds!(
+    unreferenced_blobs_are_collected_after_their_window,
+    uploads_spend_a_daily_quota,
+);
+
+/// The grace window the collection test runs with: long enough to see a blob served, short
+/// enough to wait for.
+const GRACE_SECONDS: u64 = 3;
+
+fn upload(base: &str, token: &str, content_type: &str, body: &[u8]) -> Reply {
+    request(
+        base,
+        "POST",
+        "/xrpc/com.atproto.repo.uploadBlob",
+        &[
+            ("content-type", content_type),
+            ("authorization", &format!("Bearer {token}")),
+        ],
+        body,
+    )
+}
+
+/// Uploads `body` and answers its blob reference.
+fn upload_ok(base: &str, token: &str, content_type: &str, body: &[u8]) -> serde_json::Value {
+    let res = upload(base, token, content_type, body);
+    assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+    res.json()["blob"].clone()
+}
+
+fn get_blob(base: &str, blob: &serde_json::Value) -> Reply {
+    let cid = blob["ref"]["$link"].as_str().unwrap();
+    request(
+        base,
+        "GET",
+        &format!("/xrpc/com.atproto.sync.getBlob?did={}&cid={cid}", did()),
+        &[],
+        &[],
+    )
+}
+
+/// Creates a post with `blob` as its image; answers its record key.
+fn post_with_image(base: &str, token: &str, blob: &serde_json::Value) -> String {
+    let res = xrpc(
+        base,
+        "POST",
+        "com.atproto.repo.createRecord",
+        token,
+        Some(&json!({
+            "repo": did(),
+            "collection": "app.bsky.feed.post",
+            "record": {
+                "$type": "app.bsky.feed.post",
+                "text": "with a picture",
+                "createdAt": "2026-12-06T00:00:00Z",
+                "embed": {
+                    "$type": "app.bsky.embed.images",
+                    "images": [{"alt": "", "image": blob}],
+                },
+            },
+        })),
+    );
+    assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+    let uri = res.json()["uri"].as_str().unwrap().to_owned();
+    uri.rsplit('/').next().unwrap().to_owned()
+}
+
+/// A PNG-looking body distinct per `n`.
+fn png(n: u8, len: usize) -> Vec<u8> {
+    let mut bytes = b"\x89PNG\r\n\x1a\n".to_vec();
+    bytes.extend(std::iter::repeat_n(n, len));
+    bytes
+}
+
+fn unreferenced_blobs_are_collected_after_their_window(kind: ShellKind) {
+    let grace = GRACE_SECONDS.to_string();
+    let server = support::start_shell(kind, &[("PDS_BLOB_GRACE_SECONDS", grace.as_str())]);
+    let base = server.base();
+    let (token, _) = login(base);
+
+    let unused = upload_ok(base, &token, "image/png", &png(1, 1000));
+    let kept = upload_ok(base, &token, "image/png", &png(2, 1000));
+    let of_deleted = upload_ok(base, &token, "image/png", &png(3, 1000));
+    let page = upload_ok(base, &token, "text/html", b"<script>alert(1)</script>");
+    let uploaded_at = Instant::now();
+    post_with_image(base, &token, &kept);
+    let rkey = post_with_image(base, &token, &of_deleted);
+    let deleted = xrpc(
+        base,
+        "POST",
+        "com.atproto.repo.deleteRecord",
+        &token,
+        Some(&json!({"repo": did(), "collection": "app.bsky.feed.post", "rkey": rkey})),
+    );
+    assert_eq!(deleted.status, 200);
+    assert_eq!(server.stored_blob_files(), 4);
+
+    // Within the window everything is served; media inline, anything else as an attachment.
+    for blob in [&unused, &kept, &of_deleted, &page] {
+        let res = get_blob(base, blob);
+        assert_eq!(res.status, 200, "served within the window");
+    }
+    assert_eq!(get_blob(base, &kept).header("content-disposition"), None);
+    let html = get_blob(base, &page);
+    assert_eq!(html.header("content-type"), Some("text/html"));
+    let disposition = html.header("content-disposition").unwrap_or_default();
+    assert!(disposition.starts_with("attachment"), "{disposition}");
+    assert!(uploaded_at.elapsed() < Duration::from_secs(GRACE_SECONDS));
+
+    // After it, the unreferenced ones are gone, bytes included, without any request to start
+    // the work (the alarm does it); the referenced one stays.
+    let deadline = Instant::now() + Duration::from_secs(GRACE_SECONDS + 30);
+    while server.stored_blob_files() > 1 {
+        assert!(
+            Instant::now() < deadline,
+            "still {} blob files",
+            server.stored_blob_files()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    for blob in [&unused, &of_deleted, &page] {
+        let res = get_blob(base, blob);
+        assert_eq!(res.status, 400, "{}", String::from_utf8_lossy(&res.body));
+        assert_eq!(res.json()["error"], "BlobNotFound");
+    }
+    let res = get_blob(base, &kept);
+    assert_eq!(res.status, 200);
+    assert_eq!(res.body, png(2, 1000));
+}
+
+fn uploads_spend_a_daily_quota(kind: ShellKind) {
+    let server = support::start_shell(kind, &[("PDS_UPLOAD_BYTES_PER_DAY", "300000")]);
+    let base = server.base();
+    let (token, _) = login(base);
+
+    upload_ok(base, &token, "image/png", &png(1, 200_000));
+    // About 100 KB left: a declared 200 KB is refused before a byte is stored.
+    let files = server.stored_blob_files();
+    let refused = upload(base, &token, "image/png", &png(2, 200_000));
+    assert_eq!(
+        refused.status,
+        429,
+        "{}",
+        String::from_utf8_lossy(&refused.body)
+    );
+    assert_eq!(refused.json()["error"], "RateLimitExceeded");
+    assert_eq!(
+        refused.json()["message"],
+        "Daily upload quota exceeded",
+        "not the size limit's message"
+    );
+    assert_eq!(server.stored_blob_files(), files);
+    // What is left can still be used.
+    upload_ok(base, &token, "image/png", &png(3, 90_000));
+    assert_eq!(
+        upload(base, &token, "image/png", &png(4, 20_000)).status,
+        429
+    );
+
+    // Deactivated (how an account is while it migrates in), uploads are not counted.
+    let deactivate = xrpc(
+        base,
+        "POST",
+        "com.atproto.server.deactivateAccount",
+        &token,
+        Some(&json!({})),
+    );
+    assert_eq!(
+        deactivate.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&deactivate.body)
+    );
+    for n in 5..8 {
+        upload_ok(base, &token, "image/png", &png(n, 200_000));
+    }
+    let activate = xrpc(
+        base,
+        "POST",
+        "com.atproto.server.activateAccount",
+        &token,
+        None,
+    );
+    assert_eq!(
+        activate.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&activate.body)
+    );
+    assert_eq!(
+        upload(base, &token, "image/png", &png(8, 20_000)).status,
+        429
+    );
+}
