@@ -25,10 +25,14 @@ for (const doc of [...schemas].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 
   writeFileSync(file, JSON.stringify(doc, null, 2) + '\n');
 }
 
+// This project's own methods (written by hand, never from the package) live here.
+const own = join(out, 'dev', 'rustpds');
+
 // Remove documents the pinned version no longer has, and folders left empty.
 function prune(dir) {
   for (const name of readdirSync(dir)) {
     const path = join(dir, name);
+    if (path === own) continue;
     if (statSync(path).isDirectory()) {
       prune(path);
       if (readdirSync(path).length === 0) rmSync(path, { recursive: true });
@@ -43,6 +47,8 @@ writeFileSync(
   join(out, 'SOURCE.md'),
   `# Source of these lexicons\n\nCopied by \`npm run sync-lexicons\` (codegen/sync-lexicons.mjs) from the npm package\n` +
     `\`${pkgName}\` version \`${pkgVersion}\`, export \`schemas\`: ${written.size} documents.\n\n` +
+    `\`dev/rustpds/\` holds this project's own methods (namespace \`dev.rustpds\`), written by hand;\n` +
+    `the sync leaves them alone.\n\n` +
     `To update: bump \`${pkgName}\` in package.json, \`npm install\`, \`npm run sync-lexicons\`,\n` +
     `\`cargo run -p pds-codegen\`, review the diff, commit lexicons/ and generated/ together.\n`,
 );

@@ -117,6 +117,7 @@ impl ComAtprotoSync for Tiny {
 pds_api::unserved_app_bsky!(Tiny);
 pds_api::unserved_chat_bsky!(Tiny);
 pds_api::unserved_tools_ozone!(Tiny);
+pds_api::unserved_dev_rustpds!(Tiny);
 impl pds_api::com::atproto::admin::ComAtprotoAdmin for Tiny {}
 impl pds_api::com::atproto::identity::ComAtprotoIdentity for Tiny {}
 impl pds_api::com::atproto::label::ComAtprotoLabel for Tiny {}

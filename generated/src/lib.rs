@@ -18,6 +18,9 @@ pub mod chat;
 #[cfg(any(feature = "com-atproto", feature = "com-germnetwork"))]
 #[rustfmt::skip]
 pub mod com;
+#[cfg(feature = "dev-rustpds")]
+#[rustfmt::skip]
+pub mod dev;
 #[cfg(feature = "tools-ozone")]
 #[rustfmt::skip]
 pub mod tools;

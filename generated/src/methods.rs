@@ -512,6 +512,8 @@ pub static METHODS: &[&MethodMeta] = &[
     &crate::com::atproto::temp::request_phone_verification::META,
     #[cfg(feature = "com-atproto")]
     &crate::com::atproto::temp::revoke_account_credentials::META,
+    #[cfg(feature = "dev-rustpds")]
+    &crate::dev::rustpds::server::change_password::META,
     #[cfg(feature = "tools-ozone")]
     &crate::tools::ozone::communication::create_template::META,
     #[cfg(feature = "tools-ozone")]
@@ -710,6 +712,16 @@ impl<
 pub trait ComAtprotoHandlers {}
 #[cfg(not(feature = "com-atproto"))]
 impl<T: ?Sized> ComAtprotoHandlers for T {}
+/// Every handler trait of `dev.rustpds` (nothing when feature `dev-rustpds` is off).
+#[cfg(feature = "dev-rustpds")]
+pub trait DevRustpdsHandlers: crate::dev::rustpds::server::DevRustpdsServer {}
+#[cfg(feature = "dev-rustpds")]
+impl<T: crate::dev::rustpds::server::DevRustpdsServer> DevRustpdsHandlers for T {}
+/// Every handler trait of `dev.rustpds` (nothing when feature `dev-rustpds` is off).
+#[cfg(not(feature = "dev-rustpds"))]
+pub trait DevRustpdsHandlers {}
+#[cfg(not(feature = "dev-rustpds"))]
+impl<T: ?Sized> DevRustpdsHandlers for T {}
 /// Every handler trait of `tools.ozone` (nothing when feature `tools-ozone` is off).
 #[cfg(feature = "tools-ozone")]
 pub trait ToolsOzoneHandlers: crate::tools::ozone::communication::ToolsOzoneCommunication + crate::tools::ozone::hosting::ToolsOzoneHosting + crate::tools::ozone::moderation::ToolsOzoneModeration + crate::tools::ozone::queue::ToolsOzoneQueue + crate::tools::ozone::report::ToolsOzoneReport + crate::tools::ozone::safelink::ToolsOzoneSafelink + crate::tools::ozone::server::ToolsOzoneServer + crate::tools::ozone::set::ToolsOzoneSet + crate::tools::ozone::setting::ToolsOzoneSetting + crate::tools::ozone::signature::ToolsOzoneSignature + crate::tools::ozone::team::ToolsOzoneTeam + crate::tools::ozone::verification::ToolsOzoneVerification {}
@@ -798,6 +810,20 @@ macro_rules! unserved_com_atproto {
 macro_rules! unserved_com_atproto {
     ($t:ty) => {};
 }
+/// Implements every `dev.rustpds` handler trait for a type with the default bodies (all MethodNotImplemented): for services that do not serve `dev.rustpds` themselves.
+#[cfg(feature = "dev-rustpds")]
+#[macro_export]
+macro_rules! unserved_dev_rustpds {
+    ($t:ty) => {
+        impl $crate::dev::rustpds::server::DevRustpdsServer for $t {}
+    };
+}
+/// Implements every `dev.rustpds` handler trait for a type with the default bodies (all MethodNotImplemented): for services that do not serve `dev.rustpds` themselves.
+#[cfg(not(feature = "dev-rustpds"))]
+#[macro_export]
+macro_rules! unserved_dev_rustpds {
+    ($t:ty) => {};
+}
 /// Implements every `tools.ozone` handler trait for a type with the default bodies (all MethodNotImplemented): for services that do not serve `tools.ozone` themselves.
 #[cfg(feature = "tools-ozone")]
 #[macro_export]
@@ -824,10 +850,10 @@ macro_rules! unserved_tools_ozone {
     ($t:ty) => {};
 }
 /// A service implementing every handler trait of the enabled groups.
-pub trait Handlers: rt::xrpc::Service + AppBskyHandlers + ChatBskyHandlers + ComAtprotoHandlers + ToolsOzoneHandlers {}
+pub trait Handlers: rt::xrpc::Service + AppBskyHandlers + ChatBskyHandlers + ComAtprotoHandlers + DevRustpdsHandlers + ToolsOzoneHandlers {}
 impl<
     T: rt::xrpc::Service + AppBskyHandlers + ChatBskyHandlers + ComAtprotoHandlers
-        + ToolsOzoneHandlers,
+        + DevRustpdsHandlers + ToolsOzoneHandlers,
 > Handlers for T {}
 /// Whether `S` serves the query or procedure `nsid` itself (its `SERVES_*` constant);
 /// false for subscriptions and unknown NSIDs.
@@ -1836,6 +1862,10 @@ pub fn serves<S: Handlers>(nsid: &str) -> bool {
         #[cfg(feature = "com-atproto")]
         "com.atproto.temp.revokeAccountCredentials" => {
             <S as crate::com::atproto::temp::ComAtprotoTemp>::SERVES_REVOKE_ACCOUNT_CREDENTIALS
+        }
+        #[cfg(feature = "dev-rustpds")]
+        "dev.rustpds.server.changePassword" => {
+            <S as crate::dev::rustpds::server::DevRustpdsServer>::SERVES_CHANGE_PASSWORD
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.communication.createTemplate" => {
@@ -5238,6 +5268,19 @@ async fn dispatch_inner<S: Handlers>(
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             <S as crate::com::atproto::temp::ComAtprotoTemp>::revoke_account_credentials(
+                    service,
+                    cx,
+                    params,
+                    input,
+                )
+                .await?;
+            rt::dispatch::empty_output()
+        }
+        #[cfg(feature = "dev-rustpds")]
+        "dev.rustpds.server.changePassword" if <S as crate::dev::rustpds::server::DevRustpdsServer>::SERVES_CHANGE_PASSWORD => {
+            let params = rt::dispatch::params(meta, &req.query)?;
+            let input = rt::dispatch::json_input(meta, req).await?;
+            <S as crate::dev::rustpds::server::DevRustpdsServer>::change_password(
                     service,
                     cx,
                     params,

@@ -3,6 +3,8 @@
 pub mod account;
 pub mod api;
 pub mod auth;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod crypto;

@@ -10,6 +10,7 @@ use std::net::IpAddr;
 use pds_api::runtime::xrpc::XrpcError;
 
 use pds_api::com::atproto::server::create_session;
+use pds_api::dev::rustpds::server::change_password;
 
 use crate::api::Api;
 use crate::http::{HttpRequest, HttpResponse};
@@ -41,22 +42,28 @@ pub const LOGIN: [Limit; 2] = [
     },
 ];
 
-/// Applies the limits a method has before it runs (only `createSession`'s login throttle so
-/// far): `Ok` with the status whose headers the answer carries (none when the method has no
-/// limit), or the answer that refuses it. A login is refused here, before any password is
-/// hashed.
+/// Applies the limits a method has before it runs (the login throttle of the methods that
+/// check a password: `createSession`, and `changePassword`, which checks the current one):
+/// `Ok` with the status whose headers the answer carries (none when the method has no limit),
+/// or the answer that refuses it. A login is refused here, before any password is hashed.
 pub fn admit(api: &Api<'_>, nsid: &str, req: &HttpRequest) -> Result<Option<Status>, HttpResponse> {
-    if nsid != create_session::NSID {
-        return Ok(None);
-    }
-    // An unreadable body counts under an empty identifier; the dispatcher then refuses it.
-    let identifier = serde_json::from_slice::<LoginIdentifier>(&req.body)
-        .map(|b| b.identifier)
-        .unwrap_or_default();
     let fail = |e: XrpcError| -> HttpResponse { e.into_response().into() };
-    let subject = api
-        .with_auth(|auth| auth.login_subject(&identifier))
-        .map_err(fail)?;
+    let subject = match nsid {
+        create_session::NSID => {
+            // An unreadable body counts under an empty identifier; the dispatcher then
+            // refuses it.
+            let identifier = serde_json::from_slice::<LoginIdentifier>(&req.body)
+                .map(|b| b.identifier)
+                .unwrap_or_default();
+            api.with_auth(|auth| auth.login_subject(&identifier))
+                .map_err(fail)?
+        }
+        // Whoever calls, the password checked is the account's.
+        change_password::NSID => api
+            .with_auth(|auth| auth.login_subject(api.config.did.as_str()))
+            .map_err(fail)?,
+        _ => return Ok(None),
+    };
     let key = format!("{subject}@{}", address_key(req.client_ip));
     let now_ms = api.account.clock.now_millis();
     match consume(api.account.sql.as_ref(), &LOGIN, &key, now_ms, 1) {

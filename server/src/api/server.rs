@@ -6,12 +6,32 @@ use pds_api::com::atproto::server::{
     deactivate_account, delete_session, describe_server, get_service_auth, get_session,
     list_app_passwords, refresh_session, revoke_app_password, ComAtprotoServer,
 };
+use pds_api::dev::rustpds::server::{change_password, DevRustpdsServer};
 use pds_api::runtime::syntax::{CidString, Did};
 use pds_api::runtime::xrpc::XrpcError;
 
 use super::{Api, RequestContext};
 use crate::auth::{AccountStatus, AuthStore, SqlAuthStore};
 use crate::storage::{SqlExt, SqlValue};
+
+/// This project's own account methods (`dev.rustpds.server`, lexicons in `lexicons/dev/`).
+impl DevRustpdsServer for Api<'_> {
+    const SERVES_CHANGE_PASSWORD: bool = true;
+
+    async fn change_password(
+        &self,
+        cx: &RequestContext,
+        _params: change_password::Params,
+        input: change_password::Input,
+    ) -> Result<(), XrpcError> {
+        self.with_auth(|auth| {
+            auth.change_password(&cx.caller, &input.current_password, &input.new_password)
+        })?;
+        // The stored identity changed: the next request reads it again.
+        self.account.forget_effective_config();
+        Ok(())
+    }
+}
 
 impl ComAtprotoServer for Api<'_> {
     const SERVES_DESCRIBE_SERVER: bool = true;

@@ -55,6 +55,7 @@ pub const TABLE: &[(&str, AuthRequirement)] = &[
     ),
     ("com.atproto.identity.signPlcOperation", R::AccessFull),
     ("com.atproto.repo.importRepo", R::AccessFull),
+    ("dev.rustpds.server.changePassword", R::AccessFull),
     // Standard access (app passwords allowed).
     ("com.atproto.server.getSession", R::Access),
     ("com.atproto.server.checkAccountStatus", R::Access),

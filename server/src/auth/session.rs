@@ -26,6 +26,8 @@ use crate::password;
 
 /// Longest password tried at login (the reference's limit); argon2 over megabytes is a DoS.
 pub const MAX_PASSWORD_LEN: usize = 512;
+/// Shortest new account password accepted, in characters.
+pub const MIN_NEW_PASSWORD_CHARS: usize = 8;
 /// Longest app password name, in bytes.
 pub const MAX_APP_PASSWORD_NAME_LEN: usize = 255;
 
@@ -55,6 +57,7 @@ pub const PROTECTED_METHODS: &[&str] = &[
     "com.atproto.server.requestEmailUpdate",
     "com.atproto.server.revokeAppPassword",
     "com.atproto.server.updateEmail",
+    "dev.rustpds.server.changePassword",
 ];
 
 /// Whether a service token for `lxm` needs a privileged session (reference
@@ -233,6 +236,37 @@ impl Auth<'_> {
             }
         }
         Err(invalid_login())
+    }
+
+    /// `dev.rustpds.server.changePassword`: with a full session (the method's requirement) and
+    /// the current account password, stores the new one and ends every session. Only the
+    /// account password is accepted as the current one, never an app password.
+    pub fn change_password(
+        &self,
+        caller: &Caller,
+        current: &str,
+        new: &str,
+    ) -> Result<(), XrpcError> {
+        if !matches!(caller, Caller::Access(_)) {
+            return Err(bad_scope());
+        }
+        if new.chars().count() < MIN_NEW_PASSWORD_CHARS {
+            return Err(XrpcError::invalid_request(format!(
+                "The new password must have at least {MIN_NEW_PASSWORD_CHARS} characters."
+            )));
+        }
+        if current.len() > MAX_PASSWORD_LEN
+            || new.len() > MAX_PASSWORD_LEN
+            || !password::verify(current, &self.config.password_hash)
+        {
+            return Err(XrpcError::declared(
+                "InvalidPassword",
+                "The current password is not the account password.",
+            ));
+        }
+        let hash = password::hash(new).map_err(XrpcError::internal_message)?;
+        self.store.change_password(&hash)?;
+        Ok(())
     }
 
     /// `com.atproto.server.createSession`: signs in with the handle, DID or email and the

@@ -183,6 +183,10 @@ impl AuthStore for SqlAuthStore<'_> {
         account::rehash_password(self.db, phc).map_err(err)
     }
 
+    fn change_password(&self, phc: &str) -> Result<(), StoreError> {
+        account::set_password_hash(self.db, phc).map_err(err)
+    }
+
     fn account_state(&self) -> Result<AccountState, StoreError> {
         let Some(a) = account::get_account(self.db).map_err(err)? else {
             return Ok(AccountState::default());

@@ -147,6 +147,10 @@ pub trait AuthStore {
     /// Stores a new hash of the same account password (fresh parameters); sessions stay.
     fn rehash_password(&self, phc: &str) -> Result<(), StoreError>;
 
+    /// Stores the hash of a new account password and ends every session (app-password ones
+    /// included), all or nothing.
+    fn change_password(&self, phc: &str) -> Result<(), StoreError>;
+
     /// Sets the account's status and appends `events` to the firehose sequencer, all or
     /// nothing: a status change and its `#account` (and `#identity`, `#sync`) events commit
     /// together, so subscribers never miss one nor see one that did not happen.
@@ -287,6 +291,13 @@ impl AuthStore for MemoryAuthStore {
 
     fn rehash_password(&self, phc: &str) -> Result<(), StoreError> {
         self.inner.borrow_mut().rehashed = Some(phc.to_owned());
+        Ok(())
+    }
+
+    fn change_password(&self, phc: &str) -> Result<(), StoreError> {
+        let mut m = self.inner.borrow_mut();
+        m.rehashed = Some(phc.to_owned());
+        m.tokens.clear();
         Ok(())
     }
 

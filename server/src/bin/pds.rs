@@ -8,6 +8,10 @@
 //!   handle and password; otherwise the password is random and printed once.
 //! - `pds hash-password`: reads a password from standard input, prints its argon2id PHC string
 //!   (for the `PDS_PASSWORD_HASH` secret).
+//! - `pds change-password [--url URL] [--identifier HANDLE_OR_DID]`: changes the account
+//!   password on a running PDS (`PDS_URL` and `PDS_IDENTIFIER` give the same values), ending
+//!   every session. The current and new passwords come from `PDS_PASSWORD` and
+//!   `PDS_NEW_PASSWORD` or from prompts, never from arguments (other users can read those).
 
 #[cfg(not(target_arch = "wasm32"))]
 fn main() -> std::process::ExitCode {
@@ -16,8 +20,10 @@ fn main() -> std::process::ExitCode {
         Some("serve") => serve(args.get(1).map(String::as_str)),
         Some("dev-init") => dev_init(&args[1..]),
         Some("hash-password") => hash_password(),
+        Some("change-password") => change_password(&args[1..]),
         _ => Err(
-            "usage: pds serve [ADDR] | pds dev-init [--port N] [--out FILE] | pds hash-password"
+            "usage: pds serve [ADDR] | pds dev-init [--port N] [--out FILE] \
+                  | pds hash-password | pds change-password [--url URL] [--identifier ID]"
                 .into(),
         ),
     };
@@ -111,6 +117,80 @@ fn hash_password() -> Result<(), String> {
         return Err("the password must have at least 8 characters".into());
     }
     println!("{}", pds::password::hash(password)?);
+    Ok(())
+}
+
+/// The value of `--name` in `args`, else of the environment variable `var`.
+#[cfg(not(target_arch = "wasm32"))]
+fn option_or_env(args: &[String], name: &str, var: &str) -> Result<String, String> {
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        if arg == name {
+            return it
+                .next()
+                .cloned()
+                .ok_or_else(|| format!("{name} needs a value"));
+        }
+    }
+    std::env::var(var)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| format!("give {name} or set {var}"))
+}
+
+/// A password from the environment variable `var`, else asked for on the terminal.
+#[cfg(not(target_arch = "wasm32"))]
+fn password_from(var: &str, prompt: &str) -> Result<String, String> {
+    match std::env::var(var).ok().filter(|p| !p.is_empty()) {
+        Some(p) => Ok(p),
+        None => ask_password(prompt),
+    }
+}
+
+/// A password typed on the terminal, not echoed.
+#[cfg(not(target_arch = "wasm32"))]
+fn ask_password(prompt: &str) -> Result<String, String> {
+    rpassword::prompt_password(prompt).map_err(|e| format!("reading the password: {e}"))
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn change_password(args: &[String]) -> Result<(), String> {
+    for (i, arg) in args.iter().enumerate() {
+        let is_value = i % 2 == 1;
+        if !is_value && arg != "--url" && arg != "--identifier" {
+            return Err(format!("unknown option {arg}"));
+        }
+    }
+    let url = option_or_env(args, "--url", "PDS_URL")?;
+    let identifier = option_or_env(args, "--identifier", "PDS_IDENTIFIER")?;
+    let current = password_from("PDS_PASSWORD", "Current password: ")?;
+    let new = match std::env::var("PDS_NEW_PASSWORD")
+        .ok()
+        .filter(|p| !p.is_empty())
+    {
+        Some(p) => p,
+        None => {
+            let first = ask_password("New password: ")?;
+            if ask_password("New password again: ")? != first {
+                return Err("the two new passwords differ".into());
+            }
+            first
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let pds = pds::cli::Pds::new(&url)?;
+        pds.sign_in(&identifier, &current).await?;
+        pds.procedure(
+            "dev.rustpds.server.changePassword",
+            serde_json::json!({ "currentPassword": current, "newPassword": new }),
+        )
+        .await
+    })?;
+    println!("Password changed. Every session has ended: sign in again with the new password.");
     Ok(())
 }
 

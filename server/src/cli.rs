@@ -1,0 +1,121 @@
+//! What the `pds` command line needs to talk to a running PDS: atrium's XRPC client over
+//! reqwest, signed in with the account's password. Native only.
+
+use std::sync::Mutex;
+
+use atrium_xrpc::http::{Method, Request, Response};
+use atrium_xrpc::types::{AuthorizationToken, InputDataOrBytes, OutputDataOrBytes};
+use atrium_xrpc::{HttpClient, XrpcClient, XrpcRequest};
+
+/// One PDS, and the session's access token once signed in.
+pub struct Pds {
+    base: String,
+    http: reqwest::Client,
+    access: Mutex<Option<String>>,
+}
+
+impl Pds {
+    /// A client for the PDS at `base` (`https://pds.example.com`); not signed in.
+    pub fn new(base: &str) -> Result<Pds, String> {
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(60))
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(Pds {
+            base: base.trim_end_matches('/').to_owned(),
+            http,
+            access: Mutex::new(None),
+        })
+    }
+
+    /// Signs in (`com.atproto.server.createSession`); later calls carry the session.
+    pub async fn sign_in(&self, identifier: &str, password: &str) -> Result<(), String> {
+        let session = self
+            .call(
+                Method::POST,
+                "com.atproto.server.createSession",
+                Some(serde_json::json!({ "identifier": identifier, "password": password })),
+            )
+            .await?
+            .ok_or("createSession answered nothing")?;
+        let access = session["accessJwt"]
+            .as_str()
+            .ok_or("createSession answered no accessJwt")?;
+        *self.access.lock().map_err(|e| e.to_string())? = Some(access.to_owned());
+        Ok(())
+    }
+
+    /// Calls procedure `nsid` with JSON `input`; its output is not read.
+    pub async fn procedure(&self, nsid: &str, input: serde_json::Value) -> Result<(), String> {
+        self.call(Method::POST, nsid, Some(input)).await.map(drop)
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        nsid: &str,
+        input: Option<serde_json::Value>,
+    ) -> Result<Option<serde_json::Value>, String> {
+        let request = XrpcRequest::<(), serde_json::Value> {
+            method,
+            nsid: nsid.to_owned(),
+            parameters: None,
+            encoding: input.as_ref().map(|_| "application/json".to_owned()),
+            input: input.map(InputDataOrBytes::Data),
+        };
+        match self
+            .send_xrpc::<(), _, serde_json::Value, serde_json::Value>(&request)
+            .await
+        {
+            Ok(OutputDataOrBytes::Data(value)) => Ok(Some(value)),
+            Ok(OutputDataOrBytes::Bytes(_)) => Ok(None),
+            Err(atrium_xrpc::Error::XrpcResponse(e)) => Err(describe(nsid, &e)),
+            Err(e) => Err(format!("{nsid}: {e}")),
+        }
+    }
+}
+
+/// An XRPC error answer as a line: the method, the error name and its message.
+fn describe(nsid: &str, e: &atrium_xrpc::error::XrpcError<serde_json::Value>) -> String {
+    use atrium_xrpc::error::XrpcErrorKind;
+    match &e.error {
+        Some(XrpcErrorKind::Undefined(body)) => format!(
+            "{nsid}: {} {}: {}",
+            e.status.as_u16(),
+            body.error.as_deref().unwrap_or("error"),
+            body.message.as_deref().unwrap_or("")
+        ),
+        Some(XrpcErrorKind::Custom(value)) => format!("{nsid}: {} {value}", e.status.as_u16()),
+        None => format!("{nsid}: HTTP {}", e.status.as_u16()),
+    }
+}
+
+impl HttpClient for Pds {
+    async fn send_http(
+        &self,
+        request: Request<Vec<u8>>,
+    ) -> Result<Response<Vec<u8>>, Box<dyn std::error::Error + Send + Sync + 'static>> {
+        let request = reqwest::Request::try_from(request)?;
+        let response = self.http.execute(request).await?;
+        let mut builder = Response::builder().status(response.status().as_u16());
+        for (name, value) in response.headers() {
+            builder = builder.header(name.as_str(), value.as_bytes());
+        }
+        let body = response.bytes().await?;
+        Ok(builder.body(body.to_vec())?)
+    }
+}
+
+impl XrpcClient for Pds {
+    fn base_uri(&self) -> String {
+        self.base.clone()
+    }
+
+    async fn authorization_token(&self, is_refresh: bool) -> Option<AuthorizationToken> {
+        if is_refresh {
+            return None;
+        }
+        let access = self.access.lock().ok()?.clone()?;
+        Some(AuthorizationToken::Bearer(access))
+    }
+}
