@@ -114,20 +114,9 @@ async fn account_route(config: &Config, account: &Account, req: HttpRequest) -> 
         Err(e) => return e.into_response().into(),
     };
     let api = Api { config, account };
-    let limited = match crate::rate_limit::admit(&api, meta.nsid, &req) {
-        Ok(status) => status,
+    let (caller, limited) = match crate::rate_limit::admit_call(&api, meta.nsid, &req) {
+        Ok(admitted) => admitted,
         Err(refused) => return refused,
-    };
-    let caller = match api.authenticate(meta.nsid, req.header("authorization")) {
-        Ok(caller) => caller,
-        Err(e) => return e.into_response().into(),
-    };
-    let limited = match limited {
-        Some(status) => Some(status),
-        None => match crate::rate_limit::admit_caller(&api, meta.nsid, &req) {
-            Ok(status) => status,
-            Err(refused) => return refused,
-        },
     };
     let cx = RequestContext {
         range: req.header("range").map(str::to_owned),

@@ -13,6 +13,7 @@ use pds_api::com::atproto::server::create_session;
 use pds_api::dev::rustpds::server::change_password;
 
 use crate::api::Api;
+use crate::auth::Caller;
 use crate::http::{HttpRequest, HttpResponse};
 use crate::storage::{Sql, SqlExt, SqlValue, StorageError};
 
@@ -42,11 +43,31 @@ pub const LOGIN: [Limit; 2] = [
     },
 ];
 
+/// Admits a call: the limits that come before authentication (the login throttle, so that a
+/// refused login hashes no password), the caller's credentials, then the limits of an
+/// authenticated caller (the account's write budget, which no one else can spend). `Ok`: the
+/// caller, and the limit status whose headers the answer carries; `Err`: the answer.
+pub fn admit_call(
+    api: &Api<'_>,
+    nsid: &str,
+    req: &HttpRequest,
+) -> Result<(Caller, Option<Status>), HttpResponse> {
+    let before = admit(api, nsid, req)?;
+    let caller = api
+        .authenticate(nsid, req.header("authorization"))
+        .map_err(|e| -> HttpResponse { e.into_response().into() })?;
+    let status = match before {
+        Some(status) => Some(status),
+        None => admit_caller(api, nsid, req)?,
+    };
+    Ok((caller, status))
+}
+
 /// Applies the limits a method has before it runs (the login throttle of the methods that
 /// check a password: `createSession`, and `changePassword`, which checks the current one):
 /// `Ok` with the status whose headers the answer carries (none when the method has no limit),
 /// or the answer that refuses it. A login is refused here, before any password is hashed.
-pub fn admit(api: &Api<'_>, nsid: &str, req: &HttpRequest) -> Result<Option<Status>, HttpResponse> {
+fn admit(api: &Api<'_>, nsid: &str, req: &HttpRequest) -> Result<Option<Status>, HttpResponse> {
     let fail = |e: XrpcError| -> HttpResponse { e.into_response().into() };
     let subject = match nsid {
         create_session::NSID => {
@@ -132,7 +153,7 @@ fn write_points(nsid: &str, body: &[u8]) -> Option<u32> {
 
 /// Applies the limits an authenticated call has (the account's repository writes), after
 /// authentication, so that no one else can spend the owner's budget: like [`admit`].
-pub fn admit_caller(
+fn admit_caller(
     api: &Api<'_>,
     nsid: &str,
     req: &HttpRequest,

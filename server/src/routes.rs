@@ -161,7 +161,16 @@ impl Route<'_> {
 /// length counts as too long: the runtimes refuse it anyway.
 pub fn declares_more_than(req: &HttpRequest, limit: u64) -> bool {
     req.header("content-length")
-        .is_some_and(|v| v.trim().parse::<u64>().map_or(true, |n| n > limit))
+        .is_some_and(|v| !length_within(v, limit))
+}
+
+/// Whether a `Content-Length` value declares at most `limit` bytes (an unparsable one does
+/// not).
+pub fn length_within(content_length: &str, limit: u64) -> bool {
+    content_length
+        .trim()
+        .parse::<u64>()
+        .is_ok_and(|n| n <= limit)
 }
 
 /// Answers an [`Placement::Edge`] route from the configuration.

@@ -14,7 +14,9 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::account::{did, login, sign_in, HANDLE, PASSWORD};
+use support::account::{
+    create_app_password, create_record, did, login, refresh, sign_in, HANDLE, PASSWORD,
+};
 use support::http::{
     connect_from, read_body, read_head, request, request_from, upgrade, upgrade_from, with_headers,
     xrpc,
@@ -34,19 +36,11 @@ on_both_kinds!(
 );
 
 fn create_post(base: &str, token: &str, text: &str) -> serde_json::Value {
-    let res = xrpc(
+    create_record(
         base,
-        "POST",
-        "com.atproto.repo.createRecord",
         token,
-        Some(&json!({
-            "repo": did(),
-            "collection": "app.bsky.feed.post",
-            "record": {"$type": "app.bsky.feed.post", "text": text, "createdAt": "2026-12-06T00:00:00Z"},
-        })),
-    );
-    assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
-    res.json()
+        json!({"$type": "app.bsky.feed.post", "text": text, "createdAt": "2026-12-06T00:00:00Z"}),
+    )
 }
 
 /// Reads one WebSocket frame header and payload from a subscriber's socket; its first byte.
@@ -299,31 +293,11 @@ fn logins_are_throttled(kind: ShellKind) {
     assert_eq!(res.header("ratelimit-remaining"), Some("29"));
 }
 
-fn refresh(base: &str, refresh_jwt: &str) -> support::http::Reply {
-    xrpc(
-        base,
-        "POST",
-        "com.atproto.server.refreshSession",
-        refresh_jwt,
-        None,
-    )
-}
-
 fn sessions_survive_a_double_refresh_and_end_with_the_password(kind: ShellKind) {
     let mut server = support::start_shell(kind, &[]);
     let base = server.base().to_owned();
     let (access, refresh_jwt) = login(&base);
-    let app_password = xrpc(
-        &base,
-        "POST",
-        "com.atproto.server.createAppPassword",
-        &access,
-        Some(&json!({ "name": "phone" })),
-    )
-    .json()["password"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let app_password = create_app_password(&base, &access, "phone");
     let app_session = sign_in(&base, HANDLE, &app_password).json();
     let app_access = app_session["accessJwt"].as_str().unwrap().to_owned();
 

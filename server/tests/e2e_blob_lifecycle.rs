@@ -10,7 +10,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::account::{did, login};
+use support::account::{create_record, did, login};
 use support::http::{request, xrpc, Reply};
 use support::ShellKind;
 
@@ -56,27 +56,20 @@ fn get_blob(base: &str, blob: &serde_json::Value) -> Reply {
 
 /// Creates a post with `blob` as its image; answers its record key.
 fn post_with_image(base: &str, token: &str, blob: &serde_json::Value) -> String {
-    let res = xrpc(
+    let created = create_record(
         base,
-        "POST",
-        "com.atproto.repo.createRecord",
         token,
-        Some(&json!({
-            "repo": did(),
-            "collection": "app.bsky.feed.post",
-            "record": {
-                "$type": "app.bsky.feed.post",
-                "text": "with a picture",
-                "createdAt": "2026-12-06T00:00:00Z",
-                "embed": {
-                    "$type": "app.bsky.embed.images",
-                    "images": [{"alt": "", "image": blob}],
-                },
+        json!({
+            "$type": "app.bsky.feed.post",
+            "text": "with a picture",
+            "createdAt": "2026-12-06T00:00:00Z",
+            "embed": {
+                "$type": "app.bsky.embed.images",
+                "images": [{"alt": "", "image": blob}],
             },
-        })),
+        }),
     );
-    assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
-    let uri = res.json()["uri"].as_str().unwrap().to_owned();
+    let uri = created["uri"].as_str().unwrap();
     uri.rsplit('/').next().unwrap().to_owned()
 }
 

@@ -7,8 +7,8 @@
 mod support;
 
 use serde_json::json;
-use support::account::{login, sign_in, HANDLE, PASSWORD};
-use support::http::{request, xrpc, Reply};
+use support::account::{create_app_password, login, refresh, sign_in, HANDLE, PASSWORD};
+use support::http::{xrpc, Reply};
 use support::ShellKind;
 
 on_both_kinds!(a_password_change_ends_every_session);
@@ -25,31 +25,11 @@ fn change(base: &str, token: &str, current: &str, new: &str) -> Reply {
     )
 }
 
-fn refresh(base: &str, refresh_jwt: &str) -> Reply {
-    request(
-        base,
-        "POST",
-        "/xrpc/com.atproto.server.refreshSession",
-        &[("authorization", &format!("Bearer {refresh_jwt}"))],
-        &[],
-    )
-}
-
 fn a_password_change_ends_every_session(kind: ShellKind) {
     let mut server = support::start_shell(kind, &[]);
     let base = server.base().to_owned();
     let (access, refresh_jwt) = login(&base);
-    let app_password = xrpc(
-        &base,
-        "POST",
-        "com.atproto.server.createAppPassword",
-        &access,
-        Some(&json!({ "name": "phone" })),
-    )
-    .json()["password"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let app_password = create_app_password(&base, &access, "phone");
     let app_access = sign_in(&base, HANDLE, &app_password).json()["accessJwt"]
         .as_str()
         .unwrap()

@@ -168,8 +168,15 @@ fn refresh_tokens_rotate_once_and_revoke_whole_chains() {
     let mut late = token("late", None);
     late.expires_ms = 5_000;
     insert_refresh_token(&db, &late).unwrap();
-    assert_eq!(delete_expired_refresh_tokens(&db, 2_000).unwrap(), 1);
+    // Pruning drops the expired and the long-spent, and keeps the rest.
+    assert_eq!(prune_refresh_tokens(&db, 2_000, 0).unwrap(), 1);
     assert!(get_refresh_token(&db, "late").unwrap().is_some());
+    assert_eq!(
+        prune_refresh_tokens(&db, 5_000, 0).unwrap(),
+        1,
+        "expired at exp exactly"
+    );
+    assert!(get_refresh_token(&db, "late").unwrap().is_none());
 }
 
 #[test]

@@ -297,13 +297,16 @@ impl Auth<'_> {
             return Err(takendown());
         }
         let now_ms = self.clock.now_millis();
-        self.prune_refresh_tokens(now_ms)?;
-
         let session_id = crate::hex::encode(&super::random_bytes::<16>()?);
         let scope = AccessScope::for_app_password(app_password.as_ref().map(|p| p.privileged));
         let (pair, record) =
             self.mint_pair(&session_id, scope, app_password.map(|p| p.name), None, None)?;
-        self.store.insert_refresh_token(&record)?;
+        // Old rows are pruned as sessions open, in the same commit.
+        self.store.prune_and_insert_refresh_token(
+            &record,
+            now_ms,
+            now_ms.saturating_sub(SPENT_REFRESH_RETENTION_MS),
+        )?;
 
         let (active, status) = active_and_status(&state);
         Ok(create_session::Output {

@@ -126,17 +126,24 @@ impl AuthStore for SqlAuthStore<'_> {
         now_ms: u64,
         spent_issued_before_ms: u64,
     ) -> Result<(), StoreError> {
-        // Expired at `exp` exactly, as the tokens themselves are.
+        account::prune_refresh_tokens(self.db, ms(now_ms)?, ms(spent_issued_before_ms)?)
+            .map(drop)
+            .map_err(err)
+    }
+
+    fn prune_and_insert_refresh_token(
+        &self,
+        token: &RefreshTokenRecord,
+        now_ms: u64,
+        spent_issued_before_ms: u64,
+    ) -> Result<(), StoreError> {
+        let row = to_row(token)?;
+        let (now, spent_before) = (ms(now_ms)?, ms(spent_issued_before_ms)?);
         self.db
-            .execute(
-                "DELETE FROM refresh_token WHERE expires_ms <= ? \
-                 OR (next_id IS NOT NULL AND created_ms < ?)",
-                &[
-                    SqlValue::Integer(ms(now_ms)?),
-                    SqlValue::Integer(ms(spent_issued_before_ms)?),
-                ],
-            )
-            .map(|_| ())
+            .transaction(|| {
+                account::prune_refresh_tokens(self.db, now, spent_before)?;
+                account::insert_refresh_token(self.db, &row)
+            })
             .map_err(err)
     }
 

@@ -131,6 +131,18 @@ pub trait AuthStore {
         spent_issued_before_ms: u64,
     ) -> Result<(), StoreError>;
 
+    /// [`Self::prune_refresh_tokens`], then [`Self::insert_refresh_token`] for a new session,
+    /// all or nothing (one storage commit where commits cost).
+    fn prune_and_insert_refresh_token(
+        &self,
+        token: &RefreshTokenRecord,
+        now_ms: u64,
+        spent_issued_before_ms: u64,
+    ) -> Result<(), StoreError> {
+        self.prune_refresh_tokens(now_ms, spent_issued_before_ms)?;
+        self.insert_refresh_token(token)
+    }
+
     /// Stores a new app password; false (nothing stored) if the name is taken.
     fn insert_app_password(&self, record: &AppPasswordRecord) -> Result<bool, StoreError>;
 

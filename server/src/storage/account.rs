@@ -485,12 +485,22 @@ pub fn revoke_refresh_token(db: &dyn Sql, id: &str) -> Result<usize> {
     })
 }
 
-/// Deletes tokens expired before `now_ms`; returns how many.
-pub fn delete_expired_refresh_tokens(db: &dyn Sql, now_ms: i64) -> Result<usize> {
+/// Deletes tokens that expired at or before `now_ms` (as the tokens themselves do, at `exp`
+/// exactly) and spent ones (with a successor) issued before `spent_issued_before_ms`; returns
+/// how many.
+pub fn prune_refresh_tokens(
+    db: &dyn Sql,
+    now_ms: i64,
+    spent_issued_before_ms: i64,
+) -> Result<usize> {
     Ok(db
         .execute(
-            "DELETE FROM refresh_token WHERE expires_ms < ? RETURNING id",
-            &[SqlValue::Integer(now_ms)],
+            "DELETE FROM refresh_token WHERE expires_ms <= ? \
+             OR (next_id IS NOT NULL AND created_ms < ?) RETURNING id",
+            &[
+                SqlValue::Integer(now_ms),
+                SqlValue::Integer(spent_issued_before_ms),
+            ],
         )?
         .len())
 }

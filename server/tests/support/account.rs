@@ -91,6 +91,48 @@ pub fn login(base: &str) -> (String, String) {
     )
 }
 
+/// The answer to `refreshSession` with `refresh_jwt`, whatever it is.
+pub fn refresh(base: &str, refresh_jwt: &str) -> super::http::Reply {
+    super::http::xrpc(
+        base,
+        "POST",
+        "com.atproto.server.refreshSession",
+        refresh_jwt,
+        None,
+    )
+}
+
+/// Creates app password `name` with the session `access`; returns the password.
+pub fn create_app_password(base: &str, access: &str, name: &str) -> String {
+    let res = super::http::xrpc(
+        base,
+        "POST",
+        "com.atproto.server.createAppPassword",
+        access,
+        Some(&serde_json::json!({ "name": name })),
+    );
+    assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+    res.json()["password"].as_str().unwrap().to_owned()
+}
+
+/// Creates `record` (with its `$type`) in its collection with the session `token`; returns
+/// the output (`uri`, `cid`, ...).
+pub fn create_record(base: &str, token: &str, record: serde_json::Value) -> serde_json::Value {
+    let res = super::http::xrpc(
+        base,
+        "POST",
+        "com.atproto.repo.createRecord",
+        token,
+        Some(&serde_json::json!({
+            "repo": did(),
+            "collection": record["$type"],
+            "record": record,
+        })),
+    );
+    assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+    res.json()
+}
+
 /// The test account's repository signing key.
 pub fn signing_key() -> pds::crypto::SigningKey {
     let hex = &vars()

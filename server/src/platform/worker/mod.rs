@@ -77,13 +77,7 @@ async fn expensive_read_allowed(req: &Request, env: &Env) -> bool {
     let Ok(limiter) = env.rate_limiter("READ_LIMITER") else {
         return true;
     };
-    let client_ip = req
-        .headers()
-        .get("cf-connecting-ip")
-        .ok()
-        .flatten()
-        .and_then(|ip| ip.trim().parse().ok());
-    let key = crate::rate_limit::address_key(client_ip);
+    let key = crate::rate_limit::address_key(client_ip(req));
     limiter
         .limit(key)
         .await
@@ -96,11 +90,10 @@ async fn expensive_read_allowed(req: &Request, env: &Env) -> bool {
 async fn bounded(mut req: Request, limit: u64) -> Result<std::result::Result<Request, Response>> {
     let too_large =
         || to_worker_response(crate::routes::with_cors(crate::routes::payload_too_large()));
-    let declared = req.headers().get("content-length")?;
-    if let Some(length) = declared {
-        return match length.trim().parse::<u64>() {
-            Ok(n) if n <= limit => Ok(Ok(req)),
-            _ => Ok(Err(too_large()?)),
+    if let Some(length) = req.headers().get("content-length")? {
+        return match crate::routes::length_within(&length, limit) {
+            true => Ok(Ok(req)),
+            false => Ok(Err(too_large()?)),
         };
     }
     if req.inner().body().is_none() {
@@ -416,12 +409,15 @@ fn method_name(method: &Method) -> &'static str {
 }
 
 /// The request without its body.
+/// The client's address, as Cloudflare gives it (`CF-Connecting-IP`).
+fn client_ip(req: &Request) -> Option<std::net::IpAddr> {
+    let header = req.headers().get("cf-connecting-ip").ok().flatten()?;
+    header.trim().parse().ok()
+}
+
 fn request_head(req: &Request, method: &str, path: String) -> Result<HttpRequest> {
     let url = req.url()?;
-    let client_ip = req
-        .headers()
-        .get("cf-connecting-ip")?
-        .and_then(|ip| ip.trim().parse().ok());
+    let client_ip = client_ip(req);
     Ok(HttpRequest {
         method: method.to_owned(),
         path,
