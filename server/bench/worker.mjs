@@ -22,9 +22,9 @@
 //   fetch` (the same shape of work in an empty JS Worker: the platform's floor for a proxied call).
 // - createSession latency; createRecord and getRecord latency (p50, p95) and ops/s, sequential
 //   and with 8 concurrent clients; listRecords pages of 100 (records/s); applyWrites with 200
-//   creates (records/s); getRepo of a 10k-record repository (MiB/s); uploadBlob of 5 MiB (MiB/s);
-//   then the heavy ones, an uploadBlob of 95 MB and a getRepo of 100k records. After the first
-//   request, the login and each of these, `DO wasm memory after <scenario>`: the Durable Object's
+//   creates (records/s); getRepo of a 10k-record repository (MiB/s); uploadBlob and getBlob of
+//   5 MiB (MiB/s); then the heavy ones, an uploadBlob and getBlob of 95 MB and a getRepo of 100k
+//   records. After the first request, the login and each of these, `DO wasm memory after <scenario>`: the Durable Object's
 //   wasm linear memory, from `wasmMemoryBytes` in GET /xrpc/_health (n/a where the PDS does not
 //   report it).
 // - `workerd peak resident memory (largest process)` (VmHWM; the floor is stopped by then, so
@@ -318,11 +318,15 @@ try {
     const blob = new Uint8Array(5 * 2 ** 20);
     for (let i = 0; i < blob.length; i += 4096) blob[i] = i & 0xff;
     const times = [];
+    let cid;
     for (let i = 0; i < 3; i++) {
       blob[0] = i;
-      times.push(await timed(() => xrpc('POST', 'com.atproto.repo.uploadBlob', { token, raw: blob, contentType: 'application/octet-stream' })));
+      times.push(await timed(async () => (cid = (await xrpc('POST', 'com.atproto.repo.uploadBlob', { token, raw: blob, contentType: 'application/octet-stream' })).json().blob.ref.$link)));
     }
     report('uploadBlob of 5 MiB (MiB/s)', `${(5 / (pct(times, 50) / 1000)).toFixed(1)} MiB/s (p50 ${ms(pct(times, 50))})`);
+    const reads = [];
+    for (let i = 0; i < 3; i++) reads.push(await timed(() => xrpc('GET', 'com.atproto.sync.getBlob', { query: `?did=${did}&cid=${cid}` })));
+    report('getBlob of 5 MiB (MiB/s)', `${(5 / (pct(reads, 50) / 1000)).toFixed(1)} MiB/s (p50 ${ms(pct(reads, 50))})`);
   });
 
   // The largest requests the DO must survive within its 128 MB: a 95 MB upload (Cloudflare's
@@ -331,8 +335,11 @@ try {
   await scenario('95 MB uploadBlob', 'uploadBlob 95 MB', async () => {
     const blob = new Uint8Array(95_000_000);
     for (let i = 0; i < blob.length; i += 4096) blob[i] = (i >> 12) & 0xff;
-    const secs = (await timed(() => xrpc('POST', 'com.atproto.repo.uploadBlob', { token, raw: blob, contentType: 'application/octet-stream' }))) / 1000;
+    let cid;
+    const secs = (await timed(async () => (cid = (await xrpc('POST', 'com.atproto.repo.uploadBlob', { token, raw: blob, contentType: 'application/octet-stream' })).json().blob.ref.$link))) / 1000;
     report('uploadBlob of 95 MB (MiB/s)', `${(blob.length / 2 ** 20 / secs).toFixed(1)} MiB/s (${secs.toFixed(2)} s)`);
+    const readSecs = (await timed(() => xrpc('GET', 'com.atproto.sync.getBlob', { query: `?did=${did}&cid=${cid}` }))) / 1000;
+    report('getBlob of 95 MB (MiB/s)', `${(blob.length / 2 ** 20 / readSecs).toFixed(1)} MiB/s (${readSecs.toFixed(2)} s)`);
   });
   await scenario('100k-record getRepo', 'getRepo 100k', async () => {
     report('getRepo of a 100k-record repository (MiB/s)', await getRepoOf(100_000, 1_000_000));

@@ -29,6 +29,7 @@ use crate::account::Account;
 use crate::api::repo::{
     record_uploaded_blob, upload_error, upload_mime_type, BodySource, UploadGrant,
 };
+use crate::api::sync::{serve_blob, BlobToServe};
 use crate::api::{internal, Api};
 use crate::auth::verifier::UPLOAD_BLOB;
 use crate::auth::Permission;
@@ -37,6 +38,7 @@ use crate::http::{Body, HttpRequest, HttpResponse};
 use crate::net::http_client::HttpClient;
 use crate::proxy::{ProxyAsk, ProxyGrant};
 use crate::storage::BlobStore;
+use pds_api::com::atproto::sync::get_blob;
 
 /// A kind of offloaded work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +47,8 @@ pub enum Offload {
     UploadBlob,
     /// An XRPC method this PDS does not serve: the call goes to the service that does.
     Proxy,
+    /// `com.atproto.sync.getBlob` (GET): the bytes come from the blob store to the client.
+    GetBlob,
 }
 
 /// A step the account serves on an internal path.
@@ -58,13 +62,16 @@ pub enum Step {
 }
 
 impl Offload {
-    const ALL: [Offload; 2] = [Offload::UploadBlob, Offload::Proxy];
+    const ALL: [Offload; 3] = [Offload::UploadBlob, Offload::Proxy, Offload::GetBlob];
 
-    /// The offloaded work for an XRPC call, if it is one: a POST to uploadBlob, or any call of
-    /// a (well-formed) NSID this PDS does not serve.
+    /// The offloaded work for an XRPC call, if it is one: a POST to uploadBlob, a GET of
+    /// getBlob, or any call of a (well-formed) NSID this PDS does not serve.
     pub fn of(method: &str, nsid: &str) -> Option<Offload> {
         if nsid == UPLOAD_BLOB {
             return (method == "POST").then_some(Offload::UploadBlob);
+        }
+        if nsid == get_blob::NSID {
+            return (method == "GET").then_some(Offload::GetBlob);
         }
         let served = pds_api::methods::serves::<Api<'_>>(nsid);
         (!served && pds_api::runtime::syntax::Nsid::new(nsid.to_owned()).is_ok())
@@ -75,6 +82,7 @@ impl Offload {
         match self {
             Offload::UploadBlob => "uploadBlob",
             Offload::Proxy => "proxy",
+            Offload::GetBlob => "getBlob",
         }
     }
 
@@ -191,6 +199,44 @@ pub async fn run(
     match offload {
         Offload::UploadBlob => upload(link, ports.blobs, head, body).await,
         Offload::Proxy => proxy(link, ports.http, head, body).await,
+        Offload::GetBlob => download(link, ports.blobs, head).await,
+    }
+}
+
+/// What the front asks the account to authorize for getBlob: the client's query string.
+#[derive(Debug, Serialize, Deserialize)]
+struct BlobAsk {
+    query: String,
+}
+
+/// A blob download: decided by the account, read from the blob store here.
+async fn download(
+    link: &dyn AccountLink,
+    blobs: &dyn BlobStore,
+    head: &HttpRequest,
+) -> HttpResponse {
+    let ask = BlobAsk {
+        query: head.query.clone(),
+    };
+    let authorized = link
+        .call(internal_request(
+            Offload::GetBlob.path(Step::Authorize),
+            head,
+            serde_json::to_value(&ask).ok(),
+        ))
+        .await;
+    if authorized.status != 200 {
+        return authorized;
+    }
+    let Some(blob) = json_body::<BlobToServe>(authorized.body).await else {
+        return error(XrpcError::internal());
+    };
+    let answer = serve_blob(blobs, &blob)
+        .await
+        .and_then(pds_api::runtime::dispatch::binary_output);
+    match answer {
+        Ok(res) => crate::routes::with_cors(res.into()),
+        Err(e) => error(e),
     }
 }
 
@@ -335,6 +381,10 @@ pub async fn serve_internal(config: &Config, account: &Account, req: &HttpReques
             .await
             .and_then(|grant| serde_json::to_value(grant).map_err(internal)),
         (Offload::Proxy, Step::Complete) => local_writes(config, account, &req.body).await,
+        (Offload::GetBlob, Step::Authorize) => authorize_download(config, account, req)
+            .and_then(|blob| serde_json::to_value(blob).map_err(internal)),
+        // A download is complete once its bytes are sent.
+        (Offload::GetBlob, Step::Complete) => return crate::routes::not_found(),
     };
     match result {
         Ok(value) => crate::routes::with_cors(HttpResponse::json(200, &value)),
@@ -356,6 +406,25 @@ fn authorize_upload(
         mime: &declared.mime_type,
     })?;
     api.upload_grant()
+}
+
+/// The account's decision on a getBlob call: the caller (credentials are optional, and let the
+/// owner read a deactivated repository's blobs), the client's query and `Range`, then
+/// [`Api::blob_to_serve`].
+fn authorize_download(
+    config: &Config,
+    account: &Account,
+    req: &HttpRequest,
+) -> Result<BlobToServe, XrpcError> {
+    let api = Api { config, account };
+    let caller = api.authenticate(get_blob::NSID, req.header("authorization"))?;
+    let ask: BlobAsk = serde_json::from_slice(&req.body).map_err(internal)?;
+    let params: get_blob::Params = pds_api::runtime::dispatch::params(&get_blob::META, &ask.query)?;
+    let cx = crate::api::RequestContext {
+        range: req.header("range").map(str::to_owned),
+        caller,
+    };
+    api.blob_to_serve(&cx, &params)
 }
 
 /// The account's decision on a proxied call (see [`crate::proxy::authorize`]).

@@ -150,7 +150,7 @@ impl Route<'_> {
     /// before the account is asked.
     pub fn is_expensive_read(&self) -> bool {
         match self {
-            Route::SubscribeRepos => true,
+            Route::SubscribeRepos | Route::Offload(Offload::GetBlob) => true,
             Route::Xrpc(nsid) => EXPENSIVE_READS.contains(nsid),
             _ => false,
         }
@@ -333,6 +333,11 @@ mod tests {
                         "POST",
                         "/xrpc/com.atproto.repo.uploadBlob",
                         Route::Offload(Offload::UploadBlob),
+                    ),
+                    (
+                        "GET",
+                        "/xrpc/com.atproto.sync.getBlob",
+                        Route::Offload(Offload::GetBlob),
                     ),
                     // Served elsewhere: proxied, whatever the HTTP method (the front refuses a
                     // wrong one before asking the account).

@@ -2,7 +2,9 @@
 //! during its grace window, then no more, and the maintenance alarm deletes its bytes, while a
 //! referenced blob stays; that covers an upload never used and the blob of a deleted record.
 //! Anything but media is served as an attachment. Uploads spend a daily quota, suspended while
-//! the account is deactivated (an inbound migration uploads everything at once).
+//! the account is deactivated (an inbound migration uploads everything at once). getBlob's bytes
+//! are read by the front from the blob store, as the account decided: ranges, errors and a
+//! deactivated repository behave as when the account served them.
 
 #[macro_use]
 mod support;
@@ -17,6 +19,7 @@ use support::ShellKind;
 on_both_kinds!(
     unreferenced_blobs_are_collected_after_their_window,
     uploads_spend_a_daily_quota,
+    blobs_are_read_at_the_edge_as_the_account_decides,
 );
 
 /// The grace window the collection test runs with: long enough to see a blob served, short
@@ -179,9 +182,13 @@ fn uploads_spend_a_daily_quota(kind: ShellKind) {
         "{}",
         String::from_utf8_lossy(&deactivate.body)
     );
-    for n in 5..8 {
-        upload_ok(base, &token, "image/png", &png(n, 200_000));
-    }
+    // A migration's transfers run in parallel: none of them is throttled.
+    std::thread::scope(|scope| {
+        for n in 0..8u8 {
+            let token = &token;
+            scope.spawn(move || upload_ok(base, token, "image/png", &png(100 + n, 200_000)));
+        }
+    });
     let activate = xrpc(
         base,
         "POST",
@@ -199,4 +206,64 @@ fn uploads_spend_a_daily_quota(kind: ShellKind) {
         upload(base, &token, "image/png", &png(8, 20_000)).status,
         429
     );
+}
+
+fn get_blob_with(base: &str, cid: &str, headers: &[(&str, &str)]) -> Reply {
+    request(
+        base,
+        "GET",
+        &format!("/xrpc/com.atproto.sync.getBlob?did={}&cid={cid}", did()),
+        headers,
+        &[],
+    )
+}
+
+fn blobs_are_read_at_the_edge_as_the_account_decides(kind: ShellKind) {
+    let server = support::start_shell(kind, &[]);
+    let base = server.base();
+    let (token, _) = login(base);
+    let bytes = png(7, 100_000);
+    let blob = upload_ok(base, &token, "image/png", &bytes);
+    post_with_image(base, &token, &blob);
+    let cid = blob["ref"]["$link"].as_str().unwrap();
+
+    let whole = get_blob_with(base, cid, &[]);
+    assert_eq!(whole.status, 200);
+    assert_eq!(whole.body, bytes);
+    assert_eq!(whole.header("content-type"), Some("image/png"));
+    assert_eq!(whole.header("access-control-allow-origin"), Some("*"));
+    assert_eq!(whole.header("x-content-type-options"), Some("nosniff"));
+    let part = get_blob_with(base, cid, &[("range", "bytes=2-5")]);
+    assert_eq!(part.status, 206);
+    assert_eq!(part.body, bytes[2..6]);
+    assert_eq!(part.header("content-range"), Some("bytes 2-5/100008"));
+    let outside = get_blob_with(base, cid, &[("range", "bytes=200000-")]);
+    assert_eq!(outside.status, 416);
+    assert_eq!(outside.header("content-range"), Some("bytes */100008"));
+    let bad = get_blob_with(base, "not-a-cid", &[]);
+    assert_eq!(bad.status, 400);
+    assert_eq!(bad.json()["error"], "InvalidRequest");
+    let unknown = get_blob_with(
+        base,
+        "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy",
+        &[],
+    );
+    assert_eq!(unknown.json()["error"], "BlobNotFound");
+
+    // Deactivated: the public gets the reference's error, the owner still reads.
+    let deactivate = xrpc(
+        base,
+        "POST",
+        "com.atproto.server.deactivateAccount",
+        &token,
+        Some(&json!({})),
+    );
+    assert_eq!(deactivate.status, 200);
+    let public = get_blob_with(base, cid, &[]);
+    assert_eq!(public.status, 400);
+    assert_eq!(public.json()["error"], "RepoDeactivated");
+    let bearer = format!("Bearer {token}");
+    let own = get_blob_with(base, cid, &[("authorization", &bearer)]);
+    assert_eq!(own.status, 200);
+    assert_eq!(own.body, bytes);
 }

@@ -5,7 +5,7 @@ mod actor;
 mod identity;
 pub(crate) mod repo;
 mod server;
-mod sync;
+pub(crate) mod sync;
 
 use pds_api::runtime::xrpc::{Service, XrpcError};
 

@@ -437,6 +437,37 @@ impl ComAtprotoSync for Api<'_> {
         cx: &RequestContext,
         params: get_blob::Params,
     ) -> Result<BinaryOutput, XrpcError> {
+        let blob = self.blob_to_serve(cx, &params)?;
+        serve_blob(self.account.blobs.as_ref(), &blob).await
+    }
+}
+
+/// What getBlob serves, as the account decides it: which blob, its type and size, and the
+/// bytes asked for. The edge carries it out (see [`crate::offload`]), so that blob bytes never
+/// pass through the account.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BlobToServe {
+    /// The blob's raw CID.
+    pub cid: String,
+    /// Its stored MIME type.
+    pub mime_type: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// The byte range asked for (`None`: the whole blob).
+    pub range: Option<(u64, Option<u64>)>,
+    /// Whether the range asked for lies outside the blob (answered 416).
+    pub unsatisfiable: bool,
+}
+
+impl Api<'_> {
+    /// The account's decision on a getBlob call: the blob to serve, or the error to answer (the
+    /// repository unavailable, a malformed CID, a blob unknown or past its grace window).
+    pub(crate) fn blob_to_serve(
+        &self,
+        cx: &RequestContext,
+        params: &get_blob::Params,
+    ) -> Result<BlobToServe, XrpcError> {
         self.assert_available(cx, params.did.as_str())?;
         let not_found = || XrpcError::declared("BlobNotFound", "Blob not found");
         let cid: Cid = params
@@ -454,62 +485,72 @@ impl ComAtprotoSync for Api<'_> {
         if !meta.is_live(now_ms, self.config.blob_grace_ms()) {
             return Err(not_found());
         }
-        let range = match parse_range(cx.range.as_deref(), meta.size) {
-            Ok(range) => range,
-            Err(()) => return Ok(unsatisfiable_range(meta.size)),
-        };
-        let Some(body) = self
-            .account
-            .blobs
-            .get(&cid, range)
-            .await
-            .map_err(internal)?
-        else {
-            return Err(not_found());
-        };
-        let mut headers = vec![
-            (
-                "content-length".to_owned(),
-                (body.end - body.start).to_string(),
-            ),
-            ("accept-ranges".to_owned(), "bytes".to_owned()),
-            ("x-content-type-options".to_owned(), "nosniff".to_owned()),
-            (
-                "content-security-policy".to_owned(),
-                "default-src 'none'; sandbox".to_owned(),
-            ),
-        ];
-        // Media is shown where it is linked; anything else (HTML, SVG, PDF, archives) is only
-        // ever downloaded, so a blob cannot act as a page of this host.
-        if !is_inline_media(&meta.mime_type) {
-            headers.push((
-                "content-disposition".to_owned(),
-                format!("attachment; filename=\"{cid}\""),
-            ));
-        }
-        let status = if range.is_some() {
-            // `Content-Range` names the last byte inclusively; parse_range only lets through
-            // ranges that start inside a non-empty blob, so `end > start`.
-            headers.push((
-                "content-range".to_owned(),
-                format!(
-                    "bytes {}-{}/{}",
-                    body.start,
-                    body.end.saturating_sub(1),
-                    body.size
-                ),
-            ));
-            206
-        } else {
-            200
-        };
-        Ok(BinaryOutput {
-            status,
-            content_type: meta.mime_type,
-            headers,
-            body: Body::Stream(chunk_stream(body.chunks)),
+        let range = parse_range(cx.range.as_deref(), meta.size);
+        Ok(BlobToServe {
+            cid: cid.to_string(),
+            mime_type: meta.mime_type,
+            size: meta.size,
+            range: range.ok().flatten().map(|r| (r.start, r.end)),
+            unsatisfiable: range.is_err(),
         })
     }
+}
+
+/// getBlob's answer for `blob`, its bytes read from `blobs`.
+pub(crate) async fn serve_blob(
+    blobs: &dyn crate::storage::BlobStore,
+    blob: &BlobToServe,
+) -> Result<BinaryOutput, XrpcError> {
+    if blob.unsatisfiable {
+        return Ok(unsatisfiable_range(blob.size));
+    }
+    let cid: Cid = blob.cid.parse().map_err(internal)?;
+    let range = blob.range.map(|(start, end)| ByteRange { start, end });
+    let Some(body) = blobs.get(&cid, range).await.map_err(internal)? else {
+        return Err(XrpcError::declared("BlobNotFound", "Blob not found"));
+    };
+    let mut headers = vec![
+        (
+            "content-length".to_owned(),
+            (body.end - body.start).to_string(),
+        ),
+        ("accept-ranges".to_owned(), "bytes".to_owned()),
+        ("x-content-type-options".to_owned(), "nosniff".to_owned()),
+        (
+            "content-security-policy".to_owned(),
+            "default-src 'none'; sandbox".to_owned(),
+        ),
+    ];
+    // Media is shown where it is linked; anything else (HTML, SVG, PDF, archives) is only
+    // ever downloaded, so a blob cannot act as a page of this host.
+    if !is_inline_media(&blob.mime_type) {
+        headers.push((
+            "content-disposition".to_owned(),
+            format!("attachment; filename=\"{cid}\""),
+        ));
+    }
+    let status = if range.is_some() {
+        // `Content-Range` names the last byte inclusively; parse_range only lets through
+        // ranges that start inside a non-empty blob, so `end > start`.
+        headers.push((
+            "content-range".to_owned(),
+            format!(
+                "bytes {}-{}/{}",
+                body.start,
+                body.end.saturating_sub(1),
+                body.size
+            ),
+        ));
+        206
+    } else {
+        200
+    };
+    Ok(BinaryOutput {
+        status,
+        content_type: blob.mime_type.clone(),
+        headers,
+        body: Body::Stream(chunk_stream(body.chunks)),
+    })
 }
 
 /// Whether a blob of `mime_type` is served inline: images (except SVG, which can carry

@@ -45,15 +45,16 @@ fn or_internal_error(result: Result<Response>) -> Result<Response> {
 async fn route_at_edge(req: Request, env: &Env) -> Result<Response> {
     let path = req.path();
     let method = method_name(&req.method());
-    match Route::of(method, &path) {
+    let route = Route::of(method, &path);
+    if route.is_expensive_read() && !expensive_read_allowed(&req, env).await {
+        return to_worker_response(crate::rate_limit::expensive_read_refused());
+    }
+    match route {
         Route::Offload(work) => {
             let config = config(env);
             offload::run(work, req, env, &config).await
         }
         route if route.placement() == Placement::Account => {
-            if route.is_expensive_read() && !expensive_read_allowed(&req, env).await {
-                return to_worker_response(crate::rate_limit::expensive_read_refused());
-            }
             if crate::proxy::may_answer_grant(method, &path) {
                 return repo_read(req, env, method, path).await;
             }
