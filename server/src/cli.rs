@@ -45,9 +45,25 @@ impl Pds {
         Ok(())
     }
 
-    /// Calls procedure `nsid` with JSON `input`; its output is not read.
-    pub async fn procedure(&self, nsid: &str, input: serde_json::Value) -> Result<(), String> {
-        self.call(Method::POST, nsid, Some(input)).await.map(drop)
+    /// Calls procedure `nsid` with JSON `input`; its JSON output (`null` when it has none).
+    pub async fn procedure(
+        &self,
+        nsid: &str,
+        input: serde_json::Value,
+    ) -> Result<serde_json::Value, String> {
+        let output = self.call(Method::POST, nsid, Some(input)).await?;
+        Ok(output.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// Calls procedure `nsid`, which takes no input.
+    pub async fn procedure_without_input(&self, nsid: &str) -> Result<(), String> {
+        self.call(Method::POST, nsid, None).await.map(drop)
+    }
+
+    /// Calls query `nsid` without parameters; its JSON output.
+    pub async fn query(&self, nsid: &str) -> Result<serde_json::Value, String> {
+        let output = self.call(Method::GET, nsid, None).await?;
+        output.ok_or_else(|| format!("{nsid} answered nothing"))
     }
 
     async fn call(

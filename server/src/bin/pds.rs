@@ -1,31 +1,123 @@
-//! `pds`: the command line of the PDS.
+//! `pds`: the command line of the PDS. `pds --help` lists the commands; each has `--help`.
 //!
-//! - `pds serve [ADDR]`: the native server on ADDR (default 127.0.0.1:2583), configured from the
-//!   environment with the same variables as the Worker (see README); the repository and blobs
-//!   live in `PDS_DATA_DIR` (default `./pds-data`).
-//! - `pds dev-init [--port N] [--out FILE]`: writes a fresh local development account to FILE
-//!   (default `.dev.vars`) unless it exists. `PDS_DEV_HANDLE` and `PDS_DEV_PASSWORD` preset the
-//!   handle and password; otherwise the password is random and printed once.
-//! - `pds hash-password`: reads a password from standard input, prints its argon2id PHC string
-//!   (for the `PDS_PASSWORD_HASH` secret).
-//! - `pds change-password [--url URL] [--identifier HANDLE_OR_DID]`: changes the account
-//!   password on a running PDS (`PDS_URL` and `PDS_IDENTIFIER` give the same values), ending
-//!   every session. The current and new passwords come from `PDS_PASSWORD` and
-//!   `PDS_NEW_PASSWORD` or from prompts, never from arguments (other users can read those).
+//! Running the PDS: `serve`, `dev-init`, `hash-password`. Looking after a running one, as an
+//! atproto client of it (`--url` and `--identifier`, or `PDS_URL` and `PDS_IDENTIFIER`; the
+//! account password from `PDS_PASSWORD` or a prompt, never an argument): `change-password`,
+//! `app-password create|list|revoke`, `activate`, `deactivate`.
+
+#[cfg(not(target_arch = "wasm32"))]
+use clap::{Args, Parser, Subcommand};
+
+/// The command line of the PDS.
+#[cfg(not(target_arch = "wasm32"))]
+#[derive(Parser)]
+#[command(
+    name = "pds",
+    version,
+    about = "The command line of the Rust atproto PDS"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+#[derive(Subcommand)]
+enum Command {
+    /// Serves the PDS natively, configured from the environment with the same variables as the
+    /// Worker (see the README); the repository and blobs live in PDS_DATA_DIR (./pds-data).
+    Serve {
+        /// The address to listen on.
+        #[arg(default_value = "127.0.0.1:2583")]
+        addr: String,
+    },
+    /// Writes a fresh local development account to a vars file, unless it exists.
+    /// PDS_DEV_HANDLE and PDS_DEV_PASSWORD preset the handle and password; otherwise the
+    /// password is random and printed once.
+    DevInit {
+        /// The local port the account's hostname names.
+        #[arg(long, default_value_t = 2583)]
+        port: u16,
+        /// The vars file to write.
+        #[arg(long, default_value = ".dev.vars")]
+        out: std::path::PathBuf,
+    },
+    /// Reads a password from standard input and prints its argon2id PHC string (for the
+    /// PDS_PASSWORD_HASH secret).
+    HashPassword,
+    /// Changes the account password on a running PDS, ending every session. The new password
+    /// comes from PDS_NEW_PASSWORD or a prompt.
+    ChangePassword {
+        #[command(flatten)]
+        account: AccountArgs,
+    },
+    /// Creates, lists or revokes app passwords.
+    AppPassword {
+        #[command(subcommand)]
+        action: AppPasswordAction,
+    },
+    /// Activates the account: it is served to the network again.
+    Activate {
+        #[command(flatten)]
+        account: AccountArgs,
+    },
+    /// Deactivates the account (as before moving it to another PDS): its repository is no
+    /// longer served to the public. Nothing is deleted.
+    Deactivate {
+        #[command(flatten)]
+        account: AccountArgs,
+    },
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+#[derive(Subcommand)]
+enum AppPasswordAction {
+    /// Creates an app password and prints it (shown once).
+    Create {
+        /// Its name, e.g. the app or device it is for.
+        name: String,
+        /// Lets it reach direct messages (chat) and privileged methods.
+        #[arg(long)]
+        privileged: bool,
+        #[command(flatten)]
+        account: AccountArgs,
+    },
+    /// Lists the app passwords: name, creation time, privileged or not.
+    List {
+        #[command(flatten)]
+        account: AccountArgs,
+    },
+    /// Revokes an app password and ends the sessions it opened.
+    Revoke {
+        /// Its name.
+        name: String,
+        #[command(flatten)]
+        account: AccountArgs,
+    },
+}
+
+/// Which PDS and account a command talks to.
+#[cfg(not(target_arch = "wasm32"))]
+#[derive(Args)]
+struct AccountArgs {
+    /// The PDS's URL, e.g. https://pds.example.com.
+    #[arg(long, env = "PDS_URL")]
+    url: String,
+    /// The account's handle or DID.
+    #[arg(long, env = "PDS_IDENTIFIER")]
+    identifier: String,
+}
 
 #[cfg(not(target_arch = "wasm32"))]
 fn main() -> std::process::ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args.first().map(String::as_str) {
-        Some("serve") => serve(args.get(1).map(String::as_str)),
-        Some("dev-init") => dev_init(&args[1..]),
-        Some("hash-password") => hash_password(),
-        Some("change-password") => change_password(&args[1..]),
-        _ => Err(
-            "usage: pds serve [ADDR] | pds dev-init [--port N] [--out FILE] \
-                  | pds hash-password | pds change-password [--url URL] [--identifier ID]"
-                .into(),
-        ),
+    let result = match Cli::parse().command {
+        Command::Serve { addr } => serve(&addr),
+        Command::DevInit { port, out } => dev_init(port, &out),
+        Command::HashPassword => hash_password(),
+        Command::ChangePassword { account } => change_password(&account),
+        Command::AppPassword { action } => app_password(action),
+        Command::Activate { account } => set_active(&account, true),
+        Command::Deactivate { account } => set_active(&account, false),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -37,8 +129,7 @@ fn main() -> std::process::ExitCode {
 }
 
 #[cfg(not(target_arch = "wasm32"))]
-fn serve(addr: Option<&str>) -> Result<(), String> {
-    let addr = addr.unwrap_or("127.0.0.1:2583");
+fn serve(addr: &str) -> Result<(), String> {
     let addr: std::net::SocketAddr = addr
         .parse()
         .map_err(|e| format!("bad address {addr:?}: {e}"))?;
@@ -55,18 +146,7 @@ fn serve(addr: Option<&str>) -> Result<(), String> {
 }
 
 #[cfg(not(target_arch = "wasm32"))]
-fn dev_init(args: &[String]) -> Result<(), String> {
-    let mut port: u16 = 2583;
-    let mut out = std::path::PathBuf::from(".dev.vars");
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let value = it.next().ok_or_else(|| format!("{arg} needs a value"))?;
-        match arg.as_str() {
-            "--port" => port = value.parse().map_err(|_| format!("bad port {value:?}"))?,
-            "--out" => out = value.into(),
-            _ => return Err(format!("unknown option {arg}")),
-        }
-    }
+fn dev_init(port: u16, out: &std::path::Path) -> Result<(), String> {
     if out.exists() {
         println!("{} exists: keeping its account", out.display());
         return Ok(());
@@ -79,7 +159,7 @@ fn dev_init(args: &[String]) -> Result<(), String> {
         .filter(|s| !s.is_empty());
     let account =
         pds::dev_account::DevAccount::generate(port, handle.as_deref(), preset.as_deref())?;
-    std::fs::write(&out, account.to_dotenv())
+    std::fs::write(out, account.to_dotenv())
         .map_err(|e| format!("writing {}: {e}", out.display()))?;
     let get = |name: &str| {
         account
@@ -120,24 +200,6 @@ fn hash_password() -> Result<(), String> {
     Ok(())
 }
 
-/// The value of `--name` in `args`, else of the environment variable `var`.
-#[cfg(not(target_arch = "wasm32"))]
-fn option_or_env(args: &[String], name: &str, var: &str) -> Result<String, String> {
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        if arg == name {
-            return it
-                .next()
-                .cloned()
-                .ok_or_else(|| format!("{name} needs a value"));
-        }
-    }
-    std::env::var(var)
-        .ok()
-        .filter(|v| !v.is_empty())
-        .ok_or_else(|| format!("give {name} or set {var}"))
-}
-
 /// A password from the environment variable `var`, else asked for on the terminal.
 #[cfg(not(target_arch = "wasm32"))]
 fn password_from(var: &str, prompt: &str) -> Result<String, String> {
@@ -153,16 +215,32 @@ fn ask_password(prompt: &str) -> Result<String, String> {
     rpassword::prompt_password(prompt).map_err(|e| format!("reading the password: {e}"))
 }
 
+/// The account password, from PDS_PASSWORD or a prompt.
 #[cfg(not(target_arch = "wasm32"))]
-fn change_password(args: &[String]) -> Result<(), String> {
-    for (i, arg) in args.iter().enumerate() {
-        let is_value = i % 2 == 1;
-        if !is_value && arg != "--url" && arg != "--identifier" {
-            return Err(format!("unknown option {arg}"));
-        }
-    }
-    let url = option_or_env(args, "--url", "PDS_URL")?;
-    let identifier = option_or_env(args, "--identifier", "PDS_IDENTIFIER")?;
+fn account_password() -> Result<String, String> {
+    password_from("PDS_PASSWORD", "Account password: ")
+}
+
+/// Runs `work` against the PDS of `account`, signed in with `password`.
+#[cfg(not(target_arch = "wasm32"))]
+fn signed_in<T>(
+    account: &AccountArgs,
+    password: &str,
+    work: impl AsyncFnOnce(&pds::cli::Pds) -> Result<T, String>,
+) -> Result<T, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let pds = pds::cli::Pds::new(&account.url)?;
+        pds.sign_in(&account.identifier, password).await?;
+        work(&pds).await
+    })
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn change_password(account: &AccountArgs) -> Result<(), String> {
     let current = password_from("PDS_PASSWORD", "Current password: ")?;
     let new = match std::env::var("PDS_NEW_PASSWORD")
         .ok()
@@ -177,20 +255,97 @@ fn change_password(args: &[String]) -> Result<(), String> {
             first
         }
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    runtime.block_on(async {
-        let pds = pds::cli::Pds::new(&url)?;
-        pds.sign_in(&identifier, &current).await?;
-        pds.procedure(
-            "dev.rustpds.server.changePassword",
-            serde_json::json!({ "currentPassword": current, "newPassword": new }),
-        )
-        .await
+    signed_in(account, &current, async |pds| {
+        let input = serde_json::json!({ "currentPassword": current, "newPassword": new });
+        pds.procedure("dev.rustpds.server.changePassword", input)
+            .await
+            .map(drop)
     })?;
     println!("Password changed. Every session has ended: sign in again with the new password.");
+    Ok(())
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn app_password(action: AppPasswordAction) -> Result<(), String> {
+    match action {
+        AppPasswordAction::Create {
+            name,
+            privileged,
+            account,
+        } => {
+            let created = signed_in(&account, &account_password()?, async |pds| {
+                let input = serde_json::json!({ "name": name, "privileged": privileged });
+                pds.procedure("com.atproto.server.createAppPassword", input)
+                    .await
+            })?;
+            let password = created["password"]
+                .as_str()
+                .ok_or("createAppPassword answered no password")?;
+            println!("{password}");
+            eprintln!("App password {name:?} created; it is shown only this once.");
+            Ok(())
+        }
+        AppPasswordAction::List { account } => {
+            let listed = signed_in(&account, &account_password()?, async |pds| {
+                pds.query("com.atproto.server.listAppPasswords").await
+            })?;
+            for p in listed["passwords"].as_array().into_iter().flatten() {
+                let privileged = if p["privileged"].as_bool() == Some(true) {
+                    "\tprivileged"
+                } else {
+                    ""
+                };
+                println!(
+                    "{}\t{}{privileged}",
+                    p["name"].as_str().unwrap_or_default(),
+                    p["createdAt"].as_str().unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
+        AppPasswordAction::Revoke { name, account } => {
+            signed_in(&account, &account_password()?, async |pds| {
+                // The method answers alike whether the name existed or not (as the
+                // reference); the command says which.
+                let listed = pds.query("com.atproto.server.listAppPasswords").await?;
+                let known = listed["passwords"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|p| p["name"].as_str() == Some(name.as_str()));
+                if !known {
+                    return Err(format!("there is no app password named {name:?}"));
+                }
+                let input = serde_json::json!({ "name": name });
+                pds.procedure("com.atproto.server.revokeAppPassword", input)
+                    .await
+                    .map(drop)
+            })?;
+            println!("App password {name:?} revoked; the sessions it opened have ended.");
+            Ok(())
+        }
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn set_active(account: &AccountArgs, active: bool) -> Result<(), String> {
+    signed_in(account, &account_password()?, async |pds| {
+        if active {
+            pds.procedure_without_input("com.atproto.server.activateAccount")
+                .await
+        } else {
+            pds.procedure(
+                "com.atproto.server.deactivateAccount",
+                serde_json::json!({}),
+            )
+            .await
+            .map(drop)
+        }
+    })?;
+    println!(
+        "The account is {}.",
+        if active { "active" } else { "deactivated" }
+    );
     Ok(())
 }
 

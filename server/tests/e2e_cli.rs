@@ -1,0 +1,104 @@
+//! The `pds` command line against a running PDS, on both shells: app passwords created, listed
+//! and revoked, the account deactivated and activated again, and failures reported with the
+//! server's error and a non-zero exit. Passwords travel in the environment, never as arguments.
+
+#[macro_use]
+mod support;
+
+use std::process::{Command, Output};
+
+use support::account::{did, sign_in, HANDLE, PASSWORD};
+use support::http::get;
+use support::ShellKind;
+
+on_both_kinds!(the_command_line_looks_after_the_account);
+
+/// Runs `pds args...` for the account at `base`, signed in with `password`.
+fn pds(base: &str, password: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pds"))
+        .args(args)
+        .env("PDS_URL", base)
+        .env("PDS_IDENTIFIER", HANDLE)
+        .env("PDS_PASSWORD", password)
+        .output()
+        .unwrap()
+}
+
+fn stdout_of(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn the_command_line_looks_after_the_account(kind: ShellKind) {
+    let server = support::start_shell(kind, &[]);
+    let base = server.base();
+
+    let created = stdout_of(&pds(
+        base,
+        PASSWORD,
+        &["app-password", "create", "phone", "--privileged"],
+    ));
+    let app_password = created.trim();
+    assert_eq!(
+        app_password.len(),
+        19,
+        "xxxx-xxxx-xxxx-xxxx: {app_password}"
+    );
+    assert_eq!(sign_in(base, HANDLE, app_password).status, 200);
+    stdout_of(&pds(base, PASSWORD, &["app-password", "create", "laptop"]));
+    let listed = stdout_of(&pds(base, PASSWORD, &["app-password", "list"]));
+    let lines: Vec<&str> = listed.lines().collect();
+    assert_eq!(lines.len(), 2, "{listed}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("phone\t") && l.ends_with("\tprivileged")),
+        "{listed}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("laptop\t") && !l.contains("privileged")),
+        "{listed}"
+    );
+    stdout_of(&pds(base, PASSWORD, &["app-password", "revoke", "phone"]));
+    assert_eq!(sign_in(base, HANDLE, app_password).status, 401);
+
+    let status = |base: &str| {
+        get(
+            base,
+            &format!("/xrpc/com.atproto.sync.getLatestCommit?did={}", did()),
+        )
+    };
+    stdout_of(&pds(base, PASSWORD, &["deactivate"]));
+    let res = status(base);
+    assert_eq!(res.status, 400);
+    assert_eq!(res.json()["error"], "RepoDeactivated");
+    stdout_of(&pds(base, PASSWORD, &["activate"]));
+    assert_eq!(status(base).status, 200);
+
+    // Failures: the server's error, and a non-zero exit.
+    let wrong = pds(base, "not-the-password", &["app-password", "list"]);
+    assert!(!wrong.status.success());
+    let stderr = String::from_utf8_lossy(&wrong.stderr);
+    assert!(stderr.contains("AuthenticationRequired"), "{stderr}");
+    let unknown = pds(base, PASSWORD, &["app-password", "revoke", "nothing"]);
+    assert!(!unknown.status.success());
+    let stderr = String::from_utf8_lossy(&unknown.stderr);
+    assert!(stderr.contains("no app password named"), "{stderr}");
+    // No URL at all: refused before anything is sent.
+    let out = Command::new(env!("CARGO_BIN_EXE_pds"))
+        .args(["activate"])
+        .env_remove("PDS_URL")
+        .env("PDS_IDENTIFIER", HANDLE)
+        .env("PDS_PASSWORD", PASSWORD)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--url"));
+}
