@@ -44,6 +44,9 @@ pub struct Account {
     /// The configuration as requests see it (see [`Account::effective_config`]), built on the
     /// first request of this instance.
     effective: RefCell<Option<Rc<Config>>>,
+    /// Blobs this instance's maintenance collected, and when: an upload of the same bytes
+    /// meanwhile may have had them deleted under it.
+    collected: RefCell<std::collections::HashMap<cid::Cid, i64>>,
 }
 
 impl Account {
@@ -110,6 +113,7 @@ impl Account {
             tids: RefCell::new(TidGenerator::new()),
             schema,
             maintenance_seen_seq: Cell::new(None),
+            collected: RefCell::new(std::collections::HashMap::new()),
             effective: RefCell::new(None),
         }
     }
@@ -166,6 +170,22 @@ impl Account {
         let config = Rc::new(config);
         *self.effective.borrow_mut() = Some(config.clone());
         Ok(config)
+    }
+
+    /// Notes that blob `cid` is being collected at `now_ms` (its bytes about to be deleted);
+    /// notes older than `forget_before_ms` are dropped.
+    pub fn note_collected(&self, cid: cid::Cid, now_ms: i64, forget_before_ms: i64) {
+        let mut collected = self.collected.borrow_mut();
+        collected.retain(|_, at| *at >= forget_before_ms);
+        collected.insert(cid, now_ms);
+    }
+
+    /// Whether blob `cid` was collected at or after `since_ms`.
+    pub fn was_collected_since(&self, cid: &cid::Cid, since_ms: i64) -> bool {
+        self.collected
+            .borrow()
+            .get(cid)
+            .is_some_and(|at| *at >= since_ms)
     }
 
     /// Drops the cached [`Account::effective_config`] after the stored identity changed.

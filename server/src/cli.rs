@@ -7,11 +7,12 @@ use atrium_xrpc::http::{Method, Request, Response};
 use atrium_xrpc::types::{AuthorizationToken, InputDataOrBytes, OutputDataOrBytes};
 use atrium_xrpc::{HttpClient, XrpcClient, XrpcRequest};
 
-/// One PDS, and the session's access token once signed in.
+/// One PDS, and the session's tokens (access, refresh) once signed in.
 pub struct Pds {
     base: String,
     http: reqwest::Client,
     access: Mutex<Option<String>>,
+    refresh: Mutex<Option<String>>,
 }
 
 impl Pds {
@@ -25,6 +26,7 @@ impl Pds {
             base: base.trim_end_matches('/').to_owned(),
             http,
             access: Mutex::new(None),
+            refresh: Mutex::new(None),
         })
     }
 
@@ -42,7 +44,32 @@ impl Pds {
             .as_str()
             .ok_or("createSession answered no accessJwt")?;
         *self.access.lock().map_err(|e| e.to_string())? = Some(access.to_owned());
+        *self.refresh.lock().map_err(|e| e.to_string())? =
+            session["refreshJwt"].as_str().map(str::to_owned);
         Ok(())
+    }
+
+    /// Ends the session `sign_in` opened (`com.atproto.server.deleteSession`, which takes the
+    /// refresh token), so that a command leaves no session behind.
+    pub async fn sign_out(&self) -> Result<(), String> {
+        let refresh = self.refresh.lock().map_err(|e| e.to_string())?.take();
+        let Some(refresh) = refresh else {
+            return Ok(());
+        };
+        let response = self
+            .http
+            .post(format!(
+                "{}/xrpc/com.atproto.server.deleteSession",
+                self.base
+            ))
+            .bearer_auth(refresh)
+            .send()
+            .await
+            .map_err(|e| format!("com.atproto.server.deleteSession: {e}"))?;
+        match response.status().as_u16() {
+            200 => Ok(()),
+            status => Err(format!("com.atproto.server.deleteSession: HTTP {status}")),
+        }
     }
 
     /// Calls procedure `nsid` with JSON `input`; its JSON output (`null` when it has none).

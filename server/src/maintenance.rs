@@ -124,10 +124,31 @@ pub async fn run(
     relay: &dyn RelayClient,
 ) -> Option<i64> {
     let db = account.sql.as_ref();
-    if let Err(e) = collect_blobs(config, account, now_ms).await {
-        crate::log::error(&format!("blob collection failed: {e}"));
-        return Some(now_ms + AFTER_FAILURE_MS);
+    // A failing blob store must not hold up pruning and crawl requests: they go on, and the
+    // collection is tried again a few minutes later.
+    let blobs_failed = match collect_blobs(config, account, now_ms).await {
+        Ok(()) => false,
+        Err(e) => {
+            crate::log::error(&format!("blob collection failed: {e}"));
+            true
+        }
+    };
+    let next = run_crawls_and_prune(config, db, now_ms, relay).await;
+    if blobs_failed {
+        return Some(next.map_or(now_ms + AFTER_FAILURE_MS, |t| {
+            t.min(now_ms + AFTER_FAILURE_MS)
+        }));
     }
+    next
+}
+
+/// Prunes events when due and sends the crawl requests that are due; the next wake-up.
+async fn run_crawls_and_prune(
+    config: &Config,
+    db: &dyn Sql,
+    now_ms: i64,
+    relay: &dyn RelayClient,
+) -> Option<i64> {
     let prepared = prune_if_due(config, db, now_ms)
         .and_then(|()| queue_crawls_if_due(config, db, now_ms).map(|_| ()))
         .and_then(|()| state::pending_crawls(db));
@@ -187,7 +208,10 @@ async fn collect_blobs(
     for _ in 0..COLLECT_PASSES {
         let due = blobs::collectable_blobs(db, window_start, COLLECT_BATCH)?;
         for cid in &due {
-            if blobs::delete_blob_metadata(db, cid)? {
+            // Re-checked one by one: while a delete below is awaited, requests run, and may
+            // have used or uploaded again a blob further down the list.
+            if blobs::forget_collectable_blob(db, cid, window_start)? {
+                account.note_collected(*cid, now_ms, now_ms.saturating_sub(LEFTOVER_MIN_AGE_MS));
                 // Bytes a failed delete leaves are named by no row: the sweep removes them.
                 let _ = account.blobs.delete(cid).await;
             }

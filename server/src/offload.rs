@@ -119,11 +119,14 @@ impl Step {
     }
 }
 
-/// What the front asks the account to authorize: the client's declared type of the bytes.
+/// What the front asks the account to authorize: the client's declared type and length of
+/// the bytes.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct AuthorizeRequest {
     mime_type: String,
+    #[serde(default)]
+    length: Option<u64>,
 }
 
 /// What the front reports after an upload.
@@ -133,6 +136,9 @@ struct StoredReport {
     cid: String,
     size: u64,
     mime_type: String,
+    /// What the grant reserved of the day's upload quota.
+    #[serde(default)]
+    reserved: u64,
 }
 
 /// How the front reaches the account: one small request (built by [`internal_request`]),
@@ -321,6 +327,9 @@ async fn upload(
     // internal request's own body is JSON), and permissions may depend on it.
     let declared = AuthorizeRequest {
         mime_type: head.header("content-type").unwrap_or("*/*").to_owned(),
+        length: head
+            .header("content-length")
+            .and_then(|v| v.trim().parse().ok()),
     };
     let authorized = link
         .call(internal_request(
@@ -354,6 +363,7 @@ async fn upload(
         cid: stored.cid.to_string(),
         size: stored.size,
         mime_type: upload_mime_type(source.head(), head.header("content-type")),
+        reserved: grant.reserved,
     };
     let report = match serde_json::to_value(&report) {
         Ok(v) => v,
@@ -376,7 +386,7 @@ pub async fn serve_internal(config: &Config, account: &Account, req: &HttpReques
     let result = match (offload, step) {
         (Offload::UploadBlob, Step::Authorize) => authorize_upload(config, account, req)
             .and_then(|grant| serde_json::to_value(grant).map_err(internal)),
-        (Offload::UploadBlob, Step::Complete) => complete_upload(config, account, &req.body),
+        (Offload::UploadBlob, Step::Complete) => complete_upload(config, account, &req.body).await,
         (Offload::Proxy, Step::Authorize) => authorize_proxy(config, account, req)
             .await
             .and_then(|grant| serde_json::to_value(grant).map_err(internal)),
@@ -405,7 +415,7 @@ fn authorize_upload(
     caller.require(Permission::BlobUpload {
         mime: &declared.mime_type,
     })?;
-    api.upload_grant()
+    api.upload_grant(declared.length)
 }
 
 /// The account's decision on a getBlob call: the caller (credentials are optional, and let the
@@ -457,7 +467,7 @@ async fn local_writes(
 }
 
 /// Records a blob the front stored and answers uploadBlob's output.
-fn complete_upload(
+async fn complete_upload(
     config: &Config,
     account: &Account,
     body: &[u8],
@@ -465,7 +475,8 @@ fn complete_upload(
     let report: StoredReport = serde_json::from_slice(body).map_err(internal)?;
     let cid: Cid = report.cid.parse().map_err(internal)?;
     let api = Api { config, account };
-    let output = record_uploaded_blob(&api, cid, report.size, report.mime_type)?;
+    let output =
+        record_uploaded_blob(&api, cid, report.size, report.mime_type, report.reserved).await?;
     serde_json::to_value(&output).map_err(internal)
 }
 

@@ -201,58 +201,75 @@ fn suspended(api: &Api<'_>) -> Result<bool, XrpcError> {
     Ok(status == Some(crate::storage::account::AccountStatus::Deactivated))
 }
 
-/// The bytes the account may still upload today: `None` while the quota is suspended (see
-/// [`suspended`]). Nothing is counted.
-pub fn upload_allowance(api: &Api<'_>) -> Result<Option<u64>, XrpcError> {
-    if suspended(api)? {
-        return Ok(None);
-    }
-    let limit = upload_limit(api.config);
-    let now = ms(api.account.clock.now_millis());
-    let used = api
-        .account
-        .sql
-        .query_opt(
-            "SELECT used FROM rate_limit WHERE key = ? AND window_end_ms > ?",
-            &[
-                SqlValue::from(format!("{}:{ACCOUNT_KEY}", limit.name).as_str()),
-                SqlValue::Integer(now),
-            ],
-        )
-        .map_err(|e| XrpcError::from(CheckError(e)))?
-        .map(|row| row.integer(0))
-        .transpose()
-        .map_err(|e| XrpcError::from(CheckError(e)))?
-        .unwrap_or(0);
-    let left_kib = u64::from(limit.points).saturating_sub(u64::try_from(used).unwrap_or(0));
-    Ok(Some(left_kib.saturating_mul(1024)))
+/// What [`reserve_upload`] took of today's upload quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reserved {
+    /// The quota is suspended (see [`suspended`]): nothing counted.
+    Unlimited,
+    /// Bytes taken (0: nothing could be).
+    Bytes(u64),
 }
 
-/// Counts a stored upload of `size` bytes against the daily quota (unless suspended). The
-/// bytes are stored already, so they count even past the quota; the next upload is refused.
-pub fn charge_upload(api: &Api<'_>, size: u64) -> Result<(), XrpcError> {
+/// Reserves `want` bytes of today's upload quota for an upload about to start, or, when
+/// `partial`, as much of it as is left. Taken at once, so that parallel uploads share what is
+/// left; [`settle_upload`] gives back what the upload did not use. An upload that fails keeps its
+/// reservation until the window ends.
+pub fn reserve_upload(api: &Api<'_>, want: u64, partial: bool) -> Result<Reserved, XrpcError> {
     if suspended(api)? {
+        return Ok(Reserved::Unlimited);
+    }
+    let want_kib = u32::try_from(want.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+    let (before, after) = update_upload_counter(api, |used, points| {
+        let left = points.saturating_sub(used);
+        let take = match (want_kib <= left, partial) {
+            (true, _) => want_kib,
+            (false, true) => left,
+            (false, false) => 0,
+        };
+        used.saturating_add(take)
+    })?;
+    Ok(Reserved::Bytes(
+        u64::from(after.saturating_sub(before)).saturating_mul(1024),
+    ))
+}
+
+/// After an upload of `size` bytes for which `reserved` bytes were taken: gives back what it
+/// did not use.
+pub fn settle_upload(api: &Api<'_>, reserved: u64, size: u64) -> Result<(), XrpcError> {
+    let unused_kib = reserved.div_ceil(1024).saturating_sub(size.div_ceil(1024));
+    if unused_kib == 0 {
         return Ok(());
     }
+    let unused_kib = u32::try_from(unused_kib).unwrap_or(u32::MAX);
+    update_upload_counter(api, |used, _| used.saturating_sub(unused_kib)).map(drop)
+}
+
+/// Sets the upload counter of the current window to `change(used, points)`, in one
+/// transaction; answers (used before, used after).
+fn update_upload_counter(
+    api: &Api<'_>,
+    change: impl FnOnce(u32, u32) -> u32,
+) -> Result<(u32, u32), XrpcError> {
     let limit = upload_limit(api.config);
-    let kib = u32::try_from(size.div_ceil(1024)).unwrap_or(u32::MAX);
     let now_ms = api.account.clock.now_millis();
     let db = api.account.sql.as_ref();
     db.transaction(|| {
+        // A zero-cost check drops an ended window and reads the live one.
         let status = match consume_in(db, &[limit], ACCOUNT_KEY, now_ms, 0)? {
             Ok(status) | Err(Exceeded { status, .. }) => status,
         };
         let used = limit.points.saturating_sub(status.remaining);
+        let after = change(used, limit.points);
         db.execute(
             "INSERT INTO rate_limit (key, used, window_end_ms) VALUES (?, ?, ?)
              ON CONFLICT (key) DO UPDATE SET used = excluded.used",
             &[
                 SqlValue::from(format!("{}:{ACCOUNT_KEY}", limit.name).as_str()),
-                SqlValue::Integer(i64::from(used.saturating_add(kib).min(limit.points))),
+                SqlValue::Integer(i64::from(after)),
                 SqlValue::Integer(ms(status.reset_ms)),
             ],
         )?;
-        Ok::<(), CheckError>(())
+        Ok::<_, CheckError>((used, after))
     })
     .map_err(XrpcError::from)
 }

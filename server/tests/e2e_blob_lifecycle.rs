@@ -144,25 +144,34 @@ fn uploads_spend_a_daily_quota(kind: ShellKind) {
     let base = server.base();
     let (token, _) = login(base);
 
-    upload_ok(base, &token, "image/png", &png(1, 200_000));
-    // About 100 KB left: a declared 200 KB is refused before a byte is stored.
-    let files = server.stored_blob_files();
-    let refused = upload(base, &token, "image/png", &png(2, 200_000));
-    assert_eq!(
-        refused.status,
-        429,
-        "{}",
-        String::from_utf8_lossy(&refused.body)
-    );
+    // 293 KiB a day: of three parallel 118 KiB uploads, exactly two fit. Each reserves its
+    // declared length before a byte is stored, so parallel uploads cannot overrun the quota.
+    let answers: Vec<Reply> = std::thread::scope(|scope| {
+        let uploads: Vec<_> = (0..3u8)
+            .map(|n| {
+                let token = &token;
+                scope.spawn(move || upload(base, token, "image/png", &png(n, 120_000)))
+            })
+            .collect();
+        uploads.into_iter().map(|u| u.join().unwrap()).collect()
+    });
+    let mut statuses: Vec<u16> = answers.iter().map(|a| a.status).collect();
+    statuses.sort();
+    assert_eq!(statuses, [200, 200, 429]);
+    let refused = answers.iter().find(|a| a.status == 429).unwrap();
     assert_eq!(refused.json()["error"], "RateLimitExceeded");
     assert_eq!(
         refused.json()["message"],
         "Daily upload quota exceeded",
         "not the size limit's message"
     );
-    assert_eq!(server.stored_blob_files(), files);
-    // What is left can still be used.
-    upload_ok(base, &token, "image/png", &png(3, 90_000));
+    assert_eq!(
+        server.stored_blob_files(),
+        2,
+        "nothing of the refused one is kept"
+    );
+    // What is left (57 KiB) can still be used.
+    upload_ok(base, &token, "image/png", &png(3, 50_000));
     assert_eq!(
         upload(base, &token, "image/png", &png(4, 20_000)).status,
         429

@@ -563,6 +563,11 @@ fn record_blob_references_follow_the_records() {
         .is_empty());
     assert!(blobs::delete_blob_metadata(&db, &blob_a).unwrap());
     assert_eq!(collectable_blobs(&db, T, 10).unwrap(), [blob_b]);
+    // Collection forgets only what is still garbage at that moment: not a blob whose window
+    // started again after the time the collection looked at.
+    assert!(!blobs::forget_collectable_blob(&db, &blob_b, T - 1).unwrap());
+    assert!(blobs::forget_collectable_blob(&db, &blob_b, T).unwrap());
+    assert_eq!(blobs::blob_metadata(&db, &blob_b).unwrap(), None);
 }
 
 fn chunks(data: &[u8], size: usize) -> IterChunks<std::vec::IntoIter<Vec<u8>>> {

@@ -12,6 +12,7 @@ use pds_api::runtime::xrpc::{BinaryInput, Body, ByteStream, XrpcError};
 use super::{Api, RequestContext};
 use crate::auth::Permission;
 use crate::data::Value;
+use crate::rate_limit::Reserved;
 use crate::repo::WriteOp;
 use crate::storage::account::AccountStatus;
 use crate::storage::blobs::{blob_metadata, insert_blob_metadata, BlobMetadata};
@@ -735,7 +736,7 @@ impl ComAtprotoRepo for Api<'_> {
         cx.caller.require(Permission::BlobUpload {
             mime: input.content_type.as_deref().unwrap_or("*/*"),
         })?;
-        let grant = self.upload_grant()?;
+        let grant = self.upload_grant(None)?;
         let mut source = BodySource::new(input.body);
         let stored = self
             .account
@@ -744,38 +745,48 @@ impl ComAtprotoRepo for Api<'_> {
             .await
             .map_err(|e| upload_error(e, &grant))?;
         let mime_type = upload_mime_type(source.head(), input.content_type.as_deref());
-        record_uploaded_blob(self, stored.cid, stored.size, mime_type)
+        record_uploaded_blob(self, stored.cid, stored.size, mime_type, grant.reserved).await
     }
 }
 
 impl Api<'_> {
     /// What the account may upload now, checked before any byte is stored: nothing for a
-    /// taken-down account (as the reference), and no more than the blob size limit and what is
-    /// left of the day's upload quota.
-    pub(crate) fn upload_grant(&self) -> Result<UploadGrant, XrpcError> {
+    /// taken-down account (as the reference), nothing declared (`declared`, its Content-Length)
+    /// over the blob size limit, and no more than is left of the day's upload quota, which is
+    /// reserved for it at once (all of a declared length, or what is left up to the size limit).
+    pub(crate) fn upload_grant(&self, declared: Option<u64>) -> Result<UploadGrant, XrpcError> {
         self.check_not_taken_down()?;
         let limit = self.config.blob_upload_limit;
-        match crate::rate_limit::upload_allowance(self)? {
-            Some(0) => Err(quota_exceeded()),
-            Some(left) if left < limit => Ok(UploadGrant {
-                max_bytes: left,
-                quota_limited: true,
-            }),
-            _ => Ok(UploadGrant {
+        if declared.is_some_and(|length| length > limit) {
+            return Err(too_large(limit));
+        }
+        let want = declared.unwrap_or(limit);
+        match crate::rate_limit::reserve_upload(self, want, declared.is_none())? {
+            Reserved::Unlimited => Ok(UploadGrant {
                 max_bytes: limit,
+                reserved: 0,
                 quota_limited: false,
+            }),
+            Reserved::Bytes(0) => Err(quota_exceeded()),
+            Reserved::Bytes(reserved) => Ok(UploadGrant {
+                max_bytes: reserved.min(limit),
+                reserved,
+                quota_limited: reserved < limit,
             }),
         }
     }
 }
 
-/// The most an upload may store, and whether the day's quota (rather than the blob size
-/// limit) sets it.
+/// The most an upload may store, what of the day's quota was reserved for it, and whether the
+/// quota (rather than the blob size limit) sets the most.
 #[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct UploadGrant {
     /// The most bytes that may be stored.
     pub max_bytes: u64,
+    /// Bytes of the day's quota reserved for this upload (settled once it is recorded).
+    #[serde(default)]
+    pub reserved: u64,
     /// Whether the day's upload quota, not the blob size limit, is what `max_bytes` is.
     #[serde(default)]
     pub quota_limited: bool,
@@ -800,14 +811,18 @@ fn refuse_taken_down(status: AccountStatus) -> Result<(), XrpcError> {
     Ok(())
 }
 
+/// The uploadBlob error for a blob over the size limit.
+fn too_large(limit: u64) -> XrpcError {
+    XrpcError::payload_too_large(format!(
+        "This file is too large. The maximum size is {limit} bytes."
+    ))
+}
+
 /// The uploadBlob error for a failed blob-store write under `grant`.
 pub(crate) fn upload_error(e: BlobError, grant: &UploadGrant) -> XrpcError {
     match e {
         BlobError::TooLarge { .. } if grant.quota_limited => quota_exceeded(),
-        BlobError::TooLarge { .. } => XrpcError::payload_too_large(format!(
-            "This file is too large. The maximum size is {} bytes.",
-            grant.max_bytes
-        )),
+        BlobError::TooLarge { .. } => too_large(grant.max_bytes),
         BlobError::Source(m) => XrpcError::invalid_request(m),
         other => internal("blob store", other),
     }
@@ -832,17 +847,38 @@ pub(crate) fn upload_mime_type(head: &[u8], content_type: Option<&str>) -> Strin
     }
 }
 
-/// Records the metadata of a blob now in the blob store, counts it against the day's upload
-/// quota, and answers uploadBlob's output. An upload of bytes already known keeps the first
-/// row's type; the output reports what is stored.
-pub(crate) fn record_uploaded_blob(
+/// How long after collecting a blob an upload of the same bytes is checked for them: the
+/// collection's delete may have landed after the upload stored them.
+const RECENTLY_COLLECTED_MS: i64 = 10 * 60 * 1000;
+
+/// Records the metadata of a blob now in the blob store, settles the day's upload quota
+/// (`reserved` was taken for it), and answers uploadBlob's output. An upload of bytes already
+/// known keeps the first row's type; the output reports what is stored.
+pub(crate) async fn record_uploaded_blob(
     api: &Api<'_>,
     cid: Cid,
     size: u64,
     mime_type: String,
+    reserved: u64,
 ) -> Result<upload_blob::Output, XrpcError> {
     let account = api.account;
-    crate::rate_limit::charge_upload(api, size)?;
+    crate::rate_limit::settle_upload(api, reserved, size)?;
+    let now_ms = crate::maintenance::now_ms(account);
+    if account.was_collected_since(&cid, now_ms.saturating_sub(RECENTLY_COLLECTED_MS)) {
+        // The bytes were being deleted while this upload stored them: they must still be there.
+        let stored = account
+            .blobs
+            .get(&cid, None)
+            .await
+            .map_err(|e| internal("blob store", e))?;
+        if stored.is_none() {
+            return Err(XrpcError::new(
+                503,
+                "BlobBeingDeleted",
+                "These bytes were being deleted as they were uploaded: upload them again",
+            ));
+        }
+    }
     let created_ms = i64::try_from(account.clock.now_millis()).unwrap_or(i64::MAX);
     let meta = BlobMetadata {
         cid,

@@ -235,7 +235,11 @@ fn signed_in<T>(
     runtime.block_on(async {
         let pds = pds::cli::Pds::new(&account.url)?;
         pds.sign_in(&account.identifier, password).await?;
-        work(&pds).await
+        let result = work(&pds).await;
+        // The session opened for this command ends with it (after a password change, or a
+        // failure that ended it, there is none left to end).
+        let _ = pds.sign_out().await;
+        result
     })
 }
 

@@ -328,7 +328,7 @@ pub fn recount_references(db: &dyn Sql, now_ms: i64) -> SqlResult<()> {
 }
 
 /// Up to `limit` blobs that no record has referenced since `until_ms` or earlier, longest
-/// unreferenced first: garbage to forget with [`delete_blob_metadata`], then delete from the
+/// unreferenced first: garbage to forget with [`forget_collectable_blob`], then delete from the
 /// blob store.
 pub fn collectable_blobs(db: &dyn Sql, until_ms: i64, limit: u32) -> SqlResult<Vec<Cid>> {
     db.execute(
@@ -372,6 +372,34 @@ pub fn is_known_blob(db: &dyn Sql, cid: &Cid) -> SqlResult<bool> {
             &[SqlValue::Text(cid.to_string())],
         )?
         .is_some())
+}
+
+/// Forgets a blob's metadata if it is still garbage: no record references it, and it has had
+/// none since `until_ms` or earlier (an upload of the same bytes since starts its window
+/// again). Returns whether it was forgotten. A row that a record does reference has its
+/// unreferenced time cleared, so that it is never picked again.
+pub fn forget_collectable_blob(db: &dyn Sql, cid: &Cid, until_ms: i64) -> SqlResult<bool> {
+    db.transaction(|| {
+        let cid = SqlValue::Text(cid.to_string());
+        let referenced = "EXISTS (SELECT 1 FROM record_blob WHERE blob_cid = ?)";
+        let removed = db.execute(
+            &format!(
+                "DELETE FROM blob_metadata WHERE cid = ? AND unreferenced_since_ms <= ? \
+                 AND NOT {referenced} RETURNING cid"
+            ),
+            &[cid.clone(), SqlValue::Integer(until_ms), cid.clone()],
+        )?;
+        if removed.is_empty() {
+            db.execute(
+                &format!(
+                    "UPDATE blob_metadata SET unreferenced_since_ms = NULL \
+                     WHERE cid = ? AND {referenced}"
+                ),
+                &[cid.clone(), cid],
+            )?;
+        }
+        Ok(!removed.is_empty())
+    })
 }
 
 /// Forgets a blob's metadata if no record references it; returns whether it

@@ -38,7 +38,7 @@ pub mod change_password {
             (
                 "currentPassword",
                 rt::schema::Schema::String(rt::schema::StringSchema {
-                    max_length: Some(256),
+                    max_length: Some(512),
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
@@ -46,7 +46,7 @@ pub mod change_password {
                 "newPassword",
                 rt::schema::Schema::String(rt::schema::StringSchema {
                     min_length: Some(8),
-                    max_length: Some(256),
+                    max_length: Some(512),
                     ..rt::schema::StringSchema::NONE
                 }),
             ),
