@@ -1281,6 +1281,31 @@ fn store_contract(store: &dyn AuthStore) {
         .refresh_token(&refresh_token_key(&b, "3"))
         .unwrap()
         .is_some());
+    // Rotation prunes in the same commit, and only when it rotated.
+    store
+        .insert_refresh_token(&token(&b, "5", None, 150))
+        .unwrap();
+    let next = token(&b, "6", None, 400);
+    assert!(!store
+        .rotate_refresh_token_and_prune("unknown", &next, 200, 0)
+        .unwrap());
+    assert!(store
+        .refresh_token(&refresh_token_key(&b, "5"))
+        .unwrap()
+        .is_some());
+    let current = refresh_token_key(&b, "3");
+    assert!(store
+        .rotate_refresh_token_and_prune(&current, &next, 200, 0)
+        .unwrap());
+    assert_eq!(
+        store.refresh_token(&refresh_token_key(&b, "5")).unwrap(),
+        None,
+        "expired at 150, pruned by the rotation at 200"
+    );
+    assert_eq!(
+        store.refresh_token(&current).unwrap().unwrap().next_id,
+        Some(next.id.clone())
+    );
 
     assert_eq!(store.account_state().unwrap().status, AccountStatus::Active);
     store

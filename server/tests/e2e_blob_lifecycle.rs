@@ -76,6 +76,29 @@ fn post_with_image(base: &str, token: &str, blob: &serde_json::Value) -> String 
     uri.rsplit('/').next().unwrap().to_owned()
 }
 
+/// Activates or deactivates the account with the session `token`.
+fn set_active(base: &str, token: &str, active: bool) {
+    let res = if active {
+        xrpc(
+            base,
+            "POST",
+            "com.atproto.server.activateAccount",
+            token,
+            None,
+        )
+    } else {
+        let input = json!({});
+        xrpc(
+            base,
+            "POST",
+            "com.atproto.server.deactivateAccount",
+            token,
+            Some(&input),
+        )
+    };
+    assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+}
+
 /// A PNG-looking body distinct per `n`.
 fn png(n: u8, len: usize) -> Vec<u8> {
     let mut bytes = b"\x89PNG\r\n\x1a\n".to_vec();
@@ -178,19 +201,7 @@ fn uploads_spend_a_daily_quota(kind: ShellKind) {
     );
 
     // Deactivated (how an account is while it migrates in), uploads are not counted.
-    let deactivate = xrpc(
-        base,
-        "POST",
-        "com.atproto.server.deactivateAccount",
-        &token,
-        Some(&json!({})),
-    );
-    assert_eq!(
-        deactivate.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&deactivate.body)
-    );
+    set_active(base, &token, false);
     // A migration's transfers run in parallel: none of them is throttled.
     std::thread::scope(|scope| {
         for n in 0..8u8 {
@@ -198,19 +209,7 @@ fn uploads_spend_a_daily_quota(kind: ShellKind) {
             scope.spawn(move || upload_ok(base, token, "image/png", &png(100 + n, 200_000)));
         }
     });
-    let activate = xrpc(
-        base,
-        "POST",
-        "com.atproto.server.activateAccount",
-        &token,
-        None,
-    );
-    assert_eq!(
-        activate.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&activate.body)
-    );
+    set_active(base, &token, true);
     assert_eq!(
         upload(base, &token, "image/png", &png(8, 20_000)).status,
         429
@@ -260,14 +259,7 @@ fn blobs_are_read_at_the_edge_as_the_account_decides(kind: ShellKind) {
     assert_eq!(unknown.json()["error"], "BlobNotFound");
 
     // Deactivated: the public gets the reference's error, the owner still reads.
-    let deactivate = xrpc(
-        base,
-        "POST",
-        "com.atproto.server.deactivateAccount",
-        &token,
-        Some(&json!({})),
-    );
-    assert_eq!(deactivate.status, 200);
+    set_active(base, &token, false);
     let public = get_blob_with(base, cid, &[]);
     assert_eq!(public.status, 400);
     assert_eq!(public.json()["error"], "RepoDeactivated");

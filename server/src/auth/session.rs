@@ -160,13 +160,6 @@ impl Auth<'_> {
         Ok((pair, record))
     }
 
-    /// Deletes expired tokens and spent ones past [`SPENT_REFRESH_RETENTION_MS`].
-    fn prune_refresh_tokens(&self, now_ms: u64) -> Result<(), XrpcError> {
-        Ok(self
-            .store
-            .prune_refresh_tokens(now_ms, now_ms.saturating_sub(SPENT_REFRESH_RETENTION_MS))?)
-    }
-
     /// Whether `identifier` names the account: its handle (any case), DID, or email.
     fn is_account_identifier(&self, identifier: &str, state: &AccountState) -> bool {
         let id = identifier.to_ascii_lowercase();
@@ -363,11 +356,15 @@ impl Auth<'_> {
                     Some(current.session_started_ms),
                     Some(keys.successor_jti(&r.token_id)),
                 )?;
-                if !self.store.rotate_refresh_token(&id, &next)? {
+                // Old rows are pruned as tokens rotate, in the same commit.
+                let spent_before = now_ms.saturating_sub(SPENT_REFRESH_RETENTION_MS);
+                if !self
+                    .store
+                    .rotate_refresh_token_and_prune(&id, &next, now_ms, spent_before)?
+                {
                     // Someone spent it between our read and write: the same reuse.
                     return Err(self.reuse_detected(&r.session_id));
                 }
-                self.prune_refresh_tokens(now_ms)?;
                 pair
             }
         };

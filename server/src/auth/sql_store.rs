@@ -98,6 +98,28 @@ impl AuthStore for SqlAuthStore<'_> {
         }
     }
 
+    fn rotate_refresh_token_and_prune(
+        &self,
+        id: &str,
+        next: &RefreshTokenRecord,
+        now_ms: u64,
+        spent_issued_before_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let row = to_row(next)?;
+        let (now, spent_before) = (ms(now_ms)?, ms(spent_issued_before_ms)?);
+        self.db
+            .transaction(|| match account::rotate_refresh_token(self.db, id, &row) {
+                Ok(()) => {
+                    account::prune_refresh_tokens(self.db, now, spent_before)?;
+                    Ok(true)
+                }
+                // Unknown or already rotated: nothing was written.
+                Err(StorageError::Conflict(_)) => Ok(false),
+                Err(e) => Err(e),
+            })
+            .map_err(err)
+    }
+
     fn session_exists(&self, session_id: &str, now_ms: u64) -> Result<bool, StoreError> {
         let [lo, hi] = session_range(session_id);
         let row = self

@@ -131,6 +131,22 @@ pub trait AuthStore {
         spent_issued_before_ms: u64,
     ) -> Result<(), StoreError>;
 
+    /// [`Self::rotate_refresh_token`], then, if it rotated, [`Self::prune_refresh_tokens`],
+    /// all or nothing (one storage commit where commits cost).
+    fn rotate_refresh_token_and_prune(
+        &self,
+        id: &str,
+        next: &RefreshTokenRecord,
+        now_ms: u64,
+        spent_issued_before_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let rotated = self.rotate_refresh_token(id, next)?;
+        if rotated {
+            self.prune_refresh_tokens(now_ms, spent_issued_before_ms)?;
+        }
+        Ok(rotated)
+    }
+
     /// [`Self::prune_refresh_tokens`], then [`Self::insert_refresh_token`] for a new session,
     /// all or nothing (one storage commit where commits cost).
     fn prune_and_insert_refresh_token(
