@@ -21,6 +21,7 @@ pub mod net;
 pub mod offload;
 pub mod password;
 pub mod platform;
+pub mod plc;
 pub mod proxy;
 pub mod rate_limit;
 pub mod read_after_write;
