@@ -513,6 +513,8 @@ pub static METHODS: &[&MethodMeta] = &[
     #[cfg(feature = "com-atproto")]
     &crate::com::atproto::temp::revoke_account_credentials::META,
     #[cfg(feature = "dev-rustpds")]
+    &crate::dev::rustpds::identity::get_plc_operation_token::META,
+    #[cfg(feature = "dev-rustpds")]
     &crate::dev::rustpds::server::change_password::META,
     #[cfg(feature = "tools-ozone")]
     &crate::tools::ozone::communication::create_template::META,
@@ -714,9 +716,12 @@ pub trait ComAtprotoHandlers {}
 impl<T: ?Sized> ComAtprotoHandlers for T {}
 /// Every handler trait of `dev.rustpds` (nothing when feature `dev-rustpds` is off).
 #[cfg(feature = "dev-rustpds")]
-pub trait DevRustpdsHandlers: crate::dev::rustpds::server::DevRustpdsServer {}
+pub trait DevRustpdsHandlers: crate::dev::rustpds::identity::DevRustpdsIdentity + crate::dev::rustpds::server::DevRustpdsServer {}
 #[cfg(feature = "dev-rustpds")]
-impl<T: crate::dev::rustpds::server::DevRustpdsServer> DevRustpdsHandlers for T {}
+impl<
+    T: crate::dev::rustpds::identity::DevRustpdsIdentity
+        + crate::dev::rustpds::server::DevRustpdsServer,
+> DevRustpdsHandlers for T {}
 /// Every handler trait of `dev.rustpds` (nothing when feature `dev-rustpds` is off).
 #[cfg(not(feature = "dev-rustpds"))]
 pub trait DevRustpdsHandlers {}
@@ -815,7 +820,8 @@ macro_rules! unserved_com_atproto {
 #[macro_export]
 macro_rules! unserved_dev_rustpds {
     ($t:ty) => {
-        impl $crate::dev::rustpds::server::DevRustpdsServer for $t {}
+        impl $crate::dev::rustpds::identity::DevRustpdsIdentity for $t {} impl
+        $crate::dev::rustpds::server::DevRustpdsServer for $t {}
     };
 }
 /// Implements every `dev.rustpds` handler trait for a type with the default bodies (all MethodNotImplemented): for services that do not serve `dev.rustpds` themselves.
@@ -1862,6 +1868,10 @@ pub fn serves<S: Handlers>(nsid: &str) -> bool {
         #[cfg(feature = "com-atproto")]
         "com.atproto.temp.revokeAccountCredentials" => {
             <S as crate::com::atproto::temp::ComAtprotoTemp>::SERVES_REVOKE_ACCOUNT_CREDENTIALS
+        }
+        #[cfg(feature = "dev-rustpds")]
+        "dev.rustpds.identity.getPlcOperationToken" => {
+            <S as crate::dev::rustpds::identity::DevRustpdsIdentity>::SERVES_GET_PLC_OPERATION_TOKEN
         }
         #[cfg(feature = "dev-rustpds")]
         "dev.rustpds.server.changePassword" => {
@@ -5275,6 +5285,18 @@ async fn dispatch_inner<S: Handlers>(
                 )
                 .await?;
             rt::dispatch::empty_output()
+        }
+        #[cfg(feature = "dev-rustpds")]
+        "dev.rustpds.identity.getPlcOperationToken" if <S as crate::dev::rustpds::identity::DevRustpdsIdentity>::SERVES_GET_PLC_OPERATION_TOKEN => {
+            let params = rt::dispatch::params(meta, &req.query)?;
+            rt::dispatch::no_input(&req)?;
+            let out = <S as crate::dev::rustpds::identity::DevRustpdsIdentity>::get_plc_operation_token(
+                    service,
+                    cx,
+                    params,
+                )
+                .await?;
+            rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "dev-rustpds")]
         "dev.rustpds.server.changePassword" if <S as crate::dev::rustpds::server::DevRustpdsServer>::SERVES_CHANGE_PASSWORD => {

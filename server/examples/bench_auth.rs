@@ -32,6 +32,7 @@ fn main() {
         did: Did::new("did:plc:ewvi7nxzyoun6zhxrhs64oiz").expect("did"),
         handle: Handle::new("alice.example.com").expect("handle"),
         signing_key: SigningKey::generate(KeyAlgorithm::K256),
+        plc_rotation_key: None,
         password_hash: pds::password::hash(password).expect("hash"),
         jwt_secret: vec![7; 32],
         blob_upload_limit: pds::config::DEFAULT_BLOB_UPLOAD_LIMIT,

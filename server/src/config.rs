@@ -17,6 +17,9 @@ pub mod vars {
     pub const HANDLE: &str = "PDS_HANDLE";
     /// Secret: the repository signing key, secp256k1, 32 bytes as hex.
     pub const SIGNING_KEY: &str = "PDS_SIGNING_KEY";
+    /// Secret: the PLC rotation key, secp256k1, 32 bytes as hex: signs the did:plc operations of
+    /// the account (never commits or tokens). Optional for a did:web account.
+    pub const PLC_ROTATION_KEY: &str = "PDS_PLC_ROTATION_KEY";
     /// Secret: the account password as an argon2id PHC string (`pds hash-password` makes one).
     pub const PASSWORD_HASH: &str = "PDS_PASSWORD_HASH";
     /// Secret: at least 32 random bytes as hex, keying the session tokens.
@@ -236,6 +239,8 @@ pub struct Config {
     pub handle: Handle,
     /// The key that signs the repository's commits.
     pub signing_key: SigningKey,
+    /// The key that signs the account's PLC operations, if the deployment has one.
+    pub plc_rotation_key: Option<SigningKey>,
     /// argon2id PHC string of the account password.
     pub password_hash: String,
     /// Key material for session tokens.
@@ -328,6 +333,27 @@ impl Config {
                     format!("is not a secp256k1 private key in hex: {e}"),
                 )
             })?;
+        let plc_rotation_key = match lookup(vars::PLC_ROTATION_KEY) {
+            Some(hex) if !hex.trim().is_empty() => Some(
+                SigningKey::from_hex(KeyAlgorithm::K256, hex.trim()).map_err(|e| {
+                    bad(
+                        vars::PLC_ROTATION_KEY,
+                        format!("is not a secp256k1 private key in hex: {e}"),
+                    )
+                })?,
+            ),
+            _ => None,
+        };
+        if plc_rotation_key
+            .as_ref()
+            .is_some_and(|k| k.to_bytes() == signing_key.to_bytes())
+        {
+            // The repository key signs every commit and token; identity control stays apart.
+            return Err(bad(
+                vars::PLC_ROTATION_KEY,
+                format!("must differ from {}", vars::SIGNING_KEY),
+            ));
+        }
         let password_hash = get(vars::PASSWORD_HASH)?;
         if !password_hash.starts_with("$argon2id$") {
             return Err(bad(
@@ -391,6 +417,7 @@ impl Config {
             did,
             handle,
             signing_key,
+            plc_rotation_key,
             password_hash,
             jwt_secret,
             blob_upload_limit,

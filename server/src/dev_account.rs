@@ -49,6 +49,10 @@ impl DevAccount {
             ),
             (vars::HANDLE, handle),
             (vars::SIGNING_KEY, signing_key.to_hex()),
+            (
+                vars::PLC_ROTATION_KEY,
+                SigningKey::generate(KeyAlgorithm::K256).to_hex(),
+            ),
             (vars::PASSWORD_HASH, crate::password::hash(&password)?),
             (vars::JWT_SECRET, crate::hex::encode(&random_bytes::<32>()?)),
         ];

@@ -6,6 +6,7 @@
 //! transaction ([`crate::auth::AuthStore::set_account_status`]); the handle announcement is
 //! stored with the record of the announced handle.
 
+use pds_api::runtime::syntax::Handle;
 use pds_api::runtime::xrpc::XrpcError;
 
 use crate::account::Account;
@@ -69,6 +70,23 @@ pub fn announce_identity_changes(config: &Config, account: &Account) -> Result<b
     .map_err(XrpcError::from)
 }
 
+/// Announces the account's identity with `#identity` now, with `handle`, whatever was announced
+/// before: after its document or handle changed.
+pub fn announce_identity(
+    config: &Config,
+    account: &Account,
+    handle: &Handle,
+) -> Result<(), XrpcError> {
+    let db = account.sql.as_ref();
+    db.transaction(|| -> Result<(), StorageError> {
+        let now_micros = account.clock.now_micros();
+        let event = identity_event(&config.did, Some(handle), now_micros);
+        append_event(db, &event.new_event((now_micros / 1000) as i64))?;
+        set_announced_handle(db, handle.as_str())
+    })
+    .map_err(XrpcError::from)
+}
+
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
@@ -92,6 +110,7 @@ mod tests {
             did: Did::new("did:plc:identityeventstest00000000").unwrap(),
             handle: Handle::new("alice.example.com").unwrap(),
             signing_key: SigningKey::from_bytes(KeyAlgorithm::K256, &[5; 32]).unwrap(),
+            plc_rotation_key: None,
             password_hash: String::new(),
             jwt_secret: vec![1; 32],
             blob_upload_limit: 1,

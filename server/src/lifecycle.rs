@@ -50,7 +50,14 @@ pub async fn account(
             } else {
                 with_cors(account_route(&c, account, req).await)
             };
-            (Some(c), res)
+            // A handler that changed the stored identity (a new handle) dropped the cached
+            // configuration: what comes after the request sees the new one.
+            let after = config
+                .as_ref()
+                .ok()
+                .and_then(|deployed| account.effective_config(deployed).ok())
+                .unwrap_or(c);
+            (Some(after), res)
         }
     };
     // The edge's internal steps store no commit or event, so nothing is due after them, except
@@ -263,7 +270,7 @@ pub fn conceal_internal_error(res: HttpResponse) -> HttpResponse {
 }
 
 /// A did:web DID document is ours to serve only when the account is `did:web` of this host.
-fn is_own_did_web(config: &Config) -> bool {
+pub fn is_own_did_web(config: &Config) -> bool {
     config.did.as_str() == config.service_did()
 }
 

@@ -523,6 +523,7 @@ mod tests {
                 did: Did::new("did:plc:maintenancetest0000000000").unwrap(),
                 handle: Handle::new("alice.example.com").unwrap(),
                 signing_key: SigningKey::from_bytes(KeyAlgorithm::K256, &[9; 32]).unwrap(),
+                plc_rotation_key: None,
                 password_hash: String::new(),
                 jwt_secret: vec![1; 32],
                 blob_upload_limit: 1,

@@ -45,6 +45,7 @@ impl Fixture {
                 did: Did::new("did:plc:ewvi7nxzyoun6zhxrhs64oiz").unwrap(),
                 handle: Handle::new("alice.example.com").unwrap(),
                 signing_key: SigningKey::generate(KeyAlgorithm::K256),
+                plc_rotation_key: None,
                 password_hash: pds::password::hash(PASSWORD).unwrap(),
                 jwt_secret: vec![7; 32],
                 blob_upload_limit: pds::config::DEFAULT_BLOB_UPLOAD_LIMIT,

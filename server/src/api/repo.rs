@@ -245,7 +245,7 @@ impl Api<'_> {
         Ok(self.config.did.clone())
     }
 
-    fn check_not_taken_down(&self) -> Result<(), XrpcError> {
+    pub(crate) fn check_not_taken_down(&self) -> Result<(), XrpcError> {
         refuse_taken_down(self.account_status()?)
     }
 
@@ -635,14 +635,19 @@ impl ComAtprotoRepo for Api<'_> {
             .into_iter()
             .filter_map(|c| Nsid::new(c).ok())
             .collect();
+        let did_doc = self.own_did_document().await?;
+        // As the reference: the handle is correct when the document claims it (a new handle is
+        // checked to resolve to the DID when it is set).
+        let claimed = crate::net::did_doc::DidDocument::from_value(&did_doc)
+            .ok()
+            .and_then(|doc| doc.handle());
         Ok(describe_repo::Output {
             collections,
             did: did.clone(),
-            did_doc: Value::from_json(&crate::lifecycle::did_document(self.config))
-                .map_err(|e| internal("DID document", e))?,
+            did_doc: Value::from_json(&did_doc).map_err(|e| internal("DID document", e))?,
+            handle_is_correct: claimed
+                .is_some_and(|h| h.as_str().eq_ignore_ascii_case(self.config.handle.as_str())),
             handle: self.config.handle.clone(),
-            // The handle is configured with the DID; resolving it back is the identity work's.
-            handle_is_correct: true,
         })
     }
 

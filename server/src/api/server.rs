@@ -14,6 +14,20 @@ use super::{Api, RequestContext};
 use crate::auth::{AccountStatus, AuthStore, SqlAuthStore};
 use crate::storage::{SqlExt, SqlValue};
 
+impl Api<'_> {
+    /// The `didDoc` of a session answer: a did:plc account's document from the directory
+    /// (cached), where clients find the account's PDS. None when it can't be resolved (the
+    /// session stands without it, as with the reference), and none for a did:web account,
+    /// whose document is this host's own and says nothing the client does not know.
+    async fn session_did_document(&self) -> Option<pds_api::runtime::value::Value> {
+        if self.config.did.method() != "plc" {
+            return None;
+        }
+        let doc = self.own_did_document().await.ok()?;
+        pds_api::runtime::value::Value::from_json(&doc).ok()
+    }
+}
+
 /// This project's own account methods (`dev.rustpds.server`, lexicons in `lexicons/dev/`).
 impl DevRustpdsServer for Api<'_> {
     const SERVES_CHANGE_PASSWORD: bool = true;
@@ -72,11 +86,12 @@ impl ComAtprotoServer for Api<'_> {
         _params: create_session::Params,
         input: create_session::Input,
     ) -> Result<create_session::Output, XrpcError> {
-        let out = self.with_auth(|auth| auth.create_session(&input))?;
+        let mut out = self.with_auth(|auth| auth.create_session(&input))?;
         // The login may have replaced an outdated password hash: the identity is read again.
         if crate::password::needs_rehash(&self.config.password_hash) {
             self.account.forget_effective_config();
         }
+        out.did_doc = self.session_did_document().await;
         Ok(out)
     }
 
@@ -85,7 +100,9 @@ impl ComAtprotoServer for Api<'_> {
         cx: &RequestContext,
         _params: get_session::Params,
     ) -> Result<get_session::Output, XrpcError> {
-        self.with_auth(|auth| auth.get_session(&cx.caller))
+        let mut out = self.with_auth(|auth| auth.get_session(&cx.caller))?;
+        out.did_doc = self.session_did_document().await;
+        Ok(out)
     }
 
     async fn refresh_session(
@@ -93,7 +110,9 @@ impl ComAtprotoServer for Api<'_> {
         cx: &RequestContext,
         _params: refresh_session::Params,
     ) -> Result<refresh_session::Output, XrpcError> {
-        self.with_auth(|auth| auth.refresh_session(&cx.caller))
+        let mut out = self.with_auth(|auth| auth.refresh_session(&cx.caller))?;
+        out.did_doc = self.session_did_document().await;
+        Ok(out)
     }
 
     async fn delete_session(

@@ -13,16 +13,23 @@ pub fn generate() -> Result<String, XrpcError> {
 
 /// Encodes 10 bytes (80 bits, exactly 16 base32 digits: no bias) as `xxxx-xxxx-xxxx-xxxx`.
 fn format_password(bytes: &[u8; 10]) -> String {
+    base32_groups(bytes, 16, 4)
+}
+
+/// The first `digits` base32 digits (`a-z2-7`) of `bytes` (at most 16 bytes, and enough bits
+/// for the digits), in groups of `group` joined by `-`. Every digit is 5 uniform bits: no bias.
+pub(crate) fn base32_groups(bytes: &[u8], digits: usize, group: usize) -> String {
     let mut bits: u128 = 0;
-    for b in bytes {
+    for b in bytes.iter().take(16) {
         bits = (bits << 8) | u128::from(*b);
     }
-    let mut out = String::with_capacity(19);
-    for i in 0..16 {
-        if i > 0 && i % 4 == 0 {
+    let total = 8 * bytes.len().min(16);
+    let mut out = String::with_capacity(digits + digits / group);
+    for i in 0..digits.min(total / 5) {
+        if i > 0 && i % group == 0 {
             out.push('-');
         }
-        let digit = (bits >> (75 - 5 * i)) & 31;
+        let digit = (bits >> (total - 5 - 5 * i)) & 31;
         out.push(BASE32[digit as usize] as char);
     }
     out

@@ -21,6 +21,7 @@
 //!   out must always work);
 //! - sessions remember the app password that opened them; revoking it deletes them.
 
+pub mod account_token;
 pub mod app_password;
 pub mod jwt;
 pub mod policy;

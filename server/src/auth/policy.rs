@@ -56,6 +56,7 @@ pub const TABLE: &[(&str, AuthRequirement)] = &[
     ("com.atproto.identity.signPlcOperation", R::AccessFull),
     ("com.atproto.repo.importRepo", R::AccessFull),
     ("dev.rustpds.server.changePassword", R::AccessFull),
+    ("dev.rustpds.identity.getPlcOperationToken", R::AccessFull),
     // Standard access (app passwords allowed).
     ("com.atproto.server.getSession", R::Access),
     ("com.atproto.server.checkAccountStatus", R::Access),

@@ -57,6 +57,7 @@ pub const PROTECTED_METHODS: &[&str] = &[
     "com.atproto.server.requestEmailUpdate",
     "com.atproto.server.revokeAppPassword",
     "com.atproto.server.updateEmail",
+    "dev.rustpds.identity.getPlcOperationToken",
     "dev.rustpds.server.changePassword",
 ];
 

@@ -180,6 +180,40 @@ impl DidDocument {
     pub fn pds_endpoint(&self) -> Option<&str> {
         self.service_endpoint(PDS_SERVICE_ID, PDS_SERVICE_TYPE)
     }
+
+    /// The document as JSON again, with what atproto reads of it (the parts [`DidDocument`]
+    /// drops, other methods' extensions, are not kept in the cache).
+    pub fn to_json(&self) -> Value {
+        let did = self.id.as_str();
+        let methods: Vec<Value> = self
+            .verification_methods
+            .iter()
+            .map(|m| {
+                let mut method =
+                    serde_json::json!({ "id": m.id, "type": m.kind, "controller": did });
+                if let Some(key) = &m.public_key_multibase {
+                    method["publicKeyMultibase"] = key.as_str().into();
+                }
+                method
+            })
+            .collect();
+        let services: Vec<Value> = self
+            .services
+            .iter()
+            .map(|s| serde_json::json!({ "id": s.id, "type": s.kind, "serviceEndpoint": s.endpoint }))
+            .collect();
+        serde_json::json!({
+            "@context": [
+                "https://www.w3.org/ns/did/v1",
+                "https://w3id.org/security/multikey/v1",
+                "https://w3id.org/security/suites/secp256k1-2019/v1"
+            ],
+            "id": did,
+            "alsoKnownAs": self.also_known_as,
+            "verificationMethod": methods,
+            "service": services,
+        })
+    }
 }
 
 fn is_http_url(s: &str) -> bool {

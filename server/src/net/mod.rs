@@ -3,3 +3,4 @@
 pub mod did_doc;
 pub mod http_client;
 pub mod identity;
+pub mod plc_directory;

@@ -301,6 +301,45 @@ pub fn put_preferences(db: &dyn Sql, json: &str) -> Result<()> {
     Ok(())
 }
 
+/// Stores the one live token for `purpose` (its hash), replacing any earlier one.
+pub fn put_account_token(
+    db: &dyn Sql,
+    purpose: &str,
+    token_hash: &str,
+    expires_ms: i64,
+) -> Result<()> {
+    db.execute(
+        "INSERT OR REPLACE INTO account_token (purpose, token_hash, expires_ms) VALUES (?, ?, ?)",
+        &[
+            SqlValue::from(purpose),
+            SqlValue::from(token_hash),
+            SqlValue::Integer(expires_ms),
+        ],
+    )?;
+    Ok(())
+}
+
+/// When the live token for `purpose` expires, if its hash is `token_hash`.
+pub fn account_token_expiry(db: &dyn Sql, purpose: &str, token_hash: &str) -> Result<Option<i64>> {
+    db.query_opt(
+        "SELECT expires_ms FROM account_token WHERE purpose = ? AND token_hash = ?",
+        &[SqlValue::from(purpose), SqlValue::from(token_hash)],
+    )?
+    .map(|row| row.integer(0))
+    .transpose()
+}
+
+/// Deletes the live token for `purpose` if its hash is `token_hash`; whether it did (so of two
+/// uses of one token, one wins).
+pub fn take_account_token(db: &dyn Sql, purpose: &str, token_hash: &str) -> Result<bool> {
+    Ok(!db
+        .execute(
+            "DELETE FROM account_token WHERE purpose = ? AND token_hash = ? RETURNING purpose",
+            &[SqlValue::from(purpose), SqlValue::from(token_hash)],
+        )?
+        .is_empty())
+}
+
 /// An app password.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppPassword {

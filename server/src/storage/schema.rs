@@ -189,6 +189,15 @@ const V6_STATEMENTS: &[&str] = &[
      WHERE unreferenced_since_ms IS NOT NULL",
 ];
 
+/// Version 7: single-use tokens that confirm account actions, one live per purpose (the
+/// reference mails them; here the owner reads them through an authenticated method). Only a
+/// hash is stored.
+const V7_STATEMENTS: &[&str] = &["CREATE TABLE account_token (
+        purpose TEXT PRIMARY KEY NOT NULL,
+        token_hash TEXT NOT NULL,
+        expires_ms INTEGER NOT NULL
+    )"];
+
 /// The schema of this build, oldest first.
 pub const MIGRATIONS: &[Migration] = &[
     Migration {
@@ -220,6 +229,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 6,
         name: "blob garbage collection",
         statements: V6_STATEMENTS,
+    },
+    Migration {
+        version: 7,
+        name: "account action tokens",
+        statements: V7_STATEMENTS,
     },
 ];
 
