@@ -229,5 +229,6 @@ pub mod firehose;
 pub mod http;
 pub mod native;
 pub mod oracle;
+pub mod plc;
 pub mod relay;
 pub mod worker;
