@@ -82,9 +82,10 @@ impl Pds {
         Ok(output.unwrap_or(serde_json::Value::Null))
     }
 
-    /// Calls procedure `nsid`, which takes no input.
-    pub async fn procedure_without_input(&self, nsid: &str) -> Result<(), String> {
-        self.call(Method::POST, nsid, None).await.map(drop)
+    /// Calls procedure `nsid`, which takes no input; its JSON output (`null` when it has none).
+    pub async fn procedure_without_input(&self, nsid: &str) -> Result<serde_json::Value, String> {
+        let output = self.call(Method::POST, nsid, None).await?;
+        Ok(output.unwrap_or(serde_json::Value::Null))
     }
 
     /// Calls query `nsid` without parameters; its JSON output.

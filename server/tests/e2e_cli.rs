@@ -1,6 +1,7 @@
 //! The `pds` command line against a running PDS, on both shells: app passwords created, listed
-//! and revoked, the account deactivated and activated again, and failures reported with the
-//! server's error and a non-zero exit. Passwords travel in the environment, never as arguments.
+//! and revoked, the account deactivated and activated again, a PLC operation token printed, and
+//! failures reported with the server's error and a non-zero exit. Passwords travel in the
+//! environment, never as arguments.
 
 #[macro_use]
 mod support;
@@ -81,6 +82,32 @@ fn the_command_line_looks_after_the_account(kind: ShellKind) {
     assert_eq!(res.json()["error"], "RepoDeactivated");
     stdout_of(&pds(base, PASSWORD, &["activate"]));
     assert_eq!(status(base).status, 200);
+
+    // A PLC operation token: alone on standard output, and live (this did:web account has no
+    // PLC operations to sign, which is what signing then says, past the token check).
+    let token = stdout_of(&pds(base, PASSWORD, &["plc-token"]));
+    let token = token.trim_end();
+    assert!(
+        token.len() == 11 && token.as_bytes()[5] == b'-',
+        "{token:?}"
+    );
+    let access = sign_in(base, HANDLE, PASSWORD).json()["accessJwt"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let res = support::http::xrpc(
+        base,
+        "POST",
+        "com.atproto.identity.signPlcOperation",
+        &access,
+        Some(&serde_json::json!({ "token": token })),
+    );
+    assert_eq!(res.status, 400);
+    let message = res.json()["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(message.contains("is not a did:plc"), "{message}");
 
     // Failures: the server's error, and a non-zero exit.
     let wrong = pds(base, "not-the-password", &["app-password", "list"]);

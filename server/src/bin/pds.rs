@@ -3,7 +3,7 @@
 //! Running the PDS: `serve`, `dev-init`, `hash-password`. Looking after a running one, as an
 //! atproto client of it (`--url` and `--identifier`, or `PDS_URL` and `PDS_IDENTIFIER`; the
 //! account password from `PDS_PASSWORD` or a prompt, never an argument): `change-password`,
-//! `app-password create|list|revoke`, `activate`, `deactivate`.
+//! `app-password create|list|revoke`, `activate`, `deactivate`, `plc-token`.
 
 #[cfg(not(target_arch = "wasm32"))]
 use clap::{Args, Parser, Subcommand};
@@ -67,6 +67,13 @@ enum Command {
         #[command(flatten)]
         account: AccountArgs,
     },
+    /// Prints a token for signing a PLC operation of the account (what other PDSes email):
+    /// single-use, valid 15 minutes, replacing any earlier one. Only the token goes to standard
+    /// output, for scripts (e.g. goat's --plc-token).
+    PlcToken {
+        #[command(flatten)]
+        account: AccountArgs,
+    },
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -118,6 +125,7 @@ fn main() -> std::process::ExitCode {
         Command::AppPassword { action } => app_password(action),
         Command::Activate { account } => set_active(&account, true),
         Command::Deactivate { account } => set_active(&account, false),
+        Command::PlcToken { account } => plc_token(&account),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -337,6 +345,7 @@ fn set_active(account: &AccountArgs, active: bool) -> Result<(), String> {
         if active {
             pds.procedure_without_input("com.atproto.server.activateAccount")
                 .await
+                .map(drop)
         } else {
             pds.procedure(
                 "com.atproto.server.deactivateAccount",
@@ -349,6 +358,25 @@ fn set_active(account: &AccountArgs, active: bool) -> Result<(), String> {
     println!(
         "The account is {}.",
         if active { "active" } else { "deactivated" }
+    );
+    Ok(())
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn plc_token(account: &AccountArgs) -> Result<(), String> {
+    let issued = signed_in(account, &account_password()?, async |pds| {
+        pds.procedure_without_input("dev.rustpds.identity.getPlcOperationToken")
+            .await
+    })?;
+    let token = issued["token"]
+        .as_str()
+        .ok_or("getPlcOperationToken answered no token")?;
+    println!("{token}");
+    eprintln!(
+        "Valid until {}, once; a new token replaces it.",
+        issued["expiresAt"]
+            .as_str()
+            .unwrap_or("15 minutes from now")
     );
     Ok(())
 }
