@@ -389,6 +389,12 @@ fn handle_changes_are_verified_signed_and_announced(kind: ShellKind) {
         "http://localhost"
     );
     let announced = identity_events(&base);
+    // alice.test resolves nowhere: the identity stands, its handle is not verified.
+    let identity = resolve_identity(&base, &access, &did);
+    assert_eq!(
+        (identity.status, identity.json()["handle"].as_str()),
+        (200, Some("handle.invalid"))
+    );
 
     let update = |handle: &str| {
         xrpc(
@@ -460,4 +466,50 @@ fn handle_changes_are_verified_signed_and_announced(kind: ShellKind) {
     assert_eq!(sign_in(&base, "bob.test", PASSWORD).status, 200);
     let session = xrpc(&base, "GET", "com.atproto.server.getSession", &access, None).json();
     assert_eq!(session["handle"], "bob.test");
+
+    // Resolution, for the account's own callers: both ways now.
+    let path = format!("/xrpc/com.atproto.identity.resolveDid?did={did}");
+    assert_eq!(get(&base, &path).status, 401, "not for anyone");
+    let resolved = xrpc(&base, "GET", &path["/xrpc/".len()..], &access, None);
+    assert_eq!(resolved.status, 200, "{:?}", resolved.json());
+    assert_eq!(resolved.json()["didDoc"], described["didDoc"]);
+    for identifier in [did.as_str(), "bob.test", "BOB.test"] {
+        let identity = resolve_identity(&base, &access, identifier);
+        assert_eq!(identity.status, 200, "{identifier}: {:?}", identity.json());
+        let identity = identity.json();
+        assert_eq!(
+            (identity["did"].as_str(), identity["handle"].as_str()),
+            (Some(did.as_str()), Some("bob.test")),
+            "{identifier}"
+        );
+        assert_eq!(identity["didDoc"], described["didDoc"]);
+    }
+    let refreshed = xrpc(
+        &base,
+        "POST",
+        "com.atproto.identity.refreshIdentity",
+        &access,
+        Some(&json!({ "identifier": did })),
+    );
+    assert_eq!(
+        refreshed.json()["handle"],
+        "bob.test",
+        "{:?}",
+        refreshed.json()
+    );
+    // dave.test names another DID, which the directory does not know.
+    let (status, error, _) = error_of(&resolve_identity(&base, &access, "dave.test"));
+    assert_eq!((status, error.as_str()), (400, "DidNotFound"));
+    let (status, error, _) = error_of(&resolve_identity(&base, &access, "carol.test"));
+    assert_eq!((status, error.as_str()), (400, "HandleNotFound"));
+}
+
+fn resolve_identity(base: &str, access: &str, identifier: &str) -> support::http::Reply {
+    xrpc(
+        base,
+        "GET",
+        &format!("com.atproto.identity.resolveIdentity?identifier={identifier}"),
+        access,
+        None,
+    )
 }

@@ -5,11 +5,12 @@
 use std::collections::BTreeMap;
 
 use pds_api::com::atproto::identity::{
-    get_recommended_did_credentials, request_plc_operation_signature, resolve_handle,
+    defs::IdentityInfo, get_recommended_did_credentials, refresh_identity,
+    request_plc_operation_signature, resolve_did, resolve_handle, resolve_identity,
     sign_plc_operation, submit_plc_operation, update_handle, ComAtprotoIdentity,
 };
 use pds_api::dev::rustpds::identity::{get_plc_operation_token, DevRustpdsIdentity};
-use pds_api::runtime::syntax::{Datetime, Handle};
+use pds_api::runtime::syntax::{AtIdentifier, Datetime, Did, Handle};
 use pds_api::runtime::value::Value;
 use pds_api::runtime::xrpc::XrpcError;
 
@@ -17,6 +18,8 @@ use super::{internal, Api, RequestContext};
 use crate::auth::account_token::{self, PLC_OPERATION};
 use crate::config::Config;
 use crate::crypto::SigningKey;
+use crate::net::did_doc::DidDocument;
+use crate::net::identity::IdentityError;
 use crate::net::plc_directory::PlcDirectory;
 use crate::plc::{DocumentData, Operation, Service, PDS_SERVICE_ID, PDS_SERVICE_TYPE};
 
@@ -27,6 +30,37 @@ impl ComAtprotoIdentity for Api<'_> {
     const SERVES_SIGN_PLC_OPERATION: bool = true;
     const SERVES_SUBMIT_PLC_OPERATION: bool = true;
     const SERVES_UPDATE_HANDLE: bool = true;
+    const SERVES_RESOLVE_DID: bool = true;
+    const SERVES_RESOLVE_IDENTITY: bool = true;
+    const SERVES_REFRESH_IDENTITY: bool = true;
+
+    async fn resolve_did(
+        &self,
+        _cx: &RequestContext,
+        params: resolve_did::Params,
+    ) -> Result<resolve_did::Output, XrpcError> {
+        let (doc, _) = self.did_document_of(&params.did, false).await?;
+        Ok(resolve_did::Output {
+            did_doc: Value::from_json(&doc).map_err(internal)?,
+        })
+    }
+
+    async fn resolve_identity(
+        &self,
+        _cx: &RequestContext,
+        params: resolve_identity::Params,
+    ) -> Result<IdentityInfo, XrpcError> {
+        self.identity_info(&params.identifier, false).await
+    }
+
+    async fn refresh_identity(
+        &self,
+        _cx: &RequestContext,
+        _params: refresh_identity::Params,
+        input: refresh_identity::Input,
+    ) -> Result<IdentityInfo, XrpcError> {
+        self.identity_info(&input.identifier, true).await
+    }
 
     async fn resolve_handle(
         &self,
@@ -215,6 +249,91 @@ impl Api<'_> {
         Ok(doc.to_json())
     }
 
+    /// A DID's document as JSON, with the handle it claims: the account's own as
+    /// [`Api::own_did_document`], others' through the resolver's cache (`refresh`: fetched
+    /// anew).
+    async fn did_document_of(
+        &self,
+        did: &Did,
+        refresh: bool,
+    ) -> Result<(serde_json::Value, Option<Handle>), XrpcError> {
+        let resolver = self.account.resolver(self.config);
+        let json = if *did == self.config.did {
+            if refresh {
+                resolver.forget(did.as_str());
+            }
+            self.own_did_document().await?
+        } else {
+            let doc = if refresh {
+                resolver.refresh_did(did.as_str()).await
+            } else {
+                resolver.resolve_did(did.as_str()).await
+            };
+            let not_found =
+                || XrpcError::declared("DidNotFound", format!("DID not found: {}", did.as_str()));
+            doc.map_err(|e| resolution_error(e, not_found))?.to_json()
+        };
+        let claimed = DidDocument::from_value(&json).ok().and_then(|d| d.handle());
+        Ok((json, claimed))
+    }
+
+    /// The DID `handle` resolves to: this PDS's hostname names the account; other handles
+    /// through the resolver (`refresh`: looked up anew).
+    async fn did_of_handle(&self, handle: &Handle, refresh: bool) -> Result<Did, XrpcError> {
+        if handle.as_str() == self.config.hostname.split(':').next().unwrap_or_default() {
+            return Ok(self.config.did.clone());
+        }
+        let resolver = self.account.resolver(self.config);
+        let did = if refresh {
+            resolver.refresh_handle(handle.as_str()).await
+        } else {
+            resolver.resolve_handle(handle.as_str()).await
+        };
+        let not_found = || XrpcError::declared("HandleNotFound", "Unable to resolve handle");
+        did.map_err(|e| match e {
+            // A domain that does not answer does not name a DID either.
+            IdentityError::Network(_) => not_found(),
+            e => resolution_error(e, not_found),
+        })
+    }
+
+    /// `resolveIdentity`: the DID, its document, and the handle if it resolves both ways
+    /// (else `handle.invalid`), starting from either.
+    async fn identity_info(
+        &self,
+        identifier: &AtIdentifier,
+        refresh: bool,
+    ) -> Result<IdentityInfo, XrpcError> {
+        let (did, asked) = match (identifier.as_did(), identifier.as_handle()) {
+            (Some(did), _) => (did, None),
+            (None, Some(handle)) => {
+                let handle = handle.to_lowercase();
+                (self.did_of_handle(&handle, refresh).await?, Some(handle))
+            }
+            (None, None) => return Err(XrpcError::invalid_request("Invalid identifier")),
+        };
+        let (doc, claimed) = self.did_document_of(&did, refresh).await?;
+        let verified = match (claimed, asked) {
+            // Asked by handle: it resolved to the DID; the document must claim it back.
+            (Some(claimed), Some(asked)) => (claimed == asked).then_some(claimed),
+            // Asked by DID: the handle the document claims must resolve to it.
+            (Some(claimed), None) => match self.did_of_handle(&claimed, refresh).await {
+                Ok(back) if back == did => Some(claimed),
+                _ => None,
+            },
+            (None, _) => None,
+        };
+        let handle = match verified {
+            Some(handle) => handle,
+            None => Handle::new(Handle::INVALID).map_err(internal)?,
+        };
+        Ok(IdentityInfo {
+            did,
+            did_doc: Value::from_json(&doc).map_err(internal)?,
+            handle,
+        })
+    }
+
     fn now_ms(&self) -> i64 {
         i64::try_from(self.account.clock.now_millis()).unwrap_or(i64::MAX)
     }
@@ -362,6 +481,16 @@ fn check_operation_names_us(config: &Config, data: &DocumentData) -> Result<(), 
         ));
     }
     Ok(())
+}
+
+/// A failed lookup as an XRPC error: `not_found` when the identity does not exist, 400 when it
+/// can't be resolved at all, 502 when the network failed us.
+fn resolution_error(e: IdentityError, not_found: impl FnOnce() -> XrpcError) -> XrpcError {
+    match e {
+        IdentityError::NotFound(_) => not_found(),
+        IdentityError::Unsupported(why) => XrpcError::invalid_request(why),
+        e => XrpcError::upstream_failure(e.to_string()),
+    }
 }
 
 /// Top-level domains no handle may use (the reference's list).

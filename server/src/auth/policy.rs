@@ -23,8 +23,6 @@ pub const TABLE: &[(&str, AuthRequirement)] = &[
     ("com.atproto.server.deleteAccount", R::None),
     ("com.atproto.server.reserveSigningKey", R::None),
     ("com.atproto.identity.resolveHandle", R::None),
-    ("com.atproto.identity.resolveDid", R::None),
-    ("com.atproto.identity.resolveIdentity", R::None),
     ("com.atproto.repo.describeRepo", R::None),
     ("com.atproto.repo.getRecord", R::None),
     ("com.atproto.repo.listRecords", R::None),
@@ -58,6 +56,11 @@ pub const TABLE: &[(&str, AuthRequirement)] = &[
     ("dev.rustpds.server.changePassword", R::AccessFull),
     ("dev.rustpds.identity.getPlcOperationToken", R::AccessFull),
     // Standard access (app passwords allowed).
+    // Resolving others makes this PDS fetch documents from their hosts: for its own callers
+    // only, as the reference (which passes these to the AppView with the caller's token).
+    ("com.atproto.identity.resolveDid", R::Access),
+    ("com.atproto.identity.resolveIdentity", R::Access),
+    ("com.atproto.identity.refreshIdentity", R::Access),
     ("com.atproto.server.getSession", R::Access),
     ("com.atproto.server.checkAccountStatus", R::Access),
     ("com.atproto.server.getServiceAuth", R::Access),
