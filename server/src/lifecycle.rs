@@ -128,6 +128,7 @@ async fn account_route(config: &Config, account: &Account, req: HttpRequest) -> 
     let cx = RequestContext {
         range: req.header("range").map(str::to_owned),
         caller,
+        authorization: req.header("authorization").map(str::to_owned),
     };
     let request = Request {
         nsid: nsid.to_owned(),

@@ -520,7 +520,8 @@ mod tests {
             );
             let config = Config {
                 hostname: "pds.example.com".into(),
-                did: Did::new("did:plc:maintenancetest0000000000").unwrap(),
+                // Born here, so active from the start (a did:plc would wait for its migration).
+                did: Did::new("did:web:pds.example.com").unwrap(),
                 handle: Handle::new("alice.example.com").unwrap(),
                 signing_key: SigningKey::from_bytes(KeyAlgorithm::K256, &[9; 32]).unwrap(),
                 plc_rotation_key: None,

@@ -433,6 +433,7 @@ fn authorize_download(
     let cx = crate::api::RequestContext {
         range: req.header("range").map(str::to_owned),
         caller,
+        authorization: req.header("authorization").map(str::to_owned),
     };
     api.blob_to_serve(&cx, &params)
 }

@@ -9,7 +9,7 @@ use std::net::IpAddr;
 
 use pds_api::runtime::xrpc::XrpcError;
 
-use pds_api::com::atproto::server::create_session;
+use pds_api::com::atproto::server::{create_account, create_session};
 use pds_api::dev::rustpds::server::change_password;
 
 use crate::api::Api;
@@ -64,7 +64,8 @@ pub fn admit_call(
 }
 
 /// Applies the limits a method has before it runs (the login throttle of the methods that
-/// check a password: `createSession`, and `changePassword`, which checks the current one):
+/// check or set a password: `createSession`, `changePassword`, which checks the current one,
+/// and `createAccount`):
 /// `Ok` with the status whose headers the answer carries (none when the method has no limit),
 /// or the answer that refuses it. A login is refused here, before any password is hashed.
 fn admit(api: &Api<'_>, nsid: &str, req: &HttpRequest) -> Result<Option<Status>, HttpResponse> {
@@ -79,6 +80,8 @@ fn admit(api: &Api<'_>, nsid: &str, req: &HttpRequest) -> Result<Option<Status>,
             api.with_auth(|auth| auth.login_subject(&identifier))
                 .map_err(fail)?
         }
+        // Each attempt may fetch the DID document and hashes a password.
+        create_account::NSID => create_account::NSID.to_owned(),
         // Whoever calls, the password checked is the account's.
         change_password::NSID => api
             .with_auth(|auth| auth.login_subject(api.config.did.as_str()))

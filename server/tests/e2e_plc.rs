@@ -369,6 +369,15 @@ fn handle_changes_are_verified_signed_and_announced(kind: ShellKind) {
     );
     let base = server.base().to_owned();
     let (access, _) = login(&base);
+    // A did:plc deployment starts deactivated; the document already names this PDS.
+    let activated = xrpc(
+        &base,
+        "POST",
+        "com.atproto.server.activateAccount",
+        &access,
+        None,
+    );
+    assert_eq!(activated.status, 200, "{:?}", activated.json());
 
     // The resolved document, in describeRepo and in sessions.
     let described = get(

@@ -88,6 +88,7 @@ impl Harness {
                 scope: AccessScope::Full,
                 session_id: "test-session".into(),
             }),
+            authorization: None,
         };
         let req = Request {
             nsid: nsid.to_owned(),

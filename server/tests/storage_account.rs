@@ -196,8 +196,27 @@ fn identity_is_seeded_once_and_config_wins_only_when_it_changes() {
     let first = identity(reconcile_with_seeds(&db, seeds("alice.test", "hash-1"), 10).unwrap());
     assert_eq!(first.handle, "alice.test");
     assert_eq!(first.password_hash, "hash-1");
-    assert_eq!(first.status, AccountStatus::Active);
+    // A did:plc account arrives by migration: deactivated until it is activated.
+    assert_eq!(first.status, AccountStatus::Deactivated);
     assert_eq!(get_account(&db).unwrap().unwrap().created_ms, 10);
+    let web = crate::db();
+    let born_here = identity(
+        reconcile_with_seeds(
+            &web,
+            Seeds {
+                did: "did:web:pds.example.com",
+                handle: "alice.test",
+                password_hash: "hash-1",
+            },
+            10,
+        )
+        .unwrap(),
+    );
+    assert_eq!(
+        born_here.status,
+        AccountStatus::Active,
+        "a did:web of this host is born here"
+    );
 
     // The handle changes through the API; a restart with the same configuration keeps it.
     set_handle(&db, Some("alice-new.test")).unwrap();

@@ -334,6 +334,112 @@ impl Api<'_> {
         })
     }
 
+    /// What keeps the account's DID document from naming this PDS as its host, as the
+    /// reference checks before activating: this PDS's endpoint, the account's signing key and,
+    /// for a did:plc, this PDS's rotation key among the rotation keys. `None`: nothing.
+    pub(crate) async fn did_document_problem(&self) -> Result<Option<&'static str>, XrpcError> {
+        if crate::lifecycle::is_own_did_web(self.config) {
+            return Ok(None);
+        }
+        let wanted = recommended_data(self.config);
+        let (endpoint, signing_key) = if self.config.did.method() == "plc" {
+            let last = self
+                .directory()
+                .last_operation(self.config.did.as_str())
+                .await?;
+            let Some(data) = last.data else {
+                return Ok(Some("Did is tombstoned"));
+            };
+            let ours = wanted.rotation_keys.first();
+            if !ours.is_some_and(|key| data.rotation_keys.contains(key)) {
+                return Ok(Some("Server rotation key not included in PLC DID data"));
+            }
+            (
+                data.pds_endpoint().map(str::to_owned),
+                data.signing_key().map(str::to_owned),
+            )
+        } else {
+            let did = self.config.did.as_str();
+            let doc = self
+                .account
+                .resolver(self.config)
+                .refresh_did(did)
+                .await
+                .map_err(|_| XrpcError::invalid_request("Could not resolve DID"))?;
+            (
+                doc.pds_endpoint().map(str::to_owned),
+                doc.signing_key().map(|k| k.to_did_key()),
+            )
+        };
+        if endpoint.as_deref() != wanted.pds_endpoint() {
+            return Ok(Some(
+                "DID document atproto_pds service endpoint does not match PDS public url",
+            ));
+        }
+        if signing_key.as_deref() != wanted.signing_key() {
+            return Ok(Some(
+                "DID document verification method does not match expected signing key",
+            ));
+        }
+        Ok(None)
+    }
+
+    /// Verifies a service token the account's DID issued for `nsid` to this PDS, with the key
+    /// its DID document names now (fetched again once when the signature does not verify: the
+    /// key may just have changed).
+    pub(crate) async fn verify_account_service_token(
+        &self,
+        token: &str,
+        nsid: &str,
+    ) -> Result<(), XrpcError> {
+        let did = self.config.did.as_str();
+        let resolver = self.account.resolver(self.config);
+        let service_did = self.config.service_did();
+        for refresh in [false, true] {
+            let doc = if refresh {
+                resolver.refresh_did(did).await
+            } else {
+                resolver.resolve_did(did).await
+            }
+            .map_err(|e| XrpcError::upstream_failure(format!("Could not resolve {did}: {e}")))?;
+            let key = doc.signing_key().ok_or_else(|| {
+                XrpcError::unauthorized("BadJwtIss", "the issuer's DID document has no signing key")
+            })?;
+            let verified = crate::auth::service::verify(
+                token,
+                &crate::auth::service::ServiceExpectations {
+                    service_did: &service_did,
+                    account_did: did,
+                    account_key: &key,
+                    nsid,
+                    now_secs: self.account.clock.now_secs(),
+                },
+            );
+            match verified {
+                Err(e) if e.error == "BadJwtSignature" && !refresh => continue,
+                other => return other.map(drop),
+            }
+        }
+        Err(XrpcError::unauthorized(
+            "BadJwtSignature",
+            "jwt signature does not match jwt issuer",
+        ))
+    }
+
+    /// Whether `handle` resolves to the account: the configured (stored) handle counts as it
+    /// stands; another must resolve (see [`Api::check_handle_names_account`]).
+    pub(crate) async fn accept_handle(&self, handle: &Handle) -> Result<Handle, XrpcError> {
+        let handle = handle.to_lowercase();
+        if !handle
+            .as_str()
+            .eq_ignore_ascii_case(self.config.handle.as_str())
+        {
+            check_handle_domain(&handle)?;
+            self.check_handle_names_account(&handle).await?;
+        }
+        Ok(handle)
+    }
+
     fn now_ms(&self) -> i64 {
         i64::try_from(self.account.clock.now_millis()).unwrap_or(i64::MAX)
     }

@@ -31,6 +31,9 @@ pub struct RequestContext {
     pub range: Option<String>,
     /// Who is calling, as established by the auth check before dispatch.
     pub caller: Caller,
+    /// The `Authorization` header, for the one method that verifies its credentials itself
+    /// (createAccount: the service token's key comes from the DID document).
+    pub authorization: Option<String>,
 }
 
 impl Api<'_> {

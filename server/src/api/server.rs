@@ -2,7 +2,7 @@
 //! account's status. The rules live in `crate::auth`; these methods adapt them to the lexicon.
 
 use pds_api::com::atproto::server::{
-    activate_account, check_account_status, create_app_password, create_session,
+    activate_account, check_account_status, create_account, create_app_password, create_session,
     deactivate_account, delete_session, describe_server, get_service_auth, get_session,
     list_app_passwords, refresh_session, revoke_app_password, ComAtprotoServer,
 };
@@ -48,6 +48,7 @@ impl DevRustpdsServer for Api<'_> {
 }
 
 impl ComAtprotoServer for Api<'_> {
+    const SERVES_CREATE_ACCOUNT: bool = true;
     const SERVES_DESCRIBE_SERVER: bool = true;
     const SERVES_CREATE_SESSION: bool = true;
     const SERVES_GET_SESSION: bool = true;
@@ -77,6 +78,79 @@ impl ComAtprotoServer for Api<'_> {
             blob_upload_limit: i64::try_from(self.config.blob_upload_limit).ok(),
             contact: None,
             links: None,
+        })
+    }
+
+    async fn create_account(
+        &self,
+        cx: &RequestContext,
+        _params: create_account::Params,
+        input: create_account::Input,
+    ) -> Result<create_account::Output, XrpcError> {
+        let ours = self.config.did.as_str();
+        // One account lives here: it arrives with its DID (a migration), never new.
+        let Some(did) = input.did.as_ref() else {
+            return Err(XrpcError::invalid_request(format!(
+                "This PDS hosts one account, {ours}: bring it with its DID and a service token \
+                 from its current PDS"
+            )));
+        };
+        if did.as_str() != ours {
+            return Err(XrpcError::invalid_request(format!(
+                "This PDS hosts {ours} only"
+            )));
+        }
+        if input.plc_op.is_some() {
+            return Err(XrpcError::invalid_request(
+                "Unsupported input: plcOp (submit PLC operations with submitPlcOperation)",
+            ));
+        }
+        let token = cx
+            .authorization
+            .as_deref()
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .ok_or_else(|| {
+                XrpcError::authentication_required("Missing auth to create account with did")
+            })?;
+        self.verify_account_service_token(token, create_account::NSID)
+            .await?;
+        let db = self.account.sql.as_ref();
+        let state = SqlAuthStore::new(db, ours).account_state()?;
+        if state.status != AccountStatus::Deactivated {
+            // Once migrated (activated), the account is here: a second createAccount would
+            // replace its password.
+            return Err(XrpcError::invalid_request(
+                "Account already exists: it is active on this PDS",
+            ));
+        }
+        let password = input
+            .password
+            .as_deref()
+            .ok_or_else(|| XrpcError::invalid_request("Password is required"))?;
+        if password.len() > crate::auth::session::MAX_PASSWORD_LEN {
+            return Err(XrpcError::declared("InvalidPassword", "Password too long"));
+        }
+        let handle = self.accept_handle(&input.handle).await?;
+        let hash = crate::password::hash(password).map_err(XrpcError::internal_message)?;
+        db.transaction(|| -> Result<(), crate::storage::StorageError> {
+            crate::storage::account::set_handle(db, Some(handle.as_str()))?;
+            // Every earlier session ends with the old password.
+            crate::storage::account::set_password_hash(db, &hash)
+        })?;
+        self.account.forget_effective_config();
+        let pair =
+            self.with_auth(|auth| auth.open_session(crate::auth::AccessScope::Full, None))?;
+        let did_doc = self
+            .own_did_document()
+            .await
+            .ok()
+            .and_then(|doc| pds_api::runtime::value::Value::from_json(&doc).ok());
+        Ok(create_account::Output {
+            access_jwt: pair.access_jwt,
+            refresh_jwt: pair.refresh_jwt,
+            did: did.clone(),
+            did_doc,
+            handle,
         })
     }
 
@@ -162,6 +236,10 @@ impl ComAtprotoServer for Api<'_> {
         cx: &RequestContext,
         _params: activate_account::Params,
     ) -> Result<(), XrpcError> {
+        // The network must find the account here before it is announced (as the reference).
+        if let Some(problem) = self.did_document_problem().await? {
+            return Err(XrpcError::invalid_request(problem));
+        }
         self.with_auth(|auth| {
             auth.activate_account(&cx.caller, || {
                 crate::identity_events::activation_events(self.config, self.account)
@@ -202,7 +280,7 @@ impl ComAtprotoServer for Api<'_> {
         let activated = state.status == AccountStatus::Active;
         Ok(check_account_status::Output {
             activated,
-            valid_did: true,
+            valid_did: matches!(self.did_document_problem().await, Ok(None)),
             repo_commit: CidString::new(root.commit_cid.to_string())
                 .map_err(|e| XrpcError::internal_message(format!("repo commit: {e}")))?,
             repo_rev: root.rev,

@@ -30,8 +30,9 @@ pub const TABLE: &[(&str, AuthRequirement)] = &[
     ("com.atproto.label.subscribeLabels", R::None),
     ("com.atproto.lexicon.resolveLexicon", R::None),
     ("com.atproto.temp.checkHandleAvailability", R::None),
-    // createAccount: anonymous, or a service JWT when migrating an existing DID in.
-    ("com.atproto.server.createAccount", R::Optional),
+    // createAccount: a service JWT from the DID's current key, which the handler verifies
+    // itself (the key comes from the DID document, fetched: no synchronous check can).
+    ("com.atproto.server.createAccount", R::None),
     // Session lifecycle with the refresh token.
     ("com.atproto.server.refreshSession", R::Refresh),
     ("com.atproto.server.deleteSession", R::Refresh),
@@ -209,7 +210,8 @@ mod tests {
         }
         assert_eq!(requirement("com.atproto.server.refreshSession"), R::Refresh);
         assert_eq!(requirement("com.atproto.server.deleteSession"), R::Refresh);
-        assert_eq!(requirement("com.atproto.server.createAccount"), R::Optional);
+        // Its service token is verified by the handler, with a key from the DID document.
+        assert_eq!(requirement("com.atproto.server.createAccount"), R::None);
         assert_eq!(
             requirement("com.atproto.repo.uploadBlob"),
             R::AccessOrService

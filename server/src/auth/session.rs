@@ -97,9 +97,11 @@ fn active_and_status(state: &AccountState) -> (bool, Option<String>) {
 }
 
 /// A freshly minted pair.
-struct TokenPair {
-    access_jwt: String,
-    refresh_jwt: String,
+pub struct TokenPair {
+    /// The access token.
+    pub access_jwt: String,
+    /// The refresh token.
+    pub refresh_jwt: String,
 }
 
 impl Auth<'_> {
@@ -263,6 +265,24 @@ impl Auth<'_> {
         Ok(())
     }
 
+    /// Opens a session with `scope` (an app password's when `app_password_name` is given): its
+    /// first token pair, stored with the pruning of old rows in one commit.
+    pub fn open_session(
+        &self,
+        scope: AccessScope,
+        app_password_name: Option<String>,
+    ) -> Result<TokenPair, XrpcError> {
+        let now_ms = self.clock.now_millis();
+        let session_id = crate::hex::encode(&super::random_bytes::<16>()?);
+        let (pair, record) = self.mint_pair(&session_id, scope, app_password_name, None, None)?;
+        self.store.prune_and_insert_refresh_token(
+            &record,
+            now_ms,
+            now_ms.saturating_sub(SPENT_REFRESH_RETENTION_MS),
+        )?;
+        Ok(pair)
+    }
+
     /// `com.atproto.server.createSession`: signs in with the handle, DID or email and the
     /// account password or an app password.
     pub fn create_session(
@@ -290,17 +310,8 @@ impl Auth<'_> {
             // allowTakendown would ask for a narrowly scoped session; we offer none.
             return Err(takendown());
         }
-        let now_ms = self.clock.now_millis();
-        let session_id = crate::hex::encode(&super::random_bytes::<16>()?);
         let scope = AccessScope::for_app_password(app_password.as_ref().map(|p| p.privileged));
-        let (pair, record) =
-            self.mint_pair(&session_id, scope, app_password.map(|p| p.name), None, None)?;
-        // Old rows are pruned as sessions open, in the same commit.
-        self.store.prune_and_insert_refresh_token(
-            &record,
-            now_ms,
-            now_ms.saturating_sub(SPENT_REFRESH_RETENTION_MS),
-        )?;
+        let pair = self.open_session(scope, app_password.map(|p| p.name))?;
 
         let (active, status) = active_and_status(&state);
         Ok(create_session::Output {

@@ -225,13 +225,21 @@ pub fn reconcile_with_seeds(db: &dyn Sql, seeds: Seeds<'_>, now_ms: i64) -> Resu
             &[],
         )?;
         let Some(row) = row else {
+            // A did:web of this host is born here; a did:plc account arrives from another PDS
+            // (or from `pds init`): deactivated until its migration ends with activateAccount.
+            let status = if seeds.did.starts_with("did:plc:") {
+                AccountStatus::Deactivated
+            } else {
+                AccountStatus::Active
+            };
             db.execute(
                 "INSERT INTO account (id, did, handle, password_hash, status, created_ms, \
-                 seeded_handle, seeded_password_hash) VALUES (1, ?, ?, ?, 'active', ?, ?, ?)",
+                 seeded_handle, seeded_password_hash) VALUES (1, ?, ?, ?, ?, ?, ?, ?)",
                 &[
                     SqlValue::from(seeds.did),
                     SqlValue::from(seeds.handle),
                     SqlValue::from(seeds.password_hash),
+                    SqlValue::from(status.as_str()),
                     SqlValue::Integer(now_ms),
                     SqlValue::from(seeds.handle),
                     SqlValue::from(seeds.password_hash),
@@ -240,7 +248,7 @@ pub fn reconcile_with_seeds(db: &dyn Sql, seeds: Seeds<'_>, now_ms: i64) -> Resu
             return Ok(Reconciled::Identity(StoredIdentity {
                 handle: seeds.handle.to_owned(),
                 password_hash: seeds.password_hash.to_owned(),
-                status: AccountStatus::Active,
+                status,
             }));
         };
         let did = row.text(0)?;
