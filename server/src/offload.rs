@@ -26,6 +26,7 @@ use pds_api::runtime::xrpc::XrpcError;
 use serde::{Deserialize, Serialize};
 
 use crate::account::Account;
+use crate::api::import::{ImportDone, ImportGrant, IMPORT_REPO};
 use crate::api::repo::{
     record_uploaded_blob, upload_error, upload_mime_type, BodySource, UploadGrant,
 };
@@ -49,6 +50,9 @@ pub enum Offload {
     Proxy,
     /// `com.atproto.sync.getBlob` (GET): the bytes come from the blob store to the client.
     GetBlob,
+    /// `com.atproto.repo.importRepo`: the CAR is read here, its blocks checked and sent to the
+    /// account in batches.
+    ImportRepo,
 }
 
 /// A step the account serves on an internal path.
@@ -57,12 +61,19 @@ pub enum Step {
     /// May the caller do this? Answers an [`crate::api::repo::UploadGrant`] or a [`ProxyGrant`].
     Authorize,
     /// Report what the front did: an upload is recorded and its output answered; for a proxied
-    /// answer, the account's writes since its revision.
+    /// answer, the account's writes since its revision; an import is swapped in.
     Complete,
+    /// Hand the account a batch of an import's blocks (as a small CAR).
+    Stage,
 }
 
 impl Offload {
-    const ALL: [Offload; 3] = [Offload::UploadBlob, Offload::Proxy, Offload::GetBlob];
+    const ALL: [Offload; 4] = [
+        Offload::UploadBlob,
+        Offload::Proxy,
+        Offload::GetBlob,
+        Offload::ImportRepo,
+    ];
 
     /// The offloaded work for an XRPC call, if it is one: a POST to uploadBlob, a GET of
     /// getBlob, or any call of a (well-formed) NSID this PDS does not serve.
@@ -72,6 +83,9 @@ impl Offload {
         }
         if nsid == get_blob::NSID {
             return (method == "GET").then_some(Offload::GetBlob);
+        }
+        if nsid == IMPORT_REPO {
+            return (method == "POST").then_some(Offload::ImportRepo);
         }
         let served = pds_api::methods::serves::<Api<'_>>(nsid);
         (!served && pds_api::runtime::syntax::Nsid::new(nsid.to_owned()).is_ok())
@@ -83,6 +97,7 @@ impl Offload {
             Offload::UploadBlob => "uploadBlob",
             Offload::Proxy => "proxy",
             Offload::GetBlob => "getBlob",
+            Offload::ImportRepo => "importRepo",
         }
     }
 
@@ -109,12 +124,13 @@ impl Offload {
 }
 
 impl Step {
-    const ALL: [Step; 2] = [Step::Authorize, Step::Complete];
+    const ALL: [Step; 3] = [Step::Authorize, Step::Complete, Step::Stage];
 
     fn name(self) -> &'static str {
         match self {
             Step::Authorize => "authorize",
             Step::Complete => "complete",
+            Step::Stage => "stage",
         }
     }
 }
@@ -206,7 +222,119 @@ pub async fn run(
         Offload::UploadBlob => upload(link, ports.blobs, head, body).await,
         Offload::Proxy => proxy(link, ports.http, head, body).await,
         Offload::GetBlob => download(link, ports.blobs, head).await,
+        Offload::ImportRepo => import(link, head, body).await,
     }
+}
+
+/// The most bytes an imported CAR may have (Cloudflare's own request cap is lower on most
+/// plans).
+pub const MAX_IMPORT_BYTES: u64 = 512 * 1024 * 1024;
+
+/// An import: authorized by the account, read here block by block (each checked against its
+/// CID), handed to the account in batches, then swapped in by it. Only one batch is ever held.
+async fn import(link: &dyn AccountLink, head: &HttpRequest, body: Body) -> HttpResponse {
+    let offload = Offload::ImportRepo;
+    let authorized = link
+        .call(internal_request(offload.path(Step::Authorize), head, None))
+        .await;
+    if authorized.status != 200 {
+        return authorized;
+    }
+    let Some(grant) = json_body::<ImportGrant>(authorized.body).await else {
+        return error(XrpcError::internal());
+    };
+    let mut source = BodySource::new(body);
+    let mut decoder = crate::repo::car::CarDecoder::default();
+    let mut root: Option<Cid> = None;
+    let mut batch: Vec<u8> = Vec::new();
+    let mut read: u64 = 0;
+    let bad = |e: crate::repo::error::RepoError| {
+        error(XrpcError::invalid_request(format!("Invalid CAR: {e}")))
+    };
+    loop {
+        let chunk = match crate::storage::ChunkSource::next_chunk(&mut source).await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
+            Err(e) => return error(XrpcError::invalid_request(format!("reading the body: {e}"))),
+        };
+        read += chunk.len() as u64;
+        if read > MAX_IMPORT_BYTES {
+            return crate::routes::with_cors(crate::routes::payload_too_large());
+        }
+        decoder.feed(&chunk);
+        loop {
+            let block = match decoder.next_block() {
+                Ok(Some(block)) => block,
+                Ok(None) => break,
+                Err(e) => return bad(e),
+            };
+            let car_root = match (root, decoder.roots()) {
+                (Some(r), _) => r,
+                (None, Some([r])) => *r,
+                (None, roots) => {
+                    let n = roots.map_or(0, <[Cid]>::len);
+                    return error(XrpcError::invalid_request(format!(
+                        "Invalid CAR: {n} roots (want 1)"
+                    )));
+                }
+            };
+            root = Some(car_root);
+            if batch.is_empty() {
+                match crate::repo::car::header_bytes(&car_root) {
+                    Ok(header) => batch = header,
+                    Err(e) => return bad(e),
+                }
+            }
+            batch.extend_from_slice(&crate::repo::car::block_bytes(&block.0, &block.1));
+            if batch.len() >= grant.batch_bytes {
+                if let Some(refused) = stage(link, head, std::mem::take(&mut batch)).await {
+                    return refused;
+                }
+            }
+        }
+    }
+    if let Err(e) = decoder.finish() {
+        return bad(e);
+    }
+    let root = match (root, decoder.roots()) {
+        (Some(r), _) => r,
+        (None, Some([r])) => *r,
+        _ => {
+            return error(XrpcError::invalid_request(
+                "Invalid CAR: want exactly one root",
+            ))
+        }
+    };
+    if !batch.is_empty() {
+        if let Some(refused) = stage(link, head, batch).await {
+            return refused;
+        }
+    }
+    let done = ImportDone {
+        root: root.to_string(),
+    };
+    let answer = link
+        .call(internal_request(
+            offload.path(Step::Complete),
+            head,
+            serde_json::to_value(&done).ok(),
+        ))
+        .await;
+    if answer.status != 200 {
+        return answer;
+    }
+    // importRepo has no output.
+    crate::routes::with_cors(HttpResponse::bytes(200, "application/json", Vec::new()))
+}
+
+/// Sends one batch (a CAR) to the account; its answer when it refused.
+async fn stage(link: &dyn AccountLink, head: &HttpRequest, car: Vec<u8>) -> Option<HttpResponse> {
+    let mut req = internal_request(Offload::ImportRepo.path(Step::Stage), head, None);
+    req.headers
+        .push(("content-type".into(), "application/vnd.ipld.car".into()));
+    req.body = car;
+    let answer = link.call(req).await;
+    (answer.status != 200).then_some(answer)
 }
 
 /// What the front asks the account to authorize for getBlob: the client's query string.
@@ -395,11 +523,38 @@ pub async fn serve_internal(config: &Config, account: &Account, req: &HttpReques
             .and_then(|blob| serde_json::to_value(blob).map_err(internal)),
         // A download is complete once its bytes are sent.
         (Offload::GetBlob, Step::Complete) => return crate::routes::not_found(),
+        (Offload::ImportRepo, Step::Authorize) => importing(config, account, req)
+            .and_then(|api_grant| serde_json::to_value(api_grant).map_err(internal)),
+        (Offload::ImportRepo, Step::Stage) => {
+            let api = Api { config, account };
+            api.authenticate(IMPORT_REPO, req.header("authorization"))
+                .and_then(|_| api.stage_import(&req.body))
+                .map(|()| serde_json::Value::Null)
+        }
+        (Offload::ImportRepo, Step::Complete) => {
+            let api = Api { config, account };
+            api.authenticate(IMPORT_REPO, req.header("authorization"))
+                .and_then(|_| serde_json::from_slice::<ImportDone>(&req.body).map_err(internal))
+                .and_then(|done| api.finish_import(&done))
+                .map(|()| serde_json::Value::Null)
+        }
+        (_, Step::Stage) => return crate::routes::not_found(),
     };
     match result {
         Ok(value) => crate::routes::with_cors(HttpResponse::json(200, &value)),
         Err(e) => error(e),
     }
+}
+
+/// The checks importRepo gets before any byte is read: a full session, a deactivated account.
+fn importing(
+    config: &Config,
+    account: &Account,
+    req: &HttpRequest,
+) -> Result<ImportGrant, XrpcError> {
+    let api = Api { config, account };
+    api.authenticate(IMPORT_REPO, req.header("authorization"))?;
+    api.import_grant()
 }
 
 /// The checks uploadBlob gets before any byte is stored: the method's auth requirement, the

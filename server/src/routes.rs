@@ -131,6 +131,7 @@ impl Route<'_> {
         match self {
             Route::Offload(Offload::UploadBlob) => None,
             Route::Offload(Offload::Proxy) => Some(crate::proxy::MAX_REQUEST_BYTES),
+            Route::Offload(Offload::ImportRepo) => Some(crate::offload::MAX_IMPORT_BYTES),
             Route::Xrpc(nsid) if RECORD_WRITES.contains(nsid) => Some(RECORD_BODY_LIMIT),
             _ => Some(JSON_BODY_LIMIT),
         }

@@ -20,6 +20,70 @@ const CREATE_ACCOUNT: &str = "com.atproto.server.createAccount";
 /// The test servers' service DID (`did:web:` of their hostname).
 const SERVICE_DID: &str = "did:web:localhost";
 const NEW_PASSWORD: &str = "the-password-it-brings";
+/// The bytes of the image the first imported post shows.
+const IMAGE: &[u8] = b"\x89PNG";
+
+/// A repository of `posts` for `did`, signed by `key`, made by @atproto/repo: the CAR, its
+/// root and its rev.
+fn repo_car(
+    did: &str,
+    key: &SigningKey,
+    posts: &[&str],
+    blob: Option<&str>,
+) -> (Vec<u8>, String, String) {
+    use base64::Engine;
+    let mut input = json!({ "did": did, "keyHex": key.to_hex(), "posts": posts });
+    if let Some(blob) = blob {
+        input["blobCid"] = blob.into();
+    }
+    let out = run_node("repo-car.mjs", &input);
+    let car = base64::engine::general_purpose::STANDARD
+        .decode(out["car"].as_str().unwrap())
+        .unwrap();
+    (
+        car,
+        out["root"].as_str().unwrap().to_owned(),
+        out["rev"].as_str().unwrap().to_owned(),
+    )
+}
+
+fn import(base: &str, token: &str, car: &[u8]) -> support::http::Reply {
+    let auth = format!("Bearer {token}");
+    request(
+        base,
+        "POST",
+        "/xrpc/com.atproto.repo.importRepo",
+        &[
+            ("authorization", auth.as_str()),
+            ("content-type", "application/vnd.ipld.car"),
+        ],
+        car,
+    )
+}
+
+/// The records of the account's exported repository, verified by @atproto/repo against this
+/// PDS's signing key.
+fn exported_records(base: &str, token: &str, did: &str) -> Value {
+    use base64::Engine;
+    let auth = format!("Bearer {token}");
+    let res = request(
+        base,
+        "GET",
+        &format!("/xrpc/com.atproto.sync.getRepo?did={did}"),
+        &[("authorization", auth.as_str())],
+        b"",
+    );
+    assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+    run_node(
+        "sync-verify.mjs",
+        &json!({
+            "did": did,
+            "didKey": support::account::signing_key().public_key().to_did_key(),
+            "repoCar": base64::engine::general_purpose::STANDARD.encode(&res.body),
+            "proofs": [],
+        }),
+    )
+}
 
 /// A service token from `key`, as another PDS's getServiceAuth makes one.
 fn service_token(key: &SigningKey, iss: &str, aud: &str, lxm: &str, exp: Option<u64>) -> String {
@@ -237,6 +301,170 @@ fn an_account_arrives_with_create_account(kind: ShellKind) {
         "{session}"
     );
 
+    // The repository moves in, from a CAR made by @atproto/repo and signed by the old key.
+    // Refused first, each cleanly, the (empty) repository untouched: another DID's, a corrupt
+    // block.
+    let posts = ["3jzfcijpj2z2a", "3jzfcijpj2z2b", "3jzfcijpj2z2c"];
+    let image = pds::data::cid::cid_for_raw(IMAGE).to_string();
+    let (car, root, rev) = repo_car(&did, &old_key, &posts, Some(&image));
+    let (others, _, _) = repo_car("did:plc:someoneelse234567abcdefg", &old_key, &posts, None);
+    let res = import(&base, &access_after, &others);
+    assert_eq!(error_of(&res), (400, "InvalidRequest".into()));
+    assert!(
+        res.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("commit for did:plc:someoneelse"),
+        "{:?}",
+        res.json()
+    );
+    let mut corrupt = car.clone();
+    let last = corrupt.len() - 1;
+    corrupt[last] ^= 1;
+    let res = import(&base, &access_after, &corrupt);
+    assert_eq!(error_of(&res), (400, "InvalidRequest".into()));
+    assert!(
+        res.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("Invalid CAR"),
+        "{:?}",
+        res.json()
+    );
+    let status = xrpc(
+        &base,
+        "GET",
+        "com.atproto.server.checkAccountStatus",
+        &access_after,
+        None,
+    )
+    .json();
+    assert_eq!(status["indexedRecords"], 0, "{status}");
+
+    let res = import(&base, &access_after, &car);
+    assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+    let status = xrpc(
+        &base,
+        "GET",
+        "com.atproto.server.checkAccountStatus",
+        &access_after,
+        None,
+    )
+    .json();
+    assert_eq!(
+        (
+            status["indexedRecords"].as_i64(),
+            status["expectedBlobs"].as_i64(),
+            status["importedBlobs"].as_i64()
+        ),
+        (Some(3), Some(1), Some(0)),
+        "{status}"
+    );
+    // Signed anew by this PDS, at a later revision.
+    assert_ne!(status["repoCommit"].as_str(), Some(root.as_str()));
+    assert!(
+        status["repoRev"].as_str().unwrap() > rev.as_str(),
+        "{status} after {rev}"
+    );
+    let exported = exported_records(&base, &access_after, &did);
+    let paths: Vec<String> = posts
+        .iter()
+        .map(|r| format!("app.bsky.feed.post/{r}"))
+        .collect();
+    let got: Vec<&String> = exported["records"].as_object().unwrap().keys().collect();
+    assert_eq!(got, paths.iter().collect::<Vec<_>>());
+
+    // Its blobs: what is missing, then uploaded (while deactivated), then nothing.
+    let missing = xrpc(
+        &base,
+        "GET",
+        "com.atproto.repo.listMissingBlobs",
+        &access_after,
+        None,
+    );
+    assert_eq!(missing.status, 200, "{:?}", missing.json());
+    assert_eq!(
+        missing.json()["blobs"],
+        json!([{ "cid": image, "recordUri": format!("at://{did}/app.bsky.feed.post/{}", posts[0]) }])
+    );
+    let auth = format!("Bearer {access_after}");
+    let uploaded = request(
+        &base,
+        "POST",
+        "/xrpc/com.atproto.repo.uploadBlob",
+        &[
+            ("authorization", auth.as_str()),
+            ("content-type", "image/png"),
+        ],
+        IMAGE,
+    );
+    assert_eq!(
+        uploaded.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&uploaded.body)
+    );
+    assert_eq!(uploaded.json()["blob"]["ref"]["$link"], image);
+    let missing = xrpc(
+        &base,
+        "GET",
+        "com.atproto.repo.listMissingBlobs",
+        &access_after,
+        None,
+    )
+    .json();
+    assert_eq!(missing["blobs"], json!([]), "{missing}");
+    let status = xrpc(
+        &base,
+        "GET",
+        "com.atproto.server.checkAccountStatus",
+        &access_after,
+        None,
+    )
+    .json();
+    assert_eq!(
+        (
+            status["expectedBlobs"].as_i64(),
+            status["importedBlobs"].as_i64()
+        ),
+        (Some(1), Some(1)),
+        "{status}"
+    );
+
+    // Imported again after more changes on the old side: one post gone, two new.
+    let later = [
+        "3jzfcijpj2z2b",
+        "3jzfcijpj2z2c",
+        "3jzfcijpj2z2d",
+        "3jzfcijpj2z2e",
+    ];
+    let (car, _, _) = repo_car(&did, &old_key, &later, None);
+    let res = import(&base, &access_after, &car);
+    assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+    let exported = exported_records(&base, &access_after, &did);
+    let got: Vec<&String> = exported["records"].as_object().unwrap().keys().collect();
+    let paths: Vec<String> = later
+        .iter()
+        .map(|r| format!("app.bsky.feed.post/{r}"))
+        .collect();
+    assert_eq!(got, paths.iter().collect::<Vec<_>>());
+    let status = xrpc(
+        &base,
+        "GET",
+        "com.atproto.server.checkAccountStatus",
+        &access_after,
+        None,
+    )
+    .json();
+    assert_eq!(
+        (
+            status["indexedRecords"].as_i64(),
+            status["expectedBlobs"].as_i64()
+        ),
+        (Some(4), Some(0)),
+        "{status}"
+    );
+
     // Not yet this PDS's account in the network's eyes: activation waits.
     let status = xrpc(
         &base,
@@ -324,6 +552,22 @@ fn an_account_arrives_with_create_account(kind: ShellKind) {
     )
     .json();
     assert_eq!(described["handleIsCorrect"], true, "{described}");
+
+    // Active: a live repository is never replaced by an import.
+    let res = import(&base, &access_after, &car);
+    assert_eq!(
+        error_of(&res),
+        (400, "InvalidRequest".into()),
+        "{:?}",
+        res.json()
+    );
+    assert_eq!(
+        exported_records(&base, &access_after, &did)["records"]
+            .as_object()
+            .unwrap()
+            .len(),
+        4
+    );
 
     // Here now: a second createAccount, even with a valid token from the DID's current key
     // (this PDS's), would take the account over, and is refused.

@@ -4,7 +4,7 @@
 use cid::Cid;
 use pds_api::com::atproto::repo::{
     apply_writes, create_record, defs::CommitMeta, delete_record, describe_repo, get_record,
-    list_records, put_record, upload_blob, ComAtprotoRepo,
+    list_missing_blobs, list_records, put_record, upload_blob, ComAtprotoRepo,
 };
 use pds_api::runtime::lex::{AtIdentifier, AtUri, BlobRef, CidString, Did, Nsid, RecordKey, Tid};
 use pds_api::runtime::xrpc::{BinaryInput, Body, ByteStream, XrpcError};
@@ -140,7 +140,7 @@ fn validate_record(
 }
 
 /// Collects the blob references of a record, refusing legacy ones.
-fn collect_blobs(value: &Value, out: &mut Vec<BlobRef>) -> Result<(), XrpcError> {
+pub(crate) fn collect_blobs(value: &Value, out: &mut Vec<BlobRef>) -> Result<(), XrpcError> {
     match value {
         Value::Map(m) => {
             if let Some(blob) = value.as_blob_ref() {
@@ -221,7 +221,7 @@ impl Api<'_> {
     }
 
     /// The account's stored status (`active` before the account row exists).
-    fn account_status(&self) -> Result<AccountStatus, XrpcError> {
+    pub(crate) fn account_status(&self) -> Result<AccountStatus, XrpcError> {
         Ok(storage::account::get_account(self.account.sql.as_ref())?
             .map_or(AccountStatus::Active, |a| a.status))
     }
@@ -402,6 +402,7 @@ impl ComAtprotoRepo for Api<'_> {
     const SERVES_PUT_RECORD: bool = true;
     const SERVES_DELETE_RECORD: bool = true;
     const SERVES_DESCRIBE_REPO: bool = true;
+    const SERVES_LIST_MISSING_BLOBS: bool = true;
     const SERVES_GET_RECORD: bool = true;
     const SERVES_LIST_RECORDS: bool = true;
     const SERVES_UPLOAD_BLOB: bool = true;
@@ -600,6 +601,35 @@ impl ComAtprotoRepo for Api<'_> {
         Ok(delete_record::Output {
             commit: Some(batch.commit),
         })
+    }
+
+    async fn list_missing_blobs(
+        &self,
+        _cx: &RequestContext,
+        params: list_missing_blobs::Params,
+    ) -> Result<list_missing_blobs::Output, XrpcError> {
+        let limit = params.limit.clamp(1, 1000) as u32;
+        let missing = storage::blobs::list_missing_blobs(
+            self.account.sql.as_ref(),
+            params.cursor.as_deref(),
+            limit,
+        )
+        .map_err(|e| internal("blob index", e))?;
+        let cursor = (missing.len() as u32 == limit)
+            .then(|| missing.last().map(|(cid, _, _)| cid.to_string()))
+            .flatten();
+        let did = self.config.did.clone();
+        let blobs = missing
+            .into_iter()
+            .map(|(cid, collection, rkey)| {
+                Ok(list_missing_blobs::RecordBlob {
+                    cid: CidString::new(cid.to_string()).map_err(|e| internal("blob CID", e))?,
+                    record_uri: AtUri::new(format!("at://{}/{collection}/{rkey}", did.as_str()))
+                        .map_err(|e| internal("record URI", e))?,
+                })
+            })
+            .collect::<Result<_, XrpcError>>()?;
+        Ok(list_missing_blobs::Output { blobs, cursor })
     }
 
     async fn describe_repo(

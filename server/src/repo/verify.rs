@@ -21,6 +21,8 @@ pub struct VerifiedRepo {
     pub records: Vec<(String, Cid)>,
     /// Number of MST nodes.
     pub mst_nodes: usize,
+    /// The MST nodes' CIDs, root first.
+    pub node_cids: Vec<Cid>,
 }
 
 /// Reads a CAR from `source` into `store` (every block checked against its
@@ -68,6 +70,26 @@ pub fn verify_repo(
     verifier: &dyn CommitVerifier,
     did: Option<&str>,
 ) -> Result<VerifiedRepo> {
+    check_repo(store, commit_cid, Some(verifier), did)
+}
+
+/// Verifies the repository at `commit_cid` in `store` like [`verify_repo`], except the commit's
+/// signature: for a repository that arrives from another host to be signed anew (an import),
+/// whose old key need not be known.
+pub fn verify_tree(
+    store: &(impl BlockStore + ?Sized),
+    commit_cid: Cid,
+    did: &str,
+) -> Result<VerifiedRepo> {
+    check_repo(store, commit_cid, None, Some(did))
+}
+
+fn check_repo(
+    store: &(impl BlockStore + ?Sized),
+    commit_cid: Cid,
+    verifier: Option<&dyn CommitVerifier>,
+    did: Option<&str>,
+) -> Result<VerifiedRepo> {
     let commit = Commit::decode(&get_required(store, &commit_cid)?)?;
     if let Some(did) = did {
         if commit.did != did {
@@ -77,7 +99,9 @@ pub fn verify_repo(
             )));
         }
     }
-    commit.verify(verifier)?;
+    if let Some(verifier) = verifier {
+        commit.verify(verifier)?;
+    }
 
     let root = Node::decode(&get_required(store, &commit.data)?, commit.data, None)?;
     if root.keys.is_empty() && root.gaps.iter().any(Option::is_some) {
@@ -88,7 +112,7 @@ pub fn verify_repo(
     let mut walk = Walk {
         store,
         records: Vec::new(),
-        nodes: 0,
+        nodes: Vec::new(),
     };
     walk.node(&root, true)?;
     for (_, cid) in &walk.records {
@@ -100,21 +124,24 @@ pub fn verify_repo(
         commit_cid,
         commit,
         records: walk.records,
-        mst_nodes: walk.nodes,
+        mst_nodes: walk.nodes.len(),
+        node_cids: walk.nodes,
     })
 }
 
 struct Walk<'a, S: BlockStore + ?Sized> {
     store: &'a S,
     records: Vec<(String, Cid)>,
-    nodes: usize,
+    nodes: Vec<Cid>,
 }
 
 impl<S: BlockStore + ?Sized> Walk<'_, S> {
     /// In-order walk; `Node::decode` already checked canonical form, key
     /// syntax, in-node order and heights. Order across nodes is checked here.
     fn node(&mut self, node: &Node, is_root: bool) -> Result<()> {
-        self.nodes += 1;
+        if let Some(cid) = node.cid {
+            self.nodes.push(cid);
+        }
         if !is_root && node.keys.is_empty() && node.gaps.iter().all(Option::is_none) {
             return Err(RepoError::InvalidMst(format!("empty node {:?}", node.cid)));
         }

@@ -287,6 +287,37 @@ pub fn list_referenced_blobs(
     .collect()
 }
 
+/// Blobs records reference but the account does not hold (an import's, before their upload),
+/// ordered by CID after `cursor`, each with the first record (`collection`, `rkey`) that
+/// references it.
+pub fn list_missing_blobs(
+    db: &dyn Sql,
+    cursor: Option<&str>,
+    limit: u32,
+) -> SqlResult<Vec<(Cid, String, String)>> {
+    db.execute(
+        "SELECT rb.blob_cid, MIN(rb.collection || '/' || rb.rkey) FROM record_blob rb \
+         LEFT JOIN blob_metadata b ON b.cid = rb.blob_cid \
+         WHERE b.cid IS NULL AND rb.blob_cid > ? \
+         GROUP BY rb.blob_cid ORDER BY rb.blob_cid LIMIT ?",
+        &[
+            SqlValue::from(cursor.unwrap_or("")),
+            SqlValue::Integer(i64::from(limit)),
+        ],
+    )?
+    .iter()
+    .map(|row| {
+        let path = row.text(1)?;
+        let (collection, rkey) = path.split_once('/').unwrap_or((path.as_str(), ""));
+        Ok((
+            stored_cid(&row.text(0)?)?,
+            collection.to_owned(),
+            rkey.to_owned(),
+        ))
+    })
+    .collect()
+}
+
 /// After a commit changed which records reference which blobs: `added` blobs are referenced
 /// (their grace window no longer matters), and each of `dropped` that no record references any
 /// more is unreferenced from `now_ms`. Call inside the commit's transaction.

@@ -28,6 +28,7 @@ pub mod account;
 pub mod blobs;
 pub mod blocks;
 pub mod error;
+pub mod import;
 pub mod maintenance;
 pub mod repo_store;
 pub mod schema;

@@ -230,40 +230,7 @@ pub fn replace_repo(
         db.execute("DELETE FROM record", &[])?;
         db.execute("DELETE FROM record_blob", &[])?;
         put_blocks(db, reachable.blocks(), rev)?;
-        for chunk in verified.records.chunks(MAX_PARAMS / 4) {
-            let mut params = Vec::with_capacity(chunk.len() * 4);
-            for (path, cid) in chunk {
-                let (collection, rkey) = split_path(path)?;
-                params.push(SqlValue::from(collection));
-                params.push(SqlValue::from(rkey));
-                params.push(SqlValue::Text(cid.to_string()));
-                params.push(SqlValue::from(rev));
-            }
-            db.execute(
-                &format!(
-                    "INSERT INTO record (collection, rkey, cid, rev) VALUES {}",
-                    vec!["(?, ?, ?, ?)"; chunk.len()].join(", ")
-                ),
-                &params,
-            )?;
-        }
-        let paths: BTreeSet<&str> = verified.records.iter().map(|(p, _)| p.as_str()).collect();
-        // References of records the repository does not hold are dropped.
-        for (path, cids) in blobs.iter().filter(|(p, _)| paths.contains(p.as_str())) {
-            let (collection, rkey) = split_path(path)?;
-            for cid in cids {
-                db.execute(
-                    "INSERT OR IGNORE INTO record_blob (collection, rkey, blob_cid, rev) \
-                     VALUES (?, ?, ?, ?)",
-                    &[
-                        SqlValue::from(collection),
-                        SqlValue::from(rkey),
-                        SqlValue::Text(cid.to_string()),
-                        SqlValue::from(rev),
-                    ],
-                )?;
-            }
-        }
+        index_records(db, &verified.records, blobs, rev)?;
         db.execute(
             "INSERT OR REPLACE INTO repo_root (id, did, commit_cid, rev, data_cid) \
              VALUES (1, ?, ?, ?, ?)",
@@ -277,6 +244,52 @@ pub fn replace_repo(
         recount_references(db, now_ms)?;
         event.map(|e| insert_event(db, e)).transpose()
     })
+}
+
+/// Fills the emptied record index with `records` (`collection/rkey`, CID) and the blob
+/// references `blobs` lists for them (references of records not in `records` are dropped),
+/// all written at `rev`.
+pub(crate) fn index_records(
+    db: &dyn Sql,
+    records: &[(String, Cid)],
+    blobs: &RecordBlobs,
+    rev: &str,
+) -> Result<()> {
+    for chunk in records.chunks(MAX_PARAMS / 4) {
+        let mut params = Vec::with_capacity(chunk.len() * 4);
+        for (path, cid) in chunk {
+            let (collection, rkey) = split_path(path)?;
+            params.push(SqlValue::from(collection));
+            params.push(SqlValue::from(rkey));
+            params.push(SqlValue::Text(cid.to_string()));
+            params.push(SqlValue::from(rev));
+        }
+        db.execute(
+            &format!(
+                "INSERT INTO record (collection, rkey, cid, rev) VALUES {}",
+                vec!["(?, ?, ?, ?)"; chunk.len()].join(", ")
+            ),
+            &params,
+        )?;
+    }
+    let paths: BTreeSet<&str> = records.iter().map(|(p, _)| p.as_str()).collect();
+    // References of records the repository does not hold are dropped.
+    for (path, cids) in blobs.iter().filter(|(p, _)| paths.contains(p.as_str())) {
+        let (collection, rkey) = split_path(path)?;
+        for cid in cids {
+            db.execute(
+                "INSERT OR IGNORE INTO record_blob (collection, rkey, blob_cid, rev) \
+                 VALUES (?, ?, ?, ?)",
+                &[
+                    SqlValue::from(collection),
+                    SqlValue::from(rkey),
+                    SqlValue::Text(cid.to_string()),
+                    SqlValue::from(rev),
+                ],
+            )?;
+        }
+    }
+    Ok(())
 }
 
 fn describe(cid: Option<Cid>) -> String {

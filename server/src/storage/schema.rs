@@ -198,6 +198,15 @@ const V7_STATEMENTS: &[&str] = &["CREATE TABLE account_token (
         expires_ms INTEGER NOT NULL
     )"];
 
+/// Version 8: repository imports. The blocks of an import stream in here, checked against
+/// their CIDs, before the repository is verified and swapped in whole; a repeated import reuses
+/// them. `keep` marks the blocks the imported repository reaches.
+const V8_STATEMENTS: &[&str] = &["CREATE TABLE import_block (
+        cid TEXT PRIMARY KEY NOT NULL,
+        bytes BLOB NOT NULL,
+        keep INTEGER NOT NULL DEFAULT 0
+    )"];
+
 /// The schema of this build, oldest first.
 pub const MIGRATIONS: &[Migration] = &[
     Migration {
@@ -234,6 +243,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 7,
         name: "account action tokens",
         statements: V7_STATEMENTS,
+    },
+    Migration {
+        version: 8,
+        name: "repository import staging",
+        statements: V8_STATEMENTS,
     },
 ];
 
