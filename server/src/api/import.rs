@@ -12,9 +12,11 @@ use crate::repo::blockstore::BlockStore;
 use crate::repo::car::CarReader;
 use crate::repo::commit::UnsignedCommit;
 use crate::repo::error::RepoError;
+use crate::repo::verify::{decode_commit, walk_tree, Visit};
 use crate::storage::account::AccountStatus;
-use crate::storage::import::{self, ImportedRepo, StagedBlocks};
-use crate::storage::{load_root, RecordBlobs};
+use crate::storage::import::{self, ImportedHead, StagedBlocks};
+use crate::storage::{load_root, RecordBlobs, Sql, SqlExt};
+use pds_api::runtime::syntax::Tid;
 
 /// The NSID.
 pub const IMPORT_REPO: &str = "com.atproto.repo.importRepo";
@@ -74,7 +76,9 @@ impl Api<'_> {
         Ok(())
     }
 
-    /// Verifies the staged repository whose commit is `done.root` and swaps it in, signed anew.
+    /// Verifies the staged repository whose commit is `done.root` and swaps it in, signed anew,
+    /// in one transaction that walks the tree: memory holds one path of the tree and a few
+    /// hundred records at a time, whatever the repository's size.
     pub(crate) fn finish_import(&self, done: &ImportDone) -> Result<(), XrpcError> {
         self.check_importable()?;
         let db = self.account.sql.as_ref();
@@ -84,59 +88,107 @@ impl Api<'_> {
             .map_err(|e| XrpcError::invalid_request(format!("bad root CID: {e}")))?;
         let staged = StagedBlocks::new(db);
         let did = self.config.did.as_str();
-        // The tree must be complete and canonical and the commit this account's; the old
-        // host's signature is not checked (its key may be gone): this PDS signs anew.
-        let verified = crate::repo::verify::verify_tree(&staged, root, did)
-            .map_err(|e| XrpcError::invalid_request(format!("Invalid repository: {e}")))?;
-        let mut blobs = RecordBlobs::new();
-        for (path, cid) in &verified.records {
-            let bytes = staged
-                .get(cid)
-                .map_err(internal)?
-                .ok_or_else(|| XrpcError::invalid_request(format!("missing record block {cid}")))?;
-            let value = crate::data::cbor::decode(&bytes).map_err(|e| {
-                XrpcError::invalid_request(format!("record {path} is not valid DAG-CBOR: {e}"))
-            })?;
-            let mut refs = Vec::new();
-            super::repo::collect_blobs(&value, &mut refs)?;
-            if !refs.is_empty() {
-                blobs.insert(path.clone(), refs.into_iter().map(|b| b.cid).collect());
-            }
-        }
-        // A revision after the imported one and after anything this PDS signed before.
-        let rev = {
-            let mut tids = self.account.tids.borrow_mut();
-            let imported = pds_api::runtime::syntax::Tid::new(verified.commit.rev.clone())
-                .map_err(|e| XrpcError::invalid_request(format!("bad commit rev: {e}")))?;
-            tids.ensure_after(&imported);
-            if let Some(head) = load_root(db).map_err(internal)? {
-                if let Ok(rev) = pds_api::runtime::syntax::Tid::new(head.rev) {
-                    tids.ensure_after(&rev);
-                }
-            }
-            tids.next(self.account.clock.as_ref())
-        };
-        let commit = UnsignedCommit::new(did, verified.commit.data, rev.as_str())
+        // The commit must be this account's; the old host's signature is not checked (its key
+        // may be gone): this PDS signs anew.
+        let imported = decode_commit(&staged, root, Some(did)).map_err(invalid_repo)?;
+        let rev = self.rev_after(&imported.rev)?;
+        let commit = UnsignedCommit::new(did, imported.data, rev.as_str())
             .sign(&self.config.signing_key)
             .and_then(|c| c.to_block())
             .map_err(internal)?;
-        let mut reachable = verified.node_cids.clone();
-        reachable.extend(verified.records.iter().map(|(_, cid)| *cid));
         let now_ms = i64::try_from(self.account.clock.now_millis()).unwrap_or(i64::MAX);
-        import::swap_in(
-            db,
-            &ImportedRepo {
+        db.transaction(|| -> Result<(), XrpcError> {
+            import::begin_swap(db)?;
+            let mut batch = Batch::default();
+            walk_tree(&staged, &imported, &mut |visit| {
+                batch.add(&staged, visit)?;
+                if batch.is_full() {
+                    batch.flush(db, rev.as_str())?;
+                }
+                Ok(())
+            })
+            .map_err(invalid_repo)?;
+            batch.flush(db, rev.as_str()).map_err(invalid_repo)?;
+            let head = ImportedHead {
                 did,
-                reachable,
-                records: &verified.records,
-                blobs: &blobs,
                 commit,
                 rev: rev.as_str(),
-                data: verified.commit.data,
-            },
-            now_ms,
-        )?;
+                data: imported.data,
+            };
+            import::finish_swap(db, &head, now_ms)?;
+            Ok(())
+        })
+    }
+
+    /// A revision after `imported` and after anything this PDS signed before.
+    fn rev_after(&self, imported: &str) -> Result<Tid, XrpcError> {
+        let mut tids = self.account.tids.borrow_mut();
+        let imported = Tid::new(imported.to_owned())
+            .map_err(|e| XrpcError::invalid_request(format!("bad commit rev: {e}")))?;
+        tids.ensure_after(&imported);
+        if let Some(head) = load_root(self.account.sql.as_ref()).map_err(internal)? {
+            if let Ok(rev) = Tid::new(head.rev) {
+                tids.ensure_after(&rev);
+            }
+        }
+        Ok(tids.next(self.account.clock.as_ref()))
+    }
+}
+
+/// What a walk of an imported tree has met and not yet written.
+#[derive(Default)]
+struct Batch {
+    /// Blocks to keep: nodes and records.
+    keep: Vec<Cid>,
+    /// Records: (`collection/rkey`, CID).
+    records: Vec<(String, Cid)>,
+    /// The blobs they reference.
+    blobs: RecordBlobs,
+}
+
+impl Batch {
+    /// Takes a node or a record (whose block must be staged and valid DAG-CBOR: its blob
+    /// references are read from it).
+    fn add(&mut self, staged: &StagedBlocks<'_>, visit: Visit<'_>) -> Result<(), RepoError> {
+        match visit {
+            Visit::Node(cid) => self.keep.push(cid),
+            Visit::Record(path, cid) => {
+                let bytes = staged.get(&cid)?.ok_or(RepoError::MissingBlock(cid))?;
+                let value = crate::data::cbor::decode(&bytes).map_err(|e| {
+                    RepoError::InvalidMst(format!("record {path} is not valid DAG-CBOR: {e}"))
+                })?;
+                let mut refs = Vec::new();
+                super::repo::collect_blobs(&value, &mut refs)
+                    .map_err(|e| RepoError::InvalidMst(format!("record {path}: {}", e.message)))?;
+                if !refs.is_empty() {
+                    self.blobs
+                        .insert(path.to_owned(), refs.into_iter().map(|b| b.cid).collect());
+                }
+                self.keep.push(cid);
+                self.records.push((path.to_owned(), cid));
+            }
+        }
         Ok(())
+    }
+
+    fn is_full(&self) -> bool {
+        self.keep.len() >= 500
+    }
+
+    /// Writes what it holds (kept blocks, index rows) and empties.
+    fn flush(&mut self, db: &dyn Sql, rev: &str) -> Result<(), RepoError> {
+        import::keep_blocks(db, &self.keep)?;
+        import::index_records(db, &self.records, &self.blobs, rev)?;
+        *self = Batch::default();
+        Ok(())
+    }
+}
+
+/// A repository that fails its checks: the client's fault, unless the store failed.
+fn invalid_repo(e: RepoError) -> XrpcError {
+    match e {
+        RepoError::Storage(_) => internal(e),
+        e => XrpcError::invalid_request(format!("Invalid repository: {e}")),
     }
 }
 

@@ -21,8 +21,15 @@ pub struct VerifiedRepo {
     pub records: Vec<(String, Cid)>,
     /// Number of MST nodes.
     pub mst_nodes: usize,
-    /// The MST nodes' CIDs, root first.
-    pub node_cids: Vec<Cid>,
+}
+
+/// What a walk of a repository's tree meets, in key order ([`walk_tree`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Visit<'a> {
+    /// An MST node, by CID.
+    Node(Cid),
+    /// A record: its path (`collection/rkey`) and CID.
+    Record(&'a str, Cid),
 }
 
 /// Reads a CAR from `source` into `store` (every block checked against its
@@ -73,23 +80,12 @@ pub fn verify_repo(
     check_repo(store, commit_cid, Some(verifier), did)
 }
 
-/// Verifies the repository at `commit_cid` in `store` like [`verify_repo`], except the commit's
-/// signature: for a repository that arrives from another host to be signed anew (an import),
-/// whose old key need not be known.
-pub fn verify_tree(
+/// The commit block at `commit_cid`, which must name `did` when one is given.
+pub fn decode_commit(
     store: &(impl BlockStore + ?Sized),
     commit_cid: Cid,
-    did: &str,
-) -> Result<VerifiedRepo> {
-    check_repo(store, commit_cid, None, Some(did))
-}
-
-fn check_repo(
-    store: &(impl BlockStore + ?Sized),
-    commit_cid: Cid,
-    verifier: Option<&dyn CommitVerifier>,
     did: Option<&str>,
-) -> Result<VerifiedRepo> {
+) -> Result<Commit> {
     let commit = Commit::decode(&get_required(store, &commit_cid)?)?;
     if let Some(did) = did {
         if commit.did != did {
@@ -99,10 +95,50 @@ fn check_repo(
             )));
         }
     }
+    Ok(commit)
+}
+
+fn check_repo(
+    store: &(impl BlockStore + ?Sized),
+    commit_cid: Cid,
+    verifier: Option<&dyn CommitVerifier>,
+    did: Option<&str>,
+) -> Result<VerifiedRepo> {
+    let commit = decode_commit(store, commit_cid, did)?;
     if let Some(verifier) = verifier {
         commit.verify(verifier)?;
     }
+    let mut records = Vec::new();
+    let mut mst_nodes = 0;
+    walk_tree(store, &commit, &mut |visit| {
+        match visit {
+            Visit::Node(_) => mst_nodes += 1,
+            Visit::Record(path, cid) => records.push((path.to_owned(), cid)),
+        }
+        Ok(())
+    })?;
+    for (_, cid) in &records {
+        if !store.has(cid)? {
+            return Err(RepoError::MissingBlock(*cid));
+        }
+    }
+    Ok(VerifiedRepo {
+        commit_cid,
+        commit,
+        records,
+        mst_nodes,
+    })
+}
 
+/// Walks the tree of `commit`, checking it as [`verify_repo`] does (canonical nodes, keys in
+/// order and at their heights, no empty or misplaced nodes), and calls `visit` for every node
+/// and record in key order, holding no more than one path of the tree. Whether record blocks
+/// exist is the visitor's to check.
+pub fn walk_tree(
+    store: &(impl BlockStore + ?Sized),
+    commit: &Commit,
+    visit: &mut dyn FnMut(Visit<'_>) -> Result<()>,
+) -> Result<()> {
     let root = Node::decode(&get_required(store, &commit.data)?, commit.data, None)?;
     if root.keys.is_empty() && root.gaps.iter().any(Option::is_some) {
         return Err(RepoError::InvalidMst(
@@ -111,28 +147,16 @@ fn check_repo(
     }
     let mut walk = Walk {
         store,
-        records: Vec::new(),
-        nodes: Vec::new(),
+        last_key: None,
+        visit,
     };
-    walk.node(&root, true)?;
-    for (_, cid) in &walk.records {
-        if !store.has(cid)? {
-            return Err(RepoError::MissingBlock(*cid));
-        }
-    }
-    Ok(VerifiedRepo {
-        commit_cid,
-        commit,
-        records: walk.records,
-        mst_nodes: walk.nodes.len(),
-        node_cids: walk.nodes,
-    })
+    walk.node(&root, true)
 }
 
 struct Walk<'a, S: BlockStore + ?Sized> {
     store: &'a S,
-    records: Vec<(String, Cid)>,
-    nodes: Vec<Cid>,
+    last_key: Option<String>,
+    visit: &'a mut dyn FnMut(Visit<'_>) -> Result<()>,
 }
 
 impl<S: BlockStore + ?Sized> Walk<'_, S> {
@@ -140,7 +164,7 @@ impl<S: BlockStore + ?Sized> Walk<'_, S> {
     /// syntax, in-node order and heights. Order across nodes is checked here.
     fn node(&mut self, node: &Node, is_root: bool) -> Result<()> {
         if let Some(cid) = node.cid {
-            self.nodes.push(cid);
+            (self.visit)(Visit::Node(cid))?;
         }
         if !is_root && node.keys.is_empty() && node.gaps.iter().all(Option::is_none) {
             return Err(RepoError::InvalidMst(format!("empty node {:?}", node.cid)));
@@ -160,10 +184,11 @@ impl<S: BlockStore + ?Sized> Walk<'_, S> {
                 self.node(&child, false)?;
             }
             if let Some(key) = node.keys.get(i) {
-                if self.records.last().is_some_and(|(last, _)| last >= key) {
+                if self.last_key.as_ref().is_some_and(|last| last >= key) {
                     return Err(RepoError::InvalidMst(format!("key {key} out of order")));
                 }
-                self.records.push((key.clone(), node.vals[i]));
+                (self.visit)(Visit::Record(key, node.vals[i]))?;
+                self.last_key = Some(key.clone());
             }
         }
         Ok(())

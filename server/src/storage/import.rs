@@ -1,13 +1,13 @@
 //! Repository imports, staged: the blocks of an imported CAR arrive in batches into
 //! `import_block` (already checked against their CIDs at the edge), then the repository they
-//! make is swapped in whole, in one transaction, with a new commit over the same tree. Until the
-//! swap the previous repository is untouched, and a repeated import reuses what is staged.
+//! make is swapped in whole, in one transaction that walks the imported tree (so a tree that
+//! fails its checks midway rolls everything back), with a new commit over the same tree. Until
+//! the swap the previous repository is untouched, and a repeated import reuses what is staged.
 
 use cid::Cid;
 
 use super::blocks::put_blocks;
 use super::error::Result;
-use super::repo_store::{index_records, RecordBlobs};
 use super::sql::{Sql, SqlExt, SqlValue, MAX_PARAMS};
 use crate::repo::blockstore::{BlockMap, BlockStore};
 use crate::repo::error::RepoError;
@@ -76,16 +76,42 @@ impl BlockStore for StagedBlocks<'_> {
     }
 }
 
-/// What an import swaps in.
-pub struct ImportedRepo<'a> {
+/// Starts swapping an import in (inside the caller's transaction): nothing staged is marked
+/// kept yet, and the repository's blocks, record index and blob references are emptied, to be
+/// refilled from the imported tree as it is walked ([`keep_blocks`], [`index_records`]) and
+/// completed by [`finish_swap`].
+pub fn begin_swap(db: &dyn Sql) -> Result<()> {
+    db.execute("UPDATE import_block SET keep = 0 WHERE keep = 1", &[])?;
+    db.execute("DELETE FROM repo_block", &[])?;
+    db.execute("DELETE FROM record", &[])?;
+    db.execute("DELETE FROM record_blob", &[])?;
+    Ok(())
+}
+
+/// Marks staged blocks the imported tree reaches.
+pub fn keep_blocks(db: &dyn Sql, cids: &[Cid]) -> Result<()> {
+    for chunk in cids.chunks(MAX_PARAMS) {
+        let params: Vec<SqlValue> = chunk
+            .iter()
+            .map(|c| SqlValue::Text(c.to_string()))
+            .collect();
+        db.execute(
+            &format!(
+                "UPDATE import_block SET keep = 1 WHERE cid IN ({})",
+                vec!["?"; chunk.len()].join(", ")
+            ),
+            &params,
+        )?;
+    }
+    Ok(())
+}
+
+pub use super::repo_store::index_records;
+
+/// The new head of an imported repository.
+pub struct ImportedHead<'a> {
     /// The DID the repository belongs to.
     pub did: &'a str,
-    /// The blocks to keep from the stage: the tree's nodes and records.
-    pub reachable: Vec<Cid>,
-    /// Every record: (`collection/rkey`, CID).
-    pub records: &'a [(String, Cid)],
-    /// The blobs each record references.
-    pub blobs: &'a RecordBlobs,
     /// The new commit over the imported tree: its CID and block.
     pub commit: (Cid, Vec<u8>),
     /// The new commit's revision.
@@ -94,49 +120,28 @@ pub struct ImportedRepo<'a> {
     pub data: Cid,
 }
 
-/// Replaces the repository with the imported one, all-or-nothing: its reachable staged blocks
-/// and new commit become the repository's blocks, the record index and blob references are
-/// rebuilt, the head moves to the new commit, and the stage is emptied. Blobs no record
-/// references any more count as unreferenced from `now_ms`.
-pub fn swap_in(db: &dyn Sql, repo: &ImportedRepo<'_>, now_ms: i64) -> Result<()> {
-    db.transaction(|| {
-        db.execute("UPDATE import_block SET keep = 0", &[])?;
-        for chunk in repo.reachable.chunks(MAX_PARAMS) {
-            let params: Vec<SqlValue> = chunk
-                .iter()
-                .map(|c| SqlValue::Text(c.to_string()))
-                .collect();
-            db.execute(
-                &format!(
-                    "UPDATE import_block SET keep = 1 WHERE cid IN ({})",
-                    vec!["?"; chunk.len()].join(", ")
-                ),
-                &params,
-            )?;
-        }
-        db.execute("DELETE FROM repo_block", &[])?;
-        db.execute("DELETE FROM record", &[])?;
-        db.execute("DELETE FROM record_blob", &[])?;
-        db.execute(
-            "INSERT INTO repo_block (cid, bytes, rev) SELECT cid, bytes, ? FROM import_block \
-             WHERE keep = 1",
-            &[SqlValue::from(repo.rev)],
-        )?;
-        let mut commit = BlockMap::new();
-        commit.insert(repo.commit.0, repo.commit.1.clone());
-        put_blocks(db, &commit, repo.rev)?;
-        index_records(db, repo.records, repo.blobs, repo.rev)?;
-        db.execute(
-            "INSERT OR REPLACE INTO repo_root (id, did, commit_cid, rev, data_cid) \
-             VALUES (1, ?, ?, ?, ?)",
-            &[
-                SqlValue::from(repo.did),
-                SqlValue::Text(repo.commit.0.to_string()),
-                SqlValue::from(repo.rev),
-                SqlValue::Text(repo.data.to_string()),
-            ],
-        )?;
-        super::blobs::recount_references(db, now_ms)?;
-        clear_stage(db)
-    })
+/// Completes the swap [`begin_swap`] started: the kept staged blocks and the new commit become
+/// the repository's blocks, the head moves to the new commit, blob references are recounted
+/// (blobs no record references count as unreferenced from `now_ms`), and the stage is emptied.
+pub fn finish_swap(db: &dyn Sql, head: &ImportedHead<'_>, now_ms: i64) -> Result<()> {
+    db.execute(
+        "INSERT INTO repo_block (cid, bytes, rev) SELECT cid, bytes, ? FROM import_block \
+         WHERE keep = 1",
+        &[SqlValue::from(head.rev)],
+    )?;
+    let mut commit = BlockMap::new();
+    commit.insert(head.commit.0, head.commit.1.clone());
+    put_blocks(db, &commit, head.rev)?;
+    db.execute(
+        "INSERT OR REPLACE INTO repo_root (id, did, commit_cid, rev, data_cid) \
+         VALUES (1, ?, ?, ?, ?)",
+        &[
+            SqlValue::from(head.did),
+            SqlValue::Text(head.commit.0.to_string()),
+            SqlValue::from(head.rev),
+            SqlValue::Text(head.data.to_string()),
+        ],
+    )?;
+    super::blobs::recount_references(db, now_ms)?;
+    clear_stage(db)
 }

@@ -249,7 +249,7 @@ pub fn replace_repo(
 /// Fills the emptied record index with `records` (`collection/rkey`, CID) and the blob
 /// references `blobs` lists for them (references of records not in `records` are dropped),
 /// all written at `rev`.
-pub(crate) fn index_records(
+pub fn index_records(
     db: &dyn Sql,
     records: &[(String, Cid)],
     blobs: &RecordBlobs,
