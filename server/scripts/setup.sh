@@ -22,10 +22,23 @@ done
 # modifies a tracked file. The lock is complete for every platform (other platforms' optional
 # workerd, esbuild and Node packages are in it), which `npm ci` requires. It replaces
 # node_modules/, so it runs only when that is missing or older than package.json or the lock.
-# After changing package.json, run `npm install` yourself and commit the lock it writes.
+# After changing package.json, run `npm install --ignore-scripts` yourself and commit the
+# lock it writes. Install scripts run afterwards, by `npm rebuild`: better-sqlite3 (a native
+# addon that the reference PDS, @atproto/pds, needs in the migration tests) compiles from
+# source, about 2 min on 2 cores, against the headers in the pinned Node 22's own package, as
+# nothing prebuilt can be downloaded. It is compiled again only when it cannot open a database
+# under that Node (`require` alone loads no binary).
+npm_rebuild() {
+  npm_config_build_from_source=true \
+    npm_config_nodedir="$(node -p "require('path').resolve(process.execPath, '../..')")" \
+    npm rebuild --loglevel=error "$@"
+}
 if [ ! -x node_modules/.bin/wrangler ] || [ package-lock.json -nt node_modules/.package-lock.json ] \
   || [ package.json -nt node_modules/.package-lock.json ]; then
-  npm ci --no-audit --no-fund --loglevel=error
+  npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+  npm_rebuild
+elif ! node -e "new (require('better-sqlite3'))(':memory:')" 2>/dev/null; then
+  npm_rebuild better-sqlite3
 fi
 
 # cargo_tool NAME VERSION [cargo install flags...]: installs NAME at exactly VERSION into .tools/.

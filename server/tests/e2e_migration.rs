@@ -9,12 +9,17 @@ mod support;
 use pds::crypto::{KeyAlgorithm, SigningKey};
 use serde_json::{json, Value};
 use support::account::{sign_in, HANDLE, PASSWORD};
+use support::firehose::{assert_verified, consume};
 use support::http::{get, request, xrpc};
 use support::oracle::run_node;
 use support::plc::{sign_with_library, PlcDirectory};
+use support::ref_pds::RefPds;
 use support::ShellKind;
 
-on_both_kinds!(an_account_arrives_with_create_account);
+on_both_kinds!(
+    an_account_arrives_with_create_account,
+    a_round_trip_with_the_reference_pds
+);
 
 const CREATE_ACCOUNT: &str = "com.atproto.server.createAccount";
 /// The test servers' service DID (`did:web:` of their hostname).
@@ -590,4 +595,482 @@ fn an_account_arrives_with_create_account(kind: ShellKind) {
         again.json()
     );
     assert_eq!(sign_in(&base, &did, NEW_PASSWORD).status, 200);
+}
+
+/// GETs `path` (with a token when given): status, content type and bytes.
+fn fetch(base: &str, path: &str, token: Option<&str>) -> (u16, String, Vec<u8>) {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", a.as_str())).collect();
+    let res = request(base, "GET", path, &headers, b"");
+    let kind = res.header("content-type").unwrap_or_default().to_owned();
+    (res.status, kind, res.body)
+}
+
+fn ok(res: support::http::Reply, what: &str) -> Value {
+    assert_eq!(
+        res.status,
+        200,
+        "{what}: {}",
+        String::from_utf8_lossy(&res.body)
+    );
+    if res.body.is_empty() {
+        Value::Null
+    } else {
+        res.json()
+    }
+}
+
+/// The account's posts as a PDS lists them: path -> CID.
+fn posts_on(base: &str, did: &str) -> Value {
+    let listed = ok(
+        get(base, &format!("/xrpc/com.atproto.repo.listRecords?repo={did}&collection=app.bsky.feed.post&limit=100")),
+        "listRecords",
+    );
+    let mut out = serde_json::Map::new();
+    for record in listed["records"].as_array().unwrap() {
+        let uri = record["uri"].as_str().unwrap();
+        let path = uri.splitn(4, '/').nth(3).unwrap().to_owned();
+        out.insert(path, record["cid"].clone());
+    }
+    Value::Object(out)
+}
+
+/// Moves the account's repository, blobs and preferences from `from` to `to` (each a base and
+/// a token), the goat way: getRepo -> importRepo, listMissingBlobs -> getBlob -> uploadBlob,
+/// getPreferences -> putPreferences.
+fn move_data(did: &str, (from, from_token): (&str, &str), (to, to_token): (&str, &str)) {
+    let (status, _, car) = fetch(
+        from,
+        &format!("/xrpc/com.atproto.sync.getRepo?did={did}"),
+        Some(from_token),
+    );
+    assert_eq!(status, 200, "getRepo");
+    ok(import(to, to_token, &car), "importRepo");
+    let missing = ok(
+        xrpc(
+            to,
+            "GET",
+            "com.atproto.repo.listMissingBlobs",
+            to_token,
+            None,
+        ),
+        "listMissingBlobs",
+    );
+    let blobs = missing["blobs"].as_array().unwrap().clone();
+    assert!(!blobs.is_empty(), "the image is missing after the import");
+    for blob in blobs {
+        let cid = blob["cid"].as_str().unwrap();
+        let (status, kind, bytes) = fetch(
+            from,
+            &format!("/xrpc/com.atproto.sync.getBlob?did={did}&cid={cid}"),
+            Some(from_token),
+        );
+        assert_eq!(status, 200, "getBlob {cid}");
+        let auth = format!("Bearer {to_token}");
+        let uploaded = ok(
+            request(
+                to,
+                "POST",
+                "/xrpc/com.atproto.repo.uploadBlob",
+                &[
+                    ("authorization", auth.as_str()),
+                    ("content-type", kind.as_str()),
+                ],
+                &bytes,
+            ),
+            "uploadBlob",
+        );
+        assert_eq!(uploaded["blob"]["ref"]["$link"], cid);
+    }
+    let missing = ok(
+        xrpc(
+            to,
+            "GET",
+            "com.atproto.repo.listMissingBlobs",
+            to_token,
+            None,
+        ),
+        "listMissingBlobs",
+    );
+    assert_eq!(missing["blobs"], json!([]));
+    let prefs = ok(
+        xrpc(
+            from,
+            "GET",
+            "app.bsky.actor.getPreferences",
+            from_token,
+            None,
+        ),
+        "getPreferences",
+    );
+    ok(
+        xrpc(
+            to,
+            "POST",
+            "app.bsky.actor.putPreferences",
+            to_token,
+            Some(&prefs),
+        ),
+        "putPreferences",
+    );
+}
+
+/// The recommended credentials of `base`, with a PLC token, as signPlcOperation's input.
+fn plc_input(base: &str, token: &str, plc_token: &str) -> Value {
+    let mut input = ok(
+        xrpc(
+            base,
+            "GET",
+            "com.atproto.identity.getRecommendedDidCredentials",
+            token,
+            None,
+        ),
+        "getRecommendedDidCredentials",
+    );
+    input["token"] = plc_token.into();
+    input
+}
+
+/// An account born on the reference PDS moves here the standard way (goat's steps), is
+/// checked (the PLC log names this PDS, the export verifies with this PDS's key, every record,
+/// blob and preference is here, the firehose announces it, the old account is deactivated), and
+/// moves back the same way.
+fn a_round_trip_with_the_reference_pds(kind: ShellKind) {
+    const REF_PASSWORD: &str = "password-on-the-reference";
+    const EMAIL: &str = "alice@example.com";
+    let plc = PlcDirectory::start();
+    let reference = RefPds::start(&plc.url);
+    let old = reference.base.clone();
+
+    // Born there, with posts (one showing an image) and preferences.
+    let born = ok(
+        support::http::post_json(
+            &old,
+            "/xrpc/com.atproto.server.createAccount",
+            &json!({ "handle": HANDLE, "email": EMAIL, "password": REF_PASSWORD }),
+        ),
+        "createAccount on the reference",
+    );
+    let did = born["did"].as_str().unwrap().to_owned();
+    let old_token = born["accessJwt"].as_str().unwrap().to_owned();
+    let auth = format!("Bearer {old_token}");
+    let blob = ok(
+        request(
+            &old,
+            "POST",
+            "/xrpc/com.atproto.repo.uploadBlob",
+            &[
+                ("authorization", auth.as_str()),
+                ("content-type", "image/png"),
+            ],
+            IMAGE,
+        ),
+        "uploadBlob",
+    )["blob"]
+        .clone();
+    for (i, text) in ["first", "second", "third"].iter().enumerate() {
+        let mut post = json!({ "$type": "app.bsky.feed.post", "text": text, "createdAt": "2026-12-06T10:00:00.000Z" });
+        if i == 0 {
+            post["embed"] = json!({ "$type": "app.bsky.embed.images", "images": [{ "alt": "", "image": blob }] });
+        }
+        ok(
+            xrpc(
+                &old,
+                "POST",
+                "com.atproto.repo.createRecord",
+                &old_token,
+                Some(&json!({ "repo": did, "collection": "app.bsky.feed.post", "record": post })),
+            ),
+            "createRecord",
+        );
+    }
+    let prefs = json!({ "preferences": [{ "$type": "app.bsky.actor.defs#adultContentPref", "enabled": false }] });
+    ok(
+        xrpc(
+            &old,
+            "POST",
+            "app.bsky.actor.putPreferences",
+            &old_token,
+            Some(&prefs),
+        ),
+        "putPreferences",
+    );
+    let posts = posts_on(&old, &did);
+    assert_eq!(posts.as_object().unwrap().len(), 3);
+
+    // This PDS, waiting for the account.
+    let server = support::start_shell(
+        kind,
+        &[
+            (pds::config::vars::DID, did.as_str()),
+            (pds::config::vars::PLC_URL, plc.url.as_str()),
+        ],
+    );
+    let base = server.base().to_owned();
+
+    // In: the account, its data, its identity.
+    let service = ok(
+        xrpc(
+            &old,
+            "GET",
+            &format!("com.atproto.server.getServiceAuth?aud={SERVICE_DID}&lxm={CREATE_ACCOUNT}"),
+            &old_token,
+            None,
+        ),
+        "getServiceAuth on the reference",
+    );
+    let created = ok(
+        create_account(
+            &base,
+            service["token"].as_str(),
+            &json!({ "did": did, "handle": HANDLE, "password": NEW_PASSWORD }),
+        ),
+        "createAccount here",
+    );
+    let token = created["accessJwt"].as_str().unwrap().to_owned();
+    move_data(&did, (&old, &old_token), (&base, &token));
+    ok(
+        xrpc(
+            &old,
+            "POST",
+            "com.atproto.identity.requestPlcOperationSignature",
+            &old_token,
+            None,
+        ),
+        "requestPlcOperationSignature",
+    );
+    let input = plc_input(&base, &token, &reference.plc_token(&did));
+    let signed = ok(
+        xrpc(
+            &old,
+            "POST",
+            "com.atproto.identity.signPlcOperation",
+            &old_token,
+            Some(&input),
+        ),
+        "signPlcOperation on the reference",
+    );
+    ok(
+        xrpc(
+            &base,
+            "POST",
+            "com.atproto.identity.submitPlcOperation",
+            &token,
+            Some(&json!({ "operation": signed["operation"] })),
+        ),
+        "submitPlcOperation here",
+    );
+    ok(
+        xrpc(
+            &base,
+            "POST",
+            "com.atproto.server.activateAccount",
+            &token,
+            None,
+        ),
+        "activateAccount here",
+    );
+    ok(
+        xrpc(
+            &old,
+            "POST",
+            "com.atproto.server.deactivateAccount",
+            &old_token,
+            Some(&json!({})),
+        ),
+        "deactivateAccount there",
+    );
+
+    // Checked: the PLC log, the repository, the blob, the preferences, both accounts' states.
+    let log = plc.verify(&did);
+    assert_eq!(log["ok"], true, "{log}");
+    assert_eq!(
+        log["data"]["services"]["atproto_pds"]["endpoint"],
+        "http://localhost"
+    );
+    assert_eq!(log["data"]["rotationKeys"], input["rotationKeys"]);
+    assert_eq!(
+        log["data"]["verificationMethods"]["atproto"],
+        support::account::signing_key().public_key().to_did_key()
+    );
+    assert_eq!(posts_on(&base, &did), posts, "every record, with its CID");
+    let exported = exported_records(&base, &token, &did);
+    assert_eq!(exported["records"].as_object().unwrap().len(), 3);
+    let image = blob["ref"]["$link"].as_str().unwrap();
+    let (status, _, bytes) = fetch(
+        &base,
+        &format!("/xrpc/com.atproto.sync.getBlob?did={did}&cid={image}"),
+        None,
+    );
+    assert_eq!((status, bytes.as_slice()), (200, IMAGE));
+    assert_eq!(
+        ok(
+            xrpc(&base, "GET", "app.bsky.actor.getPreferences", &token, None),
+            "getPreferences"
+        ),
+        prefs
+    );
+    let status = ok(
+        get(
+            &old,
+            &format!("/xrpc/com.atproto.sync.getRepoStatus?did={did}"),
+        ),
+        "getRepoStatus there",
+    );
+    assert_eq!(status["active"], false, "{status}");
+    // The firehose announces the account with the re-signed head; every commit it carries
+    // verifies with this PDS's key.
+    let stream = consume(&input_for(
+        &base,
+        json!({ "idleMs": 1500, "timeoutMs": 60000 }),
+    ));
+    assert_verified(&stream);
+    let kinds: Vec<&str> = stream["kinds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        kinds.ends_with(&["#account", "#identity", "#sync"]),
+        "{kinds:?}"
+    );
+
+    // Back out: the reference takes the account again (its old copy removed first: it never
+    // takes a DID it holds), with a token from this PDS and an operation this PDS signs.
+    let admin = {
+        use base64::Engine;
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD
+                .encode(format!("admin:{}", reference.admin_password))
+        )
+    };
+    ok(
+        request(
+            &old,
+            "POST",
+            "/xrpc/com.atproto.admin.deleteAccount",
+            &[
+                ("authorization", admin.as_str()),
+                ("content-type", "application/json"),
+            ],
+            json!({ "did": did }).to_string().as_bytes(),
+        ),
+        "deleteAccount there",
+    );
+    let service = ok(
+        xrpc(
+            &base,
+            "GET",
+            // Query-encoded: the service DID holds a `%3A`.
+            &format!(
+                "com.atproto.server.getServiceAuth?aud={}&lxm={CREATE_ACCOUNT}",
+                reference.did.replace('%', "%25")
+            ),
+            &token,
+            None,
+        ),
+        "getServiceAuth here",
+    );
+    let auth = format!("Bearer {}", service["token"].as_str().unwrap());
+    let back = ok(
+        request(
+            &old,
+            "POST",
+            "/xrpc/com.atproto.server.createAccount",
+            &[
+                ("authorization", auth.as_str()),
+                ("content-type", "application/json"),
+            ],
+            json!({ "did": did, "handle": HANDLE, "email": EMAIL, "password": REF_PASSWORD })
+                .to_string()
+                .as_bytes(),
+        ),
+        "createAccount on the reference",
+    );
+    let old_token = back["accessJwt"].as_str().unwrap().to_owned();
+    move_data(&did, (&base, &token), (&old, &old_token));
+    let plc_token = ok(
+        xrpc(
+            &base,
+            "POST",
+            "dev.rustpds.identity.getPlcOperationToken",
+            &token,
+            None,
+        ),
+        "getPlcOperationToken",
+    )["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let input = plc_input(&old, &old_token, &plc_token);
+    let signed = ok(
+        xrpc(
+            &base,
+            "POST",
+            "com.atproto.identity.signPlcOperation",
+            &token,
+            Some(&input),
+        ),
+        "signPlcOperation here",
+    );
+    ok(
+        xrpc(
+            &old,
+            "POST",
+            "com.atproto.identity.submitPlcOperation",
+            &old_token,
+            Some(&json!({ "operation": signed["operation"] })),
+        ),
+        "submitPlcOperation there",
+    );
+    ok(
+        xrpc(
+            &old,
+            "POST",
+            "com.atproto.server.activateAccount",
+            &old_token,
+            None,
+        ),
+        "activateAccount there",
+    );
+    ok(
+        xrpc(
+            &base,
+            "POST",
+            "com.atproto.server.deactivateAccount",
+            &token,
+            Some(&json!({})),
+        ),
+        "deactivateAccount here",
+    );
+
+    let log = plc.verify(&did);
+    assert_eq!(log["ok"], true, "{log}");
+    assert_eq!(
+        log["data"]["services"]["atproto_pds"]["endpoint"],
+        reference.base.replace("127.0.0.1", "localhost")
+    );
+    assert_eq!(posts_on(&old, &did), posts, "every record is back");
+    let (status, _, bytes) = fetch(
+        &old,
+        &format!("/xrpc/com.atproto.sync.getBlob?did={did}&cid={image}"),
+        None,
+    );
+    assert_eq!((status, bytes.as_slice()), (200, IMAGE));
+    let status = ok(
+        get(
+            &base,
+            &format!("/xrpc/com.atproto.sync.getRepoStatus?did={did}"),
+        ),
+        "getRepoStatus here",
+    );
+    assert_eq!(status["active"], false, "{status}");
+}
+
+/// The firehose consumer's input for this PDS from the start, checking commits with this PDS's
+/// key.
+fn input_for(base: &str, stop: Value) -> Value {
+    support::firehose::input(&support::firehose::url(base, Some("0")), stop)
 }

@@ -230,5 +230,6 @@ pub mod http;
 pub mod native;
 pub mod oracle;
 pub mod plc;
+pub mod ref_pds;
 pub mod relay;
 pub mod worker;

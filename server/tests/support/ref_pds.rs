@@ -1,0 +1,66 @@
+//! The reference PDS (`@atproto/pds`, oracle/ref-pds.mjs) on loopback: the other end of an
+//! account migration, sharing the tests' PLC directory.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, ChildStdin, Command, Stdio};
+
+use serde_json::{json, Value};
+
+/// A running reference PDS; stopped when dropped.
+pub struct RefPds {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    /// Its base URL on 127.0.0.1 (it listens there only).
+    pub base: String,
+    /// Its service DID (`did:web:localhost%3A<port>`).
+    pub did: String,
+    /// Its admin password (Basic `admin:<password>`).
+    pub admin_password: String,
+    data_dir: String,
+}
+
+impl RefPds {
+    /// Starts one whose PLC operations go to `plc_url`, and waits until it listens.
+    pub fn start(plc_url: &str) -> RefPds {
+        let root = super::worker::project_root();
+        let mut child = Command::new(super::oracle::node_binary())
+            .current_dir(&root)
+            .arg(root.join("server/tests/oracle/ref-pds.mjs"))
+            .arg(json!({ "plcUrl": plc_url }).to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the reference PDS");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .expect("read the reference PDS's address");
+        let info: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|_| panic!("the reference PDS printed {line:?}"));
+        RefPds {
+            stdin: child.stdin.take(),
+            child,
+            base: format!("http://127.0.0.1:{}", info["port"]),
+            did: info["did"].as_str().unwrap().to_owned(),
+            admin_password: info["adminPassword"].as_str().unwrap().to_owned(),
+            data_dir: info["dataDir"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// The PLC operation token it stored for `did` (it would mail it).
+    pub fn plc_token(&self, did: &str) -> String {
+        let out = super::oracle::run_node(
+            "ref-token.mjs",
+            &json!({ "dataDir": self.data_dir, "did": did }),
+        );
+        out["token"].as_str().expect("a PLC token").to_owned()
+    }
+}
+
+impl Drop for RefPds {
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        let _ = self.child.wait();
+    }
+}
