@@ -61,13 +61,19 @@ pub async fn account(
         }
     };
     // The edge's internal steps store no commit or event, so nothing is due after them, except
-    // a recorded upload: its grace window may need a maintenance wake-up.
+    // a recorded upload (its grace window) and a staged import (its expiry), which may need a
+    // maintenance wake-up.
     let stores_something = !internal
-        || crate::offload::Offload::parse_path(&req_path)
-            == Some((
+        || matches!(
+            crate::offload::Offload::parse_path(&req_path),
+            Some((
                 crate::offload::Offload::UploadBlob,
-                crate::offload::Step::Complete,
-            ));
+                crate::offload::Step::Complete
+            )) | Some((
+                crate::offload::Offload::ImportRepo,
+                crate::offload::Step::Stage
+            ))
+        );
     if stores_something {
         after_request(effective.as_deref(), account, shell).await;
     }

@@ -133,6 +133,10 @@ pub async fn run(
             true
         }
     };
+    // An import abandoned midway is forgotten a day after its last block.
+    if let Err(e) = crate::storage::import::purge_expired_stage(db, now_ms) {
+        crate::log::error(&format!("purging an abandoned import failed: {e}"));
+    }
     let next = run_crawls_and_prune(config, db, now_ms, relay).await;
     if blobs_failed {
         return Some(next.map_or(now_ms + AFTER_FAILURE_MS, |t| {
@@ -420,7 +424,11 @@ fn next_wake(config: &Config, db: &dyn Sql, now_ms: i64) -> Result<Option<i64>, 
         ),
     };
     let crawl = state::next_crawl_attempt(db)?;
-    let next = earliest(earliest(prune, crawl), next_blob_work(config, db)?);
+    let stage = crate::storage::import::stage_expiry(db)?;
+    let next = earliest(
+        earliest(earliest(prune, crawl), next_blob_work(config, db)?),
+        stage,
+    );
     Ok(next.map(|t| t.max(now_ms)))
 }
 
@@ -682,6 +690,30 @@ mod tests {
             !f.known(&later) && !f.stored(&later),
             "collected once active"
         );
+    }
+
+    #[test]
+    fn an_abandoned_import_is_purged_a_day_after_its_last_block() {
+        use crate::storage::import::{stage_blocks, staged_count, STAGE_TTL_MS};
+        let f = Fixture::new(&[]);
+        f.account.effective_config(&f.config).unwrap();
+        let relays = FakeRelays::default();
+        let block = b"\xa1ax\x01".to_vec();
+        let cid = crate::data::cid::cid_for_cbor(&block);
+        stage_blocks(f.db(), &[(cid, block.clone())], f.now()).unwrap();
+        let staged_at = f.now();
+        // Kept until it expires, and the next wake-up is then.
+        f.set(staged_at + STAGE_TTL_MS - 1);
+        assert_eq!(f.run(&relays), Some(staged_at + STAGE_TTL_MS));
+        assert_eq!(staged_count(f.db()).unwrap(), 1);
+        // A block arriving again (a retried import) counts as staged now.
+        stage_blocks(f.db(), &[(cid, block)], f.now()).unwrap();
+        f.set(staged_at + STAGE_TTL_MS);
+        f.run(&relays);
+        assert_eq!(staged_count(f.db()).unwrap(), 1, "refreshed by the retry");
+        f.set(staged_at + 2 * STAGE_TTL_MS);
+        f.run(&relays);
+        assert_eq!(staged_count(f.db()).unwrap(), 0, "abandoned: purged");
     }
 
     #[test]

@@ -72,7 +72,10 @@ impl Api<'_> {
         while let Some(block) = reader.next_block().map_err(bad_car)? {
             blocks.push(block);
         }
-        import::stage_blocks(self.account.sql.as_ref(), &blocks)?;
+        let now_ms = i64::try_from(self.account.clock.now_millis()).unwrap_or(i64::MAX);
+        import::stage_blocks(self.account.sql.as_ref(), &blocks, now_ms)?;
+        // No event was stored, but the stage's expiry needs a maintenance wake-up.
+        self.account.maintenance_seen_seq.set(None);
         Ok(())
     }
 

@@ -12,25 +12,51 @@ use super::sql::{Sql, SqlExt, SqlValue, MAX_PARAMS};
 use crate::repo::blockstore::{BlockMap, BlockStore};
 use crate::repo::error::RepoError;
 
-/// Stages `blocks` (CIDs already verified); blocks staged before are kept.
-pub fn stage_blocks(db: &dyn Sql, blocks: &[(Cid, Vec<u8>)]) -> Result<()> {
+/// How long a stage that receives nothing is kept: a day, room for a client to retry.
+pub const STAGE_TTL_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// Stages `blocks` (CIDs already verified) at `now_ms`; blocks staged before are kept (and
+/// count as staged now when they arrive again).
+pub fn stage_blocks(db: &dyn Sql, blocks: &[(Cid, Vec<u8>)], now_ms: i64) -> Result<()> {
     db.transaction(|| {
-        for chunk in blocks.chunks(MAX_PARAMS / 2) {
-            let mut params = Vec::with_capacity(chunk.len() * 2);
+        for chunk in blocks.chunks(MAX_PARAMS / 3) {
+            let mut params = Vec::with_capacity(chunk.len() * 3);
             for (cid, bytes) in chunk {
                 params.push(SqlValue::Text(cid.to_string()));
                 params.push(SqlValue::Blob(bytes.clone()));
+                params.push(SqlValue::Integer(now_ms));
             }
             db.execute(
                 &format!(
-                    "INSERT OR IGNORE INTO import_block (cid, bytes) VALUES {}",
-                    vec!["(?, ?)"; chunk.len()].join(", ")
+                    "INSERT INTO import_block (cid, bytes, staged_ms) VALUES {} \
+                     ON CONFLICT (cid) DO UPDATE SET staged_ms = excluded.staged_ms",
+                    vec!["(?, ?, ?)"; chunk.len()].join(", ")
                 ),
                 &params,
             )?;
         }
         Ok(())
     })
+}
+
+/// When the stage expires ([`STAGE_TTL_MS`] after its last block arrived), if anything is
+/// staged.
+pub fn stage_expiry(db: &dyn Sql) -> Result<Option<i64>> {
+    match db.query_opt("SELECT MAX(staged_ms) FROM import_block", &[])? {
+        Some(row) => Ok(row.opt_integer(0)?.map(|t| t.saturating_add(STAGE_TTL_MS))),
+        None => Ok(None),
+    }
+}
+
+/// Purges the stage if it expired by `now_ms` (an import abandoned midway); whether it did.
+pub fn purge_expired_stage(db: &dyn Sql, now_ms: i64) -> Result<bool> {
+    match stage_expiry(db)? {
+        Some(expiry) if expiry <= now_ms => {
+            clear_stage(db)?;
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
 }
 
 /// How many blocks are staged.

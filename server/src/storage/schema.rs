@@ -200,11 +200,13 @@ const V7_STATEMENTS: &[&str] = &["CREATE TABLE account_token (
 
 /// Version 8: repository imports. The blocks of an import stream in here, checked against
 /// their CIDs, before the repository is verified and swapped in whole; a repeated import reuses
-/// them. `keep` marks the blocks the imported repository reaches.
+/// them. `keep` marks the blocks the imported repository reaches; `staged_ms` says when a block
+/// last arrived, so an abandoned stage can be purged.
 const V8_STATEMENTS: &[&str] = &["CREATE TABLE import_block (
         cid TEXT PRIMARY KEY NOT NULL,
         bytes BLOB NOT NULL,
-        keep INTEGER NOT NULL DEFAULT 0
+        keep INTEGER NOT NULL DEFAULT 0,
+        staged_ms INTEGER NOT NULL DEFAULT 0
     )"];
 
 /// The schema of this build, oldest first.
