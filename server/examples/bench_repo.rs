@@ -2,9 +2,12 @@
 //!
 //! Run: `cargo run --release -p pds --example bench_repo [records]`
 
+#[path = "support/mod.rs"]
+mod support;
+
 use pds::crypto::{KeyAlgorithm, SigningKey};
 use pds::repo::blockstore::{BlockMap, BlockStore, MemoryBlockStore};
-use pds::repo::cbor::{cid_for_cbor, encode};
+use pds::repo::cbor::cid_for_cbor;
 use pds::repo::verify::verify_car;
 use pds::repo::{Mst, Repo, RepoError, WriteOp};
 use std::cell::Cell;
@@ -46,20 +49,7 @@ impl Rng {
 }
 
 fn record(n: u64) -> Vec<u8> {
-    #[derive(serde::Serialize)]
-    struct Post {
-        #[serde(rename = "$type")]
-        t: &'static str,
-        text: String,
-        #[serde(rename = "createdAt")]
-        created_at: &'static str,
-    }
-    let post = Post {
-        t: "app.bsky.feed.post",
-        text: format!("post number {n}, hello world"),
-        created_at: "2026-11-24T06:00:00.000Z",
-    };
-    encode(&post).unwrap_or_default()
+    support::post(format!("post number {n}, hello world"))
 }
 
 fn rev(n: u64) -> String {

@@ -7,6 +7,9 @@
 //! is built here and sent over loopback. Times are wall clock on this machine; nothing asserts
 //! on them.
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
@@ -20,28 +23,9 @@ const PASSWORD: &str = "import-figures-password";
 const DID: &str = "did:plc:importfigures0000000000";
 
 fn record(n: u64) -> Vec<u8> {
-    #[derive(serde::Serialize)]
-    struct Post {
-        #[serde(rename = "$type")]
-        t: &'static str,
-        text: String,
-        #[serde(rename = "createdAt")]
-        created_at: &'static str,
-    }
-    serde_ipld_dagcbor::to_vec(&Post {
-        t: "app.bsky.feed.post",
-        text: format!("post number {n}, with some text to make it look like a real post"),
-        created_at: "2026-11-24T06:00:00.000Z",
-    })
-    .unwrap_or_default()
-}
-
-fn tid(value: u64) -> String {
-    const S32: &[u8] = b"234567abcdefghijklmnopqrstuvwxyz";
-    (0..13)
-        .rev()
-        .map(|i| S32[((value >> (i * 5)) & 31) as usize] as char)
-        .collect()
+    support::post(format!(
+        "post number {n}, with some text to make it look like a real post"
+    ))
 }
 
 /// A repository of `n` posts for [`DID`], signed by a key of another host, as a CAR.
@@ -50,12 +34,12 @@ fn car_of(n: u64) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
     let writes: Vec<WriteOp> = (0..n)
         .map(|i| WriteOp::Create {
             collection: "app.bsky.feed.post".into(),
-            rkey: tid((1 << 52) + i),
+            rkey: support::tid((1 << 52) + i),
             record: record(i),
         })
         .collect();
     let store = MemoryBlockStore::new();
-    let (_, output) = Repo::create(&store, DID, &writes, &key, &tid((1 << 52) + n + 1))?;
+    let (_, output) = Repo::create(&store, DID, &writes, &key, &support::tid((1 << 52) + n + 1))?;
     let mut car = CarWriter::new(Vec::new(), &output.cid)?;
     for (cid, bytes) in &output.new_blocks {
         car.write_block(cid, bytes)?;

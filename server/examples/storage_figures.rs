@@ -4,6 +4,9 @@
 //! `cargo run -p pds --example storage_figures [records]` (times are wall
 //! clock on this machine; nothing asserts on them).
 
+#[path = "support/mod.rs"]
+mod support;
+
 use pds::crypto::{KeyAlgorithm, PublicKey, SigningKey};
 use pds::platform::native::NativeSql;
 use pds::repo::verify::verify_repo;
@@ -46,29 +49,10 @@ impl Sql for Counting<'_> {
     }
 }
 
-fn tid(value: u64) -> String {
-    const S32: &[u8] = b"234567abcdefghijklmnopqrstuvwxyz";
-    (0..13)
-        .rev()
-        .map(|i| S32[((value >> (i * 5)) & 31) as usize] as char)
-        .collect()
-}
-
 fn record(n: u64) -> Vec<u8> {
-    #[derive(serde::Serialize)]
-    struct Post {
-        #[serde(rename = "$type")]
-        t: &'static str,
-        text: String,
-        #[serde(rename = "createdAt")]
-        created_at: &'static str,
-    }
-    serde_ipld_dagcbor::to_vec(&Post {
-        t: "app.bsky.feed.post",
-        text: format!("post number {n}, with some text to make it look like a real post"),
-        created_at: "2026-11-24T06:00:00.000Z",
-    })
-    .unwrap_or_default()
+    support::post(format!(
+        "post number {n}, with some text to make it look like a real post"
+    ))
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -88,7 +72,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut rev = base;
     let mut next_rev = || {
         rev += 1;
-        tid(rev)
+        support::tid(rev)
     };
 
     // Bulk load in commits of 100 records.
@@ -98,7 +82,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let writes: Vec<WriteOp> = (n..(n + 100).min(records))
             .map(|i| WriteOp::Create {
                 collection: "app.bsky.feed.post".into(),
-                rkey: tid(base + i * 4096),
+                rkey: support::tid(base + i * 4096),
                 record: record(i),
             })
             .collect();
@@ -122,7 +106,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let writes: Vec<WriteOp> = (0..per)
                 .map(|j| WriteOp::Create {
                     collection: "app.bsky.feed.like".into(),
-                    rkey: tid(base + (c * per + j + (label.len() as u64) * 100_000) * 7),
+                    rkey: support::tid(base + (c * per + j + (label.len() as u64) * 100_000) * 7),
                     record: record(c),
                 })
                 .collect();

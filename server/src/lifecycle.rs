@@ -283,27 +283,22 @@ pub fn is_own_did_web(config: &Config) -> bool {
 
 /// The account's DID document (for did:web accounts): its handle, signing key and PDS endpoint.
 pub fn did_document(config: &Config) -> serde_json::Value {
-    let did = config.did.as_str();
-    serde_json::json!({
-        "@context": [
-            "https://www.w3.org/ns/did/v1",
-            "https://w3id.org/security/multikey/v1",
-            "https://w3id.org/security/suites/secp256k1-2019/v1"
-        ],
-        "id": did,
-        "alsoKnownAs": [format!("at://{}", config.handle.as_str())],
-        "verificationMethod": [{
-            "id": format!("{did}#atproto"),
-            "type": "Multikey",
-            "controller": did,
-            "publicKeyMultibase": config.signing_key.public_key().to_multibase(),
+    use crate::net::did_doc::{DidDocument, Service, VerificationMethod};
+    DidDocument {
+        id: config.did.clone(),
+        also_known_as: vec![format!("at://{}", config.handle.as_str())],
+        verification_methods: vec![VerificationMethod {
+            id: format!("{}#atproto", config.did.as_str()),
+            kind: "Multikey".into(),
+            public_key_multibase: Some(config.signing_key.public_key().to_multibase()),
         }],
-        "service": [{
-            "id": "#atproto_pds",
-            "type": "AtprotoPersonalDataServer",
-            "serviceEndpoint": config.public_url(),
-        }]
-    })
+        services: vec![Service {
+            id: "#atproto_pds".into(),
+            kind: crate::net::did_doc::PDS_SERVICE_TYPE.into(),
+            endpoint: config.public_url(),
+        }],
+    }
+    .to_json()
 }
 
 #[cfg(test)]

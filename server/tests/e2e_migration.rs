@@ -66,6 +66,52 @@ fn import(base: &str, token: &str, car: &[u8]) -> support::http::Reply {
     )
 }
 
+/// checkAccountStatus of the account at `base`.
+fn account_status(base: &str, token: &str) -> Value {
+    ok(
+        xrpc(
+            base,
+            "GET",
+            "com.atproto.server.checkAccountStatus",
+            token,
+            None,
+        ),
+        "checkAccountStatus",
+    )
+}
+
+/// listMissingBlobs of the account at `base`.
+fn missing_blobs(base: &str, token: &str) -> Value {
+    ok(
+        xrpc(
+            base,
+            "GET",
+            "com.atproto.repo.listMissingBlobs",
+            token,
+            None,
+        ),
+        "listMissingBlobs",
+    )
+}
+
+/// The paths of posts with these record keys.
+fn post_paths(rkeys: &[&str]) -> Vec<String> {
+    rkeys
+        .iter()
+        .map(|r| format!("app.bsky.feed.post/{r}"))
+        .collect()
+}
+
+/// The record paths of the account's export, verified as [`exported_records`].
+fn exported_paths(base: &str, token: &str, did: &str) -> Vec<String> {
+    exported_records(base, token, did)["records"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect()
+}
+
 /// The records of the account's exported repository, verified by @atproto/repo against this
 /// PDS's signing key.
 fn exported_records(base: &str, token: &str, did: &str) -> Value {
@@ -336,26 +382,12 @@ fn an_account_arrives_with_create_account(kind: ShellKind) {
         "{:?}",
         res.json()
     );
-    let status = xrpc(
-        &base,
-        "GET",
-        "com.atproto.server.checkAccountStatus",
-        &access_after,
-        None,
-    )
-    .json();
+    let status = account_status(&base, &access_after);
     assert_eq!(status["indexedRecords"], 0, "{status}");
 
     let res = import(&base, &access_after, &car);
     assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
-    let status = xrpc(
-        &base,
-        "GET",
-        "com.atproto.server.checkAccountStatus",
-        &access_after,
-        None,
-    )
-    .json();
+    let status = account_status(&base, &access_after);
     assert_eq!(
         (
             status["indexedRecords"].as_i64(),
@@ -371,25 +403,15 @@ fn an_account_arrives_with_create_account(kind: ShellKind) {
         status["repoRev"].as_str().unwrap() > rev.as_str(),
         "{status} after {rev}"
     );
-    let exported = exported_records(&base, &access_after, &did);
-    let paths: Vec<String> = posts
-        .iter()
-        .map(|r| format!("app.bsky.feed.post/{r}"))
-        .collect();
-    let got: Vec<&String> = exported["records"].as_object().unwrap().keys().collect();
-    assert_eq!(got, paths.iter().collect::<Vec<_>>());
+    assert_eq!(
+        exported_paths(&base, &access_after, &did),
+        post_paths(&posts)
+    );
 
     // Its blobs: what is missing, then uploaded (while deactivated), then nothing.
-    let missing = xrpc(
-        &base,
-        "GET",
-        "com.atproto.repo.listMissingBlobs",
-        &access_after,
-        None,
-    );
-    assert_eq!(missing.status, 200, "{:?}", missing.json());
+    let missing = missing_blobs(&base, &access_after);
     assert_eq!(
-        missing.json()["blobs"],
+        missing["blobs"],
         json!([{ "cid": image, "recordUri": format!("at://{did}/app.bsky.feed.post/{}", posts[0]) }])
     );
     let auth = format!("Bearer {access_after}");
@@ -410,23 +432,9 @@ fn an_account_arrives_with_create_account(kind: ShellKind) {
         String::from_utf8_lossy(&uploaded.body)
     );
     assert_eq!(uploaded.json()["blob"]["ref"]["$link"], image);
-    let missing = xrpc(
-        &base,
-        "GET",
-        "com.atproto.repo.listMissingBlobs",
-        &access_after,
-        None,
-    )
-    .json();
+    let missing = missing_blobs(&base, &access_after);
     assert_eq!(missing["blobs"], json!([]), "{missing}");
-    let status = xrpc(
-        &base,
-        "GET",
-        "com.atproto.server.checkAccountStatus",
-        &access_after,
-        None,
-    )
-    .json();
+    let status = account_status(&base, &access_after);
     assert_eq!(
         (
             status["expectedBlobs"].as_i64(),
@@ -446,21 +454,11 @@ fn an_account_arrives_with_create_account(kind: ShellKind) {
     let (car, _, _) = repo_car(&did, &old_key, &later, None);
     let res = import(&base, &access_after, &car);
     assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
-    let exported = exported_records(&base, &access_after, &did);
-    let got: Vec<&String> = exported["records"].as_object().unwrap().keys().collect();
-    let paths: Vec<String> = later
-        .iter()
-        .map(|r| format!("app.bsky.feed.post/{r}"))
-        .collect();
-    assert_eq!(got, paths.iter().collect::<Vec<_>>());
-    let status = xrpc(
-        &base,
-        "GET",
-        "com.atproto.server.checkAccountStatus",
-        &access_after,
-        None,
-    )
-    .json();
+    assert_eq!(
+        exported_paths(&base, &access_after, &did),
+        post_paths(&later)
+    );
+    let status = account_status(&base, &access_after);
     assert_eq!(
         (
             status["indexedRecords"].as_i64(),
@@ -471,14 +469,7 @@ fn an_account_arrives_with_create_account(kind: ShellKind) {
     );
 
     // Not yet this PDS's account in the network's eyes: activation waits.
-    let status = xrpc(
-        &base,
-        "GET",
-        "com.atproto.server.checkAccountStatus",
-        &access_after,
-        None,
-    )
-    .json();
+    let status = account_status(&base, &access_after);
     assert_eq!(
         (status["activated"].as_bool(), status["validDid"].as_bool()),
         (Some(false), Some(false)),
@@ -528,14 +519,7 @@ fn an_account_arrives_with_create_account(kind: ShellKind) {
     assert_eq!(submitted.status, 200, "{:?}", submitted.json());
     assert_eq!(plc.verify(&did)["ok"], true);
 
-    let status = xrpc(
-        &base,
-        "GET",
-        "com.atproto.server.checkAccountStatus",
-        &access_after,
-        None,
-    )
-    .json();
+    let status = account_status(&base, &access_after);
     assert_eq!(status["validDid"], true, "{status}");
     let activate = xrpc(
         &base,
@@ -646,16 +630,7 @@ fn move_data(did: &str, (from, from_token): (&str, &str), (to, to_token): (&str,
     );
     assert_eq!(status, 200, "getRepo");
     ok(import(to, to_token, &car), "importRepo");
-    let missing = ok(
-        xrpc(
-            to,
-            "GET",
-            "com.atproto.repo.listMissingBlobs",
-            to_token,
-            None,
-        ),
-        "listMissingBlobs",
-    );
+    let missing = missing_blobs(to, to_token);
     let blobs = missing["blobs"].as_array().unwrap().clone();
     assert!(!blobs.is_empty(), "the image is missing after the import");
     for blob in blobs {
@@ -682,16 +657,7 @@ fn move_data(did: &str, (from, from_token): (&str, &str), (to, to_token): (&str,
         );
         assert_eq!(uploaded["blob"]["ref"]["$link"], cid);
     }
-    let missing = ok(
-        xrpc(
-            to,
-            "GET",
-            "com.atproto.repo.listMissingBlobs",
-            to_token,
-            None,
-        ),
-        "listMissingBlobs",
-    );
+    let missing = missing_blobs(to, to_token);
     assert_eq!(missing["blobs"], json!([]));
     let prefs = ok(
         xrpc(

@@ -1,8 +1,9 @@
 //! Runs the reference implementation's npm packages (scripts in server/tests/oracle/) as
 //! independent checks of what the server produced.
 
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Child, ChildStdin, Command, Stdio};
 
 /// The project's Node 22 (`node_modules/.bin/node`); fails the test when it is missing.
 pub fn node_binary() -> PathBuf {
@@ -13,6 +14,33 @@ pub fn node_binary() -> PathBuf {
         path.display()
     );
     path
+}
+
+/// Starts `server/tests/oracle/<script>` with `args` as a service: its standard input is a pipe
+/// that stops it when closed, and the first line it prints is JSON saying where it listens.
+/// Returns the process, that pipe, and the line.
+pub fn spawn_service(
+    script: &str,
+    args: &[String],
+    stderr: Stdio,
+) -> (Child, ChildStdin, serde_json::Value) {
+    let root = super::worker::project_root();
+    let mut child = Command::new(node_binary())
+        .current_dir(&root)
+        .arg(root.join("server/tests/oracle").join(script))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {script}: {e}"));
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap_or_else(|e| panic!("read {script}'s first line: {e}"));
+    let info = serde_json::from_str(&line).unwrap_or_else(|_| panic!("{script} printed {line:?}"));
+    let stdin = child.stdin.take().unwrap();
+    (child, stdin, info)
 }
 
 /// Runs `server/tests/oracle/<script>` on `input` (written to a file, passed as the argument)

@@ -1,8 +1,7 @@
 //! A real PLC directory on loopback: `@did-plc/server` with an in-memory database
 //! (oracle/plc-directory.mjs), and `@did-plc/lib` to sign and verify operations independently.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, Stdio};
 
 use serde_json::{json, Value};
 
@@ -17,27 +16,12 @@ pub struct PlcDirectory {
 impl PlcDirectory {
     /// Starts a directory and waits until it listens.
     pub fn start() -> PlcDirectory {
-        let root = super::worker::project_root();
-        let mut child = Command::new(super::oracle::node_binary())
-            .current_dir(&root)
-            .arg(root.join("server/tests/oracle/plc-directory.mjs"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the PLC directory");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .expect("read the PLC directory's port");
-        let port = serde_json::from_str::<Value>(&line)
-            .ok()
-            .and_then(|v| v["port"].as_u64())
-            .unwrap_or_else(|| panic!("the PLC directory printed {line:?}"));
+        let (child, stdin, info) =
+            super::oracle::spawn_service("plc-directory.mjs", &[], Stdio::null());
         PlcDirectory {
-            stdin: child.stdin.take(),
+            stdin: Some(stdin),
             child,
-            url: format!("http://127.0.0.1:{port}"),
+            url: format!("http://127.0.0.1:{}", info["port"]),
         }
     }
 

@@ -1,10 +1,9 @@
 //! The reference PDS (`@atproto/pds`, oracle/ref-pds.mjs) on loopback: the other end of an
 //! account migration, sharing the tests' PLC directory.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, Stdio};
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 /// A running reference PDS; stopped when dropped.
 pub struct RefPds {
@@ -22,24 +21,13 @@ pub struct RefPds {
 impl RefPds {
     /// Starts one whose PLC operations go to `plc_url`, and waits until it listens.
     pub fn start(plc_url: &str) -> RefPds {
-        let root = super::worker::project_root();
-        let mut child = Command::new(super::oracle::node_binary())
-            .current_dir(&root)
-            .arg(root.join("server/tests/oracle/ref-pds.mjs"))
-            .arg(json!({ "plcUrl": plc_url }).to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the reference PDS");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .expect("read the reference PDS's address");
-        let info: Value = serde_json::from_str(&line)
-            .unwrap_or_else(|_| panic!("the reference PDS printed {line:?}"));
+        let (child, stdin, info) = super::oracle::spawn_service(
+            "ref-pds.mjs",
+            &[json!({ "plcUrl": plc_url }).to_string()],
+            Stdio::inherit(),
+        );
         RefPds {
-            stdin: child.stdin.take(),
+            stdin: Some(stdin),
             child,
             base: format!("http://127.0.0.1:{}", info["port"]),
             did: info["did"].as_str().unwrap().to_owned(),
