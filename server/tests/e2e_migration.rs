@@ -816,36 +816,7 @@ fn a_round_trip_with_the_reference_pds(kind: ShellKind) {
         ),
         "signPlcOperation on the reference",
     );
-    ok(
-        xrpc(
-            &base,
-            "POST",
-            "com.atproto.identity.submitPlcOperation",
-            &token,
-            Some(&json!({ "operation": signed["operation"] })),
-        ),
-        "submitPlcOperation here",
-    );
-    ok(
-        xrpc(
-            &base,
-            "POST",
-            "com.atproto.server.activateAccount",
-            &token,
-            None,
-        ),
-        "activateAccount here",
-    );
-    ok(
-        xrpc(
-            &old,
-            "POST",
-            "com.atproto.server.deactivateAccount",
-            &old_token,
-            Some(&json!({})),
-        ),
-        "deactivateAccount there",
-    );
+    hand_over(&signed["operation"], (&base, &token), (&old, &old_token));
 
     // Checked: the PLC log, the repository, the blob, the preferences, both accounts' states.
     let log = plc.verify(&did);
@@ -981,36 +952,7 @@ fn a_round_trip_with_the_reference_pds(kind: ShellKind) {
         ),
         "signPlcOperation here",
     );
-    ok(
-        xrpc(
-            &old,
-            "POST",
-            "com.atproto.identity.submitPlcOperation",
-            &old_token,
-            Some(&json!({ "operation": signed["operation"] })),
-        ),
-        "submitPlcOperation there",
-    );
-    ok(
-        xrpc(
-            &old,
-            "POST",
-            "com.atproto.server.activateAccount",
-            &old_token,
-            None,
-        ),
-        "activateAccount there",
-    );
-    ok(
-        xrpc(
-            &base,
-            "POST",
-            "com.atproto.server.deactivateAccount",
-            &token,
-            Some(&json!({})),
-        ),
-        "deactivateAccount here",
-    );
+    hand_over(&signed["operation"], (&old, &old_token), (&base, &token));
 
     let log = plc.verify(&did);
     assert_eq!(log["ok"], true, "{log}");
@@ -1033,6 +975,30 @@ fn a_round_trip_with_the_reference_pds(kind: ShellKind) {
         "getRepoStatus here",
     );
     assert_eq!(status["active"], false, "{status}");
+}
+
+/// Hands the account over with a signed PLC operation: submitted on the new PDS, which then
+/// activates the account; the old one deactivates it. Each side is a base URL and a token.
+fn hand_over(operation: &Value, (new, new_token): (&str, &str), (old, old_token): (&str, &str)) {
+    let submit = json!({ "operation": operation });
+    let steps = [
+        (
+            new,
+            new_token,
+            "com.atproto.identity.submitPlcOperation",
+            Some(submit),
+        ),
+        (new, new_token, "com.atproto.server.activateAccount", None),
+        (
+            old,
+            old_token,
+            "com.atproto.server.deactivateAccount",
+            Some(json!({})),
+        ),
+    ];
+    for (base, token, nsid, body) in steps {
+        ok(xrpc(base, "POST", nsid, token, body.as_ref()), nsid);
+    }
 }
 
 /// The firehose consumer's input for this PDS from the start, checking commits with this PDS's
