@@ -2,7 +2,9 @@
 //! process's memory (its peak resident set, before and after the import) for repositories of
 //! the given sizes.
 //!
-//! `cargo run --release -p pds --example import_figures [records...]` (default 10000 100000).
+//! `cargo run --release -p pds --example import_figures [records...]` (default 10000 100000);
+//! `... --example import_figures write N FILE` writes the CAR of N records to FILE instead (to
+//! import it elsewhere, e.g. into the Worker under workerd).
 //! The server runs in a child process (this program again), so its memory is its own; the CAR
 //! is built here and sent over loopback. Times are wall clock on this machine; nothing asserts
 //! on them.
@@ -134,6 +136,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("serve") {
         return serve(args[2].parse()?, &args[3]);
+    }
+    if args.get(1).map(String::as_str) == Some("write") {
+        let n: u64 = args.get(2).ok_or("write N FILE")?.parse()?;
+        std::fs::write(args.get(3).ok_or("write N FILE")?, car_of(n)?)?;
+        return Ok(());
     }
     let sizes: Vec<u64> = if args.len() > 1 {
         args[1..].iter().filter_map(|a| a.parse().ok()).collect()
