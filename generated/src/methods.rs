@@ -5289,11 +5289,12 @@ async fn dispatch_inner<S: Handlers>(
         #[cfg(feature = "dev-rustpds")]
         "dev.rustpds.identity.getPlcOperationToken" if <S as crate::dev::rustpds::identity::DevRustpdsIdentity>::SERVES_GET_PLC_OPERATION_TOKEN => {
             let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
+            let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::dev::rustpds::identity::DevRustpdsIdentity>::get_plc_operation_token(
                     service,
                     cx,
                     params,
+                    input,
                 )
                 .await?;
             rt::dispatch::json_output(&out)

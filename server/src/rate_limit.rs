@@ -10,6 +10,7 @@ use std::net::IpAddr;
 use pds_api::runtime::xrpc::XrpcError;
 
 use pds_api::com::atproto::server::{create_account, create_session};
+use pds_api::dev::rustpds::identity::get_plc_operation_token;
 use pds_api::dev::rustpds::server::change_password;
 
 use crate::api::Api;
@@ -64,8 +65,8 @@ pub fn admit_call(
 }
 
 /// Applies the limits a method has before it runs (the login throttle of the methods that
-/// check or set a password: `createSession`, `changePassword`, which checks the current one,
-/// and `createAccount`):
+/// check or set a password: `createSession`, `changePassword` and `getPlcOperationToken`,
+/// which check the account password, and `createAccount`):
 /// `Ok` with the status whose headers the answer carries (none when the method has no limit),
 /// or the answer that refuses it. A login is refused here, before any password is hashed.
 fn admit(api: &Api<'_>, nsid: &str, req: &HttpRequest) -> Result<Option<Status>, HttpResponse> {
@@ -83,7 +84,7 @@ fn admit(api: &Api<'_>, nsid: &str, req: &HttpRequest) -> Result<Option<Status>,
         // Each attempt may fetch the DID document and hashes a password.
         create_account::NSID => create_account::NSID.to_owned(),
         // Whoever calls, the password checked is the account's.
-        change_password::NSID => api
+        change_password::NSID | get_plc_operation_token::NSID => api
             .with_auth(|auth| auth.login_subject(api.config.did.as_str()))
             .map_err(fail)?,
         _ => return Ok(None),

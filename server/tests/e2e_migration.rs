@@ -36,10 +36,24 @@ fn repo_car(
     posts: &[&str],
     blob: Option<&str>,
 ) -> (Vec<u8>, String, String) {
+    repo_car_with(did, key, posts, blob, None)
+}
+
+/// [`repo_car`], the last post showing `legacy` in the legacy blob form.
+fn repo_car_with(
+    did: &str,
+    key: &SigningKey,
+    posts: &[&str],
+    blob: Option<&str>,
+    legacy: Option<&str>,
+) -> (Vec<u8>, String, String) {
     use base64::Engine;
     let mut input = json!({ "did": did, "keyHex": key.to_hex(), "posts": posts });
     if let Some(blob) = blob {
         input["blobCid"] = blob.into();
+    }
+    if let Some(legacy) = legacy {
+        input["legacyBlobCid"] = legacy.into();
     }
     let out = run_node("repo-car.mjs", &input);
     let car = base64::engine::general_purpose::STANDARD
@@ -451,7 +465,9 @@ fn an_account_arrives_with_create_account(kind: ShellKind) {
         "3jzfcijpj2z2d",
         "3jzfcijpj2z2e",
     ];
-    let (car, _, _) = repo_car(&did, &old_key, &later, None);
+    // The last post is old: its image is in the legacy form, which counts as well.
+    let legacy = pds::data::cid::cid_for_raw(b"legacy image").to_string();
+    let (car, _, _) = repo_car_with(&did, &old_key, &later, None, Some(&legacy));
     let res = import(&base, &access_after, &car);
     assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
     assert_eq!(
@@ -464,8 +480,12 @@ fn an_account_arrives_with_create_account(kind: ShellKind) {
             status["indexedRecords"].as_i64(),
             status["expectedBlobs"].as_i64()
         ),
-        (Some(4), Some(0)),
+        (Some(4), Some(1)),
         "{status}"
+    );
+    assert_eq!(
+        missing_blobs(&base, &access_after)["blobs"],
+        json!([{ "cid": legacy, "recordUri": format!("at://{did}/app.bsky.feed.post/{}", later[3]) }])
     );
 
     // Not yet this PDS's account in the network's eyes: activation waits.
@@ -521,6 +541,27 @@ fn an_account_arrives_with_create_account(kind: ShellKind) {
 
     let status = account_status(&base, &access_after);
     assert_eq!(status["validDid"], true, "{status}");
+    // Still deactivated, but the DID now names this PDS's key, which any session here could
+    // mint a token with: the account is no longer one to take.
+    let minted_here = service_token(
+        &support::account::signing_key(),
+        &did,
+        SERVICE_DID,
+        CREATE_ACCOUNT,
+        None,
+    );
+    let takeover = create_account(
+        &base,
+        Some(&minted_here),
+        &json!({ "did": did, "handle": HANDLE, "password": "a-takeover-password" }),
+    );
+    assert_eq!(
+        error_of(&takeover),
+        (400, "InvalidRequest".into()),
+        "{:?}",
+        takeover.json()
+    );
+    assert_eq!(sign_in(&base, &did, NEW_PASSWORD).status, 200);
     let activate = xrpc(
         &base,
         "POST",
@@ -934,7 +975,7 @@ fn a_round_trip_with_the_reference_pds(kind: ShellKind) {
             "POST",
             "dev.rustpds.identity.getPlcOperationToken",
             &token,
-            None,
+            Some(&json!({ "password": NEW_PASSWORD })),
         ),
         "getPlcOperationToken",
     )["token"]

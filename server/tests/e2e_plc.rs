@@ -35,7 +35,13 @@ fn genesis_data(recovery: &pds::crypto::SigningKey) -> Value {
 }
 
 fn token(base: &str, access: &str) -> String {
-    let res = xrpc(base, "POST", TOKEN, access, None);
+    let res = xrpc(
+        base,
+        "POST",
+        TOKEN,
+        access,
+        Some(&json!({ "password": PASSWORD })),
+    );
     assert_eq!(res.status, 200, "{:?}", res.json());
     res.json()["token"].as_str().unwrap().to_owned()
 }
@@ -118,11 +124,29 @@ fn plc_operations_sign_submit_and_refuse(kind: ShellKind) {
         .as_str()
         .unwrap()
         .to_owned();
-    let refused = xrpc(&base, "POST", TOKEN, &app_access, None);
+    let with_password = json!({ "password": PASSWORD });
+    let refused = xrpc(&base, "POST", TOKEN, &app_access, Some(&with_password));
     assert_eq!(
         (refused.status, refused.json()["error"].as_str()),
         (400, Some("InvalidToken"))
     );
+    // Nor a session without the password: a stolen session alone cannot move the identity.
+    for body in [
+        json!({}),
+        json!({ "password": "not-the-password" }),
+        json!({ "password": app_password }),
+    ] {
+        let refused = xrpc(&base, "POST", TOKEN, &access, Some(&body));
+        assert_eq!(refused.status, 400, "{body}: {:?}", refused.json());
+    }
+    let wrong = xrpc(
+        &base,
+        "POST",
+        TOKEN,
+        &access,
+        Some(&json!({ "password": "not-the-password" })),
+    );
+    assert_eq!(wrong.json()["error"], "InvalidPassword");
 
     // requestPlcOperationSignature answers as the reference's (the token it makes is mailed
     // there; here the owner reads a fresh one, which replaces it).

@@ -218,7 +218,9 @@ impl DevRustpdsIdentity for Api<'_> {
         &self,
         _cx: &RequestContext,
         _params: get_plc_operation_token::Params,
+        input: get_plc_operation_token::Input,
     ) -> Result<get_plc_operation_token::Output, XrpcError> {
+        self.with_auth(|auth| auth.confirm_account_password(&input.password))?;
         let now_ms = self.now_ms();
         let token = account_token::issue(self.account.sql.as_ref(), PLC_OPERATION, now_ms)?;
         Ok(get_plc_operation_token::Output {
@@ -350,9 +352,12 @@ impl Api<'_> {
             let Some(data) = last.data else {
                 return Ok(Some("Did is tombstoned"));
             };
-            let ours = wanted.rotation_keys.first();
-            if !ours.is_some_and(|key| data.rotation_keys.contains(key)) {
-                return Ok(Some("Server rotation key not included in PLC DID data"));
+            // Without a rotation key of its own, the PDS signs no operation, and needs none
+            // listed (the owner keeps the DID's keys).
+            if let Some(ours) = wanted.rotation_keys.first() {
+                if !data.rotation_keys.contains(ours) {
+                    return Ok(Some("Server rotation key not included in PLC DID data"));
+                }
             }
             (
                 data.pds_endpoint().map(str::to_owned),
@@ -387,11 +392,12 @@ impl Api<'_> {
     /// Verifies a service token the account's DID issued for `nsid` to this PDS, with the key
     /// its DID document names now (fetched again once when the signature does not verify: the
     /// key may just have changed).
+    /// Returns the key that verified it.
     pub(crate) async fn verify_account_service_token(
         &self,
         token: &str,
         nsid: &str,
-    ) -> Result<(), XrpcError> {
+    ) -> Result<crate::crypto::PublicKey, XrpcError> {
         let did = self.config.did.as_str();
         let resolver = self.account.resolver(self.config);
         let service_did = self.config.service_did();
@@ -417,7 +423,7 @@ impl Api<'_> {
             );
             match verified {
                 Err(e) if e.error == "BadJwtSignature" && !refresh => continue,
-                other => return other.map(drop),
+                other => return other.map(|_| key),
             }
         }
         Err(XrpcError::unauthorized(

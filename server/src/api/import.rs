@@ -7,6 +7,7 @@ use cid::Cid;
 use pds_api::runtime::xrpc::XrpcError;
 use serde::{Deserialize, Serialize};
 
+use super::repo::FoundBlob;
 use super::{internal, Api};
 use crate::repo::blockstore::BlockStore;
 use crate::repo::car::CarReader;
@@ -160,12 +161,18 @@ impl Batch {
                 let value = crate::data::cbor::decode(&bytes).map_err(|e| {
                     RepoError::InvalidMst(format!("record {path} is not valid DAG-CBOR: {e}"))
                 })?;
+                // Old records' legacy references count too: their blobs move with them.
                 let mut refs = Vec::new();
-                super::repo::collect_blobs(&value, &mut refs)
-                    .map_err(|e| RepoError::InvalidMst(format!("record {path}: {}", e.message)))?;
+                super::repo::visit_blobs(&value, &mut |blob| {
+                    refs.push(match blob {
+                        FoundBlob::Current(blob) => blob.cid,
+                        FoundBlob::Legacy(cid) => cid,
+                    });
+                    Ok(())
+                })
+                .map_err(|e| RepoError::InvalidMst(format!("record {path}: {}", e.message)))?;
                 if !refs.is_empty() {
-                    self.blobs
-                        .insert(path.to_owned(), refs.into_iter().map(|b| b.cid).collect());
+                    self.blobs.insert(path.to_owned(), refs);
                 }
                 self.keep.push(cid);
                 self.records.push((path.to_owned(), cid));

@@ -139,25 +139,48 @@ fn validate_record(
     }
 }
 
-/// Collects the blob references of a record, refusing legacy ones.
-pub(crate) fn collect_blobs(value: &Value, out: &mut Vec<BlobRef>) -> Result<(), XrpcError> {
+/// A blob reference a record holds.
+pub(crate) enum FoundBlob {
+    /// The current form (`$type: blob`).
+    Current(BlobRef),
+    /// The legacy `{cid, mimeType}` form, which old records still carry: its CID.
+    Legacy(Cid),
+}
+
+/// Calls `found` for each blob reference of a record, in document order.
+pub(crate) fn visit_blobs(
+    value: &Value,
+    found: &mut dyn FnMut(FoundBlob) -> Result<(), XrpcError>,
+) -> Result<(), XrpcError> {
     match value {
         Value::Map(m) => {
             if let Some(blob) = value.as_blob_ref() {
-                out.push(blob);
-                return Ok(());
+                return found(FoundBlob::Current(blob));
             }
             if value.is_legacy_blob() {
                 let cid = m.get("cid").and_then(Value::as_str).unwrap_or("");
-                return Err(XrpcError::invalid_request(format!(
-                    "Legacy blobs are not allowed ({cid})"
-                )));
+                let cid = Cid::try_from(cid)
+                    .map_err(|e| XrpcError::invalid_request(format!("bad blob CID {cid}: {e}")))?;
+                return found(FoundBlob::Legacy(cid));
             }
-            m.values().try_for_each(|v| collect_blobs(v, out))
+            m.values().try_for_each(|v| visit_blobs(v, found))
         }
-        Value::Array(items) => items.iter().try_for_each(|v| collect_blobs(v, out)),
+        Value::Array(items) => items.iter().try_for_each(|v| visit_blobs(v, found)),
         _ => Ok(()),
     }
+}
+
+/// Collects the blob references of a record written here, refusing legacy ones.
+pub(crate) fn collect_blobs(value: &Value, out: &mut Vec<BlobRef>) -> Result<(), XrpcError> {
+    visit_blobs(value, &mut |blob| match blob {
+        FoundBlob::Current(blob) => {
+            out.push(blob);
+            Ok(())
+        }
+        FoundBlob::Legacy(cid) => Err(XrpcError::invalid_request(format!(
+            "Legacy blobs are not allowed ({cid})"
+        ))),
+    })
 }
 
 fn internal(what: &str, e: impl std::fmt::Display) -> XrpcError {

@@ -112,15 +112,18 @@ impl ComAtprotoServer for Api<'_> {
             .ok_or_else(|| {
                 XrpcError::authentication_required("Missing auth to create account with did")
             })?;
-        self.verify_account_service_token(token, create_account::NSID)
+        let key = self
+            .verify_account_service_token(token, create_account::NSID)
             .await?;
         let db = self.account.sql.as_ref();
         let state = SqlAuthStore::new(db, ours).account_state()?;
-        if state.status != AccountStatus::Deactivated {
-            // Once migrated (activated), the account is here: a second createAccount would
-            // replace its password.
+        // The account arrives from a PDS whose key signs for it. Once the DID names this PDS's
+        // key, the account is here (activated or not): anyone with a session could mint such
+        // a token, and a second createAccount would replace the password.
+        let ours_signs = key.to_did_key() == self.config.signing_key.public_key().to_did_key();
+        if state.status != AccountStatus::Deactivated || ours_signs {
             return Err(XrpcError::invalid_request(
-                "Account already exists: it is active on this PDS",
+                "Account already exists: it is hosted on this PDS",
             ));
         }
         let password = input

@@ -265,6 +265,20 @@ impl Auth<'_> {
         Ok(())
     }
 
+    /// Checks `password` is the account password (never an app password), asked again before
+    /// an action a stolen session alone must not take.
+    pub fn confirm_account_password(&self, password: &str) -> Result<(), XrpcError> {
+        if password.len() > MAX_PASSWORD_LEN
+            || !password::verify(password, &self.config.password_hash)
+        {
+            return Err(XrpcError::declared(
+                "InvalidPassword",
+                "The password is not the account password.",
+            ));
+        }
+        Ok(())
+    }
+
     /// Opens a session with `scope` (an app password's when `app_password_name` is given): its
     /// first token pair, stored with the pruning of old rows in one commit.
     pub fn open_session(

@@ -364,8 +364,10 @@ fn set_active(account: &AccountArgs, active: bool) -> Result<(), String> {
 
 #[cfg(not(target_arch = "wasm32"))]
 fn plc_token(account: &AccountArgs) -> Result<(), String> {
-    let issued = signed_in(account, &account_password()?, async |pds| {
-        pds.procedure_without_input("dev.rustpds.identity.getPlcOperationToken")
+    let password = account_password()?;
+    let issued = signed_in(account, &password, async |pds| {
+        let input = serde_json::json!({ "password": password });
+        pds.procedure("dev.rustpds.identity.getPlcOperationToken", input)
             .await
     })?;
     let token = issued["token"]

@@ -202,12 +202,16 @@ const V7_STATEMENTS: &[&str] = &["CREATE TABLE account_token (
 /// their CIDs, before the repository is verified and swapped in whole; a repeated import reuses
 /// them. `keep` marks the blocks the imported repository reaches; `staged_ms` says when a block
 /// last arrived, so an abandoned stage can be purged.
-const V8_STATEMENTS: &[&str] = &["CREATE TABLE import_block (
+const V8_STATEMENTS: &[&str] = &[
+    "CREATE TABLE import_block (
         cid TEXT PRIMARY KEY NOT NULL,
         bytes BLOB NOT NULL,
         keep INTEGER NOT NULL DEFAULT 0,
         staged_ms INTEGER NOT NULL DEFAULT 0
-    )"];
+    )",
+    // The stage's expiry is read after each batch: an index keeps that one step.
+    "CREATE INDEX import_block_staged ON import_block (staged_ms)",
+];
 
 /// The schema of this build, oldest first.
 pub const MIGRATIONS: &[Migration] = &[

@@ -3,7 +3,9 @@
 //
 // Usage: node repo-car.mjs input.json
 // Input:  {"did": "did:...", "keyHex": "<secp256k1 private key>", "posts": ["rkey", ...],
-//          "blobCid": "<raw CID>" (optional: the first post embeds this image blob)}
+//          "blobCid": "<raw CID>" (optional: the first post embeds this image blob),
+//          "legacyBlobCid": "<raw CID>" (optional: the last post embeds it in the legacy
+//          {cid, mimeType} form that records written before 2023 carry)}
 // Output: {"car": "<base64>", "root": "<commit CID>", "rev": "<commit rev>"}
 // The CAR holds every block the store saw, unreachable ones included.
 import { readFileSync } from 'node:fs'
@@ -24,6 +26,12 @@ const writes = input.posts.map((rkey, i) => {
     record.embed = {
       $type: 'app.bsky.embed.images',
       images: [{ alt: '', image: { $type: 'blob', ref: parseCid(input.blobCid), mimeType: 'image/png', size: 4 } }],
+    }
+  }
+  if (i === input.posts.length - 1 && input.legacyBlobCid) {
+    record.embed = {
+      $type: 'app.bsky.embed.images',
+      images: [{ alt: '', image: { cid: input.legacyBlobCid, mimeType: 'image/png' } }],
     }
   }
   return { action: WriteOpAction.Create, collection: 'app.bsky.feed.post', rkey, record }

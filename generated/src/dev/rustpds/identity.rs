@@ -8,13 +8,14 @@ pub trait DevRustpdsIdentity: rt::xrpc::Service {
     const SERVES_GET_PLC_OPERATION_TOKEN: bool = false;
     /// `dev.rustpds.identity.getPlcOperationToken`
     ///
-    /// Issue the token that com.atproto.identity.signPlcOperation requires (the reference PDS mails it; this PDS has no mail). Requires a session opened with the account password (not an app password or OAuth). The token is single-use, valid 15 minutes, and replaces any earlier one, including one made by com.atproto.identity.requestPlcOperationSignature: only a hash is stored, so the live token is the last one shown.
+    /// Issue the token that com.atproto.identity.signPlcOperation requires (the reference PDS mails it; this PDS has no mail). Requires a session opened with the account password (not an app password or OAuth) and the account password again: a stolen session alone cannot move the identity. The token is single-use, valid 15 minutes, and replaces any earlier one, including one made by com.atproto.identity.requestPlcOperationSignature: only a hash is stored, so the live token is the last one shown.
     async fn get_plc_operation_token(
         &self,
         cx: &Self::Context,
         params: get_plc_operation_token::Params,
+        input: get_plc_operation_token::Input,
     ) -> Result<get_plc_operation_token::Output, rt::xrpc::XrpcError> {
-        let _ = (cx, params);
+        let _ = (cx, params, input);
         Err(rt::xrpc::XrpcError::method_not_implemented())
     }
 }
@@ -29,6 +30,24 @@ pub mod get_plc_operation_token {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    /// Schema of the input body.
+    pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
+        required: &["password"],
+        nullable: &[],
+        properties: &[
+            (
+                "password",
+                rt::schema::Schema::String(rt::schema::StringSchema {
+                    max_length: Some(512),
+                    ..rt::schema::StringSchema::NONE
+                }),
+            ),
+        ],
+    });
+    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+    pub struct Input {
+        pub password: String,
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(rename = "expiresAt")]
@@ -36,17 +55,42 @@ pub mod get_plc_operation_token {
         /// The token, shaped XXXXX-XXXXX.
         pub token: String,
     }
+    /// The errors this method declares, each with a message.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum Error {
+        /// The password is not the account password.
+        InvalidPassword(String),
+    }
+    impl Error {
+        /// The error name as sent on the wire.
+        pub fn name(&self) -> &'static str {
+            match self {
+                Self::InvalidPassword(_) => "InvalidPassword",
+            }
+        }
+    }
+    impl From<Error> for rt::xrpc::XrpcError {
+        fn from(e: Error) -> Self {
+            let name = e.name();
+            match e {
+                Error::InvalidPassword(m) => rt::xrpc::XrpcError::declared(name, m),
+            }
+        }
+    }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
         kind: rt::xrpc::MethodKind::Procedure,
         params: &PARAMS_SCHEMA,
-        input: None,
-        input_schema: None,
+        input: Some(rt::xrpc::Encoding {
+            mime: "application/json",
+            json: true,
+        }),
+        input_schema: Some(&INPUT_SCHEMA),
         output: Some(rt::xrpc::Encoding {
             mime: "application/json",
             json: true,
         }),
-        errors: &[],
+        errors: &["InvalidPassword"],
     };
 }
