@@ -61,13 +61,24 @@ pub fn announce_identity_changes(config: &Config, account: &Account) -> Result<b
         if announced(db)? {
             return Ok(false);
         }
-        let now_micros = account.clock.now_micros();
-        let event = identity_event(&config.did, Some(&config.handle), now_micros);
-        append_event(db, &event.new_event((now_micros / 1000) as i64))?;
-        set_announced_handle(db, handle)?;
+        store_identity_event(config, account, &config.handle)?;
         Ok(true)
     })
     .map_err(XrpcError::from)
+}
+
+/// Stores `#identity` with `handle` and records it as the announced handle (inside the
+/// caller's transaction).
+fn store_identity_event(
+    config: &Config,
+    account: &Account,
+    handle: &Handle,
+) -> Result<(), StorageError> {
+    let db = account.sql.as_ref();
+    let now_micros = account.clock.now_micros();
+    let event = identity_event(&config.did, Some(handle), now_micros);
+    append_event(db, &event.new_event((now_micros / 1000) as i64))?;
+    set_announced_handle(db, handle.as_str())
 }
 
 /// Announces the account's identity with `#identity` now, with `handle`, whatever was announced
@@ -77,14 +88,10 @@ pub fn announce_identity(
     account: &Account,
     handle: &Handle,
 ) -> Result<(), XrpcError> {
-    let db = account.sql.as_ref();
-    db.transaction(|| -> Result<(), StorageError> {
-        let now_micros = account.clock.now_micros();
-        let event = identity_event(&config.did, Some(handle), now_micros);
-        append_event(db, &event.new_event((now_micros / 1000) as i64))?;
-        set_announced_handle(db, handle.as_str())
-    })
-    .map_err(XrpcError::from)
+    account
+        .sql
+        .transaction(|| store_identity_event(config, account, handle))
+        .map_err(XrpcError::from)
 }
 
 #[cfg(all(test, not(target_arch = "wasm32")))]

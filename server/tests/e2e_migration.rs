@@ -543,25 +543,7 @@ fn an_account_arrives_with_create_account(kind: ShellKind) {
     assert_eq!(status["validDid"], true, "{status}");
     // Still deactivated, but the DID now names this PDS's key, which any session here could
     // mint a token with: the account is no longer one to take.
-    let minted_here = service_token(
-        &support::account::signing_key(),
-        &did,
-        SERVICE_DID,
-        CREATE_ACCOUNT,
-        None,
-    );
-    let takeover = create_account(
-        &base,
-        Some(&minted_here),
-        &json!({ "did": did, "handle": HANDLE, "password": "a-takeover-password" }),
-    );
-    assert_eq!(
-        error_of(&takeover),
-        (400, "InvalidRequest".into()),
-        "{:?}",
-        takeover.json()
-    );
-    assert_eq!(sign_in(&base, &did, NEW_PASSWORD).status, 200);
+    assert_not_taken_over(&base, &did, "a-takeover-password");
     let activate = xrpc(
         &base,
         "POST",
@@ -601,25 +583,31 @@ fn an_account_arrives_with_create_account(kind: ShellKind) {
 
     // Here now: a second createAccount, even with a valid token from the DID's current key
     // (this PDS's), would take the account over, and is refused.
-    let current = service_token(
+    assert_not_taken_over(&base, &did, "another-password");
+}
+
+/// A createAccount with a valid token from this PDS's key (which any session here could mint)
+/// and `password` is refused, and the account's password stays.
+fn assert_not_taken_over(base: &str, did: &str, password: &str) {
+    let minted_here = service_token(
         &support::account::signing_key(),
-        &did,
+        did,
         SERVICE_DID,
         CREATE_ACCOUNT,
         None,
     );
-    let again = create_account(
-        &base,
-        Some(&current),
-        &json!({ "did": did, "handle": HANDLE, "password": "another-password" }),
+    let res = create_account(
+        base,
+        Some(&minted_here),
+        &json!({ "did": did, "handle": HANDLE, "password": password }),
     );
     assert_eq!(
-        error_of(&again),
+        error_of(&res),
         (400, "InvalidRequest".into()),
         "{:?}",
-        again.json()
+        res.json()
     );
-    assert_eq!(sign_in(&base, &did, NEW_PASSWORD).status, 200);
+    assert_eq!(sign_in(base, did, NEW_PASSWORD).status, 200);
 }
 
 /// GETs `path` (with a token when given): status, content type and bytes.
