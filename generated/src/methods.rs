@@ -516,6 +516,8 @@ pub static METHODS: &[&MethodMeta] = &[
     &crate::dev::rustpds::identity::get_plc_operation_token::META,
     #[cfg(feature = "dev-rustpds")]
     &crate::dev::rustpds::server::change_password::META,
+    #[cfg(feature = "dev-rustpds")]
+    &crate::dev::rustpds::server::get_account_status::META,
     #[cfg(feature = "tools-ozone")]
     &crate::tools::ozone::communication::create_template::META,
     #[cfg(feature = "tools-ozone")]
@@ -1876,6 +1878,10 @@ pub fn serves<S: Handlers>(nsid: &str) -> bool {
         #[cfg(feature = "dev-rustpds")]
         "dev.rustpds.server.changePassword" => {
             <S as crate::dev::rustpds::server::DevRustpdsServer>::SERVES_CHANGE_PASSWORD
+        }
+        #[cfg(feature = "dev-rustpds")]
+        "dev.rustpds.server.getAccountStatus" => {
+            <S as crate::dev::rustpds::server::DevRustpdsServer>::SERVES_GET_ACCOUNT_STATUS
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.communication.createTemplate" => {
@@ -5311,6 +5317,18 @@ async fn dispatch_inner<S: Handlers>(
                 )
                 .await?;
             rt::dispatch::empty_output()
+        }
+        #[cfg(feature = "dev-rustpds")]
+        "dev.rustpds.server.getAccountStatus" if <S as crate::dev::rustpds::server::DevRustpdsServer>::SERVES_GET_ACCOUNT_STATUS => {
+            let params = rt::dispatch::params(meta, &req.query)?;
+            rt::dispatch::no_input(&req)?;
+            let out = <S as crate::dev::rustpds::server::DevRustpdsServer>::get_account_status(
+                    service,
+                    cx,
+                    params,
+                )
+                .await?;
+            rt::dispatch::json_output(&out)
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.communication.createTemplate" if <S as crate::tools::ozone::communication::ToolsOzoneCommunication>::SERVES_CREATE_TEMPLATE => {

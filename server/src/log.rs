@@ -8,3 +8,11 @@ pub fn error(message: &str) {
     #[cfg(not(target_arch = "wasm32"))]
     eprintln!("pds: {message}");
 }
+
+/// Logs what an operator may want to follow (the progress of long work).
+pub fn info(message: &str) {
+    #[cfg(target_arch = "wasm32")]
+    worker::console_log!("pds: {message}");
+    #[cfg(not(target_arch = "wasm32"))]
+    eprintln!("pds: {message}");
+}

@@ -26,7 +26,7 @@ use pds_api::runtime::xrpc::XrpcError;
 use serde::{Deserialize, Serialize};
 
 use crate::account::Account;
-use crate::api::import::{ImportDone, ImportGrant, IMPORT_REPO};
+use crate::api::import::{ImportDone, ImportGrant, ImportProgress, IMPORT_REPO};
 use crate::api::repo::{
     record_uploaded_blob, upload_error, upload_mime_type, BodySource, UploadGrant,
 };
@@ -34,6 +34,7 @@ use crate::api::sync::{serve_blob, BlobToServe};
 use crate::api::{internal, Api};
 use crate::auth::verifier::UPLOAD_BLOB;
 use crate::auth::Permission;
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::http::{Body, HttpRequest, HttpResponse};
 use crate::net::http_client::HttpClient;
@@ -202,6 +203,8 @@ pub struct EdgePorts<'a> {
     pub blobs: &'a dyn BlobStore,
     /// How proxied calls are sent: `fetch` on Workers, the native client.
     pub http: &'a dyn HttpClient,
+    /// Times the steps of long work for the operator's log.
+    pub clock: &'a dyn Clock,
 }
 
 /// Runs offloaded work at the edge: authorize, move the bytes (into the blob store, or to the
@@ -222,7 +225,7 @@ pub async fn run(
         Offload::UploadBlob => upload(link, ports.blobs, head, body).await,
         Offload::Proxy => proxy(link, ports.http, head, body).await,
         Offload::GetBlob => download(link, ports.blobs, head).await,
-        Offload::ImportRepo => import(link, head, body).await,
+        Offload::ImportRepo => import(link, ports.clock, head, body).await,
     }
 }
 
@@ -230,9 +233,18 @@ pub async fn run(
 /// plans).
 pub const MAX_IMPORT_BYTES: u64 = 512 * 1024 * 1024;
 
+/// The most steps an import's check and swap may take: far more than the largest CAR accepted
+/// needs (a block takes at least a few dozen bytes), so only a livelock reaches it.
+const MAX_IMPORT_STEPS: usize = 100_000;
+
 /// An import: authorized by the account, read here block by block (each checked against its
 /// CID), handed to the account in batches, then swapped in by it. Only one batch is ever held.
-async fn import(link: &dyn AccountLink, head: &HttpRequest, body: Body) -> HttpResponse {
+async fn import(
+    link: &dyn AccountLink,
+    clock: &dyn Clock,
+    head: &HttpRequest,
+    body: Body,
+) -> HttpResponse {
     let offload = Offload::ImportRepo;
     let authorized = link
         .call(internal_request(offload.path(Step::Authorize), head, None))
@@ -310,18 +322,42 @@ async fn import(link: &dyn AccountLink, head: &HttpRequest, body: Body) -> HttpR
             return refused;
         }
     }
-    let done = ImportDone {
+    // The account checks and swaps the repository in steps, each its own call, so that no
+    // call holds it for long; each step's time is logged (an upper bound on its CPU time).
+    let mut done = ImportDone {
         root: root.to_string(),
+        walk: None,
     };
-    let answer = link
-        .call(internal_request(
-            offload.path(Step::Complete),
-            head,
-            serde_json::to_value(&done).ok(),
-        ))
-        .await;
-    if answer.status != 200 {
-        return answer;
+    let mut finished = false;
+    for step in 0..MAX_IMPORT_STEPS {
+        let started_us = clock.now_micros();
+        let answer = link
+            .call(internal_request(
+                offload.path(Step::Complete),
+                head,
+                serde_json::to_value(&done).ok(),
+            ))
+            .await;
+        if answer.status != 200 {
+            return answer;
+        }
+        let Some(progress) = json_body::<ImportProgress>(answer.body).await else {
+            return error(XrpcError::internal());
+        };
+        crate::log::info(&format!(
+            "import step {step}: {} visits so far{}, {} ms",
+            progress.visited,
+            if progress.done { ", swapped in" } else { "" },
+            clock.now_micros().saturating_sub(started_us) / 1000
+        ));
+        if progress.done {
+            finished = true;
+            break;
+        }
+        done.walk = Some(progress.walk);
+    }
+    if !finished {
+        return error(XrpcError::internal_message("the import did not finish"));
     }
     // importRepo has no output.
     crate::routes::with_cors(HttpResponse::bytes(200, "application/json", Vec::new()))
@@ -535,8 +571,8 @@ pub async fn serve_internal(config: &Config, account: &Account, req: &HttpReques
             let api = Api { config, account };
             api.authenticate(IMPORT_REPO, req.header("authorization"))
                 .and_then(|_| serde_json::from_slice::<ImportDone>(&req.body).map_err(internal))
-                .and_then(|done| api.finish_import(&done))
-                .map(|()| serde_json::Value::Null)
+                .and_then(|done| api.import_step(&done))
+                .and_then(|progress| serde_json::to_value(progress).map_err(internal))
         }
         (_, Step::Stage) => return crate::routes::not_found(),
     };

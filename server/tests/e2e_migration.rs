@@ -66,6 +66,55 @@ fn repo_car_with(
     )
 }
 
+/// Posts in [`large_car`]: more nodes and records than one step of an import's walk visits
+/// (`pds::api::import::WALK_VISITS_PER_STEP`).
+const LARGE_POSTS: u64 = 30_000;
+
+/// The path of post `i` of [`large_car`].
+fn large_post_path(i: u64) -> String {
+    let rkey = pds_api::runtime::syntax::Tid::from_u64((1 << 52) + i);
+    format!("app.bsky.feed.post/{}", rkey.as_str())
+}
+
+/// A repository of `n` posts for `did`, signed by `key`, built here (too many for the oracle to
+/// build quickly), as a CAR.
+fn large_car(did: &str, key: &SigningKey, n: u64) -> Vec<u8> {
+    use pds::repo::car::CarWriter;
+    use pds::repo::{MemoryBlockStore, Repo, WriteOp};
+    #[derive(serde::Serialize)]
+    struct Post {
+        #[serde(rename = "$type")]
+        kind: &'static str,
+        text: String,
+        #[serde(rename = "createdAt")]
+        created_at: &'static str,
+    }
+    let writes: Vec<WriteOp> = (0..n)
+        .map(|i| {
+            let path = large_post_path(i);
+            let (collection, rkey) = path.split_once('/').unwrap();
+            let post = Post {
+                kind: "app.bsky.feed.post",
+                text: format!("post {i}"),
+                created_at: "2026-12-06T00:00:00.000Z",
+            };
+            WriteOp::Create {
+                collection: collection.into(),
+                rkey: rkey.into(),
+                record: pds::repo::cbor::encode(&post).unwrap(),
+            }
+        })
+        .collect();
+    let store = MemoryBlockStore::new();
+    let rev = pds_api::runtime::syntax::Tid::from_u64((1 << 53) + n);
+    let (_, output) = Repo::create(&store, did, &writes, key, rev.as_str()).unwrap();
+    let mut car = CarWriter::new(Vec::new(), &output.cid).unwrap();
+    for (cid, bytes) in &output.new_blocks {
+        car.write_block(cid, bytes).unwrap();
+    }
+    car.finish().unwrap()
+}
+
 fn import(base: &str, token: &str, car: &[u8]) -> support::http::Reply {
     let auth = format!("Bearer {token}");
     request(
@@ -458,6 +507,35 @@ fn an_account_arrives_with_create_account(kind: ShellKind) {
         "{status}"
     );
 
+    // A repository larger than one step of the account's walk (its check and indexing go
+    // over several calls), replacing the smaller one whole; then the smaller one again.
+    let large = large_car(&did, &old_key, LARGE_POSTS);
+    let res = import(&base, &access_after, &large);
+    assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+    let status = account_status(&base, &access_after);
+    assert_eq!(
+        (
+            status["indexedRecords"].as_i64(),
+            status["expectedBlobs"].as_i64(),
+            status["importedBlobs"].as_i64()
+        ),
+        (Some(LARGE_POSTS as i64), Some(0), Some(0)),
+        "{status}"
+    );
+    assert!(
+        status["repoBlocks"].as_i64().unwrap() > LARGE_POSTS as i64,
+        "{status}"
+    );
+    let exported = exported_paths(&base, &access_after, &did);
+    assert_eq!(exported.len() as u64, LARGE_POSTS);
+    assert_eq!(
+        (exported.first(), exported.last()),
+        (
+            Some(&large_post_path(0)),
+            Some(&large_post_path(LARGE_POSTS - 1))
+        )
+    );
+
     // Imported again after more changes on the old side: one post gone, two new.
     let later = [
         "3jzfcijpj2z2b",
@@ -544,6 +622,23 @@ fn an_account_arrives_with_create_account(kind: ShellKind) {
     // Still deactivated, but the DID now names this PDS's key, which any session here could
     // mint a token with: the account is no longer one to take.
     assert_not_taken_over(&base, &did, "a-takeover-password");
+    // A deactivation repeated with a deleteAfter keeps it, until the account is active again.
+    ok(
+        xrpc(
+            &base,
+            "POST",
+            "com.atproto.server.deactivateAccount",
+            &access_after,
+            Some(&json!({ "deleteAfter": DELETE_AFTER })),
+        ),
+        "deactivateAccount again",
+    );
+    let own = own_status(&base, &access_after);
+    assert_eq!(
+        (own["status"].as_str(), own["deleteAfter"].as_str()),
+        (Some("deactivated"), Some(DELETE_AFTER)),
+        "{own}"
+    );
     let activate = xrpc(
         &base,
         "POST",
@@ -552,6 +647,10 @@ fn an_account_arrives_with_create_account(kind: ShellKind) {
         None,
     );
     assert_eq!(activate.status, 200, "{:?}", activate.json());
+    let own = own_status(&base, &access_after);
+    assert_eq!(own["status"], "active", "{own}");
+    assert!(own.get("deleteAfter").is_none(), "{own}");
+    assert!(own["statusChangedAt"].is_string(), "{own}");
     let status = get(
         &base,
         &format!("/xrpc/com.atproto.sync.getRepoStatus?did={did}"),
@@ -1004,6 +1103,30 @@ fn a_round_trip_with_the_reference_pds(kind: ShellKind) {
         "getRepoStatus here",
     );
     assert_eq!(status["active"], false, "{status}");
+    // The deleteAfter this side's deactivation was given is kept and shown to the owner.
+    let own = own_status(&base, &token);
+    assert_eq!(
+        (own["status"].as_str(), own["deleteAfter"].as_str()),
+        (Some("deactivated"), Some(DELETE_AFTER)),
+        "{own}"
+    );
+}
+
+/// The `deleteAfter` the old side's deactivation is given.
+const DELETE_AFTER: &str = "2027-01-05T00:00:00.000Z";
+
+/// dev.rustpds.server.getAccountStatus at `base`.
+fn own_status(base: &str, token: &str) -> Value {
+    ok(
+        xrpc(
+            base,
+            "GET",
+            "dev.rustpds.server.getAccountStatus",
+            token,
+            None,
+        ),
+        "getAccountStatus",
+    )
 }
 
 /// Hands the account over with a signed PLC operation: submitted on the new PDS, which then
@@ -1022,7 +1145,7 @@ fn hand_over(operation: &Value, (new, new_token): (&str, &str), (old, old_token)
             old,
             old_token,
             "com.atproto.server.deactivateAccount",
-            Some(json!({})),
+            Some(json!({ "deleteAfter": DELETE_AFTER })),
         ),
     ];
     for (base, token, nsid, body) in steps {

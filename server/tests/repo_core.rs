@@ -794,3 +794,82 @@ fn one_write_reads_a_few_paths_not_the_tree() {
         out.new_blocks.len()
     );
 }
+
+/// A walk stopped after every few visits, its state written out as JSON and read back each
+/// time, meets what one whole walk meets, in the same order, and reports the end only there.
+#[test]
+fn a_walk_resumed_from_its_stored_state_meets_what_a_whole_walk_meets() {
+    use pds::repo::verify::{walk_tree, TreeWalk, Visit, WalkState};
+    let key = test_key(KeyAlgorithm::K256, 9);
+    let mut rng = Rng::new(91);
+    let writes: Vec<WriteOp> = (0..600)
+        .map(|i| {
+            let k = random_key(&mut rng);
+            let (collection, rkey) = k.split_once('/').unwrap();
+            (
+                k.clone(),
+                WriteOp::Create {
+                    collection: collection.into(),
+                    rkey: rkey.into(),
+                    record: record(i),
+                },
+            )
+        })
+        .collect::<BTreeMap<String, WriteOp>>()
+        .into_values()
+        .collect();
+    let mut store = MemoryBlockStore::new();
+    let (repo, out) = Repo::create(&store, "did:web:example.com", &writes, &key, &tid(1)).unwrap();
+    store.put_many(out.new_blocks).unwrap();
+    let commit = pds::repo::verify::decode_commit(&store, repo.commit_cid(), None).unwrap();
+
+    let describe = |v: Visit<'_>| match v {
+        Visit::Node(cid) => format!("node {cid}"),
+        Visit::Record(path, cid) => format!("record {path} {cid}"),
+    };
+    let mut whole = Vec::new();
+    walk_tree(&store, &commit, &mut |v| {
+        whole.push(describe(v));
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(
+        whole.iter().filter(|v| v.starts_with("record")).count(),
+        writes.len()
+    );
+    assert!(whole.iter().filter(|v| v.starts_with("node")).count() > 5);
+
+    for budget in [1, 3, 64] {
+        let mut state: WalkState = serde_json::from_str(
+            &serde_json::to_string(&TreeWalk::new(commit.data).state()).unwrap(),
+        )
+        .unwrap();
+        let mut met = Vec::new();
+        let mut steps = 0;
+        loop {
+            let mut walk = TreeWalk::resume(&store, &state).unwrap();
+            let before = met.len();
+            let done = walk
+                .step(
+                    &store,
+                    &mut |v| {
+                        met.push(describe(v));
+                        Ok(())
+                    },
+                    budget,
+                )
+                .unwrap();
+            assert!(met.len() - before <= budget, "a step keeps to its budget");
+            steps += 1;
+            if done {
+                break;
+            }
+            state = serde_json::from_str(&serde_json::to_string(&walk.state()).unwrap()).unwrap();
+        }
+        assert_eq!(met, whole, "budget {budget}");
+        assert!(
+            steps >= whole.len() / budget,
+            "budget {budget}: {steps} steps"
+        );
+    }
+}

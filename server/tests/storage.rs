@@ -878,3 +878,100 @@ fn replacing_the_repository_keeps_only_the_imported_one() {
     assert_eq!(load_root(&target).unwrap().unwrap().commit_cid, root);
     assert_eq!(all_records(&target).unwrap().len(), 39);
 }
+
+/// The counts `checkAccountStatus` reads, as counting finds them.
+fn counted(db: &dyn Sql) -> repo_store::Tally {
+    let one = |sql: &str| db.execute(sql, &[]).unwrap()[0].integer(0).unwrap();
+    repo_store::Tally {
+        blocks: one("SELECT COUNT(*) FROM repo_block"),
+        records: one("SELECT COUNT(*) FROM record"),
+        expected_blobs: one("SELECT COUNT(DISTINCT blob_cid) FROM record_blob"),
+        imported_blobs: one("SELECT COUNT(DISTINCT rb.blob_cid) FROM record_blob rb \
+             JOIN blob_metadata b ON b.cid = rb.blob_cid"),
+    }
+}
+
+/// The repository's counts kept by triggers agree with counting after every kind of change:
+/// creates, updates (which rewrite a record's references), deletes, shared and unstored blobs,
+/// blobs stored and forgotten later, and a whole repository replaced.
+#[test]
+fn the_kept_counts_agree_with_counting_after_every_change() {
+    let db = memory_db();
+    let key = Key::fixed();
+    let base = 1u64 << 50;
+    let check = |what: &str| assert_eq!(repo_store::tally(&db).unwrap(), counted(&db), "{what}");
+    check("empty");
+    let blob = |name: &[u8]| cid_for_raw(name);
+    let (a, b, c) = (blob(b"a"), blob(b"b"), blob(b"c"));
+    let store = |cid: Cid| {
+        insert_blob_metadata(
+            &db,
+            &BlobMetadata {
+                cid,
+                mime_type: "image/png".into(),
+                size: 1,
+                created_ms: 1,
+                unreferenced_since_ms: None,
+            },
+        )
+        .unwrap()
+    };
+    store(a);
+    store(b);
+    check("blobs stored, none referenced");
+    let mut refs = RecordBlobs::new();
+    refs.insert(format!("{POST}/{}", tid(base)), vec![a]);
+    refs.insert(format!("{POST}/{}", tid(base + 1)), vec![a, b, c]);
+    commit_with_blobs(
+        &db,
+        &key,
+        &[create(POST, &tid(base), 0), create(POST, &tid(base + 1), 1)],
+        base + 10,
+        &refs,
+    );
+    let after_create = repo_store::tally(&db).unwrap();
+    assert_eq!(
+        (
+            after_create.records,
+            after_create.expected_blobs,
+            after_create.imported_blobs
+        ),
+        (2, 3, 2)
+    );
+    check("two records, a shared blob, one unstored");
+    store(c);
+    store(c);
+    check("the missing blob stored, then stored again");
+    refs.insert(format!("{POST}/{}", tid(base + 1)), vec![b]);
+    let update = WriteOp::Update {
+        collection: POST.into(),
+        rkey: tid(base + 1),
+        record: record(POST, "edited", 2),
+    };
+    commit_with_blobs(&db, &key, &[update], base + 11, &refs);
+    check("an update dropping references");
+    assert_eq!(repo_store::tally(&db).unwrap().expected_blobs, 2);
+    assert!(blobs::forget_collectable_blob(&db, &c, 1 << 52).unwrap());
+    assert!(blobs::delete_blob_metadata(&db, &b).is_ok());
+    check("blobs forgotten");
+    let delete = WriteOp::Delete {
+        collection: POST.into(),
+        rkey: tid(base),
+    };
+    commit(
+        &db,
+        &key,
+        &[delete, create(LIKE, &tid(base + 2), 3)],
+        base + 12,
+    );
+    check("a delete and a create in one commit");
+    db.execute("DELETE FROM repo_block", &[]).unwrap();
+    db.execute("DELETE FROM record", &[]).unwrap();
+    db.execute("DELETE FROM record_blob", &[]).unwrap();
+    let zero = repo_store::Tally {
+        imported_blobs: 0,
+        ..repo_store::Tally::default()
+    };
+    assert_eq!(repo_store::tally(&db).unwrap(), zero);
+    check("everything emptied");
+}

@@ -13,9 +13,9 @@ use crate::repo::blockstore::BlockStore;
 use crate::repo::car::CarReader;
 use crate::repo::commit::UnsignedCommit;
 use crate::repo::error::RepoError;
-use crate::repo::verify::{decode_commit, walk_tree, Visit};
+use crate::repo::verify::{decode_commit, TreeWalk, Visit, WalkState};
 use crate::storage::account::AccountStatus;
-use crate::storage::import::{self, ImportedHead, StagedBlocks};
+use crate::storage::import::{self, ImportWalk, ImportedHead, RecordIndex, StagedBlocks};
 use crate::storage::{load_root, RecordBlobs, Sql, SqlExt};
 use pds_api::runtime::syntax::Tid;
 
@@ -33,12 +33,33 @@ pub struct ImportGrant {
     pub batch_bytes: usize,
 }
 
-/// The edge's report once the whole CAR went through: its one root.
+/// The edge's report once the whole CAR went through (its one root), sent again after each
+/// step of the import's walk until the import is swapped in.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ImportDone {
     /// The CAR's root: the imported commit.
     pub root: String,
+    /// The walk this import started (its [`ImportProgress::walk`]), once it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub walk: Option<String>,
 }
+
+/// Where an import stands after one step.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImportProgress {
+    /// Names the import's walk: to send back in the next [`ImportDone`].
+    pub walk: String,
+    /// Nodes and records the walk has visited so far.
+    pub visited: i64,
+    /// Whether the imported repository is now the account's.
+    pub done: bool,
+}
+
+/// How many nodes and records one step of an import's walk visits. Each visit reads a staged
+/// block, decodes it and indexes it, so a step is bounded work, a small fraction of the
+/// Durable Object's CPU limit per call (the README gives the measured figures).
+pub const WALK_VISITS_PER_STEP: usize = 20_000;
 
 impl Api<'_> {
     /// Whether the account takes an import now: only while deactivated (an inbound migration),
@@ -80,48 +101,126 @@ impl Api<'_> {
         Ok(())
     }
 
-    /// Verifies the staged repository whose commit is `done.root` and swaps it in, signed anew,
-    /// in one transaction that walks the tree: memory holds one path of the tree and a few
-    /// hundred records at a time, whatever the repository's size.
-    pub(crate) fn finish_import(&self, done: &ImportDone) -> Result<(), XrpcError> {
+    /// One step of an import whose blocks are staged: the first call starts a walk of the tree
+    /// whose commit is `done.root`; each call then walks [`WALK_VISITS_PER_STEP`] more of it,
+    /// checking and indexing what it meets, holding one path of the tree; once the walk is over,
+    /// the next call swaps the imported repository in, signed anew. A step that fails drops
+    /// the walk (the staged blocks stay): the import is then tried again from the start.
+    pub(crate) fn import_step(&self, done: &ImportDone) -> Result<ImportProgress, XrpcError> {
         self.check_importable()?;
         let db = self.account.sql.as_ref();
-        let root: Cid = done
-            .root
+        let walk = match (import::load_walk(db)?, &done.walk) {
+            (Some(walk), Some(id)) if &walk.rev == id => walk,
+            // The same import again (a retry): it goes on where the last one stopped.
+            (Some(walk), None) if walk.root == done.root => walk,
+            (_, None) => self.begin_walk(&done.root)?,
+            (_, Some(_)) => {
+                return Err(XrpcError::invalid_request(
+                    "Another import replaced this one before it finished",
+                ))
+            }
+        };
+        let result = self.walk_or_swap(walk);
+        if result.is_err() {
+            // The next try starts afresh; failing to drop the walk only costs it a restart.
+            let _ = import::forget_walk(db);
+        }
+        result
+    }
+
+    /// Starts walking the staged tree whose commit is `root`, which must be this account's
+    /// (the old host's signature is not checked, its key may be gone: this PDS signs anew).
+    fn begin_walk(&self, root: &str) -> Result<ImportWalk, XrpcError> {
+        let db = self.account.sql.as_ref();
+        let cid: Cid = root
             .parse()
             .map_err(|e| XrpcError::invalid_request(format!("bad root CID: {e}")))?;
+        let imported = decode_commit(&StagedBlocks::new(db), cid, Some(self.config.did.as_str()))
+            .map_err(invalid_repo)?;
+        let walk = ImportWalk {
+            root: root.to_owned(),
+            rev: self.rev_after(&imported.rev)?.as_str().to_owned(),
+            state: serde_json::to_string(&TreeWalk::new(imported.data).state())
+                .map_err(internal)?,
+            visited: 0,
+        };
+        db.transaction(|| import::begin_walk(db, &walk))?;
+        Ok(walk)
+    }
+
+    fn walk_or_swap(&self, mut walk: ImportWalk) -> Result<ImportProgress, XrpcError> {
+        let db = self.account.sql.as_ref();
+        let state: WalkState = serde_json::from_str(&walk.state).map_err(internal)?;
+        if state.is_finished() {
+            self.swap_import(&walk)?;
+            return Ok(ImportProgress {
+                walk: walk.rev,
+                visited: walk.visited,
+                done: true,
+            });
+        }
         let staged = StagedBlocks::new(db);
+        db.transaction(|| -> Result<(), XrpcError> {
+            let mut tree = TreeWalk::resume(&staged, &state).map_err(invalid_repo)?;
+            let mut batch = Batch::default();
+            let mut visits = 0;
+            tree.step(
+                &staged,
+                &mut |visit| {
+                    visits += 1;
+                    batch.add(&staged, visit)?;
+                    if batch.is_full() {
+                        batch.flush(db, &walk.rev)?;
+                    }
+                    Ok(())
+                },
+                WALK_VISITS_PER_STEP,
+            )
+            .map_err(invalid_repo)?;
+            batch.flush(db, &walk.rev).map_err(invalid_repo)?;
+            walk.state = serde_json::to_string(&tree.state()).map_err(internal)?;
+            walk.visited += visits;
+            import::save_walk(db, &walk)?;
+            Ok(())
+        })?;
+        Ok(ImportProgress {
+            walk: walk.rev,
+            visited: walk.visited,
+            done: false,
+        })
+    }
+
+    /// Swaps in the repository a finished walk checked and indexed, under a new commit at the
+    /// walk's revision, which must still be newer than the account's head.
+    fn swap_import(&self, walk: &ImportWalk) -> Result<(), XrpcError> {
+        let db = self.account.sql.as_ref();
         let did = self.config.did.as_str();
-        // The commit must be this account's; the old host's signature is not checked (its key
-        // may be gone): this PDS signs anew.
-        let imported = decode_commit(&staged, root, Some(did)).map_err(invalid_repo)?;
-        let rev = self.rev_after(&imported.rev)?;
+        let root: Cid = walk.root.parse().map_err(internal)?;
+        let imported =
+            decode_commit(&StagedBlocks::new(db), root, Some(did)).map_err(invalid_repo)?;
+        if load_root(db)
+            .map_err(internal)?
+            .is_some_and(|head| head.rev >= walk.rev)
+        {
+            return Err(XrpcError::invalid_request(
+                "The repository changed during the import: import it again",
+            ));
+        }
+        let rev = Tid::new(walk.rev.clone()).map_err(internal)?;
+        self.account.tids.borrow_mut().ensure_after(&rev);
         let commit = UnsignedCommit::new(did, imported.data, rev.as_str())
             .sign(&self.config.signing_key)
             .and_then(|c| c.to_block())
             .map_err(internal)?;
         let now_ms = i64::try_from(self.account.clock.now_millis()).unwrap_or(i64::MAX);
-        db.transaction(|| -> Result<(), XrpcError> {
-            import::begin_swap(db)?;
-            let mut batch = Batch::default();
-            walk_tree(&staged, &imported, &mut |visit| {
-                batch.add(&staged, visit)?;
-                if batch.is_full() {
-                    batch.flush(db, rev.as_str())?;
-                }
-                Ok(())
-            })
-            .map_err(invalid_repo)?;
-            batch.flush(db, rev.as_str()).map_err(invalid_repo)?;
-            let head = ImportedHead {
-                did,
-                commit,
-                rev: rev.as_str(),
-                data: imported.data,
-            };
-            import::finish_swap(db, &head, now_ms)?;
-            Ok(())
-        })
+        let head = ImportedHead {
+            did,
+            commit,
+            rev: rev.as_str(),
+            data: imported.data,
+        };
+        db.transaction(|| import::swap_in(db, &head, now_ms))?;
+        Ok(())
     }
 
     /// A revision after `imported` and after anything this PDS signed before.
@@ -188,7 +287,7 @@ impl Batch {
     /// Writes what it holds (kept blocks, index rows) and empties.
     fn flush(&mut self, db: &dyn Sql, rev: &str) -> Result<(), RepoError> {
         import::keep_blocks(db, &self.keep)?;
-        import::index_records(db, &self.records, &self.blobs, rev)?;
+        import::index_records(db, RecordIndex::Import, &self.records, &self.blobs, rev)?;
         *self = Batch::default();
         Ok(())
     }

@@ -6,13 +6,13 @@ use pds_api::com::atproto::server::{
     deactivate_account, delete_session, describe_server, get_service_auth, get_session,
     list_app_passwords, refresh_session, revoke_app_password, ComAtprotoServer,
 };
-use pds_api::dev::rustpds::server::{change_password, DevRustpdsServer};
-use pds_api::runtime::syntax::{CidString, Did};
+use pds_api::dev::rustpds::server::{change_password, get_account_status, DevRustpdsServer};
+use pds_api::runtime::syntax::{CidString, Datetime, Did};
 use pds_api::runtime::xrpc::XrpcError;
 
 use super::{Api, RequestContext};
 use crate::auth::{AccountStatus, AuthStore, SqlAuthStore};
-use crate::storage::{SqlExt, SqlValue};
+use crate::storage::SqlExt;
 
 impl Api<'_> {
     /// The `didDoc` of a session answer: a did:plc account's document from the directory
@@ -31,6 +31,7 @@ impl Api<'_> {
 /// This project's own account methods (`dev.rustpds.server`, lexicons in `lexicons/dev/`).
 impl DevRustpdsServer for Api<'_> {
     const SERVES_CHANGE_PASSWORD: bool = true;
+    const SERVES_GET_ACCOUNT_STATUS: bool = true;
 
     async fn change_password(
         &self,
@@ -44,6 +45,31 @@ impl DevRustpdsServer for Api<'_> {
         // The stored identity changed: the next request reads it again.
         self.account.forget_effective_config();
         Ok(())
+    }
+
+    async fn get_account_status(
+        &self,
+        _cx: &RequestContext,
+        _params: get_account_status::Params,
+    ) -> Result<get_account_status::Output, XrpcError> {
+        let db = self.account.sql.as_ref();
+        let account = crate::storage::account::get_account(db)?;
+        let datetime = |ms: i64| Datetime::from_unix_micros(u64::try_from(ms).unwrap_or(0) * 1000);
+        Ok(get_account_status::Output {
+            status: account
+                .as_ref()
+                .map_or(AccountStatus::Active, |a| a.status)
+                .as_str()
+                .to_owned()
+                .into(),
+            status_changed_at: account
+                .as_ref()
+                .and_then(|a| a.status_changed_ms)
+                .map(datetime),
+            // Stored as the lexicon checked it; one that no longer parses is not shown.
+            delete_after: crate::storage::account::delete_after(db)?
+                .and_then(|d| Datetime::new(d).ok()),
+        })
     }
 }
 
@@ -257,15 +283,23 @@ impl ComAtprotoServer for Api<'_> {
         _params: deactivate_account::Params,
         input: deactivate_account::Input,
     ) -> Result<(), XrpcError> {
-        self.with_auth(|auth| {
-            auth.deactivate_account(&cx.caller, &input, || {
-                Ok(crate::identity_events::deactivation_events(
-                    self.config,
-                    self.account,
-                ))
-            })
+        let db = self.account.sql.as_ref();
+        // The status and the deleteAfter change together or not at all.
+        db.transaction(|| -> Result<(), XrpcError> {
+            self.with_auth(|auth| {
+                auth.deactivate_account(&cx.caller, &input, || {
+                    Ok(crate::identity_events::deactivation_events(
+                        self.config,
+                        self.account,
+                    ))
+                })
+            })?;
+            // Kept to show the owner (dev.rustpds.server.getAccountStatus); a deactivation
+            // repeated with another deleteAfter replaces it.
+            let delete_after = input.delete_after.as_ref().map(|d| d.as_str());
+            crate::storage::account::set_delete_after(db, delete_after)?;
+            Ok(())
         })
-        .map(|_changed| ())
     }
 
     async fn check_account_status(
@@ -274,10 +308,10 @@ impl ComAtprotoServer for Api<'_> {
         _params: check_account_status::Params,
     ) -> Result<check_account_status::Output, XrpcError> {
         let db = self.account.sql.as_ref();
-        let count = |sql: &str| -> Result<i64, XrpcError> {
-            let row = db.query_opt(sql, &[] as &[SqlValue])?;
-            Ok(row.and_then(|r| r.integer(0).ok()).unwrap_or(0))
-        };
+        let tally = crate::storage::repo_store::tally(db)?;
+        let preferences = db
+            .query_opt("SELECT COUNT(*) FROM preferences", &[])?
+            .map_or(Ok(0), |row| row.integer(0))?;
         let root = self.account.head(self.config)?;
         let state = SqlAuthStore::new(db, self.config.did.as_str()).account_state()?;
         let activated = state.status == AccountStatus::Active;
@@ -287,13 +321,11 @@ impl ComAtprotoServer for Api<'_> {
             repo_commit: CidString::new(root.commit_cid.to_string())
                 .map_err(|e| XrpcError::internal_message(format!("repo commit: {e}")))?,
             repo_rev: root.rev,
-            repo_blocks: count("SELECT COUNT(*) FROM repo_block")?,
-            indexed_records: count("SELECT COUNT(*) FROM record")?,
-            private_state_values: count("SELECT COUNT(*) FROM preferences")?,
-            expected_blobs: count("SELECT COUNT(DISTINCT blob_cid) FROM record_blob")?,
-            imported_blobs: count(
-                "SELECT COUNT(DISTINCT rb.blob_cid) FROM record_blob rb JOIN blob_metadata b ON b.cid = rb.blob_cid",
-            )?,
+            repo_blocks: tally.blocks,
+            indexed_records: tally.records,
+            private_state_values: preferences,
+            expected_blobs: tally.expected_blobs,
+            imported_blobs: tally.imported_blobs,
         })
     }
 }

@@ -64,6 +64,7 @@ pub const TABLE: &[(&str, AuthRequirement)] = &[
     ("com.atproto.identity.refreshIdentity", R::Access),
     ("com.atproto.server.getSession", R::Access),
     ("com.atproto.server.checkAccountStatus", R::Access),
+    ("dev.rustpds.server.getAccountStatus", R::Access),
     ("com.atproto.server.getServiceAuth", R::Access),
     (
         "com.atproto.identity.getRecommendedDidCredentials",

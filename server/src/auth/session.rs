@@ -653,7 +653,7 @@ impl Auth<'_> {
     }
 
     /// `com.atproto.server.deactivateAccount`: repo writes are refused until reactivation.
-    /// `deleteAfter` is accepted and ignored (nothing deletes accounts on a schedule here).
+    /// `deleteAfter` is the caller's to keep (nothing deletes accounts on a schedule here).
     /// `events` (the `#account` event) as for [`Auth::activate_account`]. Returns whether the
     /// status changed.
     pub fn deactivate_account(

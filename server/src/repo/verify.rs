@@ -139,58 +139,178 @@ pub fn walk_tree(
     commit: &Commit,
     visit: &mut dyn FnMut(Visit<'_>) -> Result<()>,
 ) -> Result<()> {
-    let root = Node::decode(&get_required(store, &commit.data)?, commit.data, None)?;
-    if root.keys.is_empty() && root.gaps.iter().any(Option::is_some) {
-        return Err(RepoError::InvalidMst(
-            "root has no keys but a subtree".into(),
-        ));
-    }
-    let mut walk = Walk {
-        store,
-        last_key: None,
-        visit,
-    };
-    walk.node(&root, true)
+    let mut walk = TreeWalk::new(commit.data);
+    while !walk.step(store, visit, usize::MAX)? {}
+    Ok(())
 }
 
-struct Walk<'a, S: BlockStore + ?Sized> {
-    store: &'a S,
+/// A walk of a tree ([`walk_tree`]) that can stop after any number of visits and go on later,
+/// even in another process: its [`WalkState`] is a path of the tree and the last key met.
+pub struct TreeWalk {
+    /// The root, until it is entered.
+    root: Option<Cid>,
+    /// The path from the root to the node being walked.
+    frames: Vec<Frame>,
     last_key: Option<String>,
-    visit: &'a mut dyn FnMut(Visit<'_>) -> Result<()>,
 }
 
-impl<S: BlockStore + ?Sized> Walk<'_, S> {
-    /// In-order walk; `Node::decode` already checked canonical form, key
-    /// syntax, in-node order and heights. Order across nodes is checked here.
-    fn node(&mut self, node: &Node, is_root: bool) -> Result<()> {
-        if let Some(cid) = node.cid {
-            (self.visit)(Visit::Node(cid))?;
+/// A node on the walk's path, and how far into it the walk is.
+struct Frame {
+    node: Node,
+    /// The layer its parent said it is at (`None` for the root).
+    layer: Option<u32>,
+    /// `2i` is the subtree left of key `i`, `2i + 1` is key `i`.
+    pos: usize,
+}
+
+/// Where a [`TreeWalk`] stands, to store between steps.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WalkState {
+    /// The root, if the walk has not entered it yet.
+    root: Option<String>,
+    /// The path: each node's CID, expected layer and position.
+    path: Vec<(String, Option<u32>, usize)>,
+    last_key: Option<String>,
+}
+
+impl WalkState {
+    /// Whether the walk that stood here is over.
+    pub fn is_finished(&self) -> bool {
+        self.root.is_none() && self.path.is_empty()
+    }
+}
+
+impl TreeWalk {
+    /// A walk of the tree whose root is `data`, not yet started.
+    pub fn new(data: Cid) -> TreeWalk {
+        TreeWalk {
+            root: Some(data),
+            frames: Vec::new(),
+            last_key: None,
         }
-        if !is_root && node.keys.is_empty() && node.gaps.iter().all(Option::is_none) {
-            return Err(RepoError::InvalidMst(format!("empty node {:?}", node.cid)));
+    }
+
+    /// Where the walk stands.
+    pub fn state(&self) -> WalkState {
+        WalkState {
+            root: self.root.map(|c| c.to_string()),
+            path: self
+                .frames
+                .iter()
+                .map(|f| (describe_node(&f.node), f.layer, f.pos))
+                .collect(),
+            last_key: self.last_key.clone(),
         }
-        for (i, gap) in node.gaps.iter().enumerate() {
-            if let Some(link) = gap {
-                let Link::Stored(cid) = link else {
+    }
+
+    /// The walk that stood at `state`, its path read again from `store`.
+    pub fn resume(store: &(impl BlockStore + ?Sized), state: &WalkState) -> Result<TreeWalk> {
+        let cid = |s: &str| {
+            s.parse::<Cid>()
+                .map_err(|e| RepoError::InvalidMst(format!("bad CID in a walk's state: {e}")))
+        };
+        let root = state.root.as_deref().map(cid).transpose()?;
+        let mut frames = Vec::with_capacity(state.path.len());
+        for (node, layer, pos) in &state.path {
+            let node = cid(node)?;
+            frames.push(Frame {
+                node: Node::decode(&get_required(store, &node)?, node, *layer)?,
+                layer: *layer,
+                pos: *pos,
+            });
+        }
+        Ok(TreeWalk {
+            root,
+            frames,
+            last_key: state.last_key.clone(),
+        })
+    }
+
+    /// Makes up to `budget` visits (at least one); whether the walk is over.
+    pub fn step(
+        &mut self,
+        store: &(impl BlockStore + ?Sized),
+        visit: &mut dyn FnMut(Visit<'_>) -> Result<()>,
+        budget: usize,
+    ) -> Result<bool> {
+        let mut spent = 0;
+        if let Some(root) = self.root {
+            let node = Node::decode(&get_required(store, &root)?, root, None)?;
+            if node.keys.is_empty() && node.gaps.iter().any(Option::is_some) {
+                return Err(RepoError::InvalidMst(
+                    "root has no keys but a subtree".into(),
+                ));
+            }
+            self.enter(node, None, visit)?;
+            self.root = None;
+            spent += 1;
+        }
+        while spent < budget {
+            let Some(frame) = self.frames.last_mut() else {
+                break;
+            };
+            let i = frame.pos / 2;
+            if frame.pos % 2 == 0 {
+                let Some(gap) = frame.node.gaps.get(i) else {
+                    self.frames.pop();
+                    continue;
+                };
+                frame.pos += 1;
+                let Some(link) = gap else { continue };
+                let Link::Stored(cid) = *link else {
                     return Err(RepoError::InvalidMst("unexpected in-memory node".into()));
                 };
-                if node.layer == 0 {
+                let Some(layer) = frame.node.layer.checked_sub(1) else {
                     return Err(RepoError::InvalidMst(format!(
                         "subtree below layer 0 at {cid}"
                     )));
-                }
-                let child =
-                    Node::decode(&get_required(self.store, cid)?, *cid, Some(node.layer - 1))?;
-                self.node(&child, false)?;
-            }
-            if let Some(key) = node.keys.get(i) {
+                };
+                let child = Node::decode(&get_required(store, &cid)?, cid, Some(layer))?;
+                self.enter(child, Some(layer), visit)?;
+                spent += 1;
+            } else {
+                frame.pos += 1;
+                let (Some(key), Some(val)) = (frame.node.keys.get(i), frame.node.vals.get(i))
+                else {
+                    continue;
+                };
                 if self.last_key.as_ref().is_some_and(|last| last >= key) {
                     return Err(RepoError::InvalidMst(format!("key {key} out of order")));
                 }
-                (self.visit)(Visit::Record(key, node.vals[i]))?;
+                visit(Visit::Record(key, *val))?;
                 self.last_key = Some(key.clone());
+                spent += 1;
             }
         }
+        Ok(self.root.is_none() && self.frames.is_empty())
+    }
+
+    /// Visits `node` and puts it on the path; `Node::decode` already checked canonical form,
+    /// key syntax, in-node order and heights (order across nodes is checked as keys are met).
+    fn enter(
+        &mut self,
+        node: Node,
+        layer: Option<u32>,
+        visit: &mut dyn FnMut(Visit<'_>) -> Result<()>,
+    ) -> Result<()> {
+        if let Some(cid) = node.cid {
+            visit(Visit::Node(cid))?;
+        }
+        let is_root = layer.is_none();
+        if !is_root && node.keys.is_empty() && node.gaps.iter().all(Option::is_none) {
+            return Err(RepoError::InvalidMst(format!("empty node {:?}", node.cid)));
+        }
+        self.frames.push(Frame {
+            node,
+            layer,
+            pos: 0,
+        });
         Ok(())
     }
+}
+
+/// A decoded node's CID as text (nodes on a walk's path were read from a store, so they have
+/// one).
+fn describe_node(node: &Node) -> String {
+    node.cid.map(|c| c.to_string()).unwrap_or_default()
 }

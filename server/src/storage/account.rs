@@ -142,13 +142,27 @@ fn update_account(db: &dyn Sql, set: &str, params: &[SqlValue]) -> Result<()> {
     Ok(())
 }
 
-/// Sets the account status (`active`, `deactivated`, ...) at `now_ms`.
+/// Sets the account status (`active`, `deactivated`, ...) at `now_ms`; a `deleteAfter` given
+/// to an earlier deactivation is forgotten.
 pub fn set_account_status(db: &dyn Sql, status: AccountStatus, now_ms: i64) -> Result<()> {
     update_account(
         db,
-        "status = ?, status_changed_ms = ?",
+        "status = ?, status_changed_ms = ?, delete_after = NULL",
         &[SqlValue::from(status.as_str()), SqlValue::Integer(now_ms)],
     )
+}
+
+/// Sets (or clears) the `deleteAfter` of the account's deactivation, as given.
+pub fn set_delete_after(db: &dyn Sql, delete_after: Option<&str>) -> Result<()> {
+    update_account(db, "delete_after = ?", &[SqlValue::from(delete_after)])
+}
+
+/// The `deleteAfter` of the account's deactivation, if one was given.
+pub fn delete_after(db: &dyn Sql) -> Result<Option<String>> {
+    match db.query_opt("SELECT delete_after FROM account WHERE id = 1", &[])? {
+        Some(row) => row.opt_text(0),
+        None => Ok(None),
+    }
 }
 
 /// Sets (or clears) the handle.

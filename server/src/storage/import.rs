@@ -1,8 +1,10 @@
 //! Repository imports, staged: the blocks of an imported CAR arrive in batches into
-//! `import_block` (already checked against their CIDs at the edge), then the repository they
-//! make is swapped in whole, in one transaction that walks the imported tree (so a tree that
-//! fails its checks midway rolls everything back), with a new commit over the same tree. Until
-//! the swap the previous repository is untouched, and a repeated import reuses what is staged.
+//! `import_block` (already checked against their CIDs at the edge); then the imported tree is
+//! walked in steps of bounded size, each one transaction that marks the blocks it reaches and
+//! indexes the records it meets into a stage of the record index (`import_walk` says where the
+//! walk stands); then, in one last transaction, all of it is swapped in with a new commit over
+//! the same tree. Until the swap the previous repository is untouched (a crash between steps
+//! loses at most the step under way), and a repeated import reuses what is staged.
 
 use cid::Cid;
 
@@ -67,8 +69,9 @@ pub fn staged_count(db: &dyn Sql) -> Result<i64> {
     }
 }
 
-/// Forgets every staged block.
+/// Forgets every staged block and any walk of them.
 pub fn clear_stage(db: &dyn Sql) -> Result<()> {
+    forget_walk(db)?;
     db.execute("DELETE FROM import_block", &[])?;
     Ok(())
 }
@@ -102,15 +105,66 @@ impl BlockStore for StagedBlocks<'_> {
     }
 }
 
-/// Starts swapping an import in (inside the caller's transaction): nothing staged is marked
-/// kept yet, and the repository's blocks, record index and blob references are emptied, to be
-/// refilled from the imported tree as it is walked ([`keep_blocks`], [`index_records`]) and
-/// completed by [`finish_swap`].
-pub fn begin_swap(db: &dyn Sql) -> Result<()> {
+/// A walk of an imported tree under way: which import, and where it stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportWalk {
+    /// The imported commit.
+    pub root: String,
+    /// The revision the new commit will have: a TID no other walk gets, so it also names the
+    /// walk (an import can tell when another replaced its walk).
+    pub rev: String,
+    /// Where the walk stands (a [`crate::repo::verify::WalkState`] as JSON).
+    pub state: String,
+    /// Nodes and records visited so far.
+    pub visited: i64,
+}
+
+/// The walk under way, if any.
+pub fn load_walk(db: &dyn Sql) -> Result<Option<ImportWalk>> {
+    let Some(row) = db.query_opt(
+        "SELECT root, rev, state, visited FROM import_walk WHERE id = 1",
+        &[],
+    )?
+    else {
+        return Ok(None);
+    };
+    Ok(Some(ImportWalk {
+        root: row.text(0)?,
+        rev: row.text(1)?,
+        state: row.text(2)?,
+        visited: row.integer(3)?,
+    }))
+}
+
+/// Starts a walk (replacing any other): nothing staged is marked kept yet and the stage of the
+/// record index is emptied, to be refilled as the walk goes ([`keep_blocks`],
+/// [`index_records`] with [`RecordIndex::Import`]).
+pub fn begin_walk(db: &dyn Sql, walk: &ImportWalk) -> Result<()> {
+    forget_walk(db)?;
     db.execute("UPDATE import_block SET keep = 0 WHERE keep = 1", &[])?;
-    db.execute("DELETE FROM repo_block", &[])?;
-    db.execute("DELETE FROM record", &[])?;
-    db.execute("DELETE FROM record_blob", &[])?;
+    save_walk(db, walk)
+}
+
+/// Records where the walk stands.
+pub fn save_walk(db: &dyn Sql, walk: &ImportWalk) -> Result<()> {
+    db.execute(
+        "INSERT OR REPLACE INTO import_walk (id, root, rev, state, visited) \
+         VALUES (1, ?, ?, ?, ?)",
+        &[
+            SqlValue::from(walk.root.as_str()),
+            SqlValue::from(walk.rev.as_str()),
+            SqlValue::from(walk.state.as_str()),
+            SqlValue::Integer(walk.visited),
+        ],
+    )?;
+    Ok(())
+}
+
+/// Drops the walk and what it indexed (the staged blocks stay, for another try).
+pub fn forget_walk(db: &dyn Sql) -> Result<()> {
+    db.execute("DELETE FROM import_walk", &[])?;
+    db.execute("DELETE FROM import_record", &[])?;
+    db.execute("DELETE FROM import_record_blob", &[])?;
     Ok(())
 }
 
@@ -132,7 +186,7 @@ pub fn keep_blocks(db: &dyn Sql, cids: &[Cid]) -> Result<()> {
     Ok(())
 }
 
-pub use super::repo_store::index_records;
+pub use super::repo_store::{index_records, RecordIndex};
 
 /// The new head of an imported repository.
 pub struct ImportedHead<'a> {
@@ -146,14 +200,28 @@ pub struct ImportedHead<'a> {
     pub data: Cid,
 }
 
-/// Completes the swap [`begin_swap`] started: the kept staged blocks and the new commit become
-/// the repository's blocks, the head moves to the new commit, blob references are recounted
-/// (blobs no record references count as unreferenced from `now_ms`), and the stage is emptied.
-pub fn finish_swap(db: &dyn Sql, head: &ImportedHead<'_>, now_ms: i64) -> Result<()> {
+/// Swaps in what a finished walk marked and indexed: the kept staged blocks and the new commit
+/// become the repository's blocks, the staged index its record index, the head moves to the new
+/// commit, blob references are recounted (blobs no record references count as unreferenced from
+/// `now_ms`), and the stage is emptied. The caller holds a transaction around it.
+pub fn swap_in(db: &dyn Sql, head: &ImportedHead<'_>, now_ms: i64) -> Result<()> {
+    db.execute("DELETE FROM repo_block", &[])?;
+    db.execute("DELETE FROM record", &[])?;
+    db.execute("DELETE FROM record_blob", &[])?;
     db.execute(
         "INSERT INTO repo_block (cid, bytes, rev) SELECT cid, bytes, ? FROM import_block \
          WHERE keep = 1",
         &[SqlValue::from(head.rev)],
+    )?;
+    db.execute(
+        "INSERT INTO record (collection, rkey, cid, rev) \
+         SELECT collection, rkey, cid, rev FROM import_record",
+        &[],
+    )?;
+    db.execute(
+        "INSERT INTO record_blob (collection, rkey, blob_cid, rev) \
+         SELECT collection, rkey, blob_cid, rev FROM import_record_blob",
+        &[],
     )?;
     let mut commit = BlockMap::new();
     commit.insert(head.commit.0, head.commit.1.clone());

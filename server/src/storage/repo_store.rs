@@ -124,8 +124,11 @@ pub fn persist_commit(
                 }
                 (_, Some(cid)) => {
                     db.execute(
-                        "INSERT OR REPLACE INTO record (collection, rkey, cid, rev) \
-                         VALUES (?, ?, ?, ?)",
+                        // An upsert, not a replace: the repository's counts are kept by
+                        // triggers, which a replace's implicit delete does not fire.
+                        "INSERT INTO record (collection, rkey, cid, rev) VALUES (?, ?, ?, ?) \
+                         ON CONFLICT (collection, rkey) DO UPDATE \
+                         SET cid = excluded.cid, rev = excluded.rev",
                         &[
                             key[0].clone(),
                             key[1].clone(),
@@ -230,7 +233,7 @@ pub fn replace_repo(
         db.execute("DELETE FROM record", &[])?;
         db.execute("DELETE FROM record_blob", &[])?;
         put_blocks(db, reachable.blocks(), rev)?;
-        index_records(db, &verified.records, blobs, rev)?;
+        index_records(db, RecordIndex::Live, &verified.records, blobs, rev)?;
         db.execute(
             "INSERT OR REPLACE INTO repo_root (id, did, commit_cid, rev, data_cid) \
              VALUES (1, ?, ?, ?, ?)",
@@ -246,15 +249,65 @@ pub fn replace_repo(
     })
 }
 
-/// Fills the emptied record index with `records` (`collection/rkey`, CID) and the blob
-/// references `blobs` lists for them (references of records not in `records` are dropped),
-/// all written at `rev`.
+/// The repository's counts, kept by triggers as it changes (schema version 10).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Blocks of the repository.
+    pub blocks: i64,
+    /// Records in the index.
+    pub records: i64,
+    /// Distinct blobs that records reference.
+    pub expected_blobs: i64,
+    /// How many of those are stored.
+    pub imported_blobs: i64,
+}
+
+/// The repository's counts.
+pub fn tally(db: &dyn Sql) -> Result<Tally> {
+    match db.query_opt(
+        "SELECT blocks, records, expected_blobs, imported_blobs FROM repo_tally WHERE id = 1",
+        &[],
+    )? {
+        Some(row) => Ok(Tally {
+            blocks: row.integer(0)?,
+            records: row.integer(1)?,
+            expected_blobs: row.integer(2)?,
+            imported_blobs: row.integer(3)?,
+        }),
+        None => Ok(Tally::default()),
+    }
+}
+
+/// Which record index to fill: the repository's, or an import's stage of it (same columns).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordIndex {
+    /// `record` and `record_blob`.
+    Live,
+    /// `import_record` and `import_record_blob`, swapped in once an import is verified.
+    Import,
+}
+
+impl RecordIndex {
+    /// The tables: records, then their blob references.
+    fn tables(self) -> (&'static str, &'static str) {
+        match self {
+            RecordIndex::Live => ("record", "record_blob"),
+            RecordIndex::Import => ("import_record", "import_record_blob"),
+        }
+    }
+}
+
+/// Adds to the record index `index` the records `records` (`collection/rkey`, CID, none already
+/// there) and the blob references `blobs` lists for them (references of records not in
+/// `records` are dropped), all written at `rev`.
 pub fn index_records(
     db: &dyn Sql,
+    index: RecordIndex,
     records: &[(String, Cid)],
     blobs: &RecordBlobs,
     rev: &str,
 ) -> Result<()> {
+    let (record_table, blob_table) = index.tables();
     for chunk in records.chunks(MAX_PARAMS / 4) {
         let mut params = Vec::with_capacity(chunk.len() * 4);
         for (path, cid) in chunk {
@@ -266,7 +319,7 @@ pub fn index_records(
         }
         db.execute(
             &format!(
-                "INSERT INTO record (collection, rkey, cid, rev) VALUES {}",
+                "INSERT INTO {record_table} (collection, rkey, cid, rev) VALUES {}",
                 vec!["(?, ?, ?, ?)"; chunk.len()].join(", ")
             ),
             &params,
@@ -278,8 +331,10 @@ pub fn index_records(
         let (collection, rkey) = split_path(path)?;
         for cid in cids {
             db.execute(
-                "INSERT OR IGNORE INTO record_blob (collection, rkey, blob_cid, rev) \
-                 VALUES (?, ?, ?, ?)",
+                &format!(
+                    "INSERT OR IGNORE INTO {blob_table} (collection, rkey, blob_cid, rev) \
+                     VALUES (?, ?, ?, ?)"
+                ),
                 &[
                     SqlValue::from(collection),
                     SqlValue::from(rkey),

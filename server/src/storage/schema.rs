@@ -213,6 +213,83 @@ const V8_STATEMENTS: &[&str] = &[
     "CREATE INDEX import_block_staged ON import_block (staged_ms)",
 ];
 
+/// Version 9: imports verified in steps. The walk of an imported tree stops after a bounded
+/// number of visits and goes on in the next call, so no call holds the Durable Object for long:
+/// where it stands is kept here (one row), and the records it met are indexed into a stage of
+/// the record index (same columns as `record` and `record_blob`), swapped in at the end.
+const V9_STATEMENTS: &[&str] = &[
+    "CREATE TABLE import_walk (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        root TEXT NOT NULL,
+        rev TEXT NOT NULL,
+        state TEXT NOT NULL,
+        visited INTEGER NOT NULL
+    )",
+    "CREATE TABLE import_record (
+        collection TEXT NOT NULL,
+        rkey TEXT NOT NULL,
+        cid TEXT NOT NULL,
+        rev TEXT NOT NULL,
+        PRIMARY KEY (collection, rkey)
+    )",
+    "CREATE TABLE import_record_blob (
+        collection TEXT NOT NULL,
+        rkey TEXT NOT NULL,
+        blob_cid TEXT NOT NULL,
+        rev TEXT NOT NULL,
+        PRIMARY KEY (collection, rkey, blob_cid)
+    )",
+];
+
+/// Version 10: the repository's counts kept as it changes (`checkAccountStatus` reads them
+/// instead of counting): blocks, records, the distinct blobs records reference, and how many of
+/// those are stored. Triggers keep them, so no writer can forget to; they count rows that are
+/// really inserted or deleted, so writers to these tables use upserts, never `INSERT OR
+/// REPLACE` (whose implicit delete fires no trigger).
+const V10_STATEMENTS: &[&str] = &[
+    "CREATE TABLE repo_tally (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        blocks INTEGER NOT NULL,
+        records INTEGER NOT NULL,
+        expected_blobs INTEGER NOT NULL,
+        imported_blobs INTEGER NOT NULL
+    )",
+    "INSERT INTO repo_tally (id, blocks, records, expected_blobs, imported_blobs) SELECT 1, \
+     (SELECT COUNT(*) FROM repo_block), (SELECT COUNT(*) FROM record), \
+     (SELECT COUNT(DISTINCT blob_cid) FROM record_blob), \
+     (SELECT COUNT(DISTINCT rb.blob_cid) FROM record_blob rb \
+      JOIN blob_metadata b ON b.cid = rb.blob_cid)",
+    "CREATE TRIGGER tally_block_added AFTER INSERT ON repo_block BEGIN \
+     UPDATE repo_tally SET blocks = blocks + 1; END",
+    "CREATE TRIGGER tally_block_removed AFTER DELETE ON repo_block BEGIN \
+     UPDATE repo_tally SET blocks = blocks - 1; END",
+    "CREATE TRIGGER tally_record_added AFTER INSERT ON record BEGIN \
+     UPDATE repo_tally SET records = records + 1; END",
+    "CREATE TRIGGER tally_record_removed AFTER DELETE ON record BEGIN \
+     UPDATE repo_tally SET records = records - 1; END",
+    // A blob's first reference (no other record's row names it).
+    "CREATE TRIGGER tally_blob_referenced AFTER INSERT ON record_blob \
+     WHEN NOT EXISTS (SELECT 1 FROM record_blob WHERE blob_cid = new.blob_cid \
+       AND (collection <> new.collection OR rkey <> new.rkey)) BEGIN \
+     UPDATE repo_tally SET expected_blobs = expected_blobs + 1, imported_blobs = imported_blobs \
+       + EXISTS (SELECT 1 FROM blob_metadata WHERE cid = new.blob_cid); END",
+    // A blob's last reference.
+    "CREATE TRIGGER tally_blob_unreferenced AFTER DELETE ON record_blob \
+     WHEN NOT EXISTS (SELECT 1 FROM record_blob WHERE blob_cid = old.blob_cid) BEGIN \
+     UPDATE repo_tally SET expected_blobs = expected_blobs - 1, imported_blobs = imported_blobs \
+       - EXISTS (SELECT 1 FROM blob_metadata WHERE cid = old.blob_cid); END",
+    "CREATE TRIGGER tally_blob_stored AFTER INSERT ON blob_metadata \
+     WHEN EXISTS (SELECT 1 FROM record_blob WHERE blob_cid = new.cid) BEGIN \
+     UPDATE repo_tally SET imported_blobs = imported_blobs + 1; END",
+    "CREATE TRIGGER tally_blob_forgotten AFTER DELETE ON blob_metadata \
+     WHEN EXISTS (SELECT 1 FROM record_blob WHERE blob_cid = old.cid) BEGIN \
+     UPDATE repo_tally SET imported_blobs = imported_blobs - 1; END",
+];
+
+/// Version 11: the `deleteAfter` a deactivation was given, kept while the account stays
+/// deactivated, to show its owner (nothing deletes on it).
+const V11_STATEMENTS: &[&str] = &["ALTER TABLE account ADD COLUMN delete_after TEXT"];
+
 /// The schema of this build, oldest first.
 pub const MIGRATIONS: &[Migration] = &[
     Migration {
@@ -254,6 +331,21 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 8,
         name: "repository import staging",
         statements: V8_STATEMENTS,
+    },
+    Migration {
+        version: 9,
+        name: "repository imports verified in steps",
+        statements: V9_STATEMENTS,
+    },
+    Migration {
+        version: 10,
+        name: "repository counts kept by triggers",
+        statements: V10_STATEMENTS,
+    },
+    Migration {
+        version: 11,
+        name: "a deactivation's deleteAfter",
+        statements: V11_STATEMENTS,
     },
 ];
 

@@ -18,6 +18,19 @@ pub trait DevRustpdsServer: rt::xrpc::Service {
         let _ = (cx, params, input);
         Err(rt::xrpc::XrpcError::method_not_implemented())
     }
+    /// Whether this service serves `dev.rustpds.server.getAccountStatus` (set it with the handler). When false the dispatcher answers MethodNotImplemented without decoding anything, and the method's decoding and validation are not compiled in.
+    const SERVES_GET_ACCOUNT_STATUS: bool = false;
+    /// `dev.rustpds.server.getAccountStatus`
+    ///
+    /// The account's hosting status as its owner sees it: what com.atproto.server.checkAccountStatus does not say. When the account was deactivated with a deleteAfter, that time is shown here; this PDS never deletes its owner's data on its own, so it is a reminder, not a schedule.
+    async fn get_account_status(
+        &self,
+        cx: &Self::Context,
+        params: get_account_status::Params,
+    ) -> Result<get_account_status::Output, rt::xrpc::XrpcError> {
+        let _ = (cx, params);
+        Err(rt::xrpc::XrpcError::method_not_implemented())
+    }
 }
 /// `dev.rustpds.server.changePassword`
 pub mod change_password {
@@ -93,5 +106,92 @@ pub mod change_password {
         input_schema: Some(&INPUT_SCHEMA),
         output: None,
         errors: &["InvalidPassword"],
+    };
+}
+/// `dev.rustpds.server.getAccountStatus`
+pub mod get_account_status {
+    #[allow(unused_imports)]
+    use crate::runtime as rt;
+    /// The NSID of this lexicon document.
+    pub const NSID: &str = "dev.rustpds.server.getAccountStatus";
+    /// Schema of the query parameters (none).
+    pub static PARAMS_SCHEMA: rt::schema::ObjectSchema = rt::schema::ObjectSchema::EMPTY;
+    /// Query parameters (none).
+    #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+    pub struct Params {}
+    /// Known values; any other string is kept in `Other`.
+    #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+    #[serde(from = "String", into = "String")]
+    pub enum OutputStatus {
+        /// `active`
+        Active,
+        /// `deactivated`
+        Deactivated,
+        /// `takendown`
+        Takendown,
+        /// `suspended`
+        Suspended,
+        /// `deleted`
+        Deleted,
+        /// A value not known to this version of the lexicon.
+        Other(String),
+    }
+    impl OutputStatus {
+        /// The string value.
+        pub fn as_str(&self) -> &str {
+            match self {
+                Self::Active => "active",
+                Self::Deactivated => "deactivated",
+                Self::Takendown => "takendown",
+                Self::Suspended => "suspended",
+                Self::Deleted => "deleted",
+                Self::Other(s) => s,
+            }
+        }
+    }
+    impl From<String> for OutputStatus {
+        fn from(s: String) -> Self {
+            match s.as_str() {
+                "active" => Self::Active,
+                "deactivated" => Self::Deactivated,
+                "takendown" => Self::Takendown,
+                "suspended" => Self::Suspended,
+                "deleted" => Self::Deleted,
+                _ => Self::Other(s),
+            }
+        }
+    }
+    impl From<OutputStatus> for String {
+        fn from(v: OutputStatus) -> String {
+            match v {
+                OutputStatus::Other(s) => s,
+                v => v.as_str().to_string(),
+            }
+        }
+    }
+    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+    pub struct Output {
+        /// The deleteAfter given to com.atproto.server.deactivateAccount, while the account stays deactivated.
+        #[serde(rename = "deleteAfter")]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub delete_after: Option<rt::lex::Datetime>,
+        pub status: OutputStatus,
+        /// When the status last changed.
+        #[serde(rename = "statusChangedAt")]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub status_changed_at: Option<rt::lex::Datetime>,
+    }
+    /// Metadata of this method: kind, encodings, declared errors.
+    pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
+        nsid: NSID,
+        kind: rt::xrpc::MethodKind::Query,
+        params: &PARAMS_SCHEMA,
+        input: None,
+        input_schema: None,
+        output: Some(rt::xrpc::Encoding {
+            mime: "application/json",
+            json: true,
+        }),
+        errors: &[],
     };
 }

@@ -235,6 +235,7 @@ impl Shared {
         let ports = crate::offload::EdgePorts {
             blobs: self.account.blobs.as_ref(),
             http: self.account.http.as_ref(),
+            clock: self.account.clock.as_ref(),
         };
         let response = crate::offload::run(work, self, &ports, &head, Body::Stream(stream)).await;
         crate::lifecycle::conceal_internal_error(response)

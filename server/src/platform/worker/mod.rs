@@ -388,7 +388,7 @@ impl crate::storage::BlobStore for MissingBlobStore {
 }
 
 /// Time from the JavaScript clock (milliseconds; TIDs stay monotonic through their generator).
-struct WorkerClock;
+pub(crate) struct WorkerClock;
 
 impl crate::clock::Clock for WorkerClock {
     fn now_micros(&self) -> u64 {

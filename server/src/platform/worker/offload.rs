@@ -45,6 +45,7 @@ pub async fn run(
     let ports = crate::offload::EdgePorts {
         blobs: blobs.as_ref(),
         http: &http,
+        clock: &super::WorkerClock,
     };
     let response = crate::offload::run(work, &link, &ports, &head, body).await;
     super::to_worker_response(crate::lifecycle::conceal_internal_error(response))
