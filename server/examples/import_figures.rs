@@ -139,7 +139,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     if args.get(1).map(String::as_str) == Some("write") {
         let n: u64 = args.get(2).ok_or("write N FILE")?.parse()?;
-        std::fs::write(args.get(3).ok_or("write N FILE")?, car_of(n)?)?;
+        let file = args.get(3).ok_or("write N FILE")?;
+        std::fs::write(file, car_of(n)?)?;
+        println!("{file}: the repository of {DID}, {n} records");
         return Ok(());
     }
     let sizes: Vec<u64> = if args.len() > 1 {
