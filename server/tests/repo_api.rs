@@ -720,3 +720,196 @@ fn out_blob_with(blob: &Json, key: &str, value: Json) -> Json {
     b[key] = value;
     b
 }
+
+/// The account of `h` opened again from its database file (as after a crash or an eviction).
+fn reopen(h: &mut Harness) {
+    h.account = Account::open(
+        Box::new(NativeSql::open(&h.dir.join("pds.sqlite")).unwrap()),
+        Box::new(DirBlobStore::open(&h.dir.join("blobs")).unwrap()),
+        Box::new(SystemClock),
+    );
+    h.account.schema.as_ref().unwrap();
+}
+
+/// The database of `h`'s account.
+fn sql(h: &Harness) -> &dyn storage::Sql {
+    h.account.sql.as_ref()
+}
+
+/// `json` as DAG-CBOR.
+fn cbor_of(json: &Json) -> Vec<u8> {
+    pds::data::cbor::encode(&pds::data::Value::from_json(json).unwrap())
+}
+
+/// A repository of `n` posts for `did`, signed by another host's key: its CAR and root.
+fn foreign_repo(did: &str, n: u64, first: u64) -> (Vec<u8>, String) {
+    use pds::repo::car::CarWriter;
+    use pds::repo::{MemoryBlockStore, WriteOp};
+    let key = pds::crypto::SigningKey::generate(pds::crypto::KeyAlgorithm::K256);
+    let writes: Vec<WriteOp> = (0..n)
+        .map(|i| WriteOp::Create {
+            collection: "app.bsky.feed.post".into(),
+            rkey: pds_api::runtime::syntax::Tid::from_u64((1 << 52) + first + i)
+                .as_str()
+                .to_owned(),
+            record: cbor_of(&post(&format!("imported {i}"))),
+        })
+        .collect();
+    let store = MemoryBlockStore::new();
+    let rev = pds_api::runtime::syntax::Tid::from_u64(1 << 53);
+    let (_, out) = Repo::create(&store, did, &writes, &key, rev.as_str()).unwrap();
+    let mut car = CarWriter::new(Vec::new(), &out.cid).unwrap();
+    for (cid, bytes) in &out.new_blocks {
+        car.write_block(cid, bytes).unwrap();
+    }
+    (car.finish().unwrap(), out.cid.to_string())
+}
+
+/// An import's check goes in steps that each leave the repository as it was: interrupted
+/// between steps (the account reopened from its file), the repository and its index are the
+/// previous ones; a retry goes on where the walk stopped; an import replaced by another is told
+/// so; a walk that meets a missing block fails cleanly and drops its work; and the finished
+/// import is the account's repository, signed anew.
+#[test]
+fn an_import_goes_in_steps_that_each_leave_the_repository_whole() {
+    use pds::api::import::{ImportDone, WALK_VISITS_PER_STEP};
+    let mut h = harness("import-steps");
+    reopen(&mut h);
+    h.create_post("before the import");
+    storage::account::create_account(
+        sql(&h),
+        &storage::account::Account {
+            did: h.did(),
+            handle: Some("alice.test".into()),
+            email: None,
+            email_confirmed_ms: None,
+            password_hash: None,
+            status: storage::account::AccountStatus::Deactivated,
+            status_changed_ms: None,
+            created_ms: 0,
+        },
+    )
+    .unwrap();
+    let before = h.head().unwrap();
+    let records = |h: &Harness| {
+        storage::repo_store::all_records(h.account.sql.as_ref())
+            .unwrap()
+            .len()
+    };
+    assert_eq!(records(&h), 1);
+
+    let (car, root) = foreign_repo(&h.did(), 45_000, 0);
+    let api = || Api {
+        config: &h.config,
+        account: &h.account,
+    };
+    api().stage_import(&car).unwrap();
+    let first = ImportDone {
+        root: root.clone(),
+        walk: None,
+    };
+    let step = api().import_step(&first).unwrap();
+    assert_eq!(
+        (step.visited, step.done),
+        (WALK_VISITS_PER_STEP as i64, false)
+    );
+
+    // Interrupted: the account starts again from its file, the repository untouched.
+    reopen(&mut h);
+    let api = || Api {
+        config: &h.config,
+        account: &h.account,
+    };
+    assert_eq!(h.head().unwrap(), before);
+    assert_eq!(records(&h), 1);
+    // The same import again goes on where the walk stopped.
+    let step = api().import_step(&first).unwrap();
+    assert_eq!(step.visited, 2 * WALK_VISITS_PER_STEP as i64);
+    let walk = step.walk.clone();
+
+    // Another import starts: it replaces the walk, and the first is told so when it asks.
+    let (small, small_root) = foreign_repo(&h.did(), 3, 100_000);
+    api().stage_import(&small).unwrap();
+    let other = api()
+        .import_step(&ImportDone {
+            root: small_root,
+            walk: None,
+        })
+        .unwrap();
+    assert_ne!(other.walk, walk);
+    let replaced = api()
+        .import_step(&ImportDone {
+            root: root.clone(),
+            walk: Some(walk),
+        })
+        .unwrap_err();
+    assert_eq!(replaced.status, 400);
+    assert!(
+        replaced
+            .message
+            .contains("Another import replaced this one"),
+        "{replaced:?}"
+    );
+    assert_eq!(h.head().unwrap(), before);
+
+    // The large one, from the start, to the end.
+    let mut done = first.clone();
+    let mut steps = 0;
+    loop {
+        let step = api().import_step(&done).unwrap();
+        steps += 1;
+        if step.done {
+            break;
+        }
+        done.walk = Some(step.walk);
+    }
+    assert!(steps >= 4, "{steps} steps");
+    let head = h.head().unwrap();
+    assert_ne!(head.commit_cid.to_string(), root, "signed anew");
+    assert!(head.rev > before.rev);
+    assert_eq!(records(&h), 45_000);
+    let tally = storage::repo_store::tally(sql(&h)).unwrap();
+    assert_eq!(tally.records, 45_000);
+    assert_eq!(
+        storage::import::staged_count(sql(&h)).unwrap(),
+        0,
+        "the stage is emptied"
+    );
+
+    // A repository with a record block missing: the walk fails when it meets it, cleanly,
+    // and drops its work; the repository stays the last one imported.
+    let (car, root) = foreign_repo(&h.did(), 30_000, 200_000);
+    api().stage_import(&car).unwrap();
+    // A record the walk meets late: the one with the greatest key.
+    let record_cid = {
+        let reader = pds::repo::car::CarReader::new(car.as_slice()).unwrap();
+        let blocks: Vec<_> = reader.collect::<Result<Vec<_>, _>>().unwrap();
+        let wanted = cbor_of(&post("imported 29999"));
+        blocks
+            .into_iter()
+            .find(|(_, bytes)| *bytes == wanted)
+            .unwrap()
+            .0
+    };
+    sql(&h)
+        .execute(
+            "DELETE FROM import_block WHERE cid = ?",
+            &[storage::SqlValue::Text(record_cid.to_string())],
+        )
+        .unwrap();
+    let mut done = ImportDone { root, walk: None };
+    let failed = loop {
+        match api().import_step(&done) {
+            Ok(step) => {
+                assert!(!step.done, "an import with a missing block finished");
+                done.walk = Some(step.walk);
+            }
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(failed.status, 400);
+    assert!(failed.message.contains("Invalid repository"), "{failed:?}");
+    assert_eq!(h.head().unwrap(), head);
+    assert_eq!(records(&h), 45_000);
+    assert!(storage::import::load_walk(sql(&h)).unwrap().is_none());
+}

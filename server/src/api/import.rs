@@ -64,7 +64,7 @@ pub const WALK_VISITS_PER_STEP: usize = 20_000;
 impl Api<'_> {
     /// Whether the account takes an import now: only while deactivated (an inbound migration),
     /// so a live repository is never replaced under its readers.
-    pub(crate) fn import_grant(&self) -> Result<ImportGrant, XrpcError> {
+    pub fn import_grant(&self) -> Result<ImportGrant, XrpcError> {
         self.check_importable()?;
         Ok(ImportGrant {
             batch_bytes: BATCH_BYTES,
@@ -87,7 +87,7 @@ impl Api<'_> {
 
     /// Stages one batch: a CAR of some of the import's blocks (each checked against its CID
     /// again, as every CAR read is).
-    pub(crate) fn stage_import(&self, car: &[u8]) -> Result<(), XrpcError> {
+    pub fn stage_import(&self, car: &[u8]) -> Result<(), XrpcError> {
         self.check_importable()?;
         let mut reader = CarReader::new(car).map_err(bad_car)?;
         let mut blocks = Vec::new();
@@ -106,7 +106,7 @@ impl Api<'_> {
     /// checking and indexing what it meets, holding one path of the tree; once the walk is over,
     /// the next call swaps the imported repository in, signed anew. A step that fails drops
     /// the walk (the staged blocks stay): the import is then tried again from the start.
-    pub(crate) fn import_step(&self, done: &ImportDone) -> Result<ImportProgress, XrpcError> {
+    pub fn import_step(&self, done: &ImportDone) -> Result<ImportProgress, XrpcError> {
         self.check_importable()?;
         let db = self.account.sql.as_ref();
         let walk = match (import::load_walk(db)?, &done.walk) {

@@ -3,7 +3,7 @@
 
 mod actor;
 mod identity;
-pub(crate) mod import;
+pub mod import;
 pub(crate) mod repo;
 mod server;
 pub(crate) mod sync;
