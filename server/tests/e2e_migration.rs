@@ -18,7 +18,8 @@ use support::ShellKind;
 
 on_both_kinds!(
     an_account_arrives_with_create_account,
-    a_round_trip_with_the_reference_pds
+    a_round_trip_with_the_reference_pds,
+    pds_migrate_moves_an_account_in_and_resumes
 );
 
 const CREATE_ACCOUNT: &str = "com.atproto.server.createAccount";
@@ -825,6 +826,102 @@ fn plc_input(base: &str, token: &str, plc_token: &str) -> Value {
     input
 }
 
+/// An account born on the reference PDS.
+struct Born {
+    did: String,
+    /// A session's access token there.
+    token: String,
+    /// The image the first post shows.
+    blob: Value,
+    /// Its posts, by path (see [`posts_on`]).
+    posts: Value,
+    /// Its preferences.
+    prefs: Value,
+}
+
+/// Creates an account on the reference PDS at `old`, with three posts (the first showing
+/// [`IMAGE`]), `photos` more posts each showing a photo of its own (256 KiB), and preferences.
+fn born_on_reference(old: &str, password: &str, email: &str, photos: usize) -> Born {
+    let born = ok(
+        support::http::post_json(
+            old,
+            "/xrpc/com.atproto.server.createAccount",
+            &json!({ "handle": HANDLE, "email": email, "password": password }),
+        ),
+        "createAccount on the reference",
+    );
+    let did = born["did"].as_str().unwrap().to_owned();
+    let token = born["accessJwt"].as_str().unwrap().to_owned();
+    let auth = format!("Bearer {token}");
+    let upload = |bytes: &[u8]| {
+        ok(
+            request(
+                old,
+                "POST",
+                "/xrpc/com.atproto.repo.uploadBlob",
+                &[
+                    ("authorization", auth.as_str()),
+                    ("content-type", "image/png"),
+                ],
+                bytes,
+            ),
+            "uploadBlob",
+        )["blob"]
+            .clone()
+    };
+    let blob = upload(IMAGE);
+    let create = |post: Value| {
+        ok(
+            xrpc(
+                old,
+                "POST",
+                "com.atproto.repo.createRecord",
+                &token,
+                Some(&json!({ "repo": did, "collection": "app.bsky.feed.post", "record": post })),
+            ),
+            "createRecord",
+        );
+    };
+    let with_image = |text: &str, image: &Value| {
+        json!({ "$type": "app.bsky.feed.post", "text": text, "createdAt": "2026-12-06T10:00:00.000Z",
+                "embed": { "$type": "app.bsky.embed.images", "images": [{ "alt": "", "image": image }] } })
+    };
+    for (i, text) in ["first", "second", "third"].iter().enumerate() {
+        if i == 0 {
+            create(with_image(text, &blob));
+        } else {
+            create(
+                json!({ "$type": "app.bsky.feed.post", "text": text, "createdAt": "2026-12-06T10:00:00.000Z" }),
+            );
+        }
+    }
+    for i in 0..photos {
+        let mut photo = IMAGE.to_vec();
+        photo.extend((0..256 * 1024).map(|j: usize| (j * 31 + i * 7) as u8));
+        create(with_image(&format!("photo {i}"), &upload(&photo)));
+    }
+    let prefs = json!({ "preferences": [{ "$type": "app.bsky.actor.defs#adultContentPref", "enabled": false }] });
+    ok(
+        xrpc(
+            old,
+            "POST",
+            "app.bsky.actor.putPreferences",
+            &token,
+            Some(&prefs),
+        ),
+        "putPreferences",
+    );
+    let posts = posts_on(old, &did);
+    assert_eq!(posts.as_object().unwrap().len(), 3 + photos);
+    Born {
+        did,
+        token,
+        blob,
+        posts,
+        prefs,
+    }
+}
+
 /// An account born on the reference PDS moves here the standard way (goat's steps), is
 /// checked (the PLC log names this PDS, the export verifies with this PDS's key, every record,
 /// blob and preference is here, the firehose announces it, the old account is deactivated), and
@@ -837,60 +934,13 @@ fn a_round_trip_with_the_reference_pds(kind: ShellKind) {
     let old = reference.base.clone();
 
     // Born there, with posts (one showing an image) and preferences.
-    let born = ok(
-        support::http::post_json(
-            &old,
-            "/xrpc/com.atproto.server.createAccount",
-            &json!({ "handle": HANDLE, "email": EMAIL, "password": REF_PASSWORD }),
-        ),
-        "createAccount on the reference",
-    );
-    let did = born["did"].as_str().unwrap().to_owned();
-    let old_token = born["accessJwt"].as_str().unwrap().to_owned();
-    let auth = format!("Bearer {old_token}");
-    let blob = ok(
-        request(
-            &old,
-            "POST",
-            "/xrpc/com.atproto.repo.uploadBlob",
-            &[
-                ("authorization", auth.as_str()),
-                ("content-type", "image/png"),
-            ],
-            IMAGE,
-        ),
-        "uploadBlob",
-    )["blob"]
-        .clone();
-    for (i, text) in ["first", "second", "third"].iter().enumerate() {
-        let mut post = json!({ "$type": "app.bsky.feed.post", "text": text, "createdAt": "2026-12-06T10:00:00.000Z" });
-        if i == 0 {
-            post["embed"] = json!({ "$type": "app.bsky.embed.images", "images": [{ "alt": "", "image": blob }] });
-        }
-        ok(
-            xrpc(
-                &old,
-                "POST",
-                "com.atproto.repo.createRecord",
-                &old_token,
-                Some(&json!({ "repo": did, "collection": "app.bsky.feed.post", "record": post })),
-            ),
-            "createRecord",
-        );
-    }
-    let prefs = json!({ "preferences": [{ "$type": "app.bsky.actor.defs#adultContentPref", "enabled": false }] });
-    ok(
-        xrpc(
-            &old,
-            "POST",
-            "app.bsky.actor.putPreferences",
-            &old_token,
-            Some(&prefs),
-        ),
-        "putPreferences",
-    );
-    let posts = posts_on(&old, &did);
-    assert_eq!(posts.as_object().unwrap().len(), 3);
+    let Born {
+        did,
+        token: old_token,
+        blob,
+        posts,
+        prefs,
+    } = born_on_reference(&old, REF_PASSWORD, EMAIL, 0);
 
     // This PDS, waiting for the account.
     let server = support::start_shell(
@@ -1157,4 +1207,211 @@ fn hand_over(operation: &Value, (new, new_token): (&str, &str), (old, old_token)
 /// key.
 fn input_for(base: &str, stop: Value) -> Value {
     support::firehose::input(&support::firehose::url(base, Some("0")), stop)
+}
+
+/// `pds migrate` with the arguments every run here shares, its passwords in the environment.
+fn migrate_command(base: &str, old: &str, plc: &str, did: &str) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_pds"));
+    command
+        .args(["migrate", "--from", did, "--url", base, "--old-pds", old])
+        .args(["--plc-url", plc, "--parallel", "1"])
+        .env("PDS_OLD_PASSWORD", "password-on-the-reference")
+        .env("PDS_PASSWORD", NEW_PASSWORD)
+        .env_remove("PDS_URL")
+        .env_remove("PDS_PLC_TOKEN")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    command
+}
+
+/// The lines a child writes on standard error, as they come.
+fn stderr_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let stderr = child.stderr.take().unwrap();
+    let (send, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if send.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    lines
+}
+
+/// The next line on `lines` that contains `wanted` (panics after a minute, showing the rest).
+fn wait_for_line(lines: &std::sync::mpsc::Receiver<String>, wanted: &str) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut seen = Vec::new();
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        match lines.recv_timeout(left) {
+            Ok(line) if line.contains(wanted) => return line,
+            Ok(line) => seen.push(line),
+            Err(_) => break,
+        }
+    }
+    panic!("no line with {wanted:?}; saw:\n{}", seen.join("\n"));
+}
+
+/// `pds migrate` moves an account from the reference PDS: interrupted during the blob transfer
+/// (the process killed), run again, it goes on where it stopped, reads the PLC token from its
+/// prompt, activates the account here and deactivates it there; a third run finds nothing to
+/// do. Everything is then checked as the step-by-step migration is.
+fn pds_migrate_moves_an_account_in_and_resumes(kind: ShellKind) {
+    const PHOTOS: usize = 12;
+    let plc = PlcDirectory::start();
+    let reference = RefPds::start(&plc.url);
+    let old = reference.base.clone();
+    let Born {
+        did,
+        blob,
+        posts,
+        prefs,
+        ..
+    } = born_on_reference(
+        &old,
+        "password-on-the-reference",
+        "alice@example.com",
+        PHOTOS,
+    );
+    let server = support::start_shell(
+        kind,
+        &[
+            (pds::config::vars::DID, did.as_str()),
+            (pds::config::vars::PLC_URL, plc.url.as_str()),
+        ],
+    );
+    let base = server.base().to_owned();
+
+    // Interrupted once the first blob is across.
+    let mut first = migrate_command(&base, &old, &plc.url, &did)
+        .arg("--keep-old")
+        .spawn()
+        .unwrap();
+    let lines = stderr_lines(&mut first);
+    wait_for_line(&lines, "repository imported");
+    wait_for_line(&lines, "blob 1/");
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let token = ok(sign_in(&base, &did, NEW_PASSWORD), "createSession")["accessJwt"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let missing = missing_blobs(&base, &token)["blobs"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert!(
+        (1..=PHOTOS).contains(&missing),
+        "{missing} blobs missing after the interruption"
+    );
+    let status = account_status(&base, &token);
+    assert_eq!(status["activated"], false, "{status}");
+
+    // Again: it goes on, and asks for the token the old PDS mailed.
+    let mut second = migrate_command(&base, &old, &plc.url, &did)
+        .arg("--deactivate-old")
+        .spawn()
+        .unwrap();
+    let lines = stderr_lines(&mut second);
+    wait_for_line(&lines, "the account exists here already");
+    wait_for_line(&lines, "repository: already imported");
+    let transferred = wait_for_line(&lines, "blobs: ");
+    assert!(
+        transferred.contains(&format!("{missing} to transfer")),
+        "{transferred}"
+    );
+    wait_for_line(&lines, "preferences copied");
+    let plc_token = (0..100)
+        .find_map(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            reference.try_plc_token(&did)
+        })
+        .expect("the old PDS was asked for a PLC token");
+    {
+        use std::io::Write;
+        let mut stdin = second.stdin.take().unwrap();
+        writeln!(stdin, "{plc_token}").unwrap();
+    }
+    wait_for_line(
+        &lines,
+        "identity: the PLC operation naming this PDS is submitted",
+    );
+    wait_for_line(&lines, "activated here");
+    wait_for_line(&lines, "deactivated on the old PDS");
+    let out = second.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Migrated in"));
+
+    // Checked as the step-by-step migration is.
+    let log = plc.verify(&did);
+    assert_eq!(log["ok"], true, "{log}");
+    assert_eq!(
+        log["data"]["services"]["atproto_pds"]["endpoint"],
+        "http://localhost"
+    );
+    assert_eq!(posts_on(&base, &did), posts, "every record, with its CID");
+    let token = ok(sign_in(&base, &did, NEW_PASSWORD), "createSession")["accessJwt"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let status = account_status(&base, &token);
+    assert_eq!(
+        (
+            status["activated"].as_bool(),
+            status["validDid"].as_bool(),
+            status["expectedBlobs"].as_i64(),
+            status["importedBlobs"].as_i64()
+        ),
+        (
+            Some(true),
+            Some(true),
+            Some(1 + PHOTOS as i64),
+            Some(1 + PHOTOS as i64)
+        ),
+        "{status}"
+    );
+    let image = blob["ref"]["$link"].as_str().unwrap();
+    let (status, _, bytes) = fetch(
+        &base,
+        &format!("/xrpc/com.atproto.sync.getBlob?did={did}&cid={image}"),
+        None,
+    );
+    assert_eq!((status, bytes.as_slice()), (200, IMAGE));
+    assert_eq!(
+        ok(
+            xrpc(&base, "GET", "app.bsky.actor.getPreferences", &token, None),
+            "getPreferences"
+        ),
+        prefs
+    );
+    let old_status = ok(
+        get(
+            &old,
+            &format!("/xrpc/com.atproto.sync.getRepoStatus?did={did}"),
+        ),
+        "getRepoStatus there",
+    );
+    assert_eq!(old_status["active"], false, "{old_status}");
+
+    // A third run finds the account moved.
+    let third = migrate_command(&base, &old, &plc.url, &did)
+        .arg("--keep-old")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&third.stderr);
+    assert!(third.status.success(), "{said}");
+    assert!(said.contains("already active here"), "{said}");
+    assert!(
+        said.contains("already deactivated on the old PDS"),
+        "{said}"
+    );
 }

@@ -3,7 +3,8 @@
 //! Running the PDS: `serve`, `dev-init`, `hash-password`. Looking after a running one, as an
 //! atproto client of it (`--url` and `--identifier`, or `PDS_URL` and `PDS_IDENTIFIER`; the
 //! account password from `PDS_PASSWORD` or a prompt, never an argument): `change-password`,
-//! `app-password create|list|revoke`, `activate`, `deactivate`, `plc-token`.
+//! `app-password create|list|revoke`, `activate`, `deactivate`, `plc-token`. Moving an account
+//! here: `migrate`.
 
 #[cfg(not(target_arch = "wasm32"))]
 use clap::{Args, Parser, Subcommand};
@@ -67,6 +68,37 @@ enum Command {
         #[command(flatten)]
         account: AccountArgs,
     },
+    /// Moves an account from its current PDS onto this one: creates it here, imports its
+    /// repository, transfers its blobs and preferences, moves its identity, activates it here
+    /// and (asked first) deactivates it there. Running it again goes on where it stopped.
+    /// Passwords come from PDS_OLD_PASSWORD (the old PDS) and PDS_PASSWORD (this one; default:
+    /// the same), or prompts; the PLC token from PDS_PLC_TOKEN or a prompt.
+    Migrate {
+        /// The account's handle or DID.
+        #[arg(long)]
+        from: String,
+        /// This PDS's URL, e.g. https://pds.example.com.
+        #[arg(long, env = "PDS_URL")]
+        url: String,
+        /// The old PDS's URL, if not the one the account's DID document names.
+        #[arg(long)]
+        old_pds: Option<String>,
+        /// The PLC directory.
+        #[arg(long, env = "PDS_PLC_URL", default_value = "https://plc.directory")]
+        plc_url: String,
+        /// How many blobs to transfer at once.
+        #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u16).range(1..=16))]
+        parallel: u16,
+        /// Only report what would move.
+        #[arg(long)]
+        dry_run: bool,
+        /// Deactivate the account on the old PDS at the end without asking.
+        #[arg(long, conflicts_with = "keep_old")]
+        deactivate_old: bool,
+        /// Leave the account active on the old PDS without asking.
+        #[arg(long)]
+        keep_old: bool,
+    },
     /// Prints a token for signing a PLC operation of the account (what other PDSes email):
     /// single-use, valid 15 minutes, replacing any earlier one. Only the token goes to standard
     /// output, for scripts (e.g. goat's --plc-token).
@@ -126,6 +158,30 @@ fn main() -> std::process::ExitCode {
         Command::Activate { account } => set_active(&account, true),
         Command::Deactivate { account } => set_active(&account, false),
         Command::PlcToken { account } => plc_token(&account),
+        Command::Migrate {
+            from,
+            url,
+            old_pds,
+            plc_url,
+            parallel,
+            dry_run,
+            deactivate_old,
+            keep_old,
+        } => migrate(pds::cli::migrate::MigrateOptions {
+            from,
+            url,
+            old_pds,
+            plc_url,
+            parallel: usize::from(parallel),
+            dry_run,
+            deactivate_old: if deactivate_old {
+                Some(true)
+            } else if keep_old {
+                Some(false)
+            } else {
+                None
+            },
+        }),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -380,6 +436,56 @@ fn plc_token(account: &AccountArgs) -> Result<(), String> {
             .as_str()
             .unwrap_or("15 minutes from now")
     );
+    Ok(())
+}
+
+/// Prompts on the terminal: secrets without echo, lines and answers from standard input.
+#[cfg(not(target_arch = "wasm32"))]
+struct Terminal;
+
+#[cfg(not(target_arch = "wasm32"))]
+impl pds::cli::migrate::Ask for Terminal {
+    fn secret(&self, prompt: &str) -> Result<String, String> {
+        ask_password(prompt)
+    }
+
+    fn line(&self, prompt: &str) -> Result<String, String> {
+        use std::io::Write;
+        eprint!("{prompt}");
+        std::io::stderr().flush().map_err(|e| e.to_string())?;
+        let mut line = String::new();
+        match std::io::stdin().read_line(&mut line) {
+            Ok(0) => Err("no answer (standard input ended)".into()),
+            Ok(_) => Ok(line.trim().to_owned()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    fn confirm(&self, prompt: &str) -> Result<bool, String> {
+        let answer = self.line(prompt)?;
+        Ok(matches!(answer.to_ascii_lowercase().as_str(), "y" | "yes"))
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn migrate(opts: pds::cli::migrate::MigrateOptions) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let started = std::time::Instant::now();
+    let moved = runtime.block_on(pds::cli::migrate::migrate(&opts, &Terminal))?;
+    if !opts.dry_run {
+        println!(
+            "Migrated in {:.1} s: {} records ({:.1} MiB of repository), {} blobs ({:.1} MiB) \
+             transferred by this run.",
+            started.elapsed().as_secs_f64(),
+            moved.records,
+            moved.repo_bytes as f64 / 1048576.0,
+            moved.blobs,
+            moved.blob_bytes as f64 / 1048576.0
+        );
+    }
     Ok(())
 }
 

@@ -1,5 +1,8 @@
 //! What the `pds` command line needs to talk to a running PDS: atrium's XRPC client over
-//! reqwest, signed in with the account's password. Native only.
+//! reqwest, signed in with the account's password; streamed transfers (repositories, blobs)
+//! go over reqwest directly. Native only.
+
+pub mod migrate;
 
 use std::sync::Mutex;
 
@@ -32,21 +35,51 @@ impl Pds {
 
     /// Signs in (`com.atproto.server.createSession`); later calls carry the session.
     pub async fn sign_in(&self, identifier: &str, password: &str) -> Result<(), String> {
+        self.sign_in_with(identifier, password, None).await
+    }
+
+    /// [`Pds::sign_in`] with the code of an email second factor, for a PDS that asked for one
+    /// (`AuthFactorTokenRequired`, see [`is_error`]).
+    pub async fn sign_in_with(
+        &self,
+        identifier: &str,
+        password: &str,
+        auth_factor_token: Option<&str>,
+    ) -> Result<(), String> {
+        let mut input = serde_json::json!({ "identifier": identifier, "password": password });
+        if let Some(code) = auth_factor_token {
+            input["authFactorToken"] = code.into();
+        }
         let session = self
             .call(
                 Method::POST,
                 "com.atproto.server.createSession",
-                Some(serde_json::json!({ "identifier": identifier, "password": password })),
+                Some(input),
             )
             .await?
             .ok_or("createSession answered nothing")?;
+        self.adopt_session(&session)
+    }
+
+    /// Carries the session `session` (a createSession or createAccount answer) from now on.
+    pub fn adopt_session(&self, session: &serde_json::Value) -> Result<(), String> {
         let access = session["accessJwt"]
             .as_str()
-            .ok_or("createSession answered no accessJwt")?;
+            .ok_or("the session answer has no accessJwt")?;
         *self.access.lock().map_err(|e| e.to_string())? = Some(access.to_owned());
         *self.refresh.lock().map_err(|e| e.to_string())? =
             session["refreshJwt"].as_str().map(str::to_owned);
         Ok(())
+    }
+
+    /// The session's access token, for calls made without atrium (streamed bodies).
+    pub fn access_token(&self) -> Option<String> {
+        self.access.lock().ok()?.clone()
+    }
+
+    /// The PDS's base URL, without a trailing slash.
+    pub fn base(&self) -> &str {
+        &self.base
     }
 
     /// Ends the session `sign_in` opened (`com.atproto.server.deleteSession`, which takes the
@@ -90,7 +123,22 @@ impl Pds {
 
     /// Calls query `nsid` without parameters; its JSON output.
     pub async fn query(&self, nsid: &str) -> Result<serde_json::Value, String> {
-        let output = self.call(Method::GET, nsid, None).await?;
+        self.query_with(nsid, &[]).await
+    }
+
+    /// Calls query `nsid` with `params`; its JSON output.
+    pub async fn query_with(
+        &self,
+        nsid: &str,
+        params: &[(&str, &str)],
+    ) -> Result<serde_json::Value, String> {
+        let params = (!params.is_empty()).then(|| {
+            params
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect::<Vec<_>>()
+        });
+        let output = self.send(Method::GET, nsid, params, None).await?;
         output.ok_or_else(|| format!("{nsid} answered nothing"))
     }
 
@@ -100,15 +148,25 @@ impl Pds {
         nsid: &str,
         input: Option<serde_json::Value>,
     ) -> Result<Option<serde_json::Value>, String> {
-        let request = XrpcRequest::<(), serde_json::Value> {
+        self.send(method, nsid, None, input).await
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        nsid: &str,
+        params: Option<Vec<(String, String)>>,
+        input: Option<serde_json::Value>,
+    ) -> Result<Option<serde_json::Value>, String> {
+        let request = XrpcRequest::<Vec<(String, String)>, serde_json::Value> {
             method,
             nsid: nsid.to_owned(),
-            parameters: None,
+            parameters: params,
             encoding: input.as_ref().map(|_| "application/json".to_owned()),
             input: input.map(InputDataOrBytes::Data),
         };
         match self
-            .send_xrpc::<(), _, serde_json::Value, serde_json::Value>(&request)
+            .send_xrpc::<Vec<(String, String)>, _, serde_json::Value, serde_json::Value>(&request)
             .await
         {
             Ok(OutputDataOrBytes::Data(value)) => Ok(Some(value)),
@@ -117,6 +175,11 @@ impl Pds {
             Err(e) => Err(format!("{nsid}: {e}")),
         }
     }
+}
+
+/// Whether `error` (as the calls here describe failures) is the XRPC error `name`.
+pub fn is_error(error: &str, name: &str) -> bool {
+    error.contains(&format!(" {name}: "))
 }
 
 /// An XRPC error answer as a line: the method, the error name and its message.
