@@ -37,6 +37,7 @@ fn main() {
         jwt_secret: vec![7; 32],
         blob_upload_limit: pds::config::DEFAULT_BLOB_UPLOAD_LIMIT,
         blob_grace_seconds: pds::config::DEFAULT_BLOB_GRACE_SECONDS,
+        edge_cache_seconds: pds::config::DEFAULT_EDGE_CACHE_SECONDS,
         upload_bytes_per_day: pds::config::DEFAULT_UPLOAD_BYTES_PER_DAY,
         session_lifetime_days: pds::config::DEFAULT_SESSION_LIFETIME_DAYS,
         firehose: Default::default(),

@@ -73,6 +73,10 @@ pub mod vars {
     /// Optional: bytes the account may upload per day (default 10 GiB, as Bluesky's video
     /// service allows a day); not counted while the account is deactivated.
     pub const UPLOAD_BYTES_PER_DAY: &str = "PDS_UPLOAD_BYTES_PER_DAY";
+    /// Optional: how long the Worker keeps a public read by CID (getBlob, sync.getBlocks) in
+    /// Cloudflare's cache, in seconds (default 300; 0: no cache). Also the longest such a read
+    /// is still served after its blob is collected or the account deactivated.
+    pub const EDGE_CACHE_SECONDS: &str = "PDS_EDGE_CACHE_SECONDS";
     /// Optional: firehose subscribers at once (default 100).
     pub const FIREHOSE_MAX_SUBSCRIBERS: &str = "PDS_FIREHOSE_MAX_SUBSCRIBERS";
     /// Optional: firehose subscribers at once from one client address (default 10).
@@ -121,6 +125,8 @@ pub const DEFAULT_SESSION_LIFETIME_DAYS: u64 = 365;
 
 /// How long an unreferenced blob is kept when `PDS_BLOB_GRACE_SECONDS` is not set: a day.
 pub const DEFAULT_BLOB_GRACE_SECONDS: u64 = 24 * 60 * 60;
+/// How long reads by CID stay in the Worker's cache when `PDS_EDGE_CACHE_SECONDS` is not set.
+pub const DEFAULT_EDGE_CACHE_SECONDS: u64 = 300;
 /// The daily upload quota when `PDS_UPLOAD_BYTES_PER_DAY` is not set: 10 GiB.
 pub const DEFAULT_UPLOAD_BYTES_PER_DAY: u64 = 10 * 1024 * 1024 * 1024;
 
@@ -251,6 +257,8 @@ pub struct Config {
     pub blob_grace_seconds: u64,
     /// Bytes the account may upload per day.
     pub upload_bytes_per_day: u64,
+    /// How long the Worker caches a public read by CID, in seconds (0: not at all).
+    pub edge_cache_seconds: u64,
     /// The longest a legacy session lasts from sign-in, refreshes included, in days.
     pub session_lifetime_days: u64,
     /// Caps on firehose subscribers.
@@ -372,6 +380,8 @@ impl Config {
         let upload_bytes_per_day =
             optional_number(&lookup, vars::UPLOAD_BYTES_PER_DAY, 1, "bytes")?
                 .unwrap_or(DEFAULT_UPLOAD_BYTES_PER_DAY);
+        let edge_cache_seconds = optional_number(&lookup, vars::EDGE_CACHE_SECONDS, 0, "seconds")?
+            .unwrap_or(DEFAULT_EDGE_CACHE_SECONDS);
         let session_lifetime_days =
             optional_number(&lookup, vars::SESSION_LIFETIME_DAYS, 1, "days")?
                 .unwrap_or(DEFAULT_SESSION_LIFETIME_DAYS);
@@ -423,6 +433,7 @@ impl Config {
             blob_upload_limit,
             blob_grace_seconds,
             upload_bytes_per_day,
+            edge_cache_seconds,
             session_lifetime_days,
             firehose,
             writes,

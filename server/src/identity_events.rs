@@ -122,6 +122,7 @@ mod tests {
             jwt_secret: vec![1; 32],
             blob_upload_limit: 1,
             blob_grace_seconds: 60,
+            edge_cache_seconds: 0,
             upload_bytes_per_day: 1,
             session_lifetime_days: 1,
             firehose: Default::default(),

@@ -135,6 +135,11 @@ fn unreferenced_blobs_are_collected_after_their_window(kind: ShellKind) {
         assert_eq!(res.status, 200, "served within the window");
     }
     assert_eq!(get_blob(base, &kept).header("content-disposition"), None);
+    // Only a referenced blob is for caches: the others may be garbage soon.
+    assert!(get_blob(base, &kept)
+        .header("cache-control")
+        .is_some_and(|c| c.starts_with("public, max-age=")));
+    assert_eq!(get_blob(base, &unused).header("cache-control"), None);
     let html = get_blob(base, &page);
     assert_eq!(html.header("content-type"), Some("text/html"));
     let disposition = html.header("content-disposition").unwrap_or_default();
@@ -226,8 +231,18 @@ fn get_blob_with(base: &str, cid: &str, headers: &[(&str, &str)]) -> Reply {
     )
 }
 
+/// How long the Worker's cache keeps reads by CID in the test below.
+const EDGE_CACHE_SECONDS: u64 = 4;
+
 fn blobs_are_read_at_the_edge_as_the_account_decides(kind: ShellKind) {
-    let server = support::start_shell(kind, &[]);
+    let cache_seconds = EDGE_CACHE_SECONDS.to_string();
+    let server = support::start_shell(
+        kind,
+        &[(
+            pds::config::vars::EDGE_CACHE_SECONDS,
+            cache_seconds.as_str(),
+        )],
+    );
     let base = server.base();
     let (token, _) = login(base);
     let bytes = png(7, 100_000);
@@ -258,8 +273,59 @@ fn blobs_are_read_at_the_edge_as_the_account_decides(kind: ShellKind) {
     );
     assert_eq!(unknown.json()["error"], "BlobNotFound");
 
-    // Deactivated: the public gets the reference's error, the owner still reads.
+    // Reads by CID without credentials are kept by the Worker in Cloudflare's cache (a hit
+    // carries the lifetime the cache keeps it for); natively there is no such cache.
+    let commit = request(
+        base,
+        "GET",
+        &format!("/xrpc/com.atproto.sync.getLatestCommit?did={}", did()),
+        &[],
+        &[],
+    )
+    .json()["cid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let blocks_path = format!(
+        "/xrpc/com.atproto.sync.getBlocks?did={}&cids={commit}",
+        did()
+    );
+    let get_blocks = || request(base, "GET", &blocks_path, &[], &[]);
+    let cached = format!("public, max-age={EDGE_CACHE_SECONDS}");
+    assert_eq!(whole.header("cache-control"), Some(cached.as_str()));
+    assert_eq!(
+        part.header("cache-control"),
+        None,
+        "a part is not for caches"
+    );
+    let is_hit = |reply: &Reply| reply.header("x-edge-cache") == Some("hit");
+    if kind == ShellKind::Worker {
+        // The copy is written after the first answer went out.
+        let hit = (0..50).any(|_| {
+            std::thread::sleep(Duration::from_millis(50));
+            let (blob, blocks) = (get_blob_with(base, cid, &[]), get_blocks());
+            is_hit(&blob) && is_hit(&blocks)
+        });
+        assert!(hit, "reads by CID are served from the cache");
+    } else {
+        assert!(!is_hit(&get_blob_with(base, cid, &[])));
+    }
+
+    // Deactivated: the public gets the reference's error, the owner still reads. On the
+    // Worker, what the cache holds is served until it expires, and no longer.
     set_active(base, &token, false);
+    if kind == ShellKind::Worker {
+        let stale = get_blob_with(base, cid, &[]);
+        assert_eq!((stale.status, is_hit(&stale)), (200, true));
+        assert_eq!(stale.body, bytes);
+        assert_eq!(get_blocks().status, 200);
+        std::thread::sleep(Duration::from_secs(EDGE_CACHE_SECONDS + 1));
+    }
+    let blocks = get_blocks();
+    assert_eq!(
+        (blocks.status, blocks.json()["error"].as_str()),
+        (400, Some("RepoDeactivated"))
+    );
     let public = get_blob_with(base, cid, &[]);
     assert_eq!(public.status, 400);
     assert_eq!(public.json()["error"], "RepoDeactivated");

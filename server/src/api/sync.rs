@@ -174,6 +174,17 @@ fn unsatisfiable_range(size: u64) -> BinaryOutput {
     }
 }
 
+/// The header that lets caches (the Worker's among them, see `PDS_EDGE_CACHE_SECONDS`) keep an
+/// answer for `seconds`; none for 0.
+fn cache_control(seconds: u64) -> Option<(String, String)> {
+    (seconds > 0).then(|| {
+        (
+            "cache-control".to_owned(),
+            format!("public, max-age={seconds}"),
+        )
+    })
+}
+
 fn car_output(bytes: Vec<u8>) -> BinaryOutput {
     BinaryOutput::new(CAR_MIME, Body::Bytes(bytes))
 }
@@ -307,7 +318,13 @@ impl ComAtprotoSync for Api<'_> {
         let blocks = repo
             .record_proof(&store, params.collection.as_str(), params.rkey.as_str())
             .map_err(internal)?;
-        Ok(car_output(car_of(&root.commit_cid, &blocks)?))
+        // Blocks never change: caches may keep them (for a while, as the account may be
+        // deactivated).
+        let mut output = car_output(car_of(&root.commit_cid, &blocks)?);
+        output
+            .headers
+            .extend(cache_control(self.config.edge_cache_seconds));
+        Ok(output)
     }
 
     async fn get_blocks(
@@ -342,7 +359,13 @@ impl ComAtprotoSync for Api<'_> {
                 format!("Could not find cids: {}", missing.join(",")),
             ));
         }
-        Ok(car_output(car_of(&root.commit_cid, &blocks)?))
+        // Blocks never change: caches may keep them (for a while, as the account may be
+        // deactivated).
+        let mut output = car_output(car_of(&root.commit_cid, &blocks)?);
+        output
+            .headers
+            .extend(cache_control(self.config.edge_cache_seconds));
+        Ok(output)
     }
 
     async fn get_latest_commit(
@@ -458,6 +481,10 @@ pub struct BlobToServe {
     pub range: Option<(u64, Option<u64>)>,
     /// Whether the range asked for lies outside the blob (answered 416).
     pub unsatisfiable: bool,
+    /// How long caches may keep the whole blob (0: not at all): only a blob a record
+    /// references, which is not garbage a little later.
+    #[serde(default)]
+    pub cache_seconds: u64,
 }
 
 impl Api<'_> {
@@ -492,6 +519,11 @@ impl Api<'_> {
             size: meta.size,
             range: range.ok().flatten().map(|r| (r.start, r.end)),
             unsatisfiable: range.is_err(),
+            cache_seconds: if meta.unreferenced_since_ms.is_none() {
+                self.config.edge_cache_seconds
+            } else {
+                0
+            },
         })
     }
 }
@@ -528,6 +560,9 @@ pub(crate) async fn serve_blob(
             "content-disposition".to_owned(),
             format!("attachment; filename=\"{cid}\""),
         ));
+    }
+    if range.is_none() {
+        headers.extend(cache_control(blob.cache_seconds));
     }
     let status = if range.is_some() {
         // `Content-Range` names the last byte inclusively; parse_range only lets through

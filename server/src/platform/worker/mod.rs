@@ -1,6 +1,7 @@
 //! The Cloudflare Workers shell: a stateless fetch entry that forwards account work to the one
 //! SQLite-backed Durable Object, which runs the shared core.
 
+pub mod edge_cache;
 pub mod firehose;
 pub mod http_client;
 pub mod offload;
@@ -25,8 +26,26 @@ use crate::routes::{Placement, Route};
 const ACCOUNT_OBJECT: &str = "account";
 
 #[event(fetch)]
-async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
-    or_internal_error(route_at_edge(req, &env).await)
+async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
+    or_internal_error(cached_at_edge(req, &env, &ctx).await)
+}
+
+/// Serves reads by CID from Cloudflare's cache when it has them ([`edge_cache`]), and keeps
+/// what the account answers to them; everything else goes to [`route_at_edge`].
+async fn cached_at_edge(req: Request, env: &Env, ctx: &Context) -> Result<Response> {
+    let ttl = match config(env).as_ref() {
+        Ok(config) => config.edge_cache_seconds,
+        Err(_) => 0,
+    };
+    let cache = edge_cache::EdgeCache::of(&req, method_name(&req.method()), &req.path(), ttl);
+    let Some(cache) = cache else {
+        return route_at_edge(req, env).await;
+    };
+    if let Some(hit) = cache.lookup().await {
+        return Ok(hit);
+    }
+    let response = route_at_edge(req, env).await?;
+    cache.store(response, ctx)
 }
 
 /// A runtime error (a binding, a stub, a request that cannot be read) as the generic XRPC 500
