@@ -519,8 +519,12 @@ impl Api<'_> {
             size: meta.size,
             range: range.ok().flatten().map(|r| (r.start, r.end)),
             unsatisfiable: range.is_err(),
+            // Kept no longer than the grace window: a blob whose last record goes is collected
+            // only after the window, when no cache holds it any more.
             cache_seconds: if meta.unreferenced_since_ms.is_none() {
-                self.config.edge_cache_seconds
+                self.config
+                    .edge_cache_seconds
+                    .min(self.config.blob_grace_seconds)
             } else {
                 0
             },
