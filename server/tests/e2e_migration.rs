@@ -1214,7 +1214,7 @@ fn migrate_command(base: &str, old: &str, plc: &str, did: &str) -> std::process:
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_pds"));
     command
         .args(["migrate", "--from", did, "--url", base, "--old-pds", old])
-        .args(["--plc-url", plc, "--parallel", "1"])
+        .args(["--plc-url", plc])
         .env("PDS_OLD_PASSWORD", "password-on-the-reference")
         .env("PDS_PASSWORD", NEW_PASSWORD)
         .env_remove("PDS_URL")
@@ -1289,7 +1289,7 @@ fn pds_migrate_moves_an_account_in_and_resumes(kind: ShellKind) {
 
     // Interrupted once the first blob is across.
     let mut first = migrate_command(&base, &old, &plc.url, &did)
-        .arg("--keep-old")
+        .args(["--keep-old", "--parallel", "1"])
         .spawn()
         .unwrap();
     let lines = stderr_lines(&mut first);
@@ -1312,17 +1312,24 @@ fn pds_migrate_moves_an_account_in_and_resumes(kind: ShellKind) {
     let status = account_status(&base, &token);
     assert_eq!(status["activated"], false, "{status}");
 
-    // Again: it goes on, and asks for the token the old PDS mailed.
+    // Again, 8 blobs at once: it goes on, and asks for the token the old PDS mailed.
     let mut second = migrate_command(&base, &old, &plc.url, &did)
-        .arg("--deactivate-old")
+        .args(["--deactivate-old", "--parallel", "8"])
         .spawn()
         .unwrap();
     let lines = stderr_lines(&mut second);
     wait_for_line(&lines, "the account exists here already");
     wait_for_line(&lines, "repository: already imported");
+    let transferring = wait_for_line(&lines, "blobs: ");
+    assert!(
+        transferring.contains(&format!("{missing} to transfer, 8 at a time")),
+        "{transferring}"
+    );
+    // This PDS does not throttle a migration's parallel uploads: nothing was tried again.
     let transferred = wait_for_line(&lines, "blobs: ");
     assert!(
-        transferred.contains(&format!("{missing} to transfer")),
+        transferred.contains(&format!("{missing} transferred"))
+            && transferred.ends_with(", 0 retries"),
         "{transferred}"
     );
     wait_for_line(&lines, "preferences copied");

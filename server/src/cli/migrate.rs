@@ -57,6 +57,8 @@ pub struct Moved {
     pub blob_bytes: u64,
     /// Time spent on blobs.
     pub blob_time: Duration,
+    /// Blob transfers tried again (after a network error, a 5xx or a 429).
+    pub retries: u32,
 }
 
 const CREATE_ACCOUNT: &str = "com.atproto.server.createAccount";
@@ -489,9 +491,10 @@ async fn transfer_blobs(
         let (cid, result) = joined.map_err(|e| format!("a blob transfer stopped: {e}"))?;
         done += 1;
         match result {
-            Ok(bytes) => {
+            Ok((bytes, retries)) => {
                 moved.blobs += 1;
                 moved.blob_bytes += bytes;
+                moved.retries += retries;
                 match &bar {
                     Some(bar) => {
                         bar.inc(1);
@@ -508,10 +511,11 @@ async fn transfer_blobs(
     }
     moved.blob_time = started.elapsed();
     say(&format!(
-        "blobs: {} transferred, {:.1} MiB in {:.1} s",
+        "blobs: {} transferred, {:.1} MiB in {:.1} s, {} retries",
         moved.blobs,
         mib(moved.blob_bytes),
-        moved.blob_time.as_secs_f64()
+        moved.blob_time.as_secs_f64(),
+        moved.retries
     ));
     if failures.is_empty() {
         Ok(())
@@ -541,12 +545,17 @@ enum Failure {
 }
 
 /// One blob, from the old PDS to this one, streamed; tried again after transient failures
-/// (network errors, 5xx, 429 after the wait the server asks for). Its size.
-async fn transfer_blob(http: &reqwest::Client, ends: &Ends, cid: &str) -> Result<u64, String> {
+/// (network errors, 5xx, 429 after the wait the server asks for). Its size, and how many
+/// times it was tried again.
+async fn transfer_blob(
+    http: &reqwest::Client,
+    ends: &Ends,
+    cid: &str,
+) -> Result<(u64, u32), String> {
     let mut last = String::new();
     for attempt in 0..BLOB_ATTEMPTS {
         match transfer_once(http, ends, cid).await {
-            Ok(bytes) => return Ok(bytes),
+            Ok(bytes) => return Ok((bytes, attempt)),
             Err(Failure::Fatal(e)) => return Err(e),
             Err(Failure::Retry(wait, e)) => {
                 last = e;
