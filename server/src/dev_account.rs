@@ -79,7 +79,7 @@ fn random_bytes<const N: usize>() -> Result<[u8; N], String> {
 }
 
 /// Four groups of four lower-case letters and digits, like an app password.
-fn random_password() -> Result<String, String> {
+pub fn random_password() -> Result<String, String> {
     const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
     let bytes = random_bytes::<16>()?;
     let chars: Vec<char> = bytes

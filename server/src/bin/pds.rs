@@ -68,6 +68,49 @@ enum Command {
         #[command(flatten)]
         account: AccountArgs,
     },
+    /// Sets up a deployment for one account: its keys and secrets, its DID (did:web of the
+    /// hostname; with --plc a new did:plc; with --migrate the did:plc of an account that will
+    /// move here), wrangler.deploy.toml (git-ignored: wrangler.toml with this account's values)
+    /// and the secrets, sent to Cloudflare with wrangler (or, with --local, written to
+    /// .dev.vars). Asks for what the flags do not give, unless --yes. The password comes from
+    /// PDS_PASSWORD or a prompt, else is generated and shown once.
+    Init {
+        /// The PDS's public hostname, e.g. pds.example.com.
+        #[arg(long)]
+        hostname: Option<String>,
+        /// The account's handle (default: the hostname).
+        #[arg(long)]
+        handle: Option<String>,
+        /// A new did:plc account, registered with the PLC directory, instead of a did:web one.
+        #[arg(long, conflicts_with = "migrate")]
+        plc: bool,
+        /// Your own rotation key (a did:key) for the new did:plc, ranked above this PDS's.
+        #[arg(long, requires = "plc")]
+        recovery_key: Option<String>,
+        /// The did:plc of an existing account that will move here (`pds migrate`).
+        #[arg(long, value_name = "DID")]
+        migrate: Option<String>,
+        /// The PLC directory.
+        #[arg(long, env = "PDS_PLC_URL", default_value = "https://plc.directory")]
+        plc_url: String,
+        /// Writes the secrets to .dev.vars (a local deployment) instead of Cloudflare.
+        #[arg(long)]
+        local: bool,
+        /// Asks nothing: every answer comes from the flags.
+        #[arg(long)]
+        yes: bool,
+        /// Replaces an existing deployment's keys: its repository would no longer verify
+        /// against its DID document.
+        #[arg(long)]
+        force: bool,
+        /// Writes a backup of the keys and secrets to this file (readable by you only).
+        #[arg(long)]
+        key_backup: Option<std::path::PathBuf>,
+        /// Makes wrangler.deploy.toml again from the current wrangler.toml (after a `git
+        /// pull`), keeping its values; touches nothing else.
+        #[arg(long)]
+        refresh: bool,
+    },
     /// Moves an account from its current PDS onto this one: creates it here, imports its
     /// repository, transfers its blobs and preferences, moves its identity, activates it here
     /// and (asked first) deactivates it there. Running it again goes on where it stopped.
@@ -158,6 +201,31 @@ fn main() -> std::process::ExitCode {
         Command::Activate { account } => set_active(&account, true),
         Command::Deactivate { account } => set_active(&account, false),
         Command::PlcToken { account } => plc_token(&account),
+        Command::Init {
+            hostname,
+            handle,
+            plc,
+            recovery_key,
+            migrate,
+            plc_url,
+            local,
+            yes,
+            force,
+            key_backup,
+            refresh,
+        } => init(InitArgs {
+            hostname,
+            handle,
+            plc,
+            recovery_key,
+            migrate,
+            plc_url,
+            local,
+            yes,
+            force,
+            key_backup,
+            refresh,
+        }),
         Command::Migrate {
             from,
             url,
@@ -436,6 +504,184 @@ fn plc_token(account: &AccountArgs) -> Result<(), String> {
             .as_str()
             .unwrap_or("15 minutes from now")
     );
+    Ok(())
+}
+
+/// `pds init`'s flags.
+#[cfg(not(target_arch = "wasm32"))]
+struct InitArgs {
+    hostname: Option<String>,
+    handle: Option<String>,
+    plc: bool,
+    recovery_key: Option<String>,
+    migrate: Option<String>,
+    plc_url: String,
+    local: bool,
+    yes: bool,
+    force: bool,
+    key_backup: Option<std::path::PathBuf>,
+    refresh: bool,
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn init(args: InitArgs) -> Result<(), String> {
+    use pds::cli::init::{self, AccountKind};
+    use pds::cli::migrate::Ask;
+    let dir = std::env::current_dir().map_err(|e| e.to_string())?;
+    if !dir.join("wrangler.toml").exists() {
+        return Err("run pds init in the project's directory (where wrangler.toml is)".into());
+    }
+    if args.refresh {
+        let vars = init::deploy_vars(&dir)?;
+        let path = init::write_deploy_config(&dir, &vars)?;
+        println!("{} made again from wrangler.toml.", path.display());
+        return Ok(());
+    }
+    let ask = Terminal;
+    let answer = |given: Option<String>, question: &str, default: Option<&str>| match given
+        .filter(|v| !v.trim().is_empty())
+    {
+        Some(v) => Ok(v),
+        None if args.yes => default
+            .map(str::to_owned)
+            .ok_or_else(|| format!("--yes needs {question}")),
+        None => {
+            let prompt = match default {
+                Some(d) => format!("{question} [{d}]: "),
+                None => format!("{question}: "),
+            };
+            let line = ask.line(&prompt)?;
+            match (line.is_empty(), default) {
+                (true, Some(d)) => Ok(d.to_owned()),
+                (true, None) => Err(format!("{question} is needed")),
+                (false, _) => Ok(line),
+            }
+        }
+    };
+    let hostname = answer(
+        args.hostname.clone(),
+        "--hostname (e.g. pds.example.com)",
+        None,
+    )?;
+    let handle = answer(args.handle.clone(), "--handle", Some(&hostname))?;
+    let kind = match (args.plc, args.migrate.clone()) {
+        (true, _) => AccountKind::Plc {
+            recovery_key: args.recovery_key.clone(),
+        },
+        (false, Some(did)) => AccountKind::Migrate { did },
+        (false, None) if args.yes => AccountKind::Web,
+        (false, None) => {
+            let choice = ask.line(&format!(
+                "The account: 1) a new did:web of {hostname}, 2) a new did:plc, \
+                 3) an existing account moving here [1]: "
+            ))?;
+            match choice.as_str() {
+                "" | "1" => AccountKind::Web,
+                "2" => {
+                    let key = ask.line("Your own recovery key (a did:key), if any: ")?;
+                    AccountKind::Plc {
+                        recovery_key: (!key.is_empty()).then_some(key),
+                    }
+                }
+                "3" => AccountKind::Migrate {
+                    did: ask.line("Its DID (did:plc:...): ")?,
+                },
+                other => return Err(format!("no choice {other:?}")),
+            }
+        }
+    };
+    let opts = init::InitOptions {
+        dir: dir.clone(),
+        local: args.local,
+        force: args.force,
+        hostname,
+        handle,
+        kind,
+        plc_url: args.plc_url.clone(),
+    };
+    if let Some(existing) = init::existing_deployment(&opts) {
+        if !opts.force {
+            return Err(format!(
+                "{} holds a deployment already: pds init would replace its keys, and the \
+                 account's repository would no longer verify against its DID document. Use \
+                 --force only if you mean that (or --refresh to remake the configuration).",
+                existing.display()
+            ));
+        }
+        eprintln!(
+            "pds init: WARNING: replacing the deployment in {} (--force): new keys.",
+            existing.display()
+        );
+    }
+    let (password, generated) = match std::env::var("PDS_PASSWORD").ok().filter(|p| !p.is_empty()) {
+        Some(p) => (p, false),
+        None if args.yes => (pds::dev_account::random_password()?, true),
+        None => {
+            let first = ask_password("Account password (empty: generate one): ")?;
+            if first.is_empty() {
+                (pds::dev_account::random_password()?, true)
+            } else if ask_password("Again: ")? != first {
+                return Err("the two passwords differ".into());
+            } else {
+                (first, false)
+            }
+        }
+    };
+    let deployment = init::prepare(&opts, &password)?;
+    if let Some(genesis) = &deployment.genesis {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        runtime.block_on(init::submit_genesis(
+            &opts.plc_url,
+            &deployment.did,
+            genesis,
+        ))?;
+        eprintln!(
+            "pds init: {} registered with {}",
+            deployment.did, opts.plc_url
+        );
+    }
+    let config = init::write_deploy_config(&dir, &deployment.vars)?;
+    eprintln!("pds init: wrote {}", config.display());
+    if opts.local {
+        let path = init::write_local_secrets(&dir, &deployment.secrets)?;
+        eprintln!("pds init: wrote the secrets to {}", path.display());
+    } else if let Err(e) = init::put_secrets_with_wrangler(&dir, &deployment.secrets) {
+        // Nothing is lost: the secrets wait in a private file for the first deploy.
+        let path = init::write_pending_secrets(&dir, &deployment.secrets)?;
+        eprintln!(
+            "pds init: {e}\npds init: the secrets wait in {} (readable by you only): deploy with \
+             `npx wrangler deploy --config {} --secrets-file {}`, then delete that file",
+            path.display(),
+            init::DEPLOY_CONFIG,
+            init::PENDING_SECRETS
+        );
+    } else {
+        eprintln!("pds init: the secrets are stored with Cloudflare");
+    }
+    match &args.key_backup {
+        Some(path) => {
+            init::write_key_backup(path, &deployment)?;
+            eprintln!(
+                "pds init: key backup written to {} (keep it safe, offline)",
+                path.display()
+            );
+        }
+        None if !args.yes
+            && ask.confirm("Show the keys once now, to keep a copy somewhere safe? [y/N] ")? =>
+        {
+            for (name, value) in &deployment.secrets {
+                println!("{name}={value}");
+            }
+        }
+        None => {}
+    }
+    if generated {
+        println!("Account password: {password}   <- shown once; only its hash is stored");
+    }
+    println!("{}", init::next_steps(&opts, &deployment));
     Ok(())
 }
 
