@@ -76,10 +76,56 @@ fn the_command_line_looks_after_the_account(kind: ShellKind) {
             &format!("/xrpc/com.atproto.sync.getLatestCommit?did={}", did()),
         )
     };
+    // `pds status` (public reads, no password): what checks out, and each problem with its
+    // fix. The test server calls itself `localhost` while the test reaches it at 127.0.0.1:
+    // the DID document names another PDS than the URL, a real problem here.
+    let checked = |base: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_pds"))
+            .args(["status", "--relay", "http://127.0.0.1:9"])
+            .env("PDS_URL", base)
+            .env("PDS_IDENTIFIER", HANDLE)
+            .env_remove("PDS_PASSWORD")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, report) = checked(base);
+    assert_eq!(code, Some(1), "{report}");
+    for ok in [
+        "ok      account did:web:localhost, handle alice.test",
+        "ok      alice.test resolves to did:web:localhost",
+        "is signed by the key the DID document names",
+        "ok      0 blobs",
+        "PROBLEM the DID document names http://localhost as the account's PDS",
+        "note    http://127.0.0.1:9 does not tell its view of this host",
+    ] {
+        assert!(report.contains(ok), "{ok:?} not in:\n{report}");
+    }
+    assert!(report.contains("        fix: "), "{report}");
+
+    // A handle that does not resolve to the account is refused, with the server's reason.
+    let refused = pds(base, PASSWORD, &["handle", "set", "someone-else.test"]);
+    assert_eq!(refused.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("com.atproto.identity.updateHandle"), "{said}");
+
     stdout_of(&pds(base, PASSWORD, &["deactivate"]));
     let res = status(base);
     assert_eq!(res.status, 400);
     assert_eq!(res.json()["error"], "RepoDeactivated");
+    let (code, report) = checked(base);
+    assert_eq!(code, Some(1), "{report}");
+    assert!(
+        report.contains("PROBLEM the account alice.test is deactivated"),
+        "{report}"
+    );
+    assert!(
+        report.contains("fix: finish moving it here (pds migrate) or activate it (pds activate)"),
+        "{report}"
+    );
     stdout_of(&pds(base, PASSWORD, &["activate"]));
     assert_eq!(status(base).status, 200);
 

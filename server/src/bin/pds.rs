@@ -3,8 +3,9 @@
 //! Running the PDS: `serve`, `dev-init`, `hash-password`. Looking after a running one, as an
 //! atproto client of it (`--url` and `--identifier`, or `PDS_URL` and `PDS_IDENTIFIER`; the
 //! account password from `PDS_PASSWORD` or a prompt, never an argument): `change-password`,
-//! `app-password create|list|revoke`, `activate`, `deactivate`, `plc-token`. Moving an account
-//! here: `migrate`.
+//! `app-password create|list|revoke`, `activate`, `deactivate`, `plc-token`, `handle set`,
+//! and `status` (public reads only, no password). Setting up a deployment: `init`. Moving an
+//! account here: `migrate`.
 
 #[cfg(not(target_arch = "wasm32"))]
 use clap::{Args, Parser, Subcommand};
@@ -67,6 +68,22 @@ enum Command {
     Deactivate {
         #[command(flatten)]
         account: AccountArgs,
+    },
+    /// Checks a deployment as the network sees it, with public reads only: the PDS answers,
+    /// the account is active, its handle resolves, its DID document names this PDS, the
+    /// repository's head verifies with the document's key, its blobs, and how the relays see
+    /// the host. Lists each problem with its fix; exits 1 when there is one.
+    Status {
+        #[command(flatten)]
+        account: AccountArgs,
+        /// A relay to ask how it sees this host (repeatable).
+        #[arg(long = "relay", default_value = "https://bsky.network")]
+        relays: Vec<String>,
+    },
+    /// Sets the account's handle (it must resolve to the account's DID first).
+    Handle {
+        #[command(subcommand)]
+        action: HandleAction,
     },
     /// Sets up a deployment for one account: its keys and secrets, its DID (did:web of the
     /// hostname; with --plc a new did:plc; with --migrate the did:plc of an account that will
@@ -153,6 +170,19 @@ enum Command {
 
 #[cfg(not(target_arch = "wasm32"))]
 #[derive(Subcommand)]
+enum HandleAction {
+    /// Sets the handle: verified by the PDS (DNS TXT `_atproto.<handle>` or
+    /// `https://<handle>/.well-known/atproto-did`), then announced.
+    Set {
+        /// The new handle.
+        handle: String,
+        #[command(flatten)]
+        account: AccountArgs,
+    },
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+#[derive(Subcommand)]
 enum AppPasswordAction {
     /// Creates an app password and prints it (shown once).
     Create {
@@ -201,6 +231,10 @@ fn main() -> std::process::ExitCode {
         Command::Activate { account } => set_active(&account, true),
         Command::Deactivate { account } => set_active(&account, false),
         Command::PlcToken { account } => plc_token(&account),
+        Command::Status { account, relays } => status(&account, &relays),
+        Command::Handle {
+            action: HandleAction::Set { handle, account },
+        } => set_handle(&account, &handle),
         Command::Init {
             hostname,
             handle,
@@ -504,6 +538,45 @@ fn plc_token(account: &AccountArgs) -> Result<(), String> {
             .as_str()
             .unwrap_or("15 minutes from now")
     );
+    Ok(())
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn status(account: &AccountArgs, relays: &[String]) -> Result<(), String> {
+    use pds::cli::status::Level;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let found = runtime.block_on(pds::cli::status::status(
+        &account.url,
+        &account.identifier,
+        relays,
+    ));
+    for finding in &found {
+        println!("{}", finding.render());
+    }
+    let problems = found.iter().filter(|f| f.level == Level::Problem).count();
+    if problems == 0 {
+        println!("All is well.");
+        Ok(())
+    } else {
+        eprintln!("pds status: {problems} problem(s)");
+        std::process::exit(1)
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn set_handle(account: &AccountArgs, handle: &str) -> Result<(), String> {
+    signed_in(account, &account_password()?, async |pds| {
+        pds.procedure(
+            "com.atproto.identity.updateHandle",
+            serde_json::json!({ "handle": handle }),
+        )
+        .await
+        .map(drop)
+    })?;
+    println!("The handle is now {handle}.");
     Ok(())
 }
 

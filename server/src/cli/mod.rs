@@ -4,6 +4,7 @@
 
 pub mod init;
 pub mod migrate;
+pub mod status;
 
 use std::sync::Mutex;
 
@@ -180,7 +181,8 @@ impl Pds {
 
 /// Whether `error` (as the calls here describe failures) is the XRPC error `name`.
 pub fn is_error(error: &str, name: &str) -> bool {
-    error.contains(&format!(" {name}: "))
+    // Errors a method declares come as its JSON body; others as `status name: message`.
+    error.contains(&format!(" {name}: ")) || error.contains(&format!("\"error\":\"{name}\""))
 }
 
 /// An XRPC error answer as a line: the method, the error name and its message.
