@@ -80,6 +80,22 @@ enum Command {
         #[arg(long = "relay", default_value = "https://bsky.network")]
         relays: Vec<String>,
     },
+    /// Backs the account up into a folder: the repository (checked against the DID
+    /// document's key), every blob (checked against its CID), the preferences, a manifest.
+    /// Again into the same folder, it fetches only what changed.
+    Export {
+        /// The backup folder.
+        dir: std::path::PathBuf,
+        #[command(flatten)]
+        account: AccountArgs,
+    },
+    /// Restores a backup folder (`pds export`) onto a fresh deployment of the same account.
+    ImportBackup {
+        /// The backup folder.
+        dir: std::path::PathBuf,
+        #[command(flatten)]
+        account: AccountArgs,
+    },
     /// Sets the account's handle (it must resolve to the account's DID first).
     Handle {
         #[command(subcommand)]
@@ -232,6 +248,8 @@ fn main() -> std::process::ExitCode {
         Command::Deactivate { account } => set_active(&account, false),
         Command::PlcToken { account } => plc_token(&account),
         Command::Status { account, relays } => status(&account, &relays),
+        Command::Export { dir, account } => export(&account, &dir),
+        Command::ImportBackup { dir, account } => import_backup(&account, &dir),
         Command::Handle {
             action: HandleAction::Set { handle, account },
         } => set_handle(&account, &handle),
@@ -564,6 +582,36 @@ fn status(account: &AccountArgs, relays: &[String]) -> Result<(), String> {
         eprintln!("pds status: {problems} problem(s)");
         std::process::exit(1)
     }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn export(account: &AccountArgs, dir: &std::path::Path) -> Result<(), String> {
+    let done = signed_in(account, &account_password()?, async |pds| {
+        pds::cli::backup::export(pds, &account.identifier, dir).await
+    })?;
+    println!(
+        "Exported to {}: {} records (repository {}), {} blobs fetched, {} already there.",
+        dir.display(),
+        done.records,
+        if done.repo { "written" } else { "unchanged" },
+        done.blobs,
+        done.blobs_kept
+    );
+    Ok(())
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn import_backup(account: &AccountArgs, dir: &std::path::Path) -> Result<(), String> {
+    let done = signed_in(account, &account_password()?, async |pds| {
+        pds::cli::backup::restore(pds, dir).await
+    })?;
+    println!(
+        "Restored from {}: {} records, {} blobs; the account is active.",
+        dir.display(),
+        done.records,
+        done.blobs
+    );
+    Ok(())
 }
 
 #[cfg(not(target_arch = "wasm32"))]

@@ -2,6 +2,7 @@
 //! reqwest, signed in with the account's password; streamed transfers (repositories, blobs)
 //! go over reqwest directly. Native only.
 
+pub mod backup;
 pub mod init;
 pub mod migrate;
 pub mod status;
