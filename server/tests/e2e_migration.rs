@@ -1421,4 +1421,54 @@ fn pds_migrate_moves_an_account_in_and_resumes(kind: ShellKind) {
         said.contains("already deactivated on the old PDS"),
         "{said}"
     );
+
+    // And back: `pds migrate-out` from this PDS to the reference, where the deactivated
+    // account still is. This PDS mails nothing: the token is read from it directly.
+    let back = std::process::Command::new(env!("CARGO_BIN_EXE_pds"))
+        .args([
+            "migrate-out",
+            "--url",
+            &base,
+            "--identifier",
+            &did,
+            "--to",
+            &old,
+        ])
+        .args(["--plc-url", &plc.url, "--deactivate-old"])
+        .env("PDS_PASSWORD", NEW_PASSWORD)
+        .env("PDS_NEW_PASSWORD", "password-on-the-reference")
+        .env_remove("PDS_URL")
+        .env_remove("PDS_PLC_TOKEN")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&back.stderr);
+    assert!(back.status.success(), "{said}");
+    assert!(
+        said.contains("the PLC token comes straight from the old PDS"),
+        "{said}"
+    );
+    let log = plc.verify(&did);
+    assert_eq!(log["ok"], true, "{log}");
+    assert_eq!(
+        log["data"]["services"]["atproto_pds"]["endpoint"],
+        reference.base.replace("127.0.0.1", "localhost")
+    );
+    assert_eq!(posts_on(&old, &did), posts, "every record is back");
+    let old_status = ok(
+        get(
+            &old,
+            &format!("/xrpc/com.atproto.sync.getRepoStatus?did={did}"),
+        ),
+        "getRepoStatus there",
+    );
+    assert_eq!(old_status["active"], true, "{old_status}");
+    let here = ok(
+        get(
+            &base,
+            &format!("/xrpc/com.atproto.sync.getRepoStatus?did={did}"),
+        ),
+        "getRepoStatus here",
+    );
+    assert_eq!(here["active"], false, "{here}");
 }

@@ -174,6 +174,35 @@ enum Command {
         /// Leave the account active on the old PDS without asking.
         #[arg(long)]
         keep_old: bool,
+        /// The email for the account on the new PDS, if it wants one.
+        #[arg(long)]
+        email: Option<String>,
+    },
+    /// Moves the account from this PDS to another one: `pds migrate` the other way, this PDS
+    /// being the old one (the PLC token it would email is read directly). The password here
+    /// comes from PDS_PASSWORD, the one on the new PDS from PDS_NEW_PASSWORD (default: the
+    /// same), or prompts.
+    MigrateOut {
+        #[command(flatten)]
+        account: AccountArgs,
+        /// The new PDS's URL.
+        #[arg(long)]
+        to: String,
+        /// The email for the account on the new PDS (the reference PDS wants one).
+        #[arg(long)]
+        email: Option<String>,
+        /// The PLC directory.
+        #[arg(long, env = "PDS_PLC_URL", default_value = "https://plc.directory")]
+        plc_url: String,
+        /// How many blobs to transfer at once.
+        #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u16).range(1..=16))]
+        parallel: u16,
+        /// Deactivate the account here at the end without asking.
+        #[arg(long, conflicts_with = "keep_old")]
+        deactivate_old: bool,
+        /// Leave the account active here without asking.
+        #[arg(long)]
+        keep_old: bool,
     },
     /// Prints a token for signing a PLC operation of the account (what other PDSes email):
     /// single-use, valid 15 minutes, replacing any earlier one. Only the token goes to standard
@@ -287,6 +316,7 @@ fn main() -> std::process::ExitCode {
             dry_run,
             deactivate_old,
             keep_old,
+            email,
         } => migrate(pds::cli::migrate::MigrateOptions {
             from,
             url,
@@ -294,13 +324,30 @@ fn main() -> std::process::ExitCode {
             plc_url,
             parallel: usize::from(parallel),
             dry_run,
-            deactivate_old: if deactivate_old {
-                Some(true)
-            } else if keep_old {
-                Some(false)
-            } else {
-                None
-            },
+            deactivate_old: answer_of(deactivate_old, keep_old),
+            email,
+            old_password: env_secret("PDS_OLD_PASSWORD"),
+            new_password: env_secret("PDS_PASSWORD"),
+        }),
+        Command::MigrateOut {
+            account,
+            to,
+            email,
+            plc_url,
+            parallel,
+            deactivate_old,
+            keep_old,
+        } => migrate(pds::cli::migrate::MigrateOptions {
+            from: account.identifier,
+            url: to,
+            old_pds: Some(account.url),
+            plc_url,
+            parallel: usize::from(parallel),
+            dry_run: false,
+            deactivate_old: answer_of(deactivate_old, keep_old),
+            email,
+            old_password: env_secret("PDS_PASSWORD"),
+            new_password: env_secret("PDS_NEW_PASSWORD"),
         }),
     };
     match result {
@@ -626,6 +673,22 @@ fn set_handle(account: &AccountArgs, handle: &str) -> Result<(), String> {
     })?;
     println!("The handle is now {handle}.");
     Ok(())
+}
+
+/// A yes/no flag pair as an answer given in advance (`None`: ask).
+#[cfg(not(target_arch = "wasm32"))]
+fn answer_of(yes: bool, no: bool) -> Option<bool> {
+    match (yes, no) {
+        (true, _) => Some(true),
+        (_, true) => Some(false),
+        _ => None,
+    }
+}
+
+/// A secret from the environment variable `var`, if it is set.
+#[cfg(not(target_arch = "wasm32"))]
+fn env_secret(var: &str) -> Option<String> {
+    std::env::var(var).ok().filter(|p| !p.is_empty())
 }
 
 /// `pds init`'s flags.

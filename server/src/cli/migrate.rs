@@ -32,6 +32,12 @@ pub struct MigrateOptions {
     pub dry_run: bool,
     /// Whether to deactivate the account on the old PDS at the end (`None`: ask).
     pub deactivate_old: Option<bool>,
+    /// The email the new PDS's `createAccount` is given (the reference PDS wants one).
+    pub email: Option<String>,
+    /// The account's password on the old PDS (`None`: asked for).
+    pub old_password: Option<String>,
+    /// Its password on the new PDS (`None`: the old one).
+    pub new_password: Option<String>,
 }
 
 /// How the command asks its user for what it must not take from arguments.
@@ -81,7 +87,10 @@ pub async fn migrate(opts: &MigrateOptions, ask: &dyn Ask) -> Result<Moved, Stri
     say(&format!("account {did}, now on {old_url}"));
 
     let old = Pds::new(&old_url)?;
-    let old_password = secret_from("PDS_OLD_PASSWORD", "Password on the old PDS: ", ask)?;
+    let old_password = match &opts.old_password {
+        Some(p) => p.clone(),
+        None => ask.secret("Password on the old PDS: ")?,
+    };
     match old.sign_in(&did, &old_password).await {
         Ok(()) => {}
         Err(e) if is_error(&e, "AuthFactorTokenRequired") => {
@@ -105,11 +114,20 @@ pub async fn migrate(opts: &MigrateOptions, ask: &dyn Ask) -> Result<Moved, Stri
 
     let mut moved = Moved::default();
     let result = async {
-        let password = match std::env::var("PDS_PASSWORD").ok().filter(|p| !p.is_empty()) {
-            Some(p) => p,
-            None => old_password.clone(),
-        };
-        account_here(&http, &old, &ours, &did, &doc, &password).await?;
+        let password = opts
+            .new_password
+            .clone()
+            .unwrap_or_else(|| old_password.clone());
+        account_here(
+            &http,
+            &old,
+            &ours,
+            &did,
+            &doc,
+            &password,
+            opts.email.as_deref(),
+        )
+        .await?;
         let status = ours.query("com.atproto.server.checkAccountStatus").await?;
         if status["activated"] == true {
             say("the account is already active here");
@@ -120,7 +138,7 @@ pub async fn migrate(opts: &MigrateOptions, ask: &dyn Ask) -> Result<Moved, Stri
             ours.procedure("app.bsky.actor.putPreferences", prefs)
                 .await?;
             say("preferences copied");
-            move_identity(&http, &old, &ours, &did, &opts.plc_url, ask).await?;
+            move_identity(&http, &old, &ours, &did, &opts.plc_url, &old_password, ask).await?;
             activate(&ours).await?;
         }
         let session = old.query("com.atproto.server.getSession").await?;
@@ -153,14 +171,6 @@ pub async fn migrate(opts: &MigrateOptions, ask: &dyn Ask) -> Result<Moved, Stri
 /// Prints a step's news.
 fn say(line: &str) {
     eprintln!("pds migrate: {line}");
-}
-
-/// A secret from the environment variable `var`, else asked for.
-fn secret_from(var: &str, prompt: &str, ask: &dyn Ask) -> Result<String, String> {
-    match std::env::var(var).ok().filter(|p| !p.is_empty()) {
-        Some(p) => Ok(p),
-        None => ask.secret(prompt),
-    }
 }
 
 /// A client for streamed transfers: no overall timeout (a repository or a blob may take long),
@@ -253,6 +263,7 @@ async fn account_here(
     did: &str,
     doc: &serde_json::Value,
     password: &str,
+    email: Option<&str>,
 ) -> Result<(), String> {
     if ours.sign_in(did, password).await.is_ok() {
         say("the account exists here already");
@@ -277,7 +288,10 @@ async fn account_here(
         .flatten()
         .find_map(|aka| aka.as_str()?.strip_prefix("at://"))
         .ok_or("the DID document names no handle")?;
-    let input = serde_json::json!({ "did": did, "handle": handle, "password": password });
+    let mut input = serde_json::json!({ "did": did, "handle": handle, "password": password });
+    if let Some(email) = email {
+        input["email"] = email.into();
+    }
     let url = format!("{}/xrpc/{CREATE_ACCOUNT}", ours.base());
     let response = http
         .post(&url)
@@ -654,6 +668,27 @@ fn check_transfer(what: &str, response: &reqwest::Response) -> Result<(), Failur
     }
 }
 
+/// A PLC token from the old PDS: read directly when it is one of these PDSes (which mail
+/// nothing: `dev.rustpds.identity.getPlcOperationToken`), else requested and typed in from the
+/// email it sends.
+async fn plc_token_of(old: &Pds, password: &str, ask: &dyn Ask) -> Result<String, String> {
+    let direct = old
+        .procedure(
+            "dev.rustpds.identity.getPlcOperationToken",
+            serde_json::json!({ "password": password }),
+        )
+        .await;
+    if let Ok(issued) = direct {
+        if let Some(token) = issued["token"].as_str() {
+            say("identity: the PLC token comes straight from the old PDS");
+            return Ok(token.to_owned());
+        }
+    }
+    old.procedure_without_input("com.atproto.identity.requestPlcOperationSignature")
+        .await?;
+    ask.line("The old PDS emailed a PLC token; enter it: ")
+}
+
 /// Points the identity at this PDS, unless it does already: for did:plc, an operation with this
 /// PDS's recommended credentials (the user's own rotation keys kept first), signed by the old
 /// PDS with the emailed token, checked against the DID's current rotation keys, submitted here.
@@ -663,6 +698,7 @@ async fn move_identity(
     ours: &Pds,
     did: &str,
     plc_url: &str,
+    old_password: &str,
     ask: &dyn Ask,
 ) -> Result<(), String> {
     let status = ours.query("com.atproto.server.checkAccountStatus").await?;
@@ -680,14 +716,12 @@ async fn move_identity(
             ours_rec["verificationMethods"]
         ));
     }
-    old.procedure_without_input("com.atproto.identity.requestPlcOperationSignature")
-        .await?;
     let token = match std::env::var("PDS_PLC_TOKEN")
         .ok()
         .filter(|t| !t.is_empty())
     {
         Some(t) => t,
-        None => ask.line("The old PDS emailed a PLC token; enter it: ")?,
+        None => plc_token_of(old, old_password, ask).await?,
     };
     let recommended = ours
         .query("com.atproto.identity.getRecommendedDidCredentials")
