@@ -2,8 +2,9 @@
 //! (its variables in wrangler.deploy.toml, its secrets in .dev.vars, both making a valid
 //! configuration whose password is the one given, a key backup readable by its owner only);
 //! an existing deployment's keys never replaced without --force; --refresh keeping the values;
-//! a new did:plc registered with a loopback PLC directory; an account to migrate in. The
-//! Worker check runs `wrangler deploy --dry-run` on a fresh `pds init --yes` configuration.
+//! a new did:plc registered with a loopback PLC directory; an account to migrate in; the
+//! questions asked on a terminal (a pseudo-terminal here), the password not echoed. The Worker
+//! check runs `wrangler deploy --dry-run` on a fresh `pds init --yes` configuration.
 
 #[macro_use]
 mod support;
@@ -362,4 +363,54 @@ fn a_fresh_init_deploys_in_a_dry_run() {
     assert!(out.status.success(), "{said}");
     assert!(said.contains("--dry-run: exiting now"), "{said}");
     assert!(said.contains("pds.example.com"), "{said}");
+}
+
+/// Without flags `pds init` asks, on the terminal: the password is typed twice and never
+/// echoed, defaults are taken on an empty answer, and the keys are shown once when asked.
+#[test]
+fn init_asks_on_a_terminal() {
+    use expectrl::{Eof, Expect};
+    let project = Project::new("tty");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_pds"));
+    command
+        .args(["init", "--local"])
+        .current_dir(&project.0)
+        .env_remove("PDS_PASSWORD")
+        .env_remove("PDS_PLC_URL");
+    let mut tty = expectrl::Session::spawn(command).unwrap();
+    tty.set_expect_timeout(Some(std::time::Duration::from_secs(60)));
+    const TYPED: &str = "typed-on-the-terminal";
+    let mut seen = Vec::new();
+    for (prompt, answer) in [
+        (
+            "The PDS's hostname (e.g. pds.example.com): ",
+            "pds.example.com",
+        ),
+        ("The account's handle [pds.example.com]: ", ""),
+        ("3) an existing account moving here [1]: ", "1"),
+        ("Account password (empty: generate one): ", TYPED),
+        ("Again: ", TYPED),
+        (
+            "Show the keys once now, to keep a copy somewhere safe? [y/N] ",
+            "y",
+        ),
+    ] {
+        let found = tty.expect(prompt).unwrap();
+        seen.extend_from_slice(found.before());
+        tty.send_line(answer).unwrap();
+    }
+    // The keys, then what is left to do, then the end.
+    let keys = tty.expect("Run it locally").unwrap();
+    seen.extend_from_slice(keys.before());
+    tty.expect(Eof).unwrap();
+    let seen = String::from_utf8_lossy(&seen).into_owned();
+    assert!(!seen.contains(TYPED), "the password was echoed:\n{seen}");
+    let config = config_of(&project);
+    assert!(pds::password::verify(TYPED, &config.password_hash));
+    assert_eq!(config.handle.as_str(), "pds.example.com");
+    assert_eq!(config.did.as_str(), "did:web:pds.example.com");
+    assert!(
+        seen.contains(&format!("PDS_SIGNING_KEY={}", config.signing_key.to_hex())),
+        "{seen}"
+    );
 }

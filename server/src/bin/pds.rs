@@ -722,32 +722,39 @@ fn init(args: InitArgs) -> Result<(), String> {
         return Ok(());
     }
     let ask = Terminal;
-    let answer = |given: Option<String>, question: &str, default: Option<&str>| match given
-        .filter(|v| !v.trim().is_empty())
-    {
-        Some(v) => Ok(v),
-        None if args.yes => default
-            .map(str::to_owned)
-            .ok_or_else(|| format!("--yes needs {question}")),
-        None => {
-            let prompt = match default {
-                Some(d) => format!("{question} [{d}]: "),
-                None => format!("{question}: "),
-            };
-            let line = ask.line(&prompt)?;
-            match (line.is_empty(), default) {
-                (true, Some(d)) => Ok(d.to_owned()),
-                (true, None) => Err(format!("{question} is needed")),
-                (false, _) => Ok(line),
+    let answer =
+        |given: Option<String>, question: &str, flag: &str, default: Option<&str>| match given
+            .filter(|v| !v.trim().is_empty())
+        {
+            Some(v) => Ok(v),
+            None if args.yes => default
+                .map(str::to_owned)
+                .ok_or_else(|| format!("--yes needs {flag}")),
+            None => {
+                let prompt = match default {
+                    Some(d) => format!("{question} [{d}]: "),
+                    None => format!("{question}: "),
+                };
+                let line = ask.line(&prompt)?;
+                match (line.is_empty(), default) {
+                    (true, Some(d)) => Ok(d.to_owned()),
+                    (true, None) => Err(format!("{question} is needed")),
+                    (false, _) => Ok(line),
+                }
             }
-        }
-    };
+        };
     let hostname = answer(
         args.hostname.clone(),
-        "--hostname (e.g. pds.example.com)",
+        "The PDS's hostname (e.g. pds.example.com)",
+        "--hostname",
         None,
     )?;
-    let handle = answer(args.handle.clone(), "--handle", Some(&hostname))?;
+    let handle = answer(
+        args.handle.clone(),
+        "The account's handle",
+        "--handle",
+        Some(&hostname),
+    )?;
     let kind = match (args.plc, args.migrate.clone()) {
         (true, _) => AccountKind::Plc {
             recovery_key: args.recovery_key.clone(),
