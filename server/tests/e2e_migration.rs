@@ -1012,27 +1012,7 @@ fn a_round_trip_with_the_reference_pds(kind: ShellKind) {
     let exported = exported_records(&base, &token, &did);
     assert_eq!(exported["records"].as_object().unwrap().len(), 3);
     let image = blob["ref"]["$link"].as_str().unwrap();
-    let (status, _, bytes) = fetch(
-        &base,
-        &format!("/xrpc/com.atproto.sync.getBlob?did={did}&cid={image}"),
-        None,
-    );
-    assert_eq!((status, bytes.as_slice()), (200, IMAGE));
-    assert_eq!(
-        ok(
-            xrpc(&base, "GET", "app.bsky.actor.getPreferences", &token, None),
-            "getPreferences"
-        ),
-        prefs
-    );
-    let status = ok(
-        get(
-            &old,
-            &format!("/xrpc/com.atproto.sync.getRepoStatus?did={did}"),
-        ),
-        "getRepoStatus there",
-    );
-    assert_eq!(status["active"], false, "{status}");
+    assert_moved_here((&base, &token), &old, &did, image, &prefs);
     // The firehose announces the account with the re-signed head; every commit it carries
     // verifies with this PDS's key.
     let stream = consume(&input_for(
@@ -1177,6 +1157,38 @@ fn own_status(base: &str, token: &str) -> Value {
         ),
         "getAccountStatus",
     )
+}
+
+/// The account `did` is at `base` (a session's `token` there): the blob `image` is served,
+/// the preferences are `prefs`; and the old PDS at `old` has it deactivated.
+fn assert_moved_here(
+    (base, token): (&str, &str),
+    old: &str,
+    did: &str,
+    image: &str,
+    prefs: &Value,
+) {
+    let (status, _, bytes) = fetch(
+        base,
+        &format!("/xrpc/com.atproto.sync.getBlob?did={did}&cid={image}"),
+        None,
+    );
+    assert_eq!((status, bytes.as_slice()), (200, IMAGE));
+    assert_eq!(
+        &ok(
+            xrpc(base, "GET", "app.bsky.actor.getPreferences", token, None),
+            "getPreferences"
+        ),
+        prefs
+    );
+    let there = ok(
+        get(
+            old,
+            &format!("/xrpc/com.atproto.sync.getRepoStatus?did={did}"),
+        ),
+        "getRepoStatus there",
+    );
+    assert_eq!(there["active"], false, "{there}");
 }
 
 /// Hands the account over with a signed PLC operation: submitted on the new PDS, which then
@@ -1387,27 +1399,7 @@ fn pds_migrate_moves_an_account_in_and_resumes(kind: ShellKind) {
         "{status}"
     );
     let image = blob["ref"]["$link"].as_str().unwrap();
-    let (status, _, bytes) = fetch(
-        &base,
-        &format!("/xrpc/com.atproto.sync.getBlob?did={did}&cid={image}"),
-        None,
-    );
-    assert_eq!((status, bytes.as_slice()), (200, IMAGE));
-    assert_eq!(
-        ok(
-            xrpc(&base, "GET", "app.bsky.actor.getPreferences", &token, None),
-            "getPreferences"
-        ),
-        prefs
-    );
-    let old_status = ok(
-        get(
-            &old,
-            &format!("/xrpc/com.atproto.sync.getRepoStatus?did={did}"),
-        ),
-        "getRepoStatus there",
-    );
-    assert_eq!(old_status["active"], false, "{old_status}");
+    assert_moved_here((&base, &token), &old, &did, image, &prefs);
 
     // A third run finds the account moved.
     let third = migrate_command(&base, &old, &plc.url, &did)

@@ -148,6 +148,24 @@ impl Harness {
     }
 }
 
+/// Stores the account of `h` with `status`.
+fn create_account_row(h: &Harness, status: storage::account::AccountStatus) {
+    storage::account::create_account(
+        h.account.sql.as_ref(),
+        &storage::account::Account {
+            did: h.did(),
+            handle: Some("alice.test".into()),
+            email: None,
+            email_confirmed_ms: None,
+            password_hash: None,
+            status,
+            status_changed_ms: None,
+            created_ms: 0,
+        },
+    )
+    .unwrap();
+}
+
 fn post(text: &str) -> Json {
     json!({"$type": "app.bsky.feed.post", "text": text, "createdAt": "2024-01-01T00:00:00.000Z"})
 }
@@ -655,20 +673,7 @@ fn uploaded_blobs_are_sniffed_stored_and_referenced() {
 fn writes_are_refused_while_deactivated() {
     let h = harness("deactivated");
     let db = h.account.sql.as_ref();
-    storage::account::create_account(
-        db,
-        &storage::account::Account {
-            did: h.did(),
-            handle: Some("alice.test".into()),
-            email: None,
-            email_confirmed_ms: None,
-            password_hash: None,
-            status: pds::storage::account::AccountStatus::Active,
-            status_changed_ms: None,
-            created_ms: 0,
-        },
-    )
-    .unwrap();
+    create_account_row(&h, storage::account::AccountStatus::Active);
     let written = h.create_post("while active");
     let rkey = written["uri"]
         .as_str()
@@ -776,20 +781,7 @@ fn an_import_goes_in_steps_that_each_leave_the_repository_whole() {
     let mut h = harness("import-steps");
     reopen(&mut h);
     h.create_post("before the import");
-    storage::account::create_account(
-        sql(&h),
-        &storage::account::Account {
-            did: h.did(),
-            handle: Some("alice.test".into()),
-            email: None,
-            email_confirmed_ms: None,
-            password_hash: None,
-            status: storage::account::AccountStatus::Deactivated,
-            status_changed_ms: None,
-            created_ms: 0,
-        },
-    )
-    .unwrap();
+    create_account_row(&h, storage::account::AccountStatus::Deactivated);
     let before = h.head().unwrap();
     let records = |h: &Harness| {
         storage::repo_store::all_records(h.account.sql.as_ref())

@@ -107,43 +107,7 @@ enum Command {
     /// and the secrets, sent to Cloudflare with wrangler (or, with --local, written to
     /// .dev.vars). Asks for what the flags do not give, unless --yes. The password comes from
     /// PDS_PASSWORD or a prompt, else is generated and shown once.
-    Init {
-        /// The PDS's public hostname, e.g. pds.example.com.
-        #[arg(long)]
-        hostname: Option<String>,
-        /// The account's handle (default: the hostname).
-        #[arg(long)]
-        handle: Option<String>,
-        /// A new did:plc account, registered with the PLC directory, instead of a did:web one.
-        #[arg(long, conflicts_with = "migrate")]
-        plc: bool,
-        /// Your own rotation key (a did:key) for the new did:plc, ranked above this PDS's.
-        #[arg(long, requires = "plc")]
-        recovery_key: Option<String>,
-        /// The did:plc of an existing account that will move here (`pds migrate`).
-        #[arg(long, value_name = "DID")]
-        migrate: Option<String>,
-        /// The PLC directory.
-        #[arg(long, env = "PDS_PLC_URL", default_value = "https://plc.directory")]
-        plc_url: String,
-        /// Writes the secrets to .dev.vars (a local deployment) instead of Cloudflare.
-        #[arg(long)]
-        local: bool,
-        /// Asks nothing: every answer comes from the flags.
-        #[arg(long)]
-        yes: bool,
-        /// Replaces an existing deployment's keys: its repository would no longer verify
-        /// against its DID document.
-        #[arg(long)]
-        force: bool,
-        /// Writes a backup of the keys and secrets to this file (readable by you only).
-        #[arg(long)]
-        key_backup: Option<std::path::PathBuf>,
-        /// Makes wrangler.deploy.toml again from the current wrangler.toml (after a `git
-        /// pull`), keeping its values; touches nothing else.
-        #[arg(long)]
-        refresh: bool,
-    },
+    Init(InitArgs),
     /// Moves an account from its current PDS onto this one: creates it here, imports its
     /// repository, transfers its blobs and preferences, moves its identity, activates it here
     /// and (asked first) deactivates it there. Running it again goes on where it stopped.
@@ -282,31 +246,7 @@ fn main() -> std::process::ExitCode {
         Command::Handle {
             action: HandleAction::Set { handle, account },
         } => set_handle(&account, &handle),
-        Command::Init {
-            hostname,
-            handle,
-            plc,
-            recovery_key,
-            migrate,
-            plc_url,
-            local,
-            yes,
-            force,
-            key_backup,
-            refresh,
-        } => init(InitArgs {
-            hostname,
-            handle,
-            plc,
-            recovery_key,
-            migrate,
-            plc_url,
-            local,
-            yes,
-            force,
-            key_backup,
-            refresh,
-        }),
+        Command::Init(args) => init(args),
         Command::Migrate {
             from,
             url,
@@ -693,17 +633,42 @@ fn env_secret(var: &str) -> Option<String> {
 
 /// `pds init`'s flags.
 #[cfg(not(target_arch = "wasm32"))]
+#[derive(Args)]
 struct InitArgs {
+    /// The PDS's public hostname, e.g. pds.example.com.
+    #[arg(long)]
     hostname: Option<String>,
+    /// The account's handle (default: the hostname).
+    #[arg(long)]
     handle: Option<String>,
+    /// A new did:plc account, registered with the PLC directory, instead of a did:web one.
+    #[arg(long, conflicts_with = "migrate")]
     plc: bool,
+    /// Your own rotation key (a did:key) for the new did:plc, ranked above this PDS's.
+    #[arg(long, requires = "plc")]
     recovery_key: Option<String>,
+    /// The did:plc of an existing account that will move here (`pds migrate`).
+    #[arg(long, value_name = "DID")]
     migrate: Option<String>,
+    /// The PLC directory.
+    #[arg(long, env = "PDS_PLC_URL", default_value = "https://plc.directory")]
     plc_url: String,
+    /// Writes the secrets to .dev.vars (a local deployment) instead of Cloudflare.
+    #[arg(long)]
     local: bool,
+    /// Asks nothing: every answer comes from the flags.
+    #[arg(long)]
     yes: bool,
+    /// Replaces an existing deployment's keys: its repository would no longer verify
+    /// against its DID document.
+    #[arg(long)]
     force: bool,
+    /// Writes a backup of the keys and secrets to this file (readable by you only).
+    #[arg(long)]
     key_backup: Option<std::path::PathBuf>,
+    /// Makes wrangler.deploy.toml again from the current wrangler.toml (after a `git
+    /// pull`), keeping its values; touches nothing else.
+    #[arg(long)]
     refresh: bool,
 }
 

@@ -88,7 +88,7 @@ pub async fn export(pds: &Pds, identifier: &str, dir: &Path) -> Result<Done, Str
         .as_ref()
         .and_then(|m| m["blobTypes"].as_object().cloned())
         .unwrap_or_default();
-    for cid in list_blobs(pds, &did).await? {
+    for cid in pds.list_blobs(&did).await? {
         let path = dir.join("blobs").join(&cid);
         if blob_is_sound(&path, &cid) && types.contains_key(&cid) {
             done.blobs_kept += 1;
@@ -249,33 +249,6 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
     let tmp = PathBuf::from(format!("{}.part", path.display()));
     std::fs::write(&tmp, bytes).map_err(|e| format!("{}: {e}", tmp.display()))?;
     std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
-}
-
-/// Every blob the repository's records reference (`sync.listBlobs`, paged).
-async fn list_blobs(pds: &Pds, did: &str) -> Result<Vec<String>, String> {
-    let mut all = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let mut params = vec![("did", did), ("limit", "1000")];
-        if let Some(c) = &cursor {
-            params.push(("cursor", c.as_str()));
-        }
-        let page = pds
-            .query_with("com.atproto.sync.listBlobs", &params)
-            .await?;
-        let cids: Vec<String> = page["cids"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|c| c.as_str().map(str::to_owned))
-            .collect();
-        let more = !cids.is_empty();
-        all.extend(cids);
-        match page["cursor"].as_str() {
-            Some(next) if more => cursor = Some(next.to_owned()),
-            _ => return Ok(all),
-        }
-    }
 }
 
 /// GETs `/xrpc/<path_and_query>` with the session; the body and its type.

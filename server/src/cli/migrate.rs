@@ -386,21 +386,13 @@ async fn import_repo(
             .err()
             .unwrap_or_else(|| "getRepo failed".into()));
     }
-    let counted = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let counter = counted.clone();
-    use futures_util::StreamExt;
-    let body = response.bytes_stream().map(move |chunk| {
-        if let Ok(bytes) = &chunk {
-            counter.fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        }
-        chunk
-    });
+    let (body, counted) = counted_body(response);
     let target = format!("{}/xrpc/com.atproto.repo.importRepo", ours.base());
     let response = http
         .post(&target)
         .bearer_auth(ours.access_token().unwrap_or_default())
         .header("content-type", "application/vnd.ipld.car")
-        .body(reqwest::Body::wrap_stream(body))
+        .body(body)
         .send()
         .await
         .map_err(|e| format!("importRepo: {e}"))?;
@@ -420,6 +412,22 @@ async fn import_repo(
         started.elapsed().as_secs_f64()
     ));
     Ok(())
+}
+
+/// `response`'s body, streamed on as another request's, and the count of its bytes so far.
+fn counted_body(
+    response: reqwest::Response,
+) -> (reqwest::Body, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+    use futures_util::StreamExt;
+    let counted = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = counted.clone();
+    let stream = response.bytes_stream().map(move |chunk| {
+        if let Ok(bytes) = &chunk {
+            counter.fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+        chunk
+    });
+    (reqwest::Body::wrap_stream(stream), counted)
 }
 
 fn mib(bytes: u64) -> f64 {
@@ -603,15 +611,7 @@ async fn transfer_once(http: &reqwest::Client, ends: &Ends, cid: &str) -> Result
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/octet-stream")
         .to_owned();
-    let counted = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let counter = counted.clone();
-    use futures_util::StreamExt;
-    let body = response.bytes_stream().map(move |chunk| {
-        if let Ok(bytes) = &chunk {
-            counter.fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        }
-        chunk
-    });
+    let (body, counted) = counted_body(response);
     let response = http
         .post(format!(
             "{}/xrpc/com.atproto.repo.uploadBlob",
@@ -619,7 +619,7 @@ async fn transfer_once(http: &reqwest::Client, ends: &Ends, cid: &str) -> Result
         ))
         .bearer_auth(&ends.our_token)
         .header("content-type", mime)
-        .body(reqwest::Body::wrap_stream(body))
+        .body(body)
         .send()
         .await
         .map_err(|e| Failure::Retry(Duration::ZERO, format!("uploadBlob: {e}")))?;

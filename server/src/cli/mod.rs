@@ -145,6 +145,33 @@ impl Pds {
         output.ok_or_else(|| format!("{nsid} answered nothing"))
     }
 
+    /// Every blob the records of `did` reference (`com.atproto.sync.listBlobs`, paged).
+    pub async fn list_blobs(&self, did: &str) -> Result<Vec<String>, String> {
+        let mut all = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut params = vec![("did", did), ("limit", "1000")];
+            if let Some(c) = &cursor {
+                params.push(("cursor", c.as_str()));
+            }
+            let page = self
+                .query_with("com.atproto.sync.listBlobs", &params)
+                .await?;
+            let cids: Vec<String> = page["cids"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c.as_str().map(str::to_owned))
+                .collect();
+            let more = !cids.is_empty();
+            all.extend(cids);
+            match page["cursor"].as_str() {
+                Some(next) if more => cursor = Some(next.to_owned()),
+                _ => return Ok(all),
+            }
+        }
+    }
+
     async fn call(
         &self,
         method: Method,

@@ -158,8 +158,8 @@ pub async fn status(url: &str, identifier: &str, relays: &[String]) -> Vec<Findi
         )),
     }
     found.push(signature_finding(&pds, &did, doc).await);
-    match count_blobs(&pds, &did).await {
-        Ok(n) => found.push(Finding::ok(format!("{n} blobs"))),
+    match pds.list_blobs(&did).await {
+        Ok(cids) => found.push(Finding::ok(format!("{} blobs", cids.len()))),
         Err(e) => found.push(Finding::problem(
             format!("listing the blobs failed: {e}"),
             "look at the Worker's logs (npx wrangler tail)",
@@ -222,27 +222,6 @@ async fn signature_finding(pds: &Pds, did: &str, doc: &serde_json::Value) -> Fin
             "the DID document must name this PDS's signing key \
              (com.atproto.identity.getRecommendedDidCredentials)",
         ),
-    }
-}
-
-/// How many blobs the repository's records reference (`sync.listBlobs`, paged).
-async fn count_blobs(pds: &Pds, did: &str) -> Result<usize, String> {
-    let mut count = 0;
-    let mut cursor: Option<String> = None;
-    loop {
-        let mut params = vec![("did", did), ("limit", "1000")];
-        if let Some(c) = &cursor {
-            params.push(("cursor", c.as_str()));
-        }
-        let page = pds
-            .query_with("com.atproto.sync.listBlobs", &params)
-            .await?;
-        let cids = page["cids"].as_array().map_or(0, Vec::len);
-        count += cids;
-        match page["cursor"].as_str() {
-            Some(next) if cids > 0 => cursor = Some(next.to_owned()),
-            _ => return Ok(count),
-        }
     }
 }
 
