@@ -61,15 +61,21 @@ impl DevAccount {
 
     /// The variables in dotenv form, for `.dev.vars`.
     pub fn to_dotenv(&self) -> String {
-        let mut out = String::from(
-            "# The local development account, made by `pds dev-init`. Secret: never commit.\n",
-        );
-        for (name, value) in &self.vars {
-            // wrangler expands `$` in vars files even inside quotes; PHC strings contain it.
-            out.push_str(&format!("{name}='{}'\n", value.replace('$', "\\$")));
-        }
-        out
+        dotenv(
+            "The local development account, made by `pds dev-init`. Secret: never commit.",
+            &self.vars,
+        )
     }
+}
+
+/// `vars` as a dotenv file (`.dev.vars`) under the comment `header`.
+pub fn dotenv(header: &str, vars: &[(&'static str, String)]) -> String {
+    let mut out = format!("# {header}\n");
+    for (name, value) in vars {
+        // wrangler expands `$` in vars files even inside quotes; PHC strings contain it.
+        out.push_str(&format!("{name}='{}'\n", value.replace('$', "\\$")));
+    }
+    out
 }
 
 fn random_bytes<const N: usize>() -> Result<[u8; N], String> {

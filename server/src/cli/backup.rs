@@ -66,8 +66,8 @@ pub async fn export(pds: &Pds, identifier: &str, dir: &Path) -> Result<Done, Str
     let car = std::fs::read(&car_path).map_err(|e| format!("{}: {e}", car_path.display()))?;
     let key = described
         .ok()
-        .and_then(|d| signing_key(&d["didDoc"]))
-        .or_else(|| signing_key(&session["didDoc"]));
+        .and_then(|d| super::atproto_key(&d["didDoc"]))
+        .or_else(|| super::atproto_key(&session["didDoc"]));
     let verified = match key {
         Some(key) => crate::repo::verify::verify_car_with_did_key(car.as_slice(), &key, Some(&did))
             .map_err(|e| format!("repo.car does not verify: {e}"))?,
@@ -226,17 +226,6 @@ fn read_manifest(dir: &Path) -> Result<serde_json::Value, String> {
     let path = dir.join("manifest.json");
     let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
-}
-
-/// The `did:key` of a DID document's `#atproto` method.
-fn signing_key(doc: &serde_json::Value) -> Option<String> {
-    doc["verificationMethod"]
-        .as_array()?
-        .iter()
-        .find(|m| m["id"].as_str().is_some_and(|id| id.ends_with("#atproto")))?
-        ["publicKeyMultibase"]
-        .as_str()
-        .map(|multibase| format!("did:key:{multibase}"))
 }
 
 /// Whether `path` holds the bytes of blob `cid`.

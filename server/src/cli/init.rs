@@ -259,12 +259,10 @@ pub fn write_local_secrets(
     dir: &Path,
     secrets: &[(&'static str, String)],
 ) -> Result<PathBuf, String> {
-    let mut text =
-        String::from("# Secrets of the deployment `pds init --local` made. Never commit.\n");
-    for (name, value) in secrets {
-        // wrangler expands `$` in vars files even inside quotes; PHC strings contain it.
-        text.push_str(&format!("{name}='{}'\n", value.replace('$', "\\$")));
-    }
+    let text = crate::dev_account::dotenv(
+        "Secrets of the deployment `pds init --local` made. Never commit.",
+        secrets,
+    );
     let path = dir.join(LOCAL_SECRETS);
     write_private(&path, &text)?;
     Ok(path)
@@ -273,13 +271,22 @@ pub fn write_local_secrets(
 /// Writes a backup of the keys (and the rest of the secrets) to `path`, readable by its owner
 /// only.
 pub fn write_key_backup(path: &Path, deployment: &Deployment) -> Result<(), String> {
-    let mut backup = serde_json::Map::new();
-    backup.insert("did".into(), deployment.did.clone().into());
-    for (name, value) in deployment.vars.iter().chain(&deployment.secrets) {
-        backup.insert((*name).to_owned(), value.clone().into());
+    let mut backup = secrets_json(&deployment.vars);
+    backup["did"] = deployment.did.clone().into();
+    for (name, value) in &deployment.secrets {
+        backup[*name] = value.clone().into();
     }
     let text = serde_json::to_string_pretty(&backup).map_err(|e| e.to_string())?;
     write_private(path, &text)
+}
+
+/// Named values as a JSON object (what `wrangler secret bulk` and `--secrets-file` read).
+fn secrets_json(values: &[(&'static str, String)]) -> serde_json::Value {
+    values
+        .iter()
+        .map(|(name, value)| ((*name).to_owned(), serde_json::Value::from(value.as_str())))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
 }
 
 /// Writes `text` to a new file at `path` that only its owner may read.
@@ -312,10 +319,7 @@ pub fn put_secrets_with_wrangler(
     secrets: &[(&'static str, String)],
 ) -> Result<(), String> {
     use std::io::Write;
-    let json: serde_json::Map<String, serde_json::Value> = secrets
-        .iter()
-        .map(|(name, value)| ((*name).to_owned(), value.clone().into()))
-        .collect();
+    let json = secrets_json(secrets);
     let mut child = std::process::Command::new("npx")
         .args(["wrangler", "secret", "bulk", "--config", DEPLOY_CONFIG])
         .current_dir(dir)
@@ -324,7 +328,7 @@ pub fn put_secrets_with_wrangler(
         .map_err(|e| format!("running npx wrangler: {e}"))?;
     if let Some(mut stdin) = child.stdin.take() {
         stdin
-            .write_all(serde_json::Value::Object(json).to_string().as_bytes())
+            .write_all(json.to_string().as_bytes())
             .map_err(|e| format!("npx wrangler secret bulk: {e}"))?;
     }
     let status = child
@@ -346,12 +350,9 @@ pub fn write_pending_secrets(
     dir: &Path,
     secrets: &[(&'static str, String)],
 ) -> Result<PathBuf, String> {
-    let json: serde_json::Map<String, serde_json::Value> = secrets
-        .iter()
-        .map(|(name, value)| ((*name).to_owned(), value.clone().into()))
-        .collect();
+    let json = secrets_json(secrets);
     let path = dir.join(PENDING_SECRETS);
-    write_private(&path, &serde_json::Value::Object(json).to_string())?;
+    write_private(&path, &json.to_string())?;
     Ok(path)
 }
 

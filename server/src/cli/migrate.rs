@@ -13,7 +13,7 @@
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-use super::{is_error, Pds};
+use super::{is_error, pds_endpoint, Pds};
 
 /// What `pds migrate` was asked to do.
 #[derive(Debug, Clone)]
@@ -242,18 +242,6 @@ async fn did_document(
     }
 }
 
-/// The `#atproto_pds` service endpoint of a DID document.
-fn pds_endpoint(doc: &serde_json::Value) -> Option<String> {
-    doc["service"].as_array()?.iter().find(|s| {
-        s["id"]
-            .as_str()
-            .is_some_and(|id| id.ends_with("#atproto_pds"))
-            && s["type"] == "AtprotoPersonalDataServer"
-    })?["serviceEndpoint"]
-        .as_str()
-        .map(str::to_owned)
-}
-
 /// The account here: signed in if it exists already, else created with a service token from
 /// the old PDS (and then signed in).
 async fn account_here(
@@ -322,44 +310,6 @@ async fn answer_json(nsid: &str, response: reqwest::Response) -> Result<serde_js
     ))
 }
 
-/// The root of the repository tree at the head of `pds` (whose session may read it while the
-/// account is deactivated there).
-async fn tree_root(http: &reqwest::Client, pds: &Pds, did: &str) -> Result<String, String> {
-    let latest = pds
-        .query_with("com.atproto.sync.getLatestCommit", &[("did", did)])
-        .await?;
-    let commit = latest["cid"]
-        .as_str()
-        .ok_or("getLatestCommit answered no CID")?;
-    let url = format!(
-        "{}/xrpc/com.atproto.sync.getBlocks?did={did}&cids={commit}",
-        pds.base()
-    );
-    let mut request = http.get(&url);
-    if let Some(token) = pds.access_token() {
-        request = request.bearer_auth(token);
-    }
-    let response = request
-        .send()
-        .await
-        .map_err(|e| format!("getBlocks: {e}"))?;
-    if response.status().as_u16() != 200 {
-        return Err(format!("getBlocks: HTTP {}", response.status().as_u16()));
-    }
-    let car = response
-        .bytes()
-        .await
-        .map_err(|e| format!("getBlocks: {e}"))?;
-    let mut reader = crate::repo::car::CarReader::new(car.as_ref()).map_err(|e| e.to_string())?;
-    while let Some((cid, bytes)) = reader.next_block().map_err(|e| e.to_string())? {
-        if cid.to_string() == commit {
-            let commit = crate::repo::commit::Commit::decode(&bytes).map_err(|e| e.to_string())?;
-            return Ok(commit.data.to_string());
-        }
-    }
-    Err(format!("getBlocks did not return commit {commit}"))
-}
-
 /// Streams the repository from the old PDS into this one, unless this one holds its tree.
 async fn import_repo(
     http: &reqwest::Client,
@@ -368,8 +318,9 @@ async fn import_repo(
     did: &str,
     moved: &mut Moved,
 ) -> Result<(), String> {
-    let theirs = tree_root(http, old, did).await?;
-    if tree_root(http, ours, did).await.ok().as_deref() == Some(theirs.as_str()) {
+    // The same tree here (the account's data, whichever key signed its commit): done.
+    let theirs = old.head_commit(did).await?.data;
+    if ours.head_commit(did).await.ok().map(|c| c.data) == Some(theirs) {
         say("repository: already imported");
         return Ok(());
     }

@@ -145,6 +145,45 @@ impl Pds {
         output.ok_or_else(|| format!("{nsid} answered nothing"))
     }
 
+    /// The head commit of `did`'s repository (`sync.getLatestCommit`, then its block from
+    /// `sync.getBlocks`), read with the session if there is one (a deactivated account's owner
+    /// may read it).
+    pub async fn head_commit(&self, did: &str) -> Result<crate::repo::commit::Commit, String> {
+        let latest = self
+            .query_with("com.atproto.sync.getLatestCommit", &[("did", did)])
+            .await?;
+        let commit = latest["cid"]
+            .as_str()
+            .ok_or("getLatestCommit answered no CID")?;
+        let url = format!(
+            "{}/xrpc/com.atproto.sync.getBlocks?did={did}&cids={commit}",
+            self.base
+        );
+        let mut request = self.http.get(&url);
+        if let Some(token) = self.access_token() {
+            request = request.bearer_auth(token);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| format!("getBlocks: {e}"))?;
+        if response.status().as_u16() != 200 {
+            return Err(format!("getBlocks: HTTP {}", response.status().as_u16()));
+        }
+        let car = response
+            .bytes()
+            .await
+            .map_err(|e| format!("getBlocks: {e}"))?;
+        let mut reader =
+            crate::repo::car::CarReader::new(car.as_ref()).map_err(|e| e.to_string())?;
+        while let Some((cid, bytes)) = reader.next_block().map_err(|e| e.to_string())? {
+            if cid.to_string() == commit {
+                return crate::repo::commit::Commit::decode(&bytes).map_err(|e| e.to_string());
+            }
+        }
+        Err(format!("getBlocks did not return commit {commit}"))
+    }
+
     /// Every blob the records of `did` reference (`com.atproto.sync.listBlobs`, paged).
     pub async fn list_blobs(&self, did: &str) -> Result<Vec<String>, String> {
         let mut all = Vec::new();
@@ -205,6 +244,29 @@ impl Pds {
             Err(e) => Err(format!("{nsid}: {e}")),
         }
     }
+}
+
+/// The `#atproto_pds` service endpoint a DID document (as JSON) names.
+pub fn pds_endpoint(doc: &serde_json::Value) -> Option<String> {
+    doc["service"].as_array()?.iter().find(|s| {
+        s["id"]
+            .as_str()
+            .is_some_and(|id| id.ends_with("#atproto_pds"))
+            && s["type"] == "AtprotoPersonalDataServer"
+    })?["serviceEndpoint"]
+        .as_str()
+        .map(str::to_owned)
+}
+
+/// The `did:key` of a DID document's `#atproto` verification method.
+pub fn atproto_key(doc: &serde_json::Value) -> Option<String> {
+    doc["verificationMethod"]
+        .as_array()?
+        .iter()
+        .find(|m| m["id"].as_str().is_some_and(|id| id.ends_with("#atproto")))?
+        ["publicKeyMultibase"]
+        .as_str()
+        .map(|multibase| format!("did:key:{multibase}"))
 }
 
 /// Whether `error` (as the calls here describe failures) is the XRPC error `name`.

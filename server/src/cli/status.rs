@@ -130,17 +130,7 @@ pub async fn status(url: &str, identifier: &str, relays: &[String]) -> Vec<Findi
         ));
     }
     let doc = &repo["didDoc"];
-    let endpoint = doc["service"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|s| {
-            s["id"]
-                .as_str()
-                .is_some_and(|id| id.ends_with("#atproto_pds"))
-        })
-        .and_then(|s| s["serviceEndpoint"].as_str())
-        .map(|e| e.trim_end_matches('/').to_owned());
+    let endpoint = super::pds_endpoint(doc).map(|e| e.trim_end_matches('/').to_owned());
     match endpoint {
         Some(e) if e == url.trim_end_matches('/') => {
             found.push(Finding::ok(format!("the DID document names this PDS ({e})")))
@@ -173,13 +163,7 @@ pub async fn status(url: &str, identifier: &str, relays: &[String]) -> Vec<Findi
 
 /// Whether the repository's head is signed by the key the DID document names.
 async fn signature_finding(pds: &Pds, did: &str, doc: &serde_json::Value) -> Finding {
-    let key = doc["verificationMethod"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|m| m["id"].as_str().is_some_and(|id| id.ends_with("#atproto")))
-        .and_then(|m| m["publicKeyMultibase"].as_str())
-        .map(|multibase| format!("did:key:{multibase}"));
+    let key = super::atproto_key(doc);
     let Some(key) = key else {
         return Finding::problem(
             "the DID document names no #atproto key",
@@ -187,27 +171,7 @@ async fn signature_finding(pds: &Pds, did: &str, doc: &serde_json::Value) -> Fin
         );
     };
     let checked = async {
-        let latest = pds
-            .query_with("com.atproto.sync.getLatestCommit", &[("did", did)])
-            .await?;
-        let commit_cid = latest["cid"].as_str().ok_or("no commit CID")?.to_owned();
-        let url = format!(
-            "{}/xrpc/com.atproto.sync.getBlocks?did={did}&cids={commit_cid}",
-            pds.base()
-        );
-        let car = reqwest::get(&url)
-            .await
-            .map_err(|e| e.to_string())?
-            .bytes()
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut reader =
-            crate::repo::car::CarReader::new(car.as_ref()).map_err(|e| e.to_string())?;
-        let (_, bytes) = reader
-            .next_block()
-            .map_err(|e| e.to_string())?
-            .ok_or("getBlocks returned no block")?;
-        let commit = crate::repo::commit::Commit::decode(&bytes).map_err(|e| e.to_string())?;
+        let commit = pds.head_commit(did).await?;
         let public = crate::crypto::PublicKey::from_did_key(&key).map_err(|e| e.to_string())?;
         commit.verify(&public).map_err(|e| e.to_string())?;
         Ok::<String, String>(commit.rev)
