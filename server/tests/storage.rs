@@ -888,7 +888,44 @@ fn counted(db: &dyn Sql) -> repo_store::Tally {
         expected_blobs: one("SELECT COUNT(DISTINCT blob_cid) FROM record_blob"),
         imported_blobs: one("SELECT COUNT(DISTINCT rb.blob_cid) FROM record_blob rb \
              JOIN blob_metadata b ON b.cid = rb.blob_cid"),
+        stored_blobs: one("SELECT COUNT(*) FROM blob_metadata"),
+        stored_blob_bytes: one("SELECT COALESCE(SUM(size), 0) FROM blob_metadata"),
     }
+}
+
+/// Records per collection, and commits per day.
+type ByCollectionAndDay = (Vec<(String, i64)>, Vec<(i64, i64)>);
+
+/// Records per collection and commits per day, as counting finds them.
+fn counted_by_collection_and_day(db: &dyn Sql) -> ByCollectionAndDay {
+    let collections = db
+        .execute(
+            "SELECT collection, COUNT(*) FROM record GROUP BY collection \
+             ORDER BY COUNT(*) DESC, collection",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.text(0).unwrap().to_owned(), r.integer(1).unwrap()))
+        .collect();
+    let days = db
+        .execute(
+            "SELECT time_ms / 86400000, COUNT(*) FROM sequencer_event WHERE kind = 'commit' \
+             GROUP BY 1 ORDER BY 1",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.integer(0).unwrap(), r.integer(1).unwrap()))
+        .collect();
+    (collections, days)
+}
+
+/// What the status page reads from the kept counts.
+fn kept_by_collection_and_day(db: &dyn Sql) -> ByCollectionAndDay {
+    let collections = pds::storage::status::collection_counts(db).unwrap();
+    let days = pds::storage::status::commits_per_day(db, 0).unwrap();
+    (collections, days)
 }
 
 /// The repository's counts kept by triggers agree with counting after every kind of change:
@@ -899,7 +936,14 @@ fn the_kept_counts_agree_with_counting_after_every_change() {
     let db = memory_db();
     let key = Key::fixed();
     let base = 1u64 << 50;
-    let check = |what: &str| assert_eq!(repo_store::tally(&db).unwrap(), counted(&db), "{what}");
+    let check = |what: &str| {
+        assert_eq!(repo_store::tally(&db).unwrap(), counted(&db), "{what}");
+        assert_eq!(
+            kept_by_collection_and_day(&db),
+            counted_by_collection_and_day(&db),
+            "{what}"
+        );
+    };
     check("empty");
     let blob = |name: &[u8]| cid_for_raw(name);
     let (a, b, c) = (blob(b"a"), blob(b"b"), blob(b"c"));
@@ -965,13 +1009,28 @@ fn the_kept_counts_agree_with_counting_after_every_change() {
         base + 12,
     );
     check("a delete and a create in one commit");
+    assert_eq!(
+        pds::storage::status::collection_counts(&db).unwrap(),
+        vec![(LIKE.to_owned(), 1), (POST.to_owned(), 1)]
+    );
+    assert_eq!(
+        pds::storage::status::commits_per_day(&db, 0)
+            .unwrap()
+            .iter()
+            .map(|d| d.1)
+            .sum::<i64>(),
+        3
+    );
     db.execute("DELETE FROM repo_block", &[]).unwrap();
     db.execute("DELETE FROM record", &[]).unwrap();
     db.execute("DELETE FROM record_blob", &[]).unwrap();
-    let zero = repo_store::Tally {
-        imported_blobs: 0,
-        ..repo_store::Tally::default()
-    };
-    assert_eq!(repo_store::tally(&db).unwrap(), zero);
+    db.execute("DELETE FROM blob_metadata", &[]).unwrap();
+    assert_eq!(
+        repo_store::tally(&db).unwrap(),
+        repo_store::Tally::default()
+    );
+    assert!(pds::storage::status::collection_counts(&db)
+        .unwrap()
+        .is_empty());
     check("everything emptied");
 }

@@ -34,6 +34,7 @@ pub mod repo_store;
 pub mod schema;
 pub mod sequencer;
 pub mod sql;
+pub mod status;
 
 pub use blobs::{BlobBody, BlobError, BlobStore, ByteRange, ChunkSource, StoredBlob};
 pub use blocks::{BlockCache, SqlBlockStore};

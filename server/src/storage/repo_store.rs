@@ -260,12 +260,17 @@ pub struct Tally {
     pub expected_blobs: i64,
     /// How many of those are stored.
     pub imported_blobs: i64,
+    /// Blobs stored, referenced or not (schema version 12).
+    pub stored_blobs: i64,
+    /// Their bytes.
+    pub stored_blob_bytes: i64,
 }
 
 /// The repository's counts.
 pub fn tally(db: &dyn Sql) -> Result<Tally> {
     match db.query_opt(
-        "SELECT blocks, records, expected_blobs, imported_blobs FROM repo_tally WHERE id = 1",
+        "SELECT blocks, records, expected_blobs, imported_blobs, stored_blobs, stored_blob_bytes \
+         FROM repo_tally WHERE id = 1",
         &[],
     )? {
         Some(row) => Ok(Tally {
@@ -273,6 +278,8 @@ pub fn tally(db: &dyn Sql) -> Result<Tally> {
             records: row.integer(1)?,
             expected_blobs: row.integer(2)?,
             imported_blobs: row.integer(3)?,
+            stored_blobs: row.integer(4)?,
+            stored_blob_bytes: row.integer(5)?,
         }),
         None => Ok(Tally::default()),
     }

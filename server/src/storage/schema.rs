@@ -290,6 +290,52 @@ const V10_STATEMENTS: &[&str] = &[
 /// deactivated, to show its owner (nothing deletes on it).
 const V11_STATEMENTS: &[&str] = &["ALTER TABLE account ADD COLUMN delete_after TEXT"];
 
+/// Version 12: what the status page shows without counting: records per collection, stored
+/// blobs and their bytes, commits per UTC day (kept past the firehose's retention), all kept by
+/// triggers; and the last outcome of each background check (handle, DID document, relays).
+const V12_STATEMENTS: &[&str] = &[
+    "CREATE TABLE collection_tally (
+        collection TEXT PRIMARY KEY NOT NULL,
+        records INTEGER NOT NULL
+    )",
+    "INSERT INTO collection_tally (collection, records) \
+     SELECT collection, COUNT(*) FROM record GROUP BY collection",
+    "CREATE TRIGGER tally_collection_added AFTER INSERT ON record BEGIN \
+     INSERT INTO collection_tally (collection, records) VALUES (new.collection, 1) \
+     ON CONFLICT (collection) DO UPDATE SET records = records + 1; END",
+    "CREATE TRIGGER tally_collection_removed AFTER DELETE ON record BEGIN \
+     UPDATE collection_tally SET records = records - 1 WHERE collection = old.collection; \
+     DELETE FROM collection_tally WHERE collection = old.collection AND records <= 0; END",
+    "ALTER TABLE repo_tally ADD COLUMN stored_blobs INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE repo_tally ADD COLUMN stored_blob_bytes INTEGER NOT NULL DEFAULT 0",
+    "UPDATE repo_tally SET stored_blobs = (SELECT COUNT(*) FROM blob_metadata), \
+     stored_blob_bytes = (SELECT COALESCE(SUM(size), 0) FROM blob_metadata)",
+    // A blob's size never changes: its row is inserted once (an upsert updates nothing else).
+    "CREATE TRIGGER tally_blob_bytes_added AFTER INSERT ON blob_metadata BEGIN \
+     UPDATE repo_tally SET stored_blobs = stored_blobs + 1, \
+     stored_blob_bytes = stored_blob_bytes + new.size; END",
+    "CREATE TRIGGER tally_blob_bytes_removed AFTER DELETE ON blob_metadata BEGIN \
+     UPDATE repo_tally SET stored_blobs = stored_blobs - 1, \
+     stored_blob_bytes = stored_blob_bytes - old.size; END",
+    "CREATE TABLE commit_day (
+        day INTEGER PRIMARY KEY,
+        commits INTEGER NOT NULL
+    )",
+    "INSERT INTO commit_day (day, commits) SELECT time_ms / 86400000, COUNT(*) \
+     FROM sequencer_event WHERE kind = 'commit' GROUP BY time_ms / 86400000",
+    "CREATE TRIGGER commit_day_counted AFTER INSERT ON sequencer_event \
+     WHEN new.kind = 'commit' BEGIN \
+     INSERT INTO commit_day (day, commits) VALUES (new.time_ms / 86400000, 1) \
+     ON CONFLICT (day) DO UPDATE SET commits = commits + 1; END",
+    "CREATE TABLE status_check (
+        name TEXT PRIMARY KEY NOT NULL,
+        level TEXT NOT NULL,
+        summary TEXT NOT NULL,
+        fix TEXT,
+        checked_ms INTEGER NOT NULL
+    )",
+];
+
 /// The schema of this build, oldest first.
 pub const MIGRATIONS: &[Migration] = &[
     Migration {
@@ -346,6 +392,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 11,
         name: "a deactivation's deleteAfter",
         statements: V11_STATEMENTS,
+    },
+    Migration {
+        version: 12,
+        name: "status page: counts by collection, blob bytes, commits per day, checks",
+        statements: V12_STATEMENTS,
     },
 ];
 

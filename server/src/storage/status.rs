@@ -1,0 +1,116 @@
+//! What the status page reads (schema version 12): records per collection and commits per day,
+//! kept by triggers, the newest commit events, and the stored outcome of the background checks.
+
+use super::error::Result;
+use super::sequencer::StoredEvent;
+use super::sql::{Sql, SqlExt, SqlValue};
+
+/// A UTC day, as days since the Unix epoch.
+pub const DAY_MS: i64 = 86_400_000;
+
+/// Records per collection, largest first (then by name).
+pub fn collection_counts(db: &dyn Sql) -> Result<Vec<(String, i64)>> {
+    db.execute(
+        "SELECT collection, records FROM collection_tally WHERE records > 0 \
+         ORDER BY records DESC, collection",
+        &[],
+    )?
+    .iter()
+    .map(|row| Ok((row.text(0)?, row.integer(1)?)))
+    .collect()
+}
+
+/// Commits per UTC day (days since the epoch) from `from_day` on, oldest first; days without
+/// commits are absent.
+pub fn commits_per_day(db: &dyn Sql, from_day: i64) -> Result<Vec<(i64, i64)>> {
+    db.execute(
+        "SELECT day, commits FROM commit_day WHERE day >= ? ORDER BY day",
+        &[SqlValue::Integer(from_day)],
+    )?
+    .iter()
+    .map(|row| Ok((row.integer(0)?, row.integer(1)?)))
+    .collect()
+}
+
+/// The newest `limit` commit events still on the firehose, newest first.
+pub fn recent_commits(db: &dyn Sql, limit: u32) -> Result<Vec<StoredEvent>> {
+    db.execute(
+        "SELECT seq, kind, event, time_ms FROM sequencer_event WHERE kind = 'commit' \
+         ORDER BY seq DESC LIMIT ?",
+        &[SqlValue::Integer(i64::from(limit))],
+    )?
+    .into_iter()
+    .map(|row| {
+        Ok(StoredEvent {
+            seq: row.integer(0)?,
+            kind: row.text(1)?,
+            time_ms: row.integer(3)?,
+            event: row.into_blob(2)?,
+        })
+    })
+    .collect()
+}
+
+/// The stored outcome of one background check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckOutcome {
+    /// Which check (`handle`, `didDocument`, `relay:<base URL>`).
+    pub name: String,
+    /// `ok`, `note` or `problem`.
+    pub level: String,
+    /// What was found.
+    pub summary: String,
+    /// What to do about a problem.
+    pub fix: Option<String>,
+    /// When it was checked, ms since the epoch.
+    pub checked_ms: i64,
+}
+
+/// Replaces the stored outcomes with `outcomes` (a check no longer run, such as a relay taken
+/// out of the configuration, disappears).
+pub fn save_checks(db: &dyn Sql, outcomes: &[CheckOutcome]) -> Result<()> {
+    db.transaction(|| {
+        db.execute("DELETE FROM status_check", &[])?;
+        for o in outcomes {
+            db.execute(
+                "INSERT INTO status_check (name, level, summary, fix, checked_ms) \
+                 VALUES (?, ?, ?, ?, ?)",
+                &[
+                    SqlValue::from(o.name.as_str()),
+                    SqlValue::from(o.level.as_str()),
+                    SqlValue::from(o.summary.as_str()),
+                    o.fix.as_deref().map_or(SqlValue::Null, SqlValue::from),
+                    SqlValue::Integer(o.checked_ms),
+                ],
+            )?;
+        }
+        Ok(())
+    })
+}
+
+/// The stored outcomes, by name.
+pub fn load_checks(db: &dyn Sql) -> Result<Vec<CheckOutcome>> {
+    db.execute(
+        "SELECT name, level, summary, fix, checked_ms FROM status_check ORDER BY name",
+        &[],
+    )?
+    .iter()
+    .map(|row| {
+        Ok(CheckOutcome {
+            name: row.text(0)?,
+            level: row.text(1)?,
+            summary: row.text(2)?,
+            fix: row.opt_text(3)?,
+            checked_ms: row.integer(4)?,
+        })
+    })
+    .collect()
+}
+
+/// When the checks last ran (none: never).
+pub fn last_checked_ms(db: &dyn Sql) -> Result<Option<i64>> {
+    match db.query_opt("SELECT MAX(checked_ms) FROM status_check", &[])? {
+        Some(row) => row.opt_integer(0),
+        None => Ok(None),
+    }
+}
