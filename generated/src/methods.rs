@@ -518,6 +518,8 @@ pub static METHODS: &[&MethodMeta] = &[
     &crate::dev::rustpds::server::change_password::META,
     #[cfg(feature = "dev-rustpds")]
     &crate::dev::rustpds::server::get_account_status::META,
+    #[cfg(feature = "dev-rustpds")]
+    &crate::dev::rustpds::server::get_status::META,
     #[cfg(feature = "tools-ozone")]
     &crate::tools::ozone::communication::create_template::META,
     #[cfg(feature = "tools-ozone")]
@@ -1882,6 +1884,10 @@ pub fn serves<S: Handlers>(nsid: &str) -> bool {
         #[cfg(feature = "dev-rustpds")]
         "dev.rustpds.server.getAccountStatus" => {
             <S as crate::dev::rustpds::server::DevRustpdsServer>::SERVES_GET_ACCOUNT_STATUS
+        }
+        #[cfg(feature = "dev-rustpds")]
+        "dev.rustpds.server.getStatus" => {
+            <S as crate::dev::rustpds::server::DevRustpdsServer>::SERVES_GET_STATUS
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.communication.createTemplate" => {
@@ -5323,6 +5329,18 @@ async fn dispatch_inner<S: Handlers>(
             let params = rt::dispatch::params(meta, &req.query)?;
             rt::dispatch::no_input(&req)?;
             let out = <S as crate::dev::rustpds::server::DevRustpdsServer>::get_account_status(
+                    service,
+                    cx,
+                    params,
+                )
+                .await?;
+            rt::dispatch::json_output(&out)
+        }
+        #[cfg(feature = "dev-rustpds")]
+        "dev.rustpds.server.getStatus" if <S as crate::dev::rustpds::server::DevRustpdsServer>::SERVES_GET_STATUS => {
+            let params = rt::dispatch::params(meta, &req.query)?;
+            rt::dispatch::no_input(&req)?;
+            let out = <S as crate::dev::rustpds::server::DevRustpdsServer>::get_status(
                     service,
                     cx,
                     params,

@@ -9,6 +9,18 @@ cd "$root"
 phase() { echo "== npm test, ${SECONDS}s: $*" >&2; }
 phase setup
 bash server/scripts/setup.sh
+# The status page's tests drive Debian's Chromium (the npm tools' own browser downloads are
+# blocked here); a system package, installed once when the machine lets us.
+if [ -z "${PDS_CHROMIUM:-}" ] && [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
+    echo "test: installing Debian's chromium for the browser tests (once)" >&2
+    apt-get install -y --no-install-recommends chromium > /dev/null \
+      || { apt-get update > /dev/null && apt-get install -y --no-install-recommends chromium > /dev/null; }
+  else
+    echo "the browser tests need Chromium: sudo apt-get install chromium, or set PDS_CHROMIUM to one" >&2
+    exit 1
+  fi
+fi
 test -d ../shared/interop-tests || { echo "../shared/interop-tests is missing: the tests need it" >&2; exit 1; }
 phase fmt and clippy
 cargo fmt --all --check

@@ -34,6 +34,9 @@ pub mod vars {
     pub const RELAYS: &str = "PDS_RELAYS";
     /// Optional: after a crawl request, commits within this many seconds send none (default 1200).
     pub const CRAWL_QUIET_SECONDS: &str = "PDS_CRAWL_QUIET_SECONDS";
+    /// Optional: how often background maintenance checks the handle, the DID document and the
+    /// relays for the status page, in seconds (default 3600; 0: never).
+    pub const STATUS_CHECK_SECONDS: &str = "PDS_STATUS_CHECK_SECONDS";
     /// Optional: the PLC directory that resolves did:plc (default `https://plc.directory`).
     pub const PLC_URL: &str = "PDS_PLC_URL";
     /// Optional: the DNS-over-HTTPS JSON endpoint for handle TXT records
@@ -142,6 +145,8 @@ pub const MIN_EVENT_RETENTION_SECONDS: u64 = 3600;
 pub const MIN_EVENT_RETENTION_COUNT: u64 = 1000;
 /// The default of `PDS_CRAWL_QUIET_SECONDS`: the reference PDS's 20-minute crawl threshold.
 pub const DEFAULT_CRAWL_QUIET_SECONDS: u64 = 1200;
+/// The default of `PDS_STATUS_CHECK_SECONDS`: hourly.
+pub const DEFAULT_STATUS_CHECK_SECONDS: u64 = 3600;
 
 /// The default of `PDS_PLC_URL`.
 pub const DEFAULT_PLC_URL: &str = "https://plc.directory";
@@ -222,6 +227,8 @@ pub struct MaintenanceConfig {
     pub relays: Vec<String>,
     /// After a crawl request, further commits send none for this many seconds.
     pub crawl_quiet_seconds: u64,
+    /// How often the status page's checks run, in seconds (0: never).
+    pub status_check_seconds: u64,
 }
 
 impl Default for MaintenanceConfig {
@@ -231,6 +238,7 @@ impl Default for MaintenanceConfig {
             event_retention_count: None,
             relays: Vec::new(),
             crawl_quiet_seconds: DEFAULT_CRAWL_QUIET_SECONDS,
+            status_check_seconds: DEFAULT_STATUS_CHECK_SECONDS,
         }
     }
 }
@@ -590,6 +598,8 @@ fn read_maintenance(
     )?;
     let crawl_quiet_seconds = optional_number(lookup, vars::CRAWL_QUIET_SECONDS, 0, "seconds")?
         .unwrap_or(defaults.crawl_quiet_seconds);
+    let status_check_seconds = optional_number(lookup, vars::STATUS_CHECK_SECONDS, 0, "seconds")?
+        .unwrap_or(defaults.status_check_seconds);
     let relays = lookup(vars::RELAYS)
         .unwrap_or_default()
         .split(',')
@@ -609,6 +619,7 @@ fn read_maintenance(
         event_retention_count,
         relays,
         crawl_quiet_seconds,
+        status_check_seconds,
     })
 }
 
@@ -752,6 +763,7 @@ mod tests {
         vars.push((vars::EVENT_RETENTION_SECONDS, "3600".into()));
         vars.push((vars::EVENT_RETENTION_COUNT, "5000".into()));
         vars.push((vars::CRAWL_QUIET_SECONDS, "0".into()));
+        vars.push((vars::STATUS_CHECK_SECONDS, "600".into()));
         vars.push((
             vars::RELAYS,
             " bsky.network, https://relay.example.com/ ,http://127.0.0.1:8080,".into(),
@@ -768,6 +780,7 @@ mod tests {
                     "http://127.0.0.1:8080".into(),
                 ],
                 crawl_quiet_seconds: 0,
+                status_check_seconds: 600,
             }
         );
     }

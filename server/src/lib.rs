@@ -27,6 +27,7 @@ pub mod rate_limit;
 pub mod read_after_write;
 pub mod repo;
 pub mod routes;
+pub mod status;
 pub mod storage;
 pub mod syntax;
 pub mod tid;

@@ -18,6 +18,8 @@ pub trait AccountShell {
     fn schedule_maintenance(&self, at_ms: i64) -> LocalBoxFuture<'_, ()>;
     /// Sends whatever events requests stored to the firehose's subscribers.
     fn broadcast(&self);
+    /// How many firehose subscribers are connected.
+    fn subscribers(&self) -> usize;
 }
 
 /// Runs an account-placed request (everything but the firehose upgrade, which the shell takes
@@ -48,7 +50,7 @@ pub async fn account(
             let res = if internal {
                 crate::offload::serve_internal(&c, account, &req).await
             } else {
-                with_cors(account_route(&c, account, req).await)
+                with_cors(account_route(&c, account, shell, req).await)
             };
             // A handler that changed the stored identity (a new handle) dropped the cached
             // configuration: what comes after the request sees the new one.
@@ -94,9 +96,22 @@ pub async fn after_request(config: Option<&Config>, account: &Account, shell: &d
     shell.broadcast();
 }
 
-async fn account_route(config: &Config, account: &Account, req: HttpRequest) -> HttpResponse {
+async fn account_route(
+    config: &Config,
+    account: &Account,
+    shell: &dyn AccountShell,
+    req: HttpRequest,
+) -> HttpResponse {
     let is_read = matches!(req.method.as_str(), "GET" | "HEAD");
-    let nsid = match Route::of(&req.method, &req.path) {
+    let nsid = match Route::of_request(&req.method, &req.path, req.header("accept")) {
+        Route::StatusPage => {
+            let now_ms = crate::maintenance::now_ms(account);
+            return match crate::status::page::snapshot(config, account, shell.subscribers(), now_ms)
+            {
+                Ok(status) => crate::status::page::page_response(&status, now_ms),
+                Err(e) => e.into_response().into(),
+            };
+        }
         Route::Health => {
             return HttpResponse::json(
                 200,
@@ -132,6 +147,9 @@ async fn account_route(config: &Config, account: &Account, req: HttpRequest) -> 
         Err(refused) => return refused,
     };
     let cx = RequestContext {
+        // Asked of the shell only for the one method that shows it.
+        subscribers: (meta.nsid == pds_api::dev::rustpds::server::get_status::NSID)
+            .then(|| shell.subscribers()),
         range: req.header("range").map(str::to_owned),
         caller,
         authorization: req.header("authorization").map(str::to_owned),

@@ -1,5 +1,6 @@
-//! Background maintenance, off the request path: firehose retention and telling relays to
-//! crawl this PDS (`com.atproto.sync.requestCrawl`).
+//! Background maintenance, off the request path: firehose retention, telling relays to crawl
+//! this PDS (`com.atproto.sync.requestCrawl`), blob collection, and the status page's checks
+//! ([`crate::status::checks`], every `PDS_STATUS_CHECK_SECONDS`).
 //!
 //! Platform-free: the shells drive it. After each account request the lifecycle calls
 //! [`after_account_request`] (a few row reads) and makes sure a wake-up is scheduled no later than the
@@ -137,13 +138,49 @@ pub async fn run(
     if let Err(e) = crate::storage::import::purge_expired_stage(db, now_ms) {
         crate::log::error(&format!("purging an abandoned import failed: {e}"));
     }
-    let next = run_crawls_and_prune(config, db, now_ms, relay).await;
+    let crawls_next = run_crawls_and_prune(config, db, now_ms, relay).await;
+    // Last: the checks wait on other hosts, and nothing above should wait for them.
+    let checks_next = match run_checks_if_due(config, account, now_ms).await {
+        Ok(()) => next_checks(config, db, now_ms).unwrap_or(Some(now_ms + AFTER_FAILURE_MS)),
+        Err(e) => {
+            crate::log::error(&format!("the status checks failed: {e}"));
+            Some(now_ms + AFTER_FAILURE_MS)
+        }
+    };
+    let next = earliest(crawls_next, checks_next).map(|t| t.max(now_ms));
     if blobs_failed {
         return Some(next.map_or(now_ms + AFTER_FAILURE_MS, |t| {
             t.min(now_ms + AFTER_FAILURE_MS)
         }));
     }
     next
+}
+
+/// Runs the status page's checks when they are due.
+async fn run_checks_if_due(config: &Config, account: &Account, now_ms: i64) -> Result<(), String> {
+    let db = account.sql.as_ref();
+    let due = next_checks(config, db, now_ms).map_err(|e| e.to_string())?;
+    if due.is_none_or(|at| at > now_ms) {
+        return Ok(());
+    }
+    // The handle as stored (it may have changed since the deployment).
+    let effective = account.effective_config(config).map_err(|e| e.message)?;
+    let outcomes = crate::status::checks::run(&effective, account, now_ms).await;
+    crate::storage::status::save_checks(db, &outcomes).map_err(|e| e.to_string())
+}
+
+/// When the status checks are next due: at once before the first run, then every
+/// `PDS_STATUS_CHECK_SECONDS` (never when that is 0).
+fn next_checks(config: &Config, db: &dyn Sql, now_ms: i64) -> Result<Option<i64>, StorageError> {
+    let interval = config.maintenance.status_check_seconds;
+    if interval == 0 {
+        return Ok(None);
+    }
+    let interval_ms = i64::try_from(interval.saturating_mul(1000)).unwrap_or(i64::MAX);
+    Ok(Some(
+        crate::storage::status::last_checked_ms(db)?
+            .map_or(now_ms, |last| last.saturating_add(interval_ms)),
+    ))
 }
 
 /// Prunes events when due and sends the crawl requests that are due; the next wake-up.
@@ -177,7 +214,7 @@ async fn run_crawls_and_prune(
             return Some(now_ms + AFTER_FAILURE_MS);
         }
     }
-    next_wake(config, db, now_ms).unwrap_or(Some(now_ms + AFTER_FAILURE_MS))
+    next_wake_besides_checks(config, db, now_ms).unwrap_or(Some(now_ms + AFTER_FAILURE_MS))
 }
 
 /// Blobs forgotten per pass of [`collect_blobs`].
@@ -410,10 +447,24 @@ fn over_count(config: &Config, db: &dyn Sql) -> Result<bool, StorageError> {
     Ok(held > cap.saturating_add(cap / 10))
 }
 
-/// The next time maintenance has work: the next prune (hourly while events are stored, at
-/// once when the count retention is overrun), the earliest crawl attempt, or the next blob
-/// collection; never before `now_ms`.
+/// The next time maintenance has work: [`next_wake_besides_checks`] or the next status checks;
+/// never before `now_ms`.
 fn next_wake(config: &Config, db: &dyn Sql, now_ms: i64) -> Result<Option<i64>, StorageError> {
+    let next = earliest(
+        next_wake_besides_checks(config, db, now_ms)?,
+        next_checks(config, db, now_ms)?,
+    );
+    Ok(next.map(|t| t.max(now_ms)))
+}
+
+/// The next prune (hourly while events are stored, at once when the count retention is
+/// overrun), the earliest crawl attempt, the next blob collection, or an import stage's expiry;
+/// never before `now_ms`.
+fn next_wake_besides_checks(
+    config: &Config,
+    db: &dyn Sql,
+    now_ms: i64,
+) -> Result<Option<i64>, StorageError> {
     let prune = match earliest_seq(db)? {
         None => None,
         Some(_) if over_count(config, db)? => Some(now_ms),
@@ -544,6 +595,8 @@ mod tests {
                 writes: Default::default(),
                 maintenance: MaintenanceConfig {
                     relays: relays.iter().map(|r| r.to_string()).collect(),
+                    // These tests time the other work; the checks have their own.
+                    status_check_seconds: 0,
                     ..MaintenanceConfig::default()
                 },
                 network: Default::default(),

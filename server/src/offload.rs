@@ -625,6 +625,7 @@ fn authorize_download(
         range: req.header("range").map(str::to_owned),
         caller,
         authorization: req.header("authorization").map(str::to_owned),
+        subscribers: None,
     };
     api.blob_to_serve(&cx, &params)
 }

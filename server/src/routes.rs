@@ -42,8 +42,10 @@ pub enum Route<'a> {
     DidDocument,
     /// `/oauth/*` and the OAuth well-known documents: no OAuth is served yet.
     OAuth(&'a str),
-    /// `/`: what this server is.
+    /// `/`: what this server is, as one line of text.
     Root,
+    /// `/` asked for by a browser (`Accept: text/html`): the status page, from the account.
+    StatusPage,
     /// The edge's own requests to the account ([`INTERNAL_PREFIX`]).
     Internal(&'a str),
     /// Anything else.
@@ -94,6 +96,21 @@ impl<'a> Route<'a> {
         }
     }
 
+    /// The route of a request from its method, path and `Accept` header: [`Route::of`], except
+    /// that a read of `/` that accepts HTML is the status page. Other readers of `/` (health
+    /// probes, `curl`) get the one-line answer at the edge, without waking the account.
+    pub fn of_request(method: &str, path: &'a str, accept: Option<&str>) -> Route<'a> {
+        match Route::of(method, path) {
+            Route::Root
+                if matches!(method, "GET" | "HEAD")
+                    && accept.is_some_and(|a| a.contains("text/html")) =>
+            {
+                Route::StatusPage
+            }
+            route => route,
+        }
+    }
+
     /// Where this route runs.
     pub fn placement(&self) -> Placement {
         match self {
@@ -104,9 +121,11 @@ impl<'a> Route<'a> {
             | Route::NotFound
             // Never forwarded for an outside caller: the edge answers 404.
             | Route::Internal(_) => Placement::Edge,
-            Route::SubscribeRepos | Route::Xrpc(_) | Route::Health | Route::DidDocument => {
-                Placement::Account
-            }
+            Route::SubscribeRepos
+            | Route::Xrpc(_)
+            | Route::Health
+            | Route::DidDocument
+            | Route::StatusPage => Placement::Account,
             Route::Offload(_) => Placement::Offload,
         }
     }
@@ -140,10 +159,11 @@ impl Route<'_> {
 
 /// Reads that cost the account most (whole repositories, blobs, record pages, firehose
 /// connects), limited per client address at the edge ([`crate::rate_limit::EXPENSIVE_READS`]).
-const EXPENSIVE_READS: [&str; 3] = [
+const EXPENSIVE_READS: [&str; 4] = [
     "com.atproto.sync.getRepo",
     "com.atproto.sync.getBlob",
     "com.atproto.repo.listRecords",
+    "dev.rustpds.server.getStatus",
 ];
 
 impl Route<'_> {
@@ -151,7 +171,7 @@ impl Route<'_> {
     /// before the account is asked.
     pub fn is_expensive_read(&self) -> bool {
         match self {
-            Route::SubscribeRepos | Route::Offload(Offload::GetBlob) => true,
+            Route::SubscribeRepos | Route::Offload(Offload::GetBlob) | Route::StatusPage => true,
             Route::Xrpc(nsid) => EXPENSIVE_READS.contains(nsid),
             _ => false,
         }

@@ -89,6 +89,7 @@ impl Harness {
                 session_id: "test-session".into(),
             }),
             authorization: None,
+            subscribers: Some(0),
         };
         let req = Request {
             nsid: nsid.to_owned(),

@@ -35,6 +35,9 @@ pub struct RequestContext {
     /// The `Authorization` header, for the one method that verifies its credentials itself
     /// (createAccount: the service token's key comes from the DID document).
     pub authorization: Option<String>,
+    /// The firehose subscribers connected now: known to `dev.rustpds.server.getStatus` only
+    /// (the shell is asked for no other method).
+    pub subscribers: Option<usize>,
 }
 
 impl Api<'_> {

@@ -6,7 +6,9 @@ use pds_api::com::atproto::server::{
     deactivate_account, delete_session, describe_server, get_service_auth, get_session,
     list_app_passwords, refresh_session, revoke_app_password, ComAtprotoServer,
 };
-use pds_api::dev::rustpds::server::{change_password, get_account_status, DevRustpdsServer};
+use pds_api::dev::rustpds::server::{
+    change_password, get_account_status, get_status, DevRustpdsServer,
+};
 use pds_api::runtime::syntax::{CidString, Datetime, Did};
 use pds_api::runtime::xrpc::XrpcError;
 
@@ -32,6 +34,7 @@ impl Api<'_> {
 impl DevRustpdsServer for Api<'_> {
     const SERVES_CHANGE_PASSWORD: bool = true;
     const SERVES_GET_ACCOUNT_STATUS: bool = true;
+    const SERVES_GET_STATUS: bool = true;
 
     async fn change_password(
         &self,
@@ -45,6 +48,20 @@ impl DevRustpdsServer for Api<'_> {
         // The stored identity changed: the next request reads it again.
         self.account.forget_effective_config();
         Ok(())
+    }
+
+    async fn get_status(
+        &self,
+        cx: &RequestContext,
+        _params: get_status::Params,
+    ) -> Result<get_status::Output, XrpcError> {
+        let now_ms = crate::maintenance::now_ms(self.account);
+        crate::status::page::snapshot(
+            self.config,
+            self.account,
+            cx.subscribers.unwrap_or(0),
+            now_ms,
+        )
     }
 
     async fn get_account_status(

@@ -65,6 +65,8 @@ pub const TABLE: &[(&str, AuthRequirement)] = &[
     ("com.atproto.server.getSession", R::Access),
     ("com.atproto.server.checkAccountStatus", R::Access),
     ("dev.rustpds.server.getAccountStatus", R::Access),
+    // What the status page shows: public information only.
+    ("dev.rustpds.server.getStatus", R::None),
     ("com.atproto.server.getServiceAuth", R::Access),
     (
         "com.atproto.identity.getRecommendedDidCredentials",

@@ -1,5 +1,6 @@
-//! A relay played by a small HTTP server on 127.0.0.1: it records every request
-//! (requestCrawl calls) and answers with scripted statuses.
+//! A relay played by a small HTTP server on 127.0.0.1: it records every requestCrawl call and
+//! answers with scripted statuses. `getHostStatus` (the status page's check) is answered apart:
+//! the host is active at seq 42; those reads are counted, not recorded.
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -21,6 +22,7 @@ pub struct Received {
 pub struct Relay {
     pub url: String,
     received: Arc<Mutex<Vec<Received>>>,
+    host_status_reads: Arc<Mutex<usize>>,
 }
 
 impl Relay {
@@ -30,6 +32,8 @@ impl Relay {
         let received = Arc::new(Mutex::new(Vec::new()));
         let script = Arc::new(Mutex::new(script.iter().copied().collect::<VecDeque<_>>()));
         let log = received.clone();
+        let host_status_reads = Arc::new(Mutex::new(0));
+        let reads = host_status_reads.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { continue };
@@ -59,6 +63,23 @@ impl Relay {
                 }
                 let mut body = vec![0; length];
                 reader.read_exact(&mut body).unwrap();
+                if method == "GET" && path.starts_with("/xrpc/com.atproto.sync.getHostStatus?") {
+                    *reads.lock().unwrap() += 1;
+                    let host = path.split("hostname=").nth(1).unwrap_or("");
+                    let answer = serde_json::json!({
+                        "hostname": host.replace("%3A", ":"),
+                        "seq": 42,
+                        "status": "active",
+                    })
+                    .to_string();
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                         content-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                        answer.len()
+                    );
+                    continue;
+                }
                 log.lock().unwrap().push(Received {
                     method,
                     path,
@@ -72,7 +93,16 @@ impl Relay {
                 );
             }
         });
-        Relay { url, received }
+        Relay {
+            url,
+            received,
+            host_status_reads,
+        }
+    }
+
+    /// How many getHostStatus reads the relay answered.
+    pub fn host_status_reads(&self) -> usize {
+        *self.host_status_reads.lock().unwrap()
     }
 
     pub fn received(&self) -> Vec<Received> {

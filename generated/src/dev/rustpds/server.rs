@@ -31,6 +31,19 @@ pub trait DevRustpdsServer: rt::xrpc::Service {
         let _ = (cx, params);
         Err(rt::xrpc::XrpcError::method_not_implemented())
     }
+    /// Whether this service serves `dev.rustpds.server.getStatus` (set it with the handler). When false the dispatcher answers MethodNotImplemented without decoding anything, and the method's decoding and validation are not compiled in.
+    const SERVES_GET_STATUS: bool = false;
+    /// `dev.rustpds.server.getStatus`
+    ///
+    /// What this PDS's status page shows, for programs: the account, its repository and blobs, the firehose, the last commits, commits per day, and the outcome of the identity and relay checks that background maintenance runs. Public information only; no credentials needed.
+    async fn get_status(
+        &self,
+        cx: &Self::Context,
+        params: get_status::Params,
+    ) -> Result<get_status::Output, rt::xrpc::XrpcError> {
+        let _ = (cx, params);
+        Err(rt::xrpc::XrpcError::method_not_implemented())
+    }
 }
 /// `dev.rustpds.server.changePassword`
 pub mod change_password {
@@ -194,4 +207,377 @@ pub mod get_account_status {
         }),
         errors: &[],
     };
+}
+/// `dev.rustpds.server.getStatus`
+pub mod get_status {
+    #[allow(unused_imports)]
+    use crate::runtime as rt;
+    /// The NSID of this lexicon document.
+    pub const NSID: &str = "dev.rustpds.server.getStatus";
+    /// Schema of this definition.
+    pub static BLOB_USAGE_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
+        required: &["count", "bytes"],
+        nullable: &[],
+        properties: &[
+            (
+                "bytes",
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
+                    minimum: Some(0),
+                    ..rt::schema::IntegerSchema::NONE
+                }),
+            ),
+            (
+                "count",
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
+                    minimum: Some(0),
+                    ..rt::schema::IntegerSchema::NONE
+                }),
+            ),
+        ],
+    });
+    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+    pub struct BlobUsage {
+        pub bytes: i64,
+        pub count: i64,
+    }
+    /// Schema of this definition.
+    pub static CHECK_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
+        required: &["name", "level", "summary", "checkedAt"],
+        nullable: &[],
+        properties: &[
+            (
+                "checkedAt",
+                rt::schema::Schema::String(rt::schema::StringSchema {
+                    format: Some("datetime"),
+                    ..rt::schema::StringSchema::NONE
+                }),
+            ),
+            ("fix", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("level", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("name", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("summary", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+        ],
+    });
+    /// Known values; any other string is kept in `Other`.
+    #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+    #[serde(from = "String", into = "String")]
+    pub enum CheckLevel {
+        /// `ok`
+        Ok,
+        /// `note`
+        Note,
+        /// `problem`
+        Problem,
+        /// A value not known to this version of the lexicon.
+        Other(String),
+    }
+    impl CheckLevel {
+        /// The string value.
+        pub fn as_str(&self) -> &str {
+            match self {
+                Self::Ok => "ok",
+                Self::Note => "note",
+                Self::Problem => "problem",
+                Self::Other(s) => s,
+            }
+        }
+    }
+    impl From<String> for CheckLevel {
+        fn from(s: String) -> Self {
+            match s.as_str() {
+                "ok" => Self::Ok,
+                "note" => Self::Note,
+                "problem" => Self::Problem,
+                _ => Self::Other(s),
+            }
+        }
+    }
+    impl From<CheckLevel> for String {
+        fn from(v: CheckLevel) -> String {
+            match v {
+                CheckLevel::Other(s) => s,
+                v => v.as_str().to_string(),
+            }
+        }
+    }
+    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+    pub struct Check {
+        #[serde(rename = "checkedAt")]
+        pub checked_at: rt::lex::Datetime,
+        /// What to do about a problem.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub fix: Option<String>,
+        pub level: CheckLevel,
+        /// Which check: handle, didDocument, or relay:<base URL>.
+        pub name: String,
+        pub summary: String,
+    }
+    /// Schema of this definition.
+    pub static COLLECTION_COUNT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
+        required: &["collection", "records"],
+        nullable: &[],
+        properties: &[
+            (
+                "collection",
+                rt::schema::Schema::String(rt::schema::StringSchema {
+                    format: Some("nsid"),
+                    ..rt::schema::StringSchema::NONE
+                }),
+            ),
+            (
+                "records",
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
+                    minimum: Some(0),
+                    ..rt::schema::IntegerSchema::NONE
+                }),
+            ),
+        ],
+    });
+    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+    pub struct CollectionCount {
+        pub collection: rt::lex::Nsid,
+        pub records: i64,
+    }
+    /// Schema of this definition.
+    pub static COMMIT_OP_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
+        required: &["action", "path"],
+        nullable: &[],
+        properties: &[
+            ("action", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+            ("path", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+        ],
+    });
+    /// Known values; any other string is kept in `Other`.
+    #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+    #[serde(from = "String", into = "String")]
+    pub enum CommitOpAction {
+        /// `create`
+        Create,
+        /// `update`
+        Update,
+        /// `delete`
+        Delete,
+        /// A value not known to this version of the lexicon.
+        Other(String),
+    }
+    impl CommitOpAction {
+        /// The string value.
+        pub fn as_str(&self) -> &str {
+            match self {
+                Self::Create => "create",
+                Self::Update => "update",
+                Self::Delete => "delete",
+                Self::Other(s) => s,
+            }
+        }
+    }
+    impl From<String> for CommitOpAction {
+        fn from(s: String) -> Self {
+            match s.as_str() {
+                "create" => Self::Create,
+                "update" => Self::Update,
+                "delete" => Self::Delete,
+                _ => Self::Other(s),
+            }
+        }
+    }
+    impl From<CommitOpAction> for String {
+        fn from(v: CommitOpAction) -> String {
+            match v {
+                CommitOpAction::Other(s) => s,
+                v => v.as_str().to_string(),
+            }
+        }
+    }
+    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+    pub struct CommitOp {
+        pub action: CommitOpAction,
+        pub path: String,
+    }
+    /// Schema of this definition.
+    pub static DAY_COUNT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
+        required: &["day", "commits"],
+        nullable: &[],
+        properties: &[
+            (
+                "commits",
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
+                    minimum: Some(0),
+                    ..rt::schema::IntegerSchema::NONE
+                }),
+            ),
+            ("day", rt::schema::Schema::String(rt::schema::StringSchema::NONE)),
+        ],
+    });
+    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+    pub struct DayCount {
+        pub commits: i64,
+        /// The UTC day, YYYY-MM-DD.
+        pub day: String,
+    }
+    /// Schema of this definition.
+    pub static FIREHOSE_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
+        required: &["subscribers"],
+        nullable: &[],
+        properties: &[
+            (
+                "lastSeq",
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
+                    minimum: Some(0),
+                    ..rt::schema::IntegerSchema::NONE
+                }),
+            ),
+            (
+                "subscribers",
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
+                    minimum: Some(0),
+                    ..rt::schema::IntegerSchema::NONE
+                }),
+            ),
+        ],
+    });
+    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+    pub struct Firehose {
+        /// The newest event's sequence number; absent before the first event.
+        #[serde(rename = "lastSeq")]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub last_seq: Option<i64>,
+        /// Connected subscribeRepos sockets.
+        pub subscribers: i64,
+    }
+    /// Schema of the query parameters (none).
+    pub static PARAMS_SCHEMA: rt::schema::ObjectSchema = rt::schema::ObjectSchema::EMPTY;
+    /// Query parameters (none).
+    #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+    pub struct Params {}
+    /// Known values; any other string is kept in `Other`.
+    #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+    #[serde(from = "String", into = "String")]
+    pub enum OutputStatus {
+        /// `active`
+        Active,
+        /// `deactivated`
+        Deactivated,
+        /// `takendown`
+        Takendown,
+        /// `suspended`
+        Suspended,
+        /// `deleted`
+        Deleted,
+        /// A value not known to this version of the lexicon.
+        Other(String),
+    }
+    impl OutputStatus {
+        /// The string value.
+        pub fn as_str(&self) -> &str {
+            match self {
+                Self::Active => "active",
+                Self::Deactivated => "deactivated",
+                Self::Takendown => "takendown",
+                Self::Suspended => "suspended",
+                Self::Deleted => "deleted",
+                Self::Other(s) => s,
+            }
+        }
+    }
+    impl From<String> for OutputStatus {
+        fn from(s: String) -> Self {
+            match s.as_str() {
+                "active" => Self::Active,
+                "deactivated" => Self::Deactivated,
+                "takendown" => Self::Takendown,
+                "suspended" => Self::Suspended,
+                "deleted" => Self::Deleted,
+                _ => Self::Other(s),
+            }
+        }
+    }
+    impl From<OutputStatus> for String {
+        fn from(v: OutputStatus) -> String {
+            match v {
+                OutputStatus::Other(s) => s,
+                v => v.as_str().to_string(),
+            }
+        }
+    }
+    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+    pub struct Output {
+        pub blobs: crate::dev::rustpds::server::get_status::BlobUsage,
+        /// The last outcome of each background check; empty before the first run.
+        pub checks: Vec<crate::dev::rustpds::server::get_status::Check>,
+        /// Record counts by collection, largest first.
+        pub collections: Vec<crate::dev::rustpds::server::get_status::CollectionCount>,
+        /// Commits per UTC day over the last days, oldest first, days without commits included.
+        #[serde(rename = "commitsPerDay")]
+        pub commits_per_day: Vec<crate::dev::rustpds::server::get_status::DayCount>,
+        pub did: rt::lex::Did,
+        pub firehose: crate::dev::rustpds::server::get_status::Firehose,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub handle: Option<rt::lex::Handle>,
+        /// The newest commits still on the firehose, newest first.
+        #[serde(rename = "recentCommits")]
+        pub recent_commits: Vec<crate::dev::rustpds::server::get_status::RecentCommit>,
+        pub records: i64,
+        pub status: OutputStatus,
+        /// This PDS's version.
+        pub version: String,
+    }
+    /// Metadata of this method: kind, encodings, declared errors.
+    pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
+        nsid: NSID,
+        kind: rt::xrpc::MethodKind::Query,
+        params: &PARAMS_SCHEMA,
+        input: None,
+        input_schema: None,
+        output: Some(rt::xrpc::Encoding {
+            mime: "application/json",
+            json: true,
+        }),
+        errors: &[],
+    };
+    /// Schema of this definition.
+    pub static RECENT_COMMIT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
+        required: &["seq", "rev", "time", "ops"],
+        nullable: &[],
+        properties: &[
+            (
+                "ops",
+                rt::schema::Schema::Array {
+                    items: &rt::schema::Schema::Ref(
+                        &crate::dev::rustpds::server::get_status::COMMIT_OP_SCHEMA,
+                    ),
+                    min_length: None,
+                    max_length: None,
+                },
+            ),
+            (
+                "rev",
+                rt::schema::Schema::String(rt::schema::StringSchema {
+                    format: Some("tid"),
+                    ..rt::schema::StringSchema::NONE
+                }),
+            ),
+            (
+                "seq",
+                rt::schema::Schema::Integer(rt::schema::IntegerSchema {
+                    minimum: Some(0),
+                    ..rt::schema::IntegerSchema::NONE
+                }),
+            ),
+            (
+                "time",
+                rt::schema::Schema::String(rt::schema::StringSchema {
+                    format: Some("datetime"),
+                    ..rt::schema::StringSchema::NONE
+                }),
+            ),
+        ],
+    });
+    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+    pub struct RecentCommit {
+        pub ops: Vec<crate::dev::rustpds::server::get_status::CommitOp>,
+        pub rev: rt::lex::Tid,
+        pub seq: i64,
+        pub time: rt::lex::Datetime,
+    }
 }

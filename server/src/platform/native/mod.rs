@@ -142,7 +142,11 @@ impl Shared {
         req: hyper::Request<Incoming>,
         client: IpAddr,
     ) -> hyper::Response<NativeBody> {
-        let route = Route::of(req.method().as_str(), req.uri().path());
+        let accept = req
+            .headers()
+            .get(hyper::header::ACCEPT)
+            .and_then(|v| v.to_str().ok());
+        let route = Route::of_request(req.method().as_str(), req.uri().path(), accept);
         if route.is_expensive_read() {
             let key = crate::rate_limit::address_key(Some(client));
             let now_ms = crate::clock::Clock::now_millis(self.account.clock.as_ref());
@@ -250,6 +254,10 @@ impl crate::lifecycle::AccountShell for Shared {
 
     fn broadcast(&self) {
         self.firehose.broadcast(&self.account);
+    }
+
+    fn subscribers(&self) -> usize {
+        self.firehose.open_subscribers("").total
     }
 }
 

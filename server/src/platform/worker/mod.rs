@@ -64,7 +64,8 @@ fn or_internal_error(result: Result<Response>) -> Result<Response> {
 async fn route_at_edge(req: Request, env: &Env) -> Result<Response> {
     let path = req.path();
     let method = method_name(&req.method());
-    let route = Route::of(method, &path);
+    let accept = req.headers().get("accept").ok().flatten();
+    let route = Route::of_request(method, &path, accept.as_deref());
     if route.is_expensive_read() && !expensive_read_allowed(&req, env).await {
         return to_worker_response(crate::rate_limit::expensive_read_refused());
     }
@@ -315,6 +316,10 @@ impl crate::lifecycle::AccountShell for DoShell<'_> {
 
     fn broadcast(&self) {
         firehose::broadcast(self.0);
+    }
+
+    fn subscribers(&self) -> usize {
+        self.0.state.get_websockets().len()
     }
 }
 
