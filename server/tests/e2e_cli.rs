@@ -102,6 +102,7 @@ fn the_command_line_looks_after_the_account(kind: ShellKind) {
         "ok      alice.test resolves to did:web:localhost",
         "is signed by the key the DID document names",
         "ok      0 blobs",
+        "ok      the firehose streams: seq ",
         "PROBLEM the DID document names http://localhost as the account's PDS",
         "note    http://127.0.0.1:9 does not tell its view of this host",
     ] {

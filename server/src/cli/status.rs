@@ -1,71 +1,13 @@
 //! `pds status`: checks a deployment from outside, as the network sees it, with public reads
 //! only (no password): the PDS answers; the account is active; its handle resolves to its DID
 //! (as the PDS itself verifies it); its DID document names this PDS; the repository's head is
-//! signed by the key the DID document names; its blobs; and the relays' view of the host
-//! (`com.atproto.sync.getHostStatus`, where they serve it). Each problem comes with its fix.
+//! signed by the key the DID document names; its blobs; its firehose (an event replayed over a
+//! real subscription); and the relays' view of the host (`com.atproto.sync.getHostStatus`, where
+//! they serve it, read as the status page reads it). Each problem comes with its fix.
 
 use super::Pds;
 
-/// One finding of [`status`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Finding {
-    /// How it stands.
-    pub level: Level,
-    /// What was found.
-    pub what: String,
-    /// What to do about it (for problems).
-    pub fix: Option<String>,
-}
-
-/// How a finding stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Level {
-    /// As it should be.
-    Ok,
-    /// Worth knowing; not wrong.
-    Note,
-    /// Wrong: the command exits non-zero.
-    Problem,
-}
-
-impl Finding {
-    fn ok(what: impl Into<String>) -> Finding {
-        Finding {
-            level: Level::Ok,
-            what: what.into(),
-            fix: None,
-        }
-    }
-
-    fn note(what: impl Into<String>) -> Finding {
-        Finding {
-            level: Level::Note,
-            what: what.into(),
-            fix: None,
-        }
-    }
-
-    fn problem(what: impl Into<String>, fix: impl Into<String>) -> Finding {
-        Finding {
-            level: Level::Problem,
-            what: what.into(),
-            fix: Some(fix.into()),
-        }
-    }
-
-    /// The finding as a line (and its fix on the next).
-    pub fn render(&self) -> String {
-        let tag = match self.level {
-            Level::Ok => "ok     ",
-            Level::Note => "note   ",
-            Level::Problem => "PROBLEM",
-        };
-        match &self.fix {
-            Some(fix) => format!("{tag} {}\n        fix: {fix}", self.what),
-            None => format!("{tag} {}", self.what),
-        }
-    }
-}
+pub use crate::status::checks::{Finding, Level};
 
 /// Checks the PDS at `url` and its account `identifier` (handle or DID), and how `relays` see
 /// the host.
@@ -123,10 +65,7 @@ pub async fn status(url: &str, identifier: &str, relays: &[String]) -> Vec<Findi
     } else {
         found.push(Finding::problem(
             format!("{handle} does not resolve to {did}"),
-            format!(
-                "a DNS TXT record _atproto.{handle} with the value \"did={did}\", or \
-                 https://{handle}/.well-known/atproto-did answering {did}"
-            ),
+            crate::status::checks::handle_fix(&handle, &did),
         ));
     }
     let doc = &repo["didDoc"];
@@ -155,8 +94,14 @@ pub async fn status(url: &str, identifier: &str, relays: &[String]) -> Vec<Findi
             "look at the Worker's logs (npx wrangler tail)",
         )),
     }
-    for relay in relays {
-        found.push(relay_finding(relay, &host).await);
+    found.push(firehose_finding(&pds, url).await);
+    match crate::platform::native::http_client::NativeHttpClient::new() {
+        Ok(http) => {
+            for relay in relays {
+                found.push(crate::status::checks::relay_finding(&http, relay, &host).await);
+            }
+        }
+        Err(e) => found.push(Finding::note(format!("the relays were not asked: {e}"))),
     }
     found
 }
@@ -189,42 +134,99 @@ async fn signature_finding(pds: &Pds, did: &str, doc: &serde_json::Value) -> Fin
     }
 }
 
-/// How `relay` sees `host`.
-async fn relay_finding(relay: &str, host: &str) -> Finding {
-    let base = if relay.contains("://") {
-        relay.trim_end_matches('/').to_owned()
-    } else {
-        format!("https://{relay}")
+/// How long the firehose check waits to connect, and then for its event.
+const FIREHOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Whether the firehose streams: the status method's subscriber count and newest seq, then a real
+/// subscription from just before that seq, which must replay it.
+async fn firehose_finding(pds: &Pds, url: &str) -> Finding {
+    let fix = "look at the Worker's logs (npx wrangler tail)";
+    let status = match pds.query("dev.rustpds.server.getStatus").await {
+        Ok(status) => status,
+        Err(e) => return Finding::problem(format!("the status method failed: {e}"), fix),
     };
-    let answer = async {
-        let client = Pds::new(&base)?;
-        client
-            .query_with("com.atproto.sync.getHostStatus", &[("hostname", host)])
-            .await
+    let subscribers = status["firehose"]["subscribers"].as_i64().unwrap_or(0);
+    let last_seq = status["firehose"]["lastSeq"].as_i64();
+    let base = url.trim_end_matches('/');
+    let ws_base = match base.split_once("://") {
+        Some(("https", rest)) => format!("wss://{rest}"),
+        Some((_, rest)) => format!("ws://{rest}"),
+        None => format!("wss://{base}"),
+    };
+    let mut ws_url = format!("{ws_base}{}", crate::routes::SUBSCRIBE_REPOS_PATH);
+    if let Some(seq) = last_seq {
+        ws_url.push_str(&format!("?cursor={}", seq.saturating_sub(1)));
     }
+    let connected = tokio::time::timeout(
+        FIREHOSE_WAIT,
+        tokio_tungstenite::connect_async(ws_url.as_str()),
+    )
     .await;
-    match answer {
-        Ok(status) => match status["status"].as_str() {
-            Some("active") => Finding::ok(format!(
-                "{base} crawls this host (last seq {})",
-                status["seq"]
-            )),
-            Some(other) => Finding::problem(
-                format!("{base} has this host as {other}"),
-                format!(
-                    "ask it to crawl: curl -X POST {base}/xrpc/com.atproto.sync.requestCrawl \
-                     -H 'content-type: application/json' -d '{{\"hostname\":\"{host}\"}}'"
-                ),
-            ),
-            None => Finding::note(format!("{base} answered getHostStatus without a status")),
-        },
-        Err(e) if super::is_error(&e, "HostNotFound") => Finding::problem(
-            format!("{base} does not know this host"),
-            format!(
-                "ask it to crawl: curl -X POST {base}/xrpc/com.atproto.sync.requestCrawl \
-                 -H 'content-type: application/json' -d '{{\"hostname\":\"{host}\"}}'"
-            ),
+    let mut socket = match connected {
+        Ok(Ok((socket, _))) => socket,
+        Ok(Err(e)) => {
+            return Finding::problem(format!("the firehose refused a subscriber: {e}"), fix)
+        }
+        Err(_) => return Finding::problem("the firehose did not answer in 10 s", fix),
+    };
+    let Some(seq) = last_seq else {
+        return Finding::ok(format!(
+            "the firehose accepts subscribers ({subscribers} connected, no events yet)"
+        ));
+    };
+    let replayed = tokio::time::timeout(FIREHOSE_WAIT, async {
+        use futures_util::StreamExt;
+        while let Some(message) = socket.next().await {
+            let bytes = match message.map_err(|e| e.to_string())? {
+                tokio_tungstenite::tungstenite::Message::Binary(bytes) => bytes,
+                _ => continue,
+            };
+            let (header, used) =
+                crate::data::cbor::decode_prefix(&bytes).map_err(|e| e.to_string())?;
+            let body = crate::data::cbor::decode(&bytes[used..]).map_err(|e| e.to_string())?;
+            if header_field(&header, "op") == Some("-1".to_owned()) {
+                return Err(format!("an error frame: {}", body_field(&body, "error")));
+            }
+            if header_field(&header, "t").as_deref() == Some("#info") {
+                continue;
+            }
+            return Ok(body_field(&body, "seq"));
+        }
+        Err("the subscription closed".to_owned())
+    })
+    .await;
+    let _ = socket.close(None).await;
+    match replayed {
+        Ok(Ok(got)) if got == seq.to_string() => Finding::ok(format!(
+            "the firehose streams: seq {seq} replayed ({subscribers} subscribers before this check)"
+        )),
+        Ok(Ok(got)) => Finding::problem(
+            format!("the firehose replayed seq {got} where {seq} was expected"),
+            fix,
         ),
-        Err(e) => Finding::note(format!("{base} does not tell its view of this host: {e}")),
+        Ok(Err(e)) => Finding::problem(format!("the firehose failed: {e}"), fix),
+        Err(_) => Finding::problem(
+            format!("the firehose sent nothing after seq {} in 10 s", seq - 1),
+            fix,
+        ),
+    }
+}
+
+fn header_field(header: &crate::data::Value, name: &str) -> Option<String> {
+    match header {
+        crate::data::Value::Map(m) => m.get(name).map(value_text),
+        _ => None,
+    }
+}
+
+fn body_field(body: &crate::data::Value, name: &str) -> String {
+    header_field(body, name).unwrap_or_default()
+}
+
+fn value_text(v: &crate::data::Value) -> String {
+    match v {
+        crate::data::Value::String(s) => s.clone(),
+        crate::data::Value::Integer(n) => n.to_string(),
+        other => format!("{other:?}"),
     }
 }
