@@ -1299,6 +1299,44 @@ fn pds_migrate_moves_an_account_in_and_resumes(kind: ShellKind) {
     );
     let base = server.base().to_owned();
 
+    // A dry run says what would move, bytes included, and moves nothing.
+    let dry = migrate_command(&base, &old, &plc.url, &did)
+        .arg("--dry-run")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&dry.stderr);
+    assert!(dry.status.success(), "{said}");
+    let cids = support::http::get(
+        &old,
+        &format!("/xrpc/com.atproto.sync.listBlobs?did={did}&limit=1000"),
+    )
+    .json()["cids"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(cids.len(), 1 + PHOTOS);
+    let bytes: usize = cids
+        .iter()
+        .map(|cid| {
+            support::http::get(
+                &old,
+                &format!(
+                    "/xrpc/com.atproto.sync.getBlob?did={did}&cid={}",
+                    cid.as_str().unwrap()
+                ),
+            )
+            .body
+            .len()
+        })
+        .sum();
+    assert!(
+        said.contains(&format!("and {} blobs of {bytes} bytes (", 1 + PHOTOS)),
+        "{said}"
+    );
+    assert!(said.contains("would move "), "{said}");
+    // Nothing moved: the account does not exist here yet.
+    assert_eq!(sign_in(&base, &did, NEW_PASSWORD).status, 401);
+
     // Interrupted once the first blob is across.
     let mut first = migrate_command(&base, &old, &plc.url, &did)
         .args(["--keep-old", "--parallel", "1"])
@@ -1324,51 +1362,63 @@ fn pds_migrate_moves_an_account_in_and_resumes(kind: ShellKind) {
     let status = account_status(&base, &token);
     assert_eq!(status["activated"], false, "{status}");
 
-    // Again, 8 blobs at once: it goes on, and asks for the token the old PDS mailed.
-    let mut second = migrate_command(&base, &old, &plc.url, &did)
-        .args(["--deactivate-old", "--parallel", "8"])
-        .spawn()
-        .unwrap();
-    let lines = stderr_lines(&mut second);
-    wait_for_line(&lines, "the account exists here already");
-    wait_for_line(&lines, "repository: already imported");
-    let transferring = wait_for_line(&lines, "blobs: ");
-    assert!(
-        transferring.contains(&format!("{missing} to transfer, 8 at a time")),
-        "{transferring}"
-    );
-    // This PDS does not throttle a migration's parallel uploads: nothing was tried again.
-    let transferred = wait_for_line(&lines, "blobs: ");
-    assert!(
-        transferred.contains(&format!("{missing} transferred"))
-            && transferred.ends_with(", 0 retries"),
-        "{transferred}"
-    );
-    wait_for_line(&lines, "preferences copied");
-    let plc_token = (0..100)
-        .find_map(|_| {
-            std::thread::sleep(std::time::Duration::from_millis(100));
-            reference.try_plc_token(&did)
-        })
-        .expect("the old PDS was asked for a PLC token");
-    {
-        use std::io::Write;
-        let mut stdin = second.stdin.take().unwrap();
-        writeln!(stdin, "{plc_token}").unwrap();
+    // Again, 8 blobs at once, on a terminal: it goes on with a progress bar, asks for the
+    // token the old PDS mailed, and asks before deactivating the old account.
+    let second = migrate_command(&base, &old, &plc.url, &did);
+    let mut command = std::process::Command::new(second.get_program());
+    command.args(second.get_args()).args(["--parallel", "8"]);
+    for (name, value) in second.get_envs() {
+        match value {
+            Some(value) => command.env(name, value),
+            None => command.env_remove(name),
+        };
     }
-    wait_for_line(
-        &lines,
+    use expectrl::Expect;
+    let mut tty = expectrl::Session::spawn(command).unwrap();
+    tty.set_expect_timeout(Some(std::time::Duration::from_secs(120)));
+    let mut seen = Vec::new();
+    let mut expect = |tty: &mut expectrl::session::OsSession, what: &str| {
+        let found = tty
+            .expect(what)
+            .unwrap_or_else(|e| panic!("{what:?} not seen: {e}"));
+        seen.extend_from_slice(found.before());
+        seen.extend_from_slice(found.get(0).unwrap_or_default());
+    };
+    expect(&mut tty, "the account exists here already");
+    expect(&mut tty, "repository: already imported");
+    expect(
+        &mut tty,
+        &format!("blobs: {missing} to transfer, 8 at a time"),
+    );
+    // The bar, drawn on the terminal, reaches the end.
+    expect(&mut tty, &format!("{missing}/{missing} blobs"));
+    // This PDS does not throttle a migration's parallel uploads: nothing was tried again.
+    expect(&mut tty, &format!("blobs: {missing} transferred"));
+    expect(&mut tty, ", 0 retries");
+    expect(&mut tty, "preferences copied");
+    expect(&mut tty, "The old PDS emailed a PLC token; enter it: ");
+    let plc_token = reference
+        .try_plc_token(&did)
+        .expect("the old PDS was asked for a PLC token");
+    tty.send_line(&plc_token).unwrap();
+    expect(
+        &mut tty,
         "identity: the PLC operation naming this PDS is submitted",
     );
-    wait_for_line(&lines, "activated here");
-    wait_for_line(&lines, "deactivated on the old PDS");
-    let out = second.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
+    expect(&mut tty, "activated here");
+    expect(
+        &mut tty,
+        "Deactivate the account on the old PDS now? [y/N] ",
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("Migrated in"));
+    tty.send_line("y").unwrap();
+    expect(&mut tty, "deactivated on the old PDS");
+    expect(&mut tty, "Migrated in");
+    tty.expect(expectrl::Eof).unwrap();
+    let seen = String::from_utf8_lossy(&seen).into_owned();
+    assert!(
+        !seen.contains("password-on-the-reference") && !seen.contains(NEW_PASSWORD),
+        "a password was shown:\n{seen}"
+    );
 
     // Checked as the step-by-step migration is.
     let log = plc.verify(&did);
@@ -1463,4 +1513,95 @@ fn pds_migrate_moves_an_account_in_and_resumes(kind: ShellKind) {
         "getRepoStatus here",
     );
     assert_eq!(here["active"], false, "{here}");
+}
+
+/// `pds migrate` on a terminal, against an old PDS (played) that requires an emailed sign-in
+/// code: it asks for the password without echoing it, then for the code, signs in with it, and
+/// (a dry run) says what would move.
+#[test]
+fn migrate_asks_for_the_password_and_the_emailed_code_on_a_terminal() {
+    use expectrl::{Eof, Expect};
+    use support::fake_service::{FakeService, Reply};
+    const DID: &str = "did:plc:ewvi7nxzyoun6zhxrhs64oiz";
+    const TYPED: &str = "typed-on-the-terminal";
+    const CODE: &str = "ABCDE-12345";
+    let old = FakeService::start(|call| match call.path.as_str() {
+        p if p == format!("/{DID}") => Reply::json(
+            200,
+            json!({
+                "id": DID,
+                "alsoKnownAs": ["at://alice.example.com"],
+                "verificationMethod": [],
+                "service": [],
+            }),
+        ),
+        "/xrpc/com.atproto.server.createSession" => {
+            let body: Value = serde_json::from_slice(&call.body).unwrap_or_default();
+            if body["password"] != TYPED {
+                Reply::json(
+                    401,
+                    json!({ "error": "AuthenticationRequired", "message": "Invalid identifier or password" }),
+                )
+            } else if body["authFactorToken"] != CODE {
+                Reply::json(
+                    401,
+                    json!({ "error": "AuthFactorTokenRequired", "message": "A sign in code has been sent to your email address" }),
+                )
+            } else {
+                Reply::json(
+                    200,
+                    json!({
+                        "did": DID, "handle": "alice.example.com",
+                        "accessJwt": "access.token.here", "refreshJwt": "refresh.token.here",
+                    }),
+                )
+            }
+        }
+        "/xrpc/com.atproto.server.checkAccountStatus" => Reply::json(
+            200,
+            json!({
+                "activated": true, "validDid": true, "repoCommit": "bafyreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy",
+                "repoRev": "3kabcdefghijk", "repoBlocks": 9, "indexedRecords": 4,
+                "privateStateValues": 0, "expectedBlobs": 0, "importedBlobs": 0,
+            }),
+        ),
+        "/xrpc/com.atproto.sync.listBlobs" => Reply::json(200, json!({ "cids": [] })),
+        _ => Reply::json(200, json!({})),
+    });
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_pds"));
+    command
+        .args(["migrate", "--from", DID, "--dry-run"])
+        .args(["--old-pds", &old.url, "--plc-url", &old.url])
+        .args(["--url", "http://127.0.0.1:9"])
+        .env_remove("PDS_OLD_PASSWORD")
+        .env_remove("PDS_PASSWORD")
+        .env_remove("PDS_URL");
+    let mut tty = expectrl::Session::spawn(command).unwrap();
+    tty.set_expect_timeout(Some(std::time::Duration::from_secs(60)));
+    let mut seen = Vec::new();
+    for (prompt, answer) in [
+        ("Password on the old PDS: ", TYPED),
+        ("The old PDS emailed a sign-in code; enter it: ", CODE),
+    ] {
+        let found = tty.expect(prompt).unwrap();
+        seen.extend_from_slice(found.before());
+        tty.send_line(answer).unwrap();
+    }
+    let done = tty
+        .expect("would move 4 records (9 repository blocks) and 0 blobs of 0 bytes")
+        .unwrap();
+    seen.extend_from_slice(done.before());
+    tty.expect(Eof).unwrap();
+    let seen = String::from_utf8_lossy(&seen).into_owned();
+    assert!(!seen.contains(TYPED), "the password was echoed:\n{seen}");
+    let sessions: Vec<Value> = old
+        .calls()
+        .iter()
+        .filter(|c| c.path == "/xrpc/com.atproto.server.createSession")
+        .map(|c| serde_json::from_slice(&c.body).unwrap())
+        .collect();
+    assert_eq!(sessions.len(), 2, "{sessions:?}");
+    assert_eq!(sessions[0]["authFactorToken"], Value::Null);
+    assert_eq!(sessions[1]["authFactorToken"], CODE);
+    assert_eq!(sessions[1]["identifier"], DID);
 }

@@ -103,13 +103,29 @@ pub async fn migrate(opts: &MigrateOptions, ask: &dyn Ask) -> Result<Moved, Stri
     let ours = Pds::new(&opts.url)?;
 
     if opts.dry_run {
-        let status = old.query("com.atproto.server.checkAccountStatus").await?;
-        say(&format!(
-            "would move {} records ({} repository blocks) and {} blobs from {old_url} to {}",
-            status["indexedRecords"], status["repoBlocks"], status["expectedBlobs"], opts.url
-        ));
+        let result = async {
+            let status = old.query("com.atproto.server.checkAccountStatus").await?;
+            let cids = old.list_blobs(&did).await?;
+            let (bytes, unknown) = blob_sizes(&http, &old, &did, cids.clone(), opts.parallel).await;
+            let unknown = if unknown == 0 {
+                String::new()
+            } else {
+                format!(", {unknown} of them of unknown size")
+            };
+            say(&format!(
+                "would move {} records ({} repository blocks) and {} blobs of {bytes} bytes \
+                 ({:.1} MiB{unknown}) from {old_url} to {}",
+                status["indexedRecords"],
+                status["repoBlocks"],
+                cids.len(),
+                mib(bytes),
+                opts.url
+            ));
+            Ok::<(), String>(())
+        }
+        .await;
         let _ = old.sign_out().await;
-        return Ok(Moved::default());
+        return result.map(|()| Moved::default());
     }
 
     let mut moved = Moved::default();
@@ -520,6 +536,53 @@ enum Failure {
 /// One blob, from the old PDS to this one, streamed; tried again after transient failures
 /// (network errors, 5xx, 429 after the wait the server asks for). Its size, and how many
 /// times it was tried again.
+/// The bytes of the blobs `cids` on the old PDS, from the length each `getBlob` answer declares
+/// (a HEAD, so no blob is read), `parallel` at a time; and how many declared none.
+async fn blob_sizes(
+    http: &reqwest::Client,
+    old: &Pds,
+    did: &str,
+    cids: Vec<String>,
+    parallel: usize,
+) -> (u64, usize) {
+    let mut queue = cids.into_iter();
+    let mut running = tokio::task::JoinSet::new();
+    let (mut bytes, mut unknown) = (0u64, 0usize);
+    loop {
+        while running.len() < parallel.max(1) {
+            let Some(cid) = queue.next() else { break };
+            let mut request = http.head(format!(
+                "{}/xrpc/com.atproto.sync.getBlob?did={did}&cid={cid}",
+                old.base()
+            ));
+            if let Some(token) = old.access_token() {
+                request = request.bearer_auth(token);
+            }
+            running.spawn(async move {
+                let response = request.send().await.ok()?;
+                if !response.status().is_success() {
+                    return None;
+                }
+                response
+                    .headers()
+                    .get("content-length")?
+                    .to_str()
+                    .ok()?
+                    .parse::<u64>()
+                    .ok()
+            });
+        }
+        let Some(joined) = running.join_next().await else {
+            break;
+        };
+        match joined.ok().flatten() {
+            Some(n) => bytes += n,
+            None => unknown += 1,
+        }
+    }
+    (bytes, unknown)
+}
+
 async fn transfer_blob(
     http: &reqwest::Client,
     ends: &Ends,
