@@ -207,32 +207,14 @@ fn records_at(base: &str) -> Vec<(String, String)> {
 /// restores it onto a fresh deployment of the account: the same records (same CIDs), blobs
 /// and preferences, the account active.
 fn a_backup_restores_onto_a_fresh_deployment(kind: ShellKind) {
-    use support::account::{create_record, login};
-    use support::http::{request, xrpc};
+    use support::account::login;
+    use support::http::xrpc;
     let server = support::start_shell(kind, &[]);
     let base = server.base();
     let (token, _) = login(base);
     let image = b"\x89PNG\r\n\x1a\nan image to keep".to_vec();
-    let uploaded = request(
-        base,
-        "POST",
-        "/xrpc/com.atproto.repo.uploadBlob",
-        &[
-            ("authorization", &format!("Bearer {token}")),
-            ("content-type", "image/png"),
-        ],
-        &image,
-    );
-    assert_eq!(uploaded.status, 200);
-    let blob = uploaded.json()["blob"].clone();
+    let (blob, _) = support::account::post_an_image(base, &token, &image);
     let cid = blob["ref"]["$link"].as_str().unwrap().to_owned();
-    for text in ["one", "two", "three"] {
-        let mut post = serde_json::json!({ "$type": "app.bsky.feed.post", "text": text, "createdAt": "2026-12-06T00:00:00Z" });
-        if text == "one" {
-            post["embed"] = serde_json::json!({ "$type": "app.bsky.embed.images", "images": [{ "alt": "", "image": blob }] });
-        }
-        create_record(base, &token, post);
-    }
     let prefs = serde_json::json!({ "preferences": [{ "$type": "app.bsky.actor.defs#adultContentPref", "enabled": true }] });
     let put = xrpc(
         base,

@@ -58,32 +58,7 @@ fn the_status_page_shows_the_account_and_its_checks(kind: ShellKind) {
     let (token, _) = login(base);
 
     // Writes: a blob in a post, two more posts, a like.
-    let image = vec![7u8; 3000];
-    let uploaded = request(
-        base,
-        "POST",
-        "/xrpc/com.atproto.repo.uploadBlob",
-        &[
-            ("authorization", &format!("Bearer {token}")),
-            ("content-type", "image/png"),
-        ],
-        &image,
-    );
-    assert_eq!(uploaded.status, 200);
-    let blob = uploaded.json()["blob"].clone();
-    let mut uris = Vec::new();
-    for text in ["one", "two", "three"] {
-        let mut post = serde_json::json!({ "$type": "app.bsky.feed.post", "text": text, "createdAt": "2026-12-06T00:00:00Z" });
-        if text == "one" {
-            post["embed"] = serde_json::json!({ "$type": "app.bsky.embed.images", "images": [{ "alt": "", "image": blob }] });
-        }
-        uris.push(
-            create_record(base, &token, post)["uri"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-        );
-    }
+    let (_, uris) = support::account::post_an_image(base, &token, &[7u8; 3000]);
     let post = create_record(
         base,
         &token,

@@ -55,7 +55,7 @@ pub fn snapshot(
             checked_at: datetime(c.checked_ms),
         })
         .collect();
-    let recent_commits = stored::recent_commits(db, RECENT_COMMITS)
+    let recent_commits = crate::storage::sequencer::newest_events(db, "commit", RECENT_COMMITS)
         .map_err(internal)?
         .into_iter()
         .filter_map(|event| recent_commit(event.seq, event.time_ms, &event.event))

@@ -73,15 +73,30 @@ pub fn events_after(db: &dyn Sql, after: i64, limit: u32) -> Result<Vec<StoredEv
         ],
     )?
     .into_iter()
-    .map(|row| {
-        Ok(StoredEvent {
-            seq: row.integer(0)?,
-            kind: row.text(1)?,
-            time_ms: row.integer(3)?,
-            event: row.into_blob(2)?,
-        })
-    })
+    .map(stored_event)
     .collect()
+}
+
+/// The newest `limit` events of `kind`, newest first.
+pub fn newest_events(db: &dyn Sql, kind: &str, limit: u32) -> Result<Vec<StoredEvent>> {
+    db.execute(
+        "SELECT seq, kind, event, time_ms FROM sequencer_event WHERE kind = ? \
+         ORDER BY seq DESC LIMIT ?",
+        &[SqlValue::from(kind), SqlValue::Integer(i64::from(limit))],
+    )?
+    .into_iter()
+    .map(stored_event)
+    .collect()
+}
+
+/// A row of `SELECT seq, kind, event, time_ms`.
+fn stored_event(row: super::sql::Row) -> Result<StoredEvent> {
+    Ok(StoredEvent {
+        seq: row.integer(0)?,
+        kind: row.text(1)?,
+        time_ms: row.integer(3)?,
+        event: row.into_blob(2)?,
+    })
 }
 
 /// The newest sequence number ever assigned (none before the first event).

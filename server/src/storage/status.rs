@@ -1,8 +1,7 @@
 //! What the status page reads (schema version 12): records per collection and commits per day,
-//! kept by triggers, the newest commit events, and the stored outcome of the background checks.
+//! kept by triggers, and the stored outcome of the background checks.
 
 use super::error::Result;
-use super::sequencer::StoredEvent;
 use super::sql::{Sql, SqlExt, SqlValue};
 
 /// A UTC day, as days since the Unix epoch.
@@ -29,25 +28,6 @@ pub fn commits_per_day(db: &dyn Sql, from_day: i64) -> Result<Vec<(i64, i64)>> {
     )?
     .iter()
     .map(|row| Ok((row.integer(0)?, row.integer(1)?)))
-    .collect()
-}
-
-/// The newest `limit` commit events still on the firehose, newest first.
-pub fn recent_commits(db: &dyn Sql, limit: u32) -> Result<Vec<StoredEvent>> {
-    db.execute(
-        "SELECT seq, kind, event, time_ms FROM sequencer_event WHERE kind = 'commit' \
-         ORDER BY seq DESC LIMIT ?",
-        &[SqlValue::Integer(i64::from(limit))],
-    )?
-    .into_iter()
-    .map(|row| {
-        Ok(StoredEvent {
-            seq: row.integer(0)?,
-            kind: row.text(1)?,
-            time_ms: row.integer(3)?,
-            event: row.into_blob(2)?,
-        })
-    })
     .collect()
 }
 

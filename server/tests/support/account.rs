@@ -133,6 +133,42 @@ pub fn create_record(base: &str, token: &str, record: serde_json::Value) -> serd
     res.json()
 }
 
+/// Uploads `image` (as `image/png`) and posts "one" (with the image), "two" and "three": the
+/// blob reference and the posts' URIs.
+pub fn post_an_image(base: &str, token: &str, image: &[u8]) -> (serde_json::Value, Vec<String>) {
+    let uploaded = super::http::request(
+        base,
+        "POST",
+        "/xrpc/com.atproto.repo.uploadBlob",
+        &[
+            ("authorization", &format!("Bearer {token}")),
+            ("content-type", "image/png"),
+        ],
+        image,
+    );
+    assert_eq!(
+        uploaded.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&uploaded.body)
+    );
+    let blob = uploaded.json()["blob"].clone();
+    let uris = ["one", "two", "three"]
+        .into_iter()
+        .map(|text| {
+            let mut post = serde_json::json!({ "$type": "app.bsky.feed.post", "text": text, "createdAt": "2026-12-06T00:00:00Z" });
+            if text == "one" {
+                post["embed"] = serde_json::json!({ "$type": "app.bsky.embed.images", "images": [{ "alt": "", "image": blob }] });
+            }
+            create_record(base, token, post)["uri"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    (blob, uris)
+}
+
 /// The test account's repository signing key.
 pub fn signing_key() -> pds::crypto::SigningKey {
     let hex = &vars()
