@@ -25,21 +25,7 @@ fn bluesky_app_flow(base: &str) {
     let did = support::account::did();
 
     // Upload an image.
-    let auth = format!("Bearer {access}");
-    let uploaded = request(
-        base,
-        "POST",
-        "/xrpc/com.atproto.repo.uploadBlob",
-        &[("authorization", &auth), ("content-type", "image/png")],
-        PNG,
-    );
-    assert_eq!(
-        uploaded.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&uploaded.body)
-    );
-    let blob = uploaded.json()["blob"].clone();
+    let blob = support::account::upload_png(base, &access, PNG);
     assert_eq!(blob["$type"], "blob");
     assert_eq!(blob["mimeType"], "image/png");
     assert_eq!(blob["size"], PNG.len());

@@ -133,9 +133,8 @@ pub fn create_record(base: &str, token: &str, record: serde_json::Value) -> serd
     res.json()
 }
 
-/// Uploads `image` (as `image/png`) and posts "one" (with the image), "two" and "three": the
-/// blob reference and the posts' URIs.
-pub fn post_an_image(base: &str, token: &str, image: &[u8]) -> (serde_json::Value, Vec<String>) {
+/// Uploads `image` as `image/png`: its blob reference.
+pub fn upload_png(base: &str, token: &str, image: &[u8]) -> serde_json::Value {
     let uploaded = super::http::request(
         base,
         "POST",
@@ -152,7 +151,13 @@ pub fn post_an_image(base: &str, token: &str, image: &[u8]) -> (serde_json::Valu
         "{}",
         String::from_utf8_lossy(&uploaded.body)
     );
-    let blob = uploaded.json()["blob"].clone();
+    uploaded.json()["blob"].clone()
+}
+
+/// Uploads `image` (as `image/png`) and posts "one" (with the image), "two" and "three": the
+/// blob reference and the posts' URIs.
+pub fn post_an_image(base: &str, token: &str, image: &[u8]) -> (serde_json::Value, Vec<String>) {
+    let blob = upload_png(base, token, image);
     let uris = ["one", "two", "three"]
         .into_iter()
         .map(|text| {
