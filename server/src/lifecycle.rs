@@ -103,7 +103,9 @@ async fn account_route(
     req: HttpRequest,
 ) -> HttpResponse {
     let is_read = matches!(req.method.as_str(), "GET" | "HEAD");
-    let nsid = match Route::of_request(&req.method, &req.path, req.header("accept")) {
+    let nsid = match Route::of_request(&req.method, &req.path, || {
+        req.header("accept").map(str::to_owned)
+    }) {
         Route::StatusPage => {
             let now_ms = crate::maintenance::now_ms(account);
             return match crate::status::page::snapshot(config, account, shell.subscribers(), now_ms)

@@ -98,12 +98,17 @@ impl<'a> Route<'a> {
 
     /// The route of a request from its method, path and `Accept` header: [`Route::of`], except
     /// that a read of `/` that accepts HTML is the status page. Other readers of `/` (health
-    /// probes, `curl`) get the one-line answer at the edge, without waking the account.
-    pub fn of_request(method: &str, path: &'a str, accept: Option<&str>) -> Route<'a> {
+    /// probes, `curl`) get the one-line answer at the edge, without waking the account. `accept`
+    /// is asked for only on `/`, so other requests read no extra header.
+    pub fn of_request(
+        method: &str,
+        path: &'a str,
+        accept: impl FnOnce() -> Option<String>,
+    ) -> Route<'a> {
         match Route::of(method, path) {
             Route::Root
                 if matches!(method, "GET" | "HEAD")
-                    && accept.is_some_and(|a| a.contains("text/html")) =>
+                    && accept().is_some_and(|a| a.contains("text/html")) =>
             {
                 Route::StatusPage
             }

@@ -142,11 +142,12 @@ impl Shared {
         req: hyper::Request<Incoming>,
         client: IpAddr,
     ) -> hyper::Response<NativeBody> {
-        let accept = req
-            .headers()
-            .get(hyper::header::ACCEPT)
-            .and_then(|v| v.to_str().ok());
-        let route = Route::of_request(req.method().as_str(), req.uri().path(), accept);
+        let route = Route::of_request(req.method().as_str(), req.uri().path(), || {
+            req.headers()
+                .get(hyper::header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        });
         if route.is_expensive_read() {
             let key = crate::rate_limit::address_key(Some(client));
             let now_ms = crate::clock::Clock::now_millis(self.account.clock.as_ref());

@@ -64,8 +64,7 @@ fn or_internal_error(result: Result<Response>) -> Result<Response> {
 async fn route_at_edge(req: Request, env: &Env) -> Result<Response> {
     let path = req.path();
     let method = method_name(&req.method());
-    let accept = req.headers().get("accept").ok().flatten();
-    let route = Route::of_request(method, &path, accept.as_deref());
+    let route = Route::of_request(method, &path, || req.headers().get("accept").ok().flatten());
     if route.is_expensive_read() && !expensive_read_allowed(&req, env).await {
         return to_worker_response(crate::rate_limit::expensive_read_refused());
     }
