@@ -28,21 +28,11 @@ fn pds(base: &str, password: &str, args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn stdout_of(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn the_command_line_looks_after_the_account(kind: ShellKind) {
     let server = support::start_shell(kind, &[]);
     let base = server.base();
 
-    let created = stdout_of(&pds(
+    let created = support::stdout_of(&pds(
         base,
         PASSWORD,
         &["app-password", "create", "phone", "--privileged"],
@@ -54,8 +44,8 @@ fn the_command_line_looks_after_the_account(kind: ShellKind) {
         "xxxx-xxxx-xxxx-xxxx: {app_password}"
     );
     assert_eq!(sign_in(base, HANDLE, app_password).status, 200);
-    stdout_of(&pds(base, PASSWORD, &["app-password", "create", "laptop"]));
-    let listed = stdout_of(&pds(base, PASSWORD, &["app-password", "list"]));
+    support::stdout_of(&pds(base, PASSWORD, &["app-password", "create", "laptop"]));
+    let listed = support::stdout_of(&pds(base, PASSWORD, &["app-password", "list"]));
     let lines: Vec<&str> = listed.lines().collect();
     assert_eq!(lines.len(), 2, "{listed}");
     assert!(
@@ -70,7 +60,7 @@ fn the_command_line_looks_after_the_account(kind: ShellKind) {
             .any(|l| l.starts_with("laptop\t") && !l.contains("privileged")),
         "{listed}"
     );
-    stdout_of(&pds(base, PASSWORD, &["app-password", "revoke", "phone"]));
+    support::stdout_of(&pds(base, PASSWORD, &["app-password", "revoke", "phone"]));
     assert_eq!(sign_in(base, HANDLE, app_password).status, 401);
 
     let status = |base: &str| {
@@ -116,7 +106,7 @@ fn the_command_line_looks_after_the_account(kind: ShellKind) {
     let said = String::from_utf8_lossy(&refused.stderr);
     assert!(said.contains("com.atproto.identity.updateHandle"), "{said}");
 
-    stdout_of(&pds(base, PASSWORD, &["deactivate"]));
+    support::stdout_of(&pds(base, PASSWORD, &["deactivate"]));
     let res = status(base);
     assert_eq!(res.status, 400);
     assert_eq!(res.json()["error"], "RepoDeactivated");
@@ -130,12 +120,12 @@ fn the_command_line_looks_after_the_account(kind: ShellKind) {
         report.contains("fix: finish moving it here (pds migrate) or activate it (pds activate)"),
         "{report}"
     );
-    stdout_of(&pds(base, PASSWORD, &["activate"]));
+    support::stdout_of(&pds(base, PASSWORD, &["activate"]));
     assert_eq!(status(base).status, 200);
 
     // A PLC operation token: alone on standard output, and live (this did:web account has no
     // PLC operations to sign, which is what signing then says, past the token check).
-    let token = stdout_of(&pds(base, PASSWORD, &["plc-token"]));
+    let token = support::stdout_of(&pds(base, PASSWORD, &["plc-token"]));
     let token = token.trim_end();
     assert!(
         token.len() == 11 && token.as_bytes()[5] == b'-',
@@ -229,7 +219,7 @@ fn a_backup_restores_onto_a_fresh_deployment(kind: ShellKind) {
 
     let folder = support::worker::TempDir::new("pds-backup");
     let dir = folder.0.to_string_lossy().into_owned();
-    let said = stdout_of(&pds(base, PASSWORD, &["export", &dir]));
+    let said = support::stdout_of(&pds(base, PASSWORD, &["export", &dir]));
     assert!(
         said.contains("3 records (repository written), 1 blobs fetched, 0 already there"),
         "{said}"
@@ -246,13 +236,13 @@ fn a_backup_restores_onto_a_fresh_deployment(kind: ShellKind) {
         serde_json::from_slice(&std::fs::read(folder.0.join("preferences.json")).unwrap()).unwrap();
     assert_eq!(saved, prefs);
     // Again: nothing changed, nothing fetched; a damaged blob is fetched again.
-    let said = stdout_of(&pds(base, PASSWORD, &["export", &dir]));
+    let said = support::stdout_of(&pds(base, PASSWORD, &["export", &dir]));
     assert!(
         said.contains("(repository unchanged), 0 blobs fetched, 1 already there"),
         "{said}"
     );
     std::fs::write(folder.0.join("blobs").join(&cid), b"damaged").unwrap();
-    let said = stdout_of(&pds(base, PASSWORD, &["export", &dir]));
+    let said = support::stdout_of(&pds(base, PASSWORD, &["export", &dir]));
     assert!(said.contains("1 blobs fetched, 0 already there"), "{said}");
     assert_eq!(
         std::fs::read(folder.0.join("blobs").join(&cid)).unwrap(),
@@ -263,7 +253,7 @@ fn a_backup_restores_onto_a_fresh_deployment(kind: ShellKind) {
     let fresh = support::start_shell(kind, &[]);
     let restored_at = fresh.base();
     assert!(records_at(restored_at).is_empty());
-    let said = stdout_of(&pds(restored_at, PASSWORD, &["import-backup", &dir]));
+    let said = support::stdout_of(&pds(restored_at, PASSWORD, &["import-backup", &dir]));
     assert!(
         said.contains("3 records, 1 blobs; the account is active"),
         "{said}"

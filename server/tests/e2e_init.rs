@@ -60,16 +60,6 @@ impl Drop for Project {
     }
 }
 
-fn succeeded(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// The `NAME='value'` lines of a dotenv file (wrangler's `\$` escapes undone).
 fn dotenv(text: &str) -> Vec<(String, String)> {
     text.lines()
@@ -128,7 +118,7 @@ fn init_sets_up_a_did_web_deployment_and_never_replaces_its_keys_unasked() {
             "keys.json",
         ],
     );
-    let said = succeeded(&out);
+    let said = support::stdout_of(&out);
     assert!(said.contains("_atproto.alice.example.com"), "{said}");
     assert!(!said.contains("the-chosen-password"), "{said}");
 
@@ -183,7 +173,7 @@ fn init_sets_up_a_did_web_deployment_and_never_replaces_its_keys_unasked() {
             "--force",
         ],
     );
-    let said = succeeded(&forced);
+    let said = support::stdout_of(&forced);
     assert!(String::from_utf8_lossy(&forced.stderr).contains("WARNING"));
     let replaced = config_of(&project);
     assert_ne!(replaced.signing_key.to_hex(), config.signing_key.to_hex());
@@ -204,7 +194,7 @@ fn init_sets_up_a_did_web_deployment_and_never_replaces_its_keys_unasked() {
     let mut tracked = project.read("wrangler.toml");
     tracked.push_str("\n# a line a new version added\n");
     std::fs::write(project.path("wrangler.toml"), tracked).unwrap();
-    succeeded(&project.init(None, &["--refresh"]));
+    support::stdout_of(&project.init(None, &["--refresh"]));
     let refreshed = project.read("wrangler.deploy.toml");
     assert!(
         refreshed.contains("# a line a new version added"),
@@ -226,7 +216,7 @@ fn secrets_wrangler_cannot_store_wait_in_a_private_file() {
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap();
-    succeeded(&out);
+    support::stdout_of(&out);
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(
         said.contains("--secrets-file .deploy.secrets.json"),
@@ -253,7 +243,7 @@ fn init_registers_a_new_did_plc_and_prepares_for_an_account_moving_in() {
     let project = Project::new("plc");
     let recovery = pds::crypto::SigningKey::generate(pds::crypto::KeyAlgorithm::K256);
     let recovery_key = recovery.public_key().to_did_key();
-    let said = succeeded(&project.init(
+    let said = support::stdout_of(&project.init(
         Some("a-password-for-plc"),
         &[
             "--yes",
@@ -298,7 +288,7 @@ fn init_registers_a_new_did_plc_and_prepares_for_an_account_moving_in() {
 
     // An account moving in: its DID is the deployment's; nothing is registered.
     let moving = Project::new("moving");
-    let said = succeeded(&moving.init(
+    let said = support::stdout_of(&moving.init(
         Some("a-password-for-plc"),
         &[
             "--yes",
@@ -334,7 +324,7 @@ fn init_registers_a_new_did_plc_and_prepares_for_an_account_moving_in() {
 #[ignore = "Worker under workerd: npm test runs it with --ignored"]
 fn a_fresh_init_deploys_in_a_dry_run() {
     let project = Project::new("dry-run");
-    succeeded(&project.init(
+    support::stdout_of(&project.init(
         Some("a-password-for-dry-run"),
         &["--yes", "--local", "--hostname", "pds.example.com"],
     ));

@@ -1125,13 +1125,7 @@ fn a_round_trip_with_the_reference_pds(kind: ShellKind) {
         None,
     );
     assert_eq!((status, bytes.as_slice()), (200, IMAGE));
-    let status = ok(
-        get(
-            &base,
-            &format!("/xrpc/com.atproto.sync.getRepoStatus?did={did}"),
-        ),
-        "getRepoStatus here",
-    );
+    let status = repo_status(&base, &did);
     assert_eq!(status["active"], false, "{status}");
     // The deleteAfter this side's deactivation was given is kept and shown to the owner.
     let own = own_status(&base, &token);
@@ -1181,13 +1175,7 @@ fn assert_moved_here(
         ),
         prefs
     );
-    let there = ok(
-        get(
-            old,
-            &format!("/xrpc/com.atproto.sync.getRepoStatus?did={did}"),
-        ),
-        "getRepoStatus there",
-    );
+    let there = repo_status(old, did);
     assert_eq!(there["active"], false, "{there}");
 }
 
@@ -1235,6 +1223,17 @@ fn migrate_command(base: &str, old: &str, plc: &str, did: &str) -> std::process:
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
     command
+}
+
+/// `com.atproto.sync.getRepoStatus` of `did` at `base`.
+fn repo_status(base: &str, did: &str) -> Value {
+    ok(
+        get(
+            base,
+            &format!("/xrpc/com.atproto.sync.getRepoStatus?did={did}"),
+        ),
+        "getRepoStatus",
+    )
 }
 
 /// The lines a child writes on standard error, as they come.
@@ -1497,21 +1496,9 @@ fn pds_migrate_moves_an_account_in_and_resumes(kind: ShellKind) {
         reference.base.replace("127.0.0.1", "localhost")
     );
     assert_eq!(posts_on(&old, &did), posts, "every record is back");
-    let old_status = ok(
-        get(
-            &old,
-            &format!("/xrpc/com.atproto.sync.getRepoStatus?did={did}"),
-        ),
-        "getRepoStatus there",
-    );
+    let old_status = repo_status(&old, &did);
     assert_eq!(old_status["active"], true, "{old_status}");
-    let here = ok(
-        get(
-            &base,
-            &format!("/xrpc/com.atproto.sync.getRepoStatus?did={did}"),
-        ),
-        "getRepoStatus here",
-    );
+    let here = repo_status(&base, &did);
     assert_eq!(here["active"], false, "{here}");
 }
 

@@ -536,6 +536,25 @@ enum Failure {
 /// One blob, from the old PDS to this one, streamed; tried again after transient failures
 /// (network errors, 5xx, 429 after the wait the server asks for). Its size, and how many
 /// times it was tried again.
+/// A `com.atproto.sync.getBlob` request for `did`'s blob `cid` at `base`, with `token` if any.
+fn get_blob(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    base: &str,
+    token: Option<&str>,
+    did: &str,
+    cid: &str,
+) -> reqwest::RequestBuilder {
+    let request = http.request(
+        method,
+        format!("{base}/xrpc/com.atproto.sync.getBlob?did={did}&cid={cid}"),
+    );
+    match token {
+        Some(token) => request.bearer_auth(token),
+        None => request,
+    }
+}
+
 /// The bytes of the blobs `cids` on the old PDS, from the length each `getBlob` answer declares
 /// (a HEAD, so no blob is read), `parallel` at a time; and how many declared none.
 async fn blob_sizes(
@@ -551,13 +570,14 @@ async fn blob_sizes(
     loop {
         while running.len() < parallel.max(1) {
             let Some(cid) = queue.next() else { break };
-            let mut request = http.head(format!(
-                "{}/xrpc/com.atproto.sync.getBlob?did={did}&cid={cid}",
-                old.base()
-            ));
-            if let Some(token) = old.access_token() {
-                request = request.bearer_auth(token);
-            }
+            let request = get_blob(
+                http,
+                reqwest::Method::HEAD,
+                old.base(),
+                old.access_token().as_deref(),
+                did,
+                &cid,
+            );
             running.spawn(async move {
                 let response = request.send().await.ok()?;
                 if !response.status().is_success() {
@@ -606,18 +626,17 @@ async fn transfer_blob(
 }
 
 async fn transfer_once(http: &reqwest::Client, ends: &Ends, cid: &str) -> Result<u64, Failure> {
-    let source = format!(
-        "{}/xrpc/com.atproto.sync.getBlob?did={}&cid={cid}",
-        ends.old_base, ends.did
-    );
-    let mut request = http.get(&source);
-    if let Some(token) = &ends.old_token {
-        request = request.bearer_auth(token);
-    }
-    let response = request
-        .send()
-        .await
-        .map_err(|e| Failure::Retry(Duration::ZERO, format!("getBlob: {e}")))?;
+    let response = get_blob(
+        http,
+        reqwest::Method::GET,
+        &ends.old_base,
+        ends.old_token.as_deref(),
+        &ends.did,
+        cid,
+    )
+    .send()
+    .await
+    .map_err(|e| Failure::Retry(Duration::ZERO, format!("getBlob: {e}")))?;
     check_transfer("getBlob", &response)?;
     let mime = response
         .headers()

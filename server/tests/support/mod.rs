@@ -233,3 +233,14 @@ pub mod plc;
 pub mod ref_pds;
 pub mod relay;
 pub mod worker;
+
+/// A command's standard output; fails the test, showing both outputs, when it did not succeed.
+pub fn stdout_of(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
