@@ -350,3 +350,56 @@ fn redirects_are_returned_not_followed() {
         assert_eq!(server.hits_on("/target"), 0);
     });
 }
+
+/// Public-only requests (URLs anyone can make the PDS fetch): a host that resolves to a
+/// loopback address is refused before any connection; a host the client was told to resolve
+/// itself (a test stand-in, a pinned deployment) is trusted as configured.
+#[test]
+fn public_only_requests_never_reach_private_addresses() {
+    runtime().block_on(async {
+        let server = serve(echo(), None).await;
+        let client = NativeHttpClient::new().unwrap();
+        for url in [
+            format!("http://localhost:{}/echo", server.addr.port()),
+            format!("{}/echo", server.url("http")),
+        ] {
+            let err = client
+                .send(ClientRequest::get(url.clone()).public_only())
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(&err, HttpError::InvalidRequest(m) if m.contains("not a public address")),
+                "{url}: {err:?}"
+            );
+        }
+        assert!(server.hits().is_empty(), "no request got through");
+        let pinned = NativeHttpClient::builder()
+            .resolve("client.example.com", server.addr)
+            .build()
+            .unwrap();
+        let url = format!("http://client.example.com:{}/echo", server.addr.port());
+        let response = pinned
+            .send(ClientRequest::get(url).public_only())
+            .await
+            .unwrap();
+        assert_eq!(response.status, 201);
+    });
+    use pds::net::http_client::is_public_address;
+    for private in [
+        "10.1.2.3",
+        "172.16.0.1",
+        "192.168.1.1",
+        "100.64.0.1",
+        "169.254.169.254",
+        "0.0.0.0",
+        "::1",
+        "fd00::1",
+        "fe80::1",
+        "::ffff:127.0.0.1",
+    ] {
+        assert!(!is_public_address(private.parse().unwrap()), "{private}");
+    }
+    for public in ["1.1.1.1", "8.8.8.8", "2606:4700:4700::1111"] {
+        assert!(is_public_address(public.parse().unwrap()), "{public}");
+    }
+}

@@ -149,6 +149,10 @@ pub struct ClientRequest {
     pub timeout: Option<Duration>,
     /// The response body cap in bytes; `None`: the client's default.
     pub max_response_bytes: Option<u64>,
+    /// Only public unicast addresses may be reached: for URLs anyone can make the PDS fetch
+    /// (OAuth client metadata). The native client checks what the host resolves to; a Worker's
+    /// `fetch` cannot reach private networks anyway.
+    pub public_only: bool,
 }
 
 impl ClientRequest {
@@ -161,6 +165,7 @@ impl ClientRequest {
             body: RequestBody::Empty,
             timeout: None,
             max_response_bytes: None,
+            public_only: false,
         }
     }
 
@@ -191,6 +196,12 @@ impl ClientRequest {
     /// Sets the time limit of the exchange.
     pub fn timeout(mut self, timeout: Duration) -> ClientRequest {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// Refuses any address that is not public unicast ([`ClientRequest::public_only`]).
+    pub fn public_only(mut self) -> ClientRequest {
+        self.public_only = true;
         self
     }
 
@@ -351,6 +362,41 @@ fn capped(body: BodyStream, limit: u64) -> BodyStream {
 /// A body stream of the given chunks (tests, and adapters with bytes in hand).
 pub fn body_from_chunks(chunks: Vec<Vec<u8>>) -> BodyStream {
     Box::pin(stream::iter(chunks.into_iter().map(Ok)))
+}
+
+/// Whether `ip` is a public unicast address: not loopback, private, link-local, shared (CGNAT),
+/// documentation, benchmarking, multicast, reserved or unspecified.
+pub fn is_public_address(ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || v4.is_multicast()
+                || a == 0
+                || a >= 240
+                || (a == 100 && (64..128).contains(&b))
+                || (a == 192 && b == 0 && c == 0)
+                || (a == 198 && (b == 18 || b == 19)))
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public_address(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+                || (first == 0x2001 && v6.segments()[1] == 0x0db8))
+        }
+    }
 }
 
 #[cfg(test)]

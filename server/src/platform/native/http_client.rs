@@ -21,6 +21,9 @@ pub struct NativeHttpClient {
     client: reqwest::Client,
     timeout: Duration,
     max_response_bytes: u64,
+    /// The settings it was built with: a public-only request gets a client pinned to the
+    /// address that was checked.
+    settings: NativeHttpClientBuilder,
 }
 
 /// Settings for a [`NativeHttpClient`].
@@ -61,6 +64,14 @@ impl NativeHttpClientBuilder {
 
     /// The client.
     pub fn build(self) -> Result<NativeHttpClient, HttpError> {
+        self.build_pinned(None)
+    }
+
+    /// The client, connecting to `pinned` (host, address) whatever DNS says.
+    fn build_pinned(
+        self,
+        pinned: Option<(&str, std::net::SocketAddr)>,
+    ) -> Result<NativeHttpClient, HttpError> {
         let timeout = self.timeout.unwrap_or(DEFAULT_TIMEOUT);
         let mut builder = reqwest::Client::builder()
             .user_agent(USER_AGENT)
@@ -74,6 +85,9 @@ impl NativeHttpClientBuilder {
         for (host, addr) in &self.overrides {
             builder = builder.resolve(host, *addr);
         }
+        if let Some((host, addr)) = pinned {
+            builder = builder.resolve(host, addr);
+        }
         let client = builder
             .build()
             .map_err(|e| HttpError::InvalidRequest(format!("HTTP client setup: {e}")))?;
@@ -83,6 +97,7 @@ impl NativeHttpClientBuilder {
             max_response_bytes: self
                 .max_response_bytes
                 .unwrap_or(DEFAULT_MAX_RESPONSE_BYTES),
+            settings: self,
         })
     }
 }
@@ -98,8 +113,46 @@ impl NativeHttpClient {
         NativeHttpClientBuilder::default()
     }
 
+    /// For a public-only request: a client pinned to the host's checked address, so that DNS
+    /// cannot answer differently between the check and the connection. A host the client was
+    /// told to resolve itself (tests, pinned deployments) is trusted as configured.
+    async fn public_client(&self, url: &str) -> Result<NativeHttpClient, HttpError> {
+        let refused = |why: String| HttpError::InvalidRequest(format!("{url}: {why}"));
+        let parsed = reqwest::Url::parse(url).map_err(|e| refused(e.to_string()))?;
+        let host = parsed
+            .host_str()
+            .ok_or_else(|| refused("no host".into()))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        if self.settings.overrides.iter().any(|(h, _)| *h == host) {
+            return Ok(self.clone());
+        }
+        let port = parsed.port_or_known_default().unwrap_or(443);
+        let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .map_err(|e| HttpError::Network(format!("{url}: {e}")))?
+            .collect();
+        let first = *addrs
+            .first()
+            .ok_or_else(|| HttpError::Network(format!("{url}: no address")))?;
+        if let Some(private) = addrs
+            .iter()
+            .find(|a| !crate::net::http_client::is_public_address(a.ip()))
+        {
+            return Err(refused(format!("{} is not a public address", private.ip())));
+        }
+        self.settings.clone().build_pinned(Some((&host, first)))
+    }
+
     async fn exchange(&self, request: ClientRequest) -> Result<ClientResponse, HttpError> {
         request.check_url()?;
+        if request.public_only {
+            let mut request = request;
+            request.public_only = false;
+            let pinned = self.public_client(&request.url).await?;
+            return Box::pin(pinned.exchange(request)).await;
+        }
         let timeout = request.timeout.unwrap_or(self.timeout);
         let limit = request
             .max_response_bytes
