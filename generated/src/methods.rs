@@ -515,6 +515,10 @@ pub static METHODS: &[&MethodMeta] = &[
     #[cfg(feature = "dev-rustpds")]
     &crate::dev::rustpds::identity::get_plc_operation_token::META,
     #[cfg(feature = "dev-rustpds")]
+    &crate::dev::rustpds::oauth::list_sessions::META,
+    #[cfg(feature = "dev-rustpds")]
+    &crate::dev::rustpds::oauth::revoke_session::META,
+    #[cfg(feature = "dev-rustpds")]
     &crate::dev::rustpds::server::change_password::META,
     #[cfg(feature = "dev-rustpds")]
     &crate::dev::rustpds::server::get_account_status::META,
@@ -720,10 +724,11 @@ pub trait ComAtprotoHandlers {}
 impl<T: ?Sized> ComAtprotoHandlers for T {}
 /// Every handler trait of `dev.rustpds` (nothing when feature `dev-rustpds` is off).
 #[cfg(feature = "dev-rustpds")]
-pub trait DevRustpdsHandlers: crate::dev::rustpds::identity::DevRustpdsIdentity + crate::dev::rustpds::server::DevRustpdsServer {}
+pub trait DevRustpdsHandlers: crate::dev::rustpds::identity::DevRustpdsIdentity + crate::dev::rustpds::oauth::DevRustpdsOauth + crate::dev::rustpds::server::DevRustpdsServer {}
 #[cfg(feature = "dev-rustpds")]
 impl<
     T: crate::dev::rustpds::identity::DevRustpdsIdentity
+        + crate::dev::rustpds::oauth::DevRustpdsOauth
         + crate::dev::rustpds::server::DevRustpdsServer,
 > DevRustpdsHandlers for T {}
 /// Every handler trait of `dev.rustpds` (nothing when feature `dev-rustpds` is off).
@@ -825,6 +830,7 @@ macro_rules! unserved_com_atproto {
 macro_rules! unserved_dev_rustpds {
     ($t:ty) => {
         impl $crate::dev::rustpds::identity::DevRustpdsIdentity for $t {} impl
+        $crate::dev::rustpds::oauth::DevRustpdsOauth for $t {} impl
         $crate::dev::rustpds::server::DevRustpdsServer for $t {}
     };
 }
@@ -1876,6 +1882,14 @@ pub fn serves<S: Handlers>(nsid: &str) -> bool {
         #[cfg(feature = "dev-rustpds")]
         "dev.rustpds.identity.getPlcOperationToken" => {
             <S as crate::dev::rustpds::identity::DevRustpdsIdentity>::SERVES_GET_PLC_OPERATION_TOKEN
+        }
+        #[cfg(feature = "dev-rustpds")]
+        "dev.rustpds.oauth.listSessions" => {
+            <S as crate::dev::rustpds::oauth::DevRustpdsOauth>::SERVES_LIST_SESSIONS
+        }
+        #[cfg(feature = "dev-rustpds")]
+        "dev.rustpds.oauth.revokeSession" => {
+            <S as crate::dev::rustpds::oauth::DevRustpdsOauth>::SERVES_REVOKE_SESSION
         }
         #[cfg(feature = "dev-rustpds")]
         "dev.rustpds.server.changePassword" => {
@@ -5303,6 +5317,31 @@ async fn dispatch_inner<S: Handlers>(
             let params = rt::dispatch::params(meta, &req.query)?;
             let input = rt::dispatch::json_input(meta, req).await?;
             let out = <S as crate::dev::rustpds::identity::DevRustpdsIdentity>::get_plc_operation_token(
+                    service,
+                    cx,
+                    params,
+                    input,
+                )
+                .await?;
+            rt::dispatch::json_output(&out)
+        }
+        #[cfg(feature = "dev-rustpds")]
+        "dev.rustpds.oauth.listSessions" if <S as crate::dev::rustpds::oauth::DevRustpdsOauth>::SERVES_LIST_SESSIONS => {
+            let params = rt::dispatch::params(meta, &req.query)?;
+            rt::dispatch::no_input(&req)?;
+            let out = <S as crate::dev::rustpds::oauth::DevRustpdsOauth>::list_sessions(
+                    service,
+                    cx,
+                    params,
+                )
+                .await?;
+            rt::dispatch::json_output(&out)
+        }
+        #[cfg(feature = "dev-rustpds")]
+        "dev.rustpds.oauth.revokeSession" if <S as crate::dev::rustpds::oauth::DevRustpdsOauth>::SERVES_REVOKE_SESSION => {
+            let params = rt::dispatch::params(meta, &req.query)?;
+            let input = rt::dispatch::json_input(meta, req).await?;
+            let out = <S as crate::dev::rustpds::oauth::DevRustpdsOauth>::revoke_session(
                     service,
                     cx,
                     params,

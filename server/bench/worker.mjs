@@ -20,6 +20,7 @@
 //   loopback and through the PDS (which authorizes, signs and forwards), interleaved, with the
 //   difference and the DO no-op floor beside it; and `floor: empty JS Worker -> DO no-op, then
 //   fetch` (the same shape of work in an empty JS Worker: the platform's floor for a proxied call).
+// - createRecord with a DPoP-bound OAuth token against a legacy session, interleaved (p50);
 // - createSession latency; createRecord and getRecord latency (p50, p95) and ops/s, sequential
 //   and with 8 concurrent clients; listRecords pages of 100 (records/s); applyWrites with 200
 //   creates (records/s); getRepo of a 10k-record repository (MiB/s); uploadBlob and getBlob of
@@ -78,6 +79,86 @@ async function measure(name, fn) {
   } catch (e) {
     report(name, `FAILED: ${e.message}`);
   }
+}
+
+/**
+ * Signs in to the PDS at `base` with OAuth as a loopback client (PAR with PKCE and DPoP, the
+ * sign-in form, the code exchange), with WebCrypto ES256 proofs. Returns `prepare(method, nsid,
+ * n)` (signs the next n proofs ahead) and `call(method, nsid, body)` (one DPoP-bound call).
+ */
+async function signInWithOAuth(base, password) {
+  const origin = 'http://localhost';
+  const subtle = globalThis.crypto.subtle;
+  const b64 = (bytes) => Buffer.from(bytes).toString('base64url');
+  const { privateKey, publicKey } = await subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, ['sign', 'verify']);
+  const { kty, crv, x, y } = await subtle.exportKey('jwk', publicKey);
+  const jwk = { kty, crv, x, y };
+  let nonce;
+  let n = 0;
+  const sign = async (claims) => {
+    const header = b64(JSON.stringify({ typ: 'dpop+jwt', alg: 'ES256', jwk }));
+    const payload = b64(JSON.stringify({ jti: `bench-${n++}-${Math.random()}`, iat: Math.floor(Date.now() / 1000), nonce, ...claims }));
+    const sig = await subtle.sign({ name: 'ECDSA', hash: 'SHA-256' }, privateKey, Buffer.from(`${header}.${payload}`));
+    return `${header}.${payload}.${b64(new Uint8Array(sig))}`;
+  };
+  const form = (o) => new URLSearchParams(o).toString();
+  const post = async (path, params) => {
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const res = await fetch(`${base}${path}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', dpop: await sign({ htm: 'POST', htu: `${origin}${path}` }) },
+        body: form(params),
+      });
+      nonce = res.headers.get('dpop-nonce') ?? nonce;
+      const json = await res.json();
+      if (res.status === 400 && json.error === 'use_dpop_nonce') continue;
+      if (res.status >= 300) throw new Error(`${path}: ${res.status} ${JSON.stringify(json)}`);
+      return json;
+    }
+    throw new Error(`${path}: the server kept asking for a nonce`);
+  };
+  const scope = 'atproto transition:generic';
+  const redirect = 'http://127.0.0.1/callback';
+  const clientId = `http://localhost?redirect_uri=${encodeURIComponent(redirect)}&scope=${encodeURIComponent(scope)}`;
+  const verifier = b64(globalThis.crypto.getRandomValues(new Uint8Array(32)));
+  const challenge = b64(new Uint8Array(await subtle.digest('SHA-256', Buffer.from(verifier))));
+  const par = await post('/oauth/par', {
+    client_id: clientId, response_type: 'code', code_challenge: challenge, code_challenge_method: 'S256',
+    state: 'bench', redirect_uri: redirect, scope,
+  });
+  const page = await fetch(`${base}/oauth/authorize?client_id=${encodeURIComponent(clientId)}&request_uri=${encodeURIComponent(par.request_uri)}`);
+  const html = await page.text();
+  const csrf = html.match(/name="csrf_token" value="([^"]*)"/)[1];
+  const cookie = page.headers.get('set-cookie').split(';')[0];
+  const decision = await fetch(`${base}/oauth/authorize`, {
+    method: 'POST',
+    redirect: 'manual',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', cookie, origin },
+    body: form({ request_uri: par.request_uri, client_id: clientId, csrf_token: csrf, password, action: 'allow' }),
+  });
+  const code = new URL(decision.headers.get('location')).searchParams.get('code');
+  const tokens = await post('/oauth/token', {
+    grant_type: 'authorization_code', code, code_verifier: verifier, redirect_uri: redirect, client_id: clientId,
+  });
+  const ath = b64(new Uint8Array(await subtle.digest('SHA-256', Buffer.from(tokens.access_token))));
+  let ready = [];
+  return {
+    async prepare(method, nsid, count) {
+      ready = [];
+      for (let k = 0; k < count; k++) ready.push(await sign({ htm: method, htu: `${origin}/xrpc/${nsid}`, ath }));
+    },
+    async call(method, nsid, body) {
+      const proof = ready.shift() ?? (await sign({ htm: method, htu: `${origin}/xrpc/${nsid}`, ath }));
+      const res = await fetch(`${base}/xrpc/${nsid}`, {
+        method,
+        headers: { authorization: `DPoP ${tokens.access_token}`, dpop: proof, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+      nonce = res.headers.get('dpop-nonce') ?? nonce;
+      const bytes = await res.arrayBuffer();
+      if (res.status !== 200) throw new Error(`${nsid} (DPoP): ${res.status} ${new TextDecoder().decode(bytes).slice(0, 200)}`);
+    },
+  };
 }
 
 const login = () => xrpc('POST', 'com.atproto.server.createSession', { body: { identifier: 'bench.test', password: PASSWORD } });
@@ -263,6 +344,26 @@ try {
     report(`${name}, ${clients} clients (p50 / p95, ops/s)`, `${ms(pct(times, 50))} / ${ms(pct(times, 95))}, ${((clients * perClient) / secs).toFixed(0)} ops/s`);
   }
 
+  await scenario('createRecord, DPoP against legacy', 'createRecord DPoP', async () => {
+    const oauth = await signInWithOAuth(base, PASSWORD);
+    const legacy = () => createOne(created.length);
+    let i = 0;
+    const viaOAuth = async () => {
+      const body = { repo: did, collection: 'app.bsky.feed.post', record: post(i++) };
+      await oauth.call('POST', 'com.atproto.repo.createRecord', body);
+    };
+    await legacy();
+    await viaOAuth();
+    const times = [[], []];
+    for (let r = 0; r < 10; r++) {
+      // Proofs are signed before the clock starts: the figure is the server's work.
+      await oauth.prepare('POST', 'com.atproto.repo.createRecord', 20);
+      for (let k = 0; k < 20; k++) times[0].push(await timed(legacy));
+      for (let k = 0; k < 20; k++) times[1].push(await timed(viaOAuth));
+    }
+    const [l, d] = times.map((t) => pct(t, 50));
+    report('createRecord p50, legacy session / DPoP-bound OAuth token', `${ms(l)} / ${ms(d)}: DPoP +${ms(d - l)} (target: at most +1 ms)`);
+  });
   await scenario('createRecord, sequential', 'createRecord', () => sequential('createRecord', 200, createOne));
   await scenario('getRecord, sequential', 'getRecord', () => sequential('getRecord', 200, getOne));
   await scenario('createRecord, 8 clients', 'createRecord concurrent', () => concurrent('createRecord', 8, 25, createOne));

@@ -241,6 +241,14 @@ impl PublicKey {
         }
     }
 
+    /// The 65-byte uncompressed SEC1 point (`04 || x || y`): a JWK's `x` and `y`.
+    pub fn to_sec1_uncompressed(&self) -> Vec<u8> {
+        match &self.0 {
+            PublicInner::K256(k) => k.to_encoded_point(false).as_bytes().to_vec(),
+            PublicInner::P256(k) => k.to_encoded_point(false).as_bytes().to_vec(),
+        }
+    }
+
     /// Which curve this key is on.
     pub fn algorithm(&self) -> KeyAlgorithm {
         match &self.0 {
@@ -283,6 +291,32 @@ impl PublicKey {
                     return Err(CryptoError::HighS);
                 }
                 k.verify_prehash(digest, &s)
+                    .map_err(|_| CryptoError::BadSignature)
+            }
+        }
+    }
+
+    /// Verifies a JOSE `ES256`/`ES256K` signature (64-byte `r||s` over SHA-256(`msg`)). Unlike
+    /// atproto's own signatures, JOSE does not ask for low-S, and WebCrypto signers (browsers,
+    /// Node) produce either: a high-S signature is accepted as its low-S twin.
+    pub fn verify_jose(&self, msg: &[u8], sig: &[u8]) -> Result<(), CryptoError> {
+        if sig.len() != 64 {
+            return Err(CryptoError::MalformedSignature);
+        }
+        let digest: [u8; 32] = Sha256::digest(msg).into();
+        match &self.0 {
+            PublicInner::K256(k) => {
+                let s = k256::ecdsa::Signature::from_slice(sig)
+                    .map_err(|_| CryptoError::MalformedSignature)?;
+                let s = s.normalize_s().unwrap_or(s);
+                k.verify_prehash(&digest, &s)
+                    .map_err(|_| CryptoError::BadSignature)
+            }
+            PublicInner::P256(k) => {
+                let s = p256::ecdsa::Signature::from_slice(sig)
+                    .map_err(|_| CryptoError::MalformedSignature)?;
+                let s = s.normalize_s().unwrap_or(s);
+                k.verify_prehash(&digest, &s)
                     .map_err(|_| CryptoError::BadSignature)
             }
         }

@@ -18,6 +18,7 @@ pub mod lifecycle;
 pub mod log;
 pub mod maintenance;
 pub mod net;
+pub mod oauth;
 pub mod offload;
 pub mod password;
 pub mod platform;

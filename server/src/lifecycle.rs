@@ -31,7 +31,11 @@ pub async fn account(
     shell: &dyn AccountShell,
     req: HttpRequest,
 ) -> HttpResponse {
-    let internal = matches!(Route::of(&req.method, &req.path), Route::Internal(_));
+    let route = Route::of(&req.method, &req.path);
+    let internal = matches!(route, Route::Internal(_));
+    // The sign-in page is for browsers on this origin only: no CORS there.
+    let cors = !matches!(route, Route::OAuth(p) if p == "/oauth/authorize");
+    let carries_dpop = crate::oauth::dpop::carries_dpop(&req);
     let req_path = if internal {
         req.path.clone()
     } else {
@@ -47,11 +51,20 @@ pub async fn account(
     let (effective, response) = match effective {
         Err(res) => (None, with_cors(res)),
         Ok(c) => {
-            let res = if internal {
+            let mut res = if internal {
                 crate::offload::serve_internal(&c, account, &req).await
-            } else {
+            } else if cors {
                 with_cors(account_route(&c, account, shell, req).await)
+            } else {
+                account_route(&c, account, shell, req).await
             };
+            if carries_dpop {
+                crate::oauth::dpop::stamp(
+                    &mut res,
+                    &crate::oauth::dpop::nonce_key(&c.jwt_secret),
+                    account.clock.now_millis(),
+                );
+            }
             // A handler that changed the stored identity (a new handle) dropped the cached
             // configuration: what comes after the request sees the new one.
             let after = config
@@ -126,6 +139,7 @@ async fn account_route(
         Route::DidDocument if is_read && is_own_did_web(config) => {
             return HttpResponse::json(200, &did_document(config));
         }
+        Route::OAuth(_) => return crate::oauth::server::serve(config, account, &req).await,
         // The shells upgrade subscribeRepos themselves; a request reaching here is served by
         // the dispatcher like any other (which refuses it as a subscription).
         Route::Xrpc(nsid) => nsid,

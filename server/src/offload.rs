@@ -33,7 +33,7 @@ use crate::api::repo::{
 use crate::api::sync::{serve_blob, BlobToServe};
 use crate::api::{internal, Api};
 use crate::auth::verifier::UPLOAD_BLOB;
-use crate::auth::Permission;
+use crate::auth::{Permission, Presented};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::http::{Body, HttpRequest, HttpResponse};
@@ -173,6 +173,7 @@ pub fn internal_request(
     client: &HttpRequest,
     body: Option<serde_json::Value>,
 ) -> HttpRequest {
+    use crate::auth::verifier::{CLIENT_METHOD_HEADER, CLIENT_PATH_HEADER};
     let mut headers: Vec<(String, String)> = client
         .headers
         .iter()
@@ -180,10 +181,14 @@ pub fn internal_request(
             !matches!(
                 k.as_str(),
                 "content-length" | "transfer-encoding" | "content-type" | "content-encoding"
-            )
+            ) && k != CLIENT_METHOD_HEADER
+                && k != CLIENT_PATH_HEADER
         })
         .cloned()
         .collect();
+    // What a DPoP proof was made for: the client's method and path, not the internal ones.
+    headers.push((CLIENT_METHOD_HEADER.into(), client.method.clone()));
+    headers.push((CLIENT_PATH_HEADER.into(), client.path.clone()));
     if body.is_some() {
         headers.push(("content-type".into(), "application/json".into()));
     }
@@ -205,6 +210,9 @@ pub struct EdgePorts<'a> {
     pub http: &'a dyn HttpClient,
     /// Times the steps of long work for the operator's log.
     pub clock: &'a dyn Clock,
+    /// The DPoP nonce key ([`crate::oauth::dpop::nonce_key`]): answers to requests that carried
+    /// DPoP get a nonce.
+    pub nonce_key: [u8; 32],
 }
 
 /// Runs offloaded work at the edge: authorize, move the bytes (into the blob store, or to the
@@ -221,12 +229,16 @@ pub async fn run(
     if limit.is_some_and(|limit| crate::routes::declares_more_than(head, limit)) {
         return crate::routes::with_cors(crate::routes::payload_too_large());
     }
-    match offload {
+    let mut res = match offload {
         Offload::UploadBlob => upload(link, ports.blobs, head, body).await,
         Offload::Proxy => proxy(link, ports.http, head, body).await,
         Offload::GetBlob => download(link, ports.blobs, head).await,
         Offload::ImportRepo => import(link, ports.clock, head, body).await,
+    };
+    if crate::oauth::dpop::carries_dpop(head) {
+        crate::oauth::dpop::stamp(&mut res, &ports.nonce_key, ports.clock.now_millis());
     }
+    res
 }
 
 /// The most bytes an imported CAR may have (Cloudflare's own request cap is lower on most
@@ -563,13 +575,13 @@ pub async fn serve_internal(config: &Config, account: &Account, req: &HttpReques
             .and_then(|api_grant| serde_json::to_value(api_grant).map_err(internal)),
         (Offload::ImportRepo, Step::Stage) => {
             let api = Api { config, account };
-            api.authenticate(IMPORT_REPO, req.header("authorization"))
+            api.authenticate(IMPORT_REPO, &Presented::of(req))
                 .and_then(|_| api.stage_import(&req.body))
                 .map(|()| serde_json::Value::Null)
         }
         (Offload::ImportRepo, Step::Complete) => {
             let api = Api { config, account };
-            api.authenticate(IMPORT_REPO, req.header("authorization"))
+            api.authenticate(IMPORT_REPO, &Presented::of(req))
                 .and_then(|_| serde_json::from_slice::<ImportDone>(&req.body).map_err(internal))
                 .and_then(|done| api.import_step(&done))
                 .and_then(|progress| serde_json::to_value(progress).map_err(internal))
@@ -589,7 +601,7 @@ fn importing(
     req: &HttpRequest,
 ) -> Result<ImportGrant, XrpcError> {
     let api = Api { config, account };
-    api.authenticate(IMPORT_REPO, req.header("authorization"))?;
+    api.authenticate(IMPORT_REPO, &Presented::of(req))?;
     api.import_grant()
 }
 
@@ -601,7 +613,7 @@ fn authorize_upload(
     req: &HttpRequest,
 ) -> Result<UploadGrant, XrpcError> {
     let api = Api { config, account };
-    let caller = api.authenticate(UPLOAD_BLOB, req.header("authorization"))?;
+    let caller = api.authenticate(UPLOAD_BLOB, &Presented::of(req))?;
     let declared: AuthorizeRequest = serde_json::from_slice(&req.body).map_err(internal)?;
     caller.require(Permission::BlobUpload {
         mime: &declared.mime_type,
@@ -618,7 +630,7 @@ fn authorize_download(
     req: &HttpRequest,
 ) -> Result<BlobToServe, XrpcError> {
     let api = Api { config, account };
-    let caller = api.authenticate(get_blob::NSID, req.header("authorization"))?;
+    let caller = api.authenticate(get_blob::NSID, &Presented::of(req))?;
     let ask: BlobAsk = serde_json::from_slice(&req.body).map_err(internal)?;
     let params: get_blob::Params = pds_api::runtime::dispatch::params(&get_blob::META, &ask.query)?;
     let cx = crate::api::RequestContext {
@@ -641,7 +653,7 @@ async fn authorize_proxy(
         config,
         account,
         &ask,
-        req.header("authorization"),
+        &Presented::of(req),
         req.header(crate::proxy::PROXY_HEADER),
     )
     .await

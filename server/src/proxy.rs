@@ -307,7 +307,7 @@ fn is_service_url(config: &Config, url: &str) -> bool {
 /// refused, the header's syntax checked, the caller authenticated (with the account's
 /// credentials; admin methods need admin), privileged methods (chat) refused to credentials
 /// without the privilege; then the target's URL is resolved and a service token signed.
-/// `authorization` and `proxy_header` are the client's headers.
+/// `presented` is what the client's request presents; `proxy_header` its `atproto-proxy`.
 ///
 /// The token's audience is the service's bare DID, as the current reference sends it
 /// (bluesky-social/atproto, Aug 2026); permissions are judged on `did#id`.
@@ -315,7 +315,7 @@ pub async fn authorize(
     config: &Config,
     account: &Account,
     ask: &ProxyAsk,
-    authorization: Option<&str>,
+    presented: &crate::auth::Presented<'_>,
     proxy_header: Option<&str>,
 ) -> Result<ProxyGrant, XrpcError> {
     let nsid = ask.nsid.as_str();
@@ -342,11 +342,15 @@ pub async fn authorize(
         AuthRequirement::Access
     };
     let api = crate::api::Api { config, account };
-    let caller = api.with_auth(|auth| auth.authenticate(requirement, authorization, nsid))?;
-    if !caller.can(Permission::ServiceToken {
+    let caller = api.with_auth(|auth| auth.authenticate_presented(requirement, presented, nsid))?;
+    let permission = Permission::ServiceToken {
         lxm: Some(nsid),
         aud: &target.scope_aud(),
-    }) {
+    };
+    if matches!(caller, crate::auth::Caller::OAuth(_)) {
+        // An OAuth token calls a service with an `rpc:` scope for it (403 without).
+        caller.require(permission)?;
+    } else if !caller.can(permission) {
         return Err(bad_token_method());
     }
     let url = if PUSH_METHODS.contains(&nsid) {

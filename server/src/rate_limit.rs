@@ -55,7 +55,7 @@ pub fn admit_call(
 ) -> Result<(Caller, Option<Status>), HttpResponse> {
     let before = admit(api, nsid, req)?;
     let caller = api
-        .authenticate(nsid, req.header("authorization"))
+        .authenticate(nsid, &crate::auth::Presented::of(req))
         .map_err(|e| -> HttpResponse { e.into_response().into() })?;
     let status = match before {
         Some(status) => Some(status),

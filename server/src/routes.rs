@@ -3,9 +3,10 @@
 //! One rule places every route ([`Route::placement`]):
 //! - [`Placement::Edge`]: answered by the stateless front (the Worker) from configuration
 //!   alone: CORS preflights, `/.well-known/atproto-did` (the DID never changes), the root
-//!   page, OAuth's doors (none served yet) and 404s;
+//!   page, the OAuth discovery documents and 404s;
 //! - [`Placement::Account`]: needs the account's state: it runs in the Durable Object
-//!   (XRPC methods, the firehose upgrade, the DID document, which carries the stored handle);
+//!   (XRPC methods, the firehose upgrade, the DID document, which carries the stored handle,
+//!   the OAuth authorization server);
 //! - [`Placement::Offload`]: byte-heavy work the edge does itself after the account
 //!   authorized it (see [`crate::offload`]): uploads, and calls of methods served elsewhere
 //!   ([`crate::proxy`]); the bytes never pass through the Durable Object.
@@ -40,7 +41,10 @@ pub enum Route<'a> {
     AtprotoDid,
     /// `/.well-known/did.json`: the DID document of a did:web account of this host.
     DidDocument,
-    /// `/oauth/*` and the OAuth well-known documents: no OAuth is served yet.
+    /// The OAuth discovery documents and the (empty) key set, from configuration.
+    OAuthDocument(&'a str),
+    /// The authorization server's endpoints (`/oauth/par`, `/oauth/authorize`, `/oauth/token`,
+    /// `/oauth/revoke`): they need the account's state.
     OAuth(&'a str),
     /// `/`: what this server is, as one line of text.
     Root,
@@ -88,9 +92,9 @@ impl<'a> Route<'a> {
             "/" => Route::Root,
             "/.well-known/atproto-did" => Route::AtprotoDid,
             "/.well-known/did.json" => Route::DidDocument,
-            "/.well-known/oauth-protected-resource" | "/.well-known/oauth-authorization-server" => {
-                Route::OAuth(path)
-            }
+            crate::oauth::metadata::PROTECTED_RESOURCE
+            | crate::oauth::metadata::AUTHORIZATION_SERVER
+            | crate::oauth::metadata::JWKS => Route::OAuthDocument(path),
             _ if path.starts_with("/oauth/") => Route::OAuth(path),
             _ => Route::NotFound,
         }
@@ -121,7 +125,7 @@ impl<'a> Route<'a> {
         match self {
             Route::Preflight
             | Route::AtprotoDid
-            | Route::OAuth(_)
+            | Route::OAuthDocument(_)
             | Route::Root
             | Route::NotFound
             // Never forwarded for an outside caller: the edge answers 404.
@@ -130,6 +134,7 @@ impl<'a> Route<'a> {
             | Route::Xrpc(_)
             | Route::Health
             | Route::DidDocument
+            | Route::OAuth(_)
             | Route::StatusPage => Placement::Account,
             Route::Offload(_) => Placement::Offload,
         }
@@ -214,6 +219,9 @@ pub fn edge(
     };
     let is_read = matches!(req.method.as_str(), "GET" | "HEAD");
     with_cors(match route {
+        Route::OAuthDocument(path) if is_read => {
+            crate::oauth::metadata::document(config, path).unwrap_or_else(not_found)
+        }
         Route::AtprotoDid if is_read => HttpResponse::bytes(
             200,
             "text/plain; charset=utf-8",
@@ -318,8 +326,8 @@ mod tests {
                     ),
                     ("GET", "/", Route::Root),
                     ("GET", "/.well-known/atproto-did", Route::AtprotoDid),
-                    ("GET", OAUTH_METADATA, Route::OAuth(OAUTH_METADATA)),
-                    ("POST", "/oauth/par", Route::OAuth("/oauth/par")),
+                    ("GET", OAUTH_METADATA, Route::OAuthDocument(OAUTH_METADATA)),
+                    ("GET", "/oauth/jwks", Route::OAuthDocument("/oauth/jwks")),
                     ("POST", AUTHORIZE_UPLOAD, Route::Internal(AUTHORIZE_UPLOAD)),
                     ("GET", "/favicon.ico", Route::NotFound),
                     ("GET", "/xrpcfoo", Route::NotFound),
@@ -329,6 +337,8 @@ mod tests {
                 Placement::Account,
                 &[
                     ("GET", "/.well-known/did.json", Route::DidDocument),
+                    ("POST", "/oauth/par", Route::OAuth("/oauth/par")),
+                    ("GET", "/oauth/authorize", Route::OAuth("/oauth/authorize")),
                     ("GET", SUBSCRIBE_REPOS_PATH, Route::SubscribeRepos),
                     ("GET", HEALTH_PATH, Route::Health),
                     // uploadBlob is a procedure: a GET is the dispatcher's to refuse.

@@ -17,12 +17,20 @@ on_both_servers!(
 );
 
 fn route_table_doors(base: &str) {
-    // OAuth has its doors in the table but serves nothing yet: a clean XRPC 404, with CORS.
-    for path in [
-        "/oauth/authorize",
-        "/.well-known/oauth-authorization-server",
-        "/favicon.ico",
-    ] {
+    // The OAuth doors: the discovery documents from the edge, the authorization server in the
+    // account (a direct authorize request is an HTML error page, never CORS), unknown paths a
+    // clean XRPC 404 with CORS.
+    let metadata = get(base, "/.well-known/oauth-authorization-server");
+    assert_eq!(metadata.status, 200);
+    assert!(metadata.json()["issuer"].is_string());
+    let authorize = get(base, "/oauth/authorize");
+    assert_eq!(authorize.status, 400);
+    assert_eq!(
+        authorize.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert_eq!(authorize.header("access-control-allow-origin"), None);
+    for path in ["/oauth/nothing-here", "/favicon.ico"] {
         let res = get(base, path);
         assert_eq!(res.status, 404, "{path}");
         assert_eq!(res.json()["error"], "NotFound", "{path}");

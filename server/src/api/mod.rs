@@ -4,6 +4,7 @@
 mod actor;
 mod identity;
 pub mod import;
+mod oauth;
 pub(crate) mod repo;
 mod server;
 pub(crate) mod sync;
@@ -41,20 +42,21 @@ pub struct RequestContext {
 }
 
 impl Api<'_> {
-    /// Authenticates a call of `nsid` with the credentials of an `Authorization` header, as
-    /// the server's policy table requires for that method.
+    /// Authenticates a call of `nsid` with what the request presents, as the server's policy
+    /// tables require for that method.
     pub fn authenticate(
         &self,
         nsid: &str,
-        authorization: Option<&str>,
+        presented: &crate::auth::Presented<'_>,
     ) -> Result<Caller, XrpcError> {
-        self.with_auth(|auth| auth.authenticate_method(nsid, authorization))
+        self.with_auth(|auth| auth.authenticate_call(nsid, presented))
     }
 
     /// Runs `f` with the account's authentication (sessions, app passwords, service tokens).
     pub fn with_auth<T>(&self, f: impl FnOnce(&Auth<'_>) -> T) -> T {
         let store = SqlAuthStore::new(self.account.sql.as_ref(), self.config.did.as_str());
-        f(&Auth::new(self.config, &store, self.account.clock.as_ref()))
+        f(&Auth::new(self.config, &store, self.account.clock.as_ref())
+            .with_oauth(self.account.sql.as_ref()))
     }
 }
 

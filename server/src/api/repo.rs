@@ -12,6 +12,7 @@ use pds_api::runtime::xrpc::{BinaryInput, Body, ByteStream, XrpcError};
 use super::{Api, RequestContext};
 use crate::auth::Permission;
 use crate::data::Value;
+use crate::oauth::scope::RepoAction;
 use crate::rate_limit::Reserved;
 use crate::repo::WriteOp;
 use crate::storage::account::AccountStatus;
@@ -438,12 +439,19 @@ impl ComAtprotoRepo for Api<'_> {
     ) -> Result<apply_writes::Output, XrpcError> {
         let did = self.writable_repo(&input.repo)?;
         for write in &input.writes {
-            let collection = match write {
-                apply_writes::InputWritesItem::Create(c) => c.collection.as_str(),
-                apply_writes::InputWritesItem::Update(u) => u.collection.as_str(),
-                apply_writes::InputWritesItem::Delete(d) => d.collection.as_str(),
+            let (collection, action) = match write {
+                apply_writes::InputWritesItem::Create(c) => {
+                    (c.collection.as_str(), RepoAction::Create)
+                }
+                apply_writes::InputWritesItem::Update(u) => {
+                    (u.collection.as_str(), RepoAction::Update)
+                }
+                apply_writes::InputWritesItem::Delete(d) => {
+                    (d.collection.as_str(), RepoAction::Delete)
+                }
             };
-            cx.caller.require(Permission::RepoWrite { collection })?;
+            cx.caller
+                .require(Permission::RepoWrite { collection, action })?;
         }
         if input.writes.len() > MAX_WRITES {
             return Err(XrpcError::invalid_request(format!(
@@ -523,6 +531,7 @@ impl ComAtprotoRepo for Api<'_> {
     ) -> Result<create_record::Output, XrpcError> {
         cx.caller.require(Permission::RepoWrite {
             collection: input.collection.as_str(),
+            action: RepoAction::Create,
         })?;
         let did = self.writable_repo(&input.repo)?;
         let rkey = match input.rkey {
@@ -548,9 +557,13 @@ impl ComAtprotoRepo for Api<'_> {
         _params: put_record::Params,
         input: put_record::Input,
     ) -> Result<put_record::Output, XrpcError> {
-        cx.caller.require(Permission::RepoWrite {
-            collection: input.collection.as_str(),
-        })?;
+        // Whether or not the record exists, a put needs both (the reference's rule).
+        for action in [RepoAction::Create, RepoAction::Update] {
+            cx.caller.require(Permission::RepoWrite {
+                collection: input.collection.as_str(),
+                action,
+            })?;
+        }
         let did = self.writable_repo(&input.repo)?;
         let current = self.check_record_swap(
             input.collection.as_str(),
@@ -595,6 +608,7 @@ impl ComAtprotoRepo for Api<'_> {
     ) -> Result<delete_record::Output, XrpcError> {
         cx.caller.require(Permission::RepoWrite {
             collection: input.collection.as_str(),
+            action: RepoAction::Delete,
         })?;
         let did = self.writable_repo(&input.repo)?;
         // Deleting a missing record is a no-op ("ensure it doesn't exist"): like the reference,

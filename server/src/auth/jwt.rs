@@ -195,6 +195,28 @@ impl UnverifiedJwt<'_> {
     }
 }
 
+impl UnverifiedJwt<'_> {
+    /// Verifies a JOSE-signed token (DPoP proofs, client assertions) with `key`: the header's
+    /// alg must be the key's, and high-S signatures are accepted ([`PublicKey::verify_jose`]).
+    pub fn verify_jose(self, key: &PublicKey) -> Result<Jwt, JwtError> {
+        match self.alg() {
+            Some(a) if a == key.jwt_alg() => {}
+            other => {
+                return Err(JwtError::AlgMismatch {
+                    expected: key.jwt_alg(),
+                    found: other.unwrap_or_default().to_owned(),
+                })
+            }
+        }
+        key.verify_jose(self.signing_input.as_bytes(), &self.signature)
+            .map_err(|_| JwtError::BadSignature)?;
+        Ok(Jwt {
+            header: self.header,
+            claims: self.claims,
+        })
+    }
+}
+
 impl Jwt {
     /// A string claim.
     pub fn str_claim(&self, name: &str) -> Option<&str> {

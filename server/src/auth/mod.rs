@@ -38,7 +38,9 @@ pub use store::{
     StoreError,
 };
 pub use tokens::AccessScope;
-pub use verifier::{AccessCaller, Caller, Permission, RefreshCaller, ServiceCaller};
+pub use verifier::{
+    AccessCaller, Caller, OAuthCaller, Permission, Presented, RefreshCaller, ServiceCaller,
+};
 
 use pds_api::runtime::xrpc::XrpcError;
 
@@ -51,6 +53,8 @@ pub struct Auth<'a> {
     store: &'a dyn AuthStore,
     clock: &'a dyn Clock,
     service_did: String,
+    /// The OAuth tables, for DPoP-bound tokens (none: they are refused).
+    oauth_db: Option<&'a dyn crate::storage::Sql>,
 }
 
 impl<'a> Auth<'a> {
@@ -61,7 +65,14 @@ impl<'a> Auth<'a> {
             store,
             clock,
             service_did: config.service_did(),
+            oauth_db: None,
         }
+    }
+
+    /// The same, accepting OAuth tokens, whose sessions live in `db`.
+    pub fn with_oauth(mut self, db: &'a dyn crate::storage::Sql) -> Auth<'a> {
+        self.oauth_db = Some(db);
+        self
     }
 
     /// The keys and audience of session tokens.

@@ -56,6 +56,9 @@ pub const TABLE: &[(&str, AuthRequirement)] = &[
     ("com.atproto.repo.importRepo", R::AccessFull),
     ("dev.rustpds.server.changePassword", R::AccessFull),
     ("dev.rustpds.identity.getPlcOperationToken", R::AccessFull),
+    // The owner's view of the apps signed in with OAuth.
+    ("dev.rustpds.oauth.listSessions", R::AccessFull),
+    ("dev.rustpds.oauth.revokeSession", R::AccessFull),
     // Standard access (app passwords allowed).
     // Resolving others makes this PDS fetch documents from their hosts: for its own callers
     // only, as the reference (which passes these to the AppView with the caller's token).
@@ -108,10 +111,171 @@ pub fn requirement(nsid: &str) -> AuthRequirement {
     }
 }
 
+/// What an OAuth token needs to call a method the account serves (the reference's table,
+/// `../shared/reference/oauth.md` §2.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OAuthRule {
+    /// Never with OAuth: account management belongs to the owner's password session.
+    Never,
+    /// Any token (it always carries `atproto`).
+    Any,
+    /// The handler asks for the exact permission: a collection and action (`repo:`), a blob
+    /// type (`blob:`), a method and audience (`rpc:` for service tokens).
+    Handler,
+    /// `identity:<attr>`.
+    Identity(&'static str),
+    /// `account:<attr>?action=manage`.
+    AccountManage(&'static str),
+    /// `rpc:<method>?aud=<the AppView>#bsky_appview`: what the reference proxies to the AppView
+    /// but this PDS answers itself (preferences, identity lookups).
+    AppView,
+}
+
+/// OAuth's rule per method, for every method the account serves that takes credentials (a test
+/// checks the coverage). A method not listed refuses OAuth callers: it fails closed.
+pub const OAUTH_TABLE: &[(&str, OAuthRule)] = &[
+    ("com.atproto.server.getSession", OAuthRule::Any),
+    ("com.atproto.server.checkAccountStatus", OAuthRule::Any),
+    ("dev.rustpds.server.getAccountStatus", OAuthRule::Any),
+    (
+        "com.atproto.identity.getRecommendedDidCredentials",
+        OAuthRule::Any,
+    ),
+    ("com.atproto.repo.listMissingBlobs", OAuthRule::Any),
+    // The service token's method and audience are checked against `rpc:` by the handler.
+    ("com.atproto.server.getServiceAuth", OAuthRule::Handler),
+    ("com.atproto.repo.createRecord", OAuthRule::Handler),
+    ("com.atproto.repo.putRecord", OAuthRule::Handler),
+    ("com.atproto.repo.deleteRecord", OAuthRule::Handler),
+    ("com.atproto.repo.applyWrites", OAuthRule::Handler),
+    ("com.atproto.repo.uploadBlob", OAuthRule::Handler),
+    (
+        "com.atproto.repo.importRepo",
+        OAuthRule::AccountManage("repo"),
+    ),
+    (
+        "com.atproto.identity.updateHandle",
+        OAuthRule::Identity("handle"),
+    ),
+    (
+        "com.atproto.identity.submitPlcOperation",
+        OAuthRule::Identity("*"),
+    ),
+    (
+        "com.atproto.identity.signPlcOperation",
+        OAuthRule::Identity("*"),
+    ),
+    (
+        "com.atproto.identity.requestPlcOperationSignature",
+        OAuthRule::Identity("*"),
+    ),
+    (
+        "dev.rustpds.identity.getPlcOperationToken",
+        OAuthRule::Identity("*"),
+    ),
+    ("com.atproto.identity.resolveDid", OAuthRule::AppView),
+    ("com.atproto.identity.resolveIdentity", OAuthRule::AppView),
+    ("com.atproto.identity.refreshIdentity", OAuthRule::AppView),
+    ("app.bsky.actor.getPreferences", OAuthRule::AppView),
+    ("app.bsky.actor.putPreferences", OAuthRule::AppView),
+    (
+        "com.atproto.server.requestEmailConfirmation",
+        OAuthRule::AccountManage("email"),
+    ),
+    (
+        "com.atproto.server.confirmEmail",
+        OAuthRule::AccountManage("email"),
+    ),
+    ("com.atproto.server.createAppPassword", OAuthRule::Never),
+    ("com.atproto.server.listAppPasswords", OAuthRule::Never),
+    ("com.atproto.server.revokeAppPassword", OAuthRule::Never),
+    ("com.atproto.server.activateAccount", OAuthRule::Never),
+    ("com.atproto.server.deactivateAccount", OAuthRule::Never),
+    ("com.atproto.server.requestAccountDelete", OAuthRule::Never),
+    ("com.atproto.server.requestEmailUpdate", OAuthRule::Never),
+    ("com.atproto.server.updateEmail", OAuthRule::Never),
+    ("com.atproto.server.getAccountInviteCodes", OAuthRule::Never),
+    ("com.atproto.server.refreshSession", OAuthRule::Never),
+    ("com.atproto.server.deleteSession", OAuthRule::Never),
+    ("dev.rustpds.server.changePassword", OAuthRule::Never),
+    ("dev.rustpds.oauth.listSessions", OAuthRule::Never),
+    ("dev.rustpds.oauth.revokeSession", OAuthRule::Never),
+];
+
+/// OAuth's rule for a method: its [`OAUTH_TABLE`] entry; `com.atproto.sync.*` reads take any
+/// token (credentials there only let the owner read a deactivated repository); anything else
+/// is refused.
+pub fn oauth_rule(nsid: &str) -> OAuthRule {
+    if let Some((_, r)) = OAUTH_TABLE.iter().find(|(n, _)| *n == nsid) {
+        return *r;
+    }
+    if nsid.starts_with("com.atproto.sync.") {
+        OAuthRule::Any
+    } else {
+        OAuthRule::Never
+    }
+}
+
+/// Checks an OAuth caller against the method's rule (the handler checks [`OAuthRule::Handler`]
+/// methods itself).
+pub fn check_oauth(
+    nsid: &str,
+    caller: &super::verifier::OAuthCaller,
+    config: &crate::config::Config,
+) -> Result<(), pds_api::runtime::xrpc::XrpcError> {
+    let missing = |scope: String| super::verifier::insufficient_scope(&scope);
+    match oauth_rule(nsid) {
+        OAuthRule::Never => Err(super::verifier::oauth_forbidden()),
+        OAuthRule::Any | OAuthRule::Handler => Ok(()),
+        OAuthRule::Identity(attr) => caller.scopes.identity(attr).map_err(missing),
+        OAuthRule::AccountManage(attr) => caller.scopes.account(attr, true).map_err(missing),
+        OAuthRule::AppView => caller
+            .scopes
+            .rpc(nsid, &format!("{}#bsky_appview", config.proxy.appview.did))
+            .map_err(missing),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use pds_api::methods::METHODS;
+
+    /// Every method the account serves that takes credentials has an OAuth rule, written
+    /// down, not left to a fallback; and the rules cover nothing the server does not know.
+    #[test]
+    fn every_served_method_has_an_oauth_rule() {
+        type Served<'a> = crate::api::Api<'a>;
+        let mut missing = Vec::new();
+        for meta in METHODS {
+            let nsid = meta.nsid;
+            let served = pds_api::methods::serves::<Served<'_>>(nsid)
+                || nsid == "com.atproto.repo.importRepo"
+                || nsid == "com.atproto.repo.uploadBlob";
+            if !served || requirement(nsid) == R::None || nsid.starts_with("com.atproto.sync.") {
+                continue;
+            }
+            if !OAUTH_TABLE.iter().any(|(n, _)| *n == nsid) {
+                missing.push(nsid);
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "served methods without an OAuth rule: {missing:?}"
+        );
+        for (nsid, _) in OAUTH_TABLE {
+            assert!(
+                known(nsid),
+                "{nsid} has an OAuth rule but is not a known method"
+            );
+        }
+        assert_eq!(
+            oauth_rule("com.atproto.server.createAppPassword"),
+            OAuthRule::Never
+        );
+        assert_eq!(oauth_rule("com.example.unlisted"), OAuthRule::Never);
+        assert_eq!(oauth_rule("com.atproto.sync.getRepo"), OAuthRule::Any);
+    }
     use std::collections::BTreeSet;
 
     fn known(nsid: &str) -> bool {

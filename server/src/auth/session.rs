@@ -471,18 +471,20 @@ impl Auth<'_> {
 
     /// `com.atproto.server.getSession`.
     pub fn get_session(&self, caller: &Caller) -> Result<get_session::Output, XrpcError> {
-        if !matches!(caller, Caller::Access(_)) {
+        if !matches!(caller, Caller::Access(_) | Caller::OAuth(_)) {
             return Err(bad_scope());
         }
         let state = self.account_state()?;
         let (active, status) = active_and_status(&state);
+        // An OAuth token sees the email only with `account:email` or `transition:email`.
+        let email_visible = caller.can(Permission::EmailRead);
         Ok(get_session::Output {
             active: Some(active),
             did: self.config.did.clone(),
             did_doc: None,
-            email: state.email.clone(),
+            email: state.email.clone().filter(|_| email_visible),
             email_auth_factor: None,
-            email_confirmed: Some(state.email_confirmed),
+            email_confirmed: Some(state.email_confirmed).filter(|_| email_visible),
             handle: self.config.handle.clone(),
             status: status.map(get_session::OutputStatus::from),
         })

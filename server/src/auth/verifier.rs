@@ -25,6 +25,7 @@ use super::service::{self, ServiceExpectations};
 use super::store::AccountStatus;
 use super::tokens::{AccessScope, TokenError};
 use super::Auth;
+use crate::oauth::scope::{RepoAction, Scopes};
 
 /// Repository writes, refused while the account is deactivated (the reference's
 /// `checkDeactivated`). importRepo is not among them: migration imports into a deactivated
@@ -53,6 +54,67 @@ pub enum Caller {
     Refresh(RefreshCaller),
     /// An inter-service JWT signed by the account's key.
     Service(ServiceCaller),
+    /// An OAuth access token, bound to a DPoP key, with its scopes.
+    OAuth(OAuthCaller),
+}
+
+/// A caller holding an OAuth access token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuthCaller {
+    pub did: String,
+    pub session_id: String,
+    pub client_id: String,
+    pub scopes: Scopes,
+}
+
+/// The credentials a request presents, and what a DPoP proof must match: the method and
+/// path the client called (for the edge's internal steps, those of the client's request,
+/// which the edge passes on).
+#[derive(Debug, Clone, Default)]
+pub struct Presented<'a> {
+    /// The `Authorization` header.
+    pub authorization: Option<&'a str>,
+    /// The `DPoP` headers (a valid request has at most one).
+    pub dpop: Vec<&'a str>,
+    /// The client's method.
+    pub method: &'a str,
+    /// The client's path.
+    pub path: &'a str,
+}
+
+/// Internal headers carrying the client's method and path to the account's offload steps.
+pub const CLIENT_METHOD_HEADER: &str = "x-rustpds-client-method";
+/// See [`CLIENT_METHOD_HEADER`].
+pub const CLIENT_PATH_HEADER: &str = "x-rustpds-client-path";
+
+impl<'a> Presented<'a> {
+    /// What `req` presents. On an internal path (the edge's steps) the method and path are
+    /// the client's, as the edge passed them on.
+    pub fn of(req: &'a crate::http::HttpRequest) -> Presented<'a> {
+        let internal = req.path.starts_with(crate::routes::INTERNAL_PREFIX);
+        let (method, path) = if internal {
+            (
+                req.header(CLIENT_METHOD_HEADER).unwrap_or(""),
+                req.header(CLIENT_PATH_HEADER).unwrap_or(""),
+            )
+        } else {
+            (req.method.as_str(), req.path.as_str())
+        };
+        Presented {
+            authorization: req.header("authorization"),
+            dpop: crate::oauth::dpop::proof_headers(req),
+            method,
+            path,
+        }
+    }
+
+    /// An `Authorization` header alone (no DPoP proof).
+    pub fn authorization(authorization: Option<&'a str>) -> Presented<'a> {
+        Presented {
+            authorization,
+            ..Presented::default()
+        }
+    }
 }
 
 /// A caller holding a session access token.
@@ -94,6 +156,22 @@ impl Caller {
             Caller::Access(a) => Some(&a.did),
             Caller::Refresh(r) => Some(&r.did),
             Caller::Service(s) => Some(&s.did),
+            Caller::OAuth(o) => Some(&o.did),
+        }
+    }
+
+    /// For an OAuth caller, whether its scopes grant `permission`, else the scope it lacks.
+    fn oauth_grants(o: &OAuthCaller, permission: Permission<'_>) -> Result<(), String> {
+        use Permission as P;
+        match permission {
+            P::Account | P::Session => Ok(()),
+            P::RepoWrite { collection, action } => o.scopes.repo(collection, action),
+            P::BlobUpload { mime } => o.scopes.blob(mime),
+            P::ServiceToken { lxm, aud } => o.scopes.rpc(lxm.unwrap_or("*"), aud),
+            P::EmailRead => o.scopes.account("email", false),
+            P::Privileged => Err(crate::oauth::scope::TRANSITION_CHAT.into()),
+            // Account management, and the legacy refresh flow, are never OAuth's.
+            P::Full | P::Refresh => Err("(a full password session)".into()),
         }
     }
 
@@ -111,8 +189,13 @@ impl Caller {
                 P::BlobUpload { .. } => s.lxm.as_deref() == Some(UPLOAD_BLOB),
                 _ => false,
             },
+            Caller::OAuth(o) => Self::oauth_grants(o, permission).is_ok(),
             Caller::Access(a) => match permission {
-                P::Account | P::Session | P::RepoWrite { .. } | P::BlobUpload { .. } => true,
+                P::Account
+                | P::Session
+                | P::RepoWrite { .. }
+                | P::BlobUpload { .. }
+                | P::EmailRead => true,
                 P::Privileged => a.scope.is_privileged(),
                 P::ServiceToken { lxm, .. } => {
                     a.scope.is_privileged()
@@ -127,6 +210,9 @@ impl Caller {
     /// [`Caller::can`], or the reference's error for a token without that power
     /// (400 InvalidToken "Bad token scope").
     pub fn require(&self, permission: Permission<'_>) -> Result<(), XrpcError> {
+        if let Caller::OAuth(o) = self {
+            return Self::oauth_grants(o, permission).map_err(|scope| insufficient_scope(&scope));
+        }
         if self.can(permission) {
             Ok(())
         } else if *self == Caller::Anonymous {
@@ -162,8 +248,13 @@ pub enum Permission<'a> {
     Full,
     /// A refresh token (refreshSession, deleteSession).
     Refresh,
-    /// Create, update or delete records of `collection`.
-    RepoWrite { collection: &'a str },
+    /// `action` on records of `collection`.
+    RepoWrite {
+        collection: &'a str,
+        action: RepoAction,
+    },
+    /// See the account's email address.
+    EmailRead,
     /// Upload a blob of `mime` type.
     BlobUpload { mime: &'a str },
     /// A service token for calling `lxm` (if bound to one) at `aud`. Sessions are judged on
@@ -202,6 +293,24 @@ fn parse_authorization(header: Option<&str>) -> Result<Option<Credentials<'_>>, 
 
 fn invalid_token(message: impl Into<String>) -> XrpcError {
     XrpcError::declared("InvalidToken", message)
+}
+
+/// An OAuth token without the scope a call needs: 403, naming the scope.
+pub(crate) fn insufficient_scope(scope: &str) -> XrpcError {
+    XrpcError::new(
+        403,
+        "InsufficientScope",
+        format!("Missing required scope \"{scope}\""),
+    )
+}
+
+/// A method OAuth tokens may never call.
+pub(crate) fn oauth_forbidden() -> XrpcError {
+    XrpcError::new(
+        403,
+        "Forbidden",
+        "OAuth credentials are not supported for this endpoint",
+    )
 }
 
 fn auth_missing() -> XrpcError {
@@ -245,7 +354,17 @@ impl Auth<'_> {
         authorization: Option<&str>,
         nsid: &str,
     ) -> Result<Caller, XrpcError> {
-        let caller = self.identify(requirement, authorization, nsid)?;
+        self.authenticate_presented(requirement, &Presented::authorization(authorization), nsid)
+    }
+
+    /// [`Auth::authenticate`] with everything the request presents (a DPoP proof too).
+    pub fn authenticate_presented(
+        &self,
+        requirement: AuthRequirement,
+        presented: &Presented<'_>,
+        nsid: &str,
+    ) -> Result<Caller, XrpcError> {
+        let caller = self.identify(requirement, presented, nsid)?;
         if caller != Caller::Anonymous && REFUSED_WHILE_DEACTIVATED.contains(&nsid) {
             let state = self.store.account_state()?;
             if state.status == AccountStatus::Deactivated {
@@ -265,13 +384,28 @@ impl Auth<'_> {
         nsid: &str,
         authorization: Option<&str>,
     ) -> Result<Caller, XrpcError> {
-        self.authenticate(super::policy::requirement(nsid), authorization, nsid)
+        self.authenticate_call(nsid, &Presented::authorization(authorization))
+    }
+
+    /// Authenticates a call of `nsid` as the server's policy tables require: the method's
+    /// requirement, and for an OAuth token the method's OAuth rule.
+    pub fn authenticate_call(
+        &self,
+        nsid: &str,
+        presented: &Presented<'_>,
+    ) -> Result<Caller, XrpcError> {
+        let caller =
+            self.authenticate_presented(super::policy::requirement(nsid), presented, nsid)?;
+        if let Caller::OAuth(o) = &caller {
+            super::policy::check_oauth(nsid, o, self.config)?;
+        }
+        Ok(caller)
     }
 
     fn identify(
         &self,
         requirement: AuthRequirement,
-        authorization: Option<&str>,
+        presented: &Presented<'_>,
         nsid: &str,
     ) -> Result<Caller, XrpcError> {
         use AuthRequirement as R;
@@ -279,7 +413,7 @@ impl Auth<'_> {
             // Credentials on a public method are ignored, as the reference does.
             return Ok(Caller::Anonymous);
         }
-        let credentials = parse_authorization(authorization)?;
+        let credentials = parse_authorization(presented.authorization)?;
         match (requirement, credentials) {
             (R::None, _) => Ok(Caller::Anonymous),
             (R::Optional, None) => Ok(Caller::Anonymous),
@@ -291,9 +425,8 @@ impl Auth<'_> {
             }
             (R::Service, None) => Err(XrpcError::unauthorized("MissingJwt", "missing jwt")),
             (_, None) => Err(auth_missing()),
-            (_, Some(Credentials::Dpop(_))) => {
-                Err(invalid_token("Unsupported authorization type: DPoP"))
-            }
+            (R::Refresh | R::Service, Some(Credentials::Dpop(_))) => Err(oauth_forbidden()),
+            (_, Some(Credentials::Dpop(t))) => self.oauth_caller(t, presented),
             (R::Optional, Some(Credentials::Basic(_))) => Err(XrpcError::authentication_required(
                 "Authentication Required",
             )),
@@ -315,6 +448,55 @@ impl Auth<'_> {
                 self.access_caller(t, permission_for(requirement))
             }
         }
+    }
+
+    /// An OAuth access token with its DPoP proof, in the reference's order: the proof (with
+    /// the server's nonce and the token's hash), its one use, then the token, which must be
+    /// current and bound to the proof's key. Every failure is a 401 a DPoP client acts on
+    /// (retry with the nonce, or refresh).
+    fn oauth_caller(&self, token: &str, presented: &Presented<'_>) -> Result<Caller, XrpcError> {
+        use crate::oauth::{dpop, store};
+        let Some(db) = self.oauth_db else {
+            return Err(invalid_token("Unsupported authorization type: DPoP"));
+        };
+        let now_ms = self.clock.now_millis();
+        let nonce_key = dpop::nonce_key(&self.config.jwt_secret);
+        let htu = format!("{}{}", self.config.public_url(), presented.path);
+        let dpop_failure = |e: dpop::DpopError| XrpcError::new(401, e.error(), e.description());
+        let proof = dpop::check(
+            &presented.dpop,
+            &dpop::Expected {
+                htm: presented.method,
+                htu: &htu,
+                access_token: Some(token),
+                now_ms,
+                nonce_key: &nonce_key,
+            },
+        )
+        .map_err(dpop_failure)?;
+        let oauth = store::OAuthStore::new(db);
+        let now = i64::try_from(now_ms).unwrap_or(i64::MAX);
+        oauth.spend_proof(&proof.jti, now).map_err(dpop_failure)?;
+        let invalid = |m: &str| XrpcError::new(401, "invalid_token", m);
+        let session = oauth
+            .session_by_access(&store::token_hash(token))?
+            .ok_or_else(|| invalid("Invalid token"))?;
+        if session.access_expires_ms <= now {
+            return Err(invalid("Token expired"));
+        }
+        if session.dpop_jkt != proof.jkt {
+            return Err(invalid("Invalid DPoP key binding"));
+        }
+        let scopes = Scopes::parse(&session.scope);
+        if !scopes.atproto {
+            return Err(invalid("The token lacks the atproto scope"));
+        }
+        Ok(Caller::OAuth(OAuthCaller {
+            did: self.config.did.as_str().to_owned(),
+            session_id: session.id,
+            client_id: session.client_id,
+            scopes,
+        }))
     }
 
     fn access_caller(&self, token: &str, needed: Permission<'_>) -> Result<Caller, XrpcError> {
@@ -433,6 +615,7 @@ mod tests {
         });
         let write = P::RepoWrite {
             collection: "app.bsky.feed.post",
+            action: RepoAction::Create,
         };
         let chat_token = P::ServiceToken {
             lxm: Some("chat.bsky.convo.getLog"),

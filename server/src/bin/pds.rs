@@ -58,6 +58,11 @@ enum Command {
         #[command(subcommand)]
         action: AppPasswordAction,
     },
+    /// Lists the apps signed in with OAuth, or signs them out.
+    Oauth {
+        #[command(subcommand)]
+        action: OAuthAction,
+    },
     /// Activates the account: it is served to the network again.
     Activate {
         #[command(flatten)]
@@ -217,6 +222,24 @@ enum AppPasswordAction {
     },
 }
 
+#[cfg(not(target_arch = "wasm32"))]
+#[derive(Subcommand)]
+enum OAuthAction {
+    /// Lists the OAuth sessions: id, app, how it signed in, when, until when, scopes.
+    Sessions {
+        #[command(flatten)]
+        account: AccountArgs,
+    },
+    /// Signs an app out at once: one session (by id), or every session of an app (by its
+    /// client_id, a URL).
+    Revoke {
+        /// A session id from `pds oauth sessions`, or an app's client_id.
+        target: String,
+        #[command(flatten)]
+        account: AccountArgs,
+    },
+}
+
 /// Which PDS and account a command talks to.
 #[cfg(not(target_arch = "wasm32"))]
 #[derive(Args)]
@@ -237,6 +260,7 @@ fn main() -> std::process::ExitCode {
         Command::HashPassword => hash_password(),
         Command::ChangePassword { account } => change_password(&account),
         Command::AppPassword { action } => app_password(action),
+        Command::Oauth { action } => oauth(action),
         Command::Activate { account } => set_active(&account, true),
         Command::Deactivate { account } => set_active(&account, false),
         Command::PlcToken { account } => plc_token(&account),
@@ -438,6 +462,53 @@ fn change_password(account: &AccountArgs) -> Result<(), String> {
     })?;
     println!("Password changed. Every session has ended: sign in again with the new password.");
     Ok(())
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn oauth(action: OAuthAction) -> Result<(), String> {
+    match action {
+        OAuthAction::Sessions { account } => {
+            let listed = signed_in(&account, &account_password()?, async |pds| {
+                pds.query("dev.rustpds.oauth.listSessions").await
+            })?;
+            let sessions = listed["sessions"].as_array().cloned().unwrap_or_default();
+            if sessions.is_empty() {
+                eprintln!("No app is signed in with OAuth.");
+            }
+            for s in sessions {
+                let text = |k: &str| s[k].as_str().unwrap_or_default().to_owned();
+                let app = match s["clientName"].as_str() {
+                    Some(name) => format!("{name} ({})", text("clientId")),
+                    None => text("clientId"),
+                };
+                println!(
+                    "{}\t{app}\tsigned in {} with {}\tuntil {}\t{}",
+                    text("id"),
+                    text("createdAt"),
+                    text("authMethod"),
+                    text("expiresAt"),
+                    text("scope")
+                );
+            }
+            Ok(())
+        }
+        OAuthAction::Revoke { target, account } => {
+            let input = if target.contains("://") {
+                serde_json::json!({ "clientId": target })
+            } else {
+                serde_json::json!({ "id": target })
+            };
+            let out = signed_in(&account, &account_password()?, async |pds| {
+                pds.procedure("dev.rustpds.oauth.revokeSession", input)
+                    .await
+            })?;
+            println!(
+                "Signed out: {} session(s) ended; their tokens no longer work.",
+                out["revoked"].as_i64().unwrap_or(0)
+            );
+            Ok(())
+        }
+    }
 }
 
 #[cfg(not(target_arch = "wasm32"))]

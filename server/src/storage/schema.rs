@@ -336,6 +336,56 @@ const V12_STATEMENTS: &[&str] = &[
     )",
 ];
 
+/// Version 13: OAuth. Authorization requests (pushed, then authorized with a code), sessions
+/// (one access and one refresh token each, stored as SHA-256 hashes), spent refresh tokens (a
+/// reuse revokes the session), single-use values (DPoP proof ids, client assertion ids, PKCE
+/// challenges) until they expire, and fetched client metadata.
+const V13_STATEMENTS: &[&str] = &[
+    "CREATE TABLE oauth_request (
+        id TEXT PRIMARY KEY NOT NULL,
+        client_id TEXT NOT NULL,
+        client_auth TEXT NOT NULL,
+        params TEXT NOT NULL,
+        dpop_jkt TEXT NOT NULL,
+        expires_ms INTEGER NOT NULL,
+        failed_attempts INTEGER NOT NULL DEFAULT 0,
+        code_hash TEXT UNIQUE,
+        code_expires_ms INTEGER,
+        auth_method TEXT
+    )",
+    "CREATE TABLE oauth_session (
+        id TEXT PRIMARY KEY NOT NULL,
+        client_id TEXT NOT NULL,
+        client_auth TEXT NOT NULL,
+        dpop_jkt TEXT NOT NULL,
+        scope TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        refreshed_ms INTEGER NOT NULL,
+        expires_ms INTEGER NOT NULL,
+        refresh_idle_ms INTEGER NOT NULL,
+        access_hash TEXT NOT NULL UNIQUE,
+        access_expires_ms INTEGER NOT NULL,
+        refresh_hash TEXT UNIQUE,
+        code_hash TEXT NOT NULL UNIQUE,
+        auth_method TEXT NOT NULL
+    )",
+    "CREATE TABLE oauth_spent_refresh (
+        refresh_hash TEXT PRIMARY KEY NOT NULL,
+        session_id TEXT NOT NULL
+    )",
+    "CREATE INDEX oauth_spent_refresh_session ON oauth_spent_refresh (session_id)",
+    "CREATE TABLE oauth_used (
+        key TEXT PRIMARY KEY NOT NULL,
+        expires_ms INTEGER NOT NULL
+    )",
+    "CREATE INDEX oauth_used_expiry ON oauth_used (expires_ms)",
+    "CREATE TABLE oauth_client (
+        client_id TEXT PRIMARY KEY NOT NULL,
+        metadata TEXT NOT NULL,
+        fetched_ms INTEGER NOT NULL
+    )",
+];
+
 /// The schema of this build, oldest first.
 pub const MIGRATIONS: &[Migration] = &[
     Migration {
@@ -397,6 +447,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 12,
         name: "status page: counts by collection, blob bytes, commits per day, checks",
         statements: V12_STATEMENTS,
+    },
+    Migration {
+        version: 13,
+        name: "OAuth requests, sessions, single-use values, client metadata",
+        statements: V13_STATEMENTS,
     },
 ];
 

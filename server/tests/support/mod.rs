@@ -228,6 +228,7 @@ pub mod fake_service;
 pub mod firehose;
 pub mod http;
 pub mod native;
+pub mod oauth;
 pub mod oracle;
 pub mod plc;
 pub mod ref_pds;

@@ -237,10 +237,15 @@ impl Shared {
                     .map(|bytes| bytes.to_vec())
                     .map_err(|e| pds_api::runtime::xrpc::XrpcError::invalid_request(e.to_string()))
             }));
+        let nonce_key = match &self.config {
+            Ok(c) => crate::oauth::dpop::nonce_key(&c.jwt_secret),
+            Err(_) => [0; 32],
+        };
         let ports = crate::offload::EdgePorts {
             blobs: self.account.blobs.as_ref(),
             http: self.account.http.as_ref(),
             clock: self.account.clock.as_ref(),
+            nonce_key,
         };
         let response = crate::offload::run(work, self, &ports, &head, Body::Stream(stream)).await;
         crate::lifecycle::conceal_internal_error(response)

@@ -42,10 +42,15 @@ pub async fn run(
         Err(_) => Body::Bytes(Vec::new()),
     };
     let http = super::http_client::FetchHttpClient::default();
+    let nonce_key = match config {
+        Ok(c) => crate::oauth::dpop::nonce_key(&c.jwt_secret),
+        Err(_) => [0; 32],
+    };
     let ports = crate::offload::EdgePorts {
         blobs: blobs.as_ref(),
         http: &http,
         clock: &super::WorkerClock,
+        nonce_key,
     };
     let response = crate::offload::run(work, &link, &ports, &head, body).await;
     super::to_worker_response(crate::lifecycle::conceal_internal_error(response))

@@ -1,0 +1,344 @@
+//! The sign-in and consent page of `/oauth/authorize`, and its error page: plain HTML that
+//! works without JavaScript, one inline style sheet (allowed by its hash), light and dark,
+//! phone and desktop. The form's field names are fixed (`../shared/reference/oauth.md` §4.3) so
+//! that a plain form POST (tests, the command line) completes the flow as a browser does.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use sha2::{Digest, Sha256};
+
+use super::scope::{Permission, RepoAction, Scopes};
+use crate::http::{Body, HttpResponse};
+
+const STYLE: &str = "\
+:root{color-scheme:light dark;--bg:#f6f7f9;--card:#fff;--text:#15191e;--muted:#5b6470;\
+--line:#dfe3e8;--accent:#1463d8;--warn:#a15c00;--bad:#b3261e}\
+@media (prefers-color-scheme:dark){:root{--bg:#0f1216;--card:#181d23;--text:#e8ecf1;\
+--muted:#9aa5b1;--line:#2a323c;--accent:#5b9cff;--warn:#e6a23c;--bad:#ff8a80}}\
+*{box-sizing:border-box}body{margin:0;background:var(--bg);color:var(--text);\
+font:16px/1.5 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif}\
+main{max-width:34rem;margin:0 auto;padding:1.25rem}\
+.card{background:var(--card);border:1px solid var(--line);border-radius:14px;padding:1.25rem}\
+h1{font-size:1.35rem;margin:0 0 .25rem}p{margin:.5rem 0}.muted{color:var(--muted);font-size:.9rem}\
+.id{font-family:ui-monospace,monospace;font-size:.85rem;word-break:break-all}\
+ul{padding-left:1.2rem;margin:.5rem 0}li{margin:.3rem 0}.warn{color:var(--warn)}\
+.error{color:var(--bad);font-weight:600}\
+label{display:block;margin:1rem 0 .3rem;font-weight:600}\
+input[type=password]{width:100%;padding:.7rem;font-size:1rem;border:1px solid var(--line);\
+border-radius:10px;background:var(--bg);color:var(--text)}\
+.actions{display:flex;gap:.75rem;margin-top:1rem;flex-wrap:wrap}\
+button{flex:1 1 8rem;padding:.75rem 1rem;font-size:1rem;border-radius:10px;cursor:pointer;\
+border:1px solid var(--line);background:var(--card);color:var(--text)}\
+button.primary{background:var(--accent);border-color:var(--accent);color:#fff;font-weight:600}\
+details{margin-top:1rem}summary{cursor:pointer;color:var(--muted)}";
+
+/// Escapes text for HTML content and double-quoted attributes.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The security headers of every page here: a CSP that allows only the inline style sheet and
+/// form posts to this server and to the client's redirect origin (`form_target`), no framing,
+/// no caching, referrers only to this origin (the request URI never leaves it; `no-referrer`
+/// would make browsers send `Origin: null` with the form, which the CSRF check refuses).
+fn page_response(status: u16, html: String, form_target: Option<&str>) -> HttpResponse {
+    let style_hash = STANDARD.encode(Sha256::digest(STYLE.as_bytes()));
+    let form_action = match form_target {
+        Some(t) => format!("'self' {t}"),
+        None => "'self'".into(),
+    };
+    let csp = format!(
+        "default-src 'none'; style-src 'sha256-{style_hash}'; img-src 'self' data:; \
+         form-action {form_action}; frame-ancestors 'none'; base-uri 'none'"
+    );
+    HttpResponse {
+        status,
+        headers: vec![
+            ("content-type".into(), "text/html; charset=utf-8".into()),
+            ("content-security-policy".into(), csp),
+            ("cache-control".into(), "no-store".into()),
+            ("pragma".into(), "no-cache".into()),
+            ("x-frame-options".into(), "DENY".into()),
+            ("x-content-type-options".into(), "nosniff".into()),
+            ("referrer-policy".into(), "same-origin".into()),
+            ("cross-origin-opener-policy".into(), "same-origin".into()),
+            ("cross-origin-resource-policy".into(), "same-origin".into()),
+        ],
+        body: Body::Bytes(html.into_bytes()),
+    }
+}
+
+fn document(title: &str, body: &str) -> String {
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
+         <meta name=\"robots\" content=\"noindex\"><title>{}</title><style>{STYLE}</style>\
+         </head><body><main>{body}</main></body></html>",
+        escape(title)
+    )
+}
+
+/// An error page (the request cannot be sent back to the client).
+pub fn error_page(status: u16, title: &str, message: &str) -> HttpResponse {
+    let body = format!(
+        "<div class=\"card\"><h1>{}</h1><p>{}</p>\
+         <p class=\"muted\">You can close this page and start again from the app.</p></div>",
+        escape(title),
+        escape(message)
+    );
+    page_response(status, document(title, &body), None)
+}
+
+/// What the page shows and posts.
+pub struct Consent<'a> {
+    /// The client's id, shown in full.
+    pub client_id: &'a str,
+    /// The client's name and links, when it declared them.
+    pub client_name: Option<&'a str>,
+    pub client_uri: Option<&'a str>,
+    pub tos_uri: Option<&'a str>,
+    pub policy_uri: Option<&'a str>,
+    /// A loopback development client.
+    pub loopback: bool,
+    pub handle: &'a str,
+    pub did: &'a str,
+    /// The requested scope string.
+    pub scope: &'a str,
+    pub request_uri: &'a str,
+    pub csrf_token: &'a str,
+    /// A message after a failed attempt.
+    pub error: Option<&'a str>,
+    /// The origin (or private-use scheme) the approval redirects to.
+    pub redirect_target: &'a str,
+}
+
+/// The requested permissions in plain words, most powerful first; `true` marks a warning.
+pub fn describe(scope: &str, handle: &str) -> Vec<(String, bool)> {
+    let s = Scopes::parse(scope);
+    let mut out = Vec::new();
+    for p in &s.permissions {
+        match p {
+            Permission::Identity { attr } if attr == "*" => out.push((
+                "Take control of your identity: change your handle, signing keys and hosting. \
+                 This is full control of your account."
+                    .into(),
+                true,
+            )),
+            Permission::Identity { .. } => out.push(("Change your handle".into(), true)),
+            Permission::Account { attr, manage } => {
+                let text = match (attr.as_str(), manage) {
+                    ("email", false) => "See your email address",
+                    ("email", true) => "See and change your email address",
+                    ("repo", true) => "Replace all the data in your account (import a repository)",
+                    ("status", true) => "Activate or deactivate your account",
+                    _ => "See your account's settings",
+                };
+                out.push((text.into(), *manage));
+            }
+            _ => {}
+        }
+    }
+    if s.generic {
+        out.push((
+            "Create, change and delete anything in your account's public data (posts, likes, \
+             follows, profile), upload media, and use Bluesky and other services as you. Not \
+             your direct messages, not your account settings."
+                .into(),
+            true,
+        ));
+    }
+    if s.chat {
+        out.push(("Read and send your direct messages".into(), true));
+    }
+    if s.email {
+        out.push(("See your email address".into(), false));
+    }
+    for p in &s.permissions {
+        match p {
+            Permission::Repo {
+                collections,
+                actions,
+            } => {
+                let verbs: Vec<&str> = actions
+                    .iter()
+                    .map(|a| match a {
+                        RepoAction::Create => "create",
+                        RepoAction::Update => "change",
+                        RepoAction::Delete => "delete",
+                    })
+                    .collect();
+                let what = if collections.iter().any(|c| c == "*") {
+                    "records of any kind".to_owned()
+                } else {
+                    format!("records of kind {}", collections.join(", "))
+                };
+                out.push((
+                    format!("{} {what} in your account", capitalize(&verbs.join(", "))),
+                    false,
+                ));
+            }
+            Permission::Blob { accept } => {
+                out.push((format!("Upload files ({})", accept.join(", ")), false))
+            }
+            Permission::Rpc { lxms, aud } => {
+                let service = if aud == "*" {
+                    "any service"
+                } else {
+                    aud.as_str()
+                };
+                out.push((
+                    format!("Call {} at {service} as you", lxms.join(", ")),
+                    false,
+                ))
+            }
+            Permission::Include { nsid, .. } => {
+                out.push((format!("Use the permission set {nsid}"), false))
+            }
+            _ => {}
+        }
+    }
+    out.insert(0, (format!("Know that you are @{handle}"), false));
+    out
+}
+
+fn capitalize(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+/// The sign-in and consent page (`status` 401 after a wrong password).
+pub fn consent_page(status: u16, c: &Consent<'_>) -> HttpResponse {
+    let name = if c.loopback {
+        "A local development app".to_owned()
+    } else {
+        c.client_name
+            .map_or_else(|| "An app".to_owned(), str::to_owned)
+    };
+    let mut links = String::new();
+    for (label, uri) in [
+        ("Website", c.client_uri),
+        ("Terms", c.tos_uri),
+        ("Privacy", c.policy_uri),
+    ] {
+        if let Some(u) = uri.filter(|u| u.starts_with("https://")) {
+            links.push_str(&format!(
+                " <a href=\"{}\" rel=\"noopener noreferrer\" target=\"_blank\">{label}</a>",
+                escape(u)
+            ));
+        }
+    }
+    let permissions: String = describe(c.scope, c.handle)
+        .iter()
+        .map(|(text, warn)| {
+            if *warn {
+                format!("<li class=\"warn\">{}</li>", escape(text))
+            } else {
+                format!("<li>{}</li>", escape(text))
+            }
+        })
+        .collect();
+    let error = c
+        .error
+        .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e)))
+        .unwrap_or_default();
+    let body = format!(
+        "<div class=\"card\">\
+         <h1>{name} wants to use your account</h1>\
+         <p class=\"muted\">App: <span class=\"id\">{client_id}</span>{links}</p>\
+         <p>Signing in as <strong>@{handle}</strong><br><span class=\"id muted\">{did}</span></p>\
+         <p>If you allow it, this app can:</p><ul>{permissions}</ul>\
+         <details><summary>Requested scopes</summary><p class=\"id\">{scope}</p></details>\
+         {error}\
+         <form method=\"post\" action=\"/oauth/authorize\">\
+         <input type=\"hidden\" name=\"request_uri\" value=\"{request_uri}\">\
+         <input type=\"hidden\" name=\"client_id\" value=\"{client_id}\">\
+         <input type=\"hidden\" name=\"csrf_token\" value=\"{csrf}\">\
+         <input type=\"hidden\" name=\"webauthn\" value=\"\">\
+         <input type=\"text\" name=\"username\" value=\"{handle}\" autocomplete=\"username\" hidden>\
+         <label for=\"password\">Your account password</label>\
+         <input type=\"password\" id=\"password\" name=\"password\" autocomplete=\"current-password\" autofocus>\
+         <p class=\"muted\">App passwords are not accepted here.</p>\
+         <div class=\"actions\">\
+         <button type=\"submit\" name=\"action\" value=\"deny\" formnovalidate>Deny</button>\
+         <button type=\"submit\" name=\"action\" value=\"allow\" class=\"primary\">Allow</button>\
+         </div></form></div>",
+        name = escape(&name),
+        client_id = escape(c.client_id),
+        handle = escape(c.handle),
+        did = escape(c.did),
+        scope = escape(c.scope),
+        request_uri = escape(c.request_uri),
+        csrf = escape(c.csrf_token),
+    );
+    page_response(
+        status,
+        document(&format!("Sign in to {name}"), &body),
+        Some(c.redirect_target),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_page_escapes_what_it_shows_and_carries_the_fixed_form() {
+        let res = consent_page(
+            200,
+            &Consent {
+                client_id: "https://evil.example.com/<script>",
+                client_name: Some("\"><img src=x>"),
+                client_uri: None,
+                tos_uri: Some("javascript:alert(1)"),
+                policy_uri: None,
+                loopback: false,
+                handle: "alice.test",
+                did: "did:web:localhost",
+                scope: "atproto transition:generic identity:*",
+                request_uri: "urn:ietf:params:oauth:request_uri:req-abc",
+                csrf_token: "tok",
+                error: None,
+                redirect_target: "https://evil.example.com",
+            },
+        );
+        let Body::Bytes(b) = &res.body else { panic!() };
+        let html = String::from_utf8(b.clone()).unwrap();
+        assert!(!html.contains("<script>"));
+        assert!(!html.contains("<img src=x>"));
+        assert!(!html.contains("javascript:"));
+        for field in [
+            "name=\"request_uri\"",
+            "name=\"client_id\"",
+            "name=\"csrf_token\"",
+            "name=\"password\"",
+            "value=\"allow\"",
+            "value=\"deny\"",
+        ] {
+            assert!(html.contains(field), "{field}");
+        }
+        assert!(html.contains("full control of your account"));
+        let csp = res
+            .headers
+            .iter()
+            .find(|(k, _)| k == "content-security-policy")
+            .unwrap();
+        assert!(csp.1.contains("frame-ancestors 'none'"));
+        assert!(csp
+            .1
+            .contains("form-action 'self' https://evil.example.com"));
+    }
+}
