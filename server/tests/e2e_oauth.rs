@@ -878,6 +878,166 @@ fn the_owner_lists_and_signs_out_apps(kind: ShellKind) {
     assert!(String::from_utf8_lossy(&none.stderr).contains("SessionNotFound"));
 }
 
+/// The NSID of the permission set the lexicon authority below publishes.
+const SET: &str = "com.example.calendar.authFull";
+
+/// A lexicon authority played on loopback: its DID document (a did:web with a signing key and
+/// a PDS, itself), the `_lexicon` TXT record of `calendar.example.com` (DNS-over-HTTPS), and its
+/// repository's `com.atproto.lexicon.schema/<SET>` record, served as a signed getRecord proof
+/// (the interop catalog's permission set, under `SET`).
+fn lexicon_authority() -> support::fake_service::FakeService {
+    use pds::crypto::{KeyAlgorithm, SigningKey};
+    let key = SigningKey::generate(KeyAlgorithm::K256);
+    let multibase = key.public_key().to_multibase();
+    let car = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+    let served = car.clone();
+    let did_cell = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let did_for_dns = did_cell.clone();
+    let authority = support::fake_service::FakeService::start_with_document(
+        move |did, url| {
+            json!({
+                "id": did,
+                "verificationMethod": [{ "id": format!("{did}#atproto"), "type": "Multikey", "controller": did, "publicKeyMultibase": multibase }],
+                "service": [{ "id": "#atproto_pds", "type": "AtprotoPersonalDataServer", "serviceEndpoint": url }],
+            })
+        },
+        move |call| match call.path.as_str() {
+            "/dns-query" if call.query.contains("name=_lexicon.calendar.example.com") => {
+                Reply::json(
+                    200,
+                    json!({ "Status": 0, "Answer": [{ "name": "_lexicon.calendar.example.com.", "type": 16, "TTL": 300, "data": format!("\"did={}\"", did_for_dns.lock().unwrap()) }] }),
+                )
+            }
+            "/dns-query" => Reply::json(200, json!({ "Status": 3 })),
+            "/xrpc/com.atproto.sync.getRecord" if call.query.contains(SET) => Reply {
+                status: 200,
+                headers: vec![("content-type".into(), "application/vnd.ipld.car".into())],
+                body: served.lock().unwrap().clone(),
+                delay: std::time::Duration::ZERO,
+            },
+            _ => Reply::json(404, json!({ "error": "RecordNotFound", "message": "no" })),
+        },
+    );
+    *did_cell.lock().unwrap() = authority.did.clone();
+    // The authority's repository: one commit holding the lexicon record.
+    let path = support::interop_dir().join("lexicon/catalog/permission-set.json");
+    let mut lexicon: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    lexicon["id"] = SET.into();
+    lexicon["$type"] = "com.atproto.lexicon.schema".into();
+    let record = pds::data::cbor::encode(&pds::data::Value::from_json(&lexicon).unwrap());
+    let empty = pds::repo::MemoryBlockStore::new();
+    let (_, output) = pds::repo::Repo::create(
+        &empty,
+        &authority.did,
+        &[pds::repo::WriteOp::Create {
+            collection: "com.atproto.lexicon.schema".into(),
+            rkey: SET.into(),
+            record,
+        }],
+        &key,
+        "3lauthority22",
+    )
+    .unwrap();
+    let store = pds::repo::MemoryBlockStore::from_blocks(output.new_blocks.clone());
+    let repo = pds::repo::Repo::open(&store, output.cid).unwrap();
+    let proof = repo
+        .record_proof(&store, "com.atproto.lexicon.schema", SET)
+        .unwrap();
+    let mut bytes = pds::repo::car::header_bytes(&output.cid).unwrap();
+    for (cid, block) in proof.iter() {
+        bytes.extend(pds::repo::car::block_bytes(cid, block));
+    }
+    *car.lock().unwrap() = bytes;
+    authority
+}
+
+/// `include:` scopes: the permission set is resolved through DNS, the authority's DID document
+/// and its signed record, shown on the page by its title, and expanded into the granular
+/// scopes the token gets; those, and only those, are allowed.
+fn permission_sets_are_resolved_and_expanded(kind: ShellKind) {
+    let authority = lexicon_authority();
+    let server = support::start_shell(
+        kind,
+        &[("PDS_DOH_URL", &format!("{}/dns-query", authority.url))],
+    );
+    let base = server.base();
+    let scope = format!("atproto include:{SET}?aud=did:web:api.example.com%23svc");
+    let mut c = Client::new(base, &scope);
+
+    // The page names the set by its title.
+    let (_, challenge) = pkce();
+    let par = c.par(&challenge, &scope, &[]);
+    assert_eq!(par.status, 201, "{}", String::from_utf8_lossy(&par.body));
+    let uri = par.json()["request_uri"].as_str().unwrap().to_owned();
+    let page = get(
+        base,
+        &format!(
+            "/oauth/authorize?client_id={}&request_uri={}",
+            enc(&c.client_id),
+            enc(&uri)
+        ),
+    );
+    assert!(String::from_utf8_lossy(&page.body)
+        .contains("Example for Moderation: Create moderation reports"));
+
+    let t = c.sign_in(&scope);
+    let granted: Vec<&str> = t.scope.split(' ').collect();
+    assert_eq!(
+        granted,
+        vec![
+            "atproto",
+            "repo?collection=com.example.calendar.event&collection=com.example.calendar.rsvp&action=create&action=delete",
+            "repo:com.example.calendar.eventV2?action=create",
+            "rpc:com.example.calendar.listEvents?aud=*",
+            "rpc:com.example.calendar.listEvents?aud=did:web:api.example.com%23svc",
+        ]
+    );
+    let event = json!({
+        "repo": did(),
+        "collection": "com.example.calendar.eventV2",
+        "record": { "$type": "com.example.calendar.eventV2", "name": "meetup" },
+    });
+    let created = c.xrpc(
+        "POST",
+        "/xrpc/com.atproto.repo.createRecord",
+        &t.access,
+        Some(&event),
+    );
+    assert_eq!(
+        created.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&created.body)
+    );
+    let post = json!({
+        "repo": did(),
+        "collection": "app.bsky.feed.post",
+        "record": { "$type": "app.bsky.feed.post", "text": "no", "createdAt": "2026-12-06T00:00:00Z" },
+    });
+    assert_eq!(
+        c.xrpc(
+            "POST",
+            "/xrpc/com.atproto.repo.createRecord",
+            &t.access,
+            Some(&post)
+        )
+        .status,
+        403
+    );
+    // A refresh expands the set again (from the cache): the same grant.
+    let fresh = c.refresh(&t.refresh);
+    assert_eq!(fresh.json()["scope"], t.scope);
+
+    // A set nobody publishes: the request is refused at PAR.
+    let missing = "atproto include:com.example.nowhere.set";
+    let mut other = Client::new(base, missing);
+    other.nonce = c.nonce.clone();
+    let refused = other.par(&challenge, missing, &[]);
+    assert_eq!(refused.status, 400);
+    assert_eq!(refused.json()["error"], "invalid_scope");
+}
+
 fn request_with_proxy(c: &mut Client, access: &str, service: &str) -> support::http::Reply {
     let path = "/xrpc/app.bsky.actor.getProfile";
     let proof = c.proof("GET", path, Some(access));
@@ -902,4 +1062,5 @@ on_both_kinds!(
     scopes_decide_what_a_token_may_do,
     the_sign_in_page_works_in_a_browser,
     the_owner_lists_and_signs_out_apps,
+    permission_sets_are_resolved_and_expanded,
 );

@@ -327,16 +327,20 @@ impl IdentityResolver {
 
     /// The DID in the `_atproto.<handle>` TXT record, when exactly one is there.
     async fn handle_from_dns(&self, handle: &Handle) -> Result<Option<Did>, IdentityError> {
+        self.did_from_txt(&format!("_atproto.{}", handle.as_str()))
+            .await
+    }
+
+    /// The DID in the `did=` TXT record of DNS name `name` (over DNS-over-HTTPS), when exactly
+    /// one is there: handles (`_atproto.<handle>`) and lexicon authorities
+    /// (`_lexicon.<authority>`).
+    pub async fn did_from_txt(&self, name: &str) -> Result<Option<Did>, IdentityError> {
         let separator = if self.settings.doh_url.contains('?') {
             '&'
         } else {
             '?'
         };
-        let url = format!(
-            "{}{separator}name=_atproto.{}&type=TXT",
-            self.settings.doh_url,
-            handle.as_str()
-        );
+        let url = format!("{}{separator}name={name}&type=TXT", self.settings.doh_url);
         let request = ClientRequest::get(url.as_str())
             .header("accept", "application/dns-json")
             .timeout(self.settings.timeout)

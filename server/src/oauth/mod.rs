@@ -16,6 +16,7 @@ pub mod client;
 pub mod dpop;
 pub mod metadata;
 pub mod page;
+pub mod permission_set;
 pub mod scope;
 pub mod server;
 pub mod store;

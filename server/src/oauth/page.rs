@@ -115,6 +115,8 @@ pub struct Consent<'a> {
     pub did: &'a str,
     /// The requested scope string.
     pub scope: &'a str,
+    /// A permission set's title (and detail), by NSID, when known.
+    pub set_titles: &'a dyn Fn(&str) -> Option<String>,
     pub request_uri: &'a str,
     pub csrf_token: &'a str,
     /// A message after a failed attempt.
@@ -124,7 +126,11 @@ pub struct Consent<'a> {
 }
 
 /// The requested permissions in plain words, most powerful first; `true` marks a warning.
-pub fn describe(scope: &str, handle: &str) -> Vec<(String, bool)> {
+pub fn describe(
+    scope: &str,
+    handle: &str,
+    set_titles: &dyn Fn(&str) -> Option<String>,
+) -> Vec<(String, bool)> {
     let s = Scopes::parse(scope);
     let mut out = Vec::new();
     for p in &s.permissions {
@@ -202,9 +208,13 @@ pub fn describe(scope: &str, handle: &str) -> Vec<(String, bool)> {
                     false,
                 ))
             }
-            Permission::Include { nsid, .. } => {
-                out.push((format!("Use the permission set {nsid}"), false))
-            }
+            Permission::Include { nsid, .. } => out.push((
+                match set_titles(nsid) {
+                    Some(title) => format!("{title} ({nsid})"),
+                    None => format!("Use the permission set {nsid}"),
+                },
+                false,
+            )),
             _ => {}
         }
     }
@@ -241,7 +251,7 @@ pub fn consent_page(status: u16, c: &Consent<'_>) -> HttpResponse {
             ));
         }
     }
-    let permissions: String = describe(c.scope, c.handle)
+    let permissions: String = describe(c.scope, c.handle, c.set_titles)
         .iter()
         .map(|(text, warn)| {
             if *warn {
@@ -309,6 +319,7 @@ mod tests {
                 handle: "alice.test",
                 did: "did:web:localhost",
                 scope: "atproto transition:generic identity:*",
+                set_titles: &|_| None,
                 request_uri: "urn:ietf:params:oauth:request_uri:req-abc",
                 csrf_token: "tok",
                 error: None,

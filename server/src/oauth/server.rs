@@ -159,6 +159,9 @@ async fn par(
     }
     let scope = get("scope").ok_or_else(|| OAuthError::invalid_scope("scope is required"))?;
     check_scope(&client, scope)?;
+    // Every permission set must resolve now (the spec: a set that cannot be resolved fails
+    // the request); the page shows them by their titles.
+    super::permission_set::expand_scope(config, account, scope).await?;
     let response_mode = get("response_mode").unwrap_or("query");
     if !matches!(response_mode, "query" | "fragment") {
         return Err(OAuthError::invalid_request(
@@ -220,7 +223,7 @@ async fn par(
 }
 
 /// The requested scope: valid syntax, `atproto` in it, no OpenID, and every token declared by
-/// the client. Permission sets (`include:`) cannot be resolved yet, so they are refused.
+/// the client.
 fn check_scope(client: &Client, scope: &str) -> Result<(), OAuthError> {
     if !super::scope::is_scope_syntax(scope) {
         return Err(OAuthError::invalid_scope("Invalid scope"));
@@ -240,11 +243,6 @@ fn check_scope(client: &Client, scope: &str) -> Result<(), OAuthError> {
     if let Some(t) = tokens.iter().find(|t| !client.declares_scope(t)) {
         return Err(OAuthError::invalid_scope(format!(
             "Scope \"{t}\" is not declared in the client metadata"
-        )));
-    }
-    if let Some(t) = tokens.iter().find(|t| t.starts_with("include:")) {
-        return Err(OAuthError::invalid_scope(format!(
-            "Permission set \"{t}\" cannot be resolved by this server"
         )));
     }
     Ok(())
@@ -480,6 +478,24 @@ fn consent(
     };
     let request_uri = format!("{REQUEST_URI_PREFIX}{}", request.id);
     let target = redirect_target(&request.params.redirect_uri);
+    // Permission sets by their title and detail, from the copies PAR resolved.
+    let set_titles = |nsid: &str| -> Option<String> {
+        use crate::storage::SqlExt;
+        let row = account
+            .sql
+            .query_opt(
+                "SELECT lexicon FROM lexicon_cache WHERE nsid = ?",
+                &[nsid.into()],
+            )
+            .ok()??;
+        let doc: serde_json::Value = serde_json::from_str(&row.text(0).ok()?).ok()?;
+        let set = super::permission_set::PermissionSet::from_lexicon(nsid, &doc).ok()?;
+        let title = set.title?;
+        Some(match set.detail {
+            Some(detail) => format!("{title}: {detail}"),
+            None => title,
+        })
+    };
     page::consent_page(
         status,
         &Consent {
@@ -492,6 +508,7 @@ fn consent(
             handle: config.handle.as_str(),
             did: config.did.as_str(),
             scope: &request.params.scope,
+            set_titles: &set_titles,
             request_uri: &request_uri,
             csrf_token: &csrf,
             error,
@@ -673,13 +690,13 @@ async fn token(
         )));
     }
     if grant == "authorization_code" {
-        code_grant(config, account, &params, &client, &client_auth, &proof)
+        code_grant(config, account, &params, &client, &client_auth, &proof).await
     } else {
-        refresh_grant(config, account, &params, &client, &client_auth, &proof)
+        refresh_grant(config, account, &params, &client, &client_auth, &proof).await
     }
 }
 
-fn code_grant(
+async fn code_grant(
     config: &Config,
     account: &Account,
     params: &BTreeMap<String, String>,
@@ -743,6 +760,9 @@ fn code_grant(
     )? {
         return Err(OAuthError::invalid_grant("Code challenge already used"));
     }
+    // Permission sets become the granular scopes they grant (again at every refresh).
+    let requested = request.params.scope.clone();
+    let granted = super::permission_set::expand_scope(config, account, &requested).await?;
     let (lifetime, idle) = if client.is_confidential() {
         (CONFIDENTIAL_SESSION_MS, CONFIDENTIAL_REFRESH_IDLE_MS)
     } else {
@@ -755,11 +775,15 @@ fn code_grant(
         None
     };
     let session = Session {
-        id: random_token()?,
+        // Hex: the owner types it after `pds oauth revoke` (base64url may start with `-`).
+        id: crate::hex::encode(
+            &crate::auth::random_bytes::<16>().map_err(OAuthError::server_error)?,
+        ),
         client_id: request.client_id.clone(),
         client_auth: request.client_auth.clone(),
         dpop_jkt: proof.jkt.clone(),
-        scope: request.params.scope.clone(),
+        requested_scope: (granted != requested).then_some(requested),
+        scope: granted,
         created_ms: now,
         refreshed_ms: now,
         expires_ms: now + lifetime,
@@ -785,7 +809,7 @@ fn code_grant(
     ))
 }
 
-fn refresh_grant(
+async fn refresh_grant(
     config: &Config,
     account: &Account,
     params: &BTreeMap<String, String>,
@@ -825,6 +849,16 @@ fn refresh_grant(
         store.delete_session(&session.id)?;
         return Err(OAuthError::invalid_grant(problem));
     }
+    let scope = match &session.requested_scope {
+        Some(requested) => {
+            // A set that can no longer be resolved (not even from the cache) leaves the
+            // session with what it was granted before.
+            super::permission_set::expand_scope(config, account, requested)
+                .await
+                .unwrap_or_else(|_| session.scope.clone())
+        }
+        None => session.scope.clone(),
+    };
     let access = format!("{ACCESS_PREFIX}{}", random_token()?);
     let refresh = format!("{REFRESH_PREFIX}{}", random_token()?);
     let access_expires = (now + ACCESS_TTL_MS).min(session.expires_ms);
@@ -834,6 +868,7 @@ fn refresh_grant(
         &token_hash(&access),
         access_expires,
         &token_hash(&refresh),
+        &scope,
         now,
     )? {
         store.delete_session(&session.id)?;
@@ -842,6 +877,7 @@ fn refresh_grant(
     let refreshed = Session {
         refreshed_ms: now,
         access_expires_ms: access_expires,
+        scope,
         ..session
     };
     Ok(token_response(config, &refreshed, &access, Some(&refresh)))

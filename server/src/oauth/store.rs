@@ -66,6 +66,9 @@ pub struct Session {
     pub refresh_idle_ms: i64,
     pub access_expires_ms: i64,
     pub auth_method: String,
+    /// The scope asked for, when it differs from the granted one (it has `include:` sets,
+    /// expanded again at every refresh).
+    pub requested_scope: Option<String>,
 }
 
 /// SHA-256 of a token or code, hex: what is stored and looked up.
@@ -100,7 +103,7 @@ fn request_of(row: &Row) -> Result<StoredRequest> {
 
 const SESSION_COLUMNS: &str = "id, client_id, client_auth, dpop_jkt, scope, created_ms, \
                                refreshed_ms, expires_ms, refresh_idle_ms, access_expires_ms, \
-                               auth_method";
+                               auth_method, requested_scope";
 
 fn session_of(row: &Row) -> Result<Session> {
     Ok(Session {
@@ -115,6 +118,7 @@ fn session_of(row: &Row) -> Result<Session> {
         refresh_idle_ms: row.integer(8)?,
         access_expires_ms: row.integer(9)?,
         auth_method: row.text(10)?,
+        requested_scope: row.opt_text(11)?,
     })
 }
 
@@ -258,7 +262,8 @@ impl<'a> OAuthStore<'a> {
         self.db.execute(
             "INSERT INTO oauth_session (id, client_id, client_auth, dpop_jkt, scope, created_ms, \
              refreshed_ms, expires_ms, refresh_idle_ms, access_hash, access_expires_ms, \
-             refresh_hash, code_hash, auth_method) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             refresh_hash, code_hash, auth_method, requested_scope) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             &[
                 s.id.as_str().into(),
                 s.client_id.as_str().into(),
@@ -274,6 +279,7 @@ impl<'a> OAuthStore<'a> {
                 refresh_hash.into(),
                 code_hash.into(),
                 s.auth_method.as_str().into(),
+                s.requested_scope.as_deref().into(),
             ],
         )?;
         Ok(())
@@ -318,6 +324,7 @@ impl<'a> OAuthStore<'a> {
     /// Replaces a session's tokens, if `old_refresh_hash` is still its refresh token (a
     /// compare-and-swap: of two concurrent refreshes, one wins). The old one is remembered as
     /// spent. `false`: it was not current any more.
+    #[allow(clippy::too_many_arguments)]
     pub fn rotate(
         &self,
         session_id: &str,
@@ -325,16 +332,19 @@ impl<'a> OAuthStore<'a> {
         access_hash: &str,
         access_expires_ms: i64,
         refresh_hash: &str,
+        scope: &str,
         now_ms: i64,
     ) -> Result<bool> {
         self.db.transaction(|| -> Result<bool> {
             let rows = self.db.execute(
                 "UPDATE oauth_session SET access_hash = ?, access_expires_ms = ?, \
-                 refresh_hash = ?, refreshed_ms = ? WHERE id = ? AND refresh_hash = ? RETURNING id",
+                 refresh_hash = ?, scope = ?, refreshed_ms = ? \
+                 WHERE id = ? AND refresh_hash = ? RETURNING id",
                 &[
                     access_hash.into(),
                     SqlValue::Integer(access_expires_ms),
                     refresh_hash.into(),
+                    scope.into(),
                     SqlValue::Integer(now_ms),
                     session_id.into(),
                     old_refresh_hash.into(),

@@ -386,6 +386,18 @@ const V13_STATEMENTS: &[&str] = &[
     )",
 ];
 
+/// Version 14: OAuth permission sets. Resolved lexicons (`include:` scopes), with when they were
+/// fetched; and the scope a session was asked for, from which its granted scope is computed
+/// again at every refresh.
+const V14_STATEMENTS: &[&str] = &[
+    "CREATE TABLE lexicon_cache (
+        nsid TEXT PRIMARY KEY NOT NULL,
+        lexicon TEXT NOT NULL,
+        fetched_ms INTEGER NOT NULL
+    )",
+    "ALTER TABLE oauth_session ADD COLUMN requested_scope TEXT",
+];
+
 /// The schema of this build, oldest first.
 pub const MIGRATIONS: &[Migration] = &[
     Migration {
@@ -452,6 +464,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 13,
         name: "OAuth requests, sessions, single-use values, client metadata",
         statements: V13_STATEMENTS,
+    },
+    Migration {
+        version: 14,
+        name: "OAuth permission sets",
+        statements: V14_STATEMENTS,
     },
 ];
 

@@ -113,6 +113,21 @@ impl FakeService {
     /// either way). Tokens verify once [`FakeService::set_pds`] says where the account's DID
     /// document is served.
     pub fn start(reply: impl Fn(&Call) -> Reply + Send + Sync + 'static) -> FakeService {
+        FakeService::start_inner(reply, None)
+    }
+
+    /// [`FakeService::start`] with its own DID document, made from its DID and URL.
+    pub fn start_with_document(
+        document: impl Fn(&str, &str) -> Value + Send + Sync + 'static,
+        reply: impl Fn(&Call) -> Reply + Send + Sync + 'static,
+    ) -> FakeService {
+        FakeService::start_inner(reply, Some(Box::new(document)))
+    }
+
+    fn start_inner(
+        reply: impl Fn(&Call) -> Reply + Send + Sync + 'static,
+        document: Option<Box<DocumentFn>>,
+    ) -> FakeService {
         let v4 = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = v4.local_addr().unwrap().port();
         let v6 = TcpListener::bind(("::1", port)).ok();
@@ -126,6 +141,7 @@ impl FakeService {
             pds_base: pds_base.clone(),
             calls: calls.clone(),
             reply: Box::new(reply),
+            document,
         });
         for listener in std::iter::once(v4).chain(v6) {
             let shared = shared.clone();
@@ -178,7 +194,11 @@ struct Shared {
     pds_base: Arc<Mutex<String>>,
     calls: Arc<Mutex<Vec<Call>>>,
     reply: Box<ReplyFn>,
+    /// Its own DID document, from (its DID, its URL); none: the default one.
+    document: Option<Box<DocumentFn>>,
 }
+
+type DocumentFn = dyn Fn(&str, &str) -> Value + Send + Sync;
 
 impl Shared {
     fn serve(&self, stream: TcpStream) {
@@ -215,7 +235,10 @@ impl Shared {
             return;
         }
         let reply = if path == "/.well-known/did.json" {
-            Reply::json(200, self.did_document())
+            match &self.document {
+                Some(document) => Reply::json(200, document(&self.did, &self.url)),
+                None => Reply::json(200, self.did_document()),
+            }
         } else {
             let token = headers
                 .iter()
