@@ -34,6 +34,10 @@ pub struct Account {
     pub http: Rc<dyn HttpClient>,
     /// DIDs and handles, cached; built on first use from the configuration's network settings.
     resolver: OnceCell<IdentityResolver>,
+    /// The platform's faster signature checks (WebCrypto on Workers), if any.
+    fast_verify: Option<Rc<dyn crate::crypto::FastVerify>>,
+    /// SHA-256 of the last DPoP proofs whose signatures [`Account::precheck_dpop`] verified.
+    verified_proofs: RefCell<std::collections::VecDeque<[u8; 32]>>,
     /// Revisions and record keys; seeded from the stored head before first use.
     pub tids: RefCell<TidGenerator>,
     /// Whether the schema could be brought up to date when the account was opened.
@@ -110,6 +114,8 @@ impl Account {
             clock: Rc::from(clock),
             http: Rc::new(NoNetwork),
             resolver: OnceCell::new(),
+            fast_verify: None,
+            verified_proofs: RefCell::new(std::collections::VecDeque::new()),
             tids: RefCell::new(TidGenerator::new()),
             schema,
             maintenance_seen_seq: Cell::new(None),
@@ -123,6 +129,44 @@ impl Account {
         self.http = http;
         self.resolver = OnceCell::new();
         self
+    }
+
+    /// The account with the platform's faster signature checks.
+    pub fn with_fast_verify(mut self, fast: Rc<dyn crate::crypto::FastVerify>) -> Account {
+        self.fast_verify = Some(fast);
+        self
+    }
+
+    /// Verifies the signature of the request's DPoP proof with the platform's faster check,
+    /// ahead of the (synchronous) authentication that then trusts it
+    /// ([`Account::proof_verified`]). Only a P-256 proof, and only where the platform has such a
+    /// check; otherwise, or when it fails, authentication verifies the proof itself.
+    pub async fn precheck_dpop(&self, req: &crate::http::HttpRequest) -> Option<()> {
+        let fast = self.fast_verify.as_ref()?;
+        let [proof] = crate::oauth::dpop::proof_headers(req)[..] else {
+            return None;
+        };
+        let (input, key, sig) = crate::oauth::dpop::signed_parts(proof)?;
+        if key.algorithm() != crate::crypto::KeyAlgorithm::P256 {
+            return None;
+        }
+        let point = key.to_sec1_uncompressed();
+        if fast.verify_es256(&point, input.as_bytes(), &sig).await? {
+            use sha2::Digest;
+            let mut verified = self.verified_proofs.borrow_mut();
+            verified.push_back(sha2::Sha256::digest(proof.as_bytes()).into());
+            while verified.len() > 32 {
+                verified.pop_front();
+            }
+        }
+        Some(())
+    }
+
+    /// Whether this exact DPoP proof's signature was verified by [`Account::precheck_dpop`].
+    pub fn proof_verified(&self, proof: &str) -> bool {
+        use sha2::Digest;
+        let hash: [u8; 32] = sha2::Sha256::digest(proof.as_bytes()).into();
+        self.verified_proofs.borrow().contains(&hash)
     }
 
     /// The identity resolver, over the outbound HTTP port, with the network settings of

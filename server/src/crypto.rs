@@ -396,6 +396,19 @@ fn decode_base58btc_multibase(s: &str) -> Result<Vec<u8>, CryptoError> {
     }
 }
 
+/// Signature checks a platform does faster than this crate's code: WebCrypto's native P-256
+/// on Workers, where the same check in wasm costs most of a millisecond.
+pub trait FastVerify {
+    /// Verifies an ES256 signature (`r||s`, either S) by the key with this uncompressed SEC1
+    /// point over `msg`; `None` when the platform could not say (the caller checks itself).
+    fn verify_es256<'a>(
+        &'a self,
+        sec1_uncompressed: &'a [u8],
+        msg: &'a [u8],
+        sig: &'a [u8],
+    ) -> futures_util::future::LocalBoxFuture<'a, Option<bool>>;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -157,6 +157,8 @@ async fn account_route(
         Ok(meta) => meta,
         Err(e) => return e.into_response().into(),
     };
+    // A DPoP proof's signature, checked by the platform's faster verifier where it has one.
+    account.precheck_dpop(&req).await;
     let api = Api { config, account };
     let (caller, limited) = match crate::rate_limit::admit_call(&api, meta.nsid, &req) {
         Ok(admitted) => admitted,

@@ -559,6 +559,9 @@ pub async fn serve_internal(config: &Config, account: &Account, req: &HttpReques
     let Some((offload, step)) = Offload::parse_path(&req.path) else {
         return crate::routes::not_found();
     };
+    if step == Step::Authorize {
+        account.precheck_dpop(req).await;
+    }
     let result = match (offload, step) {
         (Offload::UploadBlob, Step::Authorize) => authorize_upload(config, account, req)
             .and_then(|grant| serde_json::to_value(grant).map_err(internal)),

@@ -471,6 +471,20 @@ fn tokens_are_single_use_and_bound(kind: ShellKind) {
             b"",
         )
     };
+    // A proof whose signature is another proof's: refused (on Workers by WebCrypto's check).
+    let other = c.proof(
+        "GET",
+        "/xrpc/com.atproto.server.getSession",
+        Some(&t.access),
+    );
+    let forged = format!(
+        "{}.{}",
+        &other[..other.rfind('.').unwrap()],
+        proof.rsplit('.').next().unwrap()
+    );
+    let refused = with(&forged);
+    assert_eq!(refused.status, 401);
+    assert_eq!(refused.json()["message"], "Invalid DPoP proof signature");
     assert_eq!(with(&proof).status, 200);
     let replay = with(&proof);
     assert_eq!(replay.status, 401);

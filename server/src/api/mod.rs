@@ -55,8 +55,9 @@ impl Api<'_> {
     /// Runs `f` with the account's authentication (sessions, app passwords, service tokens).
     pub fn with_auth<T>(&self, f: impl FnOnce(&Auth<'_>) -> T) -> T {
         let store = SqlAuthStore::new(self.account.sql.as_ref(), self.config.did.as_str());
+        let verified = |proof: &str| self.account.proof_verified(proof);
         f(&Auth::new(self.config, &store, self.account.clock.as_ref())
-            .with_oauth(self.account.sql.as_ref()))
+            .with_oauth(self.account.sql.as_ref(), &verified))
     }
 }
 

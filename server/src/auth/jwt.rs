@@ -217,6 +217,29 @@ impl UnverifiedJwt<'_> {
     }
 }
 
+impl UnverifiedJwt<'_> {
+    /// The signed input and the signature, for a platform's own verifier.
+    pub fn signed_parts(&self) -> (&str, &[u8]) {
+        (self.signing_input, &self.signature)
+    }
+
+    /// The token as verified, when its signature was checked elsewhere with `key` (a platform's
+    /// faster verifier, over [`UnverifiedJwt::signed_parts`]); the header's alg must still be
+    /// the key's.
+    pub fn trust_verified(self, key: &PublicKey) -> Result<Jwt, JwtError> {
+        match self.alg() {
+            Some(a) if a == key.jwt_alg() => Ok(Jwt {
+                header: self.header,
+                claims: self.claims,
+            }),
+            other => Err(JwtError::AlgMismatch {
+                expected: key.jwt_alg(),
+                found: other.unwrap_or_default().to_owned(),
+            }),
+        }
+    }
+}
+
 impl Jwt {
     /// A string claim.
     pub fn str_claim(&self, name: &str) -> Option<&str> {

@@ -55,6 +55,8 @@ pub struct Auth<'a> {
     service_did: String,
     /// The OAuth tables, for DPoP-bound tokens (none: they are refused).
     oauth_db: Option<&'a dyn crate::storage::Sql>,
+    /// Whether a DPoP proof's signature was already verified by the platform.
+    proof_verified: Option<&'a dyn Fn(&str) -> bool>,
 }
 
 impl<'a> Auth<'a> {
@@ -66,12 +68,19 @@ impl<'a> Auth<'a> {
             clock,
             service_did: config.service_did(),
             oauth_db: None,
+            proof_verified: None,
         }
     }
 
-    /// The same, accepting OAuth tokens, whose sessions live in `db`.
-    pub fn with_oauth(mut self, db: &'a dyn crate::storage::Sql) -> Auth<'a> {
+    /// The same, accepting OAuth tokens, whose sessions live in `db`; `proof_verified` says
+    /// which DPoP proofs the platform already verified ([`crate::account::Account::precheck_dpop`]).
+    pub fn with_oauth(
+        mut self,
+        db: &'a dyn crate::storage::Sql,
+        proof_verified: &'a dyn Fn(&str) -> bool,
+    ) -> Auth<'a> {
         self.oauth_db = Some(db);
+        self.proof_verified = Some(proof_verified);
         self
     }
 

@@ -471,6 +471,7 @@ impl Auth<'_> {
                 access_token: Some(token),
                 now_ms,
                 nonce_key: &nonce_key,
+                verified: self.proof_verified.unwrap_or(&|_| false),
             },
         )
         .map_err(dpop_failure)?;

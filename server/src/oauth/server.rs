@@ -28,6 +28,9 @@ const CODE_PREFIX: &str = "cod-";
 
 /// Serves an `/oauth/*` path (the discovery documents are the edge's).
 pub async fn serve(config: &Config, account: &Account, req: &HttpRequest) -> HttpResponse {
+    if req.method == "POST" {
+        account.precheck_dpop(req).await;
+    }
     let outcome = match (req.path.as_str(), req.method.as_str()) {
         ("/oauth/par", "POST") => par(config, account, req).await,
         ("/oauth/token", "POST") => token(config, account, req).await,
@@ -62,6 +65,7 @@ fn check_proof(config: &Config, account: &Account, req: &HttpRequest) -> Result<
             access_token: None,
             now_ms: u64::try_from(now).unwrap_or(0),
             nonce_key: &nonce_key,
+            verified: &|p| account.proof_verified(p),
         },
     )?;
     OAuthStore::new(account.sql.as_ref()).spend_proof(&proof.jti, now)?;

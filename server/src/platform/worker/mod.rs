@@ -7,6 +7,7 @@ pub mod http_client;
 pub mod offload;
 pub mod r2;
 pub mod sql;
+pub mod webcrypto;
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -242,7 +243,8 @@ impl DurableObject for AccountDurableObject {
             Err(_) => Box::new(MissingBlobStore),
         };
         let account = Account::open(sql, blobs, Box::new(WorkerClock))
-            .with_http(Rc::new(http_client::FetchHttpClient::default()));
+            .with_http(Rc::new(http_client::FetchHttpClient::default()))
+            .with_fast_verify(Rc::new(webcrypto::WebCryptoVerify));
         // Tests watch for this line to see the object evicted and started again.
         worker::console_log!(
             "pds: account object started ({} firehose sockets held)",
