@@ -10,7 +10,7 @@ use serde_json::json;
 use support::account::{did, HANDLE, PASSWORD};
 use support::fake_service::{Call, Reply, Services};
 use support::http::{get, request};
-use support::oauth::{enc, form, origin, pkce, Client, REDIRECT};
+use support::oauth::{authorize_path, enc, form, form_secrets, origin, pkce, Client, REDIRECT};
 use support::ShellKind;
 
 const GENERIC: &str = "atproto transition:generic";
@@ -255,14 +255,8 @@ fn the_authorize_page_guards_the_decision(kind: ShellKind) {
     let server = support::start_shell(kind, &[]);
     let base = server.base();
     let mut c = Client::new(base, GENERIC);
-    let (_, challenge) = pkce();
-    let par = c.par(&challenge, GENERIC, &[]);
-    let request_uri = par.json()["request_uri"].as_str().unwrap().to_owned();
-    let page_path = format!(
-        "/oauth/authorize?client_id={}&request_uri={}",
-        enc(&c.client_id),
-        enc(&request_uri)
-    );
+    let (request_uri, _) = c.push(GENERIC, &[]);
+    let page_path = authorize_path(&c.client_id, &request_uri);
 
     // A direct request, an unknown request: error pages, no redirect.
     assert_eq!(get(base, "/oauth/authorize?client_id=x").status, 400);
@@ -284,21 +278,7 @@ fn the_authorize_page_guards_the_decision(kind: ShellKind) {
     assert!(html.contains("A local development app"));
 
     // A form without the page's cookie, or from another origin: 403, the request untouched.
-    let csrf = html
-        .split("name=\"csrf_token\" value=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_owned();
-    let cookie = page
-        .header("set-cookie")
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let (csrf, cookie) = form_secrets(&page);
     let decide = |password: &str, action: &str, cookie: &str, origin_header: &str| {
         let body = form(&[
             ("request_uri", &request_uri),
@@ -345,8 +325,7 @@ fn the_authorize_page_guards_the_decision(kind: ShellKind) {
     assert_eq!(get(base, &page_path).status, 400);
 
     // Five wrong passwords spend a request.
-    let par = c.par(&challenge, GENERIC, &[]);
-    let uri = par.json()["request_uri"].as_str().unwrap().to_owned();
+    let (uri, _) = c.push(GENERIC, &[]);
     for i in 0..5 {
         let reply = c.approve(&uri, "wrong-password");
         if i < 4 {
@@ -361,16 +340,8 @@ fn the_authorize_page_guards_the_decision(kind: ShellKind) {
     }
 
     // prompt=none: no remembered sign-in, so login_required.
-    let par = c.par(&challenge, GENERIC, &[("prompt", "none")]);
-    let uri = par.json()["request_uri"].as_str().unwrap().to_owned();
-    let silent = get(
-        base,
-        &format!(
-            "/oauth/authorize?client_id={}&request_uri={}",
-            enc(&c.client_id),
-            enc(&uri)
-        ),
-    );
+    let (uri, _) = c.push(GENERIC, &[("prompt", "none")]);
+    let silent = get(base, &authorize_path(&c.client_id, &uri));
     assert_eq!(silent.status, 303);
     assert!(silent
         .header("location")
@@ -741,15 +712,8 @@ fn the_sign_in_page_works_in_a_browser(kind: ShellKind) {
     let server = support::start_shell(kind, &[]);
     let base = server.base();
     let mut c = Client::new(base, GENERIC);
-    let (verifier, challenge) = pkce();
-    let par = c.par(&challenge, GENERIC, &[]);
-    let request_uri = par.json()["request_uri"].as_str().unwrap().to_owned();
-    let url = format!(
-        "{}/oauth/authorize?client_id={}&request_uri={}",
-        origin(),
-        enc(&c.client_id),
-        enc(&request_uri)
-    );
+    let (request_uri, verifier) = c.push(GENERIC, &[]);
+    let url = format!("{}{}", origin(), authorize_path(&c.client_id, &request_uri));
     let out_dir = support::worker::project_root()
         .join("target/oauth-pages")
         .join(format!("{kind:?}"));
@@ -980,18 +944,8 @@ fn permission_sets_are_resolved_and_expanded(kind: ShellKind) {
     let mut c = Client::new(base, &scope);
 
     // The page names the set by its title.
-    let (_, challenge) = pkce();
-    let par = c.par(&challenge, &scope, &[]);
-    assert_eq!(par.status, 201, "{}", String::from_utf8_lossy(&par.body));
-    let uri = par.json()["request_uri"].as_str().unwrap().to_owned();
-    let page = get(
-        base,
-        &format!(
-            "/oauth/authorize?client_id={}&request_uri={}",
-            enc(&c.client_id),
-            enc(&uri)
-        ),
-    );
+    let (uri, _) = c.push(&scope, &[]);
+    let page = get(base, &authorize_path(&c.client_id, &uri));
     assert!(String::from_utf8_lossy(&page.body)
         .contains("Example for Moderation: Create moderation reports"));
 
@@ -1047,6 +1001,7 @@ fn permission_sets_are_resolved_and_expanded(kind: ShellKind) {
     let missing = "atproto include:com.example.nowhere.set";
     let mut other = Client::new(base, missing);
     other.nonce = c.nonce.clone();
+    let (_, challenge) = pkce();
     let refused = other.par(&challenge, missing, &[]);
     assert_eq!(refused.status, 400);
     assert_eq!(refused.json()["error"], "invalid_scope");

@@ -2,6 +2,7 @@
 //! stored check outcomes (a few row reads and the newest commit events; no outbound call), and
 //! the same as a self-contained HTML page (no script, one inline style sheet, an SVG chart).
 
+use crate::oauth::page::escape as esc;
 use pds_api::dev::rustpds::server::get_status::{
     BlobUsage, Check, CheckLevel, CollectionCount, CommitOp, CommitOpAction, DayCount, Firehose,
     Output, OutputStatus, RecentCommit,
@@ -152,22 +153,6 @@ pub fn page_response(status: &Output, now_ms: i64) -> HttpResponse {
     res.headers
         .push(("x-content-type-options".into(), "nosniff".into()));
     res
-}
-
-/// `s` escaped for HTML text and attribute values.
-fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// A byte count for people: `1.5 MiB`.

@@ -41,6 +41,33 @@ pub fn loopback_client_id(scope: &str) -> String {
     )
 }
 
+/// The authorize page's path for a pushed request of `client_id`.
+pub fn authorize_path(client_id: &str, request_uri: &str) -> String {
+    format!(
+        "/oauth/authorize?client_id={}&request_uri={}",
+        enc(client_id),
+        enc(request_uri)
+    )
+}
+
+/// What a browser keeps from the authorize page to post its form: the CSRF token and the cookie
+/// it is bound to (`name=value`).
+pub fn form_secrets(page: &Reply) -> (String, String) {
+    let html = String::from_utf8_lossy(&page.body);
+    let csrf = html
+        .split("name=\"csrf_token\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("the page has a csrf_token field")
+        .to_owned();
+    let cookie = page
+        .header("set-cookie")
+        .and_then(|c| c.split(';').next())
+        .expect("the page sets its CSRF cookie")
+        .to_owned();
+    (csrf, cookie)
+}
+
 /// One test client: a DPoP key, the nonce it last saw, its client id.
 pub struct Client {
     pub base: String,
@@ -180,29 +207,12 @@ impl Client {
         let page = request(
             &self.base,
             "GET",
-            &format!(
-                "/oauth/authorize?client_id={}&request_uri={}",
-                enc(&self.client_id),
-                enc(request_uri)
-            ),
+            &authorize_path(&self.client_id, request_uri),
             &[("accept", "text/html")],
             b"",
         );
         assert_eq!(page.status, 200, "{}", String::from_utf8_lossy(&page.body));
-        let html = String::from_utf8(page.body.clone()).unwrap();
-        let csrf = html
-            .split("name=\"csrf_token\" value=\"")
-            .nth(1)
-            .and_then(|r| r.split('"').next())
-            .unwrap()
-            .to_owned();
-        let cookie = page
-            .header("set-cookie")
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .to_owned();
+        let (csrf, cookie) = form_secrets(&page);
         let body = form(&[
             ("request_uri", request_uri),
             ("client_id", &self.client_id),
@@ -225,12 +235,19 @@ impl Client {
         )
     }
 
-    /// PAR and approval: the code and the PKCE verifier.
-    pub fn code(&mut self, scope: &str) -> (String, String) {
+    /// A pushed request for `scope` that must be accepted: its `request_uri` and the PKCE
+    /// verifier.
+    pub fn push(&mut self, scope: &str, extra: &[(&str, &str)]) -> (String, String) {
         let (verifier, challenge) = pkce();
-        let par = self.par(&challenge, scope, &[]);
+        let par = self.par(&challenge, scope, extra);
         assert_eq!(par.status, 201, "{}", String::from_utf8_lossy(&par.body));
         let request_uri = par.json()["request_uri"].as_str().unwrap().to_owned();
+        (request_uri, verifier)
+    }
+
+    /// PAR and approval: the code and the PKCE verifier.
+    pub fn code(&mut self, scope: &str) -> (String, String) {
+        let (request_uri, verifier) = self.push(scope, &[]);
         let decision = self.approve(&request_uri, PASSWORD);
         assert_eq!(
             decision.status,
