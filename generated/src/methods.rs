@@ -519,6 +519,12 @@ pub static METHODS: &[&MethodMeta] = &[
     #[cfg(feature = "dev-rustpds")]
     &crate::dev::rustpds::oauth::revoke_session::META,
     #[cfg(feature = "dev-rustpds")]
+    &crate::dev::rustpds::passkey::create_registration::META,
+    #[cfg(feature = "dev-rustpds")]
+    &crate::dev::rustpds::passkey::delete_passkey::META,
+    #[cfg(feature = "dev-rustpds")]
+    &crate::dev::rustpds::passkey::list_passkeys::META,
+    #[cfg(feature = "dev-rustpds")]
     &crate::dev::rustpds::server::change_password::META,
     #[cfg(feature = "dev-rustpds")]
     &crate::dev::rustpds::server::get_account_status::META,
@@ -724,11 +730,12 @@ pub trait ComAtprotoHandlers {}
 impl<T: ?Sized> ComAtprotoHandlers for T {}
 /// Every handler trait of `dev.rustpds` (nothing when feature `dev-rustpds` is off).
 #[cfg(feature = "dev-rustpds")]
-pub trait DevRustpdsHandlers: crate::dev::rustpds::identity::DevRustpdsIdentity + crate::dev::rustpds::oauth::DevRustpdsOauth + crate::dev::rustpds::server::DevRustpdsServer {}
+pub trait DevRustpdsHandlers: crate::dev::rustpds::identity::DevRustpdsIdentity + crate::dev::rustpds::oauth::DevRustpdsOauth + crate::dev::rustpds::passkey::DevRustpdsPasskey + crate::dev::rustpds::server::DevRustpdsServer {}
 #[cfg(feature = "dev-rustpds")]
 impl<
     T: crate::dev::rustpds::identity::DevRustpdsIdentity
         + crate::dev::rustpds::oauth::DevRustpdsOauth
+        + crate::dev::rustpds::passkey::DevRustpdsPasskey
         + crate::dev::rustpds::server::DevRustpdsServer,
 > DevRustpdsHandlers for T {}
 /// Every handler trait of `dev.rustpds` (nothing when feature `dev-rustpds` is off).
@@ -831,6 +838,7 @@ macro_rules! unserved_dev_rustpds {
     ($t:ty) => {
         impl $crate::dev::rustpds::identity::DevRustpdsIdentity for $t {} impl
         $crate::dev::rustpds::oauth::DevRustpdsOauth for $t {} impl
+        $crate::dev::rustpds::passkey::DevRustpdsPasskey for $t {} impl
         $crate::dev::rustpds::server::DevRustpdsServer for $t {}
     };
 }
@@ -1890,6 +1898,18 @@ pub fn serves<S: Handlers>(nsid: &str) -> bool {
         #[cfg(feature = "dev-rustpds")]
         "dev.rustpds.oauth.revokeSession" => {
             <S as crate::dev::rustpds::oauth::DevRustpdsOauth>::SERVES_REVOKE_SESSION
+        }
+        #[cfg(feature = "dev-rustpds")]
+        "dev.rustpds.passkey.createRegistration" => {
+            <S as crate::dev::rustpds::passkey::DevRustpdsPasskey>::SERVES_CREATE_REGISTRATION
+        }
+        #[cfg(feature = "dev-rustpds")]
+        "dev.rustpds.passkey.deletePasskey" => {
+            <S as crate::dev::rustpds::passkey::DevRustpdsPasskey>::SERVES_DELETE_PASSKEY
+        }
+        #[cfg(feature = "dev-rustpds")]
+        "dev.rustpds.passkey.listPasskeys" => {
+            <S as crate::dev::rustpds::passkey::DevRustpdsPasskey>::SERVES_LIST_PASSKEYS
         }
         #[cfg(feature = "dev-rustpds")]
         "dev.rustpds.server.changePassword" => {
@@ -5346,6 +5366,44 @@ async fn dispatch_inner<S: Handlers>(
                     cx,
                     params,
                     input,
+                )
+                .await?;
+            rt::dispatch::json_output(&out)
+        }
+        #[cfg(feature = "dev-rustpds")]
+        "dev.rustpds.passkey.createRegistration" if <S as crate::dev::rustpds::passkey::DevRustpdsPasskey>::SERVES_CREATE_REGISTRATION => {
+            let params = rt::dispatch::params(meta, &req.query)?;
+            let input = rt::dispatch::json_input(meta, req).await?;
+            let out = <S as crate::dev::rustpds::passkey::DevRustpdsPasskey>::create_registration(
+                    service,
+                    cx,
+                    params,
+                    input,
+                )
+                .await?;
+            rt::dispatch::json_output(&out)
+        }
+        #[cfg(feature = "dev-rustpds")]
+        "dev.rustpds.passkey.deletePasskey" if <S as crate::dev::rustpds::passkey::DevRustpdsPasskey>::SERVES_DELETE_PASSKEY => {
+            let params = rt::dispatch::params(meta, &req.query)?;
+            let input = rt::dispatch::json_input(meta, req).await?;
+            <S as crate::dev::rustpds::passkey::DevRustpdsPasskey>::delete_passkey(
+                    service,
+                    cx,
+                    params,
+                    input,
+                )
+                .await?;
+            rt::dispatch::empty_output()
+        }
+        #[cfg(feature = "dev-rustpds")]
+        "dev.rustpds.passkey.listPasskeys" if <S as crate::dev::rustpds::passkey::DevRustpdsPasskey>::SERVES_LIST_PASSKEYS => {
+            let params = rt::dispatch::params(meta, &req.query)?;
+            rt::dispatch::no_input(&req)?;
+            let out = <S as crate::dev::rustpds::passkey::DevRustpdsPasskey>::list_passkeys(
+                    service,
+                    cx,
+                    params,
                 )
                 .await?;
             rt::dispatch::json_output(&out)

@@ -162,6 +162,11 @@ impl Account {
         Some(())
     }
 
+    /// The platform's signature checks, if it has any.
+    pub fn fast_verify(&self) -> Option<&dyn crate::crypto::FastVerify> {
+        self.fast_verify.as_deref()
+    }
+
     /// Whether this exact DPoP proof's signature was verified by [`Account::precheck_dpop`].
     pub fn proof_verified(&self, proof: &str) -> bool {
         use sha2::Digest;

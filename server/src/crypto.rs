@@ -396,8 +396,9 @@ fn decode_base58btc_multibase(s: &str) -> Result<Vec<u8>, CryptoError> {
     }
 }
 
-/// Signature checks a platform does faster than this crate's code: WebCrypto's native P-256
-/// on Workers, where the same check in wasm costs most of a millisecond.
+/// Signature checks the platform does: faster than this crate's code (WebCrypto's native P-256
+/// on Workers, where the same check in wasm costs most of a millisecond), or that this crate
+/// does not carry in its wasm (Ed25519 and RSA, for passkeys).
 pub trait FastVerify {
     /// Verifies an ES256 signature (`r||s`, either S) by the key with this uncompressed SEC1
     /// point over `msg`; `None` when the platform could not say (the caller checks itself).
@@ -407,6 +408,29 @@ pub trait FastVerify {
         msg: &'a [u8],
         sig: &'a [u8],
     ) -> futures_util::future::LocalBoxFuture<'a, Option<bool>>;
+
+    /// Verifies an Ed25519 signature by `public` (32 bytes) over `msg` (passkeys); `None`
+    /// when the platform cannot.
+    fn verify_ed25519<'a>(
+        &'a self,
+        _public: &'a [u8],
+        _msg: &'a [u8],
+        _sig: &'a [u8],
+    ) -> futures_util::future::LocalBoxFuture<'a, Option<bool>> {
+        Box::pin(async { None })
+    }
+
+    /// Verifies an RSASSA-PKCS1-v1_5 SHA-256 signature by the key (`n`, `e`, big-endian) over
+    /// `msg` (passkeys); `None` when the platform cannot.
+    fn verify_rs256<'a>(
+        &'a self,
+        _n: &'a [u8],
+        _e: &'a [u8],
+        _msg: &'a [u8],
+        _sig: &'a [u8],
+    ) -> futures_util::future::LocalBoxFuture<'a, Option<bool>> {
+        Box::pin(async { None })
+    }
 }
 
 #[cfg(test)]

@@ -33,8 +33,11 @@ pub async fn account(
 ) -> HttpResponse {
     let route = Route::of(&req.method, &req.path);
     let internal = matches!(route, Route::Internal(_));
-    // The sign-in page is for browsers on this origin only: no CORS there.
-    let cors = !matches!(route, Route::OAuth(p) if p == "/oauth/authorize");
+    // The sign-in and passkey pages are for browsers on this origin only: no CORS there.
+    let cors = !matches!(
+        route,
+        Route::OAuth("/oauth/authorize" | crate::oauth::passkey_pages::REGISTER_PATH)
+    );
     let carries_dpop = crate::oauth::dpop::carries_dpop(&req);
     let req_path = if internal {
         req.path.clone()

@@ -44,7 +44,7 @@ pub enum Route<'a> {
     /// The OAuth discovery documents and the (empty) key set, from configuration.
     OAuthDocument(&'a str),
     /// The authorization server's endpoints (`/oauth/par`, `/oauth/authorize`, `/oauth/token`,
-    /// `/oauth/revoke`): they need the account's state.
+    /// `/oauth/revoke`) and the passkey registration page: they need the account's state.
     OAuth(&'a str),
     /// `/`: what this server is, as one line of text.
     Root,
@@ -96,6 +96,7 @@ impl<'a> Route<'a> {
             | crate::oauth::metadata::AUTHORIZATION_SERVER
             | crate::oauth::metadata::JWKS => Route::OAuthDocument(path),
             _ if path.starts_with("/oauth/") => Route::OAuth(path),
+            crate::oauth::passkey_pages::REGISTER_PATH => Route::OAuth(path),
             _ => Route::NotFound,
         }
     }

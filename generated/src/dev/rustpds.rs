@@ -2,4 +2,5 @@
 //! `dev.rustpds`
 pub mod identity;
 pub mod oauth;
+pub mod passkey;
 pub mod server;

@@ -5,6 +5,7 @@ mod actor;
 mod identity;
 pub mod import;
 mod oauth;
+mod passkey;
 pub(crate) mod repo;
 mod server;
 pub(crate) mod sync;

@@ -59,6 +59,10 @@ pub const TABLE: &[(&str, AuthRequirement)] = &[
     // The owner's view of the apps signed in with OAuth.
     ("dev.rustpds.oauth.listSessions", R::AccessFull),
     ("dev.rustpds.oauth.revokeSession", R::AccessFull),
+    // The owner's passkeys.
+    ("dev.rustpds.passkey.createRegistration", R::AccessFull),
+    ("dev.rustpds.passkey.listPasskeys", R::AccessFull),
+    ("dev.rustpds.passkey.deletePasskey", R::AccessFull),
     // Standard access (app passwords allowed).
     // Resolving others makes this PDS fetch documents from their hosts: for its own callers
     // only, as the reference (which passes these to the AppView with the caller's token).
@@ -200,6 +204,9 @@ pub const OAUTH_TABLE: &[(&str, OAuthRule)] = &[
     ("dev.rustpds.server.changePassword", OAuthRule::Never),
     ("dev.rustpds.oauth.listSessions", OAuthRule::Never),
     ("dev.rustpds.oauth.revokeSession", OAuthRule::Never),
+    ("dev.rustpds.passkey.createRegistration", OAuthRule::Never),
+    ("dev.rustpds.passkey.listPasskeys", OAuthRule::Never),
+    ("dev.rustpds.passkey.deletePasskey", OAuthRule::Never),
 ];
 
 /// OAuth's rule for a method: its [`OAUTH_TABLE`] entry; `com.atproto.sync.*` reads take any

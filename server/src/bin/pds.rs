@@ -58,6 +58,11 @@ enum Command {
         #[command(subcommand)]
         action: AppPasswordAction,
     },
+    /// Adds, lists or removes passkeys (they approve apps on the sign-in page).
+    Passkey {
+        #[command(subcommand)]
+        action: PasskeyAction,
+    },
     /// Lists the apps signed in with OAuth, or signs them out.
     Oauth {
         #[command(subcommand)]
@@ -224,6 +229,31 @@ enum AppPasswordAction {
 
 #[cfg(not(target_arch = "wasm32"))]
 #[derive(Subcommand)]
+enum PasskeyAction {
+    /// Prints a one-time link (valid 10 minutes): open it in the browser that should hold the
+    /// passkey, and confirm there.
+    Add {
+        /// What the passkey is, e.g. the device holding it.
+        #[arg(long, default_value = "passkey")]
+        name: String,
+        #[command(flatten)]
+        account: AccountArgs,
+    },
+    /// Lists the passkeys: id, name, algorithm, when added, when last used.
+    List {
+        #[command(flatten)]
+        account: AccountArgs,
+    },
+    /// Removes a passkey (by the id `pds passkey list` shows).
+    Revoke {
+        id: String,
+        #[command(flatten)]
+        account: AccountArgs,
+    },
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+#[derive(Subcommand)]
 enum OAuthAction {
     /// Lists the OAuth sessions: id, app, how it signed in, when, until when, scopes.
     Sessions {
@@ -261,6 +291,7 @@ fn main() -> std::process::ExitCode {
         Command::ChangePassword { account } => change_password(&account),
         Command::AppPassword { action } => app_password(action),
         Command::Oauth { action } => oauth(action),
+        Command::Passkey { action } => passkey(action),
         Command::Activate { account } => set_active(&account, true),
         Command::Deactivate { account } => set_active(&account, false),
         Command::PlcToken { account } => plc_token(&account),
@@ -462,6 +493,59 @@ fn change_password(account: &AccountArgs) -> Result<(), String> {
     })?;
     println!("Password changed. Every session has ended: sign in again with the new password.");
     Ok(())
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn passkey(action: PasskeyAction) -> Result<(), String> {
+    match action {
+        PasskeyAction::Add { name, account } => {
+            let out = signed_in(&account, &account_password()?, async |pds| {
+                let input = serde_json::json!({ "name": name });
+                pds.procedure("dev.rustpds.passkey.createRegistration", input)
+                    .await
+            })?;
+            println!("{}", out["url"].as_str().unwrap_or_default());
+            eprintln!(
+                "Open this link in the browser that should hold the passkey (it works once, until {}).",
+                out["expiresAt"].as_str().unwrap_or_default()
+            );
+            Ok(())
+        }
+        PasskeyAction::List { account } => {
+            let listed = signed_in(&account, &account_password()?, async |pds| {
+                pds.query("dev.rustpds.passkey.listPasskeys").await
+            })?;
+            let passkeys = listed["passkeys"].as_array().cloned().unwrap_or_default();
+            if passkeys.is_empty() {
+                eprintln!("No passkey yet: `pds passkey add` makes one.");
+            }
+            for p in passkeys {
+                let text = |k: &str| p[k].as_str().unwrap_or_default().to_owned();
+                let used = match p["lastUsedAt"].as_str() {
+                    Some(t) => format!("last used {t}"),
+                    None => "never used".to_owned(),
+                };
+                println!(
+                    "{}\t{}\t{}\tadded {}\t{used}",
+                    text("id"),
+                    text("name"),
+                    text("algorithm"),
+                    text("createdAt")
+                );
+            }
+            Ok(())
+        }
+        PasskeyAction::Revoke { id, account } => {
+            signed_in(&account, &account_password()?, async |pds| {
+                let input = serde_json::json!({ "id": id });
+                pds.procedure("dev.rustpds.passkey.deletePasskey", input)
+                    .await
+                    .map(drop)
+            })?;
+            println!("Passkey removed: it no longer signs in.");
+            Ok(())
+        }
+    }
 }
 
 #[cfg(not(target_arch = "wasm32"))]

@@ -16,6 +16,8 @@ pub mod client;
 pub mod dpop;
 pub mod metadata;
 pub mod page;
+pub mod passkey;
+pub mod passkey_pages;
 pub mod permission_set;
 pub mod scope;
 pub mod server;

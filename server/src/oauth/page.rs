@@ -32,6 +32,34 @@ border:1px solid var(--line);background:var(--card);color:var(--text)}\
 button.primary{background:var(--accent);border-color:var(--accent);color:#fff;font-weight:600}\
 details{margin-top:1rem}summary{cursor:pointer;color:var(--muted)}";
 
+/// The one script of these pages: passkeys need `navigator.credentials`. It reads its options
+/// from a JSON block (`#passkey-options`), runs the ceremony when its button is pressed, and
+/// submits the page's form with the result; without it (or without WebAuthn) the pages work as
+/// they are, with the password.
+const SCRIPT: &str = "(function(){\
+var n=document.getElementById('passkey-options');if(!n)return;\
+var o=JSON.parse(n.textContent),b=document.getElementById('passkey'),x=document.getElementById('passkey-error');\
+function d(s){s=s.replace(/-/g,'+').replace(/_/g,'/');while(s.length%4)s+='=';\
+return Uint8Array.from(atob(s),function(c){return c.charCodeAt(0)})}\
+function e(a){return btoa(String.fromCharCode.apply(null,new Uint8Array(a)))\
+.replace(/\\+/g,'-').replace(/\\//g,'_').replace(/=+$/,'')}\
+if(!window.PublicKeyCredential)return;b.hidden=false;\
+var ids=o.ids.map(function(i){return{type:'public-key',id:d(i)}});\
+b.addEventListener('click',function(){x.hidden=true;var f=b.form,p;\
+if(o.register){p=navigator.credentials.create({publicKey:{challenge:d(o.challenge),\
+rp:{id:o.rpId,name:o.rpName},user:{id:d(o.userId),name:o.userName,displayName:o.userName},\
+pubKeyCredParams:[{type:'public-key',alg:-7},{type:'public-key',alg:-8},{type:'public-key',alg:-257}],\
+authenticatorSelection:{userVerification:'required',residentKey:'preferred'},\
+attestation:'none',excludeCredentials:ids,timeout:120000}}).then(function(c){\
+f.credential.value=JSON.stringify({id:c.id,clientDataJSON:e(c.response.clientDataJSON),\
+attestationObject:e(c.response.attestationObject)});f.submit()})}\
+else{p=navigator.credentials.get({publicKey:{challenge:d(o.challenge),rpId:o.rpId,\
+allowCredentials:ids,userVerification:'required',timeout:120000}}).then(function(c){\
+f.webauthn.value=JSON.stringify({id:c.id,clientDataJSON:e(c.response.clientDataJSON),\
+authenticatorData:e(c.response.authenticatorData),signature:e(c.response.signature)});\
+f.requestSubmit(document.getElementById('allow'))})}\
+p.catch(function(){x.hidden=false})})})();";
+
 /// Escapes text for HTML content and double-quoted attributes.
 pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -54,13 +82,21 @@ pub fn escape(s: &str) -> String {
 /// would make browsers send `Origin: null` with the form, which the CSRF check refuses).
 fn page_response(status: u16, html: String, form_target: Option<&str>) -> HttpResponse {
     let style_hash = STANDARD.encode(Sha256::digest(STYLE.as_bytes()));
+    let script_src = if html.contains(SCRIPT) {
+        format!(
+            "'sha256-{}'",
+            STANDARD.encode(Sha256::digest(SCRIPT.as_bytes()))
+        )
+    } else {
+        "'none'".to_owned()
+    };
     let form_action = match form_target {
         Some(t) => format!("'self' {t}"),
         None => "'self'".into(),
     };
     let csp = format!(
-        "default-src 'none'; style-src 'sha256-{style_hash}'; img-src 'self' data:; \
-         form-action {form_action}; frame-ancestors 'none'; base-uri 'none'"
+        "default-src 'none'; script-src {script_src}; style-src 'sha256-{style_hash}'; \
+         img-src 'self' data:; form-action {form_action}; frame-ancestors 'none'; base-uri 'none'"
     );
     HttpResponse {
         status,
@@ -100,6 +136,54 @@ pub fn error_page(status: u16, title: &str, message: &str) -> HttpResponse {
     page_response(status, document(title, &body), None)
 }
 
+/// A passkey ceremony's options as a JSON data block for the script (`<` escaped, so the
+/// block cannot end early), the script, and its button.
+fn passkey_section(options: &serde_json::Value, label: &str) -> String {
+    let json = options.to_string().replace('<', "\\u003c");
+    format!(
+        "<script type=\"application/json\" id=\"passkey-options\">{json}</script>\
+         <button type=\"button\" id=\"passkey\" class=\"primary\" hidden>{}</button>\
+         <p id=\"passkey-error\" class=\"error\" role=\"alert\" hidden>The passkey did not work. Try again, or use the password.</p>\
+         <script>{SCRIPT}</script>",
+        escape(label)
+    )
+}
+
+/// The page where the owner registers a passkey (from the link `pds passkey add` prints).
+pub fn register_page(
+    token: &str,
+    name: &str,
+    handle: &str,
+    options: &serde_json::Value,
+) -> HttpResponse {
+    let body = format!(
+        "<div class=\"card\"><h1>Add a passkey</h1>\
+         <p>For <strong>@{handle}</strong>: <strong>{name}</strong>. Your device will ask you to \
+         confirm with your fingerprint, face, PIN or security key.</p>\
+         <form method=\"post\" action=\"/passkey/register\" id=\"register\">\
+         <input type=\"hidden\" name=\"token\" value=\"{token}\">\
+         <input type=\"hidden\" name=\"credential\" value=\"\">\
+         <div class=\"actions\">{section}</div>\
+         <noscript><p class=\"error\">Passkeys need JavaScript.</p></noscript>\
+         </form></div>",
+        handle = escape(handle),
+        name = escape(name),
+        token = escape(token),
+        section = passkey_section(options, "Create the passkey"),
+    );
+    page_response(200, document("Add a passkey", &body), None)
+}
+
+/// A short page with a title and a message (the outcome of a registration).
+pub fn message_page(status: u16, title: &str, message: &str) -> HttpResponse {
+    let body = format!(
+        "<div class=\"card\"><h1>{}</h1><p>{}</p></div>",
+        escape(title),
+        escape(message)
+    );
+    page_response(status, document(title, &body), None)
+}
+
 /// What the page shows and posts.
 pub struct Consent<'a> {
     /// The client's id, shown in full.
@@ -123,6 +207,8 @@ pub struct Consent<'a> {
     pub error: Option<&'a str>,
     /// The origin (or private-use scheme) the approval redirects to.
     pub redirect_target: &'a str,
+    /// The passkey sign-in's options, when the owner has passkeys.
+    pub passkeys: Option<serde_json::Value>,
 }
 
 /// The requested permissions in plain words, most powerful first; `true` marks a warning.
@@ -284,8 +370,8 @@ pub fn consent_page(status: u16, c: &Consent<'_>) -> HttpResponse {
          <p class=\"muted\">App passwords are not accepted here.</p>\
          <div class=\"actions\">\
          <button type=\"submit\" name=\"action\" value=\"deny\" formnovalidate>Deny</button>\
-         <button type=\"submit\" name=\"action\" value=\"allow\" class=\"primary\">Allow</button>\
-         </div></form></div>",
+         <button type=\"submit\" name=\"action\" value=\"allow\" id=\"allow\" class=\"primary\">Allow</button>\
+         </div>{passkey}</form></div>",
         name = escape(&name),
         client_id = escape(c.client_id),
         handle = escape(c.handle),
@@ -293,6 +379,11 @@ pub fn consent_page(status: u16, c: &Consent<'_>) -> HttpResponse {
         scope = escape(c.scope),
         request_uri = escape(c.request_uri),
         csrf = escape(c.csrf_token),
+        passkey = c
+            .passkeys
+            .as_ref()
+            .map(|o| format!("<div class=\"actions\">{}</div>", passkey_section(o, "Allow with a passkey")))
+            .unwrap_or_default(),
     );
     page_response(
         status,
@@ -324,6 +415,7 @@ mod tests {
                 csrf_token: "tok",
                 error: None,
                 redirect_target: "https://evil.example.com",
+                passkeys: None,
             },
         );
         let Body::Bytes(b) = &res.body else { panic!() };

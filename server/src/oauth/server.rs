@@ -42,7 +42,13 @@ pub async fn serve(config: &Config, account: &Account, req: &HttpRequest) -> Htt
             )
         }
         ("/oauth/authorize", "GET" | "HEAD") => return authorize_page(config, account, req),
-        ("/oauth/authorize", "POST") => return authorize_decision(config, account, req),
+        ("/oauth/authorize", "POST") => return authorize_decision(config, account, req).await,
+        (super::passkey_pages::REGISTER_PATH, "GET" | "HEAD") => {
+            return super::passkey_pages::register_page(config, account, req)
+        }
+        (super::passkey_pages::REGISTER_PATH, "POST") => {
+            return super::passkey_pages::register(config, account, req)
+        }
         _ => return crate::routes::not_found(),
     };
     outcome.unwrap_or_else(|e| e.response())
@@ -517,6 +523,7 @@ fn consent(
             csrf_token: &csrf,
             error,
             redirect_target: &target,
+            passkeys: super::passkey_pages::sign_in_options(config, account, &request.id),
         },
     )
 }
@@ -524,7 +531,7 @@ fn consent(
 /// `POST /oauth/authorize`: the owner's decision. Checks the form came from this server's page
 /// (CSRF token bound to the cookie and the request, same-origin headers), then denies, or
 /// approves with the account password (never an app password) and redirects with a code.
-fn authorize_decision(config: &Config, account: &Account, req: &HttpRequest) -> HttpResponse {
+async fn authorize_decision(config: &Config, account: &Account, req: &HttpRequest) -> HttpResponse {
     let form = match parameters(req, false) {
         Ok(f) => f,
         Err(e) => return page::error_page(400, "Invalid request", &e.description),
@@ -607,7 +614,21 @@ fn authorize_decision(config: &Config, account: &Account, req: &HttpRequest) -> 
         }
     }
     let password = form.get("password").map(String::as_str).unwrap_or("");
-    let right = password.len() <= 256 && crate::password::verify(password, &config.password_hash);
+    let passkey = form.get("webauthn").filter(|w| !w.is_empty());
+    let (right, method) = match passkey {
+        Some(assertion) => {
+            let outcome =
+                super::passkey_pages::sign_in(config, account, &request.id, assertion).await;
+            if let Err(why) = &outcome {
+                crate::log::error(&format!("passkey sign-in refused: {why}"));
+            }
+            (outcome.is_ok(), "passkey")
+        }
+        None => (
+            password.len() <= 256 && crate::password::verify(password, &config.password_hash),
+            "password",
+        ),
+    };
     if !right {
         let failures = store
             .fail_request(&request.id)
@@ -620,7 +641,9 @@ fn authorize_decision(config: &Config, account: &Account, req: &HttpRequest) -> 
                 "Too many wrong passwords",
             ));
         }
-        let message = if crate::auth::app_password::is_app_password_format(password) {
+        let message = if passkey.is_some() {
+            "The passkey was not accepted. Try again, or use the password."
+        } else if crate::auth::app_password::is_app_password_format(password) {
             "App passwords are not allowed here: use your account password."
         } else {
             "Wrong password. Try again."
@@ -631,12 +654,7 @@ fn authorize_decision(config: &Config, account: &Account, req: &HttpRequest) -> 
         Ok(t) => format!("{CODE_PREFIX}{t}"),
         Err(e) => return e.response(),
     };
-    match store.approve_request(
-        &request.id,
-        &token_hash(&code),
-        now + CODE_TTL_MS,
-        "password",
-    ) {
+    match store.approve_request(&request.id, &token_hash(&code), now + CODE_TTL_MS, method) {
         Ok(true) => redirect_to_client(config, &request, &[("code", &code)]),
         Ok(false) => denied(
             config,

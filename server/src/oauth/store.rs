@@ -71,6 +71,32 @@ pub struct Session {
     pub requested_scope: Option<String>,
 }
 
+/// A registered passkey.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredPasskey {
+    /// The credential id, base64url.
+    pub id: String,
+    /// [`super::passkey::CredentialKey::to_stored`].
+    pub public_key: String,
+    pub name: String,
+    pub sign_count: i64,
+    pub created_ms: i64,
+    pub last_used_ms: Option<i64>,
+}
+
+fn passkey_of(row: &Row) -> Result<StoredPasskey> {
+    Ok(StoredPasskey {
+        id: row.text(0)?,
+        public_key: row.text(1)?,
+        name: row.text(2)?,
+        sign_count: row.integer(3)?,
+        created_ms: row.integer(4)?,
+        last_used_ms: row.opt_integer(5)?,
+    })
+}
+
+const PASSKEY_COLUMNS: &str = "id, public_key, name, sign_count, created_ms, last_used_ms";
+
 /// SHA-256 of a token or code, hex: what is stored and looked up.
 pub fn token_hash(token: &str) -> String {
     crate::hex::encode(&Sha256::digest(token.as_bytes()))
@@ -419,6 +445,113 @@ impl<'a> OAuthStore<'a> {
              ON CONFLICT (client_id) DO UPDATE SET metadata = excluded.metadata, \
              fetched_ms = excluded.fetched_ms",
             &[client_id.into(), metadata.into(), SqlValue::Integer(now_ms)],
+        )?;
+        Ok(())
+    }
+
+    /// The owner's passkeys, oldest first.
+    pub fn passkeys(&self) -> Result<Vec<StoredPasskey>> {
+        self.db
+            .execute(
+                &format!("SELECT {PASSKEY_COLUMNS} FROM passkey ORDER BY created_ms"),
+                &[],
+            )?
+            .iter()
+            .map(passkey_of)
+            .collect()
+    }
+
+    /// One passkey by credential id.
+    pub fn passkey(&self, id: &str) -> Result<Option<StoredPasskey>> {
+        self.db
+            .query_opt(
+                &format!("SELECT {PASSKEY_COLUMNS} FROM passkey WHERE id = ?"),
+                &[id.into()],
+            )?
+            .map(|row| passkey_of(&row))
+            .transpose()
+    }
+
+    /// Stores a new passkey. `false`: one with this credential id exists.
+    pub fn insert_passkey(&self, p: &StoredPasskey) -> Result<bool> {
+        let rows = self.db.execute(
+            "INSERT INTO passkey (id, public_key, name, sign_count, created_ms) \
+             VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING RETURNING id",
+            &[
+                p.id.as_str().into(),
+                p.public_key.as_str().into(),
+                p.name.as_str().into(),
+                SqlValue::Integer(p.sign_count),
+                SqlValue::Integer(p.created_ms),
+            ],
+        )?;
+        Ok(!rows.is_empty())
+    }
+
+    /// Records a sign-in with a passkey: its new counter, if the stored one is still `old`
+    /// (of two sign-ins racing with one counter value, one wins).
+    pub fn passkey_used(&self, id: &str, old: i64, new: i64, now_ms: i64) -> Result<bool> {
+        let rows = self.db.execute(
+            "UPDATE passkey SET sign_count = ?, last_used_ms = ? WHERE id = ? AND sign_count = ? \
+             RETURNING id",
+            &[
+                SqlValue::Integer(new),
+                SqlValue::Integer(now_ms),
+                id.into(),
+                SqlValue::Integer(old),
+            ],
+        )?;
+        Ok(!rows.is_empty())
+    }
+
+    /// Removes a passkey. `false`: there was none with this id.
+    pub fn delete_passkey(&self, id: &str) -> Result<bool> {
+        let rows = self.db.execute(
+            "DELETE FROM passkey WHERE id = ? RETURNING id",
+            &[id.into()],
+        )?;
+        Ok(!rows.is_empty())
+    }
+
+    /// Stores a registration link (by its token's hash), dropping expired ones.
+    pub fn insert_passkey_link(
+        &self,
+        token_hash: &str,
+        name: &str,
+        expires_ms: i64,
+        now_ms: i64,
+    ) -> Result<()> {
+        self.db.execute(
+            "DELETE FROM passkey_link WHERE expires_ms < ?",
+            &[SqlValue::Integer(now_ms)],
+        )?;
+        self.db.execute(
+            "INSERT INTO passkey_link (token_hash, name, expires_ms) VALUES (?, ?, ?)",
+            &[
+                token_hash.into(),
+                name.into(),
+                SqlValue::Integer(expires_ms),
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// A registration link's passkey name, while it is valid.
+    pub fn passkey_link(&self, token_hash: &str, now_ms: i64) -> Result<Option<String>> {
+        self.db
+            .query_opt(
+                "SELECT name FROM passkey_link WHERE token_hash = ? AND expires_ms >= ?",
+                &[token_hash.into(), SqlValue::Integer(now_ms)],
+            )?
+            .map(|row| row.text(0))
+            .transpose()
+    }
+
+    /// Spends a registration link.
+    pub fn spend_passkey_link(&self, token_hash: &str) -> Result<()> {
+        self.db.execute(
+            "DELETE FROM passkey_link WHERE token_hash = ?",
+            &[token_hash.into()],
         )?;
         Ok(())
     }

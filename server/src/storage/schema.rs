@@ -398,6 +398,25 @@ const V14_STATEMENTS: &[&str] = &[
     "ALTER TABLE oauth_session ADD COLUMN requested_scope TEXT",
 ];
 
+/// Version 15: passkeys. The owner's WebAuthn credentials (the public key as a small JSON
+/// document, the signature counter), and the one-time registration links the command line
+/// makes (by hash).
+const V15_STATEMENTS: &[&str] = &[
+    "CREATE TABLE passkey (
+        id TEXT PRIMARY KEY NOT NULL,
+        public_key TEXT NOT NULL,
+        name TEXT NOT NULL,
+        sign_count INTEGER NOT NULL,
+        created_ms INTEGER NOT NULL,
+        last_used_ms INTEGER
+    )",
+    "CREATE TABLE passkey_link (
+        token_hash TEXT PRIMARY KEY NOT NULL,
+        name TEXT NOT NULL,
+        expires_ms INTEGER NOT NULL
+    )",
+];
+
 /// The schema of this build, oldest first.
 pub const MIGRATIONS: &[Migration] = &[
     Migration {
@@ -469,6 +488,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 14,
         name: "OAuth permission sets",
         statements: V14_STATEMENTS,
+    },
+    Migration {
+        version: 15,
+        name: "passkeys",
+        statements: V15_STATEMENTS,
     },
 ];
 

@@ -9,6 +9,7 @@ pub mod http_client;
 pub mod maintenance;
 pub mod relay;
 pub mod sqlite;
+pub mod verify;
 
 pub use blob_dir::DirBlobStore;
 pub use relay::NativeRelayClient;
@@ -51,7 +52,8 @@ pub fn open_account(dir: &Path) -> std::io::Result<Account> {
     let http = http_client::NativeHttpClient::new().map_err(|e| io(e.to_string()))?;
     Ok(
         Account::open(Box::new(sql), Box::new(blobs), Box::new(SystemClock))
-            .with_http(std::rc::Rc::new(http)),
+            .with_http(std::rc::Rc::new(http))
+            .with_fast_verify(std::rc::Rc::new(verify::NativeVerify)),
     )
 }
 

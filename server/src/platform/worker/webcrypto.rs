@@ -1,6 +1,6 @@
-//! [`FastVerify`] on Workers: P-256 signatures checked by the runtime's WebCrypto (native code),
-//! not by this crate's wasm, which takes most of a millisecond per signature (DPoP proofs come
-//! with every OAuth request).
+//! [`FastVerify`] on Workers: signatures checked by the runtime's WebCrypto (native code). P-256
+//! (DPoP proofs come with every OAuth request, and this crate's wasm takes most of a millisecond
+//! per signature), and for passkeys Ed25519 and RSA, which this crate's wasm does not carry.
 
 use futures_util::future::LocalBoxFuture;
 use worker::js_sys::{Array, Function, Object, Promise, Reflect, Uint8Array};
@@ -32,20 +32,41 @@ async fn call(subtle: &JsValue, method: &str, args: &Array) -> Option<JsValue> {
 }
 
 async fn verify(point: &[u8], msg: &[u8], sig: &[u8]) -> Option<bool> {
-    let subtle = get(&get(&worker::js_sys::global(), "crypto")?, "subtle")?;
     let curve = object(&[("name", "ECDSA"), ("namedCurve", "P-256")])?;
-    let usages = Array::of1(&JsValue::from_str("verify"));
-    let import = Array::of5(
-        &JsValue::from_str("raw"),
+    let algorithm = object(&[("name", "ECDSA"), ("hash", "SHA-256")])?;
+    import_and_verify(
+        "raw",
         &Uint8Array::from(point),
         &curve,
+        &algorithm,
+        msg,
+        sig,
+    )
+    .await
+}
+
+/// Imports a key (`format`, `data`, `algorithm`) for verifying, then verifies `sig` over `msg`
+/// with `verify_algorithm`.
+async fn import_and_verify(
+    format: &str,
+    data: &JsValue,
+    algorithm: &Object,
+    verify_algorithm: &Object,
+    msg: &[u8],
+    sig: &[u8],
+) -> Option<bool> {
+    let subtle = get(&get(&worker::js_sys::global(), "crypto")?, "subtle")?;
+    let usages = Array::of1(&JsValue::from_str("verify"));
+    let import = Array::of5(
+        &JsValue::from_str(format),
+        data,
+        algorithm,
         &JsValue::FALSE,
         &usages,
     );
     let key = call(&subtle, "importKey", &import).await?;
-    let algorithm = object(&[("name", "ECDSA"), ("hash", "SHA-256")])?;
     let args = Array::of4(
-        &algorithm,
+        verify_algorithm,
         &key,
         &Uint8Array::from(sig),
         &Uint8Array::from(msg),
@@ -54,6 +75,48 @@ async fn verify(point: &[u8], msg: &[u8], sig: &[u8]) -> Option<bool> {
 }
 
 impl FastVerify for WebCryptoVerify {
+    fn verify_ed25519<'a>(
+        &'a self,
+        public: &'a [u8],
+        msg: &'a [u8],
+        sig: &'a [u8],
+    ) -> LocalBoxFuture<'a, Option<bool>> {
+        Box::pin(async move {
+            let algorithm = object(&[("name", "Ed25519")])?;
+            import_and_verify(
+                "raw",
+                &Uint8Array::from(public),
+                &algorithm,
+                &algorithm,
+                msg,
+                sig,
+            )
+            .await
+        })
+    }
+
+    fn verify_rs256<'a>(
+        &'a self,
+        n: &'a [u8],
+        e: &'a [u8],
+        msg: &'a [u8],
+        sig: &'a [u8],
+    ) -> LocalBoxFuture<'a, Option<bool>> {
+        Box::pin(async move {
+            use base64::Engine;
+            let b64 = |v: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+            let jwk = object(&[
+                ("kty", "RSA"),
+                ("n", &b64(n)),
+                ("e", &b64(e)),
+                ("alg", "RS256"),
+            ])?;
+            let algorithm = object(&[("name", "RSASSA-PKCS1-v1_5"), ("hash", "SHA-256")])?;
+            let verify = object(&[("name", "RSASSA-PKCS1-v1_5")])?;
+            import_and_verify("jwk", &jwk, &algorithm, &verify, msg, sig).await
+        })
+    }
+
     fn verify_es256<'a>(
         &'a self,
         sec1_uncompressed: &'a [u8],
