@@ -181,7 +181,10 @@ impl Account {
             IdentityResolver::new(
                 self.http.clone(),
                 self.clock.clone(),
-                ResolverSettings::new(&config.network),
+                ResolverSettings {
+                    public_only: !config.is_local_development(),
+                    ..ResolverSettings::new(&config.network)
+                },
             )
         })
     }

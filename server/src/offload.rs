@@ -578,13 +578,13 @@ pub async fn serve_internal(config: &Config, account: &Account, req: &HttpReques
             .and_then(|api_grant| serde_json::to_value(api_grant).map_err(internal)),
         (Offload::ImportRepo, Step::Stage) => {
             let api = Api { config, account };
-            api.authenticate(IMPORT_REPO, &Presented::of(req))
+            api.authenticate(IMPORT_REPO, &Presented::of(req).continuing())
                 .and_then(|_| api.stage_import(&req.body))
                 .map(|()| serde_json::Value::Null)
         }
         (Offload::ImportRepo, Step::Complete) => {
             let api = Api { config, account };
-            api.authenticate(IMPORT_REPO, &Presented::of(req))
+            api.authenticate(IMPORT_REPO, &Presented::of(req).continuing())
                 .and_then(|_| serde_json::from_slice::<ImportDone>(&req.body).map_err(internal))
                 .and_then(|done| api.import_step(&done))
                 .and_then(|progress| serde_json::to_value(progress).map_err(internal))

@@ -169,7 +169,8 @@ impl Route<'_> {
 }
 
 /// Reads that cost the account most (whole repositories, blobs, record pages, firehose
-/// connects), limited per client address at the edge ([`crate::rate_limit::EXPENSIVE_READS`]).
+/// connects), limited per client address at the edge ([`crate::rate_limit::EXPENSIVE_READS`]);
+/// pushed authorization requests count with them.
 const EXPENSIVE_READS: [&str; 4] = [
     "com.atproto.sync.getRepo",
     "com.atproto.sync.getBlob",
@@ -183,6 +184,9 @@ impl Route<'_> {
     pub fn is_expensive_read(&self) -> bool {
         match self {
             Route::SubscribeRepos | Route::Offload(Offload::GetBlob) | Route::StatusPage => true,
+            // Anyone may push an authorization request, and each may make the PDS fetch a
+            // client's metadata and permission sets.
+            Route::OAuth("/oauth/par") => true,
             Route::Xrpc(nsid) => EXPENSIVE_READS.contains(nsid),
             _ => false,
         }
@@ -246,8 +250,16 @@ pub fn edge(
 const EXPOSED_HEADERS: &str =
     "WWW-Authenticate, DPoP-Nonce, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, RateLimit-Policy";
 
-/// Any origin may call the PDS: authorization is by token, never by cookie.
+/// Any origin may call the PDS: authorization is by token, never by cookie. Adds the headers
+/// once (a browser refuses `Access-Control-Allow-Origin: *, *`).
 pub(crate) fn with_cors(mut res: HttpResponse) -> HttpResponse {
+    if res
+        .headers
+        .iter()
+        .any(|(k, _)| k == "access-control-allow-origin")
+    {
+        return res;
+    }
     res.headers
         .push(("access-control-allow-origin".into(), "*".into()));
     res.headers.push((

@@ -163,6 +163,15 @@ fn pushed_requests_are_checked(kind: ShellKind) {
     // A replayed proof, a stale one, one for another URL.
     let ok = c.par(&challenge, GENERIC, &[]);
     assert_eq!(ok.status, 201, "{}", String::from_utf8_lossy(&ok.body));
+    let origins = ok
+        .headers
+        .iter()
+        .filter(|(k, _)| k == "access-control-allow-origin")
+        .count();
+    assert_eq!(
+        origins, 1,
+        "one CORS origin header, or browsers refuse the answer"
+    );
     assert!(ok.json()["request_uri"]
         .as_str()
         .unwrap()
@@ -512,6 +521,22 @@ fn tokens_are_single_use_and_bound(kind: ShellKind) {
         401
     );
 
+    // Another client cannot revoke a code it was not issued.
+    let (code, verifier) = c.code(GENERIC);
+    let mut stranger = Client::new(base, "atproto");
+    stranger.nonce = c.nonce.clone();
+    let stranger_id = stranger.client_id.clone();
+    let revoked = stranger.post_form(
+        "/oauth/revoke",
+        &form(&[("token", &code), ("client_id", &stranger_id)]),
+    );
+    assert_eq!(revoked.status, 200);
+    assert_eq!(
+        c.exchange(&code, &verifier).status,
+        200,
+        "the code survived"
+    );
+
     // Revocation with the access token.
     let t = c.sign_in(GENERIC);
     let client_id = c.client_id.clone();
@@ -646,6 +671,46 @@ fn scopes_decide_what_a_token_may_do(kind: ShellKind) {
         .status,
         403
     );
+    // A service token: only for the method and audience an rpc scope names.
+    // In a query, the DID's own percent signs are encoded too.
+    let appview = format!(
+        "{}%23bsky_appview",
+        services.appview.did.replace('%', "%25")
+    );
+    let minted = c.xrpc(
+        "GET",
+        &format!(
+            "/xrpc/com.atproto.server.getServiceAuth?aud={appview}&lxm=app.bsky.actor.getProfile"
+        ),
+        &t.access,
+        None,
+    );
+    assert_eq!(
+        minted.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&minted.body)
+    );
+    for query in [
+        "aud=did:web:elsewhere.example.com%23svc",
+        &format!("aud={appview}"),
+        &format!("aud={appview}&lxm=app.bsky.feed.getTimeline"),
+    ] {
+        let refused = c.xrpc(
+            "GET",
+            &format!("/xrpc/com.atproto.server.getServiceAuth?{query}"),
+            &t.access,
+            None,
+        );
+        assert_eq!(refused.status, 403, "{query}");
+        assert!(
+            refused
+                .header("www-authenticate")
+                .unwrap()
+                .contains("scope=\"rpc:"),
+            "{query}"
+        );
+    }
     // Account management is never OAuth's, whatever the scope.
     let never = c.xrpc(
         "POST",
@@ -856,6 +921,62 @@ fn the_owner_lists_and_signs_out_apps(kind: ShellKind) {
     assert!(String::from_utf8_lossy(&none.stderr).contains("SessionNotFound"));
 }
 
+/// A token with `account:repo?action=manage` imports a repository: the import's later steps
+/// (its batches and its completion) carry the same DPoP proof as its first, and pass.
+fn an_oauth_token_imports_a_repository(kind: ShellKind) {
+    let server = support::start_shell(kind, &[]);
+    let base = server.base();
+    let (legacy, _) = support::account::login(base);
+    for i in 0..3 {
+        support::account::create_record(
+            base,
+            &legacy,
+            json!({ "$type": "app.bsky.feed.post", "text": format!("post {i}"), "createdAt": "2026-12-06T00:00:00Z" }),
+        );
+    }
+    let car = get(
+        base,
+        &format!("/xrpc/com.atproto.sync.getRepo?did={}", did()),
+    )
+    .body;
+    let deactivated = request(
+        base,
+        "POST",
+        "/xrpc/com.atproto.server.deactivateAccount",
+        &[
+            ("authorization", &format!("Bearer {legacy}")),
+            ("content-type", "application/json"),
+        ],
+        b"{}",
+    );
+    assert_eq!(deactivated.status, 200);
+    let scope = "atproto account:repo?action=manage";
+    let mut c = Client::new(base, scope);
+    let t = c.sign_in(scope);
+    let imported = c.xrpc_raw(
+        "/xrpc/com.atproto.repo.importRepo",
+        &t.access,
+        "application/vnd.ipld.car",
+        &car,
+    );
+    assert_eq!(
+        imported.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&imported.body)
+    );
+    // Without the scope: 403.
+    let mut other = Client::new(base, GENERIC);
+    let t = other.sign_in(GENERIC);
+    let refused = other.xrpc_raw(
+        "/xrpc/com.atproto.repo.importRepo",
+        &t.access,
+        "application/vnd.ipld.car",
+        &car,
+    );
+    assert_eq!(refused.status, 403);
+}
+
 /// The NSID of the permission set the lexicon authority below publishes.
 const SET: &str = "com.example.calendar.authFull";
 
@@ -1032,4 +1153,5 @@ on_both_kinds!(
     the_sign_in_page_works_in_a_browser,
     the_owner_lists_and_signs_out_apps,
     permission_sets_are_resolved_and_expanded,
+    an_oauth_token_imports_a_repository,
 );

@@ -251,6 +251,15 @@ fn did_web_on_localhost_uses_http() {
         assert_eq!(doc.id.as_str(), did);
         assert_eq!(doc.handle().unwrap().as_str(), "web.test");
         assert_eq!(web.hits_on("/.well-known/did.json"), 1);
+
+        // Outside local development, a did:web host is anyone's choice: one that resolves to a
+        // loopback address is not fetched, while the PLC directory (the operator's) still is.
+        let public = resolver_with(&plc, &plc, NativeHttpClient::new().unwrap(), |s| {
+            s.public_only = true
+        });
+        let err = public.resolver.resolve_did(&did).await.unwrap_err();
+        assert!(err.to_string().contains("not a public address"), "{err}");
+        assert_eq!(web.hits_on("/.well-known/did.json"), 1, "no second fetch");
     });
 }
 

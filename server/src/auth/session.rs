@@ -588,6 +588,13 @@ impl Auth<'_> {
             ));
         }
         let lxm = params.lxm.as_ref().map(|n| n.as_str());
+        // An OAuth token needs `rpc:<lxm, or * without one>?aud=<aud>` (403 without).
+        if matches!(caller, Caller::OAuth(_)) {
+            caller.require(Permission::ServiceToken {
+                lxm,
+                aud: &params.aud,
+            })?;
+        }
         if let Some(m) = lxm {
             if !caller.can(Permission::ServiceToken {
                 lxm: Some(m),

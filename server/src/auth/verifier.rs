@@ -80,6 +80,9 @@ pub struct Presented<'a> {
     pub method: &'a str,
     /// The client's path.
     pub path: &'a str,
+    /// A later step of a request the account already authorized (an import's batches): its
+    /// DPoP proof was checked and spent then, and may have aged since.
+    pub continuation: bool,
 }
 
 /// Internal headers carrying the client's method and path to the account's offload steps.
@@ -105,7 +108,15 @@ impl<'a> Presented<'a> {
             dpop: crate::oauth::dpop::proof_headers(req),
             method,
             path,
+            continuation: false,
         }
+    }
+
+    /// The same, for a later step of a request whose first step was authorized: only the edge
+    /// makes these (internal paths are closed from outside).
+    pub fn continuing(mut self) -> Presented<'a> {
+        self.continuation = true;
+        self
     }
 
     /// An `Authorization` header alone (no DPoP proof).
@@ -472,12 +483,15 @@ impl Auth<'_> {
                 now_ms,
                 nonce_key: &nonce_key,
                 verified: self.proof_verified.unwrap_or(&|_| false),
+                continuation: presented.continuation,
             },
         )
         .map_err(dpop_failure)?;
         let oauth = store::OAuthStore::new(db);
         let now = i64::try_from(now_ms).unwrap_or(i64::MAX);
-        oauth.spend_proof(&proof.jti, now).map_err(dpop_failure)?;
+        if !presented.continuation {
+            oauth.spend_proof(&proof.jti, now).map_err(dpop_failure)?;
+        }
         let invalid = |m: &str| XrpcError::new(401, "invalid_token", m);
         let session = oauth
             .session_by_access(&store::token_hash(token))?

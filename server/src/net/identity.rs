@@ -93,6 +93,11 @@ pub struct ResolverSettings {
     pub capacity: usize,
     /// The time limit of one HTTP lookup.
     pub timeout: Duration,
+    /// Documents at hosts the DID or handle names (did:web, `/.well-known/atproto-did`) are
+    /// fetched from public addresses only: anyone can make the PDS resolve an identity (OAuth
+    /// permission sets are resolved before sign-in). Off for local development, whose
+    /// services live on loopback.
+    pub public_only: bool,
 }
 
 impl ResolverSettings {
@@ -104,6 +109,7 @@ impl ResolverSettings {
             ttl: DEFAULT_TTL,
             capacity: DEFAULT_CAPACITY,
             timeout: DEFAULT_TIMEOUT,
+            public_only: false,
         }
     }
 }
@@ -273,10 +279,14 @@ impl IdentityResolver {
                 )))
             }
         };
-        let request = ClientRequest::get(url.as_str())
+        let mut request = ClientRequest::get(url.as_str())
             .header("accept", "application/did+ld+json, application/json")
             .timeout(self.settings.timeout)
             .max_response_bytes(MAX_DOCUMENT_BYTES);
+        // The PLC directory is the operator's choice; a did:web host is anyone's.
+        if did.method() == "web" && self.settings.public_only {
+            request = request.public_only();
+        }
         let body = self.fetch(request, did.as_str()).await?;
         let doc = DidDocument::parse(&body)
             .map_err(|e| IdentityError::Malformed(format!("{url}: {}", e.0)))?;
@@ -361,10 +371,13 @@ impl IdentityResolver {
     /// The DID in `https://<handle>/.well-known/atproto-did`.
     async fn handle_from_well_known(&self, handle: &Handle) -> Result<Did, IdentityError> {
         let url = format!("https://{}/.well-known/atproto-did", handle.as_str());
-        let request = ClientRequest::get(url.as_str())
+        let mut request = ClientRequest::get(url.as_str())
             .header("accept", "text/plain")
             .timeout(self.settings.timeout)
             .max_response_bytes(MAX_WELL_KNOWN_BYTES);
+        if self.settings.public_only {
+            request = request.public_only();
+        }
         let body = self.fetch(request, handle.as_str()).await?;
         let text = String::from_utf8_lossy(&body);
         let first = text.lines().next().unwrap_or("").trim();

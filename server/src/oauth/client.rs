@@ -116,6 +116,22 @@ impl Client {
     }
 }
 
+/// Whether `uri` is an `http://` URL whose host is exactly a loopback IP (`127.0.0.1` or
+/// `[::1]`), with an optional port: `http://127.0.0.1.evil.com/` and `http://127.0.0.1@evil.com/`
+/// are not.
+pub fn is_loopback_ip_url(uri: &str) -> bool {
+    let Some(rest) = uri.strip_prefix("http://") else {
+        return false;
+    };
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let port = |p: &str| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit());
+    ["127.0.0.1", "[::1]"].iter().any(|host| {
+        authority
+            .strip_prefix(host)
+            .is_some_and(|p| p.is_empty() || p.strip_prefix(':').is_some_and(port))
+    })
+}
+
 /// `http://127.0.0.1/cb` (registered, no port) matches `http://127.0.0.1:8080/cb`.
 fn loopback_port_match(registered: &str, uri: &str) -> bool {
     for host in ["http://127.0.0.1", "http://[::1]"] {
@@ -254,7 +270,7 @@ fn loopback_client(client_id: &str) -> Result<Client, OAuthError> {
         match k {
             "scope" if scope.is_none() => scope = Some(v),
             "redirect_uri" => {
-                if !(v.starts_with("http://127.0.0.1") || v.starts_with("http://[::1]")) {
+                if !is_loopback_ip_url(&v) {
                     return Err(bad("redirect_uri must be a loopback IP URL"));
                 }
                 redirect_uris.push(v);
@@ -385,7 +401,7 @@ pub fn validate(m: ClientMetadata, client_id: &str, loopback: bool) -> Result<Cl
             !host.contains('@')
                 && !is_local_hostname(host.split(':').next().unwrap_or(""))
                 && (!native || same_origin(uri, client_id))
-        } else if uri.starts_with("http://127.0.0.1") || uri.starts_with("http://[::1]") {
+        } else if is_loopback_ip_url(uri) {
             native
         } else if let Some((scheme, rest)) = uri.split_once(':') {
             // A private-use scheme: the client_id's host reversed (`app.example.com` →
@@ -500,18 +516,22 @@ pub fn authenticate(
         Some(Some(iat)) => iat,
         _ => return Err(bad("Client assertion has no valid iat")),
     };
-    if iat + ASSERTION_MAX_AGE_SECS + ASSERTION_SKEW_SECS < now || iat > now + ASSERTION_SKEW_SECS {
+    if iat.saturating_add(ASSERTION_MAX_AGE_SECS + ASSERTION_SKEW_SECS) < now
+        || iat > now.saturating_add(ASSERTION_SKEW_SECS)
+    {
         return Err(bad("Client assertion is too old or from the future"));
     }
     if let Some(exp) = jwt::int_claim(claims, "exp") {
-        if exp.is_none_or(|e| e + ASSERTION_SKEW_SECS <= now) {
+        if exp.is_none_or(|e| e.saturating_add(ASSERTION_SKEW_SECS) <= now) {
             return Err(bad("Client assertion has expired"));
         }
     }
     let jti = str_claim("jti")
         .filter(|j| !j.is_empty())
         .ok_or_else(|| bad("Client assertion has no jti"))?;
-    let keep_until = (iat + ASSERTION_MAX_AGE_SECS + 2 * ASSERTION_SKEW_SECS) * 1000;
+    let keep_until = iat
+        .saturating_add(ASSERTION_MAX_AGE_SECS + 2 * ASSERTION_SKEW_SECS)
+        .saturating_mul(1000);
     let now_i = i64::try_from(now_ms).unwrap_or(i64::MAX);
     if !store.use_once(
         &format!("assertion:{client_id}:{jti}"),
@@ -597,6 +617,15 @@ mod tests {
         ] {
             assert!(discoverable_url(bad).is_err(), "{bad}");
         }
+        for tricky in [
+            "http%3A%2F%2F127.0.0.1.evil.com%2Fcb",
+            "http%3A%2F%2F127.0.0.1%40evil.com%2Fcb",
+            "http%3A%2F%2F127.0.0.1%3A80x%2Fcb",
+        ] {
+            let id = format!("http://localhost?redirect_uri={tricky}");
+            assert!(loopback_client(&id).is_err(), "{tricky}");
+        }
+        assert!(is_loopback_ip_url("http://[::1]:8080/cb"));
         assert!(loopback_port_match("http://[::1]/cb", "http://[::1]:99/cb"));
         assert!(!loopback_port_match(
             "http://[::1]:98/cb",

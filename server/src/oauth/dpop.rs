@@ -148,6 +148,9 @@ pub struct Expected<'a> {
     /// Whether a proof's signature is already known to be good (checked by the platform's
     /// faster verifier); otherwise it is verified here.
     pub verified: &'a dyn Fn(&str) -> bool,
+    /// A later step of a request whose proof was checked when it began: its age and nonce are
+    /// not checked again (an import may outlast both).
+    pub continuation: bool,
 }
 
 /// The signed input, key and signature of a proof, without any check: for a platform to verify
@@ -212,7 +215,8 @@ pub fn check(proofs: &[&str], want: &Expected<'_>) -> Result<Proof, DpopError> {
         Some(Some(iat)) => iat,
         _ => return Err(invalid("DPoP proof has no valid iat")),
     };
-    if iat + PROOF_PAST_SECS < now_secs || iat > now_secs + PROOF_FUTURE_SECS {
+    let stale = iat.saturating_add(PROOF_PAST_SECS) < now_secs;
+    if (stale && !want.continuation) || iat > now_secs.saturating_add(PROOF_FUTURE_SECS) {
         return Err(invalid("DPoP proof is too old or from the future"));
     }
     let jti = claims
@@ -231,6 +235,7 @@ pub fn check(proofs: &[&str], want: &Expected<'_>) -> Result<Proof, DpopError> {
         return Err(invalid("DPoP htu mismatch"));
     }
     match claims.get("nonce").and_then(Value::as_str) {
+        _ if want.continuation => {}
         None => {
             return Err(DpopError::UseNonce(
                 "Authorization server requires nonce in DPoP proof",
@@ -324,7 +329,11 @@ pub fn stamp(res: &mut HttpResponse, nonce_key: &[u8; 32], now_ms: u64) {
         // Other 401s on a DPoP request: the token did not authenticate.
         (401, _) => format!("DPoP error=\"invalid_token\", error_description=\"{message}\""),
         (403, "InsufficientScope") => {
-            format!("DPoP error=\"insufficient_scope\", error_description=\"{message}\"")
+            // The message names the scope: `Missing required scope 'repo:…'` once quoted.
+            let scope = message.split('\'').nth(1).unwrap_or("");
+            format!(
+                "DPoP error=\"insufficient_scope\", scope=\"{scope}\", error_description=\"{message}\""
+            )
         }
         _ => return,
     };
@@ -359,6 +368,7 @@ pub(crate) mod tests {
             now_ms: NOW_MS,
             nonce_key,
             verified: &|_| false,
+            continuation: false,
         }
     }
 

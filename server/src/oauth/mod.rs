@@ -120,9 +120,10 @@ impl From<pds_api::runtime::xrpc::XrpcError> for OAuthError {
     }
 }
 
-/// A JSON answer of the OAuth endpoints: never cached, callable from any origin.
+/// A JSON answer of the OAuth endpoints: never cached (the lifecycle adds CORS, as to every
+/// answer of the account but the pages).
 pub fn json_response(status: u16, value: &serde_json::Value) -> HttpResponse {
-    let mut res = crate::routes::with_cors(HttpResponse::json(status, value));
+    let mut res = HttpResponse::json(status, value);
     res.headers
         .push(("cache-control".into(), "no-store".into()));
     res.headers.push(("pragma".into(), "no-cache".into()));

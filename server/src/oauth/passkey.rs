@@ -71,8 +71,9 @@ fn read_cbor(b: &[u8], pos: &mut usize, depth: usize) -> Result<Cbor, String> {
         0..=23 => u64::from(info),
         24..=27 => {
             let n = 1usize << (info - 24);
-            let bytes = b.get(*pos..*pos + n).ok_or_else(bad)?;
-            *pos += n;
+            let end = pos.checked_add(n).ok_or_else(bad)?;
+            let bytes = b.get(*pos..end).ok_or_else(bad)?;
+            *pos = end;
             bytes.iter().fold(0u64, |acc, x| (acc << 8) | u64::from(*x))
         }
         _ => return Err(bad()),
@@ -82,9 +83,9 @@ fn read_cbor(b: &[u8], pos: &mut usize, depth: usize) -> Result<Cbor, String> {
         0 => Cbor::Int(i128::from(arg)),
         1 => Cbor::Int(-1 - i128::from(arg)),
         2 | 3 => {
-            let n = len(arg)?;
-            let bytes = b.get(*pos..*pos + n).ok_or_else(bad)?.to_vec();
-            *pos += n;
+            let end = pos.checked_add(len(arg)?).ok_or_else(bad)?;
+            let bytes = b.get(*pos..end).ok_or_else(bad)?.to_vec();
+            *pos = end;
             if major == 2 {
                 Cbor::Bytes(bytes)
             } else {
@@ -92,8 +93,7 @@ fn read_cbor(b: &[u8], pos: &mut usize, depth: usize) -> Result<Cbor, String> {
             }
         }
         4 => {
-            let n = len(arg)?.min(1024);
-            let mut items = Vec::with_capacity(n);
+            let mut items = Vec::with_capacity(len(arg)?.min(64));
             for _ in 0..len(arg)? {
                 items.push(read_cbor(b, pos, depth + 1)?);
             }

@@ -25,6 +25,8 @@ use crate::storage::{SqlExt, SqlValue};
 const FRESH_MS: i64 = 24 * 3600 * 1000;
 /// A set that cannot be fetched again is still used this long after it was.
 const USABLE_MS: i64 = 90 * 24 * 3600 * 1000;
+/// The most permission sets one request may ask for (each may cost fetches).
+const MAX_INCLUDES: usize = 8;
 /// The largest record proof read.
 const MAX_PROOF_BYTES: u64 = 1024 * 1024;
 /// The collection lexicons are published in.
@@ -71,9 +73,11 @@ impl PermissionSet {
             Some((group, _)) => format!("{group}."),
             None => return Vec::new(),
         };
+        // A full NSID under the set's namespace: nothing else may reach a scope string.
         let under = |v: &Value| {
-            v.as_str()
-                .is_some_and(|s| s != "*" && s.starts_with(&prefix))
+            v.as_str().is_some_and(|s| {
+                s.starts_with(&prefix) && pds_api::runtime::syntax::Nsid::new(s.to_owned()).is_ok()
+            })
         };
         let mut out = Vec::new();
         for p in &self.permissions {
@@ -168,6 +172,8 @@ impl PermissionSet {
                 _ => {}
             }
         }
+        // Every token must read back as the one permission it was built as.
+        out.retain(|t| super::scope::parse_permission(t).is_some());
         out
     }
 }
@@ -198,13 +204,21 @@ pub async fn expand_scope(
     account: &Account,
     scope: &str,
 ) -> Result<String, OAuthError> {
+    if includes(scope).len() > MAX_INCLUDES {
+        return Err(OAuthError::invalid_scope(format!(
+            "At most {MAX_INCLUDES} permission sets per request"
+        )));
+    }
     let mut out: Vec<String> = Vec::new();
     for token in scope.split(' ') {
         match super::scope::parse_permission(token) {
             Some(super::scope::Permission::Include { nsid, aud }) => {
                 let set = resolve(config, account, &nsid).await.map_err(|why| {
+                    // The detail stays in the log: resolution reaches other hosts, and its
+                    // errors must not make this server a probe of them.
+                    crate::log::error(&format!("permission set {nsid}: {why}"));
                     OAuthError::invalid_scope(format!(
-                        "Permission set \"{nsid}\" could not be resolved: {why}"
+                        "Permission set \"{nsid}\" could not be resolved"
                     ))
                 })?;
                 out.extend(set.expand(aud.as_deref()));
@@ -417,6 +431,18 @@ mod tests {
                 "did:web:api.example.com#svc"
             )
             .is_ok());
+        // Strings that are not NSIDs never reach a scope: no smuggled tokens or parameters.
+        let mut evil = doc.clone();
+        evil["defs"]["main"]["permissions"] = serde_json::json!([
+            { "type": "permission", "resource": "repo", "collection": ["com.example.calendar.x identity:*"] },
+            { "type": "permission", "resource": "repo", "collection": ["com.example.calendar.a", "com.example.calendar.b&collection=*"] },
+            { "type": "permission", "resource": "rpc", "lxm": ["com.example.calendar.x?aud=*"], "aud": "*" },
+        ]);
+        let evil = PermissionSet::from_lexicon("com.example.calendar.authFull", &evil).unwrap();
+        assert_eq!(
+            evil.expand(Some("did:web:api.example.com#svc")),
+            Vec::<String>::new()
+        );
         // Without the include's audience, the inheriting entry is dropped.
         assert_eq!(set.expand(None).len(), 3);
         assert_eq!(

@@ -354,7 +354,13 @@ fn is_service_aud(aud: &str) -> bool {
         return true;
     }
     match aud.split_once('#') {
-        Some((did, id)) => !id.is_empty() && Did::new(did.to_owned()).is_ok(),
+        Some((did, id)) => {
+            !id.is_empty()
+                && id.bytes().all(|b| {
+                    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'~' | b':')
+                })
+                && Did::new(did.to_owned()).is_ok()
+        }
         None => false,
     }
 }

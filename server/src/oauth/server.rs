@@ -72,6 +72,7 @@ fn check_proof(config: &Config, account: &Account, req: &HttpRequest) -> Result<
             now_ms: u64::try_from(now).unwrap_or(0),
             nonce_key: &nonce_key,
             verified: &|p| account.proof_verified(p),
+            continuation: false,
         },
     )?;
     OAuthStore::new(account.sql.as_ref()).spend_proof(&proof.jti, now)?;
@@ -934,9 +935,11 @@ async fn revoke(
             },
         }
     } else if token.starts_with(CODE_PREFIX) {
-        if let Some(request) = store.take_code(&hash)? {
-            if request.client_id != client.metadata.client_id {
-                crate::log::error("oauth: a client revoked another client's code");
+        // An unexchanged code is dropped only by the client it was issued to.
+        if let Some(request) = store.request_by_code(&hash)? {
+            if request.client_id == client.metadata.client_id && request.client_auth == client_auth
+            {
+                store.delete_request(&request.id)?;
             }
         }
         store.session_by_code(&hash)?

@@ -266,6 +266,17 @@ impl<'a> OAuthStore<'a> {
         Ok(!rows.is_empty())
     }
 
+    /// The approved request a code belongs to, left in place.
+    pub fn request_by_code(&self, code_hash: &str) -> Result<Option<StoredRequest>> {
+        self.db
+            .query_opt(
+                &format!("SELECT {REQUEST_COLUMNS} FROM oauth_request WHERE code_hash = ?"),
+                &[code_hash.into()],
+            )?
+            .map(|row| request_of(&row))
+            .transpose()
+    }
+
     /// Takes (deletes and returns) the approved request a code belongs to: a code is
     /// exchanged once.
     pub fn take_code(&self, code_hash: &str) -> Result<Option<StoredRequest>> {

@@ -313,6 +313,26 @@ impl Client {
         )
     }
 
+    /// An XRPC call with a raw body of `content_type` (retried once on `use_dpop_nonce`).
+    pub fn xrpc_raw(&mut self, path: &str, access: &str, content_type: &str, body: &[u8]) -> Reply {
+        for _ in 0..2 {
+            let proof = self.proof("POST", path, Some(access));
+            let auth = format!("DPoP {access}");
+            let headers = [
+                ("authorization", auth.as_str()),
+                ("dpop", proof.as_str()),
+                ("content-type", content_type),
+            ];
+            let reply = request(&self.base, "POST", path, &headers, body);
+            self.remember_nonce(&reply);
+            if reply.status == 401 && reply.json()["error"] == "use_dpop_nonce" {
+                continue;
+            }
+            return reply;
+        }
+        panic!("the server kept asking for a nonce");
+    }
+
     /// An XRPC call with the access token and a proof (retried once on `use_dpop_nonce`).
     pub fn xrpc(
         &mut self,
