@@ -483,12 +483,21 @@ pub async fn carry_out_grant(
     {
         return answer;
     }
-    match json_body::<ProxyGrant>(answer.body).await {
+    // The account stamped its answer for a DPoP request; the answer that replaces it keeps
+    // the nonce.
+    let nonce = answer
+        .headers
+        .iter()
+        .find(|(k, _)| k == crate::oauth::dpop::NONCE_HEADER)
+        .cloned();
+    let mut res = match json_body::<ProxyGrant>(answer.body).await {
         Some(grant) => crate::routes::with_cors(
             crate::proxy::forward(http, None, &grant, head, Body::empty()).await,
         ),
         None => error(XrpcError::internal()),
-    }
+    };
+    res.headers.extend(nonce);
+    res
 }
 
 /// An upload: authorized by the account, stored here, recorded by the account.

@@ -209,8 +209,27 @@ pub fn length_within(content_length: &str, limit: u64) -> bool {
         .is_ok_and(|n| n <= limit)
 }
 
-/// Answers an [`Placement::Edge`] route from the configuration.
+/// Answers an [`Placement::Edge`] route from the configuration, at `now_ms` (the DPoP nonce of
+/// an answer to a request that carried DPoP).
 pub fn edge(
+    config: &Result<Config, crate::config::ConfigError>,
+    req: &HttpRequest,
+    now_ms: u64,
+) -> HttpResponse {
+    let mut res = edge_answer(config, req);
+    if let Ok(c) = config {
+        if crate::oauth::dpop::carries_dpop(req) {
+            crate::oauth::dpop::stamp(
+                &mut res,
+                &crate::oauth::dpop::nonce_key(&c.jwt_secret),
+                now_ms,
+            );
+        }
+    }
+    res
+}
+
+fn edge_answer(
     config: &Result<Config, crate::config::ConfigError>,
     req: &HttpRequest,
 ) -> HttpResponse {

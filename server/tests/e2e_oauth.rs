@@ -51,6 +51,15 @@ fn the_npm_client_signs_in_works_refreshes_and_signs_out(kind: ShellKind) {
     assert_eq!(m["client_id_metadata_document_supported"], true);
     assert_eq!(m["authorization_response_iss_parameter_supported"], true);
     assert_eq!(metadata.header("access-control-allow-origin"), Some("*"));
+    // Even answers the edge gives alone carry a nonce when the request carried DPoP.
+    let with_proof = request(
+        base,
+        "GET",
+        "/.well-known/oauth-authorization-server",
+        &[("dpop", "a proof")],
+        b"",
+    );
+    assert!(with_proof.header("dpop-nonce").is_some());
 
     let report = support::oracle::run_node(
         "oauth-flow.mjs",
@@ -734,35 +743,11 @@ fn scopes_decide_what_a_token_may_do(kind: ShellKind) {
     );
 
     // Blobs: an image passes, a video does not.
-    let png = request(
-        base,
-        "POST",
-        "/xrpc/com.atproto.repo.uploadBlob",
-        &[
-            ("authorization", &format!("DPoP {}", t.access)),
-            (
-                "dpop",
-                &c.proof("POST", "/xrpc/com.atproto.repo.uploadBlob", Some(&t.access)),
-            ),
-            ("content-type", "image/png"),
-        ],
-        &[137, 80, 78, 71, 13, 10, 26, 10, 0, 0, 0, 0],
-    );
+    let upload = "/xrpc/com.atproto.repo.uploadBlob";
+    let png_bytes = [137, 80, 78, 71, 13, 10, 26, 10, 0, 0, 0, 0];
+    let png = c.xrpc_raw(upload, &t.access, "image/png", &png_bytes);
     assert_eq!(png.status, 200, "{}", String::from_utf8_lossy(&png.body));
-    let video = request(
-        base,
-        "POST",
-        "/xrpc/com.atproto.repo.uploadBlob",
-        &[
-            ("authorization", &format!("DPoP {}", t.access)),
-            (
-                "dpop",
-                &c.proof("POST", "/xrpc/com.atproto.repo.uploadBlob", Some(&t.access)),
-            ),
-            ("content-type", "video/mp4"),
-        ],
-        b"not really a video",
-    );
+    let video = c.xrpc_raw(upload, &t.access, "video/mp4", b"not really a video");
     assert_eq!(video.status, 403);
     assert_eq!(
         video.json()["message"],

@@ -318,11 +318,21 @@ fn capitalize(s: &str) -> String {
 
 /// The sign-in and consent page (`status` 401 after a wrong password).
 pub fn consent_page(status: u16, c: &Consent<'_>) -> HttpResponse {
+    // The app is named by its client_id's host, which was checked (its metadata lives there);
+    // the name it declares is any app's to choose, so it is only shown as what it calls itself.
+    // No logo either: an app could show another's.
     let name = if c.loopback {
         "A local development app".to_owned()
     } else {
-        c.client_name
-            .map_or_else(|| "An app".to_owned(), str::to_owned)
+        let host = c.client_id.trim_start_matches("https://");
+        host[..host.find(['/', '?', '#']).unwrap_or(host.len())].to_owned()
+    };
+    let calls_itself = match c.client_name.filter(|_| !c.loopback) {
+        Some(declared) => format!(
+            "<p>It calls itself <strong>{}</strong>.</p>",
+            escape(declared)
+        ),
+        None => String::new(),
     };
     let mut links = String::new();
     for (label, uri) in [
@@ -354,6 +364,7 @@ pub fn consent_page(status: u16, c: &Consent<'_>) -> HttpResponse {
     let body = format!(
         "<div class=\"card\">\
          <h1>{name} wants to use your account</h1>\
+         {calls_itself}\
          <p class=\"muted\">App: <span class=\"id\">{client_id}</span>{links}</p>\
          <p>Signing in as <strong>@{handle}</strong><br><span class=\"id muted\">{did}</span></p>\
          <p>If you allow it, this app can:</p><ul>{permissions}</ul>\
@@ -434,6 +445,8 @@ mod tests {
             assert!(html.contains(field), "{field}");
         }
         assert!(html.contains("full control of your account"));
+        assert!(html.contains("<h1>evil.example.com wants to use your account</h1>"));
+        assert!(html.contains("It calls itself <strong>&quot;&gt;&lt;img src=x&gt;</strong>"));
         let csp = res
             .headers
             .iter()

@@ -217,7 +217,11 @@ impl Shared {
             }
             _ => {
                 let head = http_request(req.method(), req.uri(), req.headers(), client);
-                to_hyper(crate::routes::edge(&self.config, &head))
+                to_hyper(crate::routes::edge(
+                    &self.config,
+                    &head,
+                    self.account.clock.now_millis(),
+                ))
             }
         }
     }

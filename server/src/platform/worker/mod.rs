@@ -86,7 +86,11 @@ async fn route_at_edge(req: Request, env: &Env) -> Result<Response> {
         }
         _ => {
             let head = request_head(&req, method, path)?;
-            to_worker_response(crate::routes::edge(&config(env), &head))
+            to_worker_response(crate::routes::edge(
+                &config(env),
+                &head,
+                crate::clock::Clock::now_millis(&WorkerClock),
+            ))
         }
     }
 }
