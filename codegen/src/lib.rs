@@ -359,15 +359,17 @@ fn methods_file(g: &Gen<'_>, corpus: &Corpus) -> Result<TokenStream, Error> {
         };
         let serves = gen::serves_const(id);
         serves_arms.push(quote! { #cfg #id => #tr::#serves, });
-        // The guard is a constant of `S`: an arm it turns off is dead code once `S` is known.
+        // The guard is a constant of `S`, and each arm only builds its future: an arm the
+        // guard turns off is dead code once `S` is known, and so is everything it would run.
+        // (Awaited inline, every arm would stay reachable from the dispatcher's state machine.)
         arms.push(quote! {
             #cfg
-            #id if #tr::#serves => {
+            #id if #tr::#serves => Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 #input_stmt
                 #call
                 #out
-            }
+            }),
         });
     }
     let _ = g;
@@ -479,10 +481,11 @@ fn methods_file(g: &Gen<'_>, corpus: &Corpus) -> Result<TokenStream, Error> {
         #[allow(unused_variables)]
         async fn dispatch_inner<S: Handlers>(service: &S, cx: &S::Context, req: Request) -> Result<Response, XrpcError> {
             let meta = lookup(&req.nsid, req.method)?;
-            match meta.nsid {
+            let run: rt::dispatch::MethodRun<'_> = match meta.nsid {
                 #(#arms)*
-                _ => Err(XrpcError::method_not_implemented()),
-            }
+                _ => return Err(XrpcError::method_not_implemented()),
+            };
+            run.await
         }
     })
 }

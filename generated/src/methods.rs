@@ -2220,4082 +2220,4739 @@ async fn dispatch_inner<S: Handlers>(
     req: Request,
 ) -> Result<Response, XrpcError> {
     let meta = lookup(&req.nsid, req.method)?;
-    match meta.nsid {
+    let run: rt::dispatch::MethodRun<'_> = match meta.nsid {
         #[cfg(feature = "app-bsky")]
         "app.bsky.actor.getPreferences" if <S as crate::app::bsky::actor::AppBskyActor>::SERVES_GET_PREFERENCES => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::actor::AppBskyActor>::get_preferences(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::actor::AppBskyActor>::get_preferences(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.actor.getProfile" if <S as crate::app::bsky::actor::AppBskyActor>::SERVES_GET_PROFILE => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::actor::AppBskyActor>::get_profile(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::actor::AppBskyActor>::get_profile(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.actor.getProfiles" if <S as crate::app::bsky::actor::AppBskyActor>::SERVES_GET_PROFILES => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::actor::AppBskyActor>::get_profiles(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::actor::AppBskyActor>::get_profiles(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.actor.getSuggestions" if <S as crate::app::bsky::actor::AppBskyActor>::SERVES_GET_SUGGESTIONS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::actor::AppBskyActor>::get_suggestions(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::actor::AppBskyActor>::get_suggestions(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.actor.putPreferences" if <S as crate::app::bsky::actor::AppBskyActor>::SERVES_PUT_PREFERENCES => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            <S as crate::app::bsky::actor::AppBskyActor>::put_preferences(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::empty_output()
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                <S as crate::app::bsky::actor::AppBskyActor>::put_preferences(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::empty_output()
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.actor.searchActors" if <S as crate::app::bsky::actor::AppBskyActor>::SERVES_SEARCH_ACTORS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::actor::AppBskyActor>::search_actors(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::actor::AppBskyActor>::search_actors(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.actor.searchActorsTypeahead" if <S as crate::app::bsky::actor::AppBskyActor>::SERVES_SEARCH_ACTORS_TYPEAHEAD => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::actor::AppBskyActor>::search_actors_typeahead(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::actor::AppBskyActor>::search_actors_typeahead(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.ageassurance.begin" if <S as crate::app::bsky::ageassurance::AppBskyAgeassurance>::SERVES_BEGIN => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::app::bsky::ageassurance::AppBskyAgeassurance>::begin(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::app::bsky::ageassurance::AppBskyAgeassurance>::begin(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.ageassurance.getConfig" if <S as crate::app::bsky::ageassurance::AppBskyAgeassurance>::SERVES_GET_CONFIG => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::ageassurance::AppBskyAgeassurance>::get_config(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::ageassurance::AppBskyAgeassurance>::get_config(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.ageassurance.getState" if <S as crate::app::bsky::ageassurance::AppBskyAgeassurance>::SERVES_GET_STATE => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::ageassurance::AppBskyAgeassurance>::get_state(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::ageassurance::AppBskyAgeassurance>::get_state(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.bookmark.createBookmark" if <S as crate::app::bsky::bookmark::AppBskyBookmark>::SERVES_CREATE_BOOKMARK => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            <S as crate::app::bsky::bookmark::AppBskyBookmark>::create_bookmark(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::empty_output()
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                <S as crate::app::bsky::bookmark::AppBskyBookmark>::create_bookmark(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::empty_output()
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.bookmark.deleteBookmark" if <S as crate::app::bsky::bookmark::AppBskyBookmark>::SERVES_DELETE_BOOKMARK => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            <S as crate::app::bsky::bookmark::AppBskyBookmark>::delete_bookmark(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::empty_output()
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                <S as crate::app::bsky::bookmark::AppBskyBookmark>::delete_bookmark(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::empty_output()
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.bookmark.getBookmarks" if <S as crate::app::bsky::bookmark::AppBskyBookmark>::SERVES_GET_BOOKMARKS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::bookmark::AppBskyBookmark>::get_bookmarks(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::bookmark::AppBskyBookmark>::get_bookmarks(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.contact.dismissMatch" if <S as crate::app::bsky::contact::AppBskyContact>::SERVES_DISMISS_MATCH => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::app::bsky::contact::AppBskyContact>::dismiss_match(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::app::bsky::contact::AppBskyContact>::dismiss_match(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.contact.getMatches" if <S as crate::app::bsky::contact::AppBskyContact>::SERVES_GET_MATCHES => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::contact::AppBskyContact>::get_matches(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::contact::AppBskyContact>::get_matches(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.contact.getSyncStatus" if <S as crate::app::bsky::contact::AppBskyContact>::SERVES_GET_SYNC_STATUS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::contact::AppBskyContact>::get_sync_status(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::contact::AppBskyContact>::get_sync_status(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.contact.importContacts" if <S as crate::app::bsky::contact::AppBskyContact>::SERVES_IMPORT_CONTACTS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::app::bsky::contact::AppBskyContact>::import_contacts(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::app::bsky::contact::AppBskyContact>::import_contacts(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.contact.removeData" if <S as crate::app::bsky::contact::AppBskyContact>::SERVES_REMOVE_DATA => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::app::bsky::contact::AppBskyContact>::remove_data(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::app::bsky::contact::AppBskyContact>::remove_data(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.contact.sendNotification" if <S as crate::app::bsky::contact::AppBskyContact>::SERVES_SEND_NOTIFICATION => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::app::bsky::contact::AppBskyContact>::send_notification(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::app::bsky::contact::AppBskyContact>::send_notification(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.contact.startPhoneVerification" if <S as crate::app::bsky::contact::AppBskyContact>::SERVES_START_PHONE_VERIFICATION => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::app::bsky::contact::AppBskyContact>::start_phone_verification(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::app::bsky::contact::AppBskyContact>::start_phone_verification(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.contact.verifyPhone" if <S as crate::app::bsky::contact::AppBskyContact>::SERVES_VERIFY_PHONE => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::app::bsky::contact::AppBskyContact>::verify_phone(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::app::bsky::contact::AppBskyContact>::verify_phone(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.draft.createDraft" if <S as crate::app::bsky::draft::AppBskyDraft>::SERVES_CREATE_DRAFT => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::app::bsky::draft::AppBskyDraft>::create_draft(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::app::bsky::draft::AppBskyDraft>::create_draft(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.draft.deleteDraft" if <S as crate::app::bsky::draft::AppBskyDraft>::SERVES_DELETE_DRAFT => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            <S as crate::app::bsky::draft::AppBskyDraft>::delete_draft(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::empty_output()
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                <S as crate::app::bsky::draft::AppBskyDraft>::delete_draft(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::empty_output()
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.draft.getDrafts" if <S as crate::app::bsky::draft::AppBskyDraft>::SERVES_GET_DRAFTS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::draft::AppBskyDraft>::get_drafts(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::draft::AppBskyDraft>::get_drafts(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.draft.updateDraft" if <S as crate::app::bsky::draft::AppBskyDraft>::SERVES_UPDATE_DRAFT => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            <S as crate::app::bsky::draft::AppBskyDraft>::update_draft(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::empty_output()
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                <S as crate::app::bsky::draft::AppBskyDraft>::update_draft(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::empty_output()
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.embed.getEmbedExternalView" if <S as crate::app::bsky::embed::AppBskyEmbed>::SERVES_GET_EMBED_EXTERNAL_VIEW => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::embed::AppBskyEmbed>::get_embed_external_view(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::embed::AppBskyEmbed>::get_embed_external_view(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.feed.describeFeedGenerator" if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_DESCRIBE_FEED_GENERATOR => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::feed::AppBskyFeed>::describe_feed_generator(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::feed::AppBskyFeed>::describe_feed_generator(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.feed.getActorFeeds" if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_ACTOR_FEEDS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::feed::AppBskyFeed>::get_actor_feeds(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::feed::AppBskyFeed>::get_actor_feeds(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.feed.getActorLikes" if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_ACTOR_LIKES => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::feed::AppBskyFeed>::get_actor_likes(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::feed::AppBskyFeed>::get_actor_likes(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.feed.getAuthorFeed" if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_AUTHOR_FEED => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::feed::AppBskyFeed>::get_author_feed(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::feed::AppBskyFeed>::get_author_feed(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.feed.getFeed" if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_FEED => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::feed::AppBskyFeed>::get_feed(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::feed::AppBskyFeed>::get_feed(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.feed.getFeedGenerator" if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_FEED_GENERATOR => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::feed::AppBskyFeed>::get_feed_generator(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::feed::AppBskyFeed>::get_feed_generator(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.feed.getFeedGenerators" if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_FEED_GENERATORS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::feed::AppBskyFeed>::get_feed_generators(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::feed::AppBskyFeed>::get_feed_generators(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.feed.getFeedSkeleton" if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_FEED_SKELETON => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::feed::AppBskyFeed>::get_feed_skeleton(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::feed::AppBskyFeed>::get_feed_skeleton(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.feed.getLikes" if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_LIKES => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::feed::AppBskyFeed>::get_likes(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::feed::AppBskyFeed>::get_likes(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.feed.getListFeed" if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_LIST_FEED => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::feed::AppBskyFeed>::get_list_feed(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::feed::AppBskyFeed>::get_list_feed(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.feed.getPostThread" if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_POST_THREAD => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::feed::AppBskyFeed>::get_post_thread(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::feed::AppBskyFeed>::get_post_thread(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.feed.getPosts" if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_POSTS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::feed::AppBskyFeed>::get_posts(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::feed::AppBskyFeed>::get_posts(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.feed.getQuotes" if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_QUOTES => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::feed::AppBskyFeed>::get_quotes(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::feed::AppBskyFeed>::get_quotes(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.feed.getRepostedBy" if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_REPOSTED_BY => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::feed::AppBskyFeed>::get_reposted_by(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::feed::AppBskyFeed>::get_reposted_by(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.feed.getSuggestedFeeds" if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_SUGGESTED_FEEDS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::feed::AppBskyFeed>::get_suggested_feeds(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::feed::AppBskyFeed>::get_suggested_feeds(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.feed.getTimeline" if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_TIMELINE => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::feed::AppBskyFeed>::get_timeline(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::feed::AppBskyFeed>::get_timeline(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.feed.searchPosts" if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_SEARCH_POSTS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::feed::AppBskyFeed>::search_posts(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::feed::AppBskyFeed>::search_posts(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.feed.searchPostsV2" if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_SEARCH_POSTS_V2 => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::feed::AppBskyFeed>::search_posts_v2(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::feed::AppBskyFeed>::search_posts_v2(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.feed.sendInteractions" if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_SEND_INTERACTIONS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::app::bsky::feed::AppBskyFeed>::send_interactions(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::app::bsky::feed::AppBskyFeed>::send_interactions(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.graph.getActorStarterPacks" if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_ACTOR_STARTER_PACKS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::graph::AppBskyGraph>::get_actor_starter_packs(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::graph::AppBskyGraph>::get_actor_starter_packs(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.graph.getBlocks" if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_BLOCKS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::graph::AppBskyGraph>::get_blocks(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::graph::AppBskyGraph>::get_blocks(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.graph.getFollowers" if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_FOLLOWERS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::graph::AppBskyGraph>::get_followers(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::graph::AppBskyGraph>::get_followers(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.graph.getFollows" if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_FOLLOWS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::graph::AppBskyGraph>::get_follows(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::graph::AppBskyGraph>::get_follows(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.graph.getKnownFollowers" if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_KNOWN_FOLLOWERS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::graph::AppBskyGraph>::get_known_followers(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::graph::AppBskyGraph>::get_known_followers(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.graph.getList" if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_LIST => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::graph::AppBskyGraph>::get_list(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::graph::AppBskyGraph>::get_list(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.graph.getListBlocks" if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_LIST_BLOCKS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::graph::AppBskyGraph>::get_list_blocks(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::graph::AppBskyGraph>::get_list_blocks(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.graph.getListMutes" if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_LIST_MUTES => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::graph::AppBskyGraph>::get_list_mutes(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::graph::AppBskyGraph>::get_list_mutes(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.graph.getLists" if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_LISTS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::graph::AppBskyGraph>::get_lists(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::graph::AppBskyGraph>::get_lists(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.graph.getListsWithMembership" if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_LISTS_WITH_MEMBERSHIP => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::graph::AppBskyGraph>::get_lists_with_membership(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::graph::AppBskyGraph>::get_lists_with_membership(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.graph.getMutes" if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_MUTES => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::graph::AppBskyGraph>::get_mutes(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::graph::AppBskyGraph>::get_mutes(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.graph.getRelationships" if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_RELATIONSHIPS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::graph::AppBskyGraph>::get_relationships(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::graph::AppBskyGraph>::get_relationships(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.graph.getStarterPack" if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_STARTER_PACK => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::graph::AppBskyGraph>::get_starter_pack(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::graph::AppBskyGraph>::get_starter_pack(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.graph.getStarterPacks" if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_STARTER_PACKS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::graph::AppBskyGraph>::get_starter_packs(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::graph::AppBskyGraph>::get_starter_packs(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.graph.getStarterPacksWithMembership" if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_STARTER_PACKS_WITH_MEMBERSHIP => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::graph::AppBskyGraph>::get_starter_packs_with_membership(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::graph::AppBskyGraph>::get_starter_packs_with_membership(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.graph.getSuggestedFollowsByActor" if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_SUGGESTED_FOLLOWS_BY_ACTOR => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::graph::AppBskyGraph>::get_suggested_follows_by_actor(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::graph::AppBskyGraph>::get_suggested_follows_by_actor(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.graph.muteActor" if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_MUTE_ACTOR => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            <S as crate::app::bsky::graph::AppBskyGraph>::mute_actor(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::empty_output()
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                <S as crate::app::bsky::graph::AppBskyGraph>::mute_actor(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::empty_output()
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.graph.muteActorList" if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_MUTE_ACTOR_LIST => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            <S as crate::app::bsky::graph::AppBskyGraph>::mute_actor_list(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::empty_output()
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                <S as crate::app::bsky::graph::AppBskyGraph>::mute_actor_list(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::empty_output()
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.graph.muteThread" if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_MUTE_THREAD => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            <S as crate::app::bsky::graph::AppBskyGraph>::mute_thread(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::empty_output()
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                <S as crate::app::bsky::graph::AppBskyGraph>::mute_thread(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::empty_output()
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.graph.searchStarterPacks" if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_SEARCH_STARTER_PACKS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::graph::AppBskyGraph>::search_starter_packs(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::graph::AppBskyGraph>::search_starter_packs(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.graph.searchStarterPacksV2" if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_SEARCH_STARTER_PACKS_V2 => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::graph::AppBskyGraph>::search_starter_packs_v2(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::graph::AppBskyGraph>::search_starter_packs_v2(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.graph.unmuteActor" if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_UNMUTE_ACTOR => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            <S as crate::app::bsky::graph::AppBskyGraph>::unmute_actor(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::empty_output()
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                <S as crate::app::bsky::graph::AppBskyGraph>::unmute_actor(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::empty_output()
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.graph.unmuteActorList" if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_UNMUTE_ACTOR_LIST => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            <S as crate::app::bsky::graph::AppBskyGraph>::unmute_actor_list(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::empty_output()
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                <S as crate::app::bsky::graph::AppBskyGraph>::unmute_actor_list(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::empty_output()
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.graph.unmuteThread" if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_UNMUTE_THREAD => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            <S as crate::app::bsky::graph::AppBskyGraph>::unmute_thread(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::empty_output()
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                <S as crate::app::bsky::graph::AppBskyGraph>::unmute_thread(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::empty_output()
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.labeler.getServices" if <S as crate::app::bsky::labeler::AppBskyLabeler>::SERVES_GET_SERVICES => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::labeler::AppBskyLabeler>::get_services(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::labeler::AppBskyLabeler>::get_services(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.notification.getPreferences" if <S as crate::app::bsky::notification::AppBskyNotification>::SERVES_GET_PREFERENCES => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::notification::AppBskyNotification>::get_preferences(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::notification::AppBskyNotification>::get_preferences(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.notification.getUnreadCount" if <S as crate::app::bsky::notification::AppBskyNotification>::SERVES_GET_UNREAD_COUNT => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::notification::AppBskyNotification>::get_unread_count(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::notification::AppBskyNotification>::get_unread_count(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.notification.listActivitySubscriptions" if <S as crate::app::bsky::notification::AppBskyNotification>::SERVES_LIST_ACTIVITY_SUBSCRIPTIONS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::notification::AppBskyNotification>::list_activity_subscriptions(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::notification::AppBskyNotification>::list_activity_subscriptions(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.notification.listNotifications" if <S as crate::app::bsky::notification::AppBskyNotification>::SERVES_LIST_NOTIFICATIONS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::notification::AppBskyNotification>::list_notifications(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::notification::AppBskyNotification>::list_notifications(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.notification.putActivitySubscription" if <S as crate::app::bsky::notification::AppBskyNotification>::SERVES_PUT_ACTIVITY_SUBSCRIPTION => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::app::bsky::notification::AppBskyNotification>::put_activity_subscription(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::app::bsky::notification::AppBskyNotification>::put_activity_subscription(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.notification.putPreferences" if <S as crate::app::bsky::notification::AppBskyNotification>::SERVES_PUT_PREFERENCES => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            <S as crate::app::bsky::notification::AppBskyNotification>::put_preferences(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::empty_output()
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                <S as crate::app::bsky::notification::AppBskyNotification>::put_preferences(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::empty_output()
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.notification.putPreferencesV2" if <S as crate::app::bsky::notification::AppBskyNotification>::SERVES_PUT_PREFERENCES_V2 => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::app::bsky::notification::AppBskyNotification>::put_preferences_v2(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::app::bsky::notification::AppBskyNotification>::put_preferences_v2(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.notification.registerPush" if <S as crate::app::bsky::notification::AppBskyNotification>::SERVES_REGISTER_PUSH => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            <S as crate::app::bsky::notification::AppBskyNotification>::register_push(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::empty_output()
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                <S as crate::app::bsky::notification::AppBskyNotification>::register_push(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::empty_output()
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.notification.unregisterPush" if <S as crate::app::bsky::notification::AppBskyNotification>::SERVES_UNREGISTER_PUSH => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            <S as crate::app::bsky::notification::AppBskyNotification>::unregister_push(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::empty_output()
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                <S as crate::app::bsky::notification::AppBskyNotification>::unregister_push(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::empty_output()
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.notification.updateSeen" if <S as crate::app::bsky::notification::AppBskyNotification>::SERVES_UPDATE_SEEN => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            <S as crate::app::bsky::notification::AppBskyNotification>::update_seen(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::empty_output()
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                <S as crate::app::bsky::notification::AppBskyNotification>::update_seen(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::empty_output()
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.unspecced.getAgeAssuranceState" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_AGE_ASSURANCE_STATE => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_age_assurance_state(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_age_assurance_state(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.unspecced.getConfig" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_CONFIG => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_config(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_config(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.unspecced.getOnboardingSuggestedStarterPacks" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_ONBOARDING_SUGGESTED_STARTER_PACKS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_onboarding_suggested_starter_packs(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_onboarding_suggested_starter_packs(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.unspecced.getOnboardingSuggestedStarterPacksSkeleton" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_ONBOARDING_SUGGESTED_STARTER_PACKS_SKELETON => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_onboarding_suggested_starter_packs_skeleton(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_onboarding_suggested_starter_packs_skeleton(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.unspecced.getOnboardingSuggestedUsersSkeleton" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_ONBOARDING_SUGGESTED_USERS_SKELETON => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_onboarding_suggested_users_skeleton(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_onboarding_suggested_users_skeleton(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.unspecced.getPopularFeedGenerators" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_POPULAR_FEED_GENERATORS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_popular_feed_generators(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_popular_feed_generators(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.unspecced.getPostThreadOtherV2" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_POST_THREAD_OTHER_V2 => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_post_thread_other_v2(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_post_thread_other_v2(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.unspecced.getPostThreadV2" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_POST_THREAD_V2 => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_post_thread_v2(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_post_thread_v2(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.unspecced.getSuggestedFeeds" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_FEEDS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_suggested_feeds(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_suggested_feeds(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.unspecced.getSuggestedFeedsSkeleton" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_FEEDS_SKELETON => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_suggested_feeds_skeleton(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_suggested_feeds_skeleton(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.unspecced.getSuggestedOnboardingUsers" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_ONBOARDING_USERS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_suggested_onboarding_users(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_suggested_onboarding_users(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.unspecced.getSuggestedStarterPacks" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_STARTER_PACKS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_suggested_starter_packs(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_suggested_starter_packs(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.unspecced.getSuggestedStarterPacksSkeleton" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_STARTER_PACKS_SKELETON => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_suggested_starter_packs_skeleton(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_suggested_starter_packs_skeleton(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.unspecced.getSuggestedUsers" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_USERS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_suggested_users(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_suggested_users(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.unspecced.getSuggestedUsersForDiscover" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_USERS_FOR_DISCOVER => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_suggested_users_for_discover(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_suggested_users_for_discover(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.unspecced.getSuggestedUsersForDiscoverSkeleton" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_USERS_FOR_DISCOVER_SKELETON => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_suggested_users_for_discover_skeleton(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_suggested_users_for_discover_skeleton(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.unspecced.getSuggestedUsersForExplore" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_USERS_FOR_EXPLORE => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_suggested_users_for_explore(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_suggested_users_for_explore(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.unspecced.getSuggestedUsersForExploreSkeleton" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_USERS_FOR_EXPLORE_SKELETON => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_suggested_users_for_explore_skeleton(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_suggested_users_for_explore_skeleton(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.unspecced.getSuggestedUsersForSeeMore" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_USERS_FOR_SEE_MORE => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_suggested_users_for_see_more(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_suggested_users_for_see_more(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.unspecced.getSuggestedUsersForSeeMoreSkeleton" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_USERS_FOR_SEE_MORE_SKELETON => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_suggested_users_for_see_more_skeleton(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_suggested_users_for_see_more_skeleton(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.unspecced.getSuggestedUsersSkeleton" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_USERS_SKELETON => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_suggested_users_skeleton(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_suggested_users_skeleton(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.unspecced.getSuggestionsSkeleton" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTIONS_SKELETON => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_suggestions_skeleton(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_suggestions_skeleton(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.unspecced.getTaggedSuggestions" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_TAGGED_SUGGESTIONS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_tagged_suggestions(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_tagged_suggestions(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.unspecced.getTrendingTopics" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_TRENDING_TOPICS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_trending_topics(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_trending_topics(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.unspecced.getTrends" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_TRENDS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_trends(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_trends(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.unspecced.getTrendsSkeleton" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_TRENDS_SKELETON => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_trends_skeleton(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_trends_skeleton(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.unspecced.initAgeAssurance" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_INIT_AGE_ASSURANCE => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::init_age_assurance(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::init_age_assurance(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.unspecced.searchActorsSkeleton" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_SEARCH_ACTORS_SKELETON => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::search_actors_skeleton(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::search_actors_skeleton(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.unspecced.searchPostsSkeleton" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_SEARCH_POSTS_SKELETON => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::search_posts_skeleton(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::search_posts_skeleton(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.unspecced.searchStarterPacksSkeleton" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_SEARCH_STARTER_PACKS_SKELETON => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::search_starter_packs_skeleton(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::search_starter_packs_skeleton(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.video.abortUpload" if <S as crate::app::bsky::video::AppBskyVideo>::SERVES_ABORT_UPLOAD => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::app::bsky::video::AppBskyVideo>::abort_upload(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::app::bsky::video::AppBskyVideo>::abort_upload(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.video.finishUpload" if <S as crate::app::bsky::video::AppBskyVideo>::SERVES_FINISH_UPLOAD => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::app::bsky::video::AppBskyVideo>::finish_upload(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::app::bsky::video::AppBskyVideo>::finish_upload(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.video.getJobStatus" if <S as crate::app::bsky::video::AppBskyVideo>::SERVES_GET_JOB_STATUS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::video::AppBskyVideo>::get_job_status(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::video::AppBskyVideo>::get_job_status(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.video.getUploadLimits" if <S as crate::app::bsky::video::AppBskyVideo>::SERVES_GET_UPLOAD_LIMITS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::video::AppBskyVideo>::get_upload_limits(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::video::AppBskyVideo>::get_upload_limits(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.video.getUploadStatus" if <S as crate::app::bsky::video::AppBskyVideo>::SERVES_GET_UPLOAD_STATUS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::app::bsky::video::AppBskyVideo>::get_upload_status(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::app::bsky::video::AppBskyVideo>::get_upload_status(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.video.startUpload" if <S as crate::app::bsky::video::AppBskyVideo>::SERVES_START_UPLOAD => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::app::bsky::video::AppBskyVideo>::start_upload(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::app::bsky::video::AppBskyVideo>::start_upload(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.video.uploadPart" if <S as crate::app::bsky::video::AppBskyVideo>::SERVES_UPLOAD_PART => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::binary_input(meta, req)?;
-            let out = <S as crate::app::bsky::video::AppBskyVideo>::upload_part(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::binary_input(meta, req)?;
+                let out = <S as crate::app::bsky::video::AppBskyVideo>::upload_part(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "app-bsky")]
         "app.bsky.video.uploadVideo" if <S as crate::app::bsky::video::AppBskyVideo>::SERVES_UPLOAD_VIDEO => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::binary_input(meta, req)?;
-            let out = <S as crate::app::bsky::video::AppBskyVideo>::upload_video(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::binary_input(meta, req)?;
+                let out = <S as crate::app::bsky::video::AppBskyVideo>::upload_video(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "chat-bsky")]
         "chat.bsky.actor.deleteAccount" if <S as crate::chat::bsky::actor::ChatBskyActor>::SERVES_DELETE_ACCOUNT => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::chat::bsky::actor::ChatBskyActor>::delete_account(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::chat::bsky::actor::ChatBskyActor>::delete_account(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "chat-bsky")]
         "chat.bsky.actor.exportAccountData" if <S as crate::chat::bsky::actor::ChatBskyActor>::SERVES_EXPORT_ACCOUNT_DATA => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::chat::bsky::actor::ChatBskyActor>::export_account_data(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::binary_output(out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::chat::bsky::actor::ChatBskyActor>::export_account_data(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::binary_output(out)
+            })
         }
         #[cfg(feature = "chat-bsky")]
         "chat.bsky.actor.getStatus" if <S as crate::chat::bsky::actor::ChatBskyActor>::SERVES_GET_STATUS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::chat::bsky::actor::ChatBskyActor>::get_status(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::chat::bsky::actor::ChatBskyActor>::get_status(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "chat-bsky")]
         "chat.bsky.convo.acceptConvo" if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_ACCEPT_CONVO => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::accept_convo(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::accept_convo(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "chat-bsky")]
         "chat.bsky.convo.addReaction" if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_ADD_REACTION => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::add_reaction(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::add_reaction(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "chat-bsky")]
         "chat.bsky.convo.deleteMessageForSelf" if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_DELETE_MESSAGE_FOR_SELF => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::delete_message_for_self(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::delete_message_for_self(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "chat-bsky")]
         "chat.bsky.convo.getConvo" if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_GET_CONVO => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::get_convo(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::get_convo(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "chat-bsky")]
         "chat.bsky.convo.getConvoAvailability" if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_GET_CONVO_AVAILABILITY => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::get_convo_availability(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::get_convo_availability(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "chat-bsky")]
         "chat.bsky.convo.getConvoForMembers" if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_GET_CONVO_FOR_MEMBERS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::get_convo_for_members(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::get_convo_for_members(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "chat-bsky")]
         "chat.bsky.convo.getConvoMembers" if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_GET_CONVO_MEMBERS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::get_convo_members(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::get_convo_members(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "chat-bsky")]
         "chat.bsky.convo.getLog" if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_GET_LOG => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::get_log(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::get_log(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "chat-bsky")]
         "chat.bsky.convo.getMessages" if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_GET_MESSAGES => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::get_messages(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::get_messages(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "chat-bsky")]
         "chat.bsky.convo.getUnreadCounts" if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_GET_UNREAD_COUNTS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::get_unread_counts(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::get_unread_counts(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "chat-bsky")]
         "chat.bsky.convo.leaveConvo" if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_LEAVE_CONVO => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::leave_convo(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::leave_convo(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "chat-bsky")]
         "chat.bsky.convo.listConvoRequests" if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_LIST_CONVO_REQUESTS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::list_convo_requests(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::list_convo_requests(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "chat-bsky")]
         "chat.bsky.convo.listConvos" if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_LIST_CONVOS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::list_convos(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::list_convos(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "chat-bsky")]
         "chat.bsky.convo.lockConvo" if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_LOCK_CONVO => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::lock_convo(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::lock_convo(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "chat-bsky")]
         "chat.bsky.convo.muteConvo" if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_MUTE_CONVO => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::mute_convo(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::mute_convo(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "chat-bsky")]
         "chat.bsky.convo.removeReaction" if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_REMOVE_REACTION => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::remove_reaction(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::remove_reaction(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "chat-bsky")]
         "chat.bsky.convo.sendMessage" if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_SEND_MESSAGE => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::send_message(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::send_message(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "chat-bsky")]
         "chat.bsky.convo.sendMessageBatch" if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_SEND_MESSAGE_BATCH => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::send_message_batch(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::send_message_batch(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "chat-bsky")]
         "chat.bsky.convo.unlockConvo" if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_UNLOCK_CONVO => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::unlock_convo(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::unlock_convo(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "chat-bsky")]
         "chat.bsky.convo.unmuteConvo" if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_UNMUTE_CONVO => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::unmute_convo(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::unmute_convo(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "chat-bsky")]
         "chat.bsky.convo.updateAllRead" if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_UPDATE_ALL_READ => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::update_all_read(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::update_all_read(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "chat-bsky")]
         "chat.bsky.convo.updateRead" if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_UPDATE_READ => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::update_read(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::update_read(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "chat-bsky")]
         "chat.bsky.group.addMembers" if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_ADD_MEMBERS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::chat::bsky::group::ChatBskyGroup>::add_members(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::chat::bsky::group::ChatBskyGroup>::add_members(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "chat-bsky")]
         "chat.bsky.group.approveJoinRequest" if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_APPROVE_JOIN_REQUEST => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::chat::bsky::group::ChatBskyGroup>::approve_join_request(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::chat::bsky::group::ChatBskyGroup>::approve_join_request(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "chat-bsky")]
         "chat.bsky.group.createGroup" if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_CREATE_GROUP => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::chat::bsky::group::ChatBskyGroup>::create_group(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::chat::bsky::group::ChatBskyGroup>::create_group(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "chat-bsky")]
         "chat.bsky.group.createJoinLink" if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_CREATE_JOIN_LINK => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::chat::bsky::group::ChatBskyGroup>::create_join_link(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::chat::bsky::group::ChatBskyGroup>::create_join_link(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "chat-bsky")]
         "chat.bsky.group.disableJoinLink" if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_DISABLE_JOIN_LINK => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::chat::bsky::group::ChatBskyGroup>::disable_join_link(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::chat::bsky::group::ChatBskyGroup>::disable_join_link(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "chat-bsky")]
         "chat.bsky.group.editGroup" if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_EDIT_GROUP => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::chat::bsky::group::ChatBskyGroup>::edit_group(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::chat::bsky::group::ChatBskyGroup>::edit_group(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "chat-bsky")]
         "chat.bsky.group.editJoinLink" if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_EDIT_JOIN_LINK => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::chat::bsky::group::ChatBskyGroup>::edit_join_link(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::chat::bsky::group::ChatBskyGroup>::edit_join_link(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "chat-bsky")]
         "chat.bsky.group.enableJoinLink" if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_ENABLE_JOIN_LINK => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::chat::bsky::group::ChatBskyGroup>::enable_join_link(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::chat::bsky::group::ChatBskyGroup>::enable_join_link(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "chat-bsky")]
         "chat.bsky.group.getJoinLinkPreviews" if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_GET_JOIN_LINK_PREVIEWS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::chat::bsky::group::ChatBskyGroup>::get_join_link_previews(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::chat::bsky::group::ChatBskyGroup>::get_join_link_previews(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "chat-bsky")]
         "chat.bsky.group.listJoinRequests" if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_LIST_JOIN_REQUESTS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::chat::bsky::group::ChatBskyGroup>::list_join_requests(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::chat::bsky::group::ChatBskyGroup>::list_join_requests(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "chat-bsky")]
         "chat.bsky.group.listMutualGroups" if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_LIST_MUTUAL_GROUPS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::chat::bsky::group::ChatBskyGroup>::list_mutual_groups(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::chat::bsky::group::ChatBskyGroup>::list_mutual_groups(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "chat-bsky")]
         "chat.bsky.group.rejectJoinRequest" if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_REJECT_JOIN_REQUEST => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::chat::bsky::group::ChatBskyGroup>::reject_join_request(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::chat::bsky::group::ChatBskyGroup>::reject_join_request(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "chat-bsky")]
         "chat.bsky.group.removeMembers" if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_REMOVE_MEMBERS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::chat::bsky::group::ChatBskyGroup>::remove_members(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::chat::bsky::group::ChatBskyGroup>::remove_members(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "chat-bsky")]
         "chat.bsky.group.requestJoin" if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_REQUEST_JOIN => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::chat::bsky::group::ChatBskyGroup>::request_join(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::chat::bsky::group::ChatBskyGroup>::request_join(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "chat-bsky")]
         "chat.bsky.group.updateJoinRequestsRead" if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_UPDATE_JOIN_REQUESTS_READ => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::chat::bsky::group::ChatBskyGroup>::update_join_requests_read(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::chat::bsky::group::ChatBskyGroup>::update_join_requests_read(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "chat-bsky")]
         "chat.bsky.group.withdrawJoinRequest" if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_WITHDRAW_JOIN_REQUEST => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::chat::bsky::group::ChatBskyGroup>::withdraw_join_request(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::chat::bsky::group::ChatBskyGroup>::withdraw_join_request(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "chat-bsky")]
         "chat.bsky.moderation.getActorMetadata" if <S as crate::chat::bsky::moderation::ChatBskyModeration>::SERVES_GET_ACTOR_METADATA => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::chat::bsky::moderation::ChatBskyModeration>::get_actor_metadata(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::chat::bsky::moderation::ChatBskyModeration>::get_actor_metadata(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "chat-bsky")]
         "chat.bsky.moderation.getConvo" if <S as crate::chat::bsky::moderation::ChatBskyModeration>::SERVES_GET_CONVO => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::chat::bsky::moderation::ChatBskyModeration>::get_convo(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::chat::bsky::moderation::ChatBskyModeration>::get_convo(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "chat-bsky")]
         "chat.bsky.moderation.getConvoMembers" if <S as crate::chat::bsky::moderation::ChatBskyModeration>::SERVES_GET_CONVO_MEMBERS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::chat::bsky::moderation::ChatBskyModeration>::get_convo_members(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::chat::bsky::moderation::ChatBskyModeration>::get_convo_members(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "chat-bsky")]
         "chat.bsky.moderation.getConvos" if <S as crate::chat::bsky::moderation::ChatBskyModeration>::SERVES_GET_CONVOS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::chat::bsky::moderation::ChatBskyModeration>::get_convos(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::chat::bsky::moderation::ChatBskyModeration>::get_convos(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "chat-bsky")]
         "chat.bsky.moderation.getMessageContext" if <S as crate::chat::bsky::moderation::ChatBskyModeration>::SERVES_GET_MESSAGE_CONTEXT => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::chat::bsky::moderation::ChatBskyModeration>::get_message_context(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::chat::bsky::moderation::ChatBskyModeration>::get_message_context(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "chat-bsky")]
         "chat.bsky.moderation.updateActorAccess" if <S as crate::chat::bsky::moderation::ChatBskyModeration>::SERVES_UPDATE_ACTOR_ACCESS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            <S as crate::chat::bsky::moderation::ChatBskyModeration>::update_actor_access(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::empty_output()
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                <S as crate::chat::bsky::moderation::ChatBskyModeration>::update_actor_access(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::empty_output()
+            })
         }
         #[cfg(feature = "chat-bsky")]
         "chat.bsky.notification.getPreferences" if <S as crate::chat::bsky::notification::ChatBskyNotification>::SERVES_GET_PREFERENCES => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::chat::bsky::notification::ChatBskyNotification>::get_preferences(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::chat::bsky::notification::ChatBskyNotification>::get_preferences(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "chat-bsky")]
         "chat.bsky.notification.putPreferences" if <S as crate::chat::bsky::notification::ChatBskyNotification>::SERVES_PUT_PREFERENCES => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::chat::bsky::notification::ChatBskyNotification>::put_preferences(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::chat::bsky::notification::ChatBskyNotification>::put_preferences(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.admin.deleteAccount" if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_DELETE_ACCOUNT => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            <S as crate::com::atproto::admin::ComAtprotoAdmin>::delete_account(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::empty_output()
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                <S as crate::com::atproto::admin::ComAtprotoAdmin>::delete_account(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::empty_output()
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.admin.disableAccountInvites" if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_DISABLE_ACCOUNT_INVITES => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            <S as crate::com::atproto::admin::ComAtprotoAdmin>::disable_account_invites(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::empty_output()
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                <S as crate::com::atproto::admin::ComAtprotoAdmin>::disable_account_invites(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::empty_output()
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.admin.disableInviteCodes" if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_DISABLE_INVITE_CODES => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            <S as crate::com::atproto::admin::ComAtprotoAdmin>::disable_invite_codes(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::empty_output()
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                <S as crate::com::atproto::admin::ComAtprotoAdmin>::disable_invite_codes(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::empty_output()
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.admin.enableAccountInvites" if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_ENABLE_ACCOUNT_INVITES => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            <S as crate::com::atproto::admin::ComAtprotoAdmin>::enable_account_invites(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::empty_output()
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                <S as crate::com::atproto::admin::ComAtprotoAdmin>::enable_account_invites(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::empty_output()
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.admin.getAccountInfo" if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_GET_ACCOUNT_INFO => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::com::atproto::admin::ComAtprotoAdmin>::get_account_info(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::com::atproto::admin::ComAtprotoAdmin>::get_account_info(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.admin.getAccountInfos" if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_GET_ACCOUNT_INFOS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::com::atproto::admin::ComAtprotoAdmin>::get_account_infos(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::com::atproto::admin::ComAtprotoAdmin>::get_account_infos(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.admin.getInviteCodes" if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_GET_INVITE_CODES => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::com::atproto::admin::ComAtprotoAdmin>::get_invite_codes(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::com::atproto::admin::ComAtprotoAdmin>::get_invite_codes(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.admin.getSubjectStatus" if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_GET_SUBJECT_STATUS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::com::atproto::admin::ComAtprotoAdmin>::get_subject_status(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::com::atproto::admin::ComAtprotoAdmin>::get_subject_status(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.admin.searchAccounts" if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_SEARCH_ACCOUNTS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::com::atproto::admin::ComAtprotoAdmin>::search_accounts(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::com::atproto::admin::ComAtprotoAdmin>::search_accounts(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.admin.sendEmail" if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_SEND_EMAIL => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::com::atproto::admin::ComAtprotoAdmin>::send_email(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::com::atproto::admin::ComAtprotoAdmin>::send_email(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.admin.updateAccountEmail" if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_UPDATE_ACCOUNT_EMAIL => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            <S as crate::com::atproto::admin::ComAtprotoAdmin>::update_account_email(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::empty_output()
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                <S as crate::com::atproto::admin::ComAtprotoAdmin>::update_account_email(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::empty_output()
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.admin.updateAccountHandle" if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_UPDATE_ACCOUNT_HANDLE => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            <S as crate::com::atproto::admin::ComAtprotoAdmin>::update_account_handle(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::empty_output()
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                <S as crate::com::atproto::admin::ComAtprotoAdmin>::update_account_handle(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::empty_output()
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.admin.updateAccountPassword" if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_UPDATE_ACCOUNT_PASSWORD => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            <S as crate::com::atproto::admin::ComAtprotoAdmin>::update_account_password(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::empty_output()
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                <S as crate::com::atproto::admin::ComAtprotoAdmin>::update_account_password(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::empty_output()
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.admin.updateAccountSigningKey" if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_UPDATE_ACCOUNT_SIGNING_KEY => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            <S as crate::com::atproto::admin::ComAtprotoAdmin>::update_account_signing_key(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::empty_output()
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                <S as crate::com::atproto::admin::ComAtprotoAdmin>::update_account_signing_key(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::empty_output()
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.admin.updateSubjectStatus" if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_UPDATE_SUBJECT_STATUS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::com::atproto::admin::ComAtprotoAdmin>::update_subject_status(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::com::atproto::admin::ComAtprotoAdmin>::update_subject_status(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.identity.getRecommendedDidCredentials" if <S as crate::com::atproto::identity::ComAtprotoIdentity>::SERVES_GET_RECOMMENDED_DID_CREDENTIALS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::com::atproto::identity::ComAtprotoIdentity>::get_recommended_did_credentials(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::com::atproto::identity::ComAtprotoIdentity>::get_recommended_did_credentials(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.identity.refreshIdentity" if <S as crate::com::atproto::identity::ComAtprotoIdentity>::SERVES_REFRESH_IDENTITY => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::com::atproto::identity::ComAtprotoIdentity>::refresh_identity(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::com::atproto::identity::ComAtprotoIdentity>::refresh_identity(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.identity.requestPlcOperationSignature" if <S as crate::com::atproto::identity::ComAtprotoIdentity>::SERVES_REQUEST_PLC_OPERATION_SIGNATURE => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            <S as crate::com::atproto::identity::ComAtprotoIdentity>::request_plc_operation_signature(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::empty_output()
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                <S as crate::com::atproto::identity::ComAtprotoIdentity>::request_plc_operation_signature(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::empty_output()
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.identity.resolveDid" if <S as crate::com::atproto::identity::ComAtprotoIdentity>::SERVES_RESOLVE_DID => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::com::atproto::identity::ComAtprotoIdentity>::resolve_did(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::com::atproto::identity::ComAtprotoIdentity>::resolve_did(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.identity.resolveHandle" if <S as crate::com::atproto::identity::ComAtprotoIdentity>::SERVES_RESOLVE_HANDLE => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::com::atproto::identity::ComAtprotoIdentity>::resolve_handle(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::com::atproto::identity::ComAtprotoIdentity>::resolve_handle(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.identity.resolveIdentity" if <S as crate::com::atproto::identity::ComAtprotoIdentity>::SERVES_RESOLVE_IDENTITY => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::com::atproto::identity::ComAtprotoIdentity>::resolve_identity(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::com::atproto::identity::ComAtprotoIdentity>::resolve_identity(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.identity.signPlcOperation" if <S as crate::com::atproto::identity::ComAtprotoIdentity>::SERVES_SIGN_PLC_OPERATION => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::com::atproto::identity::ComAtprotoIdentity>::sign_plc_operation(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::com::atproto::identity::ComAtprotoIdentity>::sign_plc_operation(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.identity.submitPlcOperation" if <S as crate::com::atproto::identity::ComAtprotoIdentity>::SERVES_SUBMIT_PLC_OPERATION => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            <S as crate::com::atproto::identity::ComAtprotoIdentity>::submit_plc_operation(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::empty_output()
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                <S as crate::com::atproto::identity::ComAtprotoIdentity>::submit_plc_operation(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::empty_output()
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.identity.updateHandle" if <S as crate::com::atproto::identity::ComAtprotoIdentity>::SERVES_UPDATE_HANDLE => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            <S as crate::com::atproto::identity::ComAtprotoIdentity>::update_handle(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::empty_output()
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                <S as crate::com::atproto::identity::ComAtprotoIdentity>::update_handle(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::empty_output()
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.label.queryLabels" if <S as crate::com::atproto::label::ComAtprotoLabel>::SERVES_QUERY_LABELS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::com::atproto::label::ComAtprotoLabel>::query_labels(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::com::atproto::label::ComAtprotoLabel>::query_labels(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.lexicon.resolveLexicon" if <S as crate::com::atproto::lexicon::ComAtprotoLexicon>::SERVES_RESOLVE_LEXICON => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::com::atproto::lexicon::ComAtprotoLexicon>::resolve_lexicon(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::com::atproto::lexicon::ComAtprotoLexicon>::resolve_lexicon(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.moderation.createReport" if <S as crate::com::atproto::moderation::ComAtprotoModeration>::SERVES_CREATE_REPORT => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::com::atproto::moderation::ComAtprotoModeration>::create_report(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::com::atproto::moderation::ComAtprotoModeration>::create_report(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.repo.applyWrites" if <S as crate::com::atproto::repo::ComAtprotoRepo>::SERVES_APPLY_WRITES => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::com::atproto::repo::ComAtprotoRepo>::apply_writes(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::com::atproto::repo::ComAtprotoRepo>::apply_writes(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.repo.createRecord" if <S as crate::com::atproto::repo::ComAtprotoRepo>::SERVES_CREATE_RECORD => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::com::atproto::repo::ComAtprotoRepo>::create_record(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::com::atproto::repo::ComAtprotoRepo>::create_record(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.repo.deleteRecord" if <S as crate::com::atproto::repo::ComAtprotoRepo>::SERVES_DELETE_RECORD => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::com::atproto::repo::ComAtprotoRepo>::delete_record(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::com::atproto::repo::ComAtprotoRepo>::delete_record(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.repo.describeRepo" if <S as crate::com::atproto::repo::ComAtprotoRepo>::SERVES_DESCRIBE_REPO => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::com::atproto::repo::ComAtprotoRepo>::describe_repo(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::com::atproto::repo::ComAtprotoRepo>::describe_repo(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.repo.getRecord" if <S as crate::com::atproto::repo::ComAtprotoRepo>::SERVES_GET_RECORD => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::com::atproto::repo::ComAtprotoRepo>::get_record(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::com::atproto::repo::ComAtprotoRepo>::get_record(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.repo.importRepo" if <S as crate::com::atproto::repo::ComAtprotoRepo>::SERVES_IMPORT_REPO => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::binary_input(meta, req)?;
-            <S as crate::com::atproto::repo::ComAtprotoRepo>::import_repo(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::empty_output()
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::binary_input(meta, req)?;
+                <S as crate::com::atproto::repo::ComAtprotoRepo>::import_repo(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::empty_output()
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.repo.listMissingBlobs" if <S as crate::com::atproto::repo::ComAtprotoRepo>::SERVES_LIST_MISSING_BLOBS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::com::atproto::repo::ComAtprotoRepo>::list_missing_blobs(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::com::atproto::repo::ComAtprotoRepo>::list_missing_blobs(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.repo.listRecords" if <S as crate::com::atproto::repo::ComAtprotoRepo>::SERVES_LIST_RECORDS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::com::atproto::repo::ComAtprotoRepo>::list_records(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::com::atproto::repo::ComAtprotoRepo>::list_records(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.repo.putRecord" if <S as crate::com::atproto::repo::ComAtprotoRepo>::SERVES_PUT_RECORD => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::com::atproto::repo::ComAtprotoRepo>::put_record(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::com::atproto::repo::ComAtprotoRepo>::put_record(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.repo.uploadBlob" if <S as crate::com::atproto::repo::ComAtprotoRepo>::SERVES_UPLOAD_BLOB => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::binary_input(meta, req)?;
-            let out = <S as crate::com::atproto::repo::ComAtprotoRepo>::upload_blob(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::binary_input(meta, req)?;
+                let out = <S as crate::com::atproto::repo::ComAtprotoRepo>::upload_blob(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.server.activateAccount" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_ACTIVATE_ACCOUNT => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            <S as crate::com::atproto::server::ComAtprotoServer>::activate_account(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::empty_output()
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                <S as crate::com::atproto::server::ComAtprotoServer>::activate_account(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::empty_output()
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.server.checkAccountStatus" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_CHECK_ACCOUNT_STATUS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::com::atproto::server::ComAtprotoServer>::check_account_status(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::com::atproto::server::ComAtprotoServer>::check_account_status(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.server.confirmEmail" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_CONFIRM_EMAIL => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            <S as crate::com::atproto::server::ComAtprotoServer>::confirm_email(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::empty_output()
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                <S as crate::com::atproto::server::ComAtprotoServer>::confirm_email(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::empty_output()
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.server.createAccount" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_CREATE_ACCOUNT => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::com::atproto::server::ComAtprotoServer>::create_account(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::com::atproto::server::ComAtprotoServer>::create_account(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.server.createAppPassword" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_CREATE_APP_PASSWORD => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::com::atproto::server::ComAtprotoServer>::create_app_password(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::com::atproto::server::ComAtprotoServer>::create_app_password(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.server.createInviteCode" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_CREATE_INVITE_CODE => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::com::atproto::server::ComAtprotoServer>::create_invite_code(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::com::atproto::server::ComAtprotoServer>::create_invite_code(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.server.createInviteCodes" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_CREATE_INVITE_CODES => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::com::atproto::server::ComAtprotoServer>::create_invite_codes(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::com::atproto::server::ComAtprotoServer>::create_invite_codes(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.server.createSession" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_CREATE_SESSION => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::com::atproto::server::ComAtprotoServer>::create_session(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::com::atproto::server::ComAtprotoServer>::create_session(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.server.deactivateAccount" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_DEACTIVATE_ACCOUNT => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            <S as crate::com::atproto::server::ComAtprotoServer>::deactivate_account(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::empty_output()
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                <S as crate::com::atproto::server::ComAtprotoServer>::deactivate_account(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::empty_output()
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.server.deleteAccount" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_DELETE_ACCOUNT => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            <S as crate::com::atproto::server::ComAtprotoServer>::delete_account(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::empty_output()
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                <S as crate::com::atproto::server::ComAtprotoServer>::delete_account(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::empty_output()
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.server.deleteSession" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_DELETE_SESSION => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            <S as crate::com::atproto::server::ComAtprotoServer>::delete_session(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::empty_output()
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                <S as crate::com::atproto::server::ComAtprotoServer>::delete_session(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::empty_output()
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.server.describeServer" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_DESCRIBE_SERVER => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::com::atproto::server::ComAtprotoServer>::describe_server(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::com::atproto::server::ComAtprotoServer>::describe_server(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.server.getAccountInviteCodes" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_GET_ACCOUNT_INVITE_CODES => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::com::atproto::server::ComAtprotoServer>::get_account_invite_codes(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::com::atproto::server::ComAtprotoServer>::get_account_invite_codes(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.server.getServiceAuth" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_GET_SERVICE_AUTH => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::com::atproto::server::ComAtprotoServer>::get_service_auth(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::com::atproto::server::ComAtprotoServer>::get_service_auth(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.server.getSession" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_GET_SESSION => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::com::atproto::server::ComAtprotoServer>::get_session(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::com::atproto::server::ComAtprotoServer>::get_session(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.server.listAppPasswords" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_LIST_APP_PASSWORDS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::com::atproto::server::ComAtprotoServer>::list_app_passwords(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::com::atproto::server::ComAtprotoServer>::list_app_passwords(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.server.refreshSession" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_REFRESH_SESSION => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::com::atproto::server::ComAtprotoServer>::refresh_session(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::com::atproto::server::ComAtprotoServer>::refresh_session(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.server.requestAccountDelete" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_REQUEST_ACCOUNT_DELETE => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            <S as crate::com::atproto::server::ComAtprotoServer>::request_account_delete(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::empty_output()
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                <S as crate::com::atproto::server::ComAtprotoServer>::request_account_delete(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::empty_output()
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.server.requestEmailConfirmation" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_REQUEST_EMAIL_CONFIRMATION => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            <S as crate::com::atproto::server::ComAtprotoServer>::request_email_confirmation(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::empty_output()
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                <S as crate::com::atproto::server::ComAtprotoServer>::request_email_confirmation(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::empty_output()
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.server.requestEmailUpdate" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_REQUEST_EMAIL_UPDATE => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::com::atproto::server::ComAtprotoServer>::request_email_update(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::com::atproto::server::ComAtprotoServer>::request_email_update(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.server.requestPasswordReset" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_REQUEST_PASSWORD_RESET => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            <S as crate::com::atproto::server::ComAtprotoServer>::request_password_reset(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::empty_output()
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                <S as crate::com::atproto::server::ComAtprotoServer>::request_password_reset(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::empty_output()
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.server.reserveSigningKey" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_RESERVE_SIGNING_KEY => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::com::atproto::server::ComAtprotoServer>::reserve_signing_key(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::com::atproto::server::ComAtprotoServer>::reserve_signing_key(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.server.resetPassword" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_RESET_PASSWORD => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            <S as crate::com::atproto::server::ComAtprotoServer>::reset_password(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::empty_output()
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                <S as crate::com::atproto::server::ComAtprotoServer>::reset_password(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::empty_output()
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.server.revokeAppPassword" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_REVOKE_APP_PASSWORD => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            <S as crate::com::atproto::server::ComAtprotoServer>::revoke_app_password(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::empty_output()
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                <S as crate::com::atproto::server::ComAtprotoServer>::revoke_app_password(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::empty_output()
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.server.updateEmail" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_UPDATE_EMAIL => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            <S as crate::com::atproto::server::ComAtprotoServer>::update_email(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::empty_output()
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                <S as crate::com::atproto::server::ComAtprotoServer>::update_email(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::empty_output()
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.sync.getBlob" if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_GET_BLOB => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::com::atproto::sync::ComAtprotoSync>::get_blob(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::binary_output(out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::com::atproto::sync::ComAtprotoSync>::get_blob(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::binary_output(out)
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.sync.getBlocks" if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_GET_BLOCKS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::com::atproto::sync::ComAtprotoSync>::get_blocks(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::binary_output(out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::com::atproto::sync::ComAtprotoSync>::get_blocks(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::binary_output(out)
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.sync.getCheckout" if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_GET_CHECKOUT => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::com::atproto::sync::ComAtprotoSync>::get_checkout(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::binary_output(out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::com::atproto::sync::ComAtprotoSync>::get_checkout(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::binary_output(out)
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.sync.getHead" if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_GET_HEAD => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::com::atproto::sync::ComAtprotoSync>::get_head(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::com::atproto::sync::ComAtprotoSync>::get_head(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.sync.getHostStatus" if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_GET_HOST_STATUS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::com::atproto::sync::ComAtprotoSync>::get_host_status(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::com::atproto::sync::ComAtprotoSync>::get_host_status(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.sync.getLatestCommit" if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_GET_LATEST_COMMIT => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::com::atproto::sync::ComAtprotoSync>::get_latest_commit(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::com::atproto::sync::ComAtprotoSync>::get_latest_commit(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.sync.getRecord" if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_GET_RECORD => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::com::atproto::sync::ComAtprotoSync>::get_record(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::binary_output(out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::com::atproto::sync::ComAtprotoSync>::get_record(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::binary_output(out)
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.sync.getRepo" if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_GET_REPO => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::com::atproto::sync::ComAtprotoSync>::get_repo(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::binary_output(out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::com::atproto::sync::ComAtprotoSync>::get_repo(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::binary_output(out)
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.sync.getRepoStatus" if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_GET_REPO_STATUS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::com::atproto::sync::ComAtprotoSync>::get_repo_status(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::com::atproto::sync::ComAtprotoSync>::get_repo_status(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.sync.listBlobs" if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_LIST_BLOBS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::com::atproto::sync::ComAtprotoSync>::list_blobs(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::com::atproto::sync::ComAtprotoSync>::list_blobs(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.sync.listHosts" if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_LIST_HOSTS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::com::atproto::sync::ComAtprotoSync>::list_hosts(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::com::atproto::sync::ComAtprotoSync>::list_hosts(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.sync.listRepos" if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_LIST_REPOS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::com::atproto::sync::ComAtprotoSync>::list_repos(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::com::atproto::sync::ComAtprotoSync>::list_repos(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.sync.listReposByCollection" if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_LIST_REPOS_BY_COLLECTION => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::com::atproto::sync::ComAtprotoSync>::list_repos_by_collection(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::com::atproto::sync::ComAtprotoSync>::list_repos_by_collection(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.sync.notifyOfUpdate" if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_NOTIFY_OF_UPDATE => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            <S as crate::com::atproto::sync::ComAtprotoSync>::notify_of_update(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::empty_output()
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                <S as crate::com::atproto::sync::ComAtprotoSync>::notify_of_update(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::empty_output()
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.sync.requestCrawl" if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_REQUEST_CRAWL => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            <S as crate::com::atproto::sync::ComAtprotoSync>::request_crawl(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::empty_output()
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                <S as crate::com::atproto::sync::ComAtprotoSync>::request_crawl(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::empty_output()
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.temp.addReservedHandle" if <S as crate::com::atproto::temp::ComAtprotoTemp>::SERVES_ADD_RESERVED_HANDLE => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::com::atproto::temp::ComAtprotoTemp>::add_reserved_handle(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::com::atproto::temp::ComAtprotoTemp>::add_reserved_handle(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.temp.checkHandleAvailability" if <S as crate::com::atproto::temp::ComAtprotoTemp>::SERVES_CHECK_HANDLE_AVAILABILITY => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::com::atproto::temp::ComAtprotoTemp>::check_handle_availability(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::com::atproto::temp::ComAtprotoTemp>::check_handle_availability(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.temp.checkSignupQueue" if <S as crate::com::atproto::temp::ComAtprotoTemp>::SERVES_CHECK_SIGNUP_QUEUE => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::com::atproto::temp::ComAtprotoTemp>::check_signup_queue(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::com::atproto::temp::ComAtprotoTemp>::check_signup_queue(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.temp.dereferenceScope" if <S as crate::com::atproto::temp::ComAtprotoTemp>::SERVES_DEREFERENCE_SCOPE => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::com::atproto::temp::ComAtprotoTemp>::dereference_scope(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::com::atproto::temp::ComAtprotoTemp>::dereference_scope(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.temp.fetchLabels" if <S as crate::com::atproto::temp::ComAtprotoTemp>::SERVES_FETCH_LABELS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::com::atproto::temp::ComAtprotoTemp>::fetch_labels(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::com::atproto::temp::ComAtprotoTemp>::fetch_labels(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.temp.requestPhoneVerification" if <S as crate::com::atproto::temp::ComAtprotoTemp>::SERVES_REQUEST_PHONE_VERIFICATION => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            <S as crate::com::atproto::temp::ComAtprotoTemp>::request_phone_verification(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::empty_output()
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                <S as crate::com::atproto::temp::ComAtprotoTemp>::request_phone_verification(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::empty_output()
+            })
         }
         #[cfg(feature = "com-atproto")]
         "com.atproto.temp.revokeAccountCredentials" if <S as crate::com::atproto::temp::ComAtprotoTemp>::SERVES_REVOKE_ACCOUNT_CREDENTIALS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            <S as crate::com::atproto::temp::ComAtprotoTemp>::revoke_account_credentials(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::empty_output()
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                <S as crate::com::atproto::temp::ComAtprotoTemp>::revoke_account_credentials(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::empty_output()
+            })
         }
         #[cfg(feature = "dev-rustpds")]
         "dev.rustpds.identity.getPlcOperationToken" if <S as crate::dev::rustpds::identity::DevRustpdsIdentity>::SERVES_GET_PLC_OPERATION_TOKEN => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::dev::rustpds::identity::DevRustpdsIdentity>::get_plc_operation_token(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::dev::rustpds::identity::DevRustpdsIdentity>::get_plc_operation_token(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "dev-rustpds")]
         "dev.rustpds.oauth.listSessions" if <S as crate::dev::rustpds::oauth::DevRustpdsOauth>::SERVES_LIST_SESSIONS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::dev::rustpds::oauth::DevRustpdsOauth>::list_sessions(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::dev::rustpds::oauth::DevRustpdsOauth>::list_sessions(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "dev-rustpds")]
         "dev.rustpds.oauth.revokeSession" if <S as crate::dev::rustpds::oauth::DevRustpdsOauth>::SERVES_REVOKE_SESSION => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::dev::rustpds::oauth::DevRustpdsOauth>::revoke_session(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::dev::rustpds::oauth::DevRustpdsOauth>::revoke_session(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "dev-rustpds")]
         "dev.rustpds.passkey.createRegistration" if <S as crate::dev::rustpds::passkey::DevRustpdsPasskey>::SERVES_CREATE_REGISTRATION => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::dev::rustpds::passkey::DevRustpdsPasskey>::create_registration(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::dev::rustpds::passkey::DevRustpdsPasskey>::create_registration(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "dev-rustpds")]
         "dev.rustpds.passkey.deletePasskey" if <S as crate::dev::rustpds::passkey::DevRustpdsPasskey>::SERVES_DELETE_PASSKEY => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            <S as crate::dev::rustpds::passkey::DevRustpdsPasskey>::delete_passkey(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::empty_output()
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                <S as crate::dev::rustpds::passkey::DevRustpdsPasskey>::delete_passkey(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::empty_output()
+            })
         }
         #[cfg(feature = "dev-rustpds")]
         "dev.rustpds.passkey.listPasskeys" if <S as crate::dev::rustpds::passkey::DevRustpdsPasskey>::SERVES_LIST_PASSKEYS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::dev::rustpds::passkey::DevRustpdsPasskey>::list_passkeys(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::dev::rustpds::passkey::DevRustpdsPasskey>::list_passkeys(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "dev-rustpds")]
         "dev.rustpds.server.changePassword" if <S as crate::dev::rustpds::server::DevRustpdsServer>::SERVES_CHANGE_PASSWORD => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            <S as crate::dev::rustpds::server::DevRustpdsServer>::change_password(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::empty_output()
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                <S as crate::dev::rustpds::server::DevRustpdsServer>::change_password(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::empty_output()
+            })
         }
         #[cfg(feature = "dev-rustpds")]
         "dev.rustpds.server.getAccountStatus" if <S as crate::dev::rustpds::server::DevRustpdsServer>::SERVES_GET_ACCOUNT_STATUS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::dev::rustpds::server::DevRustpdsServer>::get_account_status(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::dev::rustpds::server::DevRustpdsServer>::get_account_status(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "dev-rustpds")]
         "dev.rustpds.server.getStatus" if <S as crate::dev::rustpds::server::DevRustpdsServer>::SERVES_GET_STATUS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::dev::rustpds::server::DevRustpdsServer>::get_status(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::dev::rustpds::server::DevRustpdsServer>::get_status(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.communication.createTemplate" if <S as crate::tools::ozone::communication::ToolsOzoneCommunication>::SERVES_CREATE_TEMPLATE => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::tools::ozone::communication::ToolsOzoneCommunication>::create_template(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::tools::ozone::communication::ToolsOzoneCommunication>::create_template(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.communication.deleteTemplate" if <S as crate::tools::ozone::communication::ToolsOzoneCommunication>::SERVES_DELETE_TEMPLATE => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            <S as crate::tools::ozone::communication::ToolsOzoneCommunication>::delete_template(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::empty_output()
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                <S as crate::tools::ozone::communication::ToolsOzoneCommunication>::delete_template(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::empty_output()
+            })
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.communication.listTemplates" if <S as crate::tools::ozone::communication::ToolsOzoneCommunication>::SERVES_LIST_TEMPLATES => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::tools::ozone::communication::ToolsOzoneCommunication>::list_templates(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::tools::ozone::communication::ToolsOzoneCommunication>::list_templates(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.communication.updateTemplate" if <S as crate::tools::ozone::communication::ToolsOzoneCommunication>::SERVES_UPDATE_TEMPLATE => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::tools::ozone::communication::ToolsOzoneCommunication>::update_template(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::tools::ozone::communication::ToolsOzoneCommunication>::update_template(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.hosting.getAccountHistory" if <S as crate::tools::ozone::hosting::ToolsOzoneHosting>::SERVES_GET_ACCOUNT_HISTORY => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::tools::ozone::hosting::ToolsOzoneHosting>::get_account_history(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::tools::ozone::hosting::ToolsOzoneHosting>::get_account_history(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.moderation.cancelScheduledActions" if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_CANCEL_SCHEDULED_ACTIONS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::cancel_scheduled_actions(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::cancel_scheduled_actions(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.moderation.emitEvent" if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_EMIT_EVENT => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::emit_event(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::emit_event(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.moderation.getAccountPreferences" if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_GET_ACCOUNT_PREFERENCES => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::get_account_preferences(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::get_account_preferences(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.moderation.getAccountTimeline" if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_GET_ACCOUNT_TIMELINE => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::get_account_timeline(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::get_account_timeline(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.moderation.getEvent" if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_GET_EVENT => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::get_event(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::get_event(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.moderation.getRecord" if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_GET_RECORD => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::get_record(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::get_record(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.moderation.getRecords" if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_GET_RECORDS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::get_records(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::get_records(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.moderation.getRepo" if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_GET_REPO => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::get_repo(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::get_repo(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.moderation.getReporterStats" if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_GET_REPORTER_STATS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::get_reporter_stats(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::get_reporter_stats(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.moderation.getRepos" if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_GET_REPOS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::get_repos(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::get_repos(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.moderation.getSubjects" if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_GET_SUBJECTS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::get_subjects(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::get_subjects(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.moderation.listScheduledActions" if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_LIST_SCHEDULED_ACTIONS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::list_scheduled_actions(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::list_scheduled_actions(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.moderation.queryEvents" if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_QUERY_EVENTS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::query_events(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::query_events(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.moderation.queryStatuses" if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_QUERY_STATUSES => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::query_statuses(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::query_statuses(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.moderation.scheduleAction" if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_SCHEDULE_ACTION => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::schedule_action(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::schedule_action(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.moderation.searchRepos" if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_SEARCH_REPOS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::search_repos(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::search_repos(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.queue.assignModerator" if <S as crate::tools::ozone::queue::ToolsOzoneQueue>::SERVES_ASSIGN_MODERATOR => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::tools::ozone::queue::ToolsOzoneQueue>::assign_moderator(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::tools::ozone::queue::ToolsOzoneQueue>::assign_moderator(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.queue.createQueue" if <S as crate::tools::ozone::queue::ToolsOzoneQueue>::SERVES_CREATE_QUEUE => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::tools::ozone::queue::ToolsOzoneQueue>::create_queue(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::tools::ozone::queue::ToolsOzoneQueue>::create_queue(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.queue.deleteQueue" if <S as crate::tools::ozone::queue::ToolsOzoneQueue>::SERVES_DELETE_QUEUE => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::tools::ozone::queue::ToolsOzoneQueue>::delete_queue(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::tools::ozone::queue::ToolsOzoneQueue>::delete_queue(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.queue.getAssignments" if <S as crate::tools::ozone::queue::ToolsOzoneQueue>::SERVES_GET_ASSIGNMENTS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::tools::ozone::queue::ToolsOzoneQueue>::get_assignments(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::tools::ozone::queue::ToolsOzoneQueue>::get_assignments(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.queue.listQueues" if <S as crate::tools::ozone::queue::ToolsOzoneQueue>::SERVES_LIST_QUEUES => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::tools::ozone::queue::ToolsOzoneQueue>::list_queues(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::tools::ozone::queue::ToolsOzoneQueue>::list_queues(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.queue.routeReports" if <S as crate::tools::ozone::queue::ToolsOzoneQueue>::SERVES_ROUTE_REPORTS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::tools::ozone::queue::ToolsOzoneQueue>::route_reports(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::tools::ozone::queue::ToolsOzoneQueue>::route_reports(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.queue.unassignModerator" if <S as crate::tools::ozone::queue::ToolsOzoneQueue>::SERVES_UNASSIGN_MODERATOR => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            <S as crate::tools::ozone::queue::ToolsOzoneQueue>::unassign_moderator(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::empty_output()
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                <S as crate::tools::ozone::queue::ToolsOzoneQueue>::unassign_moderator(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::empty_output()
+            })
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.queue.updateQueue" if <S as crate::tools::ozone::queue::ToolsOzoneQueue>::SERVES_UPDATE_QUEUE => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::tools::ozone::queue::ToolsOzoneQueue>::update_queue(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::tools::ozone::queue::ToolsOzoneQueue>::update_queue(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.report.assignModerator" if <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_ASSIGN_MODERATOR => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::tools::ozone::report::ToolsOzoneReport>::assign_moderator(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::tools::ozone::report::ToolsOzoneReport>::assign_moderator(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.report.closeReports" if <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_CLOSE_REPORTS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::tools::ozone::report::ToolsOzoneReport>::close_reports(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::tools::ozone::report::ToolsOzoneReport>::close_reports(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.report.createActivity" if <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_CREATE_ACTIVITY => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::tools::ozone::report::ToolsOzoneReport>::create_activity(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::tools::ozone::report::ToolsOzoneReport>::create_activity(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.report.getAssignments" if <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_GET_ASSIGNMENTS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::tools::ozone::report::ToolsOzoneReport>::get_assignments(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::tools::ozone::report::ToolsOzoneReport>::get_assignments(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.report.getHistoricalStats" if <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_GET_HISTORICAL_STATS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::tools::ozone::report::ToolsOzoneReport>::get_historical_stats(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::tools::ozone::report::ToolsOzoneReport>::get_historical_stats(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.report.getLatestReport" if <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_GET_LATEST_REPORT => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::tools::ozone::report::ToolsOzoneReport>::get_latest_report(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::tools::ozone::report::ToolsOzoneReport>::get_latest_report(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.report.getLiveStats" if <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_GET_LIVE_STATS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::tools::ozone::report::ToolsOzoneReport>::get_live_stats(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::tools::ozone::report::ToolsOzoneReport>::get_live_stats(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.report.getReport" if <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_GET_REPORT => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::tools::ozone::report::ToolsOzoneReport>::get_report(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::tools::ozone::report::ToolsOzoneReport>::get_report(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.report.listActivities" if <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_LIST_ACTIVITIES => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::tools::ozone::report::ToolsOzoneReport>::list_activities(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::tools::ozone::report::ToolsOzoneReport>::list_activities(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.report.queryActivities" if <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_QUERY_ACTIVITIES => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::tools::ozone::report::ToolsOzoneReport>::query_activities(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::tools::ozone::report::ToolsOzoneReport>::query_activities(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.report.queryReports" if <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_QUERY_REPORTS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::tools::ozone::report::ToolsOzoneReport>::query_reports(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::tools::ozone::report::ToolsOzoneReport>::query_reports(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.report.reassignQueue" if <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_REASSIGN_QUEUE => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::tools::ozone::report::ToolsOzoneReport>::reassign_queue(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::tools::ozone::report::ToolsOzoneReport>::reassign_queue(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.report.refreshStats" if <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_REFRESH_STATS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::tools::ozone::report::ToolsOzoneReport>::refresh_stats(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::tools::ozone::report::ToolsOzoneReport>::refresh_stats(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.report.unassignModerator" if <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_UNASSIGN_MODERATOR => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::tools::ozone::report::ToolsOzoneReport>::unassign_moderator(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::tools::ozone::report::ToolsOzoneReport>::unassign_moderator(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.safelink.addRule" if <S as crate::tools::ozone::safelink::ToolsOzoneSafelink>::SERVES_ADD_RULE => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::tools::ozone::safelink::ToolsOzoneSafelink>::add_rule(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::tools::ozone::safelink::ToolsOzoneSafelink>::add_rule(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.safelink.queryEvents" if <S as crate::tools::ozone::safelink::ToolsOzoneSafelink>::SERVES_QUERY_EVENTS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::tools::ozone::safelink::ToolsOzoneSafelink>::query_events(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::tools::ozone::safelink::ToolsOzoneSafelink>::query_events(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.safelink.queryRules" if <S as crate::tools::ozone::safelink::ToolsOzoneSafelink>::SERVES_QUERY_RULES => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::tools::ozone::safelink::ToolsOzoneSafelink>::query_rules(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::tools::ozone::safelink::ToolsOzoneSafelink>::query_rules(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.safelink.removeRule" if <S as crate::tools::ozone::safelink::ToolsOzoneSafelink>::SERVES_REMOVE_RULE => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::tools::ozone::safelink::ToolsOzoneSafelink>::remove_rule(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::tools::ozone::safelink::ToolsOzoneSafelink>::remove_rule(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.safelink.updateRule" if <S as crate::tools::ozone::safelink::ToolsOzoneSafelink>::SERVES_UPDATE_RULE => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::tools::ozone::safelink::ToolsOzoneSafelink>::update_rule(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::tools::ozone::safelink::ToolsOzoneSafelink>::update_rule(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.server.getConfig" if <S as crate::tools::ozone::server::ToolsOzoneServer>::SERVES_GET_CONFIG => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::tools::ozone::server::ToolsOzoneServer>::get_config(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::tools::ozone::server::ToolsOzoneServer>::get_config(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.set.addValues" if <S as crate::tools::ozone::set::ToolsOzoneSet>::SERVES_ADD_VALUES => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            <S as crate::tools::ozone::set::ToolsOzoneSet>::add_values(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::empty_output()
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                <S as crate::tools::ozone::set::ToolsOzoneSet>::add_values(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::empty_output()
+            })
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.set.deleteSet" if <S as crate::tools::ozone::set::ToolsOzoneSet>::SERVES_DELETE_SET => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::tools::ozone::set::ToolsOzoneSet>::delete_set(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::tools::ozone::set::ToolsOzoneSet>::delete_set(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.set.deleteValues" if <S as crate::tools::ozone::set::ToolsOzoneSet>::SERVES_DELETE_VALUES => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            <S as crate::tools::ozone::set::ToolsOzoneSet>::delete_values(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::empty_output()
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                <S as crate::tools::ozone::set::ToolsOzoneSet>::delete_values(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::empty_output()
+            })
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.set.getValues" if <S as crate::tools::ozone::set::ToolsOzoneSet>::SERVES_GET_VALUES => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::tools::ozone::set::ToolsOzoneSet>::get_values(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::tools::ozone::set::ToolsOzoneSet>::get_values(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.set.querySets" if <S as crate::tools::ozone::set::ToolsOzoneSet>::SERVES_QUERY_SETS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::tools::ozone::set::ToolsOzoneSet>::query_sets(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::tools::ozone::set::ToolsOzoneSet>::query_sets(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.set.upsertSet" if <S as crate::tools::ozone::set::ToolsOzoneSet>::SERVES_UPSERT_SET => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::tools::ozone::set::ToolsOzoneSet>::upsert_set(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::tools::ozone::set::ToolsOzoneSet>::upsert_set(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.setting.listOptions" if <S as crate::tools::ozone::setting::ToolsOzoneSetting>::SERVES_LIST_OPTIONS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::tools::ozone::setting::ToolsOzoneSetting>::list_options(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::tools::ozone::setting::ToolsOzoneSetting>::list_options(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.setting.removeOptions" if <S as crate::tools::ozone::setting::ToolsOzoneSetting>::SERVES_REMOVE_OPTIONS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::tools::ozone::setting::ToolsOzoneSetting>::remove_options(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::tools::ozone::setting::ToolsOzoneSetting>::remove_options(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.setting.upsertOption" if <S as crate::tools::ozone::setting::ToolsOzoneSetting>::SERVES_UPSERT_OPTION => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::tools::ozone::setting::ToolsOzoneSetting>::upsert_option(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::tools::ozone::setting::ToolsOzoneSetting>::upsert_option(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.signature.findCorrelation" if <S as crate::tools::ozone::signature::ToolsOzoneSignature>::SERVES_FIND_CORRELATION => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::tools::ozone::signature::ToolsOzoneSignature>::find_correlation(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::tools::ozone::signature::ToolsOzoneSignature>::find_correlation(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.signature.findRelatedAccounts" if <S as crate::tools::ozone::signature::ToolsOzoneSignature>::SERVES_FIND_RELATED_ACCOUNTS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::tools::ozone::signature::ToolsOzoneSignature>::find_related_accounts(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::tools::ozone::signature::ToolsOzoneSignature>::find_related_accounts(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.signature.searchAccounts" if <S as crate::tools::ozone::signature::ToolsOzoneSignature>::SERVES_SEARCH_ACCOUNTS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::tools::ozone::signature::ToolsOzoneSignature>::search_accounts(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::tools::ozone::signature::ToolsOzoneSignature>::search_accounts(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.team.addMember" if <S as crate::tools::ozone::team::ToolsOzoneTeam>::SERVES_ADD_MEMBER => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::tools::ozone::team::ToolsOzoneTeam>::add_member(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::tools::ozone::team::ToolsOzoneTeam>::add_member(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.team.deleteMember" if <S as crate::tools::ozone::team::ToolsOzoneTeam>::SERVES_DELETE_MEMBER => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            <S as crate::tools::ozone::team::ToolsOzoneTeam>::delete_member(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::empty_output()
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                <S as crate::tools::ozone::team::ToolsOzoneTeam>::delete_member(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::empty_output()
+            })
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.team.listMembers" if <S as crate::tools::ozone::team::ToolsOzoneTeam>::SERVES_LIST_MEMBERS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::tools::ozone::team::ToolsOzoneTeam>::list_members(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::tools::ozone::team::ToolsOzoneTeam>::list_members(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.team.updateMember" if <S as crate::tools::ozone::team::ToolsOzoneTeam>::SERVES_UPDATE_MEMBER => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::tools::ozone::team::ToolsOzoneTeam>::update_member(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::tools::ozone::team::ToolsOzoneTeam>::update_member(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.verification.grantVerifications" if <S as crate::tools::ozone::verification::ToolsOzoneVerification>::SERVES_GRANT_VERIFICATIONS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::tools::ozone::verification::ToolsOzoneVerification>::grant_verifications(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::tools::ozone::verification::ToolsOzoneVerification>::grant_verifications(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.verification.listVerifications" if <S as crate::tools::ozone::verification::ToolsOzoneVerification>::SERVES_LIST_VERIFICATIONS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            rt::dispatch::no_input(&req)?;
-            let out = <S as crate::tools::ozone::verification::ToolsOzoneVerification>::list_verifications(
-                    service,
-                    cx,
-                    params,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                rt::dispatch::no_input(&req)?;
+                let out = <S as crate::tools::ozone::verification::ToolsOzoneVerification>::list_verifications(
+                        service,
+                        cx,
+                        params,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
         #[cfg(feature = "tools-ozone")]
         "tools.ozone.verification.revokeVerifications" if <S as crate::tools::ozone::verification::ToolsOzoneVerification>::SERVES_REVOKE_VERIFICATIONS => {
-            let params = rt::dispatch::params(meta, &req.query)?;
-            let input = rt::dispatch::json_input(meta, req).await?;
-            let out = <S as crate::tools::ozone::verification::ToolsOzoneVerification>::revoke_verifications(
-                    service,
-                    cx,
-                    params,
-                    input,
-                )
-                .await?;
-            rt::dispatch::json_output(&out)
+            Box::pin(async move {
+                let params = rt::dispatch::params(meta, &req.query)?;
+                let input = rt::dispatch::json_input(meta, req).await?;
+                let out = <S as crate::tools::ozone::verification::ToolsOzoneVerification>::revoke_verifications(
+                        service,
+                        cx,
+                        params,
+                        input,
+                    )
+                    .await?;
+                rt::dispatch::json_output(&out)
+            })
         }
-        _ => Err(XrpcError::method_not_implemented()),
-    }
+        _ => return Err(XrpcError::method_not_implemented()),
+    };
+    run.await
 }

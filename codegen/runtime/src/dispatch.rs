@@ -10,6 +10,12 @@ use super::serde_value::{from_value, value_from_json};
 use super::value::Value;
 use super::xrpc::{BinaryInput, BinaryOutput, Body, MethodMeta, Request, Response, XrpcError};
 
+/// One method's run (decode, handle, encode), boxed so that the dispatcher builds only the
+/// run of the method asked for: the runs of methods a service does not serve are never built,
+/// so their code is left out of the binary.
+pub type MethodRun<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Response, XrpcError>> + 'a>>;
+
 /// Largest JSON request body accepted, in bytes.
 pub const JSON_LIMIT: usize = 1024 * 1024;
 
