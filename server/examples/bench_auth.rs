@@ -40,6 +40,7 @@ fn main() {
         edge_cache_seconds: pds::config::DEFAULT_EDGE_CACHE_SECONDS,
         upload_bytes_per_day: pds::config::DEFAULT_UPLOAD_BYTES_PER_DAY,
         session_lifetime_days: pds::config::DEFAULT_SESSION_LIFETIME_DAYS,
+        oauth_trusted_clients: Vec::new(),
         firehose: Default::default(),
         writes: Default::default(),
         maintenance: Default::default(),

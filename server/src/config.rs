@@ -65,6 +65,9 @@ pub mod vars {
     /// Optional: how long a signed-in session lasts at most, however often it is refreshed,
     /// in days (default 365).
     pub const SESSION_LIFETIME_DAYS: &str = "PDS_SESSION_LIFETIME_DAYS";
+    /// Optional: OAuth clients whose declared name and logo the sign-in page shows as their own,
+    /// comma-separated `https://` client_ids (default none: every app is named by its host).
+    pub const OAUTH_TRUSTED_CLIENTS: &str = "PDS_OAUTH_TRUSTED_CLIENTS";
     /// Optional: repository write points per hour (a create costs 3, an update 2, a delete 1;
     /// default 5000, as the reference).
     pub const WRITE_POINTS_PER_HOUR: &str = "PDS_WRITE_POINTS_PER_HOUR";
@@ -279,6 +282,8 @@ pub struct Config {
     pub network: NetworkConfig,
     /// The AppView, chat and moderation services calls are proxied to.
     pub proxy: ProxyConfig,
+    /// OAuth client_ids whose declared name and logo the sign-in page shows as their own.
+    pub oauth_trusted_clients: Vec<String>,
 }
 
 impl fmt::Debug for Config {
@@ -427,7 +432,9 @@ impl Config {
                 .unwrap_or_else(|| DEFAULT_DOH_URL.into()),
         };
         let proxy = read_proxy(&lookup)?;
+        let oauth_trusted_clients = read_trusted_clients(&lookup)?;
         Ok(Config {
+            oauth_trusted_clients,
             maintenance,
             network,
             proxy,
@@ -531,6 +538,28 @@ fn optional_url(
         });
     }
     Ok(Some(v.trim_end_matches('/').to_owned()))
+}
+
+fn read_trusted_clients(
+    lookup: &impl Fn(&str) -> Option<String>,
+) -> Result<Vec<String>, ConfigError> {
+    let Some(list) = lookup(vars::OAUTH_TRUSTED_CLIENTS) else {
+        return Ok(Vec::new());
+    };
+    list.split(',')
+        .map(str::trim)
+        .filter(|id| !id.is_empty())
+        .map(|id| {
+            if id.starts_with("https://") && id.len() > 8 && !id.contains(char::is_whitespace) {
+                Ok(id.to_owned())
+            } else {
+                Err(ConfigError {
+                    variable: vars::OAUTH_TRUSTED_CLIENTS,
+                    problem: format!("must list https:// client_ids, not {id:?}"),
+                })
+            }
+        })
+        .collect()
 }
 
 fn read_proxy(lookup: &impl Fn(&str) -> Option<String>) -> Result<ProxyConfig, ConfigError> {
@@ -706,6 +735,15 @@ mod tests {
         assert_eq!(c.upload_bytes_per_day, DEFAULT_UPLOAD_BYTES_PER_DAY);
         limited.push((vars::SESSION_LIFETIME_DAYS, "30".into()));
         assert_eq!(read(&limited).unwrap().session_lifetime_days, 30);
+        assert!(c.oauth_trusted_clients.is_empty());
+        limited.push((
+            vars::OAUTH_TRUSTED_CLIENTS,
+            " https://a.example/c.json, ,https://b.example/m.json ".into(),
+        ));
+        assert_eq!(
+            read(&limited).unwrap().oauth_trusted_clients,
+            ["https://a.example/c.json", "https://b.example/m.json"]
+        );
     }
 
     #[test]
@@ -745,6 +783,11 @@ mod tests {
             (vars::PLC_URL, "https://plc.directory/?x=1"),
             (vars::DOH_URL, "ftp://dns.example/dns-query"),
             (vars::DOH_URL, "https://user@dns.example/dns-query"),
+            (vars::OAUTH_TRUSTED_CLIENTS, "http://localhost"),
+            (
+                vars::OAUTH_TRUSTED_CLIENTS,
+                "https://a.example/c.json,app.example",
+            ),
         ];
         for (name, value) in cases {
             // The case's value replaces the variable, or is added when it is optional.

@@ -591,6 +591,7 @@ mod tests {
                 edge_cache_seconds: 0,
                 upload_bytes_per_day: 1,
                 session_lifetime_days: 1,
+                oauth_trusted_clients: Vec::new(),
                 firehose: Default::default(),
                 writes: Default::default(),
                 maintenance: MaintenanceConfig {

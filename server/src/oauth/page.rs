@@ -30,7 +30,8 @@ border-radius:10px;background:var(--bg);color:var(--text)}\
 button{flex:1 1 8rem;padding:.75rem 1rem;font-size:1rem;border-radius:10px;cursor:pointer;\
 border:1px solid var(--line);background:var(--card);color:var(--text)}\
 button.primary{background:var(--accent);border-color:var(--accent);color:#fff;font-weight:600}\
-details{margin-top:1rem}summary{cursor:pointer;color:var(--muted)}";
+details{margin-top:1rem}summary{cursor:pointer;color:var(--muted)}\
+.logo{float:right;width:3.5rem;height:3.5rem;margin:0 0 .5rem .75rem;border-radius:12px;object-fit:cover}";
 
 /// The one script of these pages: passkeys need `navigator.credentials`. It reads its options
 /// from a JSON block (`#passkey-options`), runs the ceremony when its button is pressed, and
@@ -80,7 +81,13 @@ pub fn escape(s: &str) -> String {
 /// form posts to this server and to the client's redirect origin (`form_target`), no framing,
 /// no caching, referrers only to this origin (the request URI never leaves it; `no-referrer`
 /// would make browsers send `Origin: null` with the form, which the CSRF check refuses).
-fn page_response(status: u16, html: String, form_target: Option<&str>) -> HttpResponse {
+/// Images come from this origin only, or also from `image_origin` (a trusted client's logo).
+fn page_response(
+    status: u16,
+    html: String,
+    form_target: Option<&str>,
+    image_origin: Option<&str>,
+) -> HttpResponse {
     let style_hash = STANDARD.encode(Sha256::digest(STYLE.as_bytes()));
     let script_src = if html.contains(SCRIPT) {
         format!(
@@ -94,9 +101,13 @@ fn page_response(status: u16, html: String, form_target: Option<&str>) -> HttpRe
         Some(t) => format!("'self' {t}"),
         None => "'self'".into(),
     };
+    let img_src = match image_origin {
+        Some(o) => format!("'self' data: {o}"),
+        None => "'self' data:".into(),
+    };
     let csp = format!(
         "default-src 'none'; script-src {script_src}; style-src 'sha256-{style_hash}'; \
-         img-src 'self' data:; form-action {form_action}; frame-ancestors 'none'; base-uri 'none'"
+         img-src {img_src}; form-action {form_action}; frame-ancestors 'none'; base-uri 'none'"
     );
     HttpResponse {
         status,
@@ -133,7 +144,7 @@ pub fn error_page(status: u16, title: &str, message: &str) -> HttpResponse {
         escape(title),
         escape(message)
     );
-    page_response(status, document(title, &body), None)
+    page_response(status, document(title, &body), None, None)
 }
 
 /// A passkey ceremony's options as a JSON data block for the script (`<` escaped, so the
@@ -171,7 +182,7 @@ pub fn register_page(
         token = escape(token),
         section = passkey_section(options, "Create the passkey"),
     );
-    page_response(200, document("Add a passkey", &body), None)
+    page_response(200, document("Add a passkey", &body), None, None)
 }
 
 /// A short page with a title and a message (the outcome of a registration).
@@ -181,20 +192,24 @@ pub fn message_page(status: u16, title: &str, message: &str) -> HttpResponse {
         escape(title),
         escape(message)
     );
-    page_response(status, document(title, &body), None)
+    page_response(status, document(title, &body), None, None)
 }
 
 /// What the page shows and posts.
 pub struct Consent<'a> {
     /// The client's id, shown in full.
     pub client_id: &'a str,
-    /// The client's name and links, when it declared them.
+    /// The client's name, logo and links, when it declared them.
     pub client_name: Option<&'a str>,
+    pub logo_uri: Option<&'a str>,
     pub client_uri: Option<&'a str>,
     pub tos_uri: Option<&'a str>,
     pub policy_uri: Option<&'a str>,
     /// A loopback development client.
     pub loopback: bool,
+    /// A client the operator trusts (`PDS_OAUTH_TRUSTED_CLIENTS`): its declared name and logo
+    /// are shown as its own.
+    pub trusted: bool,
     pub handle: &'a str,
     pub did: &'a str,
     /// The requested scope string.
@@ -318,22 +333,39 @@ fn capitalize(s: &str) -> String {
 
 /// The sign-in and consent page (`status` 401 after a wrong password).
 pub fn consent_page(status: u16, c: &Consent<'_>) -> HttpResponse {
-    // The app is named by its client_id's host, which was checked (its metadata lives there);
-    // the name it declares is any app's to choose, so it is only shown as what it calls itself.
-    // No logo either: an app could show another's.
-    let name = if c.loopback {
-        "A local development app".to_owned()
-    } else {
-        let host = c.client_id.trim_start_matches("https://");
-        host[..host.find(['/', '?', '#']).unwrap_or(host.len())].to_owned()
+    // An app is named by its client_id's host, which was checked (its metadata lives there).
+    // The name and logo it declares are any app's to choose (one could show another's), so
+    // they are shown as its own only for clients the operator trusts; otherwise the name is
+    // only what it calls itself, and there is no logo.
+    let trusted = c.trusted && !c.loopback;
+    let host = {
+        let rest = c.client_id.trim_start_matches("https://");
+        &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())]
     };
-    let calls_itself = match c.client_name.filter(|_| !c.loopback) {
+    let name = match c.client_name {
+        _ if c.loopback => "A local development app",
+        Some(declared) if trusted => declared,
+        _ => host,
+    };
+    let calls_itself = match c.client_name.filter(|_| !c.loopback && !trusted) {
         Some(declared) => format!(
             "<p>It calls itself <strong>{}</strong>.</p>",
             escape(declared)
         ),
         None => String::new(),
     };
+    let logo = c
+        .logo_uri
+        .filter(|u| trusted && u.starts_with("https://"))
+        .and_then(|u| Some((u, image_origin(u)?)));
+    let logo_img = logo
+        .map(|(u, _)| {
+            format!(
+                "<img class=\"logo\" src=\"{}\" alt=\"\" referrerpolicy=\"no-referrer\">",
+                escape(u)
+            )
+        })
+        .unwrap_or_default();
     let mut links = String::new();
     for (label, uri) in [
         ("Website", c.client_uri),
@@ -362,7 +394,7 @@ pub fn consent_page(status: u16, c: &Consent<'_>) -> HttpResponse {
         .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e)))
         .unwrap_or_default();
     let body = format!(
-        "<div class=\"card\">\
+        "<div class=\"card\">{logo_img}\
          <h1>{name} wants to use your account</h1>\
          {calls_itself}\
          <p class=\"muted\">App: <span class=\"id\">{client_id}</span>{links}</p>\
@@ -383,7 +415,7 @@ pub fn consent_page(status: u16, c: &Consent<'_>) -> HttpResponse {
          <button type=\"submit\" name=\"action\" value=\"deny\" formnovalidate>Deny</button>\
          <button type=\"submit\" name=\"action\" value=\"allow\" id=\"allow\" class=\"primary\">Allow</button>\
          </div>{passkey}</form></div>",
-        name = escape(&name),
+        name = escape(name),
         client_id = escape(c.client_id),
         handle = escape(c.handle),
         did = escape(c.did),
@@ -400,7 +432,20 @@ pub fn consent_page(status: u16, c: &Consent<'_>) -> HttpResponse {
         status,
         document(&format!("Sign in to {name}"), &body),
         Some(c.redirect_target),
+        logo.map(|(_, origin)| origin),
     )
+}
+
+/// The origin of an https image URL, as a CSP source: a DNS name or IP with an optional port,
+/// nothing a policy could misread.
+fn image_origin(url: &str) -> Option<&str> {
+    let rest = url.strip_prefix("https://")?;
+    let host = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let fine = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':'));
+    fine.then(|| &url[..8 + host.len()])
 }
 
 #[cfg(test)]
@@ -414,10 +459,12 @@ mod tests {
             &Consent {
                 client_id: "https://evil.example.com/<script>",
                 client_name: Some("\"><img src=x>"),
+                logo_uri: Some("https://evil.example.com/logo.png"),
                 client_uri: None,
                 tos_uri: Some("javascript:alert(1)"),
                 policy_uri: None,
                 loopback: false,
+                trusted: false,
                 handle: "alice.test",
                 did: "did:web:localhost",
                 scope: "atproto transition:generic identity:*",
@@ -456,5 +503,90 @@ mod tests {
         assert!(csp
             .1
             .contains("form-action 'self' https://evil.example.com"));
+        // An untrusted client's logo is not shown, and no image source beyond this origin.
+        assert!(!html.contains("class=\"logo\""));
+        assert!(csp.1.contains("img-src 'self' data:;"));
+    }
+
+    fn page_of(
+        client_name: Option<&str>,
+        logo_uri: Option<&str>,
+        trusted: bool,
+    ) -> (String, String) {
+        let res = consent_page(
+            200,
+            &Consent {
+                client_id: "https://app.example.com/client-metadata.json",
+                client_name,
+                logo_uri,
+                client_uri: None,
+                tos_uri: None,
+                policy_uri: None,
+                loopback: false,
+                trusted,
+                handle: "alice.test",
+                did: "did:web:localhost",
+                scope: "atproto",
+                set_titles: &|_| None,
+                request_uri: "urn:ietf:params:oauth:request_uri:req-abc",
+                csrf_token: "tok",
+                error: None,
+                redirect_target: "https://app.example.com",
+                passkeys: None,
+            },
+        );
+        let Body::Bytes(b) = &res.body else { panic!() };
+        let csp = res
+            .headers
+            .iter()
+            .find(|(k, _)| k == "content-security-policy")
+            .unwrap()
+            .1
+            .clone();
+        (String::from_utf8(b.clone()).unwrap(), csp)
+    }
+
+    #[test]
+    fn a_trusted_client_is_shown_by_its_name_and_logo() {
+        let (html, csp) = page_of(
+            Some("Example <App>"),
+            Some("https://cdn.example.com:8443/logo.png?s=1"),
+            true,
+        );
+        assert!(html.contains("<h1>Example &lt;App&gt; wants to use your account</h1>"));
+        assert!(!html.contains("It calls itself"));
+        assert!(html.contains(
+            "<img class=\"logo\" src=\"https://cdn.example.com:8443/logo.png?s=1\" alt=\"\" \
+             referrerpolicy=\"no-referrer\">"
+        ));
+        assert!(csp.contains("img-src 'self' data: https://cdn.example.com:8443;"));
+        // The full client_id is still shown.
+        assert!(html.contains("https://app.example.com/client-metadata.json"));
+
+        // The same client, untrusted: named by its host, no logo, no foreign image source.
+        let (html, csp) = page_of(
+            Some("Example <App>"),
+            Some("https://cdn.example.com:8443/logo.png?s=1"),
+            false,
+        );
+        assert!(html.contains("<h1>app.example.com wants to use your account</h1>"));
+        assert!(html.contains("It calls itself <strong>Example &lt;App&gt;</strong>"));
+        assert!(!html.contains("<img"));
+        assert!(csp.contains("img-src 'self' data:;"));
+
+        // A logo URL that could bend the policy, or is not https, is left out.
+        for bad in [
+            "https://cdn.example.com;script-src *",
+            "https://user@cdn.example.com/logo.png",
+            "http://cdn.example.com/logo.png",
+            "https://[::1]/logo.png",
+        ] {
+            let (html, csp) = page_of(Some("Example"), Some(bad), true);
+            assert!(!html.contains("<img"), "{bad}");
+            assert!(csp.contains("img-src 'self' data:;"), "{bad}");
+        }
+        // Trusted without a declared name: named by its host.
+        let (html, _) = page_of(None, None, true);
+        assert!(html.contains("<h1>app.example.com wants to use your account</h1>"));
     }
 }

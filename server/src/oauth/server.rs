@@ -512,10 +512,12 @@ fn consent(
         &Consent {
             client_id: &request.client_id,
             client_name: cached.as_ref().and_then(|m| m.client_name.as_deref()),
+            logo_uri: cached.as_ref().and_then(|m| m.logo_uri.as_deref()),
             client_uri: cached.as_ref().and_then(|m| m.client_uri.as_deref()),
             tos_uri: cached.as_ref().and_then(|m| m.tos_uri.as_deref()),
             policy_uri: cached.as_ref().and_then(|m| m.policy_uri.as_deref()),
             loopback,
+            trusted: config.oauth_trusted_clients.contains(&request.client_id),
             handle: config.handle.as_str(),
             did: config.did.as_str(),
             scope: &request.params.scope,
@@ -952,4 +954,147 @@ async fn revoke(
         }
     }
     Ok(ok)
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::platform::native::{DirBlobStore, NativeSql};
+
+    const CLIENT: &str = "https://app.example.com/oauth-client-metadata.json";
+    const NOW_MS: i64 = 1_800_000_000_000;
+
+    fn config(trusted: &str) -> Config {
+        let vars = [
+            (crate::config::vars::HOSTNAME, "pds.example.com"),
+            (crate::config::vars::DID, "did:web:pds.example.com"),
+            (crate::config::vars::HANDLE, "alice.example.com"),
+            (
+                crate::config::vars::SIGNING_KEY,
+                "9085d2bef69286a6cbb51623c8fa258629945cd55ca705cc4e66700396894e0c",
+            ),
+            (
+                crate::config::vars::PASSWORD_HASH,
+                "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
+            ),
+            (crate::config::vars::JWT_SECRET, &"00".repeat(32)),
+            (crate::config::vars::OAUTH_TRUSTED_CLIENTS, trusted),
+        ];
+        Config::from_lookup(|name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        })
+        .unwrap()
+    }
+
+    /// An account holding a pushed request of [`CLIENT`], whose metadata (with a name and a
+    /// logo) PAR cached; the authorize page's GET for it.
+    fn pushed() -> (Account, HttpRequest) {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "pds-oauth-server-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let account = Account::open(
+            Box::new(NativeSql::open_in_memory().unwrap()),
+            Box::new(DirBlobStore::open(&dir).unwrap()),
+            Box::new(ManualClock::new(NOW_MS as u64 * 1000)),
+        );
+        let store = OAuthStore::new(account.sql.as_ref());
+        let metadata = serde_json::json!({
+            "client_id": CLIENT,
+            "client_name": "Example App",
+            "logo_uri": "https://cdn.example.com/logo.png",
+            "redirect_uris": ["https://app.example.com/callback"],
+            "scope": "atproto",
+            "grant_types": ["authorization_code", "refresh_token"],
+            "response_types": ["code"],
+            "dpop_bound_access_tokens": true,
+            "token_endpoint_auth_method": "none",
+        });
+        store
+            .cache_client(CLIENT, &metadata.to_string(), NOW_MS)
+            .unwrap();
+        store
+            .insert_request(
+                &StoredRequest {
+                    id: "r1".into(),
+                    client_id: CLIENT.into(),
+                    client_auth: ClientAuth {
+                        method: "none".into(),
+                        kid: None,
+                    },
+                    params: RequestParams {
+                        redirect_uri: "https://app.example.com/callback".into(),
+                        scope: "atproto".into(),
+                        state: "s".into(),
+                        code_challenge: "c".into(),
+                        response_mode: "query".into(),
+                        login_hint: None,
+                        prompt: None,
+                    },
+                    dpop_jkt: "jkt".into(),
+                    expires_ms: NOW_MS + REQUEST_TTL_MS,
+                    failed_attempts: 0,
+                    code_expires_ms: None,
+                    auth_method: None,
+                },
+                NOW_MS,
+            )
+            .unwrap();
+        let req = HttpRequest {
+            method: "GET".into(),
+            path: "/oauth/authorize".into(),
+            query: format!(
+                "client_id={}&request_uri={}r1",
+                super::super::encode_component(CLIENT),
+                super::super::encode_component(REQUEST_URI_PREFIX)
+            ),
+            headers: Vec::new(),
+            body: Vec::new(),
+            client_ip: None,
+        };
+        (account, req)
+    }
+
+    fn page(res: &HttpResponse) -> (String, &str) {
+        let crate::http::Body::Bytes(b) = &res.body else {
+            panic!("a page")
+        };
+        let csp = res
+            .headers
+            .iter()
+            .find(|(k, _)| k == "content-security-policy")
+            .map(|(_, v)| v.as_str())
+            .unwrap();
+        (String::from_utf8(b.clone()).unwrap(), csp)
+    }
+
+    #[test]
+    fn the_page_shows_a_trusted_clients_name_and_logo_only() {
+        let (account, req) = pushed();
+        let untrusted = config("https://other.example.com/client.json");
+        let res = authorize_page(&untrusted, &account, &req);
+        assert_eq!(res.status, 200);
+        let (html, csp) = page(&res);
+        assert!(html.contains("<h1>app.example.com wants to use your account</h1>"));
+        assert!(html.contains("It calls itself <strong>Example App</strong>"));
+        assert!(!html.contains("<img"));
+        assert!(csp.contains("img-src 'self' data:;"), "{csp}");
+
+        let trusted = config(&format!("https://other.example.com/client.json,{CLIENT}"));
+        let res = authorize_page(&trusted, &account, &req);
+        assert_eq!(res.status, 200);
+        let (html, csp) = page(&res);
+        assert!(html.contains("<h1>Example App wants to use your account</h1>"));
+        assert!(html.contains("src=\"https://cdn.example.com/logo.png\""));
+        assert!(html.contains(CLIENT));
+        assert!(
+            csp.contains("img-src 'self' data: https://cdn.example.com;"),
+            "{csp}"
+        );
+    }
 }
