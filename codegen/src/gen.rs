@@ -416,6 +416,11 @@ impl<'a> Gen<'a> {
                     #[doc = " Query parameters (none)."]
                     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
                     pub struct Params {}
+                    impl #rt::decode::FromValue for Params {
+                        fn from_value(_: &#rt::lex::Value) -> Result<Self, #rt::decode::DecodeError> {
+                            Ok(Params {})
+                        }
+                    }
                 });
             }
         }
@@ -531,9 +536,11 @@ impl<'a> Gen<'a> {
     }
 
     fn struct_item(&self, cx: &mut DocCx<'_>, name: &str, desc: &Option<String>, o: &Object) {
+        let rt = &self.paths.rt;
         let d = docs(desc);
         let n = ident(name);
         let mut fields = Vec::new();
+        let mut reads = Vec::new();
         for (pname, t) in &o.properties {
             let fname = snake(pname);
             let fid = ident(&fname);
@@ -552,6 +559,14 @@ impl<'a> Gen<'a> {
             };
             let required = o.required.contains(pname);
             let nullable = o.nullable.contains(pname);
+            let read = if required && !nullable {
+                quote! { required }
+            } else if nullable && !required {
+                quote! { nullable }
+            } else {
+                quote! { optional }
+            };
+            reads.push(quote! { #fid: #rt::decode::#read(m, #pname)?, });
             let field = if required && !nullable {
                 quote! { #fd #rename pub #fid: #ty, }
             } else if required {
@@ -580,10 +595,26 @@ impl<'a> Gen<'a> {
         } else {
             quote! {}
         };
+        let decode = if reads.is_empty() {
+            quote! {
+                #rt::decode::object(value)?;
+                Ok(Self {})
+            }
+        } else {
+            quote! {
+                let m = #rt::decode::object(value)?;
+                Ok(Self { #(#reads)* })
+            }
+        };
         cx.items.push(quote! {
             #d
             #[derive(Debug, Clone, #default PartialEq, serde::Serialize, serde::Deserialize)]
             pub struct #n { #(#fields)* }
+            impl #rt::decode::FromValue for #n {
+                fn from_value(value: &#rt::lex::Value) -> Result<Self, #rt::decode::DecodeError> {
+                    #decode
+                }
+            }
         });
     }
 
@@ -652,6 +683,7 @@ impl<'a> Gen<'a> {
         values: &[String],
         open: bool,
     ) {
+        let rt = &self.paths.rt;
         let mut seen = BTreeSet::new();
         let mut variants = Vec::new();
         for v in values {
@@ -701,6 +733,11 @@ impl<'a> Gen<'a> {
                         match s.as_str() { #(#vstrs => Self::#vids,)* _ => Self::Other(s) }
                     }
                 }
+                impl #rt::decode::FromValue for #n {
+                    fn from_value(value: &#rt::lex::Value) -> Result<Self, #rt::decode::DecodeError> {
+                        #rt::decode::string(value).map(Self::from)
+                    }
+                }
                 impl From<#n> for String {
                     fn from(v: #n) -> String {
                         match v { #n::Other(s) => s, v => v.as_str().to_string() }
@@ -726,6 +763,11 @@ impl<'a> Gen<'a> {
                     type Error = String;
                     fn try_from(s: String) -> Result<Self, String> {
                         match s.as_str() { #(#vstrs => Ok(Self::#vids),)* _ => Err(format!("{s:?} {}", #msg)) }
+                    }
+                }
+                impl #rt::decode::FromValue for #n {
+                    fn from_value(value: &#rt::lex::Value) -> Result<Self, #rt::decode::DecodeError> {
+                        Self::try_from(#rt::decode::string(value)?).map_err(#rt::decode::DecodeError)
                     }
                 }
                 impl From<#n> for String {
@@ -806,6 +848,25 @@ impl<'a> Gen<'a> {
                 quote! { _ => Ok(Self::Unknown(value)) },
             )
         };
+        let decode_fallback = if closed {
+            quote! { _ => Err(#rt::decode::closed_union_error(ty, &[#(#wires),*])) }
+        } else {
+            quote! { _ => Ok(Self::Unknown(value.clone())) }
+        };
+        let decode_body = if variants.is_empty() && !closed {
+            quote! {
+                #rt::decode::union_type(value)?;
+                Ok(Self::Unknown(value.clone()))
+            }
+        } else {
+            quote! {
+                let ty = #rt::decode::union_type(value)?;
+                match ty {
+                    #(#pats => #rt::decode::union_member(ty, value).map(Self::#vids),)*
+                    #decode_fallback
+                }
+            }
+        };
         let de_body = if variants.is_empty() && !closed {
             quote! { #rt::serde_value::buffer_union(d).map(|(_, value, _)| Self::Unknown(value)) }
         } else {
@@ -847,6 +908,11 @@ impl<'a> Gen<'a> {
             impl<'de> serde::Deserialize<'de> for #n {
                 fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
                     #de_body
+                }
+            }
+            impl #rt::decode::FromValue for #n {
+                fn from_value(value: &#rt::lex::Value) -> Result<Self, #rt::decode::DecodeError> {
+                    #decode_body
                 }
             }
         });

@@ -310,3 +310,103 @@ fn permission_set_is_data() {
     assert_eq!(p[3].aud, Some("*"));
     assert!(p[4].inherit_aud);
 }
+
+/// The dispatcher's decoding ([`FromValue`], generated per type) against serde's derived
+/// decoding, which the typed round trips above pin: the same value or both an error.
+#[test]
+fn from_value_reads_what_serde_reads() {
+    use pds_api::runtime::decode::FromValue;
+    fn same<T: FromValue + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug>(
+        json: serde_json::Value,
+    ) -> bool {
+        let value = value_from_json(json.to_string().as_bytes()).unwrap();
+        let ours = T::from_value(&value);
+        match serde_json::from_value::<T>(json.clone()) {
+            Ok(theirs) => assert_eq!(ours.as_ref().ok(), Some(&theirs), "{json}"),
+            Err(e) => assert!(
+                ours.is_err(),
+                "{json}: serde refused ({e}), FromValue read it"
+            ),
+        }
+        ours.is_ok()
+    }
+    let link = "bafyreiclp443lavogvhj3d2ob2cxbfuscni2k5jk7bebjzg7khl3esabwq";
+    let full = serde_json::json!({
+        "$type": "example.lexicon.record",
+        "integer": 3,
+        "bytes": { "$bytes": "aGVsbG8" },
+        "cid-link": { "$link": link },
+        "blob": { "$type": "blob", "mimeType": "text/plain", "size": 12, "ref": { "$link": link } },
+        "union": { "$type": "example.lexicon.record#demoObject", "a": 1 },
+        "closedUnion": { "$type": "example.lexicon.record#demoObject", "b": 2 },
+        "knownString": "purple",
+        "enumString": "rock",
+        "unknown": { "anything": [1, 2] },
+        "nullableString": null,
+    });
+    assert!(same::<record::Record>(full.clone()));
+    for (field, v, ok) in [
+        ("nullableString", serde_json::json!("x"), true),
+        ("integer", serde_json::json!("3"), false),
+        ("enumString", serde_json::json!("lizard"), false),
+        ("knownString", serde_json::json!("red"), true),
+        (
+            "union",
+            serde_json::json!({ "$type": "com.example.future#thing", "x": [true] }),
+            true,
+        ),
+        ("union", serde_json::json!({ "a": 1 }), false),
+        (
+            "union",
+            serde_json::json!({ "$type": "example.lexicon.record#demoObject", "a": "no" }),
+            false,
+        ),
+        (
+            "closedUnion",
+            serde_json::json!({ "$type": "com.example.other", "a": 1 }),
+            false,
+        ),
+        ("blob", serde_json::json!({ "$link": link }), false),
+    ] {
+        let mut json = full.clone();
+        json[field] = v;
+        assert_eq!(same::<record::Record>(json.clone()), ok, "{json}");
+    }
+    let mut absent = full.clone();
+    absent.as_object_mut().unwrap().remove("nullableString");
+    absent.as_object_mut().unwrap().remove("integer");
+    assert!(
+        !same::<record::Record>(absent.clone()),
+        "integer is required"
+    );
+    absent["integer"] = 1.into();
+    assert!(same::<record::Record>(absent));
+    for (name, data) in record_vectors("record-data-valid.json") {
+        let json: serde_json::Value = serde_json::from_str(&data.to_json().to_string()).unwrap();
+        assert!(same::<record::Record>(json), "{name}");
+    }
+    use pds_api::app::bsky::feed::post;
+    assert!(same::<post::RecordEmbed>(
+        serde_json::json!({ "$type": "app.bsky.embed.images#main", "images": [] })
+    ));
+    assert!(same::<pds_api::com::atproto::repo::put_record::Input>(
+        serde_json::json!({
+            "repo": "did:plc:ewvi7nxzyoun6zhxrhs64oiz", "collection": "app.bsky.feed.post",
+            "rkey": "self", "record": { "text": "hi" }, "swapRecord": null,
+        })
+    ));
+    assert!(same::<pds_api::app::bsky::actor::put_preferences::Input>(
+        serde_json::json!({
+            "preferences": [
+                { "$type": "app.bsky.actor.defs#adultContentPref", "enabled": true },
+                { "$type": "app.bsky.actor.defs#savedFeedsPrefV2", "items": [
+                    { "id": "3l", "type": "timeline", "value": "following", "pinned": true }
+                ] },
+                { "$type": "app.bsky.actor.defs#mutedWordsPref", "items": [
+                    { "value": "x", "targets": ["content"], "actorTarget": "all" }
+                ] },
+                { "$type": "com.example.unknown#pref", "z": 1 },
+            ]
+        })
+    ));
+}

@@ -2,11 +2,11 @@
 //! string, input decoding and validation, output encoding. Statuses and messages follow the
 //! reference's packages/xrpc-server.
 
-use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::decode::FromValue;
 use super::schema;
-use super::serde_value::{from_value, value_from_json};
+use super::serde_value::value_from_json;
 use super::value::Value;
 use super::xrpc::{BinaryInput, BinaryOutput, Body, MethodMeta, Request, Response, XrpcError};
 
@@ -20,11 +20,10 @@ pub type MethodRun<'a> =
 pub const JSON_LIMIT: usize = 1024 * 1024;
 
 /// Decodes, checks and types the query parameters.
-pub fn params<P: DeserializeOwned>(meta: &MethodMeta, query: &str) -> Result<P, XrpcError> {
+pub fn params<P: FromValue>(meta: &MethodMeta, query: &str) -> Result<P, XrpcError> {
     let map = schema::decode_params(meta.params, query)
         .map_err(|e| XrpcError::invalid_request(e.message))?;
-    from_value(&Value::Map(map), true)
-        .map_err(|e| XrpcError::invalid_request(format!("Params: {e}")))
+    P::from_value(&Value::Map(map)).map_err(|e| XrpcError::invalid_request(format!("Params: {e}")))
 }
 
 /// The MIME type of a Content-Type header: lowercased, parameters dropped.
@@ -75,10 +74,7 @@ pub fn no_input(req: &Request) -> Result<(), XrpcError> {
 
 /// Reads a JSON input: Content-Type checked, body parsed into the data model, validated
 /// against the input schema, then typed.
-pub async fn json_input<I: DeserializeOwned>(
-    meta: &MethodMeta,
-    req: Request,
-) -> Result<I, XrpcError> {
+pub async fn json_input<I: FromValue>(meta: &MethodMeta, req: Request) -> Result<I, XrpcError> {
     if matches!(&req.body, Body::Bytes(b) if b.is_empty()) {
         return Err(XrpcError::invalid_request(
             "A request body is expected but none was provided",
@@ -91,7 +87,7 @@ pub async fn json_input<I: DeserializeOwned>(
     if let Some(s) = meta.input_schema {
         schema::validate(s, &value, "Input").map_err(|e| XrpcError::invalid_request(e.message))?;
     }
-    from_value(&value, true).map_err(|e| XrpcError::invalid_request(format!("Input: {e}")))
+    I::from_value(&value).map_err(|e| XrpcError::invalid_request(format!("Input: {e}")))
 }
 
 /// Hands over a raw input (blob bytes, a CAR) after checking its Content-Type.

@@ -32,6 +32,16 @@ pub struct Params {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub string_field: Option<String>,
 }
+impl rt::decode::FromValue for Params {
+    fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+        let m = rt::decode::object(value)?;
+        Ok(Self {
+            boolean: rt::decode::optional(m, "boolean")?,
+            integer: rt::decode::optional(m, "integer")?,
+            string_field: rt::decode::optional(m, "stringField")?,
+        })
+    }
+}
 /// Schema of the input body.
 pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
     required: &["preferences"],
@@ -47,6 +57,14 @@ pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::sch
 pub struct Input {
     pub preferences: pds_api::app::bsky::actor::defs::Preferences,
 }
+impl rt::decode::FromValue for Input {
+    fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+        let m = rt::decode::object(value)?;
+        Ok(Self {
+            preferences: rt::decode::required(m, "preferences")?,
+        })
+    }
+}
 /// field of type null
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct OutputObject {
@@ -54,6 +72,15 @@ pub struct OutputObject {
     pub a: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub b: Option<i64>,
+}
+impl rt::decode::FromValue for OutputObject {
+    fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+        let m = rt::decode::object(value)?;
+        Ok(Self {
+            a: rt::decode::optional(m, "a")?,
+            b: rt::decode::optional(m, "b")?,
+        })
+    }
 }
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Output {
@@ -69,6 +96,17 @@ pub struct Output {
     /// field of type unknown
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unknown: Option<rt::lex::Value>,
+}
+impl rt::decode::FromValue for Output {
+    fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+        let m = rt::decode::object(value)?;
+        Ok(Self {
+            array: rt::decode::optional(m, "array")?,
+            blob: rt::decode::optional(m, "blob")?,
+            object: rt::decode::optional(m, "object")?,
+            unknown: rt::decode::optional(m, "unknown")?,
+        })
+    }
 }
 /// Metadata of this method: kind, encodings, declared errors.
 pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {

@@ -52,6 +52,18 @@ pub struct Params {
     #[serde(rename = "stringField")]
     pub string_field: String,
 }
+impl rt::decode::FromValue for Params {
+    fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+        let m = rt::decode::object(value)?;
+        Ok(Self {
+            array: rt::decode::optional(m, "array")?,
+            boolean: rt::decode::optional(m, "boolean")?,
+            handle: rt::decode::optional(m, "handle")?,
+            integer: rt::decode::optional(m, "integer")?,
+            string_field: rt::decode::required(m, "stringField")?,
+        })
+    }
+}
 /// output body type
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Output {
@@ -59,6 +71,15 @@ pub struct Output {
     pub a: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub b: Option<i64>,
+}
+impl rt::decode::FromValue for Output {
+    fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+        let m = rt::decode::object(value)?;
+        Ok(Self {
+            a: rt::decode::optional(m, "a")?,
+            b: rt::decode::optional(m, "b")?,
+        })
+    }
 }
 /// The errors this method declares, each with a message.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -20,6 +20,15 @@ pub struct DemoObject {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub b: Option<i64>,
 }
+impl rt::decode::FromValue for DemoObject {
+    fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+        let m = rt::decode::object(value)?;
+        Ok(Self {
+            a: rt::decode::optional(m, "a")?,
+            b: rt::decode::optional(m, "b")?,
+        })
+    }
+}
 /// Schema of this definition.
 pub static DEMO_OBJECT_TWO_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
     required: &[],
@@ -36,6 +45,15 @@ pub struct DemoObjectTwo {
     pub c: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub d: Option<i64>,
+}
+impl rt::decode::FromValue for DemoObjectTwo {
+    fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+        let m = rt::decode::object(value)?;
+        Ok(Self {
+            c: rt::decode::optional(m, "c")?,
+            d: rt::decode::optional(m, "d")?,
+        })
+    }
 }
 /// an example of what a token looks like
 pub const DEMO_TOKEN: &str = "example.lexicon.record#demoToken";
@@ -259,6 +277,24 @@ impl<'de> serde::Deserialize<'de> for RecordClosedUnion {
         }
     }
 }
+impl rt::decode::FromValue for RecordClosedUnion {
+    fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+        let ty = rt::decode::union_type(value)?;
+        match ty {
+            "example.lexicon.record#demoObject" => {
+                rt::decode::union_member(ty, value).map(Self::DemoObject)
+            }
+            _ => {
+                Err(
+                    rt::decode::closed_union_error(
+                        ty,
+                        &["example.lexicon.record#demoObject"],
+                    ),
+                )
+            }
+        }
+    }
+}
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub enum RecordEnumString {
@@ -288,6 +324,11 @@ impl TryFrom<String> for RecordEnumString {
             "rock" => Ok(Self::Rock),
             _ => Err(format!("{s:?} {}", "must be one of (fish|tree|rock)")),
         }
+    }
+}
+impl rt::decode::FromValue for RecordEnumString {
+    fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+        Self::try_from(rt::decode::string(value)?).map_err(rt::decode::DecodeError)
     }
 }
 impl From<RecordEnumString> for String {
@@ -329,6 +370,11 @@ impl From<String> for RecordKnownString {
         }
     }
 }
+impl rt::decode::FromValue for RecordKnownString {
+    fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+        rt::decode::string(value).map(Self::from)
+    }
+}
 impl From<RecordKnownString> for String {
     fn from(v: RecordKnownString) -> String {
         match v {
@@ -344,6 +390,15 @@ pub struct RecordObject {
     pub a: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub b: Option<i64>,
+}
+impl rt::decode::FromValue for RecordObject {
+    fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+        let m = rt::decode::object(value)?;
+        Ok(Self {
+            a: rt::decode::optional(m, "a")?,
+            b: rt::decode::optional(m, "b")?,
+        })
+    }
 }
 /// An open union: unknown `$type`s are kept in `Unknown`.
 #[derive(Debug, Clone, PartialEq)]
@@ -387,6 +442,20 @@ impl<'de> serde::Deserialize<'de> for RecordUnion {
                 rt::serde_value::union_member(&ty, &value, hr).map(Self::DemoObjectTwo)
             }
             _ => Ok(Self::Unknown(value)),
+        }
+    }
+}
+impl rt::decode::FromValue for RecordUnion {
+    fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+        let ty = rt::decode::union_type(value)?;
+        match ty {
+            "example.lexicon.record#demoObject" => {
+                rt::decode::union_member(ty, value).map(Self::DemoObject)
+            }
+            "example.lexicon.record#demoObjectTwo" => {
+                rt::decode::union_member(ty, value).map(Self::DemoObjectTwo)
+            }
+            _ => Ok(Self::Unknown(value.clone())),
         }
     }
 }
@@ -470,6 +539,39 @@ pub struct Record {
     /// field of type unknown
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unknown: Option<rt::lex::Value>,
+}
+impl rt::decode::FromValue for Record {
+    fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+        let m = rt::decode::object(value)?;
+        Ok(Self {
+            accept_blob: rt::decode::optional(m, "acceptBlob")?,
+            array: rt::decode::optional(m, "array")?,
+            blob: rt::decode::optional(m, "blob")?,
+            boolean: rt::decode::optional(m, "boolean")?,
+            bytes: rt::decode::optional(m, "bytes")?,
+            cid_link: rt::decode::optional(m, "cid-link")?,
+            closed_union: rt::decode::optional(m, "closedUnion")?,
+            const_integer: rt::decode::optional(m, "constInteger")?,
+            default_integer: rt::decode::optional(m, "defaultInteger")?,
+            enum_integer: rt::decode::optional(m, "enumInteger")?,
+            enum_string: rt::decode::optional(m, "enumString")?,
+            formats: rt::decode::optional(m, "formats")?,
+            grapheme_string: rt::decode::optional(m, "graphemeString")?,
+            integer: rt::decode::required(m, "integer")?,
+            known_string: rt::decode::optional(m, "knownString")?,
+            len_array: rt::decode::optional(m, "lenArray")?,
+            len_string: rt::decode::optional(m, "lenString")?,
+            nullable_string: rt::decode::nullable(m, "nullableString")?,
+            object: rt::decode::optional(m, "object")?,
+            range_integer: rt::decode::optional(m, "rangeInteger")?,
+            r#ref: rt::decode::optional(m, "ref")?,
+            size_blob: rt::decode::optional(m, "sizeBlob")?,
+            size_bytes: rt::decode::optional(m, "sizeBytes")?,
+            string: rt::decode::optional(m, "string")?,
+            union: rt::decode::optional(m, "union")?,
+            unknown: rt::decode::optional(m, "unknown")?,
+        })
+    }
 }
 /// Schema of this definition.
 pub static STRING_FORMATS_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -591,4 +693,22 @@ pub struct StringFormats {
     /// a generic URI field
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uri: Option<rt::lex::Uri>,
+}
+impl rt::decode::FromValue for StringFormats {
+    fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+        let m = rt::decode::object(value)?;
+        Ok(Self {
+            atidentifier: rt::decode::optional(m, "atidentifier")?,
+            aturi: rt::decode::optional(m, "aturi")?,
+            cid: rt::decode::optional(m, "cid")?,
+            datetime: rt::decode::optional(m, "datetime")?,
+            did: rt::decode::optional(m, "did")?,
+            handle: rt::decode::optional(m, "handle")?,
+            language: rt::decode::optional(m, "language")?,
+            nsid: rt::decode::optional(m, "nsid")?,
+            recordkey: rt::decode::optional(m, "recordkey")?,
+            tid: rt::decode::optional(m, "tid")?,
+            uri: rt::decode::optional(m, "uri")?,
+        })
+    }
 }

@@ -38,6 +38,11 @@ impl From<String> for InfoName {
         }
     }
 }
+impl rt::decode::FromValue for InfoName {
+    fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+        rt::decode::string(value).map(Self::from)
+    }
+}
 impl From<InfoName> for String {
     fn from(v: InfoName) -> String {
         match v {
@@ -51,6 +56,15 @@ pub struct Info {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     pub name: InfoName,
+}
+impl rt::decode::FromValue for Info {
+    fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+        let m = rt::decode::object(value)?;
+        Ok(Self {
+            message: rt::decode::optional(m, "message")?,
+            name: rt::decode::required(m, "name")?,
+        })
+    }
 }
 /// Schema of the query parameters.
 pub static PARAMS_SCHEMA: rt::schema::ObjectSchema = rt::schema::ObjectSchema {
@@ -66,6 +80,14 @@ pub struct Params {
     /// start at the given sequence number
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cursor: Option<i64>,
+}
+impl rt::decode::FromValue for Params {
+    fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+        let m = rt::decode::object(value)?;
+        Ok(Self {
+            cursor: rt::decode::optional(m, "cursor")?,
+        })
+    }
 }
 /// An open union: unknown `$type`s are kept in `Unknown`.
 #[derive(Debug, Clone, PartialEq)]
@@ -109,6 +131,20 @@ impl<'de> serde::Deserialize<'de> for Message {
                 rt::serde_value::union_member(&ty, &value, hr).map(Self::Info)
             }
             _ => Ok(Self::Unknown(value)),
+        }
+    }
+}
+impl rt::decode::FromValue for Message {
+    fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+        let ty = rt::decode::union_type(value)?;
+        match ty {
+            "example.lexicon.subscription#yo" => {
+                rt::decode::union_member(ty, value).map(Self::Yo)
+            }
+            "example.lexicon.subscription#info" => {
+                rt::decode::union_member(ty, value).map(Self::Info)
+            }
+            _ => Ok(Self::Unknown(value.clone())),
         }
     }
 }
@@ -161,4 +197,13 @@ pub static YO_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema
 pub struct Yo {
     pub seq: i64,
     pub yo: bool,
+}
+impl rt::decode::FromValue for Yo {
+    fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+        let m = rt::decode::object(value)?;
+        Ok(Self {
+            seq: rt::decode::required(m, "seq")?,
+            yo: rt::decode::required(m, "yo")?,
+        })
+    }
 }

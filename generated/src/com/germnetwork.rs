@@ -79,6 +79,18 @@ pub mod declaration {
         /// Semver version number, without pre-release or build information, for the format of opaque content
         pub version: String,
     }
+    impl rt::decode::FromValue for Record {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                continuity_proofs: rt::decode::optional(m, "continuityProofs")?,
+                current_key: rt::decode::required(m, "currentKey")?,
+                key_package: rt::decode::optional(m, "keyPackage")?,
+                message_me: rt::decode::optional(m, "messageMe")?,
+                version: rt::decode::required(m, "version")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static MESSAGE_ME_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["showButtonTo", "messageMeUrl"],
@@ -139,6 +151,11 @@ pub mod declaration {
             }
         }
     }
+    impl rt::decode::FromValue for MessageMeShowButtonTo {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<MessageMeShowButtonTo> for String {
         fn from(v: MessageMeShowButtonTo) -> String {
             match v {
@@ -155,5 +172,14 @@ pub mod declaration {
         /// The policy of who can message the account, this value is included in the keyPackage, but is duplicated here to allow applications to decide if they should show a 'Message on Germ' button to the viewer.
         #[serde(rename = "showButtonTo")]
         pub show_button_to: MessageMeShowButtonTo,
+    }
+    impl rt::decode::FromValue for MessageMe {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                message_me_url: rt::decode::required(m, "messageMeUrl")?,
+                show_button_to: rt::decode::required(m, "showButtonTo")?,
+            })
+        }
     }
 }

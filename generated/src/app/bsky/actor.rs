@@ -129,6 +129,17 @@ pub mod content_visibility_declaration {
         #[serde(rename = "hideFromAlgorithmicRecommendations")]
         pub hide_from_algorithmic_recommendations: bool,
     }
+    impl rt::decode::FromValue for Record {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                hide_from_algorithmic_recommendations: rt::decode::required(
+                    m,
+                    "hideFromAlgorithmicRecommendations",
+                )?,
+            })
+        }
+    }
 }
 /// `app.bsky.actor.defs`
 pub mod defs {
@@ -153,6 +164,14 @@ pub mod defs {
     pub struct AdultContentPref {
         pub enabled: bool,
     }
+    impl rt::decode::FromValue for AdultContentPref {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                enabled: rt::decode::required(m, "enabled")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static BSKY_APP_PROGRESS_GUIDE_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["guide"],
@@ -171,6 +190,14 @@ pub mod defs {
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct BskyAppProgressGuide {
         pub guide: String,
+    }
+    impl rt::decode::FromValue for BskyAppProgressGuide {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                guide: rt::decode::required(m, "guide")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static BSKY_APP_STATE_PREF_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -232,6 +259,17 @@ pub mod defs {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub queued_nudges: Option<Vec<String>>,
     }
+    impl rt::decode::FromValue for BskyAppStatePref {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                active_progress_guide: rt::decode::optional(m, "activeProgressGuide")?,
+                is_beta_user: rt::decode::optional(m, "isBetaUser")?,
+                nuxs: rt::decode::optional(m, "nuxs")?,
+                queued_nudges: rt::decode::optional(m, "queuedNudges")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static CONTENT_LABEL_PREF_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["label", "visibility"],
@@ -286,6 +324,11 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for ContentLabelPrefVisibility {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<ContentLabelPrefVisibility> for String {
         fn from(v: ContentLabelPrefVisibility) -> String {
             match v {
@@ -302,6 +345,16 @@ pub mod defs {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub labeler_did: Option<rt::lex::Did>,
         pub visibility: ContentLabelPrefVisibility,
+    }
+    impl rt::decode::FromValue for ContentLabelPref {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                label: rt::decode::required(m, "label")?,
+                labeler_did: rt::decode::optional(m, "labelerDid")?,
+                visibility: rt::decode::required(m, "visibility")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static DECLARED_AGE_PREF_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -343,6 +396,16 @@ pub mod defs {
         #[serde(rename = "isOverAge18")]
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub is_over_age18: Option<bool>,
+    }
+    impl rt::decode::FromValue for DeclaredAgePref {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                is_over_age13: rt::decode::optional(m, "isOverAge13")?,
+                is_over_age16: rt::decode::optional(m, "isOverAge16")?,
+                is_over_age18: rt::decode::optional(m, "isOverAge18")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static FEED_VIEW_PREF_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -405,6 +468,25 @@ pub mod defs {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub hide_reposts: Option<bool>,
     }
+    impl rt::decode::FromValue for FeedViewPref {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                feed: rt::decode::required(m, "feed")?,
+                hide_quote_posts: rt::decode::optional(m, "hideQuotePosts")?,
+                hide_replies: rt::decode::optional(m, "hideReplies")?,
+                hide_replies_by_like_count: rt::decode::optional(
+                    m,
+                    "hideRepliesByLikeCount",
+                )?,
+                hide_replies_by_unfollowed: rt::decode::optional(
+                    m,
+                    "hideRepliesByUnfollowed",
+                )?,
+                hide_reposts: rt::decode::optional(m, "hideReposts")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static HIDDEN_POSTS_PREF_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["items"],
@@ -427,6 +509,14 @@ pub mod defs {
     pub struct HiddenPostsPref {
         /// A list of URIs of posts the account owner has hidden.
         pub items: Vec<rt::lex::AtUri>,
+    }
+    impl rt::decode::FromValue for HiddenPostsPref {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                items: rt::decode::required(m, "items")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static INTERESTS_PREF_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -463,6 +553,15 @@ pub mod defs {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub updated_at: Option<rt::lex::Datetime>,
     }
+    impl rt::decode::FromValue for InterestsPref {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                tags: rt::decode::required(m, "tags")?,
+                updated_at: rt::decode::optional(m, "updatedAt")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static KNOWN_FOLLOWERS_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["count", "followers"],
@@ -487,6 +586,15 @@ pub mod defs {
         pub count: i64,
         pub followers: Vec<crate::app::bsky::actor::defs::ProfileViewBasic>,
     }
+    impl rt::decode::FromValue for KnownFollowers {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                count: rt::decode::required(m, "count")?,
+                followers: rt::decode::required(m, "followers")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static LABELER_PREF_ITEM_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["did"],
@@ -504,6 +612,14 @@ pub mod defs {
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct LabelerPrefItem {
         pub did: rt::lex::Did,
+    }
+    impl rt::decode::FromValue for LabelerPrefItem {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                did: rt::decode::required(m, "did")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static LABELERS_PREF_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -525,6 +641,14 @@ pub mod defs {
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct LabelersPref {
         pub labelers: Vec<crate::app::bsky::actor::defs::LabelerPrefItem>,
+    }
+    impl rt::decode::FromValue for LabelersPref {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                labelers: rt::decode::required(m, "labelers")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static LIVE_EVENT_PREFERENCES_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -558,6 +682,15 @@ pub mod defs {
         #[serde(rename = "hideAllFeeds")]
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub hide_all_feeds: Option<bool>,
+    }
+    impl rt::decode::FromValue for LiveEventPreferences {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                hidden_feed_ids: rt::decode::optional(m, "hiddenFeedIds")?,
+                hide_all_feeds: rt::decode::optional(m, "hideAllFeeds")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static MUTED_WORD_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -631,6 +764,11 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for MutedWordActorTarget {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<MutedWordActorTarget> for String {
         fn from(v: MutedWordActorTarget) -> String {
             match v {
@@ -656,6 +794,18 @@ pub mod defs {
         pub targets: Vec<crate::app::bsky::actor::defs::MutedWordTarget>,
         /// The muted word itself.
         pub value: String,
+    }
+    impl rt::decode::FromValue for MutedWord {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                actor_target: rt::decode::optional(m, "actorTarget")?,
+                expires_at: rt::decode::optional(m, "expiresAt")?,
+                id: rt::decode::optional(m, "id")?,
+                targets: rt::decode::required(m, "targets")?,
+                value: rt::decode::required(m, "value")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static MUTED_WORD_TARGET_SCHEMA: rt::schema::Schema = rt::schema::Schema::String(rt::schema::StringSchema {
@@ -693,6 +843,11 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for MutedWordTarget {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<MutedWordTarget> for String {
         fn from(v: MutedWordTarget) -> String {
             match v {
@@ -722,6 +877,14 @@ pub mod defs {
     pub struct MutedWordsPref {
         /// A list of words the account owner has muted.
         pub items: Vec<crate::app::bsky::actor::defs::MutedWord>,
+    }
+    impl rt::decode::FromValue for MutedWordsPref {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                items: rt::decode::required(m, "items")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static NUX_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -771,6 +934,17 @@ pub mod defs {
         pub expires_at: Option<rt::lex::Datetime>,
         pub id: String,
     }
+    impl rt::decode::FromValue for Nux {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                completed: rt::decode::required(m, "completed")?,
+                data: rt::decode::optional(m, "data")?,
+                expires_at: rt::decode::optional(m, "expiresAt")?,
+                id: rt::decode::required(m, "id")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static PERSONAL_DETAILS_PREF_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &[],
@@ -791,6 +965,14 @@ pub mod defs {
         #[serde(rename = "birthDate")]
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub birth_date: Option<rt::lex::Datetime>,
+    }
+    impl rt::decode::FromValue for PersonalDetailsPref {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                birth_date: rt::decode::optional(m, "birthDate")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static POST_INTERACTION_SETTINGS_PREF_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -877,6 +1059,18 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue
+    for PostInteractionSettingsPrefPostgateEmbeddingRulesItem {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "app.bsky.feed.postgate#disableRule" => {
+                    rt::decode::union_member(ty, value).map(Self::DisableRule)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum PostInteractionSettingsPrefThreadgateAllowRulesItem {
@@ -949,6 +1143,26 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for PostInteractionSettingsPrefThreadgateAllowRulesItem {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "app.bsky.feed.threadgate#mentionRule" => {
+                    rt::decode::union_member(ty, value).map(Self::MentionRule)
+                }
+                "app.bsky.feed.threadgate#followerRule" => {
+                    rt::decode::union_member(ty, value).map(Self::FollowerRule)
+                }
+                "app.bsky.feed.threadgate#followingRule" => {
+                    rt::decode::union_member(ty, value).map(Self::FollowingRule)
+                }
+                "app.bsky.feed.threadgate#listRule" => {
+                    rt::decode::union_member(ty, value).map(Self::ListRule)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     /// Default post interaction settings for the account. These values should be applied as default values when creating new posts. These refs should mirror the threadgate and postgate records exactly.
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct PostInteractionSettingsPref {
@@ -964,6 +1178,18 @@ pub mod defs {
         pub threadgate_allow_rules: Option<
             Vec<PostInteractionSettingsPrefThreadgateAllowRulesItem>,
         >,
+    }
+    impl rt::decode::FromValue for PostInteractionSettingsPref {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                postgate_embedding_rules: rt::decode::optional(
+                    m,
+                    "postgateEmbeddingRules",
+                )?,
+                threadgate_allow_rules: rt::decode::optional(m, "threadgateAllowRules")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static PREFERENCES_SCHEMA: rt::schema::Schema = rt::schema::Schema::Array {
@@ -1270,6 +1496,63 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for PreferencesItem {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "app.bsky.actor.defs#adultContentPref" => {
+                    rt::decode::union_member(ty, value).map(Self::AdultContentPref)
+                }
+                "app.bsky.actor.defs#contentLabelPref" => {
+                    rt::decode::union_member(ty, value).map(Self::ContentLabelPref)
+                }
+                "app.bsky.actor.defs#savedFeedsPref" => {
+                    rt::decode::union_member(ty, value).map(Self::SavedFeedsPref)
+                }
+                "app.bsky.actor.defs#savedFeedsPrefV2" => {
+                    rt::decode::union_member(ty, value).map(Self::SavedFeedsPrefV2)
+                }
+                "app.bsky.actor.defs#personalDetailsPref" => {
+                    rt::decode::union_member(ty, value).map(Self::PersonalDetailsPref)
+                }
+                "app.bsky.actor.defs#declaredAgePref" => {
+                    rt::decode::union_member(ty, value).map(Self::DeclaredAgePref)
+                }
+                "app.bsky.actor.defs#feedViewPref" => {
+                    rt::decode::union_member(ty, value).map(Self::FeedViewPref)
+                }
+                "app.bsky.actor.defs#threadViewPref" => {
+                    rt::decode::union_member(ty, value).map(Self::ThreadViewPref)
+                }
+                "app.bsky.actor.defs#interestsPref" => {
+                    rt::decode::union_member(ty, value).map(Self::InterestsPref)
+                }
+                "app.bsky.actor.defs#mutedWordsPref" => {
+                    rt::decode::union_member(ty, value).map(Self::MutedWordsPref)
+                }
+                "app.bsky.actor.defs#hiddenPostsPref" => {
+                    rt::decode::union_member(ty, value).map(Self::HiddenPostsPref)
+                }
+                "app.bsky.actor.defs#bskyAppStatePref" => {
+                    rt::decode::union_member(ty, value).map(Self::BskyAppStatePref)
+                }
+                "app.bsky.actor.defs#labelersPref" => {
+                    rt::decode::union_member(ty, value).map(Self::LabelersPref)
+                }
+                "app.bsky.actor.defs#postInteractionSettingsPref" => {
+                    rt::decode::union_member(ty, value)
+                        .map(Self::PostInteractionSettingsPref)
+                }
+                "app.bsky.actor.defs#verificationPrefs" => {
+                    rt::decode::union_member(ty, value).map(Self::VerificationPrefs)
+                }
+                "app.bsky.actor.defs#liveEventPreferences" => {
+                    rt::decode::union_member(ty, value).map(Self::LiveEventPreferences)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     pub type Preferences = Vec<PreferencesItem>;
     /// Schema of this definition.
     pub static PROFILE_ASSOCIATED_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -1329,6 +1612,20 @@ pub mod defs {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub starter_packs: Option<i64>,
     }
+    impl rt::decode::FromValue for ProfileAssociated {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                activity_subscription: rt::decode::optional(m, "activitySubscription")?,
+                chat: rt::decode::optional(m, "chat")?,
+                feedgens: rt::decode::optional(m, "feedgens")?,
+                germ: rt::decode::optional(m, "germ")?,
+                labeler: rt::decode::optional(m, "labeler")?,
+                lists: rt::decode::optional(m, "lists")?,
+                starter_packs: rt::decode::optional(m, "starterPacks")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static PROFILE_ASSOCIATED_ACTIVITY_SUBSCRIPTION_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["allowSubscriptions"],
@@ -1374,6 +1671,12 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue
+    for ProfileAssociatedActivitySubscriptionAllowSubscriptions {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<ProfileAssociatedActivitySubscriptionAllowSubscriptions> for String {
         fn from(v: ProfileAssociatedActivitySubscriptionAllowSubscriptions) -> String {
             match v {
@@ -1386,6 +1689,14 @@ pub mod defs {
     pub struct ProfileAssociatedActivitySubscription {
         #[serde(rename = "allowSubscriptions")]
         pub allow_subscriptions: ProfileAssociatedActivitySubscriptionAllowSubscriptions,
+    }
+    impl rt::decode::FromValue for ProfileAssociatedActivitySubscription {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                allow_subscriptions: rt::decode::required(m, "allowSubscriptions")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static PROFILE_ASSOCIATED_CHAT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -1433,6 +1744,11 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for ProfileAssociatedChatAllowGroupInvites {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<ProfileAssociatedChatAllowGroupInvites> for String {
         fn from(v: ProfileAssociatedChatAllowGroupInvites) -> String {
             match v {
@@ -1475,6 +1791,11 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for ProfileAssociatedChatAllowIncoming {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<ProfileAssociatedChatAllowIncoming> for String {
         fn from(v: ProfileAssociatedChatAllowIncoming) -> String {
             match v {
@@ -1490,6 +1811,15 @@ pub mod defs {
         pub allow_group_invites: Option<ProfileAssociatedChatAllowGroupInvites>,
         #[serde(rename = "allowIncoming")]
         pub allow_incoming: ProfileAssociatedChatAllowIncoming,
+    }
+    impl rt::decode::FromValue for ProfileAssociatedChat {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                allow_group_invites: rt::decode::optional(m, "allowGroupInvites")?,
+                allow_incoming: rt::decode::required(m, "allowIncoming")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static PROFILE_ASSOCIATED_GERM_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -1536,6 +1866,11 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for ProfileAssociatedGermShowButtonTo {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<ProfileAssociatedGermShowButtonTo> for String {
         fn from(v: ProfileAssociatedGermShowButtonTo) -> String {
             match v {
@@ -1550,6 +1885,15 @@ pub mod defs {
         pub message_me_url: rt::lex::Uri,
         #[serde(rename = "showButtonTo")]
         pub show_button_to: ProfileAssociatedGermShowButtonTo,
+    }
+    impl rt::decode::FromValue for ProfileAssociatedGerm {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                message_me_url: rt::decode::required(m, "messageMeUrl")?,
+                show_button_to: rt::decode::required(m, "showButtonTo")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static PROFILE_VIEW_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -1678,6 +2022,27 @@ pub mod defs {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub viewer: Option<crate::app::bsky::actor::defs::ViewerState>,
     }
+    impl rt::decode::FromValue for ProfileView {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                associated: rt::decode::optional(m, "associated")?,
+                avatar: rt::decode::optional(m, "avatar")?,
+                created_at: rt::decode::optional(m, "createdAt")?,
+                debug: rt::decode::optional(m, "debug")?,
+                description: rt::decode::optional(m, "description")?,
+                did: rt::decode::required(m, "did")?,
+                display_name: rt::decode::optional(m, "displayName")?,
+                handle: rt::decode::required(m, "handle")?,
+                indexed_at: rt::decode::optional(m, "indexedAt")?,
+                labels: rt::decode::optional(m, "labels")?,
+                pronouns: rt::decode::optional(m, "pronouns")?,
+                status: rt::decode::optional(m, "status")?,
+                verification: rt::decode::optional(m, "verification")?,
+                viewer: rt::decode::optional(m, "viewer")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static PROFILE_VIEW_BASIC_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["did", "handle"],
@@ -1784,6 +2149,25 @@ pub mod defs {
         pub verification: Option<crate::app::bsky::actor::defs::VerificationState>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub viewer: Option<crate::app::bsky::actor::defs::ViewerState>,
+    }
+    impl rt::decode::FromValue for ProfileViewBasic {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                associated: rt::decode::optional(m, "associated")?,
+                avatar: rt::decode::optional(m, "avatar")?,
+                created_at: rt::decode::optional(m, "createdAt")?,
+                debug: rt::decode::optional(m, "debug")?,
+                did: rt::decode::required(m, "did")?,
+                display_name: rt::decode::optional(m, "displayName")?,
+                handle: rt::decode::required(m, "handle")?,
+                labels: rt::decode::optional(m, "labels")?,
+                pronouns: rt::decode::optional(m, "pronouns")?,
+                status: rt::decode::optional(m, "status")?,
+                verification: rt::decode::optional(m, "verification")?,
+                viewer: rt::decode::optional(m, "viewer")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static PROFILE_VIEW_DETAILED_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -1968,6 +2352,37 @@ pub mod defs {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub website: Option<rt::lex::Uri>,
     }
+    impl rt::decode::FromValue for ProfileViewDetailed {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                associated: rt::decode::optional(m, "associated")?,
+                avatar: rt::decode::optional(m, "avatar")?,
+                banner: rt::decode::optional(m, "banner")?,
+                created_at: rt::decode::optional(m, "createdAt")?,
+                debug: rt::decode::optional(m, "debug")?,
+                description: rt::decode::optional(m, "description")?,
+                did: rt::decode::required(m, "did")?,
+                display_name: rt::decode::optional(m, "displayName")?,
+                followers_count: rt::decode::optional(m, "followersCount")?,
+                follows_count: rt::decode::optional(m, "followsCount")?,
+                handle: rt::decode::required(m, "handle")?,
+                indexed_at: rt::decode::optional(m, "indexedAt")?,
+                joined_via_starter_pack: rt::decode::optional(
+                    m,
+                    "joinedViaStarterPack",
+                )?,
+                labels: rt::decode::optional(m, "labels")?,
+                pinned_post: rt::decode::optional(m, "pinnedPost")?,
+                posts_count: rt::decode::optional(m, "postsCount")?,
+                pronouns: rt::decode::optional(m, "pronouns")?,
+                status: rt::decode::optional(m, "status")?,
+                verification: rt::decode::optional(m, "verification")?,
+                viewer: rt::decode::optional(m, "viewer")?,
+                website: rt::decode::optional(m, "website")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static SAVED_FEED_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["id", "type", "value", "pinned"],
@@ -2018,6 +2433,11 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for SavedFeedType {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<SavedFeedType> for String {
         fn from(v: SavedFeedType) -> String {
             match v {
@@ -2032,6 +2452,17 @@ pub mod defs {
         pub pinned: bool,
         pub r#type: SavedFeedType,
         pub value: String,
+    }
+    impl rt::decode::FromValue for SavedFeed {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                id: rt::decode::required(m, "id")?,
+                pinned: rt::decode::required(m, "pinned")?,
+                r#type: rt::decode::required(m, "type")?,
+                value: rt::decode::required(m, "value")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static SAVED_FEEDS_PREF_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -2074,6 +2505,16 @@ pub mod defs {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub timeline_index: Option<i64>,
     }
+    impl rt::decode::FromValue for SavedFeedsPref {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                pinned: rt::decode::required(m, "pinned")?,
+                saved: rt::decode::required(m, "saved")?,
+                timeline_index: rt::decode::optional(m, "timelineIndex")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static SAVED_FEEDS_PREF_V2_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["items"],
@@ -2094,6 +2535,14 @@ pub mod defs {
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct SavedFeedsPrefV2 {
         pub items: Vec<crate::app::bsky::actor::defs::SavedFeed>,
+    }
+    impl rt::decode::FromValue for SavedFeedsPrefV2 {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                items: rt::decode::required(m, "items")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static STATUS_VIEW_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -2194,6 +2643,17 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for StatusViewEmbed {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "app.bsky.embed.external#view" => {
+                    rt::decode::union_member(ty, value).map(Self::View)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     /// The status for the account.
     ///
     /// Known values; any other string is kept in `Other`.
@@ -2220,6 +2680,11 @@ pub mod defs {
                 "app.bsky.actor.status#live" => Self::Live,
                 _ => Self::Other(s),
             }
+        }
+    }
+    impl rt::decode::FromValue for StatusViewStatus {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
         }
     }
     impl From<StatusViewStatus> for String {
@@ -2256,6 +2721,22 @@ pub mod defs {
         pub status: StatusViewStatus,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub uri: Option<rt::lex::AtUri>,
+    }
+    impl rt::decode::FromValue for StatusView {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cid: rt::decode::optional(m, "cid")?,
+                embed: rt::decode::optional(m, "embed")?,
+                expires_at: rt::decode::optional(m, "expiresAt")?,
+                is_active: rt::decode::optional(m, "isActive")?,
+                is_disabled: rt::decode::optional(m, "isDisabled")?,
+                labels: rt::decode::optional(m, "labels")?,
+                record: rt::decode::required(m, "record")?,
+                status: rt::decode::required(m, "status")?,
+                uri: rt::decode::optional(m, "uri")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static THREAD_VIEW_PREF_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -2309,6 +2790,11 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for ThreadViewPrefSort {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<ThreadViewPrefSort> for String {
         fn from(v: ThreadViewPrefSort) -> String {
             match v {
@@ -2322,6 +2808,14 @@ pub mod defs {
         /// Sorting mode for threads.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub sort: Option<ThreadViewPrefSort>,
+    }
+    impl rt::decode::FromValue for ThreadViewPref {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                sort: rt::decode::optional(m, "sort")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static VERIFICATION_PREFS_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -2343,6 +2837,14 @@ pub mod defs {
         #[serde(rename = "hideBadges")]
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub hide_badges: Option<bool>,
+    }
+    impl rt::decode::FromValue for VerificationPrefs {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                hide_badges: rt::decode::optional(m, "hideBadges")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static VERIFICATION_STATE_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -2405,6 +2907,11 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for VerificationStateTrustedVerifierStatus {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<VerificationStateTrustedVerifierStatus> for String {
         fn from(v: VerificationStateTrustedVerifierStatus) -> String {
             match v {
@@ -2449,6 +2956,11 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for VerificationStateVerifiedStatus {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<VerificationStateVerifiedStatus> for String {
         fn from(v: VerificationStateVerifiedStatus) -> String {
             match v {
@@ -2468,6 +2980,19 @@ pub mod defs {
         /// The user's status as a verified account.
         #[serde(rename = "verifiedStatus")]
         pub verified_status: VerificationStateVerifiedStatus,
+    }
+    impl rt::decode::FromValue for VerificationState {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                trusted_verifier_status: rt::decode::required(
+                    m,
+                    "trustedVerifierStatus",
+                )?,
+                verifications: rt::decode::required(m, "verifications")?,
+                verified_status: rt::decode::required(m, "verifiedStatus")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static VERIFICATION_VIEW_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -2535,6 +3060,19 @@ pub mod defs {
         pub issuer_handle: Option<rt::lex::Handle>,
         /// The AT-URI of the verification record.
         pub uri: rt::lex::AtUri,
+    }
+    impl rt::decode::FromValue for VerificationView {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                created_at: rt::decode::required(m, "createdAt")?,
+                is_valid: rt::decode::required(m, "isValid")?,
+                issuer: rt::decode::required(m, "issuer")?,
+                issuer_display_name: rt::decode::optional(m, "issuerDisplayName")?,
+                issuer_handle: rt::decode::optional(m, "issuerHandle")?,
+                uri: rt::decode::required(m, "uri")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static VIEWER_STATE_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -2653,6 +3191,24 @@ pub mod defs {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub muted_only_reposts: Option<bool>,
     }
+    impl rt::decode::FromValue for ViewerState {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                activity_subscription: rt::decode::optional(m, "activitySubscription")?,
+                blocked_by: rt::decode::optional(m, "blockedBy")?,
+                blocking: rt::decode::optional(m, "blocking")?,
+                blocking_by_list: rt::decode::optional(m, "blockingByList")?,
+                followed_by: rt::decode::optional(m, "followedBy")?,
+                following: rt::decode::optional(m, "following")?,
+                known_followers: rt::decode::optional(m, "knownFollowers")?,
+                muted: rt::decode::optional(m, "muted")?,
+                muted_by_list: rt::decode::optional(m, "mutedByList")?,
+                muted_only_quoteposts: rt::decode::optional(m, "mutedOnlyQuoteposts")?,
+                muted_only_reposts: rt::decode::optional(m, "mutedOnlyReposts")?,
+            })
+        }
+    }
 }
 /// `app.bsky.actor.getPreferences`
 pub mod get_preferences {
@@ -2669,9 +3225,23 @@ pub mod get_preferences {
     /// Query parameters.
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::object(value)?;
+            Ok(Self {})
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub preferences: crate::app::bsky::actor::defs::Preferences,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                preferences: rt::decode::required(m, "preferences")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -2712,6 +3282,14 @@ pub mod get_profile {
     pub struct Params {
         /// Handle or DID of account to fetch profile of.
         pub actor: rt::lex::AtIdentifier,
+    }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                actor: rt::decode::required(m, "actor")?,
+            })
+        }
     }
     pub type Output = crate::app::bsky::actor::defs::ProfileViewDetailed;
     /// Metadata of this method: kind, encodings, declared errors.
@@ -2757,9 +3335,25 @@ pub mod get_profiles {
     pub struct Params {
         pub actors: Vec<rt::lex::AtIdentifier>,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                actors: rt::decode::required(m, "actors")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub profiles: Vec<crate::app::bsky::actor::defs::ProfileViewDetailed>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                profiles: rt::decode::required(m, "profiles")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -2805,6 +3399,15 @@ pub mod get_suggestions {
         pub cursor: Option<String>,
         pub limit: i64,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                limit: rt::decode::required(m, "limit")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub actors: Vec<crate::app::bsky::actor::defs::ProfileView>,
@@ -2818,6 +3421,17 @@ pub mod get_suggestions {
         #[serde(rename = "recIdStr")]
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub rec_id_str: Option<String>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                actors: rt::decode::required(m, "actors")?,
+                cursor: rt::decode::optional(m, "cursor")?,
+                rec_id: rt::decode::optional(m, "recId")?,
+                rec_id_str: rt::decode::optional(m, "recIdStr")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -2963,6 +3577,17 @@ pub mod profile {
             }
         }
     }
+    impl rt::decode::FromValue for RecordLabels {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "com.atproto.label.defs#selfLabels" => {
+                    rt::decode::union_member(ty, value).map(Self::SelfLabels)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     /// A declaration of a Bluesky account profile.
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Record {
@@ -2996,6 +3621,26 @@ pub mod profile {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub website: Option<rt::lex::Uri>,
     }
+    impl rt::decode::FromValue for Record {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                avatar: rt::decode::optional(m, "avatar")?,
+                banner: rt::decode::optional(m, "banner")?,
+                created_at: rt::decode::optional(m, "createdAt")?,
+                description: rt::decode::optional(m, "description")?,
+                display_name: rt::decode::optional(m, "displayName")?,
+                joined_via_starter_pack: rt::decode::optional(
+                    m,
+                    "joinedViaStarterPack",
+                )?,
+                labels: rt::decode::optional(m, "labels")?,
+                pinned_post: rt::decode::optional(m, "pinnedPost")?,
+                pronouns: rt::decode::optional(m, "pronouns")?,
+                website: rt::decode::optional(m, "website")?,
+            })
+        }
+    }
 }
 /// `app.bsky.actor.putPreferences`
 pub mod put_preferences {
@@ -3008,6 +3653,11 @@ pub mod put_preferences {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["preferences"],
@@ -3024,6 +3674,14 @@ pub mod put_preferences {
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Input {
         pub preferences: crate::app::bsky::actor::defs::Preferences,
+    }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                preferences: rt::decode::required(m, "preferences")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -3077,11 +3735,31 @@ pub mod search_actors {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub term: Option<String>,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                limit: rt::decode::required(m, "limit")?,
+                q: rt::decode::optional(m, "q")?,
+                term: rt::decode::optional(m, "term")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub actors: Vec<crate::app::bsky::actor::defs::ProfileView>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<String>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                actors: rt::decode::required(m, "actors")?,
+                cursor: rt::decode::optional(m, "cursor")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -3132,9 +3810,27 @@ pub mod search_actors_typeahead {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub term: Option<String>,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                limit: rt::decode::required(m, "limit")?,
+                q: rt::decode::optional(m, "q")?,
+                term: rt::decode::optional(m, "term")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub actors: Vec<crate::app::bsky::actor::defs::ProfileViewBasic>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                actors: rt::decode::required(m, "actors")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -3233,6 +3929,17 @@ pub mod status {
             }
         }
     }
+    impl rt::decode::FromValue for RecordEmbed {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "app.bsky.embed.external" | "app.bsky.embed.external#main" => {
+                    rt::decode::union_member(ty, value).map(Self::External)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     /// The status for the account.
     ///
     /// Known values; any other string is kept in `Other`.
@@ -3261,6 +3968,11 @@ pub mod status {
             }
         }
     }
+    impl rt::decode::FromValue for RecordStatus {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<RecordStatus> for String {
         fn from(v: RecordStatus) -> String {
             match v {
@@ -3283,5 +3995,16 @@ pub mod status {
         pub embed: Option<RecordEmbed>,
         /// The status for the account.
         pub status: RecordStatus,
+    }
+    impl rt::decode::FromValue for Record {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                created_at: rt::decode::required(m, "createdAt")?,
+                duration_minutes: rt::decode::optional(m, "durationMinutes")?,
+                embed: rt::decode::optional(m, "embed")?,
+                status: rt::decode::required(m, "status")?,
+            })
+        }
     }
 }

@@ -56,6 +56,11 @@ pub mod begin {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["email", "language", "countryCode"],
@@ -80,6 +85,17 @@ pub mod begin {
         #[serde(rename = "regionCode")]
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub region_code: Option<String>,
+    }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                country_code: rt::decode::required(m, "countryCode")?,
+                email: rt::decode::required(m, "email")?,
+                language: rt::decode::required(m, "language")?,
+                region_code: rt::decode::optional(m, "regionCode")?,
+            })
+        }
     }
     pub type Output = crate::app::bsky::ageassurance::defs::State;
     /// The errors this method declares, each with a message.
@@ -184,6 +200,11 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for Access {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<Access> for String {
         fn from(v: Access) -> String {
             match v {
@@ -213,6 +234,14 @@ pub mod defs {
     pub struct Config {
         /// The per-region Age Assurance configuration.
         pub regions: Vec<crate::app::bsky::ageassurance::defs::ConfigRegion>,
+    }
+    impl rt::decode::FromValue for Config {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                regions: rt::decode::required(m, "regions")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static CONFIG_REGION_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -309,6 +338,11 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for ConfigRegionAdditionalVerificationMethodsItem {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<ConfigRegionAdditionalVerificationMethodsItem> for String {
         fn from(v: ConfigRegionAdditionalVerificationMethodsItem) -> String {
             match v {
@@ -349,6 +383,11 @@ pub mod defs {
                 "android" => Self::Android,
                 _ => Self::Other(s),
             }
+        }
+    }
+    impl rt::decode::FromValue for ConfigRegionPlatformsItem {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
         }
     }
     impl From<ConfigRegionPlatformsItem> for String {
@@ -485,6 +524,42 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for ConfigRegionRulesItem {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "app.bsky.ageassurance.defs#configRegionRuleDefault" => {
+                    rt::decode::union_member(ty, value)
+                        .map(Self::ConfigRegionRuleDefault)
+                }
+                "app.bsky.ageassurance.defs#configRegionRuleIfDeclaredOverAge" => {
+                    rt::decode::union_member(ty, value)
+                        .map(Self::ConfigRegionRuleIfDeclaredOverAge)
+                }
+                "app.bsky.ageassurance.defs#configRegionRuleIfDeclaredUnderAge" => {
+                    rt::decode::union_member(ty, value)
+                        .map(Self::ConfigRegionRuleIfDeclaredUnderAge)
+                }
+                "app.bsky.ageassurance.defs#configRegionRuleIfAssuredOverAge" => {
+                    rt::decode::union_member(ty, value)
+                        .map(Self::ConfigRegionRuleIfAssuredOverAge)
+                }
+                "app.bsky.ageassurance.defs#configRegionRuleIfAssuredUnderAge" => {
+                    rt::decode::union_member(ty, value)
+                        .map(Self::ConfigRegionRuleIfAssuredUnderAge)
+                }
+                "app.bsky.ageassurance.defs#configRegionRuleIfAccountNewerThan" => {
+                    rt::decode::union_member(ty, value)
+                        .map(Self::ConfigRegionRuleIfAccountNewerThan)
+                }
+                "app.bsky.ageassurance.defs#configRegionRuleIfAccountOlderThan" => {
+                    rt::decode::union_member(ty, value)
+                        .map(Self::ConfigRegionRuleIfAccountOlderThan)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     /// The Age Assurance configuration for a specific region.
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct ConfigRegion {
@@ -510,6 +585,22 @@ pub mod defs {
         /// The ordered list of Age Assurance rules that apply to this region. Rules should be applied in order, and the first matching rule determines the access level granted. The rules array should always include a default rule as the last item.
         pub rules: Vec<ConfigRegionRulesItem>,
     }
+    impl rt::decode::FromValue for ConfigRegion {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                additional_verification_methods: rt::decode::optional(
+                    m,
+                    "additionalVerificationMethods",
+                )?,
+                country_code: rt::decode::required(m, "countryCode")?,
+                min_access_age: rt::decode::required(m, "minAccessAge")?,
+                platforms: rt::decode::optional(m, "platforms")?,
+                region_code: rt::decode::optional(m, "regionCode")?,
+                rules: rt::decode::required(m, "rules")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static CONFIG_REGION_RULE_DEFAULT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["access"],
@@ -527,6 +618,14 @@ pub mod defs {
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct ConfigRegionRuleDefault {
         pub access: crate::app::bsky::ageassurance::defs::Access,
+    }
+    impl rt::decode::FromValue for ConfigRegionRuleDefault {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                access: rt::decode::required(m, "access")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static CONFIG_REGION_RULE_IF_ACCOUNT_NEWER_THAN_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -555,6 +654,15 @@ pub mod defs {
         /// The date threshold as a datetime string.
         pub date: rt::lex::Datetime,
     }
+    impl rt::decode::FromValue for ConfigRegionRuleIfAccountNewerThan {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                access: rt::decode::required(m, "access")?,
+                date: rt::decode::required(m, "date")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static CONFIG_REGION_RULE_IF_ACCOUNT_OLDER_THAN_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["date", "access"],
@@ -582,6 +690,15 @@ pub mod defs {
         /// The date threshold as a datetime string.
         pub date: rt::lex::Datetime,
     }
+    impl rt::decode::FromValue for ConfigRegionRuleIfAccountOlderThan {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                access: rt::decode::required(m, "access")?,
+                date: rt::decode::required(m, "date")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static CONFIG_REGION_RULE_IF_ASSURED_OVER_AGE_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["age", "access"],
@@ -602,6 +719,15 @@ pub mod defs {
         pub access: crate::app::bsky::ageassurance::defs::Access,
         /// The age threshold as a whole integer.
         pub age: i64,
+    }
+    impl rt::decode::FromValue for ConfigRegionRuleIfAssuredOverAge {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                access: rt::decode::required(m, "access")?,
+                age: rt::decode::required(m, "age")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static CONFIG_REGION_RULE_IF_ASSURED_UNDER_AGE_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -624,6 +750,15 @@ pub mod defs {
         /// The age threshold as a whole integer.
         pub age: i64,
     }
+    impl rt::decode::FromValue for ConfigRegionRuleIfAssuredUnderAge {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                access: rt::decode::required(m, "access")?,
+                age: rt::decode::required(m, "age")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static CONFIG_REGION_RULE_IF_DECLARED_OVER_AGE_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["age", "access"],
@@ -645,6 +780,15 @@ pub mod defs {
         /// The age threshold as a whole integer.
         pub age: i64,
     }
+    impl rt::decode::FromValue for ConfigRegionRuleIfDeclaredOverAge {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                access: rt::decode::required(m, "access")?,
+                age: rt::decode::required(m, "age")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static CONFIG_REGION_RULE_IF_DECLARED_UNDER_AGE_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["age", "access"],
@@ -665,6 +809,15 @@ pub mod defs {
         pub access: crate::app::bsky::ageassurance::defs::Access,
         /// The age threshold as a whole integer.
         pub age: i64,
+    }
+    impl rt::decode::FromValue for ConfigRegionRuleIfDeclaredUnderAge {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                access: rt::decode::required(m, "access")?,
+                age: rt::decode::required(m, "age")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static EVENT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -730,6 +883,11 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for EventAccess {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<EventAccess> for String {
         fn from(v: EventAccess) -> String {
             match v {
@@ -776,6 +934,11 @@ pub mod defs {
                 "blocked" => Self::Blocked,
                 _ => Self::Other(s),
             }
+        }
+    }
+    impl rt::decode::FromValue for EventStatus {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
         }
     }
     impl From<EventStatus> for String {
@@ -826,6 +989,24 @@ pub mod defs {
         /// The status of the Age Assurance process.
         pub status: EventStatus,
     }
+    impl rt::decode::FromValue for Event {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                access: rt::decode::required(m, "access")?,
+                attempt_id: rt::decode::required(m, "attemptId")?,
+                complete_ip: rt::decode::optional(m, "completeIp")?,
+                complete_ua: rt::decode::optional(m, "completeUa")?,
+                country_code: rt::decode::required(m, "countryCode")?,
+                created_at: rt::decode::required(m, "createdAt")?,
+                email: rt::decode::optional(m, "email")?,
+                init_ip: rt::decode::optional(m, "initIp")?,
+                init_ua: rt::decode::optional(m, "initUa")?,
+                region_code: rt::decode::optional(m, "regionCode")?,
+                status: rt::decode::required(m, "status")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static STATE_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["status", "access"],
@@ -862,6 +1043,16 @@ pub mod defs {
         pub last_initiated_at: Option<rt::lex::Datetime>,
         pub status: crate::app::bsky::ageassurance::defs::Status,
     }
+    impl rt::decode::FromValue for State {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                access: rt::decode::required(m, "access")?,
+                last_initiated_at: rt::decode::optional(m, "lastInitiatedAt")?,
+                status: rt::decode::required(m, "status")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static STATE_METADATA_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &[],
@@ -883,6 +1074,14 @@ pub mod defs {
         #[serde(rename = "accountCreatedAt")]
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub account_created_at: Option<rt::lex::Datetime>,
+    }
+    impl rt::decode::FromValue for StateMetadata {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                account_created_at: rt::decode::optional(m, "accountCreatedAt")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static STATUS_SCHEMA: rt::schema::Schema = rt::schema::Schema::String(
@@ -928,6 +1127,11 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for Status {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<Status> for String {
         fn from(v: Status) -> String {
             match v {
@@ -948,6 +1152,11 @@ pub mod get_config {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     pub type Output = crate::app::bsky::ageassurance::defs::Config;
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -987,10 +1196,28 @@ pub mod get_state {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub region_code: Option<String>,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                country_code: rt::decode::required(m, "countryCode")?,
+                region_code: rt::decode::optional(m, "regionCode")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub metadata: crate::app::bsky::ageassurance::defs::StateMetadata,
         pub state: crate::app::bsky::ageassurance::defs::State,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                metadata: rt::decode::required(m, "metadata")?,
+                state: rt::decode::required(m, "state")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {

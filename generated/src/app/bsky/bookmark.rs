@@ -57,6 +57,11 @@ pub mod create_bookmark {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["uri", "cid"],
@@ -82,6 +87,15 @@ pub mod create_bookmark {
     pub struct Input {
         pub cid: rt::lex::CidString,
         pub uri: rt::lex::AtUri,
+    }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cid: rt::decode::required(m, "cid")?,
+                uri: rt::decode::required(m, "uri")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,6 +157,14 @@ pub mod defs {
     pub struct Bookmark {
         /// A strong ref to the record to be bookmarked. Currently, only `app.bsky.feed.post` records are supported.
         pub subject: crate::com::atproto::repo::strong_ref::Main,
+    }
+    impl rt::decode::FromValue for Bookmark {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                subject: rt::decode::required(m, "subject")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static BOOKMARK_VIEW_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -242,6 +264,23 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for BookmarkViewItem {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "app.bsky.feed.defs#blockedPost" => {
+                    rt::decode::union_member(ty, value).map(Self::BlockedPost)
+                }
+                "app.bsky.feed.defs#notFoundPost" => {
+                    rt::decode::union_member(ty, value).map(Self::NotFoundPost)
+                }
+                "app.bsky.feed.defs#postView" => {
+                    rt::decode::union_member(ty, value).map(Self::PostView)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct BookmarkView {
         #[serde(rename = "createdAt")]
@@ -250,6 +289,16 @@ pub mod defs {
         pub item: BookmarkViewItem,
         /// A strong ref to the bookmarked record.
         pub subject: crate::com::atproto::repo::strong_ref::Main,
+    }
+    impl rt::decode::FromValue for BookmarkView {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                created_at: rt::decode::optional(m, "createdAt")?,
+                item: rt::decode::required(m, "item")?,
+                subject: rt::decode::required(m, "subject")?,
+            })
+        }
     }
 }
 /// `app.bsky.bookmark.deleteBookmark`
@@ -263,6 +312,11 @@ pub mod delete_bookmark {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["uri"],
@@ -280,6 +334,14 @@ pub mod delete_bookmark {
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Input {
         pub uri: rt::lex::AtUri,
+    }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                uri: rt::decode::required(m, "uri")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -347,11 +409,29 @@ pub mod get_bookmarks {
         pub cursor: Option<String>,
         pub limit: i64,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                limit: rt::decode::required(m, "limit")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub bookmarks: Vec<crate::app::bsky::bookmark::defs::BookmarkView>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<String>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                bookmarks: rt::decode::required(m, "bookmarks")?,
+                cursor: rt::decode::optional(m, "cursor")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {

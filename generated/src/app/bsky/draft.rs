@@ -71,6 +71,11 @@ pub mod create_draft {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["draft"],
@@ -86,10 +91,26 @@ pub mod create_draft {
     pub struct Input {
         pub draft: crate::app::bsky::draft::defs::Draft,
     }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                draft: rt::decode::required(m, "draft")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         /// The ID of the created draft.
         pub id: rt::lex::Tid,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                id: rt::decode::required(m, "id")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -255,6 +276,17 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for DraftPostgateEmbeddingRulesItem {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "app.bsky.feed.postgate#disableRule" => {
+                    rt::decode::union_member(ty, value).map(Self::DisableRule)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum DraftThreadgateAllowItem {
@@ -326,6 +358,26 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for DraftThreadgateAllowItem {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "app.bsky.feed.threadgate#mentionRule" => {
+                    rt::decode::union_member(ty, value).map(Self::MentionRule)
+                }
+                "app.bsky.feed.threadgate#followerRule" => {
+                    rt::decode::union_member(ty, value).map(Self::FollowerRule)
+                }
+                "app.bsky.feed.threadgate#followingRule" => {
+                    rt::decode::union_member(ty, value).map(Self::FollowingRule)
+                }
+                "app.bsky.feed.threadgate#listRule" => {
+                    rt::decode::union_member(ty, value).map(Self::ListRule)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     /// A draft containing an array of draft posts.
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Draft {
@@ -350,6 +402,22 @@ pub mod defs {
         #[serde(rename = "threadgateAllow")]
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub threadgate_allow: Option<Vec<DraftThreadgateAllowItem>>,
+    }
+    impl rt::decode::FromValue for Draft {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                device_id: rt::decode::optional(m, "deviceId")?,
+                device_name: rt::decode::optional(m, "deviceName")?,
+                langs: rt::decode::optional(m, "langs")?,
+                postgate_embedding_rules: rt::decode::optional(
+                    m,
+                    "postgateEmbeddingRules",
+                )?,
+                posts: rt::decode::required(m, "posts")?,
+                threadgate_allow: rt::decode::optional(m, "threadgateAllow")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static DRAFT_EMBED_CAPTION_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -377,6 +445,15 @@ pub mod defs {
         pub content: String,
         pub lang: rt::lex::Language,
     }
+    impl rt::decode::FromValue for DraftEmbedCaption {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                content: rt::decode::required(m, "content")?,
+                lang: rt::decode::required(m, "lang")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static DRAFT_EMBED_EXTERNAL_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["uri"],
@@ -395,6 +472,14 @@ pub mod defs {
     pub struct DraftEmbedExternal {
         pub uri: rt::lex::Uri,
     }
+    impl rt::decode::FromValue for DraftEmbedExternal {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                uri: rt::decode::required(m, "uri")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static DRAFT_EMBED_GALLERY_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["items"],
@@ -411,6 +496,14 @@ pub mod defs {
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct DraftEmbedGallery {
         pub items: crate::app::bsky::draft::defs::DraftEmbedGalleryItems,
+    }
+    impl rt::decode::FromValue for DraftEmbedGallery {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                items: rt::decode::required(m, "items")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static DRAFT_EMBED_GALLERY_ITEMS_SCHEMA: rt::schema::Schema = rt::schema::Schema::Array {
@@ -460,6 +553,17 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for DraftEmbedGalleryItemsItem {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "app.bsky.draft.defs#draftEmbedImage" => {
+                    rt::decode::union_member(ty, value).map(Self::DraftEmbedImage)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     /// The schema-level maxLength of 20 is a future-proof ceiling. Clients should currently enforce a soft limit of 10 items in authoring UIs.
     pub type DraftEmbedGalleryItems = Vec<DraftEmbedGalleryItemsItem>;
     /// Schema of this definition.
@@ -489,6 +593,15 @@ pub mod defs {
         #[serde(rename = "localRef")]
         pub local_ref: crate::app::bsky::draft::defs::DraftEmbedLocalRef,
     }
+    impl rt::decode::FromValue for DraftEmbedImage {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                alt: rt::decode::optional(m, "alt")?,
+                local_ref: rt::decode::required(m, "localRef")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static DRAFT_EMBED_LOCAL_REF_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["path"],
@@ -509,6 +622,14 @@ pub mod defs {
         /// Local, on-device ref to file to be embedded. Embeds are currently device-bound for drafts.
         pub path: String,
     }
+    impl rt::decode::FromValue for DraftEmbedLocalRef {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                path: rt::decode::required(m, "path")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static DRAFT_EMBED_RECORD_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["record"],
@@ -525,6 +646,14 @@ pub mod defs {
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct DraftEmbedRecord {
         pub record: crate::com::atproto::repo::strong_ref::Main,
+    }
+    impl rt::decode::FromValue for DraftEmbedRecord {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                record: rt::decode::required(m, "record")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static DRAFT_EMBED_VIDEO_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -564,6 +693,16 @@ pub mod defs {
         pub captions: Option<Vec<crate::app::bsky::draft::defs::DraftEmbedCaption>>,
         #[serde(rename = "localRef")]
         pub local_ref: crate::app::bsky::draft::defs::DraftEmbedLocalRef,
+    }
+    impl rt::decode::FromValue for DraftEmbedVideo {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                alt: rt::decode::optional(m, "alt")?,
+                captions: rt::decode::optional(m, "captions")?,
+                local_ref: rt::decode::required(m, "localRef")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static DRAFT_POST_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -673,6 +812,17 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for DraftPostLabels {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "com.atproto.label.defs#selfLabels" => {
+                    rt::decode::union_member(ty, value).map(Self::SelfLabels)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     /// One of the posts that compose a draft.
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct DraftPost {
@@ -698,6 +848,20 @@ pub mod defs {
         pub labels: Option<DraftPostLabels>,
         /// The primary post content. It has a higher limit than post contents to allow storing a larger text that can later be refined into smaller posts.
         pub text: String,
+    }
+    impl rt::decode::FromValue for DraftPost {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                embed_externals: rt::decode::optional(m, "embedExternals")?,
+                embed_gallery: rt::decode::optional(m, "embedGallery")?,
+                embed_images: rt::decode::optional(m, "embedImages")?,
+                embed_records: rt::decode::optional(m, "embedRecords")?,
+                embed_videos: rt::decode::optional(m, "embedVideos")?,
+                labels: rt::decode::optional(m, "labels")?,
+                text: rt::decode::required(m, "text")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static DRAFT_VIEW_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -744,6 +908,17 @@ pub mod defs {
         #[serde(rename = "updatedAt")]
         pub updated_at: rt::lex::Datetime,
     }
+    impl rt::decode::FromValue for DraftView {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                created_at: rt::decode::required(m, "createdAt")?,
+                draft: rt::decode::required(m, "draft")?,
+                id: rt::decode::required(m, "id")?,
+                updated_at: rt::decode::required(m, "updatedAt")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static DRAFT_WITH_ID_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["id", "draft"],
@@ -769,6 +944,15 @@ pub mod defs {
         /// A TID to be used as a draft identifier.
         pub id: rt::lex::Tid,
     }
+    impl rt::decode::FromValue for DraftWithId {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                draft: rt::decode::required(m, "draft")?,
+                id: rt::decode::required(m, "id")?,
+            })
+        }
+    }
 }
 /// `app.bsky.draft.deleteDraft`
 pub mod delete_draft {
@@ -781,6 +965,11 @@ pub mod delete_draft {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["id"],
@@ -798,6 +987,14 @@ pub mod delete_draft {
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Input {
         pub id: rt::lex::Tid,
+    }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                id: rt::decode::required(m, "id")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -843,11 +1040,29 @@ pub mod get_drafts {
         pub cursor: Option<String>,
         pub limit: i64,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                limit: rt::decode::required(m, "limit")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<String>,
         pub drafts: Vec<crate::app::bsky::draft::defs::DraftView>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                drafts: rt::decode::required(m, "drafts")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -874,6 +1089,11 @@ pub mod update_draft {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["draft"],
@@ -890,6 +1110,14 @@ pub mod update_draft {
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Input {
         pub draft: crate::app::bsky::draft::defs::DraftWithId,
+    }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                draft: rt::decode::required(m, "draft")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {

@@ -51,6 +51,15 @@ pub mod defs {
         pub height: i64,
         pub width: i64,
     }
+    impl rt::decode::FromValue for AspectRatio {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                height: rt::decode::required(m, "height")?,
+                width: rt::decode::required(m, "width")?,
+            })
+        }
+    }
 }
 /// `app.bsky.embed.external`
 pub mod external {
@@ -95,6 +104,16 @@ pub mod external {
         pub b: i64,
         pub g: i64,
         pub r: i64,
+    }
+    impl rt::decode::FromValue for ColorRGB {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                b: rt::decode::required(m, "b")?,
+                g: rt::decode::required(m, "g")?,
+                r: rt::decode::required(m, "r")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static EXTERNAL_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -141,6 +160,18 @@ pub mod external {
         pub title: String,
         pub uri: rt::lex::Uri,
     }
+    impl rt::decode::FromValue for External {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                associated_refs: rt::decode::optional(m, "associatedRefs")?,
+                description: rt::decode::required(m, "description")?,
+                thumb: rt::decode::optional(m, "thumb")?,
+                title: rt::decode::required(m, "title")?,
+                uri: rt::decode::required(m, "uri")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static MAIN_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["external"],
@@ -159,6 +190,14 @@ pub mod external {
     pub struct Main {
         pub external: crate::app::bsky::embed::external::External,
     }
+    impl rt::decode::FromValue for Main {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                external: rt::decode::required(m, "external")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static VIEW_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["external"],
@@ -175,6 +214,14 @@ pub mod external {
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct View {
         pub external: crate::app::bsky::embed::external::ViewExternal,
+    }
+    impl rt::decode::FromValue for View {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                external: rt::decode::required(m, "external")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static VIEW_EXTERNAL_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -287,6 +334,24 @@ pub mod external {
         pub updated_at: Option<rt::lex::Datetime>,
         pub uri: rt::lex::Uri,
     }
+    impl rt::decode::FromValue for ViewExternal {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                associated_profiles: rt::decode::optional(m, "associatedProfiles")?,
+                associated_refs: rt::decode::optional(m, "associatedRefs")?,
+                created_at: rt::decode::optional(m, "createdAt")?,
+                description: rt::decode::required(m, "description")?,
+                labels: rt::decode::optional(m, "labels")?,
+                reading_time: rt::decode::optional(m, "readingTime")?,
+                source: rt::decode::optional(m, "source")?,
+                thumb: rt::decode::optional(m, "thumb")?,
+                title: rt::decode::required(m, "title")?,
+                updated_at: rt::decode::optional(m, "updatedAt")?,
+                uri: rt::decode::required(m, "uri")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static VIEW_EXTERNAL_SOURCE_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["uri", "title"],
@@ -329,6 +394,18 @@ pub mod external {
         pub title: String,
         /// URI of the source, if available. Example: the https:// URL of a site.standard.publication record.
         pub uri: rt::lex::Uri,
+    }
+    impl rt::decode::FromValue for ViewExternalSource {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                description: rt::decode::optional(m, "description")?,
+                icon: rt::decode::optional(m, "icon")?,
+                theme: rt::decode::optional(m, "theme")?,
+                title: rt::decode::required(m, "title")?,
+                uri: rt::decode::required(m, "uri")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static VIEW_EXTERNAL_SOURCE_THEME_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -377,6 +454,17 @@ pub mod external {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub foreground_rgb: Option<crate::app::bsky::embed::external::ColorRGB>,
     }
+    impl rt::decode::FromValue for ViewExternalSourceTheme {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                accent_foreground_rgb: rt::decode::optional(m, "accentForegroundRGB")?,
+                accent_rgb: rt::decode::optional(m, "accentRGB")?,
+                background_rgb: rt::decode::optional(m, "backgroundRGB")?,
+                foreground_rgb: rt::decode::optional(m, "foregroundRGB")?,
+            })
+        }
+    }
 }
 ///An assortment of media embedded in a Bluesky record (eg, a post).
 pub mod gallery {
@@ -412,6 +500,16 @@ pub mod gallery {
         #[serde(rename = "aspectRatio")]
         pub aspect_ratio: crate::app::bsky::embed::defs::AspectRatio,
         pub image: rt::lex::BlobRef,
+    }
+    impl rt::decode::FromValue for Image {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                alt: rt::decode::required(m, "alt")?,
+                aspect_ratio: rt::decode::required(m, "aspectRatio")?,
+                image: rt::decode::required(m, "image")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static MAIN_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -471,10 +569,29 @@ pub mod gallery {
             }
         }
     }
+    impl rt::decode::FromValue for MainItemsItem {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "app.bsky.embed.gallery#image" => {
+                    rt::decode::union_member(ty, value).map(Self::Image)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Main {
         /// The schema-level maxLength of 20 is a future-proof ceiling. Clients should currently enforce a soft limit of 10 items in authoring UIs.
         pub items: Vec<MainItemsItem>,
+    }
+    impl rt::decode::FromValue for Main {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                items: rt::decode::required(m, "items")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static VIEW_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -532,9 +649,28 @@ pub mod gallery {
             }
         }
     }
+    impl rt::decode::FromValue for ViewItemsItem {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "app.bsky.embed.gallery#viewImage" => {
+                    rt::decode::union_member(ty, value).map(Self::ViewImage)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct View {
         pub items: Vec<ViewItemsItem>,
+    }
+    impl rt::decode::FromValue for View {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                items: rt::decode::required(m, "items")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static VIEW_IMAGE_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -574,6 +710,17 @@ pub mod gallery {
         pub fullsize: rt::lex::Uri,
         /// Fully-qualified URL where a thumbnail of the image can be fetched. For example, CDN location provided by the App View.
         pub thumbnail: rt::lex::Uri,
+    }
+    impl rt::decode::FromValue for ViewImage {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                alt: rt::decode::required(m, "alt")?,
+                aspect_ratio: rt::decode::required(m, "aspectRatio")?,
+                fullsize: rt::decode::required(m, "fullsize")?,
+                thumbnail: rt::decode::required(m, "thumbnail")?,
+            })
+        }
     }
 }
 /// `app.bsky.embed.getEmbedExternalView`
@@ -615,6 +762,15 @@ pub mod get_embed_external_view {
         /// The canonical web URL the embed represents (typically the URL the user pasted into the composer). Used as the returned view's `uri`. May be used for validation in the future.
         pub url: rt::lex::Uri,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                uris: rt::decode::required(m, "uris")?,
+                url: rt::decode::required(m, "url")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(rename = "associatedRecords")]
@@ -627,6 +783,16 @@ pub mod get_embed_external_view {
         /// Hydrated view of the embed. Present only when the resolved records back the requested URL and supply enough information to populate the required `viewExternal` fields. Omitted alongside the rest of the response when no records resolved or validation failed.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub view: Option<crate::app::bsky::embed::external::View>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                associated_records: rt::decode::optional(m, "associatedRecords")?,
+                associated_refs: rt::decode::optional(m, "associatedRefs")?,
+                view: rt::decode::optional(m, "view")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -679,6 +845,16 @@ pub mod images {
         /// The raw image file. May be up to 2 MB, formerly limited to 1 MB.
         pub image: rt::lex::BlobRef,
     }
+    impl rt::decode::FromValue for Image {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                alt: rt::decode::required(m, "alt")?,
+                aspect_ratio: rt::decode::optional(m, "aspectRatio")?,
+                image: rt::decode::required(m, "image")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static MAIN_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["images"],
@@ -700,6 +876,14 @@ pub mod images {
     pub struct Main {
         pub images: Vec<crate::app::bsky::embed::images::Image>,
     }
+    impl rt::decode::FromValue for Main {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                images: rt::decode::required(m, "images")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static VIEW_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["images"],
@@ -720,6 +904,14 @@ pub mod images {
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct View {
         pub images: Vec<crate::app::bsky::embed::images::ViewImage>,
+    }
+    impl rt::decode::FromValue for View {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                images: rt::decode::required(m, "images")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static VIEW_IMAGE_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -761,6 +953,17 @@ pub mod images {
         /// Fully-qualified URL where a thumbnail of the image can be fetched. For example, CDN location provided by the App View.
         pub thumb: rt::lex::Uri,
     }
+    impl rt::decode::FromValue for ViewImage {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                alt: rt::decode::required(m, "alt")?,
+                aspect_ratio: rt::decode::optional(m, "aspectRatio")?,
+                fullsize: rt::decode::required(m, "fullsize")?,
+                thumb: rt::decode::required(m, "thumb")?,
+            })
+        }
+    }
 }
 ///A representation of a record embedded in a Bluesky record (eg, a post). For example, a quote-post, or sharing a feed generator record.
 pub mod record {
@@ -784,6 +987,14 @@ pub mod record {
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Main {
         pub record: crate::com::atproto::repo::strong_ref::Main,
+    }
+    impl rt::decode::FromValue for Main {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                record: rt::decode::required(m, "record")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static VIEW_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -953,9 +1164,49 @@ pub mod record {
             }
         }
     }
+    impl rt::decode::FromValue for ViewRecord2 {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "app.bsky.embed.record#viewRecord" => {
+                    rt::decode::union_member(ty, value).map(Self::ViewRecord)
+                }
+                "app.bsky.embed.record#viewNotFound" => {
+                    rt::decode::union_member(ty, value).map(Self::ViewNotFound)
+                }
+                "app.bsky.embed.record#viewBlocked" => {
+                    rt::decode::union_member(ty, value).map(Self::ViewBlocked)
+                }
+                "app.bsky.embed.record#viewDetached" => {
+                    rt::decode::union_member(ty, value).map(Self::ViewDetached)
+                }
+                "app.bsky.feed.defs#generatorView" => {
+                    rt::decode::union_member(ty, value).map(Self::GeneratorView)
+                }
+                "app.bsky.graph.defs#listView" => {
+                    rt::decode::union_member(ty, value).map(Self::ListView)
+                }
+                "app.bsky.labeler.defs#labelerView" => {
+                    rt::decode::union_member(ty, value).map(Self::LabelerView)
+                }
+                "app.bsky.graph.defs#starterPackViewBasic" => {
+                    rt::decode::union_member(ty, value).map(Self::StarterPackViewBasic)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct View {
         pub record: ViewRecord2,
+    }
+    impl rt::decode::FromValue for View {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                record: rt::decode::required(m, "record")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static VIEW_BLOCKED_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -989,6 +1240,16 @@ pub mod record {
         pub blocked: bool,
         pub uri: rt::lex::AtUri,
     }
+    impl rt::decode::FromValue for ViewBlocked {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                author: rt::decode::required(m, "author")?,
+                blocked: rt::decode::required(m, "blocked")?,
+                uri: rt::decode::required(m, "uri")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static VIEW_DETACHED_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["uri", "detached"],
@@ -1013,6 +1274,15 @@ pub mod record {
     pub struct ViewDetached {
         pub detached: bool,
         pub uri: rt::lex::AtUri,
+    }
+    impl rt::decode::FromValue for ViewDetached {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                detached: rt::decode::required(m, "detached")?,
+                uri: rt::decode::required(m, "uri")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static VIEW_NOT_FOUND_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -1039,6 +1309,15 @@ pub mod record {
         #[serde(rename = "notFound")]
         pub not_found: bool,
         pub uri: rt::lex::AtUri,
+    }
+    impl rt::decode::FromValue for ViewNotFound {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                not_found: rt::decode::required(m, "notFound")?,
+                uri: rt::decode::required(m, "uri")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static VIEW_RECORD_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -1211,6 +1490,32 @@ pub mod record {
             }
         }
     }
+    impl rt::decode::FromValue for ViewRecordEmbedsItem {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "app.bsky.embed.images#view" => {
+                    rt::decode::union_member(ty, value).map(Self::View)
+                }
+                "app.bsky.embed.video#view" => {
+                    rt::decode::union_member(ty, value).map(Self::VideoView)
+                }
+                "app.bsky.embed.gallery#view" => {
+                    rt::decode::union_member(ty, value).map(Self::GalleryView)
+                }
+                "app.bsky.embed.external#view" => {
+                    rt::decode::union_member(ty, value).map(Self::ExternalView)
+                }
+                "app.bsky.embed.record#view" => {
+                    rt::decode::union_member(ty, value).map(Self::RecordView)
+                }
+                "app.bsky.embed.recordWithMedia#view" => {
+                    rt::decode::union_member(ty, value).map(Self::RecordWithMediaView)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct ViewRecord {
         pub author: crate::app::bsky::actor::defs::ProfileViewBasic,
@@ -1236,6 +1541,24 @@ pub mod record {
         pub uri: rt::lex::AtUri,
         /// The record data itself.
         pub value: rt::lex::Value,
+    }
+    impl rt::decode::FromValue for ViewRecord {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                author: rt::decode::required(m, "author")?,
+                cid: rt::decode::required(m, "cid")?,
+                embeds: rt::decode::optional(m, "embeds")?,
+                indexed_at: rt::decode::required(m, "indexedAt")?,
+                labels: rt::decode::optional(m, "labels")?,
+                like_count: rt::decode::optional(m, "likeCount")?,
+                quote_count: rt::decode::optional(m, "quoteCount")?,
+                reply_count: rt::decode::optional(m, "replyCount")?,
+                repost_count: rt::decode::optional(m, "repostCount")?,
+                uri: rt::decode::required(m, "uri")?,
+                value: rt::decode::required(m, "value")?,
+            })
+        }
     }
 }
 ///A representation of a record embedded in a Bluesky record (eg, a post), alongside other compatible embeds. For example, a quote post and image, or a quote post and external URL card.
@@ -1332,10 +1655,39 @@ pub mod record_with_media {
             }
         }
     }
+    impl rt::decode::FromValue for MainMedia {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "app.bsky.embed.images" | "app.bsky.embed.images#main" => {
+                    rt::decode::union_member(ty, value).map(Self::Images)
+                }
+                "app.bsky.embed.video" | "app.bsky.embed.video#main" => {
+                    rt::decode::union_member(ty, value).map(Self::Video)
+                }
+                "app.bsky.embed.gallery" | "app.bsky.embed.gallery#main" => {
+                    rt::decode::union_member(ty, value).map(Self::Gallery)
+                }
+                "app.bsky.embed.external" | "app.bsky.embed.external#main" => {
+                    rt::decode::union_member(ty, value).map(Self::External)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Main {
         pub media: MainMedia,
         pub record: crate::app::bsky::embed::record::Main,
+    }
+    impl rt::decode::FromValue for Main {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                media: rt::decode::required(m, "media")?,
+                record: rt::decode::required(m, "record")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static VIEW_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -1434,10 +1786,39 @@ pub mod record_with_media {
             }
         }
     }
+    impl rt::decode::FromValue for ViewMedia {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "app.bsky.embed.images#view" => {
+                    rt::decode::union_member(ty, value).map(Self::View)
+                }
+                "app.bsky.embed.video#view" => {
+                    rt::decode::union_member(ty, value).map(Self::VideoView)
+                }
+                "app.bsky.embed.gallery#view" => {
+                    rt::decode::union_member(ty, value).map(Self::GalleryView)
+                }
+                "app.bsky.embed.external#view" => {
+                    rt::decode::union_member(ty, value).map(Self::ExternalView)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct View {
         pub media: ViewMedia,
         pub record: crate::app::bsky::embed::record::View,
+    }
+    impl rt::decode::FromValue for View {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                media: rt::decode::required(m, "media")?,
+                record: rt::decode::required(m, "record")?,
+            })
+        }
     }
 }
 ///A video embedded in a Bluesky record (eg, a post).
@@ -1471,6 +1852,15 @@ pub mod video {
     pub struct Caption {
         pub file: rt::lex::BlobRef,
         pub lang: rt::lex::Language,
+    }
+    impl rt::decode::FromValue for Caption {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                file: rt::decode::required(m, "file")?,
+                lang: rt::decode::required(m, "lang")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static MAIN_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -1536,6 +1926,11 @@ pub mod video {
             }
         }
     }
+    impl rt::decode::FromValue for MainPresentation {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<MainPresentation> for String {
         fn from(v: MainPresentation) -> String {
             match v {
@@ -1559,6 +1954,18 @@ pub mod video {
         pub presentation: Option<MainPresentation>,
         /// The mp4 video file. May be up to 300mb, formerly limited to 100mb.
         pub video: rt::lex::BlobRef,
+    }
+    impl rt::decode::FromValue for Main {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                alt: rt::decode::optional(m, "alt")?,
+                aspect_ratio: rt::decode::optional(m, "aspectRatio")?,
+                captions: rt::decode::optional(m, "captions")?,
+                presentation: rt::decode::optional(m, "presentation")?,
+                video: rt::decode::required(m, "video")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static VIEW_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -1628,6 +2035,11 @@ pub mod video {
             }
         }
     }
+    impl rt::decode::FromValue for ViewPresentation {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<ViewPresentation> for String {
         fn from(v: ViewPresentation) -> String {
             match v {
@@ -1650,5 +2062,18 @@ pub mod video {
         pub presentation: Option<ViewPresentation>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub thumbnail: Option<rt::lex::Uri>,
+    }
+    impl rt::decode::FromValue for View {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                alt: rt::decode::optional(m, "alt")?,
+                aspect_ratio: rt::decode::optional(m, "aspectRatio")?,
+                cid: rt::decode::required(m, "cid")?,
+                playlist: rt::decode::required(m, "playlist")?,
+                presentation: rt::decode::optional(m, "presentation")?,
+                thumbnail: rt::decode::optional(m, "thumbnail")?,
+            })
+        }
     }
 }

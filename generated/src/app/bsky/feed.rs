@@ -285,6 +285,15 @@ pub mod defs {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub viewer: Option<crate::app::bsky::actor::defs::ViewerState>,
     }
+    impl rt::decode::FromValue for BlockedAuthor {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                did: rt::decode::required(m, "did")?,
+                viewer: rt::decode::optional(m, "viewer")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static BLOCKED_POST_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["uri", "blocked", "author"],
@@ -316,6 +325,16 @@ pub mod defs {
         pub author: crate::app::bsky::feed::defs::BlockedAuthor,
         pub blocked: bool,
         pub uri: rt::lex::AtUri,
+    }
+    impl rt::decode::FromValue for BlockedPost {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                author: rt::decode::required(m, "author")?,
+                blocked: rt::decode::required(m, "blocked")?,
+                uri: rt::decode::required(m, "uri")?,
+            })
+        }
     }
     /// User clicked through to the author of the feed item
     pub const CLICKTHROUGH_AUTHOR: &str = "app.bsky.feed.defs#clickthroughAuthor";
@@ -444,6 +463,20 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for FeedViewPostReason {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "app.bsky.feed.defs#reasonRepost" => {
+                    rt::decode::union_member(ty, value).map(Self::ReasonRepost)
+                }
+                "app.bsky.feed.defs#reasonPin" => {
+                    rt::decode::union_member(ty, value).map(Self::ReasonPin)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct FeedViewPost {
         /// Context provided by feed generator that may be passed back alongside interactions.
@@ -459,6 +492,18 @@ pub mod defs {
         #[serde(rename = "reqId")]
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub req_id: Option<String>,
+    }
+    impl rt::decode::FromValue for FeedViewPost {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                feed_context: rt::decode::optional(m, "feedContext")?,
+                post: rt::decode::required(m, "post")?,
+                reason: rt::decode::optional(m, "reason")?,
+                reply: rt::decode::optional(m, "reply")?,
+                req_id: rt::decode::optional(m, "reqId")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static GENERATOR_VIEW_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -591,6 +636,11 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for GeneratorViewContentMode {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<GeneratorViewContentMode> for String {
         fn from(v: GeneratorViewContentMode) -> String {
             match v {
@@ -630,6 +680,27 @@ pub mod defs {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub viewer: Option<crate::app::bsky::feed::defs::GeneratorViewerState>,
     }
+    impl rt::decode::FromValue for GeneratorView {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                accepts_interactions: rt::decode::optional(m, "acceptsInteractions")?,
+                avatar: rt::decode::optional(m, "avatar")?,
+                cid: rt::decode::required(m, "cid")?,
+                content_mode: rt::decode::optional(m, "contentMode")?,
+                creator: rt::decode::required(m, "creator")?,
+                description: rt::decode::optional(m, "description")?,
+                description_facets: rt::decode::optional(m, "descriptionFacets")?,
+                did: rt::decode::required(m, "did")?,
+                display_name: rt::decode::required(m, "displayName")?,
+                indexed_at: rt::decode::required(m, "indexedAt")?,
+                labels: rt::decode::optional(m, "labels")?,
+                like_count: rt::decode::optional(m, "likeCount")?,
+                uri: rt::decode::required(m, "uri")?,
+                viewer: rt::decode::optional(m, "viewer")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static GENERATOR_VIEWER_STATE_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &[],
@@ -648,6 +719,14 @@ pub mod defs {
     pub struct GeneratorViewerState {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub like: Option<rt::lex::AtUri>,
+    }
+    impl rt::decode::FromValue for GeneratorViewerState {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                like: rt::decode::optional(m, "like")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static INTERACTION_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -748,6 +827,11 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for InteractionEvent {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<InteractionEvent> for String {
         fn from(v: InteractionEvent) -> String {
             match v {
@@ -770,6 +854,17 @@ pub mod defs {
         #[serde(rename = "reqId")]
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub req_id: Option<String>,
+    }
+    impl rt::decode::FromValue for Interaction {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                event: rt::decode::optional(m, "event")?,
+                feed_context: rt::decode::optional(m, "feedContext")?,
+                item: rt::decode::optional(m, "item")?,
+                req_id: rt::decode::optional(m, "reqId")?,
+            })
+        }
     }
     /// User liked the feed item
     pub const INTERACTION_LIKE: &str = "app.bsky.feed.defs#interactionLike";
@@ -831,6 +926,15 @@ pub mod defs {
         pub actors: Vec<crate::app::bsky::actor::defs::ProfileViewBasic>,
         pub count: i64,
     }
+    impl rt::decode::FromValue for KnownLikers {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                actors: rt::decode::required(m, "actors")?,
+                count: rt::decode::required(m, "count")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static NOT_FOUND_POST_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["uri", "notFound"],
@@ -856,6 +960,15 @@ pub mod defs {
         #[serde(rename = "notFound")]
         pub not_found: bool,
         pub uri: rt::lex::AtUri,
+    }
+    impl rt::decode::FromValue for NotFoundPost {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                not_found: rt::decode::required(m, "notFound")?,
+                uri: rt::decode::required(m, "uri")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static POST_VIEW_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -1041,6 +1154,32 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for PostViewEmbed {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "app.bsky.embed.images#view" => {
+                    rt::decode::union_member(ty, value).map(Self::View)
+                }
+                "app.bsky.embed.video#view" => {
+                    rt::decode::union_member(ty, value).map(Self::VideoView)
+                }
+                "app.bsky.embed.gallery#view" => {
+                    rt::decode::union_member(ty, value).map(Self::GalleryView)
+                }
+                "app.bsky.embed.external#view" => {
+                    rt::decode::union_member(ty, value).map(Self::ExternalView)
+                }
+                "app.bsky.embed.record#view" => {
+                    rt::decode::union_member(ty, value).map(Self::RecordView)
+                }
+                "app.bsky.embed.recordWithMedia#view" => {
+                    rt::decode::union_member(ty, value).map(Self::RecordWithMediaView)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct PostView {
         pub author: crate::app::bsky::actor::defs::ProfileViewBasic,
@@ -1076,6 +1215,28 @@ pub mod defs {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub viewer: Option<crate::app::bsky::feed::defs::ViewerState>,
     }
+    impl rt::decode::FromValue for PostView {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                author: rt::decode::required(m, "author")?,
+                bookmark_count: rt::decode::optional(m, "bookmarkCount")?,
+                cid: rt::decode::required(m, "cid")?,
+                debug: rt::decode::optional(m, "debug")?,
+                embed: rt::decode::optional(m, "embed")?,
+                indexed_at: rt::decode::required(m, "indexedAt")?,
+                labels: rt::decode::optional(m, "labels")?,
+                like_count: rt::decode::optional(m, "likeCount")?,
+                quote_count: rt::decode::optional(m, "quoteCount")?,
+                record: rt::decode::required(m, "record")?,
+                reply_count: rt::decode::optional(m, "replyCount")?,
+                repost_count: rt::decode::optional(m, "repostCount")?,
+                threadgate: rt::decode::optional(m, "threadgate")?,
+                uri: rt::decode::required(m, "uri")?,
+                viewer: rt::decode::optional(m, "viewer")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static REASON_PIN_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &[],
@@ -1084,6 +1245,12 @@ pub mod defs {
     });
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct ReasonPin {}
+    impl rt::decode::FromValue for ReasonPin {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::object(value)?;
+            Ok(Self {})
+        }
+    }
     /// Schema of this definition.
     pub static REASON_REPOST_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["by", "indexedAt"],
@@ -1127,6 +1294,17 @@ pub mod defs {
         pub indexed_at: rt::lex::Datetime,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub uri: Option<rt::lex::AtUri>,
+    }
+    impl rt::decode::FromValue for ReasonRepost {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                by: rt::decode::required(m, "by")?,
+                cid: rt::decode::optional(m, "cid")?,
+                indexed_at: rt::decode::required(m, "indexedAt")?,
+                uri: rt::decode::optional(m, "uri")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static REPLY_REF_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -1239,6 +1417,23 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for ReplyRefParent {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "app.bsky.feed.defs#postView" => {
+                    rt::decode::union_member(ty, value).map(Self::PostView)
+                }
+                "app.bsky.feed.defs#notFoundPost" => {
+                    rt::decode::union_member(ty, value).map(Self::NotFoundPost)
+                }
+                "app.bsky.feed.defs#blockedPost" => {
+                    rt::decode::union_member(ty, value).map(Self::BlockedPost)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum ReplyRefRoot {
@@ -1297,6 +1492,23 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for ReplyRefRoot {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "app.bsky.feed.defs#postView" => {
+                    rt::decode::union_member(ty, value).map(Self::PostView)
+                }
+                "app.bsky.feed.defs#notFoundPost" => {
+                    rt::decode::union_member(ty, value).map(Self::NotFoundPost)
+                }
+                "app.bsky.feed.defs#blockedPost" => {
+                    rt::decode::union_member(ty, value).map(Self::BlockedPost)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct ReplyRef {
         /// When parent is a reply to another post, this is the author of that post.
@@ -1305,6 +1517,16 @@ pub mod defs {
         pub grandparent_author: Option<crate::app::bsky::actor::defs::ProfileViewBasic>,
         pub parent: ReplyRefParent,
         pub root: ReplyRefRoot,
+    }
+    impl rt::decode::FromValue for ReplyRef {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                grandparent_author: rt::decode::optional(m, "grandparentAuthor")?,
+                parent: rt::decode::required(m, "parent")?,
+                root: rt::decode::required(m, "root")?,
+            })
+        }
     }
     /// Request that less content like the given feed item be shown in the feed
     pub const REQUEST_LESS: &str = "app.bsky.feed.defs#requestLess";
@@ -1402,6 +1624,20 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for SkeletonFeedPostReason {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "app.bsky.feed.defs#skeletonReasonRepost" => {
+                    rt::decode::union_member(ty, value).map(Self::SkeletonReasonRepost)
+                }
+                "app.bsky.feed.defs#skeletonReasonPin" => {
+                    rt::decode::union_member(ty, value).map(Self::SkeletonReasonPin)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct SkeletonFeedPost {
         /// Context that will be passed through to client and may be passed to feed generator back alongside interactions.
@@ -1412,6 +1648,16 @@ pub mod defs {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub reason: Option<SkeletonFeedPostReason>,
     }
+    impl rt::decode::FromValue for SkeletonFeedPost {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                feed_context: rt::decode::optional(m, "feedContext")?,
+                post: rt::decode::required(m, "post")?,
+                reason: rt::decode::optional(m, "reason")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static SKELETON_REASON_PIN_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &[],
@@ -1420,6 +1666,12 @@ pub mod defs {
     });
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct SkeletonReasonPin {}
+    impl rt::decode::FromValue for SkeletonReasonPin {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::object(value)?;
+            Ok(Self {})
+        }
+    }
     /// Schema of this definition.
     pub static SKELETON_REASON_REPOST_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["repost"],
@@ -1437,6 +1689,14 @@ pub mod defs {
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct SkeletonReasonRepost {
         pub repost: rt::lex::AtUri,
+    }
+    impl rt::decode::FromValue for SkeletonReasonRepost {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                repost: rt::decode::required(m, "repost")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static THREAD_CONTEXT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -1458,6 +1718,14 @@ pub mod defs {
         #[serde(rename = "rootAuthorLike")]
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub root_author_like: Option<rt::lex::AtUri>,
+    }
+    impl rt::decode::FromValue for ThreadContext {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                root_author_like: rt::decode::optional(m, "rootAuthorLike")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static THREAD_VIEW_POST_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -1579,6 +1847,23 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for ThreadViewPostParent {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "app.bsky.feed.defs#threadViewPost" => {
+                    rt::decode::union_member(ty, value).map(Self::ThreadViewPost)
+                }
+                "app.bsky.feed.defs#notFoundPost" => {
+                    rt::decode::union_member(ty, value).map(Self::NotFoundPost)
+                }
+                "app.bsky.feed.defs#blockedPost" => {
+                    rt::decode::union_member(ty, value).map(Self::BlockedPost)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum ThreadViewPostRepliesItem {
@@ -1638,6 +1923,23 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for ThreadViewPostRepliesItem {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "app.bsky.feed.defs#threadViewPost" => {
+                    rt::decode::union_member(ty, value).map(Self::ThreadViewPost)
+                }
+                "app.bsky.feed.defs#notFoundPost" => {
+                    rt::decode::union_member(ty, value).map(Self::NotFoundPost)
+                }
+                "app.bsky.feed.defs#blockedPost" => {
+                    rt::decode::union_member(ty, value).map(Self::BlockedPost)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct ThreadViewPost {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1648,6 +1950,17 @@ pub mod defs {
         #[serde(rename = "threadContext")]
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub thread_context: Option<crate::app::bsky::feed::defs::ThreadContext>,
+    }
+    impl rt::decode::FromValue for ThreadViewPost {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                parent: rt::decode::optional(m, "parent")?,
+                post: rt::decode::required(m, "post")?,
+                replies: rt::decode::optional(m, "replies")?,
+                thread_context: rt::decode::optional(m, "threadContext")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static THREADGATE_VIEW_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -1691,6 +2004,17 @@ pub mod defs {
         pub record: Option<rt::lex::Value>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub uri: Option<rt::lex::AtUri>,
+    }
+    impl rt::decode::FromValue for ThreadgateView {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cid: rt::decode::optional(m, "cid")?,
+                lists: rt::decode::optional(m, "lists")?,
+                record: rt::decode::optional(m, "record")?,
+                uri: rt::decode::optional(m, "uri")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static VIEWER_STATE_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -1774,6 +2098,21 @@ pub mod defs {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub thread_muted: Option<bool>,
     }
+    impl rt::decode::FromValue for ViewerState {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                bookmarked: rt::decode::optional(m, "bookmarked")?,
+                embedding_disabled: rt::decode::optional(m, "embeddingDisabled")?,
+                known_likers: rt::decode::optional(m, "knownLikers")?,
+                like: rt::decode::optional(m, "like")?,
+                pinned: rt::decode::optional(m, "pinned")?,
+                reply_disabled: rt::decode::optional(m, "replyDisabled")?,
+                repost: rt::decode::optional(m, "repost")?,
+                thread_muted: rt::decode::optional(m, "threadMuted")?,
+            })
+        }
+    }
 }
 /// `app.bsky.feed.describeFeedGenerator`
 pub mod describe_feed_generator {
@@ -1799,6 +2138,14 @@ pub mod describe_feed_generator {
     pub struct Feed {
         pub uri: rt::lex::AtUri,
     }
+    impl rt::decode::FromValue for Feed {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                uri: rt::decode::required(m, "uri")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static LINKS_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &[],
@@ -1823,17 +2170,41 @@ pub mod describe_feed_generator {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub terms_of_service: Option<String>,
     }
+    impl rt::decode::FromValue for Links {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                privacy_policy: rt::decode::optional(m, "privacyPolicy")?,
+                terms_of_service: rt::decode::optional(m, "termsOfService")?,
+            })
+        }
+    }
     /// Schema of the query parameters (none).
     pub static PARAMS_SCHEMA: rt::schema::ObjectSchema = rt::schema::ObjectSchema::EMPTY;
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub did: rt::lex::Did,
         pub feeds: Vec<crate::app::bsky::feed::describe_feed_generator::Feed>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub links: Option<crate::app::bsky::feed::describe_feed_generator::Links>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                did: rt::decode::required(m, "did")?,
+                feeds: rt::decode::required(m, "feeds")?,
+                links: rt::decode::optional(m, "links")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -1968,6 +2339,11 @@ pub mod generator {
             }
         }
     }
+    impl rt::decode::FromValue for RecordContentMode {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<RecordContentMode> for String {
         fn from(v: RecordContentMode) -> String {
             match v {
@@ -2011,6 +2387,17 @@ pub mod generator {
             }
         }
     }
+    impl rt::decode::FromValue for RecordLabels {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "com.atproto.label.defs#selfLabels" => {
+                    rt::decode::union_member(ty, value).map(Self::SelfLabels)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     /// Record declaring of the existence of a feed generator, and containing metadata about it. The record can exist in any repository.
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Record {
@@ -2036,6 +2423,22 @@ pub mod generator {
         /// Self-label values
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub labels: Option<RecordLabels>,
+    }
+    impl rt::decode::FromValue for Record {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                accepts_interactions: rt::decode::optional(m, "acceptsInteractions")?,
+                avatar: rt::decode::optional(m, "avatar")?,
+                content_mode: rt::decode::optional(m, "contentMode")?,
+                created_at: rt::decode::required(m, "createdAt")?,
+                description: rt::decode::optional(m, "description")?,
+                description_facets: rt::decode::optional(m, "descriptionFacets")?,
+                did: rt::decode::required(m, "did")?,
+                display_name: rt::decode::required(m, "displayName")?,
+                labels: rt::decode::optional(m, "labels")?,
+            })
+        }
     }
 }
 /// `app.bsky.feed.getActorFeeds`
@@ -2076,11 +2479,30 @@ pub mod get_actor_feeds {
         pub cursor: Option<String>,
         pub limit: i64,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                actor: rt::decode::required(m, "actor")?,
+                cursor: rt::decode::optional(m, "cursor")?,
+                limit: rt::decode::required(m, "limit")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<String>,
         pub feeds: Vec<crate::app::bsky::feed::defs::GeneratorView>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                feeds: rt::decode::required(m, "feeds")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -2134,11 +2556,30 @@ pub mod get_actor_likes {
         pub cursor: Option<String>,
         pub limit: i64,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                actor: rt::decode::required(m, "actor")?,
+                cursor: rt::decode::optional(m, "cursor")?,
+                limit: rt::decode::required(m, "limit")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<String>,
         pub feed: Vec<crate::app::bsky::feed::defs::FeedViewPost>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                feed: rt::decode::required(m, "feed")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -2266,6 +2707,11 @@ pub mod get_author_feed {
             }
         }
     }
+    impl rt::decode::FromValue for ParamsFilter {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<ParamsFilter> for String {
         fn from(v: ParamsFilter) -> String {
             match v {
@@ -2286,11 +2732,32 @@ pub mod get_author_feed {
         pub include_pins: bool,
         pub limit: i64,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                actor: rt::decode::required(m, "actor")?,
+                cursor: rt::decode::optional(m, "cursor")?,
+                filter: rt::decode::required(m, "filter")?,
+                include_pins: rt::decode::required(m, "includePins")?,
+                limit: rt::decode::required(m, "limit")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<String>,
         pub feed: Vec<crate::app::bsky::feed::defs::FeedViewPost>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                feed: rt::decode::required(m, "feed")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -2369,11 +2836,30 @@ pub mod get_feed {
         pub feed: rt::lex::AtUri,
         pub limit: i64,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                feed: rt::decode::required(m, "feed")?,
+                limit: rt::decode::required(m, "limit")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<String>,
         pub feed: Vec<crate::app::bsky::feed::defs::FeedViewPost>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                feed: rt::decode::required(m, "feed")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -2436,6 +2922,14 @@ pub mod get_feed_generator {
         /// AT-URI of the feed generator record.
         pub feed: rt::lex::AtUri,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                feed: rt::decode::required(m, "feed")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         /// Indicates whether the feed generator service has been online recently, or else seems to be inactive.
@@ -2445,6 +2939,16 @@ pub mod get_feed_generator {
         #[serde(rename = "isValid")]
         pub is_valid: bool,
         pub view: crate::app::bsky::feed::defs::GeneratorView,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                is_online: rt::decode::required(m, "isOnline")?,
+                is_valid: rt::decode::required(m, "isValid")?,
+                view: rt::decode::required(m, "view")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -2489,9 +2993,25 @@ pub mod get_feed_generators {
     pub struct Params {
         pub feeds: Vec<rt::lex::AtUri>,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                feeds: rt::decode::required(m, "feeds")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub feeds: Vec<crate::app::bsky::feed::defs::GeneratorView>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                feeds: rt::decode::required(m, "feeds")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -2546,6 +3066,16 @@ pub mod get_feed_skeleton {
         pub feed: rt::lex::AtUri,
         pub limit: i64,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                feed: rt::decode::required(m, "feed")?,
+                limit: rt::decode::required(m, "limit")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -2555,6 +3085,16 @@ pub mod get_feed_skeleton {
         #[serde(rename = "reqId")]
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub req_id: Option<String>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                feed: rt::decode::required(m, "feed")?,
+                req_id: rt::decode::optional(m, "reqId")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -2632,6 +3172,16 @@ pub mod get_likes {
         #[serde(rename = "indexedAt")]
         pub indexed_at: rt::lex::Datetime,
     }
+    impl rt::decode::FromValue for Like {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                actor: rt::decode::required(m, "actor")?,
+                created_at: rt::decode::required(m, "createdAt")?,
+                indexed_at: rt::decode::required(m, "indexedAt")?,
+            })
+        }
+    }
     /// Schema of the query parameters.
     pub static PARAMS_SCHEMA: rt::schema::ObjectSchema = rt::schema::ObjectSchema {
         required: &["uri"],
@@ -2675,6 +3225,17 @@ pub mod get_likes {
         /// AT-URI of the subject (eg, a post record).
         pub uri: rt::lex::AtUri,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cid: rt::decode::optional(m, "cid")?,
+                cursor: rt::decode::optional(m, "cursor")?,
+                limit: rt::decode::required(m, "limit")?,
+                uri: rt::decode::required(m, "uri")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -2683,6 +3244,17 @@ pub mod get_likes {
         pub cursor: Option<String>,
         pub likes: Vec<crate::app::bsky::feed::get_likes::Like>,
         pub uri: rt::lex::AtUri,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cid: rt::decode::optional(m, "cid")?,
+                cursor: rt::decode::optional(m, "cursor")?,
+                likes: rt::decode::required(m, "likes")?,
+                uri: rt::decode::required(m, "uri")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -2737,11 +3309,30 @@ pub mod get_list_feed {
         /// Reference (AT-URI) to the list record.
         pub list: rt::lex::AtUri,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                limit: rt::decode::required(m, "limit")?,
+                list: rt::decode::required(m, "list")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<String>,
         pub feed: Vec<crate::app::bsky::feed::defs::FeedViewPost>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                feed: rt::decode::required(m, "feed")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -2827,6 +3418,16 @@ pub mod get_post_thread {
         /// Reference (AT-URI) to post record.
         pub uri: rt::lex::AtUri,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                depth: rt::decode::required(m, "depth")?,
+                parent_height: rt::decode::required(m, "parentHeight")?,
+                uri: rt::decode::required(m, "uri")?,
+            })
+        }
+    }
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum OutputThread {
@@ -2886,11 +3487,37 @@ pub mod get_post_thread {
             }
         }
     }
+    impl rt::decode::FromValue for OutputThread {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "app.bsky.feed.defs#threadViewPost" => {
+                    rt::decode::union_member(ty, value).map(Self::ThreadViewPost)
+                }
+                "app.bsky.feed.defs#notFoundPost" => {
+                    rt::decode::union_member(ty, value).map(Self::NotFoundPost)
+                }
+                "app.bsky.feed.defs#blockedPost" => {
+                    rt::decode::union_member(ty, value).map(Self::BlockedPost)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub thread: OutputThread,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub threadgate: Option<crate::app::bsky::feed::defs::ThreadgateView>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                thread: rt::decode::required(m, "thread")?,
+                threadgate: rt::decode::optional(m, "threadgate")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -2957,9 +3584,25 @@ pub mod get_posts {
         /// List of post AT-URIs to return hydrated views for.
         pub uris: Vec<rt::lex::AtUri>,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                uris: rt::decode::required(m, "uris")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub posts: Vec<crate::app::bsky::feed::defs::PostView>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                posts: rt::decode::required(m, "posts")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -3024,6 +3667,17 @@ pub mod get_quotes {
         /// Reference (AT-URI) of post record
         pub uri: rt::lex::AtUri,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cid: rt::decode::optional(m, "cid")?,
+                cursor: rt::decode::optional(m, "cursor")?,
+                limit: rt::decode::required(m, "limit")?,
+                uri: rt::decode::required(m, "uri")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -3032,6 +3686,17 @@ pub mod get_quotes {
         pub cursor: Option<String>,
         pub posts: Vec<crate::app::bsky::feed::defs::PostView>,
         pub uri: rt::lex::AtUri,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cid: rt::decode::optional(m, "cid")?,
+                cursor: rt::decode::optional(m, "cursor")?,
+                posts: rt::decode::required(m, "posts")?,
+                uri: rt::decode::required(m, "uri")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -3096,6 +3761,17 @@ pub mod get_reposted_by {
         /// Reference (AT-URI) of post record
         pub uri: rt::lex::AtUri,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cid: rt::decode::optional(m, "cid")?,
+                cursor: rt::decode::optional(m, "cursor")?,
+                limit: rt::decode::required(m, "limit")?,
+                uri: rt::decode::required(m, "uri")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -3105,6 +3781,17 @@ pub mod get_reposted_by {
         #[serde(rename = "repostedBy")]
         pub reposted_by: Vec<crate::app::bsky::actor::defs::ProfileView>,
         pub uri: rt::lex::AtUri,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cid: rt::decode::optional(m, "cid")?,
+                cursor: rt::decode::optional(m, "cursor")?,
+                reposted_by: rt::decode::required(m, "repostedBy")?,
+                uri: rt::decode::required(m, "uri")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -3150,11 +3837,29 @@ pub mod get_suggested_feeds {
         pub cursor: Option<String>,
         pub limit: i64,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                limit: rt::decode::required(m, "limit")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<String>,
         pub feeds: Vec<crate::app::bsky::feed::defs::GeneratorView>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                feeds: rt::decode::required(m, "feeds")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -3204,11 +3909,30 @@ pub mod get_timeline {
         pub cursor: Option<String>,
         pub limit: i64,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                algorithm: rt::decode::optional(m, "algorithm")?,
+                cursor: rt::decode::optional(m, "cursor")?,
+                limit: rt::decode::required(m, "limit")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<String>,
         pub feed: Vec<crate::app::bsky::feed::defs::FeedViewPost>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                feed: rt::decode::required(m, "feed")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -3271,6 +3995,16 @@ pub mod like {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub via: Option<crate::com::atproto::repo::strong_ref::Main>,
     }
+    impl rt::decode::FromValue for Record {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                created_at: rt::decode::required(m, "createdAt")?,
+                subject: rt::decode::required(m, "subject")?,
+                via: rt::decode::optional(m, "via")?,
+            })
+        }
+    }
 }
 /// `app.bsky.feed.post`
 pub mod post {
@@ -3298,6 +4032,16 @@ pub mod post {
         /// Expected values are 'mention' and 'link'.
         pub r#type: String,
         pub value: String,
+    }
+    impl rt::decode::FromValue for Entity {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                index: rt::decode::required(m, "index")?,
+                r#type: rt::decode::required(m, "type")?,
+                value: rt::decode::required(m, "value")?,
+            })
+        }
     }
     /// The record key type of this collection.
     pub const RECORD_KEY: &str = "tid";
@@ -3493,6 +4237,33 @@ pub mod post {
             }
         }
     }
+    impl rt::decode::FromValue for RecordEmbed {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "app.bsky.embed.images" | "app.bsky.embed.images#main" => {
+                    rt::decode::union_member(ty, value).map(Self::Images)
+                }
+                "app.bsky.embed.video" | "app.bsky.embed.video#main" => {
+                    rt::decode::union_member(ty, value).map(Self::Video)
+                }
+                "app.bsky.embed.gallery" | "app.bsky.embed.gallery#main" => {
+                    rt::decode::union_member(ty, value).map(Self::Gallery)
+                }
+                "app.bsky.embed.external" | "app.bsky.embed.external#main" => {
+                    rt::decode::union_member(ty, value).map(Self::External)
+                }
+                "app.bsky.embed.record" | "app.bsky.embed.record#main" => {
+                    rt::decode::union_member(ty, value).map(Self::Record)
+                }
+                "app.bsky.embed.recordWithMedia"
+                | "app.bsky.embed.recordWithMedia#main" => {
+                    rt::decode::union_member(ty, value).map(Self::RecordWithMedia)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     /// Self-label values for this post. Effectively content warnings.
     ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
@@ -3528,6 +4299,17 @@ pub mod post {
             }
         }
     }
+    impl rt::decode::FromValue for RecordLabels {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "com.atproto.label.defs#selfLabels" => {
+                    rt::decode::union_member(ty, value).map(Self::SelfLabels)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     /// Record containing a Bluesky post.
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Record {
@@ -3556,6 +4338,22 @@ pub mod post {
         /// The primary post content. May be an empty string, if there are embeds.
         pub text: String,
     }
+    impl rt::decode::FromValue for Record {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                created_at: rt::decode::required(m, "createdAt")?,
+                embed: rt::decode::optional(m, "embed")?,
+                entities: rt::decode::optional(m, "entities")?,
+                facets: rt::decode::optional(m, "facets")?,
+                labels: rt::decode::optional(m, "labels")?,
+                langs: rt::decode::optional(m, "langs")?,
+                reply: rt::decode::optional(m, "reply")?,
+                tags: rt::decode::optional(m, "tags")?,
+                text: rt::decode::required(m, "text")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static REPLY_REF_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["root", "parent"],
@@ -3579,6 +4377,15 @@ pub mod post {
     pub struct ReplyRef {
         pub parent: crate::com::atproto::repo::strong_ref::Main,
         pub root: crate::com::atproto::repo::strong_ref::Main,
+    }
+    impl rt::decode::FromValue for ReplyRef {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                parent: rt::decode::required(m, "parent")?,
+                root: rt::decode::required(m, "root")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static TEXT_SLICE_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -3607,6 +4414,15 @@ pub mod post {
         pub end: i64,
         pub start: i64,
     }
+    impl rt::decode::FromValue for TextSlice {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                end: rt::decode::required(m, "end")?,
+                start: rt::decode::required(m, "start")?,
+            })
+        }
+    }
 }
 /// `app.bsky.feed.postgate`
 pub mod postgate {
@@ -3623,6 +4439,12 @@ pub mod postgate {
     /// Disables embedding of this post.
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct DisableRule {}
+    impl rt::decode::FromValue for DisableRule {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::object(value)?;
+            Ok(Self {})
+        }
+    }
     /// The record key type of this collection.
     pub const RECORD_KEY: &str = "tid";
     /// Schema of the record.
@@ -3710,6 +4532,17 @@ pub mod postgate {
             }
         }
     }
+    impl rt::decode::FromValue for RecordEmbeddingRulesItem {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "app.bsky.feed.postgate#disableRule" => {
+                    rt::decode::union_member(ty, value).map(Self::DisableRule)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     /// Record defining interaction rules for a post. The record key (rkey) of the postgate record must match the record key of the post, and that record must be in the same repository.
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Record {
@@ -3725,6 +4558,20 @@ pub mod postgate {
         pub embedding_rules: Option<Vec<RecordEmbeddingRulesItem>>,
         /// Reference (AT-URI) to the post record.
         pub post: rt::lex::AtUri,
+    }
+    impl rt::decode::FromValue for Record {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                created_at: rt::decode::required(m, "createdAt")?,
+                detached_embedding_uris: rt::decode::optional(
+                    m,
+                    "detachedEmbeddingUris",
+                )?,
+                embedding_rules: rt::decode::optional(m, "embeddingRules")?,
+                post: rt::decode::required(m, "post")?,
+            })
+        }
     }
 }
 /// `app.bsky.feed.repost`
@@ -3773,6 +4620,16 @@ pub mod repost {
         pub subject: crate::com::atproto::repo::strong_ref::Main,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub via: Option<crate::com::atproto::repo::strong_ref::Main>,
+    }
+    impl rt::decode::FromValue for Record {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                created_at: rt::decode::required(m, "createdAt")?,
+                subject: rt::decode::required(m, "subject")?,
+                via: rt::decode::optional(m, "via")?,
+            })
+        }
     }
 }
 /// `app.bsky.feed.searchPosts`
@@ -3881,6 +4738,11 @@ pub mod search_posts {
             }
         }
     }
+    impl rt::decode::FromValue for ParamsSort {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<ParamsSort> for String {
         fn from(v: ParamsSort) -> String {
             match v {
@@ -3925,6 +4787,25 @@ pub mod search_posts {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub url: Option<rt::lex::Uri>,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                author: rt::decode::optional(m, "author")?,
+                cursor: rt::decode::optional(m, "cursor")?,
+                domain: rt::decode::optional(m, "domain")?,
+                lang: rt::decode::optional(m, "lang")?,
+                limit: rt::decode::required(m, "limit")?,
+                mentions: rt::decode::optional(m, "mentions")?,
+                q: rt::decode::required(m, "q")?,
+                since: rt::decode::optional(m, "since")?,
+                sort: rt::decode::required(m, "sort")?,
+                tag: rt::decode::optional(m, "tag")?,
+                until: rt::decode::optional(m, "until")?,
+                url: rt::decode::optional(m, "url")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -3934,6 +4815,16 @@ pub mod search_posts {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub hits_total: Option<i64>,
         pub posts: Vec<crate::app::bsky::feed::defs::PostView>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                hits_total: rt::decode::optional(m, "hitsTotal")?,
+                posts: rt::decode::required(m, "posts")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -4245,6 +5136,11 @@ pub mod search_posts_v2 {
             }
         }
     }
+    impl rt::decode::FromValue for ParamsQueryLanguage {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<ParamsQueryLanguage> for String {
         fn from(v: ParamsQueryLanguage) -> String {
             match v {
@@ -4283,6 +5179,11 @@ pub mod search_posts_v2 {
                 "top" => Self::Top,
                 _ => Self::Other(s),
             }
+        }
+    }
+    impl rt::decode::FromValue for ParamsSort {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
         }
     }
     impl From<ParamsSort> for String {
@@ -4399,6 +5300,45 @@ pub mod search_posts_v2 {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub urls: Option<Vec<rt::lex::Uri>>,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                all_time: rt::decode::optional(m, "allTime")?,
+                authors: rt::decode::optional(m, "authors")?,
+                cursor: rt::decode::optional(m, "cursor")?,
+                domains: rt::decode::optional(m, "domains")?,
+                embedded_at_uris: rt::decode::optional(m, "embeddedAtUris")?,
+                exclude_authors: rt::decode::optional(m, "excludeAuthors")?,
+                exclude_domains: rt::decode::optional(m, "excludeDomains")?,
+                exclude_embedded_at_uris: rt::decode::optional(
+                    m,
+                    "excludeEmbeddedAtUris",
+                )?,
+                exclude_hashtags: rt::decode::optional(m, "excludeHashtags")?,
+                exclude_languages: rt::decode::optional(m, "excludeLanguages")?,
+                exclude_mentions: rt::decode::optional(m, "excludeMentions")?,
+                exclude_replies: rt::decode::optional(m, "excludeReplies")?,
+                exclude_urls: rt::decode::optional(m, "excludeUrls")?,
+                following: rt::decode::optional(m, "following")?,
+                has_media: rt::decode::optional(m, "hasMedia")?,
+                has_video: rt::decode::optional(m, "hasVideo")?,
+                hashtags: rt::decode::optional(m, "hashtags")?,
+                languages: rt::decode::optional(m, "languages")?,
+                limit: rt::decode::required(m, "limit")?,
+                mentions: rt::decode::optional(m, "mentions")?,
+                query: rt::decode::optional(m, "query")?,
+                query_language: rt::decode::optional(m, "queryLanguage")?,
+                replies_only: rt::decode::optional(m, "repliesOnly")?,
+                reply_parent_uri: rt::decode::optional(m, "replyParentUri")?,
+                since: rt::decode::optional(m, "since")?,
+                sort: rt::decode::optional(m, "sort")?,
+                thread_root_uri: rt::decode::optional(m, "threadRootUri")?,
+                until: rt::decode::optional(m, "until")?,
+                urls: rt::decode::optional(m, "urls")?,
+            })
+        }
+    }
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -4441,6 +5381,11 @@ pub mod search_posts_v2 {
             }
         }
     }
+    impl rt::decode::FromValue for OutputDetectedQueryLanguagesItem {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<OutputDetectedQueryLanguagesItem> for String {
         fn from(v: OutputDetectedQueryLanguagesItem) -> String {
             match v {
@@ -4464,6 +5409,20 @@ pub mod search_posts_v2 {
         pub hits_total: Option<i64>,
         /// Hydrated views of matching posts.
         pub posts: Vec<crate::app::bsky::feed::defs::PostView>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                detected_query_languages: rt::decode::optional(
+                    m,
+                    "detectedQueryLanguages",
+                )?,
+                hits_total: rt::decode::optional(m, "hitsTotal")?,
+                posts: rt::decode::required(m, "posts")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -4511,6 +5470,11 @@ pub mod send_interactions {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["interactions"],
@@ -4541,8 +5505,23 @@ pub mod send_interactions {
         pub feed: Option<rt::lex::AtUri>,
         pub interactions: Vec<crate::app::bsky::feed::defs::Interaction>,
     }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                feed: rt::decode::optional(m, "feed")?,
+                interactions: rt::decode::required(m, "interactions")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {}
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::object(value)?;
+            Ok(Self {})
+        }
+    }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
@@ -4575,6 +5554,12 @@ pub mod threadgate {
     /// Allow replies from actors who follow you.
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct FollowerRule {}
+    impl rt::decode::FromValue for FollowerRule {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::object(value)?;
+            Ok(Self {})
+        }
+    }
     /// Schema of this definition.
     pub static FOLLOWING_RULE_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &[],
@@ -4584,6 +5569,12 @@ pub mod threadgate {
     /// Allow replies from actors you follow.
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct FollowingRule {}
+    impl rt::decode::FromValue for FollowingRule {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::object(value)?;
+            Ok(Self {})
+        }
+    }
     /// Schema of this definition.
     pub static LIST_RULE_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["list"],
@@ -4602,6 +5593,14 @@ pub mod threadgate {
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct ListRule {
         pub list: rt::lex::AtUri,
+    }
+    impl rt::decode::FromValue for ListRule {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                list: rt::decode::required(m, "list")?,
+            })
+        }
     }
     /// The record key type of this collection.
     pub const RECORD_KEY: &str = "tid";
@@ -4740,6 +5739,26 @@ pub mod threadgate {
             }
         }
     }
+    impl rt::decode::FromValue for RecordAllowItem {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "app.bsky.feed.threadgate#mentionRule" => {
+                    rt::decode::union_member(ty, value).map(Self::MentionRule)
+                }
+                "app.bsky.feed.threadgate#followerRule" => {
+                    rt::decode::union_member(ty, value).map(Self::FollowerRule)
+                }
+                "app.bsky.feed.threadgate#followingRule" => {
+                    rt::decode::union_member(ty, value).map(Self::FollowingRule)
+                }
+                "app.bsky.feed.threadgate#listRule" => {
+                    rt::decode::union_member(ty, value).map(Self::ListRule)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     /// Record defining interaction gating rules for a thread (aka, reply controls). The record key (rkey) of the threadgate record must match the record key of the thread's root post, and that record must be in the same repository.
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Record {
@@ -4755,6 +5774,17 @@ pub mod threadgate {
         /// Reference (AT-URI) to the post record.
         pub post: rt::lex::AtUri,
     }
+    impl rt::decode::FromValue for Record {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                allow: rt::decode::optional(m, "allow")?,
+                created_at: rt::decode::required(m, "createdAt")?,
+                hidden_replies: rt::decode::optional(m, "hiddenReplies")?,
+                post: rt::decode::required(m, "post")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static MENTION_RULE_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &[],
@@ -4764,4 +5794,10 @@ pub mod threadgate {
     /// Allow replies from actors mentioned in your post.
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct MentionRule {}
+    impl rt::decode::FromValue for MentionRule {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::object(value)?;
+            Ok(Self {})
+        }
+    }
 }

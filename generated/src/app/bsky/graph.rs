@@ -364,6 +364,15 @@ pub mod block {
         /// DID of the account to be blocked.
         pub subject: rt::lex::Did,
     }
+    impl rt::decode::FromValue for Record {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                created_at: rt::decode::required(m, "createdAt")?,
+                subject: rt::decode::required(m, "subject")?,
+            })
+        }
+    }
 }
 /// `app.bsky.graph.defs`
 pub mod defs {
@@ -412,6 +421,16 @@ pub mod defs {
         pub subject_opted_out: Option<bool>,
         pub uri: rt::lex::AtUri,
     }
+    impl rt::decode::FromValue for ListItemView {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                subject: rt::decode::required(m, "subject")?,
+                subject_opted_out: rt::decode::optional(m, "subjectOptedOut")?,
+                uri: rt::decode::required(m, "uri")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static LIST_PURPOSE_SCHEMA: rt::schema::Schema = rt::schema::Schema::String(
         rt::schema::StringSchema::NONE,
@@ -448,6 +467,11 @@ pub mod defs {
                 "app.bsky.graph.defs#referencelist" => Self::Referencelist,
                 _ => Self::Other(s),
             }
+        }
+    }
+    impl rt::decode::FromValue for ListPurpose {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
         }
     }
     impl From<ListPurpose> for String {
@@ -578,6 +602,25 @@ pub mod defs {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub viewer: Option<crate::app::bsky::graph::defs::ListViewerState>,
     }
+    impl rt::decode::FromValue for ListView {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                avatar: rt::decode::optional(m, "avatar")?,
+                cid: rt::decode::required(m, "cid")?,
+                creator: rt::decode::required(m, "creator")?,
+                description: rt::decode::optional(m, "description")?,
+                description_facets: rt::decode::optional(m, "descriptionFacets")?,
+                indexed_at: rt::decode::required(m, "indexedAt")?,
+                labels: rt::decode::optional(m, "labels")?,
+                list_item_count: rt::decode::optional(m, "listItemCount")?,
+                name: rt::decode::required(m, "name")?,
+                purpose: rt::decode::required(m, "purpose")?,
+                uri: rt::decode::required(m, "uri")?,
+                viewer: rt::decode::optional(m, "viewer")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static LIST_VIEW_BASIC_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["uri", "cid", "name", "purpose"],
@@ -669,6 +712,22 @@ pub mod defs {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub viewer: Option<crate::app::bsky::graph::defs::ListViewerState>,
     }
+    impl rt::decode::FromValue for ListViewBasic {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                avatar: rt::decode::optional(m, "avatar")?,
+                cid: rt::decode::required(m, "cid")?,
+                indexed_at: rt::decode::optional(m, "indexedAt")?,
+                labels: rt::decode::optional(m, "labels")?,
+                list_item_count: rt::decode::optional(m, "listItemCount")?,
+                name: rt::decode::required(m, "name")?,
+                purpose: rt::decode::required(m, "purpose")?,
+                uri: rt::decode::required(m, "uri")?,
+                viewer: rt::decode::optional(m, "viewer")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static LIST_VIEWER_STATE_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &[],
@@ -707,6 +766,16 @@ pub mod defs {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub reference_list_opt_out: Option<rt::lex::AtUri>,
     }
+    impl rt::decode::FromValue for ListViewerState {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                blocked: rt::decode::optional(m, "blocked")?,
+                muted: rt::decode::optional(m, "muted")?,
+                reference_list_opt_out: rt::decode::optional(m, "referenceListOptOut")?,
+            })
+        }
+    }
     /// A list of actors to apply an aggregate moderation action (mute/block) on.
     pub const MODLIST: &str = "app.bsky.graph.defs#modlist";
     /// Schema of this token.
@@ -739,6 +808,15 @@ pub mod defs {
         pub actor: rt::lex::AtIdentifier,
         #[serde(rename = "notFound")]
         pub not_found: bool,
+    }
+    impl rt::decode::FromValue for NotFoundActor {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                actor: rt::decode::required(m, "actor")?,
+                not_found: rt::decode::required(m, "notFound")?,
+            })
+        }
     }
     /// A list of actors used for only for reference purposes such as within a starter pack.
     pub const REFERENCELIST: &str = "app.bsky.graph.defs#referencelist";
@@ -828,6 +906,20 @@ pub mod defs {
         /// if the actor follows this DID, this is the AT-URI of the follow record
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub following: Option<rt::lex::AtUri>,
+    }
+    impl rt::decode::FromValue for Relationship {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                blocked_by: rt::decode::optional(m, "blockedBy")?,
+                blocked_by_list: rt::decode::optional(m, "blockedByList")?,
+                blocking: rt::decode::optional(m, "blocking")?,
+                blocking_by_list: rt::decode::optional(m, "blockingByList")?,
+                did: rt::decode::required(m, "did")?,
+                followed_by: rt::decode::optional(m, "followedBy")?,
+                following: rt::decode::optional(m, "following")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static STARTER_PACK_VIEW_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -938,6 +1030,24 @@ pub mod defs {
         pub record: rt::lex::Value,
         pub uri: rt::lex::AtUri,
     }
+    impl rt::decode::FromValue for StarterPackView {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cid: rt::decode::required(m, "cid")?,
+                creator: rt::decode::required(m, "creator")?,
+                feeds: rt::decode::optional(m, "feeds")?,
+                indexed_at: rt::decode::required(m, "indexedAt")?,
+                joined_all_time_count: rt::decode::optional(m, "joinedAllTimeCount")?,
+                joined_week_count: rt::decode::optional(m, "joinedWeekCount")?,
+                labels: rt::decode::optional(m, "labels")?,
+                list: rt::decode::optional(m, "list")?,
+                list_items_sample: rt::decode::optional(m, "listItemsSample")?,
+                record: rt::decode::required(m, "record")?,
+                uri: rt::decode::required(m, "uri")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static STARTER_PACK_VIEW_BASIC_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["uri", "cid", "record", "creator", "indexedAt"],
@@ -1024,6 +1134,22 @@ pub mod defs {
         pub record: rt::lex::Value,
         pub uri: rt::lex::AtUri,
     }
+    impl rt::decode::FromValue for StarterPackViewBasic {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cid: rt::decode::required(m, "cid")?,
+                creator: rt::decode::required(m, "creator")?,
+                indexed_at: rt::decode::required(m, "indexedAt")?,
+                joined_all_time_count: rt::decode::optional(m, "joinedAllTimeCount")?,
+                joined_week_count: rt::decode::optional(m, "joinedWeekCount")?,
+                labels: rt::decode::optional(m, "labels")?,
+                list_item_count: rt::decode::optional(m, "listItemCount")?,
+                record: rt::decode::required(m, "record")?,
+                uri: rt::decode::required(m, "uri")?,
+            })
+        }
+    }
 }
 /// `app.bsky.graph.follow`
 pub mod follow {
@@ -1073,6 +1199,16 @@ pub mod follow {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub via: Option<crate::com::atproto::repo::strong_ref::Main>,
     }
+    impl rt::decode::FromValue for Record {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                created_at: rt::decode::required(m, "createdAt")?,
+                subject: rt::decode::required(m, "subject")?,
+                via: rt::decode::optional(m, "via")?,
+            })
+        }
+    }
 }
 /// `app.bsky.graph.getActorStarterPacks`
 pub mod get_actor_starter_packs {
@@ -1112,12 +1248,31 @@ pub mod get_actor_starter_packs {
         pub cursor: Option<String>,
         pub limit: i64,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                actor: rt::decode::required(m, "actor")?,
+                cursor: rt::decode::optional(m, "cursor")?,
+                limit: rt::decode::required(m, "limit")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<String>,
         #[serde(rename = "starterPacks")]
         pub starter_packs: Vec<crate::app::bsky::graph::defs::StarterPackViewBasic>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                starter_packs: rt::decode::required(m, "starterPacks")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -1163,11 +1318,29 @@ pub mod get_blocks {
         pub cursor: Option<String>,
         pub limit: i64,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                limit: rt::decode::required(m, "limit")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub blocks: Vec<crate::app::bsky::actor::defs::ProfileView>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<String>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                blocks: rt::decode::required(m, "blocks")?,
+                cursor: rt::decode::optional(m, "cursor")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -1244,6 +1417,11 @@ pub mod get_followers {
             }
         }
     }
+    impl rt::decode::FromValue for ParamsSort {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<ParamsSort> for String {
         fn from(v: ParamsSort) -> String {
             match v {
@@ -1262,12 +1440,33 @@ pub mod get_followers {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub sort: Option<ParamsSort>,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                actor: rt::decode::required(m, "actor")?,
+                cursor: rt::decode::optional(m, "cursor")?,
+                limit: rt::decode::required(m, "limit")?,
+                sort: rt::decode::optional(m, "sort")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<String>,
         pub followers: Vec<crate::app::bsky::actor::defs::ProfileView>,
         pub subject: crate::app::bsky::actor::defs::ProfileView,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                followers: rt::decode::required(m, "followers")?,
+                subject: rt::decode::required(m, "subject")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -1344,6 +1543,11 @@ pub mod get_follows {
             }
         }
     }
+    impl rt::decode::FromValue for ParamsSort {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<ParamsSort> for String {
         fn from(v: ParamsSort) -> String {
             match v {
@@ -1362,12 +1566,33 @@ pub mod get_follows {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub sort: Option<ParamsSort>,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                actor: rt::decode::required(m, "actor")?,
+                cursor: rt::decode::optional(m, "cursor")?,
+                limit: rt::decode::required(m, "limit")?,
+                sort: rt::decode::optional(m, "sort")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<String>,
         pub follows: Vec<crate::app::bsky::actor::defs::ProfileView>,
         pub subject: crate::app::bsky::actor::defs::ProfileView,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                follows: rt::decode::required(m, "follows")?,
+                subject: rt::decode::required(m, "subject")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -1421,12 +1646,32 @@ pub mod get_known_followers {
         pub cursor: Option<String>,
         pub limit: i64,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                actor: rt::decode::required(m, "actor")?,
+                cursor: rt::decode::optional(m, "cursor")?,
+                limit: rt::decode::required(m, "limit")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<String>,
         pub followers: Vec<crate::app::bsky::actor::defs::ProfileView>,
         pub subject: crate::app::bsky::actor::defs::ProfileView,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                followers: rt::decode::required(m, "followers")?,
+                subject: rt::decode::required(m, "subject")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -1481,12 +1726,32 @@ pub mod get_list {
         /// Reference (AT-URI) of the list record to hydrate.
         pub list: rt::lex::AtUri,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                limit: rt::decode::required(m, "limit")?,
+                list: rt::decode::required(m, "list")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<String>,
         pub items: Vec<crate::app::bsky::graph::defs::ListItemView>,
         pub list: crate::app::bsky::graph::defs::ListView,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                items: rt::decode::required(m, "items")?,
+                list: rt::decode::required(m, "list")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -1532,11 +1797,29 @@ pub mod get_list_blocks {
         pub cursor: Option<String>,
         pub limit: i64,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                limit: rt::decode::required(m, "limit")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<String>,
         pub lists: Vec<crate::app::bsky::graph::defs::ListView>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                lists: rt::decode::required(m, "lists")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -1582,11 +1865,29 @@ pub mod get_list_mutes {
         pub cursor: Option<String>,
         pub limit: i64,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                limit: rt::decode::required(m, "limit")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<String>,
         pub lists: Vec<crate::app::bsky::graph::defs::ListView>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                lists: rt::decode::required(m, "lists")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -1670,6 +1971,11 @@ pub mod get_lists {
             }
         }
     }
+    impl rt::decode::FromValue for ParamsPurposesItem {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<ParamsPurposesItem> for String {
         fn from(v: ParamsPurposesItem) -> String {
             match v {
@@ -1690,11 +1996,31 @@ pub mod get_lists {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub purposes: Option<Vec<ParamsPurposesItem>>,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                actor: rt::decode::required(m, "actor")?,
+                cursor: rt::decode::optional(m, "cursor")?,
+                limit: rt::decode::required(m, "limit")?,
+                purposes: rt::decode::optional(m, "purposes")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<String>,
         pub lists: Vec<crate::app::bsky::graph::defs::ListView>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                lists: rt::decode::required(m, "lists")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -1740,6 +2066,15 @@ pub mod get_lists_with_membership {
         #[serde(rename = "listItem")]
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub list_item: Option<crate::app::bsky::graph::defs::ListItemView>,
+    }
+    impl rt::decode::FromValue for ListWithMembership {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                list: rt::decode::required(m, "list")?,
+                list_item: rt::decode::optional(m, "listItem")?,
+            })
+        }
     }
     /// Schema of the query parameters.
     pub static PARAMS_SCHEMA: rt::schema::ObjectSchema = rt::schema::ObjectSchema {
@@ -1803,6 +2138,11 @@ pub mod get_lists_with_membership {
             }
         }
     }
+    impl rt::decode::FromValue for ParamsPurposesItem {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<ParamsPurposesItem> for String {
         fn from(v: ParamsPurposesItem) -> String {
             match v {
@@ -1823,6 +2163,17 @@ pub mod get_lists_with_membership {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub purposes: Option<Vec<ParamsPurposesItem>>,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                actor: rt::decode::required(m, "actor")?,
+                cursor: rt::decode::optional(m, "cursor")?,
+                limit: rt::decode::required(m, "limit")?,
+                purposes: rt::decode::optional(m, "purposes")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1831,6 +2182,15 @@ pub mod get_lists_with_membership {
         pub lists_with_membership: Vec<
             crate::app::bsky::graph::get_lists_with_membership::ListWithMembership,
         >,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                lists_with_membership: rt::decode::required(m, "listsWithMembership")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -1876,11 +2236,29 @@ pub mod get_mutes {
         pub cursor: Option<String>,
         pub limit: i64,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                limit: rt::decode::required(m, "limit")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<String>,
         pub mutes: Vec<crate::app::bsky::actor::defs::ProfileView>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                mutes: rt::decode::required(m, "mutes")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -1936,6 +2314,15 @@ pub mod get_relationships {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub others: Option<Vec<rt::lex::AtIdentifier>>,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                actor: rt::decode::required(m, "actor")?,
+                others: rt::decode::optional(m, "others")?,
+            })
+        }
+    }
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum OutputRelationshipsItem {
@@ -1983,11 +2370,34 @@ pub mod get_relationships {
             }
         }
     }
+    impl rt::decode::FromValue for OutputRelationshipsItem {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "app.bsky.graph.defs#relationship" => {
+                    rt::decode::union_member(ty, value).map(Self::Relationship)
+                }
+                "app.bsky.graph.defs#notFoundActor" => {
+                    rt::decode::union_member(ty, value).map(Self::NotFoundActor)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub actor: Option<rt::lex::Did>,
         pub relationships: Vec<OutputRelationshipsItem>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                actor: rt::decode::optional(m, "actor")?,
+                relationships: rt::decode::required(m, "relationships")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -2052,10 +2462,26 @@ pub mod get_starter_pack {
         #[serde(rename = "starterPack")]
         pub starter_pack: rt::lex::AtUri,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                starter_pack: rt::decode::required(m, "starterPack")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(rename = "starterPack")]
         pub starter_pack: crate::app::bsky::graph::defs::StarterPackView,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                starter_pack: rt::decode::required(m, "starterPack")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -2100,10 +2526,26 @@ pub mod get_starter_packs {
     pub struct Params {
         pub uris: Vec<rt::lex::AtUri>,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                uris: rt::decode::required(m, "uris")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(rename = "starterPacks")]
         pub starter_packs: Vec<crate::app::bsky::graph::defs::StarterPackViewBasic>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                starter_packs: rt::decode::required(m, "starterPacks")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -2158,6 +2600,16 @@ pub mod get_starter_packs_with_membership {
         pub cursor: Option<String>,
         pub limit: i64,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                actor: rt::decode::required(m, "actor")?,
+                cursor: rt::decode::optional(m, "cursor")?,
+                limit: rt::decode::required(m, "limit")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -2166,6 +2618,18 @@ pub mod get_starter_packs_with_membership {
         pub starter_packs_with_membership: Vec<
             crate::app::bsky::graph::get_starter_packs_with_membership::StarterPackWithMembership,
         >,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                starter_packs_with_membership: rt::decode::required(
+                    m,
+                    "starterPacksWithMembership",
+                )?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -2208,6 +2672,15 @@ pub mod get_starter_packs_with_membership {
         #[serde(rename = "starterPack")]
         pub starter_pack: crate::app::bsky::graph::defs::StarterPackView,
     }
+    impl rt::decode::FromValue for StarterPackWithMembership {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                list_item: rt::decode::optional(m, "listItem")?,
+                starter_pack: rt::decode::required(m, "starterPack")?,
+            })
+        }
+    }
 }
 /// `app.bsky.graph.getSuggestedFollowsByActor`
 pub mod get_suggested_follows_by_actor {
@@ -2234,6 +2707,14 @@ pub mod get_suggested_follows_by_actor {
     pub struct Params {
         pub actor: rt::lex::AtIdentifier,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                actor: rt::decode::required(m, "actor")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         /// DEPRECATED, unused. Previously: if true, response has fallen-back to generic results, and is not scoped using relativeToDid
@@ -2249,6 +2730,17 @@ pub mod get_suggested_follows_by_actor {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub rec_id_str: Option<String>,
         pub suggestions: Vec<crate::app::bsky::actor::defs::ProfileView>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                is_fallback: rt::decode::optional(m, "isFallback")?,
+                rec_id: rt::decode::optional(m, "recId")?,
+                rec_id_str: rt::decode::optional(m, "recIdStr")?,
+                suggestions: rt::decode::required(m, "suggestions")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -2374,6 +2866,17 @@ pub mod list {
             }
         }
     }
+    impl rt::decode::FromValue for RecordLabels {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "com.atproto.label.defs#selfLabels" => {
+                    rt::decode::union_member(ty, value).map(Self::SelfLabels)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     /// Record representing a list of accounts (actors). Scope includes both moderation-oriented lists and curration-oriented lists.
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Record {
@@ -2392,6 +2895,20 @@ pub mod list {
         pub name: String,
         /// Defines the purpose of the list (aka, moderation-oriented or curration-oriented)
         pub purpose: crate::app::bsky::graph::defs::ListPurpose,
+    }
+    impl rt::decode::FromValue for Record {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                avatar: rt::decode::optional(m, "avatar")?,
+                created_at: rt::decode::required(m, "createdAt")?,
+                description: rt::decode::optional(m, "description")?,
+                description_facets: rt::decode::optional(m, "descriptionFacets")?,
+                labels: rt::decode::optional(m, "labels")?,
+                name: rt::decode::required(m, "name")?,
+                purpose: rt::decode::required(m, "purpose")?,
+            })
+        }
     }
 }
 /// `app.bsky.graph.listblock`
@@ -2434,6 +2951,15 @@ pub mod listblock {
         pub created_at: rt::lex::Datetime,
         /// Reference (AT-URI) to the mod list record.
         pub subject: rt::lex::AtUri,
+    }
+    impl rt::decode::FromValue for Record {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                created_at: rt::decode::required(m, "createdAt")?,
+                subject: rt::decode::required(m, "subject")?,
+            })
+        }
     }
 }
 /// `app.bsky.graph.listitem`
@@ -2486,6 +3012,16 @@ pub mod listitem {
         /// The account which is included on the list.
         pub subject: rt::lex::Did,
     }
+    impl rt::decode::FromValue for Record {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                created_at: rt::decode::required(m, "createdAt")?,
+                list: rt::decode::required(m, "list")?,
+                subject: rt::decode::required(m, "subject")?,
+            })
+        }
+    }
 }
 /// `app.bsky.graph.muteActor`
 pub mod mute_actor {
@@ -2498,6 +3034,11 @@ pub mod mute_actor {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["actor"],
@@ -2536,6 +3077,16 @@ pub mod mute_actor {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub only_reposts: Option<bool>,
     }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                actor: rt::decode::required(m, "actor")?,
+                only_quoteposts: rt::decode::optional(m, "onlyQuoteposts")?,
+                only_reposts: rt::decode::optional(m, "onlyReposts")?,
+            })
+        }
+    }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
@@ -2561,6 +3112,11 @@ pub mod mute_actor_list {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["list"],
@@ -2578,6 +3134,14 @@ pub mod mute_actor_list {
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Input {
         pub list: rt::lex::AtUri,
+    }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                list: rt::decode::required(m, "list")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -2604,6 +3168,11 @@ pub mod mute_thread {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["root"],
@@ -2621,6 +3190,14 @@ pub mod mute_thread {
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Input {
         pub root: rt::lex::AtUri,
+    }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                root: rt::decode::required(m, "root")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -2677,6 +3254,15 @@ pub mod referencelistoptout {
         /// Canonical, DID-based AT URI of the app.bsky.graph.list record from which the author requests omission.
         pub subject: rt::lex::AtUri,
     }
+    impl rt::decode::FromValue for Record {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                created_at: rt::decode::required(m, "createdAt")?,
+                subject: rt::decode::required(m, "subject")?,
+            })
+        }
+    }
 }
 /// `app.bsky.graph.searchStarterPacks`
 pub mod search_starter_packs {
@@ -2711,12 +3297,31 @@ pub mod search_starter_packs {
         /// Search query string. Syntax, phrase, boolean, and faceting is unspecified, but Lucene query syntax is recommended.
         pub q: String,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                limit: rt::decode::required(m, "limit")?,
+                q: rt::decode::required(m, "q")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<String>,
         #[serde(rename = "starterPacks")]
         pub starter_packs: Vec<crate::app::bsky::graph::defs::StarterPackViewBasic>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                starter_packs: rt::decode::required(m, "starterPacks")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -2765,6 +3370,16 @@ pub mod search_starter_packs_v2 {
         /// Search query string. Syntax, phrase, boolean, and faceting is unspecified, but Lucene query syntax is recommended.
         pub q: String,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                limit: rt::decode::required(m, "limit")?,
+                q: rt::decode::required(m, "q")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -2775,6 +3390,16 @@ pub mod search_starter_packs_v2 {
         pub hits_total: Option<i64>,
         #[serde(rename = "starterPacks")]
         pub starter_packs: Vec<crate::app::bsky::graph::defs::StarterPackView>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                hits_total: rt::decode::optional(m, "hitsTotal")?,
+                starter_packs: rt::decode::required(m, "starterPacks")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -2813,6 +3438,14 @@ pub mod starterpack {
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct FeedItem {
         pub uri: rt::lex::AtUri,
+    }
+    impl rt::decode::FromValue for FeedItem {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                uri: rt::decode::required(m, "uri")?,
+            })
+        }
     }
     /// The record key type of this collection.
     pub const RECORD_KEY: &str = "tid";
@@ -2895,6 +3528,19 @@ pub mod starterpack {
         /// Display name for starter pack; can not be empty.
         pub name: String,
     }
+    impl rt::decode::FromValue for Record {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                created_at: rt::decode::required(m, "createdAt")?,
+                description: rt::decode::optional(m, "description")?,
+                description_facets: rt::decode::optional(m, "descriptionFacets")?,
+                feeds: rt::decode::optional(m, "feeds")?,
+                list: rt::decode::required(m, "list")?,
+                name: rt::decode::required(m, "name")?,
+            })
+        }
+    }
 }
 /// `app.bsky.graph.unmuteActor`
 pub mod unmute_actor {
@@ -2907,6 +3553,11 @@ pub mod unmute_actor {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["actor"],
@@ -2924,6 +3575,14 @@ pub mod unmute_actor {
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Input {
         pub actor: rt::lex::AtIdentifier,
+    }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                actor: rt::decode::required(m, "actor")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -2950,6 +3609,11 @@ pub mod unmute_actor_list {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["list"],
@@ -2967,6 +3631,14 @@ pub mod unmute_actor_list {
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Input {
         pub list: rt::lex::AtUri,
+    }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                list: rt::decode::required(m, "list")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -2993,6 +3665,11 @@ pub mod unmute_thread {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["root"],
@@ -3010,6 +3687,14 @@ pub mod unmute_thread {
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Input {
         pub root: rt::lex::AtUri,
+    }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                root: rt::decode::required(m, "root")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -3079,5 +3764,16 @@ pub mod verification {
         pub handle: rt::lex::Handle,
         /// DID of the subject the verification applies to.
         pub subject: rt::lex::Did,
+    }
+    impl rt::decode::FromValue for Record {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                created_at: rt::decode::required(m, "createdAt")?,
+                display_name: rt::decode::required(m, "displayName")?,
+                handle: rt::decode::required(m, "handle")?,
+                subject: rt::decode::required(m, "subject")?,
+            })
+        }
     }
 }

@@ -63,6 +63,18 @@ pub mod defs {
         #[serde(rename = "labelValues")]
         pub label_values: Vec<crate::com::atproto::label::defs::LabelValue>,
     }
+    impl rt::decode::FromValue for LabelerPolicies {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                label_value_definitions: rt::decode::optional(
+                    m,
+                    "labelValueDefinitions",
+                )?,
+                label_values: rt::decode::required(m, "labelValues")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static LABELER_VIEW_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["uri", "cid", "creator", "indexedAt"],
@@ -134,6 +146,20 @@ pub mod defs {
         pub uri: rt::lex::AtUri,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub viewer: Option<crate::app::bsky::labeler::defs::LabelerViewerState>,
+    }
+    impl rt::decode::FromValue for LabelerView {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cid: rt::decode::required(m, "cid")?,
+                creator: rt::decode::required(m, "creator")?,
+                indexed_at: rt::decode::required(m, "indexedAt")?,
+                labels: rt::decode::optional(m, "labels")?,
+                like_count: rt::decode::optional(m, "likeCount")?,
+                uri: rt::decode::required(m, "uri")?,
+                viewer: rt::decode::optional(m, "viewer")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static LABELER_VIEW_DETAILED_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -259,6 +285,24 @@ pub mod defs {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub viewer: Option<crate::app::bsky::labeler::defs::LabelerViewerState>,
     }
+    impl rt::decode::FromValue for LabelerViewDetailed {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cid: rt::decode::required(m, "cid")?,
+                creator: rt::decode::required(m, "creator")?,
+                indexed_at: rt::decode::required(m, "indexedAt")?,
+                labels: rt::decode::optional(m, "labels")?,
+                like_count: rt::decode::optional(m, "likeCount")?,
+                policies: rt::decode::required(m, "policies")?,
+                reason_types: rt::decode::optional(m, "reasonTypes")?,
+                subject_collections: rt::decode::optional(m, "subjectCollections")?,
+                subject_types: rt::decode::optional(m, "subjectTypes")?,
+                uri: rt::decode::required(m, "uri")?,
+                viewer: rt::decode::optional(m, "viewer")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static LABELER_VIEWER_STATE_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &[],
@@ -277,6 +321,14 @@ pub mod defs {
     pub struct LabelerViewerState {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub like: Option<rt::lex::AtUri>,
+    }
+    impl rt::decode::FromValue for LabelerViewerState {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                like: rt::decode::optional(m, "like")?,
+            })
+        }
     }
 }
 /// `app.bsky.labeler.getServices`
@@ -314,6 +366,15 @@ pub mod get_services {
     pub struct Params {
         pub detailed: bool,
         pub dids: Vec<rt::lex::Did>,
+    }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                detailed: rt::decode::required(m, "detailed")?,
+                dids: rt::decode::required(m, "dids")?,
+            })
+        }
     }
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
@@ -361,9 +422,31 @@ pub mod get_services {
             }
         }
     }
+    impl rt::decode::FromValue for OutputViewsItem {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "app.bsky.labeler.defs#labelerView" => {
+                    rt::decode::union_member(ty, value).map(Self::LabelerView)
+                }
+                "app.bsky.labeler.defs#labelerViewDetailed" => {
+                    rt::decode::union_member(ty, value).map(Self::LabelerViewDetailed)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub views: Vec<OutputViewsItem>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                views: rt::decode::required(m, "views")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -487,6 +570,17 @@ pub mod service {
             }
         }
     }
+    impl rt::decode::FromValue for RecordLabels {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "com.atproto.label.defs#selfLabels" => {
+                    rt::decode::union_member(ty, value).map(Self::SelfLabels)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     /// A declaration of the existence of labeler service.
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Record {
@@ -509,5 +603,18 @@ pub mod service {
         pub subject_types: Option<
             Vec<crate::com::atproto::moderation::defs::SubjectType>,
         >,
+    }
+    impl rt::decode::FromValue for Record {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                created_at: rt::decode::required(m, "createdAt")?,
+                labels: rt::decode::optional(m, "labels")?,
+                policies: rt::decode::required(m, "policies")?,
+                reason_types: rt::decode::optional(m, "reasonTypes")?,
+                subject_collections: rt::decode::optional(m, "subjectCollections")?,
+                subject_types: rt::decode::optional(m, "subjectTypes")?,
+            })
+        }
     }
 }

@@ -200,6 +200,11 @@ pub mod declaration {
             }
         }
     }
+    impl rt::decode::FromValue for RecordAllowSubscriptions {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<RecordAllowSubscriptions> for String {
         fn from(v: RecordAllowSubscriptions) -> String {
             match v {
@@ -214,6 +219,14 @@ pub mod declaration {
         /// A declaration of the user's preference for allowing activity subscriptions from other users. Absence of a record implies 'followers'.
         #[serde(rename = "allowSubscriptions")]
         pub allow_subscriptions: RecordAllowSubscriptions,
+    }
+    impl rt::decode::FromValue for Record {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                allow_subscriptions: rt::decode::required(m, "allowSubscriptions")?,
+            })
+        }
     }
 }
 /// `app.bsky.notification.defs`
@@ -245,6 +258,15 @@ pub mod defs {
     pub struct ActivitySubscription {
         pub post: bool,
         pub reply: bool,
+    }
+    impl rt::decode::FromValue for ActivitySubscription {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                post: rt::decode::required(m, "post")?,
+                reply: rt::decode::required(m, "reply")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static CHAT_PREFERENCE_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -290,6 +312,11 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for ChatPreferenceInclude {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<ChatPreferenceInclude> for String {
         fn from(v: ChatPreferenceInclude) -> String {
             match v {
@@ -303,6 +330,15 @@ pub mod defs {
     pub struct ChatPreference {
         pub include: ChatPreferenceInclude,
         pub push: bool,
+    }
+    impl rt::decode::FromValue for ChatPreference {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                include: rt::decode::required(m, "include")?,
+                push: rt::decode::required(m, "push")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static FILTERABLE_PREFERENCE_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -354,6 +390,11 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for FilterablePreferenceInclude {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<FilterablePreferenceInclude> for String {
         fn from(v: FilterablePreferenceInclude) -> String {
             match v {
@@ -367,6 +408,16 @@ pub mod defs {
         pub include: FilterablePreferenceInclude,
         pub list: bool,
         pub push: bool,
+    }
+    impl rt::decode::FromValue for FilterablePreference {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                include: rt::decode::required(m, "include")?,
+                list: rt::decode::required(m, "list")?,
+                push: rt::decode::required(m, "push")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static PREFERENCE_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -391,6 +442,15 @@ pub mod defs {
     pub struct Preference {
         pub list: bool,
         pub push: bool,
+    }
+    impl rt::decode::FromValue for Preference {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                list: rt::decode::required(m, "list")?,
+                push: rt::decode::required(m, "push")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static PREFERENCES_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -512,6 +572,26 @@ pub mod defs {
         pub unverified: crate::app::bsky::notification::defs::Preference,
         pub verified: crate::app::bsky::notification::defs::Preference,
     }
+    impl rt::decode::FromValue for Preferences {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                chat: rt::decode::required(m, "chat")?,
+                follow: rt::decode::required(m, "follow")?,
+                like: rt::decode::required(m, "like")?,
+                like_via_repost: rt::decode::required(m, "likeViaRepost")?,
+                mention: rt::decode::required(m, "mention")?,
+                quote: rt::decode::required(m, "quote")?,
+                reply: rt::decode::required(m, "reply")?,
+                repost: rt::decode::required(m, "repost")?,
+                repost_via_repost: rt::decode::required(m, "repostViaRepost")?,
+                starterpack_joined: rt::decode::required(m, "starterpackJoined")?,
+                subscribed_post: rt::decode::required(m, "subscribedPost")?,
+                unverified: rt::decode::required(m, "unverified")?,
+                verified: rt::decode::required(m, "verified")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static RECORD_DELETED_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &[],
@@ -520,6 +600,12 @@ pub mod defs {
     });
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct RecordDeleted {}
+    impl rt::decode::FromValue for RecordDeleted {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::object(value)?;
+            Ok(Self {})
+        }
+    }
     /// Schema of this definition.
     pub static SUBJECT_ACTIVITY_SUBSCRIPTION_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["subject", "activitySubscription"],
@@ -547,6 +633,15 @@ pub mod defs {
         pub activity_subscription: crate::app::bsky::notification::defs::ActivitySubscription,
         pub subject: rt::lex::Did,
     }
+    impl rt::decode::FromValue for SubjectActivitySubscription {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                activity_subscription: rt::decode::required(m, "activitySubscription")?,
+                subject: rt::decode::required(m, "subject")?,
+            })
+        }
+    }
 }
 /// `app.bsky.notification.getPreferences`
 pub mod get_preferences {
@@ -563,9 +658,23 @@ pub mod get_preferences {
     /// Query parameters.
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::object(value)?;
+            Ok(Self {})
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub preferences: crate::app::bsky::notification::defs::Preferences,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                preferences: rt::decode::required(m, "preferences")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -617,9 +726,26 @@ pub mod get_unread_count {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub seen_at: Option<rt::lex::Datetime>,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                priority: rt::decode::optional(m, "priority")?,
+                seen_at: rt::decode::optional(m, "seenAt")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub count: i64,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                count: rt::decode::required(m, "count")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -665,11 +791,29 @@ pub mod list_activity_subscriptions {
         pub cursor: Option<String>,
         pub limit: i64,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                limit: rt::decode::required(m, "limit")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<String>,
         pub subscriptions: Vec<crate::app::bsky::actor::defs::ProfileView>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                subscriptions: rt::decode::required(m, "subscriptions")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -746,6 +890,18 @@ pub mod list_notifications {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub seen_at: Option<rt::lex::Datetime>,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                limit: rt::decode::required(m, "limit")?,
+                priority: rt::decode::optional(m, "priority")?,
+                reasons: rt::decode::optional(m, "reasons")?,
+                seen_at: rt::decode::optional(m, "seenAt")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -759,6 +915,17 @@ pub mod list_notifications {
         #[serde(rename = "seenAt")]
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub seen_at: Option<rt::lex::Datetime>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                notifications: rt::decode::required(m, "notifications")?,
+                priority: rt::decode::optional(m, "priority")?,
+                seen_at: rt::decode::optional(m, "seenAt")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -914,6 +1081,11 @@ pub mod list_notifications {
             }
         }
     }
+    impl rt::decode::FromValue for NotificationReason {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<NotificationReason> for String {
         fn from(v: NotificationReason) -> String {
             match v {
@@ -944,6 +1116,23 @@ pub mod list_notifications {
         pub starter_pack: Option<crate::app::bsky::graph::defs::StarterPackViewBasic>,
         pub uri: rt::lex::AtUri,
     }
+    impl rt::decode::FromValue for Notification {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                author: rt::decode::required(m, "author")?,
+                cid: rt::decode::required(m, "cid")?,
+                indexed_at: rt::decode::required(m, "indexedAt")?,
+                is_read: rt::decode::required(m, "isRead")?,
+                labels: rt::decode::optional(m, "labels")?,
+                reason: rt::decode::required(m, "reason")?,
+                reason_subject: rt::decode::optional(m, "reasonSubject")?,
+                record: rt::decode::required(m, "record")?,
+                starter_pack: rt::decode::optional(m, "starterPack")?,
+                uri: rt::decode::required(m, "uri")?,
+            })
+        }
+    }
 }
 /// `app.bsky.notification.putActivitySubscription`
 pub mod put_activity_subscription {
@@ -956,6 +1145,11 @@ pub mod put_activity_subscription {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["subject", "activitySubscription"],
@@ -982,6 +1176,15 @@ pub mod put_activity_subscription {
         pub activity_subscription: crate::app::bsky::notification::defs::ActivitySubscription,
         pub subject: rt::lex::Did,
     }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                activity_subscription: rt::decode::required(m, "activitySubscription")?,
+                subject: rt::decode::required(m, "subject")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(rename = "activitySubscription")]
@@ -990,6 +1193,15 @@ pub mod put_activity_subscription {
             crate::app::bsky::notification::defs::ActivitySubscription,
         >,
         pub subject: rt::lex::Did,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                activity_subscription: rt::decode::optional(m, "activitySubscription")?,
+                subject: rt::decode::required(m, "subject")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -1019,6 +1231,11 @@ pub mod put_preferences {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["priority"],
@@ -1035,6 +1252,14 @@ pub mod put_preferences {
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Input {
         pub priority: bool,
+    }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                priority: rt::decode::required(m, "priority")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -1061,6 +1286,11 @@ pub mod put_preferences_v2 {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &[],
@@ -1184,9 +1414,37 @@ pub mod put_preferences_v2 {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub verified: Option<crate::app::bsky::notification::defs::Preference>,
     }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                chat: rt::decode::optional(m, "chat")?,
+                follow: rt::decode::optional(m, "follow")?,
+                like: rt::decode::optional(m, "like")?,
+                like_via_repost: rt::decode::optional(m, "likeViaRepost")?,
+                mention: rt::decode::optional(m, "mention")?,
+                quote: rt::decode::optional(m, "quote")?,
+                reply: rt::decode::optional(m, "reply")?,
+                repost: rt::decode::optional(m, "repost")?,
+                repost_via_repost: rt::decode::optional(m, "repostViaRepost")?,
+                starterpack_joined: rt::decode::optional(m, "starterpackJoined")?,
+                subscribed_post: rt::decode::optional(m, "subscribedPost")?,
+                unverified: rt::decode::optional(m, "unverified")?,
+                verified: rt::decode::optional(m, "verified")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub preferences: crate::app::bsky::notification::defs::Preferences,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                preferences: rt::decode::required(m, "preferences")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -1216,6 +1474,11 @@ pub mod register_push {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["serviceDid", "token", "platform", "appId"],
@@ -1273,6 +1536,11 @@ pub mod register_push {
             }
         }
     }
+    impl rt::decode::FromValue for InputPlatform {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<InputPlatform> for String {
         fn from(v: InputPlatform) -> String {
             match v {
@@ -1293,6 +1561,18 @@ pub mod register_push {
         #[serde(rename = "serviceDid")]
         pub service_did: rt::lex::Did,
         pub token: String,
+    }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                age_restricted: rt::decode::optional(m, "ageRestricted")?,
+                app_id: rt::decode::required(m, "appId")?,
+                platform: rt::decode::required(m, "platform")?,
+                service_did: rt::decode::required(m, "serviceDid")?,
+                token: rt::decode::required(m, "token")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -1319,6 +1599,11 @@ pub mod unregister_push {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["serviceDid", "token", "platform", "appId"],
@@ -1370,6 +1655,11 @@ pub mod unregister_push {
             }
         }
     }
+    impl rt::decode::FromValue for InputPlatform {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<InputPlatform> for String {
         fn from(v: InputPlatform) -> String {
             match v {
@@ -1386,6 +1676,17 @@ pub mod unregister_push {
         #[serde(rename = "serviceDid")]
         pub service_did: rt::lex::Did,
         pub token: String,
+    }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                app_id: rt::decode::required(m, "appId")?,
+                platform: rt::decode::required(m, "platform")?,
+                service_did: rt::decode::required(m, "serviceDid")?,
+                token: rt::decode::required(m, "token")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -1412,6 +1713,11 @@ pub mod update_seen {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["seenAt"],
@@ -1430,6 +1736,14 @@ pub mod update_seen {
     pub struct Input {
         #[serde(rename = "seenAt")]
         pub seen_at: rt::lex::Datetime,
+    }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                seen_at: rt::decode::required(m, "seenAt")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {

@@ -35,6 +35,15 @@ pub mod facet {
         #[serde(rename = "byteStart")]
         pub byte_start: i64,
     }
+    impl rt::decode::FromValue for ByteSlice {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                byte_end: rt::decode::required(m, "byteEnd")?,
+                byte_start: rt::decode::required(m, "byteStart")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static LINK_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["uri"],
@@ -53,6 +62,14 @@ pub mod facet {
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Link {
         pub uri: rt::lex::Uri,
+    }
+    impl rt::decode::FromValue for Link {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                uri: rt::decode::required(m, "uri")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static MAIN_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -148,11 +165,37 @@ pub mod facet {
             }
         }
     }
+    impl rt::decode::FromValue for MainFeaturesItem {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "app.bsky.richtext.facet#mention" => {
+                    rt::decode::union_member(ty, value).map(Self::Mention)
+                }
+                "app.bsky.richtext.facet#link" => {
+                    rt::decode::union_member(ty, value).map(Self::Link)
+                }
+                "app.bsky.richtext.facet#tag" => {
+                    rt::decode::union_member(ty, value).map(Self::Tag)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     /// Annotation of a sub-string within rich text.
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Main {
         pub features: Vec<MainFeaturesItem>,
         pub index: crate::app::bsky::richtext::facet::ByteSlice,
+    }
+    impl rt::decode::FromValue for Main {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                features: rt::decode::required(m, "features")?,
+                index: rt::decode::required(m, "index")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static MENTION_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -173,6 +216,14 @@ pub mod facet {
     pub struct Mention {
         pub did: rt::lex::Did,
     }
+    impl rt::decode::FromValue for Mention {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                did: rt::decode::required(m, "did")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static TAG_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["tag"],
@@ -192,5 +243,13 @@ pub mod facet {
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Tag {
         pub tag: String,
+    }
+    impl rt::decode::FromValue for Tag {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                tag: rt::decode::required(m, "tag")?,
+            })
+        }
     }
 }

@@ -462,6 +462,11 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for AgeAssuranceEventStatus {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<AgeAssuranceEventStatus> for String {
         fn from(v: AgeAssuranceEventStatus) -> String {
             match v {
@@ -500,6 +505,21 @@ pub mod defs {
         pub init_ua: Option<String>,
         /// The status of the age assurance process.
         pub status: AgeAssuranceEventStatus,
+    }
+    impl rt::decode::FromValue for AgeAssuranceEvent {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                attempt_id: rt::decode::required(m, "attemptId")?,
+                complete_ip: rt::decode::optional(m, "completeIp")?,
+                complete_ua: rt::decode::optional(m, "completeUa")?,
+                created_at: rt::decode::required(m, "createdAt")?,
+                email: rt::decode::optional(m, "email")?,
+                init_ip: rt::decode::optional(m, "initIp")?,
+                init_ua: rt::decode::optional(m, "initUa")?,
+                status: rt::decode::required(m, "status")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static AGE_ASSURANCE_STATE_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -556,6 +576,11 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for AgeAssuranceStateStatus {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<AgeAssuranceStateStatus> for String {
         fn from(v: AgeAssuranceStateStatus) -> String {
             match v {
@@ -573,6 +598,15 @@ pub mod defs {
         pub last_initiated_at: Option<rt::lex::Datetime>,
         /// The status of the age assurance process.
         pub status: AgeAssuranceStateStatus,
+    }
+    impl rt::decode::FromValue for AgeAssuranceState {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                last_initiated_at: rt::decode::optional(m, "lastInitiatedAt")?,
+                status: rt::decode::required(m, "status")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static SKELETON_SEARCH_ACTOR_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -592,6 +626,14 @@ pub mod defs {
     pub struct SkeletonSearchActor {
         pub did: rt::lex::Did,
     }
+    impl rt::decode::FromValue for SkeletonSearchActor {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                did: rt::decode::required(m, "did")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static SKELETON_SEARCH_POST_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["uri"],
@@ -610,6 +652,14 @@ pub mod defs {
     pub struct SkeletonSearchPost {
         pub uri: rt::lex::AtUri,
     }
+    impl rt::decode::FromValue for SkeletonSearchPost {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                uri: rt::decode::required(m, "uri")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static SKELETON_SEARCH_STARTER_PACK_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["uri"],
@@ -627,6 +677,14 @@ pub mod defs {
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct SkeletonSearchStarterPack {
         pub uri: rt::lex::AtUri,
+    }
+    impl rt::decode::FromValue for SkeletonSearchStarterPack {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                uri: rt::decode::required(m, "uri")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static SKELETON_TREND_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -686,6 +744,11 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for SkeletonTrendStatus {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<SkeletonTrendStatus> for String {
         fn from(v: SkeletonTrendStatus) -> String {
             match v {
@@ -712,6 +775,22 @@ pub mod defs {
         pub status: Option<SkeletonTrendStatus>,
         pub topic: String,
     }
+    impl rt::decode::FromValue for SkeletonTrend {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                category: rt::decode::optional(m, "category")?,
+                description: rt::decode::optional(m, "description")?,
+                dids: rt::decode::required(m, "dids")?,
+                display_name: rt::decode::required(m, "displayName")?,
+                link: rt::decode::required(m, "link")?,
+                post_count: rt::decode::required(m, "postCount")?,
+                started_at: rt::decode::required(m, "startedAt")?,
+                status: rt::decode::optional(m, "status")?,
+                topic: rt::decode::required(m, "topic")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static THREAD_ITEM_BLOCKED_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["author"],
@@ -729,6 +808,14 @@ pub mod defs {
     pub struct ThreadItemBlocked {
         pub author: crate::app::bsky::feed::defs::BlockedAuthor,
     }
+    impl rt::decode::FromValue for ThreadItemBlocked {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                author: rt::decode::required(m, "author")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static THREAD_ITEM_NO_UNAUTHENTICATED_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &[],
@@ -737,6 +824,12 @@ pub mod defs {
     });
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct ThreadItemNoUnauthenticated {}
+    impl rt::decode::FromValue for ThreadItemNoUnauthenticated {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::object(value)?;
+            Ok(Self {})
+        }
+    }
     /// Schema of this definition.
     pub static THREAD_ITEM_NOT_FOUND_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &[],
@@ -745,6 +838,12 @@ pub mod defs {
     });
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct ThreadItemNotFound {}
+    impl rt::decode::FromValue for ThreadItemNotFound {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::object(value)?;
+            Ok(Self {})
+        }
+    }
     /// Schema of this definition.
     pub static THREAD_ITEM_POST_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &[
@@ -826,6 +925,21 @@ pub mod defs {
         pub op_thread_post_index: Option<i64>,
         pub post: crate::app::bsky::feed::defs::PostView,
     }
+    impl rt::decode::FromValue for ThreadItemPost {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                hidden_by_threadgate: rt::decode::required(m, "hiddenByThreadgate")?,
+                more_parents: rt::decode::required(m, "moreParents")?,
+                more_replies: rt::decode::required(m, "moreReplies")?,
+                muted_by_viewer: rt::decode::required(m, "mutedByViewer")?,
+                op_thread: rt::decode::required(m, "opThread")?,
+                op_thread_post_count: rt::decode::optional(m, "opThreadPostCount")?,
+                op_thread_post_index: rt::decode::optional(m, "opThreadPostIndex")?,
+                post: rt::decode::required(m, "post")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static TREND_VIEW_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["topic", "displayName", "link", "startedAt", "postCount", "actors"],
@@ -883,6 +997,11 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for TrendViewStatus {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<TrendViewStatus> for String {
         fn from(v: TrendViewStatus) -> String {
             match v {
@@ -909,6 +1028,22 @@ pub mod defs {
         pub status: Option<TrendViewStatus>,
         pub topic: String,
     }
+    impl rt::decode::FromValue for TrendView {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                actors: rt::decode::required(m, "actors")?,
+                category: rt::decode::optional(m, "category")?,
+                description: rt::decode::optional(m, "description")?,
+                display_name: rt::decode::required(m, "displayName")?,
+                link: rt::decode::required(m, "link")?,
+                post_count: rt::decode::required(m, "postCount")?,
+                started_at: rt::decode::required(m, "startedAt")?,
+                status: rt::decode::optional(m, "status")?,
+                topic: rt::decode::required(m, "topic")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static TRENDING_TOPIC_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["topic", "link"],
@@ -930,6 +1065,17 @@ pub mod defs {
         pub link: String,
         pub topic: String,
     }
+    impl rt::decode::FromValue for TrendingTopic {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                description: rt::decode::optional(m, "description")?,
+                display_name: rt::decode::optional(m, "displayName")?,
+                link: rt::decode::required(m, "link")?,
+                topic: rt::decode::required(m, "topic")?,
+            })
+        }
+    }
 }
 /// `app.bsky.unspecced.getAgeAssuranceState`
 pub mod get_age_assurance_state {
@@ -942,6 +1088,11 @@ pub mod get_age_assurance_state {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     pub type Output = crate::app::bsky::unspecced::defs::AgeAssuranceState;
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -990,11 +1141,25 @@ pub mod get_config {
         pub did: rt::lex::Did,
         pub domains: Vec<String>,
     }
+    impl rt::decode::FromValue for LiveNowConfig {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                did: rt::decode::required(m, "did")?,
+                domains: rt::decode::required(m, "domains")?,
+            })
+        }
+    }
     /// Schema of the query parameters (none).
     pub static PARAMS_SCHEMA: rt::schema::ObjectSchema = rt::schema::ObjectSchema::EMPTY;
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(rename = "checkEmailConfirmed")]
@@ -1005,6 +1170,15 @@ pub mod get_config {
         pub live_now: Option<
             Vec<crate::app::bsky::unspecced::get_config::LiveNowConfig>,
         >,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                check_email_confirmed: rt::decode::optional(m, "checkEmailConfirmed")?,
+                live_now: rt::decode::optional(m, "liveNow")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -1047,10 +1221,26 @@ pub mod get_onboarding_suggested_starter_packs {
     pub struct Params {
         pub limit: i64,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                limit: rt::decode::required(m, "limit")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(rename = "starterPacks")]
         pub starter_packs: Vec<crate::app::bsky::graph::defs::StarterPackView>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                starter_packs: rt::decode::required(m, "starterPacks")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -1103,10 +1293,27 @@ pub mod get_onboarding_suggested_starter_packs_skeleton {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub viewer: Option<rt::lex::Did>,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                limit: rt::decode::required(m, "limit")?,
+                viewer: rt::decode::optional(m, "viewer")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(rename = "starterPacks")]
         pub starter_packs: Vec<rt::lex::AtUri>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                starter_packs: rt::decode::required(m, "starterPacks")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -1163,6 +1370,16 @@ pub mod get_onboarding_suggested_users_skeleton {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub viewer: Option<rt::lex::Did>,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                category: rt::decode::optional(m, "category")?,
+                limit: rt::decode::required(m, "limit")?,
+                viewer: rt::decode::optional(m, "viewer")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub dids: Vec<rt::lex::Did>,
@@ -1174,6 +1391,16 @@ pub mod get_onboarding_suggested_users_skeleton {
         #[serde(rename = "recIdStr")]
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub rec_id_str: Option<String>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                dids: rt::decode::required(m, "dids")?,
+                rec_id: rt::decode::optional(m, "recId")?,
+                rec_id_str: rt::decode::optional(m, "recIdStr")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -1222,11 +1449,30 @@ pub mod get_popular_feed_generators {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub query: Option<String>,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                limit: rt::decode::required(m, "limit")?,
+                query: rt::decode::optional(m, "query")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<String>,
         pub feeds: Vec<crate::app::bsky::feed::defs::GeneratorView>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                feeds: rt::decode::required(m, "feeds")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -1268,12 +1514,28 @@ pub mod get_post_thread_other_v2 {
         /// Reference (AT-URI) to post record. This is the anchor post.
         pub anchor: rt::lex::AtUri,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                anchor: rt::decode::required(m, "anchor")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         /// A flat list of other thread items. The depth of each item is indicated by the depth property inside the item.
         pub thread: Vec<
             crate::app::bsky::unspecced::get_post_thread_other_v2::ThreadItem,
         >,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                thread: rt::decode::required(m, "thread")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -1349,12 +1611,33 @@ pub mod get_post_thread_other_v2 {
             }
         }
     }
+    impl rt::decode::FromValue for ThreadItemValue {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "app.bsky.unspecced.defs#threadItemPost" => {
+                    rt::decode::union_member(ty, value).map(Self::ThreadItemPost)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct ThreadItem {
         /// The nesting level of this item in the thread. Depth 0 means the anchor item. Items above have negative depths, items below have positive depths.
         pub depth: i64,
         pub uri: rt::lex::AtUri,
         pub value: ThreadItemValue,
+    }
+    impl rt::decode::FromValue for ThreadItem {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                depth: rt::decode::required(m, "depth")?,
+                uri: rt::decode::required(m, "uri")?,
+                value: rt::decode::required(m, "value")?,
+            })
+        }
     }
 }
 /// `app.bsky.unspecced.getPostThreadV2`
@@ -1444,6 +1727,11 @@ pub mod get_post_thread_v2 {
             }
         }
     }
+    impl rt::decode::FromValue for ParamsSort {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<ParamsSort> for String {
         fn from(v: ParamsSort) -> String {
             match v {
@@ -1467,6 +1755,18 @@ pub mod get_post_thread_v2 {
         /// Sorting for the thread replies.
         pub sort: ParamsSort,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                above: rt::decode::required(m, "above")?,
+                anchor: rt::decode::required(m, "anchor")?,
+                below: rt::decode::required(m, "below")?,
+                branching_factor: rt::decode::required(m, "branchingFactor")?,
+                sort: rt::decode::required(m, "sort")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         /// Whether this thread has additional replies. If true, a call can be made to the `getPostThreadOtherV2` endpoint to retrieve them.
@@ -1476,6 +1776,16 @@ pub mod get_post_thread_v2 {
         pub thread: Vec<crate::app::bsky::unspecced::get_post_thread_v2::ThreadItem>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub threadgate: Option<crate::app::bsky::feed::defs::ThreadgateView>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                has_other_replies: rt::decode::required(m, "hasOtherReplies")?,
+                thread: rt::decode::required(m, "thread")?,
+                threadgate: rt::decode::optional(m, "threadgate")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -1604,12 +1914,43 @@ pub mod get_post_thread_v2 {
             }
         }
     }
+    impl rt::decode::FromValue for ThreadItemValue {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "app.bsky.unspecced.defs#threadItemPost" => {
+                    rt::decode::union_member(ty, value).map(Self::ThreadItemPost)
+                }
+                "app.bsky.unspecced.defs#threadItemNoUnauthenticated" => {
+                    rt::decode::union_member(ty, value)
+                        .map(Self::ThreadItemNoUnauthenticated)
+                }
+                "app.bsky.unspecced.defs#threadItemNotFound" => {
+                    rt::decode::union_member(ty, value).map(Self::ThreadItemNotFound)
+                }
+                "app.bsky.unspecced.defs#threadItemBlocked" => {
+                    rt::decode::union_member(ty, value).map(Self::ThreadItemBlocked)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct ThreadItem {
         /// The nesting level of this item in the thread. Depth 0 means the anchor item. Items above have negative depths, items below have positive depths.
         pub depth: i64,
         pub uri: rt::lex::AtUri,
         pub value: ThreadItemValue,
+    }
+    impl rt::decode::FromValue for ThreadItem {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                depth: rt::decode::required(m, "depth")?,
+                uri: rt::decode::required(m, "uri")?,
+                value: rt::decode::required(m, "value")?,
+            })
+        }
     }
 }
 /// `app.bsky.unspecced.getSuggestedFeeds`
@@ -1639,9 +1980,25 @@ pub mod get_suggested_feeds {
     pub struct Params {
         pub limit: i64,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                limit: rt::decode::required(m, "limit")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub feeds: Vec<crate::app::bsky::feed::defs::GeneratorView>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                feeds: rt::decode::required(m, "feeds")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -1694,9 +2051,26 @@ pub mod get_suggested_feeds_skeleton {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub viewer: Option<rt::lex::Did>,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                limit: rt::decode::required(m, "limit")?,
+                viewer: rt::decode::optional(m, "viewer")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub feeds: Vec<rt::lex::AtUri>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                feeds: rt::decode::required(m, "feeds")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -1743,6 +2117,15 @@ pub mod get_suggested_onboarding_users {
         pub category: Option<String>,
         pub limit: i64,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                category: rt::decode::optional(m, "category")?,
+                limit: rt::decode::required(m, "limit")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub actors: Vec<crate::app::bsky::actor::defs::ProfileView>,
@@ -1754,6 +2137,16 @@ pub mod get_suggested_onboarding_users {
         #[serde(rename = "recIdStr")]
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub rec_id_str: Option<String>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                actors: rt::decode::required(m, "actors")?,
+                rec_id: rt::decode::optional(m, "recId")?,
+                rec_id_str: rt::decode::optional(m, "recIdStr")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -1796,10 +2189,26 @@ pub mod get_suggested_starter_packs {
     pub struct Params {
         pub limit: i64,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                limit: rt::decode::required(m, "limit")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(rename = "starterPacks")]
         pub starter_packs: Vec<crate::app::bsky::graph::defs::StarterPackView>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                starter_packs: rt::decode::required(m, "starterPacks")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -1852,10 +2261,27 @@ pub mod get_suggested_starter_packs_skeleton {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub viewer: Option<rt::lex::Did>,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                limit: rt::decode::required(m, "limit")?,
+                viewer: rt::decode::optional(m, "viewer")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(rename = "starterPacks")]
         pub starter_packs: Vec<rt::lex::AtUri>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                starter_packs: rt::decode::required(m, "starterPacks")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -1902,6 +2328,15 @@ pub mod get_suggested_users {
         pub category: Option<String>,
         pub limit: i64,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                category: rt::decode::optional(m, "category")?,
+                limit: rt::decode::required(m, "limit")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub actors: Vec<crate::app::bsky::actor::defs::ProfileView>,
@@ -1913,6 +2348,16 @@ pub mod get_suggested_users {
         #[serde(rename = "recIdStr")]
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub rec_id_str: Option<String>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                actors: rt::decode::required(m, "actors")?,
+                rec_id: rt::decode::optional(m, "recId")?,
+                rec_id_str: rt::decode::optional(m, "recIdStr")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -1955,6 +2400,14 @@ pub mod get_suggested_users_for_discover {
     pub struct Params {
         pub limit: i64,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                limit: rt::decode::required(m, "limit")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub actors: Vec<crate::app::bsky::actor::defs::ProfileView>,
@@ -1962,6 +2415,15 @@ pub mod get_suggested_users_for_discover {
         #[serde(rename = "recIdStr")]
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub rec_id_str: Option<String>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                actors: rt::decode::required(m, "actors")?,
+                rec_id_str: rt::decode::optional(m, "recIdStr")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -2014,6 +2476,15 @@ pub mod get_suggested_users_for_discover_skeleton {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub viewer: Option<rt::lex::Did>,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                limit: rt::decode::required(m, "limit")?,
+                viewer: rt::decode::optional(m, "viewer")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub dids: Vec<rt::lex::Did>,
@@ -2021,6 +2492,15 @@ pub mod get_suggested_users_for_discover_skeleton {
         #[serde(rename = "recIdStr")]
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub rec_id_str: Option<String>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                dids: rt::decode::required(m, "dids")?,
+                rec_id_str: rt::decode::optional(m, "recIdStr")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -2067,6 +2547,15 @@ pub mod get_suggested_users_for_explore {
         pub category: Option<String>,
         pub limit: i64,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                category: rt::decode::optional(m, "category")?,
+                limit: rt::decode::required(m, "limit")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub actors: Vec<crate::app::bsky::actor::defs::ProfileView>,
@@ -2074,6 +2563,15 @@ pub mod get_suggested_users_for_explore {
         #[serde(rename = "recIdStr")]
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub rec_id_str: Option<String>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                actors: rt::decode::required(m, "actors")?,
+                rec_id_str: rt::decode::optional(m, "recIdStr")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -2130,6 +2628,16 @@ pub mod get_suggested_users_for_explore_skeleton {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub viewer: Option<rt::lex::Did>,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                category: rt::decode::optional(m, "category")?,
+                limit: rt::decode::required(m, "limit")?,
+                viewer: rt::decode::optional(m, "viewer")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub dids: Vec<rt::lex::Did>,
@@ -2137,6 +2645,15 @@ pub mod get_suggested_users_for_explore_skeleton {
         #[serde(rename = "recIdStr")]
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub rec_id_str: Option<String>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                dids: rt::decode::required(m, "dids")?,
+                rec_id_str: rt::decode::optional(m, "recIdStr")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -2183,6 +2700,15 @@ pub mod get_suggested_users_for_see_more {
         pub category: Option<String>,
         pub limit: i64,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                category: rt::decode::optional(m, "category")?,
+                limit: rt::decode::required(m, "limit")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub actors: Vec<crate::app::bsky::actor::defs::ProfileView>,
@@ -2190,6 +2716,15 @@ pub mod get_suggested_users_for_see_more {
         #[serde(rename = "recIdStr")]
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub rec_id_str: Option<String>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                actors: rt::decode::required(m, "actors")?,
+                rec_id_str: rt::decode::optional(m, "recIdStr")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -2246,6 +2781,16 @@ pub mod get_suggested_users_for_see_more_skeleton {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub viewer: Option<rt::lex::Did>,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                category: rt::decode::optional(m, "category")?,
+                limit: rt::decode::required(m, "limit")?,
+                viewer: rt::decode::optional(m, "viewer")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub dids: Vec<rt::lex::Did>,
@@ -2253,6 +2798,15 @@ pub mod get_suggested_users_for_see_more_skeleton {
         #[serde(rename = "recIdStr")]
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub rec_id_str: Option<String>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                dids: rt::decode::required(m, "dids")?,
+                rec_id_str: rt::decode::optional(m, "recIdStr")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -2309,6 +2863,16 @@ pub mod get_suggested_users_skeleton {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub viewer: Option<rt::lex::Did>,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                category: rt::decode::optional(m, "category")?,
+                limit: rt::decode::required(m, "limit")?,
+                viewer: rt::decode::optional(m, "viewer")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub dids: Vec<rt::lex::Did>,
@@ -2320,6 +2884,16 @@ pub mod get_suggested_users_skeleton {
         #[serde(rename = "recIdStr")]
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub rec_id_str: Option<String>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                dids: rt::decode::required(m, "dids")?,
+                rec_id: rt::decode::optional(m, "recId")?,
+                rec_id_str: rt::decode::optional(m, "recIdStr")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -2386,6 +2960,17 @@ pub mod get_suggestions_skeleton {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub viewer: Option<rt::lex::Did>,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                limit: rt::decode::required(m, "limit")?,
+                relative_to_did: rt::decode::optional(m, "relativeToDid")?,
+                viewer: rt::decode::optional(m, "viewer")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub actors: Vec<crate::app::bsky::unspecced::defs::SkeletonSearchActor>,
@@ -2403,6 +2988,18 @@ pub mod get_suggestions_skeleton {
         #[serde(rename = "relativeToDid")]
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub relative_to_did: Option<rt::lex::Did>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                actors: rt::decode::required(m, "actors")?,
+                cursor: rt::decode::optional(m, "cursor")?,
+                rec_id: rt::decode::optional(m, "recId")?,
+                rec_id_str: rt::decode::optional(m, "recIdStr")?,
+                relative_to_did: rt::decode::optional(m, "relativeToDid")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -2433,11 +3030,25 @@ pub mod get_tagged_suggestions {
     /// Query parameters.
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::object(value)?;
+            Ok(Self {})
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub suggestions: Vec<
             crate::app::bsky::unspecced::get_tagged_suggestions::Suggestion,
         >,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                suggestions: rt::decode::required(m, "suggestions")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -2498,6 +3109,11 @@ pub mod get_tagged_suggestions {
             }
         }
     }
+    impl rt::decode::FromValue for SuggestionSubjectType {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<SuggestionSubjectType> for String {
         fn from(v: SuggestionSubjectType) -> String {
             match v {
@@ -2512,6 +3128,16 @@ pub mod get_tagged_suggestions {
         #[serde(rename = "subjectType")]
         pub subject_type: SuggestionSubjectType,
         pub tag: String,
+    }
+    impl rt::decode::FromValue for Suggestion {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                subject: rt::decode::required(m, "subject")?,
+                subject_type: rt::decode::required(m, "subjectType")?,
+                tag: rt::decode::required(m, "tag")?,
+            })
+        }
     }
 }
 /// `app.bsky.unspecced.getTrendingTopics`
@@ -2551,10 +3177,28 @@ pub mod get_trending_topics {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub viewer: Option<rt::lex::Did>,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                limit: rt::decode::required(m, "limit")?,
+                viewer: rt::decode::optional(m, "viewer")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub suggested: Vec<crate::app::bsky::unspecced::defs::TrendingTopic>,
         pub topics: Vec<crate::app::bsky::unspecced::defs::TrendingTopic>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                suggested: rt::decode::required(m, "suggested")?,
+                topics: rt::decode::required(m, "topics")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -2597,6 +3241,14 @@ pub mod get_trends {
     pub struct Params {
         pub limit: i64,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                limit: rt::decode::required(m, "limit")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         /// Snowflake for this recommendation, use when submitting recommendation events.
@@ -2604,6 +3256,15 @@ pub mod get_trends {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub rec_id_str: Option<String>,
         pub trends: Vec<crate::app::bsky::unspecced::defs::TrendView>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                rec_id_str: rt::decode::optional(m, "recIdStr")?,
+                trends: rt::decode::required(m, "trends")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -2656,6 +3317,15 @@ pub mod get_trends_skeleton {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub viewer: Option<rt::lex::Did>,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                limit: rt::decode::required(m, "limit")?,
+                viewer: rt::decode::optional(m, "viewer")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         /// Snowflake for this recommendation, use when submitting recommendation events.
@@ -2663,6 +3333,15 @@ pub mod get_trends_skeleton {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub rec_id_str: Option<String>,
         pub trends: Vec<crate::app::bsky::unspecced::defs::SkeletonTrend>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                rec_id_str: rt::decode::optional(m, "recIdStr")?,
+                trends: rt::decode::required(m, "trends")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -2689,6 +3368,11 @@ pub mod init_age_assurance {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["email", "language", "countryCode"],
@@ -2708,6 +3392,16 @@ pub mod init_age_assurance {
         pub email: String,
         /// The user's preferred language for communication during the assurance process.
         pub language: String,
+    }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                country_code: rt::decode::required(m, "countryCode")?,
+                email: rt::decode::required(m, "email")?,
+                language: rt::decode::required(m, "language")?,
+            })
+        }
     }
     pub type Output = crate::app::bsky::unspecced::defs::AgeAssuranceState;
     /// The errors this method declares, each with a message.
@@ -2807,6 +3501,18 @@ pub mod search_actors_skeleton {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub viewer: Option<rt::lex::Did>,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                limit: rt::decode::required(m, "limit")?,
+                q: rt::decode::required(m, "q")?,
+                typeahead: rt::decode::optional(m, "typeahead")?,
+                viewer: rt::decode::optional(m, "viewer")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub actors: Vec<crate::app::bsky::unspecced::defs::SkeletonSearchActor>,
@@ -2816,6 +3522,16 @@ pub mod search_actors_skeleton {
         #[serde(rename = "hitsTotal")]
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub hits_total: Option<i64>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                actors: rt::decode::required(m, "actors")?,
+                cursor: rt::decode::optional(m, "cursor")?,
+                hits_total: rt::decode::optional(m, "hitsTotal")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -2965,6 +3681,11 @@ pub mod search_posts_skeleton {
             }
         }
     }
+    impl rt::decode::FromValue for ParamsSort {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<ParamsSort> for String {
         fn from(v: ParamsSort) -> String {
             match v {
@@ -3012,6 +3733,26 @@ pub mod search_posts_skeleton {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub viewer: Option<rt::lex::Did>,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                author: rt::decode::optional(m, "author")?,
+                cursor: rt::decode::optional(m, "cursor")?,
+                domain: rt::decode::optional(m, "domain")?,
+                lang: rt::decode::optional(m, "lang")?,
+                limit: rt::decode::required(m, "limit")?,
+                mentions: rt::decode::optional(m, "mentions")?,
+                q: rt::decode::required(m, "q")?,
+                since: rt::decode::optional(m, "since")?,
+                sort: rt::decode::required(m, "sort")?,
+                tag: rt::decode::optional(m, "tag")?,
+                until: rt::decode::optional(m, "until")?,
+                url: rt::decode::optional(m, "url")?,
+                viewer: rt::decode::optional(m, "viewer")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -3021,6 +3762,16 @@ pub mod search_posts_skeleton {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub hits_total: Option<i64>,
         pub posts: Vec<crate::app::bsky::unspecced::defs::SkeletonSearchPost>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                hits_total: rt::decode::optional(m, "hitsTotal")?,
+                posts: rt::decode::required(m, "posts")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -3101,6 +3852,17 @@ pub mod search_starter_packs_skeleton {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub viewer: Option<rt::lex::Did>,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                limit: rt::decode::required(m, "limit")?,
+                q: rt::decode::required(m, "q")?,
+                viewer: rt::decode::optional(m, "viewer")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -3113,6 +3875,16 @@ pub mod search_starter_packs_skeleton {
         pub starter_packs: Vec<
             crate::app::bsky::unspecced::defs::SkeletonSearchStarterPack,
         >,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                hits_total: rt::decode::optional(m, "hitsTotal")?,
+                starter_packs: rt::decode::required(m, "starterPacks")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]

@@ -125,6 +125,11 @@ pub mod abort_upload {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["jobId"],
@@ -144,6 +149,14 @@ pub mod abort_upload {
     pub struct Input {
         #[serde(rename = "jobId")]
         pub job_id: String,
+    }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                job_id: rt::decode::required(m, "jobId")?,
+            })
+        }
     }
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -183,6 +196,11 @@ pub mod abort_upload {
             }
         }
     }
+    impl rt::decode::FromValue for OutputState {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<OutputState> for String {
         fn from(v: OutputState) -> String {
             match v {
@@ -202,6 +220,16 @@ pub mod abort_upload {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub failure_reason: Option<String>,
         pub state: OutputState,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                completed_job_id: rt::decode::optional(m, "completedJobId")?,
+                failure_reason: rt::decode::optional(m, "failureReason")?,
+                state: rt::decode::required(m, "state")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -331,6 +359,11 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for JobStatusFailureCode {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<JobStatusFailureCode> for String {
         fn from(v: JobStatusFailureCode) -> String {
             match v {
@@ -399,6 +432,11 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for JobStatusState {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<JobStatusState> for String {
         fn from(v: JobStatusState) -> String {
             match v {
@@ -428,6 +466,21 @@ pub mod defs {
         /// The state of the video processing job. All values not listed as a known value indicate that the job is in process.
         pub state: JobStatusState,
     }
+    impl rt::decode::FromValue for JobStatus {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                blob: rt::decode::optional(m, "blob")?,
+                did: rt::decode::required(m, "did")?,
+                error: rt::decode::optional(m, "error")?,
+                failure_code: rt::decode::optional(m, "failureCode")?,
+                job_id: rt::decode::required(m, "jobId")?,
+                message: rt::decode::optional(m, "message")?,
+                progress: rt::decode::optional(m, "progress")?,
+                state: rt::decode::required(m, "state")?,
+            })
+        }
+    }
 }
 /// `app.bsky.video.finishUpload`
 pub mod finish_upload {
@@ -440,6 +493,11 @@ pub mod finish_upload {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["jobId"],
@@ -460,6 +518,14 @@ pub mod finish_upload {
         #[serde(rename = "jobId")]
         pub job_id: String,
     }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                job_id: rt::decode::required(m, "jobId")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         /// The processing job to poll with getJobStatus; on deduplication this may differ from the input jobId.
@@ -467,6 +533,15 @@ pub mod finish_upload {
         pub completed_job_id: String,
         #[serde(rename = "jobStatus")]
         pub job_status: crate::app::bsky::video::defs::JobStatus,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                completed_job_id: rt::decode::required(m, "completedJobId")?,
+                job_status: rt::decode::required(m, "jobStatus")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -564,10 +639,26 @@ pub mod get_job_status {
         #[serde(rename = "jobId")]
         pub job_id: String,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                job_id: rt::decode::required(m, "jobId")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(rename = "jobStatus")]
         pub job_status: crate::app::bsky::video::defs::JobStatus,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                job_status: rt::decode::required(m, "jobStatus")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -594,6 +685,11 @@ pub mod get_upload_limits {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(rename = "canUpload")]
@@ -608,6 +704,18 @@ pub mod get_upload_limits {
         #[serde(rename = "remainingDailyVideos")]
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub remaining_daily_videos: Option<i64>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                can_upload: rt::decode::required(m, "canUpload")?,
+                error: rt::decode::optional(m, "error")?,
+                message: rt::decode::optional(m, "message")?,
+                remaining_daily_bytes: rt::decode::optional(m, "remainingDailyBytes")?,
+                remaining_daily_videos: rt::decode::optional(m, "remainingDailyVideos")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -649,6 +757,14 @@ pub mod get_upload_status {
     pub struct Params {
         #[serde(rename = "jobId")]
         pub job_id: String,
+    }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                job_id: rt::decode::required(m, "jobId")?,
+            })
+        }
     }
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -696,6 +812,11 @@ pub mod get_upload_status {
             }
         }
     }
+    impl rt::decode::FromValue for OutputState {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<OutputState> for String {
         fn from(v: OutputState) -> String {
             match v {
@@ -729,6 +850,22 @@ pub mod get_upload_status {
         #[serde(rename = "receivedParts")]
         pub received_parts: Vec<i64>,
         pub state: OutputState,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                completed_job_id: rt::decode::optional(m, "completedJobId")?,
+                expires_at: rt::decode::required(m, "expiresAt")?,
+                failure_reason: rt::decode::optional(m, "failureReason")?,
+                job_id: rt::decode::required(m, "jobId")?,
+                job_status: rt::decode::optional(m, "jobStatus")?,
+                part_count: rt::decode::required(m, "partCount")?,
+                part_size_bytes: rt::decode::required(m, "partSizeBytes")?,
+                received_parts: rt::decode::required(m, "receivedParts")?,
+                state: rt::decode::required(m, "state")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -777,6 +914,11 @@ pub mod start_upload {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["sizeBytes", "mimeType"],
@@ -831,6 +973,19 @@ pub mod start_upload {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub width: Option<i64>,
     }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                duration_ms: rt::decode::optional(m, "durationMs")?,
+                height: rt::decode::optional(m, "height")?,
+                mime_type: rt::decode::required(m, "mimeType")?,
+                name: rt::decode::optional(m, "name")?,
+                size_bytes: rt::decode::required(m, "sizeBytes")?,
+                width: rt::decode::optional(m, "width")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(rename = "expiresAt")]
@@ -841,6 +996,17 @@ pub mod start_upload {
         pub part_count: i64,
         #[serde(rename = "partSizeBytes")]
         pub part_size_bytes: i64,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                expires_at: rt::decode::required(m, "expiresAt")?,
+                job_id: rt::decode::required(m, "jobId")?,
+                part_count: rt::decode::required(m, "partCount")?,
+                part_size_bytes: rt::decode::required(m, "partSizeBytes")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -954,12 +1120,30 @@ pub mod upload_part {
         #[serde(rename = "partNumber")]
         pub part_number: i64,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                job_id: rt::decode::required(m, "jobId")?,
+                part_number: rt::decode::required(m, "partNumber")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(rename = "partNumber")]
         pub part_number: i64,
         #[serde(rename = "sizeBytes")]
         pub size_bytes: i64,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                part_number: rt::decode::required(m, "partNumber")?,
+                size_bytes: rt::decode::required(m, "sizeBytes")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1053,10 +1237,23 @@ pub mod upload_video {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(rename = "jobStatus")]
         pub job_status: crate::app::bsky::video::defs::JobStatus,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                job_status: rt::decode::required(m, "jobStatus")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {

@@ -102,6 +102,11 @@ pub mod declaration {
             }
         }
     }
+    impl rt::decode::FromValue for RecordAllowGroupInvites {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<RecordAllowGroupInvites> for String {
         fn from(v: RecordAllowGroupInvites) -> String {
             match v {
@@ -144,6 +149,11 @@ pub mod declaration {
             }
         }
     }
+    impl rt::decode::FromValue for RecordAllowIncoming {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<RecordAllowIncoming> for String {
         fn from(v: RecordAllowIncoming) -> String {
             match v {
@@ -162,6 +172,15 @@ pub mod declaration {
         #[serde(rename = "allowIncoming")]
         pub allow_incoming: RecordAllowIncoming,
     }
+    impl rt::decode::FromValue for Record {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                allow_group_invites: rt::decode::optional(m, "allowGroupInvites")?,
+                allow_incoming: rt::decode::required(m, "allowIncoming")?,
+            })
+        }
+    }
 }
 /// `chat.bsky.actor.defs`
 pub mod defs {
@@ -177,6 +196,12 @@ pub mod defs {
     });
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct DirectConvoMember {}
+    impl rt::decode::FromValue for DirectConvoMember {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::object(value)?;
+            Ok(Self {})
+        }
+    }
     /// Schema of this definition.
     pub static GROUP_CONVO_MEMBER_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["role"],
@@ -205,6 +230,15 @@ pub mod defs {
         pub added_by: Option<crate::chat::bsky::actor::defs::ProfileViewBasic>,
         /// The member's role within this conversation. Only present in group conversation member lists.
         pub role: crate::chat::bsky::actor::defs::MemberRole,
+    }
+    impl rt::decode::FromValue for GroupConvoMember {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                added_by: rt::decode::optional(m, "addedBy")?,
+                role: rt::decode::required(m, "role")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static MEMBER_ROLE_SCHEMA: rt::schema::Schema = rt::schema::Schema::String(
@@ -240,6 +274,11 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for MemberRole {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<MemberRole> for String {
         fn from(v: MemberRole) -> String {
             match v {
@@ -257,6 +296,12 @@ pub mod defs {
     /// A past group convo member.
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct PastGroupConvoMember {}
+    impl rt::decode::FromValue for PastGroupConvoMember {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::object(value)?;
+            Ok(Self {})
+        }
+    }
     /// Schema of this definition.
     pub static PROFILE_VIEW_BASIC_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["did", "handle"],
@@ -416,6 +461,23 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for ProfileViewBasicKind {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "chat.bsky.actor.defs#directConvoMember" => {
+                    rt::decode::union_member(ty, value).map(Self::DirectConvoMember)
+                }
+                "chat.bsky.actor.defs#groupConvoMember" => {
+                    rt::decode::union_member(ty, value).map(Self::GroupConvoMember)
+                }
+                "chat.bsky.actor.defs#pastGroupConvoMember" => {
+                    rt::decode::union_member(ty, value).map(Self::PastGroupConvoMember)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct ProfileViewBasic {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -444,6 +506,24 @@ pub mod defs {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub viewer: Option<crate::app::bsky::actor::defs::ViewerState>,
     }
+    impl rt::decode::FromValue for ProfileViewBasic {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                associated: rt::decode::optional(m, "associated")?,
+                avatar: rt::decode::optional(m, "avatar")?,
+                chat_disabled: rt::decode::optional(m, "chatDisabled")?,
+                created_at: rt::decode::optional(m, "createdAt")?,
+                did: rt::decode::required(m, "did")?,
+                display_name: rt::decode::optional(m, "displayName")?,
+                handle: rt::decode::required(m, "handle")?,
+                kind: rt::decode::optional(m, "kind")?,
+                labels: rt::decode::optional(m, "labels")?,
+                verification: rt::decode::optional(m, "verification")?,
+                viewer: rt::decode::optional(m, "viewer")?,
+            })
+        }
+    }
 }
 /// `chat.bsky.actor.deleteAccount`
 pub mod delete_account {
@@ -456,8 +536,19 @@ pub mod delete_account {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {}
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::object(value)?;
+            Ok(Self {})
+        }
+    }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
@@ -483,6 +574,11 @@ pub mod export_account_data {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
@@ -508,6 +604,11 @@ pub mod get_status {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         /// Whether the viewer's account is allowed to create group chats. New accounts are restricted from creating groups.
@@ -519,6 +620,16 @@ pub mod get_status {
         /// The maximum number of members allowed in a group conversation.
         #[serde(rename = "groupMemberLimit")]
         pub group_member_limit: i64,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                can_create_groups: rt::decode::required(m, "canCreateGroups")?,
+                chat_disabled: rt::decode::required(m, "chatDisabled")?,
+                group_member_limit: rt::decode::required(m, "groupMemberLimit")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {

@@ -314,6 +314,11 @@ pub mod accept_convo {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["convoId"],
@@ -327,11 +332,27 @@ pub mod accept_convo {
         #[serde(rename = "convoId")]
         pub convo_id: String,
     }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo_id: rt::decode::required(m, "convoId")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         /// Rev when the convo was accepted. If not present, the convo was already accepted.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub rev: Option<String>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                rev: rt::decode::optional(m, "rev")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -382,6 +403,11 @@ pub mod add_reaction {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["convoId", "messageId", "value"],
@@ -409,9 +435,27 @@ pub mod add_reaction {
         pub message_id: String,
         pub value: String,
     }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo_id: rt::decode::required(m, "convoId")?,
+                message_id: rt::decode::required(m, "messageId")?,
+                value: rt::decode::required(m, "value")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub message: crate::chat::bsky::convo::defs::MessageView,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                message: rt::decode::required(m, "message")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -515,6 +559,11 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for ConvoKind {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<ConvoKind> for String {
         fn from(v: ConvoKind) -> String {
             match v {
@@ -561,6 +610,11 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for ConvoLockStatus {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<ConvoLockStatus> for String {
         fn from(v: ConvoLockStatus) -> String {
             match v {
@@ -589,6 +643,15 @@ pub mod defs {
         #[serde(rename = "convoId")]
         pub convo_id: String,
         pub did: rt::lex::Did,
+    }
+    impl rt::decode::FromValue for ConvoRef {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo_id: rt::decode::required(m, "convoId")?,
+                did: rt::decode::required(m, "did")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static CONVO_STATUS_SCHEMA: rt::schema::Schema = rt::schema::Schema::String(
@@ -622,6 +685,11 @@ pub mod defs {
                 "accepted" => Self::Accepted,
                 _ => Self::Other(s),
             }
+        }
+    }
+    impl rt::decode::FromValue for ConvoStatus {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
         }
     }
     impl From<ConvoStatus> for String {
@@ -759,6 +827,20 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for ConvoViewKind {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "chat.bsky.convo.defs#directConvo" => {
+                    rt::decode::union_member(ty, value).map(Self::DirectConvo)
+                }
+                "chat.bsky.convo.defs#groupConvo" => {
+                    rt::decode::union_member(ty, value).map(Self::GroupConvo)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum ConvoViewLastMessage {
@@ -818,6 +900,23 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for ConvoViewLastMessage {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "chat.bsky.convo.defs#messageView" => {
+                    rt::decode::union_member(ty, value).map(Self::MessageView)
+                }
+                "chat.bsky.convo.defs#deletedMessageView" => {
+                    rt::decode::union_member(ty, value).map(Self::DeletedMessageView)
+                }
+                "chat.bsky.convo.defs#systemMessageView" => {
+                    rt::decode::union_member(ty, value).map(Self::SystemMessageView)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum ConvoViewLastReaction {
@@ -854,6 +953,17 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for ConvoViewLastReaction {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "chat.bsky.convo.defs#messageAndReactionView" => {
+                    rt::decode::union_member(ty, value).map(Self::MessageAndReactionView)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct ConvoView {
         pub id: String,
@@ -875,6 +985,22 @@ pub mod defs {
         pub status: Option<crate::chat::bsky::convo::defs::ConvoStatus>,
         #[serde(rename = "unreadCount")]
         pub unread_count: i64,
+    }
+    impl rt::decode::FromValue for ConvoView {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                id: rt::decode::required(m, "id")?,
+                kind: rt::decode::optional(m, "kind")?,
+                last_message: rt::decode::optional(m, "lastMessage")?,
+                last_reaction: rt::decode::optional(m, "lastReaction")?,
+                members: rt::decode::required(m, "members")?,
+                muted: rt::decode::required(m, "muted")?,
+                rev: rt::decode::required(m, "rev")?,
+                status: rt::decode::optional(m, "status")?,
+                unread_count: rt::decode::required(m, "unreadCount")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static DELETED_MESSAGE_VIEW_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -906,6 +1032,17 @@ pub mod defs {
         #[serde(rename = "sentAt")]
         pub sent_at: rt::lex::Datetime,
     }
+    impl rt::decode::FromValue for DeletedMessageView {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                id: rt::decode::required(m, "id")?,
+                rev: rt::decode::required(m, "rev")?,
+                sender: rt::decode::required(m, "sender")?,
+                sent_at: rt::decode::required(m, "sentAt")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static DIRECT_CONVO_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &[],
@@ -914,6 +1051,12 @@ pub mod defs {
     });
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct DirectConvo {}
+    impl rt::decode::FromValue for DirectConvo {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::object(value)?;
+            Ok(Self {})
+        }
+    }
     /// Schema of this definition.
     pub static GROUP_CONVO_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &[
@@ -1007,6 +1150,28 @@ pub mod defs {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub unread_join_request_count: Option<i64>,
     }
+    impl rt::decode::FromValue for GroupConvo {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                created_at: rt::decode::required(m, "createdAt")?,
+                join_link: rt::decode::optional(m, "joinLink")?,
+                join_request_count: rt::decode::optional(m, "joinRequestCount")?,
+                lock_status: rt::decode::required(m, "lockStatus")?,
+                lock_status_moderation_override: rt::decode::required(
+                    m,
+                    "lockStatusModerationOverride",
+                )?,
+                member_count: rt::decode::required(m, "memberCount")?,
+                member_limit: rt::decode::required(m, "memberLimit")?,
+                name: rt::decode::required(m, "name")?,
+                unread_join_request_count: rt::decode::optional(
+                    m,
+                    "unreadJoinRequestCount",
+                )?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static LOG_ACCEPT_CONVO_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["rev", "convoId"],
@@ -1022,6 +1187,15 @@ pub mod defs {
         #[serde(rename = "convoId")]
         pub convo_id: String,
         pub rev: String,
+    }
+    impl rt::decode::FromValue for LogAcceptConvo {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo_id: rt::decode::required(m, "convoId")?,
+                rev: rt::decode::required(m, "rev")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static LOG_ADD_MEMBER_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -1059,6 +1233,17 @@ pub mod defs {
         #[serde(rename = "relatedProfiles")]
         pub related_profiles: Vec<crate::chat::bsky::actor::defs::ProfileViewBasic>,
         pub rev: String,
+    }
+    impl rt::decode::FromValue for LogAddMember {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo_id: rt::decode::required(m, "convoId")?,
+                message: rt::decode::required(m, "message")?,
+                related_profiles: rt::decode::required(m, "relatedProfiles")?,
+                rev: rt::decode::required(m, "rev")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static LOG_ADD_REACTION_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -1147,6 +1332,20 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for LogAddReactionMessage {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "chat.bsky.convo.defs#messageView" => {
+                    rt::decode::union_member(ty, value).map(Self::MessageView)
+                }
+                "chat.bsky.convo.defs#deletedMessageView" => {
+                    rt::decode::union_member(ty, value).map(Self::DeletedMessageView)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     /// Event indicating a reaction was added to a message.
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct LogAddReaction {
@@ -1161,6 +1360,18 @@ pub mod defs {
             Vec<crate::chat::bsky::actor::defs::ProfileViewBasic>,
         >,
         pub rev: String,
+    }
+    impl rt::decode::FromValue for LogAddReaction {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo_id: rt::decode::required(m, "convoId")?,
+                message: rt::decode::required(m, "message")?,
+                reaction: rt::decode::required(m, "reaction")?,
+                related_profiles: rt::decode::optional(m, "relatedProfiles")?,
+                rev: rt::decode::required(m, "rev")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static LOG_APPROVE_JOIN_REQUEST_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -1186,6 +1397,16 @@ pub mod defs {
         pub member: crate::chat::bsky::actor::defs::ProfileViewBasic,
         pub rev: String,
     }
+    impl rt::decode::FromValue for LogApproveJoinRequest {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo_id: rt::decode::required(m, "convoId")?,
+                member: rt::decode::required(m, "member")?,
+                rev: rt::decode::required(m, "rev")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static LOG_BEGIN_CONVO_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["rev", "convoId"],
@@ -1201,6 +1422,15 @@ pub mod defs {
         #[serde(rename = "convoId")]
         pub convo_id: String,
         pub rev: String,
+    }
+    impl rt::decode::FromValue for LogBeginConvo {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo_id: rt::decode::required(m, "convoId")?,
+                rev: rt::decode::required(m, "rev")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static LOG_CREATE_JOIN_LINK_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -1225,6 +1455,16 @@ pub mod defs {
         /// A system message with data of type #systemMessageDataCreateJoinLink
         pub message: crate::chat::bsky::convo::defs::SystemMessageView,
         pub rev: String,
+    }
+    impl rt::decode::FromValue for LogCreateJoinLink {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo_id: rt::decode::required(m, "convoId")?,
+                message: rt::decode::required(m, "message")?,
+                rev: rt::decode::required(m, "rev")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static LOG_CREATE_MESSAGE_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -1307,6 +1547,20 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for LogCreateMessageMessage {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "chat.bsky.convo.defs#messageView" => {
+                    rt::decode::union_member(ty, value).map(Self::MessageView)
+                }
+                "chat.bsky.convo.defs#deletedMessageView" => {
+                    rt::decode::union_member(ty, value).map(Self::DeletedMessageView)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     /// Event indicating a user-originated message was created. Is not emitted for system messages.
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct LogCreateMessage {
@@ -1320,6 +1574,17 @@ pub mod defs {
             Vec<crate::chat::bsky::actor::defs::ProfileViewBasic>,
         >,
         pub rev: String,
+    }
+    impl rt::decode::FromValue for LogCreateMessage {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo_id: rt::decode::required(m, "convoId")?,
+                message: rt::decode::required(m, "message")?,
+                related_profiles: rt::decode::optional(m, "relatedProfiles")?,
+                rev: rt::decode::required(m, "rev")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static LOG_DELETE_MESSAGE_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -1392,6 +1657,20 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for LogDeleteMessageMessage {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "chat.bsky.convo.defs#messageView" => {
+                    rt::decode::union_member(ty, value).map(Self::MessageView)
+                }
+                "chat.bsky.convo.defs#deletedMessageView" => {
+                    rt::decode::union_member(ty, value).map(Self::DeletedMessageView)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     /// Event indicating a user-originated message was deleted. Is not emitted for system messages.
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct LogDeleteMessage {
@@ -1399,6 +1678,16 @@ pub mod defs {
         pub convo_id: String,
         pub message: LogDeleteMessageMessage,
         pub rev: String,
+    }
+    impl rt::decode::FromValue for LogDeleteMessage {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo_id: rt::decode::required(m, "convoId")?,
+                message: rt::decode::required(m, "message")?,
+                rev: rt::decode::required(m, "rev")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static LOG_DISABLE_JOIN_LINK_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -1424,6 +1713,16 @@ pub mod defs {
         pub message: crate::chat::bsky::convo::defs::SystemMessageView,
         pub rev: String,
     }
+    impl rt::decode::FromValue for LogDisableJoinLink {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo_id: rt::decode::required(m, "convoId")?,
+                message: rt::decode::required(m, "message")?,
+                rev: rt::decode::required(m, "rev")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static LOG_EDIT_GROUP_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["rev", "convoId", "message"],
@@ -1447,6 +1746,16 @@ pub mod defs {
         /// A system message with data of type #systemMessageDataEditGroup
         pub message: crate::chat::bsky::convo::defs::SystemMessageView,
         pub rev: String,
+    }
+    impl rt::decode::FromValue for LogEditGroup {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo_id: rt::decode::required(m, "convoId")?,
+                message: rt::decode::required(m, "message")?,
+                rev: rt::decode::required(m, "rev")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static LOG_EDIT_JOIN_LINK_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -1472,6 +1781,16 @@ pub mod defs {
         pub message: crate::chat::bsky::convo::defs::SystemMessageView,
         pub rev: String,
     }
+    impl rt::decode::FromValue for LogEditJoinLink {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo_id: rt::decode::required(m, "convoId")?,
+                message: rt::decode::required(m, "message")?,
+                rev: rt::decode::required(m, "rev")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static LOG_ENABLE_JOIN_LINK_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["rev", "convoId", "message"],
@@ -1495,6 +1814,16 @@ pub mod defs {
         /// A system message with data of type #systemMessageDataEnableJoinLink
         pub message: crate::chat::bsky::convo::defs::SystemMessageView,
         pub rev: String,
+    }
+    impl rt::decode::FromValue for LogEnableJoinLink {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo_id: rt::decode::required(m, "convoId")?,
+                message: rt::decode::required(m, "message")?,
+                rev: rt::decode::required(m, "rev")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static LOG_INCOMING_JOIN_REQUEST_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -1520,6 +1849,16 @@ pub mod defs {
         pub member: crate::chat::bsky::actor::defs::ProfileViewBasic,
         pub rev: String,
     }
+    impl rt::decode::FromValue for LogIncomingJoinRequest {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo_id: rt::decode::required(m, "convoId")?,
+                member: rt::decode::required(m, "member")?,
+                rev: rt::decode::required(m, "rev")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static LOG_LEAVE_CONVO_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["rev", "convoId"],
@@ -1535,6 +1874,15 @@ pub mod defs {
         #[serde(rename = "convoId")]
         pub convo_id: String,
         pub rev: String,
+    }
+    impl rt::decode::FromValue for LogLeaveConvo {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo_id: rt::decode::required(m, "convoId")?,
+                rev: rt::decode::required(m, "rev")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static LOG_LOCK_CONVO_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -1573,6 +1921,17 @@ pub mod defs {
         pub related_profiles: Vec<crate::chat::bsky::actor::defs::ProfileViewBasic>,
         pub rev: String,
     }
+    impl rt::decode::FromValue for LogLockConvo {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo_id: rt::decode::required(m, "convoId")?,
+                message: rt::decode::required(m, "message")?,
+                related_profiles: rt::decode::required(m, "relatedProfiles")?,
+                rev: rt::decode::required(m, "rev")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static LOG_LOCK_CONVO_PERMANENTLY_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["rev", "convoId", "message", "relatedProfiles"],
@@ -1609,6 +1968,17 @@ pub mod defs {
         #[serde(rename = "relatedProfiles")]
         pub related_profiles: Vec<crate::chat::bsky::actor::defs::ProfileViewBasic>,
         pub rev: String,
+    }
+    impl rt::decode::FromValue for LogLockConvoPermanently {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo_id: rt::decode::required(m, "convoId")?,
+                message: rt::decode::required(m, "message")?,
+                related_profiles: rt::decode::required(m, "relatedProfiles")?,
+                rev: rt::decode::required(m, "rev")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static LOG_MEMBER_JOIN_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -1647,6 +2017,17 @@ pub mod defs {
         pub related_profiles: Vec<crate::chat::bsky::actor::defs::ProfileViewBasic>,
         pub rev: String,
     }
+    impl rt::decode::FromValue for LogMemberJoin {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo_id: rt::decode::required(m, "convoId")?,
+                message: rt::decode::required(m, "message")?,
+                related_profiles: rt::decode::required(m, "relatedProfiles")?,
+                rev: rt::decode::required(m, "rev")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static LOG_MEMBER_LEAVE_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["rev", "convoId", "message", "relatedProfiles"],
@@ -1684,6 +2065,17 @@ pub mod defs {
         pub related_profiles: Vec<crate::chat::bsky::actor::defs::ProfileViewBasic>,
         pub rev: String,
     }
+    impl rt::decode::FromValue for LogMemberLeave {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo_id: rt::decode::required(m, "convoId")?,
+                message: rt::decode::required(m, "message")?,
+                related_profiles: rt::decode::required(m, "relatedProfiles")?,
+                rev: rt::decode::required(m, "rev")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static LOG_MUTE_CONVO_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["rev", "convoId"],
@@ -1700,6 +2092,15 @@ pub mod defs {
         pub convo_id: String,
         pub rev: String,
     }
+    impl rt::decode::FromValue for LogMuteConvo {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo_id: rt::decode::required(m, "convoId")?,
+                rev: rt::decode::required(m, "rev")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static LOG_OUTGOING_JOIN_REQUEST_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["rev", "convoId"],
@@ -1715,6 +2116,15 @@ pub mod defs {
         #[serde(rename = "convoId")]
         pub convo_id: String,
         pub rev: String,
+    }
+    impl rt::decode::FromValue for LogOutgoingJoinRequest {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo_id: rt::decode::required(m, "convoId")?,
+                rev: rt::decode::required(m, "rev")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static LOG_READ_CONVO_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -1804,6 +2214,23 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for LogReadConvoMessage {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "chat.bsky.convo.defs#messageView" => {
+                    rt::decode::union_member(ty, value).map(Self::MessageView)
+                }
+                "chat.bsky.convo.defs#deletedMessageView" => {
+                    rt::decode::union_member(ty, value).map(Self::DeletedMessageView)
+                }
+                "chat.bsky.convo.defs#systemMessageView" => {
+                    rt::decode::union_member(ty, value).map(Self::SystemMessageView)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     /// Event indicating a convo was read up to a certain message.
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct LogReadConvo {
@@ -1811,6 +2238,16 @@ pub mod defs {
         pub convo_id: String,
         pub message: LogReadConvoMessage,
         pub rev: String,
+    }
+    impl rt::decode::FromValue for LogReadConvo {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo_id: rt::decode::required(m, "convoId")?,
+                message: rt::decode::required(m, "message")?,
+                rev: rt::decode::required(m, "rev")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static LOG_READ_JOIN_REQUESTS_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -1827,6 +2264,15 @@ pub mod defs {
         #[serde(rename = "convoId")]
         pub convo_id: String,
         pub rev: String,
+    }
+    impl rt::decode::FromValue for LogReadJoinRequests {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo_id: rt::decode::required(m, "convoId")?,
+                rev: rt::decode::required(m, "rev")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static LOG_READ_MESSAGE_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -1916,6 +2362,23 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for LogReadMessageMessage {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "chat.bsky.convo.defs#messageView" => {
+                    rt::decode::union_member(ty, value).map(Self::MessageView)
+                }
+                "chat.bsky.convo.defs#deletedMessageView" => {
+                    rt::decode::union_member(ty, value).map(Self::DeletedMessageView)
+                }
+                "chat.bsky.convo.defs#systemMessageView" => {
+                    rt::decode::union_member(ty, value).map(Self::SystemMessageView)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     /// DEPRECATED: use logReadConvo instead. Event indicating a convo was read up to a certain message.
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct LogReadMessage {
@@ -1923,6 +2386,16 @@ pub mod defs {
         pub convo_id: String,
         pub message: LogReadMessageMessage,
         pub rev: String,
+    }
+    impl rt::decode::FromValue for LogReadMessage {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo_id: rt::decode::required(m, "convoId")?,
+                message: rt::decode::required(m, "message")?,
+                rev: rt::decode::required(m, "rev")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static LOG_REJECT_JOIN_REQUEST_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -1947,6 +2420,16 @@ pub mod defs {
         /// Prospective member who requested to join.
         pub member: crate::chat::bsky::actor::defs::ProfileViewBasic,
         pub rev: String,
+    }
+    impl rt::decode::FromValue for LogRejectJoinRequest {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo_id: rt::decode::required(m, "convoId")?,
+                member: rt::decode::required(m, "member")?,
+                rev: rt::decode::required(m, "rev")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static LOG_REMOVE_MEMBER_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -1984,6 +2467,17 @@ pub mod defs {
         #[serde(rename = "relatedProfiles")]
         pub related_profiles: Vec<crate::chat::bsky::actor::defs::ProfileViewBasic>,
         pub rev: String,
+    }
+    impl rt::decode::FromValue for LogRemoveMember {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo_id: rt::decode::required(m, "convoId")?,
+                message: rt::decode::required(m, "message")?,
+                related_profiles: rt::decode::required(m, "relatedProfiles")?,
+                rev: rt::decode::required(m, "rev")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static LOG_REMOVE_REACTION_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -2072,6 +2566,20 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for LogRemoveReactionMessage {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "chat.bsky.convo.defs#messageView" => {
+                    rt::decode::union_member(ty, value).map(Self::MessageView)
+                }
+                "chat.bsky.convo.defs#deletedMessageView" => {
+                    rt::decode::union_member(ty, value).map(Self::DeletedMessageView)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     /// Event indicating a reaction was removed from a message.
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct LogRemoveReaction {
@@ -2086,6 +2594,18 @@ pub mod defs {
             Vec<crate::chat::bsky::actor::defs::ProfileViewBasic>,
         >,
         pub rev: String,
+    }
+    impl rt::decode::FromValue for LogRemoveReaction {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo_id: rt::decode::required(m, "convoId")?,
+                message: rt::decode::required(m, "message")?,
+                reaction: rt::decode::required(m, "reaction")?,
+                related_profiles: rt::decode::optional(m, "relatedProfiles")?,
+                rev: rt::decode::required(m, "rev")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static LOG_UNLOCK_CONVO_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -2124,6 +2644,17 @@ pub mod defs {
         pub related_profiles: Vec<crate::chat::bsky::actor::defs::ProfileViewBasic>,
         pub rev: String,
     }
+    impl rt::decode::FromValue for LogUnlockConvo {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo_id: rt::decode::required(m, "convoId")?,
+                message: rt::decode::required(m, "message")?,
+                related_profiles: rt::decode::required(m, "relatedProfiles")?,
+                rev: rt::decode::required(m, "rev")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static LOG_UNMUTE_CONVO_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["rev", "convoId"],
@@ -2139,6 +2670,15 @@ pub mod defs {
         #[serde(rename = "convoId")]
         pub convo_id: String,
         pub rev: String,
+    }
+    impl rt::decode::FromValue for LogUnmuteConvo {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo_id: rt::decode::required(m, "convoId")?,
+                rev: rt::decode::required(m, "rev")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static LOG_WITHDRAW_INCOMING_JOIN_REQUEST_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -2164,6 +2704,16 @@ pub mod defs {
         pub member: crate::chat::bsky::actor::defs::ProfileViewBasic,
         pub rev: String,
     }
+    impl rt::decode::FromValue for LogWithdrawIncomingJoinRequest {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo_id: rt::decode::required(m, "convoId")?,
+                member: rt::decode::required(m, "member")?,
+                rev: rt::decode::required(m, "rev")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static LOG_WITHDRAW_OUTGOING_JOIN_REQUEST_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["rev", "convoId"],
@@ -2179,6 +2729,15 @@ pub mod defs {
         #[serde(rename = "convoId")]
         pub convo_id: String,
         pub rev: String,
+    }
+    impl rt::decode::FromValue for LogWithdrawOutgoingJoinRequest {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo_id: rt::decode::required(m, "convoId")?,
+                rev: rt::decode::required(m, "rev")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static MESSAGE_AND_REACTION_VIEW_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -2204,6 +2763,15 @@ pub mod defs {
         pub message: crate::chat::bsky::convo::defs::MessageView,
         pub reaction: crate::chat::bsky::convo::defs::ReactionView,
     }
+    impl rt::decode::FromValue for MessageAndReactionView {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                message: rt::decode::required(m, "message")?,
+                reaction: rt::decode::required(m, "reaction")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static MESSAGE_BEFORE_USER_JOINED_GROUP_VIEW_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &[],
@@ -2213,6 +2781,12 @@ pub mod defs {
     /// Placeholder embedded in place of a reply's parent message when that parent was sent before the viewer joined the group convo. The viewer has no access to that history, so no message data is carried.
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct MessageBeforeUserJoinedGroupView {}
+    impl rt::decode::FromValue for MessageBeforeUserJoinedGroupView {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::object(value)?;
+            Ok(Self {})
+        }
+    }
     /// Schema of this definition.
     pub static MESSAGE_INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["text"],
@@ -2297,6 +2871,20 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for MessageInputEmbed {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "app.bsky.embed.record" | "app.bsky.embed.record#main" => {
+                    rt::decode::union_member(ty, value).map(Self::Record)
+                }
+                "chat.bsky.embed.joinLink" | "chat.bsky.embed.joinLink#main" => {
+                    rt::decode::union_member(ty, value).map(Self::JoinLink)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct MessageInput {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -2309,6 +2897,17 @@ pub mod defs {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub reply_to: Option<crate::chat::bsky::convo::defs::ReplyRef>,
         pub text: String,
+    }
+    impl rt::decode::FromValue for MessageInput {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                embed: rt::decode::optional(m, "embed")?,
+                facets: rt::decode::optional(m, "facets")?,
+                reply_to: rt::decode::optional(m, "replyTo")?,
+                text: rt::decode::required(m, "text")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static MESSAGE_REF_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -2333,6 +2932,16 @@ pub mod defs {
         pub did: rt::lex::Did,
         #[serde(rename = "messageId")]
         pub message_id: String,
+    }
+    impl rt::decode::FromValue for MessageRef {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo_id: rt::decode::required(m, "convoId")?,
+                did: rt::decode::required(m, "did")?,
+                message_id: rt::decode::required(m, "messageId")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static MESSAGE_VIEW_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -2462,6 +3071,20 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for MessageViewEmbed {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "app.bsky.embed.record#view" => {
+                    rt::decode::union_member(ty, value).map(Self::View)
+                }
+                "chat.bsky.embed.joinLink#view" => {
+                    rt::decode::union_member(ty, value).map(Self::JoinLinkView)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     /// If set, the message this message is replying to. The full view of the referenced message is embedded so the client can render it inline. Only a single level is embedded: the embedded message will not itself have a populated 'replyTo' field even if it was also a reply.
     ///
     /// An open union: unknown `$type`s are kept in `Unknown`.
@@ -2525,6 +3148,24 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for MessageViewReplyTo {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "chat.bsky.convo.defs#messageView" => {
+                    rt::decode::union_member(ty, value).map(Self::MessageView)
+                }
+                "chat.bsky.convo.defs#deletedMessageView" => {
+                    rt::decode::union_member(ty, value).map(Self::DeletedMessageView)
+                }
+                "chat.bsky.convo.defs#messageBeforeUserJoinedGroupView" => {
+                    rt::decode::union_member(ty, value)
+                        .map(Self::MessageBeforeUserJoinedGroupView)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct MessageView {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -2546,6 +3187,22 @@ pub mod defs {
         pub sent_at: rt::lex::Datetime,
         pub text: String,
     }
+    impl rt::decode::FromValue for MessageView {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                embed: rt::decode::optional(m, "embed")?,
+                facets: rt::decode::optional(m, "facets")?,
+                id: rt::decode::required(m, "id")?,
+                reactions: rt::decode::optional(m, "reactions")?,
+                reply_to: rt::decode::optional(m, "replyTo")?,
+                rev: rt::decode::required(m, "rev")?,
+                sender: rt::decode::required(m, "sender")?,
+                sent_at: rt::decode::required(m, "sentAt")?,
+                text: rt::decode::required(m, "text")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static MESSAGE_VIEW_SENDER_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["did"],
@@ -2563,6 +3220,14 @@ pub mod defs {
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct MessageViewSender {
         pub did: rt::lex::Did,
+    }
+    impl rt::decode::FromValue for MessageViewSender {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                did: rt::decode::required(m, "did")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static REACTION_VIEW_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -2592,6 +3257,16 @@ pub mod defs {
         pub sender: crate::chat::bsky::convo::defs::ReactionViewSender,
         pub value: String,
     }
+    impl rt::decode::FromValue for ReactionView {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                created_at: rt::decode::required(m, "createdAt")?,
+                sender: rt::decode::required(m, "sender")?,
+                value: rt::decode::required(m, "value")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static REACTION_VIEW_SENDER_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["did"],
@@ -2610,6 +3285,14 @@ pub mod defs {
     pub struct ReactionViewSender {
         pub did: rt::lex::Did,
     }
+    impl rt::decode::FromValue for ReactionViewSender {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                did: rt::decode::required(m, "did")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static REPLY_REF_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["messageId"],
@@ -2623,6 +3306,14 @@ pub mod defs {
     pub struct ReplyRef {
         #[serde(rename = "messageId")]
         pub message_id: String,
+    }
+    impl rt::decode::FromValue for ReplyRef {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                message_id: rt::decode::required(m, "messageId")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static SYSTEM_MESSAGE_DATA_ADD_MEMBER_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -2659,6 +3350,16 @@ pub mod defs {
         /// Role the user was added to the group with. The role from 'member' will reflect the current data, not historical.
         pub role: crate::chat::bsky::actor::defs::MemberRole,
     }
+    impl rt::decode::FromValue for SystemMessageDataAddMember {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                added_by: rt::decode::required(m, "addedBy")?,
+                member: rt::decode::required(m, "member")?,
+                role: rt::decode::required(m, "role")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static SYSTEM_MESSAGE_DATA_CREATE_JOIN_LINK_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &[],
@@ -2668,6 +3369,12 @@ pub mod defs {
     /// System message indicating the group join link was created.
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct SystemMessageDataCreateJoinLink {}
+    impl rt::decode::FromValue for SystemMessageDataCreateJoinLink {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::object(value)?;
+            Ok(Self {})
+        }
+    }
     /// Schema of this definition.
     pub static SYSTEM_MESSAGE_DATA_DISABLE_JOIN_LINK_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &[],
@@ -2677,6 +3384,12 @@ pub mod defs {
     /// System message indicating the group join link was disabled.
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct SystemMessageDataDisableJoinLink {}
+    impl rt::decode::FromValue for SystemMessageDataDisableJoinLink {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::object(value)?;
+            Ok(Self {})
+        }
+    }
     /// Schema of this definition.
     pub static SYSTEM_MESSAGE_DATA_EDIT_GROUP_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &[],
@@ -2698,6 +3411,15 @@ pub mod defs {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub old_name: Option<String>,
     }
+    impl rt::decode::FromValue for SystemMessageDataEditGroup {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                new_name: rt::decode::optional(m, "newName")?,
+                old_name: rt::decode::optional(m, "oldName")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static SYSTEM_MESSAGE_DATA_EDIT_JOIN_LINK_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &[],
@@ -2707,6 +3429,12 @@ pub mod defs {
     /// System message indicating the group join link was edited.
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct SystemMessageDataEditJoinLink {}
+    impl rt::decode::FromValue for SystemMessageDataEditJoinLink {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::object(value)?;
+            Ok(Self {})
+        }
+    }
     /// Schema of this definition.
     pub static SYSTEM_MESSAGE_DATA_ENABLE_JOIN_LINK_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &[],
@@ -2716,6 +3444,12 @@ pub mod defs {
     /// System message indicating the group join link was enabled.
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct SystemMessageDataEnableJoinLink {}
+    impl rt::decode::FromValue for SystemMessageDataEnableJoinLink {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::object(value)?;
+            Ok(Self {})
+        }
+    }
     /// Schema of this definition.
     pub static SYSTEM_MESSAGE_DATA_LOCK_CONVO_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["lockedBy"],
@@ -2736,6 +3470,14 @@ pub mod defs {
         #[serde(rename = "lockedBy")]
         pub locked_by: crate::chat::bsky::convo::defs::SystemMessageReferredUser,
     }
+    impl rt::decode::FromValue for SystemMessageDataLockConvo {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                locked_by: rt::decode::required(m, "lockedBy")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static SYSTEM_MESSAGE_DATA_LOCK_CONVO_PERMANENTLY_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["lockedBy"],
@@ -2755,6 +3497,14 @@ pub mod defs {
         /// Current view of the member who locked the group.
         #[serde(rename = "lockedBy")]
         pub locked_by: crate::chat::bsky::convo::defs::SystemMessageReferredUser,
+    }
+    impl rt::decode::FromValue for SystemMessageDataLockConvoPermanently {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                locked_by: rt::decode::required(m, "lockedBy")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static SYSTEM_MESSAGE_DATA_MEMBER_JOIN_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -2795,6 +3545,16 @@ pub mod defs {
         /// Role the user was added to the group with. The role from 'member' will reflect the current data, not historical.
         pub role: crate::chat::bsky::actor::defs::MemberRole,
     }
+    impl rt::decode::FromValue for SystemMessageDataMemberJoin {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                approved_by: rt::decode::optional(m, "approvedBy")?,
+                member: rt::decode::required(m, "member")?,
+                role: rt::decode::required(m, "role")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static SYSTEM_MESSAGE_DATA_MEMBER_LEAVE_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["member"],
@@ -2813,6 +3573,14 @@ pub mod defs {
     pub struct SystemMessageDataMemberLeave {
         /// Current view of the member who left the group.
         pub member: crate::chat::bsky::convo::defs::SystemMessageReferredUser,
+    }
+    impl rt::decode::FromValue for SystemMessageDataMemberLeave {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                member: rt::decode::required(m, "member")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static SYSTEM_MESSAGE_DATA_REMOVE_MEMBER_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -2841,6 +3609,15 @@ pub mod defs {
         #[serde(rename = "removedBy")]
         pub removed_by: crate::chat::bsky::convo::defs::SystemMessageReferredUser,
     }
+    impl rt::decode::FromValue for SystemMessageDataRemoveMember {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                member: rt::decode::required(m, "member")?,
+                removed_by: rt::decode::required(m, "removedBy")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static SYSTEM_MESSAGE_DATA_UNLOCK_CONVO_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["unlockedBy"],
@@ -2861,6 +3638,14 @@ pub mod defs {
         #[serde(rename = "unlockedBy")]
         pub unlocked_by: crate::chat::bsky::convo::defs::SystemMessageReferredUser,
     }
+    impl rt::decode::FromValue for SystemMessageDataUnlockConvo {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                unlocked_by: rt::decode::required(m, "unlockedBy")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static SYSTEM_MESSAGE_REFERRED_USER_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["did"],
@@ -2878,6 +3663,14 @@ pub mod defs {
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct SystemMessageReferredUser {
         pub did: rt::lex::Did,
+    }
+    impl rt::decode::FromValue for SystemMessageReferredUser {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                did: rt::decode::required(m, "did")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static SYSTEM_MESSAGE_VIEW_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -3152,6 +3945,62 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for SystemMessageViewData {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "chat.bsky.convo.defs#systemMessageDataAddMember" => {
+                    rt::decode::union_member(ty, value)
+                        .map(Self::SystemMessageDataAddMember)
+                }
+                "chat.bsky.convo.defs#systemMessageDataRemoveMember" => {
+                    rt::decode::union_member(ty, value)
+                        .map(Self::SystemMessageDataRemoveMember)
+                }
+                "chat.bsky.convo.defs#systemMessageDataMemberJoin" => {
+                    rt::decode::union_member(ty, value)
+                        .map(Self::SystemMessageDataMemberJoin)
+                }
+                "chat.bsky.convo.defs#systemMessageDataMemberLeave" => {
+                    rt::decode::union_member(ty, value)
+                        .map(Self::SystemMessageDataMemberLeave)
+                }
+                "chat.bsky.convo.defs#systemMessageDataLockConvo" => {
+                    rt::decode::union_member(ty, value)
+                        .map(Self::SystemMessageDataLockConvo)
+                }
+                "chat.bsky.convo.defs#systemMessageDataUnlockConvo" => {
+                    rt::decode::union_member(ty, value)
+                        .map(Self::SystemMessageDataUnlockConvo)
+                }
+                "chat.bsky.convo.defs#systemMessageDataLockConvoPermanently" => {
+                    rt::decode::union_member(ty, value)
+                        .map(Self::SystemMessageDataLockConvoPermanently)
+                }
+                "chat.bsky.convo.defs#systemMessageDataEditGroup" => {
+                    rt::decode::union_member(ty, value)
+                        .map(Self::SystemMessageDataEditGroup)
+                }
+                "chat.bsky.convo.defs#systemMessageDataCreateJoinLink" => {
+                    rt::decode::union_member(ty, value)
+                        .map(Self::SystemMessageDataCreateJoinLink)
+                }
+                "chat.bsky.convo.defs#systemMessageDataEditJoinLink" => {
+                    rt::decode::union_member(ty, value)
+                        .map(Self::SystemMessageDataEditJoinLink)
+                }
+                "chat.bsky.convo.defs#systemMessageDataEnableJoinLink" => {
+                    rt::decode::union_member(ty, value)
+                        .map(Self::SystemMessageDataEnableJoinLink)
+                }
+                "chat.bsky.convo.defs#systemMessageDataDisableJoinLink" => {
+                    rt::decode::union_member(ty, value)
+                        .map(Self::SystemMessageDataDisableJoinLink)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct SystemMessageView {
         pub data: SystemMessageViewData,
@@ -3159,6 +4008,17 @@ pub mod defs {
         pub rev: String,
         #[serde(rename = "sentAt")]
         pub sent_at: rt::lex::Datetime,
+    }
+    impl rt::decode::FromValue for SystemMessageView {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                data: rt::decode::required(m, "data")?,
+                id: rt::decode::required(m, "id")?,
+                rev: rt::decode::required(m, "rev")?,
+                sent_at: rt::decode::required(m, "sentAt")?,
+            })
+        }
     }
 }
 /// `chat.bsky.convo.deleteMessageForSelf`
@@ -3172,6 +4032,11 @@ pub mod delete_message_for_self {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["convoId", "messageId"],
@@ -3187,6 +4052,15 @@ pub mod delete_message_for_self {
         pub convo_id: String,
         #[serde(rename = "messageId")]
         pub message_id: String,
+    }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo_id: rt::decode::required(m, "convoId")?,
+                message_id: rt::decode::required(m, "messageId")?,
+            })
+        }
     }
     pub type Output = crate::chat::bsky::convo::defs::DeletedMessageView;
     /// The errors this method declares, each with a message.
@@ -3252,9 +4126,25 @@ pub mod get_convo {
         #[serde(rename = "convoId")]
         pub convo_id: String,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo_id: rt::decode::required(m, "convoId")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub convo: crate::chat::bsky::convo::defs::ConvoView,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo: rt::decode::required(m, "convo")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -3320,12 +4210,29 @@ pub mod get_convo_availability {
     pub struct Params {
         pub members: Vec<rt::lex::Did>,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                members: rt::decode::required(m, "members")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(rename = "canChat")]
         pub can_chat: bool,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub convo: Option<crate::chat::bsky::convo::defs::ConvoView>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                can_chat: rt::decode::required(m, "canChat")?,
+                convo: rt::decode::optional(m, "convo")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -3370,9 +4277,25 @@ pub mod get_convo_for_members {
     pub struct Params {
         pub members: Vec<rt::lex::Did>,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                members: rt::decode::required(m, "members")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub convo: crate::chat::bsky::convo::defs::ConvoView,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo: rt::decode::required(m, "convo")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -3464,11 +4387,30 @@ pub mod get_convo_members {
         pub cursor: Option<String>,
         pub limit: i64,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo_id: rt::decode::required(m, "convoId")?,
+                cursor: rt::decode::optional(m, "cursor")?,
+                limit: rt::decode::required(m, "limit")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<String>,
         pub members: Vec<crate::chat::bsky::actor::defs::ProfileViewBasic>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                members: rt::decode::required(m, "members")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -3524,6 +4466,14 @@ pub mod get_log {
     pub struct Params {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<String>,
+    }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+            })
+        }
     }
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
@@ -3948,11 +4898,121 @@ pub mod get_log {
             }
         }
     }
+    impl rt::decode::FromValue for OutputLogsItem {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "chat.bsky.convo.defs#logBeginConvo" => {
+                    rt::decode::union_member(ty, value).map(Self::LogBeginConvo)
+                }
+                "chat.bsky.convo.defs#logAcceptConvo" => {
+                    rt::decode::union_member(ty, value).map(Self::LogAcceptConvo)
+                }
+                "chat.bsky.convo.defs#logLeaveConvo" => {
+                    rt::decode::union_member(ty, value).map(Self::LogLeaveConvo)
+                }
+                "chat.bsky.convo.defs#logMuteConvo" => {
+                    rt::decode::union_member(ty, value).map(Self::LogMuteConvo)
+                }
+                "chat.bsky.convo.defs#logUnmuteConvo" => {
+                    rt::decode::union_member(ty, value).map(Self::LogUnmuteConvo)
+                }
+                "chat.bsky.convo.defs#logCreateMessage" => {
+                    rt::decode::union_member(ty, value).map(Self::LogCreateMessage)
+                }
+                "chat.bsky.convo.defs#logDeleteMessage" => {
+                    rt::decode::union_member(ty, value).map(Self::LogDeleteMessage)
+                }
+                "chat.bsky.convo.defs#logReadMessage" => {
+                    rt::decode::union_member(ty, value).map(Self::LogReadMessage)
+                }
+                "chat.bsky.convo.defs#logAddReaction" => {
+                    rt::decode::union_member(ty, value).map(Self::LogAddReaction)
+                }
+                "chat.bsky.convo.defs#logRemoveReaction" => {
+                    rt::decode::union_member(ty, value).map(Self::LogRemoveReaction)
+                }
+                "chat.bsky.convo.defs#logReadConvo" => {
+                    rt::decode::union_member(ty, value).map(Self::LogReadConvo)
+                }
+                "chat.bsky.convo.defs#logAddMember" => {
+                    rt::decode::union_member(ty, value).map(Self::LogAddMember)
+                }
+                "chat.bsky.convo.defs#logRemoveMember" => {
+                    rt::decode::union_member(ty, value).map(Self::LogRemoveMember)
+                }
+                "chat.bsky.convo.defs#logMemberJoin" => {
+                    rt::decode::union_member(ty, value).map(Self::LogMemberJoin)
+                }
+                "chat.bsky.convo.defs#logMemberLeave" => {
+                    rt::decode::union_member(ty, value).map(Self::LogMemberLeave)
+                }
+                "chat.bsky.convo.defs#logLockConvo" => {
+                    rt::decode::union_member(ty, value).map(Self::LogLockConvo)
+                }
+                "chat.bsky.convo.defs#logUnlockConvo" => {
+                    rt::decode::union_member(ty, value).map(Self::LogUnlockConvo)
+                }
+                "chat.bsky.convo.defs#logLockConvoPermanently" => {
+                    rt::decode::union_member(ty, value)
+                        .map(Self::LogLockConvoPermanently)
+                }
+                "chat.bsky.convo.defs#logEditGroup" => {
+                    rt::decode::union_member(ty, value).map(Self::LogEditGroup)
+                }
+                "chat.bsky.convo.defs#logCreateJoinLink" => {
+                    rt::decode::union_member(ty, value).map(Self::LogCreateJoinLink)
+                }
+                "chat.bsky.convo.defs#logEditJoinLink" => {
+                    rt::decode::union_member(ty, value).map(Self::LogEditJoinLink)
+                }
+                "chat.bsky.convo.defs#logEnableJoinLink" => {
+                    rt::decode::union_member(ty, value).map(Self::LogEnableJoinLink)
+                }
+                "chat.bsky.convo.defs#logDisableJoinLink" => {
+                    rt::decode::union_member(ty, value).map(Self::LogDisableJoinLink)
+                }
+                "chat.bsky.convo.defs#logIncomingJoinRequest" => {
+                    rt::decode::union_member(ty, value).map(Self::LogIncomingJoinRequest)
+                }
+                "chat.bsky.convo.defs#logApproveJoinRequest" => {
+                    rt::decode::union_member(ty, value).map(Self::LogApproveJoinRequest)
+                }
+                "chat.bsky.convo.defs#logRejectJoinRequest" => {
+                    rt::decode::union_member(ty, value).map(Self::LogRejectJoinRequest)
+                }
+                "chat.bsky.convo.defs#logOutgoingJoinRequest" => {
+                    rt::decode::union_member(ty, value).map(Self::LogOutgoingJoinRequest)
+                }
+                "chat.bsky.convo.defs#logWithdrawIncomingJoinRequest" => {
+                    rt::decode::union_member(ty, value)
+                        .map(Self::LogWithdrawIncomingJoinRequest)
+                }
+                "chat.bsky.convo.defs#logWithdrawOutgoingJoinRequest" => {
+                    rt::decode::union_member(ty, value)
+                        .map(Self::LogWithdrawOutgoingJoinRequest)
+                }
+                "chat.bsky.convo.defs#logReadJoinRequests" => {
+                    rt::decode::union_member(ty, value).map(Self::LogReadJoinRequests)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<String>,
         pub logs: Vec<OutputLogsItem>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                logs: rt::decode::required(m, "logs")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -4000,6 +5060,16 @@ pub mod get_messages {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<String>,
         pub limit: i64,
+    }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo_id: rt::decode::required(m, "convoId")?,
+                cursor: rt::decode::optional(m, "cursor")?,
+                limit: rt::decode::required(m, "limit")?,
+            })
+        }
     }
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
@@ -4060,6 +5130,23 @@ pub mod get_messages {
             }
         }
     }
+    impl rt::decode::FromValue for OutputMessagesItem {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "chat.bsky.convo.defs#messageView" => {
+                    rt::decode::union_member(ty, value).map(Self::MessageView)
+                }
+                "chat.bsky.convo.defs#deletedMessageView" => {
+                    rt::decode::union_member(ty, value).map(Self::DeletedMessageView)
+                }
+                "chat.bsky.convo.defs#systemMessageView" => {
+                    rt::decode::union_member(ty, value).map(Self::SystemMessageView)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -4071,6 +5158,16 @@ pub mod get_messages {
         pub related_profiles: Option<
             Vec<crate::chat::bsky::actor::defs::ProfileViewBasic>,
         >,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                messages: rt::decode::required(m, "messages")?,
+                related_profiles: rt::decode::optional(m, "relatedProfiles")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -4133,6 +5230,14 @@ pub mod get_unread_counts {
         #[serde(rename = "includeGroupChats")]
         pub include_group_chats: bool,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                include_group_chats: rt::decode::required(m, "includeGroupChats")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         /// Number of unread, unlocked accepted convos. Counts convos with unread messages and unread join requests. Capped at 100, where 100 means more than 99.
@@ -4141,6 +5246,15 @@ pub mod get_unread_counts {
         /// Number of unread, unlocked request convos. Includes convos with unread messages, but not with unread join request, since only the owner of a group has join requests to read, and the group would necessarily be accepted. Capped at 100, where 100 means more than 99.
         #[serde(rename = "unreadRequestConvos")]
         pub unread_request_convos: i64,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                unread_accepted_convos: rt::decode::required(m, "unreadAcceptedConvos")?,
+                unread_request_convos: rt::decode::required(m, "unreadRequestConvos")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -4167,6 +5281,11 @@ pub mod leave_convo {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["convoId"],
@@ -4180,11 +5299,28 @@ pub mod leave_convo {
         #[serde(rename = "convoId")]
         pub convo_id: String,
     }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo_id: rt::decode::required(m, "convoId")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(rename = "convoId")]
         pub convo_id: String,
         pub rev: String,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo_id: rt::decode::required(m, "convoId")?,
+                rev: rt::decode::required(m, "rev")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -4259,6 +5395,15 @@ pub mod list_convo_requests {
         pub cursor: Option<String>,
         pub limit: i64,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                limit: rt::decode::required(m, "limit")?,
+            })
+        }
+    }
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum OutputRequestsItem {
@@ -4305,11 +5450,34 @@ pub mod list_convo_requests {
             }
         }
     }
+    impl rt::decode::FromValue for OutputRequestsItem {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "chat.bsky.convo.defs#convoView" => {
+                    rt::decode::union_member(ty, value).map(Self::ConvoView)
+                }
+                "chat.bsky.group.defs#joinRequestConvoView" => {
+                    rt::decode::union_member(ty, value).map(Self::JoinRequestConvoView)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<String>,
         pub requests: Vec<OutputRequestsItem>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                requests: rt::decode::required(m, "requests")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -4384,6 +5552,11 @@ pub mod list_convos {
             }
         }
     }
+    impl rt::decode::FromValue for ParamsKind {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<ParamsKind> for String {
         fn from(v: ParamsKind) -> String {
             match v {
@@ -4428,6 +5601,11 @@ pub mod list_convos {
             }
         }
     }
+    impl rt::decode::FromValue for ParamsLockStatus {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<ParamsLockStatus> for String {
         fn from(v: ParamsLockStatus) -> String {
             match v {
@@ -4460,6 +5638,11 @@ pub mod list_convos {
                 "unread" => Self::Unread,
                 _ => Self::Other(s),
             }
+        }
+    }
+    impl rt::decode::FromValue for ParamsReadState {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
         }
     }
     impl From<ParamsReadState> for String {
@@ -4502,6 +5685,11 @@ pub mod list_convos {
             }
         }
     }
+    impl rt::decode::FromValue for ParamsStatus {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<ParamsStatus> for String {
         fn from(v: ParamsStatus) -> String {
             match v {
@@ -4530,11 +5718,33 @@ pub mod list_convos {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub status: Option<ParamsStatus>,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                kind: rt::decode::optional(m, "kind")?,
+                limit: rt::decode::required(m, "limit")?,
+                lock_status: rt::decode::optional(m, "lockStatus")?,
+                read_state: rt::decode::optional(m, "readState")?,
+                status: rt::decode::optional(m, "status")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub convos: Vec<crate::chat::bsky::convo::defs::ConvoView>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<String>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convos: rt::decode::required(m, "convos")?,
+                cursor: rt::decode::optional(m, "cursor")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -4561,6 +5771,11 @@ pub mod lock_convo {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["convoId"],
@@ -4574,9 +5789,25 @@ pub mod lock_convo {
         #[serde(rename = "convoId")]
         pub convo_id: String,
     }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo_id: rt::decode::required(m, "convoId")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub convo: crate::chat::bsky::convo::defs::ConvoView,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo: rt::decode::required(m, "convo")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -4633,6 +5864,11 @@ pub mod mute_convo {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["convoId"],
@@ -4646,9 +5882,25 @@ pub mod mute_convo {
         #[serde(rename = "convoId")]
         pub convo_id: String,
     }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo_id: rt::decode::required(m, "convoId")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub convo: crate::chat::bsky::convo::defs::ConvoView,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo: rt::decode::required(m, "convo")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -4699,6 +5951,11 @@ pub mod remove_reaction {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["convoId", "messageId", "value"],
@@ -4726,9 +5983,27 @@ pub mod remove_reaction {
         pub message_id: String,
         pub value: String,
     }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo_id: rt::decode::required(m, "convoId")?,
+                message_id: rt::decode::required(m, "messageId")?,
+                value: rt::decode::required(m, "value")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub message: crate::chat::bsky::convo::defs::MessageView,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                message: rt::decode::required(m, "message")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -4798,6 +6073,11 @@ pub mod send_message {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["convoId", "message"],
@@ -4817,6 +6097,15 @@ pub mod send_message {
         #[serde(rename = "convoId")]
         pub convo_id: String,
         pub message: crate::chat::bsky::convo::defs::MessageInput,
+    }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo_id: rt::decode::required(m, "convoId")?,
+                message: rt::decode::required(m, "message")?,
+            })
+        }
     }
     pub type Output = crate::chat::bsky::convo::defs::MessageView;
     /// The errors this method declares, each with a message.
@@ -4889,11 +6178,25 @@ pub mod send_message_batch {
         pub convo_id: String,
         pub message: crate::chat::bsky::convo::defs::MessageInput,
     }
+    impl rt::decode::FromValue for BatchItem {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo_id: rt::decode::required(m, "convoId")?,
+                message: rt::decode::required(m, "message")?,
+            })
+        }
+    }
     /// Schema of the query parameters (none).
     pub static PARAMS_SCHEMA: rt::schema::ObjectSchema = rt::schema::ObjectSchema::EMPTY;
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["items"],
@@ -4915,9 +6218,25 @@ pub mod send_message_batch {
     pub struct Input {
         pub items: Vec<crate::chat::bsky::convo::send_message_batch::BatchItem>,
     }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                items: rt::decode::required(m, "items")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub items: Vec<crate::chat::bsky::convo::defs::MessageView>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                items: rt::decode::required(m, "items")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -4974,6 +6293,11 @@ pub mod unlock_convo {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["convoId"],
@@ -4987,9 +6311,25 @@ pub mod unlock_convo {
         #[serde(rename = "convoId")]
         pub convo_id: String,
     }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo_id: rt::decode::required(m, "convoId")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub convo: crate::chat::bsky::convo::defs::ConvoView,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo: rt::decode::required(m, "convo")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -5048,6 +6388,11 @@ pub mod unmute_convo {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["convoId"],
@@ -5061,9 +6406,25 @@ pub mod unmute_convo {
         #[serde(rename = "convoId")]
         pub convo_id: String,
     }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo_id: rt::decode::required(m, "convoId")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub convo: crate::chat::bsky::convo::defs::ConvoView,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo: rt::decode::required(m, "convo")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -5114,6 +6475,11 @@ pub mod update_all_read {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &[],
@@ -5152,6 +6518,11 @@ pub mod update_all_read {
             }
         }
     }
+    impl rt::decode::FromValue for InputStatus {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<InputStatus> for String {
         fn from(v: InputStatus) -> String {
             match v {
@@ -5165,11 +6536,27 @@ pub mod update_all_read {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub status: Option<InputStatus>,
     }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                status: rt::decode::optional(m, "status")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         /// The count of updated convos.
         #[serde(rename = "updatedCount")]
         pub updated_count: i64,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                updated_count: rt::decode::required(m, "updatedCount")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -5199,6 +6586,11 @@ pub mod update_read {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["convoId"],
@@ -5216,9 +6608,26 @@ pub mod update_read {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub message_id: Option<String>,
     }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo_id: rt::decode::required(m, "convoId")?,
+                message_id: rt::decode::optional(m, "messageId")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub convo: crate::chat::bsky::convo::defs::ConvoView,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo: rt::decode::required(m, "convo")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]

@@ -19,6 +19,14 @@ pub mod join_link {
         /// The join link code.
         pub code: String,
     }
+    impl rt::decode::FromValue for Main {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                code: rt::decode::required(m, "code")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static VIEW_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["joinLinkPreview"],
@@ -110,9 +118,36 @@ pub mod join_link {
             }
         }
     }
+    impl rt::decode::FromValue for ViewJoinLinkPreview {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "chat.bsky.group.defs#joinLinkPreviewView" => {
+                    rt::decode::union_member(ty, value).map(Self::JoinLinkPreviewView)
+                }
+                "chat.bsky.group.defs#disabledJoinLinkPreviewView" => {
+                    rt::decode::union_member(ty, value)
+                        .map(Self::DisabledJoinLinkPreviewView)
+                }
+                "chat.bsky.group.defs#invalidJoinLinkPreviewView" => {
+                    rt::decode::union_member(ty, value)
+                        .map(Self::InvalidJoinLinkPreviewView)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct View {
         #[serde(rename = "joinLinkPreview")]
         pub join_link_preview: ViewJoinLinkPreview,
+    }
+    impl rt::decode::FromValue for View {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                join_link_preview: rt::decode::required(m, "joinLinkPreview")?,
+            })
+        }
     }
 }

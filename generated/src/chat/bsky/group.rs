@@ -237,6 +237,11 @@ pub mod add_members {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["convoId", "members"],
@@ -262,12 +267,30 @@ pub mod add_members {
         pub convo_id: String,
         pub members: Vec<rt::lex::Did>,
     }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo_id: rt::decode::required(m, "convoId")?,
+                members: rt::decode::required(m, "members")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(rename = "addedMembers")]
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub added_members: Option<Vec<crate::chat::bsky::actor::defs::ProfileViewBasic>>,
         pub convo: crate::chat::bsky::convo::defs::ConvoView,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                added_members: rt::decode::optional(m, "addedMembers")?,
+                convo: rt::decode::required(m, "convo")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -356,6 +379,11 @@ pub mod approve_join_request {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["convoId", "member"],
@@ -377,9 +405,26 @@ pub mod approve_join_request {
         pub convo_id: String,
         pub member: rt::lex::Did,
     }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo_id: rt::decode::required(m, "convoId")?,
+                member: rt::decode::required(m, "member")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub convo: crate::chat::bsky::convo::defs::ConvoView,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo: rt::decode::required(m, "convo")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -436,6 +481,11 @@ pub mod create_group {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["members", "name"],
@@ -469,9 +519,26 @@ pub mod create_group {
         pub members: Vec<rt::lex::Did>,
         pub name: String,
     }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                members: rt::decode::required(m, "members")?,
+                name: rt::decode::required(m, "name")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub convo: crate::chat::bsky::convo::defs::ConvoView,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo: rt::decode::required(m, "convo")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -548,6 +615,11 @@ pub mod create_join_link {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["convoId", "joinRule"],
@@ -578,10 +650,28 @@ pub mod create_join_link {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub require_approval: Option<bool>,
     }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo_id: rt::decode::required(m, "convoId")?,
+                join_rule: rt::decode::required(m, "joinRule")?,
+                require_approval: rt::decode::optional(m, "requireApproval")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(rename = "joinLink")]
         pub join_link: crate::chat::bsky::group::defs::JoinLinkView,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                join_link: rt::decode::required(m, "joinLink")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -646,6 +736,14 @@ pub mod defs {
     pub struct DisabledJoinLinkPreviewView {
         pub code: String,
     }
+    impl rt::decode::FromValue for DisabledJoinLinkPreviewView {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                code: rt::decode::required(m, "code")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static INVALID_JOIN_LINK_PREVIEW_VIEW_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["code"],
@@ -658,6 +756,14 @@ pub mod defs {
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct InvalidJoinLinkPreviewView {
         pub code: String,
+    }
+    impl rt::decode::FromValue for InvalidJoinLinkPreviewView {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                code: rt::decode::required(m, "code")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static JOIN_LINK_PREVIEW_VIEW_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -738,6 +844,23 @@ pub mod defs {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub viewer: Option<crate::chat::bsky::group::defs::JoinLinkViewerState>,
     }
+    impl rt::decode::FromValue for JoinLinkPreviewView {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                code: rt::decode::required(m, "code")?,
+                convo: rt::decode::optional(m, "convo")?,
+                convo_id: rt::decode::required(m, "convoId")?,
+                join_rule: rt::decode::required(m, "joinRule")?,
+                member_count: rt::decode::required(m, "memberCount")?,
+                member_limit: rt::decode::required(m, "memberLimit")?,
+                name: rt::decode::required(m, "name")?,
+                owner: rt::decode::required(m, "owner")?,
+                require_approval: rt::decode::required(m, "requireApproval")?,
+                viewer: rt::decode::optional(m, "viewer")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static JOIN_LINK_VIEW_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["code", "enabledStatus", "requireApproval", "joinRule", "createdAt"],
@@ -784,6 +907,18 @@ pub mod defs {
         #[serde(rename = "requireApproval")]
         pub require_approval: bool,
     }
+    impl rt::decode::FromValue for JoinLinkView {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                code: rt::decode::required(m, "code")?,
+                created_at: rt::decode::required(m, "createdAt")?,
+                enabled_status: rt::decode::required(m, "enabledStatus")?,
+                join_rule: rt::decode::required(m, "joinRule")?,
+                require_approval: rt::decode::required(m, "requireApproval")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static JOIN_LINK_VIEWER_STATE_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &[],
@@ -803,6 +938,14 @@ pub mod defs {
         #[serde(rename = "requestedAt")]
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub requested_at: Option<rt::lex::Datetime>,
+    }
+    impl rt::decode::FromValue for JoinLinkViewerState {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                requested_at: rt::decode::optional(m, "requestedAt")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static JOIN_REQUEST_CONVO_VIEW_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -846,6 +989,19 @@ pub mod defs {
         pub owner: crate::chat::bsky::actor::defs::ProfileViewBasic,
         pub viewer: crate::chat::bsky::group::defs::JoinLinkViewerState,
     }
+    impl rt::decode::FromValue for JoinRequestConvoView {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo_id: rt::decode::required(m, "convoId")?,
+                member_count: rt::decode::required(m, "memberCount")?,
+                member_limit: rt::decode::required(m, "memberLimit")?,
+                name: rt::decode::required(m, "name")?,
+                owner: rt::decode::required(m, "owner")?,
+                viewer: rt::decode::required(m, "viewer")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static JOIN_REQUEST_VIEW_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["convoId", "requestedBy", "requestedAt"],
@@ -876,6 +1032,16 @@ pub mod defs {
         pub requested_at: rt::lex::Datetime,
         #[serde(rename = "requestedBy")]
         pub requested_by: crate::chat::bsky::actor::defs::ProfileViewBasic,
+    }
+    impl rt::decode::FromValue for JoinRequestView {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo_id: rt::decode::required(m, "convoId")?,
+                requested_at: rt::decode::required(m, "requestedAt")?,
+                requested_by: rt::decode::required(m, "requestedBy")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static JOIN_RULE_SCHEMA: rt::schema::Schema = rt::schema::Schema::String(
@@ -909,6 +1075,11 @@ pub mod defs {
                 "followedByOwner" => Self::FollowedByOwner,
                 _ => Self::Other(s),
             }
+        }
+    }
+    impl rt::decode::FromValue for JoinRule {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
         }
     }
     impl From<JoinRule> for String {
@@ -953,6 +1124,11 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for LinkEnabledStatus {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<LinkEnabledStatus> for String {
         fn from(v: LinkEnabledStatus) -> String {
             match v {
@@ -973,6 +1149,11 @@ pub mod disable_join_link {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["convoId"],
@@ -986,10 +1167,26 @@ pub mod disable_join_link {
         #[serde(rename = "convoId")]
         pub convo_id: String,
     }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo_id: rt::decode::required(m, "convoId")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(rename = "joinLink")]
         pub join_link: crate::chat::bsky::group::defs::JoinLinkView,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                join_link: rt::decode::required(m, "joinLink")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1046,6 +1243,11 @@ pub mod edit_group {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["convoId", "name"],
@@ -1069,9 +1271,26 @@ pub mod edit_group {
         pub convo_id: String,
         pub name: String,
     }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo_id: rt::decode::required(m, "convoId")?,
+                name: rt::decode::required(m, "name")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub convo: crate::chat::bsky::convo::defs::ConvoView,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo: rt::decode::required(m, "convo")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1128,6 +1347,11 @@ pub mod edit_join_link {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["convoId"],
@@ -1159,10 +1383,28 @@ pub mod edit_join_link {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub require_approval: Option<bool>,
     }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo_id: rt::decode::required(m, "convoId")?,
+                join_rule: rt::decode::optional(m, "joinRule")?,
+                require_approval: rt::decode::optional(m, "requireApproval")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(rename = "joinLink")]
         pub join_link: crate::chat::bsky::group::defs::JoinLinkView,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                join_link: rt::decode::required(m, "joinLink")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1219,6 +1461,11 @@ pub mod enable_join_link {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["convoId"],
@@ -1232,10 +1479,26 @@ pub mod enable_join_link {
         #[serde(rename = "convoId")]
         pub convo_id: String,
     }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo_id: rt::decode::required(m, "convoId")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(rename = "joinLink")]
         pub join_link: crate::chat::bsky::group::defs::JoinLinkView,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                join_link: rt::decode::required(m, "joinLink")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1310,6 +1573,14 @@ pub mod get_join_link_previews {
     pub struct Params {
         pub codes: Vec<String>,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                codes: rt::decode::required(m, "codes")?,
+            })
+        }
+    }
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum OutputJoinLinkPreviewsItem {
@@ -1374,10 +1645,37 @@ pub mod get_join_link_previews {
             }
         }
     }
+    impl rt::decode::FromValue for OutputJoinLinkPreviewsItem {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "chat.bsky.group.defs#joinLinkPreviewView" => {
+                    rt::decode::union_member(ty, value).map(Self::JoinLinkPreviewView)
+                }
+                "chat.bsky.group.defs#disabledJoinLinkPreviewView" => {
+                    rt::decode::union_member(ty, value)
+                        .map(Self::DisabledJoinLinkPreviewView)
+                }
+                "chat.bsky.group.defs#invalidJoinLinkPreviewView" => {
+                    rt::decode::union_member(ty, value)
+                        .map(Self::InvalidJoinLinkPreviewView)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(rename = "joinLinkPreviews")]
         pub join_link_previews: Vec<OutputJoinLinkPreviewsItem>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                join_link_previews: rt::decode::required(m, "joinLinkPreviews")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -1426,11 +1724,30 @@ pub mod list_join_requests {
         pub cursor: Option<String>,
         pub limit: i64,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo_id: rt::decode::required(m, "convoId")?,
+                cursor: rt::decode::optional(m, "cursor")?,
+                limit: rt::decode::required(m, "limit")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<String>,
         pub requests: Vec<crate::chat::bsky::group::defs::JoinRequestView>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                requests: rt::decode::required(m, "requests")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1509,11 +1826,30 @@ pub mod list_mutual_groups {
         pub limit: i64,
         pub subject: rt::lex::Did,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                limit: rt::decode::required(m, "limit")?,
+                subject: rt::decode::required(m, "subject")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub convos: Vec<crate::chat::bsky::convo::defs::ConvoView>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<String>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convos: rt::decode::required(m, "convos")?,
+                cursor: rt::decode::optional(m, "cursor")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -1540,6 +1876,11 @@ pub mod reject_join_request {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["convoId", "member"],
@@ -1561,8 +1902,23 @@ pub mod reject_join_request {
         pub convo_id: String,
         pub member: rt::lex::Did,
     }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo_id: rt::decode::required(m, "convoId")?,
+                member: rt::decode::required(m, "member")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {}
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::object(value)?;
+            Ok(Self {})
+        }
+    }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
     pub enum Error {
@@ -1616,6 +1972,11 @@ pub mod remove_members {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["convoId", "members"],
@@ -1641,9 +2002,26 @@ pub mod remove_members {
         pub convo_id: String,
         pub members: Vec<rt::lex::Did>,
     }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo_id: rt::decode::required(m, "convoId")?,
+                members: rt::decode::required(m, "members")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub convo: crate::chat::bsky::convo::defs::ConvoView,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo: rt::decode::required(m, "convo")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1698,6 +2076,11 @@ pub mod request_join {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["code"],
@@ -1709,6 +2092,14 @@ pub mod request_join {
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Input {
         pub code: String,
+    }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                code: rt::decode::required(m, "code")?,
+            })
+        }
     }
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -1740,6 +2131,11 @@ pub mod request_join {
             }
         }
     }
+    impl rt::decode::FromValue for OutputStatus {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<OutputStatus> for String {
         fn from(v: OutputStatus) -> String {
             match v {
@@ -1754,6 +2150,15 @@ pub mod request_join {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub convo: Option<crate::chat::bsky::convo::defs::ConvoView>,
         pub status: OutputStatus,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo: rt::decode::optional(m, "convo")?,
+                status: rt::decode::required(m, "status")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1826,6 +2231,11 @@ pub mod update_join_requests_read {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["convoId"],
@@ -1839,8 +2249,22 @@ pub mod update_join_requests_read {
         #[serde(rename = "convoId")]
         pub convo_id: String,
     }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo_id: rt::decode::required(m, "convoId")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {}
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::object(value)?;
+            Ok(Self {})
+        }
+    }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
     pub enum Error {
@@ -1894,6 +2318,11 @@ pub mod withdraw_join_request {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["convoId"],
@@ -1907,8 +2336,22 @@ pub mod withdraw_join_request {
         #[serde(rename = "convoId")]
         pub convo_id: String,
     }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo_id: rt::decode::required(m, "convoId")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {}
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::object(value)?;
+            Ok(Self {})
+        }
+    }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
     pub enum Error {

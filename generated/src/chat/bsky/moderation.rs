@@ -159,6 +159,20 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for ConvoViewKind {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "chat.bsky.moderation.defs#directConvo" => {
+                    rt::decode::union_member(ty, value).map(Self::DirectConvo)
+                }
+                "chat.bsky.moderation.defs#groupConvo" => {
+                    rt::decode::union_member(ty, value).map(Self::GroupConvo)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     /// A view of a conversation for moderation purposes. Unlike chat.bsky.convo.defs#convoView, it does not include viewer-specific data (such as muted, unreadCount, status, lastMessage, lastReaction), since the requester is a moderator and not a member of the conversation. The member list is not included; use chat.bsky.moderation.getConvoMembers to list members.
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct ConvoView {
@@ -167,6 +181,16 @@ pub mod defs {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub kind: Option<ConvoViewKind>,
         pub rev: String,
+    }
+    impl rt::decode::FromValue for ConvoView {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                id: rt::decode::required(m, "id")?,
+                kind: rt::decode::optional(m, "kind")?,
+                rev: rt::decode::required(m, "rev")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static DIRECT_CONVO_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -177,6 +201,12 @@ pub mod defs {
     /// Data specific to a direct conversation, for moderation purposes.
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct DirectConvo {}
+    impl rt::decode::FromValue for DirectConvo {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::object(value)?;
+            Ok(Self {})
+        }
+    }
     /// Schema of this definition.
     pub static GROUP_CONVO_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &[
@@ -253,6 +283,20 @@ pub mod defs {
         /// The display name of the group conversation.
         pub name: String,
     }
+    impl rt::decode::FromValue for GroupConvo {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                created_at: rt::decode::required(m, "createdAt")?,
+                join_link: rt::decode::optional(m, "joinLink")?,
+                join_request_count: rt::decode::required(m, "joinRequestCount")?,
+                lock_status: rt::decode::required(m, "lockStatus")?,
+                member_count: rt::decode::required(m, "memberCount")?,
+                member_limit: rt::decode::required(m, "memberLimit")?,
+                name: rt::decode::required(m, "name")?,
+            })
+        }
+    }
 }
 /// `chat.bsky.moderation.getActorMetadata`
 pub mod get_actor_metadata {
@@ -279,11 +323,29 @@ pub mod get_actor_metadata {
     pub struct Params {
         pub actor: rt::lex::Did,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                actor: rt::decode::required(m, "actor")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub all: crate::chat::bsky::moderation::get_actor_metadata::Metadata,
         pub day: crate::chat::bsky::moderation::get_actor_metadata::Metadata,
         pub month: crate::chat::bsky::moderation::get_actor_metadata::Metadata,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                all: rt::decode::required(m, "all")?,
+                day: rt::decode::required(m, "day")?,
+                month: rt::decode::required(m, "month")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -328,6 +390,17 @@ pub mod get_actor_metadata {
         #[serde(rename = "messagesSent")]
         pub messages_sent: i64,
     }
+    impl rt::decode::FromValue for Metadata {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convos: rt::decode::required(m, "convos")?,
+                convos_started: rt::decode::required(m, "convosStarted")?,
+                messages_received: rt::decode::required(m, "messagesReceived")?,
+                messages_sent: rt::decode::required(m, "messagesSent")?,
+            })
+        }
+    }
 }
 /// `chat.bsky.moderation.getConvo`
 pub mod get_convo {
@@ -349,9 +422,25 @@ pub mod get_convo {
         #[serde(rename = "convoId")]
         pub convo_id: String,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo_id: rt::decode::required(m, "convoId")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub convo: crate::chat::bsky::moderation::defs::ConvoView,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo: rt::decode::required(m, "convo")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -421,11 +510,30 @@ pub mod get_convo_members {
         pub cursor: Option<String>,
         pub limit: i64,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo_id: rt::decode::required(m, "convoId")?,
+                cursor: rt::decode::optional(m, "cursor")?,
+                limit: rt::decode::required(m, "limit")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<String>,
         pub members: Vec<crate::chat::bsky::actor::defs::ProfileViewBasic>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                members: rt::decode::required(m, "members")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -489,9 +597,25 @@ pub mod get_convos {
         #[serde(rename = "convoIds")]
         pub convo_ids: Vec<String>,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo_ids: rt::decode::required(m, "convoIds")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub convos: Vec<crate::chat::bsky::moderation::defs::ConvoView>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convos: rt::decode::required(m, "convos")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -562,6 +686,21 @@ pub mod get_message_context {
         #[serde(rename = "messageId")]
         pub message_id: String,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                after: rt::decode::required(m, "after")?,
+                before: rt::decode::required(m, "before")?,
+                convo_id: rt::decode::optional(m, "convoId")?,
+                max_interleaved_system_messages: rt::decode::required(
+                    m,
+                    "maxInterleavedSystemMessages",
+                )?,
+                message_id: rt::decode::required(m, "messageId")?,
+            })
+        }
+    }
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum OutputMessagesItem {
@@ -608,9 +747,31 @@ pub mod get_message_context {
             }
         }
     }
+    impl rt::decode::FromValue for OutputMessagesItem {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "chat.bsky.convo.defs#messageView" => {
+                    rt::decode::union_member(ty, value).map(Self::MessageView)
+                }
+                "chat.bsky.convo.defs#systemMessageView" => {
+                    rt::decode::union_member(ty, value).map(Self::SystemMessageView)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub messages: Vec<OutputMessagesItem>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                messages: rt::decode::required(m, "messages")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -714,6 +875,11 @@ pub mod subscribe_mod_events {
             }
         }
     }
+    impl rt::decode::FromValue for EventChatAcceptedMethod {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<EventChatAcceptedMethod> for String {
         fn from(v: EventChatAcceptedMethod) -> String {
             match v {
@@ -750,6 +916,22 @@ pub mod subscribe_mod_events {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub owner_did: Option<rt::lex::Did>,
         pub rev: String,
+    }
+    impl rt::decode::FromValue for EventChatAccepted {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                actor_did: rt::decode::required(m, "actorDid")?,
+                convo_created_at: rt::decode::required(m, "convoCreatedAt")?,
+                convo_id: rt::decode::required(m, "convoId")?,
+                created_at: rt::decode::required(m, "createdAt")?,
+                group_member_count: rt::decode::optional(m, "groupMemberCount")?,
+                group_name: rt::decode::optional(m, "groupName")?,
+                method: rt::decode::required(m, "method")?,
+                owner_did: rt::decode::optional(m, "ownerDid")?,
+                rev: rt::decode::required(m, "rev")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static EVENT_CONVO_FIRST_MESSAGE_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -801,6 +983,19 @@ pub mod subscribe_mod_events {
         pub rev: String,
         /// The DID of the message author.
         pub user: rt::lex::Did,
+    }
+    impl rt::decode::FromValue for EventConvoFirstMessage {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo_id: rt::decode::required(m, "convoId")?,
+                created_at: rt::decode::required(m, "createdAt")?,
+                message_id: rt::decode::optional(m, "messageId")?,
+                recipients: rt::decode::required(m, "recipients")?,
+                rev: rt::decode::required(m, "rev")?,
+                user: rt::decode::required(m, "user")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static EVENT_GROUP_CHAT_CREATED_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -892,6 +1087,22 @@ pub mod subscribe_mod_events {
         pub owner_did: rt::lex::Did,
         pub rev: String,
     }
+    impl rt::decode::FromValue for EventGroupChatCreated {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                actor_did: rt::decode::required(m, "actorDid")?,
+                convo_created_at: rt::decode::required(m, "convoCreatedAt")?,
+                convo_id: rt::decode::required(m, "convoId")?,
+                created_at: rt::decode::required(m, "createdAt")?,
+                group_member_count: rt::decode::required(m, "groupMemberCount")?,
+                group_name: rt::decode::required(m, "groupName")?,
+                initial_member_dids: rt::decode::required(m, "initialMemberDids")?,
+                owner_did: rt::decode::required(m, "ownerDid")?,
+                rev: rt::decode::required(m, "rev")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static EVENT_GROUP_CHAT_JOIN_REQUEST_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &[
@@ -981,6 +1192,23 @@ pub mod subscribe_mod_events {
         #[serde(rename = "subjectFollowsOwner")]
         pub subject_follows_owner: bool,
     }
+    impl rt::decode::FromValue for EventGroupChatJoinRequest {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                actor_did: rt::decode::required(m, "actorDid")?,
+                convo_created_at: rt::decode::required(m, "convoCreatedAt")?,
+                convo_id: rt::decode::required(m, "convoId")?,
+                created_at: rt::decode::required(m, "createdAt")?,
+                group_member_count: rt::decode::required(m, "groupMemberCount")?,
+                group_name: rt::decode::required(m, "groupName")?,
+                join_link_code: rt::decode::required(m, "joinLinkCode")?,
+                owner_did: rt::decode::required(m, "ownerDid")?,
+                rev: rt::decode::required(m, "rev")?,
+                subject_follows_owner: rt::decode::required(m, "subjectFollowsOwner")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static EVENT_GROUP_CHAT_JOIN_REQUEST_APPROVED_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &[
@@ -1066,6 +1294,22 @@ pub mod subscribe_mod_events {
         #[serde(rename = "subjectDid")]
         pub subject_did: rt::lex::Did,
     }
+    impl rt::decode::FromValue for EventGroupChatJoinRequestApproved {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                actor_did: rt::decode::required(m, "actorDid")?,
+                convo_created_at: rt::decode::required(m, "convoCreatedAt")?,
+                convo_id: rt::decode::required(m, "convoId")?,
+                created_at: rt::decode::required(m, "createdAt")?,
+                group_member_count: rt::decode::required(m, "groupMemberCount")?,
+                group_name: rt::decode::required(m, "groupName")?,
+                owner_did: rt::decode::required(m, "ownerDid")?,
+                rev: rt::decode::required(m, "rev")?,
+                subject_did: rt::decode::required(m, "subjectDid")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static EVENT_GROUP_CHAT_JOIN_REQUEST_REJECTED_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &[
@@ -1150,6 +1394,22 @@ pub mod subscribe_mod_events {
         /// The DID of the member whose request was rejected.
         #[serde(rename = "subjectDid")]
         pub subject_did: rt::lex::Did,
+    }
+    impl rt::decode::FromValue for EventGroupChatJoinRequestRejected {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                actor_did: rt::decode::required(m, "actorDid")?,
+                convo_created_at: rt::decode::required(m, "convoCreatedAt")?,
+                convo_id: rt::decode::required(m, "convoId")?,
+                created_at: rt::decode::required(m, "createdAt")?,
+                group_member_count: rt::decode::required(m, "groupMemberCount")?,
+                group_name: rt::decode::required(m, "groupName")?,
+                owner_did: rt::decode::required(m, "ownerDid")?,
+                rev: rt::decode::required(m, "rev")?,
+                subject_did: rt::decode::required(m, "subjectDid")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static EVENT_GROUP_CHAT_MEMBER_ADDED_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -1254,6 +1514,24 @@ pub mod subscribe_mod_events {
         #[serde(rename = "subjectFollowsOwner")]
         pub subject_follows_owner: bool,
     }
+    impl rt::decode::FromValue for EventGroupChatMemberAdded {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                actor_did: rt::decode::required(m, "actorDid")?,
+                convo_created_at: rt::decode::required(m, "convoCreatedAt")?,
+                convo_id: rt::decode::required(m, "convoId")?,
+                created_at: rt::decode::required(m, "createdAt")?,
+                group_member_count: rt::decode::required(m, "groupMemberCount")?,
+                group_name: rt::decode::required(m, "groupName")?,
+                owner_did: rt::decode::required(m, "ownerDid")?,
+                request_members_count: rt::decode::required(m, "requestMembersCount")?,
+                rev: rt::decode::required(m, "rev")?,
+                subject_did: rt::decode::required(m, "subjectDid")?,
+                subject_follows_owner: rt::decode::required(m, "subjectFollowsOwner")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static EVENT_GROUP_CHAT_MEMBER_JOINED_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &[
@@ -1342,6 +1620,23 @@ pub mod subscribe_mod_events {
         /// Whether the joining member follows the group owner.
         #[serde(rename = "subjectFollowsOwner")]
         pub subject_follows_owner: bool,
+    }
+    impl rt::decode::FromValue for EventGroupChatMemberJoined {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                actor_did: rt::decode::required(m, "actorDid")?,
+                convo_created_at: rt::decode::required(m, "convoCreatedAt")?,
+                convo_id: rt::decode::required(m, "convoId")?,
+                created_at: rt::decode::required(m, "createdAt")?,
+                group_member_count: rt::decode::required(m, "groupMemberCount")?,
+                group_name: rt::decode::required(m, "groupName")?,
+                join_link_code: rt::decode::required(m, "joinLinkCode")?,
+                owner_did: rt::decode::required(m, "ownerDid")?,
+                rev: rt::decode::required(m, "rev")?,
+                subject_follows_owner: rt::decode::required(m, "subjectFollowsOwner")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static EVENT_GROUP_CHAT_MEMBER_LEFT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -1436,6 +1731,11 @@ pub mod subscribe_mod_events {
             }
         }
     }
+    impl rt::decode::FromValue for EventGroupChatMemberLeftLeaveMethod {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<EventGroupChatMemberLeftLeaveMethod> for String {
         fn from(v: EventGroupChatMemberLeftLeaveMethod) -> String {
             match v {
@@ -1472,6 +1772,23 @@ pub mod subscribe_mod_events {
         /// The DID of the member who left or was removed.
         #[serde(rename = "subjectDid")]
         pub subject_did: rt::lex::Did,
+    }
+    impl rt::decode::FromValue for EventGroupChatMemberLeft {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                actor_did: rt::decode::required(m, "actorDid")?,
+                convo_created_at: rt::decode::required(m, "convoCreatedAt")?,
+                convo_id: rt::decode::required(m, "convoId")?,
+                created_at: rt::decode::required(m, "createdAt")?,
+                group_member_count: rt::decode::required(m, "groupMemberCount")?,
+                group_name: rt::decode::required(m, "groupName")?,
+                leave_method: rt::decode::required(m, "leaveMethod")?,
+                owner_did: rt::decode::required(m, "ownerDid")?,
+                rev: rt::decode::required(m, "rev")?,
+                subject_did: rt::decode::required(m, "subjectDid")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static EVENT_GROUP_CHAT_UPDATED_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -1598,6 +1915,11 @@ pub mod subscribe_mod_events {
             }
         }
     }
+    impl rt::decode::FromValue for EventGroupChatUpdatedLockReason {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<EventGroupChatUpdatedLockReason> for String {
         fn from(v: EventGroupChatUpdatedLockReason) -> String {
             match v {
@@ -1656,6 +1978,11 @@ pub mod subscribe_mod_events {
                 "join_link_settings_changed" => Self::JoinLinkSettingsChanged,
                 _ => Self::Other(s),
             }
+        }
+    }
+    impl rt::decode::FromValue for EventGroupChatUpdatedUpdateType {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
         }
     }
     impl From<EventGroupChatUpdatedUpdateType> for String {
@@ -1717,6 +2044,34 @@ pub mod subscribe_mod_events {
         #[serde(rename = "updateType")]
         pub update_type: EventGroupChatUpdatedUpdateType,
     }
+    impl rt::decode::FromValue for EventGroupChatUpdated {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                actor_did: rt::decode::required(m, "actorDid")?,
+                convo_created_at: rt::decode::required(m, "convoCreatedAt")?,
+                convo_id: rt::decode::required(m, "convoId")?,
+                created_at: rt::decode::required(m, "createdAt")?,
+                group_member_count: rt::decode::required(m, "groupMemberCount")?,
+                group_name: rt::decode::required(m, "groupName")?,
+                join_link_code: rt::decode::optional(m, "joinLinkCode")?,
+                join_link_followers_only: rt::decode::optional(
+                    m,
+                    "joinLinkFollowersOnly",
+                )?,
+                join_link_requires_approval: rt::decode::optional(
+                    m,
+                    "joinLinkRequiresApproval",
+                )?,
+                lock_reason: rt::decode::optional(m, "lockReason")?,
+                new_name: rt::decode::optional(m, "newName")?,
+                old_name: rt::decode::optional(m, "oldName")?,
+                owner_did: rt::decode::required(m, "ownerDid")?,
+                rev: rt::decode::required(m, "rev")?,
+                update_type: rt::decode::required(m, "updateType")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static EVENT_RATE_LIMIT_EXCEEDED_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["actorDid", "createdAt", "endpoint", "rev"],
@@ -1752,6 +2107,17 @@ pub mod subscribe_mod_events {
         pub endpoint: String,
         pub rev: String,
     }
+    impl rt::decode::FromValue for EventRateLimitExceeded {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                actor_did: rt::decode::required(m, "actorDid")?,
+                created_at: rt::decode::required(m, "createdAt")?,
+                endpoint: rt::decode::required(m, "endpoint")?,
+                rev: rt::decode::required(m, "rev")?,
+            })
+        }
+    }
     /// Schema of the query parameters.
     pub static PARAMS_SCHEMA: rt::schema::ObjectSchema = rt::schema::ObjectSchema {
         required: &[],
@@ -1766,6 +2132,14 @@ pub mod subscribe_mod_events {
         /// The last known event seq number to backfill from. Use '2222222222222' to backfill from the beginning. Don't specify a cursor to listen only for new events.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<String>,
+    }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+            })
+        }
     }
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
@@ -1973,6 +2347,53 @@ pub mod subscribe_mod_events {
             }
         }
     }
+    impl rt::decode::FromValue for Message {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "chat.bsky.moderation.subscribeModEvents#eventConvoFirstMessage" => {
+                    rt::decode::union_member(ty, value).map(Self::EventConvoFirstMessage)
+                }
+                "chat.bsky.moderation.subscribeModEvents#eventGroupChatCreated" => {
+                    rt::decode::union_member(ty, value).map(Self::EventGroupChatCreated)
+                }
+                "chat.bsky.moderation.subscribeModEvents#eventGroupChatMemberAdded" => {
+                    rt::decode::union_member(ty, value)
+                        .map(Self::EventGroupChatMemberAdded)
+                }
+                "chat.bsky.moderation.subscribeModEvents#eventGroupChatMemberJoined" => {
+                    rt::decode::union_member(ty, value)
+                        .map(Self::EventGroupChatMemberJoined)
+                }
+                "chat.bsky.moderation.subscribeModEvents#eventGroupChatJoinRequest" => {
+                    rt::decode::union_member(ty, value)
+                        .map(Self::EventGroupChatJoinRequest)
+                }
+                "chat.bsky.moderation.subscribeModEvents#eventGroupChatJoinRequestApproved" => {
+                    rt::decode::union_member(ty, value)
+                        .map(Self::EventGroupChatJoinRequestApproved)
+                }
+                "chat.bsky.moderation.subscribeModEvents#eventGroupChatJoinRequestRejected" => {
+                    rt::decode::union_member(ty, value)
+                        .map(Self::EventGroupChatJoinRequestRejected)
+                }
+                "chat.bsky.moderation.subscribeModEvents#eventChatAccepted" => {
+                    rt::decode::union_member(ty, value).map(Self::EventChatAccepted)
+                }
+                "chat.bsky.moderation.subscribeModEvents#eventGroupChatMemberLeft" => {
+                    rt::decode::union_member(ty, value)
+                        .map(Self::EventGroupChatMemberLeft)
+                }
+                "chat.bsky.moderation.subscribeModEvents#eventGroupChatUpdated" => {
+                    rt::decode::union_member(ty, value).map(Self::EventGroupChatUpdated)
+                }
+                "chat.bsky.moderation.subscribeModEvents#eventRateLimitExceeded" => {
+                    rt::decode::union_member(ty, value).map(Self::EventRateLimitExceeded)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
     pub enum Error {
@@ -2021,6 +2442,11 @@ pub mod update_actor_access {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["actor", "allowAccess"],
@@ -2049,6 +2475,16 @@ pub mod update_actor_access {
         pub allow_access: bool,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub r#ref: Option<String>,
+    }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                actor: rt::decode::required(m, "actor")?,
+                allow_access: rt::decode::required(m, "allowAccess")?,
+                r#ref: rt::decode::optional(m, "ref")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {

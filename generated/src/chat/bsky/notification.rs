@@ -82,6 +82,11 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for ChatPreferenceInclude {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<ChatPreferenceInclude> for String {
         fn from(v: ChatPreferenceInclude) -> String {
             match v {
@@ -94,6 +99,15 @@ pub mod defs {
     pub struct ChatPreference {
         pub include: ChatPreferenceInclude,
         pub push: bool,
+    }
+    impl rt::decode::FromValue for ChatPreference {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                include: rt::decode::required(m, "include")?,
+                push: rt::decode::required(m, "push")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static PREFERENCES_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -120,6 +134,15 @@ pub mod defs {
         #[serde(rename = "chatRequest")]
         pub chat_request: crate::chat::bsky::notification::defs::ChatPreference,
     }
+    impl rt::decode::FromValue for Preferences {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                chat: rt::decode::required(m, "chat")?,
+                chat_request: rt::decode::required(m, "chatRequest")?,
+            })
+        }
+    }
 }
 /// `chat.bsky.notification.getPreferences`
 pub mod get_preferences {
@@ -132,9 +155,22 @@ pub mod get_preferences {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub preferences: crate::chat::bsky::notification::defs::Preferences,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                preferences: rt::decode::required(m, "preferences")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -161,6 +197,11 @@ pub mod put_preferences {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &[],
@@ -188,9 +229,26 @@ pub mod put_preferences {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub chat_request: Option<crate::chat::bsky::notification::defs::ChatPreference>,
     }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                chat: rt::decode::optional(m, "chat")?,
+                chat_request: rt::decode::optional(m, "chatRequest")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub preferences: crate::chat::bsky::notification::defs::Preferences,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                preferences: rt::decode::required(m, "preferences")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {

@@ -334,6 +334,25 @@ pub mod defs {
             Vec<crate::com::atproto::admin::defs::ThreatSignature>,
         >,
     }
+    impl rt::decode::FromValue for AccountView {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                deactivated_at: rt::decode::optional(m, "deactivatedAt")?,
+                did: rt::decode::required(m, "did")?,
+                email: rt::decode::optional(m, "email")?,
+                email_confirmed_at: rt::decode::optional(m, "emailConfirmedAt")?,
+                handle: rt::decode::required(m, "handle")?,
+                indexed_at: rt::decode::required(m, "indexedAt")?,
+                invite_note: rt::decode::optional(m, "inviteNote")?,
+                invited_by: rt::decode::optional(m, "invitedBy")?,
+                invites: rt::decode::optional(m, "invites")?,
+                invites_disabled: rt::decode::optional(m, "invitesDisabled")?,
+                related_records: rt::decode::optional(m, "relatedRecords")?,
+                threat_signatures: rt::decode::optional(m, "threatSignatures")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static REPO_BLOB_REF_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["did", "cid"],
@@ -370,6 +389,16 @@ pub mod defs {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub record_uri: Option<rt::lex::AtUri>,
     }
+    impl rt::decode::FromValue for RepoBlobRef {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cid: rt::decode::required(m, "cid")?,
+                did: rt::decode::required(m, "did")?,
+                record_uri: rt::decode::optional(m, "recordUri")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static REPO_REF_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["did"],
@@ -387,6 +416,14 @@ pub mod defs {
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct RepoRef {
         pub did: rt::lex::Did,
+    }
+    impl rt::decode::FromValue for RepoRef {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                did: rt::decode::required(m, "did")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static STATUS_ATTR_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -408,6 +445,15 @@ pub mod defs {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub r#ref: Option<String>,
     }
+    impl rt::decode::FromValue for StatusAttr {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                applied: rt::decode::required(m, "applied")?,
+                r#ref: rt::decode::optional(m, "ref")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static THREAT_SIGNATURE_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["property", "value"],
@@ -422,6 +468,15 @@ pub mod defs {
         pub property: String,
         pub value: String,
     }
+    impl rt::decode::FromValue for ThreatSignature {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                property: rt::decode::required(m, "property")?,
+                value: rt::decode::required(m, "value")?,
+            })
+        }
+    }
 }
 /// `com.atproto.admin.deleteAccount`
 pub mod delete_account {
@@ -434,6 +489,11 @@ pub mod delete_account {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["did"],
@@ -451,6 +511,14 @@ pub mod delete_account {
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Input {
         pub did: rt::lex::Did,
+    }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                did: rt::decode::required(m, "did")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -477,6 +545,11 @@ pub mod disable_account_invites {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["account"],
@@ -498,6 +571,15 @@ pub mod disable_account_invites {
         /// Optional reason for disabled invites.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub note: Option<String>,
+    }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                account: rt::decode::required(m, "account")?,
+                note: rt::decode::optional(m, "note")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -524,6 +606,11 @@ pub mod disable_invite_codes {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &[],
@@ -554,6 +641,15 @@ pub mod disable_invite_codes {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub codes: Option<Vec<String>>,
     }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                accounts: rt::decode::optional(m, "accounts")?,
+                codes: rt::decode::optional(m, "codes")?,
+            })
+        }
+    }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
@@ -579,6 +675,11 @@ pub mod enable_account_invites {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["account"],
@@ -600,6 +701,15 @@ pub mod enable_account_invites {
         /// Optional reason for enabled invites.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub note: Option<String>,
+    }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                account: rt::decode::required(m, "account")?,
+                note: rt::decode::optional(m, "note")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -639,6 +749,14 @@ pub mod get_account_info {
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {
         pub did: rt::lex::Did,
+    }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                did: rt::decode::required(m, "did")?,
+            })
+        }
     }
     pub type Output = crate::com::atproto::admin::defs::AccountView;
     /// Metadata of this method: kind, encodings, declared errors.
@@ -684,9 +802,25 @@ pub mod get_account_infos {
     pub struct Params {
         pub dids: Vec<rt::lex::Did>,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                dids: rt::decode::required(m, "dids")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub infos: Vec<crate::com::atproto::admin::defs::AccountView>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                infos: rt::decode::required(m, "infos")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -762,6 +896,11 @@ pub mod get_invite_codes {
             }
         }
     }
+    impl rt::decode::FromValue for ParamsSort {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<ParamsSort> for String {
         fn from(v: ParamsSort) -> String {
             match v {
@@ -778,11 +917,30 @@ pub mod get_invite_codes {
         pub limit: i64,
         pub sort: ParamsSort,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                limit: rt::decode::required(m, "limit")?,
+                sort: rt::decode::required(m, "sort")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub codes: Vec<crate::com::atproto::server::defs::InviteCode>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<String>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                codes: rt::decode::required(m, "codes")?,
+                cursor: rt::decode::optional(m, "cursor")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -842,6 +1000,16 @@ pub mod get_subject_status {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub uri: Option<rt::lex::AtUri>,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                blob: rt::decode::optional(m, "blob")?,
+                did: rt::decode::optional(m, "did")?,
+                uri: rt::decode::optional(m, "uri")?,
+            })
+        }
+    }
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum OutputSubject {
@@ -895,6 +1063,23 @@ pub mod get_subject_status {
             }
         }
     }
+    impl rt::decode::FromValue for OutputSubject {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "com.atproto.admin.defs#repoRef" => {
+                    rt::decode::union_member(ty, value).map(Self::RepoRef)
+                }
+                "com.atproto.repo.strongRef" | "com.atproto.repo.strongRef#main" => {
+                    rt::decode::union_member(ty, value).map(Self::StrongRef)
+                }
+                "com.atproto.admin.defs#repoBlobRef" => {
+                    rt::decode::union_member(ty, value).map(Self::RepoBlobRef)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -902,6 +1087,16 @@ pub mod get_subject_status {
         pub subject: OutputSubject,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub takedown: Option<crate::com::atproto::admin::defs::StatusAttr>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                deactivated: rt::decode::optional(m, "deactivated")?,
+                subject: rt::decode::required(m, "subject")?,
+                takedown: rt::decode::optional(m, "takedown")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -950,11 +1145,30 @@ pub mod search_accounts {
         pub email: Option<String>,
         pub limit: i64,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                email: rt::decode::optional(m, "email")?,
+                limit: rt::decode::required(m, "limit")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub accounts: Vec<crate::com::atproto::admin::defs::AccountView>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<String>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                accounts: rt::decode::required(m, "accounts")?,
+                cursor: rt::decode::optional(m, "cursor")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -981,6 +1195,11 @@ pub mod send_email {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["recipientDid", "content", "senderDid"],
@@ -1018,9 +1237,29 @@ pub mod send_email {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub subject: Option<String>,
     }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                comment: rt::decode::optional(m, "comment")?,
+                content: rt::decode::required(m, "content")?,
+                recipient_did: rt::decode::required(m, "recipientDid")?,
+                sender_did: rt::decode::required(m, "senderDid")?,
+                subject: rt::decode::optional(m, "subject")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub sent: bool,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                sent: rt::decode::required(m, "sent")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -1050,6 +1289,11 @@ pub mod update_account_email {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["account", "email"],
@@ -1070,6 +1314,15 @@ pub mod update_account_email {
         /// The handle or DID of the repo.
         pub account: rt::lex::AtIdentifier,
         pub email: String,
+    }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                account: rt::decode::required(m, "account")?,
+                email: rt::decode::required(m, "email")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -1096,6 +1349,11 @@ pub mod update_account_handle {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["did", "handle"],
@@ -1122,6 +1380,15 @@ pub mod update_account_handle {
         pub did: rt::lex::Did,
         pub handle: rt::lex::Handle,
     }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                did: rt::decode::required(m, "did")?,
+                handle: rt::decode::required(m, "handle")?,
+            })
+        }
+    }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
@@ -1147,6 +1414,11 @@ pub mod update_account_password {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["did", "password"],
@@ -1166,6 +1438,15 @@ pub mod update_account_password {
     pub struct Input {
         pub did: rt::lex::Did,
         pub password: String,
+    }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                did: rt::decode::required(m, "did")?,
+                password: rt::decode::required(m, "password")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -1192,6 +1473,11 @@ pub mod update_account_signing_key {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["did", "signingKey"],
@@ -1220,6 +1506,15 @@ pub mod update_account_signing_key {
         #[serde(rename = "signingKey")]
         pub signing_key: rt::lex::Did,
     }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                did: rt::decode::required(m, "did")?,
+                signing_key: rt::decode::required(m, "signingKey")?,
+            })
+        }
+    }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
@@ -1245,6 +1540,11 @@ pub mod update_subject_status {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["subject"],
@@ -1337,6 +1637,23 @@ pub mod update_subject_status {
             }
         }
     }
+    impl rt::decode::FromValue for InputSubject {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "com.atproto.admin.defs#repoRef" => {
+                    rt::decode::union_member(ty, value).map(Self::RepoRef)
+                }
+                "com.atproto.repo.strongRef" | "com.atproto.repo.strongRef#main" => {
+                    rt::decode::union_member(ty, value).map(Self::StrongRef)
+                }
+                "com.atproto.admin.defs#repoBlobRef" => {
+                    rt::decode::union_member(ty, value).map(Self::RepoBlobRef)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Input {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1344,6 +1661,16 @@ pub mod update_subject_status {
         pub subject: InputSubject,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub takedown: Option<crate::com::atproto::admin::defs::StatusAttr>,
+    }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                deactivated: rt::decode::optional(m, "deactivated")?,
+                subject: rt::decode::required(m, "subject")?,
+                takedown: rt::decode::optional(m, "takedown")?,
+            })
+        }
     }
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
@@ -1398,11 +1725,37 @@ pub mod update_subject_status {
             }
         }
     }
+    impl rt::decode::FromValue for OutputSubject {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "com.atproto.admin.defs#repoRef" => {
+                    rt::decode::union_member(ty, value).map(Self::RepoRef)
+                }
+                "com.atproto.repo.strongRef" | "com.atproto.repo.strongRef#main" => {
+                    rt::decode::union_member(ty, value).map(Self::StrongRef)
+                }
+                "com.atproto.admin.defs#repoBlobRef" => {
+                    rt::decode::union_member(ty, value).map(Self::RepoBlobRef)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub subject: OutputSubject,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub takedown: Option<crate::com::atproto::admin::defs::StatusAttr>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                subject: rt::decode::required(m, "subject")?,
+                takedown: rt::decode::optional(m, "takedown")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {

@@ -163,6 +163,16 @@ pub mod defs {
         /// The validated handle of the account; or 'handle.invalid' if the handle did not bi-directionally match the DID document.
         pub handle: rt::lex::Handle,
     }
+    impl rt::decode::FromValue for IdentityInfo {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                did: rt::decode::required(m, "did")?,
+                did_doc: rt::decode::required(m, "didDoc")?,
+                handle: rt::decode::required(m, "handle")?,
+            })
+        }
+    }
 }
 /// `com.atproto.identity.getRecommendedDidCredentials`
 pub mod get_recommended_did_credentials {
@@ -175,6 +185,11 @@ pub mod get_recommended_did_credentials {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(rename = "alsoKnownAs")]
@@ -189,6 +204,17 @@ pub mod get_recommended_did_credentials {
         #[serde(rename = "verificationMethods")]
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub verification_methods: Option<rt::lex::Value>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                also_known_as: rt::decode::optional(m, "alsoKnownAs")?,
+                rotation_keys: rt::decode::optional(m, "rotationKeys")?,
+                services: rt::decode::optional(m, "services")?,
+                verification_methods: rt::decode::optional(m, "verificationMethods")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -215,6 +241,11 @@ pub mod refresh_identity {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["identifier"],
@@ -232,6 +263,14 @@ pub mod refresh_identity {
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Input {
         pub identifier: rt::lex::AtIdentifier,
+    }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                identifier: rt::decode::required(m, "identifier")?,
+            })
+        }
     }
     pub type Output = crate::com::atproto::identity::defs::IdentityInfo;
     /// The errors this method declares, each with a message.
@@ -292,6 +331,11 @@ pub mod request_plc_operation_signature {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
@@ -329,11 +373,27 @@ pub mod resolve_did {
         /// DID to resolve.
         pub did: rt::lex::Did,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                did: rt::decode::required(m, "did")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         /// The complete DID document for the identity.
         #[serde(rename = "didDoc")]
         pub did_doc: rt::lex::Value,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                did_doc: rt::decode::required(m, "didDoc")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -402,9 +462,25 @@ pub mod resolve_handle {
         /// The handle to resolve.
         pub handle: rt::lex::Handle,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                handle: rt::decode::required(m, "handle")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub did: rt::lex::Did,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                did: rt::decode::required(m, "did")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -468,6 +544,14 @@ pub mod resolve_identity {
         /// Handle or DID to resolve.
         pub identifier: rt::lex::AtIdentifier,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                identifier: rt::decode::required(m, "identifier")?,
+            })
+        }
+    }
     pub type Output = crate::com::atproto::identity::defs::IdentityInfo;
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -524,6 +608,11 @@ pub mod sign_plc_operation {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &[],
@@ -567,10 +656,30 @@ pub mod sign_plc_operation {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub verification_methods: Option<rt::lex::Value>,
     }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                also_known_as: rt::decode::optional(m, "alsoKnownAs")?,
+                rotation_keys: rt::decode::optional(m, "rotationKeys")?,
+                services: rt::decode::optional(m, "services")?,
+                token: rt::decode::optional(m, "token")?,
+                verification_methods: rt::decode::optional(m, "verificationMethods")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         /// A signed DID PLC operation.
         pub operation: rt::lex::Value,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                operation: rt::decode::required(m, "operation")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -600,6 +709,11 @@ pub mod submit_plc_operation {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["operation"],
@@ -609,6 +723,14 @@ pub mod submit_plc_operation {
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Input {
         pub operation: rt::lex::Value,
+    }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                operation: rt::decode::required(m, "operation")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -635,6 +757,11 @@ pub mod update_handle {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["handle"],
@@ -653,6 +780,14 @@ pub mod update_handle {
     pub struct Input {
         /// The new handle.
         pub handle: rt::lex::Handle,
+    }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                handle: rt::decode::required(m, "handle")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {

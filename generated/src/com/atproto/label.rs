@@ -114,6 +114,22 @@ pub mod defs {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub ver: Option<i64>,
     }
+    impl rt::decode::FromValue for Label {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cid: rt::decode::optional(m, "cid")?,
+                cts: rt::decode::required(m, "cts")?,
+                exp: rt::decode::optional(m, "exp")?,
+                neg: rt::decode::optional(m, "neg")?,
+                sig: rt::decode::optional(m, "sig")?,
+                src: rt::decode::required(m, "src")?,
+                uri: rt::decode::required(m, "uri")?,
+                val: rt::decode::required(m, "val")?,
+                ver: rt::decode::optional(m, "ver")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static LABEL_VALUE_SCHEMA: rt::schema::Schema = rt::schema::Schema::String(
         rt::schema::StringSchema::NONE,
@@ -170,6 +186,11 @@ pub mod defs {
                 "bot" => Self::Bot,
                 _ => Self::Other(s),
             }
+        }
+    }
+    impl rt::decode::FromValue for LabelValue {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
         }
     }
     impl From<LabelValue> for String {
@@ -256,6 +277,11 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for LabelValueDefinitionBlurs {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<LabelValueDefinitionBlurs> for String {
         fn from(v: LabelValueDefinitionBlurs) -> String {
             match v {
@@ -298,6 +324,11 @@ pub mod defs {
                 "hide" => Self::Hide,
                 _ => Self::Other(s),
             }
+        }
+    }
+    impl rt::decode::FromValue for LabelValueDefinitionDefaultSetting {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
         }
     }
     impl From<LabelValueDefinitionDefaultSetting> for String {
@@ -344,6 +375,11 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for LabelValueDefinitionSeverity {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<LabelValueDefinitionSeverity> for String {
         fn from(v: LabelValueDefinitionSeverity) -> String {
             match v {
@@ -370,6 +406,19 @@ pub mod defs {
         pub locales: Vec<crate::com::atproto::label::defs::LabelValueDefinitionStrings>,
         /// How should a client visually convey this label? 'inform' means neutral and informational; 'alert' means negative and warning; 'none' means show nothing.
         pub severity: LabelValueDefinitionSeverity,
+    }
+    impl rt::decode::FromValue for LabelValueDefinition {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                adult_only: rt::decode::optional(m, "adultOnly")?,
+                blurs: rt::decode::required(m, "blurs")?,
+                default_setting: rt::decode::optional(m, "defaultSetting")?,
+                identifier: rt::decode::required(m, "identifier")?,
+                locales: rt::decode::required(m, "locales")?,
+                severity: rt::decode::required(m, "severity")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static LABEL_VALUE_DEFINITION_STRINGS_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -411,6 +460,16 @@ pub mod defs {
         /// A short human-readable name for the label.
         pub name: String,
     }
+    impl rt::decode::FromValue for LabelValueDefinitionStrings {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                description: rt::decode::required(m, "description")?,
+                lang: rt::decode::required(m, "lang")?,
+                name: rt::decode::required(m, "name")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static SELF_LABEL_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["val"],
@@ -430,6 +489,14 @@ pub mod defs {
     pub struct SelfLabel {
         /// The short string name of the value or type of this label.
         pub val: String,
+    }
+    impl rt::decode::FromValue for SelfLabel {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                val: rt::decode::required(m, "val")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static SELF_LABELS_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -452,6 +519,14 @@ pub mod defs {
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct SelfLabels {
         pub values: Vec<crate::com::atproto::label::defs::SelfLabel>,
+    }
+    impl rt::decode::FromValue for SelfLabels {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                values: rt::decode::required(m, "values")?,
+            })
+        }
     }
 }
 /// `com.atproto.label.queryLabels`
@@ -509,11 +584,31 @@ pub mod query_labels {
         #[serde(rename = "uriPatterns")]
         pub uri_patterns: Vec<String>,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                limit: rt::decode::required(m, "limit")?,
+                sources: rt::decode::optional(m, "sources")?,
+                uri_patterns: rt::decode::required(m, "uriPatterns")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<String>,
         pub labels: Vec<crate::com::atproto::label::defs::Label>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                labels: rt::decode::required(m, "labels")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -570,6 +665,11 @@ pub mod subscribe_labels {
             }
         }
     }
+    impl rt::decode::FromValue for InfoName {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<InfoName> for String {
         fn from(v: InfoName) -> String {
             match v {
@@ -583,6 +683,15 @@ pub mod subscribe_labels {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub message: Option<String>,
         pub name: InfoName,
+    }
+    impl rt::decode::FromValue for Info {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                message: rt::decode::optional(m, "message")?,
+                name: rt::decode::required(m, "name")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static LABELS_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -607,6 +716,15 @@ pub mod subscribe_labels {
         pub labels: Vec<crate::com::atproto::label::defs::Label>,
         pub seq: i64,
     }
+    impl rt::decode::FromValue for Labels {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                labels: rt::decode::required(m, "labels")?,
+                seq: rt::decode::required(m, "seq")?,
+            })
+        }
+    }
     /// Schema of the query parameters.
     pub static PARAMS_SCHEMA: rt::schema::ObjectSchema = rt::schema::ObjectSchema {
         required: &[],
@@ -621,6 +739,14 @@ pub mod subscribe_labels {
         /// The last known event seq number to backfill from.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<i64>,
+    }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+            })
+        }
     }
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
@@ -664,6 +790,20 @@ pub mod subscribe_labels {
                     rt::serde_value::union_member(&ty, &value, hr).map(Self::Info)
                 }
                 _ => Ok(Self::Unknown(value)),
+            }
+        }
+    }
+    impl rt::decode::FromValue for Message {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "com.atproto.label.subscribeLabels#labels" => {
+                    rt::decode::union_member(ty, value).map(Self::Labels)
+                }
+                "com.atproto.label.subscribeLabels#info" => {
+                    rt::decode::union_member(ty, value).map(Self::Info)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
             }
         }
     }

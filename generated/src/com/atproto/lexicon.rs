@@ -44,6 +44,14 @@ pub mod resolve_lexicon {
         /// The lexicon NSID to resolve.
         pub nsid: rt::lex::Nsid,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                nsid: rt::decode::required(m, "nsid")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         /// The CID of the lexicon schema record.
@@ -52,6 +60,16 @@ pub mod resolve_lexicon {
         pub schema: crate::com::atproto::lexicon::schema::Record,
         /// The AT-URI of the lexicon schema record.
         pub uri: rt::lex::AtUri,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cid: rt::decode::required(m, "cid")?,
+                schema: rt::decode::required(m, "schema")?,
+                uri: rt::decode::required(m, "uri")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,5 +132,13 @@ pub mod schema {
     pub struct Record {
         /// Indicates the 'version' of the Lexicon language. Must be '1' for the current atproto/Lexicon schema system.
         pub lexicon: i64,
+    }
+    impl rt::decode::FromValue for Record {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                lexicon: rt::decode::required(m, "lexicon")?,
+            })
+        }
     }
 }

@@ -30,6 +30,11 @@ pub mod create_report {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["reasonType", "subject"],
@@ -114,6 +119,20 @@ pub mod create_report {
             }
         }
     }
+    impl rt::decode::FromValue for InputSubject {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "com.atproto.admin.defs#repoRef" => {
+                    rt::decode::union_member(ty, value).map(Self::RepoRef)
+                }
+                "com.atproto.repo.strongRef" | "com.atproto.repo.strongRef#main" => {
+                    rt::decode::union_member(ty, value).map(Self::StrongRef)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Input {
         #[serde(rename = "modTool")]
@@ -126,6 +145,17 @@ pub mod create_report {
         #[serde(rename = "reasonType")]
         pub reason_type: crate::com::atproto::moderation::defs::ReasonType,
         pub subject: InputSubject,
+    }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                mod_tool: rt::decode::optional(m, "modTool")?,
+                reason: rt::decode::optional(m, "reason")?,
+                reason_type: rt::decode::required(m, "reasonType")?,
+                subject: rt::decode::required(m, "subject")?,
+            })
+        }
     }
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
@@ -168,6 +198,20 @@ pub mod create_report {
             }
         }
     }
+    impl rt::decode::FromValue for OutputSubject {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "com.atproto.admin.defs#repoRef" => {
+                    rt::decode::union_member(ty, value).map(Self::RepoRef)
+                }
+                "com.atproto.repo.strongRef" | "com.atproto.repo.strongRef#main" => {
+                    rt::decode::union_member(ty, value).map(Self::StrongRef)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(rename = "createdAt")]
@@ -180,6 +224,19 @@ pub mod create_report {
         #[serde(rename = "reportedBy")]
         pub reported_by: rt::lex::Did,
         pub subject: OutputSubject,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                created_at: rt::decode::required(m, "createdAt")?,
+                id: rt::decode::required(m, "id")?,
+                reason: rt::decode::optional(m, "reason")?,
+                reason_type: rt::decode::required(m, "reasonType")?,
+                reported_by: rt::decode::required(m, "reportedBy")?,
+                subject: rt::decode::required(m, "subject")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -214,6 +271,15 @@ pub mod create_report {
         pub meta: Option<rt::lex::Value>,
         /// Name/identifier of the source (e.g., 'bsky-app/android', 'bsky-web/chrome')
         pub name: String,
+    }
+    impl rt::decode::FromValue for ModTool {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                meta: rt::decode::optional(m, "meta")?,
+                name: rt::decode::required(m, "name")?,
+            })
+        }
     }
 }
 /// `com.atproto.moderation.defs`
@@ -604,6 +670,11 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for ReasonType {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<ReasonType> for String {
         fn from(v: ReasonType) -> String {
             match v {
@@ -656,6 +727,11 @@ pub mod defs {
                 "chat" => Self::Chat,
                 _ => Self::Other(s),
             }
+        }
+    }
+    impl rt::decode::FromValue for SubjectType {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
         }
     }
     impl From<SubjectType> for String {

@@ -179,6 +179,16 @@ pub mod apply_writes {
         pub rkey: Option<rt::lex::RecordKey>,
         pub value: rt::lex::Value,
     }
+    impl rt::decode::FromValue for Create {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                collection: rt::decode::required(m, "collection")?,
+                rkey: rt::decode::optional(m, "rkey")?,
+                value: rt::decode::required(m, "value")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static CREATE_RESULT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["uri", "cid"],
@@ -234,6 +244,11 @@ pub mod apply_writes {
             }
         }
     }
+    impl rt::decode::FromValue for CreateResultValidationStatus {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<CreateResultValidationStatus> for String {
         fn from(v: CreateResultValidationStatus) -> String {
             match v {
@@ -249,6 +264,16 @@ pub mod apply_writes {
         #[serde(rename = "validationStatus")]
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub validation_status: Option<CreateResultValidationStatus>,
+    }
+    impl rt::decode::FromValue for CreateResult {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cid: rt::decode::required(m, "cid")?,
+                uri: rt::decode::required(m, "uri")?,
+                validation_status: rt::decode::optional(m, "validationStatus")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static DELETE_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -277,6 +302,15 @@ pub mod apply_writes {
         pub collection: rt::lex::Nsid,
         pub rkey: rt::lex::RecordKey,
     }
+    impl rt::decode::FromValue for Delete {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                collection: rt::decode::required(m, "collection")?,
+                rkey: rt::decode::required(m, "rkey")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static DELETE_RESULT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &[],
@@ -285,11 +319,22 @@ pub mod apply_writes {
     });
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct DeleteResult {}
+    impl rt::decode::FromValue for DeleteResult {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::object(value)?;
+            Ok(Self {})
+        }
+    }
     /// Schema of the query parameters (none).
     pub static PARAMS_SCHEMA: rt::schema::ObjectSchema = rt::schema::ObjectSchema::EMPTY;
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["repo", "writes"],
@@ -406,6 +451,34 @@ pub mod apply_writes {
             }
         }
     }
+    impl rt::decode::FromValue for InputWritesItem {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "com.atproto.repo.applyWrites#create" => {
+                    rt::decode::union_member(ty, value).map(Self::Create)
+                }
+                "com.atproto.repo.applyWrites#update" => {
+                    rt::decode::union_member(ty, value).map(Self::Update)
+                }
+                "com.atproto.repo.applyWrites#delete" => {
+                    rt::decode::union_member(ty, value).map(Self::Delete)
+                }
+                _ => {
+                    Err(
+                        rt::decode::closed_union_error(
+                            ty,
+                            &[
+                                "com.atproto.repo.applyWrites#create",
+                                "com.atproto.repo.applyWrites#update",
+                                "com.atproto.repo.applyWrites#delete",
+                            ],
+                        ),
+                    )
+                }
+            }
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Input {
         /// The handle or DID of the repo (aka, current account).
@@ -418,6 +491,17 @@ pub mod apply_writes {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub validate: Option<bool>,
         pub writes: Vec<InputWritesItem>,
+    }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                repo: rt::decode::required(m, "repo")?,
+                swap_commit: rt::decode::optional(m, "swapCommit")?,
+                validate: rt::decode::optional(m, "validate")?,
+                writes: rt::decode::required(m, "writes")?,
+            })
+        }
     }
     /// A closed union.
     #[derive(Debug, Clone, PartialEq)]
@@ -487,12 +571,49 @@ pub mod apply_writes {
             }
         }
     }
+    impl rt::decode::FromValue for OutputResultsItem {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "com.atproto.repo.applyWrites#createResult" => {
+                    rt::decode::union_member(ty, value).map(Self::CreateResult)
+                }
+                "com.atproto.repo.applyWrites#updateResult" => {
+                    rt::decode::union_member(ty, value).map(Self::UpdateResult)
+                }
+                "com.atproto.repo.applyWrites#deleteResult" => {
+                    rt::decode::union_member(ty, value).map(Self::DeleteResult)
+                }
+                _ => {
+                    Err(
+                        rt::decode::closed_union_error(
+                            ty,
+                            &[
+                                "com.atproto.repo.applyWrites#createResult",
+                                "com.atproto.repo.applyWrites#updateResult",
+                                "com.atproto.repo.applyWrites#deleteResult",
+                            ],
+                        ),
+                    )
+                }
+            }
+        }
+    }
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub commit: Option<crate::com::atproto::repo::defs::CommitMeta>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub results: Option<Vec<OutputResultsItem>>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                commit: rt::decode::optional(m, "commit")?,
+                results: rt::decode::optional(m, "results")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -561,6 +682,16 @@ pub mod apply_writes {
         pub rkey: rt::lex::RecordKey,
         pub value: rt::lex::Value,
     }
+    impl rt::decode::FromValue for Update {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                collection: rt::decode::required(m, "collection")?,
+                rkey: rt::decode::required(m, "rkey")?,
+                value: rt::decode::required(m, "value")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static UPDATE_RESULT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["uri", "cid"],
@@ -616,6 +747,11 @@ pub mod apply_writes {
             }
         }
     }
+    impl rt::decode::FromValue for UpdateResultValidationStatus {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<UpdateResultValidationStatus> for String {
         fn from(v: UpdateResultValidationStatus) -> String {
             match v {
@@ -632,6 +768,16 @@ pub mod apply_writes {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub validation_status: Option<UpdateResultValidationStatus>,
     }
+    impl rt::decode::FromValue for UpdateResult {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cid: rt::decode::required(m, "cid")?,
+                uri: rt::decode::required(m, "uri")?,
+                validation_status: rt::decode::optional(m, "validationStatus")?,
+            })
+        }
+    }
 }
 /// `com.atproto.repo.createRecord`
 pub mod create_record {
@@ -644,6 +790,11 @@ pub mod create_record {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["repo", "collection", "record"],
@@ -706,6 +857,19 @@ pub mod create_record {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub validate: Option<bool>,
     }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                collection: rt::decode::required(m, "collection")?,
+                record: rt::decode::required(m, "record")?,
+                repo: rt::decode::required(m, "repo")?,
+                rkey: rt::decode::optional(m, "rkey")?,
+                swap_commit: rt::decode::optional(m, "swapCommit")?,
+                validate: rt::decode::optional(m, "validate")?,
+            })
+        }
+    }
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -736,6 +900,11 @@ pub mod create_record {
             }
         }
     }
+    impl rt::decode::FromValue for OutputValidationStatus {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<OutputValidationStatus> for String {
         fn from(v: OutputValidationStatus) -> String {
             match v {
@@ -753,6 +922,17 @@ pub mod create_record {
         #[serde(rename = "validationStatus")]
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub validation_status: Option<OutputValidationStatus>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cid: rt::decode::required(m, "cid")?,
+                commit: rt::decode::optional(m, "commit")?,
+                uri: rt::decode::required(m, "uri")?,
+                validation_status: rt::decode::optional(m, "validationStatus")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -825,6 +1005,15 @@ pub mod defs {
         pub cid: rt::lex::CidString,
         pub rev: rt::lex::Tid,
     }
+    impl rt::decode::FromValue for CommitMeta {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cid: rt::decode::required(m, "cid")?,
+                rev: rt::decode::required(m, "rev")?,
+            })
+        }
+    }
 }
 /// `com.atproto.repo.deleteRecord`
 pub mod delete_record {
@@ -837,6 +1026,11 @@ pub mod delete_record {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["repo", "collection", "rkey"],
@@ -896,10 +1090,30 @@ pub mod delete_record {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub swap_record: Option<rt::lex::CidString>,
     }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                collection: rt::decode::required(m, "collection")?,
+                repo: rt::decode::required(m, "repo")?,
+                rkey: rt::decode::required(m, "rkey")?,
+                swap_commit: rt::decode::optional(m, "swapCommit")?,
+                swap_record: rt::decode::optional(m, "swapRecord")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub commit: Option<crate::com::atproto::repo::defs::CommitMeta>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                commit: rt::decode::optional(m, "commit")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -965,6 +1179,14 @@ pub mod describe_repo {
         /// The handle or DID of the repo.
         pub repo: rt::lex::AtIdentifier,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                repo: rt::decode::required(m, "repo")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         /// List of all the collections (NSIDs) for which this repo contains at least one record.
@@ -977,6 +1199,18 @@ pub mod describe_repo {
         /// Indicates if handle is currently valid (resolves bi-directionally)
         #[serde(rename = "handleIsCorrect")]
         pub handle_is_correct: bool,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                collections: rt::decode::required(m, "collections")?,
+                did: rt::decode::required(m, "did")?,
+                did_doc: rt::decode::required(m, "didDoc")?,
+                handle: rt::decode::required(m, "handle")?,
+                handle_is_correct: rt::decode::required(m, "handleIsCorrect")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -1046,12 +1280,33 @@ pub mod get_record {
         /// The Record Key.
         pub rkey: rt::lex::RecordKey,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cid: rt::decode::optional(m, "cid")?,
+                collection: rt::decode::required(m, "collection")?,
+                repo: rt::decode::required(m, "repo")?,
+                rkey: rt::decode::required(m, "rkey")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cid: Option<rt::lex::CidString>,
         pub uri: rt::lex::AtUri,
         pub value: rt::lex::Value,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cid: rt::decode::optional(m, "cid")?,
+                uri: rt::decode::required(m, "uri")?,
+                value: rt::decode::required(m, "value")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1099,6 +1354,11 @@ pub mod import_repo {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
@@ -1143,11 +1403,29 @@ pub mod list_missing_blobs {
         pub cursor: Option<String>,
         pub limit: i64,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                limit: rt::decode::required(m, "limit")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub blobs: Vec<crate::com::atproto::repo::list_missing_blobs::RecordBlob>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<String>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                blobs: rt::decode::required(m, "blobs")?,
+                cursor: rt::decode::optional(m, "cursor")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -1188,6 +1466,15 @@ pub mod list_missing_blobs {
         pub cid: rt::lex::CidString,
         #[serde(rename = "recordUri")]
         pub record_uri: rt::lex::AtUri,
+    }
+    impl rt::decode::FromValue for RecordBlob {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cid: rt::decode::required(m, "cid")?,
+                record_uri: rt::decode::required(m, "recordUri")?,
+            })
+        }
     }
 }
 /// `com.atproto.repo.listRecords`
@@ -1248,11 +1535,32 @@ pub mod list_records {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub reverse: Option<bool>,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                collection: rt::decode::required(m, "collection")?,
+                cursor: rt::decode::optional(m, "cursor")?,
+                limit: rt::decode::required(m, "limit")?,
+                repo: rt::decode::required(m, "repo")?,
+                reverse: rt::decode::optional(m, "reverse")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<String>,
         pub records: Vec<crate::com::atproto::repo::list_records::RecordDef>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                records: rt::decode::required(m, "records")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -1295,6 +1603,16 @@ pub mod list_records {
         pub uri: rt::lex::AtUri,
         pub value: rt::lex::Value,
     }
+    impl rt::decode::FromValue for RecordDef {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cid: rt::decode::required(m, "cid")?,
+                uri: rt::decode::required(m, "uri")?,
+                value: rt::decode::required(m, "value")?,
+            })
+        }
+    }
 }
 /// `com.atproto.repo.putRecord`
 pub mod put_record {
@@ -1307,6 +1625,11 @@ pub mod put_record {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["repo", "collection", "rkey", "record"],
@@ -1379,6 +1702,20 @@ pub mod put_record {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub validate: Option<bool>,
     }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                collection: rt::decode::required(m, "collection")?,
+                record: rt::decode::required(m, "record")?,
+                repo: rt::decode::required(m, "repo")?,
+                rkey: rt::decode::required(m, "rkey")?,
+                swap_commit: rt::decode::optional(m, "swapCommit")?,
+                swap_record: rt::decode::nullable(m, "swapRecord")?,
+                validate: rt::decode::optional(m, "validate")?,
+            })
+        }
+    }
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -1409,6 +1746,11 @@ pub mod put_record {
             }
         }
     }
+    impl rt::decode::FromValue for OutputValidationStatus {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<OutputValidationStatus> for String {
         fn from(v: OutputValidationStatus) -> String {
             match v {
@@ -1426,6 +1768,17 @@ pub mod put_record {
         #[serde(rename = "validationStatus")]
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub validation_status: Option<OutputValidationStatus>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cid: rt::decode::required(m, "cid")?,
+                commit: rt::decode::optional(m, "commit")?,
+                uri: rt::decode::required(m, "uri")?,
+                validation_status: rt::decode::optional(m, "validationStatus")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1497,6 +1850,15 @@ pub mod strong_ref {
         pub cid: rt::lex::CidString,
         pub uri: rt::lex::AtUri,
     }
+    impl rt::decode::FromValue for Main {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cid: rt::decode::required(m, "cid")?,
+                uri: rt::decode::required(m, "uri")?,
+            })
+        }
+    }
 }
 /// `com.atproto.repo.uploadBlob`
 pub mod upload_blob {
@@ -1509,9 +1871,22 @@ pub mod upload_blob {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub blob: rt::lex::BlobRef,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                blob: rt::decode::required(m, "blob")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {

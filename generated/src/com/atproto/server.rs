@@ -354,6 +354,11 @@ pub mod activate_account {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
@@ -376,6 +381,11 @@ pub mod check_account_status {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub activated: bool,
@@ -395,6 +405,22 @@ pub mod check_account_status {
         pub repo_rev: String,
         #[serde(rename = "validDid")]
         pub valid_did: bool,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                activated: rt::decode::required(m, "activated")?,
+                expected_blobs: rt::decode::required(m, "expectedBlobs")?,
+                imported_blobs: rt::decode::required(m, "importedBlobs")?,
+                indexed_records: rt::decode::required(m, "indexedRecords")?,
+                private_state_values: rt::decode::required(m, "privateStateValues")?,
+                repo_blocks: rt::decode::required(m, "repoBlocks")?,
+                repo_commit: rt::decode::required(m, "repoCommit")?,
+                repo_rev: rt::decode::required(m, "repoRev")?,
+                valid_did: rt::decode::required(m, "validDid")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -421,6 +447,11 @@ pub mod confirm_email {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["email", "token"],
@@ -434,6 +465,15 @@ pub mod confirm_email {
     pub struct Input {
         pub email: String,
         pub token: String,
+    }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                email: rt::decode::required(m, "email")?,
+                token: rt::decode::required(m, "token")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -490,6 +530,11 @@ pub mod create_account {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["handle"],
@@ -554,6 +599,22 @@ pub mod create_account {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub verification_phone: Option<String>,
     }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                did: rt::decode::optional(m, "did")?,
+                email: rt::decode::optional(m, "email")?,
+                handle: rt::decode::required(m, "handle")?,
+                invite_code: rt::decode::optional(m, "inviteCode")?,
+                password: rt::decode::optional(m, "password")?,
+                plc_op: rt::decode::optional(m, "plcOp")?,
+                recovery_key: rt::decode::optional(m, "recoveryKey")?,
+                verification_code: rt::decode::optional(m, "verificationCode")?,
+                verification_phone: rt::decode::optional(m, "verificationPhone")?,
+            })
+        }
+    }
     /// Account login session returned on successful account creation.
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
@@ -568,6 +629,18 @@ pub mod create_account {
         pub handle: rt::lex::Handle,
         #[serde(rename = "refreshJwt")]
         pub refresh_jwt: String,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                access_jwt: rt::decode::required(m, "accessJwt")?,
+                did: rt::decode::required(m, "did")?,
+                did_doc: rt::decode::optional(m, "didDoc")?,
+                handle: rt::decode::required(m, "handle")?,
+                refresh_jwt: rt::decode::required(m, "refreshJwt")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -670,11 +743,27 @@ pub mod create_app_password {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub privileged: Option<bool>,
     }
+    impl rt::decode::FromValue for AppPassword {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                created_at: rt::decode::required(m, "createdAt")?,
+                name: rt::decode::required(m, "name")?,
+                password: rt::decode::required(m, "password")?,
+                privileged: rt::decode::optional(m, "privileged")?,
+            })
+        }
+    }
     /// Schema of the query parameters (none).
     pub static PARAMS_SCHEMA: rt::schema::ObjectSchema = rt::schema::ObjectSchema::EMPTY;
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["name"],
@@ -696,6 +785,15 @@ pub mod create_app_password {
         /// If an app password has 'privileged' access to possibly sensitive account state. Meant for use with trusted clients.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub privileged: Option<bool>,
+    }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                name: rt::decode::required(m, "name")?,
+                privileged: rt::decode::optional(m, "privileged")?,
+            })
+        }
     }
     pub type Output = crate::com::atproto::server::create_app_password::AppPassword;
     /// The errors this method declares, each with a message.
@@ -747,6 +845,11 @@ pub mod create_invite_code {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["useCount"],
@@ -770,9 +873,26 @@ pub mod create_invite_code {
         #[serde(rename = "useCount")]
         pub use_count: i64,
     }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                for_account: rt::decode::optional(m, "forAccount")?,
+                use_count: rt::decode::required(m, "useCount")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub code: String,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                code: rt::decode::required(m, "code")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -818,11 +938,25 @@ pub mod create_invite_codes {
         pub account: String,
         pub codes: Vec<String>,
     }
+    impl rt::decode::FromValue for AccountCodes {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                account: rt::decode::required(m, "account")?,
+                codes: rt::decode::required(m, "codes")?,
+            })
+        }
+    }
     /// Schema of the query parameters (none).
     pub static PARAMS_SCHEMA: rt::schema::ObjectSchema = rt::schema::ObjectSchema::EMPTY;
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["codeCount", "useCount"],
@@ -859,9 +993,27 @@ pub mod create_invite_codes {
         #[serde(rename = "useCount")]
         pub use_count: i64,
     }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                code_count: rt::decode::required(m, "codeCount")?,
+                for_accounts: rt::decode::optional(m, "forAccounts")?,
+                use_count: rt::decode::required(m, "useCount")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub codes: Vec<crate::com::atproto::server::create_invite_codes::AccountCodes>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                codes: rt::decode::required(m, "codes")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -891,6 +1043,11 @@ pub mod create_session {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["identifier", "password"],
@@ -922,6 +1079,17 @@ pub mod create_session {
         /// Handle or other identifier supported by the server for the authenticating user.
         pub identifier: String,
         pub password: String,
+    }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                allow_takendown: rt::decode::optional(m, "allowTakendown")?,
+                auth_factor_token: rt::decode::optional(m, "authFactorToken")?,
+                identifier: rt::decode::required(m, "identifier")?,
+                password: rt::decode::required(m, "password")?,
+            })
+        }
     }
     /// If active=false, this optional field indicates a possible reason for why the account is not active. If active=false and no status is supplied, then the host makes no claim for why the repository is no longer being hosted.
     ///
@@ -959,6 +1127,11 @@ pub mod create_session {
             }
         }
     }
+    impl rt::decode::FromValue for OutputStatus {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<OutputStatus> for String {
         fn from(v: OutputStatus) -> String {
             match v {
@@ -991,6 +1164,23 @@ pub mod create_session {
         /// If active=false, this optional field indicates a possible reason for why the account is not active. If active=false and no status is supplied, then the host makes no claim for why the repository is no longer being hosted.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub status: Option<OutputStatus>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                access_jwt: rt::decode::required(m, "accessJwt")?,
+                active: rt::decode::optional(m, "active")?,
+                did: rt::decode::required(m, "did")?,
+                did_doc: rt::decode::optional(m, "didDoc")?,
+                email: rt::decode::optional(m, "email")?,
+                email_auth_factor: rt::decode::optional(m, "emailAuthFactor")?,
+                email_confirmed: rt::decode::optional(m, "emailConfirmed")?,
+                handle: rt::decode::required(m, "handle")?,
+                refresh_jwt: rt::decode::required(m, "refreshJwt")?,
+                status: rt::decode::optional(m, "status")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1045,6 +1235,11 @@ pub mod deactivate_account {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &[],
@@ -1065,6 +1260,14 @@ pub mod deactivate_account {
         #[serde(rename = "deleteAfter")]
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub delete_after: Option<rt::lex::Datetime>,
+    }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                delete_after: rt::decode::optional(m, "deleteAfter")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -1141,6 +1344,20 @@ pub mod defs {
         pub for_account: String,
         pub uses: Vec<crate::com::atproto::server::defs::InviteCodeUse>,
     }
+    impl rt::decode::FromValue for InviteCode {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                available: rt::decode::required(m, "available")?,
+                code: rt::decode::required(m, "code")?,
+                created_at: rt::decode::required(m, "createdAt")?,
+                created_by: rt::decode::required(m, "createdBy")?,
+                disabled: rt::decode::required(m, "disabled")?,
+                for_account: rt::decode::required(m, "forAccount")?,
+                uses: rt::decode::required(m, "uses")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static INVITE_CODE_USE_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["usedBy", "usedAt"],
@@ -1169,6 +1386,15 @@ pub mod defs {
         #[serde(rename = "usedBy")]
         pub used_by: rt::lex::Did,
     }
+    impl rt::decode::FromValue for InviteCodeUse {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                used_at: rt::decode::required(m, "usedAt")?,
+                used_by: rt::decode::required(m, "usedBy")?,
+            })
+        }
+    }
 }
 /// `com.atproto.server.deleteAccount`
 pub mod delete_account {
@@ -1181,6 +1407,11 @@ pub mod delete_account {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["did", "password", "token"],
@@ -1202,6 +1433,16 @@ pub mod delete_account {
         pub did: rt::lex::Did,
         pub password: String,
         pub token: String,
+    }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                did: rt::decode::required(m, "did")?,
+                password: rt::decode::required(m, "password")?,
+                token: rt::decode::required(m, "token")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1253,6 +1494,11 @@ pub mod delete_session {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
     pub enum Error {
@@ -1308,6 +1554,14 @@ pub mod describe_server {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub email: Option<String>,
     }
+    impl rt::decode::FromValue for Contact {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                email: rt::decode::optional(m, "email")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static LINKS_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &[],
@@ -1338,11 +1592,25 @@ pub mod describe_server {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub terms_of_service: Option<rt::lex::Uri>,
     }
+    impl rt::decode::FromValue for Links {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                privacy_policy: rt::decode::optional(m, "privacyPolicy")?,
+                terms_of_service: rt::decode::optional(m, "termsOfService")?,
+            })
+        }
+    }
     /// Schema of the query parameters (none).
     pub static PARAMS_SCHEMA: rt::schema::ObjectSchema = rt::schema::ObjectSchema::EMPTY;
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         /// List of domain suffixes that can be used in account handles.
@@ -1367,6 +1635,23 @@ pub mod describe_server {
         #[serde(rename = "phoneVerificationRequired")]
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub phone_verification_required: Option<bool>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                available_user_domains: rt::decode::required(m, "availableUserDomains")?,
+                blob_upload_limit: rt::decode::optional(m, "blobUploadLimit")?,
+                contact: rt::decode::optional(m, "contact")?,
+                did: rt::decode::required(m, "did")?,
+                invite_code_required: rt::decode::optional(m, "inviteCodeRequired")?,
+                links: rt::decode::optional(m, "links")?,
+                phone_verification_required: rt::decode::optional(
+                    m,
+                    "phoneVerificationRequired",
+                )?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -1416,9 +1701,26 @@ pub mod get_account_invite_codes {
         #[serde(rename = "includeUsed")]
         pub include_used: bool,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                create_available: rt::decode::required(m, "createAvailable")?,
+                include_used: rt::decode::required(m, "includeUsed")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub codes: Vec<crate::com::atproto::server::defs::InviteCode>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                codes: rt::decode::required(m, "codes")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1495,9 +1797,27 @@ pub mod get_service_auth {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub lxm: Option<rt::lex::Nsid>,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                aud: rt::decode::required(m, "aud")?,
+                exp: rt::decode::optional(m, "exp")?,
+                lxm: rt::decode::optional(m, "lxm")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub token: String,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                token: rt::decode::required(m, "token")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1546,6 +1866,11 @@ pub mod get_session {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// If active=false, this optional field indicates a possible reason for why the account is not active. If active=false and no status is supplied, then the host makes no claim for why the repository is no longer being hosted.
     ///
     /// Known values; any other string is kept in `Other`.
@@ -1582,6 +1907,11 @@ pub mod get_session {
             }
         }
     }
+    impl rt::decode::FromValue for OutputStatus {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<OutputStatus> for String {
         fn from(v: OutputStatus) -> String {
             match v {
@@ -1610,6 +1940,21 @@ pub mod get_session {
         /// If active=false, this optional field indicates a possible reason for why the account is not active. If active=false and no status is supplied, then the host makes no claim for why the repository is no longer being hosted.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub status: Option<OutputStatus>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                active: rt::decode::optional(m, "active")?,
+                did: rt::decode::required(m, "did")?,
+                did_doc: rt::decode::optional(m, "didDoc")?,
+                email: rt::decode::optional(m, "email")?,
+                email_auth_factor: rt::decode::optional(m, "emailAuthFactor")?,
+                email_confirmed: rt::decode::optional(m, "emailConfirmed")?,
+                handle: rt::decode::required(m, "handle")?,
+                status: rt::decode::optional(m, "status")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -1660,14 +2005,37 @@ pub mod list_app_passwords {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub privileged: Option<bool>,
     }
+    impl rt::decode::FromValue for AppPassword {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                created_at: rt::decode::required(m, "createdAt")?,
+                name: rt::decode::required(m, "name")?,
+                privileged: rt::decode::optional(m, "privileged")?,
+            })
+        }
+    }
     /// Schema of the query parameters (none).
     pub static PARAMS_SCHEMA: rt::schema::ObjectSchema = rt::schema::ObjectSchema::EMPTY;
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub passwords: Vec<crate::com::atproto::server::list_app_passwords::AppPassword>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                passwords: rt::decode::required(m, "passwords")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1715,6 +2083,11 @@ pub mod refresh_session {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Hosting status of the account. If not specified, then assume 'active'.
     ///
     /// Known values; any other string is kept in `Other`.
@@ -1751,6 +2124,11 @@ pub mod refresh_session {
             }
         }
     }
+    impl rt::decode::FromValue for OutputStatus {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<OutputStatus> for String {
         fn from(v: OutputStatus) -> String {
             match v {
@@ -1783,6 +2161,23 @@ pub mod refresh_session {
         /// Hosting status of the account. If not specified, then assume 'active'.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub status: Option<OutputStatus>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                access_jwt: rt::decode::required(m, "accessJwt")?,
+                active: rt::decode::optional(m, "active")?,
+                did: rt::decode::required(m, "did")?,
+                did_doc: rt::decode::optional(m, "didDoc")?,
+                email: rt::decode::optional(m, "email")?,
+                email_auth_factor: rt::decode::optional(m, "emailAuthFactor")?,
+                email_confirmed: rt::decode::optional(m, "emailConfirmed")?,
+                handle: rt::decode::required(m, "handle")?,
+                refresh_jwt: rt::decode::required(m, "refreshJwt")?,
+                status: rt::decode::optional(m, "status")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1836,6 +2231,11 @@ pub mod request_account_delete {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
@@ -1858,6 +2258,11 @@ pub mod request_email_confirmation {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
@@ -1880,10 +2285,23 @@ pub mod request_email_update {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(rename = "tokenRequired")]
         pub token_required: bool,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                token_required: rt::decode::required(m, "tokenRequired")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -1910,6 +2328,11 @@ pub mod request_password_reset {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["email"],
@@ -1921,6 +2344,14 @@ pub mod request_password_reset {
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Input {
         pub email: String,
+    }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                email: rt::decode::required(m, "email")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -1947,6 +2378,11 @@ pub mod reserve_signing_key {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &[],
@@ -1967,11 +2403,27 @@ pub mod reserve_signing_key {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub did: Option<rt::lex::Did>,
     }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                did: rt::decode::optional(m, "did")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         /// The public key for the reserved signing key, in did:key serialization.
         #[serde(rename = "signingKey")]
         pub signing_key: String,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                signing_key: rt::decode::required(m, "signingKey")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -2001,6 +2453,11 @@ pub mod reset_password {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["token", "password"],
@@ -2014,6 +2471,15 @@ pub mod reset_password {
     pub struct Input {
         pub password: String,
         pub token: String,
+    }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                password: rt::decode::required(m, "password")?,
+                token: rt::decode::required(m, "token")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -2065,6 +2531,11 @@ pub mod revoke_app_password {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["name"],
@@ -2076,6 +2547,14 @@ pub mod revoke_app_password {
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Input {
         pub name: String,
+    }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                name: rt::decode::required(m, "name")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -2102,6 +2581,11 @@ pub mod update_email {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["email"],
@@ -2126,6 +2610,16 @@ pub mod update_email {
         /// Requires a token from com.atproto.sever.requestEmailUpdate if the account's email has been confirmed.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub token: Option<String>,
+    }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                email: rt::decode::required(m, "email")?,
+                email_auth_factor: rt::decode::optional(m, "emailAuthFactor")?,
+                token: rt::decode::optional(m, "token")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]

@@ -254,6 +254,11 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for HostStatus {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<HostStatus> for String {
         fn from(v: HostStatus) -> String {
             match v {
@@ -297,6 +302,15 @@ pub mod get_blob {
         pub cid: rt::lex::CidString,
         /// The DID of the account.
         pub did: rt::lex::Did,
+    }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cid: rt::decode::required(m, "cid")?,
+                did: rt::decode::required(m, "did")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -389,6 +403,15 @@ pub mod get_blocks {
         /// The DID of the repo.
         pub did: rt::lex::Did,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cids: rt::decode::required(m, "cids")?,
+                did: rt::decode::required(m, "did")?,
+            })
+        }
+    }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
     pub enum Error {
@@ -468,6 +491,14 @@ pub mod get_checkout {
         /// The DID of the repo.
         pub did: rt::lex::Did,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                did: rt::decode::required(m, "did")?,
+            })
+        }
+    }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
@@ -508,9 +539,25 @@ pub mod get_head {
         /// The DID of the repo.
         pub did: rt::lex::Did,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                did: rt::decode::required(m, "did")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub root: rt::lex::CidString,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                root: rt::decode::required(m, "root")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -567,6 +614,14 @@ pub mod get_host_status {
         /// Hostname of the host (eg, PDS or relay) being queried.
         pub hostname: String,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                hostname: rt::decode::required(m, "hostname")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         /// Number of accounts on the server which are associated with the upstream host. Note that the upstream may actually have more accounts.
@@ -579,6 +634,17 @@ pub mod get_host_status {
         pub seq: Option<i64>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub status: Option<crate::com::atproto::sync::defs::HostStatus>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                account_count: rt::decode::optional(m, "accountCount")?,
+                hostname: rt::decode::required(m, "hostname")?,
+                seq: rt::decode::optional(m, "seq")?,
+                status: rt::decode::optional(m, "status")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -641,10 +707,27 @@ pub mod get_latest_commit {
         /// The DID of the repo.
         pub did: rt::lex::Did,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                did: rt::decode::required(m, "did")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub cid: rt::lex::CidString,
         pub rev: rt::lex::Tid,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cid: rt::decode::required(m, "cid")?,
+                rev: rt::decode::required(m, "rev")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -732,6 +815,16 @@ pub mod get_record {
         pub did: rt::lex::Did,
         /// Record Key
         pub rkey: rt::lex::RecordKey,
+    }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                collection: rt::decode::required(m, "collection")?,
+                did: rt::decode::required(m, "did")?,
+                rkey: rt::decode::required(m, "rkey")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -822,6 +915,15 @@ pub mod get_repo {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub since: Option<rt::lex::Tid>,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                did: rt::decode::required(m, "did")?,
+                since: rt::decode::optional(m, "since")?,
+            })
+        }
+    }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
     pub enum Error {
@@ -892,6 +994,14 @@ pub mod get_repo_status {
         /// The DID of the repo.
         pub did: rt::lex::Did,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                did: rt::decode::required(m, "did")?,
+            })
+        }
+    }
     /// If active=false, this optional field indicates a possible reason for why the account is not active. If active=false and no status is supplied, then the host makes no claim for why the repository is no longer being hosted.
     ///
     /// Known values; any other string is kept in `Other`.
@@ -940,6 +1050,11 @@ pub mod get_repo_status {
             }
         }
     }
+    impl rt::decode::FromValue for OutputStatus {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<OutputStatus> for String {
         fn from(v: OutputStatus) -> String {
             match v {
@@ -958,6 +1073,17 @@ pub mod get_repo_status {
         /// If active=false, this optional field indicates a possible reason for why the account is not active. If active=false and no status is supplied, then the host makes no claim for why the repository is no longer being hosted.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub status: Option<OutputStatus>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                active: rt::decode::required(m, "active")?,
+                did: rt::decode::required(m, "did")?,
+                rev: rt::decode::optional(m, "rev")?,
+                status: rt::decode::optional(m, "status")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1043,11 +1169,31 @@ pub mod list_blobs {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub since: Option<rt::lex::Tid>,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                did: rt::decode::required(m, "did")?,
+                limit: rt::decode::required(m, "limit")?,
+                since: rt::decode::optional(m, "since")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub cids: Vec<rt::lex::CidString>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<String>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cids: rt::decode::required(m, "cids")?,
+                cursor: rt::decode::optional(m, "cursor")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1131,6 +1277,17 @@ pub mod list_hosts {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub status: Option<crate::com::atproto::sync::defs::HostStatus>,
     }
+    impl rt::decode::FromValue for Host {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                account_count: rt::decode::optional(m, "accountCount")?,
+                hostname: rt::decode::required(m, "hostname")?,
+                seq: rt::decode::optional(m, "seq")?,
+                status: rt::decode::optional(m, "status")?,
+            })
+        }
+    }
     /// Schema of the query parameters.
     pub static PARAMS_SCHEMA: rt::schema::ObjectSchema = rt::schema::ObjectSchema {
         required: &[],
@@ -1155,12 +1312,30 @@ pub mod list_hosts {
         pub cursor: Option<String>,
         pub limit: i64,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                limit: rt::decode::required(m, "limit")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<String>,
         /// Sort order is not formally specified. Recommended order is by time host was first seen by the server, with oldest first.
         pub hosts: Vec<crate::com::atproto::sync::list_hosts::Host>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                hosts: rt::decode::required(m, "hosts")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -1206,11 +1381,29 @@ pub mod list_repos {
         pub cursor: Option<String>,
         pub limit: i64,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                limit: rt::decode::required(m, "limit")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<String>,
         pub repos: Vec<crate::com::atproto::sync::list_repos::Repo>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                repos: rt::decode::required(m, "repos")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -1308,6 +1501,11 @@ pub mod list_repos {
             }
         }
     }
+    impl rt::decode::FromValue for RepoStatus {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<RepoStatus> for String {
         fn from(v: RepoStatus) -> String {
             match v {
@@ -1327,6 +1525,18 @@ pub mod list_repos {
         /// If active=false, this optional field indicates a possible reason for why the account is not active. If active=false and no status is supplied, then the host makes no claim for why the repository is no longer being hosted.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub status: Option<RepoStatus>,
+    }
+    impl rt::decode::FromValue for Repo {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                active: rt::decode::optional(m, "active")?,
+                did: rt::decode::required(m, "did")?,
+                head: rt::decode::required(m, "head")?,
+                rev: rt::decode::required(m, "rev")?,
+                status: rt::decode::optional(m, "status")?,
+            })
+        }
     }
 }
 /// `com.atproto.sync.listReposByCollection`
@@ -1368,11 +1578,30 @@ pub mod list_repos_by_collection {
         /// Maximum size of response set. Recommend setting a large maximum (1000+) when enumerating large DID lists.
         pub limit: i64,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                collection: rt::decode::required(m, "collection")?,
+                cursor: rt::decode::optional(m, "cursor")?,
+                limit: rt::decode::required(m, "limit")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<String>,
         pub repos: Vec<crate::com::atproto::sync::list_repos_by_collection::Repo>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                repos: rt::decode::required(m, "repos")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -1405,6 +1634,14 @@ pub mod list_repos_by_collection {
     pub struct Repo {
         pub did: rt::lex::Did,
     }
+    impl rt::decode::FromValue for Repo {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                did: rt::decode::required(m, "did")?,
+            })
+        }
+    }
 }
 /// `com.atproto.sync.notifyOfUpdate`
 pub mod notify_of_update {
@@ -1417,6 +1654,11 @@ pub mod notify_of_update {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["hostname"],
@@ -1429,6 +1671,14 @@ pub mod notify_of_update {
     pub struct Input {
         /// Hostname of the current service (usually a PDS) that is notifying of update.
         pub hostname: String,
+    }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                hostname: rt::decode::required(m, "hostname")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -1455,6 +1705,11 @@ pub mod request_crawl {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["hostname"],
@@ -1467,6 +1722,14 @@ pub mod request_crawl {
     pub struct Input {
         /// Hostname of the current service (eg, PDS) that is requesting to be crawled.
         pub hostname: String,
+    }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                hostname: rt::decode::required(m, "hostname")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1586,6 +1849,11 @@ pub mod subscribe_repos {
             }
         }
     }
+    impl rt::decode::FromValue for AccountStatus {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<AccountStatus> for String {
         fn from(v: AccountStatus) -> String {
             match v {
@@ -1605,6 +1873,18 @@ pub mod subscribe_repos {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub status: Option<AccountStatus>,
         pub time: rt::lex::Datetime,
+    }
+    impl rt::decode::FromValue for Account {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                active: rt::decode::required(m, "active")?,
+                did: rt::decode::required(m, "did")?,
+                seq: rt::decode::required(m, "seq")?,
+                status: rt::decode::optional(m, "status")?,
+                time: rt::decode::required(m, "time")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static COMMIT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -1722,6 +2002,25 @@ pub mod subscribe_repos {
         #[serde(rename = "tooBig")]
         pub too_big: bool,
     }
+    impl rt::decode::FromValue for Commit {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                blobs: rt::decode::required(m, "blobs")?,
+                blocks: rt::decode::required(m, "blocks")?,
+                commit: rt::decode::required(m, "commit")?,
+                ops: rt::decode::required(m, "ops")?,
+                prev_data: rt::decode::optional(m, "prevData")?,
+                rebase: rt::decode::required(m, "rebase")?,
+                repo: rt::decode::required(m, "repo")?,
+                rev: rt::decode::required(m, "rev")?,
+                seq: rt::decode::required(m, "seq")?,
+                since: rt::decode::optional(m, "since")?,
+                time: rt::decode::required(m, "time")?,
+                too_big: rt::decode::required(m, "tooBig")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static IDENTITY_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["seq", "did", "time"],
@@ -1761,6 +2060,17 @@ pub mod subscribe_repos {
         pub seq: i64,
         pub time: rt::lex::Datetime,
     }
+    impl rt::decode::FromValue for Identity {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                did: rt::decode::required(m, "did")?,
+                handle: rt::decode::optional(m, "handle")?,
+                seq: rt::decode::required(m, "seq")?,
+                time: rt::decode::required(m, "time")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static INFO_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["name"],
@@ -1796,6 +2106,11 @@ pub mod subscribe_repos {
             }
         }
     }
+    impl rt::decode::FromValue for InfoName {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<InfoName> for String {
         fn from(v: InfoName) -> String {
             match v {
@@ -1809,6 +2124,15 @@ pub mod subscribe_repos {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub message: Option<String>,
         pub name: InfoName,
+    }
+    impl rt::decode::FromValue for Info {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                message: rt::decode::optional(m, "message")?,
+                name: rt::decode::required(m, "name")?,
+            })
+        }
     }
     /// Schema of the query parameters.
     pub static PARAMS_SCHEMA: rt::schema::ObjectSchema = rt::schema::ObjectSchema {
@@ -1824,6 +2148,14 @@ pub mod subscribe_repos {
         /// The last known event seq number to backfill from.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<i64>,
+    }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+            })
+        }
     }
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
@@ -1903,6 +2235,29 @@ pub mod subscribe_repos {
                     rt::serde_value::union_member(&ty, &value, hr).map(Self::Info)
                 }
                 _ => Ok(Self::Unknown(value)),
+            }
+        }
+    }
+    impl rt::decode::FromValue for Message {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "com.atproto.sync.subscribeRepos#commit" => {
+                    rt::decode::union_member(ty, value).map(Self::Commit)
+                }
+                "com.atproto.sync.subscribeRepos#sync" => {
+                    rt::decode::union_member(ty, value).map(Self::Sync)
+                }
+                "com.atproto.sync.subscribeRepos#identity" => {
+                    rt::decode::union_member(ty, value).map(Self::Identity)
+                }
+                "com.atproto.sync.subscribeRepos#account" => {
+                    rt::decode::union_member(ty, value).map(Self::Account)
+                }
+                "com.atproto.sync.subscribeRepos#info" => {
+                    rt::decode::union_member(ty, value).map(Self::Info)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
             }
         }
     }
@@ -1987,6 +2342,11 @@ pub mod subscribe_repos {
             }
         }
     }
+    impl rt::decode::FromValue for RepoOpAction {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<RepoOpAction> for String {
         fn from(v: RepoOpAction) -> String {
             match v {
@@ -2005,6 +2365,17 @@ pub mod subscribe_repos {
         /// For updates and deletes, the previous record CID (required for inductive firehose). For creations, field should not be defined.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub prev: Option<rt::lex::CidLink>,
+    }
+    impl rt::decode::FromValue for RepoOp {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                action: rt::decode::required(m, "action")?,
+                cid: rt::decode::optional(m, "cid")?,
+                path: rt::decode::required(m, "path")?,
+                prev: rt::decode::optional(m, "prev")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static SYNC_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -2049,5 +2420,17 @@ pub mod subscribe_repos {
         pub seq: i64,
         /// Timestamp of when this message was originally broadcast.
         pub time: rt::lex::Datetime,
+    }
+    impl rt::decode::FromValue for Sync {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                blocks: rt::decode::required(m, "blocks")?,
+                did: rt::decode::required(m, "did")?,
+                rev: rt::decode::required(m, "rev")?,
+                seq: rt::decode::required(m, "seq")?,
+                time: rt::decode::required(m, "time")?,
+            })
+        }
     }
 }

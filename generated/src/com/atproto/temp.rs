@@ -110,6 +110,11 @@ pub mod add_reserved_handle {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["handle"],
@@ -122,8 +127,22 @@ pub mod add_reserved_handle {
     pub struct Input {
         pub handle: String,
     }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                handle: rt::decode::required(m, "handle")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {}
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::object(value)?;
+            Ok(Self {})
+        }
+    }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
@@ -182,6 +201,16 @@ pub mod check_handle_availability {
         /// Tentative handle. Will be checked for availability or used to build handle suggestions.
         pub handle: rt::lex::Handle,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                birth_date: rt::decode::optional(m, "birthDate")?,
+                email: rt::decode::optional(m, "email")?,
+                handle: rt::decode::required(m, "handle")?,
+            })
+        }
+    }
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum OutputResult {
@@ -233,11 +262,34 @@ pub mod check_handle_availability {
             }
         }
     }
+    impl rt::decode::FromValue for OutputResult {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "com.atproto.temp.checkHandleAvailability#resultAvailable" => {
+                    rt::decode::union_member(ty, value).map(Self::ResultAvailable)
+                }
+                "com.atproto.temp.checkHandleAvailability#resultUnavailable" => {
+                    rt::decode::union_member(ty, value).map(Self::ResultUnavailable)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         /// Echo of the input handle.
         pub handle: rt::lex::Handle,
         pub result: OutputResult,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                handle: rt::decode::required(m, "handle")?,
+                result: rt::decode::required(m, "result")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -283,6 +335,12 @@ pub mod check_handle_availability {
     /// Indicates the provided handle is available.
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct ResultAvailable {}
+    impl rt::decode::FromValue for ResultAvailable {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::object(value)?;
+            Ok(Self {})
+        }
+    }
     /// Schema of this definition.
     pub static RESULT_UNAVAILABLE_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["suggestions"],
@@ -308,6 +366,14 @@ pub mod check_handle_availability {
             crate::com::atproto::temp::check_handle_availability::Suggestion,
         >,
     }
+    impl rt::decode::FromValue for ResultUnavailable {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                suggestions: rt::decode::required(m, "suggestions")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static SUGGESTION_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["handle", "method"],
@@ -329,6 +395,15 @@ pub mod check_handle_availability {
         /// Method used to build this suggestion. Should be considered opaque to clients. Can be used for metrics.
         pub method: String,
     }
+    impl rt::decode::FromValue for Suggestion {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                handle: rt::decode::required(m, "handle")?,
+                method: rt::decode::required(m, "method")?,
+            })
+        }
+    }
 }
 /// `com.atproto.temp.checkSignupQueue`
 pub mod check_signup_queue {
@@ -341,6 +416,11 @@ pub mod check_signup_queue {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub activated: bool,
@@ -350,6 +430,16 @@ pub mod check_signup_queue {
         #[serde(rename = "placeInQueue")]
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub place_in_queue: Option<i64>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                activated: rt::decode::required(m, "activated")?,
+                estimated_time_ms: rt::decode::optional(m, "estimatedTimeMs")?,
+                place_in_queue: rt::decode::optional(m, "placeInQueue")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -385,10 +475,26 @@ pub mod dereference_scope {
         /// The scope reference (starts with 'ref:')
         pub scope: String,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                scope: rt::decode::required(m, "scope")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         /// The full oauth permission scope
         pub scope: String,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                scope: rt::decode::required(m, "scope")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -456,9 +562,26 @@ pub mod fetch_labels {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub since: Option<i64>,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                limit: rt::decode::required(m, "limit")?,
+                since: rt::decode::optional(m, "since")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub labels: Vec<crate::com::atproto::label::defs::Label>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                labels: rt::decode::required(m, "labels")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -485,6 +608,11 @@ pub mod request_phone_verification {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["phoneNumber"],
@@ -497,6 +625,14 @@ pub mod request_phone_verification {
     pub struct Input {
         #[serde(rename = "phoneNumber")]
         pub phone_number: String,
+    }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                phone_number: rt::decode::required(m, "phoneNumber")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -523,6 +659,11 @@ pub mod revoke_account_credentials {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["account"],
@@ -540,6 +681,14 @@ pub mod revoke_account_credentials {
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Input {
         pub account: rt::lex::AtIdentifier,
+    }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                account: rt::decode::required(m, "account")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {

@@ -43,9 +43,22 @@ pub mod list_sessions {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub sessions: Vec<crate::dev::rustpds::oauth::list_sessions::Session>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                sessions: rt::decode::required(m, "sessions")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -133,6 +146,11 @@ pub mod list_sessions {
             }
         }
     }
+    impl rt::decode::FromValue for SessionAuthMethod {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<SessionAuthMethod> for String {
         fn from(v: SessionAuthMethod) -> String {
             match v {
@@ -165,6 +183,21 @@ pub mod list_sessions {
         /// The scopes granted.
         pub scope: String,
     }
+    impl rt::decode::FromValue for Session {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                auth_method: rt::decode::required(m, "authMethod")?,
+                client_id: rt::decode::required(m, "clientId")?,
+                client_name: rt::decode::optional(m, "clientName")?,
+                created_at: rt::decode::required(m, "createdAt")?,
+                expires_at: rt::decode::required(m, "expiresAt")?,
+                id: rt::decode::required(m, "id")?,
+                last_refreshed_at: rt::decode::required(m, "lastRefreshedAt")?,
+                scope: rt::decode::required(m, "scope")?,
+            })
+        }
+    }
 }
 /// `dev.rustpds.oauth.revokeSession`
 pub mod revoke_session {
@@ -177,6 +210,11 @@ pub mod revoke_session {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &[],
@@ -196,10 +234,27 @@ pub mod revoke_session {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub id: Option<String>,
     }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                client_id: rt::decode::optional(m, "clientId")?,
+                id: rt::decode::optional(m, "id")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         /// How many sessions ended.
         pub revoked: i64,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                revoked: rt::decode::required(m, "revoked")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]

@@ -57,6 +57,11 @@ pub mod create_registration {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["name"],
@@ -76,11 +81,28 @@ pub mod create_registration {
         /// What the passkey is, e.g. the device holding it.
         pub name: String,
     }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                name: rt::decode::required(m, "name")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(rename = "expiresAt")]
         pub expires_at: rt::lex::Datetime,
         pub url: rt::lex::Uri,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                expires_at: rt::decode::required(m, "expiresAt")?,
+                url: rt::decode::required(m, "url")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -110,6 +132,11 @@ pub mod delete_passkey {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["id"],
@@ -119,6 +146,14 @@ pub mod delete_passkey {
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Input {
         pub id: String,
+    }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                id: rt::decode::required(m, "id")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,9 +202,22 @@ pub mod list_passkeys {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub passkeys: Vec<crate::dev::rustpds::passkey::list_passkeys::Passkey>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                passkeys: rt::decode::required(m, "passkeys")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -242,6 +290,11 @@ pub mod list_passkeys {
             }
         }
     }
+    impl rt::decode::FromValue for PasskeyAlgorithm {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<PasskeyAlgorithm> for String {
         fn from(v: PasskeyAlgorithm) -> String {
             match v {
@@ -261,5 +314,17 @@ pub mod list_passkeys {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub last_used_at: Option<rt::lex::Datetime>,
         pub name: String,
+    }
+    impl rt::decode::FromValue for Passkey {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                algorithm: rt::decode::required(m, "algorithm")?,
+                created_at: rt::decode::required(m, "createdAt")?,
+                id: rt::decode::required(m, "id")?,
+                last_used_at: rt::decode::optional(m, "lastUsedAt")?,
+                name: rt::decode::required(m, "name")?,
+            })
+        }
     }
 }

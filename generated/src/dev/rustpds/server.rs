@@ -56,6 +56,11 @@ pub mod change_password {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["currentPassword", "newPassword"],
@@ -84,6 +89,15 @@ pub mod change_password {
         pub current_password: String,
         #[serde(rename = "newPassword")]
         pub new_password: String,
+    }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                current_password: rt::decode::required(m, "currentPassword")?,
+                new_password: rt::decode::required(m, "newPassword")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,6 +146,11 @@ pub mod get_account_status {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -174,6 +193,11 @@ pub mod get_account_status {
             }
         }
     }
+    impl rt::decode::FromValue for OutputStatus {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<OutputStatus> for String {
         fn from(v: OutputStatus) -> String {
             match v {
@@ -193,6 +217,16 @@ pub mod get_account_status {
         #[serde(rename = "statusChangedAt")]
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub status_changed_at: Option<rt::lex::Datetime>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                delete_after: rt::decode::optional(m, "deleteAfter")?,
+                status: rt::decode::required(m, "status")?,
+                status_changed_at: rt::decode::optional(m, "statusChangedAt")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -239,6 +273,15 @@ pub mod get_status {
     pub struct BlobUsage {
         pub bytes: i64,
         pub count: i64,
+    }
+    impl rt::decode::FromValue for BlobUsage {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                bytes: rt::decode::required(m, "bytes")?,
+                count: rt::decode::required(m, "count")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static CHECK_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -292,6 +335,11 @@ pub mod get_status {
             }
         }
     }
+    impl rt::decode::FromValue for CheckLevel {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<CheckLevel> for String {
         fn from(v: CheckLevel) -> String {
             match v {
@@ -311,6 +359,18 @@ pub mod get_status {
         /// Which check: handle, didDocument, or relay:<base URL>.
         pub name: String,
         pub summary: String,
+    }
+    impl rt::decode::FromValue for Check {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                checked_at: rt::decode::required(m, "checkedAt")?,
+                fix: rt::decode::optional(m, "fix")?,
+                level: rt::decode::required(m, "level")?,
+                name: rt::decode::required(m, "name")?,
+                summary: rt::decode::required(m, "summary")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static COLLECTION_COUNT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -337,6 +397,15 @@ pub mod get_status {
     pub struct CollectionCount {
         pub collection: rt::lex::Nsid,
         pub records: i64,
+    }
+    impl rt::decode::FromValue for CollectionCount {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                collection: rt::decode::required(m, "collection")?,
+                records: rt::decode::required(m, "records")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static COMMIT_OP_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -381,6 +450,11 @@ pub mod get_status {
             }
         }
     }
+    impl rt::decode::FromValue for CommitOpAction {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<CommitOpAction> for String {
         fn from(v: CommitOpAction) -> String {
             match v {
@@ -393,6 +467,15 @@ pub mod get_status {
     pub struct CommitOp {
         pub action: CommitOpAction,
         pub path: String,
+    }
+    impl rt::decode::FromValue for CommitOp {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                action: rt::decode::required(m, "action")?,
+                path: rt::decode::required(m, "path")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static DAY_COUNT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -414,6 +497,15 @@ pub mod get_status {
         pub commits: i64,
         /// The UTC day, YYYY-MM-DD.
         pub day: String,
+    }
+    impl rt::decode::FromValue for DayCount {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                commits: rt::decode::required(m, "commits")?,
+                day: rt::decode::required(m, "day")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static FIREHOSE_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -445,11 +537,25 @@ pub mod get_status {
         /// Connected subscribeRepos sockets.
         pub subscribers: i64,
     }
+    impl rt::decode::FromValue for Firehose {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                last_seq: rt::decode::optional(m, "lastSeq")?,
+                subscribers: rt::decode::required(m, "subscribers")?,
+            })
+        }
+    }
     /// Schema of the query parameters (none).
     pub static PARAMS_SCHEMA: rt::schema::ObjectSchema = rt::schema::ObjectSchema::EMPTY;
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Known values; any other string is kept in `Other`.
     #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
     #[serde(from = "String", into = "String")]
@@ -492,6 +598,11 @@ pub mod get_status {
             }
         }
     }
+    impl rt::decode::FromValue for OutputStatus {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<OutputStatus> for String {
         fn from(v: OutputStatus) -> String {
             match v {
@@ -521,6 +632,24 @@ pub mod get_status {
         pub status: OutputStatus,
         /// This PDS's version.
         pub version: String,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                blobs: rt::decode::required(m, "blobs")?,
+                checks: rt::decode::required(m, "checks")?,
+                collections: rt::decode::required(m, "collections")?,
+                commits_per_day: rt::decode::required(m, "commitsPerDay")?,
+                did: rt::decode::required(m, "did")?,
+                firehose: rt::decode::required(m, "firehose")?,
+                handle: rt::decode::optional(m, "handle")?,
+                recent_commits: rt::decode::required(m, "recentCommits")?,
+                records: rt::decode::required(m, "records")?,
+                status: rt::decode::required(m, "status")?,
+                version: rt::decode::required(m, "version")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -579,5 +708,16 @@ pub mod get_status {
         pub rev: rt::lex::Tid,
         pub seq: i64,
         pub time: rt::lex::Datetime,
+    }
+    impl rt::decode::FromValue for RecentCommit {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                ops: rt::decode::required(m, "ops")?,
+                rev: rt::decode::required(m, "rev")?,
+                seq: rt::decode::required(m, "seq")?,
+                time: rt::decode::required(m, "time")?,
+            })
+        }
     }
 }

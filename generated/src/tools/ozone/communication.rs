@@ -71,6 +71,11 @@ pub mod create_template {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["subject", "contentMarkdown", "name"],
@@ -114,6 +119,18 @@ pub mod create_template {
         pub name: String,
         /// Subject of the message, used in emails.
         pub subject: String,
+    }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                content_markdown: rt::decode::required(m, "contentMarkdown")?,
+                created_by: rt::decode::optional(m, "createdBy")?,
+                lang: rt::decode::optional(m, "lang")?,
+                name: rt::decode::required(m, "name")?,
+                subject: rt::decode::required(m, "subject")?,
+            })
+        }
     }
     pub type Output = crate::tools::ozone::communication::defs::TemplateView;
     /// The errors this method declares, each with a message.
@@ -239,6 +256,22 @@ pub mod defs {
         #[serde(rename = "updatedAt")]
         pub updated_at: rt::lex::Datetime,
     }
+    impl rt::decode::FromValue for TemplateView {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                content_markdown: rt::decode::required(m, "contentMarkdown")?,
+                created_at: rt::decode::required(m, "createdAt")?,
+                disabled: rt::decode::required(m, "disabled")?,
+                id: rt::decode::required(m, "id")?,
+                lang: rt::decode::optional(m, "lang")?,
+                last_updated_by: rt::decode::required(m, "lastUpdatedBy")?,
+                name: rt::decode::required(m, "name")?,
+                subject: rt::decode::optional(m, "subject")?,
+                updated_at: rt::decode::required(m, "updatedAt")?,
+            })
+        }
+    }
 }
 /// `tools.ozone.communication.deleteTemplate`
 pub mod delete_template {
@@ -251,6 +284,11 @@ pub mod delete_template {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["id"],
@@ -260,6 +298,14 @@ pub mod delete_template {
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Input {
         pub id: String,
+    }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                id: rt::decode::required(m, "id")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -286,12 +332,28 @@ pub mod list_templates {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(rename = "communicationTemplates")]
         pub communication_templates: Vec<
             crate::tools::ozone::communication::defs::TemplateView,
         >,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                communication_templates: rt::decode::required(
+                    m,
+                    "communicationTemplates",
+                )?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -318,6 +380,11 @@ pub mod update_template {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["id"],
@@ -375,6 +442,20 @@ pub mod update_template {
         #[serde(rename = "updatedBy")]
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub updated_by: Option<rt::lex::Did>,
+    }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                content_markdown: rt::decode::optional(m, "contentMarkdown")?,
+                disabled: rt::decode::optional(m, "disabled")?,
+                id: rt::decode::required(m, "id")?,
+                lang: rt::decode::optional(m, "lang")?,
+                name: rt::decode::optional(m, "name")?,
+                subject: rt::decode::optional(m, "subject")?,
+                updated_by: rt::decode::optional(m, "updatedBy")?,
+            })
+        }
     }
     pub type Output = crate::tools::ozone::communication::defs::TemplateView;
     /// The errors this method declares, each with a message.

@@ -46,6 +46,15 @@ pub mod get_account_history {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub handle: Option<rt::lex::Handle>,
     }
+    impl rt::decode::FromValue for AccountCreated {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                email: rt::decode::optional(m, "email")?,
+                handle: rt::decode::optional(m, "handle")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static EMAIL_CONFIRMED_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["email"],
@@ -58,6 +67,14 @@ pub mod get_account_history {
     pub struct EmailConfirmed {
         pub email: String,
     }
+    impl rt::decode::FromValue for EmailConfirmed {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                email: rt::decode::required(m, "email")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static EMAIL_UPDATED_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["email"],
@@ -69,6 +86,14 @@ pub mod get_account_history {
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct EmailUpdated {
         pub email: String,
+    }
+    impl rt::decode::FromValue for EmailUpdated {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                email: rt::decode::required(m, "email")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static EVENT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -209,6 +234,29 @@ pub mod get_account_history {
             }
         }
     }
+    impl rt::decode::FromValue for EventDetails {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "tools.ozone.hosting.getAccountHistory#accountCreated" => {
+                    rt::decode::union_member(ty, value).map(Self::AccountCreated)
+                }
+                "tools.ozone.hosting.getAccountHistory#emailUpdated" => {
+                    rt::decode::union_member(ty, value).map(Self::EmailUpdated)
+                }
+                "tools.ozone.hosting.getAccountHistory#emailConfirmed" => {
+                    rt::decode::union_member(ty, value).map(Self::EmailConfirmed)
+                }
+                "tools.ozone.hosting.getAccountHistory#passwordUpdated" => {
+                    rt::decode::union_member(ty, value).map(Self::PasswordUpdated)
+                }
+                "tools.ozone.hosting.getAccountHistory#handleUpdated" => {
+                    rt::decode::union_member(ty, value).map(Self::HandleUpdated)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Event {
         #[serde(rename = "createdAt")]
@@ -216,6 +264,16 @@ pub mod get_account_history {
         #[serde(rename = "createdBy")]
         pub created_by: String,
         pub details: EventDetails,
+    }
+    impl rt::decode::FromValue for Event {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                created_at: rt::decode::required(m, "createdAt")?,
+                created_by: rt::decode::required(m, "createdBy")?,
+                details: rt::decode::required(m, "details")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static HANDLE_UPDATED_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -234,6 +292,14 @@ pub mod get_account_history {
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct HandleUpdated {
         pub handle: rt::lex::Handle,
+    }
+    impl rt::decode::FromValue for HandleUpdated {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                handle: rt::decode::required(m, "handle")?,
+            })
+        }
     }
     /// Schema of the query parameters.
     pub static PARAMS_SCHEMA: rt::schema::ObjectSchema = rt::schema::ObjectSchema {
@@ -309,6 +375,11 @@ pub mod get_account_history {
             }
         }
     }
+    impl rt::decode::FromValue for ParamsEventsItem {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<ParamsEventsItem> for String {
         fn from(v: ParamsEventsItem) -> String {
             match v {
@@ -327,11 +398,31 @@ pub mod get_account_history {
         pub events: Option<Vec<ParamsEventsItem>>,
         pub limit: i64,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                did: rt::decode::required(m, "did")?,
+                events: rt::decode::optional(m, "events")?,
+                limit: rt::decode::required(m, "limit")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<String>,
         pub events: Vec<crate::tools::ozone::hosting::get_account_history::Event>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                events: rt::decode::required(m, "events")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -354,4 +445,10 @@ pub mod get_account_history {
     });
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct PasswordUpdated {}
+    impl rt::decode::FromValue for PasswordUpdated {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::object(value)?;
+            Ok(Self {})
+        }
+    }
 }

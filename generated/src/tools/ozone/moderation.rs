@@ -260,6 +260,15 @@ pub mod cancel_scheduled_actions {
         /// DIDs for which all pending scheduled actions were successfully cancelled
         pub succeeded: Vec<rt::lex::Did>,
     }
+    impl rt::decode::FromValue for CancellationResults {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                failed: rt::decode::required(m, "failed")?,
+                succeeded: rt::decode::required(m, "succeeded")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static FAILED_CANCELLATION_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["did", "error"],
@@ -284,11 +293,26 @@ pub mod cancel_scheduled_actions {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub error_code: Option<String>,
     }
+    impl rt::decode::FromValue for FailedCancellation {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                did: rt::decode::required(m, "did")?,
+                error: rt::decode::required(m, "error")?,
+                error_code: rt::decode::optional(m, "errorCode")?,
+            })
+        }
+    }
     /// Schema of the query parameters (none).
     pub static PARAMS_SCHEMA: rt::schema::ObjectSchema = rt::schema::ObjectSchema::EMPTY;
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["subjects"],
@@ -315,6 +339,15 @@ pub mod cancel_scheduled_actions {
         pub comment: Option<String>,
         /// Array of DID subjects to cancel scheduled actions for
         pub subjects: Vec<rt::lex::Did>,
+    }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                comment: rt::decode::optional(m, "comment")?,
+                subjects: rt::decode::required(m, "subjects")?,
+            })
+        }
     }
     pub type Output = crate::tools::ozone::moderation::cancel_scheduled_actions::CancellationResults;
     /// Metadata of this method: kind, encodings, declared errors.
@@ -408,6 +441,11 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for AccountEventStatus {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<AccountEventStatus> for String {
         fn from(v: AccountEventStatus) -> String {
             match v {
@@ -426,6 +464,17 @@ pub mod defs {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub status: Option<AccountEventStatus>,
         pub timestamp: rt::lex::Datetime,
+    }
+    impl rt::decode::FromValue for AccountEvent {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                active: rt::decode::required(m, "active")?,
+                comment: rt::decode::optional(m, "comment")?,
+                status: rt::decode::optional(m, "status")?,
+                timestamp: rt::decode::required(m, "timestamp")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static ACCOUNT_HOSTING_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -512,6 +561,11 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for AccountHostingStatus {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<AccountHostingStatus> for String {
         fn from(v: AccountHostingStatus) -> String {
             match v {
@@ -538,6 +592,19 @@ pub mod defs {
         #[serde(rename = "updatedAt")]
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub updated_at: Option<rt::lex::Datetime>,
+    }
+    impl rt::decode::FromValue for AccountHosting {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                created_at: rt::decode::optional(m, "createdAt")?,
+                deactivated_at: rt::decode::optional(m, "deactivatedAt")?,
+                deleted_at: rt::decode::optional(m, "deletedAt")?,
+                reactivated_at: rt::decode::optional(m, "reactivatedAt")?,
+                status: rt::decode::required(m, "status")?,
+                updated_at: rt::decode::optional(m, "updatedAt")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static ACCOUNT_STATS_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -590,6 +657,18 @@ pub mod defs {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub takedown_count: Option<i64>,
     }
+    impl rt::decode::FromValue for AccountStats {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                appeal_count: rt::decode::optional(m, "appealCount")?,
+                escalate_count: rt::decode::optional(m, "escalateCount")?,
+                report_count: rt::decode::optional(m, "reportCount")?,
+                suspend_count: rt::decode::optional(m, "suspendCount")?,
+                takedown_count: rt::decode::optional(m, "takedownCount")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static ACCOUNT_STRIKE_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &[],
@@ -638,6 +717,17 @@ pub mod defs {
         #[serde(rename = "totalStrikeCount")]
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub total_strike_count: Option<i64>,
+    }
+    impl rt::decode::FromValue for AccountStrike {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                active_strike_count: rt::decode::optional(m, "activeStrikeCount")?,
+                first_strike_at: rt::decode::optional(m, "firstStrikeAt")?,
+                last_strike_at: rt::decode::optional(m, "lastStrikeAt")?,
+                total_strike_count: rt::decode::optional(m, "totalStrikeCount")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static AGE_ASSURANCE_EVENT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -703,6 +793,11 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for AgeAssuranceEventStatus {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<AgeAssuranceEventStatus> for String {
         fn from(v: AgeAssuranceEventStatus) -> String {
             match v {
@@ -748,6 +843,23 @@ pub mod defs {
         pub region_code: Option<String>,
         /// The status of the Age Assurance process.
         pub status: AgeAssuranceEventStatus,
+    }
+    impl rt::decode::FromValue for AgeAssuranceEvent {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                access: rt::decode::optional(m, "access")?,
+                attempt_id: rt::decode::required(m, "attemptId")?,
+                complete_ip: rt::decode::optional(m, "completeIp")?,
+                complete_ua: rt::decode::optional(m, "completeUa")?,
+                country_code: rt::decode::optional(m, "countryCode")?,
+                created_at: rt::decode::required(m, "createdAt")?,
+                init_ip: rt::decode::optional(m, "initIp")?,
+                init_ua: rt::decode::optional(m, "initUa")?,
+                region_code: rt::decode::optional(m, "regionCode")?,
+                status: rt::decode::required(m, "status")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static AGE_ASSURANCE_OVERRIDE_EVENT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -806,6 +918,11 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for AgeAssuranceOverrideEventStatus {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<AgeAssuranceOverrideEventStatus> for String {
         fn from(v: AgeAssuranceOverrideEventStatus) -> String {
             match v {
@@ -823,6 +940,16 @@ pub mod defs {
         pub comment: String,
         /// The status to be set for the user decided by a moderator, overriding whatever value the user had previously. Use reset to default to original state.
         pub status: AgeAssuranceOverrideEventStatus,
+    }
+    impl rt::decode::FromValue for AgeAssuranceOverrideEvent {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                access: rt::decode::optional(m, "access")?,
+                comment: rt::decode::required(m, "comment")?,
+                status: rt::decode::required(m, "status")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static AGE_ASSURANCE_PURGE_EVENT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -843,6 +970,14 @@ pub mod defs {
     pub struct AgeAssurancePurgeEvent {
         /// Comment describing the reason for the purge.
         pub comment: String,
+    }
+    impl rt::decode::FromValue for AgeAssurancePurgeEvent {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                comment: rt::decode::required(m, "comment")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static BLOB_VIEW_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -936,6 +1071,20 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for BlobViewDetails {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "tools.ozone.moderation.defs#imageDetails" => {
+                    rt::decode::union_member(ty, value).map(Self::ImageDetails)
+                }
+                "tools.ozone.moderation.defs#videoDetails" => {
+                    rt::decode::union_member(ty, value).map(Self::VideoDetails)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct BlobView {
         pub cid: rt::lex::CidString,
@@ -948,6 +1097,19 @@ pub mod defs {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub moderation: Option<crate::tools::ozone::moderation::defs::Moderation>,
         pub size: i64,
+    }
+    impl rt::decode::FromValue for BlobView {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cid: rt::decode::required(m, "cid")?,
+                created_at: rt::decode::required(m, "createdAt")?,
+                details: rt::decode::optional(m, "details")?,
+                mime_type: rt::decode::required(m, "mimeType")?,
+                moderation: rt::decode::optional(m, "moderation")?,
+                size: rt::decode::required(m, "size")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static CANCEL_SCHEDULED_TAKEDOWN_EVENT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -962,6 +1124,14 @@ pub mod defs {
     pub struct CancelScheduledTakedownEvent {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub comment: Option<String>,
+    }
+    impl rt::decode::FromValue for CancelScheduledTakedownEvent {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                comment: rt::decode::optional(m, "comment")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static CONVO_VIEW_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -983,6 +1153,15 @@ pub mod defs {
         #[serde(rename = "convoId")]
         pub convo_id: String,
         pub did: rt::lex::Did,
+    }
+    impl rt::decode::FromValue for ConvoView {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                convo_id: rt::decode::required(m, "convoId")?,
+                did: rt::decode::required(m, "did")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static IDENTITY_EVENT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -1033,6 +1212,18 @@ pub mod defs {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub tombstone: Option<bool>,
     }
+    impl rt::decode::FromValue for IdentityEvent {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                comment: rt::decode::optional(m, "comment")?,
+                handle: rt::decode::optional(m, "handle")?,
+                pds_host: rt::decode::optional(m, "pdsHost")?,
+                timestamp: rt::decode::required(m, "timestamp")?,
+                tombstone: rt::decode::optional(m, "tombstone")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static IMAGE_DETAILS_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["width", "height"],
@@ -1046,6 +1237,15 @@ pub mod defs {
     pub struct ImageDetails {
         pub height: i64,
         pub width: i64,
+    }
+    impl rt::decode::FromValue for ImageDetails {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                height: rt::decode::required(m, "height")?,
+                width: rt::decode::required(m, "width")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static MOD_EVENT_ACKNOWLEDGE_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -1070,6 +1270,18 @@ pub mod defs {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub comment: Option<String>,
     }
+    impl rt::decode::FromValue for ModEventAcknowledge {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                acknowledge_account_subjects: rt::decode::optional(
+                    m,
+                    "acknowledgeAccountSubjects",
+                )?,
+                comment: rt::decode::optional(m, "comment")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static MOD_EVENT_COMMENT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &[],
@@ -1093,6 +1305,15 @@ pub mod defs {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub sticky: Option<bool>,
     }
+    impl rt::decode::FromValue for ModEventComment {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                comment: rt::decode::optional(m, "comment")?,
+                sticky: rt::decode::optional(m, "sticky")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static MOD_EVENT_DIVERT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &[],
@@ -1106,6 +1327,14 @@ pub mod defs {
     pub struct ModEventDivert {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub comment: Option<String>,
+    }
+    impl rt::decode::FromValue for ModEventDivert {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                comment: rt::decode::optional(m, "comment")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static MOD_EVENT_EMAIL_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -1178,6 +1407,21 @@ pub mod defs {
         #[serde(rename = "subjectLine")]
         pub subject_line: String,
     }
+    impl rt::decode::FromValue for ModEventEmail {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                comment: rt::decode::optional(m, "comment")?,
+                content: rt::decode::optional(m, "content")?,
+                is_delivered: rt::decode::optional(m, "isDelivered")?,
+                policies: rt::decode::optional(m, "policies")?,
+                severity_level: rt::decode::optional(m, "severityLevel")?,
+                strike_count: rt::decode::optional(m, "strikeCount")?,
+                strike_expires_at: rt::decode::optional(m, "strikeExpiresAt")?,
+                subject_line: rt::decode::required(m, "subjectLine")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static MOD_EVENT_ESCALATE_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &[],
@@ -1190,6 +1434,14 @@ pub mod defs {
     pub struct ModEventEscalate {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub comment: Option<String>,
+    }
+    impl rt::decode::FromValue for ModEventEscalate {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                comment: rt::decode::optional(m, "comment")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static MOD_EVENT_LABEL_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -1233,6 +1485,17 @@ pub mod defs {
         #[serde(rename = "negateLabelVals")]
         pub negate_label_vals: Vec<String>,
     }
+    impl rt::decode::FromValue for ModEventLabel {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                comment: rt::decode::optional(m, "comment")?,
+                create_label_vals: rt::decode::required(m, "createLabelVals")?,
+                duration_in_hours: rt::decode::optional(m, "durationInHours")?,
+                negate_label_vals: rt::decode::required(m, "negateLabelVals")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static MOD_EVENT_MUTE_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["durationInHours"],
@@ -1253,6 +1516,15 @@ pub mod defs {
         /// Indicates how long the subject should remain muted.
         #[serde(rename = "durationInHours")]
         pub duration_in_hours: i64,
+    }
+    impl rt::decode::FromValue for ModEventMute {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                comment: rt::decode::optional(m, "comment")?,
+                duration_in_hours: rt::decode::required(m, "durationInHours")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static MOD_EVENT_MUTE_REPORTER_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -1276,6 +1548,15 @@ pub mod defs {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub duration_in_hours: Option<i64>,
     }
+    impl rt::decode::FromValue for ModEventMuteReporter {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                comment: rt::decode::optional(m, "comment")?,
+                duration_in_hours: rt::decode::optional(m, "durationInHours")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static MOD_EVENT_PRIORITY_SCORE_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["score"],
@@ -1298,6 +1579,15 @@ pub mod defs {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub comment: Option<String>,
         pub score: i64,
+    }
+    impl rt::decode::FromValue for ModEventPriorityScore {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                comment: rt::decode::optional(m, "comment")?,
+                score: rt::decode::required(m, "score")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static MOD_EVENT_REPORT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -1331,6 +1621,16 @@ pub mod defs {
         #[serde(rename = "reportType")]
         pub report_type: crate::com::atproto::moderation::defs::ReasonType,
     }
+    impl rt::decode::FromValue for ModEventReport {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                comment: rt::decode::optional(m, "comment")?,
+                is_reporter_muted: rt::decode::optional(m, "isReporterMuted")?,
+                report_type: rt::decode::required(m, "reportType")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static MOD_EVENT_RESOLVE_APPEAL_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &[],
@@ -1345,6 +1645,14 @@ pub mod defs {
         /// Describe resolution.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub comment: Option<String>,
+    }
+    impl rt::decode::FromValue for ModEventResolveAppeal {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                comment: rt::decode::optional(m, "comment")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static MOD_EVENT_REVERSE_TAKEDOWN_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -1384,6 +1692,17 @@ pub mod defs {
         #[serde(rename = "strikeCount")]
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub strike_count: Option<i64>,
+    }
+    impl rt::decode::FromValue for ModEventReverseTakedown {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                comment: rt::decode::optional(m, "comment")?,
+                policies: rt::decode::optional(m, "policies")?,
+                severity_level: rt::decode::optional(m, "severityLevel")?,
+                strike_count: rt::decode::optional(m, "strikeCount")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static MOD_EVENT_TAG_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -1427,6 +1746,17 @@ pub mod defs {
         pub duration_in_hours: Option<i64>,
         /// Tags to be removed to the subject. Ignores a tag If it doesn't exist, won't be duplicated.
         pub remove: Vec<String>,
+    }
+    impl rt::decode::FromValue for ModEventTag {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                add: rt::decode::required(m, "add")?,
+                comment: rt::decode::optional(m, "comment")?,
+                duration_in_hours: rt::decode::optional(m, "durationInHours")?,
+                remove: rt::decode::required(m, "remove")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static MOD_EVENT_TAKEDOWN_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -1507,6 +1837,11 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for ModEventTakedownTargetServicesItem {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<ModEventTakedownTargetServicesItem> for String {
         fn from(v: ModEventTakedownTargetServicesItem) -> String {
             match v {
@@ -1548,6 +1883,24 @@ pub mod defs {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub target_services: Option<Vec<ModEventTakedownTargetServicesItem>>,
     }
+    impl rt::decode::FromValue for ModEventTakedown {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                acknowledge_account_subjects: rt::decode::optional(
+                    m,
+                    "acknowledgeAccountSubjects",
+                )?,
+                comment: rt::decode::optional(m, "comment")?,
+                duration_in_hours: rt::decode::optional(m, "durationInHours")?,
+                policies: rt::decode::optional(m, "policies")?,
+                severity_level: rt::decode::optional(m, "severityLevel")?,
+                strike_count: rt::decode::optional(m, "strikeCount")?,
+                strike_expires_at: rt::decode::optional(m, "strikeExpiresAt")?,
+                target_services: rt::decode::optional(m, "targetServices")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static MOD_EVENT_UNMUTE_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &[],
@@ -1563,6 +1916,14 @@ pub mod defs {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub comment: Option<String>,
     }
+    impl rt::decode::FromValue for ModEventUnmute {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                comment: rt::decode::optional(m, "comment")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static MOD_EVENT_UNMUTE_REPORTER_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &[],
@@ -1577,6 +1938,14 @@ pub mod defs {
         /// Describe reasoning behind the reversal.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub comment: Option<String>,
+    }
+    impl rt::decode::FromValue for ModEventUnmuteReporter {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                comment: rt::decode::optional(m, "comment")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static MOD_EVENT_VIEW_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -2124,6 +2493,93 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for ModEventViewEvent {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "tools.ozone.moderation.defs#modEventTakedown" => {
+                    rt::decode::union_member(ty, value).map(Self::ModEventTakedown)
+                }
+                "tools.ozone.moderation.defs#modEventReverseTakedown" => {
+                    rt::decode::union_member(ty, value)
+                        .map(Self::ModEventReverseTakedown)
+                }
+                "tools.ozone.moderation.defs#modEventComment" => {
+                    rt::decode::union_member(ty, value).map(Self::ModEventComment)
+                }
+                "tools.ozone.moderation.defs#modEventReport" => {
+                    rt::decode::union_member(ty, value).map(Self::ModEventReport)
+                }
+                "tools.ozone.moderation.defs#modEventLabel" => {
+                    rt::decode::union_member(ty, value).map(Self::ModEventLabel)
+                }
+                "tools.ozone.moderation.defs#modEventAcknowledge" => {
+                    rt::decode::union_member(ty, value).map(Self::ModEventAcknowledge)
+                }
+                "tools.ozone.moderation.defs#modEventEscalate" => {
+                    rt::decode::union_member(ty, value).map(Self::ModEventEscalate)
+                }
+                "tools.ozone.moderation.defs#modEventMute" => {
+                    rt::decode::union_member(ty, value).map(Self::ModEventMute)
+                }
+                "tools.ozone.moderation.defs#modEventUnmute" => {
+                    rt::decode::union_member(ty, value).map(Self::ModEventUnmute)
+                }
+                "tools.ozone.moderation.defs#modEventMuteReporter" => {
+                    rt::decode::union_member(ty, value).map(Self::ModEventMuteReporter)
+                }
+                "tools.ozone.moderation.defs#modEventUnmuteReporter" => {
+                    rt::decode::union_member(ty, value).map(Self::ModEventUnmuteReporter)
+                }
+                "tools.ozone.moderation.defs#modEventEmail" => {
+                    rt::decode::union_member(ty, value).map(Self::ModEventEmail)
+                }
+                "tools.ozone.moderation.defs#modEventResolveAppeal" => {
+                    rt::decode::union_member(ty, value).map(Self::ModEventResolveAppeal)
+                }
+                "tools.ozone.moderation.defs#modEventDivert" => {
+                    rt::decode::union_member(ty, value).map(Self::ModEventDivert)
+                }
+                "tools.ozone.moderation.defs#modEventTag" => {
+                    rt::decode::union_member(ty, value).map(Self::ModEventTag)
+                }
+                "tools.ozone.moderation.defs#accountEvent" => {
+                    rt::decode::union_member(ty, value).map(Self::AccountEvent)
+                }
+                "tools.ozone.moderation.defs#identityEvent" => {
+                    rt::decode::union_member(ty, value).map(Self::IdentityEvent)
+                }
+                "tools.ozone.moderation.defs#recordEvent" => {
+                    rt::decode::union_member(ty, value).map(Self::RecordEvent)
+                }
+                "tools.ozone.moderation.defs#modEventPriorityScore" => {
+                    rt::decode::union_member(ty, value).map(Self::ModEventPriorityScore)
+                }
+                "tools.ozone.moderation.defs#ageAssuranceEvent" => {
+                    rt::decode::union_member(ty, value).map(Self::AgeAssuranceEvent)
+                }
+                "tools.ozone.moderation.defs#ageAssuranceOverrideEvent" => {
+                    rt::decode::union_member(ty, value)
+                        .map(Self::AgeAssuranceOverrideEvent)
+                }
+                "tools.ozone.moderation.defs#ageAssurancePurgeEvent" => {
+                    rt::decode::union_member(ty, value).map(Self::AgeAssurancePurgeEvent)
+                }
+                "tools.ozone.moderation.defs#revokeAccountCredentialsEvent" => {
+                    rt::decode::union_member(ty, value)
+                        .map(Self::RevokeAccountCredentialsEvent)
+                }
+                "tools.ozone.moderation.defs#scheduleTakedownEvent" => {
+                    rt::decode::union_member(ty, value).map(Self::ScheduleTakedownEvent)
+                }
+                "tools.ozone.moderation.defs#cancelScheduledTakedownEvent" => {
+                    rt::decode::union_member(ty, value)
+                        .map(Self::CancelScheduledTakedownEvent)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum ModEventViewSubject {
@@ -2189,6 +2645,26 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for ModEventViewSubject {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "com.atproto.admin.defs#repoRef" => {
+                    rt::decode::union_member(ty, value).map(Self::RepoRef)
+                }
+                "com.atproto.repo.strongRef" | "com.atproto.repo.strongRef#main" => {
+                    rt::decode::union_member(ty, value).map(Self::StrongRef)
+                }
+                "chat.bsky.convo.defs#messageRef" => {
+                    rt::decode::union_member(ty, value).map(Self::MessageRef)
+                }
+                "chat.bsky.convo.defs#convoRef" => {
+                    rt::decode::union_member(ty, value).map(Self::ConvoRef)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct ModEventView {
         #[serde(rename = "createdAt")]
@@ -2209,6 +2685,22 @@ pub mod defs {
         #[serde(rename = "subjectHandle")]
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub subject_handle: Option<String>,
+    }
+    impl rt::decode::FromValue for ModEventView {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                created_at: rt::decode::required(m, "createdAt")?,
+                created_by: rt::decode::required(m, "createdBy")?,
+                creator_handle: rt::decode::optional(m, "creatorHandle")?,
+                event: rt::decode::required(m, "event")?,
+                id: rt::decode::required(m, "id")?,
+                mod_tool: rt::decode::optional(m, "modTool")?,
+                subject: rt::decode::required(m, "subject")?,
+                subject_blob_cids: rt::decode::required(m, "subjectBlobCids")?,
+                subject_handle: rt::decode::optional(m, "subjectHandle")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static MOD_EVENT_VIEW_DETAIL_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -2750,6 +3242,93 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for ModEventViewDetailEvent {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "tools.ozone.moderation.defs#modEventTakedown" => {
+                    rt::decode::union_member(ty, value).map(Self::ModEventTakedown)
+                }
+                "tools.ozone.moderation.defs#modEventReverseTakedown" => {
+                    rt::decode::union_member(ty, value)
+                        .map(Self::ModEventReverseTakedown)
+                }
+                "tools.ozone.moderation.defs#modEventComment" => {
+                    rt::decode::union_member(ty, value).map(Self::ModEventComment)
+                }
+                "tools.ozone.moderation.defs#modEventReport" => {
+                    rt::decode::union_member(ty, value).map(Self::ModEventReport)
+                }
+                "tools.ozone.moderation.defs#modEventLabel" => {
+                    rt::decode::union_member(ty, value).map(Self::ModEventLabel)
+                }
+                "tools.ozone.moderation.defs#modEventAcknowledge" => {
+                    rt::decode::union_member(ty, value).map(Self::ModEventAcknowledge)
+                }
+                "tools.ozone.moderation.defs#modEventEscalate" => {
+                    rt::decode::union_member(ty, value).map(Self::ModEventEscalate)
+                }
+                "tools.ozone.moderation.defs#modEventMute" => {
+                    rt::decode::union_member(ty, value).map(Self::ModEventMute)
+                }
+                "tools.ozone.moderation.defs#modEventUnmute" => {
+                    rt::decode::union_member(ty, value).map(Self::ModEventUnmute)
+                }
+                "tools.ozone.moderation.defs#modEventMuteReporter" => {
+                    rt::decode::union_member(ty, value).map(Self::ModEventMuteReporter)
+                }
+                "tools.ozone.moderation.defs#modEventUnmuteReporter" => {
+                    rt::decode::union_member(ty, value).map(Self::ModEventUnmuteReporter)
+                }
+                "tools.ozone.moderation.defs#modEventEmail" => {
+                    rt::decode::union_member(ty, value).map(Self::ModEventEmail)
+                }
+                "tools.ozone.moderation.defs#modEventResolveAppeal" => {
+                    rt::decode::union_member(ty, value).map(Self::ModEventResolveAppeal)
+                }
+                "tools.ozone.moderation.defs#modEventDivert" => {
+                    rt::decode::union_member(ty, value).map(Self::ModEventDivert)
+                }
+                "tools.ozone.moderation.defs#modEventTag" => {
+                    rt::decode::union_member(ty, value).map(Self::ModEventTag)
+                }
+                "tools.ozone.moderation.defs#accountEvent" => {
+                    rt::decode::union_member(ty, value).map(Self::AccountEvent)
+                }
+                "tools.ozone.moderation.defs#identityEvent" => {
+                    rt::decode::union_member(ty, value).map(Self::IdentityEvent)
+                }
+                "tools.ozone.moderation.defs#recordEvent" => {
+                    rt::decode::union_member(ty, value).map(Self::RecordEvent)
+                }
+                "tools.ozone.moderation.defs#modEventPriorityScore" => {
+                    rt::decode::union_member(ty, value).map(Self::ModEventPriorityScore)
+                }
+                "tools.ozone.moderation.defs#ageAssuranceEvent" => {
+                    rt::decode::union_member(ty, value).map(Self::AgeAssuranceEvent)
+                }
+                "tools.ozone.moderation.defs#ageAssuranceOverrideEvent" => {
+                    rt::decode::union_member(ty, value)
+                        .map(Self::AgeAssuranceOverrideEvent)
+                }
+                "tools.ozone.moderation.defs#ageAssurancePurgeEvent" => {
+                    rt::decode::union_member(ty, value).map(Self::AgeAssurancePurgeEvent)
+                }
+                "tools.ozone.moderation.defs#revokeAccountCredentialsEvent" => {
+                    rt::decode::union_member(ty, value)
+                        .map(Self::RevokeAccountCredentialsEvent)
+                }
+                "tools.ozone.moderation.defs#scheduleTakedownEvent" => {
+                    rt::decode::union_member(ty, value).map(Self::ScheduleTakedownEvent)
+                }
+                "tools.ozone.moderation.defs#cancelScheduledTakedownEvent" => {
+                    rt::decode::union_member(ty, value)
+                        .map(Self::CancelScheduledTakedownEvent)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum ModEventViewDetailSubject {
@@ -2835,6 +3414,29 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for ModEventViewDetailSubject {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "tools.ozone.moderation.defs#repoView" => {
+                    rt::decode::union_member(ty, value).map(Self::RepoView)
+                }
+                "tools.ozone.moderation.defs#repoViewNotFound" => {
+                    rt::decode::union_member(ty, value).map(Self::RepoViewNotFound)
+                }
+                "tools.ozone.moderation.defs#recordView" => {
+                    rt::decode::union_member(ty, value).map(Self::RecordView)
+                }
+                "tools.ozone.moderation.defs#recordViewNotFound" => {
+                    rt::decode::union_member(ty, value).map(Self::RecordViewNotFound)
+                }
+                "tools.ozone.moderation.defs#convoView" => {
+                    rt::decode::union_member(ty, value).map(Self::ConvoView)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct ModEventViewDetail {
         #[serde(rename = "createdAt")]
@@ -2849,6 +3451,20 @@ pub mod defs {
         pub subject: ModEventViewDetailSubject,
         #[serde(rename = "subjectBlobs")]
         pub subject_blobs: Vec<crate::tools::ozone::moderation::defs::BlobView>,
+    }
+    impl rt::decode::FromValue for ModEventViewDetail {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                created_at: rt::decode::required(m, "createdAt")?,
+                created_by: rt::decode::required(m, "createdBy")?,
+                event: rt::decode::required(m, "event")?,
+                id: rt::decode::required(m, "id")?,
+                mod_tool: rt::decode::optional(m, "modTool")?,
+                subject: rt::decode::required(m, "subject")?,
+                subject_blobs: rt::decode::required(m, "subjectBlobs")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static MOD_TOOL_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -2867,6 +3483,15 @@ pub mod defs {
         pub meta: Option<rt::lex::Value>,
         /// Name/identifier of the source (e.g., 'automod', 'ozone/workspace')
         pub name: String,
+    }
+    impl rt::decode::FromValue for ModTool {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                meta: rt::decode::optional(m, "meta")?,
+                name: rt::decode::required(m, "name")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static MODERATION_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -2889,6 +3514,14 @@ pub mod defs {
             crate::tools::ozone::moderation::defs::SubjectStatusView,
         >,
     }
+    impl rt::decode::FromValue for Moderation {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                subject_status: rt::decode::optional(m, "subjectStatus")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static MODERATION_DETAIL_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &[],
@@ -2909,6 +3542,14 @@ pub mod defs {
         pub subject_status: Option<
             crate::tools::ozone::moderation::defs::SubjectStatusView,
         >,
+    }
+    impl rt::decode::FromValue for ModerationDetail {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                subject_status: rt::decode::optional(m, "subjectStatus")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static RECORD_EVENT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -2967,6 +3608,11 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for RecordEventOp {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<RecordEventOp> for String {
         fn from(v: RecordEventOp) -> String {
             match v {
@@ -2984,6 +3630,17 @@ pub mod defs {
         pub comment: Option<String>,
         pub op: RecordEventOp,
         pub timestamp: rt::lex::Datetime,
+    }
+    impl rt::decode::FromValue for RecordEvent {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cid: rt::decode::optional(m, "cid")?,
+                comment: rt::decode::optional(m, "comment")?,
+                op: rt::decode::required(m, "op")?,
+                timestamp: rt::decode::required(m, "timestamp")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static RECORD_HOSTING_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -3044,6 +3701,11 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for RecordHostingStatus {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<RecordHostingStatus> for String {
         fn from(v: RecordHostingStatus) -> String {
             match v {
@@ -3064,6 +3726,17 @@ pub mod defs {
         #[serde(rename = "updatedAt")]
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub updated_at: Option<rt::lex::Datetime>,
+    }
+    impl rt::decode::FromValue for RecordHosting {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                created_at: rt::decode::optional(m, "createdAt")?,
+                deleted_at: rt::decode::optional(m, "deletedAt")?,
+                status: rt::decode::required(m, "status")?,
+                updated_at: rt::decode::optional(m, "updatedAt")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static RECORD_VIEW_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -3136,6 +3809,20 @@ pub mod defs {
         pub repo: crate::tools::ozone::moderation::defs::RepoView,
         pub uri: rt::lex::AtUri,
         pub value: rt::lex::Value,
+    }
+    impl rt::decode::FromValue for RecordView {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                blob_cids: rt::decode::required(m, "blobCids")?,
+                cid: rt::decode::required(m, "cid")?,
+                indexed_at: rt::decode::required(m, "indexedAt")?,
+                moderation: rt::decode::required(m, "moderation")?,
+                repo: rt::decode::required(m, "repo")?,
+                uri: rt::decode::required(m, "uri")?,
+                value: rt::decode::required(m, "value")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static RECORD_VIEW_DETAIL_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -3211,6 +3898,21 @@ pub mod defs {
         pub uri: rt::lex::AtUri,
         pub value: rt::lex::Value,
     }
+    impl rt::decode::FromValue for RecordViewDetail {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                blobs: rt::decode::required(m, "blobs")?,
+                cid: rt::decode::required(m, "cid")?,
+                indexed_at: rt::decode::required(m, "indexedAt")?,
+                labels: rt::decode::optional(m, "labels")?,
+                moderation: rt::decode::required(m, "moderation")?,
+                repo: rt::decode::required(m, "repo")?,
+                uri: rt::decode::required(m, "uri")?,
+                value: rt::decode::required(m, "value")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static RECORD_VIEW_NOT_FOUND_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["uri"],
@@ -3228,6 +3930,14 @@ pub mod defs {
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct RecordViewNotFound {
         pub uri: rt::lex::AtUri,
+    }
+    impl rt::decode::FromValue for RecordViewNotFound {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                uri: rt::decode::required(m, "uri")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static RECORDS_STATS_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -3303,6 +4013,21 @@ pub mod defs {
         #[serde(rename = "totalReports")]
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub total_reports: Option<i64>,
+    }
+    impl rt::decode::FromValue for RecordsStats {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                appealed_count: rt::decode::optional(m, "appealedCount")?,
+                escalated_count: rt::decode::optional(m, "escalatedCount")?,
+                pending_count: rt::decode::optional(m, "pendingCount")?,
+                processed_count: rt::decode::optional(m, "processedCount")?,
+                reported_count: rt::decode::optional(m, "reportedCount")?,
+                subject_count: rt::decode::optional(m, "subjectCount")?,
+                takendown_count: rt::decode::optional(m, "takendownCount")?,
+                total_reports: rt::decode::optional(m, "totalReports")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static REPO_VIEW_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -3405,6 +4130,24 @@ pub mod defs {
         pub threat_signatures: Option<
             Vec<crate::com::atproto::admin::defs::ThreatSignature>,
         >,
+    }
+    impl rt::decode::FromValue for RepoView {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                deactivated_at: rt::decode::optional(m, "deactivatedAt")?,
+                did: rt::decode::required(m, "did")?,
+                email: rt::decode::optional(m, "email")?,
+                handle: rt::decode::required(m, "handle")?,
+                indexed_at: rt::decode::required(m, "indexedAt")?,
+                invite_note: rt::decode::optional(m, "inviteNote")?,
+                invited_by: rt::decode::optional(m, "invitedBy")?,
+                invites_disabled: rt::decode::optional(m, "invitesDisabled")?,
+                moderation: rt::decode::required(m, "moderation")?,
+                related_records: rt::decode::required(m, "relatedRecords")?,
+                threat_signatures: rt::decode::optional(m, "threatSignatures")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static REPO_VIEW_DETAIL_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -3542,6 +4285,27 @@ pub mod defs {
             Vec<crate::com::atproto::admin::defs::ThreatSignature>,
         >,
     }
+    impl rt::decode::FromValue for RepoViewDetail {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                deactivated_at: rt::decode::optional(m, "deactivatedAt")?,
+                did: rt::decode::required(m, "did")?,
+                email: rt::decode::optional(m, "email")?,
+                email_confirmed_at: rt::decode::optional(m, "emailConfirmedAt")?,
+                handle: rt::decode::required(m, "handle")?,
+                indexed_at: rt::decode::required(m, "indexedAt")?,
+                invite_note: rt::decode::optional(m, "inviteNote")?,
+                invited_by: rt::decode::optional(m, "invitedBy")?,
+                invites: rt::decode::optional(m, "invites")?,
+                invites_disabled: rt::decode::optional(m, "invitesDisabled")?,
+                labels: rt::decode::optional(m, "labels")?,
+                moderation: rt::decode::required(m, "moderation")?,
+                related_records: rt::decode::required(m, "relatedRecords")?,
+                threat_signatures: rt::decode::optional(m, "threatSignatures")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static REPO_VIEW_NOT_FOUND_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["did"],
@@ -3559,6 +4323,14 @@ pub mod defs {
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct RepoViewNotFound {
         pub did: rt::lex::Did,
+    }
+    impl rt::decode::FromValue for RepoViewNotFound {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                did: rt::decode::required(m, "did")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static REPORTER_STATS_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -3644,6 +4416,25 @@ pub mod defs {
         #[serde(rename = "takendownRecordCount")]
         pub takendown_record_count: i64,
     }
+    impl rt::decode::FromValue for ReporterStats {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                account_report_count: rt::decode::required(m, "accountReportCount")?,
+                did: rt::decode::required(m, "did")?,
+                labeled_account_count: rt::decode::required(m, "labeledAccountCount")?,
+                labeled_record_count: rt::decode::required(m, "labeledRecordCount")?,
+                record_report_count: rt::decode::required(m, "recordReportCount")?,
+                reported_account_count: rt::decode::required(m, "reportedAccountCount")?,
+                reported_record_count: rt::decode::required(m, "reportedRecordCount")?,
+                takendown_account_count: rt::decode::required(
+                    m,
+                    "takendownAccountCount",
+                )?,
+                takendown_record_count: rt::decode::required(m, "takendownRecordCount")?,
+            })
+        }
+    }
     /// Moderator review status of a subject: Closed. Indicates that the subject was already reviewed and resolved by a moderator
     pub const REVIEW_CLOSED: &str = "tools.ozone.moderation.defs#reviewClosed";
     /// Schema of this token.
@@ -3688,6 +4479,14 @@ pub mod defs {
         /// Comment describing the reason for the revocation.
         pub comment: String,
     }
+    impl rt::decode::FromValue for RevokeAccountCredentialsEvent {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                comment: rt::decode::required(m, "comment")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static SCHEDULE_TAKEDOWN_EVENT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &[],
@@ -3731,6 +4530,17 @@ pub mod defs {
         #[serde(rename = "executeUntil")]
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub execute_until: Option<rt::lex::Datetime>,
+    }
+    impl rt::decode::FromValue for ScheduleTakedownEvent {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                comment: rt::decode::optional(m, "comment")?,
+                execute_after: rt::decode::optional(m, "executeAfter")?,
+                execute_at: rt::decode::optional(m, "executeAt")?,
+                execute_until: rt::decode::optional(m, "executeUntil")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static SCHEDULED_ACTION_VIEW_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -3841,6 +4651,11 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for ScheduledActionViewAction {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<ScheduledActionViewAction> for String {
         fn from(v: ScheduledActionViewAction) -> String {
             match v {
@@ -3887,6 +4702,11 @@ pub mod defs {
                 "failed" => Self::Failed,
                 _ => Self::Other(s),
             }
+        }
+    }
+    impl rt::decode::FromValue for ScheduledActionViewStatus {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
         }
     }
     impl From<ScheduledActionViewStatus> for String {
@@ -3951,6 +4771,28 @@ pub mod defs {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub updated_at: Option<rt::lex::Datetime>,
     }
+    impl rt::decode::FromValue for ScheduledActionView {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                action: rt::decode::required(m, "action")?,
+                created_at: rt::decode::required(m, "createdAt")?,
+                created_by: rt::decode::required(m, "createdBy")?,
+                did: rt::decode::required(m, "did")?,
+                event_data: rt::decode::optional(m, "eventData")?,
+                execute_after: rt::decode::optional(m, "executeAfter")?,
+                execute_at: rt::decode::optional(m, "executeAt")?,
+                execute_until: rt::decode::optional(m, "executeUntil")?,
+                execution_event_id: rt::decode::optional(m, "executionEventId")?,
+                id: rt::decode::required(m, "id")?,
+                last_executed_at: rt::decode::optional(m, "lastExecutedAt")?,
+                last_failure_reason: rt::decode::optional(m, "lastFailureReason")?,
+                randomize_execution: rt::decode::optional(m, "randomizeExecution")?,
+                status: rt::decode::required(m, "status")?,
+                updated_at: rt::decode::optional(m, "updatedAt")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static SUBJECT_REVIEW_STATE_SCHEMA: rt::schema::Schema = rt::schema::Schema::String(
         rt::schema::StringSchema::NONE,
@@ -3991,6 +4833,11 @@ pub mod defs {
                 "tools.ozone.moderation.defs#reviewNone" => Self::ReviewNone,
                 _ => Self::Other(s),
             }
+        }
+    }
+    impl rt::decode::FromValue for SubjectReviewState {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
         }
     }
     impl From<SubjectReviewState> for String {
@@ -4232,6 +5079,11 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for SubjectStatusViewAgeAssuranceState {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<SubjectStatusViewAgeAssuranceState> for String {
         fn from(v: SubjectStatusViewAgeAssuranceState) -> String {
             match v {
@@ -4270,6 +5122,11 @@ pub mod defs {
                 "user" => Self::User,
                 _ => Self::Other(s),
             }
+        }
+    }
+    impl rt::decode::FromValue for SubjectStatusViewAgeAssuranceUpdatedBy {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
         }
     }
     impl From<SubjectStatusViewAgeAssuranceUpdatedBy> for String {
@@ -4324,6 +5181,20 @@ pub mod defs {
                         .map(Self::RecordHosting)
                 }
                 _ => Ok(Self::Unknown(value)),
+            }
+        }
+    }
+    impl rt::decode::FromValue for SubjectStatusViewHosting {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "tools.ozone.moderation.defs#accountHosting" => {
+                    rt::decode::union_member(ty, value).map(Self::AccountHosting)
+                }
+                "tools.ozone.moderation.defs#recordHosting" => {
+                    rt::decode::union_member(ty, value).map(Self::RecordHosting)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
             }
         }
     }
@@ -4389,6 +5260,26 @@ pub mod defs {
                     rt::serde_value::union_member(&ty, &value, hr).map(Self::ConvoRef)
                 }
                 _ => Ok(Self::Unknown(value)),
+            }
+        }
+    }
+    impl rt::decode::FromValue for SubjectStatusViewSubject {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "com.atproto.admin.defs#repoRef" => {
+                    rt::decode::union_member(ty, value).map(Self::RepoRef)
+                }
+                "com.atproto.repo.strongRef" | "com.atproto.repo.strongRef#main" => {
+                    rt::decode::union_member(ty, value).map(Self::StrongRef)
+                }
+                "chat.bsky.convo.defs#messageRef" => {
+                    rt::decode::union_member(ty, value).map(Self::MessageRef)
+                }
+                "chat.bsky.convo.defs#convoRef" => {
+                    rt::decode::union_member(ty, value).map(Self::ConvoRef)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
             }
         }
     }
@@ -4469,6 +5360,41 @@ pub mod defs {
         #[serde(rename = "updatedAt")]
         pub updated_at: rt::lex::Datetime,
     }
+    impl rt::decode::FromValue for SubjectStatusView {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                account_stats: rt::decode::optional(m, "accountStats")?,
+                account_strike: rt::decode::optional(m, "accountStrike")?,
+                age_assurance_state: rt::decode::optional(m, "ageAssuranceState")?,
+                age_assurance_updated_by: rt::decode::optional(
+                    m,
+                    "ageAssuranceUpdatedBy",
+                )?,
+                appealed: rt::decode::optional(m, "appealed")?,
+                comment: rt::decode::optional(m, "comment")?,
+                created_at: rt::decode::required(m, "createdAt")?,
+                hosting: rt::decode::optional(m, "hosting")?,
+                id: rt::decode::required(m, "id")?,
+                last_appealed_at: rt::decode::optional(m, "lastAppealedAt")?,
+                last_reported_at: rt::decode::optional(m, "lastReportedAt")?,
+                last_reviewed_at: rt::decode::optional(m, "lastReviewedAt")?,
+                last_reviewed_by: rt::decode::optional(m, "lastReviewedBy")?,
+                mute_reporting_until: rt::decode::optional(m, "muteReportingUntil")?,
+                mute_until: rt::decode::optional(m, "muteUntil")?,
+                priority_score: rt::decode::optional(m, "priorityScore")?,
+                records_stats: rt::decode::optional(m, "recordsStats")?,
+                review_state: rt::decode::required(m, "reviewState")?,
+                subject: rt::decode::required(m, "subject")?,
+                subject_blob_cids: rt::decode::optional(m, "subjectBlobCids")?,
+                subject_repo_handle: rt::decode::optional(m, "subjectRepoHandle")?,
+                suspend_until: rt::decode::optional(m, "suspendUntil")?,
+                tags: rt::decode::optional(m, "tags")?,
+                takendown: rt::decode::optional(m, "takendown")?,
+                updated_at: rt::decode::required(m, "updatedAt")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static SUBJECT_VIEW_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["type", "subject"],
@@ -4526,6 +5452,12 @@ pub mod defs {
             rt::serde_value::buffer_union(d).map(|(_, value, _)| Self::Unknown(value))
         }
     }
+    impl rt::decode::FromValue for SubjectViewProfile {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::union_type(value)?;
+            Ok(Self::Unknown(value.clone()))
+        }
+    }
     /// Detailed view of a subject. For record subjects, the author's repo and profile will be returned.
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct SubjectView {
@@ -4539,6 +5471,19 @@ pub mod defs {
         pub status: Option<crate::tools::ozone::moderation::defs::SubjectStatusView>,
         pub subject: String,
         pub r#type: crate::com::atproto::moderation::defs::SubjectType,
+    }
+    impl rt::decode::FromValue for SubjectView {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                profile: rt::decode::optional(m, "profile")?,
+                record: rt::decode::optional(m, "record")?,
+                repo: rt::decode::optional(m, "repo")?,
+                status: rt::decode::optional(m, "status")?,
+                subject: rt::decode::required(m, "subject")?,
+                r#type: rt::decode::required(m, "type")?,
+            })
+        }
     }
     /// Moderation event timeline event for a PLC create operation
     pub const TIMELINE_EVENT_PLC_CREATE: &str = "tools.ozone.moderation.defs#timelineEventPlcCreate";
@@ -4574,6 +5519,16 @@ pub mod defs {
         pub length: i64,
         pub width: i64,
     }
+    impl rt::decode::FromValue for VideoDetails {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                height: rt::decode::required(m, "height")?,
+                length: rt::decode::required(m, "length")?,
+                width: rt::decode::required(m, "width")?,
+            })
+        }
+    }
 }
 /// `tools.ozone.moderation.emitEvent`
 pub mod emit_event {
@@ -4586,6 +5541,11 @@ pub mod emit_event {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["event", "subject", "createdBy"],
@@ -5114,6 +6074,93 @@ pub mod emit_event {
             }
         }
     }
+    impl rt::decode::FromValue for InputEvent {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "tools.ozone.moderation.defs#modEventTakedown" => {
+                    rt::decode::union_member(ty, value).map(Self::ModEventTakedown)
+                }
+                "tools.ozone.moderation.defs#modEventAcknowledge" => {
+                    rt::decode::union_member(ty, value).map(Self::ModEventAcknowledge)
+                }
+                "tools.ozone.moderation.defs#modEventEscalate" => {
+                    rt::decode::union_member(ty, value).map(Self::ModEventEscalate)
+                }
+                "tools.ozone.moderation.defs#modEventComment" => {
+                    rt::decode::union_member(ty, value).map(Self::ModEventComment)
+                }
+                "tools.ozone.moderation.defs#modEventLabel" => {
+                    rt::decode::union_member(ty, value).map(Self::ModEventLabel)
+                }
+                "tools.ozone.moderation.defs#modEventReport" => {
+                    rt::decode::union_member(ty, value).map(Self::ModEventReport)
+                }
+                "tools.ozone.moderation.defs#modEventMute" => {
+                    rt::decode::union_member(ty, value).map(Self::ModEventMute)
+                }
+                "tools.ozone.moderation.defs#modEventUnmute" => {
+                    rt::decode::union_member(ty, value).map(Self::ModEventUnmute)
+                }
+                "tools.ozone.moderation.defs#modEventMuteReporter" => {
+                    rt::decode::union_member(ty, value).map(Self::ModEventMuteReporter)
+                }
+                "tools.ozone.moderation.defs#modEventUnmuteReporter" => {
+                    rt::decode::union_member(ty, value).map(Self::ModEventUnmuteReporter)
+                }
+                "tools.ozone.moderation.defs#modEventReverseTakedown" => {
+                    rt::decode::union_member(ty, value)
+                        .map(Self::ModEventReverseTakedown)
+                }
+                "tools.ozone.moderation.defs#modEventResolveAppeal" => {
+                    rt::decode::union_member(ty, value).map(Self::ModEventResolveAppeal)
+                }
+                "tools.ozone.moderation.defs#modEventEmail" => {
+                    rt::decode::union_member(ty, value).map(Self::ModEventEmail)
+                }
+                "tools.ozone.moderation.defs#modEventDivert" => {
+                    rt::decode::union_member(ty, value).map(Self::ModEventDivert)
+                }
+                "tools.ozone.moderation.defs#modEventTag" => {
+                    rt::decode::union_member(ty, value).map(Self::ModEventTag)
+                }
+                "tools.ozone.moderation.defs#accountEvent" => {
+                    rt::decode::union_member(ty, value).map(Self::AccountEvent)
+                }
+                "tools.ozone.moderation.defs#identityEvent" => {
+                    rt::decode::union_member(ty, value).map(Self::IdentityEvent)
+                }
+                "tools.ozone.moderation.defs#recordEvent" => {
+                    rt::decode::union_member(ty, value).map(Self::RecordEvent)
+                }
+                "tools.ozone.moderation.defs#modEventPriorityScore" => {
+                    rt::decode::union_member(ty, value).map(Self::ModEventPriorityScore)
+                }
+                "tools.ozone.moderation.defs#ageAssuranceEvent" => {
+                    rt::decode::union_member(ty, value).map(Self::AgeAssuranceEvent)
+                }
+                "tools.ozone.moderation.defs#ageAssuranceOverrideEvent" => {
+                    rt::decode::union_member(ty, value)
+                        .map(Self::AgeAssuranceOverrideEvent)
+                }
+                "tools.ozone.moderation.defs#ageAssurancePurgeEvent" => {
+                    rt::decode::union_member(ty, value).map(Self::AgeAssurancePurgeEvent)
+                }
+                "tools.ozone.moderation.defs#revokeAccountCredentialsEvent" => {
+                    rt::decode::union_member(ty, value)
+                        .map(Self::RevokeAccountCredentialsEvent)
+                }
+                "tools.ozone.moderation.defs#scheduleTakedownEvent" => {
+                    rt::decode::union_member(ty, value).map(Self::ScheduleTakedownEvent)
+                }
+                "tools.ozone.moderation.defs#cancelScheduledTakedownEvent" => {
+                    rt::decode::union_member(ty, value)
+                        .map(Self::CancelScheduledTakedownEvent)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum InputSubject {
@@ -5155,6 +6202,20 @@ pub mod emit_event {
             }
         }
     }
+    impl rt::decode::FromValue for InputSubject {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "com.atproto.admin.defs#repoRef" => {
+                    rt::decode::union_member(ty, value).map(Self::RepoRef)
+                }
+                "com.atproto.repo.strongRef" | "com.atproto.repo.strongRef#main" => {
+                    rt::decode::union_member(ty, value).map(Self::StrongRef)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Input {
         #[serde(rename = "createdBy")]
@@ -5177,6 +6238,20 @@ pub mod emit_event {
         #[serde(rename = "subjectBlobCids")]
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub subject_blob_cids: Option<Vec<rt::lex::CidString>>,
+    }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                created_by: rt::decode::required(m, "createdBy")?,
+                event: rt::decode::required(m, "event")?,
+                external_id: rt::decode::optional(m, "externalId")?,
+                mod_tool: rt::decode::optional(m, "modTool")?,
+                report_action: rt::decode::optional(m, "reportAction")?,
+                subject: rt::decode::required(m, "subject")?,
+                subject_blob_cids: rt::decode::optional(m, "subjectBlobCids")?,
+            })
+        }
     }
     pub type Output = crate::tools::ozone::moderation::defs::ModEventView;
     /// The errors this method declares, each with a message.
@@ -5267,6 +6342,17 @@ pub mod emit_event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub types: Option<Vec<String>>,
     }
+    impl rt::decode::FromValue for ReportAction {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                all: rt::decode::optional(m, "all")?,
+                ids: rt::decode::optional(m, "ids")?,
+                note: rt::decode::optional(m, "note")?,
+                types: rt::decode::optional(m, "types")?,
+            })
+        }
+    }
 }
 /// `tools.ozone.moderation.getAccountPreferences`
 pub mod get_account_preferences {
@@ -5293,9 +6379,25 @@ pub mod get_account_preferences {
     pub struct Params {
         pub did: rt::lex::Did,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                did: rt::decode::required(m, "did")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub preferences: crate::app::bsky::actor::defs::Preferences,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                preferences: rt::decode::required(m, "preferences")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -5336,11 +6438,27 @@ pub mod get_account_timeline {
     pub struct Params {
         pub did: rt::lex::Did,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                did: rt::decode::required(m, "did")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub timeline: Vec<
             crate::tools::ozone::moderation::get_account_timeline::TimelineItem,
         >,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                timeline: rt::decode::required(m, "timeline")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -5401,6 +6519,15 @@ pub mod get_account_timeline {
             crate::tools::ozone::moderation::get_account_timeline::TimelineItemSummary,
         >,
     }
+    impl rt::decode::FromValue for TimelineItem {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                day: rt::decode::required(m, "day")?,
+                summary: rt::decode::required(m, "summary")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static TIMELINE_ITEM_SUMMARY_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["eventSubjectType", "eventType", "count"],
@@ -5446,6 +6573,11 @@ pub mod get_account_timeline {
                 "chat" => Self::Chat,
                 _ => Self::Other(s),
             }
+        }
+    }
+    impl rt::decode::FromValue for TimelineItemSummaryEventSubjectType {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
         }
     }
     impl From<TimelineItemSummaryEventSubjectType> for String {
@@ -5674,6 +6806,11 @@ pub mod get_account_timeline {
             }
         }
     }
+    impl rt::decode::FromValue for TimelineItemSummaryEventType {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<TimelineItemSummaryEventType> for String {
         fn from(v: TimelineItemSummaryEventType) -> String {
             match v {
@@ -5689,6 +6826,16 @@ pub mod get_account_timeline {
         pub event_subject_type: TimelineItemSummaryEventSubjectType,
         #[serde(rename = "eventType")]
         pub event_type: TimelineItemSummaryEventType,
+    }
+    impl rt::decode::FromValue for TimelineItemSummary {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                count: rt::decode::required(m, "count")?,
+                event_subject_type: rt::decode::required(m, "eventSubjectType")?,
+                event_type: rt::decode::required(m, "eventType")?,
+            })
+        }
     }
 }
 /// `tools.ozone.moderation.getEvent`
@@ -5709,6 +6856,14 @@ pub mod get_event {
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {
         pub id: i64,
+    }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                id: rt::decode::required(m, "id")?,
+            })
+        }
     }
     pub type Output = crate::tools::ozone::moderation::defs::ModEventViewDetail;
     /// Metadata of this method: kind, encodings, declared errors.
@@ -5758,6 +6913,15 @@ pub mod get_record {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cid: Option<rt::lex::CidString>,
         pub uri: rt::lex::AtUri,
+    }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cid: rt::decode::optional(m, "cid")?,
+                uri: rt::decode::required(m, "uri")?,
+            })
+        }
     }
     pub type Output = crate::tools::ozone::moderation::defs::RecordViewDetail;
     /// The errors this method declares, each with a message.
@@ -5824,6 +6988,14 @@ pub mod get_records {
     pub struct Params {
         pub uris: Vec<rt::lex::AtUri>,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                uris: rt::decode::required(m, "uris")?,
+            })
+        }
+    }
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum OutputRecordsItem {
@@ -5873,9 +7045,31 @@ pub mod get_records {
             }
         }
     }
+    impl rt::decode::FromValue for OutputRecordsItem {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "tools.ozone.moderation.defs#recordViewDetail" => {
+                    rt::decode::union_member(ty, value).map(Self::RecordViewDetail)
+                }
+                "tools.ozone.moderation.defs#recordViewNotFound" => {
+                    rt::decode::union_member(ty, value).map(Self::RecordViewNotFound)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub records: Vec<OutputRecordsItem>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                records: rt::decode::required(m, "records")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -5915,6 +7109,14 @@ pub mod get_repo {
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {
         pub did: rt::lex::Did,
+    }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                did: rt::decode::required(m, "did")?,
+            })
+        }
     }
     pub type Output = crate::tools::ozone::moderation::defs::RepoViewDetail;
     /// The errors this method declares, each with a message.
@@ -5981,9 +7183,25 @@ pub mod get_reporter_stats {
     pub struct Params {
         pub dids: Vec<rt::lex::Did>,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                dids: rt::decode::required(m, "dids")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub stats: Vec<crate::tools::ozone::moderation::defs::ReporterStats>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                stats: rt::decode::required(m, "stats")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -6027,6 +7245,14 @@ pub mod get_repos {
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {
         pub dids: Vec<rt::lex::Did>,
+    }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                dids: rt::decode::required(m, "dids")?,
+            })
+        }
     }
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
@@ -6075,9 +7301,31 @@ pub mod get_repos {
             }
         }
     }
+    impl rt::decode::FromValue for OutputReposItem {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "tools.ozone.moderation.defs#repoViewDetail" => {
+                    rt::decode::union_member(ty, value).map(Self::RepoViewDetail)
+                }
+                "tools.ozone.moderation.defs#repoViewNotFound" => {
+                    rt::decode::union_member(ty, value).map(Self::RepoViewNotFound)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub repos: Vec<OutputReposItem>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                repos: rt::decode::required(m, "repos")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -6119,9 +7367,25 @@ pub mod get_subjects {
     pub struct Params {
         pub subjects: Vec<String>,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                subjects: rt::decode::required(m, "subjects")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub subjects: Vec<crate::tools::ozone::moderation::defs::SubjectView>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                subjects: rt::decode::required(m, "subjects")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -6148,6 +7412,11 @@ pub mod list_scheduled_actions {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["statuses"],
@@ -6236,6 +7505,11 @@ pub mod list_scheduled_actions {
             }
         }
     }
+    impl rt::decode::FromValue for InputStatusesItem {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<InputStatusesItem> for String {
         fn from(v: InputStatusesItem) -> String {
             match v {
@@ -6266,12 +7540,34 @@ pub mod list_scheduled_actions {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub subjects: Option<Vec<rt::lex::Did>>,
     }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                ends_before: rt::decode::optional(m, "endsBefore")?,
+                limit: rt::decode::optional(m, "limit")?,
+                starts_after: rt::decode::optional(m, "startsAfter")?,
+                statuses: rt::decode::required(m, "statuses")?,
+                subjects: rt::decode::optional(m, "subjects")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub actions: Vec<crate::tools::ozone::moderation::defs::ScheduledActionView>,
         /// Cursor for next page of results
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<String>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                actions: rt::decode::required(m, "actions")?,
+                cursor: rt::decode::optional(m, "cursor")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -6493,6 +7789,11 @@ pub mod query_events {
             }
         }
     }
+    impl rt::decode::FromValue for ParamsAgeAssuranceState {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<ParamsAgeAssuranceState> for String {
         fn from(v: ParamsAgeAssuranceState) -> String {
             match v {
@@ -6538,6 +7839,11 @@ pub mod query_events {
             }
         }
     }
+    impl rt::decode::FromValue for ParamsSortDirection {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Self::try_from(rt::decode::string(value)?).map_err(rt::decode::DecodeError)
+        }
+    }
     impl From<ParamsSortDirection> for String {
         fn from(v: ParamsSortDirection) -> String {
             v.as_str().to_string()
@@ -6577,6 +7883,11 @@ pub mod query_events {
                 "conversation" => Self::Conversation,
                 _ => Self::Other(s),
             }
+        }
+    }
+    impl rt::decode::FromValue for ParamsSubjectType {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
         }
     }
     impl From<ParamsSubjectType> for String {
@@ -6667,11 +7978,53 @@ pub mod query_events {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub with_strike: Option<bool>,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                added_labels: rt::decode::optional(m, "addedLabels")?,
+                added_tags: rt::decode::optional(m, "addedTags")?,
+                age_assurance_state: rt::decode::optional(m, "ageAssuranceState")?,
+                batch_id: rt::decode::optional(m, "batchId")?,
+                collections: rt::decode::optional(m, "collections")?,
+                comment: rt::decode::optional(m, "comment")?,
+                created_after: rt::decode::optional(m, "createdAfter")?,
+                created_before: rt::decode::optional(m, "createdBefore")?,
+                created_by: rt::decode::optional(m, "createdBy")?,
+                cursor: rt::decode::optional(m, "cursor")?,
+                has_comment: rt::decode::optional(m, "hasComment")?,
+                include_all_user_records: rt::decode::required(
+                    m,
+                    "includeAllUserRecords",
+                )?,
+                limit: rt::decode::required(m, "limit")?,
+                mod_tool: rt::decode::optional(m, "modTool")?,
+                policies: rt::decode::optional(m, "policies")?,
+                removed_labels: rt::decode::optional(m, "removedLabels")?,
+                removed_tags: rt::decode::optional(m, "removedTags")?,
+                report_types: rt::decode::optional(m, "reportTypes")?,
+                sort_direction: rt::decode::required(m, "sortDirection")?,
+                subject: rt::decode::optional(m, "subject")?,
+                subject_type: rt::decode::optional(m, "subjectType")?,
+                types: rt::decode::optional(m, "types")?,
+                with_strike: rt::decode::optional(m, "withStrike")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<String>,
         pub events: Vec<crate::tools::ozone::moderation::defs::ModEventView>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                events: rt::decode::required(m, "events")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -6961,6 +8314,11 @@ pub mod query_statuses {
             }
         }
     }
+    impl rt::decode::FromValue for ParamsAgeAssuranceState {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<ParamsAgeAssuranceState> for String {
         fn from(v: ParamsAgeAssuranceState) -> String {
             match v {
@@ -7009,6 +8367,11 @@ pub mod query_statuses {
             }
         }
     }
+    impl rt::decode::FromValue for ParamsReviewState {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<ParamsReviewState> for String {
         fn from(v: ParamsReviewState) -> String {
             match v {
@@ -7051,6 +8414,11 @@ pub mod query_statuses {
                 "desc" => Ok(Self::Desc),
                 _ => Err(format!("{s:?} {}", "must be one of (asc|desc)")),
             }
+        }
+    }
+    impl rt::decode::FromValue for ParamsSortDirection {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Self::try_from(rt::decode::string(value)?).map_err(rt::decode::DecodeError)
         }
     }
     impl From<ParamsSortDirection> for String {
@@ -7113,6 +8481,11 @@ pub mod query_statuses {
             }
         }
     }
+    impl rt::decode::FromValue for ParamsSortField {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Self::try_from(rt::decode::string(value)?).map_err(rt::decode::DecodeError)
+        }
+    }
     impl From<ParamsSortField> for String {
         fn from(v: ParamsSortField) -> String {
             v.as_str().to_string()
@@ -7152,6 +8525,11 @@ pub mod query_statuses {
                 "conversation" => Self::Conversation,
                 _ => Self::Other(s),
             }
+        }
+    }
+    impl rt::decode::FromValue for ParamsSubjectType {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
         }
     }
     impl From<ParamsSubjectType> for String {
@@ -7292,6 +8670,61 @@ pub mod query_statuses {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub takendown: Option<bool>,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                age_assurance_state: rt::decode::optional(m, "ageAssuranceState")?,
+                appealed: rt::decode::optional(m, "appealed")?,
+                collections: rt::decode::optional(m, "collections")?,
+                comment: rt::decode::optional(m, "comment")?,
+                cursor: rt::decode::optional(m, "cursor")?,
+                exclude_tags: rt::decode::optional(m, "excludeTags")?,
+                hosting_deleted_after: rt::decode::optional(m, "hostingDeletedAfter")?,
+                hosting_deleted_before: rt::decode::optional(m, "hostingDeletedBefore")?,
+                hosting_statuses: rt::decode::optional(m, "hostingStatuses")?,
+                hosting_updated_after: rt::decode::optional(m, "hostingUpdatedAfter")?,
+                hosting_updated_before: rt::decode::optional(m, "hostingUpdatedBefore")?,
+                ignore_subjects: rt::decode::optional(m, "ignoreSubjects")?,
+                include_all_user_records: rt::decode::optional(
+                    m,
+                    "includeAllUserRecords",
+                )?,
+                include_muted: rt::decode::optional(m, "includeMuted")?,
+                last_reviewed_by: rt::decode::optional(m, "lastReviewedBy")?,
+                limit: rt::decode::required(m, "limit")?,
+                min_account_suspend_count: rt::decode::optional(
+                    m,
+                    "minAccountSuspendCount",
+                )?,
+                min_priority_score: rt::decode::optional(m, "minPriorityScore")?,
+                min_reported_records_count: rt::decode::optional(
+                    m,
+                    "minReportedRecordsCount",
+                )?,
+                min_strike_count: rt::decode::optional(m, "minStrikeCount")?,
+                min_takendown_records_count: rt::decode::optional(
+                    m,
+                    "minTakendownRecordsCount",
+                )?,
+                only_muted: rt::decode::optional(m, "onlyMuted")?,
+                queue_count: rt::decode::optional(m, "queueCount")?,
+                queue_index: rt::decode::optional(m, "queueIndex")?,
+                queue_seed: rt::decode::optional(m, "queueSeed")?,
+                reported_after: rt::decode::optional(m, "reportedAfter")?,
+                reported_before: rt::decode::optional(m, "reportedBefore")?,
+                review_state: rt::decode::optional(m, "reviewState")?,
+                reviewed_after: rt::decode::optional(m, "reviewedAfter")?,
+                reviewed_before: rt::decode::optional(m, "reviewedBefore")?,
+                sort_direction: rt::decode::required(m, "sortDirection")?,
+                sort_field: rt::decode::required(m, "sortField")?,
+                subject: rt::decode::optional(m, "subject")?,
+                subject_type: rt::decode::optional(m, "subjectType")?,
+                tags: rt::decode::optional(m, "tags")?,
+                takendown: rt::decode::optional(m, "takendown")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -7300,6 +8733,15 @@ pub mod query_statuses {
         pub subject_statuses: Vec<
             crate::tools::ozone::moderation::defs::SubjectStatusView,
         >,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                subject_statuses: rt::decode::required(m, "subjectStatuses")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -7345,11 +8787,26 @@ pub mod schedule_action {
         pub error_code: Option<String>,
         pub subject: rt::lex::Did,
     }
+    impl rt::decode::FromValue for FailedScheduling {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                error: rt::decode::required(m, "error")?,
+                error_code: rt::decode::optional(m, "errorCode")?,
+                subject: rt::decode::required(m, "subject")?,
+            })
+        }
+    }
     /// Schema of the query parameters (none).
     pub static PARAMS_SCHEMA: rt::schema::ObjectSchema = rt::schema::ObjectSchema::EMPTY;
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["action", "subjects", "createdBy", "scheduling"],
@@ -7432,6 +8889,17 @@ pub mod schedule_action {
             }
         }
     }
+    impl rt::decode::FromValue for InputAction {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "tools.ozone.moderation.scheduleAction#takedown" => {
+                    rt::decode::union_member(ty, value).map(Self::Takedown)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Input {
         pub action: InputAction,
@@ -7444,6 +8912,18 @@ pub mod schedule_action {
         pub scheduling: crate::tools::ozone::moderation::schedule_action::SchedulingConfig,
         /// Array of DID subjects to schedule the action for
         pub subjects: Vec<rt::lex::Did>,
+    }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                action: rt::decode::required(m, "action")?,
+                created_by: rt::decode::required(m, "createdBy")?,
+                mod_tool: rt::decode::optional(m, "modTool")?,
+                scheduling: rt::decode::required(m, "scheduling")?,
+                subjects: rt::decode::required(m, "subjects")?,
+            })
+        }
     }
     pub type Output = crate::tools::ozone::moderation::schedule_action::ScheduledActionResults;
     /// Metadata of this method: kind, encodings, declared errors.
@@ -7497,6 +8977,15 @@ pub mod schedule_action {
         >,
         pub succeeded: Vec<rt::lex::Did>,
     }
+    impl rt::decode::FromValue for ScheduledActionResults {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                failed: rt::decode::required(m, "failed")?,
+                succeeded: rt::decode::required(m, "succeeded")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static SCHEDULING_CONFIG_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &[],
@@ -7540,6 +9029,16 @@ pub mod schedule_action {
         #[serde(rename = "executeUntil")]
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub execute_until: Option<rt::lex::Datetime>,
+    }
+    impl rt::decode::FromValue for SchedulingConfig {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                execute_after: rt::decode::optional(m, "executeAfter")?,
+                execute_at: rt::decode::optional(m, "executeAt")?,
+                execute_until: rt::decode::optional(m, "executeUntil")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static TAKEDOWN_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -7621,6 +9120,25 @@ pub mod schedule_action {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub strike_expires_at: Option<rt::lex::Datetime>,
     }
+    impl rt::decode::FromValue for Takedown {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                acknowledge_account_subjects: rt::decode::optional(
+                    m,
+                    "acknowledgeAccountSubjects",
+                )?,
+                comment: rt::decode::optional(m, "comment")?,
+                duration_in_hours: rt::decode::optional(m, "durationInHours")?,
+                email_content: rt::decode::optional(m, "emailContent")?,
+                email_subject: rt::decode::optional(m, "emailSubject")?,
+                policies: rt::decode::optional(m, "policies")?,
+                severity_level: rt::decode::optional(m, "severityLevel")?,
+                strike_count: rt::decode::optional(m, "strikeCount")?,
+                strike_expires_at: rt::decode::optional(m, "strikeExpiresAt")?,
+            })
+        }
+    }
 }
 /// `tools.ozone.moderation.searchRepos`
 pub mod search_repos {
@@ -7659,11 +9177,31 @@ pub mod search_repos {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub term: Option<String>,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                limit: rt::decode::required(m, "limit")?,
+                q: rt::decode::optional(m, "q")?,
+                term: rt::decode::optional(m, "term")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<String>,
         pub repos: Vec<crate::tools::ozone::moderation::defs::RepoView>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                repos: rt::decode::required(m, "repos")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {

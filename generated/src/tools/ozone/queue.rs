@@ -126,6 +126,11 @@ pub mod assign_moderator {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["queueId", "did"],
@@ -142,6 +147,15 @@ pub mod assign_moderator {
         /// The ID of the queue to assign the user to.
         #[serde(rename = "queueId")]
         pub queue_id: i64,
+    }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                did: rt::decode::required(m, "did")?,
+                queue_id: rt::decode::required(m, "queueId")?,
+            })
+        }
     }
     pub type Output = crate::tools::ozone::queue::defs::AssignmentView;
     /// The errors this method declares, each with a message.
@@ -194,6 +208,11 @@ pub mod create_queue {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["name"],
@@ -272,6 +291,11 @@ pub mod create_queue {
             }
         }
     }
+    impl rt::decode::FromValue for InputSubjectTypesItem {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<InputSubjectTypesItem> for String {
         fn from(v: InputSubjectTypesItem) -> String {
             match v {
@@ -303,9 +327,30 @@ pub mod create_queue {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub subject_types: Option<Vec<InputSubjectTypesItem>>,
     }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                collection: rt::decode::optional(m, "collection")?,
+                description: rt::decode::optional(m, "description")?,
+                name: rt::decode::required(m, "name")?,
+                recommended_policies: rt::decode::optional(m, "recommendedPolicies")?,
+                report_types: rt::decode::optional(m, "reportTypes")?,
+                subject_types: rt::decode::optional(m, "subjectTypes")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub queue: crate::tools::ozone::queue::defs::QueueView,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                queue: rt::decode::required(m, "queue")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -410,6 +455,19 @@ pub mod defs {
         #[serde(rename = "startAt")]
         pub start_at: rt::lex::Datetime,
     }
+    impl rt::decode::FromValue for AssignmentView {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                did: rt::decode::required(m, "did")?,
+                end_at: rt::decode::optional(m, "endAt")?,
+                id: rt::decode::required(m, "id")?,
+                moderator: rt::decode::optional(m, "moderator")?,
+                queue: rt::decode::required(m, "queue")?,
+                start_at: rt::decode::required(m, "startAt")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static QUEUE_STATS_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &[],
@@ -475,6 +533,20 @@ pub mod defs {
         #[serde(rename = "pendingCount")]
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub pending_count: Option<i64>,
+    }
+    impl rt::decode::FromValue for QueueStats {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                action_rate: rt::decode::optional(m, "actionRate")?,
+                actioned_count: rt::decode::optional(m, "actionedCount")?,
+                avg_handling_time_sec: rt::decode::optional(m, "avgHandlingTimeSec")?,
+                escalated_count: rt::decode::optional(m, "escalatedCount")?,
+                inbound_count: rt::decode::optional(m, "inboundCount")?,
+                last_updated: rt::decode::optional(m, "lastUpdated")?,
+                pending_count: rt::decode::optional(m, "pendingCount")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static QUEUE_VIEW_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -603,6 +675,11 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for QueueViewSubjectTypesItem {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<QueueViewSubjectTypesItem> for String {
         fn from(v: QueueViewSubjectTypesItem) -> String {
             match v {
@@ -651,6 +728,26 @@ pub mod defs {
         #[serde(rename = "updatedAt")]
         pub updated_at: rt::lex::Datetime,
     }
+    impl rt::decode::FromValue for QueueView {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                collection: rt::decode::optional(m, "collection")?,
+                created_at: rt::decode::required(m, "createdAt")?,
+                created_by: rt::decode::required(m, "createdBy")?,
+                deleted_at: rt::decode::optional(m, "deletedAt")?,
+                description: rt::decode::optional(m, "description")?,
+                enabled: rt::decode::required(m, "enabled")?,
+                id: rt::decode::required(m, "id")?,
+                name: rt::decode::required(m, "name")?,
+                recommended_policies: rt::decode::optional(m, "recommendedPolicies")?,
+                report_types: rt::decode::optional(m, "reportTypes")?,
+                stats: rt::decode::required(m, "stats")?,
+                subject_types: rt::decode::optional(m, "subjectTypes")?,
+                updated_at: rt::decode::required(m, "updatedAt")?,
+            })
+        }
+    }
 }
 /// `tools.ozone.queue.deleteQueue`
 pub mod delete_queue {
@@ -663,6 +760,11 @@ pub mod delete_queue {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["queueId"],
@@ -685,6 +787,15 @@ pub mod delete_queue {
         #[serde(rename = "queueId")]
         pub queue_id: i64,
     }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                migrate_to_queue_id: rt::decode::optional(m, "migrateToQueueId")?,
+                queue_id: rt::decode::required(m, "queueId")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub deleted: bool,
@@ -692,6 +803,15 @@ pub mod delete_queue {
         #[serde(rename = "reportsMigrated")]
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub reports_migrated: Option<i64>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                deleted: rt::decode::required(m, "deleted")?,
+                reports_migrated: rt::decode::optional(m, "reportsMigrated")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -775,11 +895,32 @@ pub mod get_assignments {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub queue_ids: Option<Vec<i64>>,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                dids: rt::decode::optional(m, "dids")?,
+                limit: rt::decode::required(m, "limit")?,
+                only_active: rt::decode::required(m, "onlyActive")?,
+                queue_ids: rt::decode::optional(m, "queueIds")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub assignments: Vec<crate::tools::ozone::queue::defs::AssignmentView>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<String>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                assignments: rt::decode::required(m, "assignments")?,
+                cursor: rt::decode::optional(m, "cursor")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -855,11 +996,33 @@ pub mod list_queues {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub subject_type: Option<String>,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                collection: rt::decode::optional(m, "collection")?,
+                cursor: rt::decode::optional(m, "cursor")?,
+                enabled: rt::decode::optional(m, "enabled")?,
+                limit: rt::decode::required(m, "limit")?,
+                report_types: rt::decode::optional(m, "reportTypes")?,
+                subject_type: rt::decode::optional(m, "subjectType")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<String>,
         pub queues: Vec<crate::tools::ozone::queue::defs::QueueView>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                queues: rt::decode::required(m, "queues")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -886,6 +1049,11 @@ pub mod route_reports {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["startReportId", "endReportId"],
@@ -910,12 +1078,30 @@ pub mod route_reports {
         #[serde(rename = "startReportId")]
         pub start_report_id: i64,
     }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                end_report_id: rt::decode::required(m, "endReportId")?,
+                start_report_id: rt::decode::required(m, "startReportId")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         /// The number of reports assigned to a queue.
         pub assigned: i64,
         /// The number of reports with no matching queue.
         pub unmatched: i64,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                assigned: rt::decode::required(m, "assigned")?,
+                unmatched: rt::decode::required(m, "unmatched")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -967,6 +1153,11 @@ pub mod unassign_moderator {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["queueId", "did"],
@@ -989,6 +1180,15 @@ pub mod unassign_moderator {
         /// The ID of the queue to unassign the user from.
         #[serde(rename = "queueId")]
         pub queue_id: i64,
+    }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                did: rt::decode::required(m, "did")?,
+                queue_id: rt::decode::required(m, "queueId")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1037,6 +1237,11 @@ pub mod update_queue {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["queueId"],
@@ -1080,9 +1285,29 @@ pub mod update_queue {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub recommended_policies: Option<Vec<String>>,
     }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                description: rt::decode::optional(m, "description")?,
+                enabled: rt::decode::optional(m, "enabled")?,
+                name: rt::decode::optional(m, "name")?,
+                queue_id: rt::decode::required(m, "queueId")?,
+                recommended_policies: rt::decode::optional(m, "recommendedPolicies")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub queue: crate::tools::ozone::queue::defs::QueueView,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                queue: rt::decode::required(m, "queue")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]

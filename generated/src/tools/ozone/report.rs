@@ -204,6 +204,11 @@ pub mod assign_moderator {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["reportId"],
@@ -242,6 +247,17 @@ pub mod assign_moderator {
         /// The ID of the report to assign.
         #[serde(rename = "reportId")]
         pub report_id: i64,
+    }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                did: rt::decode::optional(m, "did")?,
+                is_permanent: rt::decode::optional(m, "isPermanent")?,
+                queue_id: rt::decode::optional(m, "queueId")?,
+                report_id: rt::decode::required(m, "reportId")?,
+            })
+        }
     }
     pub type Output = crate::tools::ozone::report::defs::AssignmentView;
     /// The errors this method declares, each with a message.
@@ -299,6 +315,11 @@ pub mod close_reports {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["subject"],
@@ -345,6 +366,17 @@ pub mod close_reports {
         /// Subject DID (account-level reports) or AT-URI (record-level reports) whose reports should be closed.
         pub subject: rt::lex::Uri,
     }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                internal_note: rt::decode::optional(m, "internalNote")?,
+                is_automated: rt::decode::optional(m, "isAutomated")?,
+                report_types: rt::decode::optional(m, "reportTypes")?,
+                subject: rt::decode::required(m, "subject")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         /// Number of reports that were transitioned to closed.
@@ -353,6 +385,15 @@ pub mod close_reports {
         /// IDs of the reports that were closed.
         #[serde(rename = "reportIds")]
         pub report_ids: Vec<i64>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                closed_count: rt::decode::required(m, "closedCount")?,
+                report_ids: rt::decode::required(m, "reportIds")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -382,6 +423,11 @@ pub mod create_activity {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["activity"],
@@ -532,6 +578,32 @@ pub mod create_activity {
             }
         }
     }
+    impl rt::decode::FromValue for InputActivity {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "tools.ozone.report.defs#queueActivity" => {
+                    rt::decode::union_member(ty, value).map(Self::QueueActivity)
+                }
+                "tools.ozone.report.defs#assignmentActivity" => {
+                    rt::decode::union_member(ty, value).map(Self::AssignmentActivity)
+                }
+                "tools.ozone.report.defs#escalationActivity" => {
+                    rt::decode::union_member(ty, value).map(Self::EscalationActivity)
+                }
+                "tools.ozone.report.defs#closeActivity" => {
+                    rt::decode::union_member(ty, value).map(Self::CloseActivity)
+                }
+                "tools.ozone.report.defs#reopenActivity" => {
+                    rt::decode::union_member(ty, value).map(Self::ReopenActivity)
+                }
+                "tools.ozone.report.defs#noteActivity" => {
+                    rt::decode::union_member(ty, value).map(Self::NoteActivity)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Input {
         /// The type of activity to record.
@@ -557,9 +629,30 @@ pub mod create_activity {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub report_id: Option<i64>,
     }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                activity: rt::decode::required(m, "activity")?,
+                event_id: rt::decode::optional(m, "eventId")?,
+                internal_note: rt::decode::optional(m, "internalNote")?,
+                is_automated: rt::decode::optional(m, "isAutomated")?,
+                public_note: rt::decode::optional(m, "publicNote")?,
+                report_id: rt::decode::optional(m, "reportId")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub activity: crate::tools::ozone::report::defs::ReportActivityView,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                activity: rt::decode::required(m, "activity")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -671,6 +764,11 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for AssignmentActivityPreviousStatus {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<AssignmentActivityPreviousStatus> for String {
         fn from(v: AssignmentActivityPreviousStatus) -> String {
             match v {
@@ -686,6 +784,14 @@ pub mod defs {
         #[serde(rename = "previousStatus")]
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub previous_status: Option<AssignmentActivityPreviousStatus>,
+    }
+    impl rt::decode::FromValue for AssignmentActivity {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                previous_status: rt::decode::optional(m, "previousStatus")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static ASSIGNMENT_VIEW_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -744,6 +850,20 @@ pub mod defs {
         #[serde(rename = "startAt")]
         pub start_at: rt::lex::Datetime,
     }
+    impl rt::decode::FromValue for AssignmentView {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                did: rt::decode::required(m, "did")?,
+                end_at: rt::decode::optional(m, "endAt")?,
+                id: rt::decode::required(m, "id")?,
+                moderator: rt::decode::optional(m, "moderator")?,
+                queue: rt::decode::optional(m, "queue")?,
+                report_id: rt::decode::required(m, "reportId")?,
+                start_at: rt::decode::required(m, "startAt")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static CLOSE_ACTIVITY_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &[],
@@ -799,6 +919,11 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for CloseActivityPreviousStatus {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<CloseActivityPreviousStatus> for String {
         fn from(v: CloseActivityPreviousStatus) -> String {
             match v {
@@ -814,6 +939,14 @@ pub mod defs {
         #[serde(rename = "previousStatus")]
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub previous_status: Option<CloseActivityPreviousStatus>,
+    }
+    impl rt::decode::FromValue for CloseActivity {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                previous_status: rt::decode::optional(m, "previousStatus")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static ESCALATION_ACTIVITY_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -870,6 +1003,11 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for EscalationActivityPreviousStatus {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<EscalationActivityPreviousStatus> for String {
         fn from(v: EscalationActivityPreviousStatus) -> String {
             match v {
@@ -885,6 +1023,14 @@ pub mod defs {
         #[serde(rename = "previousStatus")]
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub previous_status: Option<EscalationActivityPreviousStatus>,
+    }
+    impl rt::decode::FromValue for EscalationActivity {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                previous_status: rt::decode::optional(m, "previousStatus")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static HISTORICAL_STATS_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -956,6 +1102,21 @@ pub mod defs {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub pending_count: Option<i64>,
     }
+    impl rt::decode::FromValue for HistoricalStats {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                action_rate: rt::decode::optional(m, "actionRate")?,
+                actioned_count: rt::decode::optional(m, "actionedCount")?,
+                avg_handling_time_sec: rt::decode::optional(m, "avgHandlingTimeSec")?,
+                computed_at: rt::decode::optional(m, "computedAt")?,
+                date: rt::decode::required(m, "date")?,
+                escalated_count: rt::decode::optional(m, "escalatedCount")?,
+                inbound_count: rt::decode::optional(m, "inboundCount")?,
+                pending_count: rt::decode::optional(m, "pendingCount")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static LIVE_STATS_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &[],
@@ -1023,6 +1184,20 @@ pub mod defs {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub pending_count: Option<i64>,
     }
+    impl rt::decode::FromValue for LiveStats {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                action_rate: rt::decode::optional(m, "actionRate")?,
+                actioned_count: rt::decode::optional(m, "actionedCount")?,
+                avg_handling_time_sec: rt::decode::optional(m, "avgHandlingTimeSec")?,
+                escalated_count: rt::decode::optional(m, "escalatedCount")?,
+                inbound_count: rt::decode::optional(m, "inboundCount")?,
+                last_updated: rt::decode::optional(m, "lastUpdated")?,
+                pending_count: rt::decode::optional(m, "pendingCount")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static NOTE_ACTIVITY_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &[],
@@ -1032,6 +1207,12 @@ pub mod defs {
     /// Activity recording a note on a report. Use internalNote for moderator-only notes or publicNote for reporter-visible notes (or both).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct NoteActivity {}
+    impl rt::decode::FromValue for NoteActivity {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::object(value)?;
+            Ok(Self {})
+        }
+    }
     /// Schema of this definition.
     pub static QUEUE_ACTIVITY_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &[],
@@ -1087,6 +1268,11 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for QueueActivityPreviousStatus {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<QueueActivityPreviousStatus> for String {
         fn from(v: QueueActivityPreviousStatus) -> String {
             match v {
@@ -1102,6 +1288,14 @@ pub mod defs {
         #[serde(rename = "previousStatus")]
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub previous_status: Option<QueueActivityPreviousStatus>,
+    }
+    impl rt::decode::FromValue for QueueActivity {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                previous_status: rt::decode::optional(m, "previousStatus")?,
+            })
+        }
     }
     /// Appeal a previously taken moderation action
     pub const REASON_APPEAL: &str = "tools.ozone.report.defs#reasonAppeal";
@@ -1619,6 +1813,11 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for ReasonType {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<ReasonType> for String {
         fn from(v: ReasonType) -> String {
             match v {
@@ -1724,6 +1923,11 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for ReopenActivityPreviousStatus {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<ReopenActivityPreviousStatus> for String {
         fn from(v: ReopenActivityPreviousStatus) -> String {
             match v {
@@ -1739,6 +1943,14 @@ pub mod defs {
         #[serde(rename = "previousStatus")]
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub previous_status: Option<ReopenActivityPreviousStatus>,
+    }
+    impl rt::decode::FromValue for ReopenActivity {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                previous_status: rt::decode::optional(m, "previousStatus")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static REPORT_ACTIVITY_VIEW_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -1922,6 +2134,32 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for ReportActivityViewActivity {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "tools.ozone.report.defs#queueActivity" => {
+                    rt::decode::union_member(ty, value).map(Self::QueueActivity)
+                }
+                "tools.ozone.report.defs#assignmentActivity" => {
+                    rt::decode::union_member(ty, value).map(Self::AssignmentActivity)
+                }
+                "tools.ozone.report.defs#escalationActivity" => {
+                    rt::decode::union_member(ty, value).map(Self::EscalationActivity)
+                }
+                "tools.ozone.report.defs#closeActivity" => {
+                    rt::decode::union_member(ty, value).map(Self::CloseActivity)
+                }
+                "tools.ozone.report.defs#reopenActivity" => {
+                    rt::decode::union_member(ty, value).map(Self::ReopenActivity)
+                }
+                "tools.ozone.report.defs#noteActivity" => {
+                    rt::decode::union_member(ty, value).map(Self::NoteActivity)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     /// A single activity entry on a report.
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct ReportActivityView {
@@ -1959,6 +2197,24 @@ pub mod defs {
         #[serde(rename = "reportId")]
         pub report_id: i64,
     }
+    impl rt::decode::FromValue for ReportActivityView {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                activity: rt::decode::required(m, "activity")?,
+                created_at: rt::decode::required(m, "createdAt")?,
+                created_by: rt::decode::required(m, "createdBy")?,
+                id: rt::decode::required(m, "id")?,
+                internal_note: rt::decode::optional(m, "internalNote")?,
+                is_automated: rt::decode::required(m, "isAutomated")?,
+                meta: rt::decode::optional(m, "meta")?,
+                moderator: rt::decode::optional(m, "moderator")?,
+                public_note: rt::decode::optional(m, "publicNote")?,
+                report: rt::decode::optional(m, "report")?,
+                report_id: rt::decode::required(m, "reportId")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static REPORT_ASSIGNMENT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["did", "assignedAt"],
@@ -1995,6 +2251,16 @@ pub mod defs {
         /// Full member record of the assigned moderator
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub moderator: Option<crate::tools::ozone::team::defs::Member>,
+    }
+    impl rt::decode::FromValue for ReportAssignment {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                assigned_at: rt::decode::required(m, "assignedAt")?,
+                did: rt::decode::required(m, "did")?,
+                moderator: rt::decode::optional(m, "moderator")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static REPORT_VIEW_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -2159,6 +2425,11 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for ReportViewStatus {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<ReportViewStatus> for String {
         fn from(v: ReportViewStatus) -> String {
             match v {
@@ -2236,6 +2507,33 @@ pub mod defs {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub updated_at: Option<rt::lex::Datetime>,
     }
+    impl rt::decode::FromValue for ReportView {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                action_event_ids: rt::decode::optional(m, "actionEventIds")?,
+                action_note: rt::decode::optional(m, "actionNote")?,
+                actions: rt::decode::optional(m, "actions")?,
+                assignment: rt::decode::optional(m, "assignment")?,
+                comment: rt::decode::optional(m, "comment")?,
+                created_at: rt::decode::required(m, "createdAt")?,
+                event_id: rt::decode::required(m, "eventId")?,
+                id: rt::decode::required(m, "id")?,
+                is_automated: rt::decode::optional(m, "isAutomated")?,
+                is_muted: rt::decode::optional(m, "isMuted")?,
+                queue: rt::decode::optional(m, "queue")?,
+                queued_at: rt::decode::optional(m, "queuedAt")?,
+                related_report_count: rt::decode::optional(m, "relatedReportCount")?,
+                report_type: rt::decode::required(m, "reportType")?,
+                reported_by: rt::decode::required(m, "reportedBy")?,
+                reporter: rt::decode::required(m, "reporter")?,
+                status: rt::decode::required(m, "status")?,
+                subject: rt::decode::required(m, "subject")?,
+                subject_status: rt::decode::optional(m, "subjectStatus")?,
+                updated_at: rt::decode::optional(m, "updatedAt")?,
+            })
+        }
+    }
 }
 /// `tools.ozone.report.getAssignments`
 pub mod get_assignments {
@@ -2302,11 +2600,32 @@ pub mod get_assignments {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub report_ids: Option<Vec<i64>>,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                dids: rt::decode::optional(m, "dids")?,
+                limit: rt::decode::required(m, "limit")?,
+                only_active: rt::decode::required(m, "onlyActive")?,
+                report_ids: rt::decode::optional(m, "reportIds")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub assignments: Vec<crate::tools::ozone::report::defs::AssignmentView>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<String>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                assignments: rt::decode::required(m, "assignments")?,
+                cursor: rt::decode::optional(m, "cursor")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -2404,11 +2723,34 @@ pub mod get_historical_stats {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub start_date: Option<rt::lex::Datetime>,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                end_date: rt::decode::optional(m, "endDate")?,
+                limit: rt::decode::required(m, "limit")?,
+                moderator_did: rt::decode::optional(m, "moderatorDid")?,
+                queue_id: rt::decode::optional(m, "queueId")?,
+                report_types: rt::decode::optional(m, "reportTypes")?,
+                start_date: rt::decode::optional(m, "startDate")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<String>,
         pub stats: Vec<crate::tools::ozone::report::defs::HistoricalStats>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                stats: rt::decode::required(m, "stats")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -2439,9 +2781,23 @@ pub mod get_latest_report {
     /// Query parameters.
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::object(value)?;
+            Ok(Self {})
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub report: crate::tools::ozone::report::defs::ReportView,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                report: rt::decode::required(m, "report")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -2524,10 +2880,28 @@ pub mod get_live_stats {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub report_types: Option<Vec<String>>,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                moderator_did: rt::decode::optional(m, "moderatorDid")?,
+                queue_id: rt::decode::optional(m, "queueId")?,
+                report_types: rt::decode::optional(m, "reportTypes")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         /// Statistics for the requested filter.
         pub stats: crate::tools::ozone::report::defs::LiveStats,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                stats: rt::decode::required(m, "stats")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -2562,6 +2936,14 @@ pub mod get_report {
     pub struct Params {
         /// The ID of the report to retrieve.
         pub id: i64,
+    }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                id: rt::decode::required(m, "id")?,
+            })
+        }
     }
     pub type Output = crate::tools::ozone::report::defs::ReportView;
     /// The errors this method declares, each with a message.
@@ -2634,11 +3016,30 @@ pub mod list_activities {
         #[serde(rename = "reportId")]
         pub report_id: i64,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                limit: rt::decode::required(m, "limit")?,
+                report_id: rt::decode::required(m, "reportId")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub activities: Vec<crate::tools::ozone::report::defs::ReportActivityView>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<String>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                activities: rt::decode::required(m, "activities")?,
+                cursor: rt::decode::optional(m, "cursor")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -2743,6 +3144,11 @@ pub mod query_activities {
             }
         }
     }
+    impl rt::decode::FromValue for ParamsSortDirection {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Self::try_from(rt::decode::string(value)?).map_err(rt::decode::DecodeError)
+        }
+    }
     impl From<ParamsSortDirection> for String {
         fn from(v: ParamsSortDirection) -> String {
             v.as_str().to_string()
@@ -2770,11 +3176,33 @@ pub mod query_activities {
         #[serde(rename = "sortDirection")]
         pub sort_direction: ParamsSortDirection,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                activity_types: rt::decode::optional(m, "activityTypes")?,
+                created_after: rt::decode::optional(m, "createdAfter")?,
+                created_before: rt::decode::optional(m, "createdBefore")?,
+                cursor: rt::decode::optional(m, "cursor")?,
+                limit: rt::decode::required(m, "limit")?,
+                sort_direction: rt::decode::required(m, "sortDirection")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub activities: Vec<crate::tools::ozone::report::defs::ReportActivityView>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<String>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                activities: rt::decode::required(m, "activities")?,
+                cursor: rt::decode::optional(m, "cursor")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -2928,6 +3356,11 @@ pub mod query_reports {
             }
         }
     }
+    impl rt::decode::FromValue for ParamsSortDirection {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Self::try_from(rt::decode::string(value)?).map_err(rt::decode::DecodeError)
+        }
+    }
     impl From<ParamsSortDirection> for String {
         fn from(v: ParamsSortDirection) -> String {
             v.as_str().to_string()
@@ -2967,6 +3400,11 @@ pub mod query_reports {
                 "updatedAt" => Ok(Self::UpdatedAt),
                 _ => Err(format!("{s:?} {}", "must be one of (createdAt|updatedAt)")),
             }
+        }
+    }
+    impl rt::decode::FromValue for ParamsSortField {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Self::try_from(rt::decode::string(value)?).map_err(rt::decode::DecodeError)
         }
     }
     impl From<ParamsSortField> for String {
@@ -3018,6 +3456,11 @@ pub mod query_reports {
             }
         }
     }
+    impl rt::decode::FromValue for ParamsStatus {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<ParamsStatus> for String {
         fn from(v: ParamsStatus) -> String {
             match v {
@@ -3064,6 +3507,11 @@ pub mod query_reports {
                 "conversation" => Self::Conversation,
                 _ => Self::Other(s),
             }
+        }
+    }
+    impl rt::decode::FromValue for ParamsSubjectType {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
         }
     }
     impl From<ParamsSubjectType> for String {
@@ -3123,11 +3571,42 @@ pub mod query_reports {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub subject_type: Option<ParamsSubjectType>,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                assigned_to: rt::decode::optional(m, "assignedTo")?,
+                collections: rt::decode::optional(m, "collections")?,
+                cursor: rt::decode::optional(m, "cursor")?,
+                did: rt::decode::optional(m, "did")?,
+                is_muted: rt::decode::required(m, "isMuted")?,
+                limit: rt::decode::required(m, "limit")?,
+                queue_id: rt::decode::optional(m, "queueId")?,
+                report_types: rt::decode::optional(m, "reportTypes")?,
+                reported_after: rt::decode::optional(m, "reportedAfter")?,
+                reported_before: rt::decode::optional(m, "reportedBefore")?,
+                sort_direction: rt::decode::required(m, "sortDirection")?,
+                sort_field: rt::decode::required(m, "sortField")?,
+                status: rt::decode::required(m, "status")?,
+                subject: rt::decode::optional(m, "subject")?,
+                subject_type: rt::decode::optional(m, "subjectType")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<String>,
         pub reports: Vec<crate::tools::ozone::report::defs::ReportView>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                reports: rt::decode::required(m, "reports")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -3154,6 +3633,11 @@ pub mod reassign_queue {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["reportId", "queueId"],
@@ -3176,9 +3660,27 @@ pub mod reassign_queue {
         #[serde(rename = "reportId")]
         pub report_id: i64,
     }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                comment: rt::decode::optional(m, "comment")?,
+                queue_id: rt::decode::required(m, "queueId")?,
+                report_id: rt::decode::required(m, "reportId")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub report: crate::tools::ozone::report::defs::ReportView,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                report: rt::decode::required(m, "report")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -3252,6 +3754,11 @@ pub mod refresh_stats {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["startDate", "endDate"],
@@ -3282,8 +3789,24 @@ pub mod refresh_stats {
         #[serde(rename = "startDate")]
         pub start_date: String,
     }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                end_date: rt::decode::required(m, "endDate")?,
+                queue_ids: rt::decode::optional(m, "queueIds")?,
+                start_date: rt::decode::required(m, "startDate")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {}
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::object(value)?;
+            Ok(Self {})
+        }
+    }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
@@ -3312,6 +3835,11 @@ pub mod unassign_moderator {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["reportId"],
@@ -3325,6 +3853,14 @@ pub mod unassign_moderator {
         /// The ID of the report to unassign.
         #[serde(rename = "reportId")]
         pub report_id: i64,
+    }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                report_id: rt::decode::required(m, "reportId")?,
+            })
+        }
     }
     pub type Output = crate::tools::ozone::report::defs::AssignmentView;
     /// The errors this method declares, each with a message.

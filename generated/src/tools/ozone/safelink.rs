@@ -86,6 +86,11 @@ pub mod add_rule {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["url", "pattern", "action", "reason"],
@@ -134,6 +139,19 @@ pub mod add_rule {
         pub reason: crate::tools::ozone::safelink::defs::ReasonType,
         /// The URL or domain to apply the rule to
         pub url: String,
+    }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                action: rt::decode::required(m, "action")?,
+                comment: rt::decode::optional(m, "comment")?,
+                created_by: rt::decode::optional(m, "createdBy")?,
+                pattern: rt::decode::required(m, "pattern")?,
+                reason: rt::decode::required(m, "reason")?,
+                url: rt::decode::required(m, "url")?,
+            })
+        }
     }
     pub type Output = crate::tools::ozone::safelink::defs::Event;
     /// The errors this method declares, each with a message.
@@ -224,6 +242,11 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for ActionType {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<ActionType> for String {
         fn from(v: ActionType) -> String {
             match v {
@@ -310,6 +333,22 @@ pub mod defs {
         /// The URL that this rule applies to
         pub url: String,
     }
+    impl rt::decode::FromValue for Event {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                action: rt::decode::required(m, "action")?,
+                comment: rt::decode::optional(m, "comment")?,
+                created_at: rt::decode::required(m, "createdAt")?,
+                created_by: rt::decode::required(m, "createdBy")?,
+                event_type: rt::decode::required(m, "eventType")?,
+                id: rt::decode::required(m, "id")?,
+                pattern: rt::decode::required(m, "pattern")?,
+                reason: rt::decode::required(m, "reason")?,
+                url: rt::decode::required(m, "url")?,
+            })
+        }
+    }
     /// Schema of this definition.
     pub static EVENT_TYPE_SCHEMA: rt::schema::Schema = rt::schema::Schema::String(
         rt::schema::StringSchema::NONE,
@@ -346,6 +385,11 @@ pub mod defs {
                 "removeRule" => Self::RemoveRule,
                 _ => Self::Other(s),
             }
+        }
+    }
+    impl rt::decode::FromValue for EventType {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
         }
     }
     impl From<EventType> for String {
@@ -388,6 +432,11 @@ pub mod defs {
                 "url" => Self::Url,
                 _ => Self::Other(s),
             }
+        }
+    }
+    impl rt::decode::FromValue for PatternType {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
         }
     }
     impl From<PatternType> for String {
@@ -438,6 +487,11 @@ pub mod defs {
                 "none" => Self::None,
                 _ => Self::Other(s),
             }
+        }
+    }
+    impl rt::decode::FromValue for ReasonType {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
         }
     }
     impl From<ReasonType> for String {
@@ -525,6 +579,21 @@ pub mod defs {
         /// The URL or domain to apply the rule to
         pub url: String,
     }
+    impl rt::decode::FromValue for UrlRule {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                action: rt::decode::required(m, "action")?,
+                comment: rt::decode::optional(m, "comment")?,
+                created_at: rt::decode::required(m, "createdAt")?,
+                created_by: rt::decode::required(m, "createdBy")?,
+                pattern: rt::decode::required(m, "pattern")?,
+                reason: rt::decode::required(m, "reason")?,
+                updated_at: rt::decode::required(m, "updatedAt")?,
+                url: rt::decode::required(m, "url")?,
+            })
+        }
+    }
 }
 /// `tools.ozone.safelink.queryEvents`
 pub mod query_events {
@@ -537,6 +606,11 @@ pub mod query_events {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &[],
@@ -602,6 +676,11 @@ pub mod query_events {
             }
         }
     }
+    impl rt::decode::FromValue for InputSortDirection {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<InputSortDirection> for String {
         fn from(v: InputSortDirection) -> String {
             match v {
@@ -630,12 +709,33 @@ pub mod query_events {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub urls: Option<Vec<String>>,
     }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                limit: rt::decode::optional(m, "limit")?,
+                pattern_type: rt::decode::optional(m, "patternType")?,
+                sort_direction: rt::decode::optional(m, "sortDirection")?,
+                urls: rt::decode::optional(m, "urls")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         /// Next cursor for pagination. Only present if there are more results.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<String>,
         pub events: Vec<crate::tools::ozone::safelink::defs::Event>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                events: rt::decode::required(m, "events")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -665,6 +765,11 @@ pub mod query_rules {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &[],
@@ -746,6 +851,11 @@ pub mod query_rules {
             }
         }
     }
+    impl rt::decode::FromValue for InputSortDirection {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<InputSortDirection> for String {
         fn from(v: InputSortDirection) -> String {
             match v {
@@ -784,12 +894,36 @@ pub mod query_rules {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub urls: Option<Vec<String>>,
     }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                actions: rt::decode::optional(m, "actions")?,
+                created_by: rt::decode::optional(m, "createdBy")?,
+                cursor: rt::decode::optional(m, "cursor")?,
+                limit: rt::decode::optional(m, "limit")?,
+                pattern_type: rt::decode::optional(m, "patternType")?,
+                reason: rt::decode::optional(m, "reason")?,
+                sort_direction: rt::decode::optional(m, "sortDirection")?,
+                urls: rt::decode::optional(m, "urls")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         /// Next cursor for pagination. Only present if there are more results.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<String>,
         pub rules: Vec<crate::tools::ozone::safelink::defs::UrlRule>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                rules: rt::decode::required(m, "rules")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -819,6 +953,11 @@ pub mod remove_rule {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["url", "pattern"],
@@ -853,6 +992,17 @@ pub mod remove_rule {
         pub pattern: crate::tools::ozone::safelink::defs::PatternType,
         /// The URL or domain to remove the rule for
         pub url: String,
+    }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                comment: rt::decode::optional(m, "comment")?,
+                created_by: rt::decode::optional(m, "createdBy")?,
+                pattern: rt::decode::required(m, "pattern")?,
+                url: rt::decode::required(m, "url")?,
+            })
+        }
     }
     pub type Output = crate::tools::ozone::safelink::defs::Event;
     /// The errors this method declares, each with a message.
@@ -905,6 +1055,11 @@ pub mod update_rule {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["url", "pattern", "action", "reason"],
@@ -953,6 +1108,19 @@ pub mod update_rule {
         pub reason: crate::tools::ozone::safelink::defs::ReasonType,
         /// The URL or domain to update the rule for
         pub url: String,
+    }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                action: rt::decode::required(m, "action")?,
+                comment: rt::decode::optional(m, "comment")?,
+                created_by: rt::decode::optional(m, "createdBy")?,
+                pattern: rt::decode::required(m, "pattern")?,
+                reason: rt::decode::required(m, "reason")?,
+                url: rt::decode::required(m, "url")?,
+            })
+        }
     }
     pub type Output = crate::tools::ozone::safelink::defs::Event;
     /// The errors this method declares, each with a message.

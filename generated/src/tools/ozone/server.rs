@@ -29,6 +29,11 @@ pub mod get_config {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -46,6 +51,19 @@ pub mod get_config {
         pub verifier_did: Option<rt::lex::Did>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub viewer: Option<crate::tools::ozone::server::get_config::ViewerConfig>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                appview: rt::decode::optional(m, "appview")?,
+                blob_divert: rt::decode::optional(m, "blobDivert")?,
+                chat: rt::decode::optional(m, "chat")?,
+                pds: rt::decode::optional(m, "pds")?,
+                verifier_did: rt::decode::optional(m, "verifierDid")?,
+                viewer: rt::decode::optional(m, "viewer")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -78,6 +96,14 @@ pub mod get_config {
     pub struct ServiceConfig {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub url: Option<rt::lex::Uri>,
+    }
+    impl rt::decode::FromValue for ServiceConfig {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                url: rt::decode::optional(m, "url")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static VIEWER_CONFIG_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -125,6 +151,11 @@ pub mod get_config {
             }
         }
     }
+    impl rt::decode::FromValue for ViewerConfigRole {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<ViewerConfigRole> for String {
         fn from(v: ViewerConfigRole) -> String {
             match v {
@@ -137,5 +168,13 @@ pub mod get_config {
     pub struct ViewerConfig {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub role: Option<ViewerConfigRole>,
+    }
+    impl rt::decode::FromValue for ViewerConfig {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                role: rt::decode::optional(m, "role")?,
+            })
+        }
     }
 }

@@ -98,6 +98,11 @@ pub mod add_values {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["name", "values"],
@@ -120,6 +125,15 @@ pub mod add_values {
         pub name: String,
         /// Array of string values to add to the set
         pub values: Vec<String>,
+    }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                name: rt::decode::required(m, "name")?,
+                values: rt::decode::required(m, "values")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -169,6 +183,15 @@ pub mod defs {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub description: Option<String>,
         pub name: String,
+    }
+    impl rt::decode::FromValue for Set {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                description: rt::decode::optional(m, "description")?,
+                name: rt::decode::required(m, "name")?,
+            })
+        }
     }
     /// Schema of this definition.
     pub static SET_VIEW_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
@@ -220,6 +243,18 @@ pub mod defs {
         #[serde(rename = "updatedAt")]
         pub updated_at: rt::lex::Datetime,
     }
+    impl rt::decode::FromValue for SetView {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                created_at: rt::decode::required(m, "createdAt")?,
+                description: rt::decode::optional(m, "description")?,
+                name: rt::decode::required(m, "name")?,
+                set_size: rt::decode::required(m, "setSize")?,
+                updated_at: rt::decode::required(m, "updatedAt")?,
+            })
+        }
+    }
 }
 /// `tools.ozone.set.deleteSet`
 pub mod delete_set {
@@ -232,6 +267,11 @@ pub mod delete_set {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["name"],
@@ -245,8 +285,22 @@ pub mod delete_set {
         /// Name of the set to delete
         pub name: String,
     }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                name: rt::decode::required(m, "name")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {}
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::object(value)?;
+            Ok(Self {})
+        }
+    }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
     pub enum Error {
@@ -297,6 +351,11 @@ pub mod delete_values {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["name", "values"],
@@ -319,6 +378,15 @@ pub mod delete_values {
         pub name: String,
         /// Array of string values to delete from the set
         pub values: Vec<String>,
+    }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                name: rt::decode::required(m, "name")?,
+                values: rt::decode::required(m, "values")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -388,12 +456,32 @@ pub mod get_values {
         pub limit: i64,
         pub name: String,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                limit: rt::decode::required(m, "limit")?,
+                name: rt::decode::required(m, "name")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<String>,
         pub set: crate::tools::ozone::set::defs::SetView,
         pub values: Vec<String>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                set: rt::decode::required(m, "set")?,
+                values: rt::decode::required(m, "values")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -513,6 +601,11 @@ pub mod query_sets {
             }
         }
     }
+    impl rt::decode::FromValue for ParamsSortBy {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Self::try_from(rt::decode::string(value)?).map_err(rt::decode::DecodeError)
+        }
+    }
     impl From<ParamsSortBy> for String {
         fn from(v: ParamsSortBy) -> String {
             v.as_str().to_string()
@@ -555,6 +648,11 @@ pub mod query_sets {
             }
         }
     }
+    impl rt::decode::FromValue for ParamsSortDirection {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Self::try_from(rt::decode::string(value)?).map_err(rt::decode::DecodeError)
+        }
+    }
     impl From<ParamsSortDirection> for String {
         fn from(v: ParamsSortDirection) -> String {
             v.as_str().to_string()
@@ -575,11 +673,32 @@ pub mod query_sets {
         #[serde(rename = "sortDirection")]
         pub sort_direction: ParamsSortDirection,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                limit: rt::decode::required(m, "limit")?,
+                name_prefix: rt::decode::optional(m, "namePrefix")?,
+                sort_by: rt::decode::required(m, "sortBy")?,
+                sort_direction: rt::decode::required(m, "sortDirection")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<String>,
         pub sets: Vec<crate::tools::ozone::set::defs::SetView>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                sets: rt::decode::required(m, "sets")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -606,6 +725,11 @@ pub mod upsert_set {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Ref(
         &crate::tools::ozone::set::defs::SET_SCHEMA,

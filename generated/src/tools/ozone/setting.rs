@@ -150,6 +150,11 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for OptionDefManagerRole {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<OptionDefManagerRole> for String {
         fn from(v: OptionDefManagerRole) -> String {
             match v {
@@ -188,6 +193,11 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for OptionDefScope {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<OptionDefScope> for String {
         fn from(v: OptionDefScope) -> String {
             match v {
@@ -217,6 +227,23 @@ pub mod defs {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub updated_at: Option<rt::lex::Datetime>,
         pub value: rt::lex::Value,
+    }
+    impl rt::decode::FromValue for OptionDef {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                created_at: rt::decode::optional(m, "createdAt")?,
+                created_by: rt::decode::required(m, "createdBy")?,
+                description: rt::decode::optional(m, "description")?,
+                did: rt::decode::required(m, "did")?,
+                key: rt::decode::required(m, "key")?,
+                last_updated_by: rt::decode::required(m, "lastUpdatedBy")?,
+                manager_role: rt::decode::optional(m, "managerRole")?,
+                scope: rt::decode::required(m, "scope")?,
+                updated_at: rt::decode::optional(m, "updatedAt")?,
+                value: rt::decode::required(m, "value")?,
+            })
+        }
     }
 }
 /// `tools.ozone.setting.listOptions`
@@ -291,6 +318,11 @@ pub mod list_options {
             }
         }
     }
+    impl rt::decode::FromValue for ParamsScope {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<ParamsScope> for String {
         fn from(v: ParamsScope) -> String {
             match v {
@@ -313,11 +345,32 @@ pub mod list_options {
         pub prefix: Option<String>,
         pub scope: ParamsScope,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                keys: rt::decode::optional(m, "keys")?,
+                limit: rt::decode::required(m, "limit")?,
+                prefix: rt::decode::optional(m, "prefix")?,
+                scope: rt::decode::required(m, "scope")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<String>,
         pub options: Vec<crate::tools::ozone::setting::defs::OptionDef>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                options: rt::decode::required(m, "options")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -344,6 +397,11 @@ pub mod remove_options {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["keys", "scope"],
@@ -393,6 +451,11 @@ pub mod remove_options {
             }
         }
     }
+    impl rt::decode::FromValue for InputScope {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<InputScope> for String {
         fn from(v: InputScope) -> String {
             match v {
@@ -406,8 +469,23 @@ pub mod remove_options {
         pub keys: Vec<rt::lex::Nsid>,
         pub scope: InputScope,
     }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                keys: rt::decode::required(m, "keys")?,
+                scope: rt::decode::required(m, "scope")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {}
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::object(value)?;
+            Ok(Self {})
+        }
+    }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
         nsid: NSID,
@@ -436,6 +514,11 @@ pub mod upsert_option {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["key", "scope", "value"],
@@ -498,6 +581,11 @@ pub mod upsert_option {
             }
         }
     }
+    impl rt::decode::FromValue for InputManagerRole {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<InputManagerRole> for String {
         fn from(v: InputManagerRole) -> String {
             match v {
@@ -536,6 +624,11 @@ pub mod upsert_option {
             }
         }
     }
+    impl rt::decode::FromValue for InputScope {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<InputScope> for String {
         fn from(v: InputScope) -> String {
             match v {
@@ -555,9 +648,29 @@ pub mod upsert_option {
         pub scope: InputScope,
         pub value: rt::lex::Value,
     }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                description: rt::decode::optional(m, "description")?,
+                key: rt::decode::required(m, "key")?,
+                manager_role: rt::decode::optional(m, "managerRole")?,
+                scope: rt::decode::required(m, "scope")?,
+                value: rt::decode::required(m, "value")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub option: crate::tools::ozone::setting::defs::OptionDef,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                option: rt::decode::required(m, "option")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {

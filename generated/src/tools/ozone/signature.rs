@@ -64,6 +64,15 @@ pub mod defs {
         pub property: String,
         pub value: String,
     }
+    impl rt::decode::FromValue for SigDetail {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                property: rt::decode::required(m, "property")?,
+                value: rt::decode::required(m, "value")?,
+            })
+        }
+    }
 }
 /// `tools.ozone.signature.findCorrelation`
 pub mod find_correlation {
@@ -94,9 +103,25 @@ pub mod find_correlation {
     pub struct Params {
         pub dids: Vec<rt::lex::Did>,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                dids: rt::decode::required(m, "dids")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub details: Vec<crate::tools::ozone::signature::defs::SigDetail>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                details: rt::decode::required(m, "details")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -150,6 +175,16 @@ pub mod find_related_accounts {
         pub did: rt::lex::Did,
         pub limit: i64,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                did: rt::decode::required(m, "did")?,
+                limit: rt::decode::required(m, "limit")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub accounts: Vec<
@@ -157,6 +192,15 @@ pub mod find_related_accounts {
         >,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<String>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                accounts: rt::decode::required(m, "accounts")?,
+                cursor: rt::decode::optional(m, "cursor")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -200,6 +244,15 @@ pub mod find_related_accounts {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub similarities: Option<Vec<crate::tools::ozone::signature::defs::SigDetail>>,
     }
+    impl rt::decode::FromValue for RelatedAccount {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                account: rt::decode::required(m, "account")?,
+                similarities: rt::decode::optional(m, "similarities")?,
+            })
+        }
+    }
 }
 /// `tools.ozone.signature.searchAccounts`
 pub mod search_accounts {
@@ -240,11 +293,30 @@ pub mod search_accounts {
         pub limit: i64,
         pub values: Vec<String>,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                limit: rt::decode::required(m, "limit")?,
+                values: rt::decode::required(m, "values")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         pub accounts: Vec<crate::com::atproto::admin::defs::AccountView>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<String>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                accounts: rt::decode::required(m, "accounts")?,
+                cursor: rt::decode::optional(m, "cursor")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {

@@ -71,6 +71,11 @@ pub mod add_member {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["did", "role"],
@@ -124,6 +129,11 @@ pub mod add_member {
             }
         }
     }
+    impl rt::decode::FromValue for InputRole {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<InputRole> for String {
         fn from(v: InputRole) -> String {
             match v {
@@ -136,6 +146,15 @@ pub mod add_member {
     pub struct Input {
         pub did: rt::lex::Did,
         pub role: InputRole,
+    }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                did: rt::decode::required(m, "did")?,
+                role: rt::decode::required(m, "role")?,
+            })
+        }
     }
     pub type Output = crate::tools::ozone::team::defs::Member;
     /// The errors this method declares, each with a message.
@@ -266,6 +285,11 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for MemberRole {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<MemberRole> for String {
         fn from(v: MemberRole) -> String {
             match v {
@@ -291,6 +315,20 @@ pub mod defs {
         #[serde(rename = "updatedAt")]
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub updated_at: Option<rt::lex::Datetime>,
+    }
+    impl rt::decode::FromValue for Member {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                created_at: rt::decode::optional(m, "createdAt")?,
+                did: rt::decode::required(m, "did")?,
+                disabled: rt::decode::optional(m, "disabled")?,
+                last_updated_by: rt::decode::optional(m, "lastUpdatedBy")?,
+                profile: rt::decode::optional(m, "profile")?,
+                role: rt::decode::required(m, "role")?,
+                updated_at: rt::decode::optional(m, "updatedAt")?,
+            })
+        }
     }
     /// Admin role. Highest level of access, can perform all actions.
     pub const ROLE_ADMIN: &str = "tools.ozone.team.defs#roleAdmin";
@@ -328,6 +366,11 @@ pub mod delete_member {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["did"],
@@ -345,6 +388,14 @@ pub mod delete_member {
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Input {
         pub did: rt::lex::Did,
+    }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                did: rt::decode::required(m, "did")?,
+            })
+        }
     }
     /// The errors this method declares, each with a message.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -438,11 +489,32 @@ pub mod list_members {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub roles: Option<Vec<String>>,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                disabled: rt::decode::optional(m, "disabled")?,
+                limit: rt::decode::required(m, "limit")?,
+                q: rt::decode::optional(m, "q")?,
+                roles: rt::decode::optional(m, "roles")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cursor: Option<String>,
         pub members: Vec<crate::tools::ozone::team::defs::Member>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                members: rt::decode::required(m, "members")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -469,6 +541,11 @@ pub mod update_member {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["did"],
@@ -528,6 +605,11 @@ pub mod update_member {
             }
         }
     }
+    impl rt::decode::FromValue for InputRole {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::string(value).map(Self::from)
+        }
+    }
     impl From<InputRole> for String {
         fn from(v: InputRole) -> String {
             match v {
@@ -543,6 +625,16 @@ pub mod update_member {
         pub disabled: Option<bool>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub role: Option<InputRole>,
+    }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                did: rt::decode::required(m, "did")?,
+                disabled: rt::decode::optional(m, "disabled")?,
+                role: rt::decode::optional(m, "role")?,
+            })
+        }
     }
     pub type Output = crate::tools::ozone::team::defs::Member;
     /// The errors this method declares, each with a message.

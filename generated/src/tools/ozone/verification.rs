@@ -174,6 +174,12 @@ pub mod defs {
             rt::serde_value::buffer_union(d).map(|(_, value, _)| Self::Unknown(value))
         }
     }
+    impl rt::decode::FromValue for VerificationViewIssuerProfile {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::union_type(value)?;
+            Ok(Self::Unknown(value.clone()))
+        }
+    }
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum VerificationViewIssuerRepo {
@@ -221,6 +227,20 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for VerificationViewIssuerRepo {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "tools.ozone.moderation.defs#repoViewDetail" => {
+                    rt::decode::union_member(ty, value).map(Self::RepoViewDetail)
+                }
+                "tools.ozone.moderation.defs#repoViewNotFound" => {
+                    rt::decode::union_member(ty, value).map(Self::RepoViewNotFound)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     /// An open union: unknown `$type`s are kept in `Unknown`.
     #[derive(Debug, Clone, PartialEq)]
     pub enum VerificationViewSubjectProfile {
@@ -237,6 +257,12 @@ pub mod defs {
     impl<'de> serde::Deserialize<'de> for VerificationViewSubjectProfile {
         fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
             rt::serde_value::buffer_union(d).map(|(_, value, _)| Self::Unknown(value))
+        }
+    }
+    impl rt::decode::FromValue for VerificationViewSubjectProfile {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            rt::decode::union_type(value)?;
+            Ok(Self::Unknown(value.clone()))
         }
     }
     /// An open union: unknown `$type`s are kept in `Unknown`.
@@ -286,6 +312,20 @@ pub mod defs {
             }
         }
     }
+    impl rt::decode::FromValue for VerificationViewSubjectRepo {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let ty = rt::decode::union_type(value)?;
+            match ty {
+                "tools.ozone.moderation.defs#repoViewDetail" => {
+                    rt::decode::union_member(ty, value).map(Self::RepoViewDetail)
+                }
+                "tools.ozone.moderation.defs#repoViewNotFound" => {
+                    rt::decode::union_member(ty, value).map(Self::RepoViewNotFound)
+                }
+                _ => Ok(Self::Unknown(value.clone())),
+            }
+        }
+    }
     /// Verification data for the associated subject.
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct VerificationView {
@@ -328,6 +368,26 @@ pub mod defs {
         /// The AT-URI of the verification record.
         pub uri: rt::lex::AtUri,
     }
+    impl rt::decode::FromValue for VerificationView {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                created_at: rt::decode::required(m, "createdAt")?,
+                display_name: rt::decode::required(m, "displayName")?,
+                handle: rt::decode::required(m, "handle")?,
+                issuer: rt::decode::required(m, "issuer")?,
+                issuer_profile: rt::decode::optional(m, "issuerProfile")?,
+                issuer_repo: rt::decode::optional(m, "issuerRepo")?,
+                revoke_reason: rt::decode::optional(m, "revokeReason")?,
+                revoked_at: rt::decode::optional(m, "revokedAt")?,
+                revoked_by: rt::decode::optional(m, "revokedBy")?,
+                subject: rt::decode::required(m, "subject")?,
+                subject_profile: rt::decode::optional(m, "subjectProfile")?,
+                subject_repo: rt::decode::optional(m, "subjectRepo")?,
+                uri: rt::decode::required(m, "uri")?,
+            })
+        }
+    }
 }
 /// `tools.ozone.verification.grantVerifications`
 pub mod grant_verifications {
@@ -358,11 +418,25 @@ pub mod grant_verifications {
         /// The did of the subject being verified
         pub subject: rt::lex::Did,
     }
+    impl rt::decode::FromValue for GrantError {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                error: rt::decode::required(m, "error")?,
+                subject: rt::decode::required(m, "subject")?,
+            })
+        }
+    }
     /// Schema of the query parameters (none).
     pub static PARAMS_SCHEMA: rt::schema::ObjectSchema = rt::schema::ObjectSchema::EMPTY;
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["verifications"],
@@ -387,6 +461,14 @@ pub mod grant_verifications {
             crate::tools::ozone::verification::grant_verifications::VerificationInput,
         >,
     }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                verifications: rt::decode::required(m, "verifications")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(rename = "failedVerifications")]
@@ -396,6 +478,15 @@ pub mod grant_verifications {
         pub verifications: Vec<
             crate::tools::ozone::verification::defs::VerificationView,
         >,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                failed_verifications: rt::decode::required(m, "failedVerifications")?,
+                verifications: rt::decode::required(m, "verifications")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -455,6 +546,17 @@ pub mod grant_verifications {
         pub handle: rt::lex::Handle,
         /// The did of the subject being verified
         pub subject: rt::lex::Did,
+    }
+    impl rt::decode::FromValue for VerificationInput {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                created_at: rt::decode::optional(m, "createdAt")?,
+                display_name: rt::decode::required(m, "displayName")?,
+                handle: rt::decode::required(m, "handle")?,
+                subject: rt::decode::required(m, "subject")?,
+            })
+        }
     }
 }
 /// `tools.ozone.verification.listVerifications`
@@ -567,6 +669,11 @@ pub mod list_verifications {
             }
         }
     }
+    impl rt::decode::FromValue for ParamsSortDirection {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Self::try_from(rt::decode::string(value)?).map_err(rt::decode::DecodeError)
+        }
+    }
     impl From<ParamsSortDirection> for String {
         fn from(v: ParamsSortDirection) -> String {
             v.as_str().to_string()
@@ -602,6 +709,21 @@ pub mod list_verifications {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub subjects: Option<Vec<rt::lex::Did>>,
     }
+    impl rt::decode::FromValue for Params {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                created_after: rt::decode::optional(m, "createdAfter")?,
+                created_before: rt::decode::optional(m, "createdBefore")?,
+                cursor: rt::decode::optional(m, "cursor")?,
+                is_revoked: rt::decode::optional(m, "isRevoked")?,
+                issuers: rt::decode::optional(m, "issuers")?,
+                limit: rt::decode::required(m, "limit")?,
+                sort_direction: rt::decode::required(m, "sortDirection")?,
+                subjects: rt::decode::optional(m, "subjects")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -609,6 +731,15 @@ pub mod list_verifications {
         pub verifications: Vec<
             crate::tools::ozone::verification::defs::VerificationView,
         >,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                cursor: rt::decode::optional(m, "cursor")?,
+                verifications: rt::decode::required(m, "verifications")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -635,6 +766,11 @@ pub mod revoke_verifications {
     /// Query parameters (none).
     #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Params {}
+    impl rt::decode::FromValue for Params {
+        fn from_value(_: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            Ok(Params {})
+        }
+    }
     /// Schema of the input body.
     pub static INPUT_SCHEMA: rt::schema::Schema = rt::schema::Schema::Object(rt::schema::ObjectSchema {
         required: &["uris"],
@@ -669,6 +805,15 @@ pub mod revoke_verifications {
         /// Array of verification record uris to revoke
         pub uris: Vec<rt::lex::AtUri>,
     }
+    impl rt::decode::FromValue for Input {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                revoke_reason: rt::decode::optional(m, "revokeReason")?,
+                uris: rt::decode::required(m, "uris")?,
+            })
+        }
+    }
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     pub struct Output {
         /// List of verification uris that couldn't be revoked, including failure reasons
@@ -679,6 +824,15 @@ pub mod revoke_verifications {
         /// List of verification uris successfully revoked
         #[serde(rename = "revokedVerifications")]
         pub revoked_verifications: Vec<rt::lex::AtUri>,
+    }
+    impl rt::decode::FromValue for Output {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                failed_revocations: rt::decode::required(m, "failedRevocations")?,
+                revoked_verifications: rt::decode::required(m, "revokedVerifications")?,
+            })
+        }
     }
     /// Metadata of this method: kind, encodings, declared errors.
     pub static META: rt::xrpc::MethodMeta = rt::xrpc::MethodMeta {
@@ -718,5 +872,14 @@ pub mod revoke_verifications {
         pub error: String,
         /// The AT-URI of the verification record that failed to revoke.
         pub uri: rt::lex::AtUri,
+    }
+    impl rt::decode::FromValue for RevokeError {
+        fn from_value(value: &rt::lex::Value) -> Result<Self, rt::decode::DecodeError> {
+            let m = rt::decode::object(value)?;
+            Ok(Self {
+                error: rt::decode::required(m, "error")?,
+                uri: rt::decode::required(m, "uri")?,
+            })
+        }
     }
 }
