@@ -40,6 +40,12 @@ struct DocCx<'a> {
     current: String,
 }
 
+/// Definitions the server passes on without reading them, typed as data-model values so that
+/// nothing a client sent is lost: typed structs drop the fields this version of the lexicons
+/// does not know. The account's preferences are stored and returned exactly as sent, as the
+/// reference PDS does.
+pub const VERBATIM: &[&str] = &["app.bsky.actor.defs#preferences"];
+
 /// The name of the handler trait constant saying whether a service serves method `nsid`
 /// (`SERVES_GET_RECORD` for `com.atproto.repo.getRecord`).
 pub fn serves_const(nsid: &str) -> proc_macro2::Ident {
@@ -279,7 +285,20 @@ impl<'a> Gen<'a> {
                     #[doc = " Schema of this definition."]
                     pub static #static_name: #rt::schema::Schema = #schema;
                 });
-                if let Kind::Object(o) = &t.kind {
+                if VERBATIM.contains(&full.as_str()) {
+                    // Validated against the schema above, then carried as data-model values.
+                    let tn = ident(&type_name);
+                    let ty = match &t.kind {
+                        Kind::Array { .. } => quote! { Vec<#rt::lex::Value> },
+                        _ => quote! { #rt::lex::Value },
+                    };
+                    cx.items.push(quote! {
+                        #d
+                        #[doc = ""]
+                        #[doc = " Carried verbatim (see the generator's `VERBATIM`)."]
+                        pub type #tn = #ty;
+                    });
+                } else if let Kind::Object(o) = &t.kind {
                     self.struct_item(cx, &type_name, &t.description, o);
                 } else {
                     let ty = self.rust_type(cx, t, &type_name, true);

@@ -45,8 +45,12 @@ fn preferences_round_trip_and_rules(base: &str) {
     assert_eq!(empty.json(), json!({ "preferences": [] }));
 
     let prefs = json!([
-        { "$type": "app.bsky.actor.defs#adultContentPref", "enabled": false },
+        // A field newer lexicons may add is kept: preferences are stored as sent.
+        { "$type": "app.bsky.actor.defs#adultContentPref", "enabled": false, "futureField": "kept" },
         { "$type": "app.bsky.actor.defs#personalDetailsPref", "birthDate": "1990-01-01T00:00:00.000Z" },
+        { "$type": "app.bsky.actor.defs#savedFeedsPrefV2", "items": [
+            { "id": "3l", "type": "timeline", "value": "following", "pinned": true, "extra": { "a": 1 } }
+        ] },
         { "$type": "app.bsky.actor.defs#someFuturePref", "anything": [1, 2, 3] },
     ]);
     let put = authed(
@@ -60,8 +64,25 @@ fn preferences_round_trip_and_rules(base: &str) {
     let got = authed(base, "GET", "app.bsky.actor.getPreferences", &access, None).json();
     assert_eq!(
         got["preferences"], prefs,
-        "stored exactly, unknown preference types included"
+        "stored exactly, unknown preference types and fields included"
     );
+
+    // Still checked against the lexicon: a member without a type, or a known one with a
+    // field of the wrong type, is refused.
+    for bad in [
+        json!({ "preferences": [{ "enabled": true }] }),
+        json!({ "preferences": [{ "$type": "app.bsky.actor.defs#adultContentPref", "enabled": "yes" }] }),
+    ] {
+        let res = authed(
+            base,
+            "POST",
+            "app.bsky.actor.putPreferences",
+            &access,
+            Some(&bad),
+        );
+        assert_eq!(res.status, 400, "{bad}");
+        assert_eq!(res.json()["error"], "InvalidRequest", "{bad}");
+    }
 
     let foreign = json!({ "preferences": [{ "$type": "com.example.pref", "x": 1 }] });
     let res = authed(
@@ -114,7 +135,11 @@ fn preferences_round_trip_and_rules(base: &str) {
         None,
     )
     .json();
-    assert_eq!(seen["preferences"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        seen["preferences"].as_array().unwrap().len(),
+        3,
+        "all but the personal details"
+    );
     let replace = json!({ "preferences": [{ "$type": "app.bsky.actor.defs#adultContentPref", "enabled": true }] });
     assert_eq!(
         authed(

@@ -1,6 +1,7 @@
 //! `app.bsky.actor` preferences, stored with the account (the rest of app.bsky is the AppView's).
 
 use pds_api::app::bsky::actor::{get_preferences, put_preferences, AppBskyActor};
+use pds_api::runtime::value::Value;
 use pds_api::runtime::xrpc::XrpcError;
 
 use super::{Api, RequestContext};
@@ -44,13 +45,13 @@ impl AppBskyActor for Api<'_> {
         _params: get_preferences::Params,
     ) -> Result<get_preferences::Output, XrpcError> {
         let full = is_full_access(&cx.caller);
-        let visible: Vec<serde_json::Value> = self
+        // Returned exactly as stored.
+        let preferences = self
             .stored_preferences()?
-            .into_iter()
+            .iter()
             .filter(|p| full || !FULL_ACCESS_ONLY.contains(&type_of(p)))
-            .collect();
-        let preferences =
-            serde_json::from_value(serde_json::Value::Array(visible)).map_err(internal)?;
+            .map(|p| Value::from_json(p).map_err(internal))
+            .collect::<Result<_, _>>()?;
         Ok(get_preferences::Output { preferences })
     }
 
@@ -60,10 +61,9 @@ impl AppBskyActor for Api<'_> {
         _params: put_preferences::Params,
         input: put_preferences::Input,
     ) -> Result<(), XrpcError> {
-        let incoming = match serde_json::to_value(&input.preferences).map_err(internal)? {
-            serde_json::Value::Array(items) => items,
-            _ => return Err(internal("preferences did not encode as a list")),
-        };
+        // Stored exactly as sent (validated against the lexicon, not retyped).
+        let incoming: Vec<serde_json::Value> =
+            input.preferences.iter().map(Value::to_json).collect();
         if incoming
             .iter()
             .any(|p| !type_of(p).starts_with("app.bsky."))
