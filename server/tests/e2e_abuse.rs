@@ -18,8 +18,8 @@ use support::account::{
     create_app_password, create_record, did, login, refresh, sign_in, HANDLE, PASSWORD,
 };
 use support::http::{
-    connect_from, read_body, read_head, request, request_from, upgrade, upgrade_from, with_headers,
-    xrpc,
+    connect_from, read_body, read_head, request, request_from, try_read_head, upgrade,
+    upgrade_from, with_headers, xrpc,
 };
 use support::ShellKind;
 
@@ -63,6 +63,31 @@ fn next_frame(socket: &mut BufReader<std::net::TcpStream>) -> u8 {
     let mut payload = vec![0u8; len as usize];
     socket.read_exact(&mut payload).unwrap();
     head[0]
+}
+
+/// Streams 2 MiB of JSON to createSession without a declared length: the answer's status and
+/// body, or `None` when the connection dropped before an answer.
+fn chunked_over_limit(base: &str) -> Option<(u16, Vec<u8>)> {
+    let (mut stream, authority) = connect_from(None, base);
+    write!(
+        stream,
+        "POST {CREATE_SESSION} HTTP/1.1\r\nhost: {authority}\r\ncontent-type: application/json\r\n\
+         transfer-encoding: chunked\r\n\r\n"
+    )
+    .unwrap();
+    let chunk = vec![b' '; 32 * 1024];
+    for _ in 0..64 {
+        let sent = write!(stream, "{:x}\r\n", chunk.len())
+            .and_then(|()| stream.write_all(&chunk))
+            .and_then(|()| stream.write_all(b"\r\n"));
+        if sent.is_err() {
+            break; // The server stopped reading: its answer is waiting.
+        }
+    }
+    let _ = stream.write_all(b"0\r\n\r\n");
+    let mut reader = BufReader::new(stream);
+    let (status, headers) = try_read_head(&mut reader)?;
+    Some((status, read_body(&mut reader, &headers)))
 }
 
 fn oversized_bodies_are_refused_unread(kind: ShellKind) {
@@ -118,29 +143,24 @@ fn oversized_bodies_are_refused_unread(kind: ShellKind) {
     );
 
     // A streamed body without a declared length is counted and cut at the limit: 413 once it
-    // passes 150 KiB, whatever follows.
-    let (mut stream, authority) = connect_from(None, &base);
-    write!(
-        stream,
-        "POST {CREATE_SESSION} HTTP/1.1\r\nhost: {authority}\r\ncontent-type: application/json\r\n\
-         transfer-encoding: chunked\r\n\r\n"
-    )
-    .unwrap();
-    let chunk = vec![b' '; 32 * 1024];
-    for _ in 0..64 {
-        let sent = write!(stream, "{:x}\r\n", chunk.len())
-            .and_then(|()| stream.write_all(&chunk))
-            .and_then(|()| stream.write_all(b"\r\n"));
-        if sent.is_err() {
-            break; // The server stopped reading: its answer is waiting.
+    // passes 150 KiB, whatever follows. Under `wrangler dev`, the local proxy in front of the
+    // Worker sometimes loses the race between its upload and the early answer, and answers
+    // its own 500 "Network connection lost." (or drops the connection) instead of passing the
+    // 413 on; Cloudflare's edge does not sit there. Only that artifact is retried.
+    let mut artifacts = 0;
+    let body = loop {
+        match chunked_over_limit(&base) {
+            Some((413, body)) => break body,
+            Some((500, body))
+                if kind == ShellKind::Worker
+                    && String::from_utf8_lossy(&body).contains("Network connection lost") => {}
+            None if kind == ShellKind::Worker => {}
+            other => panic!("chunked 2 MiB: {other:?}"),
         }
-    }
-    let _ = stream.write_all(b"0\r\n\r\n");
-    let mut reader = BufReader::new(stream);
-    let (status, headers) = read_head(&mut reader);
-    assert_eq!(status, 413, "chunked 2 MiB");
-    let body: serde_json::Value =
-        serde_json::from_slice(&read_body(&mut reader, &headers)).unwrap();
+        artifacts += 1;
+        assert!(artifacts < 5, "the dev proxy's artifact every time");
+    };
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(body["error"], "PayloadTooLarge");
 
     // Limits are per method: a 300 KB record fits createRecord's 1,000,000 bytes, while

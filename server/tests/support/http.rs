@@ -125,17 +125,22 @@ pub fn with_headers(mut head: String, headers: &[(&str, &str)]) -> String {
 
 /// Reads a response's status line and headers (names lower-cased).
 pub fn read_head(reader: &mut impl BufRead) -> (u16, Vec<(String, String)>) {
+    try_read_head(reader).expect("a response head")
+}
+
+/// [`read_head`], or `None` when the connection ends or breaks before a whole head.
+pub fn try_read_head(reader: &mut impl BufRead) -> Option<(u16, Vec<(String, String)>)> {
     let mut line = String::new();
-    reader.read_line(&mut line).unwrap();
-    let status: u16 = line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("bad status line {line:?}"));
+    if reader.read_line(&mut line).ok()? == 0 {
+        return None;
+    }
+    let status: u16 = line.split(' ').nth(1)?.parse().ok()?;
     let mut headers = Vec::new();
     loop {
         line.clear();
-        reader.read_line(&mut line).unwrap();
+        if reader.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
         let l = line.trim_end();
         if l.is_empty() {
             break;
@@ -144,7 +149,7 @@ pub fn read_head(reader: &mut impl BufRead) -> (u16, Vec<(String, String)>) {
             headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
         }
     }
-    (status, headers)
+    Some((status, headers))
 }
 
 /// Reads a body framed by `content-length` or chunked encoding, else up to the end of the
