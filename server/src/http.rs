@@ -1,6 +1,21 @@
 //! Platform-neutral HTTP request and response: what the shells (Worker, native) convert to and from,
 //! so that routing and every decision above it is shared code.
 
+/// Percent-encodes `s` for a URL component: every byte but RFC 3986's unreserved characters
+/// and those in `keep`.
+pub fn percent_encode(s: &str, keep: &[u8]) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') || keep.contains(&b)
+        {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// An HTTP request as the PDS core sees it.
 #[derive(Debug, Clone, Default)]
 pub struct HttpRequest {

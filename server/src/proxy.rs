@@ -547,17 +547,9 @@ fn query_param(query: &str, name: &str) -> Option<String> {
     })
 }
 
-/// Percent-encodes a query parameter value.
+/// Percent-encodes a query parameter value, keeping `:` (DIDs and AT URIs read as they are).
 pub(crate) fn encode_component(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b':') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    crate::http::percent_encode(s, b":")
 }
 
 /// Carries out a grant at the front: sends the client's call to the service with the

@@ -243,6 +243,12 @@ impl Tid {
 }
 
 impl Datetime {
+    /// The datetime of a Unix timestamp in milliseconds (times before 1970 as 1970), written
+    /// as [`Datetime::from_unix_micros`] writes them.
+    pub fn from_unix_millis(millis: i64) -> Datetime {
+        Datetime::from_unix_micros(u64::try_from(millis).unwrap_or(0).saturating_mul(1000))
+    }
+
     /// The datetime of a Unix timestamp in microseconds, written the way the reference
     /// implementation writes them (JavaScript `toISOString`): `YYYY-MM-DDTHH:MM:SS.mmmZ`.
     /// Times past the year 9999 are clamped to its last millisecond (4-digit years only).

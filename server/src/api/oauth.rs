@@ -9,10 +9,6 @@ use super::{Api, RequestContext};
 use crate::auth::Permission;
 use crate::oauth::store::OAuthStore;
 
-fn datetime(ms: i64) -> Datetime {
-    Datetime::from_unix_micros(u64::try_from(ms).unwrap_or(0).saturating_mul(1000))
-}
-
 impl DevRustpdsOauth for Api<'_> {
     const SERVES_LIST_SESSIONS: bool = true;
     const SERVES_REVOKE_SESSION: bool = true;
@@ -39,9 +35,11 @@ impl DevRustpdsOauth for Api<'_> {
                 list_sessions::Session {
                     auth_method: s.auth_method.clone().into(),
                     client_name,
-                    created_at: datetime(s.created_ms),
-                    expires_at: datetime(s.expires_ms.min(s.refreshed_ms + s.refresh_idle_ms)),
-                    last_refreshed_at: datetime(s.refreshed_ms),
+                    created_at: Datetime::from_unix_millis(s.created_ms),
+                    expires_at: Datetime::from_unix_millis(
+                        s.expires_ms.min(s.refreshed_ms + s.refresh_idle_ms),
+                    ),
+                    last_refreshed_at: Datetime::from_unix_millis(s.refreshed_ms),
                     id: s.id,
                     client_id: s.client_id,
                     scope: s.scope,

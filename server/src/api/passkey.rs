@@ -14,10 +14,6 @@ use crate::oauth::passkey::{CredentialKey, EDDSA, ES256};
 use crate::oauth::passkey_pages::{LINK_TTL_MS, REGISTER_PATH};
 use crate::oauth::store::{token_hash, OAuthStore};
 
-fn datetime(ms: i64) -> Datetime {
-    Datetime::from_unix_micros(u64::try_from(ms).unwrap_or(0).saturating_mul(1000))
-}
-
 impl DevRustpdsPasskey for Api<'_> {
     const SERVES_CREATE_REGISTRATION: bool = true;
     const SERVES_DELETE_PASSKEY: bool = true;
@@ -46,7 +42,7 @@ impl DevRustpdsPasskey for Api<'_> {
         let url = format!("{}{REGISTER_PATH}?token={token}", self.config.public_url());
         Ok(create_registration::Output {
             url: Uri::new(url).map_err(internal)?,
-            expires_at: datetime(expires),
+            expires_at: Datetime::from_unix_millis(expires),
         })
     }
 
@@ -67,8 +63,8 @@ impl DevRustpdsPasskey for Api<'_> {
                 };
                 list_passkeys::Passkey {
                     algorithm: algorithm.to_owned().into(),
-                    created_at: datetime(p.created_ms),
-                    last_used_at: p.last_used_ms.map(datetime),
+                    created_at: Datetime::from_unix_millis(p.created_ms),
+                    last_used_at: p.last_used_ms.map(Datetime::from_unix_millis),
                     id: p.id,
                     name: p.name,
                 }

@@ -183,17 +183,9 @@ pub fn parameters(
     Ok(out)
 }
 
-/// Percent-encodes a query parameter value.
+/// Percent-encodes a query parameter value: everything but RFC 3986's unreserved characters.
 pub fn encode_component(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    crate::http::percent_encode(s, b"")
 }
 
 /// A 303 to `location`, uncacheable.

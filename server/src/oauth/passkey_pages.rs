@@ -11,15 +11,12 @@ use super::store::{token_hash, OAuthStore, StoredPasskey};
 use crate::account::Account;
 use crate::config::Config;
 use crate::http::{HttpRequest, HttpResponse};
+use crate::maintenance::now_ms;
 
 /// The registration page's path.
 pub const REGISTER_PATH: &str = "/passkey/register";
 /// How long a registration link works.
 pub const LINK_TTL_MS: i64 = 10 * 60 * 1000;
-
-fn now_ms(account: &Account) -> i64 {
-    crate::maintenance::now_ms(account)
-}
 
 /// The ids of the stored passkeys.
 fn passkey_ids(account: &Account) -> Vec<String> {

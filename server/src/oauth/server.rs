@@ -20,6 +20,7 @@ use crate::account::Account;
 use crate::auth::jwt;
 use crate::config::Config;
 use crate::http::{HttpRequest, HttpResponse};
+use crate::maintenance::now_ms;
 
 /// Prefixes of what this server issues: a token's kind is known from its first characters.
 pub const ACCESS_PREFIX: &str = "oat-";
@@ -52,10 +53,6 @@ pub async fn serve(config: &Config, account: &Account, req: &HttpRequest) -> Htt
         _ => return crate::routes::not_found(),
     };
     outcome.unwrap_or_else(|e| e.response())
-}
-
-fn now_ms(account: &Account) -> i64 {
-    crate::maintenance::now_ms(account)
 }
 
 /// Checks the request's DPoP proof for an authorization server endpoint and spends its `jti`.

@@ -53,7 +53,7 @@ pub fn snapshot(
             level: CheckLevel::from(c.level),
             summary: c.summary,
             fix: c.fix,
-            checked_at: datetime(c.checked_ms),
+            checked_at: Datetime::from_unix_millis(c.checked_ms),
         })
         .collect();
     let recent_commits = crate::storage::sequencer::newest_events(db, "commit", RECENT_COMMITS)
@@ -66,7 +66,7 @@ pub fn snapshot(
     let counted = stored::commits_per_day(db, first_day).map_err(internal)?;
     let commits_per_day = (first_day..=today)
         .map(|day| DayCount {
-            day: datetime(day * DAY_MS).as_str()[..10].to_owned(),
+            day: Datetime::from_unix_millis(day * DAY_MS).as_str()[..10].to_owned(),
             commits: counted
                 .iter()
                 .find(|(d, _)| *d == day)
@@ -98,10 +98,6 @@ fn internal_syntax(e: &dyn std::fmt::Display) -> XrpcError {
     XrpcError::internal_message(e.to_string())
 }
 
-fn datetime(ms: i64) -> Datetime {
-    Datetime::from_unix_micros(u64::try_from(ms).unwrap_or(0).saturating_mul(1000))
-}
-
 /// A stored `#commit` event as the page lists it; `None` for one it cannot read.
 fn recent_commit(seq: i64, time_ms: i64, event: &[u8]) -> Option<RecentCommit> {
     let Ok(Value::Map(body)) = cbor::decode(event) else {
@@ -130,7 +126,7 @@ fn recent_commit(seq: i64, time_ms: i64, event: &[u8]) -> Option<RecentCommit> {
     Some(RecentCommit {
         seq,
         rev,
-        time: datetime(time_ms),
+        time: Datetime::from_unix_millis(time_ms),
         ops,
     })
 }
@@ -260,7 +256,7 @@ pub fn render(status: &Output, now_ms: i64) -> String {
     html.push_str(&format!(
         "<footer>rust-pds {} · public information only · shown {}</footer></main></body></html>",
         esc(&status.version),
-        when(&datetime(now_ms)),
+        when(&Datetime::from_unix_millis(now_ms)),
     ));
     html
 }
