@@ -431,6 +431,7 @@ fn prune_if_due(config: &Config, db: &dyn Sql, now_ms: i64) -> Result<(), Storag
         now_ms.saturating_sub(retention_ms),
         m.event_retention_count,
     )?;
+    crate::oauth::permission_set::prune_cache(db, now_ms)?;
     state::set_last_prune(db, now_ms)
 }
 

@@ -237,6 +237,15 @@ pub async fn expand_scope(
 
 /// The permission set `nsid`: from the cache while fresh, else from the network (the old copy
 /// when that fails, for a while).
+/// Forgets cached sets too old to be used ([`USABLE_MS`]); maintenance runs it.
+pub fn prune_cache(db: &dyn crate::storage::Sql, now_ms: i64) -> crate::storage::Result<()> {
+    db.execute(
+        "DELETE FROM lexicon_cache WHERE fetched_ms < ?",
+        &[SqlValue::Integer(now_ms.saturating_sub(USABLE_MS))],
+    )
+    .map(|_| ())
+}
+
 pub async fn resolve(
     config: &Config,
     account: &Account,
@@ -374,6 +383,26 @@ pub fn record_from_proof(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(not(target_arch = "wasm32"))]
+    #[test]
+    fn only_copies_too_old_to_use_are_pruned() {
+        use crate::storage::Sql;
+        let db = crate::platform::native::NativeSql::open_in_memory().unwrap();
+        crate::storage::migrate(&db).unwrap();
+        let now = 1_800_000_000_000;
+        for (nsid, age) in [("a.b.old", USABLE_MS + 1), ("a.b.stale", USABLE_MS - 1)] {
+            db.execute(
+                "INSERT INTO lexicon_cache (nsid, lexicon, fetched_ms) VALUES (?, '{}', ?)",
+                &[nsid.into(), SqlValue::Integer(now - age)],
+            )
+            .unwrap();
+        }
+        prune_cache(&db, now).unwrap();
+        let left = db.execute("SELECT nsid FROM lexicon_cache", &[]).unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].text(0).unwrap(), "a.b.stale");
+    }
 
     fn catalog() -> Value {
         let path = concat!(
