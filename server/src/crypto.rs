@@ -390,10 +390,8 @@ fn decode_base58btc_multibase(s: &str) -> Result<Vec<u8>, CryptoError> {
             "expected base58btc multibase ('z')".into(),
         ));
     }
-    match multibase::decode(s) {
-        Ok((multibase::Base::Base58Btc, bytes)) => Ok(bytes),
-        _ => Err(CryptoError::InvalidKeyEncoding("bad base58btc".into())),
-    }
+    pds_api::runtime::cid_str::base58btc_decode(&s[1..])
+        .map_err(|_| CryptoError::InvalidKeyEncoding("bad base58btc".into()))
 }
 
 /// Signature checks the platform does: faster than this crate's code (WebCrypto's native P-256

@@ -690,7 +690,7 @@ async fn complete_upload(
     body: &[u8],
 ) -> Result<serde_json::Value, XrpcError> {
     let report: StoredReport = serde_json::from_slice(body).map_err(internal)?;
-    let cid: Cid = report.cid.parse().map_err(internal)?;
+    let cid = crate::data::parse_cid(&report.cid).map_err(internal)?;
     let api = Api { config, account };
     let output =
         record_uploaded_blob(&api, cid, report.size, report.mime_type, report.reserved).await?;

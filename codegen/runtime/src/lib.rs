@@ -4,6 +4,7 @@
 //! It lives here once; `pds-api` depends on this crate and re-exports it as
 //! `pds_api::runtime`, so generated code and the server name it through that path.
 
+pub mod cid_str;
 pub mod decode;
 pub mod dispatch;
 pub mod lex;

@@ -9,7 +9,7 @@ use serde::de::{self, IntoDeserializer as _};
 use serde::ser::{self, SerializeMap as _};
 use serde::{Deserializer, Serialize, Serializer};
 
-use super::value::{Cid, Map, Value};
+use super::value::{Map, Value};
 
 /// Lenient base64 for `$bytes`: standard alphabet, padding optional, as the reference accepts.
 const B64_DECODE: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
@@ -131,7 +131,7 @@ impl<'de> de::Visitor<'de> for ValueVisitor {
         }
         if self.hr && m.len() == 1 {
             if let Some(Value::String(s)) = m.get("$link") {
-                let c = Cid::try_from(s.as_str())
+                let c = super::cid_str::parse_cid(s)
                     .map_err(|e| de::Error::custom(format!("invalid $link: {e}")))?;
                 return Ok(Value::Link(c));
             }

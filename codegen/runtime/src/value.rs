@@ -91,7 +91,7 @@ pub fn base64_decode(s: &str) -> Result<Vec<u8>, DataModelError> {
 }
 
 fn parse_link(s: &str) -> Result<Cid, DataModelError> {
-    Cid::try_from(s).map_err(|e| DataModelError::new(format!("bad CID in $link: {e}")))
+    super::cid_str::parse_cid(s).map_err(|e| DataModelError::new(format!("bad CID in $link: {e}")))
 }
 
 /// The largest magnitude below which every f64 with no fraction is an exact i64.
@@ -203,7 +203,7 @@ impl Value {
         };
         map.len() == 2
             && matches!(map.get("mimeType"), Some(Value::String(_)))
-            && matches!(map.get("cid"), Some(Value::String(s)) if Cid::try_from(s.as_str()).is_ok())
+            && matches!(map.get("cid"), Some(Value::String(s)) if super::cid_str::parse_cid(s).is_ok())
     }
 }
 

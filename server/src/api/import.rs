@@ -132,8 +132,7 @@ impl Api<'_> {
     /// (the old host's signature is not checked, its key may be gone: this PDS signs anew).
     fn begin_walk(&self, root: &str) -> Result<ImportWalk, XrpcError> {
         let db = self.account.sql.as_ref();
-        let cid: Cid = root
-            .parse()
+        let cid = crate::data::parse_cid(root)
             .map_err(|e| XrpcError::invalid_request(format!("bad root CID: {e}")))?;
         let imported = decode_commit(&StagedBlocks::new(db), cid, Some(self.config.did.as_str()))
             .map_err(invalid_repo)?;
@@ -195,7 +194,7 @@ impl Api<'_> {
     fn swap_import(&self, walk: &ImportWalk) -> Result<(), XrpcError> {
         let db = self.account.sql.as_ref();
         let did = self.config.did.as_str();
-        let root: Cid = walk.root.parse().map_err(internal)?;
+        let root = crate::data::parse_cid(&walk.root).map_err(internal)?;
         let imported =
             decode_commit(&StagedBlocks::new(db), root, Some(did)).map_err(invalid_repo)?;
         if load_root(db)

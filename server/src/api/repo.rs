@@ -160,7 +160,7 @@ pub(crate) fn visit_blobs(
             }
             if value.is_legacy_blob() {
                 let cid = m.get("cid").and_then(Value::as_str).unwrap_or("");
-                let cid = Cid::try_from(cid)
+                let cid = crate::data::parse_cid(cid)
                     .map_err(|e| XrpcError::invalid_request(format!("bad blob CID {cid}: {e}")))?;
                 return found(FoundBlob::Legacy(cid));
             }
@@ -197,7 +197,7 @@ fn write_error(e: WriteError) -> XrpcError {
 }
 
 fn parse_cid(s: &CidString) -> Result<Cid, XrpcError> {
-    Cid::try_from(s.as_str()).map_err(|e| XrpcError::invalid_request(format!("invalid CID: {e}")))
+    crate::data::parse_cid(s.as_str()).map_err(|e| XrpcError::invalid_request(format!("{e}")))
 }
 
 fn cid_string(cid: &Cid) -> Result<CidString, XrpcError> {

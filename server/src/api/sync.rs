@@ -134,8 +134,7 @@ impl CarPages {
         let mut last = None;
         for row in &rows {
             let text = row.text(0).map_err(internal)?;
-            let cid: Cid = text
-                .parse()
+            let cid = crate::data::parse_cid(&text)
                 .map_err(|e| internal(format!("stored CID {text:?}: {e}")))?;
             out.extend_from_slice(&block_bytes(&cid, &row.blob(1).map_err(internal)?));
             last = Some(text);
@@ -336,9 +335,7 @@ impl ComAtprotoSync for Api<'_> {
         let root = self.account.head(self.config)?;
         let mut cids = Vec::with_capacity(params.cids.len());
         for c in &params.cids {
-            let cid: Cid = c
-                .as_str()
-                .parse()
+            let cid = crate::data::parse_cid(c.as_str())
                 .map_err(|_| XrpcError::invalid_request(format!("Invalid CID: {}", c.as_str())))?;
             cids.push(cid);
         }
@@ -497,10 +494,7 @@ impl Api<'_> {
     ) -> Result<BlobToServe, XrpcError> {
         self.assert_available(cx, params.did.as_str())?;
         let not_found = || XrpcError::declared("BlobNotFound", "Blob not found");
-        let cid: Cid = params
-            .cid
-            .as_str()
-            .parse()
+        let cid = crate::data::parse_cid(params.cid.as_str())
             .map_err(|_| XrpcError::invalid_request("Invalid CID"))?;
         let Some(meta) = crate::storage::blobs::blob_metadata(self.account.sql.as_ref(), &cid)
             .map_err(internal)?
@@ -540,7 +534,7 @@ pub(crate) async fn serve_blob(
     if blob.unsatisfiable {
         return Ok(unsatisfiable_range(blob.size));
     }
-    let cid: Cid = blob.cid.parse().map_err(internal)?;
+    let cid = crate::data::parse_cid(&blob.cid).map_err(internal)?;
     let range = blob.range.map(|(start, end)| ByteRange { start, end });
     let Some(body) = blobs.get(&cid, range).await.map_err(internal)? else {
         return Err(XrpcError::declared("BlobNotFound", "Blob not found"));

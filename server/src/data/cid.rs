@@ -78,10 +78,10 @@ impl fmt::Display for CidError {
 
 impl std::error::Error for CidError {}
 
-/// Parses a CID string of any version and codec the `cid` crate understands
-/// (the lenient reading the `cid` string format allows).
+/// Parses a CID string of any version and codec, in base32 (`b`), base58btc (`z`) or as a
+/// CIDv0 (`Qm`): what the reference reads.
 pub fn parse_cid(s: &str) -> Result<Cid, CidError> {
-    Cid::try_from(s).map_err(|e| CidError(e.to_string()))
+    pds_api::runtime::cid_str::parse_cid(s).map_err(|e| CidError(e.0))
 }
 
 /// Parses a CID string and requires what atproto requires of CIDs it creates and links:

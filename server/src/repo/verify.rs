@@ -206,7 +206,7 @@ impl TreeWalk {
     /// The walk that stood at `state`, its path read again from `store`.
     pub fn resume(store: &(impl BlockStore + ?Sized), state: &WalkState) -> Result<TreeWalk> {
         let cid = |s: &str| {
-            s.parse::<Cid>()
+            crate::data::parse_cid(s)
                 .map_err(|e| RepoError::InvalidMst(format!("bad CID in a walk's state: {e}")))
         };
         let root = state.root.as_deref().map(cid).transpose()?;

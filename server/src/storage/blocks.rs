@@ -11,7 +11,7 @@ use std::collections::{BTreeSet, HashMap};
 
 /// Parses a CID read from the database.
 pub(crate) fn stored_cid(s: &str) -> Result<Cid> {
-    Cid::try_from(s).map_err(|e| StorageError::Corrupt(format!("CID {s:?}: {e}")))
+    crate::data::parse_cid(s).map_err(|e| StorageError::Corrupt(format!("CID {s:?}: {e}")))
 }
 
 /// Blocks recently read, kept across requests by a long-lived owner (the

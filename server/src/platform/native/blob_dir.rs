@@ -207,7 +207,7 @@ impl BlobStore for DirBlobStore {
     ) -> LocalBoxFuture<'a, Result<usize, BlobError>> {
         let result = Self::remove_where(&self.tmp, before_ms, &|_| true).and_then(|temporary| {
             let unknown = Self::remove_where(&self.root, before_ms, &|name| {
-                Cid::try_from(name).is_ok_and(|cid| !is_known(&cid))
+                crate::data::parse_cid(name).is_ok_and(|cid| !is_known(&cid))
             })?;
             Ok(temporary + unknown)
         });
@@ -237,7 +237,7 @@ impl BlobStore for DirBlobStore {
             names
                 .into_iter()
                 // Files that are not CIDs are not blobs (stray files): skipped.
-                .filter_map(|n| Cid::try_from(n.as_str()).ok())
+                .filter_map(|n| crate::data::parse_cid(&n).ok())
                 .take(limit)
                 .map(Ok)
                 .collect()

@@ -277,7 +277,7 @@ impl BlobStore for R2BlobStore {
             let temporary = self.remove_where(TMP_PREFIX, before_ms, &|_| true).await?;
             let unknown = self
                 .remove_where("b", before_ms, &|key| {
-                    Cid::try_from(key).is_ok_and(|cid| !is_known(&cid))
+                    crate::data::parse_cid(key).is_ok_and(|cid| !is_known(&cid))
                 })
                 .await?;
             Ok(temporary + unknown)
@@ -303,7 +303,7 @@ impl BlobStore for R2BlobStore {
             Ok(listed
                 .objects()
                 .iter()
-                .filter_map(|o| Cid::try_from(o.key().as_str()).ok())
+                .filter_map(|o| crate::data::parse_cid(&o.key()).ok())
                 .collect())
         })
     }
