@@ -687,26 +687,44 @@ pub(crate) fn is_hostname(s: &str) -> bool {
     host_ok && port_ok
 }
 
+/// The required variables of a complete configuration, for unit tests.
+#[cfg(test)]
+pub(crate) fn test_vars() -> Vec<(&'static str, String)> {
+    vec![
+        (vars::HOSTNAME, "pds.example.com".into()),
+        (vars::DID, "did:plc:ewvi7nxzyoun6zhxrhs64oiz".into()),
+        (vars::HANDLE, "alice.example.com".into()),
+        (
+            vars::SIGNING_KEY,
+            "9085d2bef69286a6cbb51623c8fa258629945cd55ca705cc4e66700396894e0c".into(),
+        ),
+        (
+            vars::PASSWORD_HASH,
+            "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA".into(),
+        ),
+        (vars::JWT_SECRET, "00".repeat(32)),
+    ]
+}
+
+/// A configuration for unit tests: [`test_vars`], with `extra` added or replacing them.
+#[cfg(test)]
+pub(crate) fn test_config(extra: &[(&'static str, &str)]) -> Config {
+    let mut vars = test_vars();
+    vars.retain(|(k, _)| !extra.iter().any(|(e, _)| e == k));
+    vars.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+    match Config::from_lookup(|name| {
+        vars.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.clone())
+    }) {
+        Ok(c) => c,
+        Err(e) => panic!("test configuration: {e}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn full() -> Vec<(&'static str, String)> {
-        vec![
-            (vars::HOSTNAME, "pds.example.com".into()),
-            (vars::DID, "did:plc:ewvi7nxzyoun6zhxrhs64oiz".into()),
-            (vars::HANDLE, "alice.example.com".into()),
-            (
-                vars::SIGNING_KEY,
-                "9085d2bef69286a6cbb51623c8fa258629945cd55ca705cc4e66700396894e0c".into(),
-            ),
-            (
-                vars::PASSWORD_HASH,
-                "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA".into(),
-            ),
-            (vars::JWT_SECRET, "00".repeat(32)),
-        ]
-    }
 
     fn read(vars: &[(&'static str, String)]) -> Result<Config, ConfigError> {
         Config::from_lookup(|name| {
@@ -718,7 +736,7 @@ mod tests {
 
     #[test]
     fn complete_configuration_reads() {
-        let c = read(&full()).unwrap();
+        let c = read(&test_vars()).unwrap();
         assert_eq!(c.hostname, "pds.example.com");
         assert_eq!(c.service_did(), "did:web:pds.example.com");
         assert_eq!(c.public_url(), "https://pds.example.com");
@@ -727,7 +745,7 @@ mod tests {
         assert_eq!(c.maintenance, MaintenanceConfig::default());
         assert_eq!(c.network.plc_url, "https://plc.directory");
         assert_eq!(c.network.doh_url, "https://cloudflare-dns.com/dns-query");
-        let mut limited = full();
+        let mut limited = test_vars();
         limited.push((vars::BLOB_UPLOAD_LIMIT, "5242880".into()));
         assert_eq!(read(&limited).unwrap().blob_upload_limit, 5 * 1024 * 1024);
         assert_eq!(c.session_lifetime_days, DEFAULT_SESSION_LIFETIME_DAYS);
@@ -748,8 +766,11 @@ mod tests {
 
     #[test]
     fn every_missing_variable_is_named() {
-        for (name, _) in full() {
-            let vars: Vec<_> = full().into_iter().filter(|(k, _)| *k != name).collect();
+        for (name, _) in test_vars() {
+            let vars: Vec<_> = test_vars()
+                .into_iter()
+                .filter(|(k, _)| *k != name)
+                .collect();
             let err = read(&vars)
                 .err()
                 .unwrap_or_else(|| panic!("{name} missing was accepted"));
@@ -791,7 +812,10 @@ mod tests {
         ];
         for (name, value) in cases {
             // The case's value replaces the variable, or is added when it is optional.
-            let mut vars: Vec<_> = full().into_iter().filter(|(k, _)| *k != name).collect();
+            let mut vars: Vec<_> = test_vars()
+                .into_iter()
+                .filter(|(k, _)| *k != name)
+                .collect();
             vars.push((name, value.to_owned()));
             let err = read(&vars)
                 .err()
@@ -802,7 +826,7 @@ mod tests {
 
     #[test]
     fn maintenance_variables_read() {
-        let mut vars = full();
+        let mut vars = test_vars();
         vars.push((vars::EVENT_RETENTION_SECONDS, "3600".into()));
         vars.push((vars::EVENT_RETENTION_COUNT, "5000".into()));
         vars.push((vars::CRAWL_QUIET_SECONDS, "0".into()));
@@ -830,7 +854,7 @@ mod tests {
 
     #[test]
     fn network_variables_read() {
-        let mut vars = full();
+        let mut vars = test_vars();
         vars.push((vars::PLC_URL, "http://127.0.0.1:2582/".into()));
         vars.push((vars::DOH_URL, " https://dns.google/resolve ".into()));
         let n = read(&vars).unwrap().network;
@@ -840,7 +864,7 @@ mod tests {
 
     #[test]
     fn local_hosts_use_http() {
-        let mut vars = full();
+        let mut vars = test_vars();
         vars[0].1 = "localhost:2583".into();
         let c = read(&vars).unwrap();
         assert_eq!(c.public_url(), "http://localhost:2583");

@@ -426,7 +426,8 @@ pub fn validate(m: ClientMetadata, client_id: &str, loopback: bool) -> Result<Cl
     })
 }
 
-fn origin(url: &str) -> Option<&str> {
+/// A URL's scheme and authority (`https://host:port`).
+pub(super) fn origin(url: &str) -> Option<&str> {
     let (scheme, rest) = url.split_once("://")?;
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     Some(&url[..scheme.len() + 3 + end])

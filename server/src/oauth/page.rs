@@ -338,10 +338,8 @@ pub fn consent_page(status: u16, c: &Consent<'_>) -> HttpResponse {
     // they are shown as its own only for clients the operator trusts; otherwise the name is
     // only what it calls itself, and there is no logo.
     let trusted = c.trusted && !c.loopback;
-    let host = {
-        let rest = c.client_id.trim_start_matches("https://");
-        &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())]
-    };
+    let host = super::client::origin(c.client_id)
+        .map_or(c.client_id, |o| o.trim_start_matches("https://"));
     let name = match c.client_name {
         _ if c.loopback => "A local development app",
         Some(declared) if trusted => declared,
@@ -439,13 +437,13 @@ pub fn consent_page(status: u16, c: &Consent<'_>) -> HttpResponse {
 /// The origin of an https image URL, as a CSP source: a DNS name or IP with an optional port,
 /// nothing a policy could misread.
 fn image_origin(url: &str) -> Option<&str> {
-    let rest = url.strip_prefix("https://")?;
-    let host = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let origin = super::client::origin(url)?;
+    let host = origin.strip_prefix("https://")?;
     let fine = !host.is_empty()
         && host
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':'));
-    fine.then(|| &url[..8 + host.len()])
+    fine.then_some(origin)
 }
 
 #[cfg(test)]

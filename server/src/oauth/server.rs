@@ -963,27 +963,7 @@ mod tests {
     const NOW_MS: i64 = 1_800_000_000_000;
 
     fn config(trusted: &str) -> Config {
-        let vars = [
-            (crate::config::vars::HOSTNAME, "pds.example.com"),
-            (crate::config::vars::DID, "did:web:pds.example.com"),
-            (crate::config::vars::HANDLE, "alice.example.com"),
-            (
-                crate::config::vars::SIGNING_KEY,
-                "9085d2bef69286a6cbb51623c8fa258629945cd55ca705cc4e66700396894e0c",
-            ),
-            (
-                crate::config::vars::PASSWORD_HASH,
-                "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
-            ),
-            (crate::config::vars::JWT_SECRET, &"00".repeat(32)),
-            (crate::config::vars::OAUTH_TRUSTED_CLIENTS, trusted),
-        ];
-        Config::from_lookup(|name| {
-            vars.iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.to_string())
-        })
-        .unwrap()
+        crate::config::test_config(&[(crate::config::vars::OAUTH_TRUSTED_CLIENTS, trusted)])
     }
 
     /// An account holding a pushed request of [`CLIENT`], whose metadata (with a name and a
