@@ -246,6 +246,8 @@ enum PasskeyAction {
     },
     /// Removes a passkey (by the id `pds passkey list` shows).
     Revoke {
+        /// Ids are base64url, so one may begin with `-`.
+        #[arg(allow_hyphen_values = true)]
         id: String,
         #[command(flatten)]
         account: AccountArgs,
@@ -263,7 +265,9 @@ enum OAuthAction {
     /// Signs an app out at once: one session (by id), or every session of an app (by its
     /// client_id, a URL).
     Revoke {
-        /// A session id from `pds oauth sessions`, or an app's client_id.
+        /// A session id from `pds oauth sessions`, or an app's client_id (ids may begin
+        /// with `-`).
+        #[arg(allow_hyphen_values = true)]
         target: String,
         #[command(flatten)]
         account: AccountArgs,
