@@ -7,6 +7,9 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$root"
 phase() { echo "== npm test, ${SECONDS}s: $*" >&2; }
+# One full run from a clean tree: incremental caches would only add gigabytes of disk (CI ran
+# out of it once) and save nothing.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 phase setup
 bash server/scripts/setup.sh
 # The status page's tests drive Debian's Chromium (the npm tools' own browser downloads are
@@ -31,6 +34,8 @@ cargo test --workspace --locked
 phase Worker build
 bash server/scripts/build-worker.sh
 # The Worker's end-to-end tests are the ignored ones of the same, already built, test binaries.
+# `--workspace`, as above: with `-p pds` alone cargo unifies pds-api's features differently and
+# builds pds and every test binary a second time (minutes, and gigabytes of disk).
 phase Worker end to end
-cargo test -p pds --test 'e2e*' --locked -- --ignored
+cargo test --workspace --test 'e2e*' --locked -- --ignored
 phase done
