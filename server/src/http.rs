@@ -16,6 +16,23 @@ pub fn percent_encode(s: &str, keep: &[u8]) -> String {
     out
 }
 
+/// The origin of an absolute URL, `scheme://authority`, as written. `None` without `://`.
+pub fn url_origin(url: &str) -> Option<&str> {
+    let (scheme, rest) = url.split_once("://")?;
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    Some(&url[..scheme.len() + 3 + end])
+}
+
+/// The path (`/` when empty) and the query (without its `?`; empty when none) of an absolute
+/// URL as a WHATWG serializer writes it, the fragment dropped. Runtimes hand requests over
+/// serialized so, which makes splitting them all the parsing they need.
+pub fn url_path_query(url: &str) -> (&str, &str) {
+    let rest = url_origin(url).map_or(url, |origin| &url[origin.len()..]);
+    let rest = rest.split_once('#').map_or(rest, |(before, _)| before);
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    (if path.is_empty() { "/" } else { path }, query)
+}
+
 /// An HTTP request as the PDS core sees it.
 #[derive(Debug, Clone, Default)]
 pub struct HttpRequest {
@@ -82,5 +99,28 @@ impl From<pds_api::runtime::xrpc::Response> for HttpResponse {
             headers: res.headers,
             body: res.body,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_serialized_url_splits_into_origin_path_and_query() {
+        let url = "https://pds.example:8443/xrpc/com.atproto.repo.getRecord?repo=did%3Aplc%3Aa&rkey=x#frag";
+        assert_eq!(url_origin(url), Some("https://pds.example:8443"));
+        assert_eq!(
+            url_path_query(url),
+            (
+                "/xrpc/com.atproto.repo.getRecord",
+                "repo=did%3Aplc%3Aa&rkey=x"
+            )
+        );
+        assert_eq!(url_path_query("http://localhost:8787"), ("/", ""));
+        assert_eq!(url_path_query("http://localhost:8787?a=1"), ("/", "a=1"));
+        assert_eq!(url_path_query("http://h/p?"), ("/p", ""));
+        assert_eq!(url_path_query("http://h/p#x?y"), ("/p", ""));
+        assert_eq!(url_origin("not a url"), None);
     }
 }

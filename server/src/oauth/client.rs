@@ -14,6 +14,7 @@ use super::store::OAuthStore;
 use super::OAuthError;
 use crate::account::Account;
 use crate::auth::jwt;
+use crate::http::url_origin;
 use crate::net::http_client::ClientRequest;
 
 /// How long fetched metadata is trusted (the reference's 10 minutes).
@@ -426,15 +427,9 @@ pub fn validate(m: ClientMetadata, client_id: &str, loopback: bool) -> Result<Cl
     })
 }
 
-/// A URL's scheme and authority (`https://host:port`).
-pub(super) fn origin(url: &str) -> Option<&str> {
-    let (scheme, rest) = url.split_once("://")?;
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    Some(&url[..scheme.len() + 3 + end])
-}
-
+/// Whether two URLs have one scheme and authority (`https://host:port`).
 fn same_origin(a: &str, b: &str) -> bool {
-    matches!((origin(a), origin(b)), (Some(x), Some(y)) if x.eq_ignore_ascii_case(y))
+    matches!((url_origin(a), url_origin(b)), (Some(x), Some(y)) if x.eq_ignore_ascii_case(y))
 }
 
 fn reversed_host(client_id: &str) -> Option<String> {

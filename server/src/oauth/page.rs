@@ -338,7 +338,7 @@ pub fn consent_page(status: u16, c: &Consent<'_>) -> HttpResponse {
     // they are shown as its own only for clients the operator trusts; otherwise the name is
     // only what it calls itself, and there is no logo.
     let trusted = c.trusted && !c.loopback;
-    let host = super::client::origin(c.client_id)
+    let host = crate::http::url_origin(c.client_id)
         .map_or(c.client_id, |o| o.trim_start_matches("https://"));
     let name = match c.client_name {
         _ if c.loopback => "A local development app",
@@ -437,7 +437,7 @@ pub fn consent_page(status: u16, c: &Consent<'_>) -> HttpResponse {
 /// The origin of an https image URL, as a CSP source: a DNS name or IP with an optional port,
 /// nothing a policy could misread.
 fn image_origin(url: &str) -> Option<&str> {
-    let origin = super::client::origin(url)?;
+    let origin = crate::http::url_origin(url)?;
     let host = origin.strip_prefix("https://")?;
     let fine = !host.is_empty()
         && host

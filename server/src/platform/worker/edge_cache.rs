@@ -18,10 +18,11 @@ pub struct EdgeCache {
 }
 
 impl EdgeCache {
-    /// The entry `req` (`method` on `path`) may be served from, if it is a cacheable read.
-    pub fn of(req: &Request, method: &str, path: &str, ttl_seconds: u64) -> Option<EdgeCache> {
+    /// The entry `req` (`method` on `url`, its own) may be served from, if it is a cacheable
+    /// read.
+    pub fn of(req: &Request, method: &str, url: &str, ttl_seconds: u64) -> Option<EdgeCache> {
         let by_cid = matches!(
-            path,
+            crate::http::url_path_query(url).0,
             "/xrpc/com.atproto.sync.getBlob" | "/xrpc/com.atproto.sync.getBlocks"
         );
         if ttl_seconds == 0 || method != "GET" || !by_cid {
@@ -34,7 +35,7 @@ impl EdgeCache {
             return None;
         }
         Some(EdgeCache {
-            key: req.url().ok()?.to_string(),
+            key: url.to_owned(),
         })
     }
 

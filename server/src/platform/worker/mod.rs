@@ -38,14 +38,15 @@ async fn cached_at_edge(req: Request, env: &Env, ctx: &Context) -> Result<Respon
         Ok(config) => config.edge_cache_seconds,
         Err(_) => 0,
     };
-    let cache = edge_cache::EdgeCache::of(&req, method_name(&req.method()), &req.path(), ttl);
+    let url = req.inner().url();
+    let cache = edge_cache::EdgeCache::of(&req, method_name(&req.method()), &url, ttl);
     let Some(cache) = cache else {
-        return route_at_edge(req, env).await;
+        return route_at_edge(req, env, &url).await;
     };
     if let Some(hit) = cache.lookup().await {
         return Ok(hit);
     }
-    let response = route_at_edge(req, env).await?;
+    let response = route_at_edge(req, env, &url).await?;
     cache.store(response, ctx)
 }
 
@@ -62,30 +63,30 @@ fn or_internal_error(result: Result<Response>) -> Result<Response> {
     })
 }
 
-async fn route_at_edge(req: Request, env: &Env) -> Result<Response> {
-    let path = req.path();
+async fn route_at_edge(req: Request, env: &Env, url: &str) -> Result<Response> {
+    let (path, _) = crate::http::url_path_query(url);
     let method = method_name(&req.method());
-    let route = Route::of_request(method, &path, || req.headers().get("accept").ok().flatten());
+    let route = Route::of_request(method, path, || req.headers().get("accept").ok().flatten());
     if route.is_expensive_read() && !expensive_read_allowed(&req, env).await {
         return to_worker_response(crate::rate_limit::expensive_read_refused());
     }
     match route {
         Route::Offload(work) => {
             let config = config(env);
-            offload::run(work, req, env, &config).await
+            offload::run(work, req, url, env, &config).await
         }
         route if route.placement() == Placement::Account => {
-            if crate::proxy::may_answer_grant(method, &path) {
-                return repo_read(req, env, method, path).await;
+            if crate::proxy::may_answer_grant(method, path) {
+                return repo_read(req, env, method, url).await;
             }
             let limit = route.body_limit().unwrap_or(crate::routes::JSON_BODY_LIMIT);
-            match bounded(req, limit).await? {
+            match bounded(req, url, limit).await? {
                 Ok(req) => account_stub(env)?.fetch_with_request(req).await,
                 Err(too_large) => Ok(too_large),
             }
         }
         _ => {
-            let head = request_head(&req, method, path)?;
+            let head = request_head(&req, method, url);
             to_worker_response(crate::routes::edge(
                 &config(env),
                 &head,
@@ -112,7 +113,11 @@ async fn expensive_read_allowed(req: &Request, env: &Env) -> bool {
 /// The request with a body the account may read: one that declares a length within `limit`
 /// passes untouched (the runtime frames it by that length); one that does not is read here, up
 /// to `limit`. Over the limit: the 413 to answer, before the account sees a byte.
-async fn bounded(mut req: Request, limit: u64) -> Result<std::result::Result<Request, Response>> {
+async fn bounded(
+    mut req: Request,
+    url: &str,
+    limit: u64,
+) -> Result<std::result::Result<Request, Response>> {
     let too_large =
         || to_worker_response(crate::routes::with_cors(crate::routes::payload_too_large()));
     if let Some(length) = req.headers().get("content-length")? {
@@ -140,13 +145,13 @@ async fn bounded(mut req: Request, limit: u64) -> Result<std::result::Result<Req
         .with_body(Some(
             worker::js_sys::Uint8Array::from(body.as_slice()).into(),
         ));
-    Ok(Ok(Request::new_with_init(req.url()?.as_str(), &init)?))
+    Ok(Ok(Request::new_with_init(url, &init)?))
 }
 
 /// A repository read: the account's answer, or, for a repository hosted elsewhere, the call
 /// it granted, carried out here.
-async fn repo_read(req: Request, env: &Env, method: &str, path: String) -> Result<Response> {
-    let head = request_head(&req, method, path)?;
+async fn repo_read(req: Request, env: &Env, method: &str, url: &str) -> Result<Response> {
+    let head = request_head(&req, method, url);
     let mut answer = account_stub(env)?.fetch_with_request(req).await?;
     if !answer.headers().has(crate::proxy::GRANT_HEADER)? {
         return Ok(answer);
@@ -438,33 +443,34 @@ fn method_name(method: &Method) -> &'static str {
     }
 }
 
-/// The request without its body.
 /// The client's address, as Cloudflare gives it (`CF-Connecting-IP`).
 fn client_ip(req: &Request) -> Option<std::net::IpAddr> {
     let header = req.headers().get("cf-connecting-ip").ok().flatten()?;
     header.trim().parse().ok()
 }
 
-fn request_head(req: &Request, method: &str, path: String) -> Result<HttpRequest> {
-    let url = req.url()?;
-    let client_ip = client_ip(req);
-    Ok(HttpRequest {
+/// The request without its body. `url` is the request's own (`req.inner().url()`), read once by the caller: worker's
+/// `Request::url` and `path` parse it again on each call, with the `url` crate, whose IDNA
+/// tables were the only reason that crate was in the wasm.
+fn request_head(req: &Request, method: &str, url: &str) -> HttpRequest {
+    let (path, query) = crate::http::url_path_query(url);
+    HttpRequest {
         method: method.to_owned(),
-        path,
-        query: url.query().unwrap_or("").to_owned(),
+        path: path.to_owned(),
+        query: query.to_owned(),
         headers: req
             .headers()
             .entries()
             .map(|(k, v)| (k.to_ascii_lowercase(), v))
             .collect(),
         body: Vec::new(),
-        client_ip,
-    })
+        client_ip: client_ip(req),
+    }
 }
 
 async fn from_worker_request(req: &mut Request) -> Result<HttpRequest> {
     let method = method_name(&req.method());
-    let mut request = request_head(req, method, req.path())?;
+    let mut request = request_head(req, method, &req.inner().url());
     if !matches!(method, "GET" | "HEAD") {
         request.body = req.bytes().await?;
     }

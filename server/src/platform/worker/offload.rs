@@ -15,16 +15,17 @@ use crate::storage::BlobStore;
 pub async fn run(
     work: Offload,
     mut req: Request,
+    url: &str,
     env: &Env,
     config: &std::result::Result<Config, ConfigError>,
 ) -> Result<Response> {
     if let Err(e) = config {
         return super::to_worker_response(crate::routes::with_cors(crate::routes::config_error(e)));
     }
-    let head = super::request_head(&req, super::method_name(&req.method()), req.path())?;
+    let head = super::request_head(&req, super::method_name(&req.method()), url);
     let link = DoLink {
         stub: super::account_stub(env)?,
-        origin: req.url()?.origin().ascii_serialization(),
+        origin: crate::http::url_origin(url).unwrap_or_default().to_owned(),
     };
     let blobs: Box<dyn BlobStore> = match env.bucket("BLOBS") {
         Ok(bucket) => Box::new(R2BlobStore::new(bucket)),
