@@ -331,7 +331,7 @@ impl PublicKey {
         let mut bytes = Vec::with_capacity(35);
         bytes.extend_from_slice(&prefix);
         bytes.extend_from_slice(&self.to_sec1_compressed());
-        multibase::encode(multibase::Base::Base58Btc, bytes)
+        format!("z{}", pds_api::runtime::cid_str::base58btc_encode(&bytes))
     }
 
     /// Parses the Multikey form written by [`PublicKey::to_multibase`]; the curve comes

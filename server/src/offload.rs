@@ -337,7 +337,7 @@ async fn import(
     // The account checks and swaps the repository in steps, each its own call, so that no
     // call holds it for long; each step's time is logged (an upper bound on its CPU time).
     let mut done = ImportDone {
-        root: root.to_string(),
+        root: crate::data::cid_string(&root),
         walk: None,
     };
     let mut finished = false;
@@ -545,7 +545,7 @@ async fn upload(
         Err(e) => return error(upload_error(e, &grant)),
     };
     let report = StoredReport {
-        cid: stored.cid.to_string(),
+        cid: crate::data::cid_string(&stored.cid),
         size: stored.size,
         mime_type: upload_mime_type(source.head(), head.header("content-type")),
         reserved: grant.reserved,

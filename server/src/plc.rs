@@ -196,7 +196,7 @@ impl Operation {
     pub fn new(data: DocumentData, prev: Option<Cid>) -> Operation {
         Operation {
             data,
-            prev: prev.map(|c| c.to_string()),
+            prev: prev.map(|c| crate::data::cid_string(&c)),
             sig: None,
         }
     }
@@ -293,9 +293,11 @@ impl Operation {
     /// The DID a signed genesis operation creates.
     pub fn genesis_did(&self) -> Result<String, PlcError> {
         let digest = Sha256::digest(encode_json(&self.to_json())?);
-        let encoded = multibase::encode(multibase::Base::Base32Lower, digest);
-        // Drop the multibase prefix `b`; 24 base32 characters are 120 bits.
-        Ok(format!("did:plc:{}", &encoded[1..25]))
+        let mut did = String::from("did:plc:");
+        pds_api::runtime::cid_str::base32_encode_into(&digest, &mut did);
+        // 24 base32 characters are 120 bits.
+        did.truncate("did:plc:".len() + 24);
+        Ok(did)
     }
 }
 

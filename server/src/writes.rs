@@ -32,7 +32,7 @@ impl fmt::Display for WriteError {
         match self {
             // The reference PDS's message for a failed commit swap.
             WriteError::CommitSwap(cid) => match cid {
-                Some(c) => write!(f, "Commit was at {c}"),
+                Some(c) => write!(f, "Commit was at {}", crate::data::cid_string(c)),
                 None => f.write_str("Commit was at null"),
             },
             WriteError::Conflict(m) | WriteError::TooLarge(m) | WriteError::Internal(m) => {

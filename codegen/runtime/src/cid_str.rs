@@ -2,9 +2,11 @@
 //! (`b…`), base58btc (`z…`), or a bare base58btc CIDv0 (`Qm…`). Other multibase prefixes are
 //! refused, as the reference refuses them without a decoder for them.
 //!
-//! Hand-written rather than through the `cid` crate's `FromStr`, which decodes every multibase
-//! (and so links a decoder for each, about 45 KB of wasm) to accept strings no atproto
-//! implementation writes.
+//! Written the same way: CIDv1 as `b` + base32, CIDv0 as its bare base58btc.
+//!
+//! Hand-written rather than through the `cid` crate's `FromStr` and `Display`, which go through
+//! `multibase`'s match over every base (and so link a coder for each, about 75 KB of wasm) to
+//! read strings no atproto implementation writes, and to write one of two.
 
 use std::fmt;
 
@@ -70,6 +72,39 @@ pub fn base32_decode(s: &str) -> Result<Vec<u8>, CidStrError> {
     Ok(out)
 }
 
+/// A CID's string form, as the reference writes it: CIDv1 in base32 (`b…`), CIDv0 in bare
+/// base58btc (`Qm…`). What `Cid`'s `Display` writes, without linking every multibase.
+pub fn cid_string(cid: &Cid) -> String {
+    let bytes = cid.to_bytes();
+    match cid.version() {
+        cid::Version::V0 => base58btc_encode(&bytes),
+        cid::Version::V1 => {
+            let mut out = String::with_capacity(1 + bytes.len().div_ceil(5) * 8);
+            out.push('b');
+            base32_encode_into(&bytes, &mut out);
+            out
+        }
+    }
+}
+
+/// Appends RFC 4648 base32 of `bytes` to `out`: lower-case alphabet, no padding.
+pub fn base32_encode_into(bytes: &[u8], out: &mut String) {
+    const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+    let (mut buffer, mut bits) = (0u32, 0u32);
+    for &b in bytes {
+        buffer = (buffer << 8) | u32::from(b);
+        bits += 8;
+        while bits >= 5 {
+            bits -= 5;
+            out.push(ALPHABET[(buffer >> bits) as usize & 31] as char);
+        }
+        buffer &= (1 << bits) - 1;
+    }
+    if bits > 0 {
+        out.push(ALPHABET[(buffer << (5 - bits)) as usize & 31] as char);
+    }
+}
+
 const BASE58: &[u8; 58] = b"123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
 
 /// Bitcoin's base58 (base58btc): leading `1`s are zero bytes.
@@ -100,6 +135,29 @@ pub fn base58btc_decode(s: &str) -> Result<Vec<u8>, CidStrError> {
     Ok(out)
 }
 
+/// Bitcoin's base58 (base58btc) of `bytes`: leading zero bytes become `1`s.
+pub fn base58btc_encode(bytes: &[u8]) -> String {
+    let zeros = bytes.iter().take_while(|&&b| b == 0).count();
+    // Little-endian base-58 digits of the number, built one byte at a time.
+    let mut digits: Vec<u8> = Vec::with_capacity(bytes.len() * 138 / 100 + 1);
+    for &b in &bytes[zeros..] {
+        let mut carry = u32::from(b);
+        for digit in digits.iter_mut() {
+            carry += u32::from(*digit) << 8;
+            *digit = (carry % 58) as u8;
+            carry /= 58;
+        }
+        while carry > 0 {
+            digits.push((carry % 58) as u8);
+            carry /= 58;
+        }
+    }
+    let mut out = String::with_capacity(zeros + digits.len());
+    out.extend(std::iter::repeat_n('1', zeros));
+    out.extend(digits.iter().rev().map(|&d| BASE58[d as usize] as char));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,6 +177,47 @@ mod tests {
         assert_eq!(parsed.to_string(), v0);
         let raw = "bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e";
         assert_eq!(parse_cid(raw).unwrap().to_string(), raw);
+    }
+
+    #[test]
+    fn writes_what_the_cid_crate_writes() {
+        for s in [
+            V1,
+            "bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e",
+            "QmY7Yh4UquoXHLPFo2XbhXkhBvFoPwmQUSa92pxnxjQuPU",
+        ] {
+            let cid = parse_cid(s).unwrap();
+            assert_eq!(cid_string(&cid), cid.to_string());
+            assert_eq!(cid_string(&cid), s);
+        }
+        // Every length of tail bits, and leading zero bytes for base58.
+        for bytes in [
+            &b""[..],
+            b"\0",
+            b"\0\0\x01",
+            b"f",
+            b"fo",
+            b"foo",
+            b"foob",
+            b"fooba",
+            b"foobar",
+        ] {
+            let mut b32 = String::new();
+            base32_encode_into(bytes, &mut b32);
+            assert_eq!(base32_decode(&b32).unwrap(), bytes, "{b32}");
+            assert_eq!(
+                format!("b{b32}"),
+                cid::multibase::encode(cid::multibase::Base::Base32Lower, bytes)
+            );
+            let b58 = base58btc_encode(bytes);
+            assert_eq!(
+                format!("z{b58}"),
+                cid::multibase::encode(cid::multibase::Base::Base58Btc, bytes)
+            );
+            if !bytes.is_empty() {
+                assert_eq!(base58btc_decode(&b58).unwrap(), bytes, "{b58}");
+            }
+        }
     }
 
     fn multibase_base58() -> cid::multibase::Base {

@@ -39,7 +39,7 @@ pub fn serialize_value<S: Serializer>(value: &Value, s: S) -> Result<S::Ok, S::E
         Value::Bytes(b) => s.serialize_bytes(b),
         Value::Link(c) if hr => {
             let mut m = s.serialize_map(Some(1))?;
-            m.serialize_entry("$link", &c.to_string())?;
+            m.serialize_entry("$link", &crate::cid_str::cid_string(c))?;
             m.end()
         }
         Value::Link(c) => c.serialize(s),
@@ -219,7 +219,7 @@ impl<'de> Deserializer<'de> for ValueDeserializer<'_> {
             }
             Value::Bytes(b) => visitor.visit_bytes(b),
             Value::Link(c) if self.hr => visitor.visit_map(de::value::MapDeserializer::new(
-                std::iter::once(("$link", c.to_string())),
+                std::iter::once(("$link", crate::cid_str::cid_string(c))),
             )),
             Value::Link(c) => {
                 visitor.visit_newtype_struct(de::value::BytesDeserializer::new(&c.to_bytes()))

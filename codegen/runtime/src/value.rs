@@ -141,7 +141,10 @@ impl Value {
             }
             Value::Link(cid) => {
                 let mut obj = serde_json::Map::new();
-                obj.insert("$link".into(), serde_json::Value::String(cid.to_string()));
+                obj.insert(
+                    "$link".into(),
+                    serde_json::Value::String(crate::cid_str::cid_string(cid)),
+                );
                 serde_json::Value::Object(obj)
             }
             Value::Array(items) => {
@@ -450,7 +453,7 @@ impl Serialize for CidLink {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         if serializer.is_human_readable() {
             let mut m = serializer.serialize_map(Some(1))?;
-            m.serialize_entry("$link", &self.0.to_string())?;
+            m.serialize_entry("$link", &crate::cid_str::cid_string(&self.0))?;
             m.end()
         } else {
             self.0.serialize(serializer)

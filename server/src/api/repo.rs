@@ -179,7 +179,8 @@ pub(crate) fn collect_blobs(value: &Value, out: &mut Vec<BlobRef>) -> Result<(),
             Ok(())
         }
         FoundBlob::Legacy(cid) => Err(XrpcError::invalid_request(format!(
-            "Legacy blobs are not allowed ({cid})"
+            "Legacy blobs are not allowed ({})",
+            crate::data::cid_string(&cid)
         ))),
     })
 }
@@ -201,7 +202,7 @@ fn parse_cid(s: &CidString) -> Result<Cid, XrpcError> {
 }
 
 fn cid_string(cid: &Cid) -> Result<CidString, XrpcError> {
-    CidString::new(cid.to_string()).map_err(|e| internal("CID", e))
+    CidString::new(crate::data::cid_string(cid)).map_err(|e| internal("CID", e))
 }
 
 /// One write after its record was accepted, before committing.
@@ -294,7 +295,7 @@ impl Api<'_> {
         if let Some(swap) = swap {
             let expected = swap.map(parse_cid).transpose()?;
             if current != expected {
-                let at = current.map_or_else(|| "null".to_owned(), |c| c.to_string());
+                let at = current.map_or_else(|| "null".to_owned(), |c| crate::data::cid_string(&c));
                 return Err(XrpcError::declared(
                     "InvalidSwap",
                     format!("Record was at {at}"),
@@ -653,14 +654,19 @@ impl ComAtprotoRepo for Api<'_> {
         )
         .map_err(|e| internal("blob index", e))?;
         let cursor = (missing.len() as u32 == limit)
-            .then(|| missing.last().map(|(cid, _, _)| cid.to_string()))
+            .then(|| {
+                missing
+                    .last()
+                    .map(|(cid, _, _)| crate::data::cid_string(cid))
+            })
             .flatten();
         let did = self.config.did.clone();
         let blobs = missing
             .into_iter()
             .map(|(cid, collection, rkey)| {
                 Ok(list_missing_blobs::RecordBlob {
-                    cid: CidString::new(cid.to_string()).map_err(|e| internal("blob CID", e))?,
+                    cid: CidString::new(crate::data::cid_string(&cid))
+                        .map_err(|e| internal("blob CID", e))?,
                     record_uri: AtUri::new(format!("at://{}/{collection}/{rkey}", did.as_str()))
                         .map_err(|e| internal("record URI", e))?,
                 })

@@ -335,7 +335,7 @@ impl ComAtprotoServer for Api<'_> {
         Ok(check_account_status::Output {
             activated,
             valid_did: matches!(self.did_document_problem().await, Ok(None)),
-            repo_commit: CidString::new(root.commit_cid.to_string())
+            repo_commit: CidString::new(crate::data::cid_string(&root.commit_cid))
                 .map_err(|e| XrpcError::internal_message(format!("repo commit: {e}")))?,
             repo_rev: root.rev,
             repo_blocks: tally.blocks,

@@ -77,7 +77,7 @@ fn inactive_status(status: AccountStatus) -> Option<&'static str> {
 }
 
 fn cid_string(cid: &Cid) -> Result<CidString, XrpcError> {
-    CidString::new(cid.to_string()).map_err(internal)
+    CidString::new(crate::data::cid_string(cid)).map_err(internal)
 }
 
 fn tid(rev: &str) -> Result<Tid, XrpcError> {
@@ -347,7 +347,7 @@ impl ComAtprotoSync for Api<'_> {
                 Some(bytes) => {
                     blocks.insert(cid, bytes);
                 }
-                None => missing.push(cid.to_string()),
+                None => missing.push(crate::data::cid_string(&cid)),
             }
         }
         if !missing.is_empty() {
@@ -442,7 +442,7 @@ impl ComAtprotoSync for Api<'_> {
         )
         .map_err(internal)?;
         let cursor = if cids.len() as u32 == limit {
-            cids.last().map(|c| c.to_string())
+            cids.last().map(crate::data::cid_string)
         } else {
             None
         };
@@ -508,7 +508,7 @@ impl Api<'_> {
         }
         let range = parse_range(cx.range.as_deref(), meta.size);
         Ok(BlobToServe {
-            cid: cid.to_string(),
+            cid: crate::data::cid_string(&cid),
             mime_type: meta.mime_type,
             size: meta.size,
             range: range.ok().flatten().map(|r| (r.start, r.end)),
@@ -556,7 +556,7 @@ pub(crate) async fn serve_blob(
     if !is_inline_media(&blob.mime_type) {
         headers.push((
             "content-disposition".to_owned(),
-            format!("attachment; filename=\"{cid}\""),
+            format!("attachment; filename=\"{}\"", blob.cid),
         ));
     }
     if range.is_none() {

@@ -75,7 +75,7 @@ pub async fn export(pds: &Pds, identifier: &str, dir: &Path) -> Result<Done, Str
             return Err("the account's DID document names no #atproto key to check with".into())
         }
     };
-    if verified.commit_cid.to_string() != commit {
+    if crate::data::cid_string(&verified.commit_cid) != commit {
         return Err(format!(
             "repo.car's head is {}, not the account's {commit}",
             verified.commit_cid
@@ -99,7 +99,7 @@ pub async fn export(pds: &Pds, identifier: &str, dir: &Path) -> Result<Done, Str
             &format!("com.atproto.sync.getBlob?did={did}&cid={cid}"),
         )
         .await?;
-        if crate::data::cid_for_raw(&bytes).to_string() != cid {
+        if crate::data::cid_string(&crate::data::cid_for_raw(&bytes)) != cid {
             return Err(format!("blob {cid}: the PDS sent other bytes"));
         }
         write_atomically(&path, &bytes)?;
@@ -230,7 +230,8 @@ fn read_manifest(dir: &Path) -> Result<serde_json::Value, String> {
 
 /// Whether `path` holds the bytes of blob `cid`.
 fn blob_is_sound(path: &Path, cid: &str) -> bool {
-    std::fs::read(path).is_ok_and(|bytes| crate::data::cid_for_raw(&bytes).to_string() == cid)
+    std::fs::read(path)
+        .is_ok_and(|bytes| crate::data::cid_string(&crate::data::cid_for_raw(&bytes)) == cid)
 }
 
 /// Writes `bytes` to `path` through a temporary file, so a crash never leaves half a file.

@@ -177,7 +177,7 @@ impl Pds {
         let mut reader =
             crate::repo::car::CarReader::new(car.as_ref()).map_err(|e| e.to_string())?;
         while let Some((cid, bytes)) = reader.next_block().map_err(|e| e.to_string())? {
-            if cid.to_string() == commit {
+            if crate::data::cid_string(&cid) == commit {
                 return crate::repo::commit::Commit::decode(&bytes).map_err(|e| e.to_string());
             }
         }

@@ -7,6 +7,8 @@ use cid::multihash::Multihash;
 use cid::Cid;
 use sha2::{Digest, Sha256};
 
+pub use pds_api::runtime::cid_str::cid_string;
+
 /// Multicodec code of DAG-CBOR blocks (records, commits, MST nodes).
 pub const DAG_CBOR: u64 = 0x71;
 /// Multicodec code of raw bytes (blobs).

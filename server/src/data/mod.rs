@@ -8,8 +8,8 @@ pub use self::cbor::{
     StrictDecodeError,
 };
 pub use self::cid::{
-    check_atproto_cid, cid_for_cbor, cid_for_raw, cid_from_digest, parse_atproto_cid, parse_cid,
-    CidError, RawCidHasher,
+    check_atproto_cid, cid_for_cbor, cid_for_raw, cid_from_digest, cid_string, parse_atproto_cid,
+    parse_cid, CidError, RawCidHasher,
 };
 pub use pds_api::runtime::value::{Map, Value};
 

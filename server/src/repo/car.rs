@@ -215,12 +215,16 @@ impl CarDecoder {
         let cid =
             Cid::read_bytes(&mut section).map_err(|e| RepoError::Car(format!("bad CID: {e}")))?;
         if cid.version() != cid::Version::V1 {
-            return Err(RepoError::Car(format!("CIDv0 block {cid}")));
+            return Err(RepoError::Car(format!(
+                "CIDv0 block {}",
+                crate::data::cid_string(&cid)
+            )));
         }
         let bytes = section.to_vec();
         if !cid_matches(&cid, &bytes) {
             return Err(RepoError::Car(format!(
-                "block bytes do not match CID {cid}"
+                "block bytes do not match CID {}",
+                crate::data::cid_string(&cid)
             )));
         }
         Ok(Some((cid, bytes)))

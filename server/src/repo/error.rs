@@ -29,7 +29,9 @@ pub enum RepoError {
 impl fmt::Display for RepoError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            RepoError::MissingBlock(cid) => write!(f, "missing block {cid}"),
+            RepoError::MissingBlock(cid) => {
+                write!(f, "missing block {}", crate::data::cid_string(cid))
+            }
             RepoError::Storage(m) => write!(f, "block store: {m}"),
             RepoError::Decode(m) => write!(f, "decode: {m}"),
             RepoError::InvalidKey(k) => write!(f, "invalid MST key: {k:?}"),

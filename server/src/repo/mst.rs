@@ -143,15 +143,23 @@ impl Node {
             let p = usize::try_from(entry.p).unwrap_or(usize::MAX);
             if p > prev.len() {
                 return Err(RepoError::InvalidMst(format!(
-                    "prefix {p} longer than previous key in {cid}"
+                    "prefix {p} longer than previous key in {}",
+                    crate::data::cid_string(&cid)
                 )));
             }
-            let suffix = std::str::from_utf8(&entry.k)
-                .map_err(|_| RepoError::InvalidMst(format!("non-UTF-8 key in {cid}")))?;
+            let suffix = std::str::from_utf8(&entry.k).map_err(|_| {
+                RepoError::InvalidMst(format!(
+                    "non-UTF-8 key in {}",
+                    crate::data::cid_string(&cid)
+                ))
+            })?;
             let key = format!("{}{}", &prev[..p], suffix);
             check_key(&key)?;
             if last.as_deref().is_some_and(|l| l >= key.as_str()) {
-                return Err(RepoError::InvalidMst(format!("keys out of order in {cid}")));
+                return Err(RepoError::InvalidMst(format!(
+                    "keys out of order in {}",
+                    crate::data::cid_string(&cid)
+                )));
             }
             keys.push(key.clone());
             vals.push(entry.v);
@@ -166,13 +174,15 @@ impl Node {
         for key in &keys {
             if key_height(key) != layer {
                 return Err(RepoError::InvalidMst(format!(
-                    "key {key} at wrong layer {layer} in {cid}"
+                    "key {key} at wrong layer {layer} in {}",
+                    crate::data::cid_string(&cid)
                 )));
             }
         }
         if layer == 0 && gaps.iter().any(Option::is_some) {
             return Err(RepoError::InvalidMst(format!(
-                "subtree below layer 0 in {cid}"
+                "subtree below layer 0 in {}",
+                crate::data::cid_string(&cid)
             )));
         }
         Ok(Node {
@@ -367,7 +377,8 @@ impl Mst {
         let node = load_node(store, &root, None)?;
         if node.keys.is_empty() && !node.is_void() {
             return Err(RepoError::InvalidMst(format!(
-                "root {root} has no keys but a subtree"
+                "root {} has no keys but a subtree",
+                crate::data::cid_string(&root)
             )));
         }
         Ok(Mst { root: node })

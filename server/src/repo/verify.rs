@@ -193,7 +193,7 @@ impl TreeWalk {
     /// Where the walk stands.
     pub fn state(&self) -> WalkState {
         WalkState {
-            root: self.root.map(|c| c.to_string()),
+            root: self.root.map(|c| crate::data::cid_string(&c)),
             path: self
                 .frames
                 .iter()
@@ -262,7 +262,8 @@ impl TreeWalk {
                 };
                 let Some(layer) = frame.node.layer.checked_sub(1) else {
                     return Err(RepoError::InvalidMst(format!(
-                        "subtree below layer 0 at {cid}"
+                        "subtree below layer 0 at {}",
+                        crate::data::cid_string(&cid)
                     )));
                 };
                 let child = Node::decode(&get_required(store, &cid)?, cid, Some(layer))?;
@@ -298,7 +299,11 @@ impl TreeWalk {
         }
         let is_root = layer.is_none();
         if !is_root && node.keys.is_empty() && node.gaps.iter().all(Option::is_none) {
-            return Err(RepoError::InvalidMst(format!("empty node {:?}", node.cid)));
+            let cid = node
+                .cid
+                .as_ref()
+                .map_or_else(String::new, crate::data::cid_string);
+            return Err(RepoError::InvalidMst(format!("empty node {cid}")));
         }
         self.frames.push(Frame {
             node,
@@ -312,5 +317,7 @@ impl TreeWalk {
 /// A decoded node's CID as text (nodes on a walk's path were read from a store, so they have
 /// one).
 fn describe_node(node: &Node) -> String {
-    node.cid.map(|c| c.to_string()).unwrap_or_default()
+    node.cid
+        .map(|c| crate::data::cid_string(&c))
+        .unwrap_or_default()
 }

@@ -220,7 +220,7 @@ impl BlobMetadata {
 pub fn insert_blob_metadata(db: &dyn Sql, meta: &BlobMetadata) -> SqlResult<()> {
     let size = i64::try_from(meta.size)
         .map_err(|_| super::StorageError::Sql(format!("blob size {} too large", meta.size)))?;
-    let cid = SqlValue::Text(meta.cid.to_string());
+    let cid = SqlValue::Text(crate::data::cid_string(&meta.cid));
     db.execute(
         "INSERT INTO blob_metadata (cid, mime_type, size, created_ms, unreferenced_since_ms) \
          VALUES (?, ?, ?, ?, CASE WHEN EXISTS (SELECT 1 FROM record_blob WHERE blob_cid = ?) \
@@ -257,7 +257,7 @@ fn metadata_row(row: &super::sql::Row) -> SqlResult<BlobMetadata> {
 pub fn blob_metadata(db: &dyn Sql, cid: &Cid) -> SqlResult<Option<BlobMetadata>> {
     match db.query_opt(
         &format!("SELECT {METADATA_COLUMNS} FROM blob_metadata WHERE cid = ?"),
-        &[SqlValue::Text(cid.to_string())],
+        &[SqlValue::Text(crate::data::cid_string(cid))],
     )? {
         Some(row) => metadata_row(&row).map(Some),
         None => Ok(None),
@@ -400,7 +400,7 @@ pub fn is_known_blob(db: &dyn Sql, cid: &Cid) -> SqlResult<bool> {
     Ok(db
         .query_opt(
             "SELECT 1 FROM blob_metadata WHERE cid = ?",
-            &[SqlValue::Text(cid.to_string())],
+            &[SqlValue::Text(crate::data::cid_string(cid))],
         )?
         .is_some())
 }
@@ -411,7 +411,7 @@ pub fn is_known_blob(db: &dyn Sql, cid: &Cid) -> SqlResult<bool> {
 /// unreferenced time cleared, so that it is never picked again.
 pub fn forget_collectable_blob(db: &dyn Sql, cid: &Cid, until_ms: i64) -> SqlResult<bool> {
     db.transaction(|| {
-        let cid = SqlValue::Text(cid.to_string());
+        let cid = SqlValue::Text(crate::data::cid_string(cid));
         let referenced = "EXISTS (SELECT 1 FROM record_blob WHERE blob_cid = ?)";
         let removed = db.execute(
             &format!(
@@ -437,7 +437,7 @@ pub fn forget_collectable_blob(db: &dyn Sql, cid: &Cid, until_ms: i64) -> SqlRes
 /// was removed.
 pub fn delete_blob_metadata(db: &dyn Sql, cid: &Cid) -> SqlResult<bool> {
     db.transaction(|| {
-        let cid = SqlValue::Text(cid.to_string());
+        let cid = SqlValue::Text(crate::data::cid_string(cid));
         let removed = db.execute(
             "DELETE FROM blob_metadata WHERE cid = ? AND NOT EXISTS \
              (SELECT 1 FROM record_blob WHERE blob_cid = ?) RETURNING cid",

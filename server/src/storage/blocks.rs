@@ -121,7 +121,7 @@ impl BlockStore for SqlBlockStore<'_> {
         }
         let row = self.db.execute(
             "SELECT bytes FROM repo_block WHERE cid = ?",
-            &[SqlValue::Text(cid.to_string())],
+            &[SqlValue::Text(crate::data::cid_string(cid))],
         )?;
         match row.into_iter().next() {
             Some(row) => {
@@ -138,7 +138,7 @@ impl BlockStore for SqlBlockStore<'_> {
     fn has(&self, cid: &Cid) -> crate::repo::error::Result<bool> {
         let rows = self.db.execute(
             "SELECT 1 FROM repo_block WHERE cid = ?",
-            &[SqlValue::Text(cid.to_string())],
+            &[SqlValue::Text(crate::data::cid_string(cid))],
         )?;
         Ok(!rows.is_empty())
     }
@@ -167,7 +167,7 @@ pub(crate) fn put_blocks(db: &dyn Sql, blocks: &BlockMap, rev: &str) -> Result<(
         let rows = vec!["(?, ?, ?)"; chunk.len()].join(", ");
         let mut params = Vec::with_capacity(chunk.len() * 3);
         for (cid, bytes) in chunk {
-            params.push(SqlValue::Text(cid.to_string()));
+            params.push(SqlValue::Text(crate::data::cid_string(cid)));
             params.push(SqlValue::Blob((*bytes).clone()));
             params.push(SqlValue::from(rev));
         }
@@ -185,7 +185,7 @@ pub(crate) fn get_blocks(db: &dyn Sql, cids: &[Cid]) -> Result<BlockMap> {
     for chunk in cids.chunks(MAX_PARAMS) {
         let params: Vec<SqlValue> = chunk
             .iter()
-            .map(|c| SqlValue::Text(c.to_string()))
+            .map(|c| SqlValue::Text(crate::data::cid_string(c)))
             .collect();
         let rows = db.execute(
             &format!(

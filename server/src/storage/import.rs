@@ -24,7 +24,7 @@ pub fn stage_blocks(db: &dyn Sql, blocks: &[(Cid, Vec<u8>)], now_ms: i64) -> Res
         for chunk in blocks.chunks(MAX_PARAMS / 3) {
             let mut params = Vec::with_capacity(chunk.len() * 3);
             for (cid, bytes) in chunk {
-                params.push(SqlValue::Text(cid.to_string()));
+                params.push(SqlValue::Text(crate::data::cid_string(cid)));
                 params.push(SqlValue::Blob(bytes.clone()));
                 params.push(SqlValue::Integer(now_ms));
             }
@@ -92,7 +92,7 @@ impl BlockStore for StagedBlocks<'_> {
     fn get(&self, cid: &Cid) -> crate::repo::error::Result<Option<Vec<u8>>> {
         let row = self.db.execute(
             "SELECT bytes FROM import_block WHERE cid = ?",
-            &[SqlValue::Text(cid.to_string())],
+            &[SqlValue::Text(crate::data::cid_string(cid))],
         )?;
         match row.into_iter().next() {
             Some(row) => Ok(Some(row.into_blob(0)?)),
@@ -173,7 +173,7 @@ pub fn keep_blocks(db: &dyn Sql, cids: &[Cid]) -> Result<()> {
     for chunk in cids.chunks(MAX_PARAMS) {
         let params: Vec<SqlValue> = chunk
             .iter()
-            .map(|c| SqlValue::Text(c.to_string()))
+            .map(|c| SqlValue::Text(crate::data::cid_string(c)))
             .collect();
         db.execute(
             &format!(
@@ -231,9 +231,9 @@ pub fn swap_in(db: &dyn Sql, head: &ImportedHead<'_>, now_ms: i64) -> Result<()>
          VALUES (1, ?, ?, ?, ?)",
         &[
             SqlValue::from(head.did),
-            SqlValue::Text(head.commit.0.to_string()),
+            SqlValue::Text(crate::data::cid_string(&head.commit.0)),
             SqlValue::from(head.rev),
-            SqlValue::Text(head.data.to_string()),
+            SqlValue::Text(crate::data::cid_string(&head.data)),
         ],
     )?;
     super::blobs::recount_references(db, now_ms)?;

@@ -132,12 +132,12 @@ pub fn persist_commit(
                         &[
                             key[0].clone(),
                             key[1].clone(),
-                            SqlValue::Text(cid.to_string()),
+                            SqlValue::Text(crate::data::cid_string(&cid)),
                             SqlValue::from(output.rev.as_str()),
                         ],
                     )?;
                     for blob in blobs.get(&op.path).into_iter().flatten() {
-                        let blob = blob.to_string();
+                        let blob = crate::data::cid_string(blob);
                         db.execute(
                             "INSERT OR IGNORE INTO record_blob (collection, rkey, blob_cid, rev) \
                              VALUES (?, ?, ?, ?)",
@@ -170,7 +170,7 @@ pub fn persist_commit(
             .iter()
             .chain(&dropped_records)
             .filter(|cid| !output.new_blocks.contains_key(cid))
-            .map(|cid| SqlValue::Text(cid.to_string()))
+            .map(|cid| SqlValue::Text(crate::data::cid_string(cid)))
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
@@ -190,9 +190,9 @@ pub fn persist_commit(
              VALUES (1, ?, ?, ?, ?)",
             &[
                 SqlValue::from(output.commit.did.as_str()),
-                SqlValue::Text(output.cid.to_string()),
+                SqlValue::Text(crate::data::cid_string(&output.cid)),
                 SqlValue::from(output.rev.as_str()),
-                SqlValue::Text(output.commit.data.to_string()),
+                SqlValue::Text(crate::data::cid_string(&output.commit.data)),
             ],
         )?;
         let seq = insert_event(db, event)?;
@@ -239,9 +239,9 @@ pub fn replace_repo(
              VALUES (1, ?, ?, ?, ?)",
             &[
                 SqlValue::from(verified.commit.did.as_str()),
-                SqlValue::Text(verified.commit_cid.to_string()),
+                SqlValue::Text(crate::data::cid_string(&verified.commit_cid)),
                 SqlValue::from(rev),
-                SqlValue::Text(verified.commit.data.to_string()),
+                SqlValue::Text(crate::data::cid_string(&verified.commit.data)),
             ],
         )?;
         recount_references(db, now_ms)?;
@@ -321,7 +321,7 @@ pub fn index_records(
             let (collection, rkey) = split_path(path)?;
             params.push(SqlValue::from(collection));
             params.push(SqlValue::from(rkey));
-            params.push(SqlValue::Text(cid.to_string()));
+            params.push(SqlValue::Text(crate::data::cid_string(cid)));
             params.push(SqlValue::from(rev));
         }
         db.execute(
@@ -345,7 +345,7 @@ pub fn index_records(
                 &[
                     SqlValue::from(collection),
                     SqlValue::from(rkey),
-                    SqlValue::Text(cid.to_string()),
+                    SqlValue::Text(crate::data::cid_string(cid)),
                     SqlValue::from(rev),
                 ],
             )?;
@@ -355,7 +355,7 @@ pub fn index_records(
 }
 
 fn describe(cid: Option<Cid>) -> String {
-    cid.map_or_else(|| "nothing".to_owned(), |c| c.to_string())
+    cid.map_or_else(|| "nothing".to_owned(), |c| crate::data::cid_string(&c))
 }
 
 /// One entry of the record index.

@@ -77,7 +77,7 @@ impl DirBlobStore {
     }
 
     fn path_of(&self, cid: &Cid) -> PathBuf {
-        self.root.join(cid.to_string())
+        self.root.join(crate::data::cid_string(cid))
     }
 
     fn put_sync_part(
@@ -220,7 +220,7 @@ impl BlobStore for DirBlobStore {
         limit: usize,
     ) -> LocalBoxFuture<'a, Result<Vec<Cid>, BlobError>> {
         let result = (|| {
-            let after = after.map(|c| c.to_string());
+            let after = after.map(crate::data::cid_string);
             let mut names: Vec<String> = Vec::new();
             for entry in fs::read_dir(&self.root).map_err(io)? {
                 let entry = entry.map_err(io)?;

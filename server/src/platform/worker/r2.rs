@@ -112,7 +112,9 @@ impl R2BlobStore {
         }
         upload.complete(parts).await.map_err(r2)?;
         let stored = meter.finish();
-        let copied = self.copy(&tmp_key, &stored.cid.to_string()).await;
+        let copied = self
+            .copy(&tmp_key, &crate::data::cid_string(&stored.cid))
+            .await;
         let _ = self.bucket.delete(tmp_key).await;
         copied.map(|()| stored)
     }
@@ -209,7 +211,7 @@ impl BlobStore for R2BlobStore {
             }
             let stored = meter.finish();
             self.bucket
-                .put(stored.cid.to_string(), buffer)
+                .put(crate::data::cid_string(&stored.cid), buffer)
                 .execute()
                 .await
                 .map_err(r2)?;
@@ -223,7 +225,7 @@ impl BlobStore for R2BlobStore {
         range: Option<ByteRange>,
     ) -> LocalBoxFuture<'a, Result<Option<BlobBody>, BlobError>> {
         Box::pin(async move {
-            let key = cid.to_string();
+            let key = crate::data::cid_string(cid);
             let Some(head) = self.bucket.head(key.clone()).await.map_err(r2)? else {
                 return Ok(None);
             };
@@ -259,7 +261,7 @@ impl BlobStore for R2BlobStore {
 
     fn delete<'a>(&'a self, cid: &'a Cid) -> LocalBoxFuture<'a, Result<bool, BlobError>> {
         Box::pin(async move {
-            let key = cid.to_string();
+            let key = crate::data::cid_string(cid);
             let existed = self.bucket.head(key.clone()).await.map_err(r2)?.is_some();
             self.bucket.delete(key).await.map_err(r2)?;
             Ok(existed)
@@ -297,7 +299,7 @@ impl BlobStore for R2BlobStore {
                 .prefix("b")
                 .limit(u32::try_from(limit.min(1000)).unwrap_or(1000));
             if let Some(after) = after {
-                request = request.start_after(after.to_string());
+                request = request.start_after(crate::data::cid_string(after));
             }
             let listed = request.execute().await.map_err(r2)?;
             Ok(listed
