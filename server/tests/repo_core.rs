@@ -348,6 +348,10 @@ fn commits_diffs_proofs_and_car_round_trip() {
         let mut with_new = store.clone();
         with_new.put_many(out.new_blocks.clone()).unwrap();
         let diff = diff_trees(&with_new, Some(&repo.data()), &next.data()).unwrap();
+        assert!(
+            diff.changes.windows(2).all(|w| w[0].key() < w[1].key()),
+            "commit {n}: changes in key order"
+        );
         let mut from_diff: Vec<(String, Option<Cid>, Option<Cid>)> = diff
             .changes
             .iter()

@@ -103,9 +103,10 @@ fn revoking_an_app_password_ends_its_sessions() {
         .into_iter()
         .map(|a| (a.name, a.privileged))
         .collect();
-    assert_eq!(names, [("phone".into(), true), ("laptop".into(), false)]);
+    // Newest first.
+    assert_eq!(names, [("laptop".into(), false), ("phone".into(), true)]);
     assert_eq!(
-        list_app_passwords(&db).unwrap()[0].lookup.as_deref(),
+        list_app_passwords(&db).unwrap()[1].lookup.as_deref(),
         Some("0123456789abcdef")
     );
 

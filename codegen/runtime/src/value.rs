@@ -150,9 +150,14 @@ impl Value {
             Value::Array(items) => {
                 serde_json::Value::Array(items.iter().map(Value::to_json).collect())
             }
-            Value::Map(map) => serde_json::Value::Object(
-                map.iter().map(|(k, v)| (k.clone(), v.to_json())).collect(),
-            ),
+            Value::Map(map) => {
+                // Inserted in order: collecting into the map would link a stable sort.
+                let mut obj = serde_json::Map::new();
+                for (k, v) in map {
+                    obj.insert(k.clone(), v.to_json());
+                }
+                serde_json::Value::Object(obj)
+            }
         }
     }
 

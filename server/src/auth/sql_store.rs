@@ -185,7 +185,8 @@ impl AuthStore for SqlAuthStore<'_> {
     }
 
     fn app_passwords(&self) -> Result<Vec<AppPasswordRecord>, StoreError> {
-        let mut all: Vec<AppPasswordRecord> = account::list_app_passwords(self.db)
+        // Newest first, then by name: the order the storage query gives.
+        let all: Vec<AppPasswordRecord> = account::list_app_passwords(self.db)
             .map_err(err)?
             .into_iter()
             .map(|p| AppPasswordRecord {
@@ -196,11 +197,6 @@ impl AuthStore for SqlAuthStore<'_> {
                 lookup: p.lookup,
             })
             .collect();
-        all.sort_by(|a, b| {
-            b.created_ms
-                .cmp(&a.created_ms)
-                .then_with(|| a.name.cmp(&b.name))
-        });
         Ok(all)
     }
 

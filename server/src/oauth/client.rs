@@ -323,13 +323,12 @@ pub fn validate(m: ClientMetadata, client_id: &str, loopback: bool) -> Result<Cl
         let known = grants
             .iter()
             .all(|g| g == "authorization_code" || g == "refresh_token");
-        let mut unique = grants.clone();
-        unique.sort();
-        unique.dedup();
-        if !known
-            || unique.len() != grants.len()
-            || !grants.iter().any(|g| g == "authorization_code")
-        {
+        // A handful of values: a pairwise check, not a sort.
+        let repeated = grants
+            .iter()
+            .enumerate()
+            .any(|(i, g)| grants[..i].contains(g));
+        if !known || repeated || !grants.iter().any(|g| g == "authorization_code") {
             return Err(bad(
                 "grant_types must be authorization_code and optionally refresh_token",
             ));

@@ -8,6 +8,7 @@ use super::blockstore::{get_required, BlockMap, BlockStore};
 use super::error::Result;
 use super::mst::{Link, Node};
 use cid::Cid;
+use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// One changed leaf.
@@ -91,29 +92,35 @@ pub fn diff_trees(
         }
     }
 
-    for (key, cid) in &new_leaves {
-        match old_leaves.get(key) {
-            None => diff.changes.push(LeafChange::Create {
+    // Both leaf maps iterate in key order, so merging them yields the changes sorted by key.
+    let (mut olds, mut news) = (old_leaves.iter().peekable(), new_leaves.iter().peekable());
+    loop {
+        let order = match (olds.peek(), news.peek()) {
+            (None, None) => break,
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (Some((old_key, _)), Some((new_key, _))) => old_key.cmp(new_key),
+        };
+        let change = match order {
+            Ordering::Less => olds.next().map(|(key, prev)| LeafChange::Delete {
+                key: key.clone(),
+                prev: *prev,
+            }),
+            Ordering::Greater => news.next().map(|(key, cid)| LeafChange::Create {
                 key: key.clone(),
                 cid: *cid,
             }),
-            Some(prev) if prev != cid => diff.changes.push(LeafChange::Update {
-                key: key.clone(),
-                prev: *prev,
-                cid: *cid,
-            }),
-            Some(_) => {}
-        }
+            Ordering::Equal => match (olds.next(), news.next()) {
+                (Some((key, prev)), Some((_, cid))) if prev != cid => Some(LeafChange::Update {
+                    key: key.clone(),
+                    prev: *prev,
+                    cid: *cid,
+                }),
+                _ => None,
+            },
+        };
+        diff.changes.extend(change);
     }
-    for (key, prev) in &old_leaves {
-        if !new_leaves.contains_key(key) {
-            diff.changes.push(LeafChange::Delete {
-                key: key.clone(),
-                prev: *prev,
-            });
-        }
-    }
-    diff.changes.sort_by(|a, b| a.key().cmp(b.key()));
     Ok(diff)
 }
 

@@ -381,14 +381,13 @@ fn build_commit(
     let (commit_cid, commit_bytes) = commit.to_block()?;
     new_blocks.insert(commit_cid, commit_bytes.clone());
     relevant.insert(commit_cid, commit_bytes);
-    let removed_records: BTreeSet<Cid> = diff
-        .changes
-        .iter()
-        .filter_map(|c| match c {
-            LeafChange::Update { prev, .. } | LeafChange::Delete { prev, .. } => Some(*prev),
-            LeafChange::Create { .. } => None,
-        })
-        .collect();
+    // Inserted one by one: collecting into a B-tree links a stable sort for its element type.
+    let mut removed_records = BTreeSet::new();
+    for change in &diff.changes {
+        if let LeafChange::Update { prev, .. } | LeafChange::Delete { prev, .. } = change {
+            removed_records.insert(*prev);
+        }
+    }
     let mut removed = diff.removed_nodes;
     if let Some(prev) = previous {
         removed.insert(prev.commit_cid);

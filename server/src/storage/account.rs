@@ -413,11 +413,11 @@ pub fn create_app_password(db: &dyn Sql, app_password: &AppPassword) -> Result<(
     Ok(())
 }
 
-/// Every app password, oldest first.
+/// Every app password, newest first (ties by name).
 pub fn list_app_passwords(db: &dyn Sql) -> Result<Vec<AppPassword>> {
     db.execute(
         "SELECT name, password_hash, privileged, created_ms, lookup FROM app_password \
-         ORDER BY created_ms, name",
+         ORDER BY created_ms DESC, name",
         &[],
     )?
     .iter()

@@ -165,14 +165,12 @@ pub fn persist_commit(
         // Unreachable blocks go: old MST nodes and commit (the core's diff),
         // and records no index row points at any more. A block the new
         // commit also wrote is kept whatever the lists say.
-        let unreachable: Vec<SqlValue> = output
-            .removed
+        let mut unreachable_cids = output.removed.clone();
+        unreachable_cids.extend(&dropped_records);
+        let unreachable: Vec<SqlValue> = unreachable_cids
             .iter()
-            .chain(&dropped_records)
             .filter(|cid| !output.new_blocks.contains_key(cid))
             .map(|cid| SqlValue::Text(crate::data::cid_string(cid)))
-            .collect::<BTreeSet<_>>()
-            .into_iter()
             .collect();
         for chunk in unreachable.chunks(MAX_PARAMS) {
             db.execute(
@@ -332,7 +330,10 @@ pub fn index_records(
             &params,
         )?;
     }
-    let paths: BTreeSet<&str> = records.iter().map(|(p, _)| p.as_str()).collect();
+    let mut paths = BTreeSet::new();
+    for (path, _) in records {
+        paths.insert(path.as_str());
+    }
     // References of records the repository does not hold are dropped.
     for (path, cids) in blobs.iter().filter(|(p, _)| paths.contains(p.as_str())) {
         let (collection, rkey) = split_path(path)?;
