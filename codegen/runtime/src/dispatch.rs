@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use super::decode::FromValue;
+use super::decode::{DecodeError, FromValue};
 use super::schema;
 use super::serde_value::value_from_json;
 use super::value::Value;
@@ -19,11 +19,23 @@ pub type MethodRun<'a> =
 /// Largest JSON request body accepted, in bytes.
 pub const JSON_LIMIT: usize = 1024 * 1024;
 
+// The generic steps below are one line each over a shared, non-generic part: they are built
+// once per method, and whatever they hold is built that many times.
+
 /// Decodes, checks and types the query parameters.
 pub fn params<P: FromValue>(meta: &MethodMeta, query: &str) -> Result<P, XrpcError> {
+    P::from_value(&params_value(meta, query)?).map_err(|e| untyped("Params", e))
+}
+
+fn params_value(meta: &MethodMeta, query: &str) -> Result<Value, XrpcError> {
     let map = schema::decode_params(meta.params, query)
         .map_err(|e| XrpcError::invalid_request(e.message))?;
-    P::from_value(&Value::Map(map)).map_err(|e| XrpcError::invalid_request(format!("Params: {e}")))
+    Ok(Value::Map(map))
+}
+
+/// The 400 for a value that passed its schema but not its type.
+fn untyped(part: &str, e: DecodeError) -> XrpcError {
+    XrpcError::invalid_request(format!("{part}: {e}"))
 }
 
 /// The MIME type of a Content-Type header: lowercased, parameters dropped.
@@ -75,6 +87,10 @@ pub fn no_input(req: &Request) -> Result<(), XrpcError> {
 /// Reads a JSON input: Content-Type checked, body parsed into the data model, validated
 /// against the input schema, then typed.
 pub async fn json_input<I: FromValue>(meta: &MethodMeta, req: Request) -> Result<I, XrpcError> {
+    I::from_value(&json_input_value(meta, req).await?).map_err(|e| untyped("Input", e))
+}
+
+async fn json_input_value(meta: &MethodMeta, req: Request) -> Result<Value, XrpcError> {
     if matches!(&req.body, Body::Bytes(b) if b.is_empty()) {
         return Err(XrpcError::invalid_request(
             "A request body is expected but none was provided",
@@ -87,7 +103,7 @@ pub async fn json_input<I: FromValue>(meta: &MethodMeta, req: Request) -> Result
     if let Some(s) = meta.input_schema {
         schema::validate(s, &value, "Input").map_err(|e| XrpcError::invalid_request(e.message))?;
     }
-    I::from_value(&value).map_err(|e| XrpcError::invalid_request(format!("Input: {e}")))
+    Ok(value)
 }
 
 /// Hands over a raw input (blob bytes, a CAR) after checking its Content-Type.
@@ -102,8 +118,11 @@ pub fn binary_input(meta: &MethodMeta, req: Request) -> Result<BinaryInput, Xrpc
 
 /// A 200 JSON response.
 pub fn json_output<O: Serialize>(out: &O) -> Result<Response, XrpcError> {
-    let body = serde_json::to_vec(out)
-        .map_err(|e| XrpcError::internal_message(format!("encoding output: {e}")))?;
+    json_response(serde_json::to_vec(out))
+}
+
+fn json_response(body: serde_json::Result<Vec<u8>>) -> Result<Response, XrpcError> {
+    let body = body.map_err(|e| XrpcError::internal_message(format!("encoding output: {e}")))?;
     Ok(Response {
         status: 200,
         headers: vec![(
