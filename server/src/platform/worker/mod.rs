@@ -449,9 +449,9 @@ fn client_ip(req: &Request) -> Option<std::net::IpAddr> {
     header.trim().parse().ok()
 }
 
-/// The request without its body. `url` is the request's own (`req.inner().url()`), read once by the caller: worker's
-/// `Request::url` and `path` parse it again on each call, with the `url` crate, whose IDNA
-/// tables were the only reason that crate was in the wasm.
+/// The request without its body. `url` is the request's own (`req.inner().url()`), read once
+/// by the caller: worker's `Request::url` and `path` parse it again on each call, with the
+/// `url` crate, whose IDNA tables were the only reason that crate was in the wasm.
 fn request_head(req: &Request, method: &str, url: &str) -> HttpRequest {
     let (path, query) = crate::http::url_path_query(url);
     HttpRequest {
