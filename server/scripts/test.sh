@@ -10,6 +10,9 @@ phase() { echo "== npm test, ${SECONDS}s: $*" >&2; }
 # One full run from a clean tree: incremental caches would only add gigabytes of disk (CI ran
 # out of it once) and save nothing.
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+# Test binaries without debug sections (about half of each one's 40 MB, 37 of them): panics
+# still name file and line, backtraces still name functions.
+export CARGO_PROFILE_DEV_STRIP="${CARGO_PROFILE_DEV_STRIP:-debuginfo}"
 phase setup
 bash server/scripts/setup.sh
 # The status page's tests drive Debian's Chromium (the npm tools' own browser downloads are
