@@ -9,24 +9,15 @@
 //! about 45 KB of wasm) to read strings no atproto implementation writes, and to write one of
 //! two.
 
-use std::fmt;
-
 use cid::Cid;
 
-/// Why a string is not a CID.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CidStrError(pub String);
+use crate::serde_value::DecodeError;
 
-impl fmt::Display for CidStrError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for CidStrError {}
+/// Why a string is not a CID: the runtime's one decoding error, a message.
+pub type CidStrError = DecodeError;
 
 fn err(why: &str) -> CidStrError {
-    CidStrError(why.to_owned())
+    DecodeError(why.to_owned())
 }
 
 /// Parses a CID string: `b` + base32 (lower case, no padding), `z` + base58btc, or a CIDv0
@@ -42,7 +33,7 @@ pub fn parse_cid(s: &str) -> Result<Cid, CidStrError> {
         return Err(err("not base32 (b) or base58btc (z)"));
     };
     let mut reader = bytes.as_slice();
-    let cid = Cid::read_bytes(&mut reader).map_err(|e| CidStrError(e.to_string()))?;
+    let cid = Cid::read_bytes(&mut reader).map_err(|e| DecodeError(e.to_string()))?;
     if !reader.is_empty() {
         return Err(err("bytes after the CID"));
     }
