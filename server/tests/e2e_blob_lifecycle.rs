@@ -117,6 +117,9 @@ fn unreferenced_blobs_are_collected_after_their_window(kind: ShellKind) {
     let of_deleted = upload_ok(base, &token, "image/png", &png(3, 1000));
     let page = upload_ok(base, &token, "text/html", b"<script>alert(1)</script>");
     let uploaded_at = Instant::now();
+    assert_eq!(server.stored_blob_files(), 4);
+    // Over R2's part size: on the Worker its bytes and the object under its CID both go.
+    let large = upload_ok(base, &token, "image/png", &png(4, 6 * 1024 * 1024));
     post_with_image(base, &token, &kept);
     let rkey = post_with_image(base, &token, &of_deleted);
     let deleted = xrpc(
@@ -127,10 +130,9 @@ fn unreferenced_blobs_are_collected_after_their_window(kind: ShellKind) {
         Some(&json!({"repo": did(), "collection": "app.bsky.feed.post", "rkey": rkey})),
     );
     assert_eq!(deleted.status, 200);
-    assert_eq!(server.stored_blob_files(), 4);
 
     // Within the window everything is served; media inline, anything else as an attachment.
-    for blob in [&unused, &kept, &of_deleted, &page] {
+    for blob in [&unused, &kept, &of_deleted, &page, &large] {
         let res = get_blob(base, blob);
         assert_eq!(res.status, 200, "served within the window");
     }
@@ -157,7 +159,7 @@ fn unreferenced_blobs_are_collected_after_their_window(kind: ShellKind) {
         );
         std::thread::sleep(Duration::from_millis(250));
     }
-    for blob in [&unused, &of_deleted, &page] {
+    for blob in [&unused, &of_deleted, &page, &large] {
         let res = get_blob(base, blob);
         assert_eq!(res.status, 400, "{}", String::from_utf8_lossy(&res.body));
         assert_eq!(res.json()["error"], "BlobNotFound");

@@ -1,5 +1,7 @@
-//! uploadBlob end to end on both shells: an upload over R2's multipart part size round-trips
-//! (on the Worker it is streamed to R2 by the Worker, the DO only authorizes and records it),
+//! uploadBlob end to end on both shells: an upload of exactly R2's multipart part size (the
+//! largest the Worker writes as one object) and one over it round-trip under the CID of their
+//! bytes (on the Worker they are streamed to R2 by the Worker, the DO only authorizes and
+//! records them),
 //! a service JWT bound to uploadBlob uploads (the video service's flow), and missing, malformed,
 //! revoked and otherwise-bound tokens are refused.
 
@@ -11,6 +13,7 @@ use support::account::login;
 use support::http::{request, xrpc};
 
 on_both_shells!(
+    part_sized_upload_round_trips,
     large_upload_round_trips,
     refused_uploads,
     service_token_uploads
@@ -41,6 +44,39 @@ fn upload(base: &str, auth: Option<&str>, body: &[u8]) -> support::http::Reply {
     )
 }
 
+/// The raw CID of `bytes`, as the reference computes it.
+fn raw_cid(bytes: &[u8]) -> String {
+    pds::data::cid_string(&pds::data::cid_for_raw(bytes))
+}
+
+/// Reads `range` of the blob `cid`.
+fn get_blob_range(base: &str, cid: &str, range: &str) -> support::http::Reply {
+    let did = support::account::did();
+    request(
+        base,
+        "GET",
+        &format!("/xrpc/com.atproto.sync.getBlob?did={did}&cid={cid}"),
+        &[("range", range)],
+        b"",
+    )
+}
+
+fn part_sized_upload_round_trips(base: &str) {
+    let (token, _) = login(base);
+    let mut bytes = large_jpeg();
+    bytes.truncate(5 * 1024 * 1024);
+    let uploaded = upload(base, Some(&format!("Bearer {token}")), &bytes);
+    assert_eq!(uploaded.status, 200, "{:?}", uploaded.json());
+    let cid = uploaded.json()["blob"]["ref"]["$link"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(cid, raw_cid(&bytes));
+    let tail = get_blob_range(base, &cid, "bytes=5242870-");
+    assert_eq!(tail.status, 206);
+    assert!(tail.body == bytes[5_242_870..], "the last bytes");
+}
+
 fn large_upload_round_trips(base: &str) {
     let (token, _) = login(base);
     let bytes = large_jpeg();
@@ -56,6 +92,7 @@ fn large_upload_round_trips(base: &str) {
     assert_eq!(blob["mimeType"], "image/jpeg", "sniffed, not declared");
     assert_eq!(blob["size"], bytes.len());
     let cid = blob["ref"]["$link"].as_str().unwrap().to_owned();
+    assert_eq!(cid, raw_cid(&bytes));
 
     // The same bytes again: same CID, the stored row answers.
     let again = upload(base, Some(&format!("Bearer {token}")), &bytes);
@@ -72,6 +109,14 @@ fn large_upload_round_trips(base: &str) {
     );
     assert_eq!(fetched.status, 200);
     assert!(fetched.body == bytes, "getBlob returns the uploaded bytes");
+    // A range across the first part's end.
+    let across = get_blob_range(base, &cid, "bytes=5242870-5242889");
+    assert_eq!(across.status, 206);
+    assert_eq!(
+        across.header("content-range"),
+        Some(format!("bytes 5242870-5242889/{}", bytes.len()).as_str())
+    );
+    assert!(across.body == bytes[5_242_870..5_242_890]);
 
     // The metadata row exists: a record may reference the blob.
     let attached = xrpc(

@@ -2,25 +2,51 @@
 //!
 //! R2 cannot rename, and a blob's key (its CID) is known only once all its
 //! bytes have been seen. Blobs up to one part (5 MiB, R2's minimum multipart
-//! part size) are buffered and written once under their CID. Larger ones are
-//! streamed as a multipart upload to `tmp/<random>` (aborted on any failure
-//! or once over the limit), then copied to their CID as a stream and the
-//! temporary object deleted. Either way nothing appears under a CID before
-//! the upload is complete.
+//! part size, inclusive) are buffered and written once under their CID. Larger
+//! ones are streamed as a multipart upload to `large/<random>` (aborted on any
+//! failure or once over the limit); once complete, an empty object under their
+//! CID names that key in its metadata. Copying them would write every byte
+//! twice. Either way nothing appears under a CID before the upload is complete.
 
+use super::webcrypto::Sha256Stream;
+use crate::data::RawCidHasher;
 use crate::storage::blobs::{
-    BlobBody, BlobError, BlobStore, ByteRange, ChunkSource, LocalBoxFuture, StoredBlob, UploadMeter,
+    BlobBody, BlobError, BlobStore, ByteRange, ChunkSource, LocalBoxFuture, StoredBlob,
 };
 use cid::Cid;
 use futures_util::StreamExt;
-use worker::{Bucket, ByteStream, Data, MultipartUpload, Range, ResponseBody, UploadedPart};
+use worker::{Bucket, ByteStream, Include, MultipartUpload, Object, Range, UploadedPart};
 
 /// R2 multipart parts must all be the same size (except the last) and at
 /// least 5 MiB.
 const PART_SIZE: usize = 5 * 1024 * 1024;
 
-/// Temporary objects of large uploads live under this prefix.
+/// Large blobs' bytes live under this prefix, at random names.
+const LARGE_PREFIX: &str = "large/";
+
+/// Where earlier versions streamed large uploads before copying them to their CID; only swept.
 const TMP_PREFIX: &str = "tmp/";
+
+/// The custom metadata entry of an empty object under a CID that names the key of its bytes.
+const STORED_AT: &str = "stored-at";
+
+/// The key an object under a CID points to, if it is such a pointer.
+fn stored_at(object: &Object) -> Option<String> {
+    object.custom_metadata().ok()?.remove(STORED_AT)
+}
+
+/// Whether `object` was last written before `before_ms`.
+fn written_before(object: &Object, before_ms: i64) -> bool {
+    i64::try_from(object.uploaded().as_millis()).is_ok_and(|t| t < before_ms)
+}
+
+/// Fails once `total` bytes pass `max_size`.
+fn check_size(total: usize, max_size: u64) -> Result<(), BlobError> {
+    if total as u64 > max_size {
+        return Err(BlobError::TooLarge { limit: max_size });
+    }
+    Ok(())
+}
 
 fn r2(e: worker::Error) -> BlobError {
     BlobError::Store(e.to_string())
@@ -37,18 +63,22 @@ impl R2BlobStore {
         R2BlobStore { bucket }
     }
 
-    /// Deletes the objects under `prefix` last written before `before_ms` that `remove`
-    /// chooses, a listed page at a time; returns how many.
+    /// Deletes the objects under `prefix` that `remove` chooses (listed with their custom
+    /// metadata), a listed page at a time; returns how many.
     async fn remove_where(
         &self,
         prefix: &str,
-        before_ms: i64,
-        remove: &dyn Fn(&str) -> bool,
+        remove: &mut dyn FnMut(&Object) -> bool,
     ) -> Result<usize, BlobError> {
         let mut removed = 0;
         let mut cursor: Option<String> = None;
         loop {
-            let mut request = self.bucket.list().prefix(prefix).limit(1000);
+            let mut request = self
+                .bucket
+                .list()
+                .prefix(prefix)
+                .limit(1000)
+                .include(vec![Include::CustomMetadata]);
             if let Some(cursor) = cursor.take() {
                 request = request.cursor(cursor);
             }
@@ -56,9 +86,8 @@ impl R2BlobStore {
             let keys: Vec<String> = listed
                 .objects()
                 .iter()
-                .filter(|o| i64::try_from(o.uploaded().as_millis()).is_ok_and(|t| t < before_ms))
+                .filter(|o| remove(o))
                 .map(|o| o.key())
-                .filter(|key| remove(key))
                 .collect();
             if !keys.is_empty() {
                 self.bucket
@@ -74,17 +103,17 @@ impl R2BlobStore {
         }
     }
 
+    /// Streams `buffer` (over one part) and the rest of `source` as a multipart upload.
     async fn put_large(
         &self,
         source: &mut dyn ChunkSource,
         max_size: u64,
-        mut meter: UploadMeter,
-        mut buffer: Vec<u8>,
+        buffer: Vec<u8>,
     ) -> Result<StoredBlob, BlobError> {
         let mut random = [0u8; 16];
         getrandom02::getrandom(&mut random).map_err(|e| BlobError::Store(e.to_string()))?;
-        let tmp_key = format!(
-            "{TMP_PREFIX}{}",
+        let large_key = format!(
+            "{LARGE_PREFIX}{}",
             random
                 .iter()
                 .map(|b| format!("{b:02x}"))
@@ -92,90 +121,130 @@ impl R2BlobStore {
         );
         let upload = self
             .bucket
-            .create_multipart_upload(tmp_key.clone())
+            .create_multipart_upload(large_key.clone())
             .execute()
             .await
             .map_err(r2)?;
         let mut parts = Vec::new();
-        let streamed = stream_parts(
-            &upload,
-            source,
-            max_size,
-            &mut meter,
-            &mut buffer,
-            &mut parts,
-        )
-        .await;
-        if let Err(e) = streamed {
-            let _ = upload.abort().await;
-            return Err(e);
-        }
+        let mut digest = PartDigest::new();
+        let size =
+            match stream_parts(&upload, source, max_size, &mut digest, buffer, &mut parts).await {
+                Ok(size) => size,
+                Err(e) => {
+                    let _ = upload.abort().await;
+                    return Err(e);
+                }
+            };
         upload.complete(parts).await.map_err(r2)?;
-        let stored = meter.finish();
-        let copied = self
-            .copy(&tmp_key, &crate::data::cid_string(&stored.cid))
-            .await;
-        let _ = self.bucket.delete(tmp_key).await;
-        copied.map(|()| stored)
-    }
-
-    /// Copies an object as a stream (R2 has no server-side copy).
-    async fn copy(&self, from: &str, to: &str) -> Result<(), BlobError> {
-        let object = self
-            .bucket
-            .get(from)
-            .execute()
-            .await
-            .map_err(r2)?
-            .ok_or_else(|| BlobError::Store(format!("{from} vanished during upload")))?;
-        let body = object
-            .body()
-            .ok_or_else(|| BlobError::Store(format!("{from} has no body")))?;
-        let data = match body.response_body().map_err(r2)? {
-            ResponseBody::Stream(stream) => Data::ReadableStream(stream),
-            ResponseBody::Body(bytes) => Data::Bytes(bytes),
-            ResponseBody::Empty => Data::Empty,
+        let stored = StoredBlob {
+            cid: digest.finish().await?,
+            size,
         };
-        self.bucket.put(to, data).execute().await.map_err(r2)?;
-        Ok(())
+        let key = crate::data::cid_string(&stored.cid);
+        // The same bytes already stored: those stay, these go.
+        let pointer_written = match self.bucket.head(key.clone()).await {
+            Ok(Some(_)) => Ok(false),
+            Ok(None) => self
+                .bucket
+                .put(key, worker::Data::Empty)
+                .custom_metadata([(STORED_AT.to_owned(), large_key.clone())])
+                .execute()
+                .await
+                .map(|_| true),
+            Err(e) => Err(e),
+        };
+        if pointer_written.as_ref().is_ok_and(|written| *written) {
+            return Ok(stored);
+        }
+        let _ = self.bucket.delete(large_key).await;
+        pointer_written.map(|_| stored).map_err(r2)
     }
 }
 
-/// Feeds the source into multipart parts of exactly [`PART_SIZE`] (the last
-/// one shorter).
+/// The digest of a large upload, fed a part at a time as the parts are written.
+enum PartDigest {
+    Runtime(Sha256Stream),
+    /// Where the runtime has no `DigestStream`.
+    Wasm(RawCidHasher),
+}
+
+impl PartDigest {
+    fn new() -> PartDigest {
+        Sha256Stream::new().map_or_else(
+            || PartDigest::Wasm(RawCidHasher::new()),
+            PartDigest::Runtime,
+        )
+    }
+
+    async fn update(&mut self, part: &[u8]) -> Result<(), BlobError> {
+        match self {
+            PartDigest::Runtime(stream) => stream.update(part).await.ok_or_else(digest_failed),
+            PartDigest::Wasm(hasher) => {
+                hasher.update(part);
+                Ok(())
+            }
+        }
+    }
+
+    async fn finish(self) -> Result<Cid, BlobError> {
+        match self {
+            PartDigest::Runtime(stream) => stream
+                .finish()
+                .await
+                .map(|digest| crate::data::cid_from_digest(crate::data::cid::RAW, &digest))
+                .ok_or_else(digest_failed),
+            PartDigest::Wasm(hasher) => Ok(hasher.finish()),
+        }
+    }
+}
+
+fn digest_failed() -> BlobError {
+    BlobError::Store("the runtime's SHA-256 digest stream failed".into())
+}
+
+/// Feeds `buffer`, then the rest of the source, into multipart parts of exactly [`PART_SIZE`]
+/// (the last one shorter), each digested as it is written; returns the total size.
 async fn stream_parts(
     upload: &MultipartUpload,
     source: &mut dyn ChunkSource,
     max_size: u64,
-    meter: &mut UploadMeter,
-    buffer: &mut Vec<u8>,
+    digest: &mut PartDigest,
+    mut buffer: Vec<u8>,
     parts: &mut Vec<UploadedPart>,
-) -> Result<(), BlobError> {
-    let flush = |part: Vec<u8>, parts_len: usize| {
-        let number = u16::try_from(parts_len + 1)
-            .map_err(|_| BlobError::Store("too many multipart parts".into()));
-        async move { upload.upload_part(number?, part).await.map_err(r2) }
-    };
+) -> Result<u64, BlobError> {
+    let mut size = buffer.len();
     loop {
         while buffer.len() >= PART_SIZE {
             let rest = buffer.split_off(PART_SIZE);
-            let part = std::mem::replace(buffer, rest);
-            let uploaded = flush(part, parts.len()).await?;
-            parts.push(uploaded);
+            let part = std::mem::replace(&mut buffer, rest);
+            parts.push(write_part(upload, digest, part, parts.len()).await?);
         }
         match source.next_chunk().await? {
             Some(chunk) => {
-                meter.update(&chunk, max_size)?;
+                size += chunk.len();
+                check_size(size, max_size)?;
                 buffer.extend_from_slice(&chunk);
             }
             None => break,
         }
     }
     if !buffer.is_empty() {
-        let uploaded = flush(std::mem::take(buffer), parts.len()).await?;
-        parts.push(uploaded);
+        parts.push(write_part(upload, digest, buffer, parts.len()).await?);
     }
-    Ok(())
+    Ok(size as u64)
+}
+
+/// Digests and uploads the part after the `written` ones.
+async fn write_part(
+    upload: &MultipartUpload,
+    digest: &mut PartDigest,
+    part: Vec<u8>,
+    written: usize,
+) -> Result<UploadedPart, BlobError> {
+    let number = u16::try_from(written + 1)
+        .map_err(|_| BlobError::Store("too many multipart parts".into()))?;
+    digest.update(&part).await?;
+    upload.upload_part(number, part).await.map_err(r2)
 }
 
 /// An R2 object body, in chunks.
@@ -200,16 +269,24 @@ impl BlobStore for R2BlobStore {
         max_size: u64,
     ) -> LocalBoxFuture<'a, Result<StoredBlob, BlobError>> {
         Box::pin(async move {
-            let mut meter = UploadMeter::new();
+            // Hashed by the runtime (native code, several times faster than wasm): whole once
+            // the blob fits one object, or a part at a time as a larger one is written.
             let mut buffer = Vec::new();
             while let Some(chunk) = source.next_chunk().await? {
-                meter.update(&chunk, max_size)?;
+                check_size(buffer.len() + chunk.len(), max_size)?;
                 buffer.extend_from_slice(&chunk);
-                if buffer.len() >= PART_SIZE {
-                    return self.put_large(source, max_size, meter, buffer).await;
+                if buffer.len() > PART_SIZE {
+                    return self.put_large(source, max_size, buffer).await;
                 }
             }
-            let stored = meter.finish();
+            let cid = match super::webcrypto::sha256(&buffer).await {
+                Some(digest) => crate::data::cid_from_digest(crate::data::cid::RAW, &digest),
+                None => crate::data::cid_for_raw(&buffer),
+            };
+            let stored = StoredBlob {
+                cid,
+                size: buffer.len() as u64,
+            };
             self.bucket
                 .put(crate::data::cid_string(&stored.cid), buffer)
                 .execute()
@@ -226,8 +303,18 @@ impl BlobStore for R2BlobStore {
     ) -> LocalBoxFuture<'a, Result<Option<BlobBody>, BlobError>> {
         Box::pin(async move {
             let key = crate::data::cid_string(cid);
-            let Some(head) = self.bucket.head(key.clone()).await.map_err(r2)? else {
+            let Some(mut head) = self.bucket.head(key.clone()).await.map_err(r2)? else {
                 return Ok(None);
+            };
+            let key = match stored_at(&head) {
+                Some(large_key) => {
+                    let Some(large) = self.bucket.head(large_key.clone()).await.map_err(r2)? else {
+                        return Ok(None);
+                    };
+                    head = large;
+                    large_key
+                }
+                None => key,
             };
             let size = head.size();
             let (start, end) = range
@@ -262,9 +349,13 @@ impl BlobStore for R2BlobStore {
     fn delete<'a>(&'a self, cid: &'a Cid) -> LocalBoxFuture<'a, Result<bool, BlobError>> {
         Box::pin(async move {
             let key = crate::data::cid_string(cid);
-            let existed = self.bucket.head(key.clone()).await.map_err(r2)?.is_some();
+            let head = self.bucket.head(key.clone()).await.map_err(r2)?;
+            // The pointer first: bytes it no longer names are swept if their delete fails.
             self.bucket.delete(key).await.map_err(r2)?;
-            Ok(existed)
+            if let Some(large_key) = head.as_ref().and_then(stored_at) {
+                self.bucket.delete(large_key).await.map_err(r2)?;
+            }
+            Ok(head.is_some())
         })
     }
 
@@ -275,14 +366,29 @@ impl BlobStore for R2BlobStore {
     ) -> LocalBoxFuture<'a, Result<usize, BlobError>> {
         Box::pin(async move {
             // Multipart uploads never completed are aborted by R2 itself (after 7 days by
-            // default); what is listed under `tmp/` is a completed part never copied.
-            let temporary = self.remove_where(TMP_PREFIX, before_ms, &|_| true).await?;
+            // default). Under `tmp/` is what earlier versions completed and never copied.
+            let temporary = self
+                .remove_where(TMP_PREFIX, &mut |o| written_before(o, before_ms))
+                .await?;
+            // Blobs the account does not know go; the large bytes the others name stay.
+            let mut named = std::collections::BTreeSet::new();
             let unknown = self
-                .remove_where("b", before_ms, &|key| {
-                    crate::data::parse_cid(key).is_ok_and(|cid| !is_known(&cid))
+                .remove_where("b", &mut |o| {
+                    let unknown = written_before(o, before_ms)
+                        && crate::data::parse_cid(&o.key()).is_ok_and(|cid| !is_known(&cid));
+                    if !unknown {
+                        named.extend(stored_at(o));
+                    }
+                    unknown
                 })
                 .await?;
-            Ok(temporary + unknown)
+            // And large bytes no pointer names: a pointer never written, or one just removed.
+            let unnamed = self
+                .remove_where(LARGE_PREFIX, &mut |o| {
+                    written_before(o, before_ms) && !named.contains(&o.key())
+                })
+                .await?;
+            Ok(temporary + unknown + unnamed)
         })
     }
 
@@ -292,7 +398,7 @@ impl BlobStore for R2BlobStore {
         limit: usize,
     ) -> LocalBoxFuture<'a, Result<Vec<Cid>, BlobError>> {
         Box::pin(async move {
-            // Blob keys are base32 CIDv1 strings ("b..."); `tmp/` is not listed.
+            // Blob keys are base32 CIDv1 strings ("b..."); `large/` and `tmp/` are not listed.
             let mut request = self
                 .bucket
                 .list()
