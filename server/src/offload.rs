@@ -539,7 +539,7 @@ async fn upload(
             &grant,
         ));
     }
-    let mut source = BodySource::new(body);
+    let mut source = BodySource::new(body).declaring(declared.length);
     let stored = match blobs.put(&mut source, grant.max_bytes).await {
         Ok(stored) => stored,
         Err(e) => return error(upload_error(e, &grant)),

@@ -15,6 +15,7 @@ use support::http::{request, xrpc};
 on_both_shells!(
     part_sized_upload_round_trips,
     large_upload_round_trips,
+    chunked_upload_round_trips,
     refused_uploads,
     service_token_uploads
 );
@@ -130,6 +131,36 @@ fn large_upload_round_trips(base: &str) {
         ),
     );
     assert_eq!(attached.status, 200, "{:?}", attached.json());
+}
+
+/// A large upload without a declared length (chunked), in chunks that do not divide R2's part
+/// size, is stored under the CID of its bytes.
+fn chunked_upload_round_trips(base: &str) {
+    use std::io::{BufReader, Write};
+    let (token, _) = login(base);
+    let mut bytes = large_jpeg();
+    bytes.truncate(6 * 1024 * 1024 + 3);
+    let (mut stream, authority) = support::http::connect_from(None, base);
+    write!(
+        stream,
+        "POST /xrpc/com.atproto.repo.uploadBlob HTTP/1.1\r\nhost: {authority}\r\n\
+         authorization: Bearer {token}\r\ncontent-type: application/octet-stream\r\n\
+         transfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+    )
+    .unwrap();
+    for chunk in bytes.chunks(100_003) {
+        write!(stream, "{:x}\r\n", chunk.len()).unwrap();
+        stream.write_all(chunk).unwrap();
+        stream.write_all(b"\r\n").unwrap();
+    }
+    stream.write_all(b"0\r\n\r\n").unwrap();
+    let mut reader = BufReader::new(stream);
+    let (status, headers) = support::http::try_read_head(&mut reader).expect("an answer");
+    let body = support::http::read_body(&mut reader, &headers);
+    let answer: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["blob"]["ref"]["$link"], raw_cid(&bytes).as_str());
+    assert_eq!(answer["blob"]["size"], bytes.len());
 }
 
 fn refused_uploads(base: &str) {

@@ -1012,6 +1012,7 @@ pub(crate) struct BodySource {
     bytes: Option<Vec<u8>>,
     stream: Option<ByteStream>,
     head: Vec<u8>,
+    declared_len: Option<u64>,
 }
 
 const SNIFF_BYTES: usize = 64;
@@ -1024,13 +1025,21 @@ impl BodySource {
                 bytes: Some(b),
                 stream: None,
                 head: Vec::new(),
+                declared_len: None,
             },
             Body::Stream(s) => BodySource {
                 bytes: None,
                 stream: Some(s),
                 head: Vec::new(),
+                declared_len: None,
             },
         }
+    }
+
+    /// The same source, with the length its sender declared.
+    pub(crate) fn declaring(mut self, length: Option<u64>) -> Self {
+        self.declared_len = length;
+        self
     }
 
     /// The first bytes read so far (up to what sniffing needs).
@@ -1065,6 +1074,10 @@ impl ChunkSource for BodySource {
             }
             Ok(chunk)
         })
+    }
+
+    fn declared_len(&self) -> Option<u64> {
+        self.declared_len
     }
 }
 

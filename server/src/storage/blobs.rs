@@ -55,6 +55,12 @@ impl std::error::Error for BlobError {}
 pub trait ChunkSource {
     /// The next chunk, or `None` at the end.
     fn next_chunk(&mut self) -> LocalBoxFuture<'_, Result<Option<Vec<u8>>, BlobError>>;
+
+    /// How many bytes the sender declared (an upload's Content-Length), to size buffers by: a
+    /// hint, never trusted as the size.
+    fn declared_len(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Chunks from an iterator (tests, bodies already in memory).

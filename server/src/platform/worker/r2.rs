@@ -103,12 +103,14 @@ impl R2BlobStore {
         }
     }
 
-    /// Streams `buffer` (over one part) and the rest of `source` as a multipart upload.
+    /// Streams `buffer`, `next` (together over one part) and the rest of `source` as a
+    /// multipart upload.
     async fn put_large(
         &self,
         source: &mut dyn ChunkSource,
         max_size: u64,
         buffer: Vec<u8>,
+        next: Vec<u8>,
     ) -> Result<StoredBlob, BlobError> {
         let mut random = [0u8; 16];
         getrandom02::getrandom(&mut random).map_err(|e| BlobError::Store(e.to_string()))?;
@@ -127,14 +129,23 @@ impl R2BlobStore {
             .map_err(r2)?;
         let mut parts = Vec::new();
         let mut digest = PartDigest::new();
-        let size =
-            match stream_parts(&upload, source, max_size, &mut digest, buffer, &mut parts).await {
-                Ok(size) => size,
-                Err(e) => {
-                    let _ = upload.abort().await;
-                    return Err(e);
-                }
-            };
+        let size = match stream_parts(
+            &upload,
+            source,
+            max_size,
+            &mut digest,
+            buffer,
+            next,
+            &mut parts,
+        )
+        .await
+        {
+            Ok(size) => size,
+            Err(e) => {
+                let _ = upload.abort().await;
+                return Err(e);
+            }
+        };
         upload.complete(parts).await.map_err(r2)?;
         let stored = StoredBlob {
             cid: digest.finish().await?,
@@ -202,30 +213,42 @@ fn digest_failed() -> BlobError {
     BlobError::Store("the runtime's SHA-256 digest stream failed".into())
 }
 
-/// Feeds `buffer`, then the rest of the source, into multipart parts of exactly [`PART_SIZE`]
-/// (the last one shorter), each digested as it is written; returns the total size.
+/// Feeds `buffer`, then `next`, then the rest of the source, into multipart parts of exactly
+/// [`PART_SIZE`] (the last one shorter), each digested as it is written; returns the total
+/// size. One part's buffer at a time, never more.
 async fn stream_parts(
     upload: &MultipartUpload,
     source: &mut dyn ChunkSource,
     max_size: u64,
     digest: &mut PartDigest,
     mut buffer: Vec<u8>,
+    next: Vec<u8>,
     parts: &mut Vec<UploadedPart>,
 ) -> Result<u64, BlobError> {
-    let mut size = buffer.len();
+    buffer.reserve_exact(PART_SIZE.saturating_sub(buffer.len()));
+    let mut size = buffer.len() + next.len();
+    let mut pending = Some(next);
     loop {
-        while buffer.len() >= PART_SIZE {
-            let rest = buffer.split_off(PART_SIZE);
-            let part = std::mem::replace(&mut buffer, rest);
-            parts.push(write_part(upload, digest, part, parts.len()).await?);
-        }
-        match source.next_chunk().await? {
-            Some(chunk) => {
-                size += chunk.len();
-                check_size(size, max_size)?;
-                buffer.extend_from_slice(&chunk);
+        let chunk = match pending.take() {
+            Some(chunk) => chunk,
+            None => match source.next_chunk().await? {
+                Some(chunk) => {
+                    size += chunk.len();
+                    check_size(size, max_size)?;
+                    chunk
+                }
+                None => break,
+            },
+        };
+        let mut rest = &chunk[..];
+        while !rest.is_empty() {
+            let (into_part, after) = rest.split_at(rest.len().min(PART_SIZE - buffer.len()));
+            buffer.extend_from_slice(into_part);
+            rest = after;
+            if buffer.len() == PART_SIZE {
+                let part = std::mem::replace(&mut buffer, Vec::with_capacity(PART_SIZE));
+                parts.push(write_part(upload, digest, part, parts.len()).await?);
             }
-            None => break,
         }
     }
     if !buffer.is_empty() {
@@ -271,13 +294,21 @@ impl BlobStore for R2BlobStore {
         Box::pin(async move {
             // Hashed by the runtime (native code, several times faster than wasm): whole once
             // the blob fits one object, or a part at a time as a larger one is written.
-            let mut buffer = Vec::new();
+            // Sized by the declared length, and never past one part: grown by doubling, a
+            // 5 MiB buffer would reserve 8 MiB of wasm memory, which never shrinks.
+            let declared = source.declared_len().unwrap_or(0).min(max_size);
+            let mut buffer = Vec::with_capacity(declared.min(PART_SIZE as u64) as usize);
             while let Some(chunk) = source.next_chunk().await? {
-                check_size(buffer.len() + chunk.len(), max_size)?;
-                buffer.extend_from_slice(&chunk);
-                if buffer.len() > PART_SIZE {
-                    return self.put_large(source, max_size, buffer).await;
+                let needed = buffer.len() + chunk.len();
+                check_size(needed, max_size)?;
+                if needed > PART_SIZE {
+                    return self.put_large(source, max_size, buffer, chunk).await;
                 }
+                if needed > buffer.capacity() {
+                    let grown = (buffer.capacity() * 2).max(needed).min(PART_SIZE);
+                    buffer.reserve_exact(grown - buffer.len());
+                }
+                buffer.extend_from_slice(&chunk);
             }
             let cid = match super::webcrypto::sha256(&buffer).await {
                 Some(digest) => crate::data::cid_from_digest(crate::data::cid::RAW, &digest),
