@@ -123,13 +123,17 @@ async function startIn(work, remove, options) {
   return { ...started, dispose };
 }
 
-/** Starts the empty JS Worker + Durable Object of floor/; returns {worker, base, inner, pid, dispose}. */
-export async function startFloorWorker() {
+/** Starts the empty JS Worker + Durable Object of floor/, with an R2 bucket for its `/put` if
+ * `blobs` (not for the memory floor, which is the Worker and its Durable Object alone); returns
+ * {worker, base, inner, pid, dispose}. */
+export async function startFloorWorker({ blobs = false } = {}) {
   benchEnv();
   const { path: work, remove } = tempDir('pds-bench-floor-');
   const here = new URL('.', import.meta.url).pathname;
   const config = join(work, 'wrangler.toml');
-  writeFileSync(config, readFileSync(join(here, 'floor', 'wrangler.toml.template'), 'utf8').replaceAll('@MAIN@', join(here, 'floor', 'worker.js')));
+  let toml = readFileSync(join(here, 'floor', 'wrangler.toml.template'), 'utf8').replaceAll('@MAIN@', join(here, 'floor', 'worker.js'));
+  if (blobs) toml += '\n[[r2_buckets]]\nbinding = "BLOBS"\nbucket_name = "bench-floor-blobs"\n';
+  writeFileSync(config, toml);
   return startIn(work, remove, { config });
 }
 

@@ -25,9 +25,12 @@
 //   and with 8 concurrent clients; listRecords pages of 100 (records/s); applyWrites with 200
 //   creates (records/s); getRepo of a 10k-record repository (MiB/s); uploadBlob and getBlob of
 //   5 MiB (MiB/s); then the heavy ones, an uploadBlob and getBlob of 95 MB and a getRepo of 100k
-//   records. After the first request, the login and each of these, `DO wasm memory after <scenario>`: the Durable Object's
-//   wasm linear memory, from `wasmMemoryBytes` in GET /xrpc/_health (n/a where the PDS does not
-//   report it).
+//   records. Each upload row follows its floor, `floor: empty JS Worker streaming <size> into R2`
+//   (floor/'s `/put`, in a second floor Worker with an R2 bucket, started for these rows; the
+//   5 MiB ones interleaved with the PDS's). After the first request, the login and each of
+//   these, `DO wasm memory after <scenario>`: the Durable Object's wasm linear memory, from
+//   `wasmMemoryBytes` in GET /xrpc/_health (n/a where the PDS does not report it; under wrangler
+//   the Worker runs in the same isolate, so its buffers count too).
 // - `workerd peak resident memory (largest process)` (VmHWM; the floor is stopped by then, so
 //   this is the PDS's).
 //
@@ -172,6 +175,13 @@ async function get(url) {
   return bytes;
 }
 
+/** POST `body` to `url` (the floor's upload), 200 required. */
+async function postBytes(url, body) {
+  const res = await fetch(url, { method: 'POST', body });
+  const text = await res.text();
+  if (res.status !== 200) throw new Error(`POST ${url}: ${res.status} ${text.slice(0, 200)}`);
+}
+
 /** Reports the Durable Object's wasm linear memory, from GET /xrpc/_health or its given body. */
 async function reportWasm(label, healthBody) {
   await measure(`DO wasm memory after ${label}`, async () => {
@@ -224,11 +234,11 @@ function startFakeAppView() {
 
 // Both Workers are disposed at the end, also on failure. On SIGINT/SIGTERM miniflare stops its
 // workerd processes itself and exits; setup.mjs removes the temporary state then.
-let floor, pds, base, vars, token, appview, floorsP50;
+let floor, uploadFloor, pds, base, vars, token, appview, floorsP50;
 const disposeAll = async () => {
   appview?.server.close();
-  const started = [floor, pds];
-  floor = pds = undefined;
+  const started = [floor, uploadFloor, pds];
+  floor = uploadFloor = pds = undefined;
   for (const w of started) {
     try {
       await w?.dispose();
@@ -419,11 +429,17 @@ try {
     const blob = new Uint8Array(5 * 2 ** 20);
     for (let i = 0; i < blob.length; i += 4096) blob[i] = i & 0xff;
     const times = [];
+    const floorTimes = [];
     let cid;
-    for (let i = 0; i < 3; i++) {
+    uploadFloor ??= await startFloorWorker({ blobs: true });
+    // Interleaved with the platform's floor for the shape: an empty JS Worker streaming the
+    // body into R2.
+    for (let i = 0; i < 8; i++) {
       blob[0] = i;
+      floorTimes.push(await timed(() => postBytes(`${uploadFloor.base}/put`, blob)));
       times.push(await timed(async () => (cid = (await xrpc('POST', 'com.atproto.repo.uploadBlob', { token, raw: blob, contentType: 'application/octet-stream' })).json().blob.ref.$link)));
     }
+    report('floor: empty JS Worker streaming 5 MiB into R2 (MiB/s)', `${(5 / (pct(floorTimes, 50) / 1000)).toFixed(1)} MiB/s (p50 ${ms(pct(floorTimes, 50))})`);
     report('uploadBlob of 5 MiB (MiB/s)', `${(5 / (pct(times, 50) / 1000)).toFixed(1)} MiB/s (p50 ${ms(pct(times, 50))})`);
     const reads = [];
     for (let i = 0; i < 3; i++) reads.push(await timed(() => xrpc('GET', 'com.atproto.sync.getBlob', { query: `?did=${did}&cid=${cid}` })));
@@ -437,11 +453,16 @@ try {
     const blob = new Uint8Array(95_000_000);
     for (let i = 0; i < blob.length; i += 4096) blob[i] = (i >> 12) & 0xff;
     let cid;
+    uploadFloor ??= await startFloorWorker({ blobs: true });
+    const floorSecs = (await timed(() => postBytes(`${uploadFloor.base}/put`, blob))) / 1000;
+    report('floor: empty JS Worker streaming 95 MB into R2 (MiB/s)', `${(blob.length / 2 ** 20 / floorSecs).toFixed(1)} MiB/s (${floorSecs.toFixed(2)} s)`);
     const secs = (await timed(async () => (cid = (await xrpc('POST', 'com.atproto.repo.uploadBlob', { token, raw: blob, contentType: 'application/octet-stream' })).json().blob.ref.$link))) / 1000;
     report('uploadBlob of 95 MB (MiB/s)', `${(blob.length / 2 ** 20 / secs).toFixed(1)} MiB/s (${secs.toFixed(2)} s)`);
     const readSecs = (await timed(() => xrpc('GET', 'com.atproto.sync.getBlob', { query: `?did=${did}&cid=${cid}` }))) / 1000;
     report('getBlob of 95 MB (MiB/s)', `${(blob.length / 2 ** 20 / readSecs).toFixed(1)} MiB/s (${readSecs.toFixed(2)} s)`);
   });
+  await uploadFloor?.dispose();
+  uploadFloor = undefined;
   await scenario('100k-record getRepo', 'getRepo 100k', async () => {
     report('getRepo of a 100k-record repository (MiB/s)', await getRepoOf(100_000, 1_000_000));
   });

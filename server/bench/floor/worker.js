@@ -2,7 +2,8 @@
 // the same wrangler/workerd as the PDS. `/do` forwards to the Durable Object; every other path is
 // answered by the Worker itself. Both answer 'ok' and do nothing else. `/do-then-fetch?url=U`
 // is the shape of a proxied call: a call to the Durable Object, then the Worker fetches U and
-// streams its answer back.
+// streams its answer back. `/put` is the shape of an upload: the body streamed into R2, nothing
+// hashed or checked.
 export class FloorObject {
   fetch() {
     return new Response('ok');
@@ -13,6 +14,10 @@ export default {
   async fetch(req, env) {
     const url = new URL(req.url);
     if (url.pathname === '/do') return env.FLOOR.get(env.FLOOR.idFromName('floor')).fetch(req);
+    if (url.pathname === '/put') {
+      await env.BLOBS.put(`floor/${crypto.randomUUID()}`, req.body);
+      return new Response('ok');
+    }
     if (url.pathname === '/do-then-fetch') {
       await (await env.FLOOR.get(env.FLOOR.idFromName('floor')).fetch(req)).text();
       return fetch(url.searchParams.get('url'));
