@@ -392,6 +392,11 @@ fn commits_persisted_to_a_file_verify_after_reopening() {
         if page.is_empty() {
             break;
         }
+        // Each with its block, read in the same statement.
+        for r in &page {
+            let (cid, bytes) = get_record(&db, POST, &r.rkey).unwrap().unwrap();
+            assert_eq!((r.cid, r.bytes.as_ref()), (cid, Some(&bytes)));
+        }
         cursor = page.last().map(|r| r.rkey.clone());
         pages.extend(page.into_iter().map(|r| r.rkey));
     }

@@ -778,20 +778,14 @@ impl ComAtprotoRepo for Api<'_> {
         .map_err(|e| internal("record index", e))?;
         let mut records = Vec::with_capacity(rows.len());
         for row in &rows {
-            let Some((cid, bytes)) = storage::get_record(
-                self.account.sql.as_ref(),
-                params.collection.as_str(),
-                &row.rkey,
-            )
-            .map_err(|e| internal("record index", e))?
-            else {
+            let Some(bytes) = &row.bytes else {
                 continue;
             };
             let rkey = RecordKey::new(row.rkey.clone()).map_err(|e| internal("record key", e))?;
             records.push(list_records::RecordDef {
-                cid: cid_string(&cid)?,
+                cid: cid_string(&row.cid)?,
                 uri: AtUri::for_record(&did, &params.collection, &rkey),
-                value: crate::data::decode(&bytes).map_err(|e| internal("stored record", e))?,
+                value: crate::data::decode(bytes).map_err(|e| internal("stored record", e))?,
             });
         }
         // A full page may have more after it; the cursor is the last rkey returned.

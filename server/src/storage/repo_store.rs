@@ -359,18 +359,20 @@ fn describe(cid: Option<Cid>) -> String {
     cid.map_or_else(|| "nothing".to_owned(), |c| crate::data::cid_string(&c))
 }
 
-/// One entry of the record index.
+/// One entry of the record index, with the record's bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IndexedRecord {
     /// The record key.
     pub rkey: String,
     /// The record's CID.
     pub cid: Cid,
+    /// The record's DAG-CBOR block, `None` if the block store lacks it.
+    pub bytes: Option<Vec<u8>>,
 }
 
-/// A page of a collection's records for `listRecords`: newest first (rkey
-/// descending, TIDs sort by time) unless `reverse`, strictly after `cursor`
-/// (the last rkey of the previous page) in that order.
+/// A page of a collection's records for `listRecords`, with their bytes (one statement for
+/// the page): newest first (rkey descending, TIDs sort by time) unless `reverse`, strictly
+/// after `cursor` (the last rkey of the previous page) in that order.
 pub fn list_records(
     db: &dyn Sql,
     collection: &str,
@@ -383,14 +385,18 @@ pub fn list_records(
     let rows = match cursor {
         Some(c) => db.execute(
             &format!(
-                "SELECT rkey, cid FROM record WHERE collection = ? AND rkey {cmp} ? \
-                 ORDER BY rkey {order} LIMIT ?"
+                "SELECT record.rkey, record.cid, repo_block.bytes FROM record \
+                 LEFT JOIN repo_block ON repo_block.cid = record.cid \
+                 WHERE record.collection = ? AND record.rkey {cmp} ? \
+                 ORDER BY record.rkey {order} LIMIT ?"
             ),
             &[SqlValue::from(collection), SqlValue::from(c), limit],
         )?,
         None => db.execute(
             &format!(
-                "SELECT rkey, cid FROM record WHERE collection = ? ORDER BY rkey {order} LIMIT ?"
+                "SELECT record.rkey, record.cid, repo_block.bytes FROM record \
+                 LEFT JOIN repo_block ON repo_block.cid = record.cid \
+                 WHERE record.collection = ? ORDER BY record.rkey {order} LIMIT ?"
             ),
             &[SqlValue::from(collection), limit],
         )?,
@@ -400,6 +406,7 @@ pub fn list_records(
             Ok(IndexedRecord {
                 rkey: row.text(0)?,
                 cid: stored_cid(&row.text(1)?)?,
+                bytes: row.into_opt_blob(2)?,
             })
         })
         .collect()

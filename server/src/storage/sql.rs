@@ -122,6 +122,14 @@ impl Row {
         }
     }
 
+    /// Consumes the row and takes column `i` as bytes without copying, `None` for NULL.
+    pub fn into_opt_blob(self, i: usize) -> Result<Option<Vec<u8>>> {
+        match self.column(i)? {
+            SqlValue::Null => Ok(None),
+            _ => self.into_blob(i).map(Some),
+        }
+    }
+
     /// Consumes the row and takes column `i` as bytes without copying.
     pub fn into_blob(mut self, i: usize) -> Result<Vec<u8>> {
         match self.0.get_mut(i) {
