@@ -4,6 +4,7 @@
 
 use super::error::{Result, StorageError};
 use super::sql::{Sql, SqlExt, SqlValue, MAX_SAFE_INTEGER};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// An event to append.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,7 +35,17 @@ pub struct StoredEvent {
 /// with a clear error rather than by the platform.
 pub const MAX_EVENT_BYTES: usize = 2_000_000;
 
+/// Events inserted by this process, in any database (rolled back ones too): a request that
+/// changed nothing here stored no event, and needs no SQL to know it.
+static EVENTS_INSERTED: AtomicU64 = AtomicU64::new(0);
+
+/// How many events this process has inserted so far (see [`EVENTS_INSERTED`]).
+pub fn events_inserted() -> u64 {
+    EVENTS_INSERTED.load(Ordering::Relaxed)
+}
+
 pub(crate) fn insert_event(db: &dyn Sql, event: &NewEvent<'_>) -> Result<i64> {
+    EVENTS_INSERTED.fetch_add(1, Ordering::Relaxed);
     if event.event.len() > MAX_EVENT_BYTES {
         return Err(StorageError::Sql(format!(
             "event of {} bytes is above the {MAX_EVENT_BYTES}-byte limit",
@@ -104,23 +115,20 @@ fn stored_event(row: super::sql::Row) -> Result<StoredEvent> {
 /// Read from SQLite's AUTOINCREMENT counter (`sqlite_sequence`), which
 /// survives pruning: once retention has deleted every event, `MAX(seq)` would
 /// forget the last number and a subscriber's old cursor would look like a
-/// future one. Falls back to `MAX(seq)` if the counter cannot be read.
+/// future one. Falls back to `MAX(seq)` if the counter cannot be read. One
+/// statement either way: each is a crossing into the runtime on Workers.
 pub fn latest_seq(db: &dyn Sql) -> Result<Option<i64>> {
-    let counter = db
+    let rows = db
         .execute(
-            "SELECT seq FROM sqlite_sequence WHERE name = 'sequencer_event'",
+            "SELECT MAX(IFNULL((SELECT seq FROM sqlite_sequence WHERE name = 'sequencer_event'), 0), \
+                        IFNULL((SELECT MAX(seq) FROM sequencer_event), 0))",
             &[],
         )
-        .ok()
-        .and_then(|rows| rows.first().and_then(|row| row.opt_integer(0).ok()))
-        .flatten()
-        .filter(|seq| *seq > 0);
-    let rows = db.execute("SELECT MAX(seq) FROM sequencer_event", &[])?;
-    let stored = match rows.first() {
-        Some(row) => row.opt_integer(0)?,
-        None => None,
-    };
-    Ok(counter.max(stored))
+        .or_else(|_| db.execute("SELECT MAX(seq) FROM sequencer_event", &[]))?;
+    match rows.first() {
+        Some(row) => Ok(row.opt_integer(0)?.filter(|seq| *seq > 0)),
+        None => Ok(None),
+    }
 }
 
 /// The oldest sequence number still stored (none when empty).
