@@ -11,11 +11,12 @@
 //   one after the other.
 // - Latency floors, p50/p95 over 300 sequential GETs each, measured interleaved (every round runs
 //   a batch of 30 per row, in rotating order, so machine noise hits all rows alike):
-//   `floor: empty JS Worker no-op`, `floor: empty JS Worker -> DO no-op`, `Worker no-op route (/)`
-//   (the PDS's root page, answered by the Worker without the Durable Object) and `DO no-op route
-//   (/xrpc/_health)` (answered by the Durable Object), all through wrangler's local dev proxy
-//   (what clients of `npm start` see); then the same four `, direct to workerd` (sent to the inner
-//   workerd's socket, no proxy hop).
+//   `floor: empty JS Worker no-op`, `floor: empty JS Worker -> DO no-op`, `floor: empty JS
+//   Worker -> DO, one SQL row inserted` (the floor of a request that writes), `Worker no-op
+//   route (/)` (the PDS's root page, answered by the Worker without the Durable Object) and `DO
+//   no-op route (/xrpc/_health)` (answered by the Durable Object), all through wrangler's local
+//   dev proxy (what clients of `npm start` see); then the no-op four `, direct to workerd` (sent
+//   to the inner workerd's socket, no proxy hop).
 // - `proxied getProfile p50`: app.bsky.actor.getProfile straight to a stand-in AppView on
 //   loopback and through the PDS (which authorizes, signs and forwards), interleaved, with the
 //   difference and the DO no-op floor beside it; and `floor: empty JS Worker -> DO no-op, then
@@ -273,6 +274,7 @@ try {
     const targets = [
       ['floor: empty JS Worker no-op', `${floor.base}/`],
       ['floor: empty JS Worker -> DO no-op', `${floor.base}/do`],
+      ['floor: empty JS Worker -> DO, one SQL row inserted', `${floor.base}/do-write`],
       ['Worker no-op route (/)', `${base}/`],
       ['DO no-op route (/xrpc/_health)', `${base}/xrpc/_health`],
     ];

@@ -1,11 +1,22 @@
 // The floor for the benchmarks: an empty JavaScript Worker with one Durable Object, run under
 // the same wrangler/workerd as the PDS. `/do` forwards to the Durable Object; every other path is
-// answered by the Worker itself. Both answer 'ok' and do nothing else. `/do-then-fetch?url=U`
-// is the shape of a proxied call: a call to the Durable Object, then the Worker fetches U and
-// streams its answer back. `/put` is the shape of an upload: the body streamed into R2, nothing
-// hashed or checked.
+// answered by the Worker itself. Both answer 'ok' and do nothing else. `/do-write` is `/do` with
+// one SQL row inserted by the Durable Object. `/do-then-fetch?url=U` is the shape of a proxied
+// call: a call to the Durable Object, then the Worker fetches U and streams its answer back.
+// `/put` is the shape of an upload: the body streamed into R2, nothing hashed or checked.
 export class FloorObject {
-  fetch() {
+  constructor(ctx) {
+    this.ctx = ctx;
+  }
+
+  fetch(req) {
+    // `/do-write`: the floor of a request that writes, one row inserted (durably, before the
+    // answer leaves: the output gate).
+    if (new URL(req.url).pathname === '/do-write') {
+      const sql = this.ctx.storage.sql;
+      sql.exec('CREATE TABLE IF NOT EXISTS floor_write (id INTEGER PRIMARY KEY, bytes BLOB)');
+      sql.exec('INSERT INTO floor_write (bytes) VALUES (?)', new Uint8Array(300));
+    }
     return new Response('ok');
   }
 }
@@ -13,7 +24,9 @@ export class FloorObject {
 export default {
   async fetch(req, env) {
     const url = new URL(req.url);
-    if (url.pathname === '/do') return env.FLOOR.get(env.FLOOR.idFromName('floor')).fetch(req);
+    if (url.pathname === '/do' || url.pathname === '/do-write') {
+      return env.FLOOR.get(env.FLOOR.idFromName('floor')).fetch(req);
+    }
     if (url.pathname === '/put') {
       await env.BLOBS.put(`floor/${crypto.randomUUID()}`, req.body);
       return new Response('ok');
