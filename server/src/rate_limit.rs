@@ -432,17 +432,31 @@ fn consume_in(
         "DELETE FROM rate_limit WHERE window_end_ms <= ?",
         &[SqlValue::Integer(now)],
     )?;
+    // Every limit's counter in one statement, and every new count in one: each statement is a
+    // crossing into the runtime's SQL on Workers.
+    let counter_keys: Vec<String> = limits
+        .iter()
+        .map(|limit| format!("{}:{key}", limit.name))
+        .collect();
+    let placeholders = vec!["?"; counter_keys.len()].join(", ");
+    let keys: Vec<SqlValue> = counter_keys
+        .iter()
+        .map(|k| SqlValue::from(k.as_str()))
+        .collect();
+    let rows = db.execute(
+        &format!("SELECT key, used, window_end_ms FROM rate_limit WHERE key IN ({placeholders})"),
+        &keys,
+    )?;
     let mut statuses = Vec::with_capacity(limits.len());
-    for limit in limits {
-        let counter_key = format!("{}:{key}", limit.name);
-        let row = db.query_opt(
-            "SELECT used, window_end_ms FROM rate_limit WHERE key = ?",
-            &[SqlValue::from(counter_key.as_str())],
-        )?;
-        let (used, end_ms) = match row {
-            Some(row) => (row.integer(0)?, row.integer(1)?),
-            None => (0, now.saturating_add(ms(limit.window_secs * 1000))),
-        };
+    for (limit, counter_key) in limits.iter().zip(&counter_keys) {
+        let mut stored = None;
+        for row in &rows {
+            if row.text(0)? == *counter_key {
+                stored = Some((row.integer(1)?, row.integer(2)?));
+            }
+        }
+        let (used, end_ms) =
+            stored.unwrap_or((0, now.saturating_add(ms(limit.window_secs * 1000))));
         let used = u32::try_from(used).unwrap_or(u32::MAX);
         let reset_ms = u64::try_from(end_ms).unwrap_or(0);
         if used.saturating_add(cost) > limit.points {
@@ -458,17 +472,14 @@ fn consume_in(
         }
         statuses.push((counter_key, used, end_ms, *limit, reset_ms));
     }
+    let mut counts = Vec::with_capacity(statuses.len() * 3);
     let mut tightest: Option<Status> = None;
     for (counter_key, used, end_ms, limit, reset_ms) in statuses {
-        db.execute(
-            "INSERT INTO rate_limit (key, used, window_end_ms) VALUES (?, ?, ?)
-             ON CONFLICT (key) DO UPDATE SET used = excluded.used",
-            &[
-                SqlValue::from(counter_key.as_str()),
-                SqlValue::Integer(i64::from(used) + i64::from(cost)),
-                SqlValue::Integer(end_ms),
-            ],
-        )?;
+        counts.extend([
+            SqlValue::from(counter_key.as_str()),
+            SqlValue::Integer(i64::from(used) + i64::from(cost)),
+            SqlValue::Integer(end_ms),
+        ]);
         let status = Status {
             limit,
             remaining: limit.points.saturating_sub(used).saturating_sub(cost),
@@ -477,6 +488,16 @@ fn consume_in(
         if tightest.is_none_or(|t| status.remaining < t.remaining) {
             tightest = Some(status);
         }
+    }
+    if !counts.is_empty() {
+        let values = vec!["(?, ?, ?)"; counts.len() / 3].join(", ");
+        db.execute(
+            &format!(
+                "INSERT INTO rate_limit (key, used, window_end_ms) VALUES {values}
+                 ON CONFLICT (key) DO UPDATE SET used = excluded.used"
+            ),
+            &counts,
+        )?;
     }
     tightest.map(Ok).ok_or_else(|| {
         CheckError(StorageError::Sql(

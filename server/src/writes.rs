@@ -104,7 +104,8 @@ pub fn commit_writes(
             return Err(WriteError::CommitSwap(Some(root.commit_cid)));
         }
     }
-    let rev = next_tid(account)?;
+    // `head` has already moved the generator past the stored rev.
+    let rev = account.tids.borrow_mut().next(account.clock.as_ref());
     let store = SqlBlockStore::new(db);
     let (_, output) = Repo::open(&store, root.commit_cid)?.apply_writes(
         &store,
