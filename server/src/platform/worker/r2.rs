@@ -15,7 +15,10 @@ use crate::storage::blobs::{
 };
 use cid::Cid;
 use futures_util::StreamExt;
-use worker::{Bucket, ByteStream, Include, MultipartUpload, Object, Range, UploadedPart};
+use worker::js_sys::{Array, Date, Function, Object as JsObject, Promise, Reflect};
+use worker::wasm_bindgen::{JsCast, JsValue};
+use worker::wasm_bindgen_futures::JsFuture;
+use worker::{Bucket, ByteStream, MultipartUpload, Range, UploadedPart};
 
 /// R2 multipart parts must all be the same size (except the last) and at
 /// least 5 MiB.
@@ -30,14 +33,54 @@ const TMP_PREFIX: &str = "tmp/";
 /// The custom metadata entry of an empty object under a CID that names the key of its bytes.
 const STORED_AT: &str = "stored-at";
 
-/// The key an object under a CID points to, if it is such a pointer.
-fn stored_at(object: &Object) -> Option<String> {
-    object.custom_metadata().ok()?.remove(STORED_AT)
+/// What a head or a listing says of an object, read from the runtime's R2 object itself:
+/// worker's `Object` copies custom metadata into a `HashMap`, which links a hash map for the
+/// one string read here.
+struct ObjectInfo {
+    key: String,
+    size: u64,
+    uploaded_ms: f64,
+    /// The key of the bytes, when this object is a pointer (see [`STORED_AT`]).
+    stored_at: Option<String>,
 }
 
-/// Whether `object` was last written before `before_ms`.
-fn written_before(object: &Object, before_ms: i64) -> bool {
-    i64::try_from(object.uploaded().as_millis()).is_ok_and(|t| t < before_ms)
+impl ObjectInfo {
+    fn of(object: &JsValue) -> Option<ObjectInfo> {
+        let uploaded: Date = js_get(object, "uploaded").dyn_into().ok()?;
+        Some(ObjectInfo {
+            key: js_get(object, "key").as_string()?,
+            size: js_get(object, "size").as_f64()? as u64,
+            uploaded_ms: uploaded.get_time(),
+            stored_at: js_get(&js_get(object, "customMetadata"), STORED_AT).as_string(),
+        })
+    }
+
+    /// Whether the object was last written before `before_ms`.
+    fn written_before(&self, before_ms: i64) -> bool {
+        self.uploaded_ms < before_ms as f64
+    }
+}
+
+/// `target[key]`, undefined when absent.
+fn js_get(target: &JsValue, key: &str) -> JsValue {
+    Reflect::get(target, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
+}
+
+/// A plain object of `entries`.
+fn js_object(entries: &[(&str, JsValue)]) -> Result<JsObject, BlobError> {
+    let object = JsObject::new();
+    for (k, v) in entries {
+        Reflect::set(&object, &JsValue::from_str(k), v).map_err(js_error)?;
+    }
+    Ok(object)
+}
+
+fn js_error(e: JsValue) -> BlobError {
+    BlobError::Store(
+        e.dyn_ref::<worker::js_sys::Error>()
+            .map(|e| String::from(e.message()))
+            .unwrap_or_else(|| "R2 failed".into()),
+    )
 }
 
 /// Fails once `total` bytes pass `max_size`.
@@ -63,32 +106,68 @@ impl R2BlobStore {
         R2BlobStore { bucket }
     }
 
+    /// Calls `bucket.method(...args)` and awaits its promise.
+    async fn call(&self, method: &str, args: &Array) -> Result<JsValue, BlobError> {
+        let bucket: &JsValue = self.bucket.as_ref();
+        let missing = || BlobError::Store(format!("R2 has no {method}"));
+        let f: Function = js_get(bucket, method).dyn_into().map_err(|_| missing())?;
+        let promise: Promise = Reflect::apply(&f, bucket, args)
+            .map_err(js_error)?
+            .dyn_into()
+            .map_err(|_| missing())?;
+        JsFuture::from(promise).await.map_err(js_error)
+    }
+
+    /// The object under `key`, if any.
+    async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, BlobError> {
+        let object = self
+            .call("head", &Array::of1(&JsValue::from_str(key)))
+            .await?;
+        if object.is_null() || object.is_undefined() {
+            return Ok(None);
+        }
+        ObjectInfo::of(&object)
+            .map(Some)
+            .ok_or_else(|| BlobError::Store(format!("unreadable R2 head of {key}")))
+    }
+
+    /// Writes the pointer under `key` to the bytes at `target`.
+    async fn put_pointer(&self, key: &str, target: &str) -> Result<(), BlobError> {
+        let metadata = js_object(&[(STORED_AT, JsValue::from_str(target))])?;
+        let options = js_object(&[("customMetadata", metadata.into())])?;
+        let args = Array::of3(&JsValue::from_str(key), &JsValue::NULL, &options);
+        self.call("put", &args).await.map(drop)
+    }
+
     /// Deletes the objects under `prefix` that `remove` chooses (listed with their custom
     /// metadata), a listed page at a time; returns how many.
     async fn remove_where(
         &self,
         prefix: &str,
-        remove: &mut dyn FnMut(&Object) -> bool,
+        remove: &mut dyn FnMut(&ObjectInfo) -> bool,
     ) -> Result<usize, BlobError> {
         let mut removed = 0;
-        let mut cursor: Option<String> = None;
+        let mut cursor = JsValue::UNDEFINED;
         loop {
-            let mut request = self
-                .bucket
-                .list()
-                .prefix(prefix)
-                .limit(1000)
-                .include(vec![Include::CustomMetadata]);
-            if let Some(cursor) = cursor.take() {
-                request = request.cursor(cursor);
+            let include = Array::of1(&JsValue::from_str("customMetadata"));
+            let options = js_object(&[
+                ("prefix", JsValue::from_str(prefix)),
+                ("limit", JsValue::from_f64(1000.0)),
+                ("include", include.into()),
+                ("cursor", cursor),
+            ])?;
+            let listed = self.call("list", &Array::of1(&options)).await?;
+            let objects: Array = js_get(&listed, "objects")
+                .dyn_into()
+                .map_err(|_| BlobError::Store("unreadable R2 listing".into()))?;
+            let mut keys = Vec::new();
+            for object in objects.iter() {
+                let info = ObjectInfo::of(&object)
+                    .ok_or_else(|| BlobError::Store("unreadable R2 listing".into()))?;
+                if remove(&info) {
+                    keys.push(info.key);
+                }
             }
-            let listed = request.execute().await.map_err(r2)?;
-            let keys: Vec<String> = listed
-                .objects()
-                .iter()
-                .filter(|o| remove(o))
-                .map(|o| o.key())
-                .collect();
             if !keys.is_empty() {
                 self.bucket
                     .delete_multiple(keys.iter().map(String::as_str).collect())
@@ -96,9 +175,10 @@ impl R2BlobStore {
                     .map_err(r2)?;
                 removed += keys.len();
             }
-            match listed.cursor().filter(|_| listed.truncated()) {
-                Some(next) => cursor = Some(next),
-                None => return Ok(removed),
+            cursor = js_get(&listed, "cursor");
+            if js_get(&listed, "truncated").as_bool() != Some(true) || cursor.as_string().is_none()
+            {
+                return Ok(removed);
             }
         }
     }
@@ -153,22 +233,16 @@ impl R2BlobStore {
         };
         let key = crate::data::cid_string(&stored.cid);
         // The same bytes already stored: those stay, these go.
-        let pointer_written = match self.bucket.head(key.clone()).await {
+        let pointer_written = match self.head(&key).await {
             Ok(Some(_)) => Ok(false),
-            Ok(None) => self
-                .bucket
-                .put(key, worker::Data::Empty)
-                .custom_metadata([(STORED_AT.to_owned(), large_key.clone())])
-                .execute()
-                .await
-                .map(|_| true),
+            Ok(None) => self.put_pointer(&key, &large_key).await.map(|()| true),
             Err(e) => Err(e),
         };
         if pointer_written.as_ref().is_ok_and(|written| *written) {
             return Ok(stored);
         }
         let _ = self.bucket.delete(large_key).await;
-        pointer_written.map(|_| stored).map_err(r2)
+        pointer_written.map(|_| stored)
     }
 }
 
@@ -334,27 +408,23 @@ impl BlobStore for R2BlobStore {
     ) -> LocalBoxFuture<'a, Result<Option<BlobBody>, BlobError>> {
         Box::pin(async move {
             let key = crate::data::cid_string(cid);
-            let Some(mut head) = self.bucket.head(key.clone()).await.map_err(r2)? else {
+            let Some(mut head) = self.head(&key).await? else {
                 return Ok(None);
             };
-            let key = match stored_at(&head) {
-                Some(large_key) => {
-                    let Some(large) = self.bucket.head(large_key.clone()).await.map_err(r2)? else {
-                        return Ok(None);
-                    };
-                    head = large;
-                    large_key
-                }
-                None => key,
-            };
-            let size = head.size();
+            if let Some(large_key) = head.stored_at.take() {
+                let Some(large) = self.head(&large_key).await? else {
+                    return Ok(None);
+                };
+                head = large;
+            }
+            let size = head.size;
             let (start, end) = range
                 .unwrap_or(ByteRange {
                     start: 0,
                     end: None,
                 })
                 .resolve(size)?;
-            let mut request = self.bucket.get(key);
+            let mut request = self.bucket.get(head.key);
             if (start, end) != (0, size) {
                 request = request.range(Range::OffsetWithLength {
                     offset: start,
@@ -380,10 +450,10 @@ impl BlobStore for R2BlobStore {
     fn delete<'a>(&'a self, cid: &'a Cid) -> LocalBoxFuture<'a, Result<bool, BlobError>> {
         Box::pin(async move {
             let key = crate::data::cid_string(cid);
-            let head = self.bucket.head(key.clone()).await.map_err(r2)?;
+            let head = self.head(&key).await?;
             // The pointer first: bytes it no longer names are swept if their delete fails.
             self.bucket.delete(key).await.map_err(r2)?;
-            if let Some(large_key) = head.as_ref().and_then(stored_at) {
+            if let Some(large_key) = head.as_ref().and_then(|h| h.stored_at.clone()) {
                 self.bucket.delete(large_key).await.map_err(r2)?;
             }
             Ok(head.is_some())
@@ -399,16 +469,16 @@ impl BlobStore for R2BlobStore {
             // Multipart uploads never completed are aborted by R2 itself (after 7 days by
             // default). Under `tmp/` is what earlier versions completed and never copied.
             let temporary = self
-                .remove_where(TMP_PREFIX, &mut |o| written_before(o, before_ms))
+                .remove_where(TMP_PREFIX, &mut |o| o.written_before(before_ms))
                 .await?;
             // Blobs the account does not know go; the large bytes the others name stay.
             let mut named = std::collections::BTreeSet::new();
             let unknown = self
                 .remove_where("b", &mut |o| {
-                    let unknown = written_before(o, before_ms)
-                        && crate::data::parse_cid(&o.key()).is_ok_and(|cid| !is_known(&cid));
+                    let unknown = o.written_before(before_ms)
+                        && crate::data::parse_cid(&o.key).is_ok_and(|cid| !is_known(&cid));
                     if !unknown {
-                        named.extend(stored_at(o));
+                        named.extend(o.stored_at.clone());
                     }
                     unknown
                 })
@@ -416,7 +486,7 @@ impl BlobStore for R2BlobStore {
             // And large bytes no pointer names: a pointer never written, or one just removed.
             let unnamed = self
                 .remove_where(LARGE_PREFIX, &mut |o| {
-                    written_before(o, before_ms) && !named.contains(&o.key())
+                    o.written_before(before_ms) && !named.contains(&o.key)
                 })
                 .await?;
             Ok(temporary + unknown + unnamed)
