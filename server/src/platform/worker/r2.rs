@@ -14,11 +14,10 @@ use crate::storage::blobs::{
     BlobBody, BlobError, BlobStore, ByteRange, ChunkSource, LocalBoxFuture, StoredBlob,
 };
 use cid::Cid;
-use futures_util::StreamExt;
-use worker::js_sys::{Array, Date, Function, Object as JsObject, Promise, Reflect};
+use worker::js_sys::{Array, Date, Function, Object as JsObject, Promise, Reflect, Uint8Array};
 use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::wasm_bindgen_futures::JsFuture;
-use worker::{Bucket, ByteStream, MultipartUpload, Range, UploadedPart};
+use worker::{Bucket, MultipartUpload, Range, ResponseBody, UploadedPart};
 
 /// R2 multipart parts must all be the same size (except the last) and at
 /// least 5 MiB.
@@ -344,16 +343,73 @@ async fn write_part(
     upload.upload_part(number, part).await.map_err(r2)
 }
 
-/// An R2 object body, in chunks.
-struct R2Chunks(ByteStream);
+/// An R2 object body, read a block at a time with a BYOB reader: the runtime's stream gives
+/// 4 KiB chunks, and each one carried into wasm and out again costs far more than its bytes.
+struct R2Chunks {
+    reader: JsValue,
+    /// Whether the reader has workerd's `readAtLeast` (else `read`, which may fill less).
+    at_least: bool,
+    done: bool,
+}
+
+/// How much one read asks for, and the least it waits for before the end.
+const READ_BLOCK: u32 = 1024 * 1024;
+const READ_AT_LEAST: u32 = 256 * 1024;
+
+impl R2Chunks {
+    fn new(stream: &JsValue) -> Result<R2Chunks, BlobError> {
+        let get_reader: Function = js_get(stream, "getReader")
+            .dyn_into()
+            .map_err(|_| BlobError::Store("R2 body is not a stream".into()))?;
+        let options = js_object(&[("mode", JsValue::from_str("byob"))])?;
+        let reader =
+            Reflect::apply(&get_reader, stream, &Array::of1(&options)).map_err(js_error)?;
+        let at_least = js_get(&reader, "readAtLeast").is_function();
+        Ok(R2Chunks {
+            reader,
+            at_least,
+            done: false,
+        })
+    }
+
+    async fn read(&mut self) -> Result<Option<Vec<u8>>, BlobError> {
+        if self.done {
+            return Ok(None);
+        }
+        let view = Uint8Array::new_with_length(READ_BLOCK);
+        let (method, args) = if self.at_least {
+            let least = JsValue::from_f64(f64::from(READ_AT_LEAST));
+            ("readAtLeast", Array::of2(&least, &view))
+        } else {
+            ("read", Array::of1(&view))
+        };
+        let read: Function = js_get(&self.reader, method)
+            .dyn_into()
+            .map_err(|_| BlobError::Store(format!("R2 body reader has no {method}")))?;
+        let promise: Promise = Reflect::apply(&read, &self.reader, &args)
+            .map_err(js_error)?
+            .dyn_into()
+            .map_err(|_| BlobError::Store("R2 body read is not a promise".into()))?;
+        let result = JsFuture::from(promise).await.map_err(js_error)?;
+        self.done = js_get(&result, "done").as_bool() != Some(false);
+        let bytes = js_get(&result, "value")
+            .dyn_into::<Uint8Array>()
+            .map(|v| v.to_vec())
+            .unwrap_or_default();
+        Ok((!bytes.is_empty()).then_some(bytes))
+    }
+}
 
 impl ChunkSource for R2Chunks {
     fn next_chunk(&mut self) -> LocalBoxFuture<'_, Result<Option<Vec<u8>>, BlobError>> {
         Box::pin(async move {
-            match self.0.next().await {
-                Some(Ok(chunk)) => Ok(Some(chunk)),
-                Some(Err(e)) => Err(r2(e)),
-                None => Ok(None),
+            // An empty block before the end is read past.
+            loop {
+                match self.read().await? {
+                    Some(bytes) => return Ok(Some(bytes)),
+                    None if self.done => return Ok(None),
+                    None => continue,
+                }
             }
         })
     }
@@ -438,11 +494,14 @@ impl BlobStore for R2BlobStore {
             let body = object
                 .body()
                 .ok_or_else(|| BlobError::Store("object without body".into()))?;
+            let ResponseBody::Stream(stream) = body.response_body().map_err(r2)? else {
+                return Err(BlobError::Store("R2 body is not a stream".into()));
+            };
             Ok(Some(BlobBody {
                 size,
                 start,
                 end,
-                chunks: Box::new(R2Chunks(body.stream().map_err(r2)?)),
+                chunks: Box::new(R2Chunks::new(&stream)?),
             }))
         })
     }
