@@ -26,9 +26,9 @@
 //   and with 8 concurrent clients; listRecords pages of 100 (records/s); applyWrites with 200
 //   creates (records/s); getRepo of a 10k-record repository (MiB/s); uploadBlob and getBlob of
 //   5 MiB (MiB/s); then the heavy ones, an uploadBlob and getBlob of 95 MB and a getRepo of 100k
-//   records. Each upload row follows its floor, `floor: empty JS Worker streaming <size> into R2`
-//   (floor/'s `/put`, in a second floor Worker with an R2 bucket, started for these rows; the
-//   5 MiB ones interleaved with the PDS's). After the first request, the login and each of
+//   records. Each upload and getBlob row follows its floor, `floor: empty JS Worker streaming
+//   <size> into R2` / `out of R2` (floor/'s `/put` and `/get`, in a second floor Worker with an
+//   R2 bucket, started for these rows; the 5 MiB ones interleaved with the PDS's, 8 each). After the first request, the login and each of
 //   these, `DO wasm memory after <scenario>`: the Durable Object's wasm linear memory, from
 //   `wasmMemoryBytes` in GET /xrpc/_health (n/a where the PDS does not report it; under wrangler
 //   the Worker runs in the same isolate, so its buffers count too).
@@ -176,11 +176,12 @@ async function get(url) {
   return bytes;
 }
 
-/** POST `body` to `url` (the floor's upload), 200 required. */
+/** POST `body` to `url` (the floor's upload), 200 required; answers the response text. */
 async function postBytes(url, body) {
   const res = await fetch(url, { method: 'POST', body });
   const text = await res.text();
   if (res.status !== 200) throw new Error(`POST ${url}: ${res.status} ${text.slice(0, 200)}`);
+  return text;
 }
 
 /** Reports the Durable Object's wasm linear memory, from GET /xrpc/_health or its given body. */
@@ -432,19 +433,24 @@ try {
     for (let i = 0; i < blob.length; i += 4096) blob[i] = i & 0xff;
     const times = [];
     const floorTimes = [];
-    let cid;
+    let cid, floorKey;
     uploadFloor ??= await startFloorWorker({ blobs: true });
     // Interleaved with the platform's floor for the shape: an empty JS Worker streaming the
     // body into R2.
     for (let i = 0; i < 8; i++) {
       blob[0] = i;
-      floorTimes.push(await timed(() => postBytes(`${uploadFloor.base}/put`, blob)));
+      floorTimes.push(await timed(async () => (floorKey = await postBytes(`${uploadFloor.base}/put`, blob))));
       times.push(await timed(async () => (cid = (await xrpc('POST', 'com.atproto.repo.uploadBlob', { token, raw: blob, contentType: 'application/octet-stream' })).json().blob.ref.$link)));
     }
     report('floor: empty JS Worker streaming 5 MiB into R2 (MiB/s)', `${(5 / (pct(floorTimes, 50) / 1000)).toFixed(1)} MiB/s (p50 ${ms(pct(floorTimes, 50))})`);
     report('uploadBlob of 5 MiB (MiB/s)', `${(5 / (pct(times, 50) / 1000)).toFixed(1)} MiB/s (p50 ${ms(pct(times, 50))})`);
     const reads = [];
-    for (let i = 0; i < 3; i++) reads.push(await timed(() => xrpc('GET', 'com.atproto.sync.getBlob', { query: `?did=${did}&cid=${cid}` })));
+    const floorReads = [];
+    for (let i = 0; i < 8; i++) {
+      floorReads.push(await timed(() => get(`${uploadFloor.base}/get?key=${floorKey}`)));
+      reads.push(await timed(() => xrpc('GET', 'com.atproto.sync.getBlob', { query: `?did=${did}&cid=${cid}` })));
+    }
+    report('floor: empty JS Worker streaming 5 MiB out of R2 (MiB/s)', `${(5 / (pct(floorReads, 50) / 1000)).toFixed(1)} MiB/s (p50 ${ms(pct(floorReads, 50))})`);
     report('getBlob of 5 MiB (MiB/s)', `${(5 / (pct(reads, 50) / 1000)).toFixed(1)} MiB/s (p50 ${ms(pct(reads, 50))})`);
   });
 
@@ -456,10 +462,13 @@ try {
     for (let i = 0; i < blob.length; i += 4096) blob[i] = (i >> 12) & 0xff;
     let cid;
     uploadFloor ??= await startFloorWorker({ blobs: true });
-    const floorSecs = (await timed(() => postBytes(`${uploadFloor.base}/put`, blob))) / 1000;
+    let floorKey;
+    const floorSecs = (await timed(async () => (floorKey = await postBytes(`${uploadFloor.base}/put`, blob)))) / 1000;
     report('floor: empty JS Worker streaming 95 MB into R2 (MiB/s)', `${(blob.length / 2 ** 20 / floorSecs).toFixed(1)} MiB/s (${floorSecs.toFixed(2)} s)`);
     const secs = (await timed(async () => (cid = (await xrpc('POST', 'com.atproto.repo.uploadBlob', { token, raw: blob, contentType: 'application/octet-stream' })).json().blob.ref.$link))) / 1000;
     report('uploadBlob of 95 MB (MiB/s)', `${(blob.length / 2 ** 20 / secs).toFixed(1)} MiB/s (${secs.toFixed(2)} s)`);
+    const floorReadSecs = (await timed(() => get(`${uploadFloor.base}/get?key=${floorKey}`))) / 1000;
+    report('floor: empty JS Worker streaming 95 MB out of R2 (MiB/s)', `${(blob.length / 2 ** 20 / floorReadSecs).toFixed(1)} MiB/s (${floorReadSecs.toFixed(2)} s)`);
     const readSecs = (await timed(() => xrpc('GET', 'com.atproto.sync.getBlob', { query: `?did=${did}&cid=${cid}` }))) / 1000;
     report('getBlob of 95 MB (MiB/s)', `${(blob.length / 2 ** 20 / readSecs).toFixed(1)} MiB/s (${readSecs.toFixed(2)} s)`);
   });

@@ -3,7 +3,8 @@
 // answered by the Worker itself. Both answer 'ok' and do nothing else. `/do-write` is `/do` with
 // one SQL row inserted by the Durable Object. `/do-then-fetch?url=U` is the shape of a proxied
 // call: a call to the Durable Object, then the Worker fetches U and streams its answer back.
-// `/put` is the shape of an upload: the body streamed into R2, nothing hashed or checked.
+// `/put` is the shape of an upload: the body streamed into R2, nothing hashed or checked; it
+// answers the key, and `/get?key=K` streams that object back (the shape of a blob read).
 export class FloorObject {
   constructor(ctx) {
     this.ctx = ctx;
@@ -28,8 +29,13 @@ export default {
       return env.FLOOR.get(env.FLOOR.idFromName('floor')).fetch(req);
     }
     if (url.pathname === '/put') {
-      await env.BLOBS.put(`floor/${crypto.randomUUID()}`, req.body);
-      return new Response('ok');
+      const key = `floor/${crypto.randomUUID()}`;
+      await env.BLOBS.put(key, req.body);
+      return new Response(key);
+    }
+    if (url.pathname === '/get') {
+      const object = await env.BLOBS.get(url.searchParams.get('key'));
+      return new Response(object.body);
     }
     if (url.pathname === '/do-then-fetch') {
       await (await env.FLOOR.get(env.FLOOR.idFromName('floor')).fetch(req)).text();
