@@ -355,26 +355,7 @@ fn r2_keys(state: &std::path::Path) -> Vec<String> {
 
 /// Runs `visit` on every SQLite file under `state` that holds miniflare's R2 object table.
 fn r2_object_tables(state: &std::path::Path, visit: &mut dyn FnMut(&rusqlite::Connection)) {
-    let mut pending = vec![state.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        for path in std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()) {
-            if path.is_dir() {
-                pending.push(path);
-            } else if path.extension().is_some_and(|e| e == "sqlite") {
-                let db = rusqlite::Connection::open(&path).unwrap();
-                let has_objects: i64 = db
-                    .query_row(
-                        "SELECT count(*) FROM sqlite_master WHERE name = '_mf_objects'",
-                        [],
-                        |r| r.get(0),
-                    )
-                    .unwrap();
-                if has_objects > 0 {
-                    visit(&db);
-                }
-            }
-        }
-    }
+    support::with_sqlite_files_holding(state, "_mf_objects", &mut |db, _| visit(db));
 }
 
 /// The daily sweep of the R2 bucket, on the Worker: objects the account knows no blob for

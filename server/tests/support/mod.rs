@@ -101,10 +101,13 @@ pub fn count_files(dir: &std::path::Path, wanted: &dyn Fn(&std::path::Path) -> b
     count
 }
 
-/// Runs `sql` on every SQLite file under `dir` that holds the account (its
-/// `maintenance_state` table); returns how many it ran on.
-pub fn run_sql_on_account_files(dir: &std::path::Path, sql: &str) -> usize {
-    let mut done = 0;
+/// Runs `visit` on every SQLite file under `dir` that holds a table named `table`, with its
+/// path.
+pub fn with_sqlite_files_holding(
+    dir: &std::path::Path,
+    table: &str,
+    visit: &mut dyn FnMut(&rusqlite::Connection, &std::path::Path),
+) {
     let mut pending = vec![dir.to_path_buf()];
     while let Some(d) = pending.pop() {
         for entry in std::fs::read_dir(&d).unwrap().map(Result::unwrap) {
@@ -113,22 +116,30 @@ pub fn run_sql_on_account_files(dir: &std::path::Path, sql: &str) -> usize {
                 pending.push(path);
             } else if path.extension().is_some_and(|e| e == "sqlite") {
                 let db = rusqlite::Connection::open(&path).unwrap();
-                let is_account: bool = db
+                let holds: i64 = db
                     .query_row(
-                        "SELECT count(*) FROM sqlite_master WHERE name = 'maintenance_state'",
-                        [],
-                        |r| r.get::<_, i64>(0),
+                        "SELECT count(*) FROM sqlite_master WHERE name = ?",
+                        [table],
+                        |r| r.get(0),
                     )
-                    .unwrap()
-                    > 0;
-                if is_account {
-                    db.execute_batch(sql)
-                        .unwrap_or_else(|e| panic!("{sql} on {}: {e}", path.display()));
-                    done += 1;
+                    .unwrap();
+                if holds > 0 {
+                    visit(&db, &path);
                 }
             }
         }
     }
+}
+
+/// Runs `sql` on every SQLite file under `dir` that holds the account (its
+/// `maintenance_state` table); returns how many it ran on.
+pub fn run_sql_on_account_files(dir: &std::path::Path, sql: &str) -> usize {
+    let mut done = 0;
+    with_sqlite_files_holding(dir, "maintenance_state", &mut |db, path| {
+        db.execute_batch(sql)
+            .unwrap_or_else(|e| panic!("{sql} on {}: {e}", path.display()));
+        done += 1;
+    });
     done
 }
 
