@@ -99,8 +99,8 @@ pub fn now_ms(account: &Account) -> i64 {
 /// The shells' hook after each account request (and on start): skipped when the configuration
 /// or the schema is unusable, and when no event was stored since this instance's last check (a
 /// request during which this process inserted no event costs no SQL, one that did one read);
-/// otherwise [`after_request`]. Returns the wake-up
-/// to schedule, if it has to move. Failures wait for the next request: the response is decided.
+/// otherwise [`after_request`]. Returns the wake-up to schedule, if it has to move. Failures
+/// wait for the next request: the response is decided.
 pub fn after_account_request(config: &Config, account: &Account) -> Option<i64> {
     let inserted = crate::storage::sequencer::events_inserted();
     if account.maintenance_seen_seq.get().is_some()
