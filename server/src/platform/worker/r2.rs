@@ -231,17 +231,14 @@ impl R2BlobStore {
             size,
         };
         let key = crate::data::cid_string(&stored.cid);
-        // The same bytes already stored: those stay, these go.
-        let pointer_written = match self.head(&key).await {
-            Ok(Some(_)) => Ok(false),
-            Ok(None) => self.put_pointer(&key, &large_key).await.map(|()| true),
-            Err(e) => Err(e),
-        };
-        if pointer_written.as_ref().is_ok_and(|written| *written) {
-            return Ok(stored);
+        // Written even over a pointer from an earlier upload of the same bytes, as a small blob
+        // is rewritten: the object under the CID is fresh for the sweep's age test either way,
+        // and the bytes it named before, named by no pointer now, are swept a day later.
+        if let Err(e) = self.put_pointer(&key, &large_key).await {
+            let _ = self.bucket.delete(large_key).await;
+            return Err(e);
         }
-        let _ = self.bucket.delete(large_key).await;
-        pointer_written.map(|_| stored)
+        Ok(stored)
     }
 }
 
