@@ -112,7 +112,7 @@ impl Account {
     pub fn open(sql: Box<dyn Sql>, blobs: Box<dyn BlobStore>, clock: Box<dyn Clock>) -> Account {
         let schema = crate::storage::migrate(sql.as_ref());
         Account {
-            sql: Rc::from(sql),
+            sql: Rc::new(crate::storage::memo::MemoSql::new(sql)),
             blobs,
             clock: Rc::from(clock),
             http: Rc::new(NoNetwork),

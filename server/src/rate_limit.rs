@@ -438,7 +438,7 @@ fn consume_in(
         .iter()
         .map(|limit| format!("{}:{key}", limit.name))
         .collect();
-    let placeholders = vec!["?"; counter_keys.len()].join(", ");
+    let placeholders = crate::storage::sql::placeholders(counter_keys.len());
     let keys: Vec<SqlValue> = counter_keys
         .iter()
         .map(|k| SqlValue::from(k.as_str()))

@@ -30,6 +30,7 @@ pub mod blocks;
 pub mod error;
 pub mod import;
 pub mod maintenance;
+pub mod memo;
 pub mod repo_store;
 pub mod schema;
 pub mod sequencer;
