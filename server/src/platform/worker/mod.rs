@@ -4,6 +4,7 @@
 pub mod edge_cache;
 pub mod firehose;
 pub mod http_client;
+pub mod js;
 pub mod offload;
 pub mod r2;
 pub mod sql;

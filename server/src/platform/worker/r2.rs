@@ -8,15 +8,14 @@
 //! CID names that key in its metadata. Copying them would write every byte
 //! twice. Either way nothing appears under a CID before the upload is complete.
 
+use super::js;
 use super::webcrypto::Sha256Stream;
-use crate::data::RawCidHasher;
 use crate::storage::blobs::{
     BlobBody, BlobError, BlobStore, ByteRange, ChunkSource, LocalBoxFuture, StoredBlob,
 };
 use cid::Cid;
-use worker::js_sys::{Array, Date, Function, Object as JsObject, Promise, Reflect, Uint8Array};
+use worker::js_sys::{Array, Date, Uint8Array};
 use worker::wasm_bindgen::{JsCast, JsValue};
-use worker::wasm_bindgen_futures::JsFuture;
 use worker::{Bucket, MultipartUpload, Range, ResponseBody, UploadedPart};
 
 /// R2 multipart parts must all be the same size (except the last) and at
@@ -45,12 +44,12 @@ struct ObjectInfo {
 
 impl ObjectInfo {
     fn of(object: &JsValue) -> Option<ObjectInfo> {
-        let uploaded: Date = js_get(object, "uploaded").dyn_into().ok()?;
+        let uploaded: Date = js::get(object, "uploaded").dyn_into().ok()?;
         Some(ObjectInfo {
-            key: js_get(object, "key").as_string()?,
-            size: js_get(object, "size").as_f64()? as u64,
+            key: js::get(object, "key").as_string()?,
+            size: js::get(object, "size").as_f64()? as u64,
             uploaded_ms: uploaded.get_time(),
-            stored_at: js_get(&js_get(object, "customMetadata"), STORED_AT).as_string(),
+            stored_at: js::get(&js::get(object, "customMetadata"), STORED_AT).as_string(),
         })
     }
 
@@ -60,26 +59,14 @@ impl ObjectInfo {
     }
 }
 
-/// `target[key]`, undefined when absent.
-fn js_get(target: &JsValue, key: &str) -> JsValue {
-    Reflect::get(target, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
+fn js_error(thrown: JsValue) -> BlobError {
+    BlobError::Store(js::message(&thrown))
 }
 
-/// A plain object of `entries`.
-fn js_object(entries: &[(&str, JsValue)]) -> Result<JsObject, BlobError> {
-    let object = JsObject::new();
-    for (k, v) in entries {
-        Reflect::set(&object, &JsValue::from_str(k), v).map_err(js_error)?;
-    }
-    Ok(object)
-}
-
-fn js_error(e: JsValue) -> BlobError {
-    BlobError::Store(
-        e.dyn_ref::<worker::js_sys::Error>()
-            .map(|e| String::from(e.message()))
-            .unwrap_or_else(|| "R2 failed".into()),
-    )
+/// The raw CID of what `digest` was fed.
+async fn raw_cid(digest: Sha256Stream) -> Result<Cid, BlobError> {
+    let digest = digest.finish().await.map_err(js_error)?;
+    Ok(crate::data::cid_from_digest(crate::data::cid::RAW, &digest))
 }
 
 /// Fails once `total` bytes pass `max_size`.
@@ -105,16 +92,11 @@ impl R2BlobStore {
         R2BlobStore { bucket }
     }
 
-    /// Calls `bucket.method(...args)` and awaits its promise.
+    /// `await bucket.method(...args)`.
     async fn call(&self, method: &str, args: &Array) -> Result<JsValue, BlobError> {
-        let bucket: &JsValue = self.bucket.as_ref();
-        let missing = || BlobError::Store(format!("R2 has no {method}"));
-        let f: Function = js_get(bucket, method).dyn_into().map_err(|_| missing())?;
-        let promise: Promise = Reflect::apply(&f, bucket, args)
-            .map_err(js_error)?
-            .dyn_into()
-            .map_err(|_| missing())?;
-        JsFuture::from(promise).await.map_err(js_error)
+        js::call(self.bucket.as_ref(), method, args)
+            .await
+            .map_err(js_error)
     }
 
     /// The object under `key`, if any.
@@ -132,8 +114,8 @@ impl R2BlobStore {
 
     /// Writes the pointer under `key` to the bytes at `target`.
     async fn put_pointer(&self, key: &str, target: &str) -> Result<(), BlobError> {
-        let metadata = js_object(&[(STORED_AT, JsValue::from_str(target))])?;
-        let options = js_object(&[("customMetadata", metadata.into())])?;
+        let metadata = js::object(&[(STORED_AT, JsValue::from_str(target))]);
+        let options = js::object(&[("customMetadata", metadata.into())]);
         let args = Array::of3(&JsValue::from_str(key), &JsValue::NULL, &options);
         self.call("put", &args).await.map(drop)
     }
@@ -149,14 +131,14 @@ impl R2BlobStore {
         let mut cursor = JsValue::UNDEFINED;
         loop {
             let include = Array::of1(&JsValue::from_str("customMetadata"));
-            let options = js_object(&[
+            let options = js::object(&[
                 ("prefix", JsValue::from_str(prefix)),
                 ("limit", JsValue::from_f64(1000.0)),
                 ("include", include.into()),
                 ("cursor", cursor),
-            ])?;
+            ]);
             let listed = self.call("list", &Array::of1(&options)).await?;
-            let objects: Array = js_get(&listed, "objects")
+            let objects: Array = js::get(&listed, "objects")
                 .dyn_into()
                 .map_err(|_| BlobError::Store("unreadable R2 listing".into()))?;
             let mut keys = Vec::new();
@@ -174,8 +156,8 @@ impl R2BlobStore {
                     .map_err(r2)?;
                 removed += keys.len();
             }
-            cursor = js_get(&listed, "cursor");
-            if js_get(&listed, "truncated").as_bool() != Some(true) || cursor.as_string().is_none()
+            cursor = js::get(&listed, "cursor");
+            if js::get(&listed, "truncated").as_bool() != Some(true) || cursor.as_string().is_none()
             {
                 return Ok(removed);
             }
@@ -207,17 +189,9 @@ impl R2BlobStore {
             .await
             .map_err(r2)?;
         let mut parts = Vec::new();
-        let mut digest = PartDigest::new();
-        let size = match stream_parts(
-            &upload,
-            source,
-            max_size,
-            &mut digest,
-            buffer,
-            next,
-            &mut parts,
-        )
-        .await
+        let digest = Sha256Stream::new().map_err(js_error)?;
+        let size = match stream_parts(&upload, source, max_size, &digest, buffer, next, &mut parts)
+            .await
         {
             Ok(size) => size,
             Err(e) => {
@@ -227,7 +201,7 @@ impl R2BlobStore {
         };
         upload.complete(parts).await.map_err(r2)?;
         let stored = StoredBlob {
-            cid: digest.finish().await?,
+            cid: raw_cid(digest).await?,
             size,
         };
         let key = crate::data::cid_string(&stored.cid);
@@ -242,47 +216,6 @@ impl R2BlobStore {
     }
 }
 
-/// The digest of a large upload, fed a part at a time as the parts are written.
-enum PartDigest {
-    Runtime(Sha256Stream),
-    /// Where the runtime has no `DigestStream`.
-    Wasm(RawCidHasher),
-}
-
-impl PartDigest {
-    fn new() -> PartDigest {
-        Sha256Stream::new().map_or_else(
-            || PartDigest::Wasm(RawCidHasher::new()),
-            PartDigest::Runtime,
-        )
-    }
-
-    async fn update(&mut self, part: &[u8]) -> Result<(), BlobError> {
-        match self {
-            PartDigest::Runtime(stream) => stream.update(part).await.ok_or_else(digest_failed),
-            PartDigest::Wasm(hasher) => {
-                hasher.update(part);
-                Ok(())
-            }
-        }
-    }
-
-    async fn finish(self) -> Result<Cid, BlobError> {
-        match self {
-            PartDigest::Runtime(stream) => stream
-                .finish()
-                .await
-                .map(|digest| crate::data::cid_from_digest(crate::data::cid::RAW, &digest))
-                .ok_or_else(digest_failed),
-            PartDigest::Wasm(hasher) => Ok(hasher.finish()),
-        }
-    }
-}
-
-fn digest_failed() -> BlobError {
-    BlobError::Store("the runtime's SHA-256 digest stream failed".into())
-}
-
 /// Feeds `buffer`, then `next`, then the rest of the source, into multipart parts of exactly
 /// [`PART_SIZE`] (the last one shorter), each digested as it is written; returns the total
 /// size. One part's buffer at a time, never more.
@@ -290,7 +223,7 @@ async fn stream_parts(
     upload: &MultipartUpload,
     source: &mut dyn ChunkSource,
     max_size: u64,
-    digest: &mut PartDigest,
+    digest: &Sha256Stream,
     mut buffer: Vec<u8>,
     next: Vec<u8>,
     parts: &mut Vec<UploadedPart>,
@@ -330,13 +263,13 @@ async fn stream_parts(
 /// Digests and uploads the part after the `written` ones.
 async fn write_part(
     upload: &MultipartUpload,
-    digest: &mut PartDigest,
+    digest: &Sha256Stream,
     part: Vec<u8>,
     written: usize,
 ) -> Result<UploadedPart, BlobError> {
     let number = u16::try_from(written + 1)
         .map_err(|_| BlobError::Store("too many multipart parts".into()))?;
-    digest.update(&part).await?;
+    digest.update(&part).await.map_err(js_error)?;
     upload.upload_part(number, part).await.map_err(r2)
 }
 
@@ -355,13 +288,9 @@ const READ_AT_LEAST: u32 = 256 * 1024;
 
 impl R2Chunks {
     fn new(stream: &JsValue) -> Result<R2Chunks, BlobError> {
-        let get_reader: Function = js_get(stream, "getReader")
-            .dyn_into()
-            .map_err(|_| BlobError::Store("R2 body is not a stream".into()))?;
-        let options = js_object(&[("mode", JsValue::from_str("byob"))])?;
-        let reader =
-            Reflect::apply(&get_reader, stream, &Array::of1(&options)).map_err(js_error)?;
-        let at_least = js_get(&reader, "readAtLeast").is_function();
+        let options = js::object(&[("mode", JsValue::from_str("byob"))]);
+        let reader = js::call_sync(stream, "getReader", &Array::of1(&options)).map_err(js_error)?;
+        let at_least = js::get(&reader, "readAtLeast").is_function();
         Ok(R2Chunks {
             reader,
             at_least,
@@ -380,16 +309,11 @@ impl R2Chunks {
         } else {
             ("read", Array::of1(&view))
         };
-        let read: Function = js_get(&self.reader, method)
-            .dyn_into()
-            .map_err(|_| BlobError::Store(format!("R2 body reader has no {method}")))?;
-        let promise: Promise = Reflect::apply(&read, &self.reader, &args)
-            .map_err(js_error)?
-            .dyn_into()
-            .map_err(|_| BlobError::Store("R2 body read is not a promise".into()))?;
-        let result = JsFuture::from(promise).await.map_err(js_error)?;
-        self.done = js_get(&result, "done").as_bool() != Some(false);
-        let bytes = js_get(&result, "value")
+        let result = js::call(&self.reader, method, &args)
+            .await
+            .map_err(js_error)?;
+        self.done = js::get(&result, "done").as_bool() != Some(false);
+        let bytes = js::get(&result, "value")
             .dyn_into::<Uint8Array>()
             .map(|v| v.to_vec())
             .unwrap_or_default();
@@ -419,8 +343,8 @@ impl BlobStore for R2BlobStore {
         max_size: u64,
     ) -> LocalBoxFuture<'a, Result<StoredBlob, BlobError>> {
         Box::pin(async move {
-            // Hashed by the runtime (native code, several times faster than wasm): whole once
-            // the blob fits one object, or a part at a time as a larger one is written.
+            // Hashed by the runtime (native code, several times faster than wasm): once the blob
+            // fits one object, or a part at a time as a larger one is written.
             // Sized by the declared length, and never past one part: grown by doubling, a
             // 5 MiB buffer would reserve 8 MiB of wasm memory, which never shrinks.
             let declared = source.declared_len().unwrap_or(0).min(max_size);
@@ -437,12 +361,10 @@ impl BlobStore for R2BlobStore {
                 }
                 buffer.extend_from_slice(&chunk);
             }
-            let cid = match super::webcrypto::sha256(&buffer).await {
-                Some(digest) => crate::data::cid_from_digest(crate::data::cid::RAW, &digest),
-                None => crate::data::cid_for_raw(&buffer),
-            };
+            let digest = Sha256Stream::new().map_err(js_error)?;
+            digest.update(&buffer).await.map_err(js_error)?;
             let stored = StoredBlob {
-                cid,
+                cid: raw_cid(digest).await?,
                 size: buffer.len() as u64,
             };
             self.bucket
