@@ -45,9 +45,6 @@ pub struct Account {
     /// The newest event seq the last maintenance check after a request saw (none before the
     /// first check of this instance): requests that stored nothing skip the check.
     pub maintenance_seen_seq: Cell<Option<i64>>,
-    /// [`crate::storage::sequencer::events_inserted`] at that check: while it has not moved
-    /// (and the seq seen is set), no event can have been stored since, and no SQL is needed.
-    pub maintenance_seen_inserts: Cell<u64>,
     /// The configuration as requests see it (see [`Account::effective_config`]), built on the
     /// first request of this instance.
     effective: RefCell<Option<Rc<Config>>>,
@@ -122,7 +119,6 @@ impl Account {
             tids: RefCell::new(TidGenerator::new()),
             schema,
             maintenance_seen_seq: Cell::new(None),
-            maintenance_seen_inserts: Cell::new(0),
             collected: RefCell::new(std::collections::HashMap::new()),
             effective: RefCell::new(None),
         }

@@ -98,29 +98,20 @@ pub fn now_ms(account: &Account) -> i64 {
 
 /// The shells' hook after each account request (and on start): skipped when the configuration
 /// or the schema is unusable, and when no event was stored since this instance's last check (a
-/// request during which this process inserted no event costs no SQL, one that did one read);
+/// request that wrote nothing usually costs no SQL: the account database's memo answers);
 /// otherwise [`after_request`]. Returns the wake-up to schedule, if it has to move. Failures
 /// wait for the next request: the response is decided.
 pub fn after_account_request(config: &Config, account: &Account) -> Option<i64> {
-    let inserted = crate::storage::sequencer::events_inserted();
-    if account.maintenance_seen_seq.get().is_some()
-        && account.maintenance_seen_inserts.get() == inserted
-    {
-        return None;
-    }
     account.check_schema().ok()?;
     let db = account.sql.as_ref();
     let seen = latest_seq(db).ok()?.unwrap_or(0);
     if account.maintenance_seen_seq.get() == Some(seen) {
-        account.maintenance_seen_inserts.set(inserted);
         return None;
     }
     let next = after_request(config, account, now_ms(account)).ok()?;
     // Its own announcement (a new #identity) is no reason to run again.
-    let inserted = crate::storage::sequencer::events_inserted();
     if let Ok(latest) = latest_seq(db) {
         account.maintenance_seen_seq.set(Some(latest.unwrap_or(0)));
-        account.maintenance_seen_inserts.set(inserted);
     }
     next
 }

@@ -4,7 +4,6 @@
 
 use super::error::{Result, StorageError};
 use super::sql::{Sql, SqlExt, SqlValue, MAX_SAFE_INTEGER};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// An event to append.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,17 +34,7 @@ pub struct StoredEvent {
 /// with a clear error rather than by the platform.
 pub const MAX_EVENT_BYTES: usize = 2_000_000;
 
-/// Events inserted by this process, in any database (rolled back ones too): a request that
-/// changed nothing here stored no event, and needs no SQL to know it.
-static EVENTS_INSERTED: AtomicU64 = AtomicU64::new(0);
-
-/// How many events this process has inserted so far (see [`EVENTS_INSERTED`]).
-pub fn events_inserted() -> u64 {
-    EVENTS_INSERTED.load(Ordering::Relaxed)
-}
-
 pub(crate) fn insert_event(db: &dyn Sql, event: &NewEvent<'_>) -> Result<i64> {
-    EVENTS_INSERTED.fetch_add(1, Ordering::Relaxed);
     if event.event.len() > MAX_EVENT_BYTES {
         return Err(StorageError::Sql(format!(
             "event of {} bytes is above the {MAX_EVENT_BYTES}-byte limit",
