@@ -22,11 +22,11 @@ use crate::account::Account;
 use crate::config::Config;
 use crate::identity_events::announce_identity_changes;
 use crate::net::http_client::{ClientRequest, HttpClient};
-use crate::storage::account::{get_account, AccountStatus};
+use crate::storage::account::AccountStatus;
 use crate::storage::blobs;
-use crate::storage::maintenance::{self as state, PendingCrawl};
-use crate::storage::sequencer::{earliest_seq, latest_seq, prune_events};
-use crate::storage::{Sql, SqlExt, StorageError};
+use crate::storage::maintenance::{self as state, PendingCrawl, Snapshot};
+use crate::storage::sequencer::{latest_seq, prune_events};
+use crate::storage::{Sql, StorageError};
 
 /// How often events are pruned.
 pub const PRUNE_INTERVAL_MS: i64 = 3_600_000;
@@ -85,10 +85,28 @@ pub fn after_request(
     account: &Account,
     now_ms: i64,
 ) -> Result<Option<i64>, XrpcError> {
-    announce_identity_changes(config, account)?;
+    let snapshot = settle_after_request(config, account, now_ms)?;
+    Ok(next_wake(config, &snapshot, now_ms))
+}
+
+/// [`after_request`]'s writes; the snapshot they leave. Usually one statement: the snapshot is
+/// read again only after something was announced or queued.
+fn settle_after_request(
+    config: &Config,
+    account: &Account,
+    now_ms: i64,
+) -> Result<Snapshot, XrpcError> {
     let db = account.sql.as_ref();
-    queue_crawls_if_due(config, db, now_ms)?;
-    Ok(next_wake(config, db, now_ms)?)
+    let mut snapshot = state::snapshot(db)?;
+    if snapshot.state.announced_handle.as_deref() != Some(config.handle.as_str())
+        && announce_identity_changes(config, account)?
+    {
+        snapshot = state::snapshot(db)?;
+    }
+    if queue_crawls_if_due(config, db, &snapshot, now_ms)? {
+        snapshot = state::snapshot(db)?;
+    }
+    Ok(snapshot)
 }
 
 /// The time on the account's clock, in ms since the epoch.
@@ -108,12 +126,13 @@ pub fn after_account_request(config: &Config, account: &Account) -> Option<i64> 
     if account.maintenance_seen_seq.get() == Some(seen) {
         return None;
     }
-    let next = after_request(config, account, now_ms(account)).ok()?;
+    let now_ms = now_ms(account);
+    let snapshot = settle_after_request(config, account, now_ms).ok()?;
     // Its own announcement (a new #identity) is no reason to run again.
-    if let Ok(latest) = latest_seq(db) {
-        account.maintenance_seen_seq.set(Some(latest.unwrap_or(0)));
-    }
-    next
+    account
+        .maintenance_seen_seq
+        .set(Some(snapshot.latest_seq.unwrap_or(0)));
+    next_wake(config, &snapshot, now_ms)
 }
 
 /// The maintenance run (the alarm body): prunes events past retention when an hour has passed
@@ -142,7 +161,9 @@ pub async fn run(
     let crawls_next = run_crawls_and_prune(config, db, now_ms, relay).await;
     // Last: the checks wait on other hosts, and nothing above should wait for them.
     let checks_next = match run_checks_if_due(config, account, now_ms).await {
-        Ok(()) => next_checks(config, db, now_ms).unwrap_or(Some(now_ms + AFTER_FAILURE_MS)),
+        Ok(()) => state::snapshot(db).map_or(Some(now_ms + AFTER_FAILURE_MS), |snapshot| {
+            next_checks(config, &snapshot, now_ms)
+        }),
         Err(e) => {
             crate::log::error(&format!("the status checks failed: {e}"));
             Some(now_ms + AFTER_FAILURE_MS)
@@ -160,7 +181,8 @@ pub async fn run(
 /// Runs the status page's checks when they are due.
 async fn run_checks_if_due(config: &Config, account: &Account, now_ms: i64) -> Result<(), String> {
     let db = account.sql.as_ref();
-    let due = next_checks(config, db, now_ms).map_err(|e| e.to_string())?;
+    let snapshot = state::snapshot(db).map_err(|e| e.to_string())?;
+    let due = next_checks(config, &snapshot, now_ms);
     if due.is_none_or(|at| at > now_ms) {
         return Ok(());
     }
@@ -172,16 +194,17 @@ async fn run_checks_if_due(config: &Config, account: &Account, now_ms: i64) -> R
 
 /// When the status checks are next due: at once before the first run, then every
 /// `PDS_STATUS_CHECK_SECONDS` (never when that is 0).
-fn next_checks(config: &Config, db: &dyn Sql, now_ms: i64) -> Result<Option<i64>, StorageError> {
+fn next_checks(config: &Config, snapshot: &Snapshot, now_ms: i64) -> Option<i64> {
     let interval = config.maintenance.status_check_seconds;
     if interval == 0 {
-        return Ok(None);
+        return None;
     }
     let interval_ms = i64::try_from(interval.saturating_mul(1000)).unwrap_or(i64::MAX);
-    Ok(Some(
-        crate::storage::status::last_checked_ms(db)?
+    Some(
+        snapshot
+            .last_checked_ms
             .map_or(now_ms, |last| last.saturating_add(interval_ms)),
-    ))
+    )
 }
 
 /// Prunes events when due and sends the crawl requests that are due; the next wake-up.
@@ -192,8 +215,9 @@ async fn run_crawls_and_prune(
     relay: &dyn RelayClient,
 ) -> Option<i64> {
     let prepared = prune_if_due(config, db, now_ms)
-        .and_then(|()| queue_crawls_if_due(config, db, now_ms).map(|_| ()))
-        .and_then(|()| state::pending_crawls(db));
+        .and_then(|()| state::snapshot(db))
+        .and_then(|snapshot| queue_crawls_if_due(config, db, &snapshot, now_ms))
+        .and_then(|_| state::pending_crawls(db));
     let Ok(pending) = prepared else {
         return Some(now_ms + AFTER_FAILURE_MS);
     };
@@ -215,7 +239,9 @@ async fn run_crawls_and_prune(
             return Some(now_ms + AFTER_FAILURE_MS);
         }
     }
-    next_wake_besides_checks(config, db, now_ms).unwrap_or(Some(now_ms + AFTER_FAILURE_MS))
+    state::snapshot(db).map_or(Some(now_ms + AFTER_FAILURE_MS), |snapshot| {
+        next_wake_besides_checks(config, &snapshot, now_ms)
+    })
 }
 
 /// Blobs forgotten per pass of [`collect_blobs`].
@@ -230,8 +256,8 @@ const LEFTOVER_MIN_AGE_MS: i64 = 3_600_000;
 
 /// Whether blobs are collected now: only while the account is active. A deactivated account
 /// may be receiving a migration, whose records and blobs arrive apart.
-fn collects_blobs(db: &dyn Sql) -> Result<bool, StorageError> {
-    Ok(get_account(db)?.is_some_and(|a| a.status == AccountStatus::Active))
+fn collects_blobs(snapshot: &Snapshot) -> bool {
+    snapshot.account_status == Some(AccountStatus::Active)
 }
 
 /// Blob garbage collection: deletes each blob no record has referenced for longer than the
@@ -243,7 +269,7 @@ async fn collect_blobs(
     now_ms: i64,
 ) -> Result<(), StorageError> {
     let db = account.sql.as_ref();
-    if !collects_blobs(db)? {
+    if !collects_blobs(&state::snapshot(db)?) {
         return Ok(());
     }
     let window_start = now_ms.saturating_sub(config.blob_grace_ms());
@@ -262,7 +288,7 @@ async fn collect_blobs(
             break;
         }
     }
-    if sweep_due(db, now_ms)? {
+    if next_sweep(&state::snapshot(db)?).is_some_and(|at| at <= now_ms) {
         let before = window_start.min(now_ms.saturating_sub(LEFTOVER_MIN_AGE_MS));
         // A blob whose row cannot be read is kept.
         let is_known = |cid: &cid::Cid| blobs::is_known_blob(db, cid).unwrap_or(true);
@@ -276,31 +302,29 @@ async fn collect_blobs(
     Ok(())
 }
 
-/// Whether the blob store is due a sweep: a day after the last, once any blob was uploaded.
-fn sweep_due(db: &dyn Sql, now_ms: i64) -> Result<bool, StorageError> {
-    Ok(next_sweep(db)?.is_some_and(|at| at <= now_ms))
-}
-
-fn next_sweep(db: &dyn Sql) -> Result<Option<i64>, StorageError> {
-    if !blobs::any_blob(db)? {
-        return Ok(None);
+/// When the blob store is due a sweep: a day after the last, once any blob was uploaded.
+fn next_sweep(snapshot: &Snapshot) -> Option<i64> {
+    if !snapshot.any_blob {
+        return None;
     }
-    Ok(Some(
-        state::state(db)?
+    Some(
+        snapshot
+            .state
             .last_blob_sweep_ms
             .map_or(i64::MIN, |last| last.saturating_add(BLOB_SWEEP_INTERVAL_MS)),
-    ))
+    )
 }
 
 /// When blob collection next has work: the end of the earliest grace window, or the next
 /// sweep (never while blobs are not collected).
-fn next_blob_work(config: &Config, db: &dyn Sql) -> Result<Option<i64>, StorageError> {
-    if !collects_blobs(db)? {
-        return Ok(None);
+fn next_blob_work(config: &Config, snapshot: &Snapshot) -> Option<i64> {
+    if !collects_blobs(snapshot) {
+        return None;
     }
-    let window_end = blobs::oldest_unreferenced_ms(db)?
+    let window_end = snapshot
+        .oldest_unreferenced_ms
         .map(|since| since.saturating_add(config.blob_grace_ms()));
-    Ok(earliest(window_end, next_sweep(db)?))
+    earliest(window_end, next_sweep(snapshot))
 }
 
 fn earliest(a: Option<i64>, b: Option<i64>) -> Option<i64> {
@@ -372,16 +396,21 @@ fn record_attempt(
 /// told about and either the account was activated since the last request or the newest
 /// event came after the quiet period following it (events within the quiet period never ask,
 /// as in the reference PDS). Returns whether it queued.
-fn queue_crawls_if_due(config: &Config, db: &dyn Sql, now_ms: i64) -> Result<bool, StorageError> {
-    let st = state::state(db)?;
-    let latest = latest_seq(db)?.unwrap_or(0);
+fn queue_crawls_if_due(
+    config: &Config,
+    db: &dyn Sql,
+    snapshot: &Snapshot,
+    now_ms: i64,
+) -> Result<bool, StorageError> {
+    let st = &snapshot.state;
+    let latest = snapshot.latest_seq.unwrap_or(0);
     if latest <= st.last_crawl_seq.unwrap_or(0) {
         return Ok(false);
     }
     let quiet_ms = i64::try_from(config.maintenance.crawl_quiet_seconds)
         .unwrap_or(i64::MAX / 1000)
         .saturating_mul(1000);
-    let quiet_over = match (latest_event_time(db)?, st.last_crawl_ms) {
+    let quiet_over = match (snapshot.latest_event_ms, st.last_crawl_ms) {
         (Some(event_ms), Some(last)) => event_ms.saturating_sub(last) >= quiet_ms,
         (Some(_), None) => true,
         // Pruned already: nothing left to announce.
@@ -389,13 +418,10 @@ fn queue_crawls_if_due(config: &Config, db: &dyn Sql, now_ms: i64) -> Result<boo
     };
     // Activation emitted events (so `latest` moved) at its status change time; a crawl queued
     // since (at or after that time) already covered it.
-    let activated = match (get_account(db)?, st.last_crawl_ms) {
-        (Some(a), Some(last)) => {
-            a.status == crate::storage::account::AccountStatus::Active
-                && a.status_changed_ms.is_some_and(|t| t > last)
-        }
-        _ => false,
-    };
+    let activated = st.last_crawl_ms.is_some_and(|last| {
+        snapshot.account_status == Some(AccountStatus::Active)
+            && snapshot.status_changed_ms.is_some_and(|t| t > last)
+    });
     if !(quiet_over || activated) {
         return Ok(false);
     }
@@ -403,23 +429,13 @@ fn queue_crawls_if_due(config: &Config, db: &dyn Sql, now_ms: i64) -> Result<boo
     Ok(true)
 }
 
-/// When the newest stored event happened.
-fn latest_event_time(db: &dyn Sql) -> Result<Option<i64>, StorageError> {
-    match db.query_opt(
-        "SELECT time_ms FROM sequencer_event ORDER BY seq DESC LIMIT 1",
-        &[],
-    )? {
-        Some(row) => Ok(Some(row.integer(0)?)),
-        None => Ok(None),
-    }
-}
-
 fn prune_if_due(config: &Config, db: &dyn Sql, now_ms: i64) -> Result<(), StorageError> {
-    let st = state::state(db)?;
-    if st
+    let snapshot = state::snapshot(db)?;
+    if snapshot
+        .state
         .last_prune_ms
         .is_some_and(|last| now_ms - last < PRUNE_INTERVAL_MS)
-        && !over_count(config, db)?
+        && !over_count(config, &snapshot)
     {
         return Ok(());
     }
@@ -438,51 +454,49 @@ fn prune_if_due(config: &Config, db: &dyn Sql, now_ms: i64) -> Result<(), Storag
 
 /// Whether the log holds a tenth more events than the count retention keeps: a burst of
 /// writes then gets pruned at once rather than at the next hourly run, bounding storage.
-fn over_count(config: &Config, db: &dyn Sql) -> Result<bool, StorageError> {
+fn over_count(config: &Config, snapshot: &Snapshot) -> bool {
     let Some(cap) = config.maintenance.event_retention_count else {
-        return Ok(false);
+        return false;
     };
-    let (Some(oldest), Some(newest)) = (earliest_seq(db)?, latest_seq(db)?) else {
-        return Ok(false);
+    let (Some(oldest), Some(newest)) = (snapshot.earliest_seq, snapshot.latest_seq) else {
+        return false;
     };
     let held = u64::try_from(newest.saturating_sub(oldest).saturating_add(1)).unwrap_or(0);
-    Ok(held > cap.saturating_add(cap / 10))
+    held > cap.saturating_add(cap / 10)
 }
 
 /// The next time maintenance has work: [`next_wake_besides_checks`] or the next status checks;
 /// never before `now_ms`.
-fn next_wake(config: &Config, db: &dyn Sql, now_ms: i64) -> Result<Option<i64>, StorageError> {
+fn next_wake(config: &Config, snapshot: &Snapshot, now_ms: i64) -> Option<i64> {
     let next = earliest(
-        next_wake_besides_checks(config, db, now_ms)?,
-        next_checks(config, db, now_ms)?,
+        next_wake_besides_checks(config, snapshot, now_ms),
+        next_checks(config, snapshot, now_ms),
     );
-    Ok(next.map(|t| t.max(now_ms)))
+    next.map(|t| t.max(now_ms))
 }
 
 /// The next prune (hourly while events are stored, at once when the count retention is
 /// overrun), the earliest crawl attempt, the next blob collection, or an import stage's expiry;
 /// never before `now_ms`.
-fn next_wake_besides_checks(
-    config: &Config,
-    db: &dyn Sql,
-    now_ms: i64,
-) -> Result<Option<i64>, StorageError> {
-    let prune = match earliest_seq(db)? {
+fn next_wake_besides_checks(config: &Config, snapshot: &Snapshot, now_ms: i64) -> Option<i64> {
+    let prune = match snapshot.earliest_seq {
         None => None,
-        Some(_) if over_count(config, db)? => Some(now_ms),
+        Some(_) if over_count(config, snapshot) => Some(now_ms),
         Some(_) => Some(
-            state::state(db)?
+            snapshot
+                .state
                 .last_prune_ms
                 .map_or(now_ms, |last| last + PRUNE_INTERVAL_MS),
         ),
     };
-    let crawl = state::next_crawl_attempt(db)?;
-    let stage = crate::storage::import::stage_expiry(db)?;
     let next = earliest(
-        earliest(earliest(prune, crawl), next_blob_work(config, db)?),
-        stage,
+        earliest(
+            earliest(prune, snapshot.next_crawl_attempt_ms),
+            next_blob_work(config, snapshot),
+        ),
+        snapshot.stage_expiry_ms,
     );
-    Ok(next.map(|t| t.max(now_ms)))
+    next.map(|t| t.max(now_ms))
 }
 
 #[cfg(all(test, not(target_arch = "wasm32")))]
@@ -494,7 +508,7 @@ mod tests {
     use crate::firehose::identity_event;
     use crate::platform::native::{DirBlobStore, NativeSql};
     use crate::storage::append_event;
-    use crate::storage::sequencer::events_after;
+    use crate::storage::sequencer::{earliest_seq, events_after};
     use pds_api::runtime::syntax::{Did, Handle};
     use std::cell::RefCell;
     use std::collections::VecDeque;
@@ -736,7 +750,10 @@ mod tests {
         let later = f.upload(b"uploaded while deactivated");
         crate::storage::account::set_account_status(f.db(), AccountStatus::Deactivated, f.now())
             .unwrap();
-        assert_eq!(next_blob_work(&f.config, f.db()).unwrap(), None);
+        assert_eq!(
+            next_blob_work(&f.config, &state::snapshot(f.db()).unwrap()),
+            None
+        );
         f.set(T0 + 10 * grace);
         f.run(&relays);
         assert!(f.known(&later) && f.stored(&later));
@@ -954,7 +971,10 @@ mod tests {
         assert_eq!(f.pending().len(), 1, "A refused: not retried");
         let mut runs = 0;
         while !f.pending().is_empty() {
-            let next = state::next_crawl_attempt(f.db()).unwrap().unwrap();
+            let next = state::snapshot(f.db())
+                .unwrap()
+                .next_crawl_attempt_ms
+                .unwrap();
             f.set(next);
             f.run(&relays);
             runs += 1;

@@ -506,7 +506,12 @@ fn record_blob_references_follow_the_records() {
         [both[1]]
     );
     assert!(collectable_blobs(&db, 1 << 52, 10).unwrap().is_empty());
-    assert_eq!(blobs::oldest_unreferenced_ms(&db).unwrap(), None);
+    assert_eq!(
+        pds::storage::maintenance::snapshot(&db)
+            .unwrap()
+            .oldest_unreferenced_ms,
+        None
+    );
 
     // The update keeps only blob_b; the delete drops everything.
     refs.insert(path.clone(), vec![blob_b]);
@@ -530,7 +535,12 @@ fn record_blob_references_follow_the_records() {
         .is_empty());
     // blob_a is unreferenced from the commit's time, not its upload's.
     const T: i64 = 1_700_000_000_000;
-    assert_eq!(blobs::oldest_unreferenced_ms(&db).unwrap(), Some(T));
+    assert_eq!(
+        pds::storage::maintenance::snapshot(&db)
+            .unwrap()
+            .oldest_unreferenced_ms,
+        Some(T)
+    );
     assert_eq!(collectable_blobs(&db, T, 10).unwrap(), [blob_a]);
     assert!(collectable_blobs(&db, T - 1, 10).unwrap().is_empty());
     // Uploading it again starts its window again; uploading blob_b again changes nothing.

@@ -381,26 +381,6 @@ pub fn collectable_blobs(db: &dyn Sql, until_ms: i64, limit: u32) -> SqlResult<V
     .collect()
 }
 
-/// Since when the longest-unreferenced blob has had no reference (`None`: every blob is
-/// referenced): its grace window ends first.
-pub fn oldest_unreferenced_ms(db: &dyn Sql) -> SqlResult<Option<i64>> {
-    match db.query_opt(
-        "SELECT MIN(unreferenced_since_ms) FROM blob_metadata \
-         WHERE unreferenced_since_ms IS NOT NULL",
-        &[],
-    )? {
-        Some(row) => row.opt_integer(0),
-        None => Ok(None),
-    }
-}
-
-/// Whether any blob was uploaded.
-pub fn any_blob(db: &dyn Sql) -> SqlResult<bool> {
-    Ok(db
-        .query_opt("SELECT 1 FROM blob_metadata LIMIT 1", &[])?
-        .is_some())
-}
-
 /// Whether blob metadata names `cid` (bytes in the blob store without a row are leftovers).
 pub fn is_known_blob(db: &dyn Sql, cid: &Cid) -> SqlResult<bool> {
     Ok(db

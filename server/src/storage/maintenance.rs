@@ -2,7 +2,8 @@
 //! `relay_crawl`): it must survive Durable Object eviction, so it lives in
 //! SQL, not memory. Plain data access; the schedule is `crate::maintenance`'s.
 
-use super::error::Result;
+use super::account::AccountStatus;
+use super::error::{Result, StorageError};
 use super::sql::{Row, Sql, SqlExt, SqlValue};
 
 /// The one `maintenance_state` row (all `None` before anything happened).
@@ -36,6 +37,89 @@ pub fn state(db: &dyn Sql) -> Result<MaintenanceState> {
         last_crawl_ms: row.opt_integer(2)?,
         last_crawl_seq: row.opt_integer(3)?,
         last_blob_sweep_ms: row.opt_integer(4)?,
+    })
+}
+
+/// Everything maintenance's schedule is decided on, read by [`snapshot`] in one statement: it
+/// is read after every write, and each statement is a crossing into the runtime's SQL on
+/// Workers. Besides its own tables it reads the account's status, the event log's bounds,
+/// the import stage and blob metadata.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The `maintenance_state` row.
+    pub state: MaintenanceState,
+    /// The account's status (`None` before it exists).
+    pub account_status: Option<AccountStatus>,
+    /// When the account's status last changed (ms).
+    pub status_changed_ms: Option<i64>,
+    /// The newest seq ever assigned, as [`super::sequencer::latest_seq`].
+    pub latest_seq: Option<i64>,
+    /// The oldest seq still stored.
+    pub earliest_seq: Option<i64>,
+    /// When the newest stored event happened (ms).
+    pub latest_event_ms: Option<i64>,
+    /// The earliest next attempt among pending crawl requests (ms).
+    pub next_crawl_attempt_ms: Option<i64>,
+    /// When the import stage expires (ms), if anything is staged.
+    pub stage_expiry_ms: Option<i64>,
+    /// Since when the longest-unreferenced blob has been unreferenced (ms).
+    pub oldest_unreferenced_ms: Option<i64>,
+    /// Whether any blob is known.
+    pub any_blob: bool,
+    /// When the status page's checks last ran (ms).
+    pub last_checked_ms: Option<i64>,
+}
+
+/// Reads the [`Snapshot`].
+pub fn snapshot(db: &dyn Sql) -> Result<Snapshot> {
+    let rows = db.execute(
+        concat!(
+            "SELECT m.announced_handle, m.last_prune_ms, m.last_crawl_ms, m.last_crawl_seq, \
+             m.last_blob_sweep_ms, a.status, a.status_changed_ms, ",
+            super::sequencer::latest_seq_sql!(),
+            ", (SELECT MIN(seq) FROM sequencer_event), \
+             (SELECT time_ms FROM sequencer_event ORDER BY seq DESC LIMIT 1), \
+             (SELECT MIN(next_attempt_ms) FROM relay_crawl), \
+             (SELECT MAX(staged_ms) FROM import_block), \
+             (SELECT MIN(unreferenced_since_ms) FROM blob_metadata \
+              WHERE unreferenced_since_ms IS NOT NULL), \
+             EXISTS (SELECT 1 FROM blob_metadata), \
+             (SELECT MAX(checked_ms) FROM status_check) \
+             FROM (SELECT 1) LEFT JOIN maintenance_state m ON m.id = 1 \
+             LEFT JOIN account a ON a.id = 1"
+        ),
+        &[],
+    )?;
+    let row = rows
+        .first()
+        .ok_or_else(|| StorageError::Corrupt("the maintenance snapshot returned no row".into()))?;
+    let account_status = match row.opt_text(5)? {
+        Some(status) => Some(
+            AccountStatus::parse(&status)
+                .ok_or_else(|| StorageError::Corrupt(format!("account status {status:?}")))?,
+        ),
+        None => None,
+    };
+    Ok(Snapshot {
+        state: MaintenanceState {
+            announced_handle: row.opt_text(0)?,
+            last_prune_ms: row.opt_integer(1)?,
+            last_crawl_ms: row.opt_integer(2)?,
+            last_crawl_seq: row.opt_integer(3)?,
+            last_blob_sweep_ms: row.opt_integer(4)?,
+        },
+        account_status,
+        status_changed_ms: row.opt_integer(6)?,
+        latest_seq: row.opt_integer(7)?.filter(|seq| *seq > 0),
+        earliest_seq: row.opt_integer(8)?,
+        latest_event_ms: row.opt_integer(9)?,
+        next_crawl_attempt_ms: row.opt_integer(10)?,
+        stage_expiry_ms: row
+            .opt_integer(11)?
+            .map(|t| t.saturating_add(super::import::STAGE_TTL_MS)),
+        oldest_unreferenced_ms: row.opt_integer(12)?,
+        any_blob: row.integer(13)? != 0,
+        last_checked_ms: row.opt_integer(14)?,
     })
 }
 
@@ -127,14 +211,6 @@ pub fn pending_crawls(db: &dyn Sql) -> Result<Vec<PendingCrawl>> {
     .iter()
     .map(pending_row)
     .collect()
-}
-
-/// The earliest next attempt among pending crawl requests.
-pub fn next_crawl_attempt(db: &dyn Sql) -> Result<Option<i64>> {
-    match db.query_opt("SELECT MIN(next_attempt_ms) FROM relay_crawl", &[])? {
-        Some(row) => row.opt_integer(0),
-        None => Ok(None),
-    }
 }
 
 /// Removes a crawl request (delivered, refused, given up, or its relay is no longer

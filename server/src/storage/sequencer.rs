@@ -99,6 +99,16 @@ fn stored_event(row: super::sql::Row) -> Result<StoredEvent> {
     })
 }
 
+/// The SQL expression for [`latest_seq`]'s value (0 before the first event), as a literal for
+/// `concat!`: other reads fold it into their one statement.
+macro_rules! latest_seq_sql {
+    () => {
+        "MAX(IFNULL((SELECT seq FROM sqlite_sequence WHERE name = 'sequencer_event'), 0), \
+             IFNULL((SELECT MAX(seq) FROM sequencer_event), 0))"
+    };
+}
+pub(crate) use latest_seq_sql;
+
 /// The newest sequence number ever assigned (none before the first event).
 ///
 /// Read from SQLite's AUTOINCREMENT counter (`sqlite_sequence`), which
@@ -108,11 +118,7 @@ fn stored_event(row: super::sql::Row) -> Result<StoredEvent> {
 /// statement either way: each is a crossing into the runtime on Workers.
 pub fn latest_seq(db: &dyn Sql) -> Result<Option<i64>> {
     let rows = db
-        .execute(
-            "SELECT MAX(IFNULL((SELECT seq FROM sqlite_sequence WHERE name = 'sequencer_event'), 0), \
-                        IFNULL((SELECT MAX(seq) FROM sequencer_event), 0))",
-            &[],
-        )
+        .execute(concat!("SELECT ", latest_seq_sql!()), &[])
         .or_else(|_| db.execute("SELECT MAX(seq) FROM sequencer_event", &[]))?;
     match rows.first() {
         Some(row) => Ok(row.opt_integer(0)?.filter(|seq| *seq > 0)),

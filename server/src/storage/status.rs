@@ -86,11 +86,3 @@ pub fn load_checks(db: &dyn Sql) -> Result<Vec<CheckOutcome>> {
     })
     .collect()
 }
-
-/// When the checks last ran (none: never).
-pub fn last_checked_ms(db: &dyn Sql) -> Result<Option<i64>> {
-    match db.query_opt("SELECT MAX(checked_ms) FROM status_check", &[])? {
-        Some(row) => row.opt_integer(0),
-        None => Ok(None),
-    }
-}
