@@ -449,6 +449,7 @@ fn prune_if_due(config: &Config, db: &dyn Sql, now_ms: i64) -> Result<(), Storag
         m.event_retention_count,
     )?;
     crate::oauth::permission_set::prune_cache(db, now_ms)?;
+    crate::rate_limit::prune_ended(db, now_ms)?;
     state::set_last_prune(db, now_ms)
 }
 
