@@ -20,6 +20,10 @@ use crate::storage::{load_root, persist_commit, RecordBlobs, RepoRoot, SqlBlockS
 use crate::storage::{BlobStore, MigrationOutcome, Sql, StorageError};
 use crate::tid::TidGenerator;
 
+/// The most bytes of blocks [`Account::block_cache`] holds: a commit's path through a
+/// 100k-record tree is about ten small nodes, and the Durable Object has 128 MB.
+const BLOCK_CACHE_BYTES: usize = 256 * 1024;
+
 /// The ports and long-lived state behind every request of the account.
 pub struct Account {
     /// The SQL port: DO SQLite on Workers, a SQLite file natively. Shared, so a streamed
@@ -38,6 +42,9 @@ pub struct Account {
     fast_verify: Option<Rc<dyn crate::crypto::FastVerify>>,
     /// SHA-256 of the last DPoP proofs whose signatures [`Account::precheck_dpop`] verified.
     verified_proofs: RefCell<std::collections::VecDeque<[u8; 32]>>,
+    /// The repository blocks the last commits read and wrote: the next commit starts from its
+    /// commit block and the MST nodes on the paths it changes, usually all found here.
+    pub block_cache: crate::storage::BlockCache,
     /// Revisions and record keys; seeded from the stored head before first use.
     pub tids: RefCell<TidGenerator>,
     /// Whether the schema could be brought up to date when the account was opened.
@@ -116,6 +123,7 @@ impl Account {
             resolver: OnceCell::new(),
             fast_verify: None,
             verified_proofs: RefCell::new(std::collections::VecDeque::new()),
+            block_cache: crate::storage::BlockCache::new(BLOCK_CACHE_BYTES),
             tids: RefCell::new(TidGenerator::new()),
             schema,
             maintenance_seen_seq: Cell::new(None),

@@ -106,7 +106,7 @@ pub fn commit_writes(
     }
     // `head` has already moved the generator past the stored rev.
     let rev = account.tids.borrow_mut().next(account.clock.as_ref());
-    let store = SqlBlockStore::new(db);
+    let store = SqlBlockStore::new(db).with_cache(&account.block_cache);
     let (_, output) = Repo::open(&store, root.commit_cid)?.apply_writes(
         &store,
         writes,
@@ -121,10 +121,112 @@ pub fn commit_writes(
     let time_ms = i64::try_from(account.clock.now_millis())
         .map_err(|_| WriteError::Internal("clock out of range".into()))?;
     let persisted = storage::persist_commit(db, &output, blobs, &event.new_event(time_ms))?;
+    // Stored: the next commit reads this commit block and these nodes first. Records are left
+    // out; writes do not read them back.
+    for (cid, bytes) in &output.new_blocks {
+        if !output.ops.iter().any(|op| op.cid == Some(*cid)) {
+            account.block_cache.insert(*cid, bytes);
+        }
+    }
     Ok(Committed {
         cid: output.cid,
         rev: output.rev.clone(),
         seq: persisted.seq,
         record_cids: output.ops.iter().map(|op| op.cid).collect(),
     })
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+    use crate::clock::SystemClock;
+    use crate::data::{encode, Map, Value};
+    use crate::platform::native::{DirBlobStore, NativeSql};
+    use crate::storage::{Row, Sql, SqlValue};
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    /// Passes statements on, remembering their text.
+    struct Recording {
+        inner: NativeSql,
+        statements: Rc<RefCell<Vec<String>>>,
+    }
+
+    impl Sql for Recording {
+        fn execute(&self, sql: &str, params: &[SqlValue]) -> storage::Result<Vec<Row>> {
+            self.statements.borrow_mut().push(sql.to_owned());
+            self.inner.execute(sql, params)
+        }
+        fn transaction_dyn(
+            &self,
+            body: &mut dyn FnMut() -> storage::Result<()>,
+        ) -> storage::Result<()> {
+            self.inner.transaction_dyn(body)
+        }
+    }
+
+    fn config() -> Config {
+        let vars = [
+            (crate::config::vars::HOSTNAME, "pds.example.com"),
+            (crate::config::vars::DID, "did:web:pds.example.com"),
+            (crate::config::vars::HANDLE, "alice.example.com"),
+            (crate::config::vars::SIGNING_KEY, &"09".repeat(32)),
+            (
+                crate::config::vars::PASSWORD_HASH,
+                "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
+            ),
+            (crate::config::vars::JWT_SECRET, &"00".repeat(32)),
+        ];
+        Config::from_lookup(|name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        })
+        .unwrap()
+    }
+
+    fn create(n: i64) -> WriteOp {
+        let mut record = Map::new();
+        record.insert("$type".into(), Value::String("com.example.record".into()));
+        record.insert("n".into(), Value::Integer(n));
+        WriteOp::Create {
+            collection: "com.example.record".into(),
+            rkey: format!("r{n:04}"),
+            record: encode(&Value::Map(record)),
+        }
+    }
+
+    #[test]
+    fn a_commit_reads_what_the_previous_commits_wrote_from_memory() {
+        let dir = std::env::temp_dir().join(format!("pds-writes-{}", std::process::id()));
+        let statements = Rc::new(RefCell::new(Vec::new()));
+        let sql = Recording {
+            inner: NativeSql::open_in_memory().unwrap(),
+            statements: statements.clone(),
+        };
+        let account = Account::open(
+            Box::new(sql),
+            Box::new(DirBlobStore::open(&dir).unwrap()),
+            Box::new(SystemClock),
+        );
+        let config = config();
+        let block_reads = || {
+            statements
+                .borrow()
+                .iter()
+                .filter(|s| s.starts_with("SELECT bytes FROM repo_block"))
+                .count()
+        };
+        // Enough records for a tree of several levels, each its own commit.
+        for n in 0..200 {
+            commit_writes(&config, &account, &[create(n)], &RecordBlobs::new(), None).unwrap();
+        }
+        statements.borrow_mut().clear();
+        let committed =
+            commit_writes(&config, &account, &[create(200)], &RecordBlobs::new(), None).unwrap();
+        assert_eq!(block_reads(), 0, "{:#?}", statements.borrow());
+        assert_eq!(account.head(&config).unwrap().commit_cid, committed.cid);
+
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

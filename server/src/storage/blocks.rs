@@ -7,7 +7,7 @@ use crate::repo::mst::{Link, Node};
 use crate::repo::{Commit, RepoError};
 use cid::Cid;
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 /// Parses a CID read from the database.
 pub(crate) fn stored_cid(s: &str) -> Result<Cid> {
@@ -19,7 +19,7 @@ pub(crate) fn stored_cid(s: &str) -> Result<Cid> {
 /// content-addressed, so a cached block is never stale; the cache is simply
 /// emptied when it grows past its budget.
 pub struct BlockCache {
-    blocks: RefCell<HashMap<Cid, Vec<u8>>>,
+    blocks: RefCell<BlockMap>,
     bytes: Cell<usize>,
     budget: usize,
     hits: Cell<u64>,
@@ -29,7 +29,7 @@ impl BlockCache {
     /// A cache holding up to about `budget` bytes of blocks.
     pub fn new(budget: usize) -> Self {
         Self {
-            blocks: RefCell::new(HashMap::new()),
+            blocks: RefCell::new(BlockMap::new()),
             bytes: Cell::new(0),
             budget,
             hits: Cell::new(0),
@@ -49,7 +49,8 @@ impl BlockCache {
         found
     }
 
-    fn insert(&self, cid: Cid, bytes: &[u8]) {
+    /// Keeps `bytes` as the block `cid` (which must be their CID: nothing checks it here).
+    pub fn insert(&self, cid: Cid, bytes: &[u8]) {
         if bytes.len() > self.budget {
             return;
         }
