@@ -122,14 +122,21 @@ impl AuthStore for SqlAuthStore<'_> {
 
     fn session_exists(&self, session_id: &str, now_ms: u64) -> Result<bool, StoreError> {
         let [lo, hi] = session_range(session_id);
+        // The time is compared here, not in SQL: the statement is then the same on every
+        // request, and the account database's memo answers it until something is written.
         let row = self
             .db
             .query_opt(
-                "SELECT 1 FROM refresh_token WHERE id > ? AND id < ? AND expires_ms > ? LIMIT 1",
-                &[lo, hi, SqlValue::Integer(ms(now_ms)?)],
+                "SELECT MAX(expires_ms) FROM refresh_token WHERE id > ? AND id < ?",
+                &[lo, hi],
             )
             .map_err(err)?;
-        Ok(row.is_some())
+        let latest_expiry = match row {
+            Some(row) => row.opt_integer(0).map_err(err)?,
+            None => None,
+        };
+        let now = ms(now_ms)?;
+        Ok(latest_expiry.is_some_and(|expires| expires > now))
     }
 
     fn delete_session(&self, session_id: &str) -> Result<(), StoreError> {
