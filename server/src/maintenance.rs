@@ -3,11 +3,12 @@
 //! ([`crate::status::checks`], every `PDS_STATUS_CHECK_SECONDS`).
 //!
 //! Platform-free: the shells drive it. After each account request the lifecycle calls
-//! [`after_account_request`] (a few row reads) and makes sure a wake-up is scheduled no later than the
-//! time it returns; at that time they call [`run`] (the Durable Object alarm on Workers, a
-//! local timer task natively) and schedule its answer in turn. Everything that must outlive a
-//! Durable Object eviction (pending crawl requests, their attempts and next attempt times, the
-//! last prune and the last crawl request) is in SQL ([`crate::storage::maintenance`]).
+//! [`after_account_request`] (two statements after a write, usually none otherwise) and makes
+//! sure a wake-up is scheduled no later than the time it returns; at that time they call
+//! [`run`] (the Durable Object alarm on Workers, a local timer task natively) and schedule its
+//! answer in turn. Everything that must outlive a Durable Object eviction (pending crawl
+//! requests, their attempts and next attempt times, the last prune and the last crawl request)
+//! is in SQL ([`crate::storage::maintenance`]).
 //!
 //! When relays are asked to crawl: on activation, and on the first new event after a quiet
 //! period (no crawl request within `PDS_CRAWL_QUIET_SECONDS`), like the reference PDS, which

@@ -54,6 +54,12 @@ impl AccountStatus {
     }
 }
 
+/// A status read from the `account` table; anything else is a corrupt row.
+pub(crate) fn stored_status(status: &str) -> Result<AccountStatus> {
+    AccountStatus::parse(status)
+        .ok_or_else(|| StorageError::Corrupt(format!("account status {status:?}")))
+}
+
 /// The one account.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Account {
@@ -85,11 +91,7 @@ fn account_row(row: &Row) -> Result<Account> {
         email: row.opt_text(2)?,
         email_confirmed_ms: row.opt_integer(3)?,
         password_hash: row.opt_text(4)?,
-        status: {
-            let status = row.text(5)?;
-            AccountStatus::parse(&status)
-                .ok_or_else(|| StorageError::Corrupt(format!("account status {status:?}")))?
-        },
+        status: stored_status(&row.text(5)?)?,
         status_changed_ms: row.opt_integer(6)?,
         created_ms: row.integer(7)?,
     })

@@ -94,10 +94,7 @@ pub fn snapshot(db: &dyn Sql) -> Result<Snapshot> {
         .first()
         .ok_or_else(|| StorageError::Corrupt("the maintenance snapshot returned no row".into()))?;
     let account_status = match row.opt_text(5)? {
-        Some(status) => Some(
-            AccountStatus::parse(&status)
-                .ok_or_else(|| StorageError::Corrupt(format!("account status {status:?}")))?,
-        ),
+        Some(status) => Some(super::account::stored_status(&status)?),
         None => None,
     };
     Ok(Snapshot {
