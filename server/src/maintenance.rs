@@ -3,7 +3,7 @@
 //! ([`crate::status::checks`], every `PDS_STATUS_CHECK_SECONDS`).
 //!
 //! Platform-free: the shells drive it. After each account request the lifecycle calls
-//! [`after_account_request`] (two statements after a write, usually none otherwise) and makes
+//! [`after_account_request`] (one statement after a write, usually none otherwise) and makes
 //! sure a wake-up is scheduled no later than the time it returns; at that time they call
 //! [`run`] (the Durable Object alarm on Workers, a local timer task natively) and schedule its
 //! answer in turn. Everything that must outlive a Durable Object eviction (pending crawl
@@ -26,7 +26,7 @@ use crate::net::http_client::{ClientRequest, HttpClient};
 use crate::storage::account::AccountStatus;
 use crate::storage::blobs;
 use crate::storage::maintenance::{self as state, PendingCrawl, Snapshot};
-use crate::storage::sequencer::{latest_seq, prune_events};
+use crate::storage::sequencer::prune_events;
 use crate::storage::{Sql, StorageError};
 
 /// How often events are pruned.
@@ -86,19 +86,20 @@ pub fn after_request(
     account: &Account,
     now_ms: i64,
 ) -> Result<Option<i64>, XrpcError> {
-    let snapshot = settle_after_request(config, account, now_ms)?;
+    let snapshot = state::snapshot(account.sql.as_ref())?;
+    let snapshot = settle_after_request(config, account, now_ms, snapshot)?;
     Ok(next_wake(config, &snapshot, now_ms))
 }
 
-/// [`after_request`]'s writes; the snapshot they leave. Usually one statement: the snapshot is
-/// read again only after something was announced or queued.
+/// [`after_request`]'s writes, decided on `snapshot`; the snapshot they leave. The snapshot is
+/// read again only after something was announced or queued, which is rare.
 fn settle_after_request(
     config: &Config,
     account: &Account,
     now_ms: i64,
+    mut snapshot: Snapshot,
 ) -> Result<Snapshot, XrpcError> {
     let db = account.sql.as_ref();
-    let mut snapshot = state::snapshot(db)?;
     if snapshot.state.announced_handle.as_deref() != Some(config.handle.as_str())
         && announce_identity_changes(config, account)?
     {
@@ -122,13 +123,13 @@ pub fn now_ms(account: &Account) -> i64 {
 /// wait for the next request: the response is decided.
 pub fn after_account_request(config: &Config, account: &Account) -> Option<i64> {
     account.check_schema().ok()?;
-    let db = account.sql.as_ref();
-    let seen = latest_seq(db).ok()?.unwrap_or(0);
-    if account.maintenance_seen_seq.get() == Some(seen) {
+    // One statement after a write; none otherwise, as the memo keeps the answer.
+    let snapshot = state::snapshot(account.sql.as_ref()).ok()?;
+    if account.maintenance_seen_seq.get() == Some(snapshot.latest_seq.unwrap_or(0)) {
         return None;
     }
     let now_ms = now_ms(account);
-    let snapshot = settle_after_request(config, account, now_ms).ok()?;
+    let snapshot = settle_after_request(config, account, now_ms, snapshot).ok()?;
     // Its own announcement (a new #identity) is no reason to run again.
     account
         .maintenance_seen_seq
@@ -510,7 +511,7 @@ mod tests {
     use crate::firehose::identity_event;
     use crate::platform::native::{DirBlobStore, NativeSql};
     use crate::storage::append_event;
-    use crate::storage::sequencer::{earliest_seq, events_after};
+    use crate::storage::sequencer::{earliest_seq, events_after, latest_seq};
     use pds_api::runtime::syntax::{Did, Handle};
     use std::cell::RefCell;
     use std::collections::VecDeque;
