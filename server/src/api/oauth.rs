@@ -7,6 +7,7 @@ use pds_api::runtime::xrpc::XrpcError;
 
 use super::{Api, RequestContext};
 use crate::auth::Permission;
+use crate::oauth::client::ClientMetadata;
 use crate::oauth::store::OAuthStore;
 
 impl DevRustpdsOauth for Api<'_> {
@@ -30,8 +31,8 @@ impl DevRustpdsOauth for Api<'_> {
                     .cached_client(&s.client_id, 0)
                     .ok()
                     .flatten()
-                    .and_then(|m| serde_json::from_str::<serde_json::Value>(&m).ok())
-                    .and_then(|m| m.get("client_name")?.as_str().map(str::to_owned));
+                    .and_then(|m| ClientMetadata::parse(m.as_bytes()).ok())
+                    .and_then(|m| m.client_name);
                 list_sessions::Session {
                     auth_method: s.auth_method.clone().into(),
                     client_name,

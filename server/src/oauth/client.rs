@@ -7,7 +7,6 @@
 //! - loopback (development): `http://localhost` with optional `scope` and `redirect_uri`
 //!   query parameters, whose metadata is implied (a public, native client).
 
-use serde::Deserialize;
 use serde_json::Value;
 
 use super::store::OAuthStore;
@@ -29,39 +28,50 @@ const ASSERTION_SKEW_SECS: u64 = 10;
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// A client's metadata document, as far as this server reads it.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClientMetadata {
     pub client_id: String,
-    #[serde(default)]
     pub redirect_uris: Vec<String>,
-    #[serde(default)]
     pub response_types: Option<Vec<String>>,
-    #[serde(default)]
     pub grant_types: Option<Vec<String>>,
-    #[serde(default)]
     pub scope: Option<String>,
-    #[serde(default)]
     pub token_endpoint_auth_method: Option<String>,
-    #[serde(default)]
     pub token_endpoint_auth_signing_alg: Option<String>,
-    #[serde(default)]
     pub jwks: Option<Value>,
-    #[serde(default)]
     pub jwks_uri: Option<String>,
-    #[serde(default)]
     pub application_type: Option<String>,
-    #[serde(default)]
     pub dpop_bound_access_tokens: Option<bool>,
-    #[serde(default)]
     pub client_name: Option<String>,
-    #[serde(default)]
     pub client_uri: Option<String>,
-    #[serde(default)]
     pub logo_uri: Option<String>,
-    #[serde(default)]
     pub tos_uri: Option<String>,
-    #[serde(default)]
     pub policy_uri: Option<String>,
+}
+
+impl ClientMetadata {
+    /// Reads a metadata document (JSON text). Members this server does not read are ignored;
+    /// a read member of the wrong type fails it.
+    pub fn parse(json: &[u8]) -> Result<ClientMetadata, String> {
+        let o = super::JsonObject::parse(json)?;
+        Ok(ClientMetadata {
+            client_id: o.str("client_id")?,
+            redirect_uris: o.opt_strs("redirect_uris")?.unwrap_or_default(),
+            response_types: o.opt_strs("response_types")?,
+            grant_types: o.opt_strs("grant_types")?,
+            scope: o.opt_str("scope")?,
+            token_endpoint_auth_method: o.opt_str("token_endpoint_auth_method")?,
+            token_endpoint_auth_signing_alg: o.opt_str("token_endpoint_auth_signing_alg")?,
+            jwks: o.get("jwks").cloned(),
+            jwks_uri: o.opt_str("jwks_uri")?,
+            application_type: o.opt_str("application_type")?,
+            dpop_bound_access_tokens: o.opt_bool("dpop_bound_access_tokens")?,
+            client_name: o.opt_str("client_name")?,
+            client_uri: o.opt_str("client_uri")?,
+            logo_uri: o.opt_str("logo_uri")?,
+            tos_uri: o.opt_str("tos_uri")?,
+            policy_uri: o.opt_str("policy_uri")?,
+        })
+    }
 }
 
 /// A client this server knows how to talk to.
@@ -174,7 +184,7 @@ pub async fn resolve(account: &Account, client_id: &str) -> Result<Client, OAuth
     let store = OAuthStore::new(account.sql.as_ref());
     let now_ms = crate::maintenance::now_ms(account);
     if let Some(cached) = store.cached_client(client_id, now_ms - METADATA_CACHE_MS)? {
-        if let Ok(metadata) = serde_json::from_str::<ClientMetadata>(&cached) {
+        if let Ok(metadata) = ClientMetadata::parse(cached.as_bytes()) {
             return validate(metadata, client_id, false);
         }
     }
@@ -212,7 +222,7 @@ pub async fn resolve(account: &Account, client_id: &str) -> Result<Client, OAuth
         .bytes()
         .await
         .map_err(|e| fetch_failed(e.to_string()))?;
-    let metadata: ClientMetadata = serde_json::from_slice(&bytes)
+    let metadata = ClientMetadata::parse(&bytes)
         .map_err(|e| fetch_failed(format!("invalid document: {e}")))?;
     let client = validate(metadata, client_id, false)?;
     let text = String::from_utf8_lossy(&bytes);
@@ -559,7 +569,11 @@ mod tests {
 
     fn check(m: Value) -> Result<Client, OAuthError> {
         let id = m["client_id"].as_str().unwrap().to_owned();
-        validate(serde_json::from_value(m).unwrap(), &id, false)
+        validate(
+            ClientMetadata::parse(m.to_string().as_bytes()).unwrap(),
+            &id,
+            false,
+        )
     }
 
     #[test]
@@ -578,7 +592,11 @@ mod tests {
         ] {
             let m = web_client(bad.clone());
             let id = "https://app.example.com/client-metadata.json";
-            let r = validate(serde_json::from_value(m).unwrap(), id, false);
+            let r = validate(
+                ClientMetadata::parse(m.to_string().as_bytes()).unwrap(),
+                id,
+                false,
+            );
             assert!(r.is_err(), "{bad}");
         }
     }

@@ -1,7 +1,5 @@
 //! The discovery documents (RFC 9728, RFC 8414): answered at the edge from configuration.
 
-use serde_json::json;
-
 use crate::config::Config;
 use crate::http::HttpResponse;
 
@@ -12,30 +10,28 @@ pub const AUTHORIZATION_SERVER: &str = "/.well-known/oauth-authorization-server"
 /// Path of the (empty) key set: access tokens are opaque, so there are no keys to publish.
 pub const JWKS: &str = "/oauth/jwks";
 
-/// The scopes this server knows.
-const SCOPES: [&str; 4] = [
-    super::scope::ATPROTO,
-    super::scope::TRANSITION_GENERIC,
-    super::scope::TRANSITION_EMAIL,
-    super::scope::TRANSITION_CHAT,
-];
-
 /// The protected resource metadata: this PDS, and itself as its one authorization server.
-pub fn protected_resource(config: &Config) -> serde_json::Value {
-    let origin = config.public_url();
-    json!({
-        "resource": origin,
-        "authorization_servers": [origin],
-        "bearer_methods_supported": ["header"],
-        "scopes_supported": SCOPES,
-        "resource_documentation": "https://atproto.com",
-    })
+pub fn protected_resource(config: &Config) -> String {
+    const TEMPLATE: &str = r#"{"resource":"$","authorization_servers":["$"],
+"bearer_methods_supported":["header"],
+"scopes_supported":["atproto","transition:generic","transition:email","transition:chat.bsky"],
+"resource_documentation":"https://atproto.com"}"#;
+    fill(TEMPLATE, config)
+}
+
+/// `template` on one line, with each `$` replaced by this server's origin. The origin is a URL
+/// made from the configured hostname; quotes and backslashes are dropped all the same, so it
+/// stays one JSON string.
+fn fill(template: &str, config: &Config) -> String {
+    template
+        .replace('\n', "")
+        .replace('$', &config.public_url().replace(['"', '\\'], ""))
 }
 
 /// The authorization server metadata, with everything the atproto profile requires and the
 /// revocation endpoint (without it, the npm client's sign-out revokes nothing). Written as one
 /// template: building it as a `json!` value cost 8 KB of wasm.
-pub fn authorization_server(config: &Config) -> serde_json::Value {
+pub fn authorization_server(config: &Config) -> String {
     const TEMPLATE: &str = r#"{"issuer":"$","authorization_endpoint":"$/oauth/authorize",
 "token_endpoint":"$/oauth/token","pushed_authorization_request_endpoint":"$/oauth/par",
 "revocation_endpoint":"$/oauth/revoke","jwks_uri":"$/oauth/jwks",
@@ -54,20 +50,18 @@ pub fn authorization_server(config: &Config) -> serde_json::Value {
 "authorization_response_iss_parameter_supported":true,
 "client_id_metadata_document_supported":true,"require_request_uri_registration":true,
 "protected_resources":["$"]}"#;
-    // The issuer is a URL made from the configured hostname: no quote or backslash in it.
-    let issuer = config.public_url().replace(['"', '\\'], "");
-    serde_json::from_str(&TEMPLATE.replace('$', &issuer)).unwrap_or_default()
+    fill(TEMPLATE, config)
 }
 
 /// The answer for one of the documents at `path`, if it is one.
 pub fn document(config: &Config, path: &str) -> Option<HttpResponse> {
-    let value = match path {
+    let text = match path {
         PROTECTED_RESOURCE => protected_resource(config),
         AUTHORIZATION_SERVER => authorization_server(config),
-        JWKS => json!({ "keys": [] }),
+        JWKS => r#"{"keys":[]}"#.to_owned(),
         _ => return None,
     };
-    let mut res = HttpResponse::json(200, &value);
+    let mut res = HttpResponse::bytes(200, "application/json; charset=utf-8", text.into_bytes());
     res.headers
         .push(("cache-control".into(), "max-age=300".into()));
     Some(res)
@@ -76,6 +70,14 @@ pub fn document(config: &Config, path: &str) -> Option<HttpResponse> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The scopes this server knows.
+    const SCOPES: [&str; 4] = [
+        crate::oauth::scope::ATPROTO,
+        crate::oauth::scope::TRANSITION_GENERIC,
+        crate::oauth::scope::TRANSITION_EMAIL,
+        crate::oauth::scope::TRANSITION_CHAT,
+    ];
 
     #[test]
     fn the_template_is_the_profile_s_document() {
@@ -98,7 +100,8 @@ mod tests {
             Some(v.to_owned())
         })
         .unwrap();
-        let m = authorization_server(&config);
+        let parse = |t: String| serde_json::from_str::<serde_json::Value>(&t).unwrap();
+        let m = parse(authorization_server(&config));
         assert_eq!(m["issuer"], "https://pds.example.com");
         assert_eq!(
             m["pushed_authorization_request_endpoint"],
@@ -114,7 +117,8 @@ mod tests {
             m["code_challenge_methods_supported"],
             serde_json::json!(["S256"])
         );
-        let r = protected_resource(&config);
+        let r = parse(protected_resource(&config));
+        assert_eq!(r["scopes_supported"], serde_json::json!(SCOPES));
         assert_eq!(r["authorization_servers"][0], m["issuer"]);
     }
 }

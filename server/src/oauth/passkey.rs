@@ -223,7 +223,7 @@ impl CredentialKey {
 
     /// A stored key.
     pub fn from_stored(s: &str) -> Option<CredentialKey> {
-        let v: serde_json::Value = serde_json::from_str(s).ok()?;
+        let v: serde_json::Value = serde_json::from_slice(s.as_bytes()).ok()?;
         let field = |k: &str| URL_SAFE_NO_PAD.decode(v.get(k)?.as_str()?).ok();
         match v.get("alg")?.as_i64()? {
             ES256 => Some(CredentialKey::Es256(field("point")?)),

@@ -3,7 +3,6 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::passkey::{self, CredentialKey};
@@ -44,14 +43,23 @@ pub fn sign_in_options(
 }
 
 /// The browser's answer to `navigator.credentials.get`, as the page's script sends it.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
 struct Assertion {
     id: String,
-    #[serde(rename = "clientDataJSON")]
     client_data_json: String,
     authenticator_data: String,
     signature: String,
+}
+
+impl Assertion {
+    fn parse(json: &str) -> Result<Assertion, String> {
+        let o = super::JsonObject::parse(json.as_bytes())?;
+        Ok(Assertion {
+            id: o.str("id")?,
+            client_data_json: o.str("clientDataJSON")?,
+            authenticator_data: o.str("authenticatorData")?,
+            signature: o.str("signature")?,
+        })
+    }
 }
 
 fn b64(s: &str) -> Result<Vec<u8>, String> {
@@ -68,7 +76,7 @@ pub async fn sign_in(
     request_id: &str,
     assertion: &str,
 ) -> Result<(), String> {
-    let a: Assertion = serde_json::from_str(assertion).map_err(|_| "malformed assertion")?;
+    let a = Assertion::parse(assertion).map_err(|_| "malformed assertion")?;
     let store = OAuthStore::new(account.sql.as_ref());
     let stored = store
         .passkey(&a.id)
@@ -141,13 +149,21 @@ pub fn register_page(config: &Config, account: &Account, req: &HttpRequest) -> H
 }
 
 /// The browser's answer to `navigator.credentials.create`.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
 struct Attestation {
     id: String,
-    #[serde(rename = "clientDataJSON")]
     client_data_json: String,
     attestation_object: String,
+}
+
+impl Attestation {
+    fn parse(json: &str) -> Result<Attestation, String> {
+        let o = super::JsonObject::parse(json.as_bytes())?;
+        Ok(Attestation {
+            id: o.str("id")?,
+            client_data_json: o.str("clientDataJSON")?,
+            attestation_object: o.str("attestationObject")?,
+        })
+    }
 }
 
 /// `POST /passkey/register`: checks the new credential and stores it; the link is spent.
@@ -160,9 +176,9 @@ pub fn register(config: &Config, account: &Account, req: &HttpRequest) -> HttpRe
         return invalid_link();
     };
     let refused = |why: String| super::page::message_page(400, "The passkey was not added", &why);
-    let attestation: Attestation = match form
+    let attestation = match form
         .get("credential")
-        .and_then(|c| serde_json::from_str(c).ok())
+        .and_then(|c| Attestation::parse(c).ok())
     {
         Some(a) => a,
         None => return refused("The browser sent no passkey.".into()),

@@ -268,7 +268,8 @@ pub async fn resolve(
         .transpose()?;
     if let Some((lexicon, fetched)) = &cached {
         if now - fetched < FRESH_MS {
-            let doc: Value = serde_json::from_str(lexicon).map_err(|e| e.to_string())?;
+            let doc: Value =
+                serde_json::from_slice(lexicon.as_bytes()).map_err(|e| e.to_string())?;
             return PermissionSet::from_lexicon(nsid, &doc);
         }
     }
@@ -289,7 +290,8 @@ pub async fn resolve(
                 crate::log::error(&format!(
                     "permission set {nsid}: using the cached copy: {why}"
                 ));
-                let doc: Value = serde_json::from_str(&lexicon).map_err(|e| e.to_string())?;
+                let doc: Value =
+                    serde_json::from_slice(lexicon.as_bytes()).map_err(|e| e.to_string())?;
                 PermissionSet::from_lexicon(nsid, &doc)
             }
             _ => Err(why),

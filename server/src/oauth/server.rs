@@ -482,7 +482,7 @@ fn consent(
             .cached_client(&request.client_id, 0)
             .ok()
             .flatten()
-            .and_then(|m| serde_json::from_str::<client::ClientMetadata>(&m).ok())
+            .and_then(|m| client::ClientMetadata::parse(m.as_bytes()).ok())
     };
     let request_uri = format!("{REQUEST_URI_PREFIX}{}", request.id);
     let target = redirect_target(&request.params.redirect_uri);
@@ -496,7 +496,7 @@ fn consent(
                 &[nsid.into()],
             )
             .ok()??;
-        let doc: serde_json::Value = serde_json::from_str(&row.text(0).ok()?).ok()?;
+        let doc: serde_json::Value = serde_json::from_slice(row.text(0).ok()?.as_bytes()).ok()?;
         let set = super::permission_set::PermissionSet::from_lexicon(nsid, &doc).ok()?;
         let title = set.title?;
         Some(match set.detail {

@@ -2,24 +2,22 @@
 //! sessions with their current token hashes, spent refresh tokens, single-use values and the
 //! client metadata cache. Tokens and codes are stored as SHA-256 hashes, never as themselves.
 
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::storage::{Result, Row, Sql, SqlExt, SqlValue, StorageError};
 
 /// How the client authenticated when the request was pushed; a session keeps it for life
 /// (the spec binds a confidential client's session to its key).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientAuth {
     /// `none` or `private_key_jwt`.
     pub method: String,
     /// The assertion key's `kid` (confidential clients).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kid: Option<String>,
 }
 
 /// The parameters of a pushed request the flow needs later.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestParams {
     pub redirect_uri: String,
     pub scope: String,
@@ -27,9 +25,7 @@ pub struct RequestParams {
     pub code_challenge: String,
     /// `query` or `fragment`.
     pub response_mode: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub login_hint: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt: Option<String>,
 }
 
@@ -102,12 +98,66 @@ pub fn token_hash(token: &str) -> String {
     crate::hex::encode(&Sha256::digest(token.as_bytes()))
 }
 
-fn json<T: Serialize>(v: &T) -> Result<String> {
-    serde_json::to_string(v).map_err(|e| StorageError::Sql(e.to_string()))
+/// A JSON object of string members, the absent ones left out: how these records are stored.
+fn json(members: &[(&str, Option<&str>)]) -> String {
+    let object: serde_json::Map<String, serde_json::Value> = members
+        .iter()
+        .filter_map(|(k, v)| Some(((*k).to_owned(), (*v)?.into())))
+        .collect();
+    serde_json::Value::Object(object).to_string()
 }
 
-fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T> {
-    serde_json::from_str(s).map_err(|e| StorageError::Sql(format!("stored OAuth state: {e}")))
+/// Reads a record stored by [`json`].
+fn from_json<T>(
+    text: &str,
+    read: impl FnOnce(&super::JsonObject) -> std::result::Result<T, String>,
+) -> Result<T> {
+    super::JsonObject::parse(text.as_bytes())
+        .and_then(|o| read(&o))
+        .map_err(|e| StorageError::Sql(format!("stored OAuth state: {e}")))
+}
+
+impl ClientAuth {
+    fn to_json(&self) -> String {
+        json(&[("method", Some(&self.method)), ("kid", self.kid.as_deref())])
+    }
+
+    fn from_json(text: &str) -> Result<ClientAuth> {
+        from_json(text, |o| {
+            Ok(ClientAuth {
+                method: o.str("method")?,
+                kid: o.opt_str("kid")?,
+            })
+        })
+    }
+}
+
+impl RequestParams {
+    fn to_json(&self) -> String {
+        json(&[
+            ("redirect_uri", Some(&self.redirect_uri)),
+            ("scope", Some(&self.scope)),
+            ("state", Some(&self.state)),
+            ("code_challenge", Some(&self.code_challenge)),
+            ("response_mode", Some(&self.response_mode)),
+            ("login_hint", self.login_hint.as_deref()),
+            ("prompt", self.prompt.as_deref()),
+        ])
+    }
+
+    fn from_json(text: &str) -> Result<RequestParams> {
+        from_json(text, |o| {
+            Ok(RequestParams {
+                redirect_uri: o.str("redirect_uri")?,
+                scope: o.str("scope")?,
+                state: o.str("state")?,
+                code_challenge: o.str("code_challenge")?,
+                response_mode: o.str("response_mode")?,
+                login_hint: o.opt_str("login_hint")?,
+                prompt: o.opt_str("prompt")?,
+            })
+        })
+    }
 }
 
 const REQUEST_COLUMNS: &str = "id, client_id, client_auth, params, dpop_jkt, expires_ms, \
@@ -117,8 +167,8 @@ fn request_of(row: &Row) -> Result<StoredRequest> {
     Ok(StoredRequest {
         id: row.text(0)?,
         client_id: row.text(1)?,
-        client_auth: from_json(&row.text(2)?)?,
-        params: from_json(&row.text(3)?)?,
+        client_auth: ClientAuth::from_json(&row.text(2)?)?,
+        params: RequestParams::from_json(&row.text(3)?)?,
         dpop_jkt: row.text(4)?,
         expires_ms: row.integer(5)?,
         failed_attempts: row.integer(6)?,
@@ -135,7 +185,7 @@ fn session_of(row: &Row) -> Result<Session> {
     Ok(Session {
         id: row.text(0)?,
         client_id: row.text(1)?,
-        client_auth: from_json(&row.text(2)?)?,
+        client_auth: ClientAuth::from_json(&row.text(2)?)?,
         dpop_jkt: row.text(3)?,
         scope: row.text(4)?,
         created_ms: row.integer(5)?,
@@ -208,8 +258,8 @@ impl<'a> OAuthStore<'a> {
             &[
                 r.id.as_str().into(),
                 r.client_id.as_str().into(),
-                json(&r.client_auth)?.into(),
-                json(&r.params)?.into(),
+                r.client_auth.to_json().into(),
+                r.params.to_json().into(),
                 r.dpop_jkt.as_str().into(),
                 SqlValue::Integer(r.expires_ms),
             ],
@@ -304,7 +354,7 @@ impl<'a> OAuthStore<'a> {
             &[
                 s.id.as_str().into(),
                 s.client_id.as_str().into(),
-                json(&s.client_auth)?.into(),
+                s.client_auth.to_json().into(),
                 s.dpop_jkt.as_str().into(),
                 s.scope.as_str().into(),
                 SqlValue::Integer(s.created_ms),
