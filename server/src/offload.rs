@@ -23,7 +23,8 @@
 use cid::Cid;
 use futures_util::future::LocalBoxFuture;
 use pds_api::runtime::xrpc::XrpcError;
-use serde::{Deserialize, Serialize};
+
+use crate::data::json::{read_message, JsonMessage, JsonObject, JsonWriter};
 
 use crate::account::Account;
 use crate::api::import::{ImportDone, ImportGrant, ImportProgress, IMPORT_REPO};
@@ -138,24 +139,56 @@ impl Step {
 
 /// What the front asks the account to authorize: the client's declared type and length of
 /// the bytes.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug)]
 struct AuthorizeRequest {
     mime_type: String,
-    #[serde(default)]
     length: Option<u64>,
 }
 
+impl JsonMessage for AuthorizeRequest {
+    fn write(&self) -> serde_json::Value {
+        JsonWriter::new()
+            .str("mimeType", &self.mime_type)
+            .opt_u64("length", self.length)
+            .finish()
+    }
+
+    fn read(o: &JsonObject) -> Result<AuthorizeRequest, String> {
+        Ok(AuthorizeRequest {
+            mime_type: o.str("mimeType")?,
+            length: o.opt_u64("length")?,
+        })
+    }
+}
+
 /// What the front reports after an upload.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug)]
 struct StoredReport {
     cid: String,
     size: u64,
     mime_type: String,
     /// What the grant reserved of the day's upload quota.
-    #[serde(default)]
     reserved: u64,
+}
+
+impl JsonMessage for StoredReport {
+    fn write(&self) -> serde_json::Value {
+        JsonWriter::new()
+            .str("cid", &self.cid)
+            .u64("size", self.size)
+            .str("mimeType", &self.mime_type)
+            .u64("reserved", self.reserved)
+            .finish()
+    }
+
+    fn read(o: &JsonObject) -> Result<StoredReport, String> {
+        Ok(StoredReport {
+            cid: o.str("cid")?,
+            size: o.u64("size")?,
+            mime_type: o.str("mimeType")?,
+            reserved: o.opt_u64("reserved")?.unwrap_or(0),
+        })
+    }
 }
 
 /// How the front reaches the account: one small request (built by [`internal_request`]),
@@ -347,7 +380,7 @@ async fn import(
             .call(internal_request(
                 offload.path(Step::Complete),
                 head,
-                serde_json::to_value(&done).ok(),
+                Some(done.write()),
             ))
             .await;
         if answer.status != 200 {
@@ -386,9 +419,21 @@ async fn stage(link: &dyn AccountLink, head: &HttpRequest, car: Vec<u8>) -> Opti
 }
 
 /// What the front asks the account to authorize for getBlob: the client's query string.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug)]
 struct BlobAsk {
     query: String,
+}
+
+impl JsonMessage for BlobAsk {
+    fn write(&self) -> serde_json::Value {
+        JsonWriter::new().str("query", &self.query).finish()
+    }
+
+    fn read(o: &JsonObject) -> Result<BlobAsk, String> {
+        Ok(BlobAsk {
+            query: o.str("query")?,
+        })
+    }
 }
 
 /// A blob download: decided by the account, read from the blob store here.
@@ -404,7 +449,7 @@ async fn download(
         .call(internal_request(
             Offload::GetBlob.path(Step::Authorize),
             head,
-            serde_json::to_value(&ask).ok(),
+            Some(ask.write()),
         ))
         .await;
     if authorized.status != 200 {
@@ -455,7 +500,7 @@ async fn proxy(
         .call(internal_request(
             Offload::Proxy.path(Step::Authorize),
             head,
-            serde_json::to_value(&ask).ok(),
+            Some(ask.write()),
         ))
         .await;
     if authorized.status != 200 {
@@ -520,7 +565,7 @@ async fn upload(
         .call(internal_request(
             offload.path(Step::Authorize),
             head,
-            serde_json::to_value(&declared).ok(),
+            Some(declared.write()),
         ))
         .await;
     if authorized.status != 200 {
@@ -550,10 +595,7 @@ async fn upload(
         mime_type: upload_mime_type(source.head(), head.header("content-type")),
         reserved: grant.reserved,
     };
-    let report = match serde_json::to_value(&report) {
-        Ok(v) => v,
-        Err(_) => return error(XrpcError::internal()),
-    };
+    let report = report.write();
     link.call(internal_request(
         offload.path(Step::Complete),
         head,
@@ -572,19 +614,22 @@ pub async fn serve_internal(config: &Config, account: &Account, req: &HttpReques
         account.precheck_dpop(req).await;
     }
     let result = match (offload, step) {
-        (Offload::UploadBlob, Step::Authorize) => authorize_upload(config, account, req)
-            .and_then(|grant| serde_json::to_value(grant).map_err(internal)),
+        (Offload::UploadBlob, Step::Authorize) => {
+            authorize_upload(config, account, req).map(|grant| grant.write())
+        }
         (Offload::UploadBlob, Step::Complete) => complete_upload(config, account, &req.body).await,
         (Offload::Proxy, Step::Authorize) => authorize_proxy(config, account, req)
             .await
-            .and_then(|grant| serde_json::to_value(grant).map_err(internal)),
+            .map(|grant| grant.write()),
         (Offload::Proxy, Step::Complete) => local_writes(config, account, &req.body).await,
-        (Offload::GetBlob, Step::Authorize) => authorize_download(config, account, req)
-            .and_then(|blob| serde_json::to_value(blob).map_err(internal)),
+        (Offload::GetBlob, Step::Authorize) => {
+            authorize_download(config, account, req).map(|blob| blob.write())
+        }
         // A download is complete once its bytes are sent.
         (Offload::GetBlob, Step::Complete) => return crate::routes::not_found(),
-        (Offload::ImportRepo, Step::Authorize) => importing(config, account, req)
-            .and_then(|api_grant| serde_json::to_value(api_grant).map_err(internal)),
+        (Offload::ImportRepo, Step::Authorize) => {
+            importing(config, account, req).map(|api_grant| api_grant.write())
+        }
         (Offload::ImportRepo, Step::Stage) => {
             let api = Api { config, account };
             api.authenticate(IMPORT_REPO, &Presented::of(req).continuing())
@@ -594,9 +639,9 @@ pub async fn serve_internal(config: &Config, account: &Account, req: &HttpReques
         (Offload::ImportRepo, Step::Complete) => {
             let api = Api { config, account };
             api.authenticate(IMPORT_REPO, &Presented::of(req).continuing())
-                .and_then(|_| serde_json::from_slice::<ImportDone>(&req.body).map_err(internal))
+                .and_then(|_| read_message::<ImportDone>(&req.body).map_err(internal))
                 .and_then(|done| api.import_step(&done))
-                .and_then(|progress| serde_json::to_value(progress).map_err(internal))
+                .map(|progress| progress.write())
         }
         (_, Step::Stage) => return crate::routes::not_found(),
     };
@@ -626,7 +671,7 @@ fn authorize_upload(
 ) -> Result<UploadGrant, XrpcError> {
     let api = Api { config, account };
     let caller = api.authenticate(UPLOAD_BLOB, &Presented::of(req))?;
-    let declared: AuthorizeRequest = serde_json::from_slice(&req.body).map_err(internal)?;
+    let declared: AuthorizeRequest = read_message(&req.body).map_err(internal)?;
     caller.require(Permission::BlobUpload {
         mime: &declared.mime_type,
     })?;
@@ -643,7 +688,7 @@ fn authorize_download(
 ) -> Result<BlobToServe, XrpcError> {
     let api = Api { config, account };
     let caller = api.authenticate(get_blob::NSID, &Presented::of(req))?;
-    let ask: BlobAsk = serde_json::from_slice(&req.body).map_err(internal)?;
+    let ask: BlobAsk = read_message(&req.body).map_err(internal)?;
     let params: get_blob::Params = pds_api::runtime::dispatch::params(&get_blob::META, &ask.query)?;
     let cx = crate::api::RequestContext {
         range: req.header("range").map(str::to_owned),
@@ -660,7 +705,7 @@ async fn authorize_proxy(
     account: &Account,
     req: &HttpRequest,
 ) -> Result<ProxyGrant, XrpcError> {
-    let ask: ProxyAsk = serde_json::from_slice(&req.body).map_err(internal)?;
+    let ask: ProxyAsk = read_message(&req.body).map_err(internal)?;
     crate::proxy::authorize(
         config,
         account,
@@ -677,10 +722,9 @@ async fn local_writes(
     account: &Account,
     body: &[u8],
 ) -> Result<serde_json::Value, XrpcError> {
-    let ask: crate::read_after_write::LocalWritesAsk =
-        serde_json::from_slice(body).map_err(internal)?;
+    let ask: crate::read_after_write::LocalWritesAsk = read_message(body).map_err(internal)?;
     let writes = crate::read_after_write::local_writes(config, account, &ask).await?;
-    serde_json::to_value(&writes).map_err(internal)
+    Ok(writes.write())
 }
 
 /// Records a blob the front stored and answers uploadBlob's output.
@@ -689,7 +733,7 @@ async fn complete_upload(
     account: &Account,
     body: &[u8],
 ) -> Result<serde_json::Value, XrpcError> {
-    let report: StoredReport = serde_json::from_slice(body).map_err(internal)?;
+    let report: StoredReport = read_message(body).map_err(internal)?;
     let cid = crate::data::parse_cid(&report.cid).map_err(internal)?;
     let api = Api { config, account };
     let output =
@@ -697,9 +741,9 @@ async fn complete_upload(
     serde_json::to_value(&output).map_err(internal)
 }
 
-async fn json_body<T: serde::de::DeserializeOwned>(body: Body) -> Option<T> {
+async fn json_body<T: JsonMessage>(body: Body) -> Option<T> {
     let bytes = body.collect(64 * 1024).await.ok()?;
-    serde_json::from_slice(&bytes).ok()
+    read_message(&bytes).ok()
 }
 
 fn error(e: XrpcError) -> HttpResponse {

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use pds_api::runtime::xrpc::{ByteStream, XrpcError};
-use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::account::Account;
 use crate::api::internal;
@@ -24,6 +24,7 @@ use crate::auth::service::{mint, ServiceTokenRequest, DEFAULT_SERVICE_TOKEN_TTL_
 use crate::auth::session::is_protected_method;
 use crate::auth::Permission;
 use crate::config::{Config, ServiceRef};
+use crate::data::json::{read_message, JsonMessage, JsonObject, JsonWriter};
 use crate::http::{Body, HttpRequest, HttpResponse};
 use crate::net::http_client::ClientResponse;
 use crate::net::http_client::{ClientRequest, HttpClient, HttpError, Method, RequestBody};
@@ -69,8 +70,7 @@ const GET_FEED: &str = "app.bsky.feed.getFeed";
 const GET_FEED_SKELETON: &str = "app.bsky.feed.getFeedSkeleton";
 
 /// What the account allows the front to send, and where.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProxyGrant {
     /// The whole URL: the service's origin, the XRPC path and the client's query.
     pub url: String,
@@ -83,17 +83,53 @@ pub struct ProxyGrant {
     pub read_after_write: Option<String>,
 }
 
+impl JsonMessage for ProxyGrant {
+    fn write(&self) -> Value {
+        JsonWriter::new()
+            .str("url", &self.url)
+            .opt_str("authorization", self.authorization.as_deref())
+            .u64("timeoutSeconds", self.timeout_seconds)
+            .opt_str("readAfterWrite", self.read_after_write.as_deref())
+            .finish()
+    }
+
+    fn read(o: &JsonObject) -> Result<ProxyGrant, String> {
+        Ok(ProxyGrant {
+            url: o.str("url")?,
+            authorization: o.opt_str("authorization")?,
+            timeout_seconds: o.u64("timeoutSeconds")?,
+            read_after_write: o.opt_str("readAfterWrite")?,
+        })
+    }
+}
+
 /// What the front tells the account about a call to proxy (its headers go along as they came).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone)]
 pub struct ProxyAsk {
     /// The XRPC method.
     pub nsid: String,
     /// The raw query string.
     pub query: String,
     /// For push registrations: the body's `serviceDid` ([`service_did_of`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_did: Option<String>,
+}
+
+impl JsonMessage for ProxyAsk {
+    fn write(&self) -> Value {
+        JsonWriter::new()
+            .str("nsid", &self.nsid)
+            .str("query", &self.query)
+            .opt_str("serviceDid", self.service_did.as_deref())
+            .finish()
+    }
+
+    fn read(o: &JsonObject) -> Result<ProxyAsk, String> {
+        Ok(ProxyAsk {
+            nsid: o.str("nsid")?,
+            query: o.str("query")?,
+            service_did: o.opt_str("serviceDid")?,
+        })
+    }
 }
 
 /// Push registrations: the body's `serviceDid` names the service, and the token's audience.
@@ -530,7 +566,7 @@ pub fn may_answer_grant(method: &str, path: &str) -> bool {
 
 /// The account's answer carrying `grant` for the front ([`GRANT_HEADER`]).
 pub fn grant_response(grant: &ProxyGrant) -> HttpResponse {
-    let mut res = HttpResponse::json(200, &serde_json::to_value(grant).unwrap_or_default());
+    let mut res = HttpResponse::json(200, &grant.write());
     res.headers.push((GRANT_HEADER.into(), "1".into()));
     res
 }
@@ -722,11 +758,11 @@ async fn read_after_write(
         .call(internal_request(
             Offload::Proxy.path(Step::Complete),
             head,
-            serde_json::to_value(&ask).ok(),
+            Some(ask.write()),
         ))
         .await;
     let writes: Option<LocalWrites> = match answer.body {
-        Body::Bytes(b) if answer.status == 200 => serde_json::from_slice(&b).ok(),
+        Body::Bytes(b) if answer.status == 200 => read_message(&b).ok(),
         _ => None,
     };
     let Some(writes) = writes.filter(|w| w.count > 0) else {

@@ -14,12 +14,12 @@ use std::time::Duration;
 
 use pds_api::runtime::syntax::{Datetime, Tid};
 use pds_api::runtime::xrpc::XrpcError;
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::account::Account;
 use crate::api::internal;
 use crate::config::Config;
+use crate::data::json::{JsonMessage, JsonObject, JsonWriter};
 use crate::proxy::ProxyGrant;
 use crate::storage::{Sql, SqlExt, SqlValue};
 
@@ -50,8 +50,7 @@ pub const MAX_RECORDS: usize = 10;
 pub const LAG_HEADER: &str = "atproto-upstream-lag";
 
 /// What the front asks the account after an answer with an older revision.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone)]
 pub struct LocalWritesAsk {
     /// The method whose answer is patched.
     pub nsid: String,
@@ -60,13 +59,31 @@ pub struct LocalWritesAsk {
     /// getPostThread whose post the AppView did not find: its `uri` parameter.
     pub thread_uri: Option<String>,
     /// That call's `parentHeight`, passed on when the thread's parent is read.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent_height: Option<String>,
 }
 
+impl JsonMessage for LocalWritesAsk {
+    fn write(&self) -> Value {
+        JsonWriter::new()
+            .str("nsid", &self.nsid)
+            .str("rev", &self.rev)
+            .opt_str("threadUri", self.thread_uri.as_deref())
+            .opt_str("parentHeight", self.parent_height.as_deref())
+            .finish()
+    }
+
+    fn read(o: &JsonObject) -> Result<LocalWritesAsk, String> {
+        Ok(LocalWritesAsk {
+            nsid: o.str("nsid")?,
+            rev: o.str("rev")?,
+            thread_uri: o.opt_str("threadUri")?,
+            parent_height: o.opt_str("parentHeight")?,
+        })
+    }
+}
+
 /// The account's writes after a revision, as views ready to insert.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default)]
 pub struct LocalWrites {
     /// The account's DID.
     pub did: String,
@@ -85,12 +102,43 @@ pub struct LocalWrites {
     pub parent: Option<ProxyGrant>,
 }
 
+impl JsonMessage for LocalWrites {
+    fn write(&self) -> Value {
+        JsonWriter::new()
+            .str("did", &self.did)
+            .u64("count", self.count as u64)
+            .opt_value("profile", self.profile.as_ref().map(ProfileUpdate::write))
+            .value("posts", Value::Array(self.posts.clone()))
+            .opt_u64("lagMs", self.lag_ms)
+            .opt_str("threadUri", self.thread_uri.as_deref())
+            .opt_value("parent", self.parent.as_ref().map(ProxyGrant::write))
+            .finish()
+    }
+
+    fn read(o: &JsonObject) -> Result<LocalWrites, String> {
+        Ok(LocalWrites {
+            did: o.str("did")?,
+            count: usize::try_from(o.u64("count")?).map_err(|e| e.to_string())?,
+            profile: o
+                .opt_object("profile")?
+                .map(|p| ProfileUpdate::read(&p))
+                .transpose()?,
+            posts: o.array("posts")?,
+            lag_ms: o.opt_u64("lagMs")?,
+            thread_uri: o.opt_str("threadUri")?,
+            parent: o
+                .opt_object("parent")?
+                .map(|p| ProxyGrant::read(&p))
+                .transpose()?,
+        })
+    }
+}
+
 /// The methods whose answers get the account's new posts (the others only its profile).
 const POST_METHODS: &[&str] = &[GET_TIMELINE, GET_AUTHOR_FEED, GET_POST_THREAD];
 
 /// The profile fields the views carry.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProfileUpdate {
     /// `displayName`.
     pub display_name: Option<String>,
@@ -100,6 +148,26 @@ pub struct ProfileUpdate {
     pub avatar: Option<String>,
     /// The banner's image URL.
     pub banner: Option<String>,
+}
+
+impl JsonMessage for ProfileUpdate {
+    fn write(&self) -> Value {
+        JsonWriter::new()
+            .opt_str("displayName", self.display_name.as_deref())
+            .opt_str("description", self.description.as_deref())
+            .opt_str("avatar", self.avatar.as_deref())
+            .opt_str("banner", self.banner.as_deref())
+            .finish()
+    }
+
+    fn read(o: &JsonObject) -> Result<ProfileUpdate, String> {
+        Ok(ProfileUpdate {
+            display_name: o.opt_str("displayName")?,
+            description: o.opt_str("description")?,
+            avatar: o.opt_str("avatar")?,
+            banner: o.opt_str("banner")?,
+        })
+    }
 }
 
 /// The account's writes after `ask.rev` (see the module docs); nothing when the AppView's
@@ -686,6 +754,51 @@ fn insert_reply(view: &mut Value, post: &Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn local_writes_survive_their_trip_to_the_edge() {
+        use crate::data::json::read_message;
+        let writes = LocalWrites {
+            did: "did:plc:me".into(),
+            count: 2,
+            profile: Some(ProfileUpdate {
+                display_name: Some("Me".into()),
+                avatar: Some("https://cdn.example/a.jpg".into()),
+                ..ProfileUpdate::default()
+            }),
+            posts: vec![post(
+                "at://did:plc:me/app.bsky.feed.post/1",
+                "2026-12-07T00:00:00Z",
+            )],
+            lag_ms: Some(1500),
+            thread_uri: None,
+            parent: Some(ProxyGrant {
+                url: "https://appview.example/xrpc/app.bsky.feed.getPostThread?uri=x".into(),
+                authorization: Some("Bearer t".into()),
+                timeout_seconds: 10,
+                read_after_write: None,
+            }),
+        };
+        let back: LocalWrites = read_message(writes.write().to_string().as_bytes()).unwrap();
+        assert_eq!(back.did, writes.did);
+        assert_eq!(back.count, 2);
+        assert_eq!(back.profile, writes.profile);
+        assert_eq!(back.posts, writes.posts);
+        assert_eq!(back.lag_ms, Some(1500));
+        assert_eq!(back.thread_uri, None);
+        assert_eq!(back.parent, writes.parent);
+        let ask = LocalWritesAsk {
+            nsid: "app.bsky.feed.getPostThread".into(),
+            rev: "3lrev".into(),
+            thread_uri: Some("at://x".into()),
+            parent_height: None,
+        };
+        let back: LocalWritesAsk = read_message(ask.write().to_string().as_bytes()).unwrap();
+        assert_eq!(
+            (back.nsid, back.rev, back.thread_uri, back.parent_height),
+            (ask.nsid, ask.rev, ask.thread_uri, None)
+        );
+    }
 
     fn post(uri: &str, at: &str) -> Value {
         json!({ "uri": uri, "indexedAt": at, "author": { "did": "did:plc:me", "handle": "me.test" } })

@@ -3,9 +3,9 @@
 //! verifying the imported tree and swapping it in under a new commit signed with this PDS's key,
 //! at a revision newer than the imported one.
 
+use crate::data::json::{JsonMessage, JsonObject, JsonWriter};
 use cid::Cid;
 use pds_api::runtime::xrpc::XrpcError;
-use serde::{Deserialize, Serialize};
 
 use super::repo::FoundBlob;
 use super::{internal, Api};
@@ -26,27 +26,54 @@ pub const IMPORT_REPO: &str = "com.atproto.repo.importRepo";
 pub const BATCH_BYTES: usize = 1024 * 1024;
 
 /// What the account lets the edge do: send batches of at most `batch_bytes`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone)]
 pub struct ImportGrant {
     /// The most bytes of blocks per staging call.
     pub batch_bytes: usize,
 }
 
+impl JsonMessage for ImportGrant {
+    fn write(&self) -> serde_json::Value {
+        JsonWriter::new()
+            .u64("batchBytes", self.batch_bytes as u64)
+            .finish()
+    }
+
+    fn read(o: &JsonObject) -> Result<ImportGrant, String> {
+        Ok(ImportGrant {
+            batch_bytes: usize::try_from(o.u64("batchBytes")?).map_err(|e| e.to_string())?,
+        })
+    }
+}
+
 /// The edge's report once the whole CAR went through (its one root), sent again after each
 /// step of the import's walk until the import is swapped in.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct ImportDone {
     /// The CAR's root: the imported commit.
     pub root: String,
     /// The walk this import started (its [`ImportProgress::walk`]), once it has one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub walk: Option<String>,
 }
 
+impl JsonMessage for ImportDone {
+    fn write(&self) -> serde_json::Value {
+        JsonWriter::new()
+            .str("root", &self.root)
+            .opt_str("walk", self.walk.as_deref())
+            .finish()
+    }
+
+    fn read(o: &JsonObject) -> Result<ImportDone, String> {
+        Ok(ImportDone {
+            root: o.str("root")?,
+            walk: o.opt_str("walk")?,
+        })
+    }
+}
+
 /// Where an import stands after one step.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone)]
 pub struct ImportProgress {
     /// Names the import's walk: to send back in the next [`ImportDone`].
     pub walk: String,
@@ -54,6 +81,24 @@ pub struct ImportProgress {
     pub visited: i64,
     /// Whether the imported repository is now the account's.
     pub done: bool,
+}
+
+impl JsonMessage for ImportProgress {
+    fn write(&self) -> serde_json::Value {
+        JsonWriter::new()
+            .str("walk", &self.walk)
+            .i64("visited", self.visited)
+            .bool("done", self.done)
+            .finish()
+    }
+
+    fn read(o: &JsonObject) -> Result<ImportProgress, String> {
+        Ok(ImportProgress {
+            walk: o.str("walk")?,
+            visited: o.i64("visited")?,
+            done: o.flag("done")?,
+        })
+    }
 }
 
 /// How many nodes and records one step of an import's walk visits. Each visit reads a staged

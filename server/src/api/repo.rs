@@ -11,6 +11,7 @@ use pds_api::runtime::xrpc::{BinaryInput, Body, ByteStream, XrpcError};
 
 use super::{Api, RequestContext};
 use crate::auth::Permission;
+use crate::data::json::{JsonMessage, JsonObject, JsonWriter};
 use crate::data::Value;
 use crate::oauth::scope::RepoAction;
 use crate::rate_limit::Reserved;
@@ -851,17 +852,32 @@ impl Api<'_> {
 
 /// The most an upload may store, what of the day's quota was reserved for it, and whether the
 /// quota (rather than the blob size limit) sets the most.
-#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UploadGrant {
     /// The most bytes that may be stored.
     pub max_bytes: u64,
     /// Bytes of the day's quota reserved for this upload (settled once it is recorded).
-    #[serde(default)]
     pub reserved: u64,
     /// Whether the day's upload quota, not the blob size limit, is what `max_bytes` is.
-    #[serde(default)]
     pub quota_limited: bool,
+}
+
+impl JsonMessage for UploadGrant {
+    fn write(&self) -> serde_json::Value {
+        JsonWriter::new()
+            .u64("maxBytes", self.max_bytes)
+            .u64("reserved", self.reserved)
+            .bool("quotaLimited", self.quota_limited)
+            .finish()
+    }
+
+    fn read(o: &JsonObject) -> Result<UploadGrant, String> {
+        Ok(UploadGrant {
+            max_bytes: o.u64("maxBytes")?,
+            reserved: o.opt_u64("reserved")?.unwrap_or(0),
+            quota_limited: o.flag("quotaLimited")?,
+        })
+    }
 }
 
 fn quota_exceeded() -> XrpcError {

@@ -15,6 +15,7 @@ use pds_api::runtime::xrpc::{BinaryOutput, Body, ByteStream, XrpcError};
 use super::{Api, RequestContext};
 use crate::api::internal;
 use crate::auth::{AccountStatus, AuthStore, SqlAuthStore};
+use crate::data::json::{JsonMessage, JsonObject, JsonWriter};
 use crate::repo::car::{block_bytes, header_bytes};
 use crate::repo::{BlockStore, Repo};
 use crate::storage::{load_root, ByteRange, ChunkSource, Sql, SqlBlockStore, SqlValue};
@@ -465,8 +466,7 @@ impl ComAtprotoSync for Api<'_> {
 /// What getBlob serves, as the account decides it: which blob, its type and size, and the
 /// bytes asked for. The edge carries it out (see [`crate::offload`]), so that blob bytes never
 /// pass through the account.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlobToServe {
     /// The blob's raw CID.
     pub cid: String,
@@ -480,8 +480,46 @@ pub struct BlobToServe {
     pub unsatisfiable: bool,
     /// How long caches may keep the whole blob (0: not at all): only a blob a record
     /// references, which is not garbage a little later.
-    #[serde(default)]
     pub cache_seconds: u64,
+}
+
+impl JsonMessage for BlobToServe {
+    fn write(&self) -> serde_json::Value {
+        // The range as `[start, end]`, an open end as null.
+        let range = self
+            .range
+            .map(|(start, end)| serde_json::json!([start, end]));
+        JsonWriter::new()
+            .str("cid", &self.cid)
+            .str("mimeType", &self.mime_type)
+            .u64("size", self.size)
+            .opt_value("range", range)
+            .bool("unsatisfiable", self.unsatisfiable)
+            .u64("cacheSeconds", self.cache_seconds)
+            .finish()
+    }
+
+    fn read(o: &JsonObject) -> Result<BlobToServe, String> {
+        let range = match o.get("range") {
+            None => None,
+            Some(r) => {
+                let bound = |i: usize| r.get(i).filter(|v| !v.is_null()).map(|v| v.as_u64());
+                match (bound(0), bound(1)) {
+                    (Some(Some(start)), None) => Some((start, None)),
+                    (Some(Some(start)), Some(Some(end))) => Some((start, Some(end))),
+                    _ => return Err("range must be [start, end]".into()),
+                }
+            }
+        };
+        Ok(BlobToServe {
+            cid: o.str("cid")?,
+            mime_type: o.str("mimeType")?,
+            size: o.u64("size")?,
+            range,
+            unsatisfiable: o.flag("unsatisfiable")?,
+            cache_seconds: o.opt_u64("cacheSeconds")?.unwrap_or(0),
+        })
+    }
 }
 
 impl Api<'_> {
@@ -598,6 +636,28 @@ fn is_inline_media(mime_type: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_blob_to_serve_survives_its_trip_to_the_edge() {
+        use crate::data::json::{read_message, JsonMessage};
+        for range in [None, Some((5, None)), Some((5, Some(9)))] {
+            let blob = BlobToServe {
+                cid: "bafkreiexample".into(),
+                mime_type: "image/png".into(),
+                size: 10,
+                range,
+                unsatisfiable: range.is_some(),
+                cache_seconds: 60,
+            };
+            let text = blob.write().to_string();
+            assert_eq!(read_message::<BlobToServe>(text.as_bytes()).unwrap(), blob);
+        }
+        assert!(read_message::<BlobToServe>(
+            br#"{"cid":"c","mimeType":"m","size":1,"range":["x"]}"#
+        )
+        .is_err());
+    }
+
     use super::*;
 
     #[test]

@@ -1,7 +1,9 @@
-//! The atproto data model on the wire: canonical DAG-CBOR and CIDs.
+//! The atproto data model on the wire: canonical DAG-CBOR and CIDs; and the JSON objects of
+//! internal messages.
 
 pub mod cbor;
 pub mod cid;
+pub mod json;
 
 pub use self::cbor::{
     decode, encode, encode_into, from_slice_strict, validate, CborError, CborErrorKind,

@@ -23,6 +23,8 @@ pub mod scope;
 pub mod server;
 pub mod store;
 
+pub use crate::data::json::JsonObject;
+
 use std::collections::BTreeMap;
 
 use crate::http::{Body, HttpRequest, HttpResponse};
@@ -181,68 +183,6 @@ pub fn parameters(
         }
     }
     Ok(out)
-}
-
-/// A JSON object read member by member. OAuth's documents (client metadata, stored request
-/// state, the browser's WebAuthn answers) are decoded through this rather than through per-type
-/// `Deserialize` derives: each derive costs kilobytes of wasm, this one parser is shared.
-pub struct JsonObject(serde_json::Map<String, serde_json::Value>);
-
-impl JsonObject {
-    /// The object in `bytes`, or why there is none.
-    pub fn parse(bytes: &[u8]) -> Result<JsonObject, String> {
-        match serde_json::from_slice(bytes) {
-            Ok(serde_json::Value::Object(o)) => Ok(JsonObject(o)),
-            Ok(_) => Err("not a JSON object".into()),
-            Err(e) => Err(e.to_string()),
-        }
-    }
-
-    /// Member `key`, unless absent or null.
-    pub fn get(&self, key: &str) -> Option<&serde_json::Value> {
-        self.0.get(key).filter(|v| !v.is_null())
-    }
-
-    /// String member `key`: `None` when absent or null, an error naming it when of another type.
-    pub fn opt_str(&self, key: &str) -> Result<Option<String>, String> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
-            Some(_) => Err(format!("{key} must be a string")),
-        }
-    }
-
-    /// Required string member `key`.
-    pub fn str(&self, key: &str) -> Result<String, String> {
-        self.opt_str(key)?
-            .ok_or_else(|| format!("{key} is missing"))
-    }
-
-    /// Array-of-strings member `key`: `None` when absent or null.
-    pub fn opt_strs(&self, key: &str) -> Result<Option<Vec<String>>, String> {
-        let Some(v) = self.get(key) else {
-            return Ok(None);
-        };
-        v.as_array()
-            .and_then(|a| {
-                a.iter()
-                    .map(|s| s.as_str().map(str::to_owned))
-                    .collect::<Option<Vec<_>>>()
-            })
-            .map(Some)
-            .ok_or_else(|| format!("{key} must be an array of strings"))
-    }
-
-    /// Boolean member `key`: `None` when absent or null.
-    pub fn opt_bool(&self, key: &str) -> Result<Option<bool>, String> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(v) => v
-                .as_bool()
-                .map(Some)
-                .ok_or_else(|| format!("{key} must be a boolean")),
-        }
-    }
 }
 
 /// Percent-encodes a query parameter value: everything but RFC 3986's unreserved characters.
