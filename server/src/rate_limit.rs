@@ -75,8 +75,8 @@ fn admit(api: &Api<'_>, nsid: &str, req: &HttpRequest) -> Result<Option<Status>,
         create_session::NSID => {
             // An unreadable body counts under an empty identifier; the dispatcher then
             // refuses it.
-            let identifier = serde_json::from_slice::<LoginIdentifier>(&req.body)
-                .map(|b| b.identifier)
+            let identifier = crate::data::json::JsonObject::parse(&req.body)
+                .and_then(|b| b.str("identifier"))
                 .unwrap_or_default();
             api.with_auth(|auth| auth.login_subject(&identifier))
                 .map_err(fail)?
@@ -96,12 +96,6 @@ fn admit(api: &Api<'_>, nsid: &str, req: &HttpRequest) -> Result<Option<Status>,
         Ok(Err(exceeded)) => Err(exceeded.into_response()),
         Err(e) => Err(fail(e.into())),
     }
-}
-
-/// The one field of a login the throttle reads.
-#[derive(serde::Deserialize)]
-struct LoginIdentifier {
-    identifier: String,
 }
 
 /// The account's repository writes, however authenticated: by default the reference's
