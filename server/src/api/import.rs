@@ -3,7 +3,7 @@
 //! verifying the imported tree and swapping it in under a new commit signed with this PDS's key,
 //! at a revision newer than the imported one.
 
-use crate::data::json::{JsonMessage, JsonObject, JsonWriter};
+use crate::data::json::{read_message, JsonMessage, JsonObject, JsonWriter};
 use cid::Cid;
 use pds_api::runtime::xrpc::XrpcError;
 
@@ -184,8 +184,7 @@ impl Api<'_> {
         let walk = ImportWalk {
             root: root.to_owned(),
             rev: self.rev_after(&imported.rev)?.as_str().to_owned(),
-            state: serde_json::to_string(&TreeWalk::new(imported.data).state())
-                .map_err(internal)?,
+            state: TreeWalk::new(imported.data).state().write().to_string(),
             visited: 0,
         };
         db.transaction(|| import::begin_walk(db, &walk))?;
@@ -194,7 +193,7 @@ impl Api<'_> {
 
     fn walk_or_swap(&self, mut walk: ImportWalk) -> Result<ImportProgress, XrpcError> {
         let db = self.account.sql.as_ref();
-        let state: WalkState = serde_json::from_str(&walk.state).map_err(internal)?;
+        let state: WalkState = read_message(walk.state.as_bytes()).map_err(internal)?;
         if state.is_finished() {
             self.swap_import(&walk)?;
             return Ok(ImportProgress {
@@ -222,7 +221,7 @@ impl Api<'_> {
             )
             .map_err(invalid_repo)?;
             batch.flush(db, &walk.rev).map_err(invalid_repo)?;
-            walk.state = serde_json::to_string(&tree.state()).map_err(internal)?;
+            walk.state = tree.state().write().to_string();
             walk.visited += visits;
             import::save_walk(db, &walk)?;
             Ok(())

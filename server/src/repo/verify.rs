@@ -164,13 +164,50 @@ struct Frame {
 }
 
 /// Where a [`TreeWalk`] stands, to store between steps.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WalkState {
     /// The root, if the walk has not entered it yet.
     root: Option<String>,
     /// The path: each node's CID, expected layer and position.
     path: Vec<(String, Option<u32>, usize)>,
     last_key: Option<String>,
+}
+
+/// Stored as `{"root", "path": [[cid, layer, pos], ...], "last_key"}`, absent values null.
+impl crate::data::json::JsonMessage for WalkState {
+    fn write(&self) -> serde_json::Value {
+        let path = self
+            .path
+            .iter()
+            .map(|(cid, layer, pos)| serde_json::json!([cid, layer, pos]))
+            .collect();
+        crate::data::json::JsonWriter::new()
+            .value("root", self.root.clone().into())
+            .value("path", serde_json::Value::Array(path))
+            .value("last_key", self.last_key.clone().into())
+            .finish()
+    }
+
+    fn read(o: &crate::data::json::JsonObject) -> std::result::Result<WalkState, String> {
+        let frame = |v: &serde_json::Value| {
+            let cid = v.get(0)?.as_str()?.to_owned();
+            let layer = match v.get(1)? {
+                serde_json::Value::Null => None,
+                l => Some(u32::try_from(l.as_u64()?).ok()?),
+            };
+            let pos = usize::try_from(v.get(2)?.as_u64()?).ok()?;
+            Some((cid, layer, pos))
+        };
+        Ok(WalkState {
+            root: o.opt_str("root")?,
+            path: o
+                .array("path")?
+                .iter()
+                .map(|v| frame(v).ok_or_else(|| "malformed walk path".to_owned()))
+                .collect::<std::result::Result<_, _>>()?,
+            last_key: o.opt_str("last_key")?,
+        })
+    }
 }
 
 impl WalkState {
