@@ -388,6 +388,12 @@ impl Exceeded {
 #[derive(Debug)]
 pub struct CheckError(StorageError);
 
+impl std::fmt::Display for CheckError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "rate limit: {}", self.0)
+    }
+}
+
 impl From<StorageError> for CheckError {
     fn from(e: StorageError) -> Self {
         CheckError(e)
@@ -396,7 +402,7 @@ impl From<StorageError> for CheckError {
 
 impl From<CheckError> for XrpcError {
     fn from(e: CheckError) -> Self {
-        XrpcError::internal_message(format!("rate limit: {}", e.0))
+        XrpcError::internal_message(e.to_string())
     }
 }
 

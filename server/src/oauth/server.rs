@@ -609,7 +609,7 @@ async fn authorize_decision(config: &Config, account: &Account, req: &HttpReques
             )
         }
         Err(e) => {
-            crate::log::error(&format!("oauth: {e:?}"));
+            crate::log::error(&format!("oauth: {e}"));
             return page::error_page(500, "Server error", "Something went wrong. Try again.");
         }
     }
