@@ -314,7 +314,10 @@ impl Api<'_> {
             let Some(meta) = meta else {
                 return Err(XrpcError::declared(
                     "BlobNotFound",
-                    format!("Could not find blob: {}", crate::data::cid_string(&blob.cid)),
+                    format!(
+                        "Could not find blob: {}",
+                        crate::data::cid_string(&blob.cid)
+                    ),
                 ));
             };
             if meta.mime_type != blob.mime_type {
