@@ -358,18 +358,27 @@ fn methods_file(g: &Gen<'_>, corpus: &Corpus) -> Result<TokenStream, Error> {
             quote! { #tr::#f(service, cx, params #input_arg).await?; }
         };
         let serves = gen::serves_const(id);
-        serves_arms.push(quote! { #cfg #id => #tr::#serves, });
+        // Methods are told apart by their `META` static's address, not their NSID: a pointer
+        // comparison per served method instead of a string match over every method.
+        serves_arms.push(quote! {
+            #cfg
+            if #tr::#serves && core::ptr::eq(meta, &#path::META) {
+                return true;
+            }
+        });
         // The guard is a constant of `S`, and each arm only builds its future: an arm the
         // guard turns off is dead code once `S` is known, and so is everything it would run.
         // (Awaited inline, every arm would stay reachable from the dispatcher's state machine.)
         arms.push(quote! {
             #cfg
-            #id if #tr::#serves => Box::pin(async move {
-                let params = rt::dispatch::params(meta, &req.query)?;
-                #input_stmt
-                #call
-                #out
-            }),
+            if #tr::#serves && core::ptr::eq(meta, &#path::META) {
+                break 'found Box::pin(async move {
+                    let params = rt::dispatch::params(meta, &req.query)?;
+                    #input_stmt
+                    #call
+                    #out
+                });
+            }
         });
     }
     let _ = g;
@@ -460,10 +469,16 @@ fn methods_file(g: &Gen<'_>, corpus: &Corpus) -> Result<TokenStream, Error> {
         #[doc = " Whether `S` serves the query or procedure `nsid` itself (its `SERVES_*` constant);"]
         #[doc = " false for subscriptions and unknown NSIDs."]
         pub fn serves<S: Handlers>(nsid: &str) -> bool {
-            match nsid {
-                #(#serves_arms)*
-                _ => false,
+            match METHODS.binary_search_by(|m| m.nsid.cmp(nsid)) {
+                Ok(i) => serves_method::<S>(METHODS[i]),
+                Err(_) => false,
             }
+        }
+
+        #[allow(unused_variables)]
+        fn serves_method<S: Handlers>(meta: &'static MethodMeta) -> bool {
+            #(#serves_arms)*
+            false
         }
 
         #[doc = " Runs one XRPC request: params decoded and checked, input decoded and validated, the"]
@@ -481,9 +496,9 @@ fn methods_file(g: &Gen<'_>, corpus: &Corpus) -> Result<TokenStream, Error> {
         #[allow(unused_variables)]
         async fn dispatch_inner<S: Handlers>(service: &S, cx: &S::Context, req: Request) -> Result<Response, XrpcError> {
             let meta = lookup(&req.nsid, req.method)?;
-            let run: rt::dispatch::MethodRun<'_> = match meta.nsid {
+            let run: rt::dispatch::MethodRun<'_> = 'found: {
                 #(#arms)*
-                _ => return Err(XrpcError::method_not_implemented()),
+                return Err(XrpcError::method_not_implemented());
             };
             run.await
         }

@@ -882,1321 +882,2144 @@ impl<
 /// Whether `S` serves the query or procedure `nsid` itself (its `SERVES_*` constant);
 /// false for subscriptions and unknown NSIDs.
 pub fn serves<S: Handlers>(nsid: &str) -> bool {
-    match nsid {
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.actor.getPreferences" => {
-            <S as crate::app::bsky::actor::AppBskyActor>::SERVES_GET_PREFERENCES
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.actor.getProfile" => {
-            <S as crate::app::bsky::actor::AppBskyActor>::SERVES_GET_PROFILE
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.actor.getProfiles" => {
-            <S as crate::app::bsky::actor::AppBskyActor>::SERVES_GET_PROFILES
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.actor.getSuggestions" => {
-            <S as crate::app::bsky::actor::AppBskyActor>::SERVES_GET_SUGGESTIONS
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.actor.putPreferences" => {
-            <S as crate::app::bsky::actor::AppBskyActor>::SERVES_PUT_PREFERENCES
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.actor.searchActors" => {
-            <S as crate::app::bsky::actor::AppBskyActor>::SERVES_SEARCH_ACTORS
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.actor.searchActorsTypeahead" => {
-            <S as crate::app::bsky::actor::AppBskyActor>::SERVES_SEARCH_ACTORS_TYPEAHEAD
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.ageassurance.begin" => {
-            <S as crate::app::bsky::ageassurance::AppBskyAgeassurance>::SERVES_BEGIN
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.ageassurance.getConfig" => {
-            <S as crate::app::bsky::ageassurance::AppBskyAgeassurance>::SERVES_GET_CONFIG
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.ageassurance.getState" => {
-            <S as crate::app::bsky::ageassurance::AppBskyAgeassurance>::SERVES_GET_STATE
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.bookmark.createBookmark" => {
-            <S as crate::app::bsky::bookmark::AppBskyBookmark>::SERVES_CREATE_BOOKMARK
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.bookmark.deleteBookmark" => {
-            <S as crate::app::bsky::bookmark::AppBskyBookmark>::SERVES_DELETE_BOOKMARK
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.bookmark.getBookmarks" => {
-            <S as crate::app::bsky::bookmark::AppBskyBookmark>::SERVES_GET_BOOKMARKS
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.contact.dismissMatch" => {
-            <S as crate::app::bsky::contact::AppBskyContact>::SERVES_DISMISS_MATCH
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.contact.getMatches" => {
-            <S as crate::app::bsky::contact::AppBskyContact>::SERVES_GET_MATCHES
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.contact.getSyncStatus" => {
-            <S as crate::app::bsky::contact::AppBskyContact>::SERVES_GET_SYNC_STATUS
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.contact.importContacts" => {
-            <S as crate::app::bsky::contact::AppBskyContact>::SERVES_IMPORT_CONTACTS
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.contact.removeData" => {
-            <S as crate::app::bsky::contact::AppBskyContact>::SERVES_REMOVE_DATA
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.contact.sendNotification" => {
-            <S as crate::app::bsky::contact::AppBskyContact>::SERVES_SEND_NOTIFICATION
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.contact.startPhoneVerification" => {
-            <S as crate::app::bsky::contact::AppBskyContact>::SERVES_START_PHONE_VERIFICATION
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.contact.verifyPhone" => {
-            <S as crate::app::bsky::contact::AppBskyContact>::SERVES_VERIFY_PHONE
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.draft.createDraft" => {
-            <S as crate::app::bsky::draft::AppBskyDraft>::SERVES_CREATE_DRAFT
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.draft.deleteDraft" => {
-            <S as crate::app::bsky::draft::AppBskyDraft>::SERVES_DELETE_DRAFT
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.draft.getDrafts" => {
-            <S as crate::app::bsky::draft::AppBskyDraft>::SERVES_GET_DRAFTS
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.draft.updateDraft" => {
-            <S as crate::app::bsky::draft::AppBskyDraft>::SERVES_UPDATE_DRAFT
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.embed.getEmbedExternalView" => {
-            <S as crate::app::bsky::embed::AppBskyEmbed>::SERVES_GET_EMBED_EXTERNAL_VIEW
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.feed.describeFeedGenerator" => {
-            <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_DESCRIBE_FEED_GENERATOR
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.feed.getActorFeeds" => {
-            <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_ACTOR_FEEDS
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.feed.getActorLikes" => {
-            <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_ACTOR_LIKES
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.feed.getAuthorFeed" => {
-            <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_AUTHOR_FEED
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.feed.getFeed" => {
-            <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_FEED
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.feed.getFeedGenerator" => {
-            <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_FEED_GENERATOR
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.feed.getFeedGenerators" => {
-            <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_FEED_GENERATORS
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.feed.getFeedSkeleton" => {
-            <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_FEED_SKELETON
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.feed.getLikes" => {
-            <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_LIKES
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.feed.getListFeed" => {
-            <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_LIST_FEED
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.feed.getPostThread" => {
-            <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_POST_THREAD
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.feed.getPosts" => {
-            <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_POSTS
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.feed.getQuotes" => {
-            <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_QUOTES
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.feed.getRepostedBy" => {
-            <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_REPOSTED_BY
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.feed.getSuggestedFeeds" => {
-            <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_SUGGESTED_FEEDS
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.feed.getTimeline" => {
-            <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_TIMELINE
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.feed.searchPosts" => {
-            <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_SEARCH_POSTS
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.feed.searchPostsV2" => {
-            <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_SEARCH_POSTS_V2
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.feed.sendInteractions" => {
-            <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_SEND_INTERACTIONS
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.graph.getActorStarterPacks" => {
-            <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_ACTOR_STARTER_PACKS
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.graph.getBlocks" => {
-            <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_BLOCKS
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.graph.getFollowers" => {
-            <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_FOLLOWERS
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.graph.getFollows" => {
-            <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_FOLLOWS
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.graph.getKnownFollowers" => {
-            <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_KNOWN_FOLLOWERS
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.graph.getList" => {
-            <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_LIST
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.graph.getListBlocks" => {
-            <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_LIST_BLOCKS
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.graph.getListMutes" => {
-            <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_LIST_MUTES
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.graph.getLists" => {
-            <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_LISTS
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.graph.getListsWithMembership" => {
-            <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_LISTS_WITH_MEMBERSHIP
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.graph.getMutes" => {
-            <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_MUTES
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.graph.getRelationships" => {
-            <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_RELATIONSHIPS
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.graph.getStarterPack" => {
-            <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_STARTER_PACK
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.graph.getStarterPacks" => {
-            <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_STARTER_PACKS
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.graph.getStarterPacksWithMembership" => {
-            <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_STARTER_PACKS_WITH_MEMBERSHIP
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.graph.getSuggestedFollowsByActor" => {
-            <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_SUGGESTED_FOLLOWS_BY_ACTOR
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.graph.muteActor" => {
-            <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_MUTE_ACTOR
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.graph.muteActorList" => {
-            <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_MUTE_ACTOR_LIST
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.graph.muteThread" => {
-            <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_MUTE_THREAD
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.graph.searchStarterPacks" => {
-            <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_SEARCH_STARTER_PACKS
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.graph.searchStarterPacksV2" => {
-            <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_SEARCH_STARTER_PACKS_V2
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.graph.unmuteActor" => {
-            <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_UNMUTE_ACTOR
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.graph.unmuteActorList" => {
-            <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_UNMUTE_ACTOR_LIST
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.graph.unmuteThread" => {
-            <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_UNMUTE_THREAD
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.labeler.getServices" => {
-            <S as crate::app::bsky::labeler::AppBskyLabeler>::SERVES_GET_SERVICES
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.notification.getPreferences" => {
-            <S as crate::app::bsky::notification::AppBskyNotification>::SERVES_GET_PREFERENCES
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.notification.getUnreadCount" => {
-            <S as crate::app::bsky::notification::AppBskyNotification>::SERVES_GET_UNREAD_COUNT
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.notification.listActivitySubscriptions" => {
-            <S as crate::app::bsky::notification::AppBskyNotification>::SERVES_LIST_ACTIVITY_SUBSCRIPTIONS
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.notification.listNotifications" => {
-            <S as crate::app::bsky::notification::AppBskyNotification>::SERVES_LIST_NOTIFICATIONS
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.notification.putActivitySubscription" => {
-            <S as crate::app::bsky::notification::AppBskyNotification>::SERVES_PUT_ACTIVITY_SUBSCRIPTION
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.notification.putPreferences" => {
-            <S as crate::app::bsky::notification::AppBskyNotification>::SERVES_PUT_PREFERENCES
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.notification.putPreferencesV2" => {
-            <S as crate::app::bsky::notification::AppBskyNotification>::SERVES_PUT_PREFERENCES_V2
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.notification.registerPush" => {
-            <S as crate::app::bsky::notification::AppBskyNotification>::SERVES_REGISTER_PUSH
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.notification.unregisterPush" => {
-            <S as crate::app::bsky::notification::AppBskyNotification>::SERVES_UNREGISTER_PUSH
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.notification.updateSeen" => {
-            <S as crate::app::bsky::notification::AppBskyNotification>::SERVES_UPDATE_SEEN
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getAgeAssuranceState" => {
-            <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_AGE_ASSURANCE_STATE
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getConfig" => {
-            <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_CONFIG
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getOnboardingSuggestedStarterPacks" => {
-            <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_ONBOARDING_SUGGESTED_STARTER_PACKS
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getOnboardingSuggestedStarterPacksSkeleton" => {
-            <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_ONBOARDING_SUGGESTED_STARTER_PACKS_SKELETON
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getOnboardingSuggestedUsersSkeleton" => {
-            <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_ONBOARDING_SUGGESTED_USERS_SKELETON
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getPopularFeedGenerators" => {
-            <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_POPULAR_FEED_GENERATORS
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getPostThreadOtherV2" => {
-            <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_POST_THREAD_OTHER_V2
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getPostThreadV2" => {
-            <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_POST_THREAD_V2
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getSuggestedFeeds" => {
-            <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_FEEDS
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getSuggestedFeedsSkeleton" => {
-            <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_FEEDS_SKELETON
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getSuggestedOnboardingUsers" => {
-            <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_ONBOARDING_USERS
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getSuggestedStarterPacks" => {
-            <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_STARTER_PACKS
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getSuggestedStarterPacksSkeleton" => {
-            <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_STARTER_PACKS_SKELETON
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getSuggestedUsers" => {
-            <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_USERS
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getSuggestedUsersForDiscover" => {
-            <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_USERS_FOR_DISCOVER
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getSuggestedUsersForDiscoverSkeleton" => {
-            <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_USERS_FOR_DISCOVER_SKELETON
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getSuggestedUsersForExplore" => {
-            <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_USERS_FOR_EXPLORE
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getSuggestedUsersForExploreSkeleton" => {
-            <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_USERS_FOR_EXPLORE_SKELETON
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getSuggestedUsersForSeeMore" => {
-            <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_USERS_FOR_SEE_MORE
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getSuggestedUsersForSeeMoreSkeleton" => {
-            <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_USERS_FOR_SEE_MORE_SKELETON
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getSuggestedUsersSkeleton" => {
-            <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_USERS_SKELETON
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getSuggestionsSkeleton" => {
-            <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTIONS_SKELETON
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getTaggedSuggestions" => {
-            <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_TAGGED_SUGGESTIONS
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getTrendingTopics" => {
-            <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_TRENDING_TOPICS
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getTrends" => {
-            <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_TRENDS
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getTrendsSkeleton" => {
-            <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_TRENDS_SKELETON
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.initAgeAssurance" => {
-            <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_INIT_AGE_ASSURANCE
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.searchActorsSkeleton" => {
-            <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_SEARCH_ACTORS_SKELETON
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.searchPostsSkeleton" => {
-            <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_SEARCH_POSTS_SKELETON
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.searchStarterPacksSkeleton" => {
-            <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_SEARCH_STARTER_PACKS_SKELETON
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.video.abortUpload" => {
-            <S as crate::app::bsky::video::AppBskyVideo>::SERVES_ABORT_UPLOAD
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.video.finishUpload" => {
-            <S as crate::app::bsky::video::AppBskyVideo>::SERVES_FINISH_UPLOAD
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.video.getJobStatus" => {
-            <S as crate::app::bsky::video::AppBskyVideo>::SERVES_GET_JOB_STATUS
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.video.getUploadLimits" => {
-            <S as crate::app::bsky::video::AppBskyVideo>::SERVES_GET_UPLOAD_LIMITS
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.video.getUploadStatus" => {
-            <S as crate::app::bsky::video::AppBskyVideo>::SERVES_GET_UPLOAD_STATUS
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.video.startUpload" => {
-            <S as crate::app::bsky::video::AppBskyVideo>::SERVES_START_UPLOAD
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.video.uploadPart" => {
-            <S as crate::app::bsky::video::AppBskyVideo>::SERVES_UPLOAD_PART
-        }
-        #[cfg(feature = "app-bsky")]
-        "app.bsky.video.uploadVideo" => {
-            <S as crate::app::bsky::video::AppBskyVideo>::SERVES_UPLOAD_VIDEO
-        }
-        #[cfg(feature = "chat-bsky")]
-        "chat.bsky.actor.deleteAccount" => {
-            <S as crate::chat::bsky::actor::ChatBskyActor>::SERVES_DELETE_ACCOUNT
-        }
-        #[cfg(feature = "chat-bsky")]
-        "chat.bsky.actor.exportAccountData" => {
-            <S as crate::chat::bsky::actor::ChatBskyActor>::SERVES_EXPORT_ACCOUNT_DATA
-        }
-        #[cfg(feature = "chat-bsky")]
-        "chat.bsky.actor.getStatus" => {
-            <S as crate::chat::bsky::actor::ChatBskyActor>::SERVES_GET_STATUS
-        }
-        #[cfg(feature = "chat-bsky")]
-        "chat.bsky.convo.acceptConvo" => {
-            <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_ACCEPT_CONVO
-        }
-        #[cfg(feature = "chat-bsky")]
-        "chat.bsky.convo.addReaction" => {
-            <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_ADD_REACTION
-        }
-        #[cfg(feature = "chat-bsky")]
-        "chat.bsky.convo.deleteMessageForSelf" => {
-            <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_DELETE_MESSAGE_FOR_SELF
-        }
-        #[cfg(feature = "chat-bsky")]
-        "chat.bsky.convo.getConvo" => {
-            <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_GET_CONVO
-        }
-        #[cfg(feature = "chat-bsky")]
-        "chat.bsky.convo.getConvoAvailability" => {
-            <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_GET_CONVO_AVAILABILITY
-        }
-        #[cfg(feature = "chat-bsky")]
-        "chat.bsky.convo.getConvoForMembers" => {
-            <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_GET_CONVO_FOR_MEMBERS
-        }
-        #[cfg(feature = "chat-bsky")]
-        "chat.bsky.convo.getConvoMembers" => {
-            <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_GET_CONVO_MEMBERS
-        }
-        #[cfg(feature = "chat-bsky")]
-        "chat.bsky.convo.getLog" => {
-            <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_GET_LOG
-        }
-        #[cfg(feature = "chat-bsky")]
-        "chat.bsky.convo.getMessages" => {
-            <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_GET_MESSAGES
-        }
-        #[cfg(feature = "chat-bsky")]
-        "chat.bsky.convo.getUnreadCounts" => {
-            <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_GET_UNREAD_COUNTS
-        }
-        #[cfg(feature = "chat-bsky")]
-        "chat.bsky.convo.leaveConvo" => {
-            <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_LEAVE_CONVO
-        }
-        #[cfg(feature = "chat-bsky")]
-        "chat.bsky.convo.listConvoRequests" => {
-            <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_LIST_CONVO_REQUESTS
-        }
-        #[cfg(feature = "chat-bsky")]
-        "chat.bsky.convo.listConvos" => {
-            <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_LIST_CONVOS
-        }
-        #[cfg(feature = "chat-bsky")]
-        "chat.bsky.convo.lockConvo" => {
-            <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_LOCK_CONVO
-        }
-        #[cfg(feature = "chat-bsky")]
-        "chat.bsky.convo.muteConvo" => {
-            <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_MUTE_CONVO
-        }
-        #[cfg(feature = "chat-bsky")]
-        "chat.bsky.convo.removeReaction" => {
-            <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_REMOVE_REACTION
-        }
-        #[cfg(feature = "chat-bsky")]
-        "chat.bsky.convo.sendMessage" => {
-            <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_SEND_MESSAGE
-        }
-        #[cfg(feature = "chat-bsky")]
-        "chat.bsky.convo.sendMessageBatch" => {
-            <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_SEND_MESSAGE_BATCH
-        }
-        #[cfg(feature = "chat-bsky")]
-        "chat.bsky.convo.unlockConvo" => {
-            <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_UNLOCK_CONVO
-        }
-        #[cfg(feature = "chat-bsky")]
-        "chat.bsky.convo.unmuteConvo" => {
-            <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_UNMUTE_CONVO
-        }
-        #[cfg(feature = "chat-bsky")]
-        "chat.bsky.convo.updateAllRead" => {
-            <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_UPDATE_ALL_READ
-        }
-        #[cfg(feature = "chat-bsky")]
-        "chat.bsky.convo.updateRead" => {
-            <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_UPDATE_READ
-        }
-        #[cfg(feature = "chat-bsky")]
-        "chat.bsky.group.addMembers" => {
-            <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_ADD_MEMBERS
-        }
-        #[cfg(feature = "chat-bsky")]
-        "chat.bsky.group.approveJoinRequest" => {
-            <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_APPROVE_JOIN_REQUEST
-        }
-        #[cfg(feature = "chat-bsky")]
-        "chat.bsky.group.createGroup" => {
-            <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_CREATE_GROUP
-        }
-        #[cfg(feature = "chat-bsky")]
-        "chat.bsky.group.createJoinLink" => {
-            <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_CREATE_JOIN_LINK
-        }
-        #[cfg(feature = "chat-bsky")]
-        "chat.bsky.group.disableJoinLink" => {
-            <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_DISABLE_JOIN_LINK
-        }
-        #[cfg(feature = "chat-bsky")]
-        "chat.bsky.group.editGroup" => {
-            <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_EDIT_GROUP
-        }
-        #[cfg(feature = "chat-bsky")]
-        "chat.bsky.group.editJoinLink" => {
-            <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_EDIT_JOIN_LINK
-        }
-        #[cfg(feature = "chat-bsky")]
-        "chat.bsky.group.enableJoinLink" => {
-            <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_ENABLE_JOIN_LINK
-        }
-        #[cfg(feature = "chat-bsky")]
-        "chat.bsky.group.getJoinLinkPreviews" => {
-            <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_GET_JOIN_LINK_PREVIEWS
-        }
-        #[cfg(feature = "chat-bsky")]
-        "chat.bsky.group.listJoinRequests" => {
-            <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_LIST_JOIN_REQUESTS
-        }
-        #[cfg(feature = "chat-bsky")]
-        "chat.bsky.group.listMutualGroups" => {
-            <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_LIST_MUTUAL_GROUPS
-        }
-        #[cfg(feature = "chat-bsky")]
-        "chat.bsky.group.rejectJoinRequest" => {
-            <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_REJECT_JOIN_REQUEST
-        }
-        #[cfg(feature = "chat-bsky")]
-        "chat.bsky.group.removeMembers" => {
-            <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_REMOVE_MEMBERS
-        }
-        #[cfg(feature = "chat-bsky")]
-        "chat.bsky.group.requestJoin" => {
-            <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_REQUEST_JOIN
-        }
-        #[cfg(feature = "chat-bsky")]
-        "chat.bsky.group.updateJoinRequestsRead" => {
-            <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_UPDATE_JOIN_REQUESTS_READ
-        }
-        #[cfg(feature = "chat-bsky")]
-        "chat.bsky.group.withdrawJoinRequest" => {
-            <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_WITHDRAW_JOIN_REQUEST
-        }
-        #[cfg(feature = "chat-bsky")]
-        "chat.bsky.moderation.getActorMetadata" => {
-            <S as crate::chat::bsky::moderation::ChatBskyModeration>::SERVES_GET_ACTOR_METADATA
-        }
-        #[cfg(feature = "chat-bsky")]
-        "chat.bsky.moderation.getConvo" => {
-            <S as crate::chat::bsky::moderation::ChatBskyModeration>::SERVES_GET_CONVO
-        }
-        #[cfg(feature = "chat-bsky")]
-        "chat.bsky.moderation.getConvoMembers" => {
-            <S as crate::chat::bsky::moderation::ChatBskyModeration>::SERVES_GET_CONVO_MEMBERS
-        }
-        #[cfg(feature = "chat-bsky")]
-        "chat.bsky.moderation.getConvos" => {
-            <S as crate::chat::bsky::moderation::ChatBskyModeration>::SERVES_GET_CONVOS
-        }
-        #[cfg(feature = "chat-bsky")]
-        "chat.bsky.moderation.getMessageContext" => {
-            <S as crate::chat::bsky::moderation::ChatBskyModeration>::SERVES_GET_MESSAGE_CONTEXT
-        }
-        #[cfg(feature = "chat-bsky")]
-        "chat.bsky.moderation.updateActorAccess" => {
-            <S as crate::chat::bsky::moderation::ChatBskyModeration>::SERVES_UPDATE_ACTOR_ACCESS
-        }
-        #[cfg(feature = "chat-bsky")]
-        "chat.bsky.notification.getPreferences" => {
-            <S as crate::chat::bsky::notification::ChatBskyNotification>::SERVES_GET_PREFERENCES
-        }
-        #[cfg(feature = "chat-bsky")]
-        "chat.bsky.notification.putPreferences" => {
-            <S as crate::chat::bsky::notification::ChatBskyNotification>::SERVES_PUT_PREFERENCES
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.admin.deleteAccount" => {
-            <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_DELETE_ACCOUNT
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.admin.disableAccountInvites" => {
-            <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_DISABLE_ACCOUNT_INVITES
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.admin.disableInviteCodes" => {
-            <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_DISABLE_INVITE_CODES
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.admin.enableAccountInvites" => {
-            <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_ENABLE_ACCOUNT_INVITES
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.admin.getAccountInfo" => {
-            <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_GET_ACCOUNT_INFO
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.admin.getAccountInfos" => {
-            <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_GET_ACCOUNT_INFOS
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.admin.getInviteCodes" => {
-            <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_GET_INVITE_CODES
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.admin.getSubjectStatus" => {
-            <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_GET_SUBJECT_STATUS
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.admin.searchAccounts" => {
-            <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_SEARCH_ACCOUNTS
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.admin.sendEmail" => {
-            <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_SEND_EMAIL
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.admin.updateAccountEmail" => {
-            <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_UPDATE_ACCOUNT_EMAIL
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.admin.updateAccountHandle" => {
-            <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_UPDATE_ACCOUNT_HANDLE
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.admin.updateAccountPassword" => {
-            <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_UPDATE_ACCOUNT_PASSWORD
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.admin.updateAccountSigningKey" => {
-            <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_UPDATE_ACCOUNT_SIGNING_KEY
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.admin.updateSubjectStatus" => {
-            <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_UPDATE_SUBJECT_STATUS
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.identity.getRecommendedDidCredentials" => {
-            <S as crate::com::atproto::identity::ComAtprotoIdentity>::SERVES_GET_RECOMMENDED_DID_CREDENTIALS
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.identity.refreshIdentity" => {
-            <S as crate::com::atproto::identity::ComAtprotoIdentity>::SERVES_REFRESH_IDENTITY
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.identity.requestPlcOperationSignature" => {
-            <S as crate::com::atproto::identity::ComAtprotoIdentity>::SERVES_REQUEST_PLC_OPERATION_SIGNATURE
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.identity.resolveDid" => {
-            <S as crate::com::atproto::identity::ComAtprotoIdentity>::SERVES_RESOLVE_DID
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.identity.resolveHandle" => {
-            <S as crate::com::atproto::identity::ComAtprotoIdentity>::SERVES_RESOLVE_HANDLE
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.identity.resolveIdentity" => {
-            <S as crate::com::atproto::identity::ComAtprotoIdentity>::SERVES_RESOLVE_IDENTITY
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.identity.signPlcOperation" => {
-            <S as crate::com::atproto::identity::ComAtprotoIdentity>::SERVES_SIGN_PLC_OPERATION
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.identity.submitPlcOperation" => {
-            <S as crate::com::atproto::identity::ComAtprotoIdentity>::SERVES_SUBMIT_PLC_OPERATION
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.identity.updateHandle" => {
-            <S as crate::com::atproto::identity::ComAtprotoIdentity>::SERVES_UPDATE_HANDLE
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.label.queryLabels" => {
-            <S as crate::com::atproto::label::ComAtprotoLabel>::SERVES_QUERY_LABELS
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.lexicon.resolveLexicon" => {
-            <S as crate::com::atproto::lexicon::ComAtprotoLexicon>::SERVES_RESOLVE_LEXICON
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.moderation.createReport" => {
-            <S as crate::com::atproto::moderation::ComAtprotoModeration>::SERVES_CREATE_REPORT
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.repo.applyWrites" => {
-            <S as crate::com::atproto::repo::ComAtprotoRepo>::SERVES_APPLY_WRITES
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.repo.createRecord" => {
-            <S as crate::com::atproto::repo::ComAtprotoRepo>::SERVES_CREATE_RECORD
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.repo.deleteRecord" => {
-            <S as crate::com::atproto::repo::ComAtprotoRepo>::SERVES_DELETE_RECORD
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.repo.describeRepo" => {
-            <S as crate::com::atproto::repo::ComAtprotoRepo>::SERVES_DESCRIBE_REPO
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.repo.getRecord" => {
-            <S as crate::com::atproto::repo::ComAtprotoRepo>::SERVES_GET_RECORD
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.repo.importRepo" => {
-            <S as crate::com::atproto::repo::ComAtprotoRepo>::SERVES_IMPORT_REPO
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.repo.listMissingBlobs" => {
-            <S as crate::com::atproto::repo::ComAtprotoRepo>::SERVES_LIST_MISSING_BLOBS
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.repo.listRecords" => {
-            <S as crate::com::atproto::repo::ComAtprotoRepo>::SERVES_LIST_RECORDS
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.repo.putRecord" => {
-            <S as crate::com::atproto::repo::ComAtprotoRepo>::SERVES_PUT_RECORD
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.repo.uploadBlob" => {
-            <S as crate::com::atproto::repo::ComAtprotoRepo>::SERVES_UPLOAD_BLOB
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.server.activateAccount" => {
-            <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_ACTIVATE_ACCOUNT
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.server.checkAccountStatus" => {
-            <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_CHECK_ACCOUNT_STATUS
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.server.confirmEmail" => {
-            <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_CONFIRM_EMAIL
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.server.createAccount" => {
-            <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_CREATE_ACCOUNT
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.server.createAppPassword" => {
-            <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_CREATE_APP_PASSWORD
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.server.createInviteCode" => {
-            <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_CREATE_INVITE_CODE
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.server.createInviteCodes" => {
-            <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_CREATE_INVITE_CODES
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.server.createSession" => {
-            <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_CREATE_SESSION
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.server.deactivateAccount" => {
-            <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_DEACTIVATE_ACCOUNT
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.server.deleteAccount" => {
-            <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_DELETE_ACCOUNT
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.server.deleteSession" => {
-            <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_DELETE_SESSION
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.server.describeServer" => {
-            <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_DESCRIBE_SERVER
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.server.getAccountInviteCodes" => {
-            <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_GET_ACCOUNT_INVITE_CODES
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.server.getServiceAuth" => {
-            <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_GET_SERVICE_AUTH
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.server.getSession" => {
-            <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_GET_SESSION
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.server.listAppPasswords" => {
-            <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_LIST_APP_PASSWORDS
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.server.refreshSession" => {
-            <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_REFRESH_SESSION
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.server.requestAccountDelete" => {
-            <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_REQUEST_ACCOUNT_DELETE
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.server.requestEmailConfirmation" => {
-            <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_REQUEST_EMAIL_CONFIRMATION
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.server.requestEmailUpdate" => {
-            <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_REQUEST_EMAIL_UPDATE
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.server.requestPasswordReset" => {
-            <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_REQUEST_PASSWORD_RESET
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.server.reserveSigningKey" => {
-            <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_RESERVE_SIGNING_KEY
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.server.resetPassword" => {
-            <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_RESET_PASSWORD
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.server.revokeAppPassword" => {
-            <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_REVOKE_APP_PASSWORD
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.server.updateEmail" => {
-            <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_UPDATE_EMAIL
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.sync.getBlob" => {
-            <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_GET_BLOB
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.sync.getBlocks" => {
-            <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_GET_BLOCKS
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.sync.getCheckout" => {
-            <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_GET_CHECKOUT
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.sync.getHead" => {
-            <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_GET_HEAD
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.sync.getHostStatus" => {
-            <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_GET_HOST_STATUS
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.sync.getLatestCommit" => {
-            <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_GET_LATEST_COMMIT
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.sync.getRecord" => {
-            <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_GET_RECORD
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.sync.getRepo" => {
-            <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_GET_REPO
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.sync.getRepoStatus" => {
-            <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_GET_REPO_STATUS
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.sync.listBlobs" => {
-            <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_LIST_BLOBS
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.sync.listHosts" => {
-            <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_LIST_HOSTS
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.sync.listRepos" => {
-            <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_LIST_REPOS
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.sync.listReposByCollection" => {
-            <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_LIST_REPOS_BY_COLLECTION
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.sync.notifyOfUpdate" => {
-            <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_NOTIFY_OF_UPDATE
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.sync.requestCrawl" => {
-            <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_REQUEST_CRAWL
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.temp.addReservedHandle" => {
-            <S as crate::com::atproto::temp::ComAtprotoTemp>::SERVES_ADD_RESERVED_HANDLE
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.temp.checkHandleAvailability" => {
-            <S as crate::com::atproto::temp::ComAtprotoTemp>::SERVES_CHECK_HANDLE_AVAILABILITY
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.temp.checkSignupQueue" => {
-            <S as crate::com::atproto::temp::ComAtprotoTemp>::SERVES_CHECK_SIGNUP_QUEUE
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.temp.dereferenceScope" => {
-            <S as crate::com::atproto::temp::ComAtprotoTemp>::SERVES_DEREFERENCE_SCOPE
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.temp.fetchLabels" => {
-            <S as crate::com::atproto::temp::ComAtprotoTemp>::SERVES_FETCH_LABELS
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.temp.requestPhoneVerification" => {
-            <S as crate::com::atproto::temp::ComAtprotoTemp>::SERVES_REQUEST_PHONE_VERIFICATION
-        }
-        #[cfg(feature = "com-atproto")]
-        "com.atproto.temp.revokeAccountCredentials" => {
-            <S as crate::com::atproto::temp::ComAtprotoTemp>::SERVES_REVOKE_ACCOUNT_CREDENTIALS
-        }
-        #[cfg(feature = "dev-rustpds")]
-        "dev.rustpds.identity.getPlcOperationToken" => {
-            <S as crate::dev::rustpds::identity::DevRustpdsIdentity>::SERVES_GET_PLC_OPERATION_TOKEN
-        }
-        #[cfg(feature = "dev-rustpds")]
-        "dev.rustpds.oauth.listSessions" => {
-            <S as crate::dev::rustpds::oauth::DevRustpdsOauth>::SERVES_LIST_SESSIONS
-        }
-        #[cfg(feature = "dev-rustpds")]
-        "dev.rustpds.oauth.revokeSession" => {
-            <S as crate::dev::rustpds::oauth::DevRustpdsOauth>::SERVES_REVOKE_SESSION
-        }
-        #[cfg(feature = "dev-rustpds")]
-        "dev.rustpds.passkey.createRegistration" => {
-            <S as crate::dev::rustpds::passkey::DevRustpdsPasskey>::SERVES_CREATE_REGISTRATION
-        }
-        #[cfg(feature = "dev-rustpds")]
-        "dev.rustpds.passkey.deletePasskey" => {
-            <S as crate::dev::rustpds::passkey::DevRustpdsPasskey>::SERVES_DELETE_PASSKEY
-        }
-        #[cfg(feature = "dev-rustpds")]
-        "dev.rustpds.passkey.listPasskeys" => {
-            <S as crate::dev::rustpds::passkey::DevRustpdsPasskey>::SERVES_LIST_PASSKEYS
-        }
-        #[cfg(feature = "dev-rustpds")]
-        "dev.rustpds.server.changePassword" => {
-            <S as crate::dev::rustpds::server::DevRustpdsServer>::SERVES_CHANGE_PASSWORD
-        }
-        #[cfg(feature = "dev-rustpds")]
-        "dev.rustpds.server.getAccountStatus" => {
-            <S as crate::dev::rustpds::server::DevRustpdsServer>::SERVES_GET_ACCOUNT_STATUS
-        }
-        #[cfg(feature = "dev-rustpds")]
-        "dev.rustpds.server.getStatus" => {
-            <S as crate::dev::rustpds::server::DevRustpdsServer>::SERVES_GET_STATUS
-        }
-        #[cfg(feature = "tools-ozone")]
-        "tools.ozone.communication.createTemplate" => {
-            <S as crate::tools::ozone::communication::ToolsOzoneCommunication>::SERVES_CREATE_TEMPLATE
-        }
-        #[cfg(feature = "tools-ozone")]
-        "tools.ozone.communication.deleteTemplate" => {
-            <S as crate::tools::ozone::communication::ToolsOzoneCommunication>::SERVES_DELETE_TEMPLATE
-        }
-        #[cfg(feature = "tools-ozone")]
-        "tools.ozone.communication.listTemplates" => {
-            <S as crate::tools::ozone::communication::ToolsOzoneCommunication>::SERVES_LIST_TEMPLATES
-        }
-        #[cfg(feature = "tools-ozone")]
-        "tools.ozone.communication.updateTemplate" => {
-            <S as crate::tools::ozone::communication::ToolsOzoneCommunication>::SERVES_UPDATE_TEMPLATE
-        }
-        #[cfg(feature = "tools-ozone")]
-        "tools.ozone.hosting.getAccountHistory" => {
-            <S as crate::tools::ozone::hosting::ToolsOzoneHosting>::SERVES_GET_ACCOUNT_HISTORY
-        }
-        #[cfg(feature = "tools-ozone")]
-        "tools.ozone.moderation.cancelScheduledActions" => {
-            <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_CANCEL_SCHEDULED_ACTIONS
-        }
-        #[cfg(feature = "tools-ozone")]
-        "tools.ozone.moderation.emitEvent" => {
-            <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_EMIT_EVENT
-        }
-        #[cfg(feature = "tools-ozone")]
-        "tools.ozone.moderation.getAccountPreferences" => {
-            <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_GET_ACCOUNT_PREFERENCES
-        }
-        #[cfg(feature = "tools-ozone")]
-        "tools.ozone.moderation.getAccountTimeline" => {
-            <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_GET_ACCOUNT_TIMELINE
-        }
-        #[cfg(feature = "tools-ozone")]
-        "tools.ozone.moderation.getEvent" => {
-            <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_GET_EVENT
-        }
-        #[cfg(feature = "tools-ozone")]
-        "tools.ozone.moderation.getRecord" => {
-            <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_GET_RECORD
-        }
-        #[cfg(feature = "tools-ozone")]
-        "tools.ozone.moderation.getRecords" => {
-            <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_GET_RECORDS
-        }
-        #[cfg(feature = "tools-ozone")]
-        "tools.ozone.moderation.getRepo" => {
-            <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_GET_REPO
-        }
-        #[cfg(feature = "tools-ozone")]
-        "tools.ozone.moderation.getReporterStats" => {
-            <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_GET_REPORTER_STATS
-        }
-        #[cfg(feature = "tools-ozone")]
-        "tools.ozone.moderation.getRepos" => {
-            <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_GET_REPOS
-        }
-        #[cfg(feature = "tools-ozone")]
-        "tools.ozone.moderation.getSubjects" => {
-            <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_GET_SUBJECTS
-        }
-        #[cfg(feature = "tools-ozone")]
-        "tools.ozone.moderation.listScheduledActions" => {
-            <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_LIST_SCHEDULED_ACTIONS
-        }
-        #[cfg(feature = "tools-ozone")]
-        "tools.ozone.moderation.queryEvents" => {
-            <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_QUERY_EVENTS
-        }
-        #[cfg(feature = "tools-ozone")]
-        "tools.ozone.moderation.queryStatuses" => {
-            <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_QUERY_STATUSES
-        }
-        #[cfg(feature = "tools-ozone")]
-        "tools.ozone.moderation.scheduleAction" => {
-            <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_SCHEDULE_ACTION
-        }
-        #[cfg(feature = "tools-ozone")]
-        "tools.ozone.moderation.searchRepos" => {
-            <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_SEARCH_REPOS
-        }
-        #[cfg(feature = "tools-ozone")]
-        "tools.ozone.queue.assignModerator" => {
-            <S as crate::tools::ozone::queue::ToolsOzoneQueue>::SERVES_ASSIGN_MODERATOR
-        }
-        #[cfg(feature = "tools-ozone")]
-        "tools.ozone.queue.createQueue" => {
-            <S as crate::tools::ozone::queue::ToolsOzoneQueue>::SERVES_CREATE_QUEUE
-        }
-        #[cfg(feature = "tools-ozone")]
-        "tools.ozone.queue.deleteQueue" => {
-            <S as crate::tools::ozone::queue::ToolsOzoneQueue>::SERVES_DELETE_QUEUE
-        }
-        #[cfg(feature = "tools-ozone")]
-        "tools.ozone.queue.getAssignments" => {
-            <S as crate::tools::ozone::queue::ToolsOzoneQueue>::SERVES_GET_ASSIGNMENTS
-        }
-        #[cfg(feature = "tools-ozone")]
-        "tools.ozone.queue.listQueues" => {
-            <S as crate::tools::ozone::queue::ToolsOzoneQueue>::SERVES_LIST_QUEUES
-        }
-        #[cfg(feature = "tools-ozone")]
-        "tools.ozone.queue.routeReports" => {
-            <S as crate::tools::ozone::queue::ToolsOzoneQueue>::SERVES_ROUTE_REPORTS
-        }
-        #[cfg(feature = "tools-ozone")]
-        "tools.ozone.queue.unassignModerator" => {
-            <S as crate::tools::ozone::queue::ToolsOzoneQueue>::SERVES_UNASSIGN_MODERATOR
-        }
-        #[cfg(feature = "tools-ozone")]
-        "tools.ozone.queue.updateQueue" => {
-            <S as crate::tools::ozone::queue::ToolsOzoneQueue>::SERVES_UPDATE_QUEUE
-        }
-        #[cfg(feature = "tools-ozone")]
-        "tools.ozone.report.assignModerator" => {
-            <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_ASSIGN_MODERATOR
-        }
-        #[cfg(feature = "tools-ozone")]
-        "tools.ozone.report.closeReports" => {
-            <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_CLOSE_REPORTS
-        }
-        #[cfg(feature = "tools-ozone")]
-        "tools.ozone.report.createActivity" => {
-            <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_CREATE_ACTIVITY
-        }
-        #[cfg(feature = "tools-ozone")]
-        "tools.ozone.report.getAssignments" => {
-            <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_GET_ASSIGNMENTS
-        }
-        #[cfg(feature = "tools-ozone")]
-        "tools.ozone.report.getHistoricalStats" => {
-            <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_GET_HISTORICAL_STATS
-        }
-        #[cfg(feature = "tools-ozone")]
-        "tools.ozone.report.getLatestReport" => {
-            <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_GET_LATEST_REPORT
-        }
-        #[cfg(feature = "tools-ozone")]
-        "tools.ozone.report.getLiveStats" => {
-            <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_GET_LIVE_STATS
-        }
-        #[cfg(feature = "tools-ozone")]
-        "tools.ozone.report.getReport" => {
-            <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_GET_REPORT
-        }
-        #[cfg(feature = "tools-ozone")]
-        "tools.ozone.report.listActivities" => {
-            <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_LIST_ACTIVITIES
-        }
-        #[cfg(feature = "tools-ozone")]
-        "tools.ozone.report.queryActivities" => {
-            <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_QUERY_ACTIVITIES
-        }
-        #[cfg(feature = "tools-ozone")]
-        "tools.ozone.report.queryReports" => {
-            <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_QUERY_REPORTS
-        }
-        #[cfg(feature = "tools-ozone")]
-        "tools.ozone.report.reassignQueue" => {
-            <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_REASSIGN_QUEUE
-        }
-        #[cfg(feature = "tools-ozone")]
-        "tools.ozone.report.refreshStats" => {
-            <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_REFRESH_STATS
-        }
-        #[cfg(feature = "tools-ozone")]
-        "tools.ozone.report.unassignModerator" => {
-            <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_UNASSIGN_MODERATOR
-        }
-        #[cfg(feature = "tools-ozone")]
-        "tools.ozone.safelink.addRule" => {
-            <S as crate::tools::ozone::safelink::ToolsOzoneSafelink>::SERVES_ADD_RULE
-        }
-        #[cfg(feature = "tools-ozone")]
-        "tools.ozone.safelink.queryEvents" => {
-            <S as crate::tools::ozone::safelink::ToolsOzoneSafelink>::SERVES_QUERY_EVENTS
-        }
-        #[cfg(feature = "tools-ozone")]
-        "tools.ozone.safelink.queryRules" => {
-            <S as crate::tools::ozone::safelink::ToolsOzoneSafelink>::SERVES_QUERY_RULES
-        }
-        #[cfg(feature = "tools-ozone")]
-        "tools.ozone.safelink.removeRule" => {
-            <S as crate::tools::ozone::safelink::ToolsOzoneSafelink>::SERVES_REMOVE_RULE
-        }
-        #[cfg(feature = "tools-ozone")]
-        "tools.ozone.safelink.updateRule" => {
-            <S as crate::tools::ozone::safelink::ToolsOzoneSafelink>::SERVES_UPDATE_RULE
-        }
-        #[cfg(feature = "tools-ozone")]
-        "tools.ozone.server.getConfig" => {
-            <S as crate::tools::ozone::server::ToolsOzoneServer>::SERVES_GET_CONFIG
-        }
-        #[cfg(feature = "tools-ozone")]
-        "tools.ozone.set.addValues" => {
-            <S as crate::tools::ozone::set::ToolsOzoneSet>::SERVES_ADD_VALUES
-        }
-        #[cfg(feature = "tools-ozone")]
-        "tools.ozone.set.deleteSet" => {
-            <S as crate::tools::ozone::set::ToolsOzoneSet>::SERVES_DELETE_SET
-        }
-        #[cfg(feature = "tools-ozone")]
-        "tools.ozone.set.deleteValues" => {
-            <S as crate::tools::ozone::set::ToolsOzoneSet>::SERVES_DELETE_VALUES
-        }
-        #[cfg(feature = "tools-ozone")]
-        "tools.ozone.set.getValues" => {
-            <S as crate::tools::ozone::set::ToolsOzoneSet>::SERVES_GET_VALUES
-        }
-        #[cfg(feature = "tools-ozone")]
-        "tools.ozone.set.querySets" => {
-            <S as crate::tools::ozone::set::ToolsOzoneSet>::SERVES_QUERY_SETS
-        }
-        #[cfg(feature = "tools-ozone")]
-        "tools.ozone.set.upsertSet" => {
-            <S as crate::tools::ozone::set::ToolsOzoneSet>::SERVES_UPSERT_SET
-        }
-        #[cfg(feature = "tools-ozone")]
-        "tools.ozone.setting.listOptions" => {
-            <S as crate::tools::ozone::setting::ToolsOzoneSetting>::SERVES_LIST_OPTIONS
-        }
-        #[cfg(feature = "tools-ozone")]
-        "tools.ozone.setting.removeOptions" => {
-            <S as crate::tools::ozone::setting::ToolsOzoneSetting>::SERVES_REMOVE_OPTIONS
-        }
-        #[cfg(feature = "tools-ozone")]
-        "tools.ozone.setting.upsertOption" => {
-            <S as crate::tools::ozone::setting::ToolsOzoneSetting>::SERVES_UPSERT_OPTION
-        }
-        #[cfg(feature = "tools-ozone")]
-        "tools.ozone.signature.findCorrelation" => {
-            <S as crate::tools::ozone::signature::ToolsOzoneSignature>::SERVES_FIND_CORRELATION
-        }
-        #[cfg(feature = "tools-ozone")]
-        "tools.ozone.signature.findRelatedAccounts" => {
-            <S as crate::tools::ozone::signature::ToolsOzoneSignature>::SERVES_FIND_RELATED_ACCOUNTS
-        }
-        #[cfg(feature = "tools-ozone")]
-        "tools.ozone.signature.searchAccounts" => {
-            <S as crate::tools::ozone::signature::ToolsOzoneSignature>::SERVES_SEARCH_ACCOUNTS
-        }
-        #[cfg(feature = "tools-ozone")]
-        "tools.ozone.team.addMember" => {
-            <S as crate::tools::ozone::team::ToolsOzoneTeam>::SERVES_ADD_MEMBER
-        }
-        #[cfg(feature = "tools-ozone")]
-        "tools.ozone.team.deleteMember" => {
-            <S as crate::tools::ozone::team::ToolsOzoneTeam>::SERVES_DELETE_MEMBER
-        }
-        #[cfg(feature = "tools-ozone")]
-        "tools.ozone.team.listMembers" => {
-            <S as crate::tools::ozone::team::ToolsOzoneTeam>::SERVES_LIST_MEMBERS
-        }
-        #[cfg(feature = "tools-ozone")]
-        "tools.ozone.team.updateMember" => {
-            <S as crate::tools::ozone::team::ToolsOzoneTeam>::SERVES_UPDATE_MEMBER
-        }
-        #[cfg(feature = "tools-ozone")]
-        "tools.ozone.verification.grantVerifications" => {
-            <S as crate::tools::ozone::verification::ToolsOzoneVerification>::SERVES_GRANT_VERIFICATIONS
-        }
-        #[cfg(feature = "tools-ozone")]
-        "tools.ozone.verification.listVerifications" => {
-            <S as crate::tools::ozone::verification::ToolsOzoneVerification>::SERVES_LIST_VERIFICATIONS
-        }
-        #[cfg(feature = "tools-ozone")]
-        "tools.ozone.verification.revokeVerifications" => {
-            <S as crate::tools::ozone::verification::ToolsOzoneVerification>::SERVES_REVOKE_VERIFICATIONS
-        }
-        _ => false,
+    match METHODS.binary_search_by(|m| m.nsid.cmp(nsid)) {
+        Ok(i) => serves_method::<S>(METHODS[i]),
+        Err(_) => false,
     }
+}
+#[allow(unused_variables)]
+fn serves_method<S: Handlers>(meta: &'static MethodMeta) -> bool {
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::actor::AppBskyActor>::SERVES_GET_PREFERENCES
+        && core::ptr::eq(meta, &crate::app::bsky::actor::get_preferences::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::actor::AppBskyActor>::SERVES_GET_PROFILE
+        && core::ptr::eq(meta, &crate::app::bsky::actor::get_profile::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::actor::AppBskyActor>::SERVES_GET_PROFILES
+        && core::ptr::eq(meta, &crate::app::bsky::actor::get_profiles::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::actor::AppBskyActor>::SERVES_GET_SUGGESTIONS
+        && core::ptr::eq(meta, &crate::app::bsky::actor::get_suggestions::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::actor::AppBskyActor>::SERVES_PUT_PREFERENCES
+        && core::ptr::eq(meta, &crate::app::bsky::actor::put_preferences::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::actor::AppBskyActor>::SERVES_SEARCH_ACTORS
+        && core::ptr::eq(meta, &crate::app::bsky::actor::search_actors::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::actor::AppBskyActor>::SERVES_SEARCH_ACTORS_TYPEAHEAD
+        && core::ptr::eq(meta, &crate::app::bsky::actor::search_actors_typeahead::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::ageassurance::AppBskyAgeassurance>::SERVES_BEGIN
+        && core::ptr::eq(meta, &crate::app::bsky::ageassurance::begin::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::ageassurance::AppBskyAgeassurance>::SERVES_GET_CONFIG
+        && core::ptr::eq(meta, &crate::app::bsky::ageassurance::get_config::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::ageassurance::AppBskyAgeassurance>::SERVES_GET_STATE
+        && core::ptr::eq(meta, &crate::app::bsky::ageassurance::get_state::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::bookmark::AppBskyBookmark>::SERVES_CREATE_BOOKMARK
+        && core::ptr::eq(meta, &crate::app::bsky::bookmark::create_bookmark::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::bookmark::AppBskyBookmark>::SERVES_DELETE_BOOKMARK
+        && core::ptr::eq(meta, &crate::app::bsky::bookmark::delete_bookmark::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::bookmark::AppBskyBookmark>::SERVES_GET_BOOKMARKS
+        && core::ptr::eq(meta, &crate::app::bsky::bookmark::get_bookmarks::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::contact::AppBskyContact>::SERVES_DISMISS_MATCH
+        && core::ptr::eq(meta, &crate::app::bsky::contact::dismiss_match::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::contact::AppBskyContact>::SERVES_GET_MATCHES
+        && core::ptr::eq(meta, &crate::app::bsky::contact::get_matches::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::contact::AppBskyContact>::SERVES_GET_SYNC_STATUS
+        && core::ptr::eq(meta, &crate::app::bsky::contact::get_sync_status::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::contact::AppBskyContact>::SERVES_IMPORT_CONTACTS
+        && core::ptr::eq(meta, &crate::app::bsky::contact::import_contacts::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::contact::AppBskyContact>::SERVES_REMOVE_DATA
+        && core::ptr::eq(meta, &crate::app::bsky::contact::remove_data::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::contact::AppBskyContact>::SERVES_SEND_NOTIFICATION
+        && core::ptr::eq(meta, &crate::app::bsky::contact::send_notification::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::contact::AppBskyContact>::SERVES_START_PHONE_VERIFICATION
+        && core::ptr::eq(
+            meta,
+            &crate::app::bsky::contact::start_phone_verification::META,
+        )
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::contact::AppBskyContact>::SERVES_VERIFY_PHONE
+        && core::ptr::eq(meta, &crate::app::bsky::contact::verify_phone::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::draft::AppBskyDraft>::SERVES_CREATE_DRAFT
+        && core::ptr::eq(meta, &crate::app::bsky::draft::create_draft::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::draft::AppBskyDraft>::SERVES_DELETE_DRAFT
+        && core::ptr::eq(meta, &crate::app::bsky::draft::delete_draft::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::draft::AppBskyDraft>::SERVES_GET_DRAFTS
+        && core::ptr::eq(meta, &crate::app::bsky::draft::get_drafts::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::draft::AppBskyDraft>::SERVES_UPDATE_DRAFT
+        && core::ptr::eq(meta, &crate::app::bsky::draft::update_draft::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::embed::AppBskyEmbed>::SERVES_GET_EMBED_EXTERNAL_VIEW
+        && core::ptr::eq(meta, &crate::app::bsky::embed::get_embed_external_view::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_DESCRIBE_FEED_GENERATOR
+        && core::ptr::eq(meta, &crate::app::bsky::feed::describe_feed_generator::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_ACTOR_FEEDS
+        && core::ptr::eq(meta, &crate::app::bsky::feed::get_actor_feeds::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_ACTOR_LIKES
+        && core::ptr::eq(meta, &crate::app::bsky::feed::get_actor_likes::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_AUTHOR_FEED
+        && core::ptr::eq(meta, &crate::app::bsky::feed::get_author_feed::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_FEED
+        && core::ptr::eq(meta, &crate::app::bsky::feed::get_feed::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_FEED_GENERATOR
+        && core::ptr::eq(meta, &crate::app::bsky::feed::get_feed_generator::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_FEED_GENERATORS
+        && core::ptr::eq(meta, &crate::app::bsky::feed::get_feed_generators::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_FEED_SKELETON
+        && core::ptr::eq(meta, &crate::app::bsky::feed::get_feed_skeleton::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_LIKES
+        && core::ptr::eq(meta, &crate::app::bsky::feed::get_likes::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_LIST_FEED
+        && core::ptr::eq(meta, &crate::app::bsky::feed::get_list_feed::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_POST_THREAD
+        && core::ptr::eq(meta, &crate::app::bsky::feed::get_post_thread::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_POSTS
+        && core::ptr::eq(meta, &crate::app::bsky::feed::get_posts::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_QUOTES
+        && core::ptr::eq(meta, &crate::app::bsky::feed::get_quotes::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_REPOSTED_BY
+        && core::ptr::eq(meta, &crate::app::bsky::feed::get_reposted_by::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_SUGGESTED_FEEDS
+        && core::ptr::eq(meta, &crate::app::bsky::feed::get_suggested_feeds::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_TIMELINE
+        && core::ptr::eq(meta, &crate::app::bsky::feed::get_timeline::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_SEARCH_POSTS
+        && core::ptr::eq(meta, &crate::app::bsky::feed::search_posts::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_SEARCH_POSTS_V2
+        && core::ptr::eq(meta, &crate::app::bsky::feed::search_posts_v2::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_SEND_INTERACTIONS
+        && core::ptr::eq(meta, &crate::app::bsky::feed::send_interactions::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_ACTOR_STARTER_PACKS
+        && core::ptr::eq(meta, &crate::app::bsky::graph::get_actor_starter_packs::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_BLOCKS
+        && core::ptr::eq(meta, &crate::app::bsky::graph::get_blocks::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_FOLLOWERS
+        && core::ptr::eq(meta, &crate::app::bsky::graph::get_followers::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_FOLLOWS
+        && core::ptr::eq(meta, &crate::app::bsky::graph::get_follows::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_KNOWN_FOLLOWERS
+        && core::ptr::eq(meta, &crate::app::bsky::graph::get_known_followers::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_LIST
+        && core::ptr::eq(meta, &crate::app::bsky::graph::get_list::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_LIST_BLOCKS
+        && core::ptr::eq(meta, &crate::app::bsky::graph::get_list_blocks::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_LIST_MUTES
+        && core::ptr::eq(meta, &crate::app::bsky::graph::get_list_mutes::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_LISTS
+        && core::ptr::eq(meta, &crate::app::bsky::graph::get_lists::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_LISTS_WITH_MEMBERSHIP
+        && core::ptr::eq(meta, &crate::app::bsky::graph::get_lists_with_membership::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_MUTES
+        && core::ptr::eq(meta, &crate::app::bsky::graph::get_mutes::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_RELATIONSHIPS
+        && core::ptr::eq(meta, &crate::app::bsky::graph::get_relationships::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_STARTER_PACK
+        && core::ptr::eq(meta, &crate::app::bsky::graph::get_starter_pack::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_STARTER_PACKS
+        && core::ptr::eq(meta, &crate::app::bsky::graph::get_starter_packs::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_STARTER_PACKS_WITH_MEMBERSHIP
+        && core::ptr::eq(
+            meta,
+            &crate::app::bsky::graph::get_starter_packs_with_membership::META,
+        )
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_SUGGESTED_FOLLOWS_BY_ACTOR
+        && core::ptr::eq(
+            meta,
+            &crate::app::bsky::graph::get_suggested_follows_by_actor::META,
+        )
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_MUTE_ACTOR
+        && core::ptr::eq(meta, &crate::app::bsky::graph::mute_actor::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_MUTE_ACTOR_LIST
+        && core::ptr::eq(meta, &crate::app::bsky::graph::mute_actor_list::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_MUTE_THREAD
+        && core::ptr::eq(meta, &crate::app::bsky::graph::mute_thread::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_SEARCH_STARTER_PACKS
+        && core::ptr::eq(meta, &crate::app::bsky::graph::search_starter_packs::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_SEARCH_STARTER_PACKS_V2
+        && core::ptr::eq(meta, &crate::app::bsky::graph::search_starter_packs_v2::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_UNMUTE_ACTOR
+        && core::ptr::eq(meta, &crate::app::bsky::graph::unmute_actor::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_UNMUTE_ACTOR_LIST
+        && core::ptr::eq(meta, &crate::app::bsky::graph::unmute_actor_list::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_UNMUTE_THREAD
+        && core::ptr::eq(meta, &crate::app::bsky::graph::unmute_thread::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::labeler::AppBskyLabeler>::SERVES_GET_SERVICES
+        && core::ptr::eq(meta, &crate::app::bsky::labeler::get_services::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::notification::AppBskyNotification>::SERVES_GET_PREFERENCES
+        && core::ptr::eq(meta, &crate::app::bsky::notification::get_preferences::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::notification::AppBskyNotification>::SERVES_GET_UNREAD_COUNT
+        && core::ptr::eq(meta, &crate::app::bsky::notification::get_unread_count::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::notification::AppBskyNotification>::SERVES_LIST_ACTIVITY_SUBSCRIPTIONS
+        && core::ptr::eq(
+            meta,
+            &crate::app::bsky::notification::list_activity_subscriptions::META,
+        )
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::notification::AppBskyNotification>::SERVES_LIST_NOTIFICATIONS
+        && core::ptr::eq(meta, &crate::app::bsky::notification::list_notifications::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::notification::AppBskyNotification>::SERVES_PUT_ACTIVITY_SUBSCRIPTION
+        && core::ptr::eq(
+            meta,
+            &crate::app::bsky::notification::put_activity_subscription::META,
+        )
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::notification::AppBskyNotification>::SERVES_PUT_PREFERENCES
+        && core::ptr::eq(meta, &crate::app::bsky::notification::put_preferences::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::notification::AppBskyNotification>::SERVES_PUT_PREFERENCES_V2
+        && core::ptr::eq(meta, &crate::app::bsky::notification::put_preferences_v2::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::notification::AppBskyNotification>::SERVES_REGISTER_PUSH
+        && core::ptr::eq(meta, &crate::app::bsky::notification::register_push::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::notification::AppBskyNotification>::SERVES_UNREGISTER_PUSH
+        && core::ptr::eq(meta, &crate::app::bsky::notification::unregister_push::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::notification::AppBskyNotification>::SERVES_UPDATE_SEEN
+        && core::ptr::eq(meta, &crate::app::bsky::notification::update_seen::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_AGE_ASSURANCE_STATE
+        && core::ptr::eq(
+            meta,
+            &crate::app::bsky::unspecced::get_age_assurance_state::META,
+        )
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_CONFIG
+        && core::ptr::eq(meta, &crate::app::bsky::unspecced::get_config::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_ONBOARDING_SUGGESTED_STARTER_PACKS
+        && core::ptr::eq(
+            meta,
+            &crate::app::bsky::unspecced::get_onboarding_suggested_starter_packs::META,
+        )
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_ONBOARDING_SUGGESTED_STARTER_PACKS_SKELETON
+        && core::ptr::eq(
+            meta,
+            &crate::app::bsky::unspecced::get_onboarding_suggested_starter_packs_skeleton::META,
+        )
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_ONBOARDING_SUGGESTED_USERS_SKELETON
+        && core::ptr::eq(
+            meta,
+            &crate::app::bsky::unspecced::get_onboarding_suggested_users_skeleton::META,
+        )
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_POPULAR_FEED_GENERATORS
+        && core::ptr::eq(
+            meta,
+            &crate::app::bsky::unspecced::get_popular_feed_generators::META,
+        )
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_POST_THREAD_OTHER_V2
+        && core::ptr::eq(
+            meta,
+            &crate::app::bsky::unspecced::get_post_thread_other_v2::META,
+        )
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_POST_THREAD_V2
+        && core::ptr::eq(meta, &crate::app::bsky::unspecced::get_post_thread_v2::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_FEEDS
+        && core::ptr::eq(meta, &crate::app::bsky::unspecced::get_suggested_feeds::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_FEEDS_SKELETON
+        && core::ptr::eq(
+            meta,
+            &crate::app::bsky::unspecced::get_suggested_feeds_skeleton::META,
+        )
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_ONBOARDING_USERS
+        && core::ptr::eq(
+            meta,
+            &crate::app::bsky::unspecced::get_suggested_onboarding_users::META,
+        )
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_STARTER_PACKS
+        && core::ptr::eq(
+            meta,
+            &crate::app::bsky::unspecced::get_suggested_starter_packs::META,
+        )
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_STARTER_PACKS_SKELETON
+        && core::ptr::eq(
+            meta,
+            &crate::app::bsky::unspecced::get_suggested_starter_packs_skeleton::META,
+        )
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_USERS
+        && core::ptr::eq(meta, &crate::app::bsky::unspecced::get_suggested_users::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_USERS_FOR_DISCOVER
+        && core::ptr::eq(
+            meta,
+            &crate::app::bsky::unspecced::get_suggested_users_for_discover::META,
+        )
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_USERS_FOR_DISCOVER_SKELETON
+        && core::ptr::eq(
+            meta,
+            &crate::app::bsky::unspecced::get_suggested_users_for_discover_skeleton::META,
+        )
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_USERS_FOR_EXPLORE
+        && core::ptr::eq(
+            meta,
+            &crate::app::bsky::unspecced::get_suggested_users_for_explore::META,
+        )
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_USERS_FOR_EXPLORE_SKELETON
+        && core::ptr::eq(
+            meta,
+            &crate::app::bsky::unspecced::get_suggested_users_for_explore_skeleton::META,
+        )
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_USERS_FOR_SEE_MORE
+        && core::ptr::eq(
+            meta,
+            &crate::app::bsky::unspecced::get_suggested_users_for_see_more::META,
+        )
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_USERS_FOR_SEE_MORE_SKELETON
+        && core::ptr::eq(
+            meta,
+            &crate::app::bsky::unspecced::get_suggested_users_for_see_more_skeleton::META,
+        )
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_USERS_SKELETON
+        && core::ptr::eq(
+            meta,
+            &crate::app::bsky::unspecced::get_suggested_users_skeleton::META,
+        )
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTIONS_SKELETON
+        && core::ptr::eq(
+            meta,
+            &crate::app::bsky::unspecced::get_suggestions_skeleton::META,
+        )
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_TAGGED_SUGGESTIONS
+        && core::ptr::eq(
+            meta,
+            &crate::app::bsky::unspecced::get_tagged_suggestions::META,
+        )
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_TRENDING_TOPICS
+        && core::ptr::eq(meta, &crate::app::bsky::unspecced::get_trending_topics::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_TRENDS
+        && core::ptr::eq(meta, &crate::app::bsky::unspecced::get_trends::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_TRENDS_SKELETON
+        && core::ptr::eq(meta, &crate::app::bsky::unspecced::get_trends_skeleton::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_INIT_AGE_ASSURANCE
+        && core::ptr::eq(meta, &crate::app::bsky::unspecced::init_age_assurance::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_SEARCH_ACTORS_SKELETON
+        && core::ptr::eq(
+            meta,
+            &crate::app::bsky::unspecced::search_actors_skeleton::META,
+        )
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_SEARCH_POSTS_SKELETON
+        && core::ptr::eq(meta, &crate::app::bsky::unspecced::search_posts_skeleton::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_SEARCH_STARTER_PACKS_SKELETON
+        && core::ptr::eq(
+            meta,
+            &crate::app::bsky::unspecced::search_starter_packs_skeleton::META,
+        )
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::video::AppBskyVideo>::SERVES_ABORT_UPLOAD
+        && core::ptr::eq(meta, &crate::app::bsky::video::abort_upload::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::video::AppBskyVideo>::SERVES_FINISH_UPLOAD
+        && core::ptr::eq(meta, &crate::app::bsky::video::finish_upload::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::video::AppBskyVideo>::SERVES_GET_JOB_STATUS
+        && core::ptr::eq(meta, &crate::app::bsky::video::get_job_status::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::video::AppBskyVideo>::SERVES_GET_UPLOAD_LIMITS
+        && core::ptr::eq(meta, &crate::app::bsky::video::get_upload_limits::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::video::AppBskyVideo>::SERVES_GET_UPLOAD_STATUS
+        && core::ptr::eq(meta, &crate::app::bsky::video::get_upload_status::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::video::AppBskyVideo>::SERVES_START_UPLOAD
+        && core::ptr::eq(meta, &crate::app::bsky::video::start_upload::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::video::AppBskyVideo>::SERVES_UPLOAD_PART
+        && core::ptr::eq(meta, &crate::app::bsky::video::upload_part::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "app-bsky")]
+    if <S as crate::app::bsky::video::AppBskyVideo>::SERVES_UPLOAD_VIDEO
+        && core::ptr::eq(meta, &crate::app::bsky::video::upload_video::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "chat-bsky")]
+    if <S as crate::chat::bsky::actor::ChatBskyActor>::SERVES_DELETE_ACCOUNT
+        && core::ptr::eq(meta, &crate::chat::bsky::actor::delete_account::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "chat-bsky")]
+    if <S as crate::chat::bsky::actor::ChatBskyActor>::SERVES_EXPORT_ACCOUNT_DATA
+        && core::ptr::eq(meta, &crate::chat::bsky::actor::export_account_data::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "chat-bsky")]
+    if <S as crate::chat::bsky::actor::ChatBskyActor>::SERVES_GET_STATUS
+        && core::ptr::eq(meta, &crate::chat::bsky::actor::get_status::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "chat-bsky")]
+    if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_ACCEPT_CONVO
+        && core::ptr::eq(meta, &crate::chat::bsky::convo::accept_convo::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "chat-bsky")]
+    if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_ADD_REACTION
+        && core::ptr::eq(meta, &crate::chat::bsky::convo::add_reaction::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "chat-bsky")]
+    if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_DELETE_MESSAGE_FOR_SELF
+        && core::ptr::eq(meta, &crate::chat::bsky::convo::delete_message_for_self::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "chat-bsky")]
+    if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_GET_CONVO
+        && core::ptr::eq(meta, &crate::chat::bsky::convo::get_convo::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "chat-bsky")]
+    if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_GET_CONVO_AVAILABILITY
+        && core::ptr::eq(meta, &crate::chat::bsky::convo::get_convo_availability::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "chat-bsky")]
+    if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_GET_CONVO_FOR_MEMBERS
+        && core::ptr::eq(meta, &crate::chat::bsky::convo::get_convo_for_members::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "chat-bsky")]
+    if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_GET_CONVO_MEMBERS
+        && core::ptr::eq(meta, &crate::chat::bsky::convo::get_convo_members::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "chat-bsky")]
+    if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_GET_LOG
+        && core::ptr::eq(meta, &crate::chat::bsky::convo::get_log::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "chat-bsky")]
+    if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_GET_MESSAGES
+        && core::ptr::eq(meta, &crate::chat::bsky::convo::get_messages::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "chat-bsky")]
+    if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_GET_UNREAD_COUNTS
+        && core::ptr::eq(meta, &crate::chat::bsky::convo::get_unread_counts::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "chat-bsky")]
+    if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_LEAVE_CONVO
+        && core::ptr::eq(meta, &crate::chat::bsky::convo::leave_convo::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "chat-bsky")]
+    if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_LIST_CONVO_REQUESTS
+        && core::ptr::eq(meta, &crate::chat::bsky::convo::list_convo_requests::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "chat-bsky")]
+    if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_LIST_CONVOS
+        && core::ptr::eq(meta, &crate::chat::bsky::convo::list_convos::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "chat-bsky")]
+    if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_LOCK_CONVO
+        && core::ptr::eq(meta, &crate::chat::bsky::convo::lock_convo::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "chat-bsky")]
+    if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_MUTE_CONVO
+        && core::ptr::eq(meta, &crate::chat::bsky::convo::mute_convo::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "chat-bsky")]
+    if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_REMOVE_REACTION
+        && core::ptr::eq(meta, &crate::chat::bsky::convo::remove_reaction::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "chat-bsky")]
+    if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_SEND_MESSAGE
+        && core::ptr::eq(meta, &crate::chat::bsky::convo::send_message::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "chat-bsky")]
+    if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_SEND_MESSAGE_BATCH
+        && core::ptr::eq(meta, &crate::chat::bsky::convo::send_message_batch::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "chat-bsky")]
+    if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_UNLOCK_CONVO
+        && core::ptr::eq(meta, &crate::chat::bsky::convo::unlock_convo::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "chat-bsky")]
+    if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_UNMUTE_CONVO
+        && core::ptr::eq(meta, &crate::chat::bsky::convo::unmute_convo::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "chat-bsky")]
+    if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_UPDATE_ALL_READ
+        && core::ptr::eq(meta, &crate::chat::bsky::convo::update_all_read::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "chat-bsky")]
+    if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_UPDATE_READ
+        && core::ptr::eq(meta, &crate::chat::bsky::convo::update_read::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "chat-bsky")]
+    if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_ADD_MEMBERS
+        && core::ptr::eq(meta, &crate::chat::bsky::group::add_members::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "chat-bsky")]
+    if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_APPROVE_JOIN_REQUEST
+        && core::ptr::eq(meta, &crate::chat::bsky::group::approve_join_request::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "chat-bsky")]
+    if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_CREATE_GROUP
+        && core::ptr::eq(meta, &crate::chat::bsky::group::create_group::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "chat-bsky")]
+    if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_CREATE_JOIN_LINK
+        && core::ptr::eq(meta, &crate::chat::bsky::group::create_join_link::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "chat-bsky")]
+    if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_DISABLE_JOIN_LINK
+        && core::ptr::eq(meta, &crate::chat::bsky::group::disable_join_link::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "chat-bsky")]
+    if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_EDIT_GROUP
+        && core::ptr::eq(meta, &crate::chat::bsky::group::edit_group::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "chat-bsky")]
+    if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_EDIT_JOIN_LINK
+        && core::ptr::eq(meta, &crate::chat::bsky::group::edit_join_link::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "chat-bsky")]
+    if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_ENABLE_JOIN_LINK
+        && core::ptr::eq(meta, &crate::chat::bsky::group::enable_join_link::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "chat-bsky")]
+    if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_GET_JOIN_LINK_PREVIEWS
+        && core::ptr::eq(meta, &crate::chat::bsky::group::get_join_link_previews::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "chat-bsky")]
+    if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_LIST_JOIN_REQUESTS
+        && core::ptr::eq(meta, &crate::chat::bsky::group::list_join_requests::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "chat-bsky")]
+    if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_LIST_MUTUAL_GROUPS
+        && core::ptr::eq(meta, &crate::chat::bsky::group::list_mutual_groups::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "chat-bsky")]
+    if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_REJECT_JOIN_REQUEST
+        && core::ptr::eq(meta, &crate::chat::bsky::group::reject_join_request::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "chat-bsky")]
+    if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_REMOVE_MEMBERS
+        && core::ptr::eq(meta, &crate::chat::bsky::group::remove_members::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "chat-bsky")]
+    if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_REQUEST_JOIN
+        && core::ptr::eq(meta, &crate::chat::bsky::group::request_join::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "chat-bsky")]
+    if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_UPDATE_JOIN_REQUESTS_READ
+        && core::ptr::eq(
+            meta,
+            &crate::chat::bsky::group::update_join_requests_read::META,
+        )
+    {
+        return true;
+    }
+    #[cfg(feature = "chat-bsky")]
+    if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_WITHDRAW_JOIN_REQUEST
+        && core::ptr::eq(meta, &crate::chat::bsky::group::withdraw_join_request::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "chat-bsky")]
+    if <S as crate::chat::bsky::moderation::ChatBskyModeration>::SERVES_GET_ACTOR_METADATA
+        && core::ptr::eq(meta, &crate::chat::bsky::moderation::get_actor_metadata::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "chat-bsky")]
+    if <S as crate::chat::bsky::moderation::ChatBskyModeration>::SERVES_GET_CONVO
+        && core::ptr::eq(meta, &crate::chat::bsky::moderation::get_convo::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "chat-bsky")]
+    if <S as crate::chat::bsky::moderation::ChatBskyModeration>::SERVES_GET_CONVO_MEMBERS
+        && core::ptr::eq(meta, &crate::chat::bsky::moderation::get_convo_members::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "chat-bsky")]
+    if <S as crate::chat::bsky::moderation::ChatBskyModeration>::SERVES_GET_CONVOS
+        && core::ptr::eq(meta, &crate::chat::bsky::moderation::get_convos::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "chat-bsky")]
+    if <S as crate::chat::bsky::moderation::ChatBskyModeration>::SERVES_GET_MESSAGE_CONTEXT
+        && core::ptr::eq(meta, &crate::chat::bsky::moderation::get_message_context::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "chat-bsky")]
+    if <S as crate::chat::bsky::moderation::ChatBskyModeration>::SERVES_UPDATE_ACTOR_ACCESS
+        && core::ptr::eq(meta, &crate::chat::bsky::moderation::update_actor_access::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "chat-bsky")]
+    if <S as crate::chat::bsky::notification::ChatBskyNotification>::SERVES_GET_PREFERENCES
+        && core::ptr::eq(meta, &crate::chat::bsky::notification::get_preferences::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "chat-bsky")]
+    if <S as crate::chat::bsky::notification::ChatBskyNotification>::SERVES_PUT_PREFERENCES
+        && core::ptr::eq(meta, &crate::chat::bsky::notification::put_preferences::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_DELETE_ACCOUNT
+        && core::ptr::eq(meta, &crate::com::atproto::admin::delete_account::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_DISABLE_ACCOUNT_INVITES
+        && core::ptr::eq(
+            meta,
+            &crate::com::atproto::admin::disable_account_invites::META,
+        )
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_DISABLE_INVITE_CODES
+        && core::ptr::eq(meta, &crate::com::atproto::admin::disable_invite_codes::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_ENABLE_ACCOUNT_INVITES
+        && core::ptr::eq(meta, &crate::com::atproto::admin::enable_account_invites::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_GET_ACCOUNT_INFO
+        && core::ptr::eq(meta, &crate::com::atproto::admin::get_account_info::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_GET_ACCOUNT_INFOS
+        && core::ptr::eq(meta, &crate::com::atproto::admin::get_account_infos::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_GET_INVITE_CODES
+        && core::ptr::eq(meta, &crate::com::atproto::admin::get_invite_codes::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_GET_SUBJECT_STATUS
+        && core::ptr::eq(meta, &crate::com::atproto::admin::get_subject_status::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_SEARCH_ACCOUNTS
+        && core::ptr::eq(meta, &crate::com::atproto::admin::search_accounts::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_SEND_EMAIL
+        && core::ptr::eq(meta, &crate::com::atproto::admin::send_email::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_UPDATE_ACCOUNT_EMAIL
+        && core::ptr::eq(meta, &crate::com::atproto::admin::update_account_email::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_UPDATE_ACCOUNT_HANDLE
+        && core::ptr::eq(meta, &crate::com::atproto::admin::update_account_handle::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_UPDATE_ACCOUNT_PASSWORD
+        && core::ptr::eq(
+            meta,
+            &crate::com::atproto::admin::update_account_password::META,
+        )
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_UPDATE_ACCOUNT_SIGNING_KEY
+        && core::ptr::eq(
+            meta,
+            &crate::com::atproto::admin::update_account_signing_key::META,
+        )
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_UPDATE_SUBJECT_STATUS
+        && core::ptr::eq(meta, &crate::com::atproto::admin::update_subject_status::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::identity::ComAtprotoIdentity>::SERVES_GET_RECOMMENDED_DID_CREDENTIALS
+        && core::ptr::eq(
+            meta,
+            &crate::com::atproto::identity::get_recommended_did_credentials::META,
+        )
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::identity::ComAtprotoIdentity>::SERVES_REFRESH_IDENTITY
+        && core::ptr::eq(meta, &crate::com::atproto::identity::refresh_identity::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::identity::ComAtprotoIdentity>::SERVES_REQUEST_PLC_OPERATION_SIGNATURE
+        && core::ptr::eq(
+            meta,
+            &crate::com::atproto::identity::request_plc_operation_signature::META,
+        )
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::identity::ComAtprotoIdentity>::SERVES_RESOLVE_DID
+        && core::ptr::eq(meta, &crate::com::atproto::identity::resolve_did::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::identity::ComAtprotoIdentity>::SERVES_RESOLVE_HANDLE
+        && core::ptr::eq(meta, &crate::com::atproto::identity::resolve_handle::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::identity::ComAtprotoIdentity>::SERVES_RESOLVE_IDENTITY
+        && core::ptr::eq(meta, &crate::com::atproto::identity::resolve_identity::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::identity::ComAtprotoIdentity>::SERVES_SIGN_PLC_OPERATION
+        && core::ptr::eq(meta, &crate::com::atproto::identity::sign_plc_operation::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::identity::ComAtprotoIdentity>::SERVES_SUBMIT_PLC_OPERATION
+        && core::ptr::eq(
+            meta,
+            &crate::com::atproto::identity::submit_plc_operation::META,
+        )
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::identity::ComAtprotoIdentity>::SERVES_UPDATE_HANDLE
+        && core::ptr::eq(meta, &crate::com::atproto::identity::update_handle::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::label::ComAtprotoLabel>::SERVES_QUERY_LABELS
+        && core::ptr::eq(meta, &crate::com::atproto::label::query_labels::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::lexicon::ComAtprotoLexicon>::SERVES_RESOLVE_LEXICON
+        && core::ptr::eq(meta, &crate::com::atproto::lexicon::resolve_lexicon::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::moderation::ComAtprotoModeration>::SERVES_CREATE_REPORT
+        && core::ptr::eq(meta, &crate::com::atproto::moderation::create_report::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::repo::ComAtprotoRepo>::SERVES_APPLY_WRITES
+        && core::ptr::eq(meta, &crate::com::atproto::repo::apply_writes::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::repo::ComAtprotoRepo>::SERVES_CREATE_RECORD
+        && core::ptr::eq(meta, &crate::com::atproto::repo::create_record::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::repo::ComAtprotoRepo>::SERVES_DELETE_RECORD
+        && core::ptr::eq(meta, &crate::com::atproto::repo::delete_record::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::repo::ComAtprotoRepo>::SERVES_DESCRIBE_REPO
+        && core::ptr::eq(meta, &crate::com::atproto::repo::describe_repo::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::repo::ComAtprotoRepo>::SERVES_GET_RECORD
+        && core::ptr::eq(meta, &crate::com::atproto::repo::get_record::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::repo::ComAtprotoRepo>::SERVES_IMPORT_REPO
+        && core::ptr::eq(meta, &crate::com::atproto::repo::import_repo::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::repo::ComAtprotoRepo>::SERVES_LIST_MISSING_BLOBS
+        && core::ptr::eq(meta, &crate::com::atproto::repo::list_missing_blobs::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::repo::ComAtprotoRepo>::SERVES_LIST_RECORDS
+        && core::ptr::eq(meta, &crate::com::atproto::repo::list_records::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::repo::ComAtprotoRepo>::SERVES_PUT_RECORD
+        && core::ptr::eq(meta, &crate::com::atproto::repo::put_record::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::repo::ComAtprotoRepo>::SERVES_UPLOAD_BLOB
+        && core::ptr::eq(meta, &crate::com::atproto::repo::upload_blob::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_ACTIVATE_ACCOUNT
+        && core::ptr::eq(meta, &crate::com::atproto::server::activate_account::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_CHECK_ACCOUNT_STATUS
+        && core::ptr::eq(meta, &crate::com::atproto::server::check_account_status::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_CONFIRM_EMAIL
+        && core::ptr::eq(meta, &crate::com::atproto::server::confirm_email::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_CREATE_ACCOUNT
+        && core::ptr::eq(meta, &crate::com::atproto::server::create_account::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_CREATE_APP_PASSWORD
+        && core::ptr::eq(meta, &crate::com::atproto::server::create_app_password::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_CREATE_INVITE_CODE
+        && core::ptr::eq(meta, &crate::com::atproto::server::create_invite_code::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_CREATE_INVITE_CODES
+        && core::ptr::eq(meta, &crate::com::atproto::server::create_invite_codes::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_CREATE_SESSION
+        && core::ptr::eq(meta, &crate::com::atproto::server::create_session::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_DEACTIVATE_ACCOUNT
+        && core::ptr::eq(meta, &crate::com::atproto::server::deactivate_account::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_DELETE_ACCOUNT
+        && core::ptr::eq(meta, &crate::com::atproto::server::delete_account::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_DELETE_SESSION
+        && core::ptr::eq(meta, &crate::com::atproto::server::delete_session::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_DESCRIBE_SERVER
+        && core::ptr::eq(meta, &crate::com::atproto::server::describe_server::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_GET_ACCOUNT_INVITE_CODES
+        && core::ptr::eq(
+            meta,
+            &crate::com::atproto::server::get_account_invite_codes::META,
+        )
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_GET_SERVICE_AUTH
+        && core::ptr::eq(meta, &crate::com::atproto::server::get_service_auth::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_GET_SESSION
+        && core::ptr::eq(meta, &crate::com::atproto::server::get_session::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_LIST_APP_PASSWORDS
+        && core::ptr::eq(meta, &crate::com::atproto::server::list_app_passwords::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_REFRESH_SESSION
+        && core::ptr::eq(meta, &crate::com::atproto::server::refresh_session::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_REQUEST_ACCOUNT_DELETE
+        && core::ptr::eq(
+            meta,
+            &crate::com::atproto::server::request_account_delete::META,
+        )
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_REQUEST_EMAIL_CONFIRMATION
+        && core::ptr::eq(
+            meta,
+            &crate::com::atproto::server::request_email_confirmation::META,
+        )
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_REQUEST_EMAIL_UPDATE
+        && core::ptr::eq(meta, &crate::com::atproto::server::request_email_update::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_REQUEST_PASSWORD_RESET
+        && core::ptr::eq(
+            meta,
+            &crate::com::atproto::server::request_password_reset::META,
+        )
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_RESERVE_SIGNING_KEY
+        && core::ptr::eq(meta, &crate::com::atproto::server::reserve_signing_key::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_RESET_PASSWORD
+        && core::ptr::eq(meta, &crate::com::atproto::server::reset_password::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_REVOKE_APP_PASSWORD
+        && core::ptr::eq(meta, &crate::com::atproto::server::revoke_app_password::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_UPDATE_EMAIL
+        && core::ptr::eq(meta, &crate::com::atproto::server::update_email::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_GET_BLOB
+        && core::ptr::eq(meta, &crate::com::atproto::sync::get_blob::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_GET_BLOCKS
+        && core::ptr::eq(meta, &crate::com::atproto::sync::get_blocks::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_GET_CHECKOUT
+        && core::ptr::eq(meta, &crate::com::atproto::sync::get_checkout::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_GET_HEAD
+        && core::ptr::eq(meta, &crate::com::atproto::sync::get_head::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_GET_HOST_STATUS
+        && core::ptr::eq(meta, &crate::com::atproto::sync::get_host_status::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_GET_LATEST_COMMIT
+        && core::ptr::eq(meta, &crate::com::atproto::sync::get_latest_commit::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_GET_RECORD
+        && core::ptr::eq(meta, &crate::com::atproto::sync::get_record::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_GET_REPO
+        && core::ptr::eq(meta, &crate::com::atproto::sync::get_repo::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_GET_REPO_STATUS
+        && core::ptr::eq(meta, &crate::com::atproto::sync::get_repo_status::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_LIST_BLOBS
+        && core::ptr::eq(meta, &crate::com::atproto::sync::list_blobs::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_LIST_HOSTS
+        && core::ptr::eq(meta, &crate::com::atproto::sync::list_hosts::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_LIST_REPOS
+        && core::ptr::eq(meta, &crate::com::atproto::sync::list_repos::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_LIST_REPOS_BY_COLLECTION
+        && core::ptr::eq(
+            meta,
+            &crate::com::atproto::sync::list_repos_by_collection::META,
+        )
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_NOTIFY_OF_UPDATE
+        && core::ptr::eq(meta, &crate::com::atproto::sync::notify_of_update::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_REQUEST_CRAWL
+        && core::ptr::eq(meta, &crate::com::atproto::sync::request_crawl::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::temp::ComAtprotoTemp>::SERVES_ADD_RESERVED_HANDLE
+        && core::ptr::eq(meta, &crate::com::atproto::temp::add_reserved_handle::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::temp::ComAtprotoTemp>::SERVES_CHECK_HANDLE_AVAILABILITY
+        && core::ptr::eq(
+            meta,
+            &crate::com::atproto::temp::check_handle_availability::META,
+        )
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::temp::ComAtprotoTemp>::SERVES_CHECK_SIGNUP_QUEUE
+        && core::ptr::eq(meta, &crate::com::atproto::temp::check_signup_queue::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::temp::ComAtprotoTemp>::SERVES_DEREFERENCE_SCOPE
+        && core::ptr::eq(meta, &crate::com::atproto::temp::dereference_scope::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::temp::ComAtprotoTemp>::SERVES_FETCH_LABELS
+        && core::ptr::eq(meta, &crate::com::atproto::temp::fetch_labels::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::temp::ComAtprotoTemp>::SERVES_REQUEST_PHONE_VERIFICATION
+        && core::ptr::eq(
+            meta,
+            &crate::com::atproto::temp::request_phone_verification::META,
+        )
+    {
+        return true;
+    }
+    #[cfg(feature = "com-atproto")]
+    if <S as crate::com::atproto::temp::ComAtprotoTemp>::SERVES_REVOKE_ACCOUNT_CREDENTIALS
+        && core::ptr::eq(
+            meta,
+            &crate::com::atproto::temp::revoke_account_credentials::META,
+        )
+    {
+        return true;
+    }
+    #[cfg(feature = "dev-rustpds")]
+    if <S as crate::dev::rustpds::identity::DevRustpdsIdentity>::SERVES_GET_PLC_OPERATION_TOKEN
+        && core::ptr::eq(
+            meta,
+            &crate::dev::rustpds::identity::get_plc_operation_token::META,
+        )
+    {
+        return true;
+    }
+    #[cfg(feature = "dev-rustpds")]
+    if <S as crate::dev::rustpds::oauth::DevRustpdsOauth>::SERVES_LIST_SESSIONS
+        && core::ptr::eq(meta, &crate::dev::rustpds::oauth::list_sessions::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "dev-rustpds")]
+    if <S as crate::dev::rustpds::oauth::DevRustpdsOauth>::SERVES_REVOKE_SESSION
+        && core::ptr::eq(meta, &crate::dev::rustpds::oauth::revoke_session::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "dev-rustpds")]
+    if <S as crate::dev::rustpds::passkey::DevRustpdsPasskey>::SERVES_CREATE_REGISTRATION
+        && core::ptr::eq(meta, &crate::dev::rustpds::passkey::create_registration::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "dev-rustpds")]
+    if <S as crate::dev::rustpds::passkey::DevRustpdsPasskey>::SERVES_DELETE_PASSKEY
+        && core::ptr::eq(meta, &crate::dev::rustpds::passkey::delete_passkey::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "dev-rustpds")]
+    if <S as crate::dev::rustpds::passkey::DevRustpdsPasskey>::SERVES_LIST_PASSKEYS
+        && core::ptr::eq(meta, &crate::dev::rustpds::passkey::list_passkeys::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "dev-rustpds")]
+    if <S as crate::dev::rustpds::server::DevRustpdsServer>::SERVES_CHANGE_PASSWORD
+        && core::ptr::eq(meta, &crate::dev::rustpds::server::change_password::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "dev-rustpds")]
+    if <S as crate::dev::rustpds::server::DevRustpdsServer>::SERVES_GET_ACCOUNT_STATUS
+        && core::ptr::eq(meta, &crate::dev::rustpds::server::get_account_status::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "dev-rustpds")]
+    if <S as crate::dev::rustpds::server::DevRustpdsServer>::SERVES_GET_STATUS
+        && core::ptr::eq(meta, &crate::dev::rustpds::server::get_status::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "tools-ozone")]
+    if <S as crate::tools::ozone::communication::ToolsOzoneCommunication>::SERVES_CREATE_TEMPLATE
+        && core::ptr::eq(
+            meta,
+            &crate::tools::ozone::communication::create_template::META,
+        )
+    {
+        return true;
+    }
+    #[cfg(feature = "tools-ozone")]
+    if <S as crate::tools::ozone::communication::ToolsOzoneCommunication>::SERVES_DELETE_TEMPLATE
+        && core::ptr::eq(
+            meta,
+            &crate::tools::ozone::communication::delete_template::META,
+        )
+    {
+        return true;
+    }
+    #[cfg(feature = "tools-ozone")]
+    if <S as crate::tools::ozone::communication::ToolsOzoneCommunication>::SERVES_LIST_TEMPLATES
+        && core::ptr::eq(meta, &crate::tools::ozone::communication::list_templates::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "tools-ozone")]
+    if <S as crate::tools::ozone::communication::ToolsOzoneCommunication>::SERVES_UPDATE_TEMPLATE
+        && core::ptr::eq(
+            meta,
+            &crate::tools::ozone::communication::update_template::META,
+        )
+    {
+        return true;
+    }
+    #[cfg(feature = "tools-ozone")]
+    if <S as crate::tools::ozone::hosting::ToolsOzoneHosting>::SERVES_GET_ACCOUNT_HISTORY
+        && core::ptr::eq(meta, &crate::tools::ozone::hosting::get_account_history::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "tools-ozone")]
+    if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_CANCEL_SCHEDULED_ACTIONS
+        && core::ptr::eq(
+            meta,
+            &crate::tools::ozone::moderation::cancel_scheduled_actions::META,
+        )
+    {
+        return true;
+    }
+    #[cfg(feature = "tools-ozone")]
+    if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_EMIT_EVENT
+        && core::ptr::eq(meta, &crate::tools::ozone::moderation::emit_event::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "tools-ozone")]
+    if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_GET_ACCOUNT_PREFERENCES
+        && core::ptr::eq(
+            meta,
+            &crate::tools::ozone::moderation::get_account_preferences::META,
+        )
+    {
+        return true;
+    }
+    #[cfg(feature = "tools-ozone")]
+    if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_GET_ACCOUNT_TIMELINE
+        && core::ptr::eq(
+            meta,
+            &crate::tools::ozone::moderation::get_account_timeline::META,
+        )
+    {
+        return true;
+    }
+    #[cfg(feature = "tools-ozone")]
+    if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_GET_EVENT
+        && core::ptr::eq(meta, &crate::tools::ozone::moderation::get_event::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "tools-ozone")]
+    if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_GET_RECORD
+        && core::ptr::eq(meta, &crate::tools::ozone::moderation::get_record::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "tools-ozone")]
+    if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_GET_RECORDS
+        && core::ptr::eq(meta, &crate::tools::ozone::moderation::get_records::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "tools-ozone")]
+    if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_GET_REPO
+        && core::ptr::eq(meta, &crate::tools::ozone::moderation::get_repo::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "tools-ozone")]
+    if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_GET_REPORTER_STATS
+        && core::ptr::eq(
+            meta,
+            &crate::tools::ozone::moderation::get_reporter_stats::META,
+        )
+    {
+        return true;
+    }
+    #[cfg(feature = "tools-ozone")]
+    if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_GET_REPOS
+        && core::ptr::eq(meta, &crate::tools::ozone::moderation::get_repos::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "tools-ozone")]
+    if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_GET_SUBJECTS
+        && core::ptr::eq(meta, &crate::tools::ozone::moderation::get_subjects::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "tools-ozone")]
+    if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_LIST_SCHEDULED_ACTIONS
+        && core::ptr::eq(
+            meta,
+            &crate::tools::ozone::moderation::list_scheduled_actions::META,
+        )
+    {
+        return true;
+    }
+    #[cfg(feature = "tools-ozone")]
+    if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_QUERY_EVENTS
+        && core::ptr::eq(meta, &crate::tools::ozone::moderation::query_events::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "tools-ozone")]
+    if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_QUERY_STATUSES
+        && core::ptr::eq(meta, &crate::tools::ozone::moderation::query_statuses::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "tools-ozone")]
+    if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_SCHEDULE_ACTION
+        && core::ptr::eq(meta, &crate::tools::ozone::moderation::schedule_action::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "tools-ozone")]
+    if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_SEARCH_REPOS
+        && core::ptr::eq(meta, &crate::tools::ozone::moderation::search_repos::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "tools-ozone")]
+    if <S as crate::tools::ozone::queue::ToolsOzoneQueue>::SERVES_ASSIGN_MODERATOR
+        && core::ptr::eq(meta, &crate::tools::ozone::queue::assign_moderator::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "tools-ozone")]
+    if <S as crate::tools::ozone::queue::ToolsOzoneQueue>::SERVES_CREATE_QUEUE
+        && core::ptr::eq(meta, &crate::tools::ozone::queue::create_queue::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "tools-ozone")]
+    if <S as crate::tools::ozone::queue::ToolsOzoneQueue>::SERVES_DELETE_QUEUE
+        && core::ptr::eq(meta, &crate::tools::ozone::queue::delete_queue::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "tools-ozone")]
+    if <S as crate::tools::ozone::queue::ToolsOzoneQueue>::SERVES_GET_ASSIGNMENTS
+        && core::ptr::eq(meta, &crate::tools::ozone::queue::get_assignments::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "tools-ozone")]
+    if <S as crate::tools::ozone::queue::ToolsOzoneQueue>::SERVES_LIST_QUEUES
+        && core::ptr::eq(meta, &crate::tools::ozone::queue::list_queues::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "tools-ozone")]
+    if <S as crate::tools::ozone::queue::ToolsOzoneQueue>::SERVES_ROUTE_REPORTS
+        && core::ptr::eq(meta, &crate::tools::ozone::queue::route_reports::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "tools-ozone")]
+    if <S as crate::tools::ozone::queue::ToolsOzoneQueue>::SERVES_UNASSIGN_MODERATOR
+        && core::ptr::eq(meta, &crate::tools::ozone::queue::unassign_moderator::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "tools-ozone")]
+    if <S as crate::tools::ozone::queue::ToolsOzoneQueue>::SERVES_UPDATE_QUEUE
+        && core::ptr::eq(meta, &crate::tools::ozone::queue::update_queue::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "tools-ozone")]
+    if <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_ASSIGN_MODERATOR
+        && core::ptr::eq(meta, &crate::tools::ozone::report::assign_moderator::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "tools-ozone")]
+    if <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_CLOSE_REPORTS
+        && core::ptr::eq(meta, &crate::tools::ozone::report::close_reports::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "tools-ozone")]
+    if <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_CREATE_ACTIVITY
+        && core::ptr::eq(meta, &crate::tools::ozone::report::create_activity::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "tools-ozone")]
+    if <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_GET_ASSIGNMENTS
+        && core::ptr::eq(meta, &crate::tools::ozone::report::get_assignments::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "tools-ozone")]
+    if <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_GET_HISTORICAL_STATS
+        && core::ptr::eq(meta, &crate::tools::ozone::report::get_historical_stats::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "tools-ozone")]
+    if <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_GET_LATEST_REPORT
+        && core::ptr::eq(meta, &crate::tools::ozone::report::get_latest_report::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "tools-ozone")]
+    if <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_GET_LIVE_STATS
+        && core::ptr::eq(meta, &crate::tools::ozone::report::get_live_stats::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "tools-ozone")]
+    if <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_GET_REPORT
+        && core::ptr::eq(meta, &crate::tools::ozone::report::get_report::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "tools-ozone")]
+    if <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_LIST_ACTIVITIES
+        && core::ptr::eq(meta, &crate::tools::ozone::report::list_activities::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "tools-ozone")]
+    if <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_QUERY_ACTIVITIES
+        && core::ptr::eq(meta, &crate::tools::ozone::report::query_activities::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "tools-ozone")]
+    if <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_QUERY_REPORTS
+        && core::ptr::eq(meta, &crate::tools::ozone::report::query_reports::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "tools-ozone")]
+    if <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_REASSIGN_QUEUE
+        && core::ptr::eq(meta, &crate::tools::ozone::report::reassign_queue::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "tools-ozone")]
+    if <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_REFRESH_STATS
+        && core::ptr::eq(meta, &crate::tools::ozone::report::refresh_stats::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "tools-ozone")]
+    if <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_UNASSIGN_MODERATOR
+        && core::ptr::eq(meta, &crate::tools::ozone::report::unassign_moderator::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "tools-ozone")]
+    if <S as crate::tools::ozone::safelink::ToolsOzoneSafelink>::SERVES_ADD_RULE
+        && core::ptr::eq(meta, &crate::tools::ozone::safelink::add_rule::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "tools-ozone")]
+    if <S as crate::tools::ozone::safelink::ToolsOzoneSafelink>::SERVES_QUERY_EVENTS
+        && core::ptr::eq(meta, &crate::tools::ozone::safelink::query_events::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "tools-ozone")]
+    if <S as crate::tools::ozone::safelink::ToolsOzoneSafelink>::SERVES_QUERY_RULES
+        && core::ptr::eq(meta, &crate::tools::ozone::safelink::query_rules::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "tools-ozone")]
+    if <S as crate::tools::ozone::safelink::ToolsOzoneSafelink>::SERVES_REMOVE_RULE
+        && core::ptr::eq(meta, &crate::tools::ozone::safelink::remove_rule::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "tools-ozone")]
+    if <S as crate::tools::ozone::safelink::ToolsOzoneSafelink>::SERVES_UPDATE_RULE
+        && core::ptr::eq(meta, &crate::tools::ozone::safelink::update_rule::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "tools-ozone")]
+    if <S as crate::tools::ozone::server::ToolsOzoneServer>::SERVES_GET_CONFIG
+        && core::ptr::eq(meta, &crate::tools::ozone::server::get_config::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "tools-ozone")]
+    if <S as crate::tools::ozone::set::ToolsOzoneSet>::SERVES_ADD_VALUES
+        && core::ptr::eq(meta, &crate::tools::ozone::set::add_values::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "tools-ozone")]
+    if <S as crate::tools::ozone::set::ToolsOzoneSet>::SERVES_DELETE_SET
+        && core::ptr::eq(meta, &crate::tools::ozone::set::delete_set::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "tools-ozone")]
+    if <S as crate::tools::ozone::set::ToolsOzoneSet>::SERVES_DELETE_VALUES
+        && core::ptr::eq(meta, &crate::tools::ozone::set::delete_values::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "tools-ozone")]
+    if <S as crate::tools::ozone::set::ToolsOzoneSet>::SERVES_GET_VALUES
+        && core::ptr::eq(meta, &crate::tools::ozone::set::get_values::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "tools-ozone")]
+    if <S as crate::tools::ozone::set::ToolsOzoneSet>::SERVES_QUERY_SETS
+        && core::ptr::eq(meta, &crate::tools::ozone::set::query_sets::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "tools-ozone")]
+    if <S as crate::tools::ozone::set::ToolsOzoneSet>::SERVES_UPSERT_SET
+        && core::ptr::eq(meta, &crate::tools::ozone::set::upsert_set::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "tools-ozone")]
+    if <S as crate::tools::ozone::setting::ToolsOzoneSetting>::SERVES_LIST_OPTIONS
+        && core::ptr::eq(meta, &crate::tools::ozone::setting::list_options::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "tools-ozone")]
+    if <S as crate::tools::ozone::setting::ToolsOzoneSetting>::SERVES_REMOVE_OPTIONS
+        && core::ptr::eq(meta, &crate::tools::ozone::setting::remove_options::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "tools-ozone")]
+    if <S as crate::tools::ozone::setting::ToolsOzoneSetting>::SERVES_UPSERT_OPTION
+        && core::ptr::eq(meta, &crate::tools::ozone::setting::upsert_option::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "tools-ozone")]
+    if <S as crate::tools::ozone::signature::ToolsOzoneSignature>::SERVES_FIND_CORRELATION
+        && core::ptr::eq(meta, &crate::tools::ozone::signature::find_correlation::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "tools-ozone")]
+    if <S as crate::tools::ozone::signature::ToolsOzoneSignature>::SERVES_FIND_RELATED_ACCOUNTS
+        && core::ptr::eq(
+            meta,
+            &crate::tools::ozone::signature::find_related_accounts::META,
+        )
+    {
+        return true;
+    }
+    #[cfg(feature = "tools-ozone")]
+    if <S as crate::tools::ozone::signature::ToolsOzoneSignature>::SERVES_SEARCH_ACCOUNTS
+        && core::ptr::eq(meta, &crate::tools::ozone::signature::search_accounts::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "tools-ozone")]
+    if <S as crate::tools::ozone::team::ToolsOzoneTeam>::SERVES_ADD_MEMBER
+        && core::ptr::eq(meta, &crate::tools::ozone::team::add_member::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "tools-ozone")]
+    if <S as crate::tools::ozone::team::ToolsOzoneTeam>::SERVES_DELETE_MEMBER
+        && core::ptr::eq(meta, &crate::tools::ozone::team::delete_member::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "tools-ozone")]
+    if <S as crate::tools::ozone::team::ToolsOzoneTeam>::SERVES_LIST_MEMBERS
+        && core::ptr::eq(meta, &crate::tools::ozone::team::list_members::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "tools-ozone")]
+    if <S as crate::tools::ozone::team::ToolsOzoneTeam>::SERVES_UPDATE_MEMBER
+        && core::ptr::eq(meta, &crate::tools::ozone::team::update_member::META)
+    {
+        return true;
+    }
+    #[cfg(feature = "tools-ozone")]
+    if <S as crate::tools::ozone::verification::ToolsOzoneVerification>::SERVES_GRANT_VERIFICATIONS
+        && core::ptr::eq(
+            meta,
+            &crate::tools::ozone::verification::grant_verifications::META,
+        )
+    {
+        return true;
+    }
+    #[cfg(feature = "tools-ozone")]
+    if <S as crate::tools::ozone::verification::ToolsOzoneVerification>::SERVES_LIST_VERIFICATIONS
+        && core::ptr::eq(
+            meta,
+            &crate::tools::ozone::verification::list_verifications::META,
+        )
+    {
+        return true;
+    }
+    #[cfg(feature = "tools-ozone")]
+    if <S as crate::tools::ozone::verification::ToolsOzoneVerification>::SERVES_REVOKE_VERIFICATIONS
+        && core::ptr::eq(
+            meta,
+            &crate::tools::ozone::verification::revoke_verifications::META,
+        )
+    {
+        return true;
+    }
+    false
 }
 /// Runs one XRPC request: params decoded and checked, input decoded and validated, the
 /// handler called, output encoded. Every failure becomes an XRPC error response. A
@@ -2220,10 +3043,12 @@ async fn dispatch_inner<S: Handlers>(
     req: Request,
 ) -> Result<Response, XrpcError> {
     let meta = lookup(&req.nsid, req.method)?;
-    let run: rt::dispatch::MethodRun<'_> = match meta.nsid {
+    let run: rt::dispatch::MethodRun<'_> = 'found: {
         #[cfg(feature = "app-bsky")]
-        "app.bsky.actor.getPreferences" if <S as crate::app::bsky::actor::AppBskyActor>::SERVES_GET_PREFERENCES => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::actor::AppBskyActor>::SERVES_GET_PREFERENCES
+            && core::ptr::eq(meta, &crate::app::bsky::actor::get_preferences::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::actor::AppBskyActor>::get_preferences(
@@ -2233,11 +3058,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.actor.getProfile" if <S as crate::app::bsky::actor::AppBskyActor>::SERVES_GET_PROFILE => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::actor::AppBskyActor>::SERVES_GET_PROFILE
+            && core::ptr::eq(meta, &crate::app::bsky::actor::get_profile::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::actor::AppBskyActor>::get_profile(
@@ -2247,11 +3074,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.actor.getProfiles" if <S as crate::app::bsky::actor::AppBskyActor>::SERVES_GET_PROFILES => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::actor::AppBskyActor>::SERVES_GET_PROFILES
+            && core::ptr::eq(meta, &crate::app::bsky::actor::get_profiles::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::actor::AppBskyActor>::get_profiles(
@@ -2261,11 +3090,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.actor.getSuggestions" if <S as crate::app::bsky::actor::AppBskyActor>::SERVES_GET_SUGGESTIONS => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::actor::AppBskyActor>::SERVES_GET_SUGGESTIONS
+            && core::ptr::eq(meta, &crate::app::bsky::actor::get_suggestions::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::actor::AppBskyActor>::get_suggestions(
@@ -2275,11 +3106,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.actor.putPreferences" if <S as crate::app::bsky::actor::AppBskyActor>::SERVES_PUT_PREFERENCES => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::actor::AppBskyActor>::SERVES_PUT_PREFERENCES
+            && core::ptr::eq(meta, &crate::app::bsky::actor::put_preferences::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 <S as crate::app::bsky::actor::AppBskyActor>::put_preferences(
@@ -2290,11 +3123,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::empty_output()
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.actor.searchActors" if <S as crate::app::bsky::actor::AppBskyActor>::SERVES_SEARCH_ACTORS => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::actor::AppBskyActor>::SERVES_SEARCH_ACTORS
+            && core::ptr::eq(meta, &crate::app::bsky::actor::search_actors::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::actor::AppBskyActor>::search_actors(
@@ -2304,11 +3139,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.actor.searchActorsTypeahead" if <S as crate::app::bsky::actor::AppBskyActor>::SERVES_SEARCH_ACTORS_TYPEAHEAD => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::actor::AppBskyActor>::SERVES_SEARCH_ACTORS_TYPEAHEAD
+            && core::ptr::eq(
+                meta,
+                &crate::app::bsky::actor::search_actors_typeahead::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::actor::AppBskyActor>::search_actors_typeahead(
@@ -2318,11 +3158,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.ageassurance.begin" if <S as crate::app::bsky::ageassurance::AppBskyAgeassurance>::SERVES_BEGIN => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::ageassurance::AppBskyAgeassurance>::SERVES_BEGIN
+            && core::ptr::eq(meta, &crate::app::bsky::ageassurance::begin::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::app::bsky::ageassurance::AppBskyAgeassurance>::begin(
@@ -2333,11 +3175,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.ageassurance.getConfig" if <S as crate::app::bsky::ageassurance::AppBskyAgeassurance>::SERVES_GET_CONFIG => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::ageassurance::AppBskyAgeassurance>::SERVES_GET_CONFIG
+            && core::ptr::eq(meta, &crate::app::bsky::ageassurance::get_config::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::ageassurance::AppBskyAgeassurance>::get_config(
@@ -2347,11 +3191,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.ageassurance.getState" if <S as crate::app::bsky::ageassurance::AppBskyAgeassurance>::SERVES_GET_STATE => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::ageassurance::AppBskyAgeassurance>::SERVES_GET_STATE
+            && core::ptr::eq(meta, &crate::app::bsky::ageassurance::get_state::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::ageassurance::AppBskyAgeassurance>::get_state(
@@ -2361,11 +3207,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.bookmark.createBookmark" if <S as crate::app::bsky::bookmark::AppBskyBookmark>::SERVES_CREATE_BOOKMARK => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::bookmark::AppBskyBookmark>::SERVES_CREATE_BOOKMARK
+            && core::ptr::eq(meta, &crate::app::bsky::bookmark::create_bookmark::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 <S as crate::app::bsky::bookmark::AppBskyBookmark>::create_bookmark(
@@ -2376,11 +3224,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::empty_output()
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.bookmark.deleteBookmark" if <S as crate::app::bsky::bookmark::AppBskyBookmark>::SERVES_DELETE_BOOKMARK => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::bookmark::AppBskyBookmark>::SERVES_DELETE_BOOKMARK
+            && core::ptr::eq(meta, &crate::app::bsky::bookmark::delete_bookmark::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 <S as crate::app::bsky::bookmark::AppBskyBookmark>::delete_bookmark(
@@ -2391,11 +3241,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::empty_output()
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.bookmark.getBookmarks" if <S as crate::app::bsky::bookmark::AppBskyBookmark>::SERVES_GET_BOOKMARKS => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::bookmark::AppBskyBookmark>::SERVES_GET_BOOKMARKS
+            && core::ptr::eq(meta, &crate::app::bsky::bookmark::get_bookmarks::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::bookmark::AppBskyBookmark>::get_bookmarks(
@@ -2405,11 +3257,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.contact.dismissMatch" if <S as crate::app::bsky::contact::AppBskyContact>::SERVES_DISMISS_MATCH => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::contact::AppBskyContact>::SERVES_DISMISS_MATCH
+            && core::ptr::eq(meta, &crate::app::bsky::contact::dismiss_match::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::app::bsky::contact::AppBskyContact>::dismiss_match(
@@ -2420,11 +3274,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.contact.getMatches" if <S as crate::app::bsky::contact::AppBskyContact>::SERVES_GET_MATCHES => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::contact::AppBskyContact>::SERVES_GET_MATCHES
+            && core::ptr::eq(meta, &crate::app::bsky::contact::get_matches::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::contact::AppBskyContact>::get_matches(
@@ -2434,11 +3290,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.contact.getSyncStatus" if <S as crate::app::bsky::contact::AppBskyContact>::SERVES_GET_SYNC_STATUS => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::contact::AppBskyContact>::SERVES_GET_SYNC_STATUS
+            && core::ptr::eq(meta, &crate::app::bsky::contact::get_sync_status::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::contact::AppBskyContact>::get_sync_status(
@@ -2448,11 +3306,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.contact.importContacts" if <S as crate::app::bsky::contact::AppBskyContact>::SERVES_IMPORT_CONTACTS => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::contact::AppBskyContact>::SERVES_IMPORT_CONTACTS
+            && core::ptr::eq(meta, &crate::app::bsky::contact::import_contacts::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::app::bsky::contact::AppBskyContact>::import_contacts(
@@ -2463,11 +3323,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.contact.removeData" if <S as crate::app::bsky::contact::AppBskyContact>::SERVES_REMOVE_DATA => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::contact::AppBskyContact>::SERVES_REMOVE_DATA
+            && core::ptr::eq(meta, &crate::app::bsky::contact::remove_data::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::app::bsky::contact::AppBskyContact>::remove_data(
@@ -2478,11 +3340,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.contact.sendNotification" if <S as crate::app::bsky::contact::AppBskyContact>::SERVES_SEND_NOTIFICATION => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::contact::AppBskyContact>::SERVES_SEND_NOTIFICATION
+            && core::ptr::eq(meta, &crate::app::bsky::contact::send_notification::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::app::bsky::contact::AppBskyContact>::send_notification(
@@ -2493,11 +3357,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.contact.startPhoneVerification" if <S as crate::app::bsky::contact::AppBskyContact>::SERVES_START_PHONE_VERIFICATION => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::contact::AppBskyContact>::SERVES_START_PHONE_VERIFICATION
+            && core::ptr::eq(
+                meta,
+                &crate::app::bsky::contact::start_phone_verification::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::app::bsky::contact::AppBskyContact>::start_phone_verification(
@@ -2508,11 +3377,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.contact.verifyPhone" if <S as crate::app::bsky::contact::AppBskyContact>::SERVES_VERIFY_PHONE => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::contact::AppBskyContact>::SERVES_VERIFY_PHONE
+            && core::ptr::eq(meta, &crate::app::bsky::contact::verify_phone::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::app::bsky::contact::AppBskyContact>::verify_phone(
@@ -2523,11 +3394,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.draft.createDraft" if <S as crate::app::bsky::draft::AppBskyDraft>::SERVES_CREATE_DRAFT => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::draft::AppBskyDraft>::SERVES_CREATE_DRAFT
+            && core::ptr::eq(meta, &crate::app::bsky::draft::create_draft::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::app::bsky::draft::AppBskyDraft>::create_draft(
@@ -2538,11 +3411,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.draft.deleteDraft" if <S as crate::app::bsky::draft::AppBskyDraft>::SERVES_DELETE_DRAFT => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::draft::AppBskyDraft>::SERVES_DELETE_DRAFT
+            && core::ptr::eq(meta, &crate::app::bsky::draft::delete_draft::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 <S as crate::app::bsky::draft::AppBskyDraft>::delete_draft(
@@ -2553,11 +3428,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::empty_output()
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.draft.getDrafts" if <S as crate::app::bsky::draft::AppBskyDraft>::SERVES_GET_DRAFTS => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::draft::AppBskyDraft>::SERVES_GET_DRAFTS
+            && core::ptr::eq(meta, &crate::app::bsky::draft::get_drafts::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::draft::AppBskyDraft>::get_drafts(
@@ -2567,11 +3444,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.draft.updateDraft" if <S as crate::app::bsky::draft::AppBskyDraft>::SERVES_UPDATE_DRAFT => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::draft::AppBskyDraft>::SERVES_UPDATE_DRAFT
+            && core::ptr::eq(meta, &crate::app::bsky::draft::update_draft::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 <S as crate::app::bsky::draft::AppBskyDraft>::update_draft(
@@ -2582,11 +3461,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::empty_output()
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.embed.getEmbedExternalView" if <S as crate::app::bsky::embed::AppBskyEmbed>::SERVES_GET_EMBED_EXTERNAL_VIEW => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::embed::AppBskyEmbed>::SERVES_GET_EMBED_EXTERNAL_VIEW
+            && core::ptr::eq(
+                meta,
+                &crate::app::bsky::embed::get_embed_external_view::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::embed::AppBskyEmbed>::get_embed_external_view(
@@ -2596,11 +3480,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.feed.describeFeedGenerator" if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_DESCRIBE_FEED_GENERATOR => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_DESCRIBE_FEED_GENERATOR
+            && core::ptr::eq(
+                meta,
+                &crate::app::bsky::feed::describe_feed_generator::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::feed::AppBskyFeed>::describe_feed_generator(
@@ -2610,11 +3499,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.feed.getActorFeeds" if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_ACTOR_FEEDS => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_ACTOR_FEEDS
+            && core::ptr::eq(meta, &crate::app::bsky::feed::get_actor_feeds::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::feed::AppBskyFeed>::get_actor_feeds(
@@ -2624,11 +3515,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.feed.getActorLikes" if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_ACTOR_LIKES => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_ACTOR_LIKES
+            && core::ptr::eq(meta, &crate::app::bsky::feed::get_actor_likes::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::feed::AppBskyFeed>::get_actor_likes(
@@ -2638,11 +3531,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.feed.getAuthorFeed" if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_AUTHOR_FEED => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_AUTHOR_FEED
+            && core::ptr::eq(meta, &crate::app::bsky::feed::get_author_feed::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::feed::AppBskyFeed>::get_author_feed(
@@ -2652,11 +3547,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.feed.getFeed" if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_FEED => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_FEED
+            && core::ptr::eq(meta, &crate::app::bsky::feed::get_feed::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::feed::AppBskyFeed>::get_feed(
@@ -2666,11 +3563,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.feed.getFeedGenerator" if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_FEED_GENERATOR => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_FEED_GENERATOR
+            && core::ptr::eq(meta, &crate::app::bsky::feed::get_feed_generator::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::feed::AppBskyFeed>::get_feed_generator(
@@ -2680,11 +3579,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.feed.getFeedGenerators" if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_FEED_GENERATORS => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_FEED_GENERATORS
+            && core::ptr::eq(meta, &crate::app::bsky::feed::get_feed_generators::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::feed::AppBskyFeed>::get_feed_generators(
@@ -2694,11 +3595,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.feed.getFeedSkeleton" if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_FEED_SKELETON => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_FEED_SKELETON
+            && core::ptr::eq(meta, &crate::app::bsky::feed::get_feed_skeleton::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::feed::AppBskyFeed>::get_feed_skeleton(
@@ -2708,11 +3611,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.feed.getLikes" if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_LIKES => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_LIKES
+            && core::ptr::eq(meta, &crate::app::bsky::feed::get_likes::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::feed::AppBskyFeed>::get_likes(
@@ -2722,11 +3627,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.feed.getListFeed" if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_LIST_FEED => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_LIST_FEED
+            && core::ptr::eq(meta, &crate::app::bsky::feed::get_list_feed::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::feed::AppBskyFeed>::get_list_feed(
@@ -2736,11 +3643,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.feed.getPostThread" if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_POST_THREAD => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_POST_THREAD
+            && core::ptr::eq(meta, &crate::app::bsky::feed::get_post_thread::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::feed::AppBskyFeed>::get_post_thread(
@@ -2750,11 +3659,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.feed.getPosts" if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_POSTS => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_POSTS
+            && core::ptr::eq(meta, &crate::app::bsky::feed::get_posts::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::feed::AppBskyFeed>::get_posts(
@@ -2764,11 +3675,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.feed.getQuotes" if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_QUOTES => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_QUOTES
+            && core::ptr::eq(meta, &crate::app::bsky::feed::get_quotes::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::feed::AppBskyFeed>::get_quotes(
@@ -2778,11 +3691,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.feed.getRepostedBy" if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_REPOSTED_BY => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_REPOSTED_BY
+            && core::ptr::eq(meta, &crate::app::bsky::feed::get_reposted_by::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::feed::AppBskyFeed>::get_reposted_by(
@@ -2792,11 +3707,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.feed.getSuggestedFeeds" if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_SUGGESTED_FEEDS => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_SUGGESTED_FEEDS
+            && core::ptr::eq(meta, &crate::app::bsky::feed::get_suggested_feeds::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::feed::AppBskyFeed>::get_suggested_feeds(
@@ -2806,11 +3723,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.feed.getTimeline" if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_TIMELINE => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_GET_TIMELINE
+            && core::ptr::eq(meta, &crate::app::bsky::feed::get_timeline::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::feed::AppBskyFeed>::get_timeline(
@@ -2820,11 +3739,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.feed.searchPosts" if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_SEARCH_POSTS => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_SEARCH_POSTS
+            && core::ptr::eq(meta, &crate::app::bsky::feed::search_posts::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::feed::AppBskyFeed>::search_posts(
@@ -2834,11 +3755,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.feed.searchPostsV2" if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_SEARCH_POSTS_V2 => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_SEARCH_POSTS_V2
+            && core::ptr::eq(meta, &crate::app::bsky::feed::search_posts_v2::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::feed::AppBskyFeed>::search_posts_v2(
@@ -2848,11 +3771,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.feed.sendInteractions" if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_SEND_INTERACTIONS => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::feed::AppBskyFeed>::SERVES_SEND_INTERACTIONS
+            && core::ptr::eq(meta, &crate::app::bsky::feed::send_interactions::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::app::bsky::feed::AppBskyFeed>::send_interactions(
@@ -2863,11 +3788,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.graph.getActorStarterPacks" if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_ACTOR_STARTER_PACKS => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_ACTOR_STARTER_PACKS
+            && core::ptr::eq(
+                meta,
+                &crate::app::bsky::graph::get_actor_starter_packs::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::graph::AppBskyGraph>::get_actor_starter_packs(
@@ -2877,11 +3807,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.graph.getBlocks" if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_BLOCKS => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_BLOCKS
+            && core::ptr::eq(meta, &crate::app::bsky::graph::get_blocks::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::graph::AppBskyGraph>::get_blocks(
@@ -2891,11 +3823,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.graph.getFollowers" if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_FOLLOWERS => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_FOLLOWERS
+            && core::ptr::eq(meta, &crate::app::bsky::graph::get_followers::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::graph::AppBskyGraph>::get_followers(
@@ -2905,11 +3839,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.graph.getFollows" if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_FOLLOWS => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_FOLLOWS
+            && core::ptr::eq(meta, &crate::app::bsky::graph::get_follows::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::graph::AppBskyGraph>::get_follows(
@@ -2919,11 +3855,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.graph.getKnownFollowers" if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_KNOWN_FOLLOWERS => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_KNOWN_FOLLOWERS
+            && core::ptr::eq(meta, &crate::app::bsky::graph::get_known_followers::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::graph::AppBskyGraph>::get_known_followers(
@@ -2933,11 +3871,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.graph.getList" if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_LIST => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_LIST
+            && core::ptr::eq(meta, &crate::app::bsky::graph::get_list::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::graph::AppBskyGraph>::get_list(
@@ -2947,11 +3887,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.graph.getListBlocks" if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_LIST_BLOCKS => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_LIST_BLOCKS
+            && core::ptr::eq(meta, &crate::app::bsky::graph::get_list_blocks::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::graph::AppBskyGraph>::get_list_blocks(
@@ -2961,11 +3903,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.graph.getListMutes" if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_LIST_MUTES => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_LIST_MUTES
+            && core::ptr::eq(meta, &crate::app::bsky::graph::get_list_mutes::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::graph::AppBskyGraph>::get_list_mutes(
@@ -2975,11 +3919,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.graph.getLists" if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_LISTS => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_LISTS
+            && core::ptr::eq(meta, &crate::app::bsky::graph::get_lists::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::graph::AppBskyGraph>::get_lists(
@@ -2989,11 +3935,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.graph.getListsWithMembership" if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_LISTS_WITH_MEMBERSHIP => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_LISTS_WITH_MEMBERSHIP
+            && core::ptr::eq(
+                meta,
+                &crate::app::bsky::graph::get_lists_with_membership::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::graph::AppBskyGraph>::get_lists_with_membership(
@@ -3003,11 +3954,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.graph.getMutes" if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_MUTES => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_MUTES
+            && core::ptr::eq(meta, &crate::app::bsky::graph::get_mutes::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::graph::AppBskyGraph>::get_mutes(
@@ -3017,11 +3970,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.graph.getRelationships" if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_RELATIONSHIPS => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_RELATIONSHIPS
+            && core::ptr::eq(meta, &crate::app::bsky::graph::get_relationships::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::graph::AppBskyGraph>::get_relationships(
@@ -3031,11 +3986,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.graph.getStarterPack" if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_STARTER_PACK => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_STARTER_PACK
+            && core::ptr::eq(meta, &crate::app::bsky::graph::get_starter_pack::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::graph::AppBskyGraph>::get_starter_pack(
@@ -3045,11 +4002,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.graph.getStarterPacks" if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_STARTER_PACKS => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_STARTER_PACKS
+            && core::ptr::eq(meta, &crate::app::bsky::graph::get_starter_packs::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::graph::AppBskyGraph>::get_starter_packs(
@@ -3059,11 +4018,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.graph.getStarterPacksWithMembership" if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_STARTER_PACKS_WITH_MEMBERSHIP => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_STARTER_PACKS_WITH_MEMBERSHIP
+            && core::ptr::eq(
+                meta,
+                &crate::app::bsky::graph::get_starter_packs_with_membership::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::graph::AppBskyGraph>::get_starter_packs_with_membership(
@@ -3073,11 +4037,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.graph.getSuggestedFollowsByActor" if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_SUGGESTED_FOLLOWS_BY_ACTOR => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_GET_SUGGESTED_FOLLOWS_BY_ACTOR
+            && core::ptr::eq(
+                meta,
+                &crate::app::bsky::graph::get_suggested_follows_by_actor::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::graph::AppBskyGraph>::get_suggested_follows_by_actor(
@@ -3087,11 +4056,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.graph.muteActor" if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_MUTE_ACTOR => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_MUTE_ACTOR
+            && core::ptr::eq(meta, &crate::app::bsky::graph::mute_actor::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 <S as crate::app::bsky::graph::AppBskyGraph>::mute_actor(
@@ -3102,11 +4073,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::empty_output()
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.graph.muteActorList" if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_MUTE_ACTOR_LIST => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_MUTE_ACTOR_LIST
+            && core::ptr::eq(meta, &crate::app::bsky::graph::mute_actor_list::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 <S as crate::app::bsky::graph::AppBskyGraph>::mute_actor_list(
@@ -3117,11 +4090,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::empty_output()
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.graph.muteThread" if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_MUTE_THREAD => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_MUTE_THREAD
+            && core::ptr::eq(meta, &crate::app::bsky::graph::mute_thread::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 <S as crate::app::bsky::graph::AppBskyGraph>::mute_thread(
@@ -3132,11 +4107,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::empty_output()
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.graph.searchStarterPacks" if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_SEARCH_STARTER_PACKS => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_SEARCH_STARTER_PACKS
+            && core::ptr::eq(meta, &crate::app::bsky::graph::search_starter_packs::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::graph::AppBskyGraph>::search_starter_packs(
@@ -3146,11 +4123,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.graph.searchStarterPacksV2" if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_SEARCH_STARTER_PACKS_V2 => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_SEARCH_STARTER_PACKS_V2
+            && core::ptr::eq(
+                meta,
+                &crate::app::bsky::graph::search_starter_packs_v2::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::graph::AppBskyGraph>::search_starter_packs_v2(
@@ -3160,11 +4142,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.graph.unmuteActor" if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_UNMUTE_ACTOR => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_UNMUTE_ACTOR
+            && core::ptr::eq(meta, &crate::app::bsky::graph::unmute_actor::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 <S as crate::app::bsky::graph::AppBskyGraph>::unmute_actor(
@@ -3175,11 +4159,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::empty_output()
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.graph.unmuteActorList" if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_UNMUTE_ACTOR_LIST => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_UNMUTE_ACTOR_LIST
+            && core::ptr::eq(meta, &crate::app::bsky::graph::unmute_actor_list::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 <S as crate::app::bsky::graph::AppBskyGraph>::unmute_actor_list(
@@ -3190,11 +4176,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::empty_output()
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.graph.unmuteThread" if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_UNMUTE_THREAD => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::graph::AppBskyGraph>::SERVES_UNMUTE_THREAD
+            && core::ptr::eq(meta, &crate::app::bsky::graph::unmute_thread::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 <S as crate::app::bsky::graph::AppBskyGraph>::unmute_thread(
@@ -3205,11 +4193,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::empty_output()
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.labeler.getServices" if <S as crate::app::bsky::labeler::AppBskyLabeler>::SERVES_GET_SERVICES => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::labeler::AppBskyLabeler>::SERVES_GET_SERVICES
+            && core::ptr::eq(meta, &crate::app::bsky::labeler::get_services::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::labeler::AppBskyLabeler>::get_services(
@@ -3219,11 +4209,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.notification.getPreferences" if <S as crate::app::bsky::notification::AppBskyNotification>::SERVES_GET_PREFERENCES => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::notification::AppBskyNotification>::SERVES_GET_PREFERENCES
+            && core::ptr::eq(
+                meta,
+                &crate::app::bsky::notification::get_preferences::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::notification::AppBskyNotification>::get_preferences(
@@ -3233,11 +4228,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.notification.getUnreadCount" if <S as crate::app::bsky::notification::AppBskyNotification>::SERVES_GET_UNREAD_COUNT => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::notification::AppBskyNotification>::SERVES_GET_UNREAD_COUNT
+            && core::ptr::eq(
+                meta,
+                &crate::app::bsky::notification::get_unread_count::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::notification::AppBskyNotification>::get_unread_count(
@@ -3247,11 +4247,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.notification.listActivitySubscriptions" if <S as crate::app::bsky::notification::AppBskyNotification>::SERVES_LIST_ACTIVITY_SUBSCRIPTIONS => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::notification::AppBskyNotification>::SERVES_LIST_ACTIVITY_SUBSCRIPTIONS
+            && core::ptr::eq(
+                meta,
+                &crate::app::bsky::notification::list_activity_subscriptions::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::notification::AppBskyNotification>::list_activity_subscriptions(
@@ -3261,11 +4266,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.notification.listNotifications" if <S as crate::app::bsky::notification::AppBskyNotification>::SERVES_LIST_NOTIFICATIONS => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::notification::AppBskyNotification>::SERVES_LIST_NOTIFICATIONS
+            && core::ptr::eq(
+                meta,
+                &crate::app::bsky::notification::list_notifications::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::notification::AppBskyNotification>::list_notifications(
@@ -3275,11 +4285,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.notification.putActivitySubscription" if <S as crate::app::bsky::notification::AppBskyNotification>::SERVES_PUT_ACTIVITY_SUBSCRIPTION => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::notification::AppBskyNotification>::SERVES_PUT_ACTIVITY_SUBSCRIPTION
+            && core::ptr::eq(
+                meta,
+                &crate::app::bsky::notification::put_activity_subscription::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::app::bsky::notification::AppBskyNotification>::put_activity_subscription(
@@ -3290,11 +4305,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.notification.putPreferences" if <S as crate::app::bsky::notification::AppBskyNotification>::SERVES_PUT_PREFERENCES => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::notification::AppBskyNotification>::SERVES_PUT_PREFERENCES
+            && core::ptr::eq(
+                meta,
+                &crate::app::bsky::notification::put_preferences::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 <S as crate::app::bsky::notification::AppBskyNotification>::put_preferences(
@@ -3305,11 +4325,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::empty_output()
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.notification.putPreferencesV2" if <S as crate::app::bsky::notification::AppBskyNotification>::SERVES_PUT_PREFERENCES_V2 => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::notification::AppBskyNotification>::SERVES_PUT_PREFERENCES_V2
+            && core::ptr::eq(
+                meta,
+                &crate::app::bsky::notification::put_preferences_v2::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::app::bsky::notification::AppBskyNotification>::put_preferences_v2(
@@ -3320,11 +4345,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.notification.registerPush" if <S as crate::app::bsky::notification::AppBskyNotification>::SERVES_REGISTER_PUSH => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::notification::AppBskyNotification>::SERVES_REGISTER_PUSH
+            && core::ptr::eq(meta, &crate::app::bsky::notification::register_push::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 <S as crate::app::bsky::notification::AppBskyNotification>::register_push(
@@ -3335,11 +4362,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::empty_output()
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.notification.unregisterPush" if <S as crate::app::bsky::notification::AppBskyNotification>::SERVES_UNREGISTER_PUSH => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::notification::AppBskyNotification>::SERVES_UNREGISTER_PUSH
+            && core::ptr::eq(
+                meta,
+                &crate::app::bsky::notification::unregister_push::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 <S as crate::app::bsky::notification::AppBskyNotification>::unregister_push(
@@ -3350,11 +4382,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::empty_output()
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.notification.updateSeen" if <S as crate::app::bsky::notification::AppBskyNotification>::SERVES_UPDATE_SEEN => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::notification::AppBskyNotification>::SERVES_UPDATE_SEEN
+            && core::ptr::eq(meta, &crate::app::bsky::notification::update_seen::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 <S as crate::app::bsky::notification::AppBskyNotification>::update_seen(
@@ -3365,11 +4399,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::empty_output()
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getAgeAssuranceState" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_AGE_ASSURANCE_STATE => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_AGE_ASSURANCE_STATE
+            && core::ptr::eq(
+                meta,
+                &crate::app::bsky::unspecced::get_age_assurance_state::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_age_assurance_state(
@@ -3379,11 +4418,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getConfig" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_CONFIG => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_CONFIG
+            && core::ptr::eq(meta, &crate::app::bsky::unspecced::get_config::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_config(
@@ -3393,11 +4434,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getOnboardingSuggestedStarterPacks" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_ONBOARDING_SUGGESTED_STARTER_PACKS => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_ONBOARDING_SUGGESTED_STARTER_PACKS
+            && core::ptr::eq(
+                meta,
+                &crate::app::bsky::unspecced::get_onboarding_suggested_starter_packs::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_onboarding_suggested_starter_packs(
@@ -3407,11 +4453,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getOnboardingSuggestedStarterPacksSkeleton" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_ONBOARDING_SUGGESTED_STARTER_PACKS_SKELETON => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_ONBOARDING_SUGGESTED_STARTER_PACKS_SKELETON
+            && core::ptr::eq(
+                meta,
+                &crate::app::bsky::unspecced::get_onboarding_suggested_starter_packs_skeleton::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_onboarding_suggested_starter_packs_skeleton(
@@ -3421,11 +4472,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getOnboardingSuggestedUsersSkeleton" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_ONBOARDING_SUGGESTED_USERS_SKELETON => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_ONBOARDING_SUGGESTED_USERS_SKELETON
+            && core::ptr::eq(
+                meta,
+                &crate::app::bsky::unspecced::get_onboarding_suggested_users_skeleton::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_onboarding_suggested_users_skeleton(
@@ -3435,11 +4491,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getPopularFeedGenerators" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_POPULAR_FEED_GENERATORS => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_POPULAR_FEED_GENERATORS
+            && core::ptr::eq(
+                meta,
+                &crate::app::bsky::unspecced::get_popular_feed_generators::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_popular_feed_generators(
@@ -3449,11 +4510,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getPostThreadOtherV2" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_POST_THREAD_OTHER_V2 => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_POST_THREAD_OTHER_V2
+            && core::ptr::eq(
+                meta,
+                &crate::app::bsky::unspecced::get_post_thread_other_v2::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_post_thread_other_v2(
@@ -3463,11 +4529,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getPostThreadV2" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_POST_THREAD_V2 => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_POST_THREAD_V2
+            && core::ptr::eq(
+                meta,
+                &crate::app::bsky::unspecced::get_post_thread_v2::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_post_thread_v2(
@@ -3477,11 +4548,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getSuggestedFeeds" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_FEEDS => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_FEEDS
+            && core::ptr::eq(
+                meta,
+                &crate::app::bsky::unspecced::get_suggested_feeds::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_suggested_feeds(
@@ -3491,11 +4567,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getSuggestedFeedsSkeleton" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_FEEDS_SKELETON => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_FEEDS_SKELETON
+            && core::ptr::eq(
+                meta,
+                &crate::app::bsky::unspecced::get_suggested_feeds_skeleton::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_suggested_feeds_skeleton(
@@ -3505,11 +4586,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getSuggestedOnboardingUsers" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_ONBOARDING_USERS => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_ONBOARDING_USERS
+            && core::ptr::eq(
+                meta,
+                &crate::app::bsky::unspecced::get_suggested_onboarding_users::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_suggested_onboarding_users(
@@ -3519,11 +4605,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getSuggestedStarterPacks" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_STARTER_PACKS => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_STARTER_PACKS
+            && core::ptr::eq(
+                meta,
+                &crate::app::bsky::unspecced::get_suggested_starter_packs::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_suggested_starter_packs(
@@ -3533,11 +4624,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getSuggestedStarterPacksSkeleton" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_STARTER_PACKS_SKELETON => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_STARTER_PACKS_SKELETON
+            && core::ptr::eq(
+                meta,
+                &crate::app::bsky::unspecced::get_suggested_starter_packs_skeleton::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_suggested_starter_packs_skeleton(
@@ -3547,11 +4643,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getSuggestedUsers" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_USERS => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_USERS
+            && core::ptr::eq(
+                meta,
+                &crate::app::bsky::unspecced::get_suggested_users::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_suggested_users(
@@ -3561,11 +4662,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getSuggestedUsersForDiscover" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_USERS_FOR_DISCOVER => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_USERS_FOR_DISCOVER
+            && core::ptr::eq(
+                meta,
+                &crate::app::bsky::unspecced::get_suggested_users_for_discover::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_suggested_users_for_discover(
@@ -3575,11 +4681,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getSuggestedUsersForDiscoverSkeleton" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_USERS_FOR_DISCOVER_SKELETON => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_USERS_FOR_DISCOVER_SKELETON
+            && core::ptr::eq(
+                meta,
+                &crate::app::bsky::unspecced::get_suggested_users_for_discover_skeleton::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_suggested_users_for_discover_skeleton(
@@ -3589,11 +4700,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getSuggestedUsersForExplore" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_USERS_FOR_EXPLORE => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_USERS_FOR_EXPLORE
+            && core::ptr::eq(
+                meta,
+                &crate::app::bsky::unspecced::get_suggested_users_for_explore::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_suggested_users_for_explore(
@@ -3603,11 +4719,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getSuggestedUsersForExploreSkeleton" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_USERS_FOR_EXPLORE_SKELETON => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_USERS_FOR_EXPLORE_SKELETON
+            && core::ptr::eq(
+                meta,
+                &crate::app::bsky::unspecced::get_suggested_users_for_explore_skeleton::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_suggested_users_for_explore_skeleton(
@@ -3617,11 +4738,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getSuggestedUsersForSeeMore" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_USERS_FOR_SEE_MORE => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_USERS_FOR_SEE_MORE
+            && core::ptr::eq(
+                meta,
+                &crate::app::bsky::unspecced::get_suggested_users_for_see_more::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_suggested_users_for_see_more(
@@ -3631,11 +4757,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getSuggestedUsersForSeeMoreSkeleton" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_USERS_FOR_SEE_MORE_SKELETON => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_USERS_FOR_SEE_MORE_SKELETON
+            && core::ptr::eq(
+                meta,
+                &crate::app::bsky::unspecced::get_suggested_users_for_see_more_skeleton::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_suggested_users_for_see_more_skeleton(
@@ -3645,11 +4776,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getSuggestedUsersSkeleton" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_USERS_SKELETON => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTED_USERS_SKELETON
+            && core::ptr::eq(
+                meta,
+                &crate::app::bsky::unspecced::get_suggested_users_skeleton::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_suggested_users_skeleton(
@@ -3659,11 +4795,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getSuggestionsSkeleton" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTIONS_SKELETON => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_SUGGESTIONS_SKELETON
+            && core::ptr::eq(
+                meta,
+                &crate::app::bsky::unspecced::get_suggestions_skeleton::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_suggestions_skeleton(
@@ -3673,11 +4814,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getTaggedSuggestions" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_TAGGED_SUGGESTIONS => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_TAGGED_SUGGESTIONS
+            && core::ptr::eq(
+                meta,
+                &crate::app::bsky::unspecced::get_tagged_suggestions::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_tagged_suggestions(
@@ -3687,11 +4833,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getTrendingTopics" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_TRENDING_TOPICS => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_TRENDING_TOPICS
+            && core::ptr::eq(
+                meta,
+                &crate::app::bsky::unspecced::get_trending_topics::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_trending_topics(
@@ -3701,11 +4852,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getTrends" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_TRENDS => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_TRENDS
+            && core::ptr::eq(meta, &crate::app::bsky::unspecced::get_trends::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_trends(
@@ -3715,11 +4868,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.getTrendsSkeleton" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_TRENDS_SKELETON => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_GET_TRENDS_SKELETON
+            && core::ptr::eq(
+                meta,
+                &crate::app::bsky::unspecced::get_trends_skeleton::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::get_trends_skeleton(
@@ -3729,11 +4887,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.initAgeAssurance" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_INIT_AGE_ASSURANCE => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_INIT_AGE_ASSURANCE
+            && core::ptr::eq(
+                meta,
+                &crate::app::bsky::unspecced::init_age_assurance::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::init_age_assurance(
@@ -3744,11 +4907,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.searchActorsSkeleton" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_SEARCH_ACTORS_SKELETON => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_SEARCH_ACTORS_SKELETON
+            && core::ptr::eq(
+                meta,
+                &crate::app::bsky::unspecced::search_actors_skeleton::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::search_actors_skeleton(
@@ -3758,11 +4926,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.searchPostsSkeleton" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_SEARCH_POSTS_SKELETON => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_SEARCH_POSTS_SKELETON
+            && core::ptr::eq(
+                meta,
+                &crate::app::bsky::unspecced::search_posts_skeleton::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::search_posts_skeleton(
@@ -3772,11 +4945,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.unspecced.searchStarterPacksSkeleton" if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_SEARCH_STARTER_PACKS_SKELETON => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::unspecced::AppBskyUnspecced>::SERVES_SEARCH_STARTER_PACKS_SKELETON
+            && core::ptr::eq(
+                meta,
+                &crate::app::bsky::unspecced::search_starter_packs_skeleton::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::unspecced::AppBskyUnspecced>::search_starter_packs_skeleton(
@@ -3786,11 +4964,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.video.abortUpload" if <S as crate::app::bsky::video::AppBskyVideo>::SERVES_ABORT_UPLOAD => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::video::AppBskyVideo>::SERVES_ABORT_UPLOAD
+            && core::ptr::eq(meta, &crate::app::bsky::video::abort_upload::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::app::bsky::video::AppBskyVideo>::abort_upload(
@@ -3801,11 +4981,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.video.finishUpload" if <S as crate::app::bsky::video::AppBskyVideo>::SERVES_FINISH_UPLOAD => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::video::AppBskyVideo>::SERVES_FINISH_UPLOAD
+            && core::ptr::eq(meta, &crate::app::bsky::video::finish_upload::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::app::bsky::video::AppBskyVideo>::finish_upload(
@@ -3816,11 +4998,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.video.getJobStatus" if <S as crate::app::bsky::video::AppBskyVideo>::SERVES_GET_JOB_STATUS => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::video::AppBskyVideo>::SERVES_GET_JOB_STATUS
+            && core::ptr::eq(meta, &crate::app::bsky::video::get_job_status::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::video::AppBskyVideo>::get_job_status(
@@ -3830,11 +5014,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.video.getUploadLimits" if <S as crate::app::bsky::video::AppBskyVideo>::SERVES_GET_UPLOAD_LIMITS => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::video::AppBskyVideo>::SERVES_GET_UPLOAD_LIMITS
+            && core::ptr::eq(meta, &crate::app::bsky::video::get_upload_limits::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::video::AppBskyVideo>::get_upload_limits(
@@ -3844,11 +5030,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.video.getUploadStatus" if <S as crate::app::bsky::video::AppBskyVideo>::SERVES_GET_UPLOAD_STATUS => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::video::AppBskyVideo>::SERVES_GET_UPLOAD_STATUS
+            && core::ptr::eq(meta, &crate::app::bsky::video::get_upload_status::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::app::bsky::video::AppBskyVideo>::get_upload_status(
@@ -3858,11 +5046,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.video.startUpload" if <S as crate::app::bsky::video::AppBskyVideo>::SERVES_START_UPLOAD => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::video::AppBskyVideo>::SERVES_START_UPLOAD
+            && core::ptr::eq(meta, &crate::app::bsky::video::start_upload::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::app::bsky::video::AppBskyVideo>::start_upload(
@@ -3873,11 +5063,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.video.uploadPart" if <S as crate::app::bsky::video::AppBskyVideo>::SERVES_UPLOAD_PART => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::video::AppBskyVideo>::SERVES_UPLOAD_PART
+            && core::ptr::eq(meta, &crate::app::bsky::video::upload_part::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::binary_input(meta, req)?;
                 let out = <S as crate::app::bsky::video::AppBskyVideo>::upload_part(
@@ -3888,11 +5080,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "app-bsky")]
-        "app.bsky.video.uploadVideo" if <S as crate::app::bsky::video::AppBskyVideo>::SERVES_UPLOAD_VIDEO => {
-            Box::pin(async move {
+        if <S as crate::app::bsky::video::AppBskyVideo>::SERVES_UPLOAD_VIDEO
+            && core::ptr::eq(meta, &crate::app::bsky::video::upload_video::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::binary_input(meta, req)?;
                 let out = <S as crate::app::bsky::video::AppBskyVideo>::upload_video(
@@ -3903,11 +5097,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.actor.deleteAccount" if <S as crate::chat::bsky::actor::ChatBskyActor>::SERVES_DELETE_ACCOUNT => {
-            Box::pin(async move {
+        if <S as crate::chat::bsky::actor::ChatBskyActor>::SERVES_DELETE_ACCOUNT
+            && core::ptr::eq(meta, &crate::chat::bsky::actor::delete_account::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::chat::bsky::actor::ChatBskyActor>::delete_account(
@@ -3917,11 +5113,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.actor.exportAccountData" if <S as crate::chat::bsky::actor::ChatBskyActor>::SERVES_EXPORT_ACCOUNT_DATA => {
-            Box::pin(async move {
+        if <S as crate::chat::bsky::actor::ChatBskyActor>::SERVES_EXPORT_ACCOUNT_DATA
+            && core::ptr::eq(meta, &crate::chat::bsky::actor::export_account_data::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::chat::bsky::actor::ChatBskyActor>::export_account_data(
@@ -3931,11 +5129,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::binary_output(out)
-            })
+            });
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.actor.getStatus" if <S as crate::chat::bsky::actor::ChatBskyActor>::SERVES_GET_STATUS => {
-            Box::pin(async move {
+        if <S as crate::chat::bsky::actor::ChatBskyActor>::SERVES_GET_STATUS
+            && core::ptr::eq(meta, &crate::chat::bsky::actor::get_status::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::chat::bsky::actor::ChatBskyActor>::get_status(
@@ -3945,11 +5145,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.convo.acceptConvo" if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_ACCEPT_CONVO => {
-            Box::pin(async move {
+        if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_ACCEPT_CONVO
+            && core::ptr::eq(meta, &crate::chat::bsky::convo::accept_convo::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::accept_convo(
@@ -3960,11 +5162,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.convo.addReaction" if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_ADD_REACTION => {
-            Box::pin(async move {
+        if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_ADD_REACTION
+            && core::ptr::eq(meta, &crate::chat::bsky::convo::add_reaction::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::add_reaction(
@@ -3975,11 +5179,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.convo.deleteMessageForSelf" if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_DELETE_MESSAGE_FOR_SELF => {
-            Box::pin(async move {
+        if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_DELETE_MESSAGE_FOR_SELF
+            && core::ptr::eq(
+                meta,
+                &crate::chat::bsky::convo::delete_message_for_self::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::delete_message_for_self(
@@ -3990,11 +5199,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.convo.getConvo" if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_GET_CONVO => {
-            Box::pin(async move {
+        if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_GET_CONVO
+            && core::ptr::eq(meta, &crate::chat::bsky::convo::get_convo::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::get_convo(
@@ -4004,11 +5215,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.convo.getConvoAvailability" if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_GET_CONVO_AVAILABILITY => {
-            Box::pin(async move {
+        if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_GET_CONVO_AVAILABILITY
+            && core::ptr::eq(
+                meta,
+                &crate::chat::bsky::convo::get_convo_availability::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::get_convo_availability(
@@ -4018,11 +5234,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.convo.getConvoForMembers" if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_GET_CONVO_FOR_MEMBERS => {
-            Box::pin(async move {
+        if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_GET_CONVO_FOR_MEMBERS
+            && core::ptr::eq(
+                meta,
+                &crate::chat::bsky::convo::get_convo_for_members::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::get_convo_for_members(
@@ -4032,11 +5253,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.convo.getConvoMembers" if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_GET_CONVO_MEMBERS => {
-            Box::pin(async move {
+        if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_GET_CONVO_MEMBERS
+            && core::ptr::eq(meta, &crate::chat::bsky::convo::get_convo_members::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::get_convo_members(
@@ -4046,11 +5269,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.convo.getLog" if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_GET_LOG => {
-            Box::pin(async move {
+        if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_GET_LOG
+            && core::ptr::eq(meta, &crate::chat::bsky::convo::get_log::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::get_log(
@@ -4060,11 +5285,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.convo.getMessages" if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_GET_MESSAGES => {
-            Box::pin(async move {
+        if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_GET_MESSAGES
+            && core::ptr::eq(meta, &crate::chat::bsky::convo::get_messages::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::get_messages(
@@ -4074,11 +5301,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.convo.getUnreadCounts" if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_GET_UNREAD_COUNTS => {
-            Box::pin(async move {
+        if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_GET_UNREAD_COUNTS
+            && core::ptr::eq(meta, &crate::chat::bsky::convo::get_unread_counts::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::get_unread_counts(
@@ -4088,11 +5317,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.convo.leaveConvo" if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_LEAVE_CONVO => {
-            Box::pin(async move {
+        if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_LEAVE_CONVO
+            && core::ptr::eq(meta, &crate::chat::bsky::convo::leave_convo::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::leave_convo(
@@ -4103,11 +5334,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.convo.listConvoRequests" if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_LIST_CONVO_REQUESTS => {
-            Box::pin(async move {
+        if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_LIST_CONVO_REQUESTS
+            && core::ptr::eq(meta, &crate::chat::bsky::convo::list_convo_requests::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::list_convo_requests(
@@ -4117,11 +5350,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.convo.listConvos" if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_LIST_CONVOS => {
-            Box::pin(async move {
+        if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_LIST_CONVOS
+            && core::ptr::eq(meta, &crate::chat::bsky::convo::list_convos::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::list_convos(
@@ -4131,11 +5366,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.convo.lockConvo" if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_LOCK_CONVO => {
-            Box::pin(async move {
+        if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_LOCK_CONVO
+            && core::ptr::eq(meta, &crate::chat::bsky::convo::lock_convo::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::lock_convo(
@@ -4146,11 +5383,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.convo.muteConvo" if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_MUTE_CONVO => {
-            Box::pin(async move {
+        if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_MUTE_CONVO
+            && core::ptr::eq(meta, &crate::chat::bsky::convo::mute_convo::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::mute_convo(
@@ -4161,11 +5400,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.convo.removeReaction" if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_REMOVE_REACTION => {
-            Box::pin(async move {
+        if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_REMOVE_REACTION
+            && core::ptr::eq(meta, &crate::chat::bsky::convo::remove_reaction::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::remove_reaction(
@@ -4176,11 +5417,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.convo.sendMessage" if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_SEND_MESSAGE => {
-            Box::pin(async move {
+        if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_SEND_MESSAGE
+            && core::ptr::eq(meta, &crate::chat::bsky::convo::send_message::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::send_message(
@@ -4191,11 +5434,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.convo.sendMessageBatch" if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_SEND_MESSAGE_BATCH => {
-            Box::pin(async move {
+        if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_SEND_MESSAGE_BATCH
+            && core::ptr::eq(meta, &crate::chat::bsky::convo::send_message_batch::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::send_message_batch(
@@ -4206,11 +5451,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.convo.unlockConvo" if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_UNLOCK_CONVO => {
-            Box::pin(async move {
+        if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_UNLOCK_CONVO
+            && core::ptr::eq(meta, &crate::chat::bsky::convo::unlock_convo::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::unlock_convo(
@@ -4221,11 +5468,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.convo.unmuteConvo" if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_UNMUTE_CONVO => {
-            Box::pin(async move {
+        if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_UNMUTE_CONVO
+            && core::ptr::eq(meta, &crate::chat::bsky::convo::unmute_convo::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::unmute_convo(
@@ -4236,11 +5485,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.convo.updateAllRead" if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_UPDATE_ALL_READ => {
-            Box::pin(async move {
+        if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_UPDATE_ALL_READ
+            && core::ptr::eq(meta, &crate::chat::bsky::convo::update_all_read::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::update_all_read(
@@ -4251,11 +5502,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.convo.updateRead" if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_UPDATE_READ => {
-            Box::pin(async move {
+        if <S as crate::chat::bsky::convo::ChatBskyConvo>::SERVES_UPDATE_READ
+            && core::ptr::eq(meta, &crate::chat::bsky::convo::update_read::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::chat::bsky::convo::ChatBskyConvo>::update_read(
@@ -4266,11 +5519,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.group.addMembers" if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_ADD_MEMBERS => {
-            Box::pin(async move {
+        if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_ADD_MEMBERS
+            && core::ptr::eq(meta, &crate::chat::bsky::group::add_members::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::chat::bsky::group::ChatBskyGroup>::add_members(
@@ -4281,11 +5536,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.group.approveJoinRequest" if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_APPROVE_JOIN_REQUEST => {
-            Box::pin(async move {
+        if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_APPROVE_JOIN_REQUEST
+            && core::ptr::eq(meta, &crate::chat::bsky::group::approve_join_request::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::chat::bsky::group::ChatBskyGroup>::approve_join_request(
@@ -4296,11 +5553,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.group.createGroup" if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_CREATE_GROUP => {
-            Box::pin(async move {
+        if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_CREATE_GROUP
+            && core::ptr::eq(meta, &crate::chat::bsky::group::create_group::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::chat::bsky::group::ChatBskyGroup>::create_group(
@@ -4311,11 +5570,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.group.createJoinLink" if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_CREATE_JOIN_LINK => {
-            Box::pin(async move {
+        if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_CREATE_JOIN_LINK
+            && core::ptr::eq(meta, &crate::chat::bsky::group::create_join_link::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::chat::bsky::group::ChatBskyGroup>::create_join_link(
@@ -4326,11 +5587,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.group.disableJoinLink" if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_DISABLE_JOIN_LINK => {
-            Box::pin(async move {
+        if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_DISABLE_JOIN_LINK
+            && core::ptr::eq(meta, &crate::chat::bsky::group::disable_join_link::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::chat::bsky::group::ChatBskyGroup>::disable_join_link(
@@ -4341,11 +5604,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.group.editGroup" if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_EDIT_GROUP => {
-            Box::pin(async move {
+        if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_EDIT_GROUP
+            && core::ptr::eq(meta, &crate::chat::bsky::group::edit_group::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::chat::bsky::group::ChatBskyGroup>::edit_group(
@@ -4356,11 +5621,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.group.editJoinLink" if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_EDIT_JOIN_LINK => {
-            Box::pin(async move {
+        if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_EDIT_JOIN_LINK
+            && core::ptr::eq(meta, &crate::chat::bsky::group::edit_join_link::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::chat::bsky::group::ChatBskyGroup>::edit_join_link(
@@ -4371,11 +5638,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.group.enableJoinLink" if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_ENABLE_JOIN_LINK => {
-            Box::pin(async move {
+        if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_ENABLE_JOIN_LINK
+            && core::ptr::eq(meta, &crate::chat::bsky::group::enable_join_link::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::chat::bsky::group::ChatBskyGroup>::enable_join_link(
@@ -4386,11 +5655,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.group.getJoinLinkPreviews" if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_GET_JOIN_LINK_PREVIEWS => {
-            Box::pin(async move {
+        if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_GET_JOIN_LINK_PREVIEWS
+            && core::ptr::eq(
+                meta,
+                &crate::chat::bsky::group::get_join_link_previews::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::chat::bsky::group::ChatBskyGroup>::get_join_link_previews(
@@ -4400,11 +5674,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.group.listJoinRequests" if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_LIST_JOIN_REQUESTS => {
-            Box::pin(async move {
+        if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_LIST_JOIN_REQUESTS
+            && core::ptr::eq(meta, &crate::chat::bsky::group::list_join_requests::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::chat::bsky::group::ChatBskyGroup>::list_join_requests(
@@ -4414,11 +5690,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.group.listMutualGroups" if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_LIST_MUTUAL_GROUPS => {
-            Box::pin(async move {
+        if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_LIST_MUTUAL_GROUPS
+            && core::ptr::eq(meta, &crate::chat::bsky::group::list_mutual_groups::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::chat::bsky::group::ChatBskyGroup>::list_mutual_groups(
@@ -4428,11 +5706,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.group.rejectJoinRequest" if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_REJECT_JOIN_REQUEST => {
-            Box::pin(async move {
+        if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_REJECT_JOIN_REQUEST
+            && core::ptr::eq(meta, &crate::chat::bsky::group::reject_join_request::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::chat::bsky::group::ChatBskyGroup>::reject_join_request(
@@ -4443,11 +5723,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.group.removeMembers" if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_REMOVE_MEMBERS => {
-            Box::pin(async move {
+        if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_REMOVE_MEMBERS
+            && core::ptr::eq(meta, &crate::chat::bsky::group::remove_members::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::chat::bsky::group::ChatBskyGroup>::remove_members(
@@ -4458,11 +5740,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.group.requestJoin" if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_REQUEST_JOIN => {
-            Box::pin(async move {
+        if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_REQUEST_JOIN
+            && core::ptr::eq(meta, &crate::chat::bsky::group::request_join::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::chat::bsky::group::ChatBskyGroup>::request_join(
@@ -4473,11 +5757,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.group.updateJoinRequestsRead" if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_UPDATE_JOIN_REQUESTS_READ => {
-            Box::pin(async move {
+        if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_UPDATE_JOIN_REQUESTS_READ
+            && core::ptr::eq(
+                meta,
+                &crate::chat::bsky::group::update_join_requests_read::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::chat::bsky::group::ChatBskyGroup>::update_join_requests_read(
@@ -4488,11 +5777,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.group.withdrawJoinRequest" if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_WITHDRAW_JOIN_REQUEST => {
-            Box::pin(async move {
+        if <S as crate::chat::bsky::group::ChatBskyGroup>::SERVES_WITHDRAW_JOIN_REQUEST
+            && core::ptr::eq(
+                meta,
+                &crate::chat::bsky::group::withdraw_join_request::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::chat::bsky::group::ChatBskyGroup>::withdraw_join_request(
@@ -4503,11 +5797,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.moderation.getActorMetadata" if <S as crate::chat::bsky::moderation::ChatBskyModeration>::SERVES_GET_ACTOR_METADATA => {
-            Box::pin(async move {
+        if <S as crate::chat::bsky::moderation::ChatBskyModeration>::SERVES_GET_ACTOR_METADATA
+            && core::ptr::eq(
+                meta,
+                &crate::chat::bsky::moderation::get_actor_metadata::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::chat::bsky::moderation::ChatBskyModeration>::get_actor_metadata(
@@ -4517,11 +5816,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.moderation.getConvo" if <S as crate::chat::bsky::moderation::ChatBskyModeration>::SERVES_GET_CONVO => {
-            Box::pin(async move {
+        if <S as crate::chat::bsky::moderation::ChatBskyModeration>::SERVES_GET_CONVO
+            && core::ptr::eq(meta, &crate::chat::bsky::moderation::get_convo::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::chat::bsky::moderation::ChatBskyModeration>::get_convo(
@@ -4531,11 +5832,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.moderation.getConvoMembers" if <S as crate::chat::bsky::moderation::ChatBskyModeration>::SERVES_GET_CONVO_MEMBERS => {
-            Box::pin(async move {
+        if <S as crate::chat::bsky::moderation::ChatBskyModeration>::SERVES_GET_CONVO_MEMBERS
+            && core::ptr::eq(
+                meta,
+                &crate::chat::bsky::moderation::get_convo_members::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::chat::bsky::moderation::ChatBskyModeration>::get_convo_members(
@@ -4545,11 +5851,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.moderation.getConvos" if <S as crate::chat::bsky::moderation::ChatBskyModeration>::SERVES_GET_CONVOS => {
-            Box::pin(async move {
+        if <S as crate::chat::bsky::moderation::ChatBskyModeration>::SERVES_GET_CONVOS
+            && core::ptr::eq(meta, &crate::chat::bsky::moderation::get_convos::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::chat::bsky::moderation::ChatBskyModeration>::get_convos(
@@ -4559,11 +5867,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.moderation.getMessageContext" if <S as crate::chat::bsky::moderation::ChatBskyModeration>::SERVES_GET_MESSAGE_CONTEXT => {
-            Box::pin(async move {
+        if <S as crate::chat::bsky::moderation::ChatBskyModeration>::SERVES_GET_MESSAGE_CONTEXT
+            && core::ptr::eq(
+                meta,
+                &crate::chat::bsky::moderation::get_message_context::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::chat::bsky::moderation::ChatBskyModeration>::get_message_context(
@@ -4573,11 +5886,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.moderation.updateActorAccess" if <S as crate::chat::bsky::moderation::ChatBskyModeration>::SERVES_UPDATE_ACTOR_ACCESS => {
-            Box::pin(async move {
+        if <S as crate::chat::bsky::moderation::ChatBskyModeration>::SERVES_UPDATE_ACTOR_ACCESS
+            && core::ptr::eq(
+                meta,
+                &crate::chat::bsky::moderation::update_actor_access::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 <S as crate::chat::bsky::moderation::ChatBskyModeration>::update_actor_access(
@@ -4588,11 +5906,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::empty_output()
-            })
+            });
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.notification.getPreferences" if <S as crate::chat::bsky::notification::ChatBskyNotification>::SERVES_GET_PREFERENCES => {
-            Box::pin(async move {
+        if <S as crate::chat::bsky::notification::ChatBskyNotification>::SERVES_GET_PREFERENCES
+            && core::ptr::eq(
+                meta,
+                &crate::chat::bsky::notification::get_preferences::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::chat::bsky::notification::ChatBskyNotification>::get_preferences(
@@ -4602,11 +5925,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "chat-bsky")]
-        "chat.bsky.notification.putPreferences" if <S as crate::chat::bsky::notification::ChatBskyNotification>::SERVES_PUT_PREFERENCES => {
-            Box::pin(async move {
+        if <S as crate::chat::bsky::notification::ChatBskyNotification>::SERVES_PUT_PREFERENCES
+            && core::ptr::eq(
+                meta,
+                &crate::chat::bsky::notification::put_preferences::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::chat::bsky::notification::ChatBskyNotification>::put_preferences(
@@ -4617,11 +5945,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.admin.deleteAccount" if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_DELETE_ACCOUNT => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_DELETE_ACCOUNT
+            && core::ptr::eq(meta, &crate::com::atproto::admin::delete_account::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 <S as crate::com::atproto::admin::ComAtprotoAdmin>::delete_account(
@@ -4632,11 +5962,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::empty_output()
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.admin.disableAccountInvites" if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_DISABLE_ACCOUNT_INVITES => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_DISABLE_ACCOUNT_INVITES
+            && core::ptr::eq(
+                meta,
+                &crate::com::atproto::admin::disable_account_invites::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 <S as crate::com::atproto::admin::ComAtprotoAdmin>::disable_account_invites(
@@ -4647,11 +5982,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::empty_output()
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.admin.disableInviteCodes" if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_DISABLE_INVITE_CODES => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_DISABLE_INVITE_CODES
+            && core::ptr::eq(
+                meta,
+                &crate::com::atproto::admin::disable_invite_codes::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 <S as crate::com::atproto::admin::ComAtprotoAdmin>::disable_invite_codes(
@@ -4662,11 +6002,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::empty_output()
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.admin.enableAccountInvites" if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_ENABLE_ACCOUNT_INVITES => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_ENABLE_ACCOUNT_INVITES
+            && core::ptr::eq(
+                meta,
+                &crate::com::atproto::admin::enable_account_invites::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 <S as crate::com::atproto::admin::ComAtprotoAdmin>::enable_account_invites(
@@ -4677,11 +6022,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::empty_output()
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.admin.getAccountInfo" if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_GET_ACCOUNT_INFO => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_GET_ACCOUNT_INFO
+            && core::ptr::eq(meta, &crate::com::atproto::admin::get_account_info::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::com::atproto::admin::ComAtprotoAdmin>::get_account_info(
@@ -4691,11 +6038,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.admin.getAccountInfos" if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_GET_ACCOUNT_INFOS => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_GET_ACCOUNT_INFOS
+            && core::ptr::eq(meta, &crate::com::atproto::admin::get_account_infos::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::com::atproto::admin::ComAtprotoAdmin>::get_account_infos(
@@ -4705,11 +6054,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.admin.getInviteCodes" if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_GET_INVITE_CODES => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_GET_INVITE_CODES
+            && core::ptr::eq(meta, &crate::com::atproto::admin::get_invite_codes::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::com::atproto::admin::ComAtprotoAdmin>::get_invite_codes(
@@ -4719,11 +6070,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.admin.getSubjectStatus" if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_GET_SUBJECT_STATUS => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_GET_SUBJECT_STATUS
+            && core::ptr::eq(meta, &crate::com::atproto::admin::get_subject_status::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::com::atproto::admin::ComAtprotoAdmin>::get_subject_status(
@@ -4733,11 +6086,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.admin.searchAccounts" if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_SEARCH_ACCOUNTS => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_SEARCH_ACCOUNTS
+            && core::ptr::eq(meta, &crate::com::atproto::admin::search_accounts::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::com::atproto::admin::ComAtprotoAdmin>::search_accounts(
@@ -4747,11 +6102,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.admin.sendEmail" if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_SEND_EMAIL => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_SEND_EMAIL
+            && core::ptr::eq(meta, &crate::com::atproto::admin::send_email::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::com::atproto::admin::ComAtprotoAdmin>::send_email(
@@ -4762,11 +6119,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.admin.updateAccountEmail" if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_UPDATE_ACCOUNT_EMAIL => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_UPDATE_ACCOUNT_EMAIL
+            && core::ptr::eq(
+                meta,
+                &crate::com::atproto::admin::update_account_email::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 <S as crate::com::atproto::admin::ComAtprotoAdmin>::update_account_email(
@@ -4777,11 +6139,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::empty_output()
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.admin.updateAccountHandle" if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_UPDATE_ACCOUNT_HANDLE => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_UPDATE_ACCOUNT_HANDLE
+            && core::ptr::eq(
+                meta,
+                &crate::com::atproto::admin::update_account_handle::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 <S as crate::com::atproto::admin::ComAtprotoAdmin>::update_account_handle(
@@ -4792,11 +6159,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::empty_output()
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.admin.updateAccountPassword" if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_UPDATE_ACCOUNT_PASSWORD => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_UPDATE_ACCOUNT_PASSWORD
+            && core::ptr::eq(
+                meta,
+                &crate::com::atproto::admin::update_account_password::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 <S as crate::com::atproto::admin::ComAtprotoAdmin>::update_account_password(
@@ -4807,11 +6179,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::empty_output()
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.admin.updateAccountSigningKey" if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_UPDATE_ACCOUNT_SIGNING_KEY => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_UPDATE_ACCOUNT_SIGNING_KEY
+            && core::ptr::eq(
+                meta,
+                &crate::com::atproto::admin::update_account_signing_key::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 <S as crate::com::atproto::admin::ComAtprotoAdmin>::update_account_signing_key(
@@ -4822,11 +6199,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::empty_output()
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.admin.updateSubjectStatus" if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_UPDATE_SUBJECT_STATUS => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::admin::ComAtprotoAdmin>::SERVES_UPDATE_SUBJECT_STATUS
+            && core::ptr::eq(
+                meta,
+                &crate::com::atproto::admin::update_subject_status::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::com::atproto::admin::ComAtprotoAdmin>::update_subject_status(
@@ -4837,11 +6219,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.identity.getRecommendedDidCredentials" if <S as crate::com::atproto::identity::ComAtprotoIdentity>::SERVES_GET_RECOMMENDED_DID_CREDENTIALS => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::identity::ComAtprotoIdentity>::SERVES_GET_RECOMMENDED_DID_CREDENTIALS
+            && core::ptr::eq(
+                meta,
+                &crate::com::atproto::identity::get_recommended_did_credentials::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::com::atproto::identity::ComAtprotoIdentity>::get_recommended_did_credentials(
@@ -4851,11 +6238,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.identity.refreshIdentity" if <S as crate::com::atproto::identity::ComAtprotoIdentity>::SERVES_REFRESH_IDENTITY => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::identity::ComAtprotoIdentity>::SERVES_REFRESH_IDENTITY
+            && core::ptr::eq(
+                meta,
+                &crate::com::atproto::identity::refresh_identity::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::com::atproto::identity::ComAtprotoIdentity>::refresh_identity(
@@ -4866,11 +6258,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.identity.requestPlcOperationSignature" if <S as crate::com::atproto::identity::ComAtprotoIdentity>::SERVES_REQUEST_PLC_OPERATION_SIGNATURE => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::identity::ComAtprotoIdentity>::SERVES_REQUEST_PLC_OPERATION_SIGNATURE
+            && core::ptr::eq(
+                meta,
+                &crate::com::atproto::identity::request_plc_operation_signature::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 <S as crate::com::atproto::identity::ComAtprotoIdentity>::request_plc_operation_signature(
@@ -4880,11 +6277,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::empty_output()
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.identity.resolveDid" if <S as crate::com::atproto::identity::ComAtprotoIdentity>::SERVES_RESOLVE_DID => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::identity::ComAtprotoIdentity>::SERVES_RESOLVE_DID
+            && core::ptr::eq(meta, &crate::com::atproto::identity::resolve_did::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::com::atproto::identity::ComAtprotoIdentity>::resolve_did(
@@ -4894,11 +6293,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.identity.resolveHandle" if <S as crate::com::atproto::identity::ComAtprotoIdentity>::SERVES_RESOLVE_HANDLE => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::identity::ComAtprotoIdentity>::SERVES_RESOLVE_HANDLE
+            && core::ptr::eq(meta, &crate::com::atproto::identity::resolve_handle::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::com::atproto::identity::ComAtprotoIdentity>::resolve_handle(
@@ -4908,11 +6309,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.identity.resolveIdentity" if <S as crate::com::atproto::identity::ComAtprotoIdentity>::SERVES_RESOLVE_IDENTITY => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::identity::ComAtprotoIdentity>::SERVES_RESOLVE_IDENTITY
+            && core::ptr::eq(
+                meta,
+                &crate::com::atproto::identity::resolve_identity::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::com::atproto::identity::ComAtprotoIdentity>::resolve_identity(
@@ -4922,11 +6328,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.identity.signPlcOperation" if <S as crate::com::atproto::identity::ComAtprotoIdentity>::SERVES_SIGN_PLC_OPERATION => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::identity::ComAtprotoIdentity>::SERVES_SIGN_PLC_OPERATION
+            && core::ptr::eq(
+                meta,
+                &crate::com::atproto::identity::sign_plc_operation::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::com::atproto::identity::ComAtprotoIdentity>::sign_plc_operation(
@@ -4937,11 +6348,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.identity.submitPlcOperation" if <S as crate::com::atproto::identity::ComAtprotoIdentity>::SERVES_SUBMIT_PLC_OPERATION => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::identity::ComAtprotoIdentity>::SERVES_SUBMIT_PLC_OPERATION
+            && core::ptr::eq(
+                meta,
+                &crate::com::atproto::identity::submit_plc_operation::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 <S as crate::com::atproto::identity::ComAtprotoIdentity>::submit_plc_operation(
@@ -4952,11 +6368,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::empty_output()
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.identity.updateHandle" if <S as crate::com::atproto::identity::ComAtprotoIdentity>::SERVES_UPDATE_HANDLE => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::identity::ComAtprotoIdentity>::SERVES_UPDATE_HANDLE
+            && core::ptr::eq(meta, &crate::com::atproto::identity::update_handle::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 <S as crate::com::atproto::identity::ComAtprotoIdentity>::update_handle(
@@ -4967,11 +6385,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::empty_output()
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.label.queryLabels" if <S as crate::com::atproto::label::ComAtprotoLabel>::SERVES_QUERY_LABELS => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::label::ComAtprotoLabel>::SERVES_QUERY_LABELS
+            && core::ptr::eq(meta, &crate::com::atproto::label::query_labels::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::com::atproto::label::ComAtprotoLabel>::query_labels(
@@ -4981,11 +6401,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.lexicon.resolveLexicon" if <S as crate::com::atproto::lexicon::ComAtprotoLexicon>::SERVES_RESOLVE_LEXICON => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::lexicon::ComAtprotoLexicon>::SERVES_RESOLVE_LEXICON
+            && core::ptr::eq(meta, &crate::com::atproto::lexicon::resolve_lexicon::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::com::atproto::lexicon::ComAtprotoLexicon>::resolve_lexicon(
@@ -4995,11 +6417,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.moderation.createReport" if <S as crate::com::atproto::moderation::ComAtprotoModeration>::SERVES_CREATE_REPORT => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::moderation::ComAtprotoModeration>::SERVES_CREATE_REPORT
+            && core::ptr::eq(meta, &crate::com::atproto::moderation::create_report::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::com::atproto::moderation::ComAtprotoModeration>::create_report(
@@ -5010,11 +6434,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.repo.applyWrites" if <S as crate::com::atproto::repo::ComAtprotoRepo>::SERVES_APPLY_WRITES => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::repo::ComAtprotoRepo>::SERVES_APPLY_WRITES
+            && core::ptr::eq(meta, &crate::com::atproto::repo::apply_writes::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::com::atproto::repo::ComAtprotoRepo>::apply_writes(
@@ -5025,11 +6451,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.repo.createRecord" if <S as crate::com::atproto::repo::ComAtprotoRepo>::SERVES_CREATE_RECORD => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::repo::ComAtprotoRepo>::SERVES_CREATE_RECORD
+            && core::ptr::eq(meta, &crate::com::atproto::repo::create_record::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::com::atproto::repo::ComAtprotoRepo>::create_record(
@@ -5040,11 +6468,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.repo.deleteRecord" if <S as crate::com::atproto::repo::ComAtprotoRepo>::SERVES_DELETE_RECORD => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::repo::ComAtprotoRepo>::SERVES_DELETE_RECORD
+            && core::ptr::eq(meta, &crate::com::atproto::repo::delete_record::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::com::atproto::repo::ComAtprotoRepo>::delete_record(
@@ -5055,11 +6485,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.repo.describeRepo" if <S as crate::com::atproto::repo::ComAtprotoRepo>::SERVES_DESCRIBE_REPO => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::repo::ComAtprotoRepo>::SERVES_DESCRIBE_REPO
+            && core::ptr::eq(meta, &crate::com::atproto::repo::describe_repo::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::com::atproto::repo::ComAtprotoRepo>::describe_repo(
@@ -5069,11 +6501,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.repo.getRecord" if <S as crate::com::atproto::repo::ComAtprotoRepo>::SERVES_GET_RECORD => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::repo::ComAtprotoRepo>::SERVES_GET_RECORD
+            && core::ptr::eq(meta, &crate::com::atproto::repo::get_record::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::com::atproto::repo::ComAtprotoRepo>::get_record(
@@ -5083,11 +6517,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.repo.importRepo" if <S as crate::com::atproto::repo::ComAtprotoRepo>::SERVES_IMPORT_REPO => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::repo::ComAtprotoRepo>::SERVES_IMPORT_REPO
+            && core::ptr::eq(meta, &crate::com::atproto::repo::import_repo::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::binary_input(meta, req)?;
                 <S as crate::com::atproto::repo::ComAtprotoRepo>::import_repo(
@@ -5098,11 +6534,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::empty_output()
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.repo.listMissingBlobs" if <S as crate::com::atproto::repo::ComAtprotoRepo>::SERVES_LIST_MISSING_BLOBS => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::repo::ComAtprotoRepo>::SERVES_LIST_MISSING_BLOBS
+            && core::ptr::eq(meta, &crate::com::atproto::repo::list_missing_blobs::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::com::atproto::repo::ComAtprotoRepo>::list_missing_blobs(
@@ -5112,11 +6550,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.repo.listRecords" if <S as crate::com::atproto::repo::ComAtprotoRepo>::SERVES_LIST_RECORDS => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::repo::ComAtprotoRepo>::SERVES_LIST_RECORDS
+            && core::ptr::eq(meta, &crate::com::atproto::repo::list_records::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::com::atproto::repo::ComAtprotoRepo>::list_records(
@@ -5126,11 +6566,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.repo.putRecord" if <S as crate::com::atproto::repo::ComAtprotoRepo>::SERVES_PUT_RECORD => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::repo::ComAtprotoRepo>::SERVES_PUT_RECORD
+            && core::ptr::eq(meta, &crate::com::atproto::repo::put_record::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::com::atproto::repo::ComAtprotoRepo>::put_record(
@@ -5141,11 +6583,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.repo.uploadBlob" if <S as crate::com::atproto::repo::ComAtprotoRepo>::SERVES_UPLOAD_BLOB => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::repo::ComAtprotoRepo>::SERVES_UPLOAD_BLOB
+            && core::ptr::eq(meta, &crate::com::atproto::repo::upload_blob::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::binary_input(meta, req)?;
                 let out = <S as crate::com::atproto::repo::ComAtprotoRepo>::upload_blob(
@@ -5156,11 +6600,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.server.activateAccount" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_ACTIVATE_ACCOUNT => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_ACTIVATE_ACCOUNT
+            && core::ptr::eq(meta, &crate::com::atproto::server::activate_account::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 <S as crate::com::atproto::server::ComAtprotoServer>::activate_account(
@@ -5170,11 +6616,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::empty_output()
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.server.checkAccountStatus" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_CHECK_ACCOUNT_STATUS => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_CHECK_ACCOUNT_STATUS
+            && core::ptr::eq(
+                meta,
+                &crate::com::atproto::server::check_account_status::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::com::atproto::server::ComAtprotoServer>::check_account_status(
@@ -5184,11 +6635,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.server.confirmEmail" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_CONFIRM_EMAIL => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_CONFIRM_EMAIL
+            && core::ptr::eq(meta, &crate::com::atproto::server::confirm_email::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 <S as crate::com::atproto::server::ComAtprotoServer>::confirm_email(
@@ -5199,11 +6652,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::empty_output()
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.server.createAccount" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_CREATE_ACCOUNT => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_CREATE_ACCOUNT
+            && core::ptr::eq(meta, &crate::com::atproto::server::create_account::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::com::atproto::server::ComAtprotoServer>::create_account(
@@ -5214,11 +6669,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.server.createAppPassword" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_CREATE_APP_PASSWORD => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_CREATE_APP_PASSWORD
+            && core::ptr::eq(
+                meta,
+                &crate::com::atproto::server::create_app_password::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::com::atproto::server::ComAtprotoServer>::create_app_password(
@@ -5229,11 +6689,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.server.createInviteCode" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_CREATE_INVITE_CODE => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_CREATE_INVITE_CODE
+            && core::ptr::eq(
+                meta,
+                &crate::com::atproto::server::create_invite_code::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::com::atproto::server::ComAtprotoServer>::create_invite_code(
@@ -5244,11 +6709,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.server.createInviteCodes" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_CREATE_INVITE_CODES => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_CREATE_INVITE_CODES
+            && core::ptr::eq(
+                meta,
+                &crate::com::atproto::server::create_invite_codes::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::com::atproto::server::ComAtprotoServer>::create_invite_codes(
@@ -5259,11 +6729,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.server.createSession" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_CREATE_SESSION => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_CREATE_SESSION
+            && core::ptr::eq(meta, &crate::com::atproto::server::create_session::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::com::atproto::server::ComAtprotoServer>::create_session(
@@ -5274,11 +6746,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.server.deactivateAccount" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_DEACTIVATE_ACCOUNT => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_DEACTIVATE_ACCOUNT
+            && core::ptr::eq(
+                meta,
+                &crate::com::atproto::server::deactivate_account::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 <S as crate::com::atproto::server::ComAtprotoServer>::deactivate_account(
@@ -5289,11 +6766,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::empty_output()
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.server.deleteAccount" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_DELETE_ACCOUNT => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_DELETE_ACCOUNT
+            && core::ptr::eq(meta, &crate::com::atproto::server::delete_account::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 <S as crate::com::atproto::server::ComAtprotoServer>::delete_account(
@@ -5304,11 +6783,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::empty_output()
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.server.deleteSession" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_DELETE_SESSION => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_DELETE_SESSION
+            && core::ptr::eq(meta, &crate::com::atproto::server::delete_session::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 <S as crate::com::atproto::server::ComAtprotoServer>::delete_session(
@@ -5318,11 +6799,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::empty_output()
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.server.describeServer" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_DESCRIBE_SERVER => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_DESCRIBE_SERVER
+            && core::ptr::eq(meta, &crate::com::atproto::server::describe_server::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::com::atproto::server::ComAtprotoServer>::describe_server(
@@ -5332,11 +6815,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.server.getAccountInviteCodes" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_GET_ACCOUNT_INVITE_CODES => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_GET_ACCOUNT_INVITE_CODES
+            && core::ptr::eq(
+                meta,
+                &crate::com::atproto::server::get_account_invite_codes::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::com::atproto::server::ComAtprotoServer>::get_account_invite_codes(
@@ -5346,11 +6834,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.server.getServiceAuth" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_GET_SERVICE_AUTH => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_GET_SERVICE_AUTH
+            && core::ptr::eq(meta, &crate::com::atproto::server::get_service_auth::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::com::atproto::server::ComAtprotoServer>::get_service_auth(
@@ -5360,11 +6850,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.server.getSession" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_GET_SESSION => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_GET_SESSION
+            && core::ptr::eq(meta, &crate::com::atproto::server::get_session::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::com::atproto::server::ComAtprotoServer>::get_session(
@@ -5374,11 +6866,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.server.listAppPasswords" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_LIST_APP_PASSWORDS => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_LIST_APP_PASSWORDS
+            && core::ptr::eq(
+                meta,
+                &crate::com::atproto::server::list_app_passwords::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::com::atproto::server::ComAtprotoServer>::list_app_passwords(
@@ -5388,11 +6885,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.server.refreshSession" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_REFRESH_SESSION => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_REFRESH_SESSION
+            && core::ptr::eq(meta, &crate::com::atproto::server::refresh_session::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::com::atproto::server::ComAtprotoServer>::refresh_session(
@@ -5402,11 +6901,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.server.requestAccountDelete" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_REQUEST_ACCOUNT_DELETE => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_REQUEST_ACCOUNT_DELETE
+            && core::ptr::eq(
+                meta,
+                &crate::com::atproto::server::request_account_delete::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 <S as crate::com::atproto::server::ComAtprotoServer>::request_account_delete(
@@ -5416,11 +6920,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::empty_output()
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.server.requestEmailConfirmation" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_REQUEST_EMAIL_CONFIRMATION => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_REQUEST_EMAIL_CONFIRMATION
+            && core::ptr::eq(
+                meta,
+                &crate::com::atproto::server::request_email_confirmation::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 <S as crate::com::atproto::server::ComAtprotoServer>::request_email_confirmation(
@@ -5430,11 +6939,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::empty_output()
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.server.requestEmailUpdate" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_REQUEST_EMAIL_UPDATE => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_REQUEST_EMAIL_UPDATE
+            && core::ptr::eq(
+                meta,
+                &crate::com::atproto::server::request_email_update::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::com::atproto::server::ComAtprotoServer>::request_email_update(
@@ -5444,11 +6958,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.server.requestPasswordReset" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_REQUEST_PASSWORD_RESET => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_REQUEST_PASSWORD_RESET
+            && core::ptr::eq(
+                meta,
+                &crate::com::atproto::server::request_password_reset::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 <S as crate::com::atproto::server::ComAtprotoServer>::request_password_reset(
@@ -5459,11 +6978,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::empty_output()
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.server.reserveSigningKey" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_RESERVE_SIGNING_KEY => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_RESERVE_SIGNING_KEY
+            && core::ptr::eq(
+                meta,
+                &crate::com::atproto::server::reserve_signing_key::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::com::atproto::server::ComAtprotoServer>::reserve_signing_key(
@@ -5474,11 +6998,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.server.resetPassword" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_RESET_PASSWORD => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_RESET_PASSWORD
+            && core::ptr::eq(meta, &crate::com::atproto::server::reset_password::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 <S as crate::com::atproto::server::ComAtprotoServer>::reset_password(
@@ -5489,11 +7015,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::empty_output()
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.server.revokeAppPassword" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_REVOKE_APP_PASSWORD => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_REVOKE_APP_PASSWORD
+            && core::ptr::eq(
+                meta,
+                &crate::com::atproto::server::revoke_app_password::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 <S as crate::com::atproto::server::ComAtprotoServer>::revoke_app_password(
@@ -5504,11 +7035,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::empty_output()
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.server.updateEmail" if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_UPDATE_EMAIL => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::server::ComAtprotoServer>::SERVES_UPDATE_EMAIL
+            && core::ptr::eq(meta, &crate::com::atproto::server::update_email::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 <S as crate::com::atproto::server::ComAtprotoServer>::update_email(
@@ -5519,11 +7052,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::empty_output()
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.sync.getBlob" if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_GET_BLOB => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_GET_BLOB
+            && core::ptr::eq(meta, &crate::com::atproto::sync::get_blob::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::com::atproto::sync::ComAtprotoSync>::get_blob(
@@ -5533,11 +7068,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::binary_output(out)
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.sync.getBlocks" if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_GET_BLOCKS => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_GET_BLOCKS
+            && core::ptr::eq(meta, &crate::com::atproto::sync::get_blocks::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::com::atproto::sync::ComAtprotoSync>::get_blocks(
@@ -5547,11 +7084,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::binary_output(out)
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.sync.getCheckout" if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_GET_CHECKOUT => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_GET_CHECKOUT
+            && core::ptr::eq(meta, &crate::com::atproto::sync::get_checkout::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::com::atproto::sync::ComAtprotoSync>::get_checkout(
@@ -5561,11 +7100,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::binary_output(out)
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.sync.getHead" if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_GET_HEAD => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_GET_HEAD
+            && core::ptr::eq(meta, &crate::com::atproto::sync::get_head::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::com::atproto::sync::ComAtprotoSync>::get_head(
@@ -5575,11 +7116,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.sync.getHostStatus" if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_GET_HOST_STATUS => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_GET_HOST_STATUS
+            && core::ptr::eq(meta, &crate::com::atproto::sync::get_host_status::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::com::atproto::sync::ComAtprotoSync>::get_host_status(
@@ -5589,11 +7132,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.sync.getLatestCommit" if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_GET_LATEST_COMMIT => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_GET_LATEST_COMMIT
+            && core::ptr::eq(meta, &crate::com::atproto::sync::get_latest_commit::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::com::atproto::sync::ComAtprotoSync>::get_latest_commit(
@@ -5603,11 +7148,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.sync.getRecord" if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_GET_RECORD => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_GET_RECORD
+            && core::ptr::eq(meta, &crate::com::atproto::sync::get_record::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::com::atproto::sync::ComAtprotoSync>::get_record(
@@ -5617,11 +7164,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::binary_output(out)
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.sync.getRepo" if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_GET_REPO => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_GET_REPO
+            && core::ptr::eq(meta, &crate::com::atproto::sync::get_repo::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::com::atproto::sync::ComAtprotoSync>::get_repo(
@@ -5631,11 +7180,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::binary_output(out)
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.sync.getRepoStatus" if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_GET_REPO_STATUS => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_GET_REPO_STATUS
+            && core::ptr::eq(meta, &crate::com::atproto::sync::get_repo_status::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::com::atproto::sync::ComAtprotoSync>::get_repo_status(
@@ -5645,11 +7196,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.sync.listBlobs" if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_LIST_BLOBS => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_LIST_BLOBS
+            && core::ptr::eq(meta, &crate::com::atproto::sync::list_blobs::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::com::atproto::sync::ComAtprotoSync>::list_blobs(
@@ -5659,11 +7212,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.sync.listHosts" if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_LIST_HOSTS => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_LIST_HOSTS
+            && core::ptr::eq(meta, &crate::com::atproto::sync::list_hosts::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::com::atproto::sync::ComAtprotoSync>::list_hosts(
@@ -5673,11 +7228,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.sync.listRepos" if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_LIST_REPOS => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_LIST_REPOS
+            && core::ptr::eq(meta, &crate::com::atproto::sync::list_repos::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::com::atproto::sync::ComAtprotoSync>::list_repos(
@@ -5687,11 +7244,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.sync.listReposByCollection" if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_LIST_REPOS_BY_COLLECTION => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_LIST_REPOS_BY_COLLECTION
+            && core::ptr::eq(
+                meta,
+                &crate::com::atproto::sync::list_repos_by_collection::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::com::atproto::sync::ComAtprotoSync>::list_repos_by_collection(
@@ -5701,11 +7263,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.sync.notifyOfUpdate" if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_NOTIFY_OF_UPDATE => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_NOTIFY_OF_UPDATE
+            && core::ptr::eq(meta, &crate::com::atproto::sync::notify_of_update::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 <S as crate::com::atproto::sync::ComAtprotoSync>::notify_of_update(
@@ -5716,11 +7280,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::empty_output()
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.sync.requestCrawl" if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_REQUEST_CRAWL => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::sync::ComAtprotoSync>::SERVES_REQUEST_CRAWL
+            && core::ptr::eq(meta, &crate::com::atproto::sync::request_crawl::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 <S as crate::com::atproto::sync::ComAtprotoSync>::request_crawl(
@@ -5731,11 +7297,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::empty_output()
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.temp.addReservedHandle" if <S as crate::com::atproto::temp::ComAtprotoTemp>::SERVES_ADD_RESERVED_HANDLE => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::temp::ComAtprotoTemp>::SERVES_ADD_RESERVED_HANDLE
+            && core::ptr::eq(meta, &crate::com::atproto::temp::add_reserved_handle::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::com::atproto::temp::ComAtprotoTemp>::add_reserved_handle(
@@ -5746,11 +7314,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.temp.checkHandleAvailability" if <S as crate::com::atproto::temp::ComAtprotoTemp>::SERVES_CHECK_HANDLE_AVAILABILITY => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::temp::ComAtprotoTemp>::SERVES_CHECK_HANDLE_AVAILABILITY
+            && core::ptr::eq(
+                meta,
+                &crate::com::atproto::temp::check_handle_availability::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::com::atproto::temp::ComAtprotoTemp>::check_handle_availability(
@@ -5760,11 +7333,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.temp.checkSignupQueue" if <S as crate::com::atproto::temp::ComAtprotoTemp>::SERVES_CHECK_SIGNUP_QUEUE => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::temp::ComAtprotoTemp>::SERVES_CHECK_SIGNUP_QUEUE
+            && core::ptr::eq(meta, &crate::com::atproto::temp::check_signup_queue::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::com::atproto::temp::ComAtprotoTemp>::check_signup_queue(
@@ -5774,11 +7349,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.temp.dereferenceScope" if <S as crate::com::atproto::temp::ComAtprotoTemp>::SERVES_DEREFERENCE_SCOPE => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::temp::ComAtprotoTemp>::SERVES_DEREFERENCE_SCOPE
+            && core::ptr::eq(meta, &crate::com::atproto::temp::dereference_scope::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::com::atproto::temp::ComAtprotoTemp>::dereference_scope(
@@ -5788,11 +7365,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.temp.fetchLabels" if <S as crate::com::atproto::temp::ComAtprotoTemp>::SERVES_FETCH_LABELS => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::temp::ComAtprotoTemp>::SERVES_FETCH_LABELS
+            && core::ptr::eq(meta, &crate::com::atproto::temp::fetch_labels::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::com::atproto::temp::ComAtprotoTemp>::fetch_labels(
@@ -5802,11 +7381,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.temp.requestPhoneVerification" if <S as crate::com::atproto::temp::ComAtprotoTemp>::SERVES_REQUEST_PHONE_VERIFICATION => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::temp::ComAtprotoTemp>::SERVES_REQUEST_PHONE_VERIFICATION
+            && core::ptr::eq(
+                meta,
+                &crate::com::atproto::temp::request_phone_verification::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 <S as crate::com::atproto::temp::ComAtprotoTemp>::request_phone_verification(
@@ -5817,11 +7401,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::empty_output()
-            })
+            });
         }
         #[cfg(feature = "com-atproto")]
-        "com.atproto.temp.revokeAccountCredentials" if <S as crate::com::atproto::temp::ComAtprotoTemp>::SERVES_REVOKE_ACCOUNT_CREDENTIALS => {
-            Box::pin(async move {
+        if <S as crate::com::atproto::temp::ComAtprotoTemp>::SERVES_REVOKE_ACCOUNT_CREDENTIALS
+            && core::ptr::eq(
+                meta,
+                &crate::com::atproto::temp::revoke_account_credentials::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 <S as crate::com::atproto::temp::ComAtprotoTemp>::revoke_account_credentials(
@@ -5832,11 +7421,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::empty_output()
-            })
+            });
         }
         #[cfg(feature = "dev-rustpds")]
-        "dev.rustpds.identity.getPlcOperationToken" if <S as crate::dev::rustpds::identity::DevRustpdsIdentity>::SERVES_GET_PLC_OPERATION_TOKEN => {
-            Box::pin(async move {
+        if <S as crate::dev::rustpds::identity::DevRustpdsIdentity>::SERVES_GET_PLC_OPERATION_TOKEN
+            && core::ptr::eq(
+                meta,
+                &crate::dev::rustpds::identity::get_plc_operation_token::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::dev::rustpds::identity::DevRustpdsIdentity>::get_plc_operation_token(
@@ -5847,11 +7441,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "dev-rustpds")]
-        "dev.rustpds.oauth.listSessions" if <S as crate::dev::rustpds::oauth::DevRustpdsOauth>::SERVES_LIST_SESSIONS => {
-            Box::pin(async move {
+        if <S as crate::dev::rustpds::oauth::DevRustpdsOauth>::SERVES_LIST_SESSIONS
+            && core::ptr::eq(meta, &crate::dev::rustpds::oauth::list_sessions::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::dev::rustpds::oauth::DevRustpdsOauth>::list_sessions(
@@ -5861,11 +7457,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "dev-rustpds")]
-        "dev.rustpds.oauth.revokeSession" if <S as crate::dev::rustpds::oauth::DevRustpdsOauth>::SERVES_REVOKE_SESSION => {
-            Box::pin(async move {
+        if <S as crate::dev::rustpds::oauth::DevRustpdsOauth>::SERVES_REVOKE_SESSION
+            && core::ptr::eq(meta, &crate::dev::rustpds::oauth::revoke_session::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::dev::rustpds::oauth::DevRustpdsOauth>::revoke_session(
@@ -5876,11 +7474,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "dev-rustpds")]
-        "dev.rustpds.passkey.createRegistration" if <S as crate::dev::rustpds::passkey::DevRustpdsPasskey>::SERVES_CREATE_REGISTRATION => {
-            Box::pin(async move {
+        if <S as crate::dev::rustpds::passkey::DevRustpdsPasskey>::SERVES_CREATE_REGISTRATION
+            && core::ptr::eq(
+                meta,
+                &crate::dev::rustpds::passkey::create_registration::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::dev::rustpds::passkey::DevRustpdsPasskey>::create_registration(
@@ -5891,11 +7494,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "dev-rustpds")]
-        "dev.rustpds.passkey.deletePasskey" if <S as crate::dev::rustpds::passkey::DevRustpdsPasskey>::SERVES_DELETE_PASSKEY => {
-            Box::pin(async move {
+        if <S as crate::dev::rustpds::passkey::DevRustpdsPasskey>::SERVES_DELETE_PASSKEY
+            && core::ptr::eq(meta, &crate::dev::rustpds::passkey::delete_passkey::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 <S as crate::dev::rustpds::passkey::DevRustpdsPasskey>::delete_passkey(
@@ -5906,11 +7511,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::empty_output()
-            })
+            });
         }
         #[cfg(feature = "dev-rustpds")]
-        "dev.rustpds.passkey.listPasskeys" if <S as crate::dev::rustpds::passkey::DevRustpdsPasskey>::SERVES_LIST_PASSKEYS => {
-            Box::pin(async move {
+        if <S as crate::dev::rustpds::passkey::DevRustpdsPasskey>::SERVES_LIST_PASSKEYS
+            && core::ptr::eq(meta, &crate::dev::rustpds::passkey::list_passkeys::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::dev::rustpds::passkey::DevRustpdsPasskey>::list_passkeys(
@@ -5920,11 +7527,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "dev-rustpds")]
-        "dev.rustpds.server.changePassword" if <S as crate::dev::rustpds::server::DevRustpdsServer>::SERVES_CHANGE_PASSWORD => {
-            Box::pin(async move {
+        if <S as crate::dev::rustpds::server::DevRustpdsServer>::SERVES_CHANGE_PASSWORD
+            && core::ptr::eq(meta, &crate::dev::rustpds::server::change_password::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 <S as crate::dev::rustpds::server::DevRustpdsServer>::change_password(
@@ -5935,11 +7544,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::empty_output()
-            })
+            });
         }
         #[cfg(feature = "dev-rustpds")]
-        "dev.rustpds.server.getAccountStatus" if <S as crate::dev::rustpds::server::DevRustpdsServer>::SERVES_GET_ACCOUNT_STATUS => {
-            Box::pin(async move {
+        if <S as crate::dev::rustpds::server::DevRustpdsServer>::SERVES_GET_ACCOUNT_STATUS
+            && core::ptr::eq(
+                meta,
+                &crate::dev::rustpds::server::get_account_status::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::dev::rustpds::server::DevRustpdsServer>::get_account_status(
@@ -5949,11 +7563,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "dev-rustpds")]
-        "dev.rustpds.server.getStatus" if <S as crate::dev::rustpds::server::DevRustpdsServer>::SERVES_GET_STATUS => {
-            Box::pin(async move {
+        if <S as crate::dev::rustpds::server::DevRustpdsServer>::SERVES_GET_STATUS
+            && core::ptr::eq(meta, &crate::dev::rustpds::server::get_status::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::dev::rustpds::server::DevRustpdsServer>::get_status(
@@ -5963,11 +7579,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.communication.createTemplate" if <S as crate::tools::ozone::communication::ToolsOzoneCommunication>::SERVES_CREATE_TEMPLATE => {
-            Box::pin(async move {
+        if <S as crate::tools::ozone::communication::ToolsOzoneCommunication>::SERVES_CREATE_TEMPLATE
+            && core::ptr::eq(
+                meta,
+                &crate::tools::ozone::communication::create_template::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::tools::ozone::communication::ToolsOzoneCommunication>::create_template(
@@ -5978,11 +7599,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.communication.deleteTemplate" if <S as crate::tools::ozone::communication::ToolsOzoneCommunication>::SERVES_DELETE_TEMPLATE => {
-            Box::pin(async move {
+        if <S as crate::tools::ozone::communication::ToolsOzoneCommunication>::SERVES_DELETE_TEMPLATE
+            && core::ptr::eq(
+                meta,
+                &crate::tools::ozone::communication::delete_template::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 <S as crate::tools::ozone::communication::ToolsOzoneCommunication>::delete_template(
@@ -5993,11 +7619,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::empty_output()
-            })
+            });
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.communication.listTemplates" if <S as crate::tools::ozone::communication::ToolsOzoneCommunication>::SERVES_LIST_TEMPLATES => {
-            Box::pin(async move {
+        if <S as crate::tools::ozone::communication::ToolsOzoneCommunication>::SERVES_LIST_TEMPLATES
+            && core::ptr::eq(
+                meta,
+                &crate::tools::ozone::communication::list_templates::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::tools::ozone::communication::ToolsOzoneCommunication>::list_templates(
@@ -6007,11 +7638,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.communication.updateTemplate" if <S as crate::tools::ozone::communication::ToolsOzoneCommunication>::SERVES_UPDATE_TEMPLATE => {
-            Box::pin(async move {
+        if <S as crate::tools::ozone::communication::ToolsOzoneCommunication>::SERVES_UPDATE_TEMPLATE
+            && core::ptr::eq(
+                meta,
+                &crate::tools::ozone::communication::update_template::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::tools::ozone::communication::ToolsOzoneCommunication>::update_template(
@@ -6022,11 +7658,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.hosting.getAccountHistory" if <S as crate::tools::ozone::hosting::ToolsOzoneHosting>::SERVES_GET_ACCOUNT_HISTORY => {
-            Box::pin(async move {
+        if <S as crate::tools::ozone::hosting::ToolsOzoneHosting>::SERVES_GET_ACCOUNT_HISTORY
+            && core::ptr::eq(
+                meta,
+                &crate::tools::ozone::hosting::get_account_history::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::tools::ozone::hosting::ToolsOzoneHosting>::get_account_history(
@@ -6036,11 +7677,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.moderation.cancelScheduledActions" if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_CANCEL_SCHEDULED_ACTIONS => {
-            Box::pin(async move {
+        if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_CANCEL_SCHEDULED_ACTIONS
+            && core::ptr::eq(
+                meta,
+                &crate::tools::ozone::moderation::cancel_scheduled_actions::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::cancel_scheduled_actions(
@@ -6051,11 +7697,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.moderation.emitEvent" if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_EMIT_EVENT => {
-            Box::pin(async move {
+        if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_EMIT_EVENT
+            && core::ptr::eq(meta, &crate::tools::ozone::moderation::emit_event::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::emit_event(
@@ -6066,11 +7714,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.moderation.getAccountPreferences" if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_GET_ACCOUNT_PREFERENCES => {
-            Box::pin(async move {
+        if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_GET_ACCOUNT_PREFERENCES
+            && core::ptr::eq(
+                meta,
+                &crate::tools::ozone::moderation::get_account_preferences::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::get_account_preferences(
@@ -6080,11 +7733,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.moderation.getAccountTimeline" if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_GET_ACCOUNT_TIMELINE => {
-            Box::pin(async move {
+        if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_GET_ACCOUNT_TIMELINE
+            && core::ptr::eq(
+                meta,
+                &crate::tools::ozone::moderation::get_account_timeline::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::get_account_timeline(
@@ -6094,11 +7752,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.moderation.getEvent" if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_GET_EVENT => {
-            Box::pin(async move {
+        if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_GET_EVENT
+            && core::ptr::eq(meta, &crate::tools::ozone::moderation::get_event::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::get_event(
@@ -6108,11 +7768,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.moderation.getRecord" if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_GET_RECORD => {
-            Box::pin(async move {
+        if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_GET_RECORD
+            && core::ptr::eq(meta, &crate::tools::ozone::moderation::get_record::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::get_record(
@@ -6122,11 +7784,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.moderation.getRecords" if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_GET_RECORDS => {
-            Box::pin(async move {
+        if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_GET_RECORDS
+            && core::ptr::eq(meta, &crate::tools::ozone::moderation::get_records::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::get_records(
@@ -6136,11 +7800,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.moderation.getRepo" if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_GET_REPO => {
-            Box::pin(async move {
+        if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_GET_REPO
+            && core::ptr::eq(meta, &crate::tools::ozone::moderation::get_repo::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::get_repo(
@@ -6150,11 +7816,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.moderation.getReporterStats" if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_GET_REPORTER_STATS => {
-            Box::pin(async move {
+        if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_GET_REPORTER_STATS
+            && core::ptr::eq(
+                meta,
+                &crate::tools::ozone::moderation::get_reporter_stats::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::get_reporter_stats(
@@ -6164,11 +7835,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.moderation.getRepos" if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_GET_REPOS => {
-            Box::pin(async move {
+        if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_GET_REPOS
+            && core::ptr::eq(meta, &crate::tools::ozone::moderation::get_repos::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::get_repos(
@@ -6178,11 +7851,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.moderation.getSubjects" if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_GET_SUBJECTS => {
-            Box::pin(async move {
+        if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_GET_SUBJECTS
+            && core::ptr::eq(meta, &crate::tools::ozone::moderation::get_subjects::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::get_subjects(
@@ -6192,11 +7867,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.moderation.listScheduledActions" if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_LIST_SCHEDULED_ACTIONS => {
-            Box::pin(async move {
+        if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_LIST_SCHEDULED_ACTIONS
+            && core::ptr::eq(
+                meta,
+                &crate::tools::ozone::moderation::list_scheduled_actions::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::list_scheduled_actions(
@@ -6207,11 +7887,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.moderation.queryEvents" if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_QUERY_EVENTS => {
-            Box::pin(async move {
+        if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_QUERY_EVENTS
+            && core::ptr::eq(meta, &crate::tools::ozone::moderation::query_events::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::query_events(
@@ -6221,11 +7903,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.moderation.queryStatuses" if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_QUERY_STATUSES => {
-            Box::pin(async move {
+        if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_QUERY_STATUSES
+            && core::ptr::eq(
+                meta,
+                &crate::tools::ozone::moderation::query_statuses::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::query_statuses(
@@ -6235,11 +7922,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.moderation.scheduleAction" if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_SCHEDULE_ACTION => {
-            Box::pin(async move {
+        if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_SCHEDULE_ACTION
+            && core::ptr::eq(
+                meta,
+                &crate::tools::ozone::moderation::schedule_action::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::schedule_action(
@@ -6250,11 +7942,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.moderation.searchRepos" if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_SEARCH_REPOS => {
-            Box::pin(async move {
+        if <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::SERVES_SEARCH_REPOS
+            && core::ptr::eq(meta, &crate::tools::ozone::moderation::search_repos::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::tools::ozone::moderation::ToolsOzoneModeration>::search_repos(
@@ -6264,11 +7958,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.queue.assignModerator" if <S as crate::tools::ozone::queue::ToolsOzoneQueue>::SERVES_ASSIGN_MODERATOR => {
-            Box::pin(async move {
+        if <S as crate::tools::ozone::queue::ToolsOzoneQueue>::SERVES_ASSIGN_MODERATOR
+            && core::ptr::eq(meta, &crate::tools::ozone::queue::assign_moderator::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::tools::ozone::queue::ToolsOzoneQueue>::assign_moderator(
@@ -6279,11 +7975,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.queue.createQueue" if <S as crate::tools::ozone::queue::ToolsOzoneQueue>::SERVES_CREATE_QUEUE => {
-            Box::pin(async move {
+        if <S as crate::tools::ozone::queue::ToolsOzoneQueue>::SERVES_CREATE_QUEUE
+            && core::ptr::eq(meta, &crate::tools::ozone::queue::create_queue::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::tools::ozone::queue::ToolsOzoneQueue>::create_queue(
@@ -6294,11 +7992,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.queue.deleteQueue" if <S as crate::tools::ozone::queue::ToolsOzoneQueue>::SERVES_DELETE_QUEUE => {
-            Box::pin(async move {
+        if <S as crate::tools::ozone::queue::ToolsOzoneQueue>::SERVES_DELETE_QUEUE
+            && core::ptr::eq(meta, &crate::tools::ozone::queue::delete_queue::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::tools::ozone::queue::ToolsOzoneQueue>::delete_queue(
@@ -6309,11 +8009,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.queue.getAssignments" if <S as crate::tools::ozone::queue::ToolsOzoneQueue>::SERVES_GET_ASSIGNMENTS => {
-            Box::pin(async move {
+        if <S as crate::tools::ozone::queue::ToolsOzoneQueue>::SERVES_GET_ASSIGNMENTS
+            && core::ptr::eq(meta, &crate::tools::ozone::queue::get_assignments::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::tools::ozone::queue::ToolsOzoneQueue>::get_assignments(
@@ -6323,11 +8025,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.queue.listQueues" if <S as crate::tools::ozone::queue::ToolsOzoneQueue>::SERVES_LIST_QUEUES => {
-            Box::pin(async move {
+        if <S as crate::tools::ozone::queue::ToolsOzoneQueue>::SERVES_LIST_QUEUES
+            && core::ptr::eq(meta, &crate::tools::ozone::queue::list_queues::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::tools::ozone::queue::ToolsOzoneQueue>::list_queues(
@@ -6337,11 +8041,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.queue.routeReports" if <S as crate::tools::ozone::queue::ToolsOzoneQueue>::SERVES_ROUTE_REPORTS => {
-            Box::pin(async move {
+        if <S as crate::tools::ozone::queue::ToolsOzoneQueue>::SERVES_ROUTE_REPORTS
+            && core::ptr::eq(meta, &crate::tools::ozone::queue::route_reports::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::tools::ozone::queue::ToolsOzoneQueue>::route_reports(
@@ -6352,11 +8058,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.queue.unassignModerator" if <S as crate::tools::ozone::queue::ToolsOzoneQueue>::SERVES_UNASSIGN_MODERATOR => {
-            Box::pin(async move {
+        if <S as crate::tools::ozone::queue::ToolsOzoneQueue>::SERVES_UNASSIGN_MODERATOR
+            && core::ptr::eq(meta, &crate::tools::ozone::queue::unassign_moderator::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 <S as crate::tools::ozone::queue::ToolsOzoneQueue>::unassign_moderator(
@@ -6367,11 +8075,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::empty_output()
-            })
+            });
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.queue.updateQueue" if <S as crate::tools::ozone::queue::ToolsOzoneQueue>::SERVES_UPDATE_QUEUE => {
-            Box::pin(async move {
+        if <S as crate::tools::ozone::queue::ToolsOzoneQueue>::SERVES_UPDATE_QUEUE
+            && core::ptr::eq(meta, &crate::tools::ozone::queue::update_queue::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::tools::ozone::queue::ToolsOzoneQueue>::update_queue(
@@ -6382,11 +8092,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.report.assignModerator" if <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_ASSIGN_MODERATOR => {
-            Box::pin(async move {
+        if <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_ASSIGN_MODERATOR
+            && core::ptr::eq(meta, &crate::tools::ozone::report::assign_moderator::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::tools::ozone::report::ToolsOzoneReport>::assign_moderator(
@@ -6397,11 +8109,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.report.closeReports" if <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_CLOSE_REPORTS => {
-            Box::pin(async move {
+        if <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_CLOSE_REPORTS
+            && core::ptr::eq(meta, &crate::tools::ozone::report::close_reports::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::tools::ozone::report::ToolsOzoneReport>::close_reports(
@@ -6412,11 +8126,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.report.createActivity" if <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_CREATE_ACTIVITY => {
-            Box::pin(async move {
+        if <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_CREATE_ACTIVITY
+            && core::ptr::eq(meta, &crate::tools::ozone::report::create_activity::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::tools::ozone::report::ToolsOzoneReport>::create_activity(
@@ -6427,11 +8143,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.report.getAssignments" if <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_GET_ASSIGNMENTS => {
-            Box::pin(async move {
+        if <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_GET_ASSIGNMENTS
+            && core::ptr::eq(meta, &crate::tools::ozone::report::get_assignments::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::tools::ozone::report::ToolsOzoneReport>::get_assignments(
@@ -6441,11 +8159,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.report.getHistoricalStats" if <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_GET_HISTORICAL_STATS => {
-            Box::pin(async move {
+        if <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_GET_HISTORICAL_STATS
+            && core::ptr::eq(
+                meta,
+                &crate::tools::ozone::report::get_historical_stats::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::tools::ozone::report::ToolsOzoneReport>::get_historical_stats(
@@ -6455,11 +8178,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.report.getLatestReport" if <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_GET_LATEST_REPORT => {
-            Box::pin(async move {
+        if <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_GET_LATEST_REPORT
+            && core::ptr::eq(meta, &crate::tools::ozone::report::get_latest_report::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::tools::ozone::report::ToolsOzoneReport>::get_latest_report(
@@ -6469,11 +8194,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.report.getLiveStats" if <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_GET_LIVE_STATS => {
-            Box::pin(async move {
+        if <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_GET_LIVE_STATS
+            && core::ptr::eq(meta, &crate::tools::ozone::report::get_live_stats::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::tools::ozone::report::ToolsOzoneReport>::get_live_stats(
@@ -6483,11 +8210,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.report.getReport" if <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_GET_REPORT => {
-            Box::pin(async move {
+        if <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_GET_REPORT
+            && core::ptr::eq(meta, &crate::tools::ozone::report::get_report::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::tools::ozone::report::ToolsOzoneReport>::get_report(
@@ -6497,11 +8226,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.report.listActivities" if <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_LIST_ACTIVITIES => {
-            Box::pin(async move {
+        if <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_LIST_ACTIVITIES
+            && core::ptr::eq(meta, &crate::tools::ozone::report::list_activities::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::tools::ozone::report::ToolsOzoneReport>::list_activities(
@@ -6511,11 +8242,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.report.queryActivities" if <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_QUERY_ACTIVITIES => {
-            Box::pin(async move {
+        if <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_QUERY_ACTIVITIES
+            && core::ptr::eq(meta, &crate::tools::ozone::report::query_activities::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::tools::ozone::report::ToolsOzoneReport>::query_activities(
@@ -6525,11 +8258,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.report.queryReports" if <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_QUERY_REPORTS => {
-            Box::pin(async move {
+        if <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_QUERY_REPORTS
+            && core::ptr::eq(meta, &crate::tools::ozone::report::query_reports::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::tools::ozone::report::ToolsOzoneReport>::query_reports(
@@ -6539,11 +8274,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.report.reassignQueue" if <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_REASSIGN_QUEUE => {
-            Box::pin(async move {
+        if <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_REASSIGN_QUEUE
+            && core::ptr::eq(meta, &crate::tools::ozone::report::reassign_queue::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::tools::ozone::report::ToolsOzoneReport>::reassign_queue(
@@ -6554,11 +8291,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.report.refreshStats" if <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_REFRESH_STATS => {
-            Box::pin(async move {
+        if <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_REFRESH_STATS
+            && core::ptr::eq(meta, &crate::tools::ozone::report::refresh_stats::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::tools::ozone::report::ToolsOzoneReport>::refresh_stats(
@@ -6569,11 +8308,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.report.unassignModerator" if <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_UNASSIGN_MODERATOR => {
-            Box::pin(async move {
+        if <S as crate::tools::ozone::report::ToolsOzoneReport>::SERVES_UNASSIGN_MODERATOR
+            && core::ptr::eq(
+                meta,
+                &crate::tools::ozone::report::unassign_moderator::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::tools::ozone::report::ToolsOzoneReport>::unassign_moderator(
@@ -6584,11 +8328,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.safelink.addRule" if <S as crate::tools::ozone::safelink::ToolsOzoneSafelink>::SERVES_ADD_RULE => {
-            Box::pin(async move {
+        if <S as crate::tools::ozone::safelink::ToolsOzoneSafelink>::SERVES_ADD_RULE
+            && core::ptr::eq(meta, &crate::tools::ozone::safelink::add_rule::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::tools::ozone::safelink::ToolsOzoneSafelink>::add_rule(
@@ -6599,11 +8345,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.safelink.queryEvents" if <S as crate::tools::ozone::safelink::ToolsOzoneSafelink>::SERVES_QUERY_EVENTS => {
-            Box::pin(async move {
+        if <S as crate::tools::ozone::safelink::ToolsOzoneSafelink>::SERVES_QUERY_EVENTS
+            && core::ptr::eq(meta, &crate::tools::ozone::safelink::query_events::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::tools::ozone::safelink::ToolsOzoneSafelink>::query_events(
@@ -6614,11 +8362,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.safelink.queryRules" if <S as crate::tools::ozone::safelink::ToolsOzoneSafelink>::SERVES_QUERY_RULES => {
-            Box::pin(async move {
+        if <S as crate::tools::ozone::safelink::ToolsOzoneSafelink>::SERVES_QUERY_RULES
+            && core::ptr::eq(meta, &crate::tools::ozone::safelink::query_rules::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::tools::ozone::safelink::ToolsOzoneSafelink>::query_rules(
@@ -6629,11 +8379,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.safelink.removeRule" if <S as crate::tools::ozone::safelink::ToolsOzoneSafelink>::SERVES_REMOVE_RULE => {
-            Box::pin(async move {
+        if <S as crate::tools::ozone::safelink::ToolsOzoneSafelink>::SERVES_REMOVE_RULE
+            && core::ptr::eq(meta, &crate::tools::ozone::safelink::remove_rule::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::tools::ozone::safelink::ToolsOzoneSafelink>::remove_rule(
@@ -6644,11 +8396,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.safelink.updateRule" if <S as crate::tools::ozone::safelink::ToolsOzoneSafelink>::SERVES_UPDATE_RULE => {
-            Box::pin(async move {
+        if <S as crate::tools::ozone::safelink::ToolsOzoneSafelink>::SERVES_UPDATE_RULE
+            && core::ptr::eq(meta, &crate::tools::ozone::safelink::update_rule::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::tools::ozone::safelink::ToolsOzoneSafelink>::update_rule(
@@ -6659,11 +8413,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.server.getConfig" if <S as crate::tools::ozone::server::ToolsOzoneServer>::SERVES_GET_CONFIG => {
-            Box::pin(async move {
+        if <S as crate::tools::ozone::server::ToolsOzoneServer>::SERVES_GET_CONFIG
+            && core::ptr::eq(meta, &crate::tools::ozone::server::get_config::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::tools::ozone::server::ToolsOzoneServer>::get_config(
@@ -6673,11 +8429,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.set.addValues" if <S as crate::tools::ozone::set::ToolsOzoneSet>::SERVES_ADD_VALUES => {
-            Box::pin(async move {
+        if <S as crate::tools::ozone::set::ToolsOzoneSet>::SERVES_ADD_VALUES
+            && core::ptr::eq(meta, &crate::tools::ozone::set::add_values::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 <S as crate::tools::ozone::set::ToolsOzoneSet>::add_values(
@@ -6688,11 +8446,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::empty_output()
-            })
+            });
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.set.deleteSet" if <S as crate::tools::ozone::set::ToolsOzoneSet>::SERVES_DELETE_SET => {
-            Box::pin(async move {
+        if <S as crate::tools::ozone::set::ToolsOzoneSet>::SERVES_DELETE_SET
+            && core::ptr::eq(meta, &crate::tools::ozone::set::delete_set::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::tools::ozone::set::ToolsOzoneSet>::delete_set(
@@ -6703,11 +8463,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.set.deleteValues" if <S as crate::tools::ozone::set::ToolsOzoneSet>::SERVES_DELETE_VALUES => {
-            Box::pin(async move {
+        if <S as crate::tools::ozone::set::ToolsOzoneSet>::SERVES_DELETE_VALUES
+            && core::ptr::eq(meta, &crate::tools::ozone::set::delete_values::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 <S as crate::tools::ozone::set::ToolsOzoneSet>::delete_values(
@@ -6718,11 +8480,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::empty_output()
-            })
+            });
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.set.getValues" if <S as crate::tools::ozone::set::ToolsOzoneSet>::SERVES_GET_VALUES => {
-            Box::pin(async move {
+        if <S as crate::tools::ozone::set::ToolsOzoneSet>::SERVES_GET_VALUES
+            && core::ptr::eq(meta, &crate::tools::ozone::set::get_values::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::tools::ozone::set::ToolsOzoneSet>::get_values(
@@ -6732,11 +8496,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.set.querySets" if <S as crate::tools::ozone::set::ToolsOzoneSet>::SERVES_QUERY_SETS => {
-            Box::pin(async move {
+        if <S as crate::tools::ozone::set::ToolsOzoneSet>::SERVES_QUERY_SETS
+            && core::ptr::eq(meta, &crate::tools::ozone::set::query_sets::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::tools::ozone::set::ToolsOzoneSet>::query_sets(
@@ -6746,11 +8512,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.set.upsertSet" if <S as crate::tools::ozone::set::ToolsOzoneSet>::SERVES_UPSERT_SET => {
-            Box::pin(async move {
+        if <S as crate::tools::ozone::set::ToolsOzoneSet>::SERVES_UPSERT_SET
+            && core::ptr::eq(meta, &crate::tools::ozone::set::upsert_set::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::tools::ozone::set::ToolsOzoneSet>::upsert_set(
@@ -6761,11 +8529,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.setting.listOptions" if <S as crate::tools::ozone::setting::ToolsOzoneSetting>::SERVES_LIST_OPTIONS => {
-            Box::pin(async move {
+        if <S as crate::tools::ozone::setting::ToolsOzoneSetting>::SERVES_LIST_OPTIONS
+            && core::ptr::eq(meta, &crate::tools::ozone::setting::list_options::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::tools::ozone::setting::ToolsOzoneSetting>::list_options(
@@ -6775,11 +8545,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.setting.removeOptions" if <S as crate::tools::ozone::setting::ToolsOzoneSetting>::SERVES_REMOVE_OPTIONS => {
-            Box::pin(async move {
+        if <S as crate::tools::ozone::setting::ToolsOzoneSetting>::SERVES_REMOVE_OPTIONS
+            && core::ptr::eq(meta, &crate::tools::ozone::setting::remove_options::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::tools::ozone::setting::ToolsOzoneSetting>::remove_options(
@@ -6790,11 +8562,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.setting.upsertOption" if <S as crate::tools::ozone::setting::ToolsOzoneSetting>::SERVES_UPSERT_OPTION => {
-            Box::pin(async move {
+        if <S as crate::tools::ozone::setting::ToolsOzoneSetting>::SERVES_UPSERT_OPTION
+            && core::ptr::eq(meta, &crate::tools::ozone::setting::upsert_option::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::tools::ozone::setting::ToolsOzoneSetting>::upsert_option(
@@ -6805,11 +8579,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.signature.findCorrelation" if <S as crate::tools::ozone::signature::ToolsOzoneSignature>::SERVES_FIND_CORRELATION => {
-            Box::pin(async move {
+        if <S as crate::tools::ozone::signature::ToolsOzoneSignature>::SERVES_FIND_CORRELATION
+            && core::ptr::eq(
+                meta,
+                &crate::tools::ozone::signature::find_correlation::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::tools::ozone::signature::ToolsOzoneSignature>::find_correlation(
@@ -6819,11 +8598,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.signature.findRelatedAccounts" if <S as crate::tools::ozone::signature::ToolsOzoneSignature>::SERVES_FIND_RELATED_ACCOUNTS => {
-            Box::pin(async move {
+        if <S as crate::tools::ozone::signature::ToolsOzoneSignature>::SERVES_FIND_RELATED_ACCOUNTS
+            && core::ptr::eq(
+                meta,
+                &crate::tools::ozone::signature::find_related_accounts::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::tools::ozone::signature::ToolsOzoneSignature>::find_related_accounts(
@@ -6833,11 +8617,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.signature.searchAccounts" if <S as crate::tools::ozone::signature::ToolsOzoneSignature>::SERVES_SEARCH_ACCOUNTS => {
-            Box::pin(async move {
+        if <S as crate::tools::ozone::signature::ToolsOzoneSignature>::SERVES_SEARCH_ACCOUNTS
+            && core::ptr::eq(
+                meta,
+                &crate::tools::ozone::signature::search_accounts::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::tools::ozone::signature::ToolsOzoneSignature>::search_accounts(
@@ -6847,11 +8636,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.team.addMember" if <S as crate::tools::ozone::team::ToolsOzoneTeam>::SERVES_ADD_MEMBER => {
-            Box::pin(async move {
+        if <S as crate::tools::ozone::team::ToolsOzoneTeam>::SERVES_ADD_MEMBER
+            && core::ptr::eq(meta, &crate::tools::ozone::team::add_member::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::tools::ozone::team::ToolsOzoneTeam>::add_member(
@@ -6862,11 +8653,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.team.deleteMember" if <S as crate::tools::ozone::team::ToolsOzoneTeam>::SERVES_DELETE_MEMBER => {
-            Box::pin(async move {
+        if <S as crate::tools::ozone::team::ToolsOzoneTeam>::SERVES_DELETE_MEMBER
+            && core::ptr::eq(meta, &crate::tools::ozone::team::delete_member::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 <S as crate::tools::ozone::team::ToolsOzoneTeam>::delete_member(
@@ -6877,11 +8670,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::empty_output()
-            })
+            });
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.team.listMembers" if <S as crate::tools::ozone::team::ToolsOzoneTeam>::SERVES_LIST_MEMBERS => {
-            Box::pin(async move {
+        if <S as crate::tools::ozone::team::ToolsOzoneTeam>::SERVES_LIST_MEMBERS
+            && core::ptr::eq(meta, &crate::tools::ozone::team::list_members::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::tools::ozone::team::ToolsOzoneTeam>::list_members(
@@ -6891,11 +8686,13 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.team.updateMember" if <S as crate::tools::ozone::team::ToolsOzoneTeam>::SERVES_UPDATE_MEMBER => {
-            Box::pin(async move {
+        if <S as crate::tools::ozone::team::ToolsOzoneTeam>::SERVES_UPDATE_MEMBER
+            && core::ptr::eq(meta, &crate::tools::ozone::team::update_member::META)
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::tools::ozone::team::ToolsOzoneTeam>::update_member(
@@ -6906,11 +8703,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.verification.grantVerifications" if <S as crate::tools::ozone::verification::ToolsOzoneVerification>::SERVES_GRANT_VERIFICATIONS => {
-            Box::pin(async move {
+        if <S as crate::tools::ozone::verification::ToolsOzoneVerification>::SERVES_GRANT_VERIFICATIONS
+            && core::ptr::eq(
+                meta,
+                &crate::tools::ozone::verification::grant_verifications::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::tools::ozone::verification::ToolsOzoneVerification>::grant_verifications(
@@ -6921,11 +8723,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.verification.listVerifications" if <S as crate::tools::ozone::verification::ToolsOzoneVerification>::SERVES_LIST_VERIFICATIONS => {
-            Box::pin(async move {
+        if <S as crate::tools::ozone::verification::ToolsOzoneVerification>::SERVES_LIST_VERIFICATIONS
+            && core::ptr::eq(
+                meta,
+                &crate::tools::ozone::verification::list_verifications::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 rt::dispatch::no_input(&req)?;
                 let out = <S as crate::tools::ozone::verification::ToolsOzoneVerification>::list_verifications(
@@ -6935,11 +8742,16 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
         #[cfg(feature = "tools-ozone")]
-        "tools.ozone.verification.revokeVerifications" if <S as crate::tools::ozone::verification::ToolsOzoneVerification>::SERVES_REVOKE_VERIFICATIONS => {
-            Box::pin(async move {
+        if <S as crate::tools::ozone::verification::ToolsOzoneVerification>::SERVES_REVOKE_VERIFICATIONS
+            && core::ptr::eq(
+                meta,
+                &crate::tools::ozone::verification::revoke_verifications::META,
+            )
+        {
+            break 'found Box::pin(async move {
                 let params = rt::dispatch::params(meta, &req.query)?;
                 let input = rt::dispatch::json_input(meta, req).await?;
                 let out = <S as crate::tools::ozone::verification::ToolsOzoneVerification>::revoke_verifications(
@@ -6950,9 +8762,9 @@ async fn dispatch_inner<S: Handlers>(
                     )
                     .await?;
                 rt::dispatch::json_output(&out)
-            })
+            });
         }
-        _ => return Err(XrpcError::method_not_implemented()),
+        return Err(XrpcError::method_not_implemented());
     };
     run.await
 }
