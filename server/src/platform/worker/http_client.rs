@@ -7,7 +7,7 @@ use futures_util::future::{self, Either};
 use futures_util::{stream, StreamExt};
 use worker::js_sys::Uint8Array;
 use worker::wasm_bindgen::JsValue;
-use worker::{AbortController, Date, Delay, Fetch, Headers, Request, RequestInit, RequestRedirect};
+use worker::{AbortController, Date, Delay, Fetch, Headers};
 
 use crate::net::http_client::{
     BodyStream, ClientRequest, ClientResponse, HttpClient, HttpError, LocalBoxFuture, Method,
@@ -66,25 +66,29 @@ async fn exchange(
     if request.header_value("user-agent").is_none() {
         headers.set("user-agent", USER_AGENT).map_err(invalid)?;
     }
-    let mut init = RequestInit::new();
-    init.with_method(method(request.method))
-        .with_headers(headers)
-        .with_redirect(RequestRedirect::Manual);
-    match request.body {
-        RequestBody::Empty => {}
-        RequestBody::Bytes(bytes) => {
-            init.with_body(Some(Uint8Array::from(bytes.as_slice()).into()));
-        }
+    let body: Option<JsValue> = match request.body {
+        RequestBody::Empty => None,
+        RequestBody::Bytes(bytes) => Some(Uint8Array::from(bytes.as_slice()).into()),
         RequestBody::Stream(body) => {
             let chunks = body.map(|chunk| match chunk {
                 Ok(bytes) => Ok(JsValue::from(Uint8Array::from(bytes.as_slice()))),
                 Err(e) => Err(JsValue::from_str(&e.to_string())),
             });
-            let readable = wasm_streams::ReadableStream::from_stream(chunks).into_raw();
-            init.with_body(Some(readable.into()));
+            Some(
+                wasm_streams::ReadableStream::from_stream(chunks)
+                    .into_raw()
+                    .into(),
+            )
         }
-    }
-    let fetch_request = Request::new_with_init(&request.url, &init).map_err(invalid)?;
+    };
+    let fetch_request = super::js::request(
+        &request.url,
+        request.method.as_str(),
+        &headers,
+        body.as_ref(),
+        false,
+    )
+    .map_err(invalid)?;
 
     let controller = AbortController::default();
     let signal = controller.signal();
@@ -159,16 +163,4 @@ fn deadline_stream(
             }
         }
     }))
-}
-
-fn method(m: Method) -> worker::Method {
-    match m {
-        Method::Get => worker::Method::Get,
-        Method::Head => worker::Method::Head,
-        Method::Post => worker::Method::Post,
-        Method::Put => worker::Method::Put,
-        Method::Patch => worker::Method::Patch,
-        Method::Delete => worker::Method::Delete,
-        Method::Options => worker::Method::Options,
-    }
 }

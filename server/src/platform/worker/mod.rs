@@ -140,13 +140,14 @@ async fn bounded(
         }
         body.extend_from_slice(&chunk);
     }
-    let mut init = worker::RequestInit::new();
-    init.with_method(req.method())
-        .with_headers(req.headers().clone())
-        .with_body(Some(
-            worker::js_sys::Uint8Array::from(body.as_slice()).into(),
-        ));
-    Ok(Ok(Request::new_with_init(url, &init)?))
+    let body = worker::js_sys::Uint8Array::from(body.as_slice()).into();
+    Ok(Ok(js::request(
+        url,
+        req.inner().method().as_str(),
+        req.headers(),
+        Some(&body),
+        true,
+    )?))
 }
 
 /// A repository read: the account's answer, or, for a repository hosted elsewhere, the call

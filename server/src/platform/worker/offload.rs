@@ -3,7 +3,7 @@
 
 use futures_util::future::LocalBoxFuture;
 use pds_api::runtime::xrpc::{ByteStream, XrpcError};
-use worker::{Env, Method, Request, RequestInit, Response, Result, Stub};
+use worker::{Env, Request, Response, Result, Stub};
 
 use super::r2::R2BlobStore;
 use crate::config::{Config, ConfigError};
@@ -81,19 +81,19 @@ impl AccountLink for DoLink {
 
 impl DoLink {
     async fn send(&self, req: HttpRequest) -> Result<HttpResponse> {
-        let mut init = RequestInit::new();
-        init.with_method(Method::Post);
         let headers = worker::Headers::new();
         for (name, value) in &req.headers {
             headers.append(name, value)?;
         }
-        init.with_headers(headers);
-        if !req.body.is_empty() {
-            init.with_body(Some(
-                worker::js_sys::Uint8Array::from(req.body.as_slice()).into(),
-            ));
-        }
-        let request = Request::new_with_init(&format!("{}{}", self.origin, req.path), &init)?;
+        let body = (!req.body.is_empty())
+            .then(|| worker::js_sys::Uint8Array::from(req.body.as_slice()).into());
+        let request = super::js::request(
+            &format!("{}{}", self.origin, req.path),
+            "POST",
+            &headers,
+            body.as_ref(),
+            true,
+        )?;
         let mut response = self.stub.fetch_with_request(request).await?;
         Ok(HttpResponse {
             status: response.status_code(),
