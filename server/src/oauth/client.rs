@@ -52,7 +52,7 @@ impl ClientMetadata {
     /// Reads a metadata document (JSON text). Members this server does not read are ignored;
     /// a read member of the wrong type fails it.
     pub fn parse(json: &[u8]) -> Result<ClientMetadata, String> {
-        let o = super::JsonObject::parse(json)?;
+        let o = crate::data::json::JsonObject::parse(json)?;
         Ok(ClientMetadata {
             client_id: o.str("client_id")?,
             redirect_uris: o.opt_strs("redirect_uris")?.unwrap_or_default(),

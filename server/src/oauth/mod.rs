@@ -23,8 +23,6 @@ pub mod scope;
 pub mod server;
 pub mod store;
 
-pub use crate::data::json::JsonObject;
-
 use std::collections::BTreeMap;
 
 use crate::http::{Body, HttpRequest, HttpResponse};

@@ -52,7 +52,7 @@ struct Assertion {
 
 impl Assertion {
     fn parse(json: &str) -> Result<Assertion, String> {
-        let o = super::JsonObject::parse(json.as_bytes())?;
+        let o = crate::data::json::JsonObject::parse(json.as_bytes())?;
         Ok(Assertion {
             id: o.str("id")?,
             client_data_json: o.str("clientDataJSON")?,
@@ -157,7 +157,7 @@ struct Attestation {
 
 impl Attestation {
     fn parse(json: &str) -> Result<Attestation, String> {
-        let o = super::JsonObject::parse(json.as_bytes())?;
+        let o = crate::data::json::JsonObject::parse(json.as_bytes())?;
         Ok(Attestation {
             id: o.str("id")?,
             client_data_json: o.str("clientDataJSON")?,

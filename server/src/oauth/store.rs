@@ -4,6 +4,7 @@
 
 use sha2::{Digest, Sha256};
 
+use crate::data::json::{read_message, JsonMessage, JsonObject, JsonWriter};
 use crate::storage::{Result, Row, Sql, SqlExt, SqlValue, StorageError};
 
 /// How the client authenticated when the request was pushed; a session keeps it for life
@@ -98,64 +99,49 @@ pub fn token_hash(token: &str) -> String {
     crate::hex::encode(&Sha256::digest(token.as_bytes()))
 }
 
-/// A JSON object of string members, the absent ones left out: how these records are stored.
-fn json(members: &[(&str, Option<&str>)]) -> String {
-    let object: serde_json::Map<String, serde_json::Value> = members
-        .iter()
-        .filter_map(|(k, v)| Some(((*k).to_owned(), (*v)?.into())))
-        .collect();
-    serde_json::Value::Object(object).to_string()
+/// A record stored as JSON text (written by its [`JsonMessage::write`]).
+fn stored<T: JsonMessage>(text: &str) -> Result<T> {
+    read_message(text.as_bytes()).map_err(|e| StorageError::Sql(format!("stored OAuth state: {e}")))
 }
 
-/// Reads a record stored by [`json`].
-fn from_json<T>(
-    text: &str,
-    read: impl FnOnce(&super::JsonObject) -> std::result::Result<T, String>,
-) -> Result<T> {
-    super::JsonObject::parse(text.as_bytes())
-        .and_then(|o| read(&o))
-        .map_err(|e| StorageError::Sql(format!("stored OAuth state: {e}")))
-}
-
-impl ClientAuth {
-    fn to_json(&self) -> String {
-        json(&[("method", Some(&self.method)), ("kid", self.kid.as_deref())])
+impl JsonMessage for ClientAuth {
+    fn write(&self) -> serde_json::Value {
+        JsonWriter::new()
+            .str("method", &self.method)
+            .opt_str("kid", self.kid.as_deref())
+            .finish()
     }
 
-    fn from_json(text: &str) -> Result<ClientAuth> {
-        from_json(text, |o| {
-            Ok(ClientAuth {
-                method: o.str("method")?,
-                kid: o.opt_str("kid")?,
-            })
+    fn read(o: &JsonObject) -> std::result::Result<ClientAuth, String> {
+        Ok(ClientAuth {
+            method: o.str("method")?,
+            kid: o.opt_str("kid")?,
         })
     }
 }
 
-impl RequestParams {
-    fn to_json(&self) -> String {
-        json(&[
-            ("redirect_uri", Some(&self.redirect_uri)),
-            ("scope", Some(&self.scope)),
-            ("state", Some(&self.state)),
-            ("code_challenge", Some(&self.code_challenge)),
-            ("response_mode", Some(&self.response_mode)),
-            ("login_hint", self.login_hint.as_deref()),
-            ("prompt", self.prompt.as_deref()),
-        ])
+impl JsonMessage for RequestParams {
+    fn write(&self) -> serde_json::Value {
+        JsonWriter::new()
+            .str("redirect_uri", &self.redirect_uri)
+            .str("scope", &self.scope)
+            .str("state", &self.state)
+            .str("code_challenge", &self.code_challenge)
+            .str("response_mode", &self.response_mode)
+            .opt_str("login_hint", self.login_hint.as_deref())
+            .opt_str("prompt", self.prompt.as_deref())
+            .finish()
     }
 
-    fn from_json(text: &str) -> Result<RequestParams> {
-        from_json(text, |o| {
-            Ok(RequestParams {
-                redirect_uri: o.str("redirect_uri")?,
-                scope: o.str("scope")?,
-                state: o.str("state")?,
-                code_challenge: o.str("code_challenge")?,
-                response_mode: o.str("response_mode")?,
-                login_hint: o.opt_str("login_hint")?,
-                prompt: o.opt_str("prompt")?,
-            })
+    fn read(o: &JsonObject) -> std::result::Result<RequestParams, String> {
+        Ok(RequestParams {
+            redirect_uri: o.str("redirect_uri")?,
+            scope: o.str("scope")?,
+            state: o.str("state")?,
+            code_challenge: o.str("code_challenge")?,
+            response_mode: o.str("response_mode")?,
+            login_hint: o.opt_str("login_hint")?,
+            prompt: o.opt_str("prompt")?,
         })
     }
 }
@@ -167,8 +153,8 @@ fn request_of(row: &Row) -> Result<StoredRequest> {
     Ok(StoredRequest {
         id: row.text(0)?,
         client_id: row.text(1)?,
-        client_auth: ClientAuth::from_json(&row.text(2)?)?,
-        params: RequestParams::from_json(&row.text(3)?)?,
+        client_auth: stored(&row.text(2)?)?,
+        params: stored(&row.text(3)?)?,
         dpop_jkt: row.text(4)?,
         expires_ms: row.integer(5)?,
         failed_attempts: row.integer(6)?,
@@ -185,7 +171,7 @@ fn session_of(row: &Row) -> Result<Session> {
     Ok(Session {
         id: row.text(0)?,
         client_id: row.text(1)?,
-        client_auth: ClientAuth::from_json(&row.text(2)?)?,
+        client_auth: stored(&row.text(2)?)?,
         dpop_jkt: row.text(3)?,
         scope: row.text(4)?,
         created_ms: row.integer(5)?,
@@ -258,8 +244,8 @@ impl<'a> OAuthStore<'a> {
             &[
                 r.id.as_str().into(),
                 r.client_id.as_str().into(),
-                r.client_auth.to_json().into(),
-                r.params.to_json().into(),
+                r.client_auth.write().to_string().into(),
+                r.params.write().to_string().into(),
                 r.dpop_jkt.as_str().into(),
                 SqlValue::Integer(r.expires_ms),
             ],
@@ -354,7 +340,7 @@ impl<'a> OAuthStore<'a> {
             &[
                 s.id.as_str().into(),
                 s.client_id.as_str().into(),
-                s.client_auth.to_json().into(),
+                s.client_auth.write().to_string().into(),
                 s.dpop_jkt.as_str().into(),
                 s.scope.as_str().into(),
                 SqlValue::Integer(s.created_ms),
