@@ -106,7 +106,20 @@ pub fn persist_commit(
         // rewritten whole), for their garbage-collection state.
         let mut dropped_blobs: BTreeSet<String> = BTreeSet::new();
         let mut added_blobs: BTreeSet<String> = BTreeSet::new();
+        // Creates are indexed in batches (a 200-create applyWrites is a few statements, not
+        // 400): a created record had no index row and no blob references to drop. A batch is
+        // written before any other op, so ops on one path take effect in order.
+        let mut created: Vec<(String, Cid)> = Vec::new();
         for op in &output.ops {
+            if let (OpAction::Create, Some(cid)) = (op.action, op.cid) {
+                for blob in blobs.get(&op.path).into_iter().flatten() {
+                    added_blobs.insert(crate::data::cid_string(blob));
+                }
+                created.push((op.path.clone(), cid));
+                continue;
+            }
+            index_records(db, RecordIndex::Live, &created, blobs, &output.rev)?;
+            created.clear();
             let (collection, rkey) = split_path(&op.path)?;
             let key = [SqlValue::from(collection), SqlValue::from(rkey)];
             for row in db.execute(
@@ -160,6 +173,7 @@ pub fn persist_commit(
                 }
             }
         }
+        index_records(db, RecordIndex::Live, &created, blobs, &output.rev)?;
         note_reference_changes(db, &added_blobs, &dropped_blobs, event.time_ms)?;
 
         // Unreachable blocks go: old MST nodes and commit (the core's diff),
@@ -302,9 +316,9 @@ impl RecordIndex {
     }
 }
 
-/// Adds to the record index `index` the records `records` (`collection/rkey`, CID, none already
-/// there) and the blob references `blobs` lists for them (references of records not in
-/// `records` are dropped), all written at `rev`.
+/// Adds to the record index `index` the records `records` (`collection/rkey`, CID; a row already
+/// there for the path is updated) and the blob references `blobs` lists for them (references of
+/// records not in `records` are dropped), all written at `rev`.
 pub fn index_records(
     db: &dyn Sql,
     index: RecordIndex,
@@ -324,7 +338,10 @@ pub fn index_records(
         }
         db.execute(
             &format!(
-                "INSERT INTO {record_table} (collection, rkey, cid, rev) VALUES {}",
+                // An upsert, not a replace: the repository's counts are kept by triggers,
+                // which a replace's implicit delete does not fire.
+                "INSERT INTO {record_table} (collection, rkey, cid, rev) VALUES {} \
+                 ON CONFLICT (collection, rkey) DO UPDATE SET cid = excluded.cid, rev = excluded.rev",
                 vec!["(?, ?, ?, ?)"; chunk.len()].join(", ")
             ),
             &params,
