@@ -122,12 +122,12 @@ pub fn public_jwk(key: &PublicKey) -> Value {
         KeyAlgorithm::P256 => "P-256",
         KeyAlgorithm::K256 => "secp256k1",
     };
-    serde_json::json!({
-        "kty": "EC",
-        "crv": crv,
-        "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
-        "y": URL_SAFE_NO_PAD.encode(&point[33..65]),
-    })
+    crate::data::json::JsonWriter::new()
+        .str("kty", "EC")
+        .str("crv", crv)
+        .str("x", &URL_SAFE_NO_PAD.encode(&point[1..33]))
+        .str("y", &URL_SAFE_NO_PAD.encode(&point[33..65]))
+        .finish()
 }
 
 /// `base64url(SHA-256(access_token))`: a proof's `ath`.

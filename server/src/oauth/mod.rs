@@ -97,7 +97,10 @@ impl OAuthError {
     pub fn response(&self) -> HttpResponse {
         json_response(
             self.status,
-            &serde_json::json!({ "error": self.error, "error_description": self.description }),
+            &crate::data::json::JsonWriter::new()
+                .str("error", self.error)
+                .str("error_description", &self.description)
+                .finish(),
         )
     }
 }

@@ -211,13 +211,13 @@ impl CredentialKey {
     /// The key as stored: a small JSON document.
     pub fn to_stored(&self) -> String {
         let b = |v: &[u8]| URL_SAFE_NO_PAD.encode(v);
+        let doc = crate::data::json::JsonWriter::new().i64("alg", self.alg());
         match self {
-            CredentialKey::Es256(p) => serde_json::json!({ "alg": ES256, "point": b(p) }),
-            CredentialKey::EdDsa(x) => serde_json::json!({ "alg": EDDSA, "x": b(x) }),
-            CredentialKey::Rs256 { n, e } => {
-                serde_json::json!({ "alg": RS256, "n": b(n), "e": b(e) })
-            }
+            CredentialKey::Es256(p) => doc.str("point", &b(p)),
+            CredentialKey::EdDsa(x) => doc.str("x", &b(x)),
+            CredentialKey::Rs256 { n, e } => doc.str("n", &b(n)).str("e", &b(e)),
         }
+        .finish()
         .to_string()
     }
 

@@ -34,11 +34,14 @@ pub fn sign_in_options(
 ) -> Option<serde_json::Value> {
     let ids = passkey_ids(account);
     (!ids.is_empty()).then(|| {
-        serde_json::json!({
-            "challenge": passkey::challenge(config, "sign-in", request_id),
-            "rpId": passkey::rp_id(config),
-            "ids": ids,
-        })
+        crate::data::json::JsonWriter::new()
+            .str(
+                "challenge",
+                &passkey::challenge(config, "sign-in", request_id),
+            )
+            .str("rpId", passkey::rp_id(config))
+            .value("ids", ids.into())
+            .finish()
     })
 }
 
@@ -136,15 +139,18 @@ pub fn register_page(config: &Config, account: &Account, req: &HttpRequest) -> H
         return invalid_link();
     };
     let user_id = URL_SAFE_NO_PAD.encode(Sha256::digest(config.did.as_str().as_bytes()));
-    let options = serde_json::json!({
-        "register": true,
-        "challenge": passkey::challenge(config, "register", &token_hash(&token)),
-        "rpId": passkey::rp_id(config),
-        "rpName": config.hostname,
-        "userId": user_id,
-        "userName": config.handle.as_str(),
-        "ids": passkey_ids(account),
-    });
+    let options = crate::data::json::JsonWriter::new()
+        .bool("register", true)
+        .str(
+            "challenge",
+            &passkey::challenge(config, "register", &token_hash(&token)),
+        )
+        .str("rpId", passkey::rp_id(config))
+        .str("rpName", &config.hostname)
+        .str("userId", &user_id)
+        .str("userName", config.handle.as_str())
+        .value("ids", passkey_ids(account).into())
+        .finish();
     super::page::register_page(&token, &name, config.handle.as_str(), &options)
 }
 

@@ -37,10 +37,12 @@ pub async fn serve(config: &Config, account: &Account, req: &HttpRequest) -> Htt
         ("/oauth/token", "POST") => token(config, account, req).await,
         ("/oauth/revoke", "POST") => revoke(config, account, req).await,
         ("/oauth/par" | "/oauth/token" | "/oauth/revoke", _) => {
-            return super::json_response(
-                405,
-                &serde_json::json!({ "error": "invalid_request", "error_description": "Method not allowed" }),
-            )
+            return OAuthError {
+                status: 405,
+                error: "invalid_request",
+                description: "Method not allowed".into(),
+            }
+            .response()
         }
         ("/oauth/authorize", "GET" | "HEAD") => return authorize_page(config, account, req),
         ("/oauth/authorize", "POST") => return authorize_decision(config, account, req).await,
@@ -223,10 +225,10 @@ async fn par(
     OAuthStore::new(account.sql.as_ref()).insert_request(&stored, now)?;
     Ok(json_response(
         201,
-        &serde_json::json!({
-            "request_uri": format!("{REQUEST_URI_PREFIX}{id}"),
-            "expires_in": REQUEST_TTL_MS / 1000,
-        }),
+        &crate::data::json::JsonWriter::new()
+            .str("request_uri", &format!("{REQUEST_URI_PREFIX}{id}"))
+            .i64("expires_in", REQUEST_TTL_MS / 1000)
+            .finish(),
     ))
 }
 
@@ -674,16 +676,14 @@ fn token_response(
     refresh: Option<&str>,
 ) -> HttpResponse {
     let now = session.refreshed_ms;
-    let mut body = serde_json::json!({
-        "access_token": access,
-        "token_type": "DPoP",
-        "expires_in": (session.access_expires_ms - now) / 1000,
-        "scope": session.scope,
-        "sub": config.did.as_str(),
-    });
-    if let Some(r) = refresh {
-        body["refresh_token"] = r.into();
-    }
+    let body = crate::data::json::JsonWriter::new()
+        .str("access_token", access)
+        .str("token_type", "DPoP")
+        .i64("expires_in", (session.access_expires_ms - now) / 1000)
+        .str("scope", &session.scope)
+        .str("sub", config.did.as_str())
+        .opt_str("refresh_token", refresh)
+        .finish();
     json_response(200, &body)
 }
 
@@ -917,7 +917,7 @@ async fn revoke(
     let token = params
         .get("token")
         .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
-    let ok = json_response(200, &serde_json::json!({}));
+    let ok = json_response(200, &crate::data::json::JsonWriter::new().finish());
     let Ok((client, client_auth)) = authenticated_client(config, account, &params).await else {
         return Ok(ok);
     };
