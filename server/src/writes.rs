@@ -237,4 +237,85 @@ mod tests {
 
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    #[test]
+    fn creates_are_indexed_in_batches_and_ops_on_one_path_keep_their_order() {
+        let dir = std::env::temp_dir().join(format!("pds-writes-batch-{}", std::process::id()));
+        let statements = Rc::new(RefCell::new(Vec::new()));
+        let sql = Recording {
+            inner: NativeSql::open_in_memory().unwrap(),
+            statements: statements.clone(),
+        };
+        let account = Account::open(
+            Box::new(sql),
+            Box::new(DirBlobStore::open(&dir).unwrap()),
+            Box::new(SystemClock),
+        );
+        let config = config();
+        let count = |prefix: &str| {
+            statements
+                .borrow()
+                .iter()
+                .filter(|s| s.starts_with(prefix))
+                .count()
+        };
+        let indexed = |rkey: &str| {
+            account
+                .sql
+                .execute(
+                    "SELECT cid FROM record WHERE collection = ? AND rkey = ?",
+                    &[SqlValue::from("com.example.record"), SqlValue::from(rkey)],
+                )
+                .unwrap()
+                .first()
+                .map(|row| row.text(0).unwrap())
+        };
+
+        // 60 creates: three index statements (25 rows each at most), no blob-reference deletes.
+        let creates: Vec<WriteOp> = (0..60).map(create).collect();
+        commit_writes(&config, &account, &creates, &RecordBlobs::new(), None).unwrap();
+        assert_eq!(
+            count("INSERT INTO record "),
+            3,
+            "{:#?}",
+            statements.borrow()
+        );
+        assert_eq!(count("DELETE FROM record_blob"), 0);
+        assert!(indexed("r0059").is_some());
+
+        // A key deleted and created again in one commit ends indexed with the new record;
+        // a key created and deleted ends absent.
+        let delete = |rkey: &str| WriteOp::Delete {
+            collection: "com.example.record".into(),
+            rkey: rkey.into(),
+        };
+        let recreated = match create(1000) {
+            WriteOp::Create {
+                collection, record, ..
+            } => WriteOp::Create {
+                collection,
+                rkey: "r0000".into(),
+                record,
+            },
+            _ => unreachable!(),
+        };
+        let committed = commit_writes(
+            &config,
+            &account,
+            &[delete("r0000"), recreated, create(2000), delete("r2000")],
+            &RecordBlobs::new(),
+            None,
+        )
+        .unwrap();
+        let new_cid = committed.record_cids[1].unwrap();
+        assert_eq!(indexed("r0000"), Some(crate::data::cid_string(&new_cid)));
+        assert_eq!(indexed("r2000"), None);
+        let rows = account
+            .sql
+            .execute("SELECT COUNT(*) FROM record", &[])
+            .unwrap();
+        assert_eq!(rows[0].integer(0).unwrap(), 60);
+
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
