@@ -193,6 +193,30 @@ mod tests {
         .unwrap()
     }
 
+    /// An account on in-memory SQL that records every statement it runs.
+    fn recording_account(dir: &std::path::Path) -> (Account, Rc<RefCell<Vec<String>>>) {
+        let statements = Rc::new(RefCell::new(Vec::new()));
+        let sql = Recording {
+            inner: NativeSql::open_in_memory().unwrap(),
+            statements: statements.clone(),
+        };
+        let account = Account::open(
+            Box::new(sql),
+            Box::new(DirBlobStore::open(dir).unwrap()),
+            Box::new(SystemClock),
+        );
+        (account, statements)
+    }
+
+    /// How many recorded statements start with `prefix`.
+    fn count(statements: &RefCell<Vec<String>>, prefix: &str) -> usize {
+        statements
+            .borrow()
+            .iter()
+            .filter(|s| s.starts_with(prefix))
+            .count()
+    }
+
     fn create(n: i64) -> WriteOp {
         let mut record = Map::new();
         record.insert("$type".into(), Value::String("com.example.record".into()));
@@ -207,24 +231,9 @@ mod tests {
     #[test]
     fn a_commit_reads_what_the_previous_commits_wrote_from_memory() {
         let dir = std::env::temp_dir().join(format!("pds-writes-{}", std::process::id()));
-        let statements = Rc::new(RefCell::new(Vec::new()));
-        let sql = Recording {
-            inner: NativeSql::open_in_memory().unwrap(),
-            statements: statements.clone(),
-        };
-        let account = Account::open(
-            Box::new(sql),
-            Box::new(DirBlobStore::open(&dir).unwrap()),
-            Box::new(SystemClock),
-        );
+        let (account, statements) = recording_account(&dir);
         let config = config();
-        let block_reads = || {
-            statements
-                .borrow()
-                .iter()
-                .filter(|s| s.starts_with("SELECT bytes FROM repo_block"))
-                .count()
-        };
+        let block_reads = || count(&statements, "SELECT bytes FROM repo_block");
         // Enough records for a tree of several levels, each its own commit.
         for n in 0..200 {
             commit_writes(&config, &account, &[create(n)], &RecordBlobs::new(), None).unwrap();
@@ -241,24 +250,9 @@ mod tests {
     #[test]
     fn creates_are_indexed_in_batches_and_ops_on_one_path_keep_their_order() {
         let dir = std::env::temp_dir().join(format!("pds-writes-batch-{}", std::process::id()));
-        let statements = Rc::new(RefCell::new(Vec::new()));
-        let sql = Recording {
-            inner: NativeSql::open_in_memory().unwrap(),
-            statements: statements.clone(),
-        };
-        let account = Account::open(
-            Box::new(sql),
-            Box::new(DirBlobStore::open(&dir).unwrap()),
-            Box::new(SystemClock),
-        );
+        let (account, statements) = recording_account(&dir);
         let config = config();
-        let count = |prefix: &str| {
-            statements
-                .borrow()
-                .iter()
-                .filter(|s| s.starts_with(prefix))
-                .count()
-        };
+        let count = |prefix: &str| count(&statements, prefix);
         let indexed = |rkey: &str| {
             account
                 .sql
