@@ -11,6 +11,7 @@ pub mod crypto;
 pub mod data;
 pub mod dev_account;
 pub mod firehose;
+pub mod first_error;
 pub mod hex;
 pub mod http;
 pub mod identity_events;

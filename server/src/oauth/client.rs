@@ -13,6 +13,7 @@ use super::store::OAuthStore;
 use super::OAuthError;
 use crate::account::Account;
 use crate::auth::jwt;
+use crate::first_error::FirstError;
 use crate::http::url_origin;
 use crate::net::http_client::ClientRequest;
 
@@ -53,24 +54,26 @@ impl ClientMetadata {
     /// a read member of the wrong type fails it.
     pub fn parse(json: &[u8]) -> Result<ClientMetadata, String> {
         let o = crate::data::json::JsonObject::parse(json)?;
-        Ok(ClientMetadata {
-            client_id: o.str("client_id")?,
-            redirect_uris: o.opt_strs("redirect_uris")?.unwrap_or_default(),
-            response_types: o.opt_strs("response_types")?,
-            grant_types: o.opt_strs("grant_types")?,
-            scope: o.opt_str("scope")?,
-            token_endpoint_auth_method: o.opt_str("token_endpoint_auth_method")?,
-            token_endpoint_auth_signing_alg: o.opt_str("token_endpoint_auth_signing_alg")?,
+        let mut e = FirstError::new();
+        let v = ClientMetadata {
+            client_id: e.keep(o.str("client_id")),
+            redirect_uris: e.keep(o.opt_strs("redirect_uris")).unwrap_or_default(),
+            response_types: e.keep(o.opt_strs("response_types")),
+            grant_types: e.keep(o.opt_strs("grant_types")),
+            scope: e.keep(o.opt_str("scope")),
+            token_endpoint_auth_method: e.keep(o.opt_str("token_endpoint_auth_method")),
+            token_endpoint_auth_signing_alg: e.keep(o.opt_str("token_endpoint_auth_signing_alg")),
             jwks: o.get("jwks").cloned(),
-            jwks_uri: o.opt_str("jwks_uri")?,
-            application_type: o.opt_str("application_type")?,
-            dpop_bound_access_tokens: o.opt_bool("dpop_bound_access_tokens")?,
-            client_name: o.opt_str("client_name")?,
-            client_uri: o.opt_str("client_uri")?,
-            logo_uri: o.opt_str("logo_uri")?,
-            tos_uri: o.opt_str("tos_uri")?,
-            policy_uri: o.opt_str("policy_uri")?,
-        })
+            jwks_uri: e.keep(o.opt_str("jwks_uri")),
+            application_type: e.keep(o.opt_str("application_type")),
+            dpop_bound_access_tokens: e.keep(o.opt_bool("dpop_bound_access_tokens")),
+            client_name: e.keep(o.opt_str("client_name")),
+            client_uri: e.keep(o.opt_str("client_uri")),
+            logo_uri: e.keep(o.opt_str("logo_uri")),
+            tos_uri: e.keep(o.opt_str("tos_uri")),
+            policy_uri: e.keep(o.opt_str("policy_uri")),
+        };
+        e.finish(v)
     }
 }
 

@@ -9,6 +9,7 @@ use super::passkey::{self, CredentialKey};
 use super::store::{token_hash, OAuthStore, StoredPasskey};
 use crate::account::Account;
 use crate::config::Config;
+use crate::first_error::FirstError;
 use crate::http::{HttpRequest, HttpResponse};
 use crate::maintenance::now_ms;
 
@@ -56,12 +57,14 @@ struct Assertion {
 impl Assertion {
     fn parse(json: &str) -> Result<Assertion, String> {
         let o = crate::data::json::JsonObject::parse(json.as_bytes())?;
-        Ok(Assertion {
-            id: o.str("id")?,
-            client_data_json: o.str("clientDataJSON")?,
-            authenticator_data: o.str("authenticatorData")?,
-            signature: o.str("signature")?,
-        })
+        let mut e = FirstError::new();
+        let v = Assertion {
+            id: e.keep(o.str("id")),
+            client_data_json: e.keep(o.str("clientDataJSON")),
+            authenticator_data: e.keep(o.str("authenticatorData")),
+            signature: e.keep(o.str("signature")),
+        };
+        e.finish(v)
     }
 }
 
@@ -86,17 +89,20 @@ pub async fn sign_in(
         .map_err(|e| e.to_string())?
         .ok_or("unknown passkey")?;
     let key = CredentialKey::from_stored(&stored.public_key).ok_or("unreadable stored key")?;
+    let mut e = FirstError::new();
+    let signed = passkey::SignedAssertion {
+        client_data_json: e.keep(b64(&a.client_data_json)),
+        authenticator_data: e.keep(b64(&a.authenticator_data)),
+        signature: e.keep(b64(&a.signature)),
+    };
+    let signed = e.finish(signed)?;
     let count = passkey::verify_assertion(
         config,
         account.fast_verify(),
         &key,
         u32::try_from(stored.sign_count).unwrap_or(u32::MAX),
         &passkey::challenge(config, "sign-in", request_id),
-        &passkey::SignedAssertion {
-            client_data_json: b64(&a.client_data_json)?,
-            authenticator_data: b64(&a.authenticator_data)?,
-            signature: b64(&a.signature)?,
-        },
+        &signed,
     )
     .await?;
     if !store
@@ -164,11 +170,13 @@ struct Attestation {
 impl Attestation {
     fn parse(json: &str) -> Result<Attestation, String> {
         let o = crate::data::json::JsonObject::parse(json.as_bytes())?;
-        Ok(Attestation {
-            id: o.str("id")?,
-            client_data_json: o.str("clientDataJSON")?,
-            attestation_object: o.str("attestationObject")?,
-        })
+        let mut e = FirstError::new();
+        let v = Attestation {
+            id: e.keep(o.str("id")),
+            client_data_json: e.keep(o.str("clientDataJSON")),
+            attestation_object: e.keep(o.str("attestationObject")),
+        };
+        e.finish(v)
     }
 }
 

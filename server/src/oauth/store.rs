@@ -5,11 +5,12 @@
 use sha2::{Digest, Sha256};
 
 use crate::data::json::{read_message, JsonMessage, JsonObject, JsonWriter};
+use crate::first_error::FirstError;
 use crate::storage::{Result, Row, Sql, SqlExt, SqlValue, StorageError};
 
 /// How the client authenticated when the request was pushed; a session keeps it for life
 /// (the spec binds a confidential client's session to its key).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ClientAuth {
     /// `none` or `private_key_jwt`.
     pub method: String,
@@ -18,7 +19,7 @@ pub struct ClientAuth {
 }
 
 /// The parameters of a pushed request the flow needs later.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RequestParams {
     pub redirect_uri: String,
     pub scope: String,
@@ -82,14 +83,16 @@ pub struct StoredPasskey {
 }
 
 fn passkey_of(row: &Row) -> Result<StoredPasskey> {
-    Ok(StoredPasskey {
-        id: row.text(0)?,
-        public_key: row.text(1)?,
-        name: row.text(2)?,
-        sign_count: row.integer(3)?,
-        created_ms: row.integer(4)?,
-        last_used_ms: row.opt_integer(5)?,
-    })
+    let mut e = FirstError::new();
+    let v = StoredPasskey {
+        id: e.keep(row.text(0)),
+        public_key: e.keep(row.text(1)),
+        name: e.keep(row.text(2)),
+        sign_count: e.keep(row.integer(3)),
+        created_ms: e.keep(row.integer(4)),
+        last_used_ms: e.keep(row.opt_integer(5)),
+    };
+    e.finish(v)
 }
 
 const PASSKEY_COLUMNS: &str = "id, public_key, name, sign_count, created_ms, last_used_ms";
@@ -113,10 +116,12 @@ impl JsonMessage for ClientAuth {
     }
 
     fn read(o: &JsonObject) -> std::result::Result<ClientAuth, String> {
-        Ok(ClientAuth {
-            method: o.str("method")?,
-            kid: o.opt_str("kid")?,
-        })
+        let mut e = FirstError::new();
+        let v = ClientAuth {
+            method: e.keep(o.str("method")),
+            kid: e.keep(o.opt_str("kid")),
+        };
+        e.finish(v)
     }
 }
 
@@ -134,15 +139,17 @@ impl JsonMessage for RequestParams {
     }
 
     fn read(o: &JsonObject) -> std::result::Result<RequestParams, String> {
-        Ok(RequestParams {
-            redirect_uri: o.str("redirect_uri")?,
-            scope: o.str("scope")?,
-            state: o.str("state")?,
-            code_challenge: o.str("code_challenge")?,
-            response_mode: o.str("response_mode")?,
-            login_hint: o.opt_str("login_hint")?,
-            prompt: o.opt_str("prompt")?,
-        })
+        let mut e = FirstError::new();
+        let v = RequestParams {
+            redirect_uri: e.keep(o.str("redirect_uri")),
+            scope: e.keep(o.str("scope")),
+            state: e.keep(o.str("state")),
+            code_challenge: e.keep(o.str("code_challenge")),
+            response_mode: e.keep(o.str("response_mode")),
+            login_hint: e.keep(o.opt_str("login_hint")),
+            prompt: e.keep(o.opt_str("prompt")),
+        };
+        e.finish(v)
     }
 }
 
@@ -150,17 +157,19 @@ const REQUEST_COLUMNS: &str = "id, client_id, client_auth, params, dpop_jkt, exp
                                failed_attempts, code_expires_ms, auth_method";
 
 fn request_of(row: &Row) -> Result<StoredRequest> {
-    Ok(StoredRequest {
-        id: row.text(0)?,
-        client_id: row.text(1)?,
-        client_auth: stored(&row.text(2)?)?,
-        params: stored(&row.text(3)?)?,
-        dpop_jkt: row.text(4)?,
-        expires_ms: row.integer(5)?,
-        failed_attempts: row.integer(6)?,
-        code_expires_ms: row.opt_integer(7)?,
-        auth_method: row.opt_text(8)?,
-    })
+    let mut e = FirstError::new();
+    let v = StoredRequest {
+        id: e.keep(row.text(0)),
+        client_id: e.keep(row.text(1)),
+        client_auth: e.keep(row.text(2).and_then(|t| stored(&t))),
+        params: e.keep(row.text(3).and_then(|t| stored(&t))),
+        dpop_jkt: e.keep(row.text(4)),
+        expires_ms: e.keep(row.integer(5)),
+        failed_attempts: e.keep(row.integer(6)),
+        code_expires_ms: e.keep(row.opt_integer(7)),
+        auth_method: e.keep(row.opt_text(8)),
+    };
+    e.finish(v)
 }
 
 const SESSION_COLUMNS: &str = "id, client_id, client_auth, dpop_jkt, scope, created_ms, \
@@ -168,20 +177,22 @@ const SESSION_COLUMNS: &str = "id, client_id, client_auth, dpop_jkt, scope, crea
                                auth_method, requested_scope";
 
 fn session_of(row: &Row) -> Result<Session> {
-    Ok(Session {
-        id: row.text(0)?,
-        client_id: row.text(1)?,
-        client_auth: stored(&row.text(2)?)?,
-        dpop_jkt: row.text(3)?,
-        scope: row.text(4)?,
-        created_ms: row.integer(5)?,
-        refreshed_ms: row.integer(6)?,
-        expires_ms: row.integer(7)?,
-        refresh_idle_ms: row.integer(8)?,
-        access_expires_ms: row.integer(9)?,
-        auth_method: row.text(10)?,
-        requested_scope: row.opt_text(11)?,
-    })
+    let mut e = FirstError::new();
+    let v = Session {
+        id: e.keep(row.text(0)),
+        client_id: e.keep(row.text(1)),
+        client_auth: e.keep(row.text(2).and_then(|t| stored(&t))),
+        dpop_jkt: e.keep(row.text(3)),
+        scope: e.keep(row.text(4)),
+        created_ms: e.keep(row.integer(5)),
+        refreshed_ms: e.keep(row.integer(6)),
+        expires_ms: e.keep(row.integer(7)),
+        refresh_idle_ms: e.keep(row.integer(8)),
+        access_expires_ms: e.keep(row.integer(9)),
+        auth_method: e.keep(row.text(10)),
+        requested_scope: e.keep(row.opt_text(11)),
+    };
+    e.finish(v)
 }
 
 /// The OAuth tables of one account database.
