@@ -27,6 +27,9 @@ const FRESH_MS: i64 = 24 * 3600 * 1000;
 const USABLE_MS: i64 = 90 * 24 * 3600 * 1000;
 /// The most permission sets one request may ask for (each may cost fetches).
 const MAX_INCLUDES: usize = 8;
+/// The most collections, actions or methods one permission entry may name; a larger entry is
+/// dropped (it would make a scope too long to carry, and costs quadratic time to sort here).
+const MAX_ENTRY_NAMES: usize = 64;
 /// The largest record proof read.
 const MAX_PROOF_BYTES: u64 = 1024 * 1024;
 /// The collection lexicons are published in.
@@ -96,16 +99,17 @@ impl PermissionSet {
                     else {
                         continue;
                     };
-                    if collections.is_empty() || !collections.iter().all(under) {
+                    if collections.is_empty()
+                        || collections.len() > MAX_ENTRY_NAMES
+                        || !collections.iter().all(under)
+                    {
                         continue;
                     }
-                    let mut actions: Vec<&str> = match entry.get("action") {
+                    let actions = match entry.get("action") {
                         None => Vec::new(),
-                        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
+                        Some(Value::Array(a)) if a.len() <= MAX_ENTRY_NAMES => sorted_unique(a),
                         Some(_) => continue,
                     };
-                    actions.sort_unstable();
-                    actions.dedup();
                     if !actions
                         .iter()
                         .all(|a| matches!(*a, "create" | "update" | "delete"))
@@ -113,10 +117,7 @@ impl PermissionSet {
                         continue;
                     }
                     let all_actions = actions.is_empty() || actions.len() == 3;
-                    let mut names: Vec<&str> =
-                        collections.iter().filter_map(Value::as_str).collect();
-                    names.sort_unstable();
-                    names.dedup();
+                    let names = sorted_unique(collections);
                     let mut params: Vec<String> = Vec::new();
                     let head = if let [one] = names.as_slice() {
                         format!("repo:{one}")
@@ -141,7 +142,7 @@ impl PermissionSet {
                     let Some(lxms) = entry.get("lxm").and_then(Value::as_array) else {
                         continue;
                     };
-                    if lxms.is_empty() || !lxms.iter().all(under) {
+                    if lxms.is_empty() || lxms.len() > MAX_ENTRY_NAMES || !lxms.iter().all(under) {
                         continue;
                     }
                     let inherit = match entry.get("inheritAud") {
@@ -155,9 +156,7 @@ impl PermissionSet {
                         (false, Some("*"), _) => "*".to_owned(),
                         _ => continue,
                     };
-                    let mut names: Vec<&str> = lxms.iter().filter_map(Value::as_str).collect();
-                    names.sort_unstable();
-                    names.dedup();
+                    let names = sorted_unique(lxms);
                     let encoded = audience.replace('%', "%25").replace('#', "%23");
                     let mut params: Vec<String> = Vec::new();
                     let head = if let [one] = names.as_slice() {
@@ -176,6 +175,18 @@ impl PermissionSet {
         out.retain(|t| super::scope::parse_permission(t).is_some());
         out
     }
+}
+
+/// The strings of `values`, sorted and without duplicates. At most [`MAX_ENTRY_NAMES`]: each
+/// goes to its place as it comes (a slice sort would add kilobytes of wasm for a handful).
+fn sorted_unique(values: &[Value]) -> Vec<&str> {
+    let mut out: Vec<&str> = Vec::new();
+    for v in values.iter().filter_map(Value::as_str) {
+        if let Err(at) = out.binary_search(&v) {
+            out.insert(at, v);
+        }
+    }
+    out
 }
 
 fn with_params(head: String, params: &[String]) -> String {
@@ -480,5 +491,34 @@ mod tests {
             authority("app.example.authFull").as_deref(),
             Some("example.app")
         );
+    }
+
+    #[test]
+    fn names_are_sorted_once_each_and_an_oversized_entry_is_dropped() {
+        let mut doc = catalog();
+        doc["id"] = "com.example.calendar.authFull".into();
+        let names = |n: usize| -> Vec<String> {
+            (0..n)
+                .rev()
+                .map(|i| format!("com.example.calendar.c{i:03}"))
+                .collect()
+        };
+        // The cap counts the entries as listed, duplicates included.
+        let mut listed = names(MAX_ENTRY_NAMES - 1);
+        listed.push(listed[0].clone());
+        doc["defs"]["main"]["permissions"] = serde_json::json!([
+            { "type": "permission", "resource": "repo", "collection": listed,
+              "action": ["update", "create", "update"] },
+            { "type": "permission", "resource": "rpc", "lxm": names(MAX_ENTRY_NAMES + 1), "aud": "*" },
+        ]);
+        let set = PermissionSet::from_lexicon("com.example.calendar.authFull", &doc).unwrap();
+        let expanded = set.expand(None);
+        let mut want: Vec<String> = names(MAX_ENTRY_NAMES - 1)
+            .into_iter()
+            .rev()
+            .map(|c| format!("collection={c}"))
+            .collect();
+        want.extend(["action=create".to_owned(), "action=update".to_owned()]);
+        assert_eq!(expanded, vec![format!("repo?{}", want.join("&"))]);
     }
 }
