@@ -323,12 +323,14 @@ pub fn describe(
     out
 }
 
+/// `s` with its first letter upper-cased: ASCII only (these are this file's own words), which
+/// keeps the Unicode case tables out of the build.
 fn capitalize(s: &str) -> String {
-    let mut c = s.chars();
-    match c.next() {
-        Some(f) => f.to_uppercase().chain(c).collect(),
-        None => String::new(),
+    let mut out = s.to_owned();
+    if let Some(first) = out.get_mut(..1) {
+        first.make_ascii_uppercase();
     }
+    out
 }
 
 /// The sign-in and consent page (`status` 401 after a wrong password).
@@ -339,7 +341,7 @@ pub fn consent_page(status: u16, c: &Consent<'_>) -> HttpResponse {
     // only what it calls itself, and there is no logo.
     let trusted = c.trusted && !c.loopback;
     let host = crate::http::url_origin(c.client_id)
-        .map_or(c.client_id, |o| o.trim_start_matches("https://"));
+        .map_or(c.client_id, |o| o.strip_prefix("https://").unwrap_or(o));
     let name = match c.client_name {
         _ if c.loopback => "A local development app",
         Some(declared) if trusted => declared,
@@ -449,6 +451,27 @@ fn image_origin(url: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn record_permissions_read_as_a_sentence() {
+        let lines = describe(
+            "atproto repo:app.bsky.feed.post?action=create&action=delete",
+            "alice.test",
+            &|_| None,
+        );
+        assert_eq!(
+            lines,
+            vec![
+                ("Know that you are @alice.test".to_owned(), false),
+                (
+                    "Create, delete records of kind app.bsky.feed.post in your account".to_owned(),
+                    false
+                ),
+            ]
+        );
+        assert_eq!(capitalize(""), "");
+        assert_eq!(capitalize("é"), "é");
+    }
 
     #[test]
     fn the_page_escapes_what_it_shows_and_carries_the_fixed_form() {
