@@ -177,8 +177,9 @@ impl PermissionSet {
     }
 }
 
-/// The strings of `values`, sorted and without duplicates. At most [`MAX_ENTRY_NAMES`]: each
-/// goes to its place as it comes (a slice sort would add kilobytes of wasm for a handful).
+/// The strings of `values`, sorted and without duplicates. Callers pass at most
+/// [`MAX_ENTRY_NAMES`], so each can go to its place as it comes (a slice sort would add
+/// kilobytes of wasm for a handful).
 fn sorted_unique(values: &[Value]) -> Vec<&str> {
     let mut out: Vec<&str> = Vec::new();
     for v in values.iter().filter_map(Value::as_str) {
