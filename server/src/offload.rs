@@ -25,6 +25,7 @@ use futures_util::future::LocalBoxFuture;
 use pds_api::runtime::xrpc::XrpcError;
 
 use crate::data::json::{read_message, JsonMessage, JsonObject, JsonWriter};
+use crate::first_error::FirstError;
 
 use crate::account::Account;
 use crate::api::import::{ImportDone, ImportGrant, ImportProgress, IMPORT_REPO};
@@ -182,12 +183,14 @@ impl JsonMessage for StoredReport {
     }
 
     fn read(o: &JsonObject) -> Result<StoredReport, String> {
-        Ok(StoredReport {
-            cid: o.str("cid")?,
-            size: o.u64("size")?,
-            mime_type: o.str("mimeType")?,
-            reserved: o.opt_u64("reserved")?.unwrap_or(0),
-        })
+        let mut e = FirstError::new();
+        let v = StoredReport {
+            cid: e.keep(o.str("cid")),
+            size: e.keep(o.u64("size")),
+            mime_type: e.keep(o.str("mimeType")),
+            reserved: e.keep(o.opt_u64("reserved")).unwrap_or(0),
+        };
+        e.finish(v)
     }
 }
 

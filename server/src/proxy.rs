@@ -25,6 +25,7 @@ use crate::auth::session::is_protected_method;
 use crate::auth::Permission;
 use crate::config::{Config, ServiceRef};
 use crate::data::json::{read_message, JsonMessage, JsonObject, JsonWriter};
+use crate::first_error::FirstError;
 use crate::http::{Body, HttpRequest, HttpResponse};
 use crate::net::http_client::ClientResponse;
 use crate::net::http_client::{ClientRequest, HttpClient, HttpError, Method, RequestBody};
@@ -94,12 +95,14 @@ impl JsonMessage for ProxyGrant {
     }
 
     fn read(o: &JsonObject) -> Result<ProxyGrant, String> {
-        Ok(ProxyGrant {
-            url: o.str("url")?,
-            authorization: o.opt_str("authorization")?,
-            timeout_seconds: o.u64("timeoutSeconds")?,
-            read_after_write: o.opt_str("readAfterWrite")?,
-        })
+        let mut e = FirstError::new();
+        let v = ProxyGrant {
+            url: e.keep(o.str("url")),
+            authorization: e.keep(o.opt_str("authorization")),
+            timeout_seconds: e.keep(o.u64("timeoutSeconds")),
+            read_after_write: e.keep(o.opt_str("readAfterWrite")),
+        };
+        e.finish(v)
     }
 }
 
@@ -124,11 +127,13 @@ impl JsonMessage for ProxyAsk {
     }
 
     fn read(o: &JsonObject) -> Result<ProxyAsk, String> {
-        Ok(ProxyAsk {
-            nsid: o.str("nsid")?,
-            query: o.str("query")?,
-            service_did: o.opt_str("serviceDid")?,
-        })
+        let mut e = FirstError::new();
+        let v = ProxyAsk {
+            nsid: e.keep(o.str("nsid")),
+            query: e.keep(o.str("query")),
+            service_did: e.keep(o.opt_str("serviceDid")),
+        };
+        e.finish(v)
     }
 }
 

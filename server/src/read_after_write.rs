@@ -20,6 +20,7 @@ use crate::account::Account;
 use crate::api::internal;
 use crate::config::Config;
 use crate::data::json::{JsonMessage, JsonObject, JsonWriter};
+use crate::first_error::FirstError;
 use crate::proxy::ProxyGrant;
 use crate::storage::{Sql, SqlExt, SqlValue};
 
@@ -73,12 +74,14 @@ impl JsonMessage for LocalWritesAsk {
     }
 
     fn read(o: &JsonObject) -> Result<LocalWritesAsk, String> {
-        Ok(LocalWritesAsk {
-            nsid: o.str("nsid")?,
-            rev: o.str("rev")?,
-            thread_uri: o.opt_str("threadUri")?,
-            parent_height: o.opt_str("parentHeight")?,
-        })
+        let mut e = FirstError::new();
+        let v = LocalWritesAsk {
+            nsid: e.keep(o.str("nsid")),
+            rev: e.keep(o.str("rev")),
+            thread_uri: e.keep(o.opt_str("threadUri")),
+            parent_height: e.keep(o.opt_str("parentHeight")),
+        };
+        e.finish(v)
     }
 }
 
@@ -116,21 +119,26 @@ impl JsonMessage for LocalWrites {
     }
 
     fn read(o: &JsonObject) -> Result<LocalWrites, String> {
-        Ok(LocalWrites {
-            did: o.str("did")?,
-            count: usize::try_from(o.u64("count")?).map_err(|e| e.to_string())?,
-            profile: o
-                .opt_object("profile")?
-                .map(|p| ProfileUpdate::read(&p))
-                .transpose()?,
-            posts: o.array("posts")?,
-            lag_ms: o.opt_u64("lagMs")?,
-            thread_uri: o.opt_str("threadUri")?,
-            parent: o
-                .opt_object("parent")?
-                .map(|p| ProxyGrant::read(&p))
-                .transpose()?,
-        })
+        let mut e = FirstError::new();
+        let v = LocalWrites {
+            did: e.keep(o.str("did")),
+            count: e.keep(
+                o.u64("count")
+                    .and_then(|n| usize::try_from(n).map_err(|e| e.to_string())),
+            ),
+            profile: e.keep(
+                o.opt_object("profile")
+                    .and_then(|p| p.map(|p| ProfileUpdate::read(&p)).transpose()),
+            ),
+            posts: e.keep(o.array("posts")),
+            lag_ms: e.keep(o.opt_u64("lagMs")),
+            thread_uri: e.keep(o.opt_str("threadUri")),
+            parent: e.keep(
+                o.opt_object("parent")
+                    .and_then(|p| p.map(|p| ProxyGrant::read(&p)).transpose()),
+            ),
+        };
+        e.finish(v)
     }
 }
 
@@ -161,12 +169,14 @@ impl JsonMessage for ProfileUpdate {
     }
 
     fn read(o: &JsonObject) -> Result<ProfileUpdate, String> {
-        Ok(ProfileUpdate {
-            display_name: o.opt_str("displayName")?,
-            description: o.opt_str("description")?,
-            avatar: o.opt_str("avatar")?,
-            banner: o.opt_str("banner")?,
-        })
+        let mut e = FirstError::new();
+        let v = ProfileUpdate {
+            display_name: e.keep(o.opt_str("displayName")),
+            description: e.keep(o.opt_str("description")),
+            avatar: e.keep(o.opt_str("avatar")),
+            banner: e.keep(o.opt_str("banner")),
+        };
+        e.finish(v)
     }
 }
 

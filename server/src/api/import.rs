@@ -4,6 +4,7 @@
 //! at a revision newer than the imported one.
 
 use crate::data::json::{read_message, JsonMessage, JsonObject, JsonWriter};
+use crate::first_error::FirstError;
 use cid::Cid;
 use pds_api::runtime::xrpc::XrpcError;
 
@@ -65,10 +66,12 @@ impl JsonMessage for ImportDone {
     }
 
     fn read(o: &JsonObject) -> Result<ImportDone, String> {
-        Ok(ImportDone {
-            root: o.str("root")?,
-            walk: o.opt_str("walk")?,
-        })
+        let mut e = FirstError::new();
+        let v = ImportDone {
+            root: e.keep(o.str("root")),
+            walk: e.keep(o.opt_str("walk")),
+        };
+        e.finish(v)
     }
 }
 

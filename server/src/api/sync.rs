@@ -16,6 +16,7 @@ use super::{Api, RequestContext};
 use crate::api::internal;
 use crate::auth::{AccountStatus, AuthStore, SqlAuthStore};
 use crate::data::json::{JsonMessage, JsonObject, JsonWriter};
+use crate::first_error::FirstError;
 use crate::repo::car::{block_bytes, header_bytes};
 use crate::repo::{BlockStore, Repo};
 use crate::storage::{load_root, ByteRange, ChunkSource, Sql, SqlBlockStore, SqlValue};
@@ -511,14 +512,16 @@ impl JsonMessage for BlobToServe {
                 }
             }
         };
-        Ok(BlobToServe {
-            cid: o.str("cid")?,
-            mime_type: o.str("mimeType")?,
-            size: o.u64("size")?,
+        let mut e = FirstError::new();
+        let v = BlobToServe {
+            cid: e.keep(o.str("cid")),
+            mime_type: e.keep(o.str("mimeType")),
+            size: e.keep(o.u64("size")),
             range,
-            unsatisfiable: o.flag("unsatisfiable")?,
-            cache_seconds: o.opt_u64("cacheSeconds")?.unwrap_or(0),
-        })
+            unsatisfiable: e.keep(o.flag("unsatisfiable")),
+            cache_seconds: e.keep(o.opt_u64("cacheSeconds")).unwrap_or(0),
+        };
+        e.finish(v)
     }
 }
 

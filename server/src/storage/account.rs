@@ -4,6 +4,7 @@
 
 use super::error::{Result, StorageError};
 use super::sql::{Row, Sql, SqlExt, SqlValue};
+use crate::first_error::FirstError;
 
 /// The account's hosting status: stored in `account.status`, reported by sessions and sync
 /// reads, and announced in `#account` events (whose lexicon also knows `desynchronized` and
@@ -85,16 +86,21 @@ const ACCOUNT_COLUMNS: &str = "did, handle, email, email_confirmed_ms, password_
                                status_changed_ms, created_ms";
 
 fn account_row(row: &Row) -> Result<Account> {
-    Ok(Account {
-        did: row.text(0)?,
-        handle: row.opt_text(1)?,
-        email: row.opt_text(2)?,
-        email_confirmed_ms: row.opt_integer(3)?,
-        password_hash: row.opt_text(4)?,
-        status: stored_status(&row.text(5)?)?,
-        status_changed_ms: row.opt_integer(6)?,
-        created_ms: row.integer(7)?,
-    })
+    let mut e = FirstError::new();
+    let v = Account {
+        did: e.keep(row.text(0)),
+        handle: e.keep(row.opt_text(1)),
+        email: e.keep(row.opt_text(2)),
+        email_confirmed_ms: e.keep(row.opt_integer(3)),
+        password_hash: e.keep(row.opt_text(4)),
+        status: e.keep_or(
+            row.text(5).and_then(|t| stored_status(&t)),
+            AccountStatus::Active,
+        ),
+        status_changed_ms: e.keep(row.opt_integer(6)),
+        created_ms: e.keep(row.integer(7)),
+    };
+    e.finish(v)
 }
 
 /// The account, or `None` before it is created.
@@ -381,13 +387,15 @@ pub struct AppPassword {
 }
 
 fn app_password_row(row: &Row) -> Result<AppPassword> {
-    Ok(AppPassword {
-        name: row.text(0)?,
-        password_hash: row.text(1)?,
-        privileged: row.integer(2)? != 0,
-        created_ms: row.integer(3)?,
-        lookup: row.opt_text(4)?,
-    })
+    let mut e = FirstError::new();
+    let v = AppPassword {
+        name: e.keep(row.text(0)),
+        password_hash: e.keep(row.text(1)),
+        privileged: e.keep(row.integer(2)) != 0,
+        created_ms: e.keep(row.integer(3)),
+        lookup: e.keep(row.opt_text(4)),
+    };
+    e.finish(v)
 }
 
 /// Stores a new app password; [`StorageError::Conflict`] if the name is taken.
@@ -464,15 +472,17 @@ pub struct RefreshToken {
 
 fn refresh_row(row: &Row) -> Result<RefreshToken> {
     let created_ms = row.integer(3)?;
-    Ok(RefreshToken {
-        id: row.text(0)?,
-        app_password_name: row.opt_text(1)?,
-        scope: row.text(2)?,
+    let mut e = FirstError::new();
+    let v = RefreshToken {
+        id: e.keep(row.text(0)),
+        app_password_name: e.keep(row.opt_text(1)),
+        scope: e.keep(row.text(2)),
         created_ms,
-        expires_ms: row.integer(4)?,
-        next_id: row.opt_text(5)?,
-        session_started_ms: row.opt_integer(6)?.unwrap_or(created_ms),
-    })
+        expires_ms: e.keep(row.integer(4)),
+        next_id: e.keep(row.opt_text(5)),
+        session_started_ms: e.keep(row.opt_integer(6)).unwrap_or(created_ms),
+    };
+    e.finish(v)
 }
 
 /// Stores a new refresh token.

@@ -9,6 +9,7 @@ use super::blocks::stored_cid;
 use super::error::Result as SqlResult;
 use super::sql::{Sql, SqlExt, SqlValue};
 use crate::data::RawCidHasher;
+use crate::first_error::FirstError;
 use cid::Cid;
 use std::fmt;
 use std::future::Future;
@@ -249,14 +250,17 @@ pub fn insert_blob_metadata(db: &dyn Sql, meta: &BlobMetadata) -> SqlResult<()> 
 const METADATA_COLUMNS: &str = "cid, mime_type, size, created_ms, unreferenced_since_ms";
 
 fn metadata_row(row: &super::sql::Row) -> SqlResult<BlobMetadata> {
-    Ok(BlobMetadata {
-        cid: stored_cid(&row.text(0)?)?,
-        mime_type: row.text(1)?,
-        size: u64::try_from(row.integer(2)?)
-            .map_err(|_| super::StorageError::Corrupt("negative blob size".into()))?,
-        created_ms: row.integer(3)?,
-        unreferenced_since_ms: row.opt_integer(4)?,
-    })
+    let mut e = FirstError::new();
+    let v = BlobMetadata {
+        cid: e.keep(row.text(0).and_then(|t| stored_cid(&t))),
+        mime_type: e.keep(row.text(1)),
+        size: e.keep(row.integer(2).and_then(|n| {
+            u64::try_from(n).map_err(|_| super::StorageError::Corrupt("negative blob size".into()))
+        })),
+        created_ms: e.keep(row.integer(3)),
+        unreferenced_since_ms: e.keep(row.opt_integer(4)),
+    };
+    e.finish(v)
 }
 
 /// An uploaded blob's metadata, if known.

@@ -11,6 +11,7 @@ use cid::Cid;
 use super::blocks::put_blocks;
 use super::error::Result;
 use super::sql::{Sql, SqlExt, SqlValue, MAX_PARAMS};
+use crate::first_error::FirstError;
 use crate::repo::blockstore::{BlockMap, BlockStore};
 use crate::repo::error::RepoError;
 
@@ -128,12 +129,14 @@ pub fn load_walk(db: &dyn Sql) -> Result<Option<ImportWalk>> {
     else {
         return Ok(None);
     };
-    Ok(Some(ImportWalk {
-        root: row.text(0)?,
-        rev: row.text(1)?,
-        state: row.text(2)?,
-        visited: row.integer(3)?,
-    }))
+    let mut e = FirstError::new();
+    let v = ImportWalk {
+        root: e.keep(row.text(0)),
+        rev: e.keep(row.text(1)),
+        state: e.keep(row.text(2)),
+        visited: e.keep(row.integer(3)),
+    };
+    e.finish(v).map(Some)
 }
 
 /// Starts a walk (replacing any other): nothing staged is marked kept yet and the stage of the

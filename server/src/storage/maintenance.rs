@@ -5,6 +5,7 @@
 use super::account::AccountStatus;
 use super::error::{Result, StorageError};
 use super::sql::{Row, Sql, SqlExt, SqlValue};
+use crate::first_error::FirstError;
 
 /// The one `maintenance_state` row (all `None` before anything happened).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -31,13 +32,15 @@ pub fn state(db: &dyn Sql) -> Result<MaintenanceState> {
     else {
         return Ok(MaintenanceState::default());
     };
-    Ok(MaintenanceState {
-        announced_handle: row.opt_text(0)?,
-        last_prune_ms: row.opt_integer(1)?,
-        last_crawl_ms: row.opt_integer(2)?,
-        last_crawl_seq: row.opt_integer(3)?,
-        last_blob_sweep_ms: row.opt_integer(4)?,
-    })
+    let mut e = FirstError::new();
+    let v = MaintenanceState {
+        announced_handle: e.keep(row.opt_text(0)),
+        last_prune_ms: e.keep(row.opt_integer(1)),
+        last_crawl_ms: e.keep(row.opt_integer(2)),
+        last_crawl_seq: e.keep(row.opt_integer(3)),
+        last_blob_sweep_ms: e.keep(row.opt_integer(4)),
+    };
+    e.finish(v)
 }
 
 /// Everything maintenance's schedule is decided on, read by [`snapshot`] in one statement: it
@@ -93,31 +96,33 @@ pub fn snapshot(db: &dyn Sql) -> Result<Snapshot> {
     let row = rows
         .first()
         .ok_or_else(|| StorageError::Corrupt("the maintenance snapshot returned no row".into()))?;
-    let account_status = match row.opt_text(5)? {
-        Some(status) => Some(super::account::stored_status(&status)?),
+    let mut e = FirstError::new();
+    let account_status = match e.keep(row.opt_text(5)) {
+        Some(status) => e.keep(super::account::stored_status(&status).map(Some)),
         None => None,
     };
-    Ok(Snapshot {
+    let v = Snapshot {
         state: MaintenanceState {
-            announced_handle: row.opt_text(0)?,
-            last_prune_ms: row.opt_integer(1)?,
-            last_crawl_ms: row.opt_integer(2)?,
-            last_crawl_seq: row.opt_integer(3)?,
-            last_blob_sweep_ms: row.opt_integer(4)?,
+            announced_handle: e.keep(row.opt_text(0)),
+            last_prune_ms: e.keep(row.opt_integer(1)),
+            last_crawl_ms: e.keep(row.opt_integer(2)),
+            last_crawl_seq: e.keep(row.opt_integer(3)),
+            last_blob_sweep_ms: e.keep(row.opt_integer(4)),
         },
         account_status,
-        status_changed_ms: row.opt_integer(6)?,
-        latest_seq: row.opt_integer(7)?.filter(|seq| *seq > 0),
-        earliest_seq: row.opt_integer(8)?,
-        latest_event_ms: row.opt_integer(9)?,
-        next_crawl_attempt_ms: row.opt_integer(10)?,
-        stage_expiry_ms: row
-            .opt_integer(11)?
+        status_changed_ms: e.keep(row.opt_integer(6)),
+        latest_seq: e.keep(row.opt_integer(7)).filter(|seq| *seq > 0),
+        earliest_seq: e.keep(row.opt_integer(8)),
+        latest_event_ms: e.keep(row.opt_integer(9)),
+        next_crawl_attempt_ms: e.keep(row.opt_integer(10)),
+        stage_expiry_ms: e
+            .keep(row.opt_integer(11))
             .map(|t| t.saturating_add(super::import::STAGE_TTL_MS)),
-        oldest_unreferenced_ms: row.opt_integer(12)?,
-        any_blob: row.integer(13)? != 0,
-        last_checked_ms: row.opt_integer(14)?,
-    })
+        oldest_unreferenced_ms: e.keep(row.opt_integer(12)),
+        any_blob: e.keep(row.integer(13)) != 0,
+        last_checked_ms: e.keep(row.opt_integer(14)),
+    };
+    e.finish(v)
 }
 
 fn update(db: &dyn Sql, set: &str, params: &[SqlValue]) -> Result<()> {
@@ -165,13 +170,15 @@ pub struct PendingCrawl {
 }
 
 fn pending_row(row: &Row) -> Result<PendingCrawl> {
-    Ok(PendingCrawl {
-        relay: row.text(0)?,
-        queued_ms: row.integer(1)?,
-        attempts: row.integer(2)?,
-        next_attempt_ms: row.integer(3)?,
-        last_error: row.opt_text(4)?,
-    })
+    let mut e = FirstError::new();
+    let v = PendingCrawl {
+        relay: e.keep(row.text(0)),
+        queued_ms: e.keep(row.integer(1)),
+        attempts: e.keep(row.integer(2)),
+        next_attempt_ms: e.keep(row.integer(3)),
+        last_error: e.keep(row.opt_text(4)),
+    };
+    e.finish(v)
 }
 
 /// Queues a crawl request to each of `relays` (replacing one still pending, which starts over)

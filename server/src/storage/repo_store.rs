@@ -6,6 +6,7 @@ use super::blocks::{put_blocks, reachable_blocks, stored_cid};
 use super::error::{Result, StorageError};
 use super::sequencer::{insert_event, NewEvent};
 use super::sql::{placeholders, Sql, SqlExt, SqlValue, MAX_PARAMS};
+use crate::first_error::FirstError;
 use crate::repo::repository::OpAction;
 use crate::repo::verify::VerifiedRepo;
 use crate::repo::{BlockStore, CommitOutput};
@@ -46,12 +47,14 @@ pub fn load_root(db: &dyn Sql) -> Result<Option<RepoRoot>> {
     else {
         return Ok(None);
     };
-    Ok(Some(RepoRoot {
-        did: row.text(0)?,
-        commit_cid: stored_cid(&row.text(1)?)?,
-        rev: row.text(2)?,
-        data_cid: stored_cid(&row.text(3)?)?,
-    }))
+    let mut e = FirstError::new();
+    let v = RepoRoot {
+        did: e.keep(row.text(0)),
+        commit_cid: e.keep(row.text(1).and_then(|t| stored_cid(&t))),
+        rev: e.keep(row.text(2)),
+        data_cid: e.keep(row.text(3).and_then(|t| stored_cid(&t))),
+    };
+    e.finish(v).map(Some)
 }
 
 fn split_path(path: &str) -> Result<(&str, &str)> {
@@ -420,11 +423,13 @@ pub fn list_records(
     };
     rows.into_iter()
         .map(|row| {
-            Ok(IndexedRecord {
-                rkey: row.text(0)?,
-                cid: stored_cid(&row.text(1)?)?,
-                bytes: row.into_opt_blob(2)?,
-            })
+            let mut e = FirstError::new();
+            let v = IndexedRecord {
+                rkey: e.keep(row.text(0)),
+                cid: e.keep(row.text(1).and_then(|t| stored_cid(&t))),
+                bytes: e.keep(row.into_opt_blob(2)),
+            };
+            e.finish(v)
         })
         .collect()
 }

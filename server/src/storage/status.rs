@@ -3,6 +3,7 @@
 
 use super::error::Result;
 use super::sql::{Sql, SqlExt, SqlValue};
+use crate::first_error::FirstError;
 
 /// A UTC day, as days since the Unix epoch.
 pub const DAY_MS: i64 = 86_400_000;
@@ -76,13 +77,15 @@ pub fn load_checks(db: &dyn Sql) -> Result<Vec<CheckOutcome>> {
     )?
     .iter()
     .map(|row| {
-        Ok(CheckOutcome {
-            name: row.text(0)?,
-            level: row.text(1)?,
-            summary: row.text(2)?,
-            fix: row.opt_text(3)?,
-            checked_ms: row.integer(4)?,
-        })
+        let mut e = FirstError::new();
+        let v = CheckOutcome {
+            name: e.keep(row.text(0)),
+            level: e.keep(row.text(1)),
+            summary: e.keep(row.text(2)),
+            fix: e.keep(row.opt_text(3)),
+            checked_ms: e.keep(row.integer(4)),
+        };
+        e.finish(v)
     })
     .collect()
 }
