@@ -10,7 +10,8 @@ use support::http::{get, post_json, request, xrpc};
 on_both_shells!(
     records_round_trip,
     swaps_and_batches,
-    blobs_upload_and_attach
+    blobs_upload_and_attach,
+    post_text_is_limited_in_graphemes
 );
 
 /// An access token for the test account.
@@ -207,4 +208,46 @@ fn blobs_upload_and_attach(base: &str) {
         ),
     );
     assert_eq!(attached.status, 200, "{:?}", attached.json());
+}
+
+/// A post's text may hold 300 graphemes (`maxGraphemes`), however many code points each has:
+/// the Worker counts them with `Intl.Segmenter`, the native shell with unicode-segmentation.
+fn post_text_is_limited_in_graphemes(base: &str) {
+    let token = login(base);
+    let create = |text: String| {
+        xrpc(
+            base,
+            "POST",
+            "com.atproto.repo.createRecord",
+            &token,
+            Some(
+                &json!({"repo": support::account::did(), "collection": "app.bsky.feed.post",
+                         "record": post(&text)}),
+            ),
+        )
+    };
+    // An accented letter as two code points (3 bytes), a family as five joined emoji (18).
+    let accented = "e\u{301}";
+    let family = "\u{1F468}\u{200D}\u{1F469}\u{200D}\u{1F467}";
+    for text in [
+        accented.repeat(300),
+        family.repeat(150),
+        format!("{}x", accented.repeat(299)),
+    ] {
+        let res = create(text);
+        assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+    }
+    for text in [
+        accented.repeat(301),
+        format!("{}{}", family.repeat(100), accented.repeat(201)),
+    ] {
+        let res = create(text);
+        assert_eq!(res.status, 400, "{}", String::from_utf8_lossy(&res.body));
+        assert_eq!(res.json()["error"], "InvalidRequest");
+        let message = res.json()["message"].as_str().unwrap_or("").to_owned();
+        assert!(
+            message.contains("must not be longer than 300 graphemes"),
+            "{message}"
+        );
+    }
 }

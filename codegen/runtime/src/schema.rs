@@ -302,6 +302,20 @@ fn check_integer(s: &IntegerSchema, i: i64, path: &Path<'_>) -> VResult {
     Ok(())
 }
 
+/// The extended grapheme clusters of `text` (Unicode UAX #29), as `maxGraphemes` counts them.
+#[cfg(not(target_arch = "wasm32"))]
+fn grapheme_count(text: &str) -> u64 {
+    unicode_segmentation::UnicodeSegmentation::graphemes(text, true).count() as u64
+}
+
+/// The extended grapheme clusters of `text`, counted by the JavaScript runtime's
+/// `Intl.Segmenter` (the reference PDS counts in JavaScript too).
+#[cfg(target_arch = "wasm32")]
+fn grapheme_count(text: &str) -> u64 {
+    let segmenter = js_sys::Intl::Segmenter::new(&js_sys::Array::new(), &js_sys::Object::new());
+    u64::from(js_sys::Array::from(&segmenter.segment(text)).length())
+}
+
 fn check_string(s: &StringSchema, text: &str, path: &Path<'_>) -> VResult {
     if let Some(c) = s.const_ {
         if text != c {
@@ -324,9 +338,10 @@ fn check_string(s: &StringSchema, text: &str, path: &Path<'_>) -> VResult {
             return path.fail(format_args!("must not be shorter than {min} characters"));
         }
     }
-    if s.max_graphemes.is_some() || s.min_graphemes.is_some() {
-        let graphemes =
-            unicode_segmentation::UnicodeSegmentation::graphemes(text, true).count() as u64;
+    // A grapheme is at least one byte: text no longer in bytes than the maximum is within it.
+    let may_exceed_max = s.max_graphemes.is_some_and(|max| bytes > max);
+    if may_exceed_max || s.min_graphemes.is_some() {
+        let graphemes = grapheme_count(text);
         if let Some(max) = s.max_graphemes {
             if graphemes > max {
                 return path.fail(format_args!("must not be longer than {max} graphemes"));
