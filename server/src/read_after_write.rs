@@ -124,7 +124,7 @@ impl JsonMessage for LocalWrites {
             did: e.keep(o.str("did")),
             count: e.keep(
                 o.u64("count")
-                    .and_then(|n| usize::try_from(n).map_err(|e| e.to_string())),
+                    .and_then(|n| usize::try_from(n).map_err(|err| err.to_string())),
             ),
             profile: e.keep(
                 o.opt_object("profile")

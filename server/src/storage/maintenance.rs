@@ -33,14 +33,19 @@ pub fn state(db: &dyn Sql) -> Result<MaintenanceState> {
         return Ok(MaintenanceState::default());
     };
     let mut e = FirstError::new();
-    let v = MaintenanceState {
+    let v = state_of(&row, &mut e);
+    e.finish(v)
+}
+
+/// The state from the first five columns of `row` (in [`state`]'s order).
+fn state_of(row: &Row, e: &mut FirstError<StorageError>) -> MaintenanceState {
+    MaintenanceState {
         announced_handle: e.keep(row.opt_text(0)),
         last_prune_ms: e.keep(row.opt_integer(1)),
         last_crawl_ms: e.keep(row.opt_integer(2)),
         last_crawl_seq: e.keep(row.opt_integer(3)),
         last_blob_sweep_ms: e.keep(row.opt_integer(4)),
-    };
-    e.finish(v)
+    }
 }
 
 /// Everything maintenance's schedule is decided on, read by [`snapshot`] in one statement: it
@@ -102,13 +107,7 @@ pub fn snapshot(db: &dyn Sql) -> Result<Snapshot> {
         None => None,
     };
     let v = Snapshot {
-        state: MaintenanceState {
-            announced_handle: e.keep(row.opt_text(0)),
-            last_prune_ms: e.keep(row.opt_integer(1)),
-            last_crawl_ms: e.keep(row.opt_integer(2)),
-            last_crawl_seq: e.keep(row.opt_integer(3)),
-            last_blob_sweep_ms: e.keep(row.opt_integer(4)),
-        },
+        state: state_of(row, &mut e),
         account_status,
         status_changed_ms: e.keep(row.opt_integer(6)),
         latest_seq: e.keep(row.opt_integer(7)).filter(|seq| *seq > 0),
