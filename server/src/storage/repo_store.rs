@@ -329,6 +329,10 @@ pub fn index_records(
     blobs: &RecordBlobs,
     rev: &str,
 ) -> Result<()> {
+    // persist_commit flushes its pending creates before every other op, most often none.
+    if records.is_empty() {
+        return Ok(());
+    }
     let (record_table, blob_table) = index.tables();
     for chunk in records.chunks(MAX_PARAMS / 4) {
         let mut params = Vec::with_capacity(chunk.len() * 4);
