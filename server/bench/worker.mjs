@@ -7,12 +7,17 @@
 // - Memory floor, the resident size (VmRSS) of a workerd: `floor: empty Worker+DO RSS after one
 //   request` (an empty JS Worker + Durable Object, floor/, after one request through to its DO),
 //   then `PDS RSS after first request` (GET /xrpc/_health) and `PDS RSS after login`
-//   (createSession), each with its delta over the floor. The Workers are started and measured
-//   one after the other.
+//   (createSession), each with its delta over the floor, split into anonymous memory (the
+//   process's own) and file-backed pages (mostly workerd's executable: the wasm compilers,
+//   SQLite and crypto code a JS-only Worker never touches; shared with every process mapping it).
+//   The Workers are started and measured one after the other.
 // - Latency floors, p50/p95 over 300 sequential GETs each, measured interleaved (every round runs
 //   a batch of 30 per row, in rotating order, so machine noise hits all rows alike):
 //   `floor: empty JS Worker no-op`, `floor: empty JS Worker -> DO no-op`, `floor: empty JS
-//   Worker -> DO, one SQL row inserted` (the floor of a request that writes), `Worker no-op
+//   Worker -> DO, one SQL row inserted` (the floor of a request that writes), `floor: empty JS
+//   Worker -> rate-limit binding -> DO no-op` (the floor of an expensive read such as
+//   listRecords, which the edge counts before asking the DO; locally the binding is itself a
+//   call to a Durable Object, on Cloudflare a counter on the same machine), `Worker no-op
 //   route (/)` (the PDS's root page, answered by the Worker without the Durable Object) and `DO
 //   no-op route (/xrpc/_health)` (answered by the Durable Object), all through wrangler's local
 //   dev proxy (what clients of `npm start` see); then the no-op four `, direct to workerd` (sent
@@ -23,7 +28,8 @@
 //   fetch` (the same shape of work in an empty JS Worker: the platform's floor for a proxied call).
 // - createRecord with a DPoP-bound OAuth token against a legacy session, interleaved (p50);
 // - createSession latency; createRecord and getRecord latency (p50, p95) and ops/s, sequential
-//   and with 8 concurrent clients; listRecords pages of 100 (records/s); applyWrites with 200
+//   and with 8 concurrent clients (after `floor: empty JS Worker -> DO no-op, 8 clients`, the
+//   same driver against the empty JS Worker); listRecords pages of 100 (records/s); applyWrites with 200
 //   creates (records/s); getRepo of a 10k-record repository (MiB/s); uploadBlob and getBlob of
 //   5 MiB (MiB/s); then the heavy ones, an uploadBlob and getBlob of 95 MB and a getRepo of 100k
 //   records. Each upload and getBlob row follows its floor, `floor: empty JS Worker streaming
@@ -196,18 +202,29 @@ async function reportWasm(label, healthBody) {
 // BENCH_ONLY=<text>: run only the scenarios whose label contains it (the floors always run).
 const only = process.env.BENCH_ONLY;
 
-/** A scenario (failures reported as its row), then the DO's wasm memory after it. */
-async function scenario(label, name, fn) {
+/** A scenario (failures reported as its row), then the DO's wasm memory after it (unless it is a
+ * floor's, which leaves the PDS untouched). */
+async function scenario(label, name, fn, { floorOnly = false } = {}) {
   if (only && !label.includes(only)) return;
   await measure(name, fn);
-  await reportWasm(label);
+  if (!floorOnly) await reportWasm(label);
 }
 
-const rssKiB = (w) => (w.pid === undefined ? undefined : procStatusKiB(w.pid, 'VmRSS'));
-const rssRow = (kib, floorKiB) =>
-  kib === undefined
+// Resident memory of a Worker's workerd process, in KiB: the total (`VmRSS`) and its two parts,
+// anonymous (the process's own: heaps, compiled code, wasm memory) and file-backed (mostly
+// workerd's own executable paged in, shared with every other process that maps it).
+const memKiB = (w) =>
+  w.pid === undefined
+    ? undefined
+    : { rss: procStatusKiB(w.pid, 'VmRSS'), anon: procStatusKiB(w.pid, 'RssAnon'), file: procStatusKiB(w.pid, 'RssFile') };
+const over = (kib, floorKiB) => `+${mib((kib - floorKiB) * 1024)}`;
+const rssRow = (mem, floorMem) =>
+  mem === undefined
     ? 'n/a (workerd not found)'
-    : `${mib(kib * 1024)}${floorKiB === undefined ? '' : ` (+${mib((kib - floorKiB) * 1024)} over the floor)`}`;
+    : floorMem === undefined
+      ? `${mib(mem.rss * 1024)} (anonymous ${mib(mem.anon * 1024)}, file-backed ${mib(mem.file * 1024)})`
+      : `${mib(mem.rss * 1024)} (${over(mem.rss, floorMem.rss)} over the floor: anonymous ` +
+        `${over(mem.anon, floorMem.anon)}, file-backed ${over(mem.file, floorMem.file)})`;
 
 // Latency of GET no-ops, p50 / p95: a warm-up, then ROUNDS rounds of a batch of BATCH sequential
 // requests per target, the targets taken in turn (from a different first one each round).
@@ -254,8 +271,8 @@ try {
   // Memory floor: each Worker started and measured in turn, the floor first.
   floor = await startFloorWorker();
   await get(`${floor.base}/do`);
-  const floorKiB = rssKiB(floor);
-  report('floor: empty Worker+DO RSS after one request', rssRow(floorKiB));
+  const floorMem = memKiB(floor);
+  report('floor: empty Worker+DO RSS after one request', rssRow(floorMem));
 
   appview = await startFakeAppView();
   pds = await startBenchWorker({
@@ -265,9 +282,9 @@ try {
   });
   ({ base, vars } = pds);
   const firstHealth = await get(`${base}/xrpc/_health`);
-  report('PDS RSS after first request', rssRow(rssKiB(pds), floorKiB));
+  report('PDS RSS after first request', rssRow(memKiB(pds), floorMem));
   token = (await login()).json().accessJwt;
-  report('PDS RSS after login', rssRow(rssKiB(pds), floorKiB));
+  report('PDS RSS after login', rssRow(memKiB(pds), floorMem));
   await reportWasm('first request', firstHealth);
   await reportWasm('login');
 
@@ -276,6 +293,7 @@ try {
       ['floor: empty JS Worker no-op', `${floor.base}/`],
       ['floor: empty JS Worker -> DO no-op', `${floor.base}/do`],
       ['floor: empty JS Worker -> DO, one SQL row inserted', `${floor.base}/do-write`],
+      ['floor: empty JS Worker -> rate-limit binding -> DO no-op', `${floor.base}/do-limited`],
       ['Worker no-op route (/)', `${base}/`],
       ['DO no-op route (/xrpc/_health)', `${base}/xrpc/_health`],
     ];
@@ -316,8 +334,6 @@ try {
       `${ms(d)} / ${ms(p)}: +${ms(p - d)}; ${ms(p - f)} over the JS floor (target: DO no-op ${ms(doFloor)} + 2 ms)`,
     );
   });
-  await floor.dispose();
-  floor = undefined;
 
   await scenario('createSession', 'createSession latency (p50 / p95, 20 calls)', async () => {
     const times = [];
@@ -379,8 +395,18 @@ try {
   });
   await scenario('createRecord, sequential', 'createRecord', () => sequential('createRecord', 200, createOne));
   await scenario('getRecord, sequential', 'getRecord', () => sequential('getRecord', 200, getOne));
+  // What 8 clients get from an empty JS Worker and DO on this machine, right before the PDS's.
+  await scenario(
+    'floor: 8 clients (createRecord, getRecord)',
+    'floor, 8 clients',
+    () => concurrent('floor: empty JS Worker -> DO no-op', 8, 25, () => get(`${floor.base}/do`)),
+    { floorOnly: true },
+  );
   await scenario('createRecord, 8 clients', 'createRecord concurrent', () => concurrent('createRecord', 8, 25, createOne));
   await scenario('getRecord, 8 clients', 'getRecord concurrent', () => concurrent('getRecord', 8, 25, getOne));
+  // The floor Worker has served its rows: its workerd is stopped, out of the way of the rest.
+  await floor.dispose();
+  floor = undefined;
 
   await scenario('listRecords', 'listRecords', async () => {
     // Pages of 100 through the collection (a few hundred records by now), from the start again

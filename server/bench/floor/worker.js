@@ -3,6 +3,8 @@
 // answered by the Worker itself. Both answer 'ok' and do nothing else. `/do-write` is `/do` with
 // one SQL row inserted by the Durable Object. `/do-then-fetch?url=U` is the shape of a proxied
 // call: a call to the Durable Object, then the Worker fetches U and streams its answer back.
+// `/do-limited` is `/do` after one call of a rate-limiting binding: the shape of an expensive read
+// (listRecords, getRepo, getBlob), which the PDS counts at the edge before asking its object.
 // `/put` is the shape of an upload: the body streamed into R2, nothing hashed or checked; it
 // answers the key, and `/get?key=K` streams that object back (the shape of a blob read).
 export class FloorObject {
@@ -25,6 +27,10 @@ export class FloorObject {
 export default {
   async fetch(req, env) {
     const url = new URL(req.url);
+    if (url.pathname === '/do-limited') {
+      await env.LIMITER.limit({ key: 'floor' });
+      return env.FLOOR.get(env.FLOOR.idFromName('floor')).fetch(req);
+    }
     if (url.pathname === '/do' || url.pathname === '/do-write') {
       return env.FLOOR.get(env.FLOOR.idFromName('floor')).fetch(req);
     }
