@@ -16,6 +16,13 @@ passed=()
 for arg in "$@"; do
   if [ "$arg" = --no-opt ]; then optimize=(); else passed+=("$arg"); fi
 done
+# Panic locations carry source paths as strings in the wasm. Dependencies' are shortened to
+# what identifies them (`worker-0.8.7/src/...`): the build machine's registry prefix was 4.9 KB
+# of the raw wasm, and made the bundle differ from machine to machine. (The standard library's
+# `/rustc/<commit>/` paths come precompiled and cannot be remapped here.)
+remap=()
+for src in "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/; do remap+=("--remap-path-prefix=$src="); done
+export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="${remap[*]}"
 worker-build --release --no-opt ${passed[@]+"${passed[@]}"}
 wasm-opt "${optimize[@]}" --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
   --enable-mutable-globals --enable-multivalue --enable-reference-types --enable-exception-handling \
