@@ -52,6 +52,10 @@ pub struct Account {
     /// The newest event seq the last maintenance check after a request saw (none before the
     /// first check of this instance): requests that stored nothing skip the check.
     pub maintenance_seen_seq: Cell<Option<i64>>,
+    /// Write points admitted by the account's write limits and not yet stored: they go into
+    /// storage with the next repository commit, in its transaction (see
+    /// [`crate::rate_limit::admit_call`]). Counted as used by every check meanwhile.
+    pub held_write_points: Cell<u32>,
     /// The configuration as requests see it (see [`Account::effective_config`]), built on the
     /// first request of this instance.
     effective: RefCell<Option<Rc<Config>>>,
@@ -127,6 +131,7 @@ impl Account {
             tids: RefCell::new(TidGenerator::new()),
             schema,
             maintenance_seen_seq: Cell::new(None),
+            held_write_points: Cell::new(0),
             collected: RefCell::new(std::collections::HashMap::new()),
             effective: RefCell::new(None),
         }

@@ -183,6 +183,8 @@ async fn account_route(
         body: Body::Bytes(req.body),
     };
     let mut res: HttpResponse = pds_api::methods::dispatch(&api, &cx, request).await.into();
+    // What the call's commit did not store (it made none), stored now.
+    crate::rate_limit::store_held_writes(&api);
     if let Some(status) = limited {
         status.apply(&mut res);
     }

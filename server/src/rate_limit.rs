@@ -165,16 +165,88 @@ fn admit_caller(
     }
     let now_ms = api.account.clock.now_millis();
     let limits = write_limits(&api.config.writes);
-    match consume(
+    let held = &api.account.held_write_points;
+    // Checked now and held, not stored: the points go into storage with the repository commit
+    // the call makes, in its transaction ([`store_held_writes_in`]), or after the call when it
+    // made none ([`store_held_writes`]). A separate commit to storage per write cost as much
+    // as the rest of a createRecord's statements together.
+    match count_in(
         api.account.sql.as_ref(),
         &limits,
         ACCOUNT_KEY,
         now_ms,
         points,
+        Count::Check { held: held.get() },
     ) {
-        Ok(Ok(status)) => Ok(Some(status)),
+        Ok(Ok(status)) => {
+            held.set(held.get().saturating_add(points));
+            Ok(Some(status))
+        }
         Ok(Err(exceeded)) => Err(exceeded.into_response()),
         Err(e) => Err(fail(e.into())),
+    }
+}
+
+/// Stores the account's held write points (see [`admit_call`]) in the transaction the caller
+/// has open, added to each write limit's counter whatever the limits say now (they were
+/// admitted): answers how many, to be released from the hold with [`release_held_writes`]
+/// once that transaction committed. One statement, no read: a counter whose window ended
+/// starts the next one.
+pub fn store_held_writes_in(
+    db: &dyn Sql,
+    config: &crate::config::Config,
+    account: &crate::account::Account,
+) -> crate::storage::Result<u32> {
+    let held = account.held_write_points.get();
+    if held == 0 {
+        return Ok(0);
+    }
+    let now = ms(account.clock.now_millis());
+    let limits = write_limits(&config.writes);
+    // ?1 is now; then key, points and the end of a new window for each limit.
+    let mut params = vec![SqlValue::Integer(now)];
+    let mut rows = Vec::with_capacity(limits.len());
+    for limit in &limits {
+        let at = params.len() + 1;
+        rows.push(format!("(?{at}, ?{}, ?{})", at + 1, at + 2));
+        params.extend([
+            SqlValue::from(format!("{}:{ACCOUNT_KEY}", limit.name).as_str()),
+            SqlValue::Integer(i64::from(held)),
+            SqlValue::Integer(now.saturating_add(ms(limit.window_secs * 1000))),
+        ]);
+    }
+    db.execute(
+        &format!(
+            "INSERT INTO rate_limit (key, used, window_end_ms) VALUES {} \
+             ON CONFLICT (key) DO UPDATE SET \
+             used = CASE WHEN window_end_ms > ?1 THEN used + excluded.used \
+             ELSE excluded.used END, \
+             window_end_ms = CASE WHEN window_end_ms > ?1 THEN window_end_ms \
+             ELSE excluded.window_end_ms END",
+            rows.join(", ")
+        ),
+        &params,
+    )?;
+    Ok(held)
+}
+
+/// Takes `stored` points, now in storage, off the account's hold.
+pub fn release_held_writes(account: &crate::account::Account, stored: u32) {
+    let held = &account.held_write_points;
+    held.set(held.get().saturating_sub(stored));
+}
+
+/// After a call: stores the write points still held, those of a call that made no commit (it
+/// failed), in a transaction of their own. A failure is logged and the points stay held, for
+/// the next commit.
+pub fn store_held_writes(api: &Api<'_>) {
+    if api.account.held_write_points.get() == 0 {
+        return;
+    }
+    let db = api.account.sql.as_ref();
+    match db.transaction(|| store_held_writes_in(db, api.config, api.account)) {
+        Ok(stored) => release_held_writes(api.account, stored),
+        Err(e) => crate::log::error(&format!("storing write points: {e}")),
     }
 }
 
@@ -427,7 +499,35 @@ fn consume_in(
     now_ms: u64,
     cost: u32,
 ) -> Result<Result<Status, Exceeded>, CheckError> {
+    count_in(db, limits, key, now_ms, cost, Count::Consume)
+}
+
+/// What [`count_in`] does with a request's cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Count {
+    /// Refuses it over a limit; else stores the new count.
+    Consume,
+    /// Refuses it over a limit, with `held` points admitted earlier counted as used; stores
+    /// nothing.
+    Check {
+        /// Points admitted and not yet stored.
+        held: u32,
+    },
+}
+
+fn count_in(
+    db: &dyn Sql,
+    limits: &[Limit],
+    key: &str,
+    now_ms: u64,
+    cost: u32,
+    mode: Count,
+) -> Result<Result<Status, Exceeded>, CheckError> {
     let now = ms(now_ms);
+    let held = match mode {
+        Count::Check { held } => held,
+        Count::Consume => 0,
+    };
     // Every limit's live counter in one statement, and every new count in one: each statement
     // is a crossing into the runtime's SQL on Workers. An ended window reads as none, and the
     // new count starts the next one; maintenance drops ended rows ([`prune_ended`]).
@@ -460,10 +560,10 @@ fn consume_in(
             stored.unwrap_or((0, now.saturating_add(ms(limit.window_secs * 1000))));
         let used = u32::try_from(used).unwrap_or(u32::MAX);
         let reset_ms = u64::try_from(end_ms).unwrap_or(0);
-        if used.saturating_add(cost) > limit.points {
+        if used.saturating_add(held).saturating_add(cost) > limit.points {
             let status = Status {
                 limit: *limit,
-                remaining: limit.points.saturating_sub(used),
+                remaining: limit.points.saturating_sub(used.saturating_add(held)),
                 reset_ms,
             };
             return Ok(Err(Exceeded {
@@ -471,7 +571,13 @@ fn consume_in(
                 retry_after_secs: reset_ms.saturating_sub(now_ms).div_ceil(1000),
             }));
         }
-        statuses.push((counter_key, used, end_ms, *limit, reset_ms));
+        statuses.push((
+            counter_key,
+            used.saturating_add(held),
+            end_ms,
+            *limit,
+            reset_ms,
+        ));
     }
     let mut counts = Vec::with_capacity(statuses.len() * 3);
     let mut tightest: Option<Status> = None;
@@ -490,7 +596,7 @@ fn consume_in(
             tightest = Some(status);
         }
     }
-    if !counts.is_empty() {
+    if !matches!(mode, Count::Check { .. }) && !counts.is_empty() {
         let values = vec!["(?, ?, ?)"; counts.len() / 3].join(", ");
         db.execute(
             &format!(

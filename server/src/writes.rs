@@ -120,7 +120,15 @@ pub fn commit_writes(
         })?;
     let time_ms = i64::try_from(account.clock.now_millis())
         .map_err(|_| WriteError::Internal("clock out of range".into()))?;
-    let persisted = storage::persist_commit(db, &output, blobs, &event.new_event(time_ms))?;
+    // The write points the account's limits admitted go into storage with the commit, in its
+    // transaction: one commit to storage for both.
+    let mut stored_points = 0;
+    let persisted =
+        storage::persist_commit_with(db, &output, blobs, &event.new_event(time_ms), &mut || {
+            stored_points = crate::rate_limit::store_held_writes_in(db, config, account)?;
+            Ok(())
+        })?;
+    crate::rate_limit::release_held_writes(account, stored_points);
     // Stored: the next commit reads this commit block and these nodes first. Records are left
     // out; writes do not read them back. A set, not a scan of the ops per block: a batch of 200
     // creates has about 600 new blocks.
@@ -226,6 +234,44 @@ mod tests {
             rkey: format!("r{n:04}"),
             record: encode(&Value::Map(record)),
         }
+    }
+
+    #[test]
+    fn held_write_points_are_stored_with_the_commit() {
+        let dir = std::env::temp_dir().join(format!("pds-writes-held-{}", std::process::id()));
+        let (account, statements) = recording_account(&dir);
+        let config = config();
+        commit_writes(&config, &account, &[create(0)], &RecordBlobs::new(), None).unwrap();
+        let used = || {
+            account
+                .sql
+                .execute("SELECT key, used FROM rate_limit ORDER BY key", &[])
+                .unwrap()
+                .iter()
+                .map(|r| (r.text(0).unwrap(), r.integer(1).unwrap()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(used(), [], "nothing held, nothing stored");
+        account.held_write_points.set(3);
+        statements.borrow_mut().clear();
+        commit_writes(&config, &account, &[create(1)], &RecordBlobs::new(), None).unwrap();
+        assert_eq!(account.held_write_points.get(), 0);
+        let both = |n| {
+            vec![
+                ("write-day:account".to_owned(), n),
+                ("write-hour:account".to_owned(), n),
+            ]
+        };
+        assert_eq!(used(), both(3));
+        // Both counters in one statement, within the commit's transaction.
+        assert_eq!(count(&statements, "INSERT INTO rate_limit"), 1);
+        // A commit that fails stores nothing and keeps the points held.
+        account.held_write_points.set(2);
+        assert!(commit_writes(&config, &account, &[create(1)], &RecordBlobs::new(), None).is_err());
+        assert_eq!(account.held_write_points.get(), 2);
+        assert_eq!(used(), both(3));
+
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

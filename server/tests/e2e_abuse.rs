@@ -434,7 +434,7 @@ fn firehose_subscribers_are_capped(kind: ShellKind) {
 }
 
 fn writes_spend_the_accounts_budget(kind: ShellKind) {
-    let server = support::start_shell(kind, &[("PDS_WRITE_POINTS_PER_HOUR", "10")]);
+    let mut server = support::start_shell(kind, &[("PDS_WRITE_POINTS_PER_HOUR", "13")]);
     let base = server.base().to_owned();
     let (token, _) = login(&base);
     let anonymous = request(
@@ -447,7 +447,25 @@ fn writes_spend_the_accounts_budget(kind: ShellKind) {
             .as_bytes(),
     );
     assert_eq!(anonymous.status, 401, "anonymous calls spend nothing");
-    // Three creates (3 points each) fit in 10; the answers say what is left.
+    // A write that fails after admission spends its points too (the reference charges every
+    // attempt): stored after the call, as it made no commit to store them with.
+    let invalid = xrpc(
+        &base,
+        "POST",
+        "com.atproto.repo.createRecord",
+        &token,
+        Some(&json!({
+            "repo": did(),
+            "collection": "app.bsky.feed.post",
+            "record": {"$type": "app.bsky.feed.post"},
+        })),
+    );
+    assert_eq!(invalid.status, 400, "{:?}", invalid.json());
+    assert_eq!(invalid.header("ratelimit-remaining"), Some("10"));
+    // Stored, not only held in memory: a restart keeps them.
+    server.restart();
+    let base = server.base().to_owned();
+    // Three creates (3 points each) fit in the 10 left; the answers say what is left.
     let mut uris = Vec::new();
     for left in ["7", "4", "1"] {
         let res = xrpc(
@@ -463,7 +481,7 @@ fn writes_spend_the_accounts_budget(kind: ShellKind) {
         );
         assert_eq!(res.status, 200, "{:?}", res.json());
         assert_eq!(res.header("ratelimit-remaining"), Some(left));
-        assert_eq!(res.header("ratelimit-policy"), Some("10;w=3600"));
+        assert_eq!(res.header("ratelimit-policy"), Some("13;w=3600"));
         uris.push(res.json()["uri"].as_str().unwrap().to_owned());
     }
     // A fourth does not fit: refused, nothing written.

@@ -41,8 +41,8 @@ pub use blobs::{BlobBody, BlobError, BlobStore, ByteRange, ChunkSource, StoredBl
 pub use blocks::{BlockCache, SqlBlockStore};
 pub use error::{Result, StorageError};
 pub use repo_store::{
-    get_record, list_collections, list_records, load_root, persist_commit, replace_repo,
-    IndexedRecord, PersistedCommit, RecordBlobs, RepoRoot,
+    get_record, list_collections, list_records, load_root, persist_commit, persist_commit_with,
+    replace_repo, IndexedRecord, PersistedCommit, RecordBlobs, RepoRoot,
 };
 pub use schema::{migrate, MigrationOutcome};
 pub use sequencer::{append_event, events_after, latest_seq, NewEvent, StoredEvent};

@@ -83,6 +83,19 @@ pub fn persist_commit(
     blobs: &RecordBlobs,
     event: &NewEvent<'_>,
 ) -> Result<PersistedCommit> {
+    persist_commit_with(db, output, blobs, event, &mut || Ok(()))
+}
+
+/// [`persist_commit`], and `also` last in the same transaction (one commit to storage for
+/// both): the caller's own rows that belong with the commit. An error from it rolls the
+/// commit back.
+pub fn persist_commit_with(
+    db: &dyn Sql,
+    output: &CommitOutput,
+    blobs: &RecordBlobs,
+    event: &NewEvent<'_>,
+    also: &mut dyn FnMut() -> Result<()>,
+) -> Result<PersistedCommit> {
     db.transaction(|| {
         let head = load_root(db)?;
         let expected = head.as_ref().map(|h| h.commit_cid);
@@ -211,6 +224,7 @@ pub fn persist_commit(
             ],
         )?;
         let seq = insert_event(db, event)?;
+        also()?;
         Ok(PersistedCommit { seq })
     })
 }
