@@ -202,29 +202,24 @@ pub fn store_held_writes_in(
         return Ok(0);
     }
     let now = ms(account.clock.now_millis());
-    let limits = write_limits(&config.writes);
-    // ?1 is now; then key, points and the end of a new window for each limit.
-    let mut params = vec![SqlValue::Integer(now)];
-    let mut rows = Vec::with_capacity(limits.len());
-    for limit in &limits {
-        let at = params.len() + 1;
-        rows.push(format!("(?{at}, ?{}, ?{})", at + 1, at + 2));
-        params.extend([
+    let [hour, day] = write_limits(&config.writes);
+    let counter = |limit: Limit| {
+        [
             SqlValue::from(format!("{}:{ACCOUNT_KEY}", limit.name).as_str()),
             SqlValue::Integer(i64::from(held)),
             SqlValue::Integer(now.saturating_add(ms(limit.window_secs * 1000))),
-        ]);
-    }
+        ]
+    };
+    let mut params = vec![SqlValue::Integer(now)];
+    params.extend(counter(hour));
+    params.extend(counter(day));
+    // ?1 is now; then each limit's key, points and the end of a new window.
     db.execute(
-        &format!(
-            "INSERT INTO rate_limit (key, used, window_end_ms) VALUES {} \
-             ON CONFLICT (key) DO UPDATE SET \
-             used = CASE WHEN window_end_ms > ?1 THEN used + excluded.used \
-             ELSE excluded.used END, \
-             window_end_ms = CASE WHEN window_end_ms > ?1 THEN window_end_ms \
-             ELSE excluded.window_end_ms END",
-            rows.join(", ")
-        ),
+        "INSERT INTO rate_limit (key, used, window_end_ms) VALUES (?2, ?3, ?4), (?5, ?6, ?7) \
+         ON CONFLICT (key) DO UPDATE SET \
+         used = CASE WHEN window_end_ms > ?1 THEN used + excluded.used ELSE excluded.used END, \
+         window_end_ms = CASE WHEN window_end_ms > ?1 THEN window_end_ms \
+         ELSE excluded.window_end_ms END",
         &params,
     )?;
     Ok(held)

@@ -252,6 +252,15 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         assert_eq!(used(), [], "nothing held, nothing stored");
+        // Counters of windows that ended: the points start new windows.
+        account
+            .sql
+            .execute(
+                "INSERT INTO rate_limit (key, used, window_end_ms) VALUES \
+                 ('write-hour:account', 100, 1), ('write-day:account', 100, 1)",
+                &[],
+            )
+            .unwrap();
         account.held_write_points.set(3);
         statements.borrow_mut().clear();
         commit_writes(&config, &account, &[create(1)], &RecordBlobs::new(), None).unwrap();
@@ -265,11 +274,15 @@ mod tests {
         assert_eq!(used(), both(3));
         // Both counters in one statement, within the commit's transaction.
         assert_eq!(count(&statements, "INSERT INTO rate_limit"), 1);
+        // Live windows add up.
+        account.held_write_points.set(1);
+        commit_writes(&config, &account, &[create(2)], &RecordBlobs::new(), None).unwrap();
+        assert_eq!(used(), both(4));
         // A commit that fails stores nothing and keeps the points held.
         account.held_write_points.set(2);
         assert!(commit_writes(&config, &account, &[create(1)], &RecordBlobs::new(), None).is_err());
         assert_eq!(account.held_write_points.get(), 2);
-        assert_eq!(used(), both(3));
+        assert_eq!(used(), both(4));
 
         let _ = std::fs::remove_dir_all(&dir);
     }
