@@ -4,7 +4,7 @@
 mod storage_support;
 
 use cid::Cid;
-use pds::data::cid_for_raw;
+use pds::data::{cid_for_raw, cid_string};
 use pds::platform::native::{DirBlobStore, NativeSql};
 use pds::repo::verify::verify_repo;
 use pds::repo::{Repo, WriteOp};
@@ -395,7 +395,10 @@ fn commits_persisted_to_a_file_verify_after_reopening() {
         // Each with its block, read in the same statement.
         for r in &page {
             let (cid, bytes) = get_record(&db, POST, &r.rkey).unwrap().unwrap();
-            assert_eq!((r.cid, r.bytes.as_ref()), (cid, Some(&bytes)));
+            assert_eq!(
+                (r.cid.as_str(), r.bytes.as_ref()),
+                (cid_string(&cid).as_str(), Some(&bytes))
+            );
         }
         cursor = page.last().map(|r| r.rkey.clone());
         pages.extend(page.into_iter().map(|r| r.rkey));

@@ -787,7 +787,7 @@ impl ComAtprotoRepo for Api<'_> {
             };
             let rkey = RecordKey::new(row.rkey.clone()).map_err(|e| internal("record key", e))?;
             records.push(list_records::RecordDef {
-                cid: cid_string(&row.cid)?,
+                cid: CidString::new(row.cid.clone()).map_err(|e| internal("stored CID", e))?,
                 uri: AtUri::for_record(&did, &params.collection, &rkey),
                 value: crate::data::decode(bytes).map_err(|e| internal("stored record", e))?,
             });

@@ -402,8 +402,9 @@ fn describe(cid: Option<Cid>) -> String {
 pub struct IndexedRecord {
     /// The record key.
     pub rkey: String,
-    /// The record's CID.
-    pub cid: Cid,
+    /// The record's CID, as stored (its string form: listRecords answers it as is, with no
+    /// decoding and encoding again).
+    pub cid: String,
     /// The record's DAG-CBOR block, `None` if the block store lacks it.
     pub bytes: Option<Vec<u8>>,
 }
@@ -444,7 +445,7 @@ pub fn list_records(
             let mut e = FirstError::new();
             let v = IndexedRecord {
                 rkey: e.keep(row.text(0)),
-                cid: e.keep(row.text(1).and_then(|t| stored_cid(&t))),
+                cid: e.keep(row.text(1)),
                 bytes: e.keep(row.into_opt_blob(2)),
             };
             e.finish(v)
