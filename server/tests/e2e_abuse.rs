@@ -447,19 +447,19 @@ fn writes_spend_the_accounts_budget(kind: ShellKind) {
             .as_bytes(),
     );
     assert_eq!(anonymous.status, 401, "anonymous calls spend nothing");
+    let create = |base: &str, record: serde_json::Value| {
+        xrpc(
+            base,
+            "POST",
+            "com.atproto.repo.createRecord",
+            &token,
+            Some(&json!({"repo": did(), "collection": "app.bsky.feed.post", "record": record})),
+        )
+    };
+    let post = |text: &str| json!({"$type": "app.bsky.feed.post", "text": text, "createdAt": "2026-12-06T00:00:00Z"});
     // A write that fails after admission spends its points too (the reference charges every
     // attempt): stored after the call, as it made no commit to store them with.
-    let invalid = xrpc(
-        &base,
-        "POST",
-        "com.atproto.repo.createRecord",
-        &token,
-        Some(&json!({
-            "repo": did(),
-            "collection": "app.bsky.feed.post",
-            "record": {"$type": "app.bsky.feed.post"},
-        })),
-    );
+    let invalid = create(&base, json!({"$type": "app.bsky.feed.post"}));
     assert_eq!(invalid.status, 400, "{:?}", invalid.json());
     assert_eq!(invalid.header("ratelimit-remaining"), Some("10"));
     // Stored, not only held in memory: a restart keeps them.
@@ -468,34 +468,14 @@ fn writes_spend_the_accounts_budget(kind: ShellKind) {
     // Three creates (3 points each) fit in the 10 left; the answers say what is left.
     let mut uris = Vec::new();
     for left in ["7", "4", "1"] {
-        let res = xrpc(
-            &base,
-            "POST",
-            "com.atproto.repo.createRecord",
-            &token,
-            Some(&json!({
-                "repo": did(),
-                "collection": "app.bsky.feed.post",
-                "record": {"$type": "app.bsky.feed.post", "text": "x", "createdAt": "2026-12-06T00:00:00Z"},
-            })),
-        );
+        let res = create(&base, post("x"));
         assert_eq!(res.status, 200, "{:?}", res.json());
         assert_eq!(res.header("ratelimit-remaining"), Some(left));
         assert_eq!(res.header("ratelimit-policy"), Some("13;w=3600"));
         uris.push(res.json()["uri"].as_str().unwrap().to_owned());
     }
     // A fourth does not fit: refused, nothing written.
-    let res = xrpc(
-        &base,
-        "POST",
-        "com.atproto.repo.createRecord",
-        &token,
-        Some(&json!({
-            "repo": did(),
-            "collection": "app.bsky.feed.post",
-            "record": {"$type": "app.bsky.feed.post", "text": "y", "createdAt": "2026-12-06T00:00:00Z"},
-        })),
-    );
+    let res = create(&base, post("y"));
     assert_eq!(res.status, 429);
     assert_eq!(res.json()["error"], "RateLimitExceeded");
     assert!(res.header("retry-after").is_some());
