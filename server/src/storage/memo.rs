@@ -105,12 +105,15 @@ impl Schema {
     }
 }
 
-/// The statement's words, lowercased: runs of letters, digits and `_`.
-fn words(sql: &str) -> Vec<String> {
+/// The statement's words: runs of letters, digits and `_`.
+fn word_iter(sql: &str) -> impl Iterator<Item = &str> {
     sql.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
         .filter(|w| !w.is_empty())
-        .map(str::to_ascii_lowercase)
-        .collect()
+}
+
+/// The statement's words, lowercased.
+fn words(sql: &str) -> Vec<String> {
+    word_iter(sql).map(str::to_ascii_lowercase).collect()
 }
 
 /// The table a statement starting with `words` writes, if it is a plain INSERT, REPLACE,
@@ -145,7 +148,11 @@ impl MemoSql {
 
     /// Before a statement that is not a plain read runs: forgets the answers it may change.
     fn before_write(&self, sql: &str) {
-        let words = words(sql);
+        // The target is within the first five words (`INSERT OR REPLACE INTO t`).
+        let words: Vec<String> = word_iter(sql)
+            .take(5)
+            .map(str::to_ascii_lowercase)
+            .collect();
         let Some(target) = write_target(&words) else {
             // A schema change, or a statement this does not read: the schema is read again
             // when next needed.
@@ -182,11 +189,14 @@ impl MemoSql {
         }
         let schema = self.schema.borrow();
         let tables = &schema.as_ref()?.tables;
-        let mut mentioned: Vec<String> = words(sql)
-            .into_iter()
-            .filter(|w| tables.contains(w))
-            .collect();
-        mentioned.dedup();
+        let mut mentioned: Vec<String> = Vec::new();
+        for word in word_iter(sql) {
+            if let Some(table) = tables.iter().find(|t| t.eq_ignore_ascii_case(word)) {
+                if !mentioned.contains(table) {
+                    mentioned.push(table.clone());
+                }
+            }
+        }
         Some(mentioned)
     }
 }
