@@ -153,7 +153,7 @@ impl MemoSql {
             .take(5)
             .map(str::to_ascii_lowercase)
             .collect();
-        let Some(target) = write_target(&words) else {
+        let Some(target) = write_target(&words).filter(|_| plain(sql)) else {
             // A schema change, or a statement this does not read: the schema is read again
             // when next needed.
             self.forget();
@@ -203,9 +203,17 @@ impl MemoSql {
 
 /// Whether `sql` only reads: a plain `SELECT` (a `WITH`, a `PRAGMA` and the rest count as writes).
 fn reads_only(sql: &str) -> bool {
-    sql.trim_start()
-        .get(..6)
-        .is_some_and(|word| word.eq_ignore_ascii_case("select"))
+    plain(sql)
+        && sql
+            .trim_start()
+            .get(..6)
+            .is_some_and(|word| word.eq_ignore_ascii_case("select"))
+}
+
+/// Whether `sql` is one statement without comments, so that its first words say what it does
+/// (a Durable Object runs every statement of a text; a comment could hide a table's name).
+fn plain(sql: &str) -> bool {
+    !(sql.contains(';') || sql.contains("--") || sql.contains("/*"))
 }
 
 /// Whether an answer is small enough to keep.
@@ -263,11 +271,21 @@ impl Sql for MemoSql {
 
     fn transaction_dyn(&self, body: &mut dyn FnMut() -> Result<()>) -> Result<()> {
         // What was kept before is what the transaction starts from; writes inside forget what
-        // they change as they run. A rollback undoes writes a kept answer may have seen.
-        let outcome = self.inner.transaction_dyn(body);
-        if outcome.is_err() {
-            self.forget();
+        // they change as they run. A rollback undoes writes a kept answer may have seen, and
+        // schema changes a schema read inside may have seen: unless the transaction commits
+        // (a failure, or a panic unwinding through here), everything is forgotten.
+        struct UnlessCommitted<'a>(&'a MemoSql, bool);
+        impl Drop for UnlessCommitted<'_> {
+            fn drop(&mut self) {
+                if !self.1 {
+                    self.0.forget();
+                    self.0.schema.borrow_mut().take();
+                }
+            }
         }
+        let mut guard = UnlessCommitted(self, false);
+        let outcome = self.inner.transaction_dyn(body);
+        guard.1 = outcome.is_ok();
         outcome
     }
 }
@@ -382,6 +400,11 @@ mod tests {
             .unwrap();
         assert_eq!(tally(&db, "tally"), 3);
         assert_eq!(statements.get(), before + 8);
+        // A comment could name another table where the target is read: everything forgotten.
+        assert_eq!(value(&db, 1).as_deref(), Some("one"));
+        db.execute("UPDATE /* other */ t SET v = 'uno' WHERE id = 1", &[])
+            .unwrap();
+        assert_eq!(value(&db, 1).as_deref(), Some("uno"));
     }
 
     #[test]
@@ -489,5 +512,7 @@ mod tests {
         assert!(!reads_only("WITH x AS (SELECT 1) DELETE FROM t"));
         assert!(!reads_only("PRAGMA user_version"));
         assert!(!reads_only("SEL"));
+        assert!(!reads_only("SELECT 1; DELETE FROM t"));
+        assert!(!reads_only("SELECT v FROM t -- WHERE id = 1"));
     }
 }
