@@ -19,7 +19,8 @@ done
 # Panic locations carry source paths as strings in the wasm. Dependencies' are shortened to
 # what identifies them (`worker-0.8.7/src/...`): the build machine's registry prefix was 4.9 KB
 # of the raw wasm, and made the bundle differ from machine to machine. (The standard library's
-# `/rustc/<commit>/` paths come precompiled and cannot be remapped here.)
+# `/rustc/<commit>/` paths come precompiled and cannot be remapped here; a RUSTFLAGS set in the
+# environment takes precedence over this variable, and then nothing is remapped.)
 remap=()
 for src in "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/; do remap+=("--remap-path-prefix=$src="); done
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="${remap[*]}"
