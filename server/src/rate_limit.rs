@@ -168,8 +168,8 @@ fn admit_caller(
     let held = &api.account.held_write_points;
     // Checked now and held, not stored: the points go into storage with the repository commit
     // the call makes, in its transaction ([`store_held_writes_in`]), or after the call when it
-    // made none ([`store_held_writes`]). A separate commit to storage per write cost as much
-    // as the rest of a createRecord's statements together.
+    // made none ([`store_held_writes`]). Stored here, they cost every write a transaction and
+    // a statement of its own.
     match count_in(
         api.account.sql.as_ref(),
         &limits,

@@ -272,7 +272,7 @@ mod tests {
             ]
         };
         assert_eq!(used(), both(3));
-        // Both counters in one statement, within the commit's transaction.
+        // Both counters in one statement.
         assert_eq!(count(&statements, "INSERT INTO rate_limit"), 1);
         // Live windows add up.
         account.held_write_points.set(1);
