@@ -205,7 +205,7 @@ pub fn store_held_writes_in(
     let [hour, day] = write_limits(&config.writes);
     let counter = |limit: Limit| {
         [
-            SqlValue::from(format!("{}:{ACCOUNT_KEY}", limit.name).as_str()),
+            SqlValue::Text(counter_key(&limit, ACCOUNT_KEY)),
             SqlValue::Integer(i64::from(held)),
             SqlValue::Integer(now.saturating_add(ms(limit.window_secs * 1000))),
         ]
@@ -256,6 +256,11 @@ pub fn upload_limit(config: &crate::config::Config) -> Limit {
 
 /// The key of the account's own counters.
 const ACCOUNT_KEY: &str = "account";
+
+/// The stored counter of `limit` for what `key` names (`write-hour:account`).
+fn counter_key(limit: &Limit, key: &str) -> String {
+    format!("{}:{key}", limit.name)
+}
 
 /// Whether the account's own limits (writes, uploads) are suspended: while it is deactivated,
 /// which is how it is during an inbound migration.
@@ -330,7 +335,7 @@ fn update_upload_counter(
              ON CONFLICT (key) DO UPDATE SET used = excluded.used, \
              window_end_ms = excluded.window_end_ms",
             &[
-                SqlValue::from(format!("{}:{ACCOUNT_KEY}", limit.name).as_str()),
+                SqlValue::Text(counter_key(&limit, ACCOUNT_KEY)),
                 SqlValue::Integer(i64::from(after)),
                 SqlValue::Integer(ms(status.reset_ms)),
             ],
@@ -526,10 +531,7 @@ fn count_in(
     // Every limit's live counter in one statement, and every new count in one: each statement
     // is a crossing into the runtime's SQL on Workers. An ended window reads as none, and the
     // new count starts the next one; maintenance drops ended rows ([`prune_ended`]).
-    let counter_keys: Vec<String> = limits
-        .iter()
-        .map(|limit| format!("{}:{key}", limit.name))
-        .collect();
+    let counter_keys: Vec<String> = limits.iter().map(|limit| counter_key(limit, key)).collect();
     let placeholders = crate::storage::sql::placeholders(counter_keys.len());
     let keys: Vec<SqlValue> = counter_keys
         .iter()

@@ -780,24 +780,24 @@ impl ComAtprotoRepo for Api<'_> {
             params.reverse.unwrap_or(false),
         )
         .map_err(|e| internal("record index", e))?;
-        let mut records = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let Some(bytes) = &row.bytes else {
-                continue;
-            };
-            let rkey = RecordKey::new(row.rkey.clone()).map_err(|e| internal("record key", e))?;
-            records.push(list_records::RecordDef {
-                cid: CidString::new(row.cid.clone()).map_err(|e| internal("stored CID", e))?,
-                uri: AtUri::for_record(&did, &params.collection, &rkey),
-                value: crate::data::decode(bytes).map_err(|e| internal("stored record", e))?,
-            });
-        }
         // A full page may have more after it; the cursor is the last rkey returned.
         let cursor = if rows.len() == limit as usize {
             rows.last().map(|r| r.rkey.clone())
         } else {
             None
         };
+        let mut records = Vec::with_capacity(rows.len());
+        for row in rows {
+            let Some(bytes) = &row.bytes else {
+                continue;
+            };
+            let rkey = RecordKey::new(row.rkey).map_err(|e| internal("record key", e))?;
+            records.push(list_records::RecordDef {
+                cid: CidString::new(row.cid).map_err(|e| internal("stored CID", e))?,
+                uri: AtUri::for_record(&did, &params.collection, &rkey),
+                value: crate::data::decode(bytes).map_err(|e| internal("stored record", e))?,
+            });
+        }
         Ok(list_records::Output { cursor, records })
     }
 

@@ -163,17 +163,12 @@ impl MemoSql {
         if self.answers.borrow().is_empty() {
             return;
         }
-        if self.schema.borrow().is_none() {
-            match Schema::read(self.inner.as_ref()) {
-                Ok(schema) => *self.schema.borrow_mut() = Some(schema),
-                Err(_) => return self.forget(),
-            }
-        }
-        let schema = self.schema.borrow();
+        let schema = self.schema();
         let Some(schema) = schema
             .as_ref()
             .filter(|s| s.tables.iter().any(|t| t == target))
         else {
+            // An unknown table, or no schema to tell: nothing kept is trusted.
             return self.forget();
         };
         let changed = schema.changed_by(target);
@@ -182,12 +177,18 @@ impl MemoSql {
             .retain(|a| !a.tables.iter().any(|t| changed.contains(t)));
     }
 
+    /// The schema, read from the database if it is not known; `None` when it cannot be read.
+    fn schema(&self) -> std::cell::Ref<'_, Option<Schema>> {
+        if self.schema.borrow().is_none() {
+            let read = Schema::read(self.inner.as_ref()).ok();
+            *self.schema.borrow_mut() = read;
+        }
+        self.schema.borrow()
+    }
+
     /// The known tables `sql` mentions; `None` when the schema cannot be read (keep nothing).
     fn tables_of(&self, sql: &str) -> Option<Vec<String>> {
-        if self.schema.borrow().is_none() {
-            *self.schema.borrow_mut() = Some(Schema::read(self.inner.as_ref()).ok()?);
-        }
-        let schema = self.schema.borrow();
+        let schema = self.schema();
         let tables = &schema.as_ref()?.tables;
         let mut mentioned: Vec<String> = Vec::new();
         for word in word_iter(sql) {
