@@ -6,12 +6,13 @@ set -euo pipefail
 [ "${PDS_SKIP_BUILD:-}" = 1 ] && exit 0
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$root/server"
-# wasm-opt runs once, here, after wasm-bindgen: worker-build's own pass (-O) is skipped and done
-# in the same run that strips the function-name section (about 440 KB of the raw wasm, 98 KiB
-# gzip, used only by debuggers). Each wasm-opt run parses and prints the whole module, which
-# binaryen's JavaScript build does slowly. Not Cargo's `strip = true`: it also drops the
-# target-features section wasm-bindgen needs.
-optimize=(-O)
+# wasm-opt runs once, here, after wasm-bindgen: worker-build's own pass (-O) is skipped, and -Oz
+# runs in the same pass that strips the function-name section (about 440 KB of the raw wasm,
+# 98 KiB gzip, used only by debuggers). -Oz: 10.5 KB smaller than -O, the same gzip size, and the
+# same speed within spread. Each wasm-opt run parses and prints the whole module, which binaryen's
+# JavaScript build does slowly. Not Cargo's `strip = true`: it also drops the target-features
+# section wasm-bindgen needs.
+optimize=(-Oz)
 passed=()
 for arg in "$@"; do
   if [ "$arg" = --no-opt ]; then optimize=(); else passed+=("$arg"); fi
