@@ -28,6 +28,13 @@ pub trait BlockStore {
         }
         Ok(())
     }
+    /// Whether every tree node this store returns was fully checked before it was stored
+    /// (canonical encoding, keys at their layer): then reading one back skips those checks.
+    /// Only the repository's own table says yes; anything that holds blocks from outside
+    /// (a CAR, an import's stage) must not.
+    fn checked(&self) -> bool {
+        false
+    }
 }
 
 /// Reads a block that must exist.
@@ -127,6 +134,10 @@ impl<S: BlockStore + ?Sized> BlockStore for TrackingStore<'_, S> {
         self.written.insert(cid, bytes);
         Ok(())
     }
+    /// The overlay holds what the tree code encoded itself.
+    fn checked(&self) -> bool {
+        self.base.checked()
+    }
 }
 
 impl<S: BlockStore + ?Sized> BlockStore for &mut S {
@@ -135,6 +146,9 @@ impl<S: BlockStore + ?Sized> BlockStore for &mut S {
     }
     fn has(&self, cid: &Cid) -> Result<bool> {
         (**self).has(cid)
+    }
+    fn checked(&self) -> bool {
+        (**self).checked()
     }
     fn put(&mut self, cid: Cid, bytes: Vec<u8>) -> Result<()> {
         (**self).put(cid, bytes)

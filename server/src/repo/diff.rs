@@ -57,18 +57,18 @@ pub fn diff_trees(
     let mut new_leaves: BTreeMap<String, Cid> = BTreeMap::new();
 
     let new_root = get_required(store, new)?;
-    let new_layer = Node::decode(&new_root, *new, None)?.layer;
+    let new_layer = Node::decode_from(store, &new_root, *new, None)?.layer;
     pending.entry(new_layer).or_default().1.insert(*new);
     if let Some(old) = old {
         let old_root = get_required(store, old)?;
-        let old_layer = Node::decode(&old_root, *old, None)?.layer;
+        let old_layer = Node::decode_from(store, &old_root, *old, None)?.layer;
         pending.entry(old_layer).or_default().0.insert(*old);
     }
 
     while let Some((layer, (olds, news))) = pending.pop_last() {
         for cid in olds.difference(&news) {
             let bytes = get_required(store, cid)?;
-            let node = Node::decode(&bytes, *cid, Some(layer))?;
+            let node = Node::decode_from(store, &bytes, *cid, Some(layer))?;
             collect(&node, &mut old_leaves, |c| {
                 pending
                     .entry(layer.saturating_sub(1))
@@ -80,7 +80,7 @@ pub fn diff_trees(
         }
         for cid in news.difference(&olds) {
             let bytes = get_required(store, cid)?;
-            let node = Node::decode(&bytes, *cid, Some(layer))?;
+            let node = Node::decode_from(store, &bytes, *cid, Some(layer))?;
             collect(&node, &mut new_leaves, |c| {
                 pending
                     .entry(layer.saturating_sub(1))

@@ -132,7 +132,29 @@ impl Node {
     /// own keys for a root: pass `None`). Checks key syntax, strict ordering,
     /// that every key has the node's height, and the canonical encoding.
     pub(crate) fn decode(bytes: &[u8], cid: Cid, layer: Option<u32>) -> Result<Node> {
-        let data: NodeData = decode_canonical(bytes, "MST node")?;
+        Node::decode_with(bytes, cid, layer, false)
+    }
+
+    /// [`Node::decode`] for a node read from `store`: when the store's nodes were fully
+    /// checked before they were stored ([`BlockStore::checked`]), the canonical encoding
+    /// (a second encoding and a comparison) and the keys' heights (a hash each) are not
+    /// checked again. On a write these were most of the time spent decoding.
+    pub(crate) fn decode_from(
+        store: &(impl BlockStore + ?Sized),
+        bytes: &[u8],
+        cid: Cid,
+        layer: Option<u32>,
+    ) -> Result<Node> {
+        Node::decode_with(bytes, cid, layer, store.checked())
+    }
+
+    fn decode_with(bytes: &[u8], cid: Cid, layer: Option<u32>, checked: bool) -> Result<Node> {
+        let data: NodeData = if checked {
+            serde_ipld_dagcbor::from_slice(bytes)
+                .map_err(|e| RepoError::Decode(format!("MST node: {e}")))?
+        } else {
+            decode_canonical(bytes, "MST node")?
+        };
         let mut keys = Vec::with_capacity(data.e.len());
         let mut vals = Vec::with_capacity(data.e.len());
         let mut gaps = Vec::with_capacity(data.e.len() + 1);
@@ -171,7 +193,7 @@ impl Node {
             (None, Some(k)) => key_height(k),
             (None, None) => 0,
         };
-        for key in &keys {
+        for key in keys.iter().filter(|_| !checked) {
             if key_height(key) != layer {
                 return Err(RepoError::InvalidMst(format!(
                     "key {key} at wrong layer {layer} in {}",
@@ -242,7 +264,7 @@ pub(crate) fn load_node(
     layer: Option<u32>,
 ) -> Result<Node> {
     let bytes = get_required(store, cid)?;
-    Node::decode(&bytes, *cid, layer)
+    Node::decode_from(store, &bytes, *cid, layer)
 }
 
 /// Makes sure a link is loaded and returns the node.
@@ -754,5 +776,70 @@ pub fn get_stored(
             }
             _ => return Ok(None),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repo::blockstore::MemoryBlockStore;
+
+    /// A store of `inner`'s blocks that vouches for them, as the repository's table does.
+    struct Vouching(MemoryBlockStore);
+
+    impl BlockStore for Vouching {
+        fn get(&self, cid: &Cid) -> Result<Option<Vec<u8>>> {
+            self.0.get(cid)
+        }
+        fn put(&mut self, cid: Cid, bytes: Vec<u8>) -> Result<()> {
+            self.0.put(cid, bytes)
+        }
+        fn checked(&self) -> bool {
+            true
+        }
+    }
+
+    #[test]
+    fn nodes_read_from_a_checked_store_are_the_nodes_a_full_decode_reads() {
+        let mut tree = Mst::new();
+        let store = MemoryBlockStore::new();
+        let value = cid_for_cbor(b"\xa0");
+        for i in 0..400 {
+            tree.insert(&store, &format!("com.example.record/k{i:04}"), value)
+                .unwrap();
+        }
+        let mut blocks = BlockMap::new();
+        let root = tree.flush(&mut blocks).unwrap();
+        let checked = Vouching(MemoryBlockStore::from_blocks(blocks.clone()));
+        assert!(checked.checked() && !MemoryBlockStore::new().checked());
+        // Every node with the layer its parent gives it (the root's from its keys).
+        let mut pending = vec![(root, None)];
+        let mut read = 0;
+        while let Some((cid, layer)) = pending.pop() {
+            let bytes = &blocks[&cid];
+            let full = Node::decode(bytes, cid, layer).unwrap();
+            let quick = Node::decode_from(&checked, bytes, cid, layer).unwrap();
+            assert_eq!(
+                (quick.layer, &quick.keys, &quick.vals),
+                (full.layer, &full.keys, &full.vals)
+            );
+            assert_eq!(encode(&quick.to_data().unwrap()).unwrap(), *bytes);
+            for gap in full.gaps.iter().flatten() {
+                if let Link::Stored(child) = gap {
+                    pending.push((*child, Some(full.layer - 1)));
+                }
+            }
+            if full.layer > 0 {
+                // An unchecked store still gets every check: keys at the wrong layer.
+                let err = Node::decode_from(&MemoryBlockStore::new(), bytes, cid, Some(0));
+                assert!(matches!(err, Err(RepoError::InvalidMst(_))));
+            }
+            read += 1;
+        }
+        assert!(
+            read > 10 && read == blocks.len(),
+            "{read} of {} nodes",
+            blocks.len()
+        );
     }
 }

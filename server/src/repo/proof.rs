@@ -32,7 +32,7 @@ fn load(
         return Ok(hit.clone());
     }
     let bytes = get_required(store, cid)?;
-    let node = Node::decode(&bytes, *cid, layer)?;
+    let node = Node::decode_from(store, &bytes, *cid, layer)?;
     let loaded = Rc::new(Loaded {
         cid: *cid,
         bytes,

@@ -437,7 +437,7 @@ impl<'s, S: BlockStore + ?Sized> CarExport<'s, S> {
         let mut out = header_bytes(&self.commit_cid)?;
         out.extend_from_slice(&block_bytes(&self.commit_cid, &commit_bytes));
         let root_bytes = get_required(self.store, &commit.data)?;
-        let root = Node::decode(&root_bytes, commit.data, None)?;
+        let root = Node::decode_from(self.store, &root_bytes, commit.data, None)?;
         out.extend_from_slice(&block_bytes(&commit.data, &root_bytes));
         self.stack.push((root, 0));
         Ok(out)
@@ -462,7 +462,7 @@ impl<'s, S: BlockStore + ?Sized> CarExport<'s, S> {
                     let cid = *cid;
                     let layer = node.layer.saturating_sub(1);
                     let bytes = get_required(self.store, &cid)?;
-                    let child = Node::decode(&bytes, cid, Some(layer))?;
+                    let child = Node::decode_from(self.store, &bytes, cid, Some(layer))?;
                     self.stack.push((child, 0));
                     return Ok(Some(block_bytes(&cid, &bytes)));
                 }

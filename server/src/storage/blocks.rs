@@ -150,6 +150,13 @@ impl BlockStore for SqlBlockStore<'_> {
         self.put_many(one)
     }
 
+    /// The repository's table holds the tree nodes this PDS encoded itself, and those of an
+    /// import, which its walk decoded with every check (from the stage) before they were
+    /// swapped in.
+    fn checked(&self) -> bool {
+        true
+    }
+
     fn put_many(&mut self, blocks: BlockMap) -> crate::repo::error::Result<()> {
         let Some(rev) = &self.rev else {
             return Err(RepoError::Storage(
@@ -283,4 +290,23 @@ fn collect_repo(
         level = next;
     }
     Ok(store)
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+    use crate::platform::native::NativeSql;
+    use crate::repo::TrackingStore;
+    use crate::storage::import::StagedBlocks;
+
+    #[test]
+    fn only_the_repository_table_vouches_for_its_tree_nodes() {
+        let db = NativeSql::open_in_memory().unwrap();
+        let table = SqlBlockStore::new(&db);
+        let staged = StagedBlocks::new(&db);
+        assert!(table.checked() && TrackingStore::new(&table).checked());
+        // An import's stage holds blocks from outside until its walk has checked them.
+        assert!(!staged.checked() && !TrackingStore::new(&staged).checked());
+        assert!(!MemoryBlockStore::new().checked());
+    }
 }
