@@ -153,11 +153,16 @@ async fn bounded(
 /// A repository read: the account's answer, or, for a repository hosted elsewhere, the call
 /// it granted, carried out here.
 async fn repo_read(req: Request, env: &Env, method: &str, url: &str) -> Result<Response> {
-    let head = request_head(&req, method, url);
+    // The request's head is read only for a grant, which is rare: copying every header into
+    // the wasm was 3.3% of a getRecord loop's samples under workerd, against 5.5% for the
+    // account's whole answer. The headers stay readable after the request was sent. (This is
+    // a handle to the same request: the method named `clone` would copy it, body and all.)
+    let sent = Clone::clone(req.inner());
     let mut answer = account_stub(env)?.fetch_with_request(req).await?;
     if !answer.headers().has(crate::proxy::GRANT_HEADER)? {
         return Ok(answer);
     }
+    let head = request_head(&Request::from(sent), method, url);
     let grant = HttpResponse {
         status: answer.status_code(),
         headers: answer.headers().entries().collect(),
