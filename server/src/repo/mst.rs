@@ -784,7 +784,7 @@ mod tests {
     use super::*;
     use crate::repo::blockstore::MemoryBlockStore;
 
-    /// A store of `inner`'s blocks that vouches for them, as the repository's table does.
+    /// Blocks in memory, vouched for as the repository's table vouches for its own.
     struct Vouching(MemoryBlockStore);
 
     impl BlockStore for Vouching {
