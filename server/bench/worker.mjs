@@ -44,8 +44,9 @@
 //   this is the PDS's).
 //
 // PDS_CLI=<path of a built `pds` binary> makes the account with it instead of `cargo run`
-// (to bench another tree without building it natively). BENCH_ONLY=<text> runs only the
-// scenarios whose name contains it, after the floors (e.g. BENCH_ONLY=proxied).
+// (to bench another tree without building it natively). BENCH_ONLY=<regular expression> runs
+// only the scenarios whose name it matches, after the floors (e.g. BENCH_ONLY=proxied, or
+// BENCH_ONLY='^(createRecord|getRecord), sequential' for several).
 //
 // wrangler runs each Worker as two workerd processes, a proxy on the advertised URL and an inner
 // workerd that runs the Worker; the memory figures are the inner one's (found by its listening
@@ -210,13 +211,14 @@ async function reportWasm(label, healthBody) {
   });
 }
 
-// BENCH_ONLY=<text>: run only the scenarios whose label contains it (the floors always run).
-const only = process.env.BENCH_ONLY;
+// BENCH_ONLY=<regular expression>: run only the scenarios whose label it matches (the floors
+// always run). A plain word matches the labels that contain it.
+const only = process.env.BENCH_ONLY ? new RegExp(process.env.BENCH_ONLY) : null;
 
 /** A scenario (failures reported as its row), then the DO's wasm memory after it (unless it is a
  * floor's, which leaves the PDS untouched). */
 async function scenario(label, name, fn, { floorOnly = false } = {}) {
-  if (only && !label.includes(only)) return;
+  if (only && !only.test(label)) return;
   await measure(name, fn);
   if (!floorOnly) await reportWasm(label);
 }
