@@ -193,13 +193,16 @@ impl Node {
             (None, Some(k)) => key_height(k),
             (None, None) => 0,
         };
-        for key in keys.iter().filter(|_| !checked) {
-            if key_height(key) != layer {
-                return Err(RepoError::InvalidMst(format!(
-                    "key {key} at wrong layer {layer} in {}",
-                    crate::data::cid_string(&cid)
-                )));
-            }
+        // A checked store's keys were hashed to their layer when they were stored.
+        let misplaced = match checked {
+            true => None,
+            false => keys.iter().find(|key| key_height(key) != layer),
+        };
+        if let Some(key) = misplaced {
+            return Err(RepoError::InvalidMst(format!(
+                "key {key} at wrong layer {layer} in {}",
+                crate::data::cid_string(&cid)
+            )));
         }
         if layer == 0 && gaps.iter().any(Option::is_some) {
             return Err(RepoError::InvalidMst(format!(
